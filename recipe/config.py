@@ -1,0 +1,326 @@
+"""RecipeConfig: the single description of a recipe run.
+
+A config is loaded from a YAML preset or file, then overridden with dotted
+``--set key.path=value`` strings. Every section forbids unknown keys, so a typo
+is an error that names the full key path instead of a silently ignored setting
+(a misconfigured net still trains -- only worse -- so configs must not be lax).
+
+The whole config is saved with every run and checkpoint; ``config_hash`` gives a
+short, key-order-independent identity used to find earlier stage results.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key path and what to do."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": unknown keys are errors. validate_assignment: `cfg.optim.lr = "x"` fails early too.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    """Fractions of the data held out for validation and test; the rest trains.
+
+    Splits are stratified by label (classification), seeded, and saved beside the
+    data so every stage, and every later run on the same data, sees the same ones.
+    """
+
+    val: float = Field(0.15, gt=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self) -> SplitConfig:
+        if self.val + self.test >= 0.9:
+            raise ValueError(f"val + test = {self.val + self.test:.2f} leaves under 10% to train on; lower them")
+        return self
+
+
+class DataConfig(_Section):
+    """Where the data comes from and how it is batched.
+
+    User-facing contract: ``data.root`` points at the user's data (a folder of class
+    sub-folders for ``imagefolder``, a .csv file for ``csv``, the download folder for
+    ``torchvision``); ``data.target`` names the CSV target column.
+    """
+
+    source: Literal["digits", "imagefolder", "csv", "torchvision"] = "digits"
+    root: Path | None = None  # None: data/<source-name> under the working directory
+    name: str | None = None  # torchvision: MNIST, FashionMNIST, CIFAR10; csv without root: an embedded table
+    download: bool = False  # torchvision only; nothing is downloaded unless asked
+    target: str | None = None  # csv: target column
+    task: Literal["auto", "classification", "regression"] = "auto"
+    image_size: int | None = Field(None, ge=4)  # resize images to a square of this side; None keeps their size
+    grayscale: bool | None = None  # None: keep what the files are (1 channel if all are grayscale)
+    normalize: bool = True  # standardise inputs with statistics from the training split
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(512, ge=1)
+    num_workers: int = Field(0, ge=0)  # DataLoader workers, for data that does not fit in memory
+    in_memory: Literal["auto", "always", "never"] = "auto"
+    max_memory_mb: int = Field(2048, ge=1)  # "auto" keeps data in memory when it fits under this
+    augment: list[str] = Field(default_factory=list)  # label-preserving transforms, e.g. ["crop", "rotate"]
+    split: SplitConfig = Field(default_factory=SplitConfig)
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataConfig:
+        if self.source == "torchvision" and not self.name:
+            raise ValueError("data.source=torchvision needs data.name (MNIST, FashionMNIST or CIFAR10)")
+        if self.source == "csv" and self.root is None and not self.name:
+            raise ValueError(
+                "data.source=csv needs data.root=PATH/TO/FILE.csv and data.target=COLUMN "
+                "(or data.name=wine|breast_cancer|diabetes for a table that ships with scikit-learn)"
+            )
+        if self.source == "imagefolder" and self.root is None:
+            raise ValueError("data.source=imagefolder needs data.root=PATH/TO/FOLDER with one sub-folder per class")
+        return self
+
+
+class ModelConfig(_Section):
+    """Which network to build. ``name`` is a registry name (linear, mlp, cnn, resnet,
+    resnet18, resnet34) or ``package.module:callable``; the callable is called with
+    keyword arguments ``in_shape`` and ``num_classes`` (plus ``kwargs``) and returns an
+    ``nn.Module``. ``width`` and ``depth`` are the capacity knobs stages turn."""
+
+    name: str = "cnn"
+    width: int = Field(32, ge=1)
+    depth: int = Field(2, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    init_bias: bool = True  # set the final bias from class priors / target mean ("init well")
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class OptimConfig(_Section):
+    """torch's own optimisers. ``weight_decay`` is decoupled for adamw, L2 for the rest."""
+
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
+    lr: float = Field(3e-4, gt=0)  # "Adam is safe" at 3e-4
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd, rmsprop
+    nesterov: bool = False  # sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
+    eps: float = Field(1e-8, gt=0)
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate schedule. Constant by default: the recipe tunes decay last."""
+
+    name: Literal[
+        "constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"
+    ] = "constant"
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up, for inverse_sqrt
+    step_epochs: int = Field(10, ge=1)  # step: decay every this many epochs
+    gamma: float = Field(0.1, gt=0, le=1)  # step: decay factor
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine / linear / cosine_restarts: floor as a fraction of lr
+    restart_epochs: int = Field(10, ge=1)  # cosine_restarts: first period
+    restart_mult: int = Field(1, ge=1)  # cosine_restarts: period multiplier
+    max_lr_mult: float = Field(10.0, ge=1)  # one_cycle: peak lr = lr * this
+    pct_start: float = Field(0.25, gt=0, lt=1)  # one_cycle: fraction of steps spent warming up
+    plateau_patience: int = Field(3, ge=0)  # plateau: epochs without val improvement before halving
+    plateau_factor: float = Field(0.5, gt=0, lt=1)  # plateau: multiplier ("halve on plateau")
+
+
+class BudgetConfig(_Section):
+    """How much training a stage may spend; the first limit reached stops training."""
+
+    epochs: int = Field(30, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    time_limit_s: float | None = Field(None, gt=0)
+
+
+class TrainerConfig(_Section):
+    """Trainer behaviour shared by every stage."""
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda, then mps, then cpu
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
+    grad_clip: float | None = Field(None, gt=0)  # clip the global gradient norm to this
+    ema_decay: float | None = Field(None, gt=0, lt=1)  # keep EMA (Polyak) weights and validate with them
+    progress: bool = True  # rich progress bar, shown only on a terminal
+    deterministic: bool = True  # torch.use_deterministic_algorithms where the device allows
+
+
+class InspectConfig(_Section):
+    """Stage 1, become one with the data."""
+
+    imbalance_warn_ratio: float = Field(5.0, ge=1)  # largest / smallest class count above this warns
+    outlier_mad: float = Field(6.0, gt=0)  # robust z (median/MAD) beyond which a sample is an outlier
+    max_outliers_listed: int = Field(20, ge=0)
+
+
+class StagesConfig(_Section):
+    inspect: InspectConfig = Field(default_factory=InspectConfig)
+
+
+class RecipeConfig(_Section):
+    """Everything a recipe run needs. Load with :func:`load_config`."""
+
+    name: str = "digits"  # the MLflow experiment
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    stages: StagesConfig = Field(default_factory=StagesConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name must not be blank (it names the MLflow experiment)")
+        return v
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted key -> value, as logged to MLflow params."""
+        return flatten(self.to_dict())
+
+    def config_hash(self) -> str:
+        return config_hash(self)
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any]) -> RecipeConfig:
+        """A new config with dotted overrides applied (``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``)."""
+        data = self.to_dict()
+        items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+        for key, value in items:
+            _set_dotted(data, key, value)
+        return _validate(data, source="overrides")
+
+
+# --- loading ---------------------------------------------------------------------------------------------
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("recipe.presets").iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_path(name: str) -> Path:
+    path = Path(str(resources.files("recipe.presets").joinpath(f"{name}.yaml")))
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(preset_names())}")
+    return path
+
+
+def load_config(
+    preset: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None
+) -> RecipeConfig:
+    """Build a RecipeConfig from a preset name or a YAML file (default: the digits preset), then overrides."""
+    if preset and path:
+        raise ConfigError("give a preset or a config file, not both")
+    source = Path(path) if path else preset_path(preset or "digits")
+    if not source.is_file():
+        raise ConfigError(f"config file {str(source)!r} does not exist; check the path or use --preset")
+    try:
+        data = yaml.safe_load(source.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
+    for key, value in (parse_override(o) for o in overrides or []):
+        _set_dotted(data, key, value)
+    return _validate(data, source=str(source))
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"optim.lr=1e-3"`` -> ``("optim.lr", "1e-3")``; YAML parses the value, so lists and nulls work.
+
+    Scalars that YAML leaves as strings (``1e-3`` is a string in YAML 1.1) are passed on as
+    strings for pydantic to coerce to the field's type, which also gives typed errors."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} must look like key.path=value, e.g. optim.lr=1e-3")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node: Any = data
+    schema: type[BaseModel] | None = RecipeConfig
+    for i, part in enumerate(parts):
+        fields = schema.model_fields if schema else None
+        if fields is not None and part not in fields:
+            where = ".".join(parts[:i]) or "the top level"
+            close = difflib.get_close_matches(part, list(fields), n=1)
+            hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
+            raise ConfigError(
+                f"unknown config key {key!r}: {where} has no {part!r}{hint} (known: {', '.join(fields)})"
+            )
+        if i == len(parts) - 1:
+            node[part] = value
+            return
+        annotation = fields[part].annotation if fields else None
+        schema = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif isinstance(child, BaseModel):
+            child = node[part] = child.model_dump(mode="json")
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[: i + 1])} is a value, not a section")
+        node = child
+
+
+def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
+    try:
+        return RecipeConfig.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"  {loc}: unknown key{_suggest(err['loc'])}")
+            else:
+                lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"invalid config from {source}:\n" + "\n".join(lines)) from None
+
+
+def _suggest(loc: tuple[Any, ...]) -> str:
+    schema: type[BaseModel] = RecipeConfig
+    for part in loc[:-1]:
+        ann = schema.model_fields.get(str(part))
+        if ann is None or not (isinstance(ann.annotation, type) and issubclass(ann.annotation, BaseModel)):
+            return ""
+        schema = ann.annotation
+    close = difflib.get_close_matches(str(loc[-1]), list(schema.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+# --- identity --------------------------------------------------------------------------------------------
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_hash(cfg: RecipeConfig | dict[str, Any]) -> str:
+    """12 hex digits of sha256 over the canonical JSON: independent of key order and of how it was written."""
+    data = cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
