@@ -1,0 +1,28 @@
+"""Trainer callbacks, one behaviour a module."""
+
+from recipe.train.callbacks.base import Callback, sort_callbacks
+from recipe.train.callbacks.budget import Budget
+from recipe.train.callbacks.checkpoint import Checkpoint
+from recipe.train.callbacks.early_stopping import EarlyStopping
+from recipe.train.callbacks.ema import EMA
+from recipe.train.callbacks.grad_clip import GradClip
+from recipe.train.callbacks.metrics import Metrics
+from recipe.train.callbacks.mixed_precision import MixedPrecision
+from recipe.train.callbacks.nan_guard import NanGuard
+from recipe.train.callbacks.pred_snapshot import PredictionSnapshots
+from recipe.train.callbacks.progress import ProgressBar
+from recipe.train.callbacks.recorder import Recorder
+from recipe.train.callbacks.schedule import SCHEDULES, Schedule, build_scheduler
+from recipe.train.callbacks.update_ratio import UpdateRatio
+
+
+def default_callbacks(task: str = "classification", progress: bool = True) -> list[Callback]:
+    """What every fit gets: iterative metrics, the recorder, the NaN guard and a progress bar."""
+    return [Metrics(task), Recorder(), NanGuard(), ProgressBar(enabled=progress)]
+
+
+__all__ = [
+    "SCHEDULES", "Budget", "Callback", "Checkpoint", "EMA", "EarlyStopping", "GradClip", "Metrics",
+    "MixedPrecision", "NanGuard", "PredictionSnapshots", "ProgressBar", "Recorder", "Schedule", "UpdateRatio",
+    "build_scheduler", "default_callbacks", "sort_callbacks",
+]

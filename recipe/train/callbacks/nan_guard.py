@@ -1,0 +1,34 @@
+"""Stop training the moment the loss stops being a finite number.
+
+A diverging run should end with a message that says what happened and what to try, not
+with a NaN model that later stages silently evaluate. The guard cancels the fit (so
+everything recorded so far is kept) and leaves the reason in ``trainer.stop_reason`` and
+``self.tripped``; callers turn that into a FAIL verdict.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from recipe.train.callbacks.base import Callback
+
+
+class NanGuard(Callback):
+    order = -30  # before metrics, so a NaN never pollutes them
+
+    def before_fit(self) -> None:
+        self.tripped = False
+        self.message = ""
+
+    def after_loss(self) -> None:
+        t = self.trainer
+        if not t.training:
+            return
+        if not bool(torch.isfinite(t.loss.detach()).all()):
+            self.tripped = True
+            self.message = (
+                f"training loss became {float(t.loss.detach())} at epoch {t.epoch}, step {t.step} "
+                f"(learning rate {t.lr:.3g}); the run diverged. Lower optim.lr (try 10x smaller), "
+                "set trainer.grad_clip, or check the inputs for NaN/inf values"
+            )
+            t.stop(self.message)
