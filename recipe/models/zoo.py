@@ -1,0 +1,104 @@
+"""The plain models: linear (the dumb baseline), mlp (tables, or images as flat vectors) and a small cnn.
+
+Hidden layers get Kaiming (He) init for their activation so the signal keeps its scale through depth;
+the final layer keeps PyTorch's default, and the stages set its bias from the data with
+``init_final_bias`` ("init well"). No BatchNorm here: these models behave the same for any batch
+size in train mode, so a single-example overfit or a batch-dependence check means what it says.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from recipe.config import ModelConfig
+from recipe.models.registry import ModelConfigError, register_model, require_images
+
+# name -> (module factory, the gain name torch.nn.init understands for Kaiming init)
+ACTIVATIONS: dict[str, tuple[type[nn.Module], str]] = {
+    "relu": (nn.ReLU, "relu"),
+    "leaky_relu": (nn.LeakyReLU, "leaky_relu"),
+    "gelu": (nn.GELU, "relu"),  # close enough to ReLU's gain
+    "silu": (nn.SiLU, "relu"),
+    "tanh": (nn.Tanh, "tanh"),
+}
+
+
+def get_activation(name: str) -> tuple[type[nn.Module], str]:
+    if name not in ACTIVATIONS:
+        raise ModelConfigError(f"model.kwargs.activation={name!r} is not one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
+def kaiming_(layer: nn.Linear | nn.Conv2d, gain_name: str) -> None:
+    nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=gain_name)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+@register_model("linear")
+def build_linear(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Flatten -> Linear. Ignores width, depth and dropout: the baseline nothing can go wrong with."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), num_classes))
+
+
+@register_model("mlp")
+def build_mlp(
+    cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu"
+) -> nn.Module:
+    """Flatten -> depth x (Linear(width) -> act -> Dropout) -> Linear."""
+    act, gain = get_activation(activation)
+    layers: list[nn.Module] = [nn.Flatten()]
+    features = math.prod(in_shape)
+    for _ in range(cfg.depth):
+        hidden = nn.Linear(features, cfg.width)
+        kaiming_(hidden, gain)
+        layers += [hidden, act(), nn.Dropout(cfg.dropout)]
+        features = cfg.width
+    layers.append(nn.Linear(features, num_classes))
+    return nn.Sequential(*layers)
+
+
+class SmallCNN(nn.Module):
+    """``depth`` blocks of [conv3x3 -> act -> conv3x3 -> act -> maxpool], widths ``width * 2**i``,
+    then global average pooling -> Dropout -> Linear.
+
+    A block halves the spatial size only while it is >= 4, so 8x8 digits keep a 2x2 map after two
+    blocks instead of collapsing to 1x1, and deeper ladders still build on tiny images. Global
+    average pooling makes the head independent of the input size (8, 28 or 32 px alike).
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, ...], num_classes: int, width: int, depth: int, dropout: float, act_name: str
+    ) -> None:
+        super().__init__()
+        channels, height, width_px = require_images("cnn", in_shape)
+        side = min(height, width_px)
+        act, gain = get_activation(act_name)
+        blocks: list[nn.Module] = []
+        for i in range(depth):
+            out = width * 2**i
+            convs = [nn.Conv2d(channels, out, 3, padding=1), nn.Conv2d(out, out, 3, padding=1)]
+            for conv in convs:
+                kaiming_(conv, gain)
+            block = [convs[0], act(), convs[1], act()]
+            if side >= 4:
+                block.append(nn.MaxPool2d(2))
+                side //= 2
+            blocks.append(nn.Sequential(*block))
+            channels = out
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        return self.head(self.dropout(self.pool(self.features(x))))
+
+
+@register_model("cnn")
+def build_cnn(
+    cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu"
+) -> nn.Module:
+    return SmallCNN(in_shape, num_classes, cfg.width, cfg.depth, cfg.dropout, activation)
