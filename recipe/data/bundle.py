@@ -1,0 +1,260 @@
+"""Strict loading: a manifest that passed every check, turned into normalised tensors and batch iterators.
+
+``load_data`` refuses data a model should not be trained on (unreadable files, empty class folders, a
+single class, images of different sizes with no ``data.image_size``, unusable columns, empty splits) and says
+everything that is wrong in one error. Whatever it returns is safe to train on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .augment import build_augment
+from .batching import InMemoryBatcher, LoaderBatcher
+from .errors import DataError, listing
+from .manifest import Manifest, build_manifest
+from .splits import SPLITS
+
+if TYPE_CHECKING:
+    from recipe.config import DataConfig, RecipeConfig
+
+Batches = InMemoryBatcher | LoaderBatcher
+
+
+def _prepare(a: np.ndarray, image: bool, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 N x H x W (x 3) pixels or N x F features -> float32 N x C x H x W / N x F, standardised."""
+    if not a.flags.writeable:
+        a = a.copy()  # PIL hands out read-only buffers, which torch.from_numpy warns about
+    x = torch.from_numpy(a)
+    if image:
+        x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+        shape = (1, -1, 1, 1)
+    else:
+        shape = (1, -1)
+    # always a fresh contiguous copy, so the in-place ops below never touch the reader's arrays
+    x = x.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    if image:
+        x.div_(255)
+    return x.sub_(mean.view(shape)).div_(std.view(shape))
+
+
+class RowDataset(Dataset):
+    """One split read sample by sample through the manifest's reader (the DataLoader path)."""
+
+    def __init__(self, bundle: DataBundle, split: str):
+        rows = bundle.rows(split)
+        self.reader, self.positions = bundle.manifest.reader, rows.index.to_numpy()
+        self.targets = bundle._targets(rows)
+        self.image, self.mean, self.std = bundle.manifest.image_mode is not None, bundle._mean, bundle._std
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        a = self.reader.read(int(self.positions[i]))
+        return _prepare(a[None], self.image, self.mean, self.std)[0], self.targets[i]
+
+
+@dataclass(eq=False)  # holds DataFrames: identity is the only sensible ==
+class DataBundle:
+    """A loaded dataset: shapes and statistics for building models, and tensors / batches for training.
+
+    Inputs are always ``(raw - mean) / std`` with ``mean``/``std`` from the TRAIN split (per channel for
+    images, on the 0..1 pixel scale; per feature for tables); with ``data.normalize=false`` they are 0 and 1.
+    Regression targets are left raw (a loss-at-init check needs their real variance); ``target_mean`` and
+    ``target_std`` (train) are there for initialising the output bias and for baselines.
+    """
+
+    manifest: Manifest
+    config: DataConfig
+    task: str
+    classes: list[str]
+    num_classes: int  # 1 for regression
+    in_shape: tuple[int, ...]  # (C, H, W) for images, (n_features,) for tables
+    fingerprint: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_counts: list[int]  # train samples per class, index = label_idx; empty for regression
+    target_mean: float | None
+    target_std: float | None
+    split_sizes: dict[str, int]
+    _tensors: dict = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._mean = torch.tensor(self.mean, dtype=torch.float32)
+        self._std = torch.tensor(self.std, dtype=torch.float32)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the float32 inputs of all splits take."""
+        return sum(self.split_sizes.values()) * math.prod(self.in_shape) * 4
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether batches index tensors in memory ("auto": if they fit in data.max_memory_mb)."""
+        mode = self.config.in_memory
+        return mode == "always" or (mode == "auto" and self.nbytes <= self.config.max_memory_mb * 2**20)
+
+    def rows(self, split: str) -> pd.DataFrame:
+        """The manifest rows of a split, in the order of :meth:`tensors` (to map predictions back to files)."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+        df = self.manifest.df
+        return df[(df["split"] == split) & df["readable"]]
+
+    def tensors(self, split: str) -> tuple[Tensor, Tensor]:
+        """The whole split: float32 inputs and int64 class indices (float32 (N,) targets for regression)."""
+        if split not in self._tensors:
+            rows = self.rows(split)
+            if len(rows):
+                a = self.manifest.reader.read_many(rows.index.to_numpy())
+                x = _prepare(a, self.manifest.image_mode is not None, self._mean, self._std)
+            else:
+                x = torch.empty((0, *self.in_shape))
+            self._tensors[split] = (x, self._targets(rows))
+        return self._tensors[split]
+
+    def batches(
+        self,
+        split: str,
+        *,
+        batch_size: int | None = None,
+        shuffle: bool = False,
+        augment: bool | Sequence[str] = False,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        drop_last: bool = False,
+    ) -> Batches:
+        """Batches of one split; call ``set_epoch(e)`` on the result each epoch when shuffling.
+
+        Args:
+            batch_size: default data.batch_size for "train", data.eval_batch_size otherwise.
+            shuffle: a new order each epoch, from ``seed + epoch`` (default False).
+            augment: True applies data.augment; a list of names applies those (default False: none).
+            seed: see ``shuffle`` (default 0).
+            device: where batches are delivered; in memory, the whole split is moved there once (default: CPU).
+            drop_last: skip the last short batch (default False).
+        """
+        bs = batch_size or (self.config.batch_size if split == "train" else self.config.eval_batch_size)
+        names = list(self.config.augment) if augment is True else list(augment or [])
+        transform = build_augment(names, self.in_shape) if names else None
+        if self.in_memory:
+            x, y = self._on(split, device)
+            return InMemoryBatcher(x, y, bs, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform)
+        return LoaderBatcher(
+            RowDataset(self, split), bs, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
+            num_workers=self.config.num_workers, device=device,
+        )  # fmt: skip
+
+    def _on(self, split: str, device: torch.device | str | None) -> tuple[Tensor, Tensor]:
+        x, y = self.tensors(split)
+        if device is None or torch.device(device) == x.device:
+            return x, y
+        key = (split, str(torch.device(device)))
+        if key not in self._tensors:
+            self._tensors[key] = (x.to(device), y.to(device))
+        return self._tensors[key]
+
+    def _targets(self, rows: pd.DataFrame) -> Tensor:
+        if self.task == "regression":
+            return torch.tensor(rows["label"].to_numpy(np.float32))
+        return torch.tensor(rows["label_idx"].to_numpy(np.int64))
+
+
+def strict_problems(m: Manifest, cfg: DataConfig) -> list[str]:
+    """Everything that stops ``m`` from being trained on, one entry per kind of problem (empty: fine)."""
+    problems = []
+    df, files = m.df, m.image_mode is not None and m.source != "torchvision"
+    bad = df[~df["readable"]]
+    if len(bad):
+        what = "files" if files else "rows"
+        where = bad["path"] if files else bad["id"]
+        problems.append(
+            f"{len(bad)} unreadable {what} (fix or remove them):\n"
+            + listing(f"{w}: {e}" for w, e in zip(where, bad["error"]))
+        )
+    if m.empty_classes:
+        problems.append(
+            f"{len(m.empty_classes)} empty class folder(s) (add images or delete the folder):\n"
+            + listing(m.root / c for c in m.empty_classes)
+        )
+    if m.bad_columns:
+        problems.append(
+            f"{len(m.bad_columns)} unusable feature column(s) in {m.root}:\n"
+            + listing(f"{c}: {why}" for c, why in m.bad_columns.items())
+        )
+    if m.task == "classification" and len(m.classes) < 2:
+        only = f"only one class ({m.classes[0]!r})" if m.classes else "no classes"
+        fix = f"add a sub-folder per class under {m.root}" if files else "check data.target, or use data.task"
+        problems.append(f"{only}: a classifier needs at least two; {fix}")
+    ok = df[df["readable"]]
+    if m.image_mode and not m.image_size and len(ok):
+        where = ok["path"] if files else ok["id"]
+        sizes = where.groupby([ok["height"], ok["width"]]).agg(["size", "first"]).sort_values("size", ascending=False)
+        if len(sizes) > 1:
+            problems.append(
+                f"images come in {len(sizes)} sizes; set data.image_size=N to resize them all to N x N "
+                "(sizes as height x width):\n"
+                + listing(f"{h}x{w}: {n} images, e.g. {first}" for (h, w), n, first in sizes.itertuples(name=None))
+            )
+    needed = ("train", "val", "test") if cfg.split.test > 0 else ("train", "val")
+    for s in needed:
+        if not (ok["split"] == s).any():
+            problems.append(f"the {s} split is empty ({len(ok)} usable samples in all); add data or change data.split")
+    return problems
+
+
+def load_data(cfg: RecipeConfig) -> DataBundle:
+    """Build the manifest and refuse it unless every sample is usable; raises one :class:`DataError` for all."""
+    m = build_manifest(cfg)
+    d = cfg.data
+    problems = strict_problems(m, d)
+    if problems:
+        raise DataError(f"cannot load {m.source} data from {m.root}:\n" + "\n".join(f"  - {p}" for p in problems))
+    df = m.df
+    train = df.index[df["split"] == "train"].to_numpy()
+    if m.image_mode:
+        first = df.iloc[0]
+        side = (m.image_size, m.image_size) if m.image_size else (int(first["height"]), int(first["width"]))
+        in_shape = (1 if m.image_mode == "L" else 3, *side)
+        cs = m.chan_stats[train]
+        mean = cs[:, 0].mean(0)
+        std = np.sqrt(np.maximum(cs[:, 1].mean(0) - mean**2, 0))
+    else:
+        in_shape = (len(m.feature_columns),)
+        f = m.features.to_numpy(np.float64)[train]
+        mean, std = f.mean(0), f.std(0)
+    build_augment(d.augment, in_shape)  # a bad data.augment fails now, not stages later in regularize
+    if not d.normalize:
+        mean, std = np.zeros_like(mean), np.ones_like(std)
+    std = np.where(std < 1e-6, 1.0, std)  # a constant channel/feature: centre it, do not blow it up
+    if m.task == "classification":
+        counts = np.bincount(df["label_idx"].to_numpy(np.int64)[train], minlength=len(m.classes)).tolist()
+        t_mean = t_std = None
+    else:
+        y = df["label"].to_numpy(np.float64)[train]
+        counts, t_mean, t_std = [], float(y.mean()), float(y.std())
+    return DataBundle(
+        manifest=m,
+        config=d,
+        task=m.task,
+        classes=m.classes,
+        num_classes=len(m.classes) if m.task == "classification" else 1,
+        in_shape=in_shape,
+        fingerprint=m.fingerprint,
+        mean=tuple(float(v) for v in mean),
+        std=tuple(float(v) for v in std),
+        class_counts=counts,
+        target_mean=t_mean,
+        target_std=t_std,
+        split_sizes=m.split_sizes(),
+    )

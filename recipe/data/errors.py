@@ -1,0 +1,31 @@
+"""The one error type of the data layer, and the helper that keeps its messages complete but bounded.
+
+Bad data is usually bad in many places at once; an error that names only the first bad file turns one fix
+into a loop of fix-and-rerun. So every check collects all offenders and lists them (capped, with a count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+MAX_LISTED = 50
+
+
+class DataError(ValueError):
+    """Input data that cannot be used; the message names the file(s) or column and what to do about it."""
+
+
+def listing(items: Iterable[object], cap: int = MAX_LISTED, indent: str = "    ") -> str:
+    """One item a line, at most ``cap`` of them, then "... and N more"."""
+    items = list(items)
+    lines = [f"{indent}{item}" for item in items[:cap]]
+    if len(items) > cap:
+        lines.append(f"{indent}... and {len(items) - cap} more")
+    return "\n".join(lines)
+
+
+def inline(items: Iterable[object], cap: int = MAX_LISTED) -> str:
+    """Comma-separated, capped like :func:`listing`; for column names and other short things."""
+    items = [str(i) for i in items]
+    more = f", ... and {len(items) - cap} more" if len(items) > cap else ""
+    return ", ".join(items[:cap]) + more

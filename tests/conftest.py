@@ -1,0 +1,62 @@
+"""Session-wide test isolation: nothing a test does touches the repo's data/ or mlruns/ folders.
+
+- RECIPE_DATA_DIR points at one session folder, so the digits PNGs are materialised once per session.
+- ``mlflow_store``: a fresh sqlite tracking store per test, copied from one migrated template (a new
+  sqlite store costs seconds of migrations).
+- ``prefect_harness``: one session-wide Prefect test server with a temporary PREFECT_HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipe-tests-"))
+os.environ["RECIPE_DATA_DIR"] = str(_SESSION_TMP / "data")
+os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' / 'mlflow.db'}"
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def _mlflow_template() -> Path:
+    from mlflow import MlflowClient
+
+    db = _SESSION_TMP / "mlflow-template" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()  # creates and migrates the schema
+    return db
+
+
+@pytest.fixture
+def mlflow_store(_mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A private, migrated sqlite store under tmp_path/mlruns; returns its URI (also set in the environment)."""
+    import mlflow
+
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(_mlflow_template, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    while mlflow.active_run():
+        mlflow.end_run()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
