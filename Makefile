@@ -1,0 +1,25 @@
+# Two set-up-and-go commands: `make run` (the full recipe on the embedded digits data) and `make test`.
+# Both create .venv and install the pinned, tested set of packages (constraints.txt) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test bench lint clean-runs
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/flows train --preset digits
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/trainer_overhead.py
+
+clean-runs:
+	rm -rf mlruns/* data/digits data/.splits

@@ -1,0 +1,52 @@
+"""The `flows` command's quick paths: help, presets, config, train."""
+
+import subprocess
+import sys
+import time
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = "import sys, flows.cli; print(sorted(m for m in ('torch', 'prefect', 'mlflow', 'great_expectations') if m in sys.modules))"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert time.perf_counter() - start < 10  # a generous bound: the point is no heavy import
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0 and "run" in result.output and "stages" in result.output
+
+
+def test_presets_lists_the_shipped_ones():
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.output.strip().splitlines()] == ["digits", "imagefolder", "tabular"]
+
+
+def test_config_shows_overrides_and_hash():
+    result = runner.invoke(app, ["config", "--preset", "digits", "--set", "optim.lr=1e-2"])
+    assert result.exit_code == 0
+    assert "lr: 0.01" in result.output and "# config_hash: " in result.output
+
+
+def test_config_typo_is_a_clear_error_with_exit_2():
+    result = runner.invoke(app, ["config", "--set", "optim.lrr=1"])
+    assert result.exit_code == 2
+    assert "unknown config key 'optim.lrr'" in result.output and "did you mean 'optim.lr'" in result.output
+
+
+def test_train_runs_end_to_end_on_digits():
+    result = runner.invoke(app, ["train", "--preset", "digits", "--epochs", "3", "--set", "trainer.progress=false"])
+    assert result.exit_code == 0, result.output
+    assert "val/accuracy" in result.output and "trained in" in result.output
+
+
+def test_train_on_a_missing_folder_names_it(tmp_path):
+    missing = tmp_path / "nope"
+    result = runner.invoke(app, ["train", "--preset", "imagefolder", "--set", f"data.root={missing}"])
+    assert result.exit_code == 2
+    assert str(missing) in result.output and "does not exist" in result.output
