@@ -2,8 +2,9 @@
 
 Keys: ``train/loss``, ``val/loss`` and, by task, ``{phase}/accuracy`` (classification) or
 ``{phase}/mse`` and ``{phase}/mae`` (regression); plus ``lr``, ``epoch``, ``step`` and
-``epoch_time`` in each history row. Sums stay on the device and are read once per phase,
-so a GPU run is not synchronised every batch.
+``epoch_time`` in each history row. On an accelerator the sums stay on the device and are
+read once per phase, so the run is not synchronised every batch; on the CPU plain floats are
+cheaper than tensor additions.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ class Metrics(Callback):
         self._n += n
 
     def _add(self, key: str, value: torch.Tensor) -> None:
-        self._sums[key] = self._sums[key] + value if key in self._sums else value
+        v = value.item() if value.device.type == "cpu" else value
+        self._sums[key] = self._sums[key] + v if key in self._sums else v
 
     def _publish(self, phase: str) -> None:
         if self._n == 0:

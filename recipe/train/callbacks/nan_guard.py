@@ -8,6 +8,8 @@ everything recorded so far is kept) and leaves the reason in ``trainer.stop_reas
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from recipe.train.callbacks.base import Callback
@@ -24,10 +26,13 @@ class NanGuard(Callback):
         t = self.trainer
         if not t.training:
             return
-        if not bool(torch.isfinite(t.loss.detach()).all()):
+        loss = t.loss.detach()
+        # On the CPU a scalar read is cheaper than a tensor op; elsewhere keep it one fused check.
+        finite = math.isfinite(loss.item()) if loss.device.type == "cpu" else bool(torch.isfinite(loss).all())
+        if not finite:
             self.tripped = True
             self.message = (
-                f"training loss became {float(t.loss.detach())} at epoch {t.epoch}, step {t.step} "
+                f"training loss became {loss.item()} at epoch {t.epoch}, step {t.step} "
                 f"(learning rate {t.lr:.3g}); the run diverged. Lower optim.lr (try 10x smaller), "
                 "set trainer.grad_clip, or check the inputs for NaN/inf values"
             )

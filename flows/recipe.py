@@ -1,0 +1,70 @@
+"""The ``recipe`` Prefect flow: one task per stage, each a thin wrapper over ``recipe.stages.<name>.run``.
+
+The control flow (order, gates, reuse of earlier results from MLflow, tracking) lives in
+``recipe.pipeline`` so it is testable without Prefect; this module only makes each stage a
+Prefect task and the whole a flow whose parameters (a pydantic RecipeConfig) the Prefect UI
+renders as a form.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
+from prefect.utilities.annotations import quote
+
+from recipe.config import ConfigError, RecipeConfig, load_config
+from recipe.data import DataError
+from recipe.pipeline import run_recipe
+from recipe.stages import stage_names
+
+
+def _stage_task(name: str):
+    # No caching: a stage's inputs hold tensors and DataFrames, and its results live in MLflow, not Prefect.
+    # No retries: stages are deterministic computations; retrying a failed check would only repeat it.
+    @task(name=f"stage-{name}", cache_policy=NO_CACHE, persist_result=False)
+    def run_stage(fn, ctx):
+        return fn(ctx)
+
+    return run_stage
+
+
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
+
+STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
+
+
+def _execute(name, fn, ctx):
+    # quote(): Prefect must not walk the context (tensors, DataFrames) looking for futures.
+    return STAGE_TASKS[name](quote(fn), quote(ctx))
+
+
+@flow(name="recipe", log_prints=True, validate_parameters=True)
+def recipe(
+    config: RecipeConfig | None = None,
+    preset: str = "digits",
+    stage: str | None = None,
+    force: bool = False,
+):
+    """Run the training recipe: every stage in order (or up to ``stage``), each gated on the one before.
+
+    Args:
+        config: the whole RecipeConfig; when absent, ``preset`` is loaded.
+        preset: a shipped preset name, used when ``config`` is absent. Default "digits".
+        stage: run up to this stage, reusing earlier passing results from MLflow. Default: all stages.
+        force: carry on past a failed stage (the runs are tagged as forced). Default False.
+    """
+    cfg = config or load_config(preset=preset)
+    logger = get_run_logger()
+    try:
+        outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), say=logger.info)
+    except USER_ERRORS as e:
+        # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
+        logger.error(str(e))
+        return Failed(message=str(e), data={"error": str(e), "error_type": type(e).__name__})
+    verdict = outcome.report["verdict"]
+    if outcome.exit_code and not force:
+        failed = outcome.report.get("stopped_at", "?")
+        return Failed(message=f"stage {failed} failed its checks", data=outcome.report)
+    return Completed(message=f"recipe {cfg.name}: {verdict}", data=outcome.report)

@@ -1,0 +1,156 @@
+"""Running the stages in order, with gates, tracking and reuse of earlier results.
+
+This is the recipe's control flow without Prefect: ``flows/recipe.py`` passes an ``execute``
+hook that runs each stage as a Prefect task; tests and other orchestrators can pass their own.
+
+- All stages, or up to ``stage``: earlier stages are reused from the latest passing MLflow
+  runs for the same config hash and data fingerprint; missing ones run first (and it says so).
+- A FAIL verdict stops the run (``force`` carries on and tags the runs as forced).
+- One MLflow parent run per call, one child run per executed stage. A stage that raises ends
+  its child run and the parent run FAILED; everything logged before stays.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recipe import tracking
+from recipe.config import RecipeConfig
+from recipe.report import StageResult, Verdict, report_dict
+from recipe.stages import STAGES, stage_names
+from recipe.stages.base import StageContext
+
+Execute = Callable[[str, Callable[[StageContext], StageResult], StageContext], StageResult]
+
+
+def _direct(name: str, fn: Callable[[StageContext], StageResult], ctx: StageContext) -> StageResult:
+    return fn(ctx)
+
+
+@dataclass
+class Outcome:
+    report: dict[str, Any]
+    results: list[StageResult] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        return Verdict(self.report["verdict"])
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed, 1 when a stage failed (even if forced past it)."""
+        return 1 if self.verdict is Verdict.FAIL else 0
+
+
+def plan(stage: str | None) -> tuple[list[str], str]:
+    """The stages to take part in the run and the one asked for (the last of them)."""
+    names = stage_names()
+    if stage is None:
+        return names, names[-1]
+    if stage not in names:
+        raise ValueError(f"unknown stage {stage!r}; stages, in order: {', '.join(names)}")
+    return names[: names.index(stage) + 1], stage
+
+
+def run_recipe(
+    cfg: RecipeConfig,
+    *,
+    stage: str | None = None,
+    force: bool = False,
+    flow_run_id: str | None = None,
+    execute: Execute = _direct,
+    say: Callable[[str], None] = print,
+) -> Outcome:
+    from recipe.data import build_manifest
+
+    names, target = plan(stage)
+    tracking.setup(cfg.name)
+    fingerprint = build_manifest(cfg).fingerprint
+    config_hash = cfg.config_hash()
+    results: dict[str, StageResult] = {}
+    messages: list[str] = []
+
+    def note(msg: str) -> None:
+        messages.append(msg)
+        say(msg)
+
+    # With --stage, earlier stages come from MLflow when a passing run exists for this config and data.
+    to_run = list(names)
+    if stage is not None:
+        for name in names[:-1]:
+            found = tracking.find_passing_stage(cfg.name, name, config_hash, fingerprint)
+            if found is None:
+                break
+            results[name] = found
+            to_run.remove(name)
+            note(f"stage {name}: reusing the passing run {found.run_id} (config {config_hash}, data {fingerprint})")
+        missing = [n for n in to_run if n != target]
+        if missing:
+            note(f"no passing run in MLflow for {', '.join(missing)} with this config and data: running "
+                 f"{'it' if len(missing) == 1 else 'them'} first")
+
+    executed: list[StageResult] = []
+    tags = tracking.run_tags(cfg, fingerprint, stage=target if stage else "all", kind="flow", flow_run_id=flow_run_id)
+    if force:
+        tags[tracking.TAG_FORCED] = "true"
+    workdir = Path(tempfile.mkdtemp(prefix="recipe-"))
+    cache = _DataCache()
+    with tracking.start_run(f"{cfg.name}:{target if stage else 'recipe'}", tags, params=cfg.flat()) as parent:
+        parent_id = parent.info.run_id
+        current = results[list(results)[-1]].config if results else cfg
+        forced_past: list[str] = []
+        stopped_at: str | None = None
+        for name in to_run:
+            ctx = StageContext(cfg=current, input_cfg=cfg, results=dict(results), workdir=workdir / name)
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            cache.attach(ctx)
+            stage_tags = tracking.run_tags(cfg, fingerprint, stage=name, kind="stage", flow_run_id=flow_run_id)
+            if forced_past:
+                stage_tags[tracking.TAG_FORCED] = "true"
+            with tracking.start_run(name, stage_tags, params=current.flat(), nested=True) as child:
+                result = execute(name, STAGES[name].run, ctx)
+                result.run_id = child.info.run_id
+                tracking.log_stage_result(result)
+                if result.verdict is Verdict.FAIL:
+                    tracking.end_run(failed=True)
+            cache.keep(ctx)
+            results[name] = result
+            executed.append(result)
+            current = result.config
+            if result.verdict is Verdict.FAIL:
+                if not force:
+                    stopped_at = name
+                    break
+                forced_past.append(name)
+                note(f"stage {name} failed; carrying on because of --force")
+        report = report_dict(cfg.name, [results[n] for n in names if n in results], parent_id, forced=force)
+        report["reused"] = [n for n in names if n in results and n not in to_run]
+        if stopped_at:
+            report["stopped_at"] = stopped_at
+            report["skipped"] = [n for n in names if n not in results]
+        tracking.set_tags({tracking.TAG_VERDICT: report["verdict"]})
+        tracking.log_dict(report, "report.json")
+        if report["verdict"] == Verdict.FAIL.value:
+            tracking.end_run(failed=True)
+    return Outcome(report=report, results=executed, messages=messages)
+
+
+class _DataCache:
+    """Share the manifest and loaded data between stages while their data config is unchanged."""
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._manifest = self._data = None
+
+    def attach(self, ctx: StageContext) -> None:
+        if self._key == ctx.cfg.data.model_dump_json():
+            ctx._manifest, ctx._data = self._manifest, self._data
+
+    def keep(self, ctx: StageContext) -> None:
+        self._key = ctx.cfg.data.model_dump_json()
+        self._manifest, self._data = ctx._manifest, ctx._data

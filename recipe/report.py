@@ -1,0 +1,150 @@
+"""Checks, stage results and verdicts: the contract between stages, the flow, MLflow and the user.
+
+A stage states hypotheses and tests them; each test is a :class:`Check` with what was
+observed, what was expected and a verdict. A :class:`StageResult` gathers a stage's checks,
+metrics and the config it hands on. The JSON report written by ``--report`` is a stable
+contract for users who gate their own CI on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from recipe.config import RecipeConfig
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+
+    @property
+    def rank(self) -> int:
+        return {"pass": 0, "warn": 1, "fail": 2}[self.value]
+
+    @staticmethod
+    def worst(verdicts: list[Verdict] | tuple[Verdict, ...]) -> Verdict:
+        return max(verdicts, key=lambda v: v.rank, default=Verdict.PASS)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str  # "loss_at_init"
+    hypothesis: str  # "loss at init ≈ -log(1/10) = 2.303 nats"
+    observed: float | str
+    expected: float | str
+    verdict: Verdict
+    advice: str = ""  # what to look at when it is not PASS
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "hypothesis": self.hypothesis,
+            "observed": _jsonable(self.observed),
+            "expected": _jsonable(self.expected),
+            "verdict": self.verdict.value,
+            "advice": self.advice,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Check:
+        return cls(d["name"], d["hypothesis"], d["observed"], d["expected"], Verdict(d["verdict"]), d.get("advice", ""))
+
+
+@dataclass
+class StageResult:
+    stage: str
+    verdict: Verdict
+    checks: list[Check]
+    metrics: dict[str, float]
+    config: RecipeConfig  # what the next stage starts from
+    checkpoint_uri: str | None = None  # MLflow artifact URI of the stage's best weights
+    run_id: str | None = None  # the stage's MLflow run
+    artifacts: dict[str, str] = field(default_factory=dict)  # name -> local path or URI, for later stages
+    notes: list[str] = field(default_factory=list)  # what the stage did that the user should know
+
+    @classmethod
+    def from_checks(cls, stage: str, checks: list[Check], metrics: dict[str, float], config: RecipeConfig,
+                    **kw: Any) -> StageResult:
+        return cls(stage, Verdict.worst([c.verdict for c in checks]), checks, metrics, config, **kw)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "verdict": self.verdict.value,
+            "run_id": self.run_id,
+            "metrics": {k: _jsonable(v) for k, v in sorted(self.metrics.items())},
+            "checks": [c.to_dict() for c in self.checks],
+            "checkpoint_uri": self.checkpoint_uri,
+            "notes": list(self.notes),
+        }
+
+
+def report_dict(recipe: str, results: list[StageResult], parent_run_id: str | None, forced: bool = False,
+                skipped: list[str] | None = None) -> dict[str, Any]:
+    """The JSON report: ``{"recipe", "verdict", "parent_run_id", "forced", "stages": [...]}``."""
+    return {
+        "recipe": recipe,
+        "verdict": Verdict.worst([r.verdict for r in results]).value,
+        "parent_run_id": parent_run_id,
+        "forced": forced,
+        "stages": [r.to_dict() for r in results],
+        "skipped": list(skipped or []),
+    }
+
+
+def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    return path
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # JSON has no NaN/inf; keep the information as text
+    if isinstance(v, (int, float, str, bool)) or v is None:
+        return v
+    if hasattr(v, "item"):
+        return _jsonable(v.item())
+    return str(v)
+
+
+def render_summary(report: dict[str, Any], console: Any = None) -> None:
+    """The terminal summary: one table per stage with each check's hypothesis, observation and verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    for stage in report["stages"]:
+        v = stage["verdict"]
+        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left",
+                      show_lines=False, expand=False)
+        table.add_column("check")
+        table.add_column("hypothesis", max_width=48)
+        table.add_column("observed", justify="right", max_width=24)
+        table.add_column("expected", justify="right", max_width=24)
+        table.add_column("verdict")
+        table.add_column("advice", max_width=48)
+        for c in stage["checks"]:
+            table.add_row(c["name"], c["hypothesis"], _fmt(c["observed"]), _fmt(c["expected"]),
+                          f"[{colour[c['verdict']]}]{c['verdict']}[/]", c["advice"] if c["verdict"] != "pass" else "")
+        console.print(table)
+    v = report["verdict"]
+    forced = " (forced past a failure)" if report.get("forced") else ""
+    console.print(f"recipe [bold]{report['recipe']}[/]: [{colour[v]}]{v.upper()}[/]{forced}")
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)

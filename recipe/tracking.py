@@ -1,0 +1,316 @@
+"""Every MLflow call goes through here.
+
+Conventions:
+- Store: ``sqlite:///mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts``;
+  ``MLFLOW_TRACKING_URI`` overrides (a server, another database).
+- Experiment: the recipe's name. Parent run: one flow run. Child run: one stage.
+  Grandchild runs: ablations, trials, ensemble members.
+- Tags on every run: recipe.stage, recipe.verdict, recipe.data_fingerprint, recipe.config_hash,
+  and prefect.flow_run_id when there is one. Params: the flattened config.
+- Per stage: checks.json, stage_result.json (what the next stage starts from), plots/*.png.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunStatus
+
+from recipe.config import RecipeConfig
+from recipe.report import Check, StageResult, Verdict
+from recipe.train.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+TAG_STAGE = "recipe.stage"
+TAG_VERDICT = "recipe.verdict"
+TAG_FINGERPRINT = "recipe.data_fingerprint"
+TAG_CONFIG_HASH = "recipe.config_hash"
+TAG_FORCED = "recipe.forced"
+TAG_FLOW_RUN = "prefect.flow_run_id"
+TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate"
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+
+
+def _local_artifact_root() -> str | None:
+    """Artifacts beside a local sqlite store (mlruns/artifacts); a server decides for itself."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri.removeprefix("sqlite:///"))
+        return (db.parent / "artifacts").resolve().as_uri()
+    return None
+
+
+def setup(experiment: str) -> str:
+    """Point MLflow at the store and make the experiment (created if need be) the active one; returns its id."""
+    exp_id = _ensure_experiment(experiment)
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def _ensure_experiment(experiment: str) -> str:
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    root = _local_artifact_root()
+    try:
+        return client.create_experiment(experiment, artifact_location=f"{root}/{experiment}" if root else None)
+    except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
+        return client.get_experiment_by_name(experiment).experiment_id
+
+
+def run_tags(cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str,
+             flow_run_id: str | None = None) -> dict[str, str]:
+    tags = {TAG_STAGE: stage, TAG_CONFIG_HASH: cfg.config_hash(), TAG_KIND: kind}
+    if fingerprint:
+        tags[TAG_FINGERPRINT] = fingerprint
+    if flow_run_id:
+        tags[TAG_FLOW_RUN] = flow_run_id
+    return tags
+
+
+@contextmanager
+def start_run(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,
+              nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+    """A run that ends FAILED when its body raises (and re-raises), FINISHED otherwise, unless the body
+    already ended it with another status through :func:`end_run`."""
+    run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
+    try:
+        if params:
+            log_params(params)
+        yield run
+    except BaseException:
+        if mlflow.active_run() and mlflow.active_run().info.run_id == run.info.run_id:
+            mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        if mlflow.active_run() and mlflow.active_run().info.run_id == run.info.run_id:
+            mlflow.end_run()
+
+
+def end_run(failed: bool) -> None:
+    mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED if failed else RunStatus.FINISHED))
+
+
+def log_params(params: dict[str, Any]) -> None:
+    # MLflow params are strings of at most 6000 characters; lists and None are written as text.
+    mlflow.log_params({k: (str(v) if v is not None else "null")[:6000] for k, v in params.items()})
+
+
+def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def log_dict(data: Any, artifact_file: str) -> None:
+    mlflow.log_dict(data, artifact_file)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    mlflow.log_text(text, artifact_file)
+
+
+def log_figure(fig: Figure, artifact_file: str) -> None:
+    """Log a matplotlib figure as PNG and close it (figures left open leak memory over many stages)."""
+    import matplotlib.pyplot as plt
+
+    mlflow.log_figure(fig, artifact_file)
+    plt.close(fig)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    path = Path(path)
+    if path.is_dir():
+        mlflow.log_artifacts(str(path), artifact_path)
+    else:
+        mlflow.log_artifact(str(path), artifact_path)
+
+
+def artifact_uri(artifact_path: str = "") -> str:
+    return mlflow.get_artifact_uri(artifact_path)
+
+
+def active_run_id() -> str | None:
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def log_stage_result(result: StageResult) -> None:
+    """Tags, metrics and the JSON artifacts that let a later ``--stage`` run reuse this result."""
+    set_tags({TAG_VERDICT: result.verdict.value})
+    log_metrics(result.metrics)
+    log_dict([c.to_dict() for c in result.checks], "checks.json")
+    log_dict(
+        {**result.to_dict(), "config": result.config.to_dict(), "artifacts": result.artifacts},
+        "stage_result.json",
+    )
+
+
+def find_passing_stage(experiment: str, stage: str, config_hash: str, fingerprint: str) -> StageResult | None:
+    """The latest stage run that passed (or warned) for this config and data, rebuilt from its artifacts."""
+    setup(experiment)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_STAGE}` = '{stage}' and tags.`{TAG_KIND}` = 'stage' and "
+            f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and tags.`{TAG_FINGERPRINT}` = '{fingerprint}' and "
+            f"tags.`{TAG_VERDICT}` != 'fail' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        return None
+    run = runs[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run.info.run_id, "stage_result.json", tmp)
+        except Exception:  # an older or broken run: treat as missing rather than guess
+            return None
+        data = json.loads(Path(path).read_text())
+    return StageResult(
+        stage=data["stage"],
+        verdict=Verdict(data["verdict"]),
+        checks=[Check.from_dict(c) for c in data["checks"]],
+        metrics={k: float(v) for k, v in data["metrics"].items() if _is_number(v)},
+        config=RecipeConfig.model_validate(data["config"]),
+        checkpoint_uri=data.get("checkpoint_uri"),
+        run_id=run.info.run_id,
+        artifacts=data.get("artifacts", {}),
+        notes=[*data.get("notes", []), f"reused from MLflow run {run.info.run_id}"],
+    )
+
+
+def latest_stage_verdicts(experiment: str, config_hash: str) -> dict[str, dict[str, Any]]:
+    """For ``flows stages``: the latest run of each stage for this config: verdict, run id, start time."""
+    mlflow.set_tracking_uri(tracking_uri())
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return {}
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`{TAG_KIND}` = 'stage' and tags.`{TAG_CONFIG_HASH}` = '{config_hash}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=500,
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        stage = run.data.tags.get(TAG_STAGE)
+        if stage and stage not in out:
+            out[stage] = {
+                "verdict": run.data.tags.get(TAG_VERDICT, run.info.status.lower()),
+                "run_id": run.info.run_id,
+                "start_time": run.info.start_time,
+                "fingerprint": run.data.tags.get(TAG_FINGERPRINT, ""),
+            }
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+class MLflowLogger(Callback):
+    """Log training metrics to the active MLflow run without slowing training.
+
+    Per-step values (``train/step_loss`` every ``every`` steps; ``step/lr`` whenever it changes) and
+    per-epoch metrics (the epoch as their step) are buffered and sent in one asynchronous
+    ``log_batch`` at most every ``flush_s`` seconds and at the end of fit, so the store is written
+    a few times per fit rather than every step, off the training thread. ``after_fit`` waits for
+    the writes once, so the run holds every value when fit returns.
+
+    Args:
+        every: log the step loss on every this-many-th step. Default 1.
+        flush_s: send buffered values at most this often, in seconds. Default 5.0.
+        prefix: prepended to every key (e.g. "candidate/"). Default "".
+    """
+
+    order = 70  # after metrics and everything that adds to them
+
+    def __init__(self, every: int = 1, flush_s: float = 5.0, prefix: str = "") -> None:
+        self.every, self.flush_s, self.prefix = every, flush_s, prefix
+
+    def before_fit(self) -> None:
+        run = mlflow.active_run()
+        if run is None:
+            raise RuntimeError("MLflowLogger needs an active MLflow run (use recipe.tracking.start_run)")
+        self.run_id = run.info.run_id
+        self.client = MlflowClient()
+        self._losses: list[tuple[Any, int, int]] = []  # (loss tensor, timestamp, step): read at flush time
+        self._metrics: list[Metric] = []
+        self._pending: list[Any] = []
+        self._last_lr: float | None = None
+        self._last_flush = time.perf_counter()
+
+    def after_step(self) -> None:
+        t = self.trainer
+        now = int(time.time() * 1000)
+        if t.step % self.every == 0:
+            # the loss stays a tensor until the flush: converting here would sync a GPU every step
+            self._losses.append((t.loss.detach(), now, t.step))
+        lr = t.lr
+        if lr != self._last_lr:  # a constant schedule logs its lr once, not once per step
+            self._metrics.append(Metric(self.prefix + "step/lr", lr, now, t.step))
+            self._last_lr = lr
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        now = int(time.time() * 1000)
+        for key, value in t.metrics.items():
+            if key not in ("epoch", "step") and _is_number(value):
+                value = float(value)
+                self._metrics.append(Metric(self.prefix + key, value if math.isfinite(value) else float("nan"),
+                                            now, t.epoch))
+        if time.perf_counter() - self._last_flush >= self.flush_s:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._last_flush = time.perf_counter()
+        metrics = self._metrics
+        if self._losses:
+            import torch
+
+            values = torch.stack([v for v, _, _ in self._losses]).float().cpu().tolist()
+            metrics += [Metric(self.prefix + "train/step_loss", v if math.isfinite(v) else float("nan"), ts, step)
+                        for v, (_, ts, step) in zip(values, self._losses, strict=True)]
+        self._losses, self._metrics = [], []
+        for i in range(0, len(metrics), 1000):  # MLflow's per-request limit
+            op = self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000], synchronous=False)
+            if op is not None:
+                self._pending.append(op)
+
+    def after_fit(self) -> None:
+        self._flush()
+        for op in self._pending:
+            op.wait()
+        self._pending = []

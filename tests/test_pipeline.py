@@ -1,0 +1,165 @@
+"""The pipeline's control flow and what it records in MLflow, with fake stages (fast, no data work)."""
+
+from types import SimpleNamespace
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from recipe import pipeline, tracking
+from recipe.config import load_config
+from recipe.report import Check, StageResult, Verdict
+
+
+def fake_stage(name, verdict=Verdict.PASS, calls=None, raises=None, hand_on=None):
+    def run(ctx):
+        if calls is not None:
+            calls.append((name, sorted(ctx.results)))
+        if raises:
+            raise raises
+        tracking.log_metrics({f"{name}/score": 1.0})
+        check = Check(f"{name}_ok", f"{name} works", "yes" if verdict is Verdict.PASS else "no", "yes", verdict,
+                      "" if verdict is Verdict.PASS else "look here")
+        cfg = ctx.cfg.with_overrides(hand_on) if hand_on else ctx.cfg
+        return StageResult.from_checks(name, [check], {f"{name}/score": 1.0}, cfg)
+
+    return SimpleNamespace(run=run)
+
+
+@pytest.fixture
+def stages(monkeypatch):
+    """Install fake stages a, b, c; returns (modules dict, calls list)."""
+    calls = []
+    mods = {"a": fake_stage("a", calls=calls, hand_on={"optim.lr": 0.01}), "b": fake_stage("b", calls=calls),
+            "c": fake_stage("c", calls=calls)}
+    monkeypatch.setattr(pipeline, "STAGES", mods)
+    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
+    return mods, calls
+
+
+@pytest.fixture
+def cfg():
+    return load_config(overrides=["name=pipeline-test"])
+
+
+def runs_by_stage(experiment):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return client, runs
+
+
+def test_all_stages_run_in_order_with_parent_and_child_runs(mlflow_store, stages, cfg):
+    mods, calls = stages
+    out = pipeline.run_recipe(cfg, say=lambda m: None)
+    assert [c[0] for c in calls] == ["a", "b", "c"]
+    assert calls[1][1] == ["a"] and calls[2][1] == ["a", "b"]  # each stage sees the results before it
+    assert out.exit_code == 0 and out.report["verdict"] == "pass"
+    assert [s["stage"] for s in out.report["stages"]] == ["a", "b", "c"]
+
+    client, runs = runs_by_stage("pipeline-test")
+    parent = [r for r in runs if r.data.tags[tracking.TAG_KIND] == "flow"]
+    children = [r for r in runs if r.data.tags[tracking.TAG_KIND] == "stage"]
+    assert len(parent) == 1 and len(children) == 3
+    pid = parent[0].info.run_id
+    assert out.report["parent_run_id"] == pid and parent[0].info.status == "FINISHED"
+    for child in children:
+        tags = child.data.tags
+        assert tags["mlflow.parentRunId"] == pid
+        assert tags[tracking.TAG_VERDICT] == "pass"
+        assert tags[tracking.TAG_CONFIG_HASH] == cfg.config_hash()
+        assert len(tags[tracking.TAG_FINGERPRINT]) == 12
+        assert child.data.params["optim.name"] == "adam"
+        names = {f.path for f in client.list_artifacts(child.info.run_id)}
+        assert {"checks.json", "stage_result.json"} <= names
+    # stage b starts from the config stage a handed on
+    b = next(r for r in children if r.data.tags[tracking.TAG_STAGE] == "b")
+    assert b.data.params["optim.lr"] == "0.01"
+    assert parent[0].data.tags[tracking.TAG_VERDICT] == "pass"
+
+
+def test_a_failed_stage_stops_the_flow_and_marks_runs_failed(mlflow_store, stages, cfg, monkeypatch):
+    mods, calls = stages
+    mods["b"] = fake_stage("b", Verdict.FAIL, calls=calls)
+    out = pipeline.run_recipe(cfg, say=lambda m: None)
+    assert [c[0] for c in calls] == ["a", "b"]
+    assert out.exit_code == 1 and out.report["stopped_at"] == "b" and out.report["skipped"] == ["c"]
+    client, runs = runs_by_stage("pipeline-test")
+    status = {r.data.tags[tracking.TAG_STAGE]: r.info.status for r in runs if r.data.tags[tracking.TAG_KIND] == "stage"}
+    assert status == {"a": "FINISHED", "b": "FAILED"}
+    parent = next(r for r in runs if r.data.tags[tracking.TAG_KIND] == "flow")
+    assert parent.info.status == "FAILED" and parent.data.tags[tracking.TAG_VERDICT] == "fail"
+
+
+def test_force_carries_on_and_tags_the_runs(mlflow_store, stages, cfg):
+    mods, calls = stages
+    mods["b"] = fake_stage("b", Verdict.FAIL, calls=calls)
+    messages = []
+    out = pipeline.run_recipe(cfg, force=True, say=messages.append)
+    assert [c[0] for c in calls] == ["a", "b", "c"]
+    assert out.exit_code == 1 and out.report["forced"] is True
+    assert any("carrying on because of --force" in m for m in messages)
+    _, runs = runs_by_stage("pipeline-test")
+    c = next(r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "c")
+    assert c.data.tags[tracking.TAG_FORCED] == "true"
+
+
+def test_a_raising_stage_ends_child_and_parent_failed_and_keeps_earlier_work(mlflow_store, stages, cfg):
+    mods, calls = stages
+    mods["b"] = fake_stage("b", raises=RuntimeError("boom"))
+    with pytest.raises(RuntimeError, match="boom"):
+        pipeline.run_recipe(cfg, say=lambda m: None)
+    assert mlflow.active_run() is None
+    _, runs = runs_by_stage("pipeline-test")
+    status = {(r.data.tags[tracking.TAG_KIND], r.data.tags[tracking.TAG_STAGE]): r.info.status for r in runs}
+    assert status[("stage", "a")] == "FINISHED" and status[("stage", "b")] == "FAILED"
+    assert status[("flow", "all")] == "FAILED"
+    a = next(r for r in runs if r.data.tags[tracking.TAG_STAGE] == "a")
+    assert a.data.metrics["a/score"] == 1.0  # recorded before the crash, still there
+
+
+def test_stage_reuses_passing_runs_for_the_same_config_and_data(mlflow_store, stages, cfg):
+    mods, calls = stages
+    pipeline.run_recipe(cfg, say=lambda m: None)
+    calls.clear()
+    messages = []
+    out = pipeline.run_recipe(cfg, stage="c", say=messages.append)
+    assert [c[0] for c in calls] == ["c"]
+    assert calls[0][1] == ["a", "b"]  # c still sees a and b, rebuilt from MLflow
+    assert out.report["reused"] == ["a", "b"]
+    assert sum("reusing the passing run" in m for m in messages) == 2
+    # c starts from the config a handed on (through b)
+    _, runs = runs_by_stage("pipeline-test")
+    latest_c = [r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "c"][-1]
+    assert latest_c.data.params["optim.lr"] == "0.01"
+
+
+def test_stage_runs_missing_earlier_stages_first_and_says_so(mlflow_store, stages, cfg):
+    mods, calls = stages
+    messages = []
+    pipeline.run_recipe(cfg, stage="b", say=messages.append)
+    assert [c[0] for c in calls] == ["a", "b"]
+    assert any("no passing run in MLflow for a" in m and "running it first" in m for m in messages)
+
+
+def test_a_different_config_does_not_reuse(mlflow_store, stages, cfg):
+    mods, calls = stages
+    pipeline.run_recipe(cfg, say=lambda m: None)
+    calls.clear()
+    pipeline.run_recipe(cfg.with_overrides({"seed": 1}), stage="b", say=lambda m: None)
+    assert [c[0] for c in calls] == ["a", "b"]
+
+
+def test_failed_runs_are_never_reused(mlflow_store, stages, cfg):
+    mods, calls = stages
+    mods["a"] = fake_stage("a", Verdict.FAIL, calls=calls)
+    pipeline.run_recipe(cfg, say=lambda m: None)
+    mods["a"] = fake_stage("a", calls=calls)
+    calls.clear()
+    pipeline.run_recipe(cfg, stage="b", say=lambda m: None)
+    assert [c[0] for c in calls] == ["a", "b"]
+
+
+def test_unknown_stage(stages):
+    with pytest.raises(ValueError, match="unknown stage 'z'; stages, in order: a, b, c"):
+        pipeline.plan("z")
