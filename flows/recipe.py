@@ -36,6 +36,8 @@ STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
 
 
 def _execute(name, fn, ctx):
+    if name not in STAGE_TASKS:  # a stage registered after import (plugins, tests)
+        STAGE_TASKS[name] = _stage_task(name)
     # quote(): Prefect must not walk the context (tensors, DataFrames) looking for futures.
     return STAGE_TASKS[name](quote(fn), quote(ctx))
 
@@ -58,7 +60,8 @@ def recipe(
     cfg = config or load_config(preset=preset)
     logger = get_run_logger()
     try:
-        outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), say=logger.info)
+        outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), execute=_execute,
+                             say=logger.info)
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
         logger.error(str(e))

@@ -1,40 +1,13 @@
 """The pipeline's control flow and what it records in MLflow, with fake stages (fast, no data work)."""
 
-from types import SimpleNamespace
-
 import mlflow
 import pytest
 from mlflow import MlflowClient
 
 from recipe import pipeline, tracking
 from recipe.config import load_config
-from recipe.report import Check, StageResult, Verdict
-
-
-def fake_stage(name, verdict=Verdict.PASS, calls=None, raises=None, hand_on=None):
-    def run(ctx):
-        if calls is not None:
-            calls.append((name, sorted(ctx.results)))
-        if raises:
-            raise raises
-        tracking.log_metrics({f"{name}/score": 1.0})
-        check = Check(f"{name}_ok", f"{name} works", "yes" if verdict is Verdict.PASS else "no", "yes", verdict,
-                      "" if verdict is Verdict.PASS else "look here")
-        cfg = ctx.cfg.with_overrides(hand_on) if hand_on else ctx.cfg
-        return StageResult.from_checks(name, [check], {f"{name}/score": 1.0}, cfg)
-
-    return SimpleNamespace(run=run)
-
-
-@pytest.fixture
-def stages(monkeypatch):
-    """Install fake stages a, b, c; returns (modules dict, calls list)."""
-    calls = []
-    mods = {"a": fake_stage("a", calls=calls, hand_on={"optim.lr": 0.01}), "b": fake_stage("b", calls=calls),
-            "c": fake_stage("c", calls=calls)}
-    monkeypatch.setattr(pipeline, "STAGES", mods)
-    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
-    return mods, calls
+from recipe.report import Verdict
+from tests.fakes import fake_stage, fake_stages  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -49,8 +22,8 @@ def runs_by_stage(experiment):
     return client, runs
 
 
-def test_all_stages_run_in_order_with_parent_and_child_runs(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_all_stages_run_in_order_with_parent_and_child_runs(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     out = pipeline.run_recipe(cfg, say=lambda m: None)
     assert [c[0] for c in calls] == ["a", "b", "c"]
     assert calls[1][1] == ["a"] and calls[2][1] == ["a", "b"]  # each stage sees the results before it
@@ -78,8 +51,8 @@ def test_all_stages_run_in_order_with_parent_and_child_runs(mlflow_store, stages
     assert parent[0].data.tags[tracking.TAG_VERDICT] == "pass"
 
 
-def test_a_failed_stage_stops_the_flow_and_marks_runs_failed(mlflow_store, stages, cfg, monkeypatch):
-    mods, calls = stages
+def test_a_failed_stage_stops_the_flow_and_marks_runs_failed(mlflow_store, fake_stages, cfg, monkeypatch):
+    mods, calls = fake_stages
     mods["b"] = fake_stage("b", Verdict.FAIL, calls=calls)
     out = pipeline.run_recipe(cfg, say=lambda m: None)
     assert [c[0] for c in calls] == ["a", "b"]
@@ -91,8 +64,8 @@ def test_a_failed_stage_stops_the_flow_and_marks_runs_failed(mlflow_store, stage
     assert parent.info.status == "FAILED" and parent.data.tags[tracking.TAG_VERDICT] == "fail"
 
 
-def test_force_carries_on_and_tags_the_runs(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_force_carries_on_and_tags_the_runs(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     mods["b"] = fake_stage("b", Verdict.FAIL, calls=calls)
     messages = []
     out = pipeline.run_recipe(cfg, force=True, say=messages.append)
@@ -104,8 +77,8 @@ def test_force_carries_on_and_tags_the_runs(mlflow_store, stages, cfg):
     assert c.data.tags[tracking.TAG_FORCED] == "true"
 
 
-def test_a_raising_stage_ends_child_and_parent_failed_and_keeps_earlier_work(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_a_raising_stage_ends_child_and_parent_failed_and_keeps_earlier_work(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     mods["b"] = fake_stage("b", raises=RuntimeError("boom"))
     with pytest.raises(RuntimeError, match="boom"):
         pipeline.run_recipe(cfg, say=lambda m: None)
@@ -118,8 +91,8 @@ def test_a_raising_stage_ends_child_and_parent_failed_and_keeps_earlier_work(mlf
     assert a.data.metrics["a/score"] == 1.0  # recorded before the crash, still there
 
 
-def test_stage_reuses_passing_runs_for_the_same_config_and_data(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_stage_reuses_passing_runs_for_the_same_config_and_data(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     pipeline.run_recipe(cfg, say=lambda m: None)
     calls.clear()
     messages = []
@@ -134,24 +107,24 @@ def test_stage_reuses_passing_runs_for_the_same_config_and_data(mlflow_store, st
     assert latest_c.data.params["optim.lr"] == "0.01"
 
 
-def test_stage_runs_missing_earlier_stages_first_and_says_so(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_stage_runs_missing_earlier_stages_first_and_says_so(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     messages = []
     pipeline.run_recipe(cfg, stage="b", say=messages.append)
     assert [c[0] for c in calls] == ["a", "b"]
     assert any("no passing run in MLflow for a" in m and "running it first" in m for m in messages)
 
 
-def test_a_different_config_does_not_reuse(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_a_different_config_does_not_reuse(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     pipeline.run_recipe(cfg, say=lambda m: None)
     calls.clear()
     pipeline.run_recipe(cfg.with_overrides({"seed": 1}), stage="b", say=lambda m: None)
     assert [c[0] for c in calls] == ["a", "b"]
 
 
-def test_failed_runs_are_never_reused(mlflow_store, stages, cfg):
-    mods, calls = stages
+def test_failed_runs_are_never_reused(mlflow_store, fake_stages, cfg):
+    mods, calls = fake_stages
     mods["a"] = fake_stage("a", Verdict.FAIL, calls=calls)
     pipeline.run_recipe(cfg, say=lambda m: None)
     mods["a"] = fake_stage("a", calls=calls)
@@ -160,6 +133,6 @@ def test_failed_runs_are_never_reused(mlflow_store, stages, cfg):
     assert [c[0] for c in calls] == ["a", "b"]
 
 
-def test_unknown_stage(stages):
+def test_unknown_stage(fake_stages):
     with pytest.raises(ValueError, match="unknown stage 'z'; stages, in order: a, b, c"):
         pipeline.plan("z")
