@@ -152,11 +152,19 @@ class TrainerConfig(_Section):
 
 
 class InspectConfig(_Section):
-    """Stage 1, become one with the data."""
+    """Stage 1, become one with the data.
+
+    Every check lists all its offenders in the ``inspect/problems.json`` artifact; the caps below only
+    bound what a check's one-line ``observed`` text names before "... and N more".
+    """
 
     imbalance_warn_ratio: float = Field(5.0, ge=1)  # largest / smallest class count above this warns
     outlier_mad: float = Field(6.0, gt=0)  # robust z (median/MAD) beyond which a sample is an outlier
-    max_outliers_listed: int = Field(20, ge=0)
+    max_outliers_listed: int = Field(20, ge=0)  # outliers named in the pixel_stats_outliers check
+    max_listed: int = Field(10, ge=0)  # offenders (files, rows, columns) named in the other checks
+    range_margin: float = Field(0.5, ge=0)  # csv: val/test values beyond the train range by more than this
+    # fraction of the train range (max - min) are flagged (feature_ranges, target_values)
+    samples_per_class: int = Field(8, ge=1, le=32)  # images per class in plots/samples.png
 
 
 class StagesConfig(_Section):

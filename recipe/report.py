@@ -119,26 +119,32 @@ def _jsonable(v: Any) -> Any:
 
 
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
-    """The terminal summary: one table per stage with each check's hypothesis, observation and verdict."""
+    """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
+    check that did not pass its hypothesis and advice in full -- the part a user acts on."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}
     for stage in report["stages"]:
         v = stage["verdict"]
-        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left",
-                      show_lines=False, expand=False)
-        table.add_column("check")
-        table.add_column("hypothesis", max_width=48)
-        table.add_column("observed", justify="right", max_width=24)
-        table.add_column("expected", justify="right", max_width=24)
-        table.add_column("verdict")
-        table.add_column("advice", max_width=48)
+        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left")
+        table.add_column("check", no_wrap=True)
+        table.add_column("verdict", no_wrap=True)
+        table.add_column("observed", overflow="ellipsis", max_width=60)
+        table.add_column("expected", overflow="ellipsis", max_width=40)
         for c in stage["checks"]:
-            table.add_row(c["name"], c["hypothesis"], _fmt(c["observed"]), _fmt(c["expected"]),
-                          f"[{colour[c['verdict']]}]{c['verdict']}[/]", c["advice"] if c["verdict"] != "pass" else "")
+            table.add_row(c["name"], f"[{colour[c['verdict']]}]{c['verdict']}[/]", escape(_fmt(c["observed"])),
+                          escape(_fmt(c["expected"])))
         console.print(table)
+        for c in stage["checks"]:
+            if c["verdict"] != "pass":
+                console.print(f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: "
+                              f"{escape(c['hypothesis'])}", soft_wrap=True)
+                console.print(f"    observed: {escape(_fmt(c['observed']))}", soft_wrap=True, highlight=False)
+                if c["advice"]:
+                    console.print(f"    what to do: {escape(c['advice'])}", soft_wrap=True, highlight=False)
     v = report["verdict"]
     forced = " (forced past a failure)" if report.get("forced") else ""
     console.print(f"recipe [bold]{report['recipe']}[/]: [{colour[v]}]{v.upper()}[/]{forced}")

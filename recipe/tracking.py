@@ -165,7 +165,9 @@ def active_run_id() -> str | None:
 def log_stage_result(result: StageResult) -> None:
     """Tags, metrics and the JSON artifacts that let a later ``--stage`` run reuse this result."""
     set_tags({TAG_VERDICT: result.verdict.value})
-    log_metrics(result.metrics)
+    # Stages may have logged some of these already; logging them again would add duplicate history points.
+    logged = MlflowClient().get_run(active_run_id()).data.metrics
+    log_metrics({k: v for k, v in result.metrics.items() if logged.get(k) != v})
     log_dict([c.to_dict() for c in result.checks], "checks.json")
     log_dict(
         {**result.to_dict(), "config": result.config.to_dict(), "artifacts": result.artifacts},

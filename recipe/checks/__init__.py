@@ -1,0 +1,13 @@
+"""The recipe's verifications as plain functions returning :class:`~recipe.checks.base.Finding` records.
+
+- :mod:`recipe.checks.data`: stage 1's checks on any manifest (readability, labels, shapes, splits,
+  balance, outliers, duplicates and leakage); :func:`inspect_manifest` runs all that apply.
+- :mod:`recipe.checks.tables`: the CSV-specific ones (feature types, missing values, ranges, target).
+- :mod:`recipe.checks.expectations`: the same hypotheses as a Great Expectations suite built from the data
+  (imports GX only when validating).
+"""
+
+from .base import Bounds, DataReport, Finding, robust_bounds
+from .data import inspect_manifest
+
+__all__ = ["Bounds", "DataReport", "Finding", "inspect_manifest", "robust_bounds"]

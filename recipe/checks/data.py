@@ -1,0 +1,465 @@
+"""Stage 1's checks on a manifest: is every sample usable, labelled, consistent, unique and in its own split?
+
+"One time I discovered that the data contained duplicate examples. Another time I found corrupted images /
+labels. I look for data imbalances and biases." Each function below looks for one of those things in the
+tolerant manifest (bad samples are rows there, not exceptions) and reports *all* offenders at once, by
+file name, so one run shows everything to fix. :func:`inspect_manifest` runs every check that applies.
+
+Verdicts: data a model cannot be trained on, or whose scores would lie (corrupt files, unknown labels,
+empty classes, samples shared between splits), FAILs; data that trains but deserves a look (imbalance,
+duplicates inside a split, outliers, skipped files) WARNs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from recipe.report import Verdict
+
+from .base import Bounds, DataReport, Finding, finding, fmt, json_value, names, plural, robust_bounds
+
+if TYPE_CHECKING:
+    from recipe.config import RecipeConfig
+    from recipe.data import Manifest
+
+SPLITS = ("train", "val", "test")
+PIXEL_PROPERTIES = ("mean", "std")  # per-sample pixel statistics on the 0..1 scale
+SIZE_PROPERTIES = ("pixels", "aspect")  # height x width and width / height, when source sizes vary
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+def is_image(m: Manifest) -> bool:
+    return m.image_mode is not None
+
+
+def has_files(m: Manifest) -> bool:
+    """Samples are files on disk (digits, imagefolder), not rows of an array (torchvision, csv)."""
+    return m.source in ("digits", "imagefolder")
+
+
+def short_error(error: str, path: str | None) -> str:
+    """The decoder's message without the file's full path, which the listing already names."""
+    if path:
+        error = error.replace(f" '{path}'", "").replace(f" {path}", "")
+    return error
+
+
+def usable(m: Manifest) -> pd.DataFrame:
+    return m.df[m.df["readable"].astype(bool)]
+
+
+def sizes_vary(m: Manifest) -> bool:
+    ok = usable(m)
+    return is_image(m) and len(ok) > 0 and len(ok.groupby(["height", "width"]).size()) > 1
+
+
+def property_values(m: Manifest) -> pd.DataFrame:
+    """id, path, split, label and the per-sample properties outliers are looked for along (readable images).
+
+    Properties: ``mean`` and ``std`` of the pixels (0..1), plus ``pixels`` (height x width) and ``aspect``
+    (width / height) of the file as stored when sizes vary.
+    """
+    ok = usable(m)
+    out = ok[["id", "path", "split", "label"]].copy()
+    for p in PIXEL_PROPERTIES:
+        out[p] = ok[p].astype(np.float64)
+    if sizes_vary(m):
+        h, w = ok["height"].astype(np.float64), ok["width"].astype(np.float64)
+        out["pixels"], out["aspect"] = h * w, w / h
+    return out
+
+
+def property_bounds(m: Manifest, k: float) -> dict[str, Bounds]:
+    """Robust bounds (median ± k · 1.4826 · MAD) of every outlier property, computed from the data."""
+    values = property_values(m)
+    props = [p for p in (*PIXEL_PROPERTIES, *SIZE_PROPERTIES) if p in values]
+    bounds = {p: robust_bounds(values[p], k) for p in props}
+    return {p: b for p, b in bounds.items() if b is not None}
+
+
+def duplicate_groups(m: Manifest) -> pd.DataFrame:
+    """Readable rows whose content hash another readable row shares, with a ``group`` number (0, 1, ...)
+    ordered by first appearance. Hashes are of the decoded values, so re-encoded copies are found too."""
+    ok = usable(m)
+    ok = ok[ok["hash"].astype(str) != ""]
+    dup = ok[ok.duplicated("hash", keep=False)].copy()
+    dup["group"] = pd.factorize(dup["hash"])[0]
+    return dup.sort_values(["group", "split", "id"], kind="stable")
+
+
+def class_counts(m: Manifest) -> pd.DataFrame:
+    """Readable samples per class (rows, in class order) and split (columns train/val/test/total)."""
+    ok = usable(m)
+    table = pd.crosstab(ok["label"].astype(str), ok["split"]).reindex(index=m.classes, columns=SPLITS, fill_value=0)
+    table = table.fillna(0).astype(int)
+    table["total"] = table[list(SPLITS)].sum(axis=1)
+    return table
+
+
+# --- checks -------------------------------------------------------------------------------------------------
+
+
+def files_readable(m: Manifest, cap: int = 10) -> Finding:
+    """FAIL naming every file that cannot be decoded, with the decoder's error."""
+    df = m.df
+    bad = df[~df["readable"].astype(bool)]
+    what = "files" if has_files(m) else "samples"
+    items = [{"id": i, "path": json_value(p), "error": e} for i, p, e in zip(bad["id"], bad["path"], bad["error"])]
+    if len(bad):
+        observed = f"{len(bad)} of {len(df)} {what} cannot be read: " + names(
+            (f"{i} ({short_error(e, p)})" if e else str(i) for i, p, e in zip(bad["id"], bad["path"], bad["error"])),
+            cap,
+        )
+    else:
+        observed = f"all {len(df)} {what} decode"
+    return finding(
+        "files_readable", f"every {what[:-1]} decodes to an image", observed, f"0 unreadable {what}",
+        Verdict.FAIL if len(bad) else Verdict.PASS,
+        "fix, re-export or delete the listed files (all of them, with errors, are in inspect/problems.json); "
+        "truncated downloads and non-images renamed to .png/.jpg are the usual causes",
+        items, {"data/n_unreadable": len(bad)},
+    )  # fmt: skip
+
+
+def no_nulls(m: Manifest, cap: int = 10) -> Finding:
+    """FAIL when id, label or split (or path, for files) is missing on any row."""
+    df = m.df
+    columns = ["id", "label", "split"] + (["path"] if has_files(m) else [])
+    items, parts = [], []
+    for col in columns:
+        missing = df[df[col].isna()]
+        if len(missing):
+            where = [str(i) if pd.notna(i) else f"row {r}" for i, r in zip(missing["id"], missing.index)]
+            items += [{"column": col, "id": w} for w in where]
+            parts.append(f"{col}: {len(missing)} missing ({names(where, cap)})")
+    label_hint = "a missing target value" if m.source == "csv" else "a sample without a label"
+    return finding(
+        "no_nulls", f"no sample lacks its {', '.join(columns[:-1])} or {columns[-1]}",
+        "; ".join(parts) or f"no nulls in {len(df)} rows", "no nulls", Verdict.FAIL if items else Verdict.PASS,
+        f"fill in or drop the listed rows ({label_hint} cannot be trained or scored on)", items,
+    )  # fmt: skip
+
+
+def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
+    """FAIL when a label is not one of the classes, or its class index does not point back at it."""
+    df = m.df[m.df["label"].notna()]
+    idx = df["label_idx"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+    classes = np.asarray(m.classes, dtype=object)
+    in_range = np.isfinite(idx) & (idx >= 0) & (idx < len(classes))
+    named = np.zeros(len(df), dtype=bool)
+    named[in_range] = classes[idx[in_range].astype(np.int64)] == df["label"].astype(str).to_numpy()[in_range]
+    bad = df[~df["label"].astype(str).isin(m.classes) | ~named]
+    items = [{"id": i, "label": json_value(lab), "label_idx": json_value(li)}
+             for i, lab, li in zip(bad["id"], bad["label"], bad["label_idx"])]  # fmt: skip
+    observed = (
+        f"{len(bad)} labels outside the class set: "
+        + names((f"{i} ({lab!r})" for i, lab in zip(bad["id"], bad["label"])), cap)
+        if len(bad)
+        else f"all {len(df)} labels are among the {plural(len(m.classes), 'class', 'classes')}"
+    )
+    return finding(
+        "labels_in_class_set", "every label is one of the classes, and its index names it", observed,
+        f"labels in {{{names(m.classes, cap)}}}", Verdict.FAIL if len(bad) else Verdict.PASS,
+        "relabel or drop the listed samples; an index that does not match its label is a bug in the data layer",
+        items,
+    )  # fmt: skip
+
+
+def no_empty_classes(m: Manifest, cap: int = 10) -> Finding:
+    """FAIL naming every class folder that holds no image files."""
+    folders = [str(m.root / c) for c in m.empty_classes]
+    return finding(
+        "no_empty_classes", "every class folder holds images",
+        f"{plural(len(folders), 'empty class folder')}: {names(folders, cap)}" if folders else "no empty class folders",
+        "0 empty class folders", Verdict.FAIL if folders else Verdict.PASS,
+        "add images to the listed folders or delete them (an empty folder is a class the model can never learn, "
+        "and it is left out of the class list, which shifts every class index after it)",
+        [{"folder": f} for f in folders], {"data/n_empty_classes": len(folders)},
+    )  # fmt: skip
+
+
+def at_least_two_classes(m: Manifest) -> Finding:
+    n = len(m.classes)
+    return finding(
+        "at_least_two_classes", "a classifier needs at least two classes",
+        f"{plural(n, 'class', 'classes')}" + (f": {names(m.classes, 10)}" if n else ""), ">= 2 classes",
+        Verdict.FAIL if n < 2 else Verdict.PASS,
+        f"add a sub-folder per class under {m.root}" if has_files(m)
+        else "check data.target (a column with one value is no target), or use data.task=regression",
+    )  # fmt: skip
+
+
+def ignored_files(m: Manifest, cap: int = 10) -> Finding:
+    """WARN naming files the folder scan skipped (no image extension, or not inside a class folder)."""
+    files = list(m.ignored_files)
+    return finding(
+        "ignored_files", "every file under data.root is an image in a class folder",
+        f"{plural(len(files), 'file')} skipped: {names(files, cap)}" if files else "no files skipped",
+        "0 files skipped", Verdict.WARN if files else Verdict.PASS,
+        "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
+        "files at the top level belong to no class",
+        [{"file": f} for f in files], {"data/n_ignored_files": len(files)},
+    )  # fmt: skip
+
+
+def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
+    """One height x width and one channel count, unless ``data.image_size`` resizes them all (then the
+    source sizes are only reported). Mixed sizes without a resize FAIL; mixed channel counts WARN."""
+    ok = usable(m)
+    if not len(ok):
+        return finding("consistent_shapes", "all images share one shape", "no readable images", "one shape",
+                       Verdict.PASS)  # fmt: skip
+    sizes = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable")
+    chans = ok.groupby("channels").size().sort_values(ascending=False, kind="stable")
+    (h0, w0), c0 = sizes.index[0], chans.index[0]
+    items: list[dict[str, Any]] = []
+    parts, verdict = [], Verdict.PASS
+    size_text = ", ".join(f"{h}x{w} ({n})" for (h, w), n in list(sizes.items())[:cap])
+    if len(sizes) > 1:
+        odd = ok[(ok["height"] != h0) | (ok["width"] != w0)]
+        if m.image_size:
+            parts.append(f"{len(sizes)} source sizes ({size_text}), all resized to {m.image_size}x{m.image_size}")
+        else:
+            verdict = Verdict.FAIL
+            items += [{"id": i, "height": int(h), "width": int(w), "problem": "size"}
+                      for i, h, w in zip(odd["id"], odd["height"], odd["width"])]  # fmt: skip
+            parts.append(
+                f"{len(sizes)} sizes (height x width: {size_text}); not {h0}x{w0}: "
+                + names((f"{i} ({h}x{w})" for i, h, w in zip(odd["id"], odd["height"], odd["width"])), cap)
+            )
+    else:
+        resized = f", resized to {m.image_size}x{m.image_size}" if m.image_size and m.image_size != h0 else ""
+        parts.append(f"all {len(ok)} images are {h0}x{w0}{resized}")
+    if len(chans) > 1:
+        verdict = Verdict.worst([verdict, Verdict.WARN])
+        odd = ok[ok["channels"] != c0]
+        items += [{"id": i, "channels": int(c), "mode": md, "problem": "channels"}
+                  for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])]  # fmt: skip
+        parts.append(
+            f"channels vary ({', '.join(f'{c}: {n}' for c, n in chans.items())}), all converted to {m.image_mode}; "
+            f"not {c0}-channel: " + names((f"{i} ({md})" for i, md in zip(odd["id"], odd["mode"])), cap)
+        )
+    else:
+        parts.append(f"{plural(int(c0), 'channel')}")
+    expected = (f"any size (resized to {m.image_size}x{m.image_size}), one channel count" if m.image_size
+                else "one height x width and one channel count")  # fmt: skip
+    return finding(
+        "consistent_shapes", "all images share one shape (or data.image_size resizes them to one)",
+        "; ".join(parts), expected, verdict,
+        "set data.image_size=N to resize every image to N x N, or fix the odd files listed in "
+        "inspect/problems.json; mixed gray and colour files often mean two sources were merged",
+        items, {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
+    )  # fmt: skip
+
+
+def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
+    """FAIL when a split the recipe needs has no usable sample; WARN when a class is missing from val or
+    test (then that class's accuracy is never measured)."""
+    ok = usable(m)
+    counts = {s: int((ok["split"] == s).sum()) for s in SPLITS}
+    needed = SPLITS if need_test else ("train", "val")
+    empty = [s for s in needed if counts[s] == 0]
+    items: list[dict[str, Any]] = [{"split": s, "problem": "empty"} for s in empty]
+    parts = ["usable samples: " + ", ".join(f"{s} {counts[s]}" for s in SPLITS)]  # joined by "; "
+    verdict = Verdict.FAIL if empty else Verdict.PASS
+    if m.task == "classification" and m.classes:
+        table = class_counts(m)
+        for s in needed[1:]:
+            absent = [c for c in m.classes if table.loc[c, s] == 0 and table.loc[c, "total"] > 0]
+            if absent and counts[s]:
+                verdict = Verdict.worst([verdict, Verdict.WARN])
+                items += [{"split": s, "class": c, "problem": "class absent"} for c in absent]
+                parts.append(f"classes absent from {s}: {names(absent, cap)}")
+    full = {s: int(n) for s, n in m.split_sizes().items()}
+    every_class = " of every class" if m.task == "classification" else ""
+    return finding(
+        "split_sizes", "train, val" + (" and test" if need_test else "") + f" each hold samples{every_class}",
+        "; ".join(parts), "no empty split, every class in every split", verdict,
+        "add data (a class needs at least 3 samples to appear in train, val and test) or change data.split; "
+        "an empty split cannot be trained or scored on",
+        items, {"data/n_train": full["train"], "data/n_val": full["val"], "data/n_test": full["test"]},
+    )  # fmt: skip
+
+
+def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Finding:
+    """WARN when the largest class outnumbers the smallest by more than ``warn_ratio``, naming the classes
+    below largest / warn_ratio."""
+    table = class_counts(m)
+    total = table["total"]
+    if not len(total) or total.max() == 0:
+        return finding("class_balance", "classes are roughly balanced", "no labelled samples", "-", Verdict.PASS)
+    big, small = total.idxmax(), total.idxmin()
+    ratio = float(total.max() / total.min()) if total.min() > 0 else float("inf")
+    minor = table[total * warn_ratio < total.max()]
+    items = [{"class": c, **{k: int(v) for k, v in row.items()}} for c, row in minor.iterrows()]
+    observed = f"largest / smallest = {fmt(ratio)}: {big!r} ({total[big]}) vs {small!r} ({total[small]})"
+    if len(minor) > 1:
+        observed += f"; below 1/{fmt(warn_ratio)} of the largest: " + names(
+            (f"{c!r} ({n})" for c, n in minor["total"].items()), cap
+        )
+    metrics = {"data/n_classes": len(m.classes)}
+    if np.isfinite(ratio):
+        metrics["data/imbalance_ratio"] = ratio
+    return finding(
+        "class_balance", f"no class outnumbers another by more than {fmt(warn_ratio)}x", observed,
+        f"<= {fmt(warn_ratio)}", Verdict.WARN if ratio > warn_ratio else Verdict.PASS,
+        "accuracy hides small classes: watch per-class metrics, collect more of the small classes, or weight "
+        "the loss / resample; also set the output bias from the class priors (model.init_bias)",
+        items, metrics,
+    )  # fmt: skip
+
+
+def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
+    """WARN listing every image whose pixel mean or std (or size, when sizes vary) lies beyond the robust
+    bounds median ± k · 1.4826 · MAD, most extreme first."""
+    values = property_values(m)
+    bounds = property_bounds(m, k)
+    rows = []
+    for p, b in bounds.items():
+        out = values[b.outside(values[p])]
+        z = b.z(out[p])
+        for (_, r), zz in zip(out.iterrows(), z):
+            rows.append({"id": r["id"], "path": json_value(r["path"]), "split": r["split"],
+                         "label": json_value(r["label"]), "property": p, "value": float(r[p]), "z": json_value(zz),
+                         "lo": b.lo, "hi": b.hi})  # fmt: skip
+    rows.sort(key=lambda r: -abs(r["z"]) if isinstance(r["z"], float) else -np.inf)
+    n_samples = len({r["id"] for r in rows})
+    expected = "; ".join(f"{p} in [{fmt(b.lo)}, {fmt(b.hi)}]" for p, b in bounds.items()) or "-"
+    if rows:
+        by_sample: dict[str, list[str]] = {}  # most extreme first, each sample once with all its properties
+        for r in rows:
+            by_sample.setdefault(r["id"], []).append(f"{r['property']} {fmt(r['value'])}")
+        observed = f"{plural(n_samples, 'sample')} beyond median ± {fmt(k)} robust SD: " + names(
+            (f"{i} ({', '.join(props)})" for i, props in by_sample.items()), cap
+        )
+    elif bounds:
+        medians = ", ".join(f"{p} median {fmt(b.median)}" for p, b in bounds.items())
+        observed = f"no outliers among {len(values)} images ({medians})"
+    else:
+        observed = "no readable images to compare"
+    metrics: dict[str, float] = {"data/n_outliers": n_samples}
+    metrics.update(pixel_summary(m))
+    return finding(
+        "pixel_stats_outliers", f"no image's pixel statistics lie beyond {fmt(k)} robust SDs of the median",
+        observed, expected, Verdict.WARN if rows else Verdict.PASS,
+        "look at the listed images (plots/outliers_*.png): blank, inverted, wrongly scaled, cropped or "
+        "mislabelled files show up here; fix or remove them, or raise stages.inspect.outlier_mad if they are genuine",
+        rows, metrics,
+    )  # fmt: skip
+
+
+def pixel_summary(m: Manifest) -> dict[str, float]:
+    """Train-split pixel mean and std on the 0..1 scale, averaged over channels (what normalisation uses)."""
+    train = (m.df["split"] == "train").to_numpy() & m.df["readable"].astype(bool).to_numpy()
+    if m.chan_stats is None or not train.any():
+        return {}
+    cs = m.chan_stats[train]
+    mean = cs[:, 0].mean(0)
+    std = np.sqrt(np.maximum(cs[:, 1].mean(0) - mean**2, 0))
+    return {"data/pixel_mean": float(mean.mean()), "data/pixel_std": float(std.mean())}
+
+
+def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
+    """Exact duplicates (same content hash): inside one split WARN (they over-weight a sample); across
+    splits FAIL (a val/test sample the model trained on inflates its score); for classification, identical
+    samples with different labels WARN (at least one label is wrong; in regression it is just noise)."""
+    dup = duplicate_groups(m)
+    what = "files" if has_files(m) else "samples"
+    groups = [g for _, g in dup.groupby("group", sort=True)]
+
+    def members(g: pd.DataFrame) -> list[dict[str, Any]]:
+        return [{"id": i, "split": s, "label": json_value(lab)} for i, s, lab in zip(g["id"], g["split"], g["label"])]
+
+    within, within_text, n_within = [], [], 0
+    for g in groups:
+        for s, gs in g.groupby("split", sort=False):
+            if len(gs) > 1:
+                within.append({"hash": gs["hash"].iloc[0], "split": s, "members": members(gs)})
+                within_text.append(f"{s}: " + " = ".join(gs["id"]))
+                n_within += len(gs) - 1
+    across = [g for g in groups if g["split"].nunique() > 1]
+    across_text = [" = ".join(f"{i} ({s})" for i, s in zip(*_first_per(g, "split"))) for g in across]
+    n_across = sum(len(g) for g in across)
+    conflicts = [g for g in groups if g["label"].astype(str).nunique() > 1]
+    conflict_text = [" vs ".join(f"{i} ({lab!r})" for i, lab in zip(*_first_per(g, "label"))) for g in conflicts]
+    found = [
+        finding(
+            "duplicates_within_split", f"no two {what} of a split are identical",
+            f"{plural(n_within, 'extra copy', 'extra copies')} in {plural(len(within), 'group')}: "
+            + names(within_text, cap) if within else "no duplicates within a split",
+            "0 duplicates", Verdict.WARN if within else Verdict.PASS,
+            "remove the extra copies (plots/duplicates.png shows them): duplicates over-weight those samples in "
+            "training and in the metrics",
+            within, {"data/n_duplicates_within": n_within},
+        ),
+        finding(
+            "no_leakage_across_splits", "no val/test sample is identical to a sample of another split",
+            f"{plural(n_across, what[:-1], what)} in {plural(len(across), 'group')} shared across splits: "
+            + names(across_text, cap) if across else "no sample appears in two splits",
+            "0 shared samples", Verdict.FAIL if across else Verdict.PASS,
+            "delete all but one copy of each listed group (then the splits are redrawn for the new file set): a "
+            "held-out sample the model trained on inflates val/test scores",
+            [{"hash": g["hash"].iloc[0], "members": members(g)} for g in across],
+            {"data/n_duplicates_across": n_across},
+        ),
+        finding(
+            "duplicate_labels_agree", "identical samples carry the same label",
+            f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(conflict_text, cap)}"
+            if conflicts else "identical samples agree on their labels",
+            "0 conflicts", Verdict.WARN if conflicts else Verdict.PASS,
+            "at least one label in each listed group is wrong: relabel or drop them",
+            [{"hash": g["hash"].iloc[0], "members": members(g)} for g in conflicts],
+            {"data/n_label_conflicts": len(conflicts)},
+        ),
+    ]  # fmt: skip
+    return found if m.task == "classification" else found[:2]
+
+
+def _first_per(g: pd.DataFrame, column: str) -> tuple[list[str], list[Any]]:
+    """ids and values of the first row of ``g`` for each distinct value of ``column``."""
+    first = g.drop_duplicates(column)
+    return first["id"].tolist(), first[column].tolist()
+
+
+# --- all of them --------------------------------------------------------------------------------------------
+
+
+def inspect_manifest(m: Manifest, cfg: RecipeConfig) -> DataReport:
+    """Every check that applies to this manifest's kind of data, plus summary metrics (``data/...``)."""
+    from . import tables
+
+    ic = cfg.stages.inspect
+    cap = ic.max_listed
+    classification = m.task == "classification"
+    need_test = cfg.data.split.test > 0 or m.source == "torchvision"
+    found: list[Finding] = []
+    if is_image(m):
+        found.append(files_readable(m, cap))
+    found.append(no_nulls(m, cap))
+    if classification:
+        found += [labels_in_class_set(m, cap), at_least_two_classes(m)]
+    if has_files(m):
+        found += [no_empty_classes(m, cap), ignored_files(m, cap)]
+    if is_image(m):
+        found.append(consistent_shapes(m, cap))
+    found.append(split_sizes(m, need_test, cap))
+    if classification:
+        found.append(class_balance(m, ic.imbalance_warn_ratio, cap))
+    if is_image(m):
+        found.append(pixel_stats_outliers(m, ic.outlier_mad, ic.max_outliers_listed))
+    found += duplicates(m, cap)
+    if m.features is not None:
+        found += tables.table_checks(m, ic)
+    metrics: dict[str, float] = {
+        "data/n_samples": len(m.df),
+        "data/n_unreadable": int((~m.df["readable"].astype(bool)).sum()),
+        "data/n_classes": len(m.classes),
+    }
+    for f in found:
+        metrics.update(f.metrics)
+    return DataReport(found, metrics)

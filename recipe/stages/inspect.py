@@ -1,0 +1,117 @@
+"""Stage 1, become one with the data: look at every sample before any model does.
+
+"The first step to training a neural net is to not touch any neural net code at all and instead begin by
+thoroughly inspecting your data." This stage reads the tolerant manifest (so it works, and reports, even
+when the strict loader would refuse the data), then:
+
+- runs the recipe's data checks (:func:`recipe.checks.inspect_manifest`): unreadable files, nulls, labels,
+  empty classes, shapes, split sizes, class balance, pixel-statistic outliers, duplicates and leakage, and
+  for CSV data feature types, missing values, constant columns, ranges and the target;
+- validates the same hypotheses as a Great Expectations suite derived from the data, and renders Data Docs;
+- draws the data (class histogram, samples per class, extremes along each property, duplicate groups, or
+  feature histograms for tables).
+
+Logged to the stage's MLflow run: ``data/*`` metrics, ``plots/*.png``, ``gx/validation_result.json``,
+``gx/data_docs/`` (open ``index.html``), ``inspect/problems.json`` (every offender of every check) and
+``inspect/manifest.csv`` (one row per sample, to sort and filter). The splits are fixed by the data layer
+when the manifest is built; the stage reports where they are saved and the data fingerprint, and hands
+the config on unchanged.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+from recipe import tracking
+from recipe.checks import inspect_manifest
+from recipe.checks.base import DataReport, Finding, finding
+from recipe.report import StageResult, Verdict
+from recipe.stages.base import StageContext
+
+STAGE = "inspect"
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg = ctx.cfg
+    m = ctx.manifest()
+    report = inspect_manifest(m, cfg)
+    docs_dir = ctx.workdir / "gx" / "data_docs"
+    gx_finding, gx_result = _validate(m, cfg, docs_dir)
+    findings = [*report.findings, gx_finding]
+    metrics = {**report.metrics, **gx_finding.metrics}
+
+    tracking.log_metrics(metrics)
+    tracking.log_dict(gx_result, "gx/validation_result.json")
+    if (docs_dir / "index.html").is_file():
+        tracking.log_artifact(docs_dir, "gx/data_docs")
+    tracking.log_dict(_problems(m, findings), "inspect/problems.json")
+    manifest_csv = ctx.workdir / "manifest.csv"
+    manifest_csv.parent.mkdir(parents=True, exist_ok=True)
+    m.df.to_csv(manifest_csv, index=False)
+    tracking.log_artifact(manifest_csv, "inspect")
+    figure_notes = _log_figures(m, cfg)
+
+    notes = [f"data fingerprint {m.fingerprint} ({len(m.df)} samples from {m.root})"]
+    if m.split_file is not None:
+        notes.append(f"train/val/test splits are fixed in {m.split_file}")
+    notes += [n for n in m.notes if not n.startswith(("splits saved to", "splits read from"))]
+    notes += figure_notes
+    artifacts = {
+        "problems": tracking.artifact_uri("inspect/problems.json"),
+        "data_docs": tracking.artifact_uri("gx/data_docs/index.html"),
+    }
+    if m.split_file is not None:
+        artifacts["split_file"] = str(m.split_file)
+    return StageResult.from_checks(STAGE, [f.check for f in findings], metrics, cfg, artifacts=artifacts, notes=notes)
+
+
+def _validate(m, cfg, docs_dir) -> tuple[Finding, dict[str, Any]]:
+    """The gx_suite finding and the JSON result; a GX error becomes a FAIL that says so, and the other
+    checks are still reported."""
+    from recipe.checks import expectations
+
+    try:
+        outcome = expectations.validate(m, cfg, docs_dir)
+    except Exception as e:  # a GX incompatibility must not hide the data report
+        tb = traceback.format_exc()
+        tracking.log_text(tb, "gx/error.txt")
+        f = finding(
+            "gx_suite", "the manifest meets the Great Expectations suite derived from it",
+            f"Great Expectations failed: {type(e).__name__}: {e}", "every expectation met", Verdict.FAIL,
+            "see gx/error.txt in this run's artifacts; the recipe's own checks above are unaffected",
+        )  # fmt: skip
+        return f, {"success": False, "error": f"{type(e).__name__}: {e}"}
+    return outcome.finding, outcome.result
+
+
+def _problems(m, findings: list[Finding]) -> dict[str, Any]:
+    return {
+        "source": m.source,
+        "root": str(m.root),
+        "fingerprint": m.fingerprint,
+        "split_file": str(m.split_file) if m.split_file is not None else None,
+        "notes": list(m.notes),
+        "verdicts": {f.name: f.verdict.value for f in findings},
+        "problems": DataReport(findings).problems(),
+    }
+
+
+def _log_figures(m, cfg) -> list[str]:
+    """Draw and log every figure; one that fails to draw is skipped with a note (and its traceback in
+    plots/errors.txt) rather than losing the whole data report."""
+    from recipe.plots.data import figure_builders
+
+    notes, errors = [], []
+    for path, build in figure_builders(m, cfg).items():
+        try:
+            fig = build()
+        except Exception as e:
+            notes.append(f"{path} could not be drawn ({type(e).__name__}: {e}); see plots/errors.txt")
+            errors.append(f"{path}\n{traceback.format_exc()}")
+            continue
+        if fig is not None:
+            tracking.log_figure(fig, path)
+    if errors:
+        tracking.log_text("\n".join(errors), "plots/errors.txt")
+    return notes
