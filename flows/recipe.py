@@ -42,7 +42,7 @@ def _execute(name, fn, ctx):
     return STAGE_TASKS[name](quote(fn), quote(ctx))
 
 
-@flow(name="recipe", log_prints=True, validate_parameters=True)
+@flow(name="recipe", validate_parameters=True)
 def recipe(
     config: RecipeConfig | None = None,
     preset: str = "digits",
