@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/flows train --preset digits
+	$(VENV)/bin/flows run recipe --preset digits --report mlruns/last-report.json
 
 test: $(STAMP)
 	$(PY) -m pytest -q
