@@ -46,6 +46,11 @@ def test_digits_inspect_passes_and_mlflow_holds_checks_plots_and_data_docs(tmp_p
     checks = json.loads(open(client.download_artifacts(child.info.run_id, "checks.json", str(tmp_path))).read())
     assert {c["name"] for c in checks} >= {"files_readable", "no_leakage_across_splits", "class_balance", "gx_suite"}
 
+    listing = runner.invoke(app, ["stages"])
+    assert listing.exit_code == 0
+    row = next(line for line in listing.output.splitlines() if " inspect " in line)
+    assert "pass" in row and child.info.run_id in row
+
 
 def test_a_faulty_image_folder_fails_and_the_report_names_every_problem(tmp_path, monkeypatch):
     monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path / "cache"))
