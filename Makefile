@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean-runs
+.PHONY: run test bench lint clean-runs test-ops stack-up stack-down stack-status deploy
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,3 +23,19 @@ bench: $(STAMP)
 
 clean-runs:
 	rm -rf mlruns/* data/digits data/.splits
+
+# The service stack (README, "Run it as a service"): PostgreSQL, Prefect and MLflow servers, a worker; loopback only.
+stack-up: $(STAMP)
+	deploy/stack.sh up
+
+stack-down:
+	deploy/stack.sh down
+
+stack-status:
+	deploy/stack.sh status
+
+deploy: $(STAMP)
+	. "$${RECIPE_STACK_DIR:-.stack}/env" && $(VENV)/bin/flows deploy
+
+test-ops: $(STAMP)
+	$(PY) -m pytest -q tests/ops

@@ -36,6 +36,14 @@ def _load(preset: str | None, config: Path | None, overrides: list[str] | None):
         _fail(str(e))
 
 
+def _console():
+    """A terminal's own width; 140 columns in logs and pipes, where rich would otherwise wrap at 80."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=140)
+
+
 def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
     from rich.markup import escape
@@ -113,7 +121,7 @@ def run_recipe(
     cfg = _load(preset, config, set_)
     from rich.console import Console
 
-    from flows.recipe import recipe as recipe_flow
+    from flows.recipe_flow import recipe as recipe_flow
     from recipe.report import render_summary, write_report
 
     state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
@@ -123,7 +131,7 @@ def run_recipe(
               f"what was recorded before the crash is in MLflow ({_mlflow_hint()})")
     if "error" in outcome:  # bad input: the message says what and what to do
         _fail(f"{outcome['error']}\n(anything recorded before this error is in MLflow: {_mlflow_hint()})")
-    render_summary(outcome, Console())
+    render_summary(outcome, _console())
     if report is not None:
         write_report(report, outcome)
         typer.echo(f"report written to {report}")
@@ -134,7 +142,10 @@ def run_recipe(
 def _mlflow_hint() -> str:
     from recipe.tracking import tracking_uri
 
-    return f"mlflow ui --backend-store-uri {tracking_uri()}"
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser"
+    return f"mlflow ui --backend-store-uri {uri}"
 
 
 @app.command()
@@ -156,7 +167,104 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
         info = latest.get(name)
         verdict = f"[{colour.get(info['verdict'], 'white')}]{info['verdict']}[/]" if info else "-"
         table.add_row(str(i), name, DESCRIPTIONS[name], verdict, info["run_id"] if info else "")
-    Console().print(table)
+    _console().print(table)
+
+
+PrefectFileOpt = Annotated[
+    Path | None,
+    typer.Option("--prefect-file", help="The deployment file. Default: deploy/prefect.yaml in this repository."),
+]
+_NO_API_HINT = ("start the stack (deploy/stack.sh up) and `source .stack/env`, or export PREFECT_API_URL "
+                "(e.g. http://127.0.0.1:4200/api)")
+
+
+def _prefect_api_url() -> str | None:
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url
+
+
+@app.command()
+def deploy(
+    name: Annotated[
+        list[str] | None,
+        typer.Option("--name", "-n", help="Deploy only this deployment of the file (repeatable). Default: all."),
+    ] = None,
+    prefect_file: PrefectFileOpt = None,
+) -> None:
+    """Create or update the deployments of deploy/prefect.yaml on the Prefect server (PREFECT_API_URL).
+
+    Creates missing work pools (type process), then runs `prefect --no-prompt deploy` with the file.
+    """
+    import asyncio
+    import subprocess
+    import sys
+
+    from flows.deployments import PREFECT_FILE, REPO_ROOT, DeploymentFileError, deployment_specs, ensure_work_pools
+
+    path = (prefect_file or PREFECT_FILE).resolve()
+    try:
+        known = [s.name for s in deployment_specs(path)]
+    except DeploymentFileError as e:
+        _fail(str(e))
+    unknown = [n for n in name or [] if n not in known]
+    if unknown:
+        _fail(f"no deployment named {', '.join(map(repr, unknown))} in {path}; there are: {', '.join(known)}")
+    url = _prefect_api_url()
+    if not url:
+        _fail(f"PREFECT_API_URL is not set, so there is no server to deploy to: {_NO_API_HINT}")
+    from flows.deployments import work_pools
+
+    try:
+        created = asyncio.run(ensure_work_pools(work_pools(path, name)))
+    except Exception as e:  # connection refused, auth, TLS: all mean "cannot reach the API"
+        _fail(f"cannot reach the Prefect API at {url}: {type(e).__name__}: {e}\n({_NO_API_HINT})")
+    for pool, what in created.items():
+        typer.echo(f"work pool {pool!r}: {what}")
+    selection = [arg for n in name for arg in ("--name", n)] if name else ["--all"]
+    # From the repository root: file entrypoints (and prefect's default pull step) are relative to it.
+    cmd = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(path), *selection]
+    code = subprocess.call(cmd, cwd=REPO_ROOT)
+    if code:
+        _fail(f"prefect deploy exited with {code} (command: {' '.join(cmd)})", code=code)
+    typer.echo(f"deployed {', '.join(name or known)} to {url}; runs need a worker on "
+               f"{', '.join(work_pools(path, name))} with RECIPE_FLOWS_HOME={REPO_ROOT} "
+               f"(deploy/stack.sh up starts one)")
+
+
+@app.command()
+def serve(
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Which deployment of the file. Default: the first.")
+    ] = None,
+    as_: Annotated[
+        str | None, typer.Option("--as", help="Register under this deployment name. Default: the file's name.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many runs at once. Default: no limit.")] = None,
+    prefect_file: PrefectFileOpt = None,
+) -> None:
+    """Serve the recipe flow from this process, with the schedule and parameters of deploy/prefect.yaml.
+
+    No work pool, no worker: runs go in this process until Ctrl-C, which pauses the schedule.
+    """
+    from flows.deployments import PREFECT_FILE, DeploymentFileError, deployment_spec
+
+    path = (prefect_file or PREFECT_FILE).resolve()
+    try:
+        spec = deployment_spec(name, path)
+        schedules = spec.prefect_schedules()
+    except (DeploymentFileError, ValueError) as e:
+        _fail(str(e))
+    if not _prefect_api_url():
+        typer.echo(f"warning: PREFECT_API_URL is not set; serving against a temporary local server that ends with "
+                   f"this process (no UI to watch it in): {_NO_API_HINT}", err=True)
+    from prefect.deployments.runner import EntrypointType
+    from prefect.flows import load_flow_from_entrypoint
+
+    flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
+    # Runs load the flow by module, as deployments do.
+    flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
+               description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
 
 
 def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> None:
@@ -169,7 +277,7 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
     for key in sorted(metrics):
         if "/" in key and not key.startswith("update_ratio"):
             table.add_row(key, f"{metrics[key]:.4f}")
-    Console().print(table)
+    _console().print(table)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -1,6 +1,6 @@
 """Running the stages in order, with gates, tracking and reuse of earlier results.
 
-This is the recipe's control flow without Prefect: ``flows/recipe.py`` passes an ``execute``
+This is the recipe's control flow without Prefect: ``flows/recipe_flow.py`` passes an ``execute``
 hook that runs each stage as a Prefect task; tests and other orchestrators can pass their own.
 
 - All stages, or up to ``stage``: earlier stages are reused from the latest passing MLflow

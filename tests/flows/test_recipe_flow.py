@@ -11,7 +11,7 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from flows.cli import app
-from flows.recipe import recipe as recipe_flow
+from flows.recipe_flow import recipe as recipe_flow
 from recipe import tracking
 from recipe.config import load_config
 from recipe.report import Verdict

@@ -1,0 +1,143 @@
+"""The deployments in ``deploy/prefect.yaml``, read for ``flows deploy`` and ``flows serve``.
+
+``prefect deploy`` reads that file itself; ``flows serve`` (no work pool) reads the same schedules and
+parameters from it through here, so the file stays the one place they are written. Importing this module
+costs only PyYAML; Prefect is imported inside the functions that need it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PREFECT_FILE = REPO_ROOT / "deploy" / "prefect.yaml"
+
+# The schedule keys `prefect deploy` understands (prefect.cli.deploy._schedules) and flow.serve takes too.
+_SCHEDULE_KEYS = {"cron", "interval", "rrule", "timezone", "active", "parameters", "slug", "anchor_date", "day_or"}
+
+
+class DeploymentFileError(ValueError):
+    """deploy/prefect.yaml is missing, malformed, or lacks the deployment asked for."""
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    name: str
+    entrypoint: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    schedules: list[dict[str, Any]] = field(default_factory=list)
+    work_pool: str | None = None
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+
+    @property
+    def entrypoint_for_loading(self) -> str:
+        """The entrypoint, a file path in it made absolute (file entrypoints are relative to the repository)."""
+        path, _, obj = self.entrypoint.rpartition(":")
+        if path.endswith(".py"):
+            return f"{REPO_ROOT / path}:{obj}"
+        return self.entrypoint
+
+    def prefect_schedules(self) -> list[Any]:
+        """The schedules as ``prefect.schedules.Schedule`` objects for ``flow.serve(schedules=...)``."""
+        from datetime import datetime, timedelta
+
+        from prefect.schedules import Schedule
+
+        out = []
+        for raw in self.schedules:
+            kwargs = dict(raw)
+            if isinstance(kwargs.get("interval"), (int, float)):
+                kwargs["interval"] = timedelta(seconds=kwargs["interval"])
+            if isinstance(kwargs.get("anchor_date"), str):
+                kwargs["anchor_date"] = datetime.fromisoformat(kwargs["anchor_date"])
+            out.append(Schedule(**kwargs))
+        return out
+
+
+def load_prefect_file(path: Path = PREFECT_FILE) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise DeploymentFileError(f"no deployment file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise DeploymentFileError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(data, dict) or not isinstance(data.get("deployments"), list) or not data["deployments"]:
+        raise DeploymentFileError(f"{path} has no 'deployments' list")
+    return data
+
+
+def deployment_specs(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
+    specs = []
+    for i, raw in enumerate(load_prefect_file(path)["deployments"]):
+        where = f"{path}: deployments[{i}]"
+        if not isinstance(raw, dict) or not raw.get("name") or not raw.get("entrypoint"):
+            raise DeploymentFileError(f"{where} needs a name and an entrypoint")
+        schedules = raw.get("schedules") or []
+        for s in schedules:
+            unknown = set(s) - _SCHEDULE_KEYS
+            if unknown:
+                raise DeploymentFileError(f"{where} ({raw['name']}): unknown schedule keys {sorted(unknown)}; "
+                                          f"known: {sorted(_SCHEDULE_KEYS)}")
+        specs.append(DeploymentSpec(
+            name=raw["name"],
+            entrypoint=raw["entrypoint"],
+            parameters=dict(raw.get("parameters") or {}),
+            schedules=[dict(s) for s in schedules],
+            work_pool=(raw.get("work_pool") or {}).get("name"),
+            tags=list(raw.get("tags") or []),
+            description=raw.get("description"),
+        ))
+    return specs
+
+
+def deployment_spec(name: str | None = None, path: Path = PREFECT_FILE) -> DeploymentSpec:
+    """The deployment called ``name`` (default: the first one in the file)."""
+    specs = deployment_specs(path)
+    if name is None:
+        return specs[0]
+    for spec in specs:
+        if spec.name == name:
+            return spec
+    raise DeploymentFileError(f"no deployment named {name!r} in {path}; there are: {', '.join(s.name for s in specs)}")
+
+
+def work_pools(path: Path = PREFECT_FILE, names: list[str] | None = None) -> list[str]:
+    """The work pools the (selected) deployments run on, in file order, without repeats."""
+    pools: list[str] = []
+    for spec in deployment_specs(path):
+        if (not names or spec.name in names) and spec.work_pool and spec.work_pool not in pools:
+            pools.append(spec.work_pool)
+    return pools
+
+
+async def ensure_work_pools(names: list[str], pool_type: str = "process") -> dict[str, str]:
+    """Create each missing work pool (type ``pool_type``, Prefect's default job template); leave existing ones.
+
+    Returns ``{name: "created" | "exists (<type>)"}``. Talks to the API in the current Prefect settings.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+    from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
+
+    out: dict[str, str] = {}
+    async with get_client() as client:
+        for name in names:
+            try:
+                pool = await client.read_work_pool(name)
+                out[name] = f"exists ({pool.type})"
+                continue
+            except ObjectNotFound:
+                pass
+            template = await get_default_base_job_template_for_infrastructure_type(pool_type)
+            try:
+                await client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
+                out[name] = "created"
+            except ObjectAlreadyExists:  # a worker created it meanwhile (workers create their pool if missing)
+                out[name] = "exists"
+    return out

@@ -1,0 +1,208 @@
+"""Real server processes for the operations tests: started on free loopback ports, always stopped.
+
+Every process starts in its own session, so stopping it signals its whole process group (uvicorn workers,
+flow-run subprocesses) and nothing outlives the test that started it. Each helper waits with a deadline and,
+when something does not come up, fails with the tail of that process's log.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.deployments import REPO_ROOT
+
+BIN = Path(sys.executable).parent
+STACK = REPO_ROOT / "deploy" / "stack.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+def http_ok(url: str) -> bool:
+    # No proxies: every URL here is on loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=3) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The test process's environment without pointers at servers (tests/conftest.py set some), plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_PROFILE", "RECIPE_PG_PASSWORD"}}
+    env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+class Proc:
+    """A process in its own session with its output in a log file."""
+
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], log: Path, cwd: Path | None = None) -> None:
+        self.name, self.log = name, log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            self.popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return f"---- last lines of {self.name} ({self.log}):\n" + "\n".join(text.splitlines()[-lines:])
+
+    def wait_until(self, ready, timeout: float, what: str) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if self.popen.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.popen.returncode} before {what}\n{self.tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.name}: no {what} within {timeout:.0f} s\n{self.tail()}")
+            time.sleep(0.5)
+
+    def stop(self, timeout: float = 20) -> None:
+        kill_group(self.pid, timeout)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def group_alive(pgid: int) -> bool:
+    """Is any process of the group running? Zombies do not count: an exited process that init has not reaped
+    yet (a daemon such as the postmaster has init as parent) still answers kill(pid, 0)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux
+        try:
+            os.killpg(pgid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def kill_group(pgid: int, timeout: float = 20) -> None:
+    """SIGTERM the process group, SIGKILL what is left after ``timeout`` seconds."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pgid)
+            if not group_alive(pgid):
+                return
+            time.sleep(0.2)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # our own child stays a zombie (and "alive") until reaped
+    except ChildProcessError:
+        pass
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run a command to completion with a deadline; on failure (when ``check``) fail with its output."""
+    try:
+        done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"{' '.join(map(str, args))} did not finish within {timeout} s\n{e.stdout}\n{e.stderr}")
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(map(str, args))} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def first_stage() -> str:
+    """The shortest run that still exercises a real stage: the first stage of the recipe."""
+    from recipe.stages import stage_names
+
+    names = stage_names()
+    if not names:
+        pytest.skip("no stage is registered yet (recipe/stages ORDER is empty)")
+    return names[0]
+
+
+@pytest.fixture(scope="module")
+def ops_tmp(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ops")
+
+
+@pytest.fixture(scope="module")
+def prefect_server(ops_tmp: Path) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` (sqlite in a temporary PREFECT_HOME) on a free loopback port.
+
+    Yields the environment a client of it needs (PREFECT_API_URL, a private PREFECT_HOME).
+    """
+    port = free_port()
+    home = ops_tmp / "prefect-home"
+    server_env = clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_ENABLED="false")
+    proc = Proc("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                server_env, ops_tmp / "logs" / "prefect-server.log")
+    try:
+        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/health"), 150, "healthy /api/health")
+        yield clean_env(PREFECT_HOME=str(ops_tmp / "prefect-client"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+    finally:
+        proc.stop()
+    assert port_free(port), f"port {port} still taken after stopping the Prefect server"
+
+
+def copy_mlflow_store(template: Path, dest_dir: Path) -> str:
+    """A migrated sqlite MLflow store (a fresh one costs seconds of migrations); returns its URI."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, dest_dir / "mlflow.db")
+    return f"sqlite:///{dest_dir / 'mlflow.db'}"
+
+
+def wait_flow_run(api_url: str, flow_run_id, timeout: float, logs: list[Proc] = ()):
+    """Poll the flow run until it is final; fail with the workers' logs when it is not Completed in time."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    deadline = time.monotonic() + timeout
+    with SyncPrefectClient(api_url) as client:
+        while True:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                break
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    if run.state is None or not run.state.is_completed():
+        state = f"{run.state.type.value}: {run.state.message}" if run.state else "no state"
+        pytest.fail(f"flow run {flow_run_id} is {state} after {timeout:.0f} s\n" + "\n".join(p.tail(60) for p in logs))
+    return run
