@@ -100,6 +100,9 @@ class ModelConfig(_Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     init_bias: bool = True  # set the final bias from class priors / target mean ("init well")
     kwargs: dict[str, Any] = Field(default_factory=dict)
+    init_from: str | None = None  # start from this checkpoint (local file or MLflow artifact URI): tensors whose
+    # names and shapes match are loaded, the rest (e.g. a new head) keep their init. Set by regularize when
+    # initialising from an earlier run helps
 
 
 class OptimConfig(_Section):
@@ -138,6 +141,8 @@ class BudgetConfig(_Section):
     epochs: int = Field(30, ge=1)
     max_steps: int | None = Field(None, ge=1)
     time_limit_s: float | None = Field(None, gt=0)
+    early_stopping: int | None = Field(None, ge=1)  # stop when val/loss has not improved for this many epochs
+    # and restore the best weights; None: off. Set by regularize when early stopping helps
 
 
 class TrainerConfig(_Section):
@@ -167,8 +172,125 @@ class InspectConfig(_Section):
     samples_per_class: int = Field(8, ge=1, le=32)  # images per class in plots/samples.png
 
 
+class BaselinesConfig(_Section):
+    """Stage 2, set up the end-to-end skeleton and get dumb baselines.
+
+    Every check trains briefly, so the defaults keep the stage well under a minute on a CPU for data the
+    size of digits. Losses are in nats for classification (cross-entropy) and in squared target units
+    for regression (MSE); "fractions" are of the reference value named in each comment.
+    """
+
+    short_steps: int = Field(150, ge=10)  # optimiser steps of the short run on the full training set (and of
+    # the zero-input run and the clean augmentation-check run, which must match it)
+    seed_steps: int = Field(8, ge=2)  # steps compared between two runs of the same seed (and another seed)
+    seed_tol: float = Field(1e-6, ge=0)  # largest loss difference, relative, that still counts as identical
+    init_loss_warn: float = Field(0.1, gt=0)  # loss at init further than this from the expected value warns
+    # (nats for classification; a fraction of the expected MSE for regression) ...
+    init_loss_fail: float = Field(0.3, gt=0)  # ... and further than this fails
+    hockey_steps: int = Field(50, ge=5)  # steps plotted with and without the final bias set from the data
+    input_margin: float = Field(0.1, gt=0, lt=1)  # real inputs must end with a val loss at least this
+    # fraction below the same model trained for the same steps on all-zero inputs
+    linear_steps: int = Field(300, ge=10)  # steps of the linear baseline
+    linear_lr: float = Field(3e-3, gt=0)  # Adam learning rate of the linear baseline (a fair, fast fit);
+    # regression: times the train target std (raw targets need steps of their size)
+    require_beat_linear: bool = False  # warn when the short run does not beat the linear baseline yet
+    # (off: a short run is not meant to; the overfit stage must)
+    human_baseline: float | None = None  # human-level val accuracy (0-1), or MAE for regression; None: none
+    overfit_examples: int = Field(8, ge=2, le=16)  # examples in the one batch to overfit
+    overfit_steps: int = Field(500, ge=10)  # step budget to overfit them, per model size tried (stops when reached)
+    overfit_ratio: float = Field(0.01, gt=0, lt=1)  # "near zero": the batch loss must fall below this
+    # fraction of its value at init
+    overfit_max_grow: int = Field(2, ge=0)  # capacity-ladder rungs (recipe.models.grow) to try when it cannot
+    decrease_margin: float = Field(0.1, gt=0, lt=1)  # the smoothed training loss over the last window of the
+    # short run must be this fraction below the first window's
+    batch_examples: int = Field(6, ge=2, le=64)  # examples in the batch-independence gradient check
+    batch_leak_tol: float = Field(1e-6, ge=0)  # gradient reaching other examples, relative to the own one,
+    # above which examples count as mixed
+    input_mean_tol: float = Field(0.25, gt=0)  # the decoded batch entering the net warns when its mean is off
+    # the train split's by more than this many train standard deviations (averaged over channels/features; plus
+    # 2/sqrt(batch size) for chance) ...
+    input_std_factor: float = Field(1.5, gt=1)  # ... or its standard deviation by more than this factor
+    snapshot_examples: int = Field(16, ge=1, le=64)  # validation examples whose predictions are tracked
+    augment_warn_retained: float = Field(0.4, gt=0, le=1)  # with data.augment set: a model trained on clean
+    # data should keep this fraction of its skill above the dumb baseline on augmented val inputs (less warns:
+    # the augmentation may change labels, or be stronger than this model can absorb) ...
+    augment_fail_retained: float = Field(0.2, ge=0, le=1)  # ... and keeping less than this fails: the
+    # augmentation destroys the signal or scrambles labels (skill falls towards chance)
+    augment_repeats: int = Field(2, ge=1)  # augmented passes over the val split averaged in that check
+    plots: bool = True  # draw and log plots/*.png (about a quarter of the stage's time on small data)
+
+
+class OverfitConfig(_Section):
+    """Stage 3, overfit: a model big enough to fit the training set.
+
+    "Don't be a hero": the stage trains a known architecture with Adam at ``lr``, a constant schedule and no
+    regularisation (no augmentation, weight decay, dropout or early stopping), whatever the incoming config
+    says, and lists what it changed. An LR finder confirms or replaces ``lr``; a model that cannot reach the
+    target grows one rung of the capacity ladder (``recipe.models.grow``) at a time.
+    """
+
+    architecture: str = "auto"  # auto: keep model.name when it suits the data and device (cnn / resnet / your
+    # module:callable for images, mlp for tables, resnet18/34 only on a GPU), else cnn (CPU) or resnet18 (GPU)
+    # for images and mlp for tables; or a model name to use as is
+    optimizer: Literal["adam", "config"] = "adam"  # adam: Adam at `lr`, constant schedule; config: keep optim.*
+    lr: float = Field(3e-4, gt=0)  # the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder
+    epochs: int | None = Field(None, ge=1)  # training budget per rung; None: budget.epochs
+    max_rungs: int = Field(2, ge=0)  # how many times the model may grow when it cannot reach the target
+    target_accuracy: float | None = Field(0.99, gt=0, le=1)  # classification: train accuracy (eval mode) to reach
+    target_loss: float | None = Field(None, gt=0)  # classification: train loss (nats) to get under; None: not used
+    # (with both set, both must hold)
+    target_mse_ratio: float = Field(0.1, gt=0, le=1)  # regression: train MSE under this fraction of the target
+    # variance (R^2 above 1 - this)
+    lr_finder: bool = True  # sweep the learning rate before training and confirm or replace `lr`
+    lr_min: float = Field(1e-7, gt=0)  # first lr of the sweep
+    lr_max: float = Field(10.0, gt=0)  # last lr of the sweep (it stops earlier when the loss diverges)
+    lr_steps: int = Field(100, ge=10)  # optimiser steps of the sweep
+    lr_rule: Literal["min_div_10", "steepest"] = "min_div_10"  # the suggestion: a tenth of the lr at the smoothed
+    # loss minimum, or the lr where the smoothed loss falls fastest
+    lr_tolerance: float = Field(3.0, ge=1)  # keep `lr` when within this factor of the suggestion (and below the
+    # lr of the loss minimum); otherwise take the suggestion
+    update_ratio_low: float = Field(-4.0, lt=0)  # log10 update/weight ratio below which a layer barely learns
+    update_ratio_high: float = Field(-2.0, lt=0)  # ... and above which it is thrashed (healthy: about -3)
+
+
+class RegularizeConfig(_Section):
+    """Stage 4, regularize: give up some training fit for validation, one change at a time.
+
+    Each candidate is the overfit stage's config plus one regulariser, trained for `epochs` from the same seed
+    (its own nested MLflow run) and compared with the unregularised reference on the validation metric. A
+    candidate is kept when it beats the reference by more than `noise_z` paired standard errors (and
+    `min_delta`); the best kept value of each kind is combined and the combination verified. Empty lists and
+    None skip a kind of candidate.
+    """
+
+    epochs: int = Field(30, ge=1)  # budget of every candidate, the reference included (regularisers need a
+    # reference that has had time to overfit, and augmentation needs epochs to pay off)
+    augment: list[str] = Field(default_factory=lambda: ["crop", "rotate"])  # one candidate with these label-
+    # preserving transforms (recipe.data.augment; never hflip for digits or text)
+    weight_decay: list[float] = Field(default_factory=lambda: [0.05, 0.5])  # one AdamW candidate per value
+    # (decoupled: each step shrinks the weights by lr x this)
+    dropout: list[float] = Field(default_factory=lambda: [0.3])  # one candidate per model.dropout value
+    early_stopping: int | None = Field(3, ge=1)  # a candidate stopping when val loss has not improved for this
+    # many epochs (restoring the best weights)
+    smaller_input: float | None = Field(0.75, gt=0, lt=1)  # images: a candidate at data.image_size = this x side
+    smaller_batch: float | None = Field(0.5, gt=0, lt=1)  # a candidate at this x data.batch_size
+    init_from: str | None = None  # transfer/pretrain candidate: a local checkpoint or state_dict file, or an MLflow
+    # artifact URI (runs:/..., models:/..., mlflow-artifacts:/...); tensors whose shapes match are loaded. Nothing
+    # is downloaded from anywhere else; None skips the candidate
+    init: Literal["scratch", "overfit"] = "scratch"  # scratch: every candidate starts from the same seeded init
+    # (a fair comparison); overfit: candidates with the overfit model's architecture and input fine-tune its
+    # checkpoint
+    criterion: Literal["loss", "metric"] = "loss"  # what a candidate must improve: the val loss (per-sample
+    # paired, and the val metric must not get worse beyond noise), or the val metric (accuracy / MAE) itself
+    noise_z: float = Field(1.0, ge=0)  # "beyond noise": the gain must exceed this many paired standard errors
+    min_delta: float = Field(0.0, ge=0)  # ... and this much (in the criterion's units)
+
+
 class StagesConfig(_Section):
     inspect: InspectConfig = Field(default_factory=InspectConfig)
+    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
+    overfit: OverfitConfig = Field(default_factory=OverfitConfig)
+    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
 
 
 class RecipeConfig(_Section):

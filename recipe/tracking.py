@@ -40,7 +40,7 @@ TAG_FINGERPRINT = "recipe.data_fingerprint"
 TAG_CONFIG_HASH = "recipe.config_hash"
 TAG_FORCED = "recipe.forced"
 TAG_FLOW_RUN = "prefect.flow_run_id"
-TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate"
+TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate" | "ablation"
 
 
 def tracking_uri() -> str:
@@ -155,6 +155,16 @@ def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
 
 def artifact_uri(artifact_path: str = "") -> str:
     return mlflow.get_artifact_uri(artifact_path)
+
+
+def download_artifacts(uri: str, dst_dir: str | Path) -> Path:
+    """Fetch an artifact or model by MLflow URI (``runs:/<id>/path``, ``models:/name/version``,
+    ``mlflow-artifacts:/...``) from the configured tracking store into ``dst_dir``; returns the local path."""
+    import mlflow.artifacts
+
+    mlflow.set_tracking_uri(tracking_uri())
+    Path(dst_dir).mkdir(parents=True, exist_ok=True)
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst_dir)))
 
 
 def active_run_id() -> str | None:

@@ -22,6 +22,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' / 'mlflow.db'}"
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: spinning OpenMP threads starve each other
 
 
 def pytest_sessionfinish(session, exitstatus):

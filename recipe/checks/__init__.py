@@ -5,6 +5,10 @@
 - :mod:`recipe.checks.tables`: the CSV-specific ones (feature types, missing values, ranges, target).
 - :mod:`recipe.checks.expectations`: the same hypotheses as a Great Expectations suite built from the data
   (imports GX only when validating).
+- :mod:`recipe.checks.skeleton`: stage 2's judgements on the numbers its experiments produce (loss at init,
+  input-independent baseline, overfit one batch, batch independence, ...).
+- :mod:`recipe.checks.curves`: learning-curve diagnosis and update-to-weight ratios, for every stage.
+- :mod:`recipe.checks.ablation`: regularize's keep / drop / combine bookkeeping and the dumb-baseline bar.
 """
 
 from .base import Bounds, DataReport, Finding, robust_bounds

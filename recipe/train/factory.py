@@ -50,7 +50,10 @@ def make_trainer(
     """
     device = resolve_device(cfg.trainer.device)
     augment = bool(cfg.data.augment) if augment is None else augment
-    train = data.batches(train_split, shuffle=True, augment=augment, seed=cfg.seed, device=device)
+    # Batch size and augmentations come from ``cfg``, not from the config the data was loaded with: stages
+    # try other values of both on the same loaded data.
+    train = data.batches(train_split, batch_size=cfg.data.batch_size, shuffle=True,
+                         augment=list(cfg.data.augment) if augment else False, seed=cfg.seed, device=device)
     valid = data.batches(valid_split, batch_size=cfg.data.eval_batch_size, device=device) if valid_split else None
     model = model.to(device)
     return Trainer(

@@ -6,6 +6,7 @@ from recipe.train.callbacks.checkpoint import Checkpoint
 from recipe.train.callbacks.early_stopping import EarlyStopping
 from recipe.train.callbacks.ema import EMA
 from recipe.train.callbacks.grad_clip import GradClip
+from recipe.train.callbacks.lr_finder import LRFinder, LRSuggestion, lr_find, suggest_lr
 from recipe.train.callbacks.metrics import Metrics
 from recipe.train.callbacks.mixed_precision import MixedPrecision
 from recipe.train.callbacks.nan_guard import NanGuard
@@ -22,7 +23,8 @@ def default_callbacks(task: str = "classification", progress: bool = True) -> li
 
 
 __all__ = [
-    "SCHEDULES", "Budget", "Callback", "Checkpoint", "EMA", "EarlyStopping", "GradClip", "Metrics",
-    "MixedPrecision", "NanGuard", "PredictionSnapshots", "ProgressBar", "Recorder", "Schedule", "UpdateRatio",
-    "build_scheduler", "default_callbacks", "sort_callbacks",
+    "SCHEDULES", "Budget", "Callback", "Checkpoint", "EMA", "EarlyStopping", "GradClip", "LRFinder", "LRSuggestion",
+    "Metrics", "MixedPrecision", "NanGuard", "PredictionSnapshots", "ProgressBar", "Recorder", "Schedule",
+    "UpdateRatio",
+    "build_scheduler", "default_callbacks", "lr_find", "sort_callbacks", "suggest_lr",
 ]

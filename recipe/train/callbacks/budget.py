@@ -18,7 +18,7 @@ class Budget(Callback):
     time_limit_s: stop after this many seconds of fit (None: no limit). Default None.
     """
 
-    order = 40
+    order = 90  # last: the epoch's other end-of-epoch handlers (snapshots, logging, checkpoints) run first
 
     def __init__(self, max_steps: int | None = None, time_limit_s: float | None = None) -> None:
         self.max_steps, self.time_limit_s = max_steps, time_limit_s

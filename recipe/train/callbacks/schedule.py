@@ -63,6 +63,7 @@ class Schedule(Callback):
         self.cfg = cfg or ScheduleConfig()
         self.total_steps = total_steps
         self.scheduler: Any = None
+        self._per_step = self.cfg.name != "plateau"
 
     def before_fit(self) -> None:
         t = self.trainer

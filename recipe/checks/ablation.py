@@ -1,0 +1,297 @@
+"""Ablation bookkeeping: one change at a time against a reference, keep what helps beyond noise, combine.
+
+Pure functions on :class:`CandidateResult` records (no training, no MLflow), so every rule is testable on
+made-up numbers. The regularize stage uses them; tune and squeeze can too.
+
+The rules
+---------
+* **Beyond noise.** Every candidate is evaluated on the same validation samples as the reference, so the
+  comparison is paired: with ``d_i`` the per-sample gain, the gain is ``mean(d)`` and its standard error
+  ``std(d) / sqrt(n)``. Two criteria:
+
+  - ``metric``: ``d_i`` is correct-minus-correct (classification; the McNemar view: only samples the two
+    models disagree on count) or reference minus candidate absolute error (regression).
+  - ``loss`` (the regularize stage's default): ``d_i`` is the reference's minus the candidate's per-sample
+    validation loss ("give up some training loss to improve the validation loss"), and the metric must not
+    get worse beyond noise. On a small, nearly solved validation set accuracy moves by whole samples and
+    almost nothing is ever beyond noise; the loss, a finer score of the same predictions, still resolves.
+
+  A candidate is **kept** when ``gain > max(min_delta, noise_z * se)``; with the default ``noise_z = 1`` a
+  gain of one standard error. Without per-sample scores the gain is the difference of the aggregate values
+  and only ``min_delta`` applies. The noise is that of the validation sample; training noise (another seed)
+  is not measured.
+* **One value per kind.** Candidates of one ``group`` (several weight decays) are alternatives: the kept one
+  with the largest gain represents the group.
+* **Combine.** The representatives' changes are merged (in order of gain; a key two groups set differently
+  keeps the first and the clash is noted), trained together and compared again.
+* **Verify.** The combination is chosen when it beats the best single kept change on the criterion, beyond
+  noise (the same paired rule, with that change as the reference): what the other changes add on top of it
+  must be real. Otherwise that single change is chosen (fewer changes for the same result). With nothing
+  kept, the reference stays.
+
+The dumb-baseline bar (:func:`baseline_bar_check`) reads the baselines stage's metrics defensively: a missing
+key means no bar, and the check says so.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recipe.checks.base import Finding, finding, fmt
+from recipe.report import Verdict
+
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+
+
+@dataclass
+class CandidateResult:
+    """One trained (or skipped) variant and how it scored."""
+
+    name: str
+    group: str  # the kind of change; candidates of one group are alternatives ("weight_decay")
+    changes: dict[str, Any] = field(default_factory=dict)  # dotted config overrides on top of the reference
+    val_metric: float = math.nan  # accuracy (higher is better) or MAE (lower is better)
+    train_metric: float = math.nan  # the same metric on the training split, eval mode, no augmentation
+    val_loss: float = math.nan
+    train_loss: float = math.nan
+    scores: np.ndarray | None = None  # per validation sample: 1/0 correct, or the absolute error
+    loss_scores: np.ndarray | None = None  # per validation sample: the loss
+    status: str = "ok"  # ok | skipped | failed
+    note: str = ""
+    run_id: str | None = None
+    seconds: float = 0.0
+    epochs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and math.isfinite(self.val_metric)
+
+    def gap(self, higher_is_better: bool, criterion: str = "metric") -> float:
+        """How much better the model does on training than on validation data, in metric or loss units."""
+        if criterion == "loss":
+            return self.val_loss - self.train_loss
+        d = self.train_metric - self.val_metric
+        return d if higher_is_better else -d
+
+
+CRITERIA = ("metric", "loss")
+
+
+@dataclass(frozen=True)
+class Decision:
+    name: str
+    kept: bool
+    gain: float  # improvement over the reference on the criterion (positive is better)
+    se: float  # paired standard error of the gain (nan without per-sample scores)
+    reason: str
+    metric_gain: float = math.nan  # the metric's own gain and standard error (equal to the above for "metric")
+    metric_se: float = math.nan
+
+
+def paired_gain(ref_scores: np.ndarray | None, cand_scores: np.ndarray | None, higher_is_better: bool,
+                ref_metric: float = math.nan, cand_metric: float = math.nan) -> tuple[float, float]:  # fmt: skip
+    """``(gain, standard error)`` of a candidate over the reference on the same samples (see the module doc)."""
+    if ref_scores is None or cand_scores is None or len(ref_scores) != len(cand_scores) or len(ref_scores) == 0:
+        gain = cand_metric - ref_metric if higher_is_better else ref_metric - cand_metric
+        return float(gain), math.nan
+    d = np.asarray(cand_scores, dtype=np.float64) - np.asarray(ref_scores, dtype=np.float64)
+    if not higher_is_better:
+        d = -d
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return float(d.mean()), se
+
+
+def decide(reference: CandidateResult, candidate: CandidateResult, *, higher_is_better: bool,
+           noise_z: float = 1.0, min_delta: float = 0.0, criterion: str = "metric") -> Decision:  # fmt: skip
+    """Keep ``candidate`` when it beats ``reference`` beyond noise on ``criterion`` (the module docstring's rule)."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
+    if not candidate.ok:
+        why = candidate.note or candidate.status
+        return Decision(candidate.name, False, math.nan, math.nan, f"{candidate.status}: {why}")
+    m_gain, m_se = paired_gain(reference.scores, candidate.scores, higher_is_better, reference.val_metric,
+                               candidate.val_metric)  # fmt: skip
+    if criterion == "metric":
+        gain, se, what = m_gain, m_se, "metric gain"
+    else:
+        gain, se = paired_gain(reference.loss_scores, candidate.loss_scores, False, reference.val_loss,
+                               candidate.val_loss)  # fmt: skip
+        what = "val loss gain"
+    bar = max(min_delta, noise_z * se) if math.isfinite(se) else min_delta
+    kept = gain > bar
+    how = f"{what} {fmt(gain)}" + (f" vs {fmt(noise_z)} x se {fmt(se)}" if math.isfinite(se) else
+                                    " (no noise estimate)")  # fmt: skip
+    if min_delta > 0:
+        how += f", min_delta {fmt(min_delta)}"
+    if criterion == "loss":
+        worse = m_gain < -(noise_z * m_se if math.isfinite(m_se) else 0.0)
+        if kept and worse:
+            kept = False
+            how += f"; but the metric got worse beyond noise ({fmt(m_gain)} vs se {fmt(m_se)})"
+    reason = ("beyond noise: " if kept else "within noise or worse: ") + how
+    return Decision(candidate.name, kept, gain, se, reason, m_gain, m_se)
+
+
+def pick_per_group(candidates: Sequence[CandidateResult], decisions: Mapping[str, Decision]) -> list[CandidateResult]:
+    """The kept candidate with the largest gain of each group, best first."""
+    best: dict[str, CandidateResult] = {}
+    for c in candidates:
+        d = decisions.get(c.name)
+        if d is None or not d.kept:
+            continue
+        if c.group not in best or d.gain > decisions[best[c.group].name].gain:
+            best[c.group] = c
+    return sorted(best.values(), key=lambda c: -decisions[c.name].gain)
+
+
+def combine_changes(picked: Sequence[CandidateResult]) -> tuple[dict[str, Any], list[str]]:
+    """Merge the picked candidates' changes in order; a key set differently by a later one keeps the first value."""
+    merged: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    notes = []
+    for c in picked:
+        clash = [k for k, v in c.changes.items() if k in merged and merged[k] != v]
+        if clash:
+            notes.append(f"{c.name} left out of the combination: it sets {', '.join(clash)} differently from "
+                         f"{', '.join(sorted({owner[k] for k in clash}))}")  # fmt: skip
+            continue
+        for k, v in c.changes.items():
+            merged[k] = v
+            owner[k] = c.name
+    return merged, notes
+
+
+@dataclass(frozen=True)
+class Choice:
+    chosen: CandidateResult
+    reason: str
+    combined_used: bool = False
+
+
+def choose(reference: CandidateResult, picked: Sequence[CandidateResult], combined: CandidateResult | None,
+           *, higher_is_better: bool, criterion: str = "metric", noise_z: float = 1.0,
+           min_delta: float = 0.0) -> Choice:  # fmt: skip
+    """The verified winner: the combination if it beats the best single kept change on ``criterion`` beyond
+    noise, else that change, else the reference."""
+    if not picked:
+        return Choice(reference, "no candidate beat the reference beyond noise: the reference stays")
+    best = picked[0]
+    if combined is None:
+        return Choice(best, f"{best.name} is the only kept change")
+    if not combined.ok:
+        return Choice(best, f"the combination did not train ({combined.note or combined.status}): keeping {best.name}")
+    d = decide(best, combined, higher_is_better=higher_is_better, noise_z=noise_z, min_delta=min_delta,
+               criterion=criterion)  # fmt: skip
+    what = "val loss" if criterion == "loss" else "val metric"
+    c_val, b_val = (combined.val_loss, best.val_loss) if criterion == "loss" else (combined.val_metric,
+                                                                                  best.val_metric)  # fmt: skip
+    if d.kept:
+        return Choice(combined, f"the combination ({what} {fmt(c_val)}) beats the best single change {best.name} "
+                                f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)})",
+                      combined_used=True)  # fmt: skip
+    return Choice(best, f"the combination ({what} {fmt(c_val)}) does not beat the best single change {best.name} "
+                        f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)}): keeping that one change")
+
+
+def table_rows(reference: CandidateResult, candidates: Sequence[CandidateResult], decisions: Mapping[str, Decision],
+               chosen: str, higher_is_better: bool, criterion: str = "metric") -> list[dict[str, Any]]:  # fmt: skip
+    """One row per candidate (reference first): what changed, val loss and metric, the gain ± se on the
+    criterion, train metric, the gap (in the criterion's units), kept or not."""
+    rows = []
+    for c in [reference, *candidates]:
+        d = decisions.get(c.name)
+        rows.append({
+            "name": c.name,
+            "changes": ", ".join(f"{k}={v}" for k, v in c.changes.items()) or "(none)",
+            "status": c.status,
+            "val_metric": c.val_metric,
+            "val_loss": c.val_loss,
+            "criterion": criterion,
+            "gain": d.gain if d else (0.0 if c is reference else math.nan),
+            "se": d.se if d else math.nan,
+            "metric_gain": d.metric_gain if d else math.nan,
+            "metric_se": d.metric_se if d else math.nan,
+            "train_metric": c.train_metric,
+            "train_loss": c.train_loss,
+            "gap": c.gap(higher_is_better, criterion),
+            "epochs": c.epochs,
+            "seconds": c.seconds,
+            "kept": "reference" if c is reference else ("kept" if d and d.kept else "dropped"),
+            "chosen": c.name == chosen,
+            "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
+            "run_id": c.run_id,
+        })  # fmt: skip
+    return rows
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") -> str:
+    """The candidate table as Markdown (the stage logs it and puts it in its notes)."""
+    crit = rows[0].get("criterion", "metric") if rows else "metric"
+    gain_of = "val loss" if crit == "loss" else f"val {metric}"
+    gap_of = "loss" if crit == "loss" else metric
+    head = (f"| candidate | changes | val loss | val {metric} | gain ± se ({gain_of}) | train {metric} | "
+            f"gap ({gap_of}) | decision |")  # fmt: skip
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        if r["status"] != "ok":
+            lines.append(f"| {r['name']} | {r['changes']} | - | - | - | - | - | {r['status']}: {r['note']} |")
+            continue
+        gain = "-" if r["kept"] == "reference" else f"{_num(r['gain'])} ± {_num(r['se'])}"
+        decision = r["kept"] + (" (chosen)" if r["chosen"] else "")
+        lines.append(f"| {r['name']} | {r['changes']} | {_num(r['val_loss'])} | {_num(r['val_metric'])} | {gain} | "
+                     f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def _num(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+
+
+# --- the dumb-baseline bar -----------------------------------------------------------------------------------
+
+BASELINE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
+    "classification": (("majority class", "baseline/majority_accuracy"), ("linear", "baseline/linear_accuracy")),
+    "regression": (("mean target", "baseline/mean_mae"), ("linear", "baseline/linear_mae")),
+}
+
+
+def baseline_bar_check(value: float, task: str, baselines: Mapping[str, float] | None, *,
+                       what: str = "val accuracy", name: str = "beats_baselines") -> Finding:  # fmt: skip
+    """FAIL when ``value`` (a validation metric) does not beat every dumb baseline the baselines stage measured.
+
+    ``baselines`` is that stage's metrics (None: the stage result is not available). A missing key means no bar
+    for that baseline, and the observation says so; with no bar at all the check warns.
+    """
+    higher = task == "classification"
+    hypothesis = f"the model's {what} beats the dumb baselines (" + ", ".join(n for n, _ in BASELINE_KEYS[task]) + ")"
+    if baselines is None:
+        return finding(name, hypothesis, f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
+                       "better than every dumb baseline", WARN,
+                       "run the baselines stage (flows run recipe --stage baselines) to get the bar")  # fmt: skip
+    parts, missing, lost = [], [], []
+    for label, key in BASELINE_KEYS[task]:
+        bar = baselines.get(key)
+        if bar is None or not isinstance(bar, (int, float)) or not math.isfinite(bar):
+            missing.append(f"{label} ({key} missing: no bar)")
+            continue
+        beaten = value > bar if higher else value < bar
+        parts.append(f"{label} {fmt(bar)}{'' if beaten else ' NOT beaten'}")
+        if not beaten:
+            lost.append(label)
+    observed = f"{what} {fmt(value)} vs " + ("; ".join(parts) if parts else "nothing")
+    if missing:
+        observed += "; " + "; ".join(missing)
+    if lost:
+        return finding(name, hypothesis, observed, "better than every dumb baseline", FAIL,
+                       f"the model does not beat the {', '.join(lost)} baseline on validation: look for a bug in the "
+                       "data pipeline or the model before tuning anything (curves, predictions, the baselines "
+                       "stage's checks)")  # fmt: skip
+    if not parts:
+        return finding(name, hypothesis, observed, "better than every dumb baseline", WARN,
+                       "the baselines stage logged no baseline metrics: nothing to compare with")
+    return finding(name, hypothesis, observed, "better than every dumb baseline", PASS)

@@ -1,0 +1,725 @@
+"""Stage 2's checks: "gain trust in the skeleton" as verdicts with numbers.
+
+Each function takes what the baselines stage measured (losses, metrics, a model and a batch) and returns a
+:class:`~recipe.checks.base.Finding`: the :class:`~recipe.report.Check` the user reads plus the metrics behind
+it. No training, no MLflow, no plotting here: the stage runs the experiments, these functions judge them, so
+every threshold is unit-testable on hand-made numbers. The small measurements the verdicts rest on live here
+too: :func:`expected_init_loss`, :func:`majority_baseline`, :func:`chance_margin`, :func:`input_stats` and
+:func:`batch_dependence` (which needs only a model and a batch).
+
+Losses are in nats for classification (cross-entropy) and in squared target units for regression (MSE).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from recipe.checks.base import Finding, finding
+from recipe.models.init import MIN_PRIOR
+from recipe.report import Verdict
+
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+
+# The checks, in the order the report lists them, with the hypothesis a FAIL record states when the
+# experiment behind a check could not run at all (a crash in the user's model, a diverged short run).
+HYPOTHESES = {
+    "fixed_seed": "two runs with the same seed give identical losses; another seed gives different ones",
+    "loss_at_init": "the loss on the val split before any step is the value the loss and init imply",
+    "init_well": "setting the final bias from the data removes the 'hockey stick' at the start of training",
+    "input_independent": "the model uses its input: trained on all-zero inputs it does clearly worse",
+    "dumb_baselines": "the model beats always predicting the majority class (mean target); linear sets the bar",
+    "human_metric": "the interpretable metric next to the loss, beside the human baseline",
+    "overfit_one_batch": "a handful of training examples can be memorised to near-zero loss",
+    "training_loss_decreases": "the smoothed training loss of the short run goes clearly down",
+    "batch_independence": "backprop from the outputs of example i reaches only input i",
+    "visualise_before_net": "the tensor entering the net, decoded, looks like the data",
+    "prediction_dynamics": "predictions on a fixed val batch move during training",
+    "augmentation_preserves_labels": "the configured augmentations keep inputs recognisable as their label",
+    "finite_loss": "every training run of the stage keeps a finite loss",
+}
+CHECK_NAMES = tuple(HYPOTHESES)
+
+
+def _ok(x: float) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def metric_name(task: str) -> str:
+    """The interpretable metric each task reports next to the loss: val accuracy, or val MAE."""
+    return "accuracy" if task == "classification" else "mae"
+
+
+def better(task: str, a: float, b: float) -> bool:
+    """Whether metric value ``a`` beats ``b`` (accuracy: higher; MAE: lower)."""
+    return a > b if task == "classification" else a < b
+
+
+# --- loss at init ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitLoss:
+    """The loss a correctly wired model should show before its first step, and why."""
+
+    value: float
+    formula: str  # "-log(1/10) = 2.303 nats", for the hypothesis text
+    uniform: float  # classification: -log(1/C); regression: the mean squared target (outputs at 0)
+
+
+def expected_init_loss(
+    task: str,
+    y_val: Tensor,
+    *,
+    init_bias: bool,
+    class_counts: Sequence[int] = (),
+    target_mean: float | None = None,
+) -> InitLoss:
+    """The val loss at init when the logits are (about) the final bias alone.
+
+    Classification with the bias from the train priors: the cross-entropy of the val labels under those
+    priors (= the priors' entropy when val has the train proportions; = -log(1/C) for balanced classes).
+    Without it: -log(1/C), uniform predictions. Regression (MSE) with the bias at the train target mean:
+    the mean squared deviation of the val targets from it (their variance); without it, outputs are ~0 and
+    the loss is the mean squared target.
+    """
+    if task == "classification":
+        c = len(class_counts)
+        uniform = math.log(c)
+        if not init_bias:
+            return InitLoss(uniform, f"-log(1/{c}) = {uniform:.3f} nats (model.init_bias=false: uniform predictions)",
+                            uniform)  # fmt: skip
+        counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
+        priors = (counts / counts.sum()).clamp_min(MIN_PRIOR)  # exactly what init_final_bias writes
+        log_q = priors.log() - priors.log().logsumexp(0)
+        value = float(-log_q[y_val.long().cpu()].mean()) if len(y_val) else float("nan")
+        entropy = float(-(priors * priors.log()).sum())
+        if entropy >= uniform - 0.01:  # balanced: the prior bias is ~uniform
+            formula = (f"-log(1/{c}) = {uniform:.3f} nats (balanced classes; under the train priors the val "
+                       f"labels give {value:.3f})")  # fmt: skip
+        else:
+            formula = (f"{value:.3f} nats, the cross-entropy of the val labels under the train class priors "
+                       f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)")  # fmt: skip
+        return InitLoss(value, formula, uniform)
+    y = y_val.double().cpu()
+    mean_sq = float((y**2).mean()) if len(y) else float("nan")
+    if not init_bias or target_mean is None:
+        return InitLoss(mean_sq, f"{mean_sq:.4g}, the mean squared val target (model.init_bias=false: outputs ~0)",
+                        mean_sq)  # fmt: skip
+    value = float(((y - target_mean) ** 2).mean()) if len(y) else float("nan")
+    return InitLoss(value, f"{value:.4g}, the val targets' variance around the train mean {target_mean:.4g} "
+                           "(bias = target mean)", mean_sq)  # fmt: skip
+
+
+def init_loss_deviation(task: str, observed: float, expected: float) -> float:
+    """Observed minus expected: nats for classification, a fraction of the expected MSE for regression."""
+    if task == "classification":
+        return observed - expected
+    return observed / expected - 1 if expected > 0 else (0.0 if observed == expected else math.inf)
+
+
+def loss_at_init(task: str, observed: float, expected: InitLoss, warn: float, fail: float) -> Finding:
+    hypothesis = f"val loss before any step ≈ {expected.formula}"
+    metrics = {"skeleton/loss_at_init": observed, "skeleton/expected_loss_at_init": expected.value}
+    if not _ok(observed):
+        return finding("loss_at_init", hypothesis, observed, expected.value, FAIL,
+                       "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the "
+                       "model's output (use logits with CrossEntropyLoss, not probabilities)",
+                       metrics=metrics)  # fmt: skip
+    dev = init_loss_deviation(task, observed, expected.value)
+    metrics["skeleton/loss_at_init_deviation"] = dev
+    size = f"{abs(dev):.3f} nats" if task == "classification" else f"{abs(dev):.1%}"
+    verdict = PASS if abs(dev) <= warn else WARN if abs(dev) <= fail else FAIL
+    if dev > 0:
+        advice = (
+            f"the loss at init is {size} too high: the logits at init are not small. Likely causes: the final "
+            "layer's weights are initialised too large (scale them down, e.g. "
+            "recipe.models.scale_final_weights(model, 0.1)); a bias that favours some classes; the wrong "
+            "loss/activation for the output (softmax applied before CrossEntropyLoss, probabilities instead "
+            "of logits, an output not on the target's scale); labels off (shifted or mapped to the wrong class "
+            "indices)"
+        )
+    else:
+        advice = (
+            f"the loss at init is {size} too low: the model knows the labels before training. Look for labels "
+            "leaking into the inputs, a loss that is not averaged as expected, or val targets that are not "
+            "what the training split's statistics say"
+        )
+    observed_text = f"{observed:.4g} ({'+' if dev >= 0 else '-'}{size})"
+    if task == "classification":
+        expected_text = f"{expected.value:.4g} ± {warn:g} nats (fail beyond ± {fail:g})"
+    else:
+        expected_text = f"{expected.value:.4g} ± {warn:.0%} (fail beyond ± {fail:.0%})"
+    return finding("loss_at_init", hypothesis, observed_text, expected_text, verdict, advice, metrics=metrics)
+
+
+# --- fixed seed ------------------------------------------------------------------------------------------
+
+
+def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
+    """Largest |a - b| relative to the losses' mean size, and the step where it happens (-1: no steps)."""
+    n = min(len(a), len(b))
+    if n == 0:
+        return math.nan, -1
+    x, y = np.asarray(a[:n], dtype=np.float64), np.asarray(b[:n], dtype=np.float64)
+    both_nan = np.isnan(x) & np.isnan(y)
+    d = np.where(both_nan, 0.0, np.abs(x - y))
+    d = np.where(np.isnan(d), np.inf, d)
+    scale = max(float(np.nanmean(np.abs(x))) if np.isfinite(x).any() else 1.0, 1e-12)
+    i = int(np.argmax(d))
+    return float(d[i] / scale), i
+
+
+def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, other_seed: int,
+               tol: float) -> Finding:  # fmt: skip
+    """``same``: the step losses of two runs with ``seed``; ``other``: of a run with ``other_seed``."""
+    steps = min(len(same[0]), len(same[1]))
+    hypothesis = (f"two runs with seed {seed} give identical losses over their first {steps} steps; seed "
+                  f"{other_seed} gives different ones")  # fmt: skip
+    d_same, at = _max_rel_diff(*same)
+    d_other, _ = _max_rel_diff(same[0], other)
+    metrics = {"skeleton/seed_same_max_rel_diff": d_same, "skeleton/seed_other_max_rel_diff": d_other}
+    observed = f"max relative |Δloss| {d_same:.2g} with seed {seed} again, {d_other:.2g} with seed {other_seed}"
+    expected = f"≤ {tol:g} again, > {tol:g} with seed {other_seed}"
+    if steps == 0:
+        return finding("fixed_seed", hypothesis, "no training steps were recorded", expected, FAIL,
+                       "the runs took no steps: see the finite_loss check", metrics=metrics)  # fmt: skip
+    if not d_same <= tol:
+        return finding("fixed_seed", hypothesis, observed + f", first differing at step {at + 1}", expected, FAIL,
+                       "the same seed does not reproduce the run, so no ablation result can be trusted: seed every "
+                       "source of randomness your code draws from (model init, data order, augmentation, "
+                       "dropout), keep trainer.deterministic=true, and avoid non-deterministic ops",
+                       metrics=metrics)  # fmt: skip
+    if not d_other > tol:
+        return finding("fixed_seed", hypothesis, observed, expected, WARN,
+                       f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
+                       "init or the data order (does your model or loader seed itself with a constant?); runs "
+                       "meant to differ, like ensemble members, will be copies", metrics=metrics)  # fmt: skip
+    return finding("fixed_seed", hypothesis, observed, expected, PASS, metrics=metrics)
+
+
+# --- init well -------------------------------------------------------------------------------------------
+
+
+def init_well(task: str, with_bias: float, without_bias: float, used: bool, warn: float, steps: int) -> Finding:
+    what = "class log-priors" if task == "classification" else "target mean"
+    hypothesis = (f"setting the final bias from the {what} makes the loss at init {with_bias:.4g} instead of "
+                  f"{without_bias:.4g}, so the first steps are not spent learning the "
+                  f"{'priors' if task == 'classification' else 'mean'} "
+                  f"(plots/init_well.png: first {steps} steps)")  # fmt: skip
+    metrics = {"skeleton/loss_at_init_bias_init": with_bias, "skeleton/loss_at_init_no_bias_init": without_bias}
+    gain = (without_bias - with_bias) if task == "classification" else (
+        (without_bias - with_bias) / without_bias if without_bias > 0 else 0.0
+    )
+    metrics["skeleton/init_bias_gain"] = gain
+    size = f"{gain:.3f} nats" if task == "classification" else f"{gain:.0%}"
+    observed = f"with bias {with_bias:.4g}, without {without_bias:.4g} (model.init_bias={str(used).lower()})"
+    expected = "with ≤ without"
+    if not (_ok(with_bias) and _ok(without_bias)):
+        return finding("init_well", hypothesis, observed, expected, FAIL,
+                       "a loss at init is not finite: see loss_at_init", metrics=metrics)  # fmt: skip
+    if used and gain < -warn:
+        return finding("init_well", hypothesis, observed, expected, WARN,
+                       f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
+                       "last nn.Linear registered in the model) may not be the output layer; register the output "
+                       "layer last", metrics=metrics)  # fmt: skip
+    if not used and gain > warn:
+        return finding("init_well", hypothesis, observed, expected, WARN,
+                       f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
+                       "spends its first steps on (the hockey stick in plots/init_well.png)",
+                       metrics=metrics)  # fmt: skip
+    return finding("init_well", hypothesis, observed, expected, PASS, metrics=metrics)
+
+
+# --- input-independent baseline --------------------------------------------------------------------------
+
+
+def input_independent(task: str, real: dict[str, float], zero: dict[str, float], margin: float, steps: int,
+                      chance: float = math.inf) -> Finding:  # fmt: skip
+    """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
+    ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
+    (a fraction) lower, or their val metric better by more than ``chance`` (:func:`chance_margin`): a model that
+    learns slowly may have lowered the loss little yet already be far above chance."""
+    m = metric_name(task)
+    r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
+    r_m, z_m = real.get(f"val/{m}", math.nan), zero.get(f"val/{m}", math.nan)
+    hypothesis = (f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
+                  f"below the same model trained on all-zero inputs (which can only learn the "
+                  f"{'priors' if task == 'classification' else 'mean'}), or a val {m} better by more than "
+                  f"chance ({chance:.2g})")  # fmt: skip
+    ratio = r_loss / z_loss if _ok(r_loss) and _ok(z_loss) and z_loss > 0 else math.nan
+    metrics = {"skeleton/zero_input_val_loss": z_loss, f"skeleton/zero_input_val_{m}": z_m,
+               "skeleton/input_loss_ratio": ratio}  # fmt: skip
+    observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
+    expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task == 'classification' else '-'}{chance:.2g}"
+    if not (_ok(r_loss) and _ok(z_loss)):
+        return finding("input_independent", hypothesis, observed, expected, FAIL,
+                       "a run diverged or never validated, so the comparison cannot be made: see finite_loss",
+                       metrics=metrics)  # fmt: skip
+    metric_wins = _ok(r_m) and _ok(z_m) and better(task, r_m, z_m + (chance if task == "classification" else -chance))
+    if ratio <= 1 - margin or metric_wins:
+        return finding("input_independent", hypothesis, observed, expected, PASS, metrics=metrics)
+    return finding("input_independent", hypothesis, observed, expected, FAIL,
+                   "the model is not using its input: real inputs do no better than zeros. Check that the "
+                   "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
+                   "that the labels belong to their inputs (a shuffled label column, or files matched to the "
+                   "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
+                   f"{steps} steps", metrics=metrics)  # fmt: skip
+
+
+# --- dumb baselines and the human metric -----------------------------------------------------------------
+
+
+def majority_baseline(task: str, y_val: Tensor, class_counts: Sequence[int], target_mean: float | None
+                      ) -> dict[str, float]:  # fmt: skip
+    """Val metrics of the dumbest model: the train majority class, or the train target mean."""
+    if task == "classification":
+        majority = int(np.argmax(class_counts))
+        return {"baseline/majority_accuracy": float((y_val.long() == majority).float().mean()),
+                "baseline/majority_class": float(majority)}  # fmt: skip
+    err = y_val.double() - float(target_mean or 0.0)
+    return {"baseline/mean_mae": float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
+
+
+def chance_margin(task: str, y_val: Tensor, target_mean: float | None = None, k: float = 2.0) -> float:
+    """``k`` standard errors of the dumb baseline's val metric: how far a model must beat it to beat it for real,
+    not by a lucky example or two (accuracy: binomial; MAE: the spread of |y - mean| over sqrt(n))."""
+    n = len(y_val)
+    if n == 0:
+        return 0.0
+    if task == "classification":
+        p = float(np.max(np.bincount(y_val.long().cpu().numpy()))) / n  # a majority-like rate; conservative
+        return k * math.sqrt(p * (1 - p) / n)
+    dev = (y_val.double().cpu() - float(target_mean or 0.0)).abs()
+    return k * float(dev.std(correction=0)) / math.sqrt(n)
+
+
+def dumb_baselines(task: str, model: dict[str, float], dumb: dict[str, float], linear: dict[str, float],
+                   steps: int, require_linear: bool, margin: float = 0.0) -> Finding:  # fmt: skip
+    """``model``: the short run's final val metrics; ``dumb``: :func:`majority_baseline`; ``linear``: the linear
+    model's final val metrics; ``margin``: :func:`chance_margin`, by which the model must beat ``dumb``."""
+    m = metric_name(task)
+    mine, lin = model.get(f"val/{m}", math.nan), linear.get(f"val/{m}", math.nan)
+    if task == "classification":
+        base_name, base = "majority class", dumb["baseline/majority_accuracy"]
+        bar = base + margin
+        metrics = {"baseline/linear_accuracy": lin, "baseline/linear_loss": linear.get("val/loss", math.nan)}
+    else:
+        base_name, base = "mean target", dumb["baseline/mean_mae"]
+        bar = base - margin
+        metrics = {"baseline/linear_mae": lin, "baseline/linear_mse": linear.get("val/mse", math.nan)}
+    metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
+    hypothesis = (f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
+                  f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
+                  "later stages must beat")  # fmt: skip
+    observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
+    expected = f"{'>' if task == 'classification' else '<'} {bar:.4g}"
+    if not _ok(mine) or not better(task, mine, bar):
+        return finding("dumb_baselines", hypothesis, observed, expected, FAIL,
+                       f"the model does no better than always predicting the {base_name}: it learned nothing "
+                       "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
+                       "and training_loss_decreases", metrics=metrics)  # fmt: skip
+    if _ok(lin) and not better(task, mine, lin):
+        if require_linear:
+            return finding("dumb_baselines", hypothesis, observed, expected, WARN,
+                           f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
+                           "check the model (stages.baselines.require_beat_linear=true)", metrics=metrics)  # fmt: skip
+        observed += "; not above linear yet (a short run need not be; the overfit stage must)"
+    return finding("dumb_baselines", hypothesis, observed, expected, PASS, metrics=metrics)
+
+
+def human_metric(task: str, model: dict[str, float], human: float | None, steps: int) -> Finding:
+    m = metric_name(task)
+    value, loss = model.get(f"val/{m}", math.nan), model.get("val/loss", math.nan)
+    metrics: dict[str, float] = {}
+    observed = f"val {m} {value:.4g} (val loss {loss:.4g}) after {steps} steps"
+    if human is None:
+        return finding("human_metric", f"val {m}, which a human can interpret, shown next to the loss",
+                       observed + "; no human baseline given", "stages.baselines.human_baseline (optional)",
+                       PASS)  # fmt: skip
+    metrics["baseline/human"] = float(human)
+    gap = (human - value) if task == "classification" else (value - human)
+    metrics["skeleton/human_gap"] = gap
+    hypothesis = f"val {m} next to the loss, beside the human baseline {human:.4g}"
+    observed += f"; human {human:.4g} (gap {gap:.3g})"
+    if task == "classification" and not 0 <= human <= 1:
+        return finding("human_metric", hypothesis, observed, "a human accuracy between 0 and 1", WARN,
+                       "stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)",
+                       metrics=metrics)  # fmt: skip
+    if _ok(value) and gap < 0:
+        return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", WARN,
+                       "a short run already beats the human baseline: suspicious. Check for val examples leaking "
+                       "into training (see the inspect stage's duplicate checks) and that the human baseline "
+                       "measures the same thing", metrics=metrics)  # fmt: skip
+    return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", PASS, metrics=metrics)
+
+
+# --- overfit one batch -----------------------------------------------------------------------------------
+
+
+@dataclass
+class OverfitAttempt:
+    model: str  # "cnn width=32 depth=2"
+    init_loss: float
+    final_loss: float  # eval mode, on the batch, after training
+    best_loss: float  # lowest training loss seen
+    steps: int
+    reached: bool
+
+
+def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, budget: int,
+                      grow_error: str = "") -> Finding:  # fmt: skip
+    first = attempts[0]
+    hypothesis = (f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
+                  f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} "
+                  "steps")  # fmt: skip
+    last = attempts[-1]
+    metrics = {"skeleton/overfit_loss": last.final_loss, "skeleton/overfit_steps": float(last.steps),
+               "skeleton/overfit_grown": float(len(attempts) - 1)}  # fmt: skip
+    tried = "; ".join(
+        f"{a.model}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps{' (reached)' if a.reached else ''}"
+        for a in attempts
+    )
+    expected = f"< {ratio:.0%} of the loss at init"
+    if last.reached:
+        observed = tried + (f" (capacity raised {len(attempts) - 1} rung(s))" if len(attempts) > 1 else "")
+        return finding("overfit_one_batch", hypothesis, observed, expected, PASS, metrics=metrics)
+    advice = (
+        f"the model cannot memorise {n} examples, which any working skeleton can: check that the labels "
+        "match the inputs within a batch, that the loss uses the targets, that gradients reach every "
+        "weight (no detach(), requires_grad=False or parameters missing from the optimiser), and that the "
+        "learning rate is not far too low"
+    )
+    if grow_error:
+        advice += f"; more capacity could not be tried: {grow_error}"
+    return finding("overfit_one_batch", hypothesis, tried, expected, FAIL, advice, metrics=metrics)
+
+
+# --- training loss decreases -----------------------------------------------------------------------------
+
+
+def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
+    """Window length (a tenth of the run, at least 3 steps) and the mean smoothed loss in the first and last."""
+    n = len(smooth)
+    w = max(3, n // 10)
+    if n < 2 * w:
+        return w, math.nan, math.nan
+    s = np.asarray(smooth, dtype=np.float64)
+    return w, float(s[:w].mean()), float(s[-w:].mean())
+
+
+def training_loss_decreases(task: str, smooth: Sequence[float], margin: float, diverged: str, steps: int,
+                            init_loss: float = math.nan) -> Finding:  # fmt: skip
+    """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
+    loss that explodes in its first steps and comes half-way back down has not decreased)."""
+    w, first, last = loss_windows(smooth)
+    ref = min(first, init_loss) if _ok(init_loss) and _ok(first) else first
+    hypothesis = (f"the smoothed training loss of the short run ({steps} steps) over its last {w} steps is at "
+                  f"least {margin:.0%} below its first {w} (and below the loss at init)")  # fmt: skip
+    metrics = {"skeleton/train_loss_first_window": first, "skeleton/train_loss_last_window": last}
+    expected = f"last ≤ {1 - margin:.2f} × {ref:.4g}"
+    if diverged:
+        return finding("training_loss_decreases", hypothesis, f"diverged: {diverged}", expected, FAIL,
+                       "the run diverged; see finite_loss", metrics=metrics)  # fmt: skip
+    if not (_ok(first) and _ok(last)):
+        return finding("training_loss_decreases", hypothesis, f"only {len(smooth)} steps recorded", expected, FAIL,
+                       "the short run took too few steps to compare windows; raise stages.baselines.short_steps",
+                       metrics=metrics)  # fmt: skip
+    observed = f"{first:.4g} → {last:.4g}" + (f" (× {last / ref:.3g} of {ref:.4g})" if ref else "")
+    if _ok(init_loss) and init_loss < first:
+        observed += f"; loss at init {init_loss:.4g}"
+    if last <= (1 - margin) * ref:
+        return finding("training_loss_decreases", hypothesis, observed, expected, PASS, metrics=metrics)
+    if last < ref:
+        return finding("training_loss_decreases", hypothesis, observed, expected, WARN,
+                       f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
+                       "rate may be too low for this model (or the schedule decays it too soon); look at "
+                       "plots/learning_curves.png and try optim.lr 3-10x higher", metrics=metrics)  # fmt: skip
+    return finding("training_loss_decreases", hypothesis, observed, expected, FAIL,
+                   "the training loss is not going down: check the learning rate (too low to move, or so high "
+                   "that it bounces; plots/learning_curves.png), that the optimiser holds the model's "
+                   "parameters and that zero_grad/step are called, and that the labels belong to their inputs",
+                   metrics=metrics)  # fmt: skip
+
+
+# --- batch independence ----------------------------------------------------------------------------------
+
+
+def has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+@dataclass
+class BatchDependence:
+    """``grad[i, j]``: norm of the gradient at input j of a random projection of example i's outputs."""
+
+    grad: np.ndarray
+    eval_mode: bool  # checked in eval mode (the model has batch norm, which mixes examples in train mode)
+
+    @property
+    def own(self) -> np.ndarray:
+        return np.diag(self.grad)
+
+    @property
+    def leak(self) -> np.ndarray:
+        """``grad[i, j] / grad[i, i]`` off the diagonal (0 on it; inf where i has no gradient of its own but j has)."""
+        own = self.own[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(own > 0, self.grad / np.where(own > 0, own, 1), np.where(self.grad > 0, np.inf, 0.0))
+        np.fill_diagonal(out, 0.0)
+        return out
+
+
+def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = None, seed: int = 0
+                     ) -> BatchDependence:  # fmt: skip
+    """Backprop from each example's outputs in turn and measure the gradient at every input of the batch.
+
+    One forward pass, then one backward per example. The loss for example i is a fixed random projection of
+    its outputs (a plain sum can cancel, e.g. logits shifted by a constant). Models with batch norm are run
+    in eval mode (in train mode batch norm mixes examples by design); others in train mode, where bugs like
+    a batch-mean subtraction show. The model's mode is restored.
+    """
+    eval_mode = has_batchnorm(model) if eval_mode is None else eval_mode
+    was_training = model.training
+    model.train(not eval_mode)
+    try:
+        x = xb.detach().clone().float().requires_grad_(True)
+        out = model(x)
+        if out.shape[0] != x.shape[0]:
+            raise ValueError(f"the model returned {out.shape[0]} outputs for a batch of {x.shape[0]} inputs")
+        g = torch.Generator().manual_seed(seed)
+        proj = torch.randn(out.shape[1:], generator=g).to(out.device, out.dtype)
+        rows = []
+        for i in range(len(x)):
+            (grad,) = torch.autograd.grad((out[i] * proj).sum(), x, retain_graph=i < len(x) - 1, allow_unused=True)
+            rows.append(torch.zeros(len(x)) if grad is None else grad.flatten(1).norm(dim=1).detach().cpu())
+        return BatchDependence(torch.stack(rows).double().numpy(), eval_mode)
+    finally:
+        model.train(was_training)
+
+
+def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | None = None,
+                       max_listed: int = 6) -> Finding:  # fmt: skip
+    n = len(dep.grad)
+    names = list(names) if names is not None else [str(i) for i in range(n)]
+    mode = ("eval mode: the model has batch norm, which mixes examples in train mode by design"
+            if dep.eval_mode else "train mode")  # fmt: skip
+    hypothesis = f"backprop from the outputs of example i of {n} reaches only input i ({mode})"
+    leak = dep.leak
+    worst = float(leak.max()) if n > 1 else 0.0
+    metrics = {"skeleton/batch_max_leak": worst if math.isfinite(worst) else 1e30}
+    expected = f"leak ≤ {tol:g} of the example's own gradient"
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j and leak[i, j] > tol]
+    if pairs:
+        by_source: dict[int, list[int]] = {}
+        for i, j in pairs:
+            by_source.setdefault(i, []).append(j)
+        listed = [f"{names[i]} → {', '.join(names[j] for j in js)}" for i, js in list(by_source.items())[:max_listed]]
+        more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
+        observed = (f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
+                    f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}")  # fmt: skip
+        return finding("batch_independence", hypothesis, observed, expected, FAIL,
+                       "the model mixes information across the batch, so each prediction depends on which other "
+                       "examples share its batch: look for view()/reshape() where a permute()/transpose() was "
+                       "meant (e.g. x.view(C, N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch "
+                       "mean or norm), or a custom normalisation layer; plots/batch_independence.png shows which "
+                       "outputs reach which inputs", metrics=metrics)  # fmt: skip
+    dead = [names[i] for i in range(n) if not dep.own[i] > 0]
+    if dead:
+        return finding("batch_independence", hypothesis,
+                       f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs",
+                       expected, WARN,
+                       "an output that does not depend on its own input: the input may be ignored (see "
+                       "input_independent) or every unit is dead for it (e.g. all-negative ReLU inputs)",
+                       metrics=metrics)  # fmt: skip
+    return finding("batch_independence", hypothesis, f"no gradient crosses between the {n} examples (largest leak "
+                   f"{worst:.2g})", expected, PASS, metrics=metrics)  # fmt: skip
+
+
+# --- visualise just before the net -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputStats:
+    """The decoded batch against the train split, per channel (images) or feature (tables)."""
+
+    batch_mean: np.ndarray
+    batch_std: np.ndarray
+    train_mean: np.ndarray
+    train_std: np.ndarray
+
+    @property
+    def mean_shift(self) -> float:
+        """Mean |batch mean - train mean| in train standard deviations."""
+        std = np.where(self.train_std > 1e-12, self.train_std, 1.0)
+        return float(np.mean(np.abs(self.batch_mean - self.train_mean) / std))
+
+    @property
+    def std_factor(self) -> float:
+        """The median ratio of batch to train standard deviation, as a factor >= 1 either way."""
+        ok = self.train_std > 1e-12
+        if not ok.any():
+            return 1.0
+        r = float(np.median(np.maximum(self.batch_std[ok], 1e-12) / self.train_std[ok]))
+        return max(r, 1 / r)
+
+
+def input_stats(decoded: Tensor, train_mean: Sequence[float], train_std: Sequence[float]) -> InputStats:
+    """``decoded``: the batch entering the net, un-normalised to data units, (N, C, H, W) or (N, F)."""
+    x = decoded.detach().double().cpu()
+    dims = (0, 2, 3) if x.ndim == 4 else (0,)
+    return InputStats(x.mean(dims).numpy(), x.std(dims, correction=0).numpy(),
+                      np.asarray(train_mean, dtype=np.float64), np.asarray(train_std, dtype=np.float64))  # fmt: skip
+
+
+def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequence[str], mean_tol: float,
+                         std_factor: float, shape: tuple[int, ...] = ()) -> Finding:  # fmt: skip
+    what = "pixel" if image else "feature"
+    aug = f"augment: {', '.join(augment)}" if augment else "no augmentation"
+    hypothesis = (f"the exact tensor entering the net on a training batch ({aug}), un-normalised with the data's "
+                  f"mean/std, matches the train split's {what} statistics (plots/input_batch.png)")  # fmt: skip
+    # a batch of n examples has a mean within ~1/sqrt(n) train std of the split's by chance alone
+    mean_tol = mean_tol + (2 / math.sqrt(shape[0]) if shape else 0.0)
+    expected = f"mean within {mean_tol:.2g} std, std within × {std_factor:g}"
+    if stats is None:
+        return finding("visualise_before_net", hypothesis, "no training batch reached the model", expected, FAIL,
+                       "the short run never ran a training batch: see finite_loss")  # fmt: skip
+    metrics = {"skeleton/input_mean_shift": stats.mean_shift, "skeleton/input_std_factor": stats.std_factor}
+    observed = f"batch {tuple(shape)}: mean off by {stats.mean_shift:.3g} std, std × {stats.std_factor:.3g}"
+    if image:
+        observed += f" (pixel mean {np.mean(stats.batch_mean):.4g} vs train {np.mean(stats.train_mean):.4g})"
+    if stats.mean_shift <= mean_tol and stats.std_factor <= std_factor:
+        return finding("visualise_before_net", hypothesis, observed, expected, PASS, metrics=metrics)
+    return finding("visualise_before_net", hypothesis, observed, expected, WARN,
+                   f"the batch the net sees does not have the data's {what} statistics: look at "
+                   "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
+                   "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
+                   "changes the inputs' distribution", metrics=metrics)  # fmt: skip
+
+
+# --- prediction dynamics ---------------------------------------------------------------------------------
+
+
+def true_class_prob(snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> np.ndarray:
+    """(snapshots, examples): the predicted probability of each example's true class."""
+    idx = y.long().cpu()
+    return np.stack([p[torch.arange(len(idx)), idx].numpy() for _, p in snapshots])
+
+
+def prediction_dynamics(task: str, snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> Finding:
+    n = len(y)
+    hypothesis = (f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
+                  "towards the labels (plots/prediction_dynamics.png)")  # fmt: skip
+    if len(snapshots) < 2:
+        return finding("prediction_dynamics", hypothesis, f"{len(snapshots)} snapshot(s)", "at least 2", FAIL,
+                       "the short run ended before its first epoch: see finite_loss")  # fmt: skip
+    first, last = snapshots[0][1].float(), snapshots[-1][1].float()
+    moved = float((last - first).abs().max())
+    if task == "classification":
+        p = true_class_prob(snapshots, y)
+        start, end = float(p[0].mean()), float(p[-1].mean())
+        observed = f"mean p(true class) {start:.3f} at init → {end:.3f} after epoch {snapshots[-1][0] + 1}"
+        metrics = {"skeleton/snapshot_true_prob_init": start, "skeleton/snapshot_true_prob_final": end}
+    else:
+        yy = y.float().cpu()
+        start = float((first.reshape(yy.shape) - yy).abs().mean())
+        end = float((last.reshape(yy.shape) - yy).abs().mean())
+        observed = f"MAE {start:.4g} at init → {end:.4g} after epoch {snapshots[-1][0] + 1}"
+        metrics = {"skeleton/snapshot_mae_init": start, "skeleton/snapshot_mae_final": end}
+    metrics["skeleton/snapshot_max_change"] = moved
+    expected = "predictions change"
+    if not math.isfinite(moved):
+        return finding("prediction_dynamics", hypothesis, observed + " (non-finite predictions)", expected, FAIL,
+                       "the predictions became NaN/inf: see finite_loss", metrics=metrics)  # fmt: skip
+    if moved <= 1e-4:
+        return finding("prediction_dynamics", hypothesis, observed + f" (largest change {moved:.2g})", expected, WARN,
+                       "the predictions did not move during the short run: is the optimiser stepping this "
+                       "model's parameters, with a learning rate above 0?", metrics=metrics)  # fmt: skip
+    return finding("prediction_dynamics", hypothesis, observed, expected, PASS, metrics=metrics)
+
+
+# --- augmentation preserves labels -----------------------------------------------------------------------
+
+
+def augmentation_preserves_labels(task: str, augment: Sequence[str], clean: float, augmented: float, dumb: float,
+                                  warn: float, fail: float, steps: int) -> Finding:  # fmt: skip
+    """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
+    val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
+    (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
+    when augmented inputs are no better than no input at all."""
+    if not augment:
+        return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
+                       "skipped: data.augment is empty", "-", PASS)  # fmt: skip
+    m = metric_name(task)
+    names = ", ".join(augment)
+    base = "majority class" if task == "classification" else "mean target"
+    hypothesis = (f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
+                  f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
+                  f"(below {fail:.0%} fails)")  # fmt: skip
+    skill_clean = (clean - dumb) if task == "classification" else (dumb - clean)
+    skill_aug = (augmented - dumb) if task == "classification" else (dumb - augmented)
+    retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
+    metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented,
+               "skeleton/augment_retained": retained}  # fmt: skip
+    observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} augmented ({base} {dumb:.4g}): "
+                f"{retained:.0%} of the skill kept")  # fmt: skip
+    expected = f"≥ {warn:.0%} kept"
+    floor = 0.05 if task == "classification" else 0.05 * abs(dumb)
+    if not _ok(skill_clean) or skill_clean <= floor:
+        return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
+                       f"inconclusive: the model trained on clean data is barely better than the {base} "
+                       f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged",
+                       metrics=metrics)  # fmt: skip
+    if retained >= warn:
+        return finding("augmentation_preserves_labels", hypothesis, observed, expected, PASS, metrics=metrics)
+    if retained >= fail:
+        return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
+                       f"[{names}] costs a model trained on clean data most of its skill: it may change what "
+                       "the label should be (a mirrored or rotated digit or letter can be another one), or be "
+                       "stronger than this model can absorb (a model without translation invariance, like an "
+                       "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
+                       "label-preservation for this data", metrics=metrics)  # fmt: skip
+    return finding("augmentation_preserves_labels", hypothesis, observed, expected, FAIL,
+                   f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
+                   f"{base}: the augmentation destroys the signal or separates inputs from their labels "
+                   "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
+                   "fix or drop it in data.augment", metrics=metrics)  # fmt: skip
+
+
+# --- finite loss -----------------------------------------------------------------------------------------
+
+
+def finite_loss(runs: dict[str, str]) -> Finding:
+    """``runs``: training run name -> the NaN guard's message ("" when it never tripped)."""
+    diverged = {k: v for k, v in runs.items() if v}
+    hypothesis = f"every training run of the stage ({', '.join(runs) or 'none'}) keeps a finite loss"
+    metrics = {"skeleton/diverged_runs": float(len(diverged))}
+    if not diverged:
+        return finding("finite_loss", hypothesis, f"{len(runs)} runs, all finite", "no NaN/inf loss", PASS,
+                       metrics=metrics)  # fmt: skip
+    observed = "; ".join(f"{k}: {v}" for k, v in diverged.items())
+    return finding("finite_loss", hypothesis, observed, "no NaN/inf loss", FAIL,
+                   "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x "
+                   "smaller), set trainer.grad_clip, or check the inputs for NaN/inf values",
+                   metrics=metrics)  # fmt: skip
+
+
+def failed(name: str, error: str, advice: str = "") -> Finding:
+    """A check whose experiment could not run: FAIL with the reason."""
+    return finding(name, HYPOTHESES[name], error, "the check to run", FAIL,
+                   advice or "see baselines/errors/ in this run's artifacts for the traceback")  # fmt: skip
+
+
+__all__ = [
+    "CHECK_NAMES", "HYPOTHESES", "BatchDependence", "InitLoss", "InputStats", "OverfitAttempt",
+    "augmentation_preserves_labels", "batch_dependence", "batch_independence", "better", "chance_margin",
+    "dumb_baselines",
+    "expected_init_loss", "failed", "finite_loss", "fixed_seed", "has_batchnorm", "human_metric", "init_well",
+    "input_independent", "input_stats", "loss_at_init", "loss_windows", "majority_baseline", "metric_name",
+    "overfit_one_batch", "prediction_dynamics", "training_loss_decreases", "true_class_prob", "visualise_before_net",
+]

@@ -1,0 +1,325 @@
+"""Stage 3, overfit: get a model large enough to fit the training set, before asking it to generalise.
+
+"If we are not able to reach a low error rate with any model at all that may again indicate some issues,
+bugs, or misconfiguration." The stage:
+
+1. **Don't be a hero.** Trains a known architecture fit for the data (the config's ``cnn``/``resnet``/custom
+   model for images, or ``cnn`` on a CPU and ``resnet18`` on a GPU when the config names a linear model, an
+   mlp or a torchvision resnet that a CPU cannot afford; ``mlp`` for tables), with Adam at 3e-4, a constant
+   schedule and no regularisation (no augmentation, weight decay, dropout, early stopping or pretrained init).
+   Every change from the incoming config is listed in the notes.
+2. **LR finder.** Sweeps the learning rate on the untrained model (``recipe.train.callbacks.lr_finder``) and
+   keeps the starting rate when it lies within ``lr_tolerance`` of the suggestion (and below the rate at the
+   loss minimum), else takes the suggestion, rounded to one significant digit. The choice is a check and the
+   ``overfit.lr_chosen`` param; the sweep is ``plots/lr_finder.png``.
+3. **Capacity ladder.** Trains for the budget; when the training target is not reached, grows the model one
+   rung (``recipe.models.grow``: width or depth, one at a time) and tries again, at most ``max_rungs`` times.
+   Each rung is a nested MLflow run (recipe.kind=candidate).
+4. **Verdict.** PASS when the final model reaches the training target (eval mode, the whole training split,
+   no augmentation) and its validation metric beats the dumb baselines of stage 2; otherwise FAIL. The
+   learning-curve diagnosis, the update-to-weight ratios and the ladder are reported as advisory checks
+   (PASS/WARN) that do not change the verdict.
+
+Hands on: the trained config (chosen lr, grown model, the user's budget) and the final weights, logged as the
+``checkpoint/overfit.pt`` artifact (``checkpoint_uri``; ``artifacts["checkpoint_path"]`` is the local copy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import shutil
+
+from recipe import tracking
+from recipe.checks.ablation import baseline_bar_check
+from recipe.checks.base import Finding, finding, fmt
+from recipe.checks.curves import diagnose_curves, update_ratio_check
+from recipe.config import OverfitConfig, RecipeConfig
+from recipe.data import DataBundle
+from recipe.fit import build_for
+from recipe.models import ModelConfigError, grow
+from recipe.report import StageResult, Verdict
+from recipe.stages._training import (
+    TASK_METRIC, Trained, bundle_for, describe_model, loss_at_init, summary_metrics, train,
+)  # fmt: skip
+from recipe.stages.base import StageContext
+from recipe.train import make_trainer, resolve_device
+from recipe.train.callbacks import LRSuggestion, lr_find
+
+STAGE = "overfit"
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+GATES = ("train_target", "beats_baselines", "finite_loss")  # the checks the verdict is made of
+
+
+def run(ctx: StageContext) -> StageResult:
+    s = ctx.cfg.stages.overfit
+    device = resolve_device(ctx.cfg.trainer.device)
+    cfg, changes, arch = hero_free(ctx.cfg, s, ctx.data().in_shape, device.type)
+    data = bundle_for(cfg, ctx.data())
+    findings: list[Finding] = [arch]
+    notes = [f"don't be a hero: changed {c}" for c in changes] or ["the incoming config already is hero-free"]
+    metrics: dict[str, float] = {}
+
+    if s.lr_finder:
+        lr, lr_finding, lr_metrics = _lr_finder(cfg, data, s)
+        findings.append(lr_finding)
+        metrics.update(lr_metrics)
+        if lr != cfg.optim.lr:
+            cfg = cfg.with_overrides({"optim.lr": lr})
+    tracking.log_params({"overfit.lr_chosen": cfg.optim.lr})
+
+    rungs = _ladder(ctx, cfg, data, s)
+    final = rungs[-1]
+    cfg, t, met = final.cfg, final.trained, final.met
+    findings += [_target_finding(t, s, len(rungs) - 1), _ladder_finding(rungs, s), _finite(t)]
+    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    metric, _ = TASK_METRIC[data.task]
+    findings.append(baseline_bar_check(t.val.metric, data.task, baselines, what=f"val {metric}"))
+    findings += diagnose_curves(
+        [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
+        steps=t.smooth_losses, reference_loss=loss_at_init(data), train_target_met=met, expect_overfit=True,
+    )  # fmt: skip
+    findings.append(update_ratio_check(t.update_ratios, s.update_ratio_low, s.update_ratio_high))
+
+    for f in findings:
+        metrics.update(f.metrics)
+    metrics.update(summary_metrics(t, "overfit/"))
+    metrics.update({"overfit/lr": cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
+                    "overfit/target_met": float(met)})  # fmt: skip
+    _log_figures(rungs, s)
+
+    checkpoint = ctx.workdir / "overfit.pt"
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(t.weights_path, checkpoint)
+    tracking.log_artifact(checkpoint, "checkpoint")
+    handed_on = cfg.with_overrides({"budget": ctx.cfg.budget.model_dump(mode="json") | {"early_stopping": None}})
+    notes.append(f"trained {describe_model(cfg)} with {cfg.optim.name} at lr {cfg.optim.lr:g} for {t.epochs} epochs "
+                 f"in {t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}")  # fmt: skip
+    notes.append(f"hands on the final weights ({checkpoint.name}) and this config (the budget as given)")
+    checks = [f.check for f in findings]
+    verdict = Verdict.worst([c.verdict for c in checks if c.name in GATES])
+    artifacts = {"checkpoint_path": str(checkpoint)}
+    if s.lr_finder:
+        artifacts["lr_finder"] = tracking.artifact_uri("overfit/lr_finder.json")
+    return StageResult(STAGE, verdict, checks, metrics, handed_on, notes=notes, artifacts=artifacts,
+                       checkpoint_uri=tracking.artifact_uri(f"checkpoint/{checkpoint.name}"))
+
+
+# --- 1. don't be a hero --------------------------------------------------------------------------------------
+
+
+def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
+              device_type: str) -> tuple[RecipeConfig, list[str], Finding]:  # fmt: skip
+    """The config the stage trains with, the changes from ``cfg`` ("key: old -> new"), and the architecture check."""
+    image = len(in_shape) == 3
+    name, why = _architecture(cfg.model.name, s.architecture, image, device_type)
+    updates: dict[str, object] = {"model.name": name}
+    if name == "resnet" and cfg.model.name in ("resnet18", "resnet34"):
+        updates["model.width"] = 16  # the narrow resnet at width 16 trains at about the speed of the small cnn
+    if name != cfg.model.name and cfg.model.kwargs:
+        updates["model.kwargs"] = {}  # kwargs belong to the model they were written for
+    if s.optimizer == "adam":
+        updates.update({"optim.name": "adam", "optim.lr": s.lr, "schedule.name": "constant",
+                        "schedule.warmup_steps": 0})  # fmt: skip
+    updates.update({"optim.weight_decay": 0.0, "model.dropout": 0.0, "data.augment": [],
+                    "budget.early_stopping": None, "model.init_from": None})  # fmt: skip
+    if s.epochs:
+        updates["budget.epochs"] = s.epochs
+    new = cfg.with_overrides(updates)
+    before, after = cfg.flat(), new.flat()
+    changes = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in after.items() if before.get(k) != v]
+    kind = "images" if image else "tables"
+    arch = finding(
+        "architecture", f"a known architecture fit for {kind} on a {device_type} (don't be a hero)",
+        f"{describe_model(new)}: {why}", "cnn / resnet for images (resnet18/34 on a GPU), mlp for tables", PASS,
+    )  # fmt: skip
+    return new, changes, arch
+
+
+def _architecture(name: str, setting: str, image: bool, device_type: str) -> tuple[str, str]:
+    if setting != "auto":
+        return setting, "set by stages.overfit.architecture"
+    gpu = device_type == "cuda"
+    if image:
+        if name in ("cnn", "resnet") or ":" in name:
+            return name, "kept from the config"
+        if name in ("resnet18", "resnet34"):
+            if gpu:
+                return name, "kept from the config"
+            return "resnet", f"{name} is too slow on a CPU; the narrow resnet has the same design"
+        if name in ("linear", "mlp"):
+            new = "resnet18" if gpu else "cnn"
+            return new, f"{name} is a baseline for images, not the architecture to overfit with"
+        return name, "kept from the config (a registered model)"
+    if name == "mlp" or ":" in name:
+        return name, "kept from the config"
+    if name in ("cnn", "resnet", "resnet18", "resnet34"):
+        return "mlp", f"{name} needs images; tables get an mlp"
+    if name == "linear":
+        return "mlp", "linear is the baseline; the mlp is the model to overfit with"
+    return name, "kept from the config (a registered model)"
+
+
+# --- 2. the learning rate ------------------------------------------------------------------------------------
+
+
+def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig) -> tuple[float, Finding, dict[str, float]]:
+    model = build_for(cfg, data)
+    trainer = make_trainer(cfg, model, data)
+    finder = lr_find(trainer, min_lr=s.lr_min, max_lr=s.lr_max, num_steps=s.lr_steps, rule=s.lr_rule)
+    sugg = finder.suggestion
+    start = cfg.optim.lr
+    lr, f = decide_lr(start, sugg, s.lr_tolerance, s.lr_max)
+    tracking.log_dict({"lrs": finder.lrs, "losses": _jsonable(finder.losses),
+                       "smooth_losses": _jsonable(finder.smooth_losses), "stop_reason": finder.stop_reason,
+                       "suggestion": dataclasses.asdict(sugg), "start_lr": start, "chosen_lr": lr},
+                      "overfit/lr_finder.json")  # fmt: skip
+    from recipe.plots.curves import lr_finder_figure
+
+    tracking.log_figure(lr_finder_figure(finder.lrs, finder.losses, finder.smooth_losses, sugg, start, lr),
+                        "plots/lr_finder.png")  # fmt: skip
+    return lr, f, {**sugg.to_metrics(), "lr_finder/chosen": lr}
+
+
+def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float) -> tuple[float, Finding]:
+    """Keep ``start`` when it lies in the good region -- within ``tolerance`` of the suggestion and below the
+    rate of the loss minimum -- else take the suggestion (one significant digit)."""
+    name = "lr_finder"
+    hypothesis = f"the starting lr {start:g} lies in the LR finder's good region"
+    if sugg.lr is None:
+        return start, finding(name, hypothesis, f"no suggestion: {sugg.reason}; kept {start:g}",
+                              "a sweep whose smoothed loss falls, then rises", WARN,
+                              "look at plots/lr_finder.png: a flat sweep means the model barely responds to its "
+                              "learning rate (frozen layers? a loss that ignores the output?)")  # fmt: skip
+    lo, hi = sugg.lr / tolerance, min(sugg.lr * tolerance, sugg.lr_at_min)
+    where = (f"suggestion {sugg.lr:.2g} ({sugg.rule}), loss minimum at {sugg.lr_at_min:.2g}, "
+             f"steepest fall at {sugg.lr_steepest:.2g}")  # fmt: skip
+    expected = f"lr in [{lo:.2g}, {hi:.2g}]"
+    at_end = sugg.lr_at_min >= lr_max / 1.5
+    advice = ("the loss was still lowest at the end of the sweep: raise stages.overfit.lr_max, or the model barely "
+              "responds to its learning rate") if at_end else ""  # fmt: skip
+    verdict = WARN if at_end else PASS
+    if lo <= start <= hi:
+        return start, finding(name, hypothesis, f"kept {start:g}: {where}", expected, verdict, advice)
+    chosen = float(f"{sugg.lr:.1g}")
+    return chosen, finding(name, hypothesis, f"replaced {start:g} by {chosen:g}: {where}", expected, verdict, advice)
+
+
+# --- 3. the capacity ladder ----------------------------------------------------------------------------------
+
+
+class _Rung:
+    def __init__(self, cfg: RecipeConfig, trained: Trained, met: bool, text: str, run_id: str) -> None:
+        self.cfg, self.trained, self.met, self.text, self.run_id = cfg, trained, met, text, run_id
+        self.top = ""  # why the ladder could not grow past this rung
+
+
+def _ladder(ctx: StageContext, cfg: RecipeConfig, data: DataBundle, s: OverfitConfig) -> list[_Rung]:
+    rungs: list[_Rung] = []
+    for k in range(s.max_rungs + 1):
+        tags = tracking.run_tags(ctx.input_cfg, data.fingerprint, stage=STAGE, kind="candidate")
+        tags["recipe.candidate"] = f"rung{k}"
+        with tracking.start_run(f"{STAGE}:rung{k}", tags, params=cfg.flat(), nested=True) as run:
+            t = train(cfg, data, name=f"rung{k}", workdir=ctx.workdir / "rungs", update_ratio=True)
+            met, text = target_met(t, s)
+            tracking.log_metrics(summary_metrics(t, "eval/") | {"eval/target_met": float(met)})
+        rungs.append(_Rung(cfg, t, met, text, run.info.run_id))
+        if met or t.diverged or k == s.max_rungs:
+            break
+        try:
+            bigger = grow(cfg.model)
+        except ModelConfigError as e:
+            rungs[-1].top = str(e)  # the top of the ladder: the ladder check says so
+            break
+        cfg = cfg.with_overrides({"model": bigger.model_dump(mode="json")})
+    return rungs
+
+
+def target_met(t: Trained, s: OverfitConfig) -> tuple[bool, str]:
+    """Whether the training fit reaches the target, and the observation in words."""
+    if t.data.task == "classification":
+        acc, loss = t.train.metrics["accuracy"], t.train.loss
+        target_acc = s.target_accuracy if (s.target_accuracy is not None or s.target_loss is not None) else 0.99
+        ok_acc = target_acc is None or acc >= target_acc
+        ok_loss = s.target_loss is None or loss <= s.target_loss
+        return ok_acc and ok_loss, f"train accuracy {acc:.4f}, train loss {fmt(loss)}"
+    var = (t.data.target_std or 0.0) ** 2
+    mse = t.train.metrics["mse"]
+    ratio = mse / var if var > 0 else math.inf
+    return ratio <= s.target_mse_ratio, f"train MSE {fmt(mse)} = {ratio:.3f} x the target variance {fmt(var)}"
+
+
+def _target_text(s: OverfitConfig, task: str) -> str:
+    if task != "classification":
+        return f"train MSE <= {s.target_mse_ratio:g} x the target variance"
+    parts = []
+    if s.target_accuracy is not None or s.target_loss is None:
+        parts.append(f"train accuracy >= {s.target_accuracy if s.target_accuracy is not None else 0.99:g}")
+    if s.target_loss is not None:
+        parts.append(f"train loss <= {s.target_loss:g}")
+    return " and ".join(parts)
+
+
+def _target_finding(t: Trained, s: OverfitConfig, rung: int) -> Finding:
+    met, text = target_met(t, s)
+    expected = _target_text(s, t.data.task)
+    observed = f"{text} (eval mode, {len(t.train.scores)} training samples) after {t.epochs} epochs at rung {rung}"
+    return finding(
+        "train_target", f"the model fits the training set: {expected}", observed, expected, PASS if met else FAIL,
+        "the model cannot fit its own training data: look at plots/curves.png and the curves_* checks (too low a "
+        "learning rate? too few epochs?), raise stages.overfit.max_rungs or the budget, and re-check the labels",
+    )  # fmt: skip
+
+
+def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
+    steps = " -> ".join(f"{describe_model(r.cfg)} ({r.text.split(',')[0]})" for r in rungs)
+    met = rungs[-1].met
+    grew = len(rungs) - 1
+    if met:
+        observed = f"reached the target at rung {grew}" + (f" after growing {grew} time(s): {steps}" if grew else
+                                                           f": {steps}")  # fmt: skip
+    elif rungs[-1].trained.diverged:
+        observed = f"stopped at rung {grew}: the loss diverged ({steps})"
+    else:
+        observed = f"not reached after {grew} of at most {s.max_rungs} growth step(s): {steps}"
+        if rungs[-1].top:
+            observed += f"; cannot grow further: {rungs[-1].top}"
+    return finding(
+        "capacity_ladder", "a model on the capacity ladder (one change per rung) reaches the training target",
+        observed, f"the target within {s.max_rungs} growth step(s)", PASS if met else WARN,
+        "every rung fell short: the problem is probably not capacity (see the curves_* checks), or the budget is "
+        "too small for the bigger models",
+    )  # fmt: skip
+
+
+def _finite(t: Trained) -> Finding:
+    guard = t.trainer.cb("nan_guard")
+    ok = not t.diverged
+    return finding(
+        "finite_loss", "the training loss stays finite", "finite" if ok else getattr(guard, "message", t.stop_reason),
+        "finite", PASS if ok else FAIL, "lower optim.lr (try 10x smaller) or set trainer.grad_clip",
+    )  # fmt: skip
+
+
+# --- plots ---------------------------------------------------------------------------------------------------
+
+
+def _log_figures(rungs: list[_Rung], s: OverfitConfig) -> None:
+    from recipe.plots.curves import curves_figure, update_ratio_figure
+
+    metric = TASK_METRIC[rungs[-1].trained.data.task][0]
+    histories = {f"rung{i}": r.trained.history for i, r in enumerate(rungs)}
+    titles = {f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
+                          f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}  # fmt: skip
+    tracking.log_figure(curves_figure(histories, titles=titles, title="overfit: train vs validation loss per rung"),
+                        "plots/curves.png")  # fmt: skip
+    fig = update_ratio_figure(rungs[-1].trained.update_ratios, s.update_ratio_low, s.update_ratio_high)
+    if fig is not None:
+        tracking.log_figure(fig, "plots/update_ratio.png")
+
+
+def _jsonable(values: list[float]) -> list[float | str]:
+    return [v if math.isfinite(v) else str(v) for v in values]
+
+
+__all__ = ["decide_lr", "hero_free", "run", "target_met"]

@@ -1,0 +1,377 @@
+"""Stage 4, regularize: give up some training fit to gain validation performance, one change at a time.
+
+"We have a large model that is fitting at least the training set. Now it is time to regularize it and gain
+some validation accuracy by giving up some of the training accuracy." Starting from the overfit stage's
+config (its model, optimiser and chosen learning rate), the stage:
+
+1. trains the **reference**, that config unchanged, for ``stages.regularize.epochs``;
+2. trains one **candidate** per regulariser, each the reference plus exactly one change, same seed, same
+   budget, each in its own nested MLflow run (recipe.kind=candidate, recipe.stage=regularize,
+   recipe.candidate=<name>): label-preserving augmentation (``augment``), AdamW weight decay (one per value),
+   dropout (one per value), early stopping on validation loss, a smaller input (images), a smaller batch, and
+   initialising from an earlier run's checkpoint (``init_from``: a local file or an MLflow URI; skipped, and
+   reported, when none is given -- nothing is ever downloaded from the web);
+3. **keeps** a candidate when it beats the reference beyond noise on ``criterion`` -- by default the
+   validation loss ("give up some training loss to improve the validation loss"), with the validation metric
+   not allowed to get worse beyond noise; or the metric itself. The comparison is paired, on the same
+   validation samples: the gain must exceed ``noise_z`` standard errors and ``min_delta`` (see
+   :mod:`recipe.checks.ablation`). It then takes the best kept value of each kind, **combines** them, trains
+   the combination and **verifies** it: the combination is chosen only if it beats the best single change
+   beyond noise, else that single change is (what the others add on top is not shown to be real).
+
+Verdict: PASS when the chosen model improves on the reference (beyond noise, on the criterion) and its
+train-validation gap (in the criterion's units) shrinks; WARN when nothing helps (the reference's curves say
+why) or the gap does not shrink; FAIL when the chosen model does not beat the dumb baselines of stage 2.
+Curve diagnosis and the per-candidate rows are advisory.
+
+Logged: the candidate table (``regularize/candidates.json`` and ``.md``), ``plots/regularize_comparison.png``,
+``plots/regularize_curves.png`` (train vs validation loss of every candidate), ``plots/first_layer.png`` (the
+chosen model's first-layer weights: edges and blobs, not noise) and the chosen weights
+(``checkpoint/regularize.pt``, the stage's ``checkpoint_uri``). Hands on the chosen config with the user's
+budget.
+
+All candidates are selected on the validation split, so the winner's validation score is optimistic (a
+best-of-N pick); the test split, touched once by the squeeze stage, gives the unbiased number.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recipe import tracking
+from recipe.checks.ablation import (
+    CandidateResult, Choice, Decision, baseline_bar_check, choose, combine_changes, decide, markdown_table,
+    pick_per_group, table_rows,
+)  # fmt: skip
+from recipe.checks.base import Finding, finding, fmt
+from recipe.checks.curves import diagnose_curves
+from recipe.config import RecipeConfig, RegularizeConfig
+from recipe.data import AUGMENTATIONS, DataBundle
+from recipe.data.augment import TABULAR
+from recipe.report import StageResult, Verdict
+from recipe.stages._training import TASK_METRIC, Trained, describe_model, loss_at_init, resolve_checkpoint, train
+from recipe.stages.base import StageContext
+
+STAGE = "regularize"
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+GATES = ("improves_on_reference", "gap_shrinks", "beats_baselines")
+
+
+@dataclass
+class Spec:
+    """A candidate to try: a name (MLflow-key safe), its kind and its config changes."""
+
+    name: str
+    group: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    skip: str = ""  # why it is not tried (empty: it is)
+
+
+def run(ctx: StageContext) -> StageResult:
+    prev = ctx.results.get("overfit")
+    base = prev.config if prev is not None else ctx.cfg
+    s = ctx.cfg.stages.regularize
+    data = ctx.data()
+    metric, higher = TASK_METRIC[data.task]
+    notes = [] if prev is not None else ["no overfit stage result: starting from the incoming config"]
+    init_path = _overfit_checkpoint(prev, ctx.workdir) if s.init == "overfit" else None
+    if s.init == "overfit" and init_path is None:
+        notes.append("regularize.init=overfit but the overfit checkpoint is not available: training from scratch")
+    runner = _Runner(ctx, base, data, s, init_path)
+
+    reference = runner.run(Spec("reference", "reference"))
+    if not reference.ok:
+        f = finding("reference_trains", "the overfit stage's config trains again as the unregularised reference",
+                    f"{reference.status}: {reference.note}", "a trained reference", FAIL,
+                    "the config the overfit stage handed on does not train: rerun overfit, or look at the "
+                    "reference's nested MLflow run")  # fmt: skip
+        return StageResult(STAGE, FAIL, [f.check], {}, base, notes=notes)
+    specs = candidate_specs(base, s, data)
+    candidates = [runner.run(spec) for spec in specs]
+    rule = {"higher_is_better": higher, "noise_z": s.noise_z, "min_delta": s.min_delta, "criterion": s.criterion}
+    decisions = {c.name: decide(reference, c, **rule) for c in candidates}
+    picked = pick_per_group(candidates, decisions)
+    combined = None
+    if len(picked) >= 2:
+        changes, clash = combine_changes(picked)
+        notes += clash
+        combined = runner.run(Spec("combined", "combined", changes))
+        decisions["combined"] = decide(reference, combined, **rule)
+        candidates.append(combined)
+    choice = choose(reference, picked, combined, higher_is_better=higher, criterion=s.criterion, noise_z=s.noise_z,
+                    min_delta=s.min_delta)
+    chosen = choice.chosen
+    t_ref, t_chosen = runner.trained[reference.name], runner.trained[chosen.name]
+
+    rows = table_rows(reference, candidates, decisions, chosen.name, higher, s.criterion)
+    table = markdown_table(rows, metric)
+    tracking.log_dict(rows_json(rows), "regularize/candidates.json")
+    tracking.log_text(table + "\n", "regularize/candidates.md")
+
+    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    findings = [
+        _improves(reference, chosen, choice, decisions, metric, s.criterion, t_ref, data),
+        _gap(reference, chosen, higher, metric, s.criterion),
+        baseline_bar_check(chosen.val_metric, data.task, baselines, what=f"val {metric}"),
+        *[_candidate_finding(c, decisions.get(c.name), reference, metric, higher, s.criterion) for c in candidates],
+        *diagnose_curves([h["train/loss"] for h in t_chosen.history],
+                         [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
+                         reference_loss=loss_at_init(data)),
+    ]  # fmt: skip
+    _log_figures(runner, rows, reference, candidates, chosen, metric, higher, baselines, s)
+
+    checkpoint = ctx.workdir / "regularize.pt"
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(t_chosen.weights_path, checkpoint)
+    tracking.log_artifact(checkpoint, "checkpoint")
+    handed_on = base.with_overrides(chosen.changes) if chosen.changes else base
+    metrics = _metrics(reference, chosen, candidates, decisions, metric, higher, s.criterion)
+    for f in findings:
+        metrics.update(f.metrics)
+    notes += [
+        f"reference: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, {s.epochs} epochs per candidate",
+        f"chosen: {chosen.name} ({choice.reason})",
+        *[f"skipped {sp.name}: {sp.skip}" for sp in specs if sp.skip],
+        "candidates (val split; the winner's score is a best-of-N pick, the test split in squeeze is unbiased):\n"
+        + table,
+    ]  # fmt: skip
+    checks = [f.check for f in findings]
+    verdict = Verdict.worst([c.verdict for c in checks if c.name in GATES])
+    return StageResult(
+        STAGE, verdict, checks, metrics, handed_on,
+        checkpoint_uri=tracking.artifact_uri(f"checkpoint/{checkpoint.name}"),
+        artifacts={"checkpoint_path": str(checkpoint),
+                   "candidates": tracking.artifact_uri("regularize/candidates.json")},
+        notes=notes,
+    )  # fmt: skip
+
+
+# --- the candidates ------------------------------------------------------------------------------------------
+
+
+def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -> list[Spec]:
+    """One spec per regulariser the settings ask for (skipped ones carry the reason)."""
+    image = len(data.in_shape) == 3
+    specs: list[Spec] = []
+    if s.augment:
+        names = list(s.augment) if image else [n for n in s.augment if n in TABULAR]
+        unknown = [n for n in s.augment if n not in AUGMENTATIONS]
+        if unknown:
+            specs.append(Spec("augment", "augment", skip=f"unknown augmentation(s) {unknown}"))
+        elif names:
+            specs.append(Spec("augment_" + "_".join(names), "augment", {"data.augment": names}))
+        else:
+            specs.append(Spec("augment", "augment", skip=f"{s.augment} need images; tables can only use noise"))
+    wd_optim = "adamw" if base.optim.name in ("adam", "adamw") else base.optim.name
+    for wd in s.weight_decay:
+        specs.append(Spec(f"weight_decay_{wd:g}", "weight_decay", {"optim.name": wd_optim, "optim.weight_decay": wd}))
+    for p in s.dropout:
+        if base.model.name == "linear" or ":" in base.model.name:
+            specs.append(Spec(f"dropout_{p:g}", "dropout", skip=f"model {base.model.name} has no model.dropout"))
+        else:
+            specs.append(Spec(f"dropout_{p:g}", "dropout", {"model.dropout": p}))
+    if s.early_stopping:
+        specs.append(Spec(f"early_stopping_{s.early_stopping}", "early_stopping",
+                          {"budget.early_stopping": s.early_stopping}))  # fmt: skip
+    if s.smaller_input:
+        if not image:
+            specs.append(Spec("smaller_input", "input", skip="tables: dropping features is not automated (see the "
+                                                              "inspect stage's feature checks)"))  # fmt: skip
+        else:
+            side = min(data.in_shape[1:])
+            new = max(4, round(side * s.smaller_input))
+            if new < side:
+                specs.append(Spec(f"image_size_{new}", "input", {"data.image_size": new}))
+            else:
+                specs.append(Spec("smaller_input", "input", skip=f"images of side {side} cannot get smaller than 4"))
+    if s.smaller_batch:
+        bs = base.data.batch_size
+        new = max(1, round(bs * s.smaller_batch))
+        if new < bs:
+            specs.append(Spec(f"batch_size_{new}", "batch_size", {"data.batch_size": new}))
+        else:
+            specs.append(Spec("smaller_batch", "batch_size", skip=f"batch size {bs} cannot get smaller"))
+    if s.init_from:
+        specs.append(Spec("pretrained", "pretrained", {"model.init_from": s.init_from}))
+    else:
+        specs.append(Spec("pretrained", "pretrained", skip="no checkpoint given (stages.regularize.init_from): "
+                                                           "nothing is downloaded"))  # fmt: skip
+    return specs
+
+
+class _Runner:
+    """Trains specs in nested MLflow runs and keeps what the stage needs from each."""
+
+    def __init__(self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig,
+                 init_path: Path | None) -> None:  # fmt: skip
+        self.ctx, self.base, self.data, self.s, self.init_path = ctx, base, data, s, init_path
+        self.trained: dict[str, Trained] = {}
+        self.ref_targets: np.ndarray | None = None
+
+    def run(self, spec: Spec) -> CandidateResult:
+        if spec.skip:
+            return CandidateResult(spec.name, spec.group, spec.changes, status="skipped", note=spec.skip)
+        tags = tracking.run_tags(self.ctx.input_cfg, self.data.fingerprint, stage=STAGE, kind="candidate")
+        tags.update({"recipe.candidate": spec.name, "recipe.candidate_group": spec.group})
+        try:
+            cfg = self.base.with_overrides(spec.changes) if spec.changes else self.base
+        except Exception as e:  # a bad value in stages.regularize: report it as a failed candidate
+            return CandidateResult(spec.name, spec.group, spec.changes, status="failed", note=str(e))
+        arch = ("name", "width", "depth", "kwargs")  # what decides the tensor shapes (dropout does not)
+        same_shape = all(getattr(cfg.model, k) == getattr(self.base.model, k) for k in arch) and (
+            cfg.data.image_size == self.base.data.image_size)
+        init = self.init_path if same_shape and not cfg.model.init_from else None
+        with tracking.start_run(f"{STAGE}:{spec.name}", tags, params=cfg.flat(), nested=True) as run:
+            try:
+                t = train(cfg, self.data, name=spec.name, workdir=self.ctx.workdir / "candidates",
+                          epochs=self.s.epochs, init_path=init)  # fmt: skip
+            except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
+                tracking.set_tags({tracking.TAG_VERDICT: "fail"})
+                return CandidateResult(spec.name, spec.group, spec.changes, status="failed",
+                                       note=f"{type(e).__name__}: {e}", run_id=run.info.run_id)  # fmt: skip
+            tracking.log_metrics({f"eval/train_{k}": v for k, v in t.train.metrics.items()}
+                                 | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
+                                 | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss})  # fmt: skip
+        self.trained[spec.name] = t
+        if self.ref_targets is None:
+            self.ref_targets = t.val.targets
+        # Paired comparisons need the same validation samples in the same order (a reloaded bundle keeps them).
+        same = self.ref_targets is not None and np.array_equal(self.ref_targets, t.val.targets)
+        note = t.init_note + ("" if same else "; validation samples differ from the reference: no paired noise")
+        if t.diverged:
+            return CandidateResult(spec.name, spec.group, spec.changes, status="failed", run_id=run.info.run_id,
+                                   note=f"diverged: {t.stop_reason}")  # fmt: skip
+        return CandidateResult(
+            spec.name, spec.group, spec.changes, val_metric=t.val.metric, train_metric=t.train.metric,
+            val_loss=t.val.loss, train_loss=t.train.loss, scores=t.val.scores if same else None,
+            loss_scores=t.val.losses if same else None,
+            note=note.strip("; "), run_id=run.info.run_id, seconds=t.seconds, epochs=t.epochs,
+        )  # fmt: skip
+
+
+def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
+    if prev is None:
+        return None
+    local = prev.artifacts.get("checkpoint_path")
+    if local and Path(local).is_file():
+        return Path(local)
+    if prev.checkpoint_uri:
+        try:
+            return resolve_checkpoint(prev.checkpoint_uri, workdir)
+        except Exception:
+            return None
+    return None
+
+
+# --- checks --------------------------------------------------------------------------------------------------
+
+
+def _improves(ref: CandidateResult, chosen: CandidateResult, choice: Choice, decisions: dict[str, Decision],
+              metric: str, criterion: str, t_ref: Trained, data: DataBundle) -> Finding:  # fmt: skip
+    name = "improves_on_reference"
+    what = "val loss" if criterion == "loss" else f"val {metric}"
+    guard = f" without a worse val {metric}" if criterion == "loss" else ""
+    hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
+    if chosen is ref:
+        diag = diagnose_curves([h["train/loss"] for h in t_ref.history],
+                               [h.get("val/loss", math.nan) for h in t_ref.history], reference_loss=loss_at_init(data))
+        warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
+        why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
+        return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
+                       "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
+                       "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
+                       "augmentation, larger weight decay) or, best of all, more data")  # fmt: skip
+    d = decisions[chosen.name]
+    observed = (f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
+                f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})")
+    return finding(name, hypothesis, observed, "gain > noise_z x se", PASS)
+
+
+def _gap(ref: CandidateResult, chosen: CandidateResult, higher: bool, metric: str, criterion: str) -> Finding:
+    g_ref, g_new = ref.gap(higher, criterion), chosen.gap(higher, criterion)
+    shrinks = chosen is not ref and g_new < g_ref
+    unit = "loss (val - train)" if criterion == "loss" else f"{metric} (train - val)" if higher else \
+        f"{metric} (val - train)"
+    observed = f"{unit} gap {fmt(g_ref)} (reference) -> {fmt(g_new)} ({chosen.name})"
+    return finding(
+        "gap_shrinks", "the chosen regularisation narrows the train-validation gap", observed,
+        "a smaller gap than the reference's", PASS if shrinks else WARN,
+        "the gap did not shrink: the gain (if any) came from fitting better, not from generalising better; "
+        "check the candidate curves (plots/regularize_curves.png)",
+    )  # fmt: skip
+
+
+def _candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResult, metric: str,
+                       higher: bool, criterion: str) -> Finding:  # fmt: skip
+    if c.status == "skipped":
+        return finding(f"candidate_{c.name}", f"{c.group} helps", f"skipped: {c.note}", "tried when configured", PASS)
+    changes = ", ".join(f"{k}={v}" for k, v in c.changes.items())
+    what = "val loss" if criterion == "loss" else f"val {metric}"
+    hypothesis = f"{changes} improves the {what} of the reference beyond noise"
+    if not c.ok or d is None:
+        return finding(f"candidate_{c.name}", hypothesis, f"{c.status}: {c.note}", "a trained candidate", WARN,
+                       "see the candidate's nested MLflow run")  # fmt: skip
+    observed = (f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
+                f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
+                f"{fmt(ref.gap(higher, criterion))}")  # fmt: skip
+    if c.note:
+        observed += f"; {c.note}"
+    return finding(f"candidate_{c.name}", hypothesis, observed, "gain > noise_z x se to keep", PASS)
+
+
+def _metrics(ref: CandidateResult, chosen: CandidateResult, cands: list[CandidateResult],
+             decisions: dict[str, Decision], metric: str, higher: bool,
+             criterion: str) -> dict[str, float]:  # fmt: skip
+    out = {
+        f"regularize/val_{metric}": chosen.val_metric, f"regularize/train_{metric}": chosen.train_metric,
+        "regularize/val_loss": chosen.val_loss, "regularize/train_loss": chosen.train_loss,
+        "regularize/gap": chosen.gap(higher, criterion),
+        f"regularize/reference_val_{metric}": ref.val_metric, "regularize/reference_val_loss": ref.val_loss,
+        "regularize/reference_gap": ref.gap(higher, criterion),
+        "regularize/candidates": float(sum(c.ok for c in cands)),
+        "regularize/kept": float(sum(d.kept for d in decisions.values())),
+    }  # fmt: skip
+    for c in cands:
+        if c.ok:
+            out[f"candidate/{c.name}/val_{metric}"] = c.val_metric
+            out[f"candidate/{c.name}/val_loss"] = c.val_loss
+            out[f"candidate/{c.name}/gap"] = c.gap(higher, criterion)
+    return out
+
+
+def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+
+
+# --- plots ---------------------------------------------------------------------------------------------------
+
+
+def _log_figures(runner: _Runner, rows, ref, cands, chosen, metric, higher, baselines, s) -> None:
+    from recipe.checks.ablation import BASELINE_KEYS
+    from recipe.plots.curves import comparison_figure, curves_figure, first_layer_figure
+
+    task = runner.data.task
+    bars = {}
+    for label, key in BASELINE_KEYS[task]:
+        if baselines and isinstance(baselines.get(key), (int, float)):
+            bars[f"{label} baseline"] = float(baselines[key])
+    tracking.log_figure(comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z),
+                        "plots/regularize_comparison.png")  # fmt: skip
+    by_name = {r["name"]: r for r in rows}
+    histories = {n: t.history for n, t in runner.trained.items()}
+    titles = {n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
+                 f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
+              for n in histories if n in by_name}  # fmt: skip
+    tracking.log_figure(curves_figure(histories, titles=titles, reference=ref.name,
+                                      title="regularize: train (solid) vs validation (dashed) loss per candidate"),
+                        "plots/regularize_curves.png")  # fmt: skip
+    t = runner.trained[chosen.name]
+    fig = first_layer_figure(t.model, t.data.in_shape)
+    if fig is not None:
+        tracking.log_figure(fig, "plots/first_layer.png")

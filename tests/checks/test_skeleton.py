@@ -1,0 +1,333 @@
+"""Stage 2's check functions on hand-made numbers and tiny models: every threshold, both sides of it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from recipe.checks import skeleton as sk
+from recipe.report import Verdict
+from tests.stages.buggy_models import BatchMeanSub, Clean, IgnoreInput, MixBatch
+
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+
+
+# --- loss at init --------------------------------------------------------------------------------------------
+
+
+def test_expected_init_loss_balanced_classes_is_log_c():
+    y = torch.arange(10).repeat(5)
+    e = sk.expected_init_loss("classification", y, init_bias=True, class_counts=[7] * 10)
+    assert e.value == pytest.approx(math.log(10)) and e.uniform == pytest.approx(math.log(10))
+    assert "-log(1/10) = 2.303 nats" in e.formula
+
+
+def test_expected_init_loss_with_prior_bias_is_the_cross_entropy_under_the_priors():
+    counts = [70, 20, 10]
+    y = torch.tensor([0] * 7 + [1] * 2 + [2])  # val in the train proportions: the priors' entropy
+    e = sk.expected_init_loss("classification", y, init_bias=True, class_counts=counts)
+    p = np.array(counts) / 100
+    assert e.value == pytest.approx(-(p * np.log(p)).sum(), abs=1e-6)
+    assert "cross-entropy of the val labels under the train class priors" in e.formula
+    # without the prior bias, predictions are uniform: -log(1/3)
+    assert sk.expected_init_loss("classification", y, init_bias=False, class_counts=counts).value == pytest.approx(
+        math.log(3))
+
+
+def test_expected_init_loss_regression_is_the_variance_around_the_train_mean():
+    y = torch.tensor([1.0, 3.0, 5.0, 7.0])
+    e = sk.expected_init_loss("regression", y, init_bias=True, target_mean=4.0)
+    assert e.value == pytest.approx(5.0)  # mean of (-3, -1, 1, 3)^2
+    assert sk.expected_init_loss("regression", y, init_bias=False, target_mean=4.0).value == pytest.approx(21.0)
+
+
+@pytest.mark.parametrize(
+    "observed, verdict, words",
+    [
+        (2.31, PASS, ""),
+        (2.25, PASS, ""),
+        (2.50, WARN, "too high"),
+        (2.00, FAIL, "too low"),
+        (4.40, FAIL, "final layer's weights are initialised too large"),
+        (math.nan, FAIL, "not a finite number"),
+    ],
+)
+def test_loss_at_init_classification_thresholds(observed, verdict, words):
+    e = sk.InitLoss(math.log(10), "-log(1/10) = 2.303 nats", math.log(10))
+    f = sk.loss_at_init("classification", observed, e, warn=0.1, fail=0.3)
+    assert f.verdict is verdict and words in f.check.advice
+    assert "2.303 nats" in f.check.hypothesis
+    assert f.metrics["skeleton/expected_loss_at_init"] == pytest.approx(2.302585)
+
+
+@pytest.mark.parametrize("observed, verdict", [(105.0, PASS), (80.0, WARN), (150.0, FAIL)])
+def test_loss_at_init_regression_is_relative(observed, verdict):
+    e = sk.InitLoss(100.0, "100", 200.0)
+    assert sk.loss_at_init("regression", observed, e, warn=0.1, fail=0.3).verdict is verdict
+
+
+# --- fixed seed --------------------------------------------------------------------------------------------
+
+
+def test_fixed_seed_same_losses_pass_and_other_seed_differs():
+    a = [2.3, 2.2, 2.1]
+    f = sk.fixed_seed((a, list(a)), [2.3, 2.25, 2.0], 0, 1, tol=1e-6)
+    assert f.verdict is PASS and f.metrics["skeleton/seed_same_max_rel_diff"] == 0
+
+
+def test_fixed_seed_different_losses_fail_at_the_first_differing_step():
+    f = sk.fixed_seed(([2.3, 2.2, 2.1], [2.3, 2.2, 2.15]), [2.0, 2.0, 2.0], 0, 1, tol=1e-6)
+    assert f.verdict is FAIL and "first differing at step 3" in f.check.observed
+    assert "trainer.deterministic" in f.check.advice
+
+
+def test_fixed_seed_other_seed_identical_warns():
+    a = [2.3, 2.2]
+    f = sk.fixed_seed((a, a), a, 0, 1, tol=1e-6)
+    assert f.verdict is WARN and "does not reach the model's init or the data order" in f.check.advice
+
+
+def test_fixed_seed_nan_in_both_runs_counts_as_equal():
+    f = sk.fixed_seed(([2.3, math.nan], [2.3, math.nan]), [2.1, 1.0], 0, 1, tol=1e-6)
+    assert f.verdict is PASS
+
+
+# --- init well ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "with_bias, without, used, verdict",
+    [
+        (0.80, 1.10, True, PASS),
+        (2.303, 2.305, False, PASS),  # balanced classes: the bias changes nothing, leaving it off is fine
+        (0.80, 1.10, False, WARN),  # imbalanced and off: say to turn it on
+        (1.50, 1.10, True, WARN),  # the bias made it worse: it went to the wrong layer
+    ],
+)
+def test_init_well(with_bias, without, used, verdict):
+    f = sk.init_well("classification", with_bias, without, used, warn=0.1, steps=50)
+    assert f.verdict is verdict
+    if verdict is WARN and not used:
+        assert "set model.init_bias=true" in f.check.advice
+
+
+# --- input-independent baseline ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "real, accuracy, verdict",
+    [
+        (0.35, 0.90, PASS),
+        (2.25, 0.29, PASS),  # a slow learner: the loss barely moved, the accuracy is far above chance
+        (2.29, 0.12, FAIL),  # within chance (0.1 + 0.05) on both
+        (2.40, 0.10, FAIL),
+        (math.nan, 0.90, FAIL),
+    ],
+)
+def test_input_independent(real, accuracy, verdict):
+    f = sk.input_independent("classification", {"val/loss": real, "val/accuracy": accuracy},
+                             {"val/loss": 2.30, "val/accuracy": 0.1}, margin=0.1, steps=160, chance=0.05)  # fmt: skip
+    assert f.verdict is verdict
+    if verdict is FAIL and math.isfinite(real):
+        assert "not using its input" in f.check.advice and "labels belong to their inputs" in f.check.advice
+
+
+# --- dumb baselines and the human metric -------------------------------------------------------------------
+
+
+def test_majority_baseline_and_chance_margin():
+    y = torch.tensor([0] * 6 + [1] * 3 + [2])
+    dumb = sk.majority_baseline("classification", y, [50, 30, 20], None)
+    assert dumb["baseline/majority_accuracy"] == pytest.approx(0.6)
+    assert sk.chance_margin("classification", y) == pytest.approx(2 * math.sqrt(0.6 * 0.4 / 10))
+    reg = sk.majority_baseline("regression", torch.tensor([1.0, 3.0]), [], 2.0)
+    assert reg == {"baseline/mean_mae": 1.0, "baseline/mean_mse": 1.0}
+
+
+@pytest.mark.parametrize(
+    "mine, linear, require, verdict",
+    [
+        (0.95, 0.90, False, PASS),
+        (0.88, 0.94, False, PASS),  # a short run need not beat linear...
+        (0.88, 0.94, True, WARN),  # ...unless asked to
+        (0.12, 0.94, False, FAIL),  # within chance of the majority class (0.1 + 0.04)
+    ],
+)
+def test_dumb_baselines(mine, linear, require, verdict):
+    f = sk.dumb_baselines("classification", {"val/accuracy": mine}, {"baseline/majority_accuracy": 0.1},
+                          {"val/accuracy": linear, "val/loss": 0.3}, steps=160, require_linear=require,
+                          margin=0.04)  # fmt: skip
+    assert f.verdict is verdict
+    assert f.metrics["baseline/linear_accuracy"] == linear and f.metrics["baseline/majority_accuracy"] == 0.1
+    if verdict is PASS and mine < linear:
+        assert "not above linear yet" in f.check.observed
+
+
+def test_dumb_baselines_regression_lower_mae_is_better():
+    dumb = {"baseline/mean_mae": 70.0, "baseline/mean_mse": 6600.0}
+    linear = {"val/mae": 44.0, "val/mse": 3000.0}
+    ok = sk.dumb_baselines("regression", {"val/mae": 50.0}, dumb, linear, 150, False, 5.0)
+    bad = sk.dumb_baselines("regression", {"val/mae": 68.0}, dumb, linear, 150, False, 5.0)
+    assert ok.verdict is PASS and bad.verdict is FAIL
+    assert ok.metrics["baseline/linear_mae"] == 44.0 and ok.metrics["baseline/mean_mae"] == 70.0
+
+
+@pytest.mark.parametrize(
+    "human, verdict, words",
+    [(None, PASS, "no human baseline given"), (0.98, PASS, "human 0.98"), (98.0, WARN, "between 0 and 1"),
+     (0.80, WARN, "suspicious")],
+)  # fmt: skip
+def test_human_metric(human, verdict, words):
+    f = sk.human_metric("classification", {"val/accuracy": 0.9, "val/loss": 0.3}, human, steps=160)
+    assert f.verdict is verdict and words in f.check.observed + f.check.advice
+    assert "0.9" in f.check.observed and "loss 0.3" in f.check.observed  # the metric next to the loss
+
+
+# --- overfit one batch -------------------------------------------------------------------------------------
+
+
+def test_overfit_one_batch_reached_after_growing_says_so():
+    attempts = [sk.OverfitAttempt("mlp width=2 depth=1", 2.3, 1.0, 0.9, 500, False),
+                sk.OverfitAttempt("mlp width=4 depth=1", 2.3, 0.01, 0.01, 120, True)]  # fmt: skip
+    f = sk.overfit_one_batch(attempts, 8, 0.01, 500)
+    assert f.verdict is PASS and "capacity raised 1 rung(s)" in f.check.observed
+    assert f.metrics["skeleton/overfit_grown"] == 1
+
+
+def test_overfit_one_batch_not_reached_fails_with_the_reason_it_could_not_grow():
+    f = sk.overfit_one_batch([sk.OverfitAttempt("Net", 2.3, 2.0, 2.0, 500, False)], 8, 0.01, 500, "no knob")
+    assert f.verdict is FAIL and "cannot memorise 8 examples" in f.check.advice and "no knob" in f.check.advice
+
+
+# --- training loss decreases -------------------------------------------------------------------------------
+
+
+def test_training_loss_decreases_pass_and_flat_fail():
+    falling = list(np.linspace(2.3, 0.5, 100))
+    assert sk.training_loss_decreases("classification", falling, 0.1, "", 100, 2.3).verdict is PASS
+    flat = [2.3] * 100
+    f = sk.training_loss_decreases("classification", flat, 0.1, "", 100, 2.3)
+    assert f.verdict is FAIL and "not going down" in f.check.advice
+    slow = list(np.linspace(2.3, 2.25, 100))
+    f = sk.training_loss_decreases("classification", slow, 0.1, "", 100, 2.3)
+    assert f.verdict is WARN and "learning rate may be too low" in f.check.advice
+
+
+def test_a_loss_that_explodes_then_falls_back_has_not_decreased():
+    exploded = [1e25] * 10 + list(np.geomspace(1e25, 1e20, 90))
+    f = sk.training_loss_decreases("classification", exploded, 0.1, "", 100, init_loss=2.3)
+    assert f.verdict is FAIL and "loss at init 2.3" in f.check.observed
+
+
+def test_training_loss_decreases_diverged_and_too_short():
+    f = sk.training_loss_decreases("classification", [2.3], 0.1, "training loss became nan", 1, 2.3)
+    assert f.verdict is FAIL and "diverged: training loss became nan" in f.check.observed
+    assert sk.training_loss_decreases("classification", [2.3, 2.2], 0.1, "", 2, 2.3).verdict is FAIL
+
+
+# --- batch independence ------------------------------------------------------------------------------------
+
+
+def _x(n: int = 5) -> torch.Tensor:
+    return torch.randn(n, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+
+
+def test_a_per_example_model_has_no_cross_batch_gradient():
+    torch.manual_seed(0)
+    dep = sk.batch_dependence(Clean((1, 4, 4), 3), _x())
+    assert not dep.eval_mode and (dep.own > 0).all() and dep.leak.max() == 0
+    assert sk.batch_independence(dep, 1e-6).verdict is PASS
+
+
+@pytest.mark.parametrize("bug", [MixBatch, BatchMeanSub])
+def test_mixing_models_fail_and_name_the_examples(bug):
+    torch.manual_seed(0)
+    dep = sk.batch_dependence(bug((1, 4, 4), 3), _x())
+    f = sk.batch_independence(dep, 1e-6, names=["a.png", "b.png", "c.png", "d.png", "e.png"])
+    assert f.verdict is FAIL
+    assert "a.png → b.png" in f.check.observed and "view()/reshape()" in f.check.advice
+
+
+def test_batchnorm_models_are_checked_in_eval_mode_and_the_mode_is_restored():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3)).train()
+    dep = sk.batch_dependence(model, _x())
+    assert dep.eval_mode and dep.leak.max() == 0 and model.training
+    f = sk.batch_independence(dep, 1e-6)
+    assert f.verdict is PASS and "eval mode: the model has batch norm" in f.check.hypothesis
+    # in train mode batch norm mixes the batch: the measurement sees it
+    assert sk.batch_dependence(model, _x(), eval_mode=False).leak.max() > 1e-3
+
+
+def test_an_input_that_reaches_no_output_warns():
+    dep = sk.batch_dependence(IgnoreInput((1, 4, 4), 3), _x())
+    f = sk.batch_independence(dep, 1e-6)
+    assert f.verdict is WARN and "no gradient from their own outputs" in f.check.observed
+
+
+# --- visualise just before the net -------------------------------------------------------------------------
+
+
+def test_input_stats_catch_double_normalisation():
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.rand(64, 1, 8, 8, generator=g)  # data units, 0..1
+    mean, std = pixels.mean().item(), pixels.std().item()
+    ok = sk.visualise_before_net(sk.input_stats(pixels, [mean], [std]), True, [], 0.25, 1.5, (64, 1, 8, 8))
+    assert ok.verdict is PASS
+    twice = (pixels - mean) / std  # what decoding a doubly normalised batch gives back
+    f = sk.visualise_before_net(sk.input_stats(twice, [mean], [std]), True, [], 0.25, 1.5, (64, 1, 8, 8))
+    assert f.verdict is WARN and "normalised twice" in f.check.advice
+    assert sk.visualise_before_net(None, True, [], 0.25, 1.5).verdict is FAIL
+
+
+def test_input_stats_on_a_table_allow_for_the_batch_size():
+    g = torch.Generator().manual_seed(0)
+    rows = 100 + 10 * torch.randn(32, 5, generator=g)  # a batch in data units; the split: mean 100, std 10
+    ok = sk.visualise_before_net(sk.input_stats(rows, [100.0] * 5, [10.0] * 5), False, [], 0.25, 1.5, (32, 5))
+    assert ok.verdict is PASS and "mean within 0.6 std" in ok.check.expected  # 0.25 + 2/sqrt(32)
+    twice = (rows - 100) / 10
+    assert sk.visualise_before_net(sk.input_stats(twice, [100.0] * 5, [10.0] * 5), False, [], 0.25, 1.5,
+                                   (32, 5)).verdict is WARN  # fmt: skip
+
+
+# --- prediction dynamics -----------------------------------------------------------------------------------
+
+
+def test_prediction_dynamics():
+    y = torch.tensor([0, 1])
+    start = torch.full((2, 2), 0.5)
+    moved = [(-1, start), (0, torch.tensor([[0.9, 0.1], [0.2, 0.8]]))]
+    f = sk.prediction_dynamics("classification", moved, y)
+    assert f.verdict is PASS and "0.500 at init → 0.850" in f.check.observed
+    assert sk.prediction_dynamics("classification", [(-1, start), (0, start)], y).verdict is WARN
+    assert sk.prediction_dynamics("classification", [(-1, start)], y).verdict is FAIL
+
+
+# --- augmentation preserves labels -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "augmented, verdict", [(0.85, PASS), (0.45, WARN), (0.12, FAIL)]
+)  # clean 0.9, majority 0.1: 94%, 44%, 3% of the skill kept
+def test_augmentation_preserves_labels(augmented, verdict):
+    f = sk.augmentation_preserves_labels("classification", ["crop"], 0.9, augmented, 0.1, 0.5, 0.2, 160)
+    assert f.verdict is verdict and "[crop]" in f.check.hypothesis
+
+
+def test_augmentation_check_skips_without_augmentation_and_is_inconclusive_without_skill():
+    skipped = sk.augmentation_preserves_labels("classification", [], math.nan, math.nan, math.nan, 0.5, 0.2, 0)
+    assert skipped.verdict is PASS and "skipped" in skipped.check.observed
+    weak = sk.augmentation_preserves_labels("classification", ["crop"], 0.12, 0.1, 0.1, 0.5, 0.2, 160)
+    assert weak.verdict is WARN and "inconclusive" in weak.check.advice
+
+
+# --- finite loss -------------------------------------------------------------------------------------------
+
+
+def test_finite_loss_names_the_diverged_run_with_the_guards_message():
+    assert sk.finite_loss({"short_run": "", "zero_input": ""}).verdict is PASS
+    f = sk.finite_loss({"short_run": "training loss became nan at epoch 0, step 2", "zero_input": ""})
+    assert f.verdict is FAIL and f.check.observed == "short_run: training loss became nan at epoch 0, step 2"

@@ -1,0 +1,264 @@
+"""Stage 2 end to end: a clean skeleton passes every check; each injected silent bug is flagged by the check
+meant to catch it.
+
+Digits with the preset's cnn runs once, through the pipeline (inspect first), for "a clean real model passes";
+the bug tests use small MLPs from ``tests/stages/buggy_models.py`` on digits with plots off, so each stage
+run takes a couple of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recipe import tracking
+from recipe.checks.skeleton import CHECK_NAMES
+from recipe.config import ConfigError, RecipeConfig, load_config
+from recipe.data import AUGMENTATIONS
+from recipe.data.augment import Augmentation
+from recipe.report import StageResult, Verdict
+from recipe.stages import DESCRIPTIONS, stage_names
+from recipe.stages import baselines as baselines_stage
+from recipe.stages.base import StageContext
+
+PLOTS = {
+    "plots/fixed_seed.png", "plots/loss_at_init.png", "plots/init_well.png", "plots/learning_curves.png",
+    "plots/baselines.png", "plots/overfit_one_batch.png", "plots/batch_independence.png", "plots/input_batch.png",
+    "plots/prediction_dynamics.png",
+}  # fmt: skip
+GRANDCHILDREN = {"short_run", "zero_input", "linear_baseline", "overfit_one_batch"}
+FAST = ["trainer.progress=false", "stages.baselines.plots=false"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Training here is many tiny ops: on a shared 2-core machine, torch's second OpenMP thread spin-waits
+    against other processes and makes these runs up to 10x slower (OMP_WAIT_POLICY=PASSIVE, set before torch
+    starts, also fixes it). One thread keeps the tests' time independent of the machine's load."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    out = set()
+    for a in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, a.path) if a.is_dir else {a.path}
+    return out
+
+
+def run_stage(cfg: RecipeConfig, workdir: Path) -> tuple[StageResult, str]:
+    """The stage inside a stage-like MLflow run, logged as the pipeline logs it."""
+    tracking.setup(cfg.name)
+    tags = tracking.run_tags(cfg, None, stage="baselines", kind="stage")
+    with tracking.start_run("baselines", tags) as run:
+        result = baselines_stage.run(StageContext(cfg=cfg, input_cfg=cfg, workdir=workdir))
+        tracking.log_stage_result(result)
+    return result, run.info.run_id
+
+
+def verdicts(result: StageResult) -> dict[str, str]:
+    return {c.name: c.verdict.value for c in result.checks}
+
+
+def not_passing(result: StageResult) -> dict[str, str]:
+    return {c.name: f"{c.verdict.value}: {c.observed}" for c in result.checks if c.verdict is not Verdict.PASS}
+
+
+def check(result: StageResult, name: str):
+    return next(c for c in result.checks if c.name == name)
+
+
+def digits(*overrides: str) -> RecipeConfig:
+    return load_config("digits", overrides=[*FAST, "optim.lr=1e-3", *overrides])
+
+
+# --- the stage in the recipe -------------------------------------------------------------------------------
+
+
+def test_baselines_follows_inspect_and_has_a_config_section():
+    assert stage_names()[:2] == ["inspect", "baselines"] and "baselines" in DESCRIPTIONS
+    cfg = load_config("digits", overrides=["stages.baselines.short_steps=60", "stages.baselines.human_baseline=0.99"])
+    assert cfg.stages.baselines.short_steps == 60 and cfg.stages.baselines.human_baseline == 0.99
+    assert load_config("digits").stages.baselines.human_baseline is None
+    with pytest.raises(ConfigError, match=r"stages.baselines has no 'short_step'; did you mean 'stages.baselines"):
+        load_config("digits", overrides=["stages.baselines.short_step=60"])
+
+
+# --- digits with the preset's cnn, through the pipeline: passes everything --------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_outcome(_mlflow_template, tmp_path_factory):
+    from recipe.pipeline import run_recipe
+
+    tmp = tmp_path_factory.mktemp("baselines_digits")
+    db = tmp / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(_mlflow_template, db)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+        mlflow.set_tracking_uri(f"sqlite:///{db}")
+        cfg = load_config("digits", overrides=["trainer.progress=false"])
+        outcome = run_recipe(cfg, stage="baselines", say=lambda m: None)
+        yield cfg, outcome, mlflow.MlflowClient(), tmp
+        while mlflow.active_run():
+            mlflow.end_run()
+
+
+@pytest.mark.slow
+def test_digits_cnn_passes_every_check(digits_outcome):
+    cfg, outcome, *_ = digits_outcome
+    assert outcome.exit_code == 0 and [r.stage for r in outcome.results] == ["inspect", "baselines"]
+    result = outcome.results[-1]
+    assert [c.name for c in result.checks] == list(CHECK_NAMES)
+    assert not_passing(result) == {}
+    assert result.config == cfg  # nothing grown: the config is handed on unchanged
+    m = result.metrics
+    assert m["baseline/majority_accuracy"] < 0.2 < 0.9 < m["baseline/linear_accuracy"]
+    assert m["val/accuracy"] > m["baseline/majority_accuracy"] + 0.5
+    assert abs(m["skeleton/loss_at_init"] - np.log(10)) < 0.1
+    assert "≈ -log(1/10) = 2.303 nats" in check(result, "loss_at_init").hypothesis
+    assert m["time/total_s"] > 0 and set(m) >= {f"time/{n}_s" for n in CHECK_NAMES}
+
+
+@pytest.mark.slow
+def test_digits_mlflow_holds_checks_plots_and_the_training_runs(digits_outcome, tmp_path):
+    cfg, outcome, client, _ = digits_outcome
+    run_id = outcome.results[-1].run_id
+    names = _artifacts(client, run_id)
+    assert PLOTS | {"checks.json", "stage_result.json", "baselines/timings.json"} <= names
+    checks = json.loads(Path(client.download_artifacts(run_id, "checks.json", str(tmp_path))).read_text())
+    assert {c["name"]: c["verdict"] for c in checks} == dict.fromkeys(CHECK_NAMES, "pass")
+    assert client.get_run(run_id).data.metrics["baseline/linear_accuracy"] > 0.9
+
+    exp = client.get_experiment_by_name(cfg.name)
+    kids = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}'")
+    assert {r.info.run_name for r in kids} == GRANDCHILDREN
+    assert {r.data.tags[tracking.TAG_KIND] for r in kids} == {"ablation"}
+    short = next(r for r in kids if r.info.run_name == "short_run")
+    epochs = client.get_metric_history(short.info.run_id, "val/loss")
+    steps = client.get_metric_history(short.info.run_id, "train/step_loss")
+    assert len(epochs) == 8 and len(steps) == 160  # per epoch and per step, visible in the UI
+
+
+# --- the tabular preset, and a regression table ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides, metrics",
+    [
+        ([], {"baseline/majority_accuracy", "baseline/linear_accuracy", "val/accuracy"}),
+        (["data.name=diabetes"], {"baseline/mean_mae", "baseline/linear_mae", "val/mae", "val/mse"}),
+    ],
+    ids=["wine", "diabetes"],
+)
+def test_tabular_presets_pass_every_check(mlflow_store, tmp_path, overrides, metrics):
+    cfg = load_config("tabular", overrides=["trainer.progress=false", *overrides])
+    result, run_id = run_stage(cfg, tmp_path)
+    assert not_passing(result) == {}
+    assert metrics <= set(result.metrics)
+    assert PLOTS <= _artifacts(mlflow.MlflowClient(), run_id)  # input_batch.png: feature statistics of the batch
+
+
+# --- injected bugs: each flagged by the check meant to catch it --------------------------------------------
+
+
+def test_a_clean_custom_model_passes_every_check(mlflow_store, tmp_path):
+    result, _ = run_stage(digits("model.name=tests.stages.buggy_models:Clean"), tmp_path)
+    assert not_passing(result) == {}
+
+
+@pytest.mark.parametrize(
+    "model, catcher, words",
+    [
+        ("MixBatch", "batch_independence", "0:0/0101.png → 1:1/0107.png"),
+        ("BatchMeanSub", "batch_independence", "pairs mix"),
+        ("IgnoreInput", "input_independent", "ratio 1"),
+        ("BigHead", "loss_at_init", "nats"),
+        ("ClassOffset", "loss_at_init", "nats"),
+    ],
+)
+def test_each_model_bug_is_flagged_by_its_check(mlflow_store, tmp_path, model, catcher, words):
+    result, _ = run_stage(digits(f"model.name=tests.stages.buggy_models:{model}"), tmp_path)
+    c = check(result, catcher)
+    assert c.verdict is Verdict.FAIL, not_passing(result)
+    assert words in str(c.observed) and c.advice
+    assert result.verdict is Verdict.FAIL
+
+
+def test_shuffled_labels_are_caught_by_the_input_independent_baseline(mlflow_store, tmp_path):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    df = pd.DataFrame(d.data, columns=[f"p{i}" for i in range(64)])
+    df["label"] = np.random.default_rng(0).permutation(d.target)  # labels no longer belong to their rows
+    path = tmp_path / "shuffled.csv"
+    df.to_csv(path, index=False)
+    cfg = load_config("tabular", overrides=[*FAST, "name=shuffled", f"data.root={path}", "data.target=label",
+                                            "data.task=classification"])  # fmt: skip
+    result, _ = run_stage(cfg, tmp_path)
+    c = check(result, "input_independent")
+    assert c.verdict is Verdict.FAIL and "labels belong to their inputs" in c.advice
+
+
+def test_a_diverging_run_fails_with_the_nan_guards_message_and_keeps_what_was_logged(mlflow_store, tmp_path):
+    cfg = digits("model.name=mlp", "optim.name=sgd", "optim.lr=1e6")
+    result, run_id = run_stage(cfg, tmp_path)  # no exception
+    finite = check(result, "finite_loss")
+    assert finite.verdict is Verdict.FAIL
+    assert "short_run: training loss became nan at epoch 0" in finite.observed and "optim.lr" in finite.advice
+    assert "diverged: training loss became nan" in check(result, "training_loss_decreases").observed
+    client = mlflow.MlflowClient()
+    assert "checks.json" in _artifacts(client, run_id)
+    exp = client.get_experiment_by_name(cfg.name)
+    short = client.search_runs([exp.experiment_id], "attributes.run_name = 'short_run'")[0]
+    assert len(client.get_metric_history(short.info.run_id, "train/step_loss")) >= 1  # the steps before it
+
+
+class _Previous:
+    """A stateful transform that returns the previous sample: inputs end up beside another one's label."""
+
+    def __init__(self):
+        self.last = None
+
+    def __call__(self, x):
+        out, self.last = (x if self.last is None else self.last), x
+        return out
+
+
+@pytest.mark.parametrize(
+    "name, make, verdict",
+    [
+        ("scramble", lambda v2, shape: (lambda x: torch.randn_like(x)), Verdict.FAIL),
+        ("previous", lambda v2, shape: _Previous(), Verdict.FAIL),
+        ("noise", None, Verdict.PASS),  # a real, label-preserving one: no false alarm
+    ],
+)
+def test_augmentation_that_breaks_labels_is_caught(mlflow_store, tmp_path, monkeypatch, name, make, verdict):
+    if make is not None:
+        monkeypatch.setitem(AUGMENTATIONS, name, Augmentation(make, "a label-breaking bug"))
+    cfg = digits("model.name=mlp", f"data.augment=[{name}]", "stages.baselines.plots=true",
+                 "stages.baselines.short_steps=80")  # fmt: skip
+    result, run_id = run_stage(cfg, tmp_path)
+    c = check(result, "augmentation_preserves_labels")
+    assert c.verdict is verdict, c.observed
+    assert f"[{name}]" in c.hypothesis
+    assert "plots/augmentation.png" in _artifacts(mlflow.MlflowClient(), run_id)
+
+
+def test_a_model_too_small_to_overfit_is_grown_and_handed_on_grown(mlflow_store, tmp_path):
+    cfg = digits("model.name=mlp", "model.width=2", "model.depth=1")  # grows 2 -> 4 -> 8 (overfit_max_grow=2)
+    result, _ = run_stage(cfg, tmp_path)
+    c = check(result, "overfit_one_batch")
+    assert c.verdict is Verdict.PASS and "capacity raised" in c.observed
+    assert result.config.model.width > 1 and result.config.model.name == "mlp"
+    assert any("the config handed on has model mlp width=" in n for n in result.notes)

@@ -1,0 +1,129 @@
+"""Stage 3, overfit: the hero-free config, the learning-rate decision, the training target, and a run that cannot
+reach the target (it grows the model, then fails, naming what it saw). The passing digits run is in
+test_overfit_regularize_digits.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import mlflow
+import numpy as np
+import pytest
+
+from recipe import tracking
+from recipe.config import OverfitConfig, RecipeConfig, load_config
+from recipe.report import StageResult, Verdict
+from recipe.stages import overfit
+from recipe.stages.base import StageContext
+from recipe.train.callbacks import LRSuggestion
+
+IMAGE, TABLE = (1, 8, 8), (13,)
+
+
+@pytest.mark.parametrize(
+    "model, in_shape, device, expected",
+    [
+        ("cnn", IMAGE, "cpu", "cnn"),
+        ("resnet", IMAGE, "cpu", "resnet"),
+        ("linear", IMAGE, "cpu", "cnn"),
+        ("mlp", IMAGE, "cuda", "resnet18"),
+        ("resnet18", IMAGE, "cpu", "resnet"),  # too slow on a CPU: the narrow resnet
+        ("resnet18", IMAGE, "cuda", "resnet18"),
+        ("tests.models.custom_net:TinyNet", IMAGE, "cpu", "tests.models.custom_net:TinyNet"),
+        ("mlp", TABLE, "cpu", "mlp"),
+        ("linear", TABLE, "cpu", "mlp"),
+        ("cnn", TABLE, "cpu", "mlp"),
+    ],
+)
+def test_dont_be_a_hero_picks_a_known_architecture(model, in_shape, device, expected):
+    cfg = RecipeConfig().with_overrides({"model.name": model})
+    new, _, check = overfit.hero_free(cfg, OverfitConfig(), in_shape, device)
+    assert new.model.name == expected
+    assert check.check.verdict is Verdict.PASS and expected in check.check.observed
+
+
+def test_hero_free_means_adam_constant_lr_and_no_regularisation():
+    cfg = RecipeConfig().with_overrides({
+        "optim.name": "sgd", "optim.lr": 0.1, "optim.weight_decay": 5e-4, "schedule.name": "cosine",
+        "model.dropout": 0.5, "data.augment": ["crop"], "budget.early_stopping": 3, "model.width": 48,
+    })  # fmt: skip
+    new, changes, _ = overfit.hero_free(cfg, OverfitConfig(), IMAGE, "cpu")
+    assert (new.optim.name, new.optim.lr, new.optim.weight_decay, new.schedule.name) == ("adam", 3e-4, 0.0, "constant")
+    assert (new.model.dropout, new.data.augment, new.budget.early_stopping) == (0.0, [], None)
+    assert new.model.width == 48  # the architecture's own size is the user's
+    assert "optim.lr: 0.1 -> 0.0003" in changes and "data.augment: ['crop'] -> []" in changes
+    kept = overfit.hero_free(cfg, OverfitConfig(optimizer="config"), IMAGE, "cpu")[0]
+    assert (kept.optim.name, kept.optim.lr, kept.optim.weight_decay) == ("sgd", 0.1, 0.0)
+
+
+def sugg(lr, at_min=None, reason=""):
+    return LRSuggestion(lr, "min_div_10", at_min or (lr or 1.0) * 10, lr or 1.0, 2.3, 1.0, True, reason)
+
+
+@pytest.mark.parametrize(
+    "start, suggestion, chosen, verdict, text",
+    [
+        (3e-4, sugg(5e-4), 3e-4, Verdict.PASS, "kept 0.0003"),  # within x3 of the suggestion
+        (3e-4, sugg(2.6e-3), 3e-3, Verdict.PASS, "replaced 0.0003 by 0.003"),  # rounded to one digit
+        (3e-4, sugg(2e-5), 2e-5, Verdict.PASS, "replaced"),
+        (3e-4, sugg(3e-4, at_min=3.5e-4), 3e-4, Verdict.PASS, "kept"),  # below the minimum's lr
+        (3e-4, sugg(None, reason="the smoothed loss never fell"), 3e-4, Verdict.WARN, "never fell"),
+        (3e-4, sugg(1.0, at_min=10.0), 1.0, Verdict.WARN, "replaced"),  # lowest at the end of the sweep
+    ],
+)
+def test_the_lr_is_kept_in_the_good_region_else_replaced(start, suggestion, chosen, verdict, text):
+    lr, f = overfit.decide_lr(start, suggestion, tolerance=3.0, lr_max=10.0)
+    assert lr == pytest.approx(chosen)
+    assert f.verdict is verdict and text in f.check.observed
+
+
+def fake_trained(task="classification", acc=1.0, loss=0.01, mse=None, std=None):
+    metrics = {"accuracy": acc} if task == "classification" else {"mse": mse, "mae": 1.0}
+    return SimpleNamespace(data=SimpleNamespace(task=task, target_std=std),
+                           train=SimpleNamespace(metrics=metrics, loss=loss))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "trained, settings, met",
+    [
+        (fake_trained(acc=0.995), OverfitConfig(), True),
+        (fake_trained(acc=0.98), OverfitConfig(), False),
+        (fake_trained(acc=0.995, loss=0.2), OverfitConfig(target_loss=0.05), False),  # both must hold
+        (fake_trained(acc=0.5, loss=0.01), OverfitConfig(target_accuracy=None, target_loss=0.05), True),
+        (fake_trained("regression", mse=4.0, std=10.0), OverfitConfig(), True),  # 4 / 100 <= 0.1
+        (fake_trained("regression", mse=40.0, std=10.0), OverfitConfig(), False),
+    ],
+)
+def test_training_target(trained, settings, met):
+    assert overfit.target_met(trained, settings)[0] is met
+
+
+def test_a_model_that_cannot_fit_grows_one_rung_at_a_time_then_fails(mlflow_store, tmp_path):
+    cfg = load_config("digits", overrides=[
+        "trainer.progress=false", "stages.overfit.epochs=1", "stages.overfit.max_rungs=1",
+        "stages.overfit.lr_finder=false", "model.width=8", "data.augment=[crop]",
+    ])  # fmt: skip
+    baselines = StageResult("baselines", Verdict.PASS, [], {"baseline/majority_accuracy": 0.1}, cfg)
+    tracking.setup(cfg.name)
+    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}) as run:
+        result = overfit.run(StageContext(cfg=cfg, input_cfg=cfg, results={"baselines": baselines},
+                                          workdir=tmp_path / "overfit"))  # fmt: skip
+    checks = {c.name: c for c in result.checks}
+    assert result.verdict is Verdict.FAIL
+    assert checks["train_target"].verdict is Verdict.FAIL
+    assert "after 1 epochs at rung 1" in checks["train_target"].observed
+    assert checks["capacity_ladder"].verdict is Verdict.WARN
+    assert "cnn width 8 depth 2" in checks["capacity_ladder"].observed
+    assert "cnn width 16 depth 2" in checks["capacity_ladder"].observed
+    assert "linear_accuracy missing: no bar" in checks["beats_baselines"].observed
+    assert result.config.model.width == 16  # the grown model is handed on
+    assert result.config.data.augment == [] and result.config.budget.epochs == 30  # the user's budget
+    assert any("data.augment: ['crop'] -> []" in n for n in result.notes)
+    client = mlflow.MlflowClient()
+    rungs = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert sorted(r.data.tags["recipe.candidate"] for r in rungs) == ["rung0", "rung1"]
+    assert {r.data.tags[tracking.TAG_KIND] for r in rungs} == {"candidate"}
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {"plots/curves.png", "plots/update_ratio.png"} <= arts
+    assert result.checkpoint_uri.endswith("checkpoint/overfit.pt")
+    assert np.isfinite(result.metrics["overfit/train_accuracy"])

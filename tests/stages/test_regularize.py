@@ -1,0 +1,130 @@
+"""Stage 4, regularize: which candidates a config asks for, and the checkpoint plumbing of the pretrain
+candidate. The digits run is in test_overfit_regularize_digits.py; the keep/drop/combine rules are unit-tested
+in tests/checks/test_ablation.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from recipe.checks.ablation import CandidateResult, Choice, Decision
+from recipe.config import RecipeConfig
+from recipe.report import StageResult, Verdict
+from recipe.stages import regularize
+from recipe.stages._training import load_matching, resolve_checkpoint
+from recipe.stages.regularize import _overfit_checkpoint, candidate_specs
+
+IMAGES, TABLES = SimpleNamespace(in_shape=(1, 8, 8)), SimpleNamespace(in_shape=(13,))
+
+
+def specs(data=IMAGES, **settings):
+    cfg = RecipeConfig().with_overrides({f"stages.regularize.{k}": v for k, v in settings.items()})
+    return {s.name: s for s in candidate_specs(cfg, cfg.stages.regularize, data)}
+
+
+def test_one_candidate_per_regulariser_each_a_single_change():
+    got = specs()
+    assert list(got) == ["augment_crop_rotate", "weight_decay_0.05", "weight_decay_0.5", "dropout_0.3",
+                         "early_stopping_3", "image_size_6", "batch_size_32", "pretrained"]  # fmt: skip
+    assert got["augment_crop_rotate"].changes == {"data.augment": ["crop", "rotate"]}
+    assert got["weight_decay_0.05"].changes == {"optim.name": "adamw", "optim.weight_decay": 0.05}
+    assert got["weight_decay_0.05"].group == got["weight_decay_0.5"].group == "weight_decay"
+    assert got["image_size_6"].changes == {"data.image_size": 6}
+    assert got["batch_size_32"].changes == {"data.batch_size": 32}
+    assert "nothing is downloaded" in got["pretrained"].skip
+    assert all(not s.skip for n, s in got.items() if n != "pretrained")
+
+
+def test_tables_get_noise_only_and_no_smaller_input():
+    got = specs(TABLES, augment=["crop", "noise"])
+    assert got["augment_noise"].changes == {"data.augment": ["noise"]}
+    assert "dropping features is not automated" in got["smaller_input"].skip
+
+
+@pytest.mark.parametrize(
+    "settings, name, skip",
+    [
+        ({"augment": ["crop"], "weight_decay": [], "dropout": [], "early_stopping": None, "smaller_input": None,
+          "smaller_batch": None}, "augment_crop", ""),
+        ({"augment": ["sharpen"]}, "augment", "unknown augmentation"),
+        ({"init_from": "/some/run.pt"}, "pretrained", ""),
+    ],
+)  # fmt: skip
+def test_settings_choose_the_candidates(settings, name, skip):
+    got = specs(**settings)
+    assert name in got and (skip in got[name].skip if skip else not got[name].skip)
+    if settings.get("weight_decay") == []:
+        assert set(got) == {"augment_crop", "pretrained"}
+
+
+def test_weight_decay_stays_l2_for_sgd():
+    cfg = RecipeConfig().with_overrides({"optim.name": "sgd"})
+    got = {s.name: s for s in candidate_specs(cfg, cfg.stages.regularize, IMAGES)}
+    assert got["weight_decay_0.05"].changes["optim.name"] == "sgd"
+
+
+def test_a_checkpoint_loads_where_names_and_shapes_match(tmp_path):
+    src = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    path = tmp_path / "w.pt"
+    torch.save({"model": src.state_dict(), "epoch": 3}, path)  # a recipe checkpoint holds more than weights
+    dst = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 5))  # a new head: 5 classes
+    loaded, skipped = load_matching(dst, path)
+    assert loaded == ["0.weight", "0.bias"] and skipped == ["2.weight", "2.bias"]
+    assert torch.equal(dst[0].weight, src[0].weight)
+    with pytest.raises(ValueError, match="no tensor"):
+        load_matching(nn.Linear(7, 7), path)
+
+
+def test_nothing_is_fetched_from_the_web(tmp_path):
+    with pytest.raises(ValueError, match="nothing is downloaded from the web"):
+        resolve_checkpoint("https://example.com/resnet.pt", tmp_path)
+    with pytest.raises(FileNotFoundError):
+        resolve_checkpoint(str(tmp_path / "missing.pt"), tmp_path)
+    (tmp_path / "w.pt").write_bytes(b"x")
+    assert resolve_checkpoint((tmp_path / "w.pt").as_uri(), tmp_path) == tmp_path / "w.pt"
+
+
+# --- the gates -----------------------------------------------------------------------------------------------
+
+
+def _result(name, val_loss, train_loss, acc=0.98, train_acc=1.0):
+    return CandidateResult(name, name, {"x": 1} if name != "reference" else {}, val_metric=acc,
+                           train_metric=train_acc, val_loss=val_loss, train_loss=train_loss)  # fmt: skip
+
+
+def test_nothing_helping_warns_with_the_reference_curves():
+    ref = _result("reference", 0.09, 0.0002)
+    t_ref = SimpleNamespace(history=[{"train/loss": 2.3 * 0.7**i, "val/loss": 2.3 * 0.8**i} for i in range(10)])
+    data = SimpleNamespace(task="classification", class_counts=[10] * 10)
+    f = regularize._improves(ref, ref, Choice(ref, "no candidate beat the reference"), {}, "accuracy", "loss",
+                             t_ref, data)  # fmt: skip
+    assert f.verdict is Verdict.WARN
+    assert "nothing helped" in f.check.observed and "reference's curves" in f.check.observed
+    assert regularize._gap(ref, ref, True, "accuracy", "loss").verdict is Verdict.WARN
+
+
+def test_a_kept_change_passes_when_the_gap_shrinks():
+    ref, aug = _result("reference", 0.09, 0.0002), _result("augment", 0.04, 0.01, acc=0.989)
+    d = {"augment": Decision("augment", True, 0.05, 0.03, "beyond noise")}
+    f = regularize._improves(ref, aug, Choice(aug, "only kept change"), d, "accuracy", "loss", None, None)
+    assert f.verdict is Verdict.PASS and "val loss 0.04 vs reference 0.09" in f.check.observed
+    gap = regularize._gap(ref, aug, True, "accuracy", "loss")
+    assert gap.verdict is Verdict.PASS and "0.0898 (reference) -> 0.03" in gap.check.observed
+    wider = _result("wd", 0.08, 0.0001)  # a smaller val loss, a smaller gap
+    assert regularize._gap(ref, wider, True, "accuracy", "loss").verdict is Verdict.PASS
+    worse_gap = _result("bs", 0.085, -0.02)
+    assert regularize._gap(ref, worse_gap, True, "accuracy", "loss").verdict is Verdict.WARN
+
+
+def test_the_overfit_checkpoint_is_found_locally_or_by_its_uri(tmp_path):
+    w = tmp_path / "overfit.pt"
+    w.write_bytes(b"x")
+    local = StageResult("overfit", Verdict.PASS, [], {}, RecipeConfig(), artifacts={"checkpoint_path": str(w)})
+    assert _overfit_checkpoint(local, tmp_path) == w
+    by_uri = StageResult("overfit", Verdict.PASS, [], {}, RecipeConfig(), checkpoint_uri=w.as_uri(),
+                         artifacts={"checkpoint_path": str(tmp_path / "gone.pt")})  # another process's workdir
+    assert _overfit_checkpoint(by_uri, tmp_path) == w
+    assert _overfit_checkpoint(None, tmp_path) is None
