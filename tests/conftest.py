@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -39,20 +41,31 @@ def _mlflow_template() -> Path:
     return db
 
 
-@pytest.fixture
-def mlflow_store(_mlflow_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A private, migrated sqlite store under tmp_path/mlruns; returns its URI (also set in the environment)."""
+@contextmanager
+def private_mlflow_store(template: Path, folder: Path) -> Iterator[str]:
+    """A copy of the migrated template store under ``folder/mlruns``, active (and in the environment) for the
+    block; for module-scoped fixtures, which cannot use ``mlflow_store``."""
     import mlflow
 
-    db = tmp_path / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(_mlflow_template, db)
+    db = folder / "mlruns" / "mlflow.db"
+    db.parent.mkdir(parents=True)
+    shutil.copy(template, db)
     uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    yield uri
-    while mlflow.active_run():
-        mlflow.end_run()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield uri
+        finally:
+            while mlflow.active_run():
+                mlflow.end_run()
+
+
+@pytest.fixture
+def mlflow_store(_mlflow_template: Path, tmp_path: Path) -> Iterator[str]:
+    """A private, migrated sqlite store under tmp_path/mlruns; returns its URI (also set in the environment)."""
+    with private_mlflow_store(_mlflow_template, tmp_path) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="session")

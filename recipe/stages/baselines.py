@@ -79,7 +79,19 @@ def run(ctx: StageContext) -> StageResult:
 # --- small callbacks only this stage needs ---------------------------------------------------------------
 
 
-class _InputCapture(Callback):
+class _PreHook(Callback):
+    """A callback that owns a forward pre-hook on the model (set as ``_handle``) and removes it after fit."""
+
+    def after_fit(self) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        if getattr(self, "_handle", None) is not None:
+            self._handle.remove()
+            self._handle = None
+
+
+class _InputCapture(_PreHook):
     """A forward pre-hook keeps exactly the tensor entering the model on the first training batch (after
     batching, augmentation and device transfer), with that batch's labels."""
 
@@ -98,30 +110,15 @@ class _InputCapture(Callback):
         if self.y is None and self.x is not None and self.trainer.training:
             self.y = self.trainer.yb.detach().cpu().clone()
 
-    def after_fit(self) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self._handle.remove()
-            self._handle = None
 
 
-class _ZeroInputs(Callback):
+class _ZeroInputs(_PreHook):
     """Every input the model sees, in training and validation, replaced by zeros (a forward pre-hook)."""
 
     def before_fit(self) -> None:
         self._handle = self.trainer.model.register_forward_pre_hook(
             lambda module, args: (torch.zeros_like(args[0]), *args[1:])
         )
-
-    def after_fit(self) -> None:
-        self.remove()
-
-    def remove(self) -> None:
-        if getattr(self, "_handle", None) is not None:
-            self._handle.remove()
-            self._handle = None
 
 
 class _StopBelow(Callback):

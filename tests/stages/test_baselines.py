@@ -9,7 +9,6 @@ run takes a couple of seconds.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
@@ -27,6 +26,7 @@ from recipe.report import StageResult, Verdict
 from recipe.stages import DESCRIPTIONS, stage_names
 from recipe.stages import baselines as baselines_stage
 from recipe.stages.base import StageContext
+from tests.conftest import private_mlflow_store
 
 PLOTS = {
     "plots/fixed_seed.png", "plots/loss_at_init.png", "plots/init_well.png", "plots/learning_curves.png",
@@ -101,17 +101,10 @@ def digits_outcome(_mlflow_template, tmp_path_factory):
     from recipe.pipeline import run_recipe
 
     tmp = tmp_path_factory.mktemp("baselines_digits")
-    db = tmp / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(_mlflow_template, db)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-        mlflow.set_tracking_uri(f"sqlite:///{db}")
+    with private_mlflow_store(_mlflow_template, tmp):
         cfg = load_config("digits", overrides=["trainer.progress=false"])
         outcome = run_recipe(cfg, stage="baselines", say=lambda m: None)
         yield cfg, outcome, mlflow.MlflowClient(), tmp
-        while mlflow.active_run():
-            mlflow.end_run()
 
 
 @pytest.mark.slow

@@ -22,6 +22,7 @@ from recipe.data import DataError, build_manifest, clear_cache, load_data
 from recipe.report import Verdict
 from recipe.stages import inspect as inspect_stage
 from recipe.stages.base import StageContext
+from tests.conftest import private_mlflow_store
 
 IMAGE_ARTIFACTS = {
     "plots/class_histogram.png", "plots/samples.png", "plots/pixel_stats.png", "plots/outliers_mean.png",
@@ -57,19 +58,12 @@ def _json(client: mlflow.MlflowClient, run_id: str, path: str, tmp: Path) -> dic
 def digits_run(_mlflow_template, tmp_path_factory):
     """The stage on the digits preset, once for the module (it pays the Great Expectations import)."""
     tmp = tmp_path_factory.mktemp("digits_stage")
-    db = tmp / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(_mlflow_template, db)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-        mlflow.set_tracking_uri(f"sqlite:///{db}")
+    with private_mlflow_store(_mlflow_template, tmp):
         cfg = load_config("digits")
         t0 = time.perf_counter()
         result, run_id, client = _run_stage(cfg, tmp / "work")
         seconds = time.perf_counter() - t0
         yield cfg, result, run_id, client, seconds, tmp
-        while mlflow.active_run():
-            mlflow.end_run()
 
 
 def test_digits_pass_every_check(digits_run):

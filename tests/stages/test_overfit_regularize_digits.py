@@ -5,7 +5,6 @@ what they logged to MLflow."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from recipe.config import load_config
 from recipe.report import StageResult, Verdict
 from recipe.stages import overfit, regularize
 from recipe.stages.base import StageContext
+from tests.conftest import private_mlflow_store
 
 pytestmark = pytest.mark.slow
 
@@ -33,12 +33,7 @@ def _artifacts(client, run_id, path=None) -> set[str]:
 @pytest.fixture(scope="module")
 def chain(_mlflow_template, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("overfit_regularize")
-    db = tmp / "mlruns" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(_mlflow_template, db)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
-        mlflow.set_tracking_uri(f"sqlite:///{db}")
+    with private_mlflow_store(_mlflow_template, tmp):
         cfg = load_config("digits", overrides=["trainer.progress=false"])
         tracking.setup(cfg.name)
         results = {"baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg)}
@@ -57,8 +52,6 @@ def chain(_mlflow_template, tmp_path_factory):
             results[name] = result
             out[name] = (result, run.info.run_id, time.perf_counter() - t0)
         yield out, mlflow.MlflowClient(), tmp
-        while mlflow.active_run():
-            mlflow.end_run()
 
 
 def test_overfit_reaches_the_target_and_beats_the_baselines(chain):
