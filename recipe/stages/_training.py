@@ -8,7 +8,6 @@ validation split, keeping per-sample scores for paired comparisons, and saves a 
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -99,17 +98,9 @@ def evaluate(model: nn.Module, batches: Any, task: str, device: torch.device) ->
 def bundle_for(cfg: RecipeConfig, data: DataBundle) -> DataBundle:
     """``data`` for ``cfg``: shared (tensors and all) when only batching settings differ, else loaded afresh.
 
-    The bundle's own ``config`` decides batch size and augmentations (``make_trainer`` does not pass
-    ``cfg.data.batch_size`` or the augmentation names), so a candidate with other batching gets a shallow copy
-    whose config is ``cfg.data``."""
+    Batch size and augmentations need no new bundle: ``make_trainer`` takes both from ``cfg``."""
     a, b = data.config.model_dump(exclude=BATCHING_ONLY), cfg.data.model_dump(exclude=BATCHING_ONLY)
-    if a != b:
-        return load_data(cfg)
-    if data.config == cfg.data:
-        return data
-    out = copy.copy(data)
-    out.config = cfg.data
-    return out
+    return data if a == b else load_data(cfg)
 
 
 def resolve_checkpoint(source: str, workdir: Path) -> Path:

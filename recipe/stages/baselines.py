@@ -168,33 +168,10 @@ def diverse(y: Tensor, n: int, task: str) -> Tensor:
     return torch.tensor(sorted(picked, key=lambda i: (int(y[i]), i)), dtype=torch.long)
 
 
-class _SyncClient:
-    """An MlflowClient whose ``log_batch`` always waits for the write (see :class:`_Logger`)."""
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def log_batch(self, run_id: str, **kw: Any) -> None:
-        kw["synchronous"] = True
-        self._client.log_batch(run_id, **kw)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)
-
-
-class _Logger(tracking.MLflowLogger):
-    """:class:`recipe.tracking.MLflowLogger` with one synchronous write at the end of the fit.
-
-    The stock logger writes asynchronously; MLflow then shuts its logging thread down when the run ends,
-    which waits out the thread's 1 s polling timeout: ~1 s per run, more than these short fits take.
-    """
-
-    def __init__(self, prefix: str = "") -> None:
-        super().__init__(flush_s=math.inf, prefix=prefix)
-
-    def before_fit(self) -> None:
-        super().before_fit()
-        self.client = _SyncClient(self.client)
+def _logger(prefix: str = "") -> tracking.MLflowLogger:
+    """The MLflow logger for these short fits: one synchronous write at the end of the fit (an asynchronous
+    one would make ending the run wait out MLflow's logging thread, ~1 s, more than the fit takes)."""
+    return tracking.MLflowLogger(flush_s=math.inf, prefix=prefix, synchronous=True)
 
 
 # --- the stage -------------------------------------------------------------------------------------------
@@ -359,7 +336,7 @@ class _Skeleton:
         with self._child("short_run", params):
             model = build_for(cfg, self.data)
             trainer = self._trainer(cfg, model, self.bc.short_steps,
-                                    cbs=[self.snap, self.capture, _Logger()])  # fmt: skip
+                                    cbs=[self.snap, self.capture, _logger()])  # fmt: skip
             pred, y = trainer.predict(trainer.valid_data)
             self.init_loss = float(trainer.loss_fn(pred, y))
             if self.task == "classification":
@@ -452,7 +429,7 @@ class _Skeleton:
         params = {"steps": self.bc.short_steps, "inputs": "zeroed", "model.name": cfg.model.name, "seed": cfg.seed}
         with self._child("zero_input", params):
             model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_ZeroInputs(), _Logger()])
+            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_ZeroInputs(), _logger()])
             self.zero = self._fit("zero_input", trainer, cfg.budget.epochs)
         curves = {"real inputs": self._curve(short), "zeroed inputs": self._curve(self.zero)}
         self._plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, self.task))
@@ -480,7 +457,7 @@ class _Skeleton:
         params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
         with self._child("linear_baseline", params):
             model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, b.linear_steps, cbs=[_Logger()], augment=False)
+            trainer = self._trainer(cfg, model, b.linear_steps, cbs=[_logger()], augment=False)
             self.linear = self._fit("linear_baseline", trainer, cfg.budget.epochs)
         margin = sk.chance_margin(self.task, self.y_val, self.data.target_mean)
         found = sk.dumb_baselines(self.task, short.metrics, self.dumb, self.linear.metrics, short.trainer.step,
@@ -562,7 +539,7 @@ class _Skeleton:
         trainer = Trainer(
             model, InMemoryBatcher(x, y, len(x)), None, loss_fn=loss_fn,
             opt=build_optimizer(cfg.optim, model.parameters()),
-            cbs=[*config_callbacks(cfg, self.device.type), _StopBelow(target), _Logger(prefix=prefix)],
+            cbs=[*config_callbacks(cfg, self.device.type), _StopBelow(target), _logger(prefix=prefix)],
             task=self.task, device=self.device, progress=False,
         )  # fmt: skip
         name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
@@ -660,7 +637,7 @@ class _Skeleton:
         params = {"steps": self.bc.short_steps, "augment": "none (clean)", "model.name": cfg.model.name}
         with self._child("clean_for_augmentation", params):
             model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_Logger()], augment=False)
+            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_logger()], augment=False)
             clean_run = self._fit("clean_for_augmentation", trainer, cfg.budget.epochs)
             torch.manual_seed(self.cfg.seed)
             scores = []
