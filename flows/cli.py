@@ -82,7 +82,7 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Override budget.epochs.")] = None,
 ) -> None:
     """Train the config's model on its data once with the shared trainer and print the result (no stages)."""
-    from recipe.fit import fit_config
+    from recipe.fit import fit
 
     cfg = _load(preset, config, set_)
     if epochs is not None:
@@ -90,7 +90,7 @@ def train(
     from recipe.data import DataError
 
     try:
-        result = fit_config(cfg)
+        result = fit(cfg, evaluate=False, log=False)
     except DataError as e:
         _fail(str(e))
     _print_metrics(cfg.name, result.metrics, result.seconds)

@@ -98,9 +98,14 @@ def run_recipe(
     tags = tracking.run_tags(cfg, fingerprint, stage=target if stage else "all", kind="flow", flow_run_id=flow_run_id)
     if force:
         tags[tracking.TAG_FORCED] = "true"
-    workdir = Path(tempfile.mkdtemp(prefix="recipe-"))
-    cache = _DataCache()
-    with tracking.start_run(f"{cfg.name}:{target if stage else 'recipe'}", tags, params=cfg.flat()) as parent:
+    # The flow run's scratch space (checkpoints, downloads) is removed when the run ends, however it ends: the
+    # checkpoints that matter are MLflow artifacts by then, and a long-lived worker must not fill its disk.
+    with (
+        tempfile.TemporaryDirectory(prefix="recipe-") as scratch,
+        tracking.start_run(f"{cfg.name}:{target if stage else 'recipe'}", tags, params=cfg.flat()) as parent,
+    ):
+        workdir = Path(scratch)
+        cache = _DataCache()
         parent_id = parent.info.run_id
         current = results[list(results)[-1]].config if results else cfg
         forced_past: list[str] = []

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus
 
@@ -119,8 +120,28 @@ def log_params(params: dict[str, Any]) -> None:
     mlflow.log_params({k: (str(v) if v is not None else "null")[:6000] for k, v in params.items()})
 
 
+def metric_value(key: str, value: Any) -> float:
+    """``value`` as the float MLflow records: any real scalar -- a Python int/float/bool, a numpy scalar (float32
+    included) or 0-d array, a one-element torch tensor. NaN and inf pass through (MLflow stores them).
+
+    Raises TypeError for anything else (a string, None, a complex number, a tensor or array of several values):
+    a recorded number must never be dropped without a word."""
+    if isinstance(value, (bool, int, float, np.integer, np.floating, np.bool_)):
+        return float(value)
+    shape = getattr(value, "shape", None)
+    if shape is not None and int(np.prod(shape)) == 1 and hasattr(value, "item"):
+        item = value.item()
+        if isinstance(item, (bool, int, float)):
+            return float(item)
+    raise TypeError(f"metric {key!r}: {value!r} ({type(value).__name__}) is not a real scalar; log a number "
+                    "(or a one-element array/tensor)")  # fmt: skip
+
+
 def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
-    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    """Log ``metrics`` (name -> a real scalar, see :func:`metric_value`) to the active run at ``step``.
+
+    Raises TypeError, before logging anything, when a value is not a real scalar."""
+    clean = {k: metric_value(k, v) for k, v in metrics.items()}
     if clean:
         mlflow.log_metrics(clean, step=step)
 

@@ -136,3 +136,21 @@ def test_failed_runs_are_never_reused(mlflow_store, fake_stages, cfg):
 def test_unknown_stage(fake_stages):
     with pytest.raises(ValueError, match="unknown stage 'z'; stages, in order: a, b, c"):
         pipeline.plan("z")
+
+
+def test_the_flow_runs_scratch_folder_is_removed_when_it_ends(mlflow_store, fake_stages, cfg):
+    """Checkpoints written to the work folder are MLflow artifacts by the end; the folder itself goes, whether the
+    run passes or a stage raises, so a long-lived worker does not fill its disk."""
+    seen = []
+
+    def execute(name, fn, ctx):
+        (ctx.workdir / "weights.pt").write_bytes(b"x")
+        seen.append(ctx.workdir)
+        if name == "b":
+            raise RuntimeError("stage b broke")
+        return fn(ctx)
+
+    with pytest.raises(RuntimeError, match="stage b broke"):
+        pipeline.run_recipe(cfg, execute=execute, say=lambda m: None)
+    assert len(seen) == 2 and not any(p.exists() or p.parent.exists() for p in seen)
+    pipeline.run_recipe(cfg, say=lambda m: None)  # and a passing run leaves nothing behind either

@@ -1,5 +1,9 @@
+import math
+
 import mlflow
+import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from recipe import tracking
@@ -74,3 +78,19 @@ def test_latest_stage_verdicts_for_flows_stages(mlflow_store):
     latest = tracking.latest_stage_verdicts(cfg.name, cfg.config_hash())
     assert latest["inspect"]["verdict"] == "pass"
     assert tracking.latest_stage_verdicts("no-such-recipe", "x") == {}
+
+
+def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store):
+    tracking.setup("scalars")
+    values = {"py": 1, "flag": True, "f32": np.float32(0.25), "i64": np.int64(3), "arr0": np.array(0.5),
+              "t0": torch.tensor(2.5), "t1": torch.tensor([1.5]), "nan": float("nan")}  # fmt: skip
+    with tracking.start_run("scalars", {}) as run:
+        tracking.log_metrics(values)
+        for bad in ("text", None, np.array([1.0, 2.0]), torch.zeros(3), 1 + 2j):
+            with pytest.raises(TypeError, match="is not a real scalar"):
+                tracking.log_metrics({"bad": bad, "fine": 1.0})
+    got = MlflowClient().get_run(run.info.run_id).data.metrics
+    assert {k: got[k] for k in values if k != "nan"} == {
+        "py": 1.0, "flag": 1.0, "f32": 0.25, "i64": 3.0, "arr0": 0.5, "t0": 2.5, "t1": 1.5,
+    }  # fmt: skip
+    assert math.isnan(got["nan"]) and "fine" not in got  # nothing of a refused call is logged

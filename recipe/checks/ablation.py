@@ -44,6 +44,7 @@ import numpy as np
 
 from recipe.checks.base import Finding, finding, fmt
 from recipe.report import Verdict
+from recipe.tasks import Task, task_for
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 
@@ -254,32 +255,33 @@ def _num(v: Any) -> str:
 
 # --- the dumb-baseline bar -----------------------------------------------------------------------------------
 
-BASELINE_KEYS: dict[str, tuple[tuple[str, str], ...]] = {
-    "classification": (("majority class", "baseline/majority_accuracy"), ("linear", "baseline/linear_accuracy")),
-    "regression": (("mean target", "baseline/mean_mae"), ("linear", "baseline/linear_mae")),
-}
+def baseline_keys(task: str | Task) -> tuple[tuple[str, str], ...]:
+    """(label, metric key) of the dumb baselines the baselines stage logs for ``task``: the dumbest predictor
+    and the linear model, both in the task's headline metric."""
+    task = task_for(task)
+    return (task.dumb_name, task.dumb_key), ("linear", f"baseline/linear_{task.metric}")
 
 
-def baseline_bar_check(value: float, task: str, baselines: Mapping[str, float] | None, *,
+def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, float] | None, *,
                        what: str = "val accuracy", name: str = "beats_baselines") -> Finding:  # fmt: skip
     """FAIL when ``value`` (a validation metric) does not beat every dumb baseline the baselines stage measured.
 
     ``baselines`` is that stage's metrics (None: the stage result is not available). A missing key means no bar
     for that baseline, and the observation says so; with no bar at all the check warns.
     """
-    higher = task == "classification"
-    hypothesis = f"the model's {what} beats the dumb baselines (" + ", ".join(n for n, _ in BASELINE_KEYS[task]) + ")"
+    task, keys = task_for(task), baseline_keys(task)
+    hypothesis = f"the model's {what} beats the dumb baselines (" + ", ".join(n for n, _ in keys) + ")"
     if baselines is None:
         return finding(name, hypothesis, f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
                        "better than every dumb baseline", WARN,
                        "run the baselines stage (flows run recipe --stage baselines) to get the bar")  # fmt: skip
     parts, missing, lost = [], [], []
-    for label, key in BASELINE_KEYS[task]:
+    for label, key in keys:
         bar = baselines.get(key)
         if bar is None or not isinstance(bar, (int, float)) or not math.isfinite(bar):
             missing.append(f"{label} ({key} missing: no bar)")
             continue
-        beaten = value > bar if higher else value < bar
+        beaten = task.better(value, bar)
         parts.append(f"{label} {fmt(bar)}{'' if beaten else ' NOT beaten'}")
         if not beaten:
             lost.append(label)

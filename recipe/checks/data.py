@@ -20,6 +20,7 @@ import pandas as pd
 from recipe.report import Verdict
 
 from .base import Bounds, DataReport, Finding, finding, fmt, json_value, names, plural, robust_bounds
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -267,7 +268,7 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
     items: list[dict[str, Any]] = [{"split": s, "problem": "empty"} for s in empty]
     parts = ["usable samples: " + ", ".join(f"{s} {counts[s]}" for s in SPLITS)]  # joined by "; "
     verdict = Verdict.FAIL if empty else Verdict.PASS
-    if m.task == "classification" and m.classes:
+    if task_for(m).classifier and m.classes:
         table = class_counts(m)
         for s in needed[1:]:
             absent = [c for c in m.classes if table.loc[c, s] == 0 and table.loc[c, "total"] > 0]
@@ -276,7 +277,7 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
                 items += [{"split": s, "class": c, "problem": "class absent"} for c in absent]
                 parts.append(f"classes absent from {s}: {names(absent, cap)}")
     full = {s: int(n) for s, n in m.split_sizes().items()}
-    every_class = " of every class" if m.task == "classification" else ""
+    every_class = " of every class" if task_for(m).classifier else ""
     return finding(
         "split_sizes", "train, val" + (" and test" if need_test else "") + f" each hold samples{every_class}",
         "; ".join(parts), "no empty split, every class in every split", verdict,
@@ -417,7 +418,7 @@ def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
             {"data/n_label_conflicts": len(conflicts)},
         ),
     ]  # fmt: skip
-    return found if m.task == "classification" else found[:2]
+    return found if task_for(m).classifier else found[:2]
 
 
 def _first_per(g: pd.DataFrame, column: str) -> tuple[list[str], list[Any]]:
@@ -435,7 +436,7 @@ def inspect_manifest(m: Manifest, cfg: RecipeConfig) -> DataReport:
 
     ic = cfg.stages.inspect
     cap = ic.max_listed
-    classification = m.task == "classification"
+    classification = task_for(m).classifier
     need_test = cfg.data.split.test > 0 or m.source == "torchvision"
     found: list[Finding] = []
     if is_image(m):

@@ -35,6 +35,7 @@ from recipe.report import Verdict
 from .base import Finding, finding, names, plural
 from .data import SPLITS, has_files, is_image, property_bounds, property_values, usable
 from .tables import train_ranges
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -100,7 +101,7 @@ def gx_frames(m: Manifest) -> dict[str, pd.DataFrame]:
     s["splits_sharing_content"] = pd.array(s["hash"].map(shared["split"]), dtype="Int64")
     # missing labels are not counted (no_nulls reports them), so a lone unlabelled sample has 1, not 0
     s["labels_sharing_content"] = pd.array(s["hash"].map(shared["label"].clip(lower=1)), dtype="Int64")
-    if m.task == "classification":
+    if task_for(m).classifier:
         counts = usable(m)["label"].astype(str).value_counts()
         count = df["label"].astype(str).map(counts).fillna(0).where(df["label"].notna(), None)
         s["class_count"] = pd.array(count, dtype="Int64")
@@ -132,7 +133,7 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
         specs.append(E("ExpectColumnValuesToNotBeNull", {"column": col}, "no_nulls"))
     if is_image(m):
         specs.append(E("ExpectColumnValuesToBeInSet", {"column": "readable", "value_set": [True]}, "files_readable"))
-    if m.task == "classification":
+    if task_for(m).classifier:
         specs += [
             E("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": list(m.classes)}, "labels_in_class_set"),
             E("ExpectColumnUniqueValueCountToBeBetween", {"column": "label", "min_value": 2}, "at_least_two_classes"),
@@ -164,7 +165,7 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
         E("ExpectColumnValuesToBeInSet", {"column": "splits_sharing_content", "value_set": [1]},
           "no_leakage_across_splits"),
     ]  # fmt: skip
-    if m.task == "classification":
+    if task_for(m).classifier:
         specs.append(E("ExpectColumnValuesToBeInSet", {"column": "labels_sharing_content", "value_set": [1]},
                        "duplicate_labels_agree", "warning"))  # fmt: skip
     if m.features is not None:
@@ -189,7 +190,7 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
             specs.append(E("ExpectColumnValuesToBeBetween",
                            {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
                            "feature_ranges", "warning", "features"))  # fmt: skip
-    if m.task == "regression":
+    if not task_for(m).classifier:
         y = usable(m)
         ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
         ty = ty[np.isfinite(ty)]

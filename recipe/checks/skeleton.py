@@ -21,8 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from recipe.checks.base import Finding, finding
-from recipe.models.init import MIN_PRIOR
 from recipe.report import Verdict
+from recipe.tasks import InitLoss, Task, task_for
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 
@@ -50,80 +50,16 @@ def _ok(x: float) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def metric_name(task: str) -> str:
-    """The interpretable metric each task reports next to the loss: val accuracy, or val MAE."""
-    return "accuracy" if task == "classification" else "mae"
+def _size(task: Task, value: float, nats: str, relative: str) -> str:
+    """``value`` in the unit of the task's loss tolerances: nats, or a fraction of the expected MSE."""
+    return (nats if task.loss_unit == "nats" else relative).format(value)
 
 
-def better(task: str, a: float, b: float) -> bool:
-    """Whether metric value ``a`` beats ``b`` (accuracy: higher; MAE: lower)."""
-    return a > b if task == "classification" else a < b
-
-
-# --- loss at init ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InitLoss:
-    """The loss a correctly wired model should show before its first step, and why."""
-
-    value: float
-    formula: str  # "-log(1/10) = 2.303 nats", for the hypothesis text
-    uniform: float  # classification: -log(1/C); regression: the mean squared target (outputs at 0)
-
-
-def expected_init_loss(
-    task: str,
-    y_val: Tensor,
-    *,
-    init_bias: bool,
-    class_counts: Sequence[int] = (),
-    target_mean: float | None = None,
-) -> InitLoss:
-    """The val loss at init when the logits are (about) the final bias alone.
-
-    Classification with the bias from the train priors: the cross-entropy of the val labels under those
-    priors (= the priors' entropy when val has the train proportions; = -log(1/C) for balanced classes).
-    Without it: -log(1/C), uniform predictions. Regression (MSE) with the bias at the train target mean:
-    the mean squared deviation of the val targets from it (their variance); without it, outputs are ~0 and
-    the loss is the mean squared target.
-    """
-    if task == "classification":
-        c = len(class_counts)
-        uniform = math.log(c)
-        if not init_bias:
-            return InitLoss(uniform, f"-log(1/{c}) = {uniform:.3f} nats (model.init_bias=false: uniform predictions)",
-                            uniform)  # fmt: skip
-        counts = torch.as_tensor(list(class_counts), dtype=torch.float64)
-        priors = (counts / counts.sum()).clamp_min(MIN_PRIOR)  # exactly what init_final_bias writes
-        log_q = priors.log() - priors.log().logsumexp(0)
-        value = float(-log_q[y_val.long().cpu()].mean()) if len(y_val) else float("nan")
-        entropy = float(-(priors * priors.log()).sum())
-        if entropy >= uniform - 0.01:  # balanced: the prior bias is ~uniform
-            formula = (f"-log(1/{c}) = {uniform:.3f} nats (balanced classes; under the train priors the val "
-                       f"labels give {value:.3f})")  # fmt: skip
-        else:
-            formula = (f"{value:.3f} nats, the cross-entropy of the val labels under the train class priors "
-                       f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)")  # fmt: skip
-        return InitLoss(value, formula, uniform)
-    y = y_val.double().cpu()
-    mean_sq = float((y**2).mean()) if len(y) else float("nan")
-    if not init_bias or target_mean is None:
-        return InitLoss(mean_sq, f"{mean_sq:.4g}, the mean squared val target (model.init_bias=false: outputs ~0)",
-                        mean_sq)  # fmt: skip
-    value = float(((y - target_mean) ** 2).mean()) if len(y) else float("nan")
-    return InitLoss(value, f"{value:.4g}, the val targets' variance around the train mean {target_mean:.4g} "
-                           "(bias = target mean)", mean_sq)  # fmt: skip
-
-
-def init_loss_deviation(task: str, observed: float, expected: float) -> float:
-    """Observed minus expected: nats for classification, a fraction of the expected MSE for regression."""
-    if task == "classification":
-        return observed - expected
-    return observed / expected - 1 if expected > 0 else (0.0 if observed == expected else math.inf)
-
-
-def loss_at_init(task: str, observed: float, expected: InitLoss, warn: float, fail: float) -> Finding:
+def loss_at_init(task: str | Task, observed: float, expected: InitLoss, warn: float, fail: float) -> Finding:
+    """``observed``: the val loss before any step; ``expected``: :meth:`recipe.tasks.Task.expected_init_loss`.
+    Deviations beyond ``warn`` warn and beyond ``fail`` fail (nats; a fraction of the MSE for regression).
+    Source: the recipe's "verify loss @ init" (seeds/004)."""
+    task = task_for(task)
     hypothesis = f"val loss before any step ≈ {expected.formula}"
     metrics = {"skeleton/loss_at_init": observed, "skeleton/expected_loss_at_init": expected.value}
     if not _ok(observed):
@@ -131,9 +67,9 @@ def loss_at_init(task: str, observed: float, expected: InitLoss, warn: float, fa
                        "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the "
                        "model's output (use logits with CrossEntropyLoss, not probabilities)",
                        metrics=metrics)  # fmt: skip
-    dev = init_loss_deviation(task, observed, expected.value)
+    dev = task.init_loss_deviation(observed, expected.value)
     metrics["skeleton/loss_at_init_deviation"] = dev
-    size = f"{abs(dev):.3f} nats" if task == "classification" else f"{abs(dev):.1%}"
+    size = _size(task, abs(dev), "{:.3f} nats", "{:.1%}")
     verdict = PASS if abs(dev) <= warn else WARN if abs(dev) <= fail else FAIL
     if dev > 0:
         advice = (
@@ -151,10 +87,8 @@ def loss_at_init(task: str, observed: float, expected: InitLoss, warn: float, fa
             "what the training split's statistics say"
         )
     observed_text = f"{observed:.4g} ({'+' if dev >= 0 else '-'}{size})"
-    if task == "classification":
-        expected_text = f"{expected.value:.4g} ± {warn:g} nats (fail beyond ± {fail:g})"
-    else:
-        expected_text = f"{expected.value:.4g} ± {warn:.0%} (fail beyond ± {fail:.0%})"
+    tol = _size(task, warn, "{:g} nats", "{:.0%}"), _size(task, fail, "{:g}", "{:.0%}")
+    expected_text = f"{expected.value:.4g} ± {tol[0]} (fail beyond ± {tol[1]})"
     return finding("loss_at_init", hypothesis, observed_text, expected_text, verdict, advice, metrics=metrics)
 
 
@@ -206,18 +140,17 @@ def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[fl
 # --- init well -------------------------------------------------------------------------------------------
 
 
-def init_well(task: str, with_bias: float, without_bias: float, used: bool, warn: float, steps: int) -> Finding:
-    what = "class log-priors" if task == "classification" else "target mean"
-    hypothesis = (f"setting the final bias from the {what} makes the loss at init {with_bias:.4g} instead of "
-                  f"{without_bias:.4g}, so the first steps are not spent learning the "
-                  f"{'priors' if task == 'classification' else 'mean'} "
+def init_well(task: str | Task, with_bias: float, without_bias: float, used: bool, warn: float, steps: int) -> Finding:
+    """``with_bias`` / ``without_bias``: the val loss at init with and without the final bias set from the data;
+    ``used``: model.init_bias. Source: the recipe's "init well" (seeds/004)."""
+    task = task_for(task)
+    hypothesis = (f"setting the final bias from the {task.bias_source} makes the loss at init {with_bias:.4g} "
+                  f"instead of {without_bias:.4g}, so the first steps are not spent learning the {task.prior_name} "
                   f"(plots/init_well.png: first {steps} steps)")  # fmt: skip
     metrics = {"skeleton/loss_at_init_bias_init": with_bias, "skeleton/loss_at_init_no_bias_init": without_bias}
-    gain = (without_bias - with_bias) if task == "classification" else (
-        (without_bias - with_bias) / without_bias if without_bias > 0 else 0.0
-    )
+    gain = task.loss_drop(with_bias, without_bias)
     metrics["skeleton/init_bias_gain"] = gain
-    size = f"{gain:.3f} nats" if task == "classification" else f"{gain:.0%}"
+    size = _size(task, gain, "{:.3f} nats", "{:.0%}")
     observed = f"with bias {with_bias:.4g}, without {without_bias:.4g} (model.init_bias={str(used).lower()})"
     expected = "with ≤ without"
     if not (_ok(with_bias) and _ok(without_bias)):
@@ -239,29 +172,31 @@ def init_well(task: str, with_bias: float, without_bias: float, used: bool, warn
 # --- input-independent baseline --------------------------------------------------------------------------
 
 
-def input_independent(task: str, real: dict[str, float], zero: dict[str, float], margin: float, steps: int,
+def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, float], margin: float, steps: int,
                       chance: float = math.inf) -> Finding:  # fmt: skip
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
-    (a fraction) lower, or their val metric better by more than ``chance`` (:func:`chance_margin`): a model that
-    learns slowly may have lowered the loss little yet already be far above chance."""
-    m = metric_name(task)
+    (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
+    that learns slowly may have lowered the loss little yet already be far above chance. Source: the recipe's
+    "input-independent baseline" (seeds/004)."""
+    task = task_for(task)
+    m = task.metric
     r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
     r_m, z_m = real.get(f"val/{m}", math.nan), zero.get(f"val/{m}", math.nan)
     hypothesis = (f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
                   f"below the same model trained on all-zero inputs (which can only learn the "
-                  f"{'priors' if task == 'classification' else 'mean'}), or a val {m} better by more than "
+                  f"{task.prior_name}), or a val {m} better by more than "
                   f"chance ({chance:.2g})")  # fmt: skip
     ratio = r_loss / z_loss if _ok(r_loss) and _ok(z_loss) and z_loss > 0 else math.nan
     metrics = {"skeleton/zero_input_val_loss": z_loss, f"skeleton/zero_input_val_{m}": z_m,
                "skeleton/input_loss_ratio": ratio}  # fmt: skip
     observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
-    expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task == 'classification' else '-'}{chance:.2g}"
+    expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task.higher_is_better else '-'}{chance:.2g}"
     if not (_ok(r_loss) and _ok(z_loss)):
         return finding("input_independent", hypothesis, observed, expected, FAIL,
                        "a run diverged or never validated, so the comparison cannot be made: see finite_loss",
                        metrics=metrics)  # fmt: skip
-    metric_wins = _ok(r_m) and _ok(z_m) and better(task, r_m, z_m + (chance if task == "classification" else -chance))
+    metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return finding("input_independent", hypothesis, observed, expected, PASS, metrics=metrics)
     return finding("input_independent", hypothesis, observed, expected, FAIL,
@@ -275,56 +210,30 @@ def input_independent(task: str, real: dict[str, float], zero: dict[str, float],
 # --- dumb baselines and the human metric -----------------------------------------------------------------
 
 
-def majority_baseline(task: str, y_val: Tensor, class_counts: Sequence[int], target_mean: float | None
-                      ) -> dict[str, float]:  # fmt: skip
-    """Val metrics of the dumbest model: the train majority class, or the train target mean."""
-    if task == "classification":
-        majority = int(np.argmax(class_counts))
-        return {"baseline/majority_accuracy": float((y_val.long() == majority).float().mean()),
-                "baseline/majority_class": float(majority)}  # fmt: skip
-    err = y_val.double() - float(target_mean or 0.0)
-    return {"baseline/mean_mae": float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
-
-
-def chance_margin(task: str, y_val: Tensor, target_mean: float | None = None, k: float = 2.0) -> float:
-    """``k`` standard errors of the dumb baseline's val metric: how far a model must beat it to beat it for real,
-    not by a lucky example or two (accuracy: binomial; MAE: the spread of |y - mean| over sqrt(n))."""
-    n = len(y_val)
-    if n == 0:
-        return 0.0
-    if task == "classification":
-        p = float(np.max(np.bincount(y_val.long().cpu().numpy()))) / n  # a majority-like rate; conservative
-        return k * math.sqrt(p * (1 - p) / n)
-    dev = (y_val.double().cpu() - float(target_mean or 0.0)).abs()
-    return k * float(dev.std(correction=0)) / math.sqrt(n)
-
-
-def dumb_baselines(task: str, model: dict[str, float], dumb: dict[str, float], linear: dict[str, float],
+def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, float], linear: dict[str, float],
                    steps: int, require_linear: bool, margin: float = 0.0) -> Finding:  # fmt: skip
-    """``model``: the short run's final val metrics; ``dumb``: :func:`majority_baseline`; ``linear``: the linear
-    model's final val metrics; ``margin``: :func:`chance_margin`, by which the model must beat ``dumb``."""
-    m = metric_name(task)
+    """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
+    model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``.
+    Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
+    task = task_for(task)
+    m = task.metric
     mine, lin = model.get(f"val/{m}", math.nan), linear.get(f"val/{m}", math.nan)
-    if task == "classification":
-        base_name, base = "majority class", dumb["baseline/majority_accuracy"]
-        bar = base + margin
-        metrics = {"baseline/linear_accuracy": lin, "baseline/linear_loss": linear.get("val/loss", math.nan)}
-    else:
-        base_name, base = "mean target", dumb["baseline/mean_mae"]
-        bar = base - margin
-        metrics = {"baseline/linear_mae": lin, "baseline/linear_mse": linear.get("val/mse", math.nan)}
+    base_name, base = task.dumb_name, dumb[task.dumb_key]
+    bar = task.ahead(base, margin)
+    second = "loss" if task.higher_is_better else "mse"  # the linear model's other number beside the metric
+    metrics = {f"baseline/linear_{m}": lin, f"baseline/linear_{second}": linear.get(f"val/{second}", math.nan)}
     metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
     hypothesis = (f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
                   f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
                   "later stages must beat")  # fmt: skip
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
-    expected = f"{'>' if task == 'classification' else '<'} {bar:.4g}"
-    if not _ok(mine) or not better(task, mine, bar):
+    expected = f"{task.beats} {bar:.4g}"
+    if not _ok(mine) or not task.better(mine, bar):
         return finding("dumb_baselines", hypothesis, observed, expected, FAIL,
                        f"the model does no better than always predicting the {base_name}: it learned nothing "
                        "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
                        "and training_loss_decreases", metrics=metrics)  # fmt: skip
-    if _ok(lin) and not better(task, mine, lin):
+    if _ok(lin) and not task.better(mine, lin):
         if require_linear:
             return finding("dumb_baselines", hypothesis, observed, expected, WARN,
                            f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
@@ -333,8 +242,11 @@ def dumb_baselines(task: str, model: dict[str, float], dumb: dict[str, float], l
     return finding("dumb_baselines", hypothesis, observed, expected, PASS, metrics=metrics)
 
 
-def human_metric(task: str, model: dict[str, float], human: float | None, steps: int) -> Finding:
-    m = metric_name(task)
+def human_metric(task: str | Task, model: dict[str, float], human: float | None, steps: int) -> Finding:
+    """``model``: the short run's final val metrics; ``human``: stages.baselines.human_baseline (an accuracy in
+    0..1, or an MAE). Source: the recipe's "human baseline" (seeds/004)."""
+    task = task_for(task)
+    m = task.metric
     value, loss = model.get(f"val/{m}", math.nan), model.get("val/loss", math.nan)
     metrics: dict[str, float] = {}
     observed = f"val {m} {value:.4g} (val loss {loss:.4g}) after {steps} steps"
@@ -343,11 +255,11 @@ def human_metric(task: str, model: dict[str, float], human: float | None, steps:
                        observed + "; no human baseline given", "stages.baselines.human_baseline (optional)",
                        PASS)  # fmt: skip
     metrics["baseline/human"] = float(human)
-    gap = (human - value) if task == "classification" else (value - human)
+    gap = task.gain(human, value)
     metrics["skeleton/human_gap"] = gap
     hypothesis = f"val {m} next to the loss, beside the human baseline {human:.4g}"
     observed += f"; human {human:.4g} (gap {gap:.3g})"
-    if task == "classification" and not 0 <= human <= 1:
+    if task.classifier and not 0 <= human <= 1:
         return finding("human_metric", hypothesis, observed, "a human accuracy between 0 and 1", WARN,
                        "stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)",
                        metrics=metrics)  # fmt: skip
@@ -413,7 +325,7 @@ def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
     return w, float(s[:w].mean()), float(s[-w:].mean())
 
 
-def training_loss_decreases(task: str, smooth: Sequence[float], margin: float, diverged: str, steps: int,
+def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: float, diverged: str, steps: int,
                             init_loss: float = math.nan) -> Finding:  # fmt: skip
     """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
     loss that explodes in its first steps and comes half-way back down has not decreased)."""
@@ -611,7 +523,10 @@ def true_class_prob(snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> np.nd
     return np.stack([p[torch.arange(len(idx)), idx].numpy() for _, p in snapshots])
 
 
-def prediction_dynamics(task: str, snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> Finding:
+def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> Finding:
+    """``snapshots``: (epoch, outputs as :meth:`Task.outputs` gives them) on the fixed val examples ``y``, the
+    first at init (epoch -1). Source: the recipe's "visualize prediction dynamics" (seeds/004)."""
+    task = task_for(task)
     n = len(y)
     hypothesis = (f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
                   "towards the labels (plots/prediction_dynamics.png)")  # fmt: skip
@@ -620,7 +535,7 @@ def prediction_dynamics(task: str, snapshots: Sequence[tuple[int, Tensor]], y: T
                        "the short run ended before its first epoch: see finite_loss")  # fmt: skip
     first, last = snapshots[0][1].float(), snapshots[-1][1].float()
     moved = float((last - first).abs().max())
-    if task == "classification":
+    if task.classifier:
         p = true_class_prob(snapshots, y)
         start, end = float(p[0].mean()), float(p[-1].mean())
         observed = f"mean p(true class) {start:.3f} at init → {end:.3f} after epoch {snapshots[-1][0] + 1}"
@@ -646,7 +561,7 @@ def prediction_dynamics(task: str, snapshots: Sequence[tuple[int, Tensor]], y: T
 # --- augmentation preserves labels -----------------------------------------------------------------------
 
 
-def augmentation_preserves_labels(task: str, augment: Sequence[str], clean: float, augmented: float, dumb: float,
+def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float, augmented: float, dumb: float,
                                   warn: float, fail: float, steps: int) -> Finding:  # fmt: skip
     """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
     val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
@@ -655,21 +570,21 @@ def augmentation_preserves_labels(task: str, augment: Sequence[str], clean: floa
     if not augment:
         return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
                        "skipped: data.augment is empty", "-", PASS)  # fmt: skip
-    m = metric_name(task)
+    task = task_for(task)
+    m = task.metric
     names = ", ".join(augment)
-    base = "majority class" if task == "classification" else "mean target"
+    base = task.dumb_name
     hypothesis = (f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
                   f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
                   f"(below {fail:.0%} fails)")  # fmt: skip
-    skill_clean = (clean - dumb) if task == "classification" else (dumb - clean)
-    skill_aug = (augmented - dumb) if task == "classification" else (dumb - augmented)
+    skill_clean, skill_aug = task.gain(clean, dumb), task.gain(augmented, dumb)
     retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
     metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented,
                "skeleton/augment_retained": retained}  # fmt: skip
     observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} augmented ({base} {dumb:.4g}): "
                 f"{retained:.0%} of the skill kept")  # fmt: skip
     expected = f"≥ {warn:.0%} kept"
-    floor = 0.05 if task == "classification" else 0.05 * abs(dumb)
+    floor = 0.05 if task.classifier else 0.05 * abs(dumb)
     if not _ok(skill_clean) or skill_clean <= floor:
         return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
                        f"inconclusive: the model trained on clean data is barely better than the {base} "
@@ -717,9 +632,8 @@ def failed(name: str, error: str, advice: str = "") -> Finding:
 
 __all__ = [
     "CHECK_NAMES", "HYPOTHESES", "BatchDependence", "InitLoss", "InputStats", "OverfitAttempt",
-    "augmentation_preserves_labels", "batch_dependence", "batch_independence", "better", "chance_margin",
-    "dumb_baselines",
-    "expected_init_loss", "failed", "finite_loss", "fixed_seed", "has_batchnorm", "human_metric", "init_well",
-    "input_independent", "input_stats", "loss_at_init", "loss_windows", "majority_baseline", "metric_name",
-    "overfit_one_batch", "prediction_dynamics", "training_loss_decreases", "true_class_prob", "visualise_before_net",
+    "augmentation_preserves_labels", "batch_dependence", "batch_independence", "dumb_baselines", "failed",
+    "finite_loss", "fixed_seed", "has_batchnorm", "human_metric", "init_well", "input_independent", "input_stats",
+    "loss_at_init", "loss_windows", "overfit_one_batch", "prediction_dynamics", "training_loss_decreases",
+    "true_class_prob", "visualise_before_net",
 ]

@@ -16,6 +16,7 @@ import pandas as pd
 from recipe.report import Verdict
 
 from .base import Finding, finding, fmt, json_value, names, plural
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import InspectConfig
@@ -165,7 +166,7 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     train range (± ``margin`` x range; else WARN); reports the target's train mean and std."""
     df = m.df[m.df["label"].notna()]
     train = df[df["split"] == "train"]
-    if m.task == "classification":
+    if task_for(m).classifier:
         counts = df["label"].astype(str).value_counts()
         in_train = set(train["label"].astype(str))
         missing = [c for c in m.classes if c not in in_train]

@@ -23,6 +23,7 @@ from .batching import InMemoryBatcher, LoaderBatcher
 from .errors import DataError, listing
 from .manifest import Manifest, build_manifest
 from .splits import SPLITS
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import DataConfig, RecipeConfig
@@ -165,7 +166,7 @@ class DataBundle:
         return self._tensors[key]
 
     def _targets(self, rows: pd.DataFrame) -> Tensor:
-        if self.task == "regression":
+        if not task_for(self).classifier:
             return torch.tensor(rows["label"].to_numpy(np.float32))
         return torch.tensor(rows["label_idx"].to_numpy(np.int64))
 
@@ -192,7 +193,7 @@ def strict_problems(m: Manifest, cfg: DataConfig) -> list[str]:
             f"{len(m.bad_columns)} unusable feature column(s) in {m.root}:\n"
             + listing(f"{c}: {why}" for c, why in m.bad_columns.items())
         )
-    if m.task == "classification" and len(m.classes) < 2:
+    if task_for(m).classifier and len(m.classes) < 2:
         only = f"only one class ({m.classes[0]!r})" if m.classes else "no classes"
         fix = f"add a sub-folder per class under {m.root}" if files else "check data.target, or use data.task"
         problems.append(f"{only}: a classifier needs at least two; {fix}")
@@ -237,7 +238,7 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
     if not d.normalize:
         mean, std = np.zeros_like(mean), np.ones_like(std)
     std = np.where(std < 1e-6, 1.0, std)  # a constant channel/feature: centre it, do not blow it up
-    if m.task == "classification":
+    if task_for(m).classifier:
         counts = np.bincount(df["label_idx"].to_numpy(np.int64)[train], minlength=len(m.classes)).tolist()
         t_mean = t_std = None
     else:
@@ -248,7 +249,7 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         config=d,
         task=m.task,
         classes=m.classes,
-        num_classes=len(m.classes) if m.task == "classification" else 1,
+        num_classes=len(m.classes) if task_for(m).classifier else 1,
         in_shape=in_shape,
         fingerprint=m.fingerprint,
         mean=tuple(float(v) for v in mean),

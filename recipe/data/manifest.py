@@ -18,6 +18,7 @@ import pandas as pd
 
 from .sources import _CACHE, Reader, load_source
 from .splits import assign_splits
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -78,7 +79,7 @@ def build_manifest(cfg: RecipeConfig) -> Manifest:
     src = load_source(d)
     df = src.df
     # stratify on class names; rows without a label (unreadable) form a stratum of their own
-    labels = df["label"].fillna("<missing>").astype(str) if src.task == "classification" else None
+    labels = df["label"].fillna("<missing>").astype(str) if task_for(src).classifier else None
     split, split_file, notes = assign_splits(
         df["id"], labels, val=d.split.val, test=d.split.test, seed=d.split.seed, fixed=src.fixed_split
     )

@@ -32,6 +32,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 
 from .errors import DataError, inline
+from recipe.tasks import CLASSIFICATION, TASKS, task_for
 
 if TYPE_CHECKING:
     from recipe.config import DataConfig
@@ -289,7 +290,7 @@ def scan_imagefolder(root: Path) -> tuple[list[tuple[str, str]], list[str], list
 
 
 def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
-    if cfg.task == "regression":
+    if not TASKS.get(cfg.task, CLASSIFICATION).classifier:  # data.task "auto" means classification here
         raise DataError(
             f"data.task=regression needs a numeric target, but {source} data is labelled by class folders; "
             "use data.task=auto (or classification), or data.source=csv with a numeric target column"
@@ -465,7 +466,7 @@ def csv_source(cfg: DataConfig) -> SourceData:
         if not finite[i].all():
             why.append("missing values in " + ", ".join(features.columns[~finite[i]]))
         errors.append("; ".join(why))
-    if task == "classification":
+    if task_for(task).classifier:
         labels = y.map(_label_string)
         classes = sorted(labels.dropna().unique(), key=_class_order)
         idx = {c: i for i, c in enumerate(classes)}

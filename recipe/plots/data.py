@@ -26,6 +26,7 @@ from recipe.checks.data import (
 )
 
 from . import OUTLIER_COLOUR, SPLIT_COLOURS, mosaic, new_figure, tile_side
+from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -51,7 +52,7 @@ def _short(name: str, n: int = 18) -> str:
 def class_histogram(m: Manifest) -> Figure:
     """Classification: samples per class, one bar per split side by side. Regression: the target's
     histogram per split."""
-    if m.task == "classification":
+    if task_for(m).classifier:
         table = class_counts(m)
         n = len(table)
         fig = new_figure(1.5 + 0.45 * n, 3.2)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from recipe.tasks import task_for
+
 from . import OUTLIER_COLOUR, mosaic, new_figure, tile_side
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ def loss_at_init_figure(per_example: np.ndarray, expected: float, observed: floa
     ax.hist(finite, bins=40, color=REAL, alpha=0.8)
     ax.axvline(expected, color="black", linestyle="--", label=f"expected mean {expected:.4g}")
     ax.axvline(observed, color=ZERO, label=f"observed mean {observed:.4g}")
-    unit = "cross-entropy, nats" if task == "classification" else "squared error"
+    unit = "cross-entropy, nats" if task_for(task).loss_unit == "nats" else "squared error"
     ax.set_xlabel(f"per-example loss at init ({unit})")
     ax.set_ylabel("val examples")
     ax.set_title("loss at init, before any step")
@@ -101,8 +103,8 @@ def learning_curves_figure(curves: dict[str, dict[str, Sequence[float]]], task: 
         if len(c.get("val_step", [])):
             ax.plot(c["val_step"], c["val_loss"], "o--", color=colour, markersize=4, label=f"{label}: val")
     ax.set_xlabel("step")
-    ax.set_ylabel("loss" + (" (nats)" if task == "classification" else " (MSE)"))
-    if task == "regression":
+    ax.set_ylabel(f"loss ({task_for(task).loss_unit})")
+    if task_for(task).loss_unit == "MSE":
         ax.set_yscale("log")
     ax.set_title("short run: real inputs vs all-zero inputs")
     ax.legend(fontsize=7)
@@ -140,7 +142,7 @@ def overfit_figure(attempts: list[tuple[str, Sequence[float]]], pred: np.ndarray
     left.set_ylabel("batch loss")
     left.set_title("overfit one batch")
     left.legend(fontsize=7)
-    if task == "classification":
+    if task_for(task).classifier:
         n, c = pred.shape
         onehot = np.zeros_like(pred)
         onehot[np.arange(n), y.astype(int)] = 1
@@ -212,7 +214,7 @@ def prediction_dynamics_figure(snapshots: Sequence[tuple[int, np.ndarray]], y: n
     halfway and at the end. Regression: each example's prediction over the epochs, with its target."""
     epochs = [e + 1 for e, _ in snapshots]  # -1 (init) -> 0
     n = len(y)
-    if task != "classification":
+    if not task_for(task).classifier:
         fig = new_figure(6, 3.6)
         ax = fig.add_subplot()
         preds = np.stack([p.reshape(-1) for _, p in snapshots])

@@ -38,7 +38,6 @@ handed on grown (the notes say so).
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 import traceback
@@ -49,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from recipe import tracking
@@ -58,18 +56,17 @@ from recipe.checks.base import Finding
 from recipe.config import RecipeConfig
 from recipe.data import build_augment
 from recipe.data.batching import InMemoryBatcher
-from recipe.fit import build_for
+from recipe.fit import FitResult, build_for, fit
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult
 from recipe.stages.base import StageContext
-from recipe.train import (
-    Callback, Trainer, build_optimizer, config_callbacks, loss_for_task, make_trainer, resolve_device,
-)
+from recipe.tasks import task_for
+from recipe.train import Callback, Trainer, build_optimizer, config_callbacks, resolve_device
 from recipe.train.callbacks import Budget, PredictionSnapshots
 
 STAGE = "baselines"
 KIND = "ablation"  # recipe.kind of the stage's grandchild runs
-MIN_EPOCHS = 5  # a run shorter than this many epochs of the training split uses shorter "epochs" (see _FirstBatches)
+MIN_EPOCHS = 5  # a run shorter than this many epochs of the training split uses shorter "epochs" (FirstBatches)
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -121,6 +118,18 @@ class _ZeroInputs(_PreHook):
         )
 
 
+class _LossAtInit(Callback):
+    """The val loss before any step (mean, and per example), measured as the fit starts."""
+
+    order = -100  # before every other before_fit: nothing has touched the model yet
+
+    def before_fit(self) -> None:
+        t = self.trainer
+        pred, y = t.predict(t.valid_data)
+        self.loss = float(t.loss_fn(pred, y))
+        self.per_example = task_for(t.task).loss(pred, y, reduction="none").double().numpy()
+
+
 class _StopBelow(Callback):
     """End the fit once the training loss is at or below ``target``."""
 
@@ -134,28 +143,10 @@ class _StopBelow(Callback):
             self.trainer.stop(f"loss reached {self.target:.3g}")
 
 
-class _FirstBatches:
-    """The first ``n`` batches of each epoch's (seeded, reshuffled) order: "epochs" of ``n`` steps, so a short run
-    on a large training split still validates and snapshots its predictions several times."""
-
-    def __init__(self, batches: Any, n: int) -> None:
-        self.batches, self.n = batches, n
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.batches, "set_epoch"):
-            self.batches.set_epoch(epoch)
-
-    def __len__(self) -> int:
-        return min(self.n, len(self.batches))
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return itertools.islice(iter(self.batches), len(self))
-
-
-def diverse(y: Tensor, n: int, task: str) -> Tensor:
+def diverse(y: Tensor, n: int, task: Any) -> Tensor:
     """Indices of ``n`` examples covering as many classes as possible (round-robin over the classes in order of
-    appearance), sorted by class; regression: the first ``n``."""
-    if task != "classification":
+    appearance), sorted by class; regression: the first ``n``. ``task``: a name or Task."""
+    if not task_for(task).classifier:
         return torch.arange(min(n, len(y)))
     by_class: dict[int, list[int]] = {}
     for i, c in enumerate(y.tolist()):
@@ -177,19 +168,6 @@ def _logger(prefix: str = "") -> tracking.MLflowLogger:
 # --- the stage -------------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Run:
-    """What one training run left behind."""
-
-    name: str
-    trainer: Trainer
-    metrics: dict[str, float]
-    losses: list[float]
-    smooth: list[float]
-    diverged: str  # the NaN guard's message, "" when it never tripped
-    seconds: float
-
-
 class _NeedsShortRun(RuntimeError):
     pass
 
@@ -207,13 +185,13 @@ class _Skeleton:
         self.cfg: RecipeConfig = self.ctx.cfg
         self.bc = self.cfg.stages.baselines
         self.data = self.ctx.data()
-        self.task = self.data.task
+        self.task = task_for(self.data)
         self.device = resolve_device(self.cfg.trainer.device)
         self.handed_on = self.cfg
         self.tags = tracking.run_tags(self.ctx.input_cfg, self.data.fingerprint, stage=STAGE, kind=KIND)
         train_size = self.data.split_sizes.get("train", 0)
         self.spe = max(1, math.ceil(train_size / self.cfg.data.batch_size))  # batches in an epoch of train
-        self.short: _Run | None = None
+        self.short: FitResult | None = None
         self.short_error = ""
         self.short_cfg = self._run_cfg(self.bc.short_steps)
 
@@ -254,7 +232,7 @@ class _Skeleton:
         self.findings[name] = found
         self.metrics.update({k: float(v) for k, v in found.metrics.items()})
 
-    def _need_short(self) -> _Run:
+    def _need_short(self) -> FitResult:
         if self.short is None:
             raise _NeedsShortRun(f"needs the short run, which raised {self.short_error}")
         return self.short
@@ -273,46 +251,34 @@ class _Skeleton:
         fit in the middle of its last epoch, before that epoch's callbacks run; no time limit either, which
         would make runs irreproducible."""
         over = {"budget.max_steps": None, "budget.epochs": self._geometry(steps)[0], "budget.time_limit_s": None,
-                "trainer.progress": False}  # fmt: skip
+                "budget.early_stopping": None, "model.init_from": None, "trainer.progress": False}  # fmt: skip
         return self.cfg.with_overrides({**over, **overrides})
-
-    def _trainer(self, cfg: RecipeConfig, model: torch.nn.Module, steps: int, cbs: list[Callback] = (),
-                 **kw: Any) -> Trainer:  # fmt: skip
-        trainer = make_trainer(cfg, model, self.data, cbs=cbs, **kw)
-        bpe = self._geometry(steps)[1]
-        if bpe < len(trainer.train_data):
-            trainer.train_data = _FirstBatches(trainer.train_data, bpe)
-        return trainer
 
     @contextmanager
     def _child(self, name: str, params: dict[str, Any]) -> Iterator[None]:
         with tracking.start_run(name, self.tags, params=params, nested=True):
             yield
 
-    def _fit(self, name: str, trainer: Trainer, epochs: int) -> _Run:
-        start = time.perf_counter()
+    def _train(self, name: str, cfg: RecipeConfig, steps: int, cbs: list[Callback], **kw: Any) -> FitResult:
+        """:func:`recipe.fit.fit` for a run of about ``steps`` steps (see :meth:`_geometry`), no eval-mode
+        evaluation, MLflow curves only through a logger in ``cbs``. A diverged run's (or one that never
+        validated) val loss and metric are NaN: no trustworthy validation after a divergence."""
         try:
-            trainer.fit(epochs)
+            r = fit(cfg, self.data, callbacks=cbs, evaluate=False, log=False,
+                    steps_per_epoch=self._geometry(steps)[1], **kw)  # fmt: skip
         finally:
-            for cb in trainer.cbs:
-                if isinstance(cb, (_InputCapture, _ZeroInputs)):
+            for cb in cbs:
+                if isinstance(cb, _PreHook):
                     cb.remove()
-        guard = trainer.cb("nan_guard")
-        message = guard.message if guard is not None and guard.tripped else ""
-        self.diverged[name] = message
-        rec = trainer.cb("recorder")
-        metrics = {k: float(v) for k, v in trainer.metrics.items() if isinstance(v, (int, float))}
-        if message or "val/loss" not in metrics:  # no trustworthy validation after a divergence
-            metrics.update({k: math.nan for k in ("val/loss", f"val/{sk.metric_name(self.task)}")})
-        return _Run(name, trainer, metrics, list(rec.losses) if rec else [], list(rec.smooth_losses) if rec else [],
-                    message, time.perf_counter() - start)  # fmt: skip
+        self.diverged[name] = r.divergence
+        if r.diverged or "val/loss" not in r.metrics:
+            r.metrics.update({k: math.nan for k in ("val/loss", f"val/{self.task.metric}")})
+        return r
 
-    def _quick(self, name: str, cfg: RecipeConfig, steps: int) -> _Run:
+    def _quick(self, name: str, cfg: RecipeConfig, steps: int) -> FitResult:
         """The first ``steps`` steps of the short run's schedule with ``cfg`` (a seed, an init), no validation,
         no MLflow run: the same epochs and batches per epoch, so a non-constant schedule has the same horizon."""
-        model = build_for(cfg, self.data)
-        trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[Budget(max_steps=steps)], valid_split=None)
-        return self._fit(name, trainer, cfg.budget.epochs)
+        return self._train(name, cfg, self.bc.short_steps, [Budget(max_steps=steps)], validate=False)
 
     def _val_batches(self, augment: bool = False):
         return self.data.batches("val", batch_size=self.cfg.data.eval_batch_size, augment=augment,
@@ -333,24 +299,18 @@ class _Skeleton:
         self.snap = PredictionSnapshots((xv[pick], yv[pick]), max_items=self.bc.snapshot_examples)
         self.capture = _InputCapture()
         params = {"steps": self.bc.short_steps, "inputs": "real", "model.name": cfg.model.name, "seed": cfg.seed}
+        at_init = _LossAtInit()
         with self._child("short_run", params):
-            model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, self.bc.short_steps,
-                                    cbs=[self.snap, self.capture, _logger()])  # fmt: skip
-            pred, y = trainer.predict(trainer.valid_data)
-            self.init_loss = float(trainer.loss_fn(pred, y))
-            if self.task == "classification":
-                self.init_per_example = F.cross_entropy(pred.float(), y.long(), reduction="none").numpy()
-            else:
-                self.init_per_example = ((pred.reshape(y.shape).double() - y.double()) ** 2).numpy()
+            self.short = self._train("short_run", cfg, self.bc.short_steps, [at_init, self.snap, self.capture,
+                                                                              _logger()])  # fmt: skip
+            self.init_loss, self.init_per_example = at_init.loss, at_init.per_example
             tracking.log_metrics({"skeleton/loss_at_init": self.init_loss}, step=0)
-            self.short = self._fit("short_run", trainer, cfg.budget.epochs)
         bpe = len(self.short.trainer.train_data)
         epochs = f"epochs of {bpe}" if bpe == self.spe else f"'epochs' of {bpe} of the split's {self.spe} batches"
+        m = self.task.metric
         self.notes.append(
             f"short run: {self.short.trainer.step} steps ({self.short.trainer.epoch + 1} {epochs}) in "
-            f"{self.short.seconds:.1f} s; val {sk.metric_name(self.task)} "
-            f"{self.short.metrics.get('val/' + sk.metric_name(self.task), math.nan):.4g}"
+            f"{self.short.seconds:.1f} s; val {m} {self.short.metrics.get('val/' + m, math.nan):.4g}"
         )
         for key in ("val/loss", "val/accuracy", "val/mae", "val/mse", "train/loss"):
             if key in self.short.metrics:
@@ -384,8 +344,8 @@ class _Skeleton:
         return sk.fixed_seed((a, again.losses), other.losses, self.cfg.seed, other_seed, self.bc.seed_tol)
 
     def _expected(self, init_bias: bool) -> sk.InitLoss:
-        return sk.expected_init_loss(self.task, self.y_val, init_bias=init_bias, class_counts=self.data.class_counts,
-                                     target_mean=self.data.target_mean)  # fmt: skip
+        return self.task.expected_init_loss(self.y_val, init_bias=init_bias, class_counts=self.data.class_counts,
+                                            target_mean=self.data.target_mean)  # fmt: skip
 
     def _loss_at_init(self) -> Finding:
         from recipe.plots import skeleton as plots
@@ -419,7 +379,7 @@ class _Skeleton:
             for xb, yb in self._val_batches():
                 preds.append(model(xb).float().cpu())
                 ys.append(yb.cpu())
-        return float(loss_for_task(self.task)(torch.cat(preds), torch.cat(ys)))
+        return float(self.task.loss(torch.cat(preds), torch.cat(ys)))
 
     def _input_independent(self) -> Finding:
         from recipe.plots import skeleton as plots
@@ -428,45 +388,41 @@ class _Skeleton:
         cfg = self.short_cfg
         params = {"steps": self.bc.short_steps, "inputs": "zeroed", "model.name": cfg.model.name, "seed": cfg.seed}
         with self._child("zero_input", params):
-            model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_ZeroInputs(), _logger()])
-            self.zero = self._fit("zero_input", trainer, cfg.budget.epochs)
+            self.zero = self._train("zero_input", cfg, self.bc.short_steps, [_ZeroInputs(), _logger()])
         curves = {"real inputs": self._curve(short), "zeroed inputs": self._curve(self.zero)}
         self._plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, self.task))
-        chance = sk.chance_margin(self.task, self.y_val, self.data.target_mean, k=3.0)
+        chance = self.task.chance_margin(self.y_val, target_mean=self.data.target_mean, k=3.0)
         return sk.input_independent(self.task, short.metrics, self.zero.metrics, self.bc.input_margin,
                                     short.trainer.step, chance)  # fmt: skip
 
     @staticmethod
-    def _curve(r: _Run) -> dict[str, list[float]]:
+    def _curve(r: FitResult) -> dict[str, list[float]]:
         hist = [h for h in r.trainer.history if "val/loss" in h]
-        return {"smooth": r.smooth, "val_step": [h["step"] for h in hist], "val_loss": [h["val/loss"] for h in hist]}
+        return {"smooth": r.smooth_losses, "val_step": [h["step"] for h in hist], "val_loss": [h["val/loss"] for h in hist]}
 
     def _dumb_baselines(self) -> Finding:
         from recipe.plots import skeleton as plots
 
         short = self._need_short()
-        self.dumb = sk.majority_baseline(self.task, self.y_val, self.data.class_counts, self.data.target_mean)
+        self.dumb = self._dumb()
         b = self.bc
         cfg = self.cfg.with_overrides({
             "model.name": "linear", "model.kwargs": {}, "model.dropout": 0.0, "optim.name": "adam",
             "optim.lr": self._linear_lr(), "optim.weight_decay": 0.0, "schedule.name": "constant",
             "trainer.ema_decay": None, "trainer.grad_clip": None, "budget.max_steps": None,
             "budget.epochs": self._geometry(b.linear_steps)[0], "budget.time_limit_s": None, "trainer.progress": False,
+            "budget.early_stopping": None, "model.init_from": None,
         })  # fmt: skip
         params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
         with self._child("linear_baseline", params):
-            model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, b.linear_steps, cbs=[_logger()], augment=False)
-            self.linear = self._fit("linear_baseline", trainer, cfg.budget.epochs)
-        margin = sk.chance_margin(self.task, self.y_val, self.data.target_mean)
+            self.linear = self._train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
+        margin = self.task.chance_margin(self.y_val, target_mean=self.data.target_mean)
         found = sk.dumb_baselines(self.task, short.metrics, self.dumb, self.linear.metrics, short.trainer.step,
                                   b.require_beat_linear, margin)  # fmt: skip
-        m = sk.metric_name(self.task)
-        dumb_key = "baseline/majority_accuracy" if self.task == "classification" else "baseline/mean_mae"
+        m = self.task.metric
         zero = self.zero.metrics if hasattr(self, "zero") else {}
         mine, lin = short.metrics.get(f"val/{m}", math.nan), self.linear.metrics.get(f"val/{m}", math.nan)
-        bars = {"majority" if self.task == "classification" else "mean": self.dumb[dumb_key],
+        bars = {self.task.dumb_name.split()[0]: self.dumb[self.task.dumb_key],
                 "zero input": zero.get(f"val/{m}", math.nan), "linear": lin, "model": mine}  # fmt: skip
         self._plot("plots/baselines.png", lambda: plots.baselines_figure(bars, m, b.human_baseline))
         return found
@@ -476,7 +432,7 @@ class _Skeleton:
         moves each weight by about lr per step whatever the gradient's size, so reaching outputs of a target's
         size in a few hundred steps takes a step size of that scale."""
         lr = self.bc.linear_lr
-        if self.task == "regression" and self.data.target_std:
+        if not self.task.higher_is_better and self.data.target_std:
             lr *= max(1.0, float(self.data.target_std))
         return lr
 
@@ -532,7 +488,7 @@ class _Skeleton:
         })  # fmt: skip
         model = build_for(cfg, self.data).to(self.device)
         x, y = xb.to(self.device), yb.to(self.device)
-        loss_fn = loss_for_task(self.task)
+        loss_fn = self.task.loss
         with torch.no_grad():
             init = float(loss_fn(model.eval()(x), y))
         target = init * b.overfit_ratio
@@ -543,19 +499,21 @@ class _Skeleton:
             task=self.task, device=self.device, progress=False,
         )  # fmt: skip
         name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
-        r = self._fit(name, trainer, b.overfit_steps)
+        trainer.fit(b.overfit_steps)
+        self.diverged[name] = trainer.diverged
         with torch.no_grad():
             out = model.eval()(x).float()
             final = float(loss_fn(out, y))
-        pred = out.softmax(-1) if self.task == "classification" else out
-        best = min((v for v in r.losses if math.isfinite(v)), default=math.nan)
+        pred = self.task.outputs(out)
+        losses = list(trainer.cb("recorder").losses)
+        best = min((v for v in losses if math.isfinite(v)), default=math.nan)
         label = _describe(model_cfg)
         attempt = sk.OverfitAttempt(label, init, final, best, trainer.step, bool(best <= target))
-        return attempt, r.losses, pred.cpu().numpy()
+        return attempt, losses, pred.cpu().numpy()
 
     def _training_loss_decreases(self) -> Finding:
         short = self._need_short()
-        return sk.training_loss_decreases(self.task, short.smooth, self.bc.decrease_margin, short.diverged,
+        return sk.training_loss_decreases(self.task, short.smooth_losses, self.bc.decrease_margin, short.divergence,
                                           short.trainer.step, self.init_loss)  # fmt: skip
 
     def _batch_independence(self) -> Finding:
@@ -630,15 +588,14 @@ class _Skeleton:
         from recipe.plots import skeleton as plots
 
         augment = list(self.cfg.data.augment)
-        m = sk.metric_name(self.task)
+        m = self.task.metric
         if not augment:
             return sk.augmentation_preserves_labels(self.task, [], math.nan, math.nan, math.nan, 0.0, 0.0, 0)
         cfg = self.short_cfg
         params = {"steps": self.bc.short_steps, "augment": "none (clean)", "model.name": cfg.model.name}
         with self._child("clean_for_augmentation", params):
-            model = build_for(cfg, self.data)
-            trainer = self._trainer(cfg, model, self.bc.short_steps, cbs=[_logger()], augment=False)
-            clean_run = self._fit("clean_for_augmentation", trainer, cfg.budget.epochs)
+            clean_run = self._train("clean_for_augmentation", cfg, self.bc.short_steps, [_logger()], augment=False)
+            trainer = clean_run.trainer
             torch.manual_seed(self.cfg.seed)
             scores = []
             for r in range(self.bc.augment_repeats):
@@ -646,14 +603,12 @@ class _Skeleton:
                 pred, y = trainer.predict(self.data.batches(
                     "val", batch_size=self.cfg.data.eval_batch_size, augment=True, shuffle=True, seed=self.cfg.seed + r,
                     device=self.device))  # fmt: skip
-                scores.append(_metric(self.task, pred, y))
+                scores.append(float(self.task.scores(pred, y).mean()))
             augmented = float(np.mean(scores))
             tracking.log_metrics({f"val_augmented/{m}": augmented})
         clean = clean_run.metrics.get(f"val/{m}", math.nan)
-        if not hasattr(self, "dumb"):
-            self.dumb = sk.majority_baseline(self.task, self.y_val, self.data.class_counts, self.data.target_mean)
-        dumb = self.dumb["baseline/majority_accuracy" if self.task == "classification" else "baseline/mean_mae"]
-        if len(self.data.in_shape) == 3 and self.task == "classification":
+        dumb = self._dumb()[self.task.dumb_key]
+        if len(self.data.in_shape) == 3 and self.task.classifier:
             self._plot("plots/augmentation.png", lambda: self._augmentation_figure(trainer, augment))
         return sk.augmentation_preserves_labels(self.task, augment, clean, augmented, dumb,
                                                 self.bc.augment_warn_retained, self.bc.augment_fail_retained,
@@ -678,14 +633,13 @@ class _Skeleton:
             pa.argmax(-1).tolist(), self.data.classes, title,
         )  # fmt: skip
 
+    def _dumb(self) -> dict[str, float]:
+        """The dumbest predictor's val metrics (:meth:`recipe.tasks.Task.dumb_baseline`)."""
+        return self.task.dumb_baseline(self.y_val, class_counts=self.data.class_counts,
+                                       target_mean=self.data.target_mean)  # fmt: skip
+
     def _finite_loss(self) -> Finding:
         return sk.finite_loss(self.diverged)
-
-
-def _metric(task: str, pred: Tensor, y: Tensor) -> float:
-    if task == "classification":
-        return float((pred.argmax(-1) == y).float().mean())
-    return float((pred.reshape(y.shape).float() - y.float()).abs().mean())
 
 
 def _clip(text: str, n: int = 300) -> str:

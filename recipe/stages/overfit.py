@@ -36,15 +36,13 @@ from recipe.checks.base import Finding, finding, fmt
 from recipe.checks.curves import diagnose_curves, update_ratio_check
 from recipe.config import OverfitConfig, RecipeConfig
 from recipe.data import DataBundle
-from recipe.fit import build_for
+from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult, Verdict
-from recipe.stages._training import (
-    TASK_METRIC, Trained, bundle_for, describe_model, loss_at_init, summary_metrics, train,
-)  # fmt: skip
 from recipe.stages.base import StageContext
+from recipe.tasks import task_for
 from recipe.train import make_trainer, resolve_device
-from recipe.train.callbacks import LRSuggestion, lr_find
+from recipe.train.callbacks import LRSuggestion, UpdateRatio, lr_find
 
 STAGE = "overfit"
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
@@ -73,17 +71,18 @@ def run(ctx: StageContext) -> StageResult:
     cfg, t, met = final.cfg, final.trained, final.met
     findings += [_target_finding(t, s, len(rungs) - 1), _ladder_finding(rungs, s), _finite(t)]
     baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
-    metric, _ = TASK_METRIC[data.task]
-    findings.append(baseline_bar_check(t.val.metric, data.task, baselines, what=f"val {metric}"))
+    task = task_for(data)
+    findings.append(baseline_bar_check(t.val.metric, task, baselines, what=f"val {task.metric}"))
     findings += diagnose_curves(
         [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
-        steps=t.smooth_losses, reference_loss=loss_at_init(data), train_target_met=met, expect_overfit=True,
+        steps=t.smooth_losses, reference_loss=task.init_loss_of(data, init_bias=cfg.model.init_bias).value,
+        train_target_met=met, expect_overfit=True,
     )  # fmt: skip
-    findings.append(update_ratio_check(t.update_ratios, s.update_ratio_low, s.update_ratio_high))
+    findings.append(update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high))
 
     for f in findings:
         metrics.update(f.metrics)
-    metrics.update(summary_metrics(t, "overfit/"))
+    metrics.update(t.summary("overfit/"))
     metrics.update({"overfit/lr": cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
                     "overfit/target_met": float(met)})  # fmt: skip
     _log_figures(rungs, s)
@@ -209,8 +208,10 @@ def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float)
 
 
 class _Rung:
-    def __init__(self, cfg: RecipeConfig, trained: Trained, met: bool, text: str, run_id: str) -> None:
+    def __init__(self, cfg: RecipeConfig, trained: FitResult, met: bool, text: str, run_id: str,
+                 update_ratios: list) -> None:  # fmt: skip
         self.cfg, self.trained, self.met, self.text, self.run_id = cfg, trained, met, text, run_id
+        self.update_ratios = update_ratios  # (step, {layer: log10 update/weight ratio}) every 10 steps
         self.top = ""  # why the ladder could not grow past this rung
 
 
@@ -220,10 +221,12 @@ def _ladder(ctx: StageContext, cfg: RecipeConfig, data: DataBundle, s: OverfitCo
         tags = tracking.run_tags(ctx.input_cfg, data.fingerprint, stage=STAGE, kind="candidate")
         tags["recipe.candidate"] = f"rung{k}"
         with tracking.start_run(f"{STAGE}:rung{k}", tags, params=cfg.flat(), nested=True) as run:
-            t = train(cfg, data, name=f"rung{k}", workdir=ctx.workdir / "rungs", update_ratio=True)
+            ratio = UpdateRatio(every=10)
+            t = fit(cfg, data, callbacks=[ratio], workdir=ctx.workdir)
+            t.save(ctx.workdir / "rungs" / f"rung{k}.pt")
             met, text = target_met(t, s)
-            tracking.log_metrics(summary_metrics(t, "eval/") | {"eval/target_met": float(met)})
-        rungs.append(_Rung(cfg, t, met, text, run.info.run_id))
+            tracking.log_metrics(t.summary("eval/") | {"eval/target_met": float(met)})
+        rungs.append(_Rung(cfg, t, met, text, run.info.run_id, list(ratio.history)))
         if met or t.diverged or k == s.max_rungs:
             break
         try:
@@ -235,9 +238,11 @@ def _ladder(ctx: StageContext, cfg: RecipeConfig, data: DataBundle, s: OverfitCo
     return rungs
 
 
-def target_met(t: Trained, s: OverfitConfig) -> tuple[bool, str]:
-    """Whether the training fit reaches the target, and the observation in words."""
-    if t.data.task == "classification":
+def target_met(t: FitResult, s: OverfitConfig) -> tuple[bool, str]:
+    """Whether the evaluated fit ``t`` reaches the training target of ``s``, and the observation in words:
+    classification: train accuracy (and loss, nats) in eval mode; regression: train MSE as a fraction of the
+    train target variance."""
+    if task_for(t.data).higher_is_better:
         acc, loss = t.train.metrics["accuracy"], t.train.loss
         target_acc = s.target_accuracy if (s.target_accuracy is not None or s.target_loss is not None) else 0.99
         ok_acc = target_acc is None or acc >= target_acc
@@ -250,7 +255,7 @@ def target_met(t: Trained, s: OverfitConfig) -> tuple[bool, str]:
 
 
 def _target_text(s: OverfitConfig, task: str) -> str:
-    if task != "classification":
+    if not task_for(task).higher_is_better:
         return f"train MSE <= {s.target_mse_ratio:g} x the target variance"
     parts = []
     if s.target_accuracy is not None or s.target_loss is None:
@@ -260,7 +265,7 @@ def _target_text(s: OverfitConfig, task: str) -> str:
     return " and ".join(parts)
 
 
-def _target_finding(t: Trained, s: OverfitConfig, rung: int) -> Finding:
+def _target_finding(t: FitResult, s: OverfitConfig, rung: int) -> Finding:
     met, text = target_met(t, s)
     expected = _target_text(s, t.data.task)
     observed = f"{text} (eval mode, {len(t.train.scores)} training samples) after {t.epochs} epochs at rung {rung}"
@@ -292,11 +297,10 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
     )  # fmt: skip
 
 
-def _finite(t: Trained) -> Finding:
-    guard = t.trainer.cb("nan_guard")
+def _finite(t: FitResult) -> Finding:
     ok = not t.diverged
     return finding(
-        "finite_loss", "the training loss stays finite", "finite" if ok else getattr(guard, "message", t.stop_reason),
+        "finite_loss", "the training loss stays finite", "finite" if ok else t.divergence,
         "finite", PASS if ok else FAIL, "lower optim.lr (try 10x smaller) or set trainer.grad_clip",
     )  # fmt: skip
 
@@ -307,13 +311,13 @@ def _finite(t: Trained) -> Finding:
 def _log_figures(rungs: list[_Rung], s: OverfitConfig) -> None:
     from recipe.plots.curves import curves_figure, update_ratio_figure
 
-    metric = TASK_METRIC[rungs[-1].trained.data.task][0]
+    metric = task_for(rungs[-1].trained.data).metric
     histories = {f"rung{i}": r.trained.history for i, r in enumerate(rungs)}
     titles = {f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
                           f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}  # fmt: skip
     tracking.log_figure(curves_figure(histories, titles=titles, title="overfit: train vs validation loss per rung"),
                         "plots/curves.png")  # fmt: skip
-    fig = update_ratio_figure(rungs[-1].trained.update_ratios, s.update_ratio_low, s.update_ratio_high)
+    fig = update_ratio_figure(rungs[-1].update_ratios, s.update_ratio_low, s.update_ratio_high)
     if fig is not None:
         tracking.log_figure(fig, "plots/update_ratio.png")
 

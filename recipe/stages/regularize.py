@@ -55,8 +55,9 @@ from recipe.config import RecipeConfig, RegularizeConfig
 from recipe.data import AUGMENTATIONS, DataBundle
 from recipe.data.augment import TABULAR
 from recipe.report import StageResult, Verdict
-from recipe.stages._training import TASK_METRIC, Trained, describe_model, loss_at_init, resolve_checkpoint, train
+from recipe.fit import FitResult, describe_model, fit, resolve_checkpoint, safe_name
 from recipe.stages.base import StageContext
+from recipe.tasks import task_for
 
 STAGE = "regularize"
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
@@ -78,7 +79,9 @@ def run(ctx: StageContext) -> StageResult:
     base = prev.config if prev is not None else ctx.cfg
     s = ctx.cfg.stages.regularize
     data = ctx.data()
-    metric, higher = TASK_METRIC[data.task]
+    task = task_for(data)
+    metric, higher = task.metric, task.higher_is_better
+    init_loss = task.init_loss_of(data, init_bias=base.model.init_bias).value
     notes = [] if prev is not None else ["no overfit stage result: starting from the incoming config"]
     init_path = _overfit_checkpoint(prev, ctx.workdir) if s.init == "overfit" else None
     if s.init == "overfit" and init_path is None:
@@ -116,13 +119,13 @@ def run(ctx: StageContext) -> StageResult:
 
     baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
     findings = [
-        _improves(reference, chosen, choice, decisions, metric, s.criterion, t_ref, data),
+        _improves(reference, chosen, choice, decisions, metric, s.criterion, t_ref, init_loss),
         _gap(reference, chosen, higher, metric, s.criterion),
-        baseline_bar_check(chosen.val_metric, data.task, baselines, what=f"val {metric}"),
+        baseline_bar_check(chosen.val_metric, task, baselines, what=f"val {metric}"),
         *[_candidate_finding(c, decisions.get(c.name), reference, metric, higher, s.criterion) for c in candidates],
         *diagnose_curves([h["train/loss"] for h in t_chosen.history],
                          [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
-                         reference_loss=loss_at_init(data)),
+                         reference_loss=init_loss),
     ]  # fmt: skip
     _log_figures(runner, rows, reference, candidates, chosen, metric, higher, baselines, s)
 
@@ -211,7 +214,7 @@ class _Runner:
     def __init__(self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig,
                  init_path: Path | None) -> None:  # fmt: skip
         self.ctx, self.base, self.data, self.s, self.init_path = ctx, base, data, s, init_path
-        self.trained: dict[str, Trained] = {}
+        self.trained: dict[str, FitResult] = {}
         self.ref_targets: np.ndarray | None = None
 
     def run(self, spec: Spec) -> CandidateResult:
@@ -229,8 +232,8 @@ class _Runner:
         init = self.init_path if same_shape and not cfg.model.init_from else None
         with tracking.start_run(f"{STAGE}:{spec.name}", tags, params=cfg.flat(), nested=True) as run:
             try:
-                t = train(cfg, self.data, name=spec.name, workdir=self.ctx.workdir / "candidates",
-                          epochs=self.s.epochs, init_path=init)  # fmt: skip
+                t = fit(cfg, self.data, epochs=self.s.epochs, init_path=init, workdir=self.ctx.workdir)
+                t.save(self.ctx.workdir / "candidates" / f"{safe_name(spec.name)}.pt")
             except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
                 tracking.set_tags({tracking.TAG_VERDICT: "fail"})
                 return CandidateResult(spec.name, spec.group, spec.changes, status="failed",
@@ -273,14 +276,14 @@ def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
 
 
 def _improves(ref: CandidateResult, chosen: CandidateResult, choice: Choice, decisions: dict[str, Decision],
-              metric: str, criterion: str, t_ref: Trained, data: DataBundle) -> Finding:  # fmt: skip
+              metric: str, criterion: str, t_ref: FitResult, init_loss: float) -> Finding:  # fmt: skip
     name = "improves_on_reference"
     what = "val loss" if criterion == "loss" else f"val {metric}"
     guard = f" without a worse val {metric}" if criterion == "loss" else ""
     hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
     if chosen is ref:
         diag = diagnose_curves([h["train/loss"] for h in t_ref.history],
-                               [h.get("val/loss", math.nan) for h in t_ref.history], reference_loss=loss_at_init(data))
+                               [h.get("val/loss", math.nan) for h in t_ref.history], reference_loss=init_loss)
         warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
         why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
         return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
@@ -353,12 +356,11 @@ def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _log_figures(runner: _Runner, rows, ref, cands, chosen, metric, higher, baselines, s) -> None:
-    from recipe.checks.ablation import BASELINE_KEYS
+    from recipe.checks.ablation import baseline_keys
     from recipe.plots.curves import comparison_figure, curves_figure, first_layer_figure
 
-    task = runner.data.task
     bars = {}
-    for label, key in BASELINE_KEYS[task]:
+    for label, key in baseline_keys(runner.data):
         if baselines and isinstance(baselines.get(key), (int, float)):
             bars[f"{label} baseline"] = float(baselines[key])
     tracking.log_figure(comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z),

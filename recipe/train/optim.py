@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor, nn
 
 from recipe.config import OptimConfig
+from recipe.tasks import Task, task_for
 
 
 def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -26,16 +27,8 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.o
     raise ValueError(f"unknown optimiser {cfg.name!r}; use sgd, adam, adamw or rmsprop")
 
 
-class RegressionMSE(nn.Module):
-    """MSE between a (N, 1) output and (N,) targets: squeezing here avoids silent (N, N) broadcasting."""
+def loss_for_task(task: str | Task) -> Callable[[Tensor, Tensor], Tensor]:
+    """The training loss of a task (mean reduction): :meth:`recipe.tasks.Task.loss`.
 
-    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        return nn.functional.mse_loss(pred.float().reshape(target.shape), target.float())
-
-
-def loss_for_task(task: str) -> nn.Module:
-    if task == "classification":
-        return nn.CrossEntropyLoss()
-    if task == "regression":
-        return RegressionMSE()
-    raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    Raises ValueError for a task other than "classification" / "regression"."""
+    return task_for(task).loss

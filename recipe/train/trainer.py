@@ -48,6 +48,8 @@ class Trainer:
         metrics: latest values with stable keys ("train/loss", "val/loss", "val/accuracy", "lr", ...).
         history: one dict of metrics per finished epoch (with "epoch" and "step").
         stop_reason: why fit ended early ("" when it ran all epochs).
+        diverged: the NaN guard's message when the training loss stopped being finite ("" otherwise); a
+            diverged fit also has it as ``stop_reason``.
         fit_time: seconds spent in the last fit.
     """
 
@@ -75,7 +77,7 @@ class Trainer:
         self.epoch = self.start_epoch = self.n_epochs = 0
         self.iter = self.n_iter = 0
         self.training = False
-        self.stop_reason = ""
+        self.stop_reason = self.diverged = ""
         self.fit_time = 0.0
         self.xb = self.yb = self.pred = self.loss = None
         self.autocast: Any = nullcontext  # MixedPrecision swaps in torch.autocast
@@ -143,7 +145,7 @@ class Trainer:
 
             self._resume_state = load_checkpoint(resume_from, map_location=self.device)
         self.n_epochs, self.start_epoch = epochs, 0
-        self.stop_reason = ""
+        self.stop_reason = self.diverged = ""
         start = time.perf_counter()
         try:
             self._with_events(self._do_fit, "fit")

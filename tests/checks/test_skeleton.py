@@ -11,38 +11,13 @@ from torch import nn
 
 from recipe.checks import skeleton as sk
 from recipe.report import Verdict
+from recipe.tasks import InitLoss
 from tests.stages.buggy_models import BatchMeanSub, Clean, IgnoreInput, MixBatch
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 
 
 # --- loss at init --------------------------------------------------------------------------------------------
-
-
-def test_expected_init_loss_balanced_classes_is_log_c():
-    y = torch.arange(10).repeat(5)
-    e = sk.expected_init_loss("classification", y, init_bias=True, class_counts=[7] * 10)
-    assert e.value == pytest.approx(math.log(10)) and e.uniform == pytest.approx(math.log(10))
-    assert "-log(1/10) = 2.303 nats" in e.formula
-
-
-def test_expected_init_loss_with_prior_bias_is_the_cross_entropy_under_the_priors():
-    counts = [70, 20, 10]
-    y = torch.tensor([0] * 7 + [1] * 2 + [2])  # val in the train proportions: the priors' entropy
-    e = sk.expected_init_loss("classification", y, init_bias=True, class_counts=counts)
-    p = np.array(counts) / 100
-    assert e.value == pytest.approx(-(p * np.log(p)).sum(), abs=1e-6)
-    assert "cross-entropy of the val labels under the train class priors" in e.formula
-    # without the prior bias, predictions are uniform: -log(1/3)
-    assert sk.expected_init_loss("classification", y, init_bias=False, class_counts=counts).value == pytest.approx(
-        math.log(3))
-
-
-def test_expected_init_loss_regression_is_the_variance_around_the_train_mean():
-    y = torch.tensor([1.0, 3.0, 5.0, 7.0])
-    e = sk.expected_init_loss("regression", y, init_bias=True, target_mean=4.0)
-    assert e.value == pytest.approx(5.0)  # mean of (-3, -1, 1, 3)^2
-    assert sk.expected_init_loss("regression", y, init_bias=False, target_mean=4.0).value == pytest.approx(21.0)
 
 
 @pytest.mark.parametrize(
@@ -57,7 +32,7 @@ def test_expected_init_loss_regression_is_the_variance_around_the_train_mean():
     ],
 )
 def test_loss_at_init_classification_thresholds(observed, verdict, words):
-    e = sk.InitLoss(math.log(10), "-log(1/10) = 2.303 nats", math.log(10))
+    e = InitLoss(math.log(10), "-log(1/10) = 2.303 nats", math.log(10))
     f = sk.loss_at_init("classification", observed, e, warn=0.1, fail=0.3)
     assert f.verdict is verdict and words in f.check.advice
     assert "2.303 nats" in f.check.hypothesis
@@ -66,7 +41,7 @@ def test_loss_at_init_classification_thresholds(observed, verdict, words):
 
 @pytest.mark.parametrize("observed, verdict", [(105.0, PASS), (80.0, WARN), (150.0, FAIL)])
 def test_loss_at_init_regression_is_relative(observed, verdict):
-    e = sk.InitLoss(100.0, "100", 200.0)
+    e = InitLoss(100.0, "100", 200.0)
     assert sk.loss_at_init("regression", observed, e, warn=0.1, fail=0.3).verdict is verdict
 
 
@@ -137,15 +112,6 @@ def test_input_independent(real, accuracy, verdict):
 
 
 # --- dumb baselines and the human metric -------------------------------------------------------------------
-
-
-def test_majority_baseline_and_chance_margin():
-    y = torch.tensor([0] * 6 + [1] * 3 + [2])
-    dumb = sk.majority_baseline("classification", y, [50, 30, 20], None)
-    assert dumb["baseline/majority_accuracy"] == pytest.approx(0.6)
-    assert sk.chance_margin("classification", y) == pytest.approx(2 * math.sqrt(0.6 * 0.4 / 10))
-    reg = sk.majority_baseline("regression", torch.tensor([1.0, 3.0]), [], 2.0)
-    assert reg == {"baseline/mean_mae": 1.0, "baseline/mean_mse": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ in tests/checks/test_ablation.py."""
 
 from __future__ import annotations
 
+import math
+
 from types import SimpleNamespace
 
 import pytest
@@ -14,7 +16,7 @@ from recipe.checks.ablation import CandidateResult, Choice, Decision
 from recipe.config import RecipeConfig
 from recipe.report import StageResult, Verdict
 from recipe.stages import regularize
-from recipe.stages._training import load_matching, resolve_checkpoint
+from recipe.fit import load_matching, resolve_checkpoint
 from recipe.stages.regularize import _overfit_checkpoint, candidate_specs
 
 IMAGES, TABLES = SimpleNamespace(in_shape=(1, 8, 8)), SimpleNamespace(in_shape=(13,))
@@ -98,9 +100,8 @@ def _result(name, val_loss, train_loss, acc=0.98, train_acc=1.0):
 def test_nothing_helping_warns_with_the_reference_curves():
     ref = _result("reference", 0.09, 0.0002)
     t_ref = SimpleNamespace(history=[{"train/loss": 2.3 * 0.7**i, "val/loss": 2.3 * 0.8**i} for i in range(10)])
-    data = SimpleNamespace(task="classification", class_counts=[10] * 10)
     f = regularize._improves(ref, ref, Choice(ref, "no candidate beat the reference"), {}, "accuracy", "loss",
-                             t_ref, data)  # fmt: skip
+                             t_ref, math.log(10))  # fmt: skip
     assert f.verdict is Verdict.WARN
     assert "nothing helped" in f.check.observed and "reference's curves" in f.check.observed
     assert regularize._gap(ref, ref, True, "accuracy", "loss").verdict is Verdict.WARN

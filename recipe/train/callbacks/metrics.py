@@ -13,16 +13,15 @@ import time
 
 import torch
 
+from recipe.tasks import Task, task_for
 from recipe.train.callbacks.base import Callback
 
 
 class Metrics(Callback):
     order = -20  # publish before anything that reads trainer.metrics in the same event
 
-    def __init__(self, task: str = "classification") -> None:
-        if task not in ("classification", "regression"):
-            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
-        self.task = task
+    def __init__(self, task: str | Task = "classification") -> None:
+        self.task = task_for(task)  # raises ValueError for an unknown task
 
     def before_fit(self) -> None:
         # A resume restores history through load_state_dict, which runs after before_fit.
@@ -47,12 +46,8 @@ class Metrics(Callback):
         n = len(t.yb)
         pred, yb = t.pred.detach(), t.yb
         self._add("loss", t.loss.detach().float() * n)
-        if self.task == "classification":
-            self._add("accuracy", (pred.argmax(dim=-1) == yb).sum())
-        else:
-            err = pred.float().reshape(yb.shape) - yb.float()
-            self._add("mse", (err * err).sum())
-            self._add("mae", err.abs().sum())
+        for key, total in self.task.batch_sums(pred, yb).items():
+            self._add(key, total)
         self._n += n
 
     def _add(self, key: str, value: torch.Tensor) -> None:

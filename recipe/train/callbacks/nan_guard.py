@@ -2,8 +2,8 @@
 
 A diverging run should end with a message that says what happened and what to try, not
 with a NaN model that later stages silently evaluate. The guard cancels the fit (so
-everything recorded so far is kept) and leaves the reason in ``trainer.stop_reason`` and
-``self.tripped``; callers turn that into a FAIL verdict.
+everything recorded so far is kept) and leaves the message in ``trainer.diverged`` (and
+``trainer.stop_reason``); callers turn that into a FAIL verdict.
 """
 
 from __future__ import annotations
@@ -36,4 +36,5 @@ class NanGuard(Callback):
                 f"(learning rate {t.lr:.3g}); the run diverged. Lower optim.lr (try 10x smaller), "
                 "set trainer.grad_clip, or check the inputs for NaN/inf values"
             )
+            t.diverged = self.message
             t.stop(self.message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from recipe.tasks import task_for
 from recipe.train.callbacks.base import Callback
 
 
@@ -43,9 +44,7 @@ class PredictionSnapshots(Callback):
         with t.autocast():
             out = t.model(self.xb.to(t.device)).float()
         t.model.train(was_training)
-        if t.task == "classification":
-            out = out.softmax(dim=-1)
-        self.snapshots.append((epoch, out.cpu()))
+        self.snapshots.append((epoch, task_for(t.task).outputs(out).cpu()))
 
     def after_epoch(self) -> None:
         self._take(self.trainer.epoch)
