@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -38,9 +39,12 @@ class SplitConfig(_Section):
     data so every stage, and every later run on the same data, sees the same ones.
     """
 
-    val: float = Field(0.15, gt=0, lt=1)
-    test: float = Field(0.15, ge=0, lt=1)
-    seed: int = 0
+    val: float = Field(0.15, gt=0, lt=1, description="fraction of the usable samples held out for validation")
+    test: float = Field(
+        0.15, ge=0, lt=1,
+        description="fraction held out for the test split (touched once, by the squeeze stage); 0: none",
+    )
+    seed: int = Field(0, description="seed of the stratified split (independent of the training seed)")
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
@@ -57,22 +61,45 @@ class DataConfig(_Section):
     ``torchvision``); ``data.target`` names the CSV target column.
     """
 
-    source: Literal["digits", "imagefolder", "csv", "torchvision"] = "digits"
-    root: Path | None = None  # None: data/<source-name> under the working directory
-    name: str | None = None  # torchvision: MNIST, FashionMNIST, CIFAR10; csv without root: an embedded table
-    download: bool = False  # torchvision only; nothing is downloaded unless asked
-    target: str | None = None  # csv: target column
-    task: Literal["auto", "classification", "regression"] = "auto"
-    image_size: int | None = Field(None, ge=4)  # resize images to a square of this side; None keeps their size
-    grayscale: bool | None = None  # None: keep what the files are (1 channel if all are grayscale)
-    normalize: bool = True  # standardise inputs with statistics from the training split
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(512, ge=1)
-    num_workers: int = Field(0, ge=0)  # DataLoader workers, for data that does not fit in memory
-    in_memory: Literal["auto", "always", "never"] = "auto"
-    max_memory_mb: int = Field(2048, ge=1)  # "auto" keeps data in memory when it fits under this
-    augment: list[str] = Field(default_factory=list)  # label-preserving transforms, e.g. ["crop", "rotate"]
-    split: SplitConfig = Field(default_factory=SplitConfig)
+    source: Literal["digits", "imagefolder", "csv", "torchvision"] = Field(
+        "digits",
+        description=(
+            "digits (embedded, PNG folder), imagefolder (a folder of class sub-folders), csv (a table), or torchvision "
+            "(MNIST, FashionMNIST, CIFAR10)"
+        ),
+    )
+    root: Path | None = Field(
+        None,
+        description=(
+            "the data: a folder (imagefolder), a .csv file (csv) or the download folder (torchvision); None: "
+            "data/<source-name> under the working directory"
+        ),
+    )
+    name: str | None = Field(
+        None, description="torchvision: MNIST, FashionMNIST, CIFAR10; csv without root: an embedded table"
+    )
+    download: bool = Field(False, description="torchvision only; nothing is downloaded unless asked")
+    target: str | None = Field(None, description="csv: target column")
+    task: Literal["auto", "classification", "regression"] = Field(
+        "auto", description="auto: classification, or regression for a csv with a numeric target of many values"
+    )
+    image_size: int | None = Field(
+        None, ge=4, description="resize images to a square of this side; None keeps their size"
+    )
+    grayscale: bool | None = Field(None, description="None: keep what the files are (1 channel if all are grayscale)")
+    normalize: bool = Field(True, description="standardise inputs with statistics from the training split")
+    batch_size: int = Field(64, ge=1, description="training batch size (examples per optimiser step)")
+    eval_batch_size: int = Field(
+        512, ge=1, description="batch size for validation and evaluation (no gradients: can be larger)"
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader workers, for data that does not fit in memory")
+    in_memory: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="keep the decoded split as tensors in memory: auto (when under max_memory_mb), always, never",
+    )
+    max_memory_mb: int = Field(2048, ge=1, description='"auto" keeps data in memory when it fits under this')
+    augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
+    split: SplitConfig = Field(default_factory=SplitConfig, description="the train/val/test split")
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:
@@ -94,27 +121,42 @@ class ModelConfig(_Section):
     keyword arguments ``in_shape`` and ``num_classes`` (plus ``kwargs``) and returns an
     ``nn.Module``. ``width`` and ``depth`` are the capacity knobs stages turn."""
 
-    name: str = "cnn"
-    width: int = Field(32, ge=1)
-    depth: int = Field(2, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    init_bias: bool = True  # set the final bias from class priors / target mean ("init well")
-    kwargs: dict[str, Any] = Field(default_factory=dict)
-    init_from: str | None = None  # start from this checkpoint (local file or MLflow artifact URI): tensors whose
-    # names and shapes match are loaded, the rest (e.g. a new head) keep their init. Set by regularize when
-    # initialising from an earlier run helps
+    name: str = Field(
+        "cnn", description="registry name (linear, mlp, cnn, resnet, resnet18, resnet34) or package.module:callable"
+    )
+    width: int = Field(32, ge=1, description="capacity knob: channels (cnn, resnet) or hidden units (mlp)")
+    depth: int = Field(2, ge=1, description="capacity knob: blocks (cnn, resnet) or hidden layers (mlp)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability before the output layer (0: none)")
+    init_bias: bool = Field(True, description='set the final bias from class priors / target mean ("init well")')
+    kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="extra keyword arguments for the model's builder (a custom module:callable)"
+    )
+    init_from: str | None = Field(
+        None,
+        description=(
+            "start from this checkpoint (local file or MLflow artifact URI): tensors whose names and shapes match are "
+            "loaded, the rest (e.g. a new head) keep their init. Set by regularize when initialising from an earlier "
+            "run helps"
+        ),
+    )
 
 
 class OptimConfig(_Section):
     """torch's own optimisers. ``weight_decay`` is decoupled for adamw, L2 for the rest."""
 
-    name: Literal["sgd", "adam", "adamw", "rmsprop"] = "adam"
-    lr: float = Field(3e-4, gt=0)  # "Adam is safe" at 3e-4
-    weight_decay: float = Field(0.0, ge=0)
-    momentum: float = Field(0.9, ge=0, lt=1)  # sgd, rmsprop
-    nesterov: bool = False  # sgd
-    betas: tuple[float, float] = (0.9, 0.999)  # adam, adamw
-    eps: float = Field(1e-8, gt=0)
+    name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field(
+        "adam", description="the torch optimiser: sgd, adam, adamw (decoupled weight decay) or rmsprop"
+    )
+    lr: float = Field(3e-4, gt=0, description='"Adam is safe" at 3e-4')
+    weight_decay: float = Field(
+        0.0, ge=0, description="weight decay: decoupled for adamw, L2 added to the gradient for the rest"
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd, rmsprop")
+    nesterov: bool = Field(False, description="sgd")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="adam, adamw")
+    eps: float = Field(
+        1e-8, gt=0, description="term added to the denominator for numerical stability (adam, adamw, rmsprop)"
+    )
 
 
 class ScheduleConfig(_Section):
@@ -122,38 +164,49 @@ class ScheduleConfig(_Section):
 
     name: Literal[
         "constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"
-    ] = "constant"
-    warmup_steps: int = Field(0, ge=0)  # linear warm-up, for inverse_sqrt
-    step_epochs: int = Field(10, ge=1)  # step: decay every this many epochs
-    gamma: float = Field(0.1, gt=0, le=1)  # step: decay factor
-    min_lr_ratio: float = Field(0.0, ge=0, le=1)  # cosine / linear / cosine_restarts: floor as a fraction of lr
-    restart_epochs: int = Field(10, ge=1)  # cosine_restarts: first period
-    restart_mult: int = Field(1, ge=1)  # cosine_restarts: period multiplier
-    max_lr_mult: float = Field(10.0, ge=1)  # one_cycle: peak lr = lr * this
-    pct_start: float = Field(0.25, gt=0, lt=1)  # one_cycle: fraction of steps spent warming up
-    plateau_patience: int = Field(3, ge=0)  # plateau: epochs without val improvement before halving
-    plateau_factor: float = Field(0.5, gt=0, lt=1)  # plateau: multiplier ("halve on plateau")
+    ] = Field("constant", description="learning-rate schedule; constant by default (the recipe tunes decay last)")
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up, for inverse_sqrt")
+    step_epochs: int = Field(10, ge=1, description="step: decay every this many epochs")
+    gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
+    min_lr_ratio: float = Field(
+        0.0, ge=0, le=1, description="cosine / linear / cosine_restarts: floor as a fraction of lr"
+    )
+    restart_epochs: int = Field(10, ge=1, description="cosine_restarts: first period")
+    restart_mult: int = Field(1, ge=1, description="cosine_restarts: period multiplier")
+    max_lr_mult: float = Field(10.0, ge=1, description="one_cycle: peak lr = lr * this")
+    pct_start: float = Field(0.25, gt=0, lt=1, description="one_cycle: fraction of steps spent warming up")
+    plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val improvement before halving")
+    plateau_factor: float = Field(0.5, gt=0, lt=1, description='plateau: multiplier ("halve on plateau")')
 
 
 class BudgetConfig(_Section):
     """How much training a stage may spend; the first limit reached stops training."""
 
-    epochs: int = Field(30, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    time_limit_s: float | None = Field(None, gt=0)
-    early_stopping: int | None = Field(None, ge=1)  # stop when val/loss has not improved for this many epochs
-    # and restore the best weights; None: off. Set by regularize when early stopping helps
+    epochs: int = Field(30, ge=1, description="passes over the training split")
+    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps; None: no step limit")
+    time_limit_s: float | None = Field(
+        None, gt=0, description="stop after this many seconds of training (makes runs irreproducible); None: no limit"
+    )
+    early_stopping: int | None = Field(
+        None, ge=1,
+        description=(
+            "stop when val/loss has not improved for this many epochs and restore the best weights; None: off. Set by "
+            "regularize when early stopping helps"
+        ),
+    )
 
 
 class TrainerConfig(_Section):
     """Trainer behaviour shared by every stage."""
 
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: cuda, then mps, then cpu
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on cuda, fp32 elsewhere
-    grad_clip: float | None = Field(None, gt=0)  # clip the global gradient norm to this
-    ema_decay: float | None = Field(None, gt=0, lt=1)  # keep EMA (Polyak) weights and validate with them
-    progress: bool = True  # rich progress bar, shown only on a terminal
-    deterministic: bool = True  # torch.use_deterministic_algorithms where the device allows
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda, then mps, then cpu")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on cuda, fp32 elsewhere"
+    )
+    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep EMA (Polyak) weights and validate with them")
+    progress: bool = Field(True, description="rich progress bar, shown only on a terminal")
+    deterministic: bool = Field(True, description="torch.use_deterministic_algorithms where the device allows")
 
 
 class InspectConfig(_Section):
@@ -163,13 +216,18 @@ class InspectConfig(_Section):
     bound what a check's one-line ``observed`` text names before "... and N more".
     """
 
-    imbalance_warn_ratio: float = Field(5.0, ge=1)  # largest / smallest class count above this warns
-    outlier_mad: float = Field(6.0, gt=0)  # robust z (median/MAD) beyond which a sample is an outlier
-    max_outliers_listed: int = Field(20, ge=0)  # outliers named in the pixel_stats_outliers check
-    max_listed: int = Field(10, ge=0)  # offenders (files, rows, columns) named in the other checks
-    range_margin: float = Field(0.5, ge=0)  # csv: val/test values beyond the train range by more than this
-    # fraction of the train range (max - min) are flagged (feature_ranges, target_values)
-    samples_per_class: int = Field(8, ge=1, le=32)  # images per class in plots/samples.png
+    imbalance_warn_ratio: float = Field(5.0, ge=1, description="largest / smallest class count above this warns")
+    outlier_mad: float = Field(6.0, gt=0, description="robust z (median/MAD) beyond which a sample is an outlier")
+    max_outliers_listed: int = Field(20, ge=0, description="outliers named in the pixel_stats_outliers check")
+    max_listed: int = Field(10, ge=0, description="offenders (files, rows, columns) named in the other checks")
+    range_margin: float = Field(
+        0.5, ge=0,
+        description=(
+            "csv: val/test values beyond the train range by more than this fraction of the train range (max - min) are "
+            "flagged (feature_ranges, target_values)"
+        ),
+    )
+    samples_per_class: int = Field(8, ge=1, le=32, description="images per class in plots/samples.png")
 
 
 class BaselinesConfig(_Section):
@@ -180,44 +238,105 @@ class BaselinesConfig(_Section):
     for regression (MSE); "fractions" are of the reference value named in each comment.
     """
 
-    short_steps: int = Field(150, ge=10)  # optimiser steps of the short run on the full training set (and of
-    # the zero-input run and the clean augmentation-check run, which must match it)
-    seed_steps: int = Field(8, ge=2)  # steps compared between two runs of the same seed (and another seed)
-    seed_tol: float = Field(1e-6, ge=0)  # largest loss difference, relative, that still counts as identical
-    init_loss_warn: float = Field(0.1, gt=0)  # loss at init further than this from the expected value warns
-    # (nats for classification; a fraction of the expected MSE for regression) ...
-    init_loss_fail: float = Field(0.3, gt=0)  # ... and further than this fails
-    hockey_steps: int = Field(50, ge=5)  # steps plotted with and without the final bias set from the data
-    input_margin: float = Field(0.1, gt=0, lt=1)  # real inputs must end with a val loss at least this
-    # fraction below the same model trained for the same steps on all-zero inputs
-    linear_steps: int = Field(300, ge=10)  # steps of the linear baseline
-    linear_lr: float = Field(3e-3, gt=0)  # Adam learning rate of the linear baseline (a fair, fast fit);
-    # regression: times the train target std (raw targets need steps of their size)
-    require_beat_linear: bool = False  # warn when the short run does not beat the linear baseline yet
-    # (off: a short run is not meant to; the overfit stage must)
-    human_baseline: float | None = None  # human-level val accuracy (0-1), or MAE for regression; None: none
-    overfit_examples: int = Field(8, ge=2, le=16)  # examples in the one batch to overfit
-    overfit_steps: int = Field(500, ge=10)  # step budget to overfit them, per model size tried (stops when reached)
-    overfit_ratio: float = Field(0.01, gt=0, lt=1)  # "near zero": the batch loss must fall below this
-    # fraction of its value at init
-    overfit_max_grow: int = Field(2, ge=0)  # capacity-ladder rungs (recipe.models.grow) to try when it cannot
-    decrease_margin: float = Field(0.1, gt=0, lt=1)  # the smoothed training loss over the last window of the
-    # short run must be this fraction below the first window's
-    batch_examples: int = Field(6, ge=2, le=64)  # examples in the batch-independence gradient check
-    batch_leak_tol: float = Field(1e-6, ge=0)  # gradient reaching other examples, relative to the own one,
-    # above which examples count as mixed
-    input_mean_tol: float = Field(0.25, gt=0)  # the decoded batch entering the net warns when its mean is off
-    # the train split's by more than this many train standard deviations (averaged over channels/features; plus
-    # 2/sqrt(batch size) for chance) ...
-    input_std_factor: float = Field(1.5, gt=1)  # ... or its standard deviation by more than this factor
-    snapshot_examples: int = Field(16, ge=1, le=64)  # validation examples whose predictions are tracked
-    augment_warn_retained: float = Field(0.4, gt=0, le=1)  # with data.augment set: a model trained on clean
-    # data should keep this fraction of its skill above the dumb baseline on augmented val inputs (less warns:
-    # the augmentation may change labels, or be stronger than this model can absorb) ...
-    augment_fail_retained: float = Field(0.2, ge=0, le=1)  # ... and keeping less than this fails: the
-    # augmentation destroys the signal or scrambles labels (skill falls towards chance)
-    augment_repeats: int = Field(2, ge=1)  # augmented passes over the val split averaged in that check
-    plots: bool = True  # draw and log plots/*.png (about a quarter of the stage's time on small data)
+    short_steps: int = Field(
+        150, ge=10,
+        description=(
+            "optimiser steps of the short run on the full training set (and of the zero-input run and the clean "
+            "augmentation-check run, which must match it)"
+        ),
+    )
+    seed_steps: int = Field(8, ge=2, description="steps compared between two runs of the same seed (and another seed)")
+    seed_tol: float = Field(1e-6, ge=0, description="largest loss difference, relative, that still counts as identical")
+    init_loss_warn: float = Field(
+        0.1, gt=0,
+        description=(
+            "loss at init further than this from the expected value warns (nats for classification; a fraction of the "
+            "expected MSE for regression)"
+        ),
+    )
+    init_loss_fail: float = Field(
+        0.3, gt=0,
+        description="loss at init further than this from the expected value fails (units of init_loss_warn)",
+    )
+    hockey_steps: int = Field(50, ge=5, description="steps plotted with and without the final bias set from the data")
+    input_margin: float = Field(
+        0.1, gt=0, lt=1,
+        description=(
+            "real inputs must end with a val loss at least this fraction below the same model trained for the same "
+            "steps on all-zero inputs"
+        ),
+    )
+    linear_steps: int = Field(300, ge=10, description="steps of the linear baseline")
+    linear_lr: float = Field(
+        3e-3, gt=0,
+        description=(
+            "Adam learning rate of the linear baseline (a fair, fast fit); regression: times the train target std (raw "
+            "targets need steps of their size)"
+        ),
+    )
+    require_beat_linear: bool = Field(
+        False,
+        description=(
+            "warn when the short run does not beat the linear baseline yet (off: a short run is not meant to; the "
+            "overfit stage must)"
+        ),
+    )
+    human_baseline: float | None = Field(
+        None, description="human-level val accuracy (0-1), or MAE for regression; None: none"
+    )
+    overfit_examples: int = Field(8, ge=2, le=16, description="examples in the one batch to overfit")
+    overfit_steps: int = Field(
+        500, ge=10, description="step budget to overfit them, per model size tried (stops when reached)"
+    )
+    overfit_ratio: float = Field(
+        0.01, gt=0, lt=1, description='"near zero": the batch loss must fall below this fraction of its value at init'
+    )
+    overfit_max_grow: int = Field(
+        2, ge=0, description="capacity-ladder rungs (recipe.models.grow) to try when it cannot"
+    )
+    decrease_margin: float = Field(
+        0.1, gt=0, lt=1,
+        description=(
+            "the smoothed training loss over the last window of the short run must be this fraction below the first "
+            "window's"
+        ),
+    )
+    batch_examples: int = Field(6, ge=2, le=64, description="examples in the batch-independence gradient check")
+    batch_leak_tol: float = Field(
+        1e-6, ge=0,
+        description="gradient reaching other examples, relative to the own one, above which examples count as mixed",
+    )
+    input_mean_tol: float = Field(
+        0.25, gt=0,
+        description=(
+            "the decoded batch entering the net warns when its mean is off the train split's by more than this many "
+            "train standard deviations (averaged over channels/features; plus 2/sqrt(batch size) for chance)"
+        ),
+    )
+    input_std_factor: float = Field(
+        1.5, gt=1,
+        description="the decoded batch also warns when its standard deviation is off by more than this factor",
+    )
+    snapshot_examples: int = Field(16, ge=1, le=64, description="validation examples whose predictions are tracked")
+    augment_warn_retained: float = Field(
+        0.4, gt=0, le=1,
+        description=(
+            "with data.augment set: a model trained on clean data should keep this fraction of its skill above the "
+            "dumb baseline on augmented val inputs (less warns: the augmentation may change labels, or be stronger "
+            "than this model can absorb)"
+        ),
+    )
+    augment_fail_retained: float = Field(
+        0.2, ge=0, le=1,
+        description=(
+            "keeping less than this fraction fails: the augmentation destroys the signal or scrambles labels (skill "
+            "falls towards chance)"
+        ),
+    )
+    augment_repeats: int = Field(2, ge=1, description="augmented passes over the val split averaged in that check")
+    plots: bool = Field(
+        True, description="draw and log plots/*.png (about a quarter of the stage's time on small data)"
+    )
 
 
 class OverfitConfig(_Section):
@@ -229,28 +348,58 @@ class OverfitConfig(_Section):
     target grows one rung of the capacity ladder (``recipe.models.grow``) at a time.
     """
 
-    architecture: str = "auto"  # auto: keep model.name when it suits the data and device (cnn / resnet / your
-    # module:callable for images, mlp for tables, resnet18/34 only on a GPU), else cnn (CPU) or resnet18 (GPU)
-    # for images and mlp for tables; or a model name to use as is
-    optimizer: Literal["adam", "config"] = "adam"  # adam: Adam at `lr`, constant schedule; config: keep optim.*
-    lr: float = Field(3e-4, gt=0)  # the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder
-    epochs: int | None = Field(None, ge=1)  # training budget per rung; None: budget.epochs
-    max_rungs: int = Field(2, ge=0)  # how many times the model may grow when it cannot reach the target
-    target_accuracy: float | None = Field(0.99, gt=0, le=1)  # classification: train accuracy (eval mode) to reach
-    target_loss: float | None = Field(None, gt=0)  # classification: train loss (nats) to get under; None: not used
-    # (with both set, both must hold)
-    target_mse_ratio: float = Field(0.1, gt=0, le=1)  # regression: train MSE under this fraction of the target
-    # variance (R^2 above 1 - this)
-    lr_finder: bool = True  # sweep the learning rate before training and confirm or replace `lr`
-    lr_min: float = Field(1e-7, gt=0)  # first lr of the sweep
-    lr_max: float = Field(10.0, gt=0)  # last lr of the sweep (it stops earlier when the loss diverges)
-    lr_steps: int = Field(100, ge=10)  # optimiser steps of the sweep
-    lr_rule: Literal["min_div_10", "steepest"] = "min_div_10"  # the suggestion: a tenth of the lr at the smoothed
-    # loss minimum, or the lr where the smoothed loss falls fastest
-    lr_tolerance: float = Field(3.0, ge=1)  # keep `lr` when within this factor of the suggestion (and below the
-    # lr of the loss minimum); otherwise take the suggestion
-    update_ratio_low: float = Field(-4.0, lt=0)  # log10 update/weight ratio below which a layer barely learns
-    update_ratio_high: float = Field(-2.0, lt=0)  # ... and above which it is thrashed (healthy: about -3)
+    architecture: str = Field(
+        "auto",
+        description=(
+            "auto: keep model.name when it suits the data and device (cnn / resnet / your module:callable for images, "
+            "mlp for tables, resnet18/34 only on a GPU), else cnn (CPU) or resnet18 (GPU) for images and mlp for "
+            "tables; or a model name to use as is"
+        ),
+    )
+    optimizer: Literal["adam", "config"] = Field(
+        "adam", description="adam: Adam at `lr`, constant schedule; config: keep optim.*"
+    )
+    lr: float = Field(
+        3e-4, gt=0, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
+    )
+    epochs: int | None = Field(None, ge=1, description="training budget per rung; None: budget.epochs")
+    max_rungs: int = Field(2, ge=0, description="how many times the model may grow when it cannot reach the target")
+    target_accuracy: float | None = Field(
+        0.99, gt=0, le=1, description="classification: train accuracy (eval mode) to reach"
+    )
+    target_loss: float | None = Field(
+        None, gt=0,
+        description="classification: train loss (nats) to get under; None: not used (with both set, both must hold)",
+    )
+    target_mse_ratio: float = Field(
+        0.1, gt=0, le=1,
+        description="regression: train MSE under this fraction of the target variance (R^2 above 1 - this)",
+    )
+    lr_finder: bool = Field(True, description="sweep the learning rate before training and confirm or replace `lr`")
+    lr_min: float = Field(1e-7, gt=0, description="first lr of the sweep")
+    lr_max: float = Field(10.0, gt=0, description="last lr of the sweep (it stops earlier when the loss diverges)")
+    lr_steps: int = Field(100, ge=10, description="optimiser steps of the sweep")
+    lr_rule: Literal["min_div_10", "steepest"] = Field(
+        "min_div_10",
+        description=(
+            "the suggestion: a tenth of the lr at the smoothed loss minimum, or the lr where the smoothed loss falls "
+            "fastest"
+        ),
+    )
+    lr_tolerance: float = Field(
+        3.0, ge=1,
+        description=(
+            "keep `lr` when within this factor of the suggestion (and below the lr of the loss minimum); otherwise "
+            "take the suggestion"
+        ),
+    )
+    update_ratio_low: float = Field(
+        -4.0, lt=0, description="log10 update/weight ratio below which a layer barely learns"
+    )
+    update_ratio_high: float = Field(
+        -2.0, lt=0,
+        description="log10 update/weight ratio above which a layer is thrashed (healthy: about -3)",
+    )
 
 
 class RegularizeConfig(_Section):
@@ -263,49 +412,90 @@ class RegularizeConfig(_Section):
     None skip a kind of candidate.
     """
 
-    epochs: int = Field(30, ge=1)  # budget of every candidate, the reference included (regularisers need a
-    # reference that has had time to overfit, and augmentation needs epochs to pay off)
-    augment: list[str] = Field(default_factory=lambda: ["crop", "rotate"])  # one candidate with these label-
-    # preserving transforms (recipe.data.augment; never hflip for digits or text)
-    weight_decay: list[float] = Field(default_factory=lambda: [0.05, 0.5])  # one AdamW candidate per value
-    # (decoupled: each step shrinks the weights by lr x this)
-    dropout: list[float] = Field(default_factory=lambda: [0.3])  # one candidate per model.dropout value
-    early_stopping: int | None = Field(3, ge=1)  # a candidate stopping when val loss has not improved for this
-    # many epochs (restoring the best weights)
-    smaller_input: float | None = Field(0.75, gt=0, lt=1)  # images: a candidate at data.image_size = this x side
-    smaller_batch: float | None = Field(0.5, gt=0, lt=1)  # a candidate at this x data.batch_size
-    init_from: str | None = None  # transfer/pretrain candidate: a local checkpoint or state_dict file, or an MLflow
-    # artifact URI (runs:/..., models:/..., mlflow-artifacts:/...); tensors whose shapes match are loaded. Nothing
-    # is downloaded from anywhere else; None skips the candidate
-    init: Literal["scratch", "overfit"] = "scratch"  # scratch: every candidate starts from the same seeded init
-    # (a fair comparison); overfit: candidates with the overfit model's architecture and input fine-tune its
-    # checkpoint
-    criterion: Literal["loss", "metric"] = "loss"  # what a candidate must improve: the val loss (per-sample
-    # paired, and the val metric must not get worse beyond noise), or the val metric (accuracy / MAE) itself
-    noise_z: float = Field(1.0, ge=0)  # "beyond noise": the gain must exceed this many paired standard errors
-    min_delta: float = Field(0.0, ge=0)  # ... and this much (in the criterion's units)
+    epochs: int = Field(
+        30, ge=1,
+        description=(
+            "budget of every candidate, the reference included (regularisers need a reference that has had time to "
+            "overfit, and augmentation needs epochs to pay off)"
+        ),
+    )
+    augment: list[str] = Field(
+        default_factory=lambda: ["crop", "rotate"],
+        description=(
+            "one candidate with these label- preserving transforms (recipe.data.augment; never hflip for digits or "
+            "text)"
+        ),
+    )
+    weight_decay: list[float] = Field(
+        default_factory=lambda: [0.05, 0.5],
+        description="one AdamW candidate per value (decoupled: each step shrinks the weights by lr x this)",
+    )
+    dropout: list[float] = Field(default_factory=lambda: [0.3], description="one candidate per model.dropout value")
+    early_stopping: int | None = Field(
+        3, ge=1,
+        description=(
+            "a candidate stopping when val loss has not improved for this many epochs (restoring the best "
+            "weights)"
+        ),
+    )
+    smaller_input: float | None = Field(
+        0.75, gt=0, lt=1, description="images: a candidate at data.image_size = this x side"
+    )
+    smaller_batch: float | None = Field(0.5, gt=0, lt=1, description="a candidate at this x data.batch_size")
+    init_from: str | None = Field(
+        None,
+        description=(
+            "transfer/pretrain candidate: a local checkpoint or state_dict file, or an MLflow artifact URI (runs:/..., "
+            "models:/..., mlflow-artifacts:/...); tensors whose shapes match are loaded. Nothing is downloaded from "
+            "anywhere else; None skips the candidate"
+        ),
+    )
+    init: Literal["scratch", "overfit"] = Field(
+        "scratch",
+        description=(
+            "scratch: every candidate starts from the same seeded init (a fair comparison); overfit: candidates with "
+            "the overfit model's architecture and input fine-tune its checkpoint"
+        ),
+    )
+    criterion: Literal["loss", "metric"] = Field(
+        "loss",
+        description=(
+            "what a candidate must improve: the val loss (per-sample paired, and the val metric must not get worse "
+            "beyond noise), or the val metric (accuracy / MAE) itself"
+        ),
+    )
+    noise_z: float = Field(
+        1.0, ge=0, description='"beyond noise": the gain must exceed this many paired standard errors'
+    )
+    min_delta: float = Field(0.0, ge=0, description="the gain must also exceed this much (in the criterion's units)")
 
 
 class StagesConfig(_Section):
-    inspect: InspectConfig = Field(default_factory=InspectConfig)
-    baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
-    overfit: OverfitConfig = Field(default_factory=OverfitConfig)
-    regularize: RegularizeConfig = Field(default_factory=RegularizeConfig)
+    inspect: InspectConfig = Field(default_factory=InspectConfig, description="stage 1, become one with the data")
+    baselines: BaselinesConfig = Field(
+        default_factory=BaselinesConfig, description="stage 2, the end-to-end skeleton and dumb baselines"
+    )
+    overfit: OverfitConfig = Field(
+        default_factory=OverfitConfig, description="stage 3, a model big enough to fit the training set"
+    )
+    regularize: RegularizeConfig = Field(
+        default_factory=RegularizeConfig, description="stage 4, trade training fit for validation performance"
+    )
 
 
 class RecipeConfig(_Section):
     """Everything a recipe run needs. Load with :func:`load_config`."""
 
-    name: str = "digits"  # the MLflow experiment
-    description: str = ""
-    seed: int = 0
-    data: DataConfig = Field(default_factory=DataConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
-    budget: BudgetConfig = Field(default_factory=BudgetConfig)
-    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
-    stages: StagesConfig = Field(default_factory=StagesConfig)
+    name: str = Field("digits", description="the MLflow experiment")
+    description: str = Field("", description="free text shown with the recipe")
+    seed: int = Field(0, description="seed of model init, data order, augmentation and dropout (one seed, one result)")
+    data: DataConfig = Field(default_factory=DataConfig, description="where the data comes from and how it is batched")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="the network to build")
+    optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimiser")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="the learning-rate schedule")
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="how much training a stage may spend")
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="trainer behaviour shared by every stage")
+    stages: StagesConfig = Field(default_factory=StagesConfig, description="settings of each stage")
 
     @field_validator("name")
     @classmethod
@@ -454,3 +644,34 @@ def config_hash(cfg: RecipeConfig | dict[str, Any]) -> str:
     """12 hex digits of sha256 over the canonical JSON: independent of key order and of how it was written."""
     data = cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+# --- documentation ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One setting as ``flows config --explain`` lists it."""
+
+    key: str  # dotted path, e.g. "optim.lr"
+    type: str  # the annotation as written, e.g. "float", "int | None", "Literal['adam', 'sgd']"
+    default: Any  # JSON-able default value
+    description: str  # meaning, unit, and what None / special values do
+
+
+def explain(schema: type[BaseModel] | None = None, prefix: str = "") -> list[FieldDoc]:
+    """Every leaf setting of ``schema`` (default :class:`RecipeConfig`), in declaration order, with its type,
+    default and the ``Field(description=...)`` that the JSON schema and the Prefect UI form also show."""
+    schema = schema or RecipeConfig
+    out: list[FieldDoc] = []
+    for name, info in schema.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out += explain(ann, f"{prefix}{name}.")
+            continue
+        default = info.get_default(call_default_factory=True)
+        default = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+        typ = getattr(ann, "__name__", None) if isinstance(ann, type) else None
+        text = typ or str(ann).replace("typing.", "").replace("pathlib.", "")
+        out.append(FieldDoc(f"{prefix}{name}", text, default, info.description or ""))
+    return out

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +30,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: spi
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
+
+
+def artifact_paths(client: Any, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of an MLflow run (``client``: an ``MlflowClient``), as paths relative to its root."""
+    out: set[str] = set()
+    for a in client.list_artifacts(run_id, path):
+        out |= artifact_paths(client, run_id, a.path) if a.is_dir else {a.path}
+    return out
 
 
 @pytest.fixture(scope="session")

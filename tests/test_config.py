@@ -111,3 +111,18 @@ def test_parse_override_keeps_strings_for_pydantic():
     assert parse_override("optim.lr=1e-3") == ("optim.lr", "1e-3")
     assert parse_override("a.b=[1, 2]") == ("a.b", [1, 2])
     assert parse_override("a.b=") == ("a.b", "")
+
+
+def test_every_setting_is_documented_in_the_json_schema_and_explain():
+    """The Prefect UI form and `flows config --explain` read Field(description=...): none may be missing."""
+    from recipe.config import RecipeConfig, explain
+
+    schema = RecipeConfig.model_json_schema()
+    sections = [schema, *schema["$defs"].values()]
+    undocumented = [k for s in sections for k, v in s["properties"].items() if not v.get("description")]
+    assert undocumented == []
+    docs = {d.key: d for d in explain()}
+    assert set(docs) == set(RecipeConfig().flat())  # every leaf key, no more
+    assert docs["budget.early_stopping"].default is None and "restore the best weights" in docs[
+        "budget.early_stopping"].description
+    assert docs["data.split.val"].type == "float" and docs["data.split.val"].default == 0.15

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from recipe.checks.base import Finding, finding, fmt
+from recipe.checks.curves import diagnose_curves
 from recipe.report import Verdict
 from recipe.tasks import Task, task_for
 
@@ -251,6 +252,74 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
 
 def _num(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.4f}"
+
+
+# --- the regularize stage's judgements -----------------------------------------------------------------------
+
+
+def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice: Choice, *,
+                          decisions: dict[str, Decision], metric: str, criterion: str, ref_history: Sequence[dict],
+                          init_loss: float | None) -> Finding:  # fmt: skip
+    """PASS when ``choice`` picked a candidate over the reference (it beat it beyond noise on ``criterion``,
+    "loss" or "metric"); WARN when nothing helped, with what the reference's curves (``ref_history``: per-epoch
+    rows with "train/loss" and "val/loss"; ``init_loss``: the expected loss at init, nats or MSE) say about why.
+    Source: the recipe's "regularize" (seeds/004): trade training fit for validation performance, kept only
+    when the gain is beyond noise."""
+    name = "improves_on_reference"
+    what = "val loss" if criterion == "loss" else f"val {metric}"
+    guard = f" without a worse val {metric}" if criterion == "loss" else ""
+    hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
+    if chosen is ref:
+        diag = diagnose_curves([h["train/loss"] for h in ref_history],
+                               [h.get("val/loss", math.nan) for h in ref_history], reference_loss=init_loss)
+        warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
+        why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
+        return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
+                       "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
+                       "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
+                       "augmentation, larger weight decay) or, best of all, more data")  # fmt: skip
+    d = decisions[chosen.name]
+    observed = (f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
+                f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})")
+    return finding(name, hypothesis, observed, "gain > noise_z x se", PASS)
+
+
+def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, metric: str,
+                criterion: str) -> Finding:  # fmt: skip
+    """PASS when the chosen candidate's train-validation gap (in the criterion's units: val - train loss, or
+    the metric's train/val difference oriented by ``higher``) is smaller than the reference's; else WARN.
+    Source: seeds/004, "give up some of the training accuracy" to gain validation accuracy."""
+    g_ref, g_new = ref.gap(higher, criterion), chosen.gap(higher, criterion)
+    shrinks = chosen is not ref and g_new < g_ref
+    unit = "loss (val - train)" if criterion == "loss" else f"{metric} (train - val)" if higher else \
+        f"{metric} (val - train)"
+    observed = f"{unit} gap {fmt(g_ref)} (reference) -> {fmt(g_new)} ({chosen.name})"
+    return finding(
+        "gap_shrinks", "the chosen regularisation narrows the train-validation gap", observed,
+        "a smaller gap than the reference's", PASS if shrinks else WARN,
+        "the gap did not shrink: the gain (if any) came from fitting better, not from generalising better; "
+        "check the candidate curves (plots/regularize_curves.png)",
+    )  # fmt: skip
+
+
+def candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResult, *, metric: str,
+                      higher: bool, criterion: str) -> Finding:  # fmt: skip
+    """An advisory row per candidate (``candidate_<name>``, always PASS, or WARN when it failed to train): kept
+    or dropped by ``d`` (:func:`decide`), its val loss/metric and gap against the reference's."""
+    if c.status == "skipped":
+        return finding(f"candidate_{c.name}", f"{c.group} helps", f"skipped: {c.note}", "tried when configured", PASS)
+    changes = ", ".join(f"{k}={v}" for k, v in c.changes.items())
+    what = "val loss" if criterion == "loss" else f"val {metric}"
+    hypothesis = f"{changes} improves the {what} of the reference beyond noise"
+    if not c.ok or d is None:
+        return finding(f"candidate_{c.name}", hypothesis, f"{c.status}: {c.note}", "a trained candidate", WARN,
+                       "see the candidate's nested MLflow run")  # fmt: skip
+    observed = (f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
+                f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
+                f"{fmt(ref.gap(higher, criterion))}")  # fmt: skip
+    if c.note:
+        observed += f"; {c.note}"
+    return finding(f"candidate_{c.name}", hypothesis, observed, "gain > noise_z x se to keep", PASS)
 
 
 # --- the dumb-baseline bar -----------------------------------------------------------------------------------

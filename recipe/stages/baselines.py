@@ -60,6 +60,7 @@ from recipe.fit import FitResult, build_for, fit
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult
 from recipe.stages.base import StageContext
+from recipe.stages.ending import Figures, finish
 from recipe.tasks import task_for
 from recipe.train import Callback, Trainer, build_optimizer, config_callbacks, resolve_device
 from recipe.train.callbacks import Budget, PredictionSnapshots
@@ -194,6 +195,7 @@ class _Skeleton:
         self.short: FitResult | None = None
         self.short_error = ""
         self.short_cfg = self._run_cfg(self.bc.short_steps)
+        self.figures = Figures(enabled=self.bc.plots)
 
     # --- driver --------------------------------------------------------------------------------------------
 
@@ -208,10 +210,10 @@ class _Skeleton:
         self.timings["total"] = time.perf_counter() - start
         self.metrics.update({f"time/{k}_s": v for k, v in self.timings.items()})
         tracking.log_dict({k: round(v, 3) for k, v in self.timings.items()}, "baselines/timings.json")
-        checks = [self.findings[n].check for n in sk.CHECK_NAMES]
+        findings = [self.findings[n] for n in sk.CHECK_NAMES]
         artifacts = {"plots": tracking.artifact_uri("plots")}
-        return StageResult.from_checks(STAGE, checks, self.metrics, self.handed_on, artifacts=artifacts,
-                                       notes=self.notes)  # fmt: skip
+        return finish(STAGE, findings, self.handed_on, metrics=self.metrics, artifacts=artifacts,
+                      notes=self.notes + self.figures.close())
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> None:
         t = time.perf_counter()
@@ -318,15 +320,7 @@ class _Skeleton:
 
     def _plot(self, path: str, make: Callable[[], Any]) -> None:
         """Log a figure; a plotting error becomes a note, never a failed check."""
-        if not self.bc.plots:
-            return
-        try:
-            fig = make()
-        except Exception as e:
-            self.notes.append(f"{path} could not be drawn: {type(e).__name__}: {e}")
-            return
-        if fig is not None:
-            tracking.log_figure(fig, path)
+        self.figures.log(path, make)
 
     # --- the checks ----------------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from recipe.checks import inspect_manifest
 from recipe.checks.base import DataReport, Finding, finding
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
+from recipe.stages.ending import Figures, finish
 
 STAGE = "inspect"
 
@@ -39,7 +40,7 @@ def run(ctx: StageContext) -> StageResult:
     docs_dir = ctx.workdir / "gx" / "data_docs"
     gx_finding, gx_result = _validate(m, cfg, docs_dir)
     findings = [*report.findings, gx_finding]
-    metrics = {**report.metrics, **gx_finding.metrics}
+    metrics = {**report.metrics, **gx_finding.metrics}  # logged now: finish() merges the same numbers
 
     tracking.log_metrics(metrics)
     tracking.log_dict(gx_result, "gx/validation_result.json")
@@ -63,7 +64,7 @@ def run(ctx: StageContext) -> StageResult:
     }
     if m.split_file is not None:
         artifacts["split_file"] = str(m.split_file)
-    return StageResult.from_checks(STAGE, [f.check for f in findings], metrics, cfg, artifacts=artifacts, notes=notes)
+    return finish(STAGE, findings, cfg, metrics=metrics, artifacts=artifacts, notes=notes)
 
 
 def _validate(m, cfg, docs_dir) -> tuple[Finding, dict[str, Any]]:
@@ -102,16 +103,7 @@ def _log_figures(m, cfg) -> list[str]:
     plots/errors.txt) rather than losing the whole data report."""
     from recipe.plots.data import figure_builders
 
-    notes, errors = [], []
+    figures = Figures()
     for path, build in figure_builders(m, cfg).items():
-        try:
-            fig = build()
-        except Exception as e:
-            notes.append(f"{path} could not be drawn ({type(e).__name__}: {e}); see plots/errors.txt")
-            errors.append(f"{path}\n{traceback.format_exc()}")
-            continue
-        if fig is not None:
-            tracking.log_figure(fig, path)
-    if errors:
-        tracking.log_text("\n".join(errors), "plots/errors.txt")
-    return notes
+        figures.log(path, build)
+    return figures.close()

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shutil
 
 from recipe import tracking
 from recipe.checks.ablation import baseline_bar_check
@@ -40,6 +39,7 @@ from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
+from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.tasks import task_for
 from recipe.train import make_trainer, resolve_device
 from recipe.train.callbacks import LRSuggestion, UpdateRatio, lr_find
@@ -57,9 +57,10 @@ def run(ctx: StageContext) -> StageResult:
     findings: list[Finding] = [arch]
     notes = [f"don't be a hero: changed {c}" for c in changes] or ["the incoming config already is hero-free"]
     metrics: dict[str, float] = {}
+    figures = Figures()
 
     if s.lr_finder:
-        lr, lr_finding, lr_metrics = _lr_finder(cfg, data, s)
+        lr, lr_finding, lr_metrics = _lr_finder(cfg, data, s, figures)
         findings.append(lr_finding)
         metrics.update(lr_metrics)
         if lr != cfg.optim.lr:
@@ -80,28 +81,21 @@ def run(ctx: StageContext) -> StageResult:
     )  # fmt: skip
     findings.append(update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high))
 
-    for f in findings:
-        metrics.update(f.metrics)
     metrics.update(t.summary("overfit/"))
     metrics.update({"overfit/lr": cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
                     "overfit/target_met": float(met)})  # fmt: skip
-    _log_figures(rungs, s)
+    _log_figures(rungs, s, figures)
 
-    checkpoint = ctx.workdir / "overfit.pt"
-    ctx.workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(t.weights_path, checkpoint)
-    tracking.log_artifact(checkpoint, "checkpoint")
+    checkpoint, checkpoint_uri = publish_checkpoint(t.weights_path, ctx.workdir, "overfit.pt")
     handed_on = cfg.with_overrides({"budget": ctx.cfg.budget.model_dump(mode="json") | {"early_stopping": None}})
     notes.append(f"trained {describe_model(cfg)} with {cfg.optim.name} at lr {cfg.optim.lr:g} for {t.epochs} epochs "
                  f"in {t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}")  # fmt: skip
     notes.append(f"hands on the final weights ({checkpoint.name}) and this config (the budget as given)")
-    checks = [f.check for f in findings]
-    verdict = Verdict.worst([c.verdict for c in checks if c.name in GATES])
     artifacts = {"checkpoint_path": str(checkpoint)}
     if s.lr_finder:
         artifacts["lr_finder"] = tracking.artifact_uri("overfit/lr_finder.json")
-    return StageResult(STAGE, verdict, checks, metrics, handed_on, notes=notes, artifacts=artifacts,
-                       checkpoint_uri=tracking.artifact_uri(f"checkpoint/{checkpoint.name}"))
+    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
+                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)  # fmt: skip
 
 
 # --- 1. don't be a hero --------------------------------------------------------------------------------------
@@ -162,7 +156,8 @@ def _architecture(name: str, setting: str, image: bool, device_type: str) -> tup
 # --- 2. the learning rate ------------------------------------------------------------------------------------
 
 
-def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig) -> tuple[float, Finding, dict[str, float]]:
+def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig,
+               figures: Figures) -> tuple[float, Finding, dict[str, float]]:  # fmt: skip
     model = build_for(cfg, data)
     trainer = make_trainer(cfg, model, data)
     finder = lr_find(trainer, min_lr=s.lr_min, max_lr=s.lr_max, num_steps=s.lr_steps, rule=s.lr_rule)
@@ -175,8 +170,8 @@ def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig) -> tuple[f
                       "overfit/lr_finder.json")  # fmt: skip
     from recipe.plots.curves import lr_finder_figure
 
-    tracking.log_figure(lr_finder_figure(finder.lrs, finder.losses, finder.smooth_losses, sugg, start, lr),
-                        "plots/lr_finder.png")  # fmt: skip
+    figures.log("plots/lr_finder.png",
+                lambda: lr_finder_figure(finder.lrs, finder.losses, finder.smooth_losses, sugg, start, lr))
     return lr, f, {**sugg.to_metrics(), "lr_finder/chosen": lr}
 
 
@@ -308,18 +303,17 @@ def _finite(t: FitResult) -> Finding:
 # --- plots ---------------------------------------------------------------------------------------------------
 
 
-def _log_figures(rungs: list[_Rung], s: OverfitConfig) -> None:
+def _log_figures(rungs: list[_Rung], s: OverfitConfig, figures: Figures) -> None:
     from recipe.plots.curves import curves_figure, update_ratio_figure
 
     metric = task_for(rungs[-1].trained.data).metric
     histories = {f"rung{i}": r.trained.history for i, r in enumerate(rungs)}
     titles = {f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
                           f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}  # fmt: skip
-    tracking.log_figure(curves_figure(histories, titles=titles, title="overfit: train vs validation loss per rung"),
-                        "plots/curves.png")  # fmt: skip
-    fig = update_ratio_figure(rungs[-1].update_ratios, s.update_ratio_low, s.update_ratio_high)
-    if fig is not None:
-        tracking.log_figure(fig, "plots/update_ratio.png")
+    figures.log("plots/curves.png", lambda: curves_figure(histories, titles=titles,
+                                                          title="overfit: train vs validation loss per rung"))
+    figures.log("plots/update_ratio.png",
+                lambda: update_ratio_figure(rungs[-1].update_ratios, s.update_ratio_low, s.update_ratio_high))
 
 
 def _jsonable(values: list[float]) -> list[float | str]:

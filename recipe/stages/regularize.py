@@ -37,7 +37,6 @@ best-of-N pick); the test split, touched once by the squeeze stage, gives the un
 from __future__ import annotations
 
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,10 @@ import numpy as np
 
 from recipe import tracking
 from recipe.checks.ablation import (
-    CandidateResult, Choice, Decision, baseline_bar_check, choose, combine_changes, decide, markdown_table,
-    pick_per_group, table_rows,
+    CandidateResult, Decision, baseline_bar_check, candidate_finding, choose, combine_changes, decide,
+    gap_shrinks, improves_on_reference, markdown_table, pick_per_group, table_rows,
 )  # fmt: skip
-from recipe.checks.base import Finding, finding, fmt
+from recipe.checks.base import finding
 from recipe.checks.curves import diagnose_curves
 from recipe.config import RecipeConfig, RegularizeConfig
 from recipe.data import AUGMENTATIONS, DataBundle
@@ -57,6 +56,7 @@ from recipe.data.augment import TABULAR
 from recipe.report import StageResult, Verdict
 from recipe.fit import FitResult, describe_model, fit, resolve_checkpoint, safe_name
 from recipe.stages.base import StageContext
+from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.tasks import task_for
 
 STAGE = "regularize"
@@ -118,25 +118,23 @@ def run(ctx: StageContext) -> StageResult:
     tracking.log_text(table + "\n", "regularize/candidates.md")
 
     baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    judged = {"metric": metric, "criterion": s.criterion}
     findings = [
-        _improves(reference, chosen, choice, decisions, metric, s.criterion, t_ref, init_loss),
-        _gap(reference, chosen, higher, metric, s.criterion),
+        improves_on_reference(reference, chosen, choice, decisions=decisions, ref_history=t_ref.history,
+                              init_loss=init_loss, **judged),
+        gap_shrinks(reference, chosen, higher, **judged),
         baseline_bar_check(chosen.val_metric, task, baselines, what=f"val {metric}"),
-        *[_candidate_finding(c, decisions.get(c.name), reference, metric, higher, s.criterion) for c in candidates],
+        *[candidate_finding(c, decisions.get(c.name), reference, higher=higher, **judged) for c in candidates],
         *diagnose_curves([h["train/loss"] for h in t_chosen.history],
                          [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
                          reference_loss=init_loss),
     ]  # fmt: skip
-    _log_figures(runner, rows, reference, candidates, chosen, metric, higher, baselines, s)
+    figures = Figures()
+    _log_figures(figures, runner, rows, reference, chosen, metric, higher, baselines, s)
 
-    checkpoint = ctx.workdir / "regularize.pt"
-    ctx.workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(t_chosen.weights_path, checkpoint)
-    tracking.log_artifact(checkpoint, "checkpoint")
+    checkpoint, checkpoint_uri = publish_checkpoint(t_chosen.weights_path, ctx.workdir, "regularize.pt")
     handed_on = base.with_overrides(chosen.changes) if chosen.changes else base
     metrics = _metrics(reference, chosen, candidates, decisions, metric, higher, s.criterion)
-    for f in findings:
-        metrics.update(f.metrics)
     notes += [
         f"reference: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, {s.epochs} epochs per candidate",
         f"chosen: {chosen.name} ({choice.reason})",
@@ -144,15 +142,9 @@ def run(ctx: StageContext) -> StageResult:
         "candidates (val split; the winner's score is a best-of-N pick, the test split in squeeze is unbiased):\n"
         + table,
     ]  # fmt: skip
-    checks = [f.check for f in findings]
-    verdict = Verdict.worst([c.verdict for c in checks if c.name in GATES])
-    return StageResult(
-        STAGE, verdict, checks, metrics, handed_on,
-        checkpoint_uri=tracking.artifact_uri(f"checkpoint/{checkpoint.name}"),
-        artifacts={"checkpoint_path": str(checkpoint),
-                   "candidates": tracking.artifact_uri("regularize/candidates.json")},
-        notes=notes,
-    )  # fmt: skip
+    artifacts = {"checkpoint_path": str(checkpoint), "candidates": tracking.artifact_uri("regularize/candidates.json")}
+    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
+                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)
 
 
 # --- the candidates ------------------------------------------------------------------------------------------
@@ -275,59 +267,6 @@ def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
 # --- checks --------------------------------------------------------------------------------------------------
 
 
-def _improves(ref: CandidateResult, chosen: CandidateResult, choice: Choice, decisions: dict[str, Decision],
-              metric: str, criterion: str, t_ref: FitResult, init_loss: float) -> Finding:  # fmt: skip
-    name = "improves_on_reference"
-    what = "val loss" if criterion == "loss" else f"val {metric}"
-    guard = f" without a worse val {metric}" if criterion == "loss" else ""
-    hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
-    if chosen is ref:
-        diag = diagnose_curves([h["train/loss"] for h in t_ref.history],
-                               [h.get("val/loss", math.nan) for h in t_ref.history], reference_loss=init_loss)
-        warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
-        why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
-        return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
-                       "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
-                       "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
-                       "augmentation, larger weight decay) or, best of all, more data")  # fmt: skip
-    d = decisions[chosen.name]
-    observed = (f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
-                f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})")
-    return finding(name, hypothesis, observed, "gain > noise_z x se", PASS)
-
-
-def _gap(ref: CandidateResult, chosen: CandidateResult, higher: bool, metric: str, criterion: str) -> Finding:
-    g_ref, g_new = ref.gap(higher, criterion), chosen.gap(higher, criterion)
-    shrinks = chosen is not ref and g_new < g_ref
-    unit = "loss (val - train)" if criterion == "loss" else f"{metric} (train - val)" if higher else \
-        f"{metric} (val - train)"
-    observed = f"{unit} gap {fmt(g_ref)} (reference) -> {fmt(g_new)} ({chosen.name})"
-    return finding(
-        "gap_shrinks", "the chosen regularisation narrows the train-validation gap", observed,
-        "a smaller gap than the reference's", PASS if shrinks else WARN,
-        "the gap did not shrink: the gain (if any) came from fitting better, not from generalising better; "
-        "check the candidate curves (plots/regularize_curves.png)",
-    )  # fmt: skip
-
-
-def _candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResult, metric: str,
-                       higher: bool, criterion: str) -> Finding:  # fmt: skip
-    if c.status == "skipped":
-        return finding(f"candidate_{c.name}", f"{c.group} helps", f"skipped: {c.note}", "tried when configured", PASS)
-    changes = ", ".join(f"{k}={v}" for k, v in c.changes.items())
-    what = "val loss" if criterion == "loss" else f"val {metric}"
-    hypothesis = f"{changes} improves the {what} of the reference beyond noise"
-    if not c.ok or d is None:
-        return finding(f"candidate_{c.name}", hypothesis, f"{c.status}: {c.note}", "a trained candidate", WARN,
-                       "see the candidate's nested MLflow run")  # fmt: skip
-    observed = (f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
-                f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
-                f"{fmt(ref.gap(higher, criterion))}")  # fmt: skip
-    if c.note:
-        observed += f"; {c.note}"
-    return finding(f"candidate_{c.name}", hypothesis, observed, "gain > noise_z x se to keep", PASS)
-
-
 def _metrics(ref: CandidateResult, chosen: CandidateResult, cands: list[CandidateResult],
              decisions: dict[str, Decision], metric: str, higher: bool,
              criterion: str) -> dict[str, float]:  # fmt: skip
@@ -355,7 +294,7 @@ def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- plots ---------------------------------------------------------------------------------------------------
 
 
-def _log_figures(runner: _Runner, rows, ref, cands, chosen, metric, higher, baselines, s) -> None:
+def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, metric, higher, baselines, s) -> None:
     from recipe.checks.ablation import baseline_keys
     from recipe.plots.curves import comparison_figure, curves_figure, first_layer_figure
 
@@ -363,17 +302,15 @@ def _log_figures(runner: _Runner, rows, ref, cands, chosen, metric, higher, base
     for label, key in baseline_keys(runner.data):
         if baselines and isinstance(baselines.get(key), (int, float)):
             bars[f"{label} baseline"] = float(baselines[key])
-    tracking.log_figure(comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z),
-                        "plots/regularize_comparison.png")  # fmt: skip
+    figures.log("plots/regularize_comparison.png",
+                lambda: comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z))
     by_name = {r["name"]: r for r in rows}
     histories = {n: t.history for n, t in runner.trained.items()}
     titles = {n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
                  f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
               for n in histories if n in by_name}  # fmt: skip
-    tracking.log_figure(curves_figure(histories, titles=titles, reference=ref.name,
-                                      title="regularize: train (solid) vs validation (dashed) loss per candidate"),
-                        "plots/regularize_curves.png")  # fmt: skip
+    figures.log("plots/regularize_curves.png", lambda: curves_figure(
+        histories, titles=titles, reference=ref.name,
+        title="regularize: train (solid) vs validation (dashed) loss per candidate"))  # fmt: skip
     t = runner.trained[chosen.name]
-    fig = first_layer_figure(t.model, t.data.in_shape)
-    if fig is not None:
-        tracking.log_figure(fig, "plots/first_layer.png")
+    figures.log("plots/first_layer.png", lambda: first_layer_figure(t.model, t.data.in_shape))

@@ -50,3 +50,10 @@ def test_train_on_a_missing_folder_names_it(tmp_path):
     result = runner.invoke(app, ["train", "--preset", "imagefolder", "--set", f"data.root={missing}"])
     assert result.exit_code == 2
     assert str(missing) in result.output and "does not exist" in result.output
+
+
+def test_config_explain_lists_every_setting_with_type_default_and_meaning():
+    result = runner.invoke(app, ["config", "--explain"])
+    assert result.exit_code == 0
+    assert 'optim.lr  (float, default 0.0003)\n    "Adam is safe" at 3e-4' in result.output
+    assert "stages.baselines.init_loss_warn  (float, default 0.1)" in result.output

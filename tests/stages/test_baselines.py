@@ -26,7 +26,7 @@ from recipe.report import StageResult, Verdict
 from recipe.stages import DESCRIPTIONS, stage_names
 from recipe.stages import baselines as baselines_stage
 from recipe.stages.base import StageContext
-from tests.conftest import private_mlflow_store
+from tests.conftest import artifact_paths, private_mlflow_store
 
 PLOTS = {
     "plots/fixed_seed.png", "plots/loss_at_init.png", "plots/init_well.png", "plots/learning_curves.png",
@@ -46,13 +46,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> set[str]:
-    out = set()
-    for a in client.list_artifacts(run_id, path):
-        out |= _artifacts(client, run_id, a.path) if a.is_dir else {a.path}
-    return out
 
 
 def run_stage(cfg: RecipeConfig, workdir: Path) -> tuple[StageResult, str]:
@@ -127,7 +120,7 @@ def test_digits_cnn_passes_every_check(digits_outcome):
 def test_digits_mlflow_holds_checks_plots_and_the_training_runs(digits_outcome, tmp_path):
     cfg, outcome, client, _ = digits_outcome
     run_id = outcome.results[-1].run_id
-    names = _artifacts(client, run_id)
+    names = artifact_paths(client, run_id)
     assert PLOTS | {"checks.json", "stage_result.json", "baselines/timings.json"} <= names
     checks = json.loads(Path(client.download_artifacts(run_id, "checks.json", str(tmp_path))).read_text())
     assert {c["name"]: c["verdict"] for c in checks} == dict.fromkeys(CHECK_NAMES, "pass")
@@ -159,7 +152,7 @@ def test_tabular_presets_pass_every_check(mlflow_store, tmp_path, overrides, met
     result, run_id = run_stage(cfg, tmp_path)
     assert not_passing(result) == {}
     assert metrics <= set(result.metrics)
-    assert PLOTS <= _artifacts(mlflow.MlflowClient(), run_id)  # input_batch.png: feature statistics of the batch
+    assert PLOTS <= artifact_paths(mlflow.MlflowClient(), run_id)  # input_batch.png: feature statistics of the batch
 
 
 # --- injected bugs: each flagged by the check meant to catch it --------------------------------------------
@@ -211,7 +204,7 @@ def test_a_diverging_run_fails_with_the_nan_guards_message_and_keeps_what_was_lo
     assert "short_run: training loss became nan at epoch 0" in finite.observed and "optim.lr" in finite.advice
     assert "diverged: training loss became nan" in check(result, "training_loss_decreases").observed
     client = mlflow.MlflowClient()
-    assert "checks.json" in _artifacts(client, run_id)
+    assert "checks.json" in artifact_paths(client, run_id)
     exp = client.get_experiment_by_name(cfg.name)
     short = client.search_runs([exp.experiment_id], "attributes.run_name = 'short_run'")[0]
     assert len(client.get_metric_history(short.info.run_id, "train/step_loss")) >= 1  # the steps before it
@@ -245,7 +238,7 @@ def test_augmentation_that_breaks_labels_is_caught(mlflow_store, tmp_path, monke
     c = check(result, "augmentation_preserves_labels")
     assert c.verdict is verdict, c.observed
     assert f"[{name}]" in c.hypothesis
-    assert "plots/augmentation.png" in _artifacts(mlflow.MlflowClient(), run_id)
+    assert "plots/augmentation.png" in artifact_paths(mlflow.MlflowClient(), run_id)
 
 
 def test_a_model_too_small_to_overfit_is_grown_and_handed_on_grown(mlflow_store, tmp_path):

@@ -22,20 +22,13 @@ from recipe.data import DataError, build_manifest, clear_cache, load_data
 from recipe.report import Verdict
 from recipe.stages import inspect as inspect_stage
 from recipe.stages.base import StageContext
-from tests.conftest import private_mlflow_store
+from tests.conftest import artifact_paths, private_mlflow_store
 
 IMAGE_ARTIFACTS = {
     "plots/class_histogram.png", "plots/samples.png", "plots/pixel_stats.png", "plots/outliers_mean.png",
     "plots/outliers_std.png", "gx/validation_result.json", "gx/data_docs/index.html", "inspect/problems.json",
     "inspect/manifest.csv",
 }  # fmt: skip
-
-
-def _artifacts(client: mlflow.MlflowClient, run_id: str, path: str | None = None) -> set[str]:
-    out = set()
-    for a in client.list_artifacts(run_id, path):
-        out |= _artifacts(client, run_id, a.path) if a.is_dir else {a.path}
-    return out
 
 
 def _run_stage(cfg: RecipeConfig, workdir: Path):
@@ -78,8 +71,8 @@ def test_digits_pass_every_check(digits_run):
 
 def test_digits_log_plots_gx_results_data_docs_and_problems(digits_run):
     _, result, run_id, client, _, tmp = digits_run
-    assert IMAGE_ARTIFACTS <= _artifacts(client, run_id)
-    assert "plots/duplicates.png" not in _artifacts(client, run_id)  # nothing to show
+    assert IMAGE_ARTIFACTS <= artifact_paths(client, run_id)
+    assert "plots/duplicates.png" not in artifact_paths(client, run_id)  # nothing to show
     gx = _json(client, run_id, "gx/validation_result.json", tmp)
     assert gx["success"] is True and gx["statistics"]["unsuccessful_expectations"] == 0
     problems = _json(client, run_id, "inspect/problems.json", tmp)
@@ -187,7 +180,7 @@ def test_bad_folder_fails_naming_every_problem_and_file(bad_folder, mlflow_store
 def test_bad_folder_problems_json_and_plots(bad_folder, mlflow_store, tmp_path):
     cfg, files = bad_folder
     result, run_id, client = _run_stage(cfg, tmp_path / "work")
-    assert IMAGE_ARTIFACTS | {"plots/duplicates.png"} <= _artifacts(client, run_id)
+    assert IMAGE_ARTIFACTS | {"plots/duplicates.png"} <= artifact_paths(client, run_id)
     problems = _json(client, run_id, "inspect/problems.json", tmp_path)["problems"]
     assert {i["id"] for i in problems["files_readable"]["items"]} == {"ants/broken.png", "bees/truncated.png"}
     assert all(i["error"] and i["path"].startswith(str(cfg.data.root)) for i in problems["files_readable"]["items"])
@@ -232,7 +225,7 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     assert checks["constant_features"].observed == "1 constant column: station (= 1.0)"
     assert f"height = 1700 (row:{row}, val; train " in checks["feature_ranges"].observed
     assert checks["feature_types"].observed == "3 numeric columns; 1 text column one-hot encoded into 2: colour (2)"
-    arts = _artifacts(client, run_id)
+    arts = artifact_paths(client, run_id)
     assert {"plots/class_histogram.png", "plots/features.png", "gx/validation_result.json",
             "gx/data_docs/index.html", "inspect/problems.json"} <= arts  # fmt: skip
     assert "plots/samples.png" not in arts
@@ -255,7 +248,7 @@ def test_a_gx_error_is_a_failed_check_not_a_crash(monkeypatch, mlflow_store, tmp
     gx = next(c for c in result.checks if c.name == "gx_suite")
     assert gx.verdict is Verdict.FAIL and gx.observed == "Great Expectations failed: RuntimeError: GX exploded"
     assert [c.verdict for c in result.checks if c.name != "gx_suite"] == [Verdict.PASS] * (len(result.checks) - 1)
-    assert "gx/error.txt" in _artifacts(client, run_id)
+    assert "gx/error.txt" in artifact_paths(client, run_id)
 
 
 def test_figures_skip_what_there_is_nothing_to_draw_for():
@@ -279,5 +272,5 @@ def test_a_figure_that_fails_to_draw_is_a_note_not_a_lost_report(monkeypatch, ml
     result, run_id, client = _run_stage(cfg, tmp_path / "work")
     assert result.verdict is Verdict.PASS
     assert "plots/class_histogram.png could not be drawn (ValueError: no ink); see plots/errors.txt" in result.notes
-    arts = _artifacts(client, run_id)
+    arts = artifact_paths(client, run_id)
     assert "plots/errors.txt" in arts and "plots/features.png" in arts and "plots/class_histogram.png" not in arts

@@ -16,18 +16,11 @@ from recipe.config import load_config
 from recipe.report import StageResult, Verdict
 from recipe.stages import overfit, regularize
 from recipe.stages.base import StageContext
-from tests.conftest import private_mlflow_store
+from tests.conftest import artifact_paths, private_mlflow_store
 
 pytestmark = pytest.mark.slow
 
 BASELINES = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.955}  # what stage 2 reports on digits
-
-
-def _artifacts(client, run_id, path=None) -> set[str]:
-    out = set()
-    for a in client.list_artifacts(run_id, path):
-        out |= _artifacts(client, run_id, a.path) if a.is_dir else {a.path}
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def test_overfit_reaches_the_target_and_beats_the_baselines(chain):
     run = client.get_run(run_id)
     assert float(run.data.params["overfit.lr_chosen"]) == result.config.optim.lr
     assert 1e-4 <= result.config.optim.lr <= 3e-2
-    arts = _artifacts(client, run_id)
+    arts = artifact_paths(client, run_id)
     assert {"plots/lr_finder.png", "plots/curves.png", "plots/update_ratio.png", "overfit/lr_finder.json",
             "checkpoint/overfit.pt"} <= arts  # fmt: skip
     assert Path(result.artifacts["checkpoint_path"]).is_file()
@@ -83,7 +76,7 @@ def test_regularize_compares_candidates_in_nested_runs(chain):
     for r in kids:
         assert r.data.tags[tracking.TAG_KIND] == "candidate" and r.data.tags[tracking.TAG_STAGE] == "regularize"
         assert "eval/val_accuracy" in r.data.metrics and "val/loss" in r.data.metrics  # per-epoch curves
-    arts = _artifacts(client, run_id)
+    arts = artifact_paths(client, run_id)
     assert {"plots/regularize_comparison.png", "plots/regularize_curves.png", "plots/first_layer.png",
             "regularize/candidates.json", "regularize/candidates.md", "checkpoint/regularize.pt"} <= arts  # fmt: skip
     rows = json.loads(Path(client.download_artifacts(run_id, "regularize/candidates.json", str(tmp))).read_text())

@@ -15,7 +15,7 @@ from torch import nn
 from recipe.checks.ablation import CandidateResult, Choice, Decision
 from recipe.config import RecipeConfig
 from recipe.report import StageResult, Verdict
-from recipe.stages import regularize
+from recipe.checks import ablation
 from recipe.fit import load_matching, resolve_checkpoint
 from recipe.stages.regularize import _overfit_checkpoint, candidate_specs
 
@@ -100,24 +100,26 @@ def _result(name, val_loss, train_loss, acc=0.98, train_acc=1.0):
 def test_nothing_helping_warns_with_the_reference_curves():
     ref = _result("reference", 0.09, 0.0002)
     t_ref = SimpleNamespace(history=[{"train/loss": 2.3 * 0.7**i, "val/loss": 2.3 * 0.8**i} for i in range(10)])
-    f = regularize._improves(ref, ref, Choice(ref, "no candidate beat the reference"), {}, "accuracy", "loss",
-                             t_ref, math.log(10))  # fmt: skip
+    f = ablation.improves_on_reference(ref, ref, Choice(ref, "no candidate beat the reference"), decisions={},
+                                       metric="accuracy", criterion="loss", ref_history=t_ref.history,
+                                       init_loss=math.log(10))  # fmt: skip
     assert f.verdict is Verdict.WARN
     assert "nothing helped" in f.check.observed and "reference's curves" in f.check.observed
-    assert regularize._gap(ref, ref, True, "accuracy", "loss").verdict is Verdict.WARN
+    assert ablation.gap_shrinks(ref, ref, True, metric="accuracy", criterion="loss").verdict is Verdict.WARN
 
 
 def test_a_kept_change_passes_when_the_gap_shrinks():
     ref, aug = _result("reference", 0.09, 0.0002), _result("augment", 0.04, 0.01, acc=0.989)
     d = {"augment": Decision("augment", True, 0.05, 0.03, "beyond noise")}
-    f = regularize._improves(ref, aug, Choice(aug, "only kept change"), d, "accuracy", "loss", None, None)
+    f = ablation.improves_on_reference(ref, aug, Choice(aug, "only kept change"), decisions=d, metric="accuracy",
+                                       criterion="loss", ref_history=[], init_loss=None)
     assert f.verdict is Verdict.PASS and "val loss 0.04 vs reference 0.09" in f.check.observed
-    gap = regularize._gap(ref, aug, True, "accuracy", "loss")
+    gap = ablation.gap_shrinks(ref, aug, True, metric="accuracy", criterion="loss")
     assert gap.verdict is Verdict.PASS and "0.0898 (reference) -> 0.03" in gap.check.observed
     wider = _result("wd", 0.08, 0.0001)  # a smaller val loss, a smaller gap
-    assert regularize._gap(ref, wider, True, "accuracy", "loss").verdict is Verdict.PASS
+    assert ablation.gap_shrinks(ref, wider, True, metric="accuracy", criterion="loss").verdict is Verdict.PASS
     worse_gap = _result("bs", 0.085, -0.02)
-    assert regularize._gap(ref, worse_gap, True, "accuracy", "loss").verdict is Verdict.WARN
+    assert ablation.gap_shrinks(ref, worse_gap, True, metric="accuracy", criterion="loss").verdict is Verdict.WARN
 
 
 def test_the_overfit_checkpoint_is_found_locally_or_by_its_uri(tmp_path):
