@@ -6,6 +6,7 @@ commands, never at module level: ``flows --help`` must stay instant.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -65,10 +66,23 @@ def presets() -> None:
 
 
 @app.command()
-def config(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
-    """Print the resolved config (preset or file, then overrides) and its hash."""
+def config(
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="List every setting: key, type, default and what it means.")
+    ] = False,
+) -> None:
+    """Print the resolved config (preset or file, then overrides) and its hash; --explain documents every key."""
     import yaml
 
+    if explain:
+        from recipe.config import explain as explain_fields
+
+        for doc in explain_fields():
+            typer.echo(f"{doc.key}  ({doc.type}, default {json.dumps(doc.default, default=str)})\n    {doc.description}")
+        return
     cfg = _load(preset, config, set_)
     typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     typer.echo(f"# config_hash: {cfg.config_hash()}")
