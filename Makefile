@@ -18,6 +18,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# ruff check (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and the formatter's check; config in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 bench: $(STAMP)
 	$(PY) bench/trainer_overhead.py
 

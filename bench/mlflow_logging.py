@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mlflow import MlflowClient  # noqa: E402
+from trainer_overhead import BATCH, digits, setup  # noqa: E402
 
 from recipe import tracking  # noqa: E402
 from recipe.data.batching import InMemoryBatcher  # noqa: E402
 from recipe.train import Trainer  # noqa: E402
-from trainer_overhead import BATCH, digits, setup  # noqa: E402
 
 
 def run(data, epochs: int, log: bool) -> tuple[float, int]:

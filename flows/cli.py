@@ -133,7 +133,6 @@ def run_recipe(
     if stage is not None and stage not in stage_names():
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
     cfg = _load(preset, config, set_)
-    from rich.console import Console
 
     from flows.recipe_flow import recipe as recipe_flow
     from recipe.report import render_summary, write_report
@@ -165,7 +164,6 @@ def _mlflow_hint() -> str:
 @app.command()
 def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """List the stages in order and, for the config (default: digits), each one's latest verdict in MLflow."""
-    from rich.console import Console
     from rich.table import Table
 
     from recipe.stages import DESCRIPTIONS, stage_names
@@ -282,7 +280,6 @@ def serve(
 
 
 def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{title}: trained in {seconds:.1f} s")

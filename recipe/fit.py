@@ -105,7 +105,7 @@ class FitResult:
         if self.train is None or self.val is None:
             raise ValueError("summary() needs an evaluated fit (fit(..., evaluate=True))")
         out = {f"{prefix}train_loss": self.train.loss, f"{prefix}val_loss": self.val.loss,
-               f"{prefix}epochs": float(self.epochs), f"{prefix}seconds": self.seconds}  # fmt: skip
+               f"{prefix}epochs": float(self.epochs), f"{prefix}seconds": self.seconds}
         out.update({f"{prefix}train_{k}": v for k, v in self.train.metrics.items()})
         out.update({f"{prefix}val_{k}": v for k, v in self.val.metrics.items()})
         return out
@@ -177,7 +177,7 @@ def fit(
         train=train_eval, val=val_eval, seconds=time.perf_counter() - start, stop_reason=trainer.stop_reason,
         diverged=bool(trainer.diverged), init_note=init_note,
         metrics={k: float(v) for k, v in trainer.metrics.items() if isinstance(v, (int, float))},
-    )  # fmt: skip
+    )
 
 
 @torch.no_grad()
@@ -264,7 +264,7 @@ def resolve_checkpoint(source: str, workdir: Path) -> Path:
         if len(found) != 1:
             listed = ", ".join(str(f) for f in found[:5]) or "none"
             raise ValueError(f"checkpoint folder {str(path)!r} holds {len(found)} .pt/.pth files; point at one of "
-                             f"them: {listed}")  # fmt: skip
+                             f"them: {listed}")
         path = found[0]
     return path
 
@@ -286,7 +286,7 @@ def load_matching(model: nn.Module, path: Path) -> tuple[list[str], list[str]]:
     skipped = [k for k in own if k not in loaded]
     if not loaded:
         raise ValueError(f"no tensor of {str(path)!r} matches the model by name and shape (the model has "
-                         f"{', '.join(list(own)[:4])}, ...)")  # fmt: skip
+                         f"{', '.join(list(own)[:4])}, ...)")
     own.update({k: state[k] for k in loaded})
     model.load_state_dict(own)
     return loaded, skipped

@@ -107,7 +107,7 @@ class Task(ABC):
 
     @abstractmethod
     def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:  # fmt: skip
+                      target_mean: float | None = None) -> dict[str, float]:
         """Val metrics (``baseline/...``) of the dumbest predictor fitted on the training split."""
 
     @abstractmethod
@@ -117,7 +117,7 @@ class Task(ABC):
 
     @abstractmethod
     def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:  # fmt: skip
+                           target_mean: float | None = None) -> InitLoss:
         """The val loss at init when the outputs are (about) the final bias alone.
 
         Source: the recipe's "verify loss @ init" and "init well" (Karpathy, "A Recipe for Training Neural
@@ -138,7 +138,7 @@ class Task(ABC):
         """:meth:`expected_init_loss` for a DataBundle: its val labels and training-split statistics."""
         y_val = torch.cat([y.cpu() for _, y in data.batches("val")]) if data.split_sizes.get("val") else torch.zeros(0)
         return self.expected_init_loss(y_val, init_bias=init_bias, class_counts=data.class_counts,
-                                       target_mean=data.target_mean)  # fmt: skip
+                                       target_mean=data.target_mean)
 
     def init_loss_deviation(self, observed: float, expected: float) -> float:
         """Observed minus expected loss at init, in the unit the check's tolerances use."""
@@ -180,10 +180,10 @@ class Classification(Task):
         return pred.softmax(dim=-1)
 
     def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:  # fmt: skip
+                      target_mean: float | None = None) -> dict[str, float]:
         majority = int(np.argmax(class_counts))
         return {self.dumb_key: float((y_val.long() == majority).float().mean()),
-                "baseline/majority_class": float(majority)}  # fmt: skip
+                "baseline/majority_class": float(majority)}
 
     def chance_margin(self, y_val: Tensor, *, target_mean: float | None = None, k: float = 2.0) -> float:
         n = len(y_val)
@@ -193,7 +193,7 @@ class Classification(Task):
         return k * math.sqrt(p * (1 - p) / n)
 
     def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:  # fmt: skip
+                           target_mean: float | None = None) -> InitLoss:
         """Without the prior bias: -log(1/C), uniform predictions. With it: the cross-entropy of the val labels
         under the train priors (= the priors' entropy when val has the train proportions; = -log(1/C) for
         balanced classes), with the priors clamped exactly as :func:`recipe.models.init_final_bias` writes."""
@@ -209,10 +209,10 @@ class Classification(Task):
         entropy = float(-(priors * priors.log()).sum())
         if entropy >= uniform - 0.01:  # balanced: the prior bias is ~uniform
             text = (f"-log(1/{c}) = {uniform:.3f} nats (balanced classes; under the train priors the val "
-                    f"labels give {value:.3f})")  # fmt: skip
+                    f"labels give {value:.3f})")
         else:
             text = (f"{value:.3f} nats, the cross-entropy of the val labels under the train class priors "
-                    f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)")  # fmt: skip
+                    f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)")
         return InitLoss(value, text, uniform)
 
     def final_bias(self, data: Any) -> dict[str, Any]:
@@ -251,7 +251,7 @@ class Regression(Task):
         return pred
 
     def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:  # fmt: skip
+                      target_mean: float | None = None) -> dict[str, float]:
         err = y_val.double() - float(target_mean or 0.0)
         return {self.dumb_key: float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
 
@@ -263,7 +263,7 @@ class Regression(Task):
         return k * float(dev.std(correction=0)) / math.sqrt(n)
 
     def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:  # fmt: skip
+                           target_mean: float | None = None) -> InitLoss:
         """With the bias at the train target mean: the mean squared deviation of the val targets from it (their
         variance); without it the outputs are ~0 and the loss is the mean squared target."""
         y = y_val.double().cpu()

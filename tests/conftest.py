@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import Any
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 

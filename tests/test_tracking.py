@@ -83,7 +83,7 @@ def test_latest_stage_verdicts_for_flows_stages(mlflow_store):
 def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store):
     tracking.setup("scalars")
     values = {"py": 1, "flag": True, "f32": np.float32(0.25), "i64": np.int64(3), "arr0": np.array(0.5),
-              "t0": torch.tensor(2.5), "t1": torch.tensor([1.5]), "nan": float("nan")}  # fmt: skip
+              "t0": torch.tensor(2.5), "t1": torch.tensor([1.5]), "nan": float("nan")}
     with tracking.start_run("scalars", {}) as run:
         tracking.log_metrics(values)
         for bad in ("text", None, np.array([1.0, 2.0]), torch.zeros(3), 1 + 2j):
@@ -92,5 +92,5 @@ def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store
     got = MlflowClient().get_run(run.info.run_id).data.metrics
     assert {k: got[k] for k in values if k != "nan"} == {
         "py": 1.0, "flag": 1.0, "f32": 0.25, "i64": 3.0, "arr0": 0.5, "t0": 2.5, "t1": 1.5,
-    }  # fmt: skip
+    }
     assert math.isnan(got["nan"]) and "fine" not in got  # nothing of a refused call is logged

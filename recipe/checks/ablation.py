@@ -96,7 +96,7 @@ class Decision:
 
 
 def paired_gain(ref_scores: np.ndarray | None, cand_scores: np.ndarray | None, higher_is_better: bool,
-                ref_metric: float = math.nan, cand_metric: float = math.nan) -> tuple[float, float]:  # fmt: skip
+                ref_metric: float = math.nan, cand_metric: float = math.nan) -> tuple[float, float]:
     """``(gain, standard error)`` of a candidate over the reference on the same samples (see the module doc)."""
     if ref_scores is None or cand_scores is None or len(ref_scores) != len(cand_scores) or len(ref_scores) == 0:
         gain = cand_metric - ref_metric if higher_is_better else ref_metric - cand_metric
@@ -109,7 +109,7 @@ def paired_gain(ref_scores: np.ndarray | None, cand_scores: np.ndarray | None, h
 
 
 def decide(reference: CandidateResult, candidate: CandidateResult, *, higher_is_better: bool,
-           noise_z: float = 1.0, min_delta: float = 0.0, criterion: str = "metric") -> Decision:  # fmt: skip
+           noise_z: float = 1.0, min_delta: float = 0.0, criterion: str = "metric") -> Decision:
     """Keep ``candidate`` when it beats ``reference`` beyond noise on ``criterion`` (the module docstring's rule)."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
@@ -117,17 +117,17 @@ def decide(reference: CandidateResult, candidate: CandidateResult, *, higher_is_
         why = candidate.note or candidate.status
         return Decision(candidate.name, False, math.nan, math.nan, f"{candidate.status}: {why}")
     m_gain, m_se = paired_gain(reference.scores, candidate.scores, higher_is_better, reference.val_metric,
-                               candidate.val_metric)  # fmt: skip
+                               candidate.val_metric)
     if criterion == "metric":
         gain, se, what = m_gain, m_se, "metric gain"
     else:
         gain, se = paired_gain(reference.loss_scores, candidate.loss_scores, False, reference.val_loss,
-                               candidate.val_loss)  # fmt: skip
+                               candidate.val_loss)
         what = "val loss gain"
     bar = max(min_delta, noise_z * se) if math.isfinite(se) else min_delta
     kept = gain > bar
     how = f"{what} {fmt(gain)}" + (f" vs {fmt(noise_z)} x se {fmt(se)}" if math.isfinite(se) else
-                                    " (no noise estimate)")  # fmt: skip
+                                    " (no noise estimate)")
     if min_delta > 0:
         how += f", min_delta {fmt(min_delta)}"
     if criterion == "loss":
@@ -160,7 +160,7 @@ def combine_changes(picked: Sequence[CandidateResult]) -> tuple[dict[str, Any], 
         clash = [k for k, v in c.changes.items() if k in merged and merged[k] != v]
         if clash:
             notes.append(f"{c.name} left out of the combination: it sets {', '.join(clash)} differently from "
-                         f"{', '.join(sorted({owner[k] for k in clash}))}")  # fmt: skip
+                         f"{', '.join(sorted({owner[k] for k in clash}))}")
             continue
         for k, v in c.changes.items():
             merged[k] = v
@@ -177,7 +177,7 @@ class Choice:
 
 def choose(reference: CandidateResult, picked: Sequence[CandidateResult], combined: CandidateResult | None,
            *, higher_is_better: bool, criterion: str = "metric", noise_z: float = 1.0,
-           min_delta: float = 0.0) -> Choice:  # fmt: skip
+           min_delta: float = 0.0) -> Choice:
     """The verified winner: the combination if it beats the best single kept change on ``criterion`` beyond
     noise, else that change, else the reference."""
     if not picked:
@@ -188,20 +188,20 @@ def choose(reference: CandidateResult, picked: Sequence[CandidateResult], combin
     if not combined.ok:
         return Choice(best, f"the combination did not train ({combined.note or combined.status}): keeping {best.name}")
     d = decide(best, combined, higher_is_better=higher_is_better, noise_z=noise_z, min_delta=min_delta,
-               criterion=criterion)  # fmt: skip
+               criterion=criterion)
     what = "val loss" if criterion == "loss" else "val metric"
     c_val, b_val = (combined.val_loss, best.val_loss) if criterion == "loss" else (combined.val_metric,
-                                                                                  best.val_metric)  # fmt: skip
+                                                                                  best.val_metric)
     if d.kept:
         return Choice(combined, f"the combination ({what} {fmt(c_val)}) beats the best single change {best.name} "
                                 f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)})",
-                      combined_used=True)  # fmt: skip
+                      combined_used=True)
     return Choice(best, f"the combination ({what} {fmt(c_val)}) does not beat the best single change {best.name} "
                         f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)}): keeping that one change")
 
 
 def table_rows(reference: CandidateResult, candidates: Sequence[CandidateResult], decisions: Mapping[str, Decision],
-               chosen: str, higher_is_better: bool, criterion: str = "metric") -> list[dict[str, Any]]:  # fmt: skip
+               chosen: str, higher_is_better: bool, criterion: str = "metric") -> list[dict[str, Any]]:
     """One row per candidate (reference first): what changed, val loss and metric, the gain ± se on the
     criterion, train metric, the gap (in the criterion's units), kept or not."""
     rows = []
@@ -227,7 +227,7 @@ def table_rows(reference: CandidateResult, candidates: Sequence[CandidateResult]
             "chosen": c.name == chosen,
             "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
             "run_id": c.run_id,
-        })  # fmt: skip
+        })
     return rows
 
 
@@ -237,7 +237,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
     gain_of = "val loss" if crit == "loss" else f"val {metric}"
     gap_of = "loss" if crit == "loss" else metric
     head = (f"| candidate | changes | val loss | val {metric} | gain ± se ({gain_of}) | train {metric} | "
-            f"gap ({gap_of}) | decision |")  # fmt: skip
+            f"gap ({gap_of}) | decision |")
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         if r["status"] != "ok":
@@ -246,7 +246,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
         gain = "-" if r["kept"] == "reference" else f"{_num(r['gain'])} ± {_num(r['se'])}"
         decision = r["kept"] + (" (chosen)" if r["chosen"] else "")
         lines.append(f"| {r['name']} | {r['changes']} | {_num(r['val_loss'])} | {_num(r['val_metric'])} | {gain} | "
-                     f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |")  # fmt: skip
+                     f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |")
     return "\n".join(lines)
 
 
@@ -259,7 +259,7 @@ def _num(v: Any) -> str:
 
 def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice: Choice, *,
                           decisions: dict[str, Decision], metric: str, criterion: str, ref_history: Sequence[dict],
-                          init_loss: float | None) -> Finding:  # fmt: skip
+                          init_loss: float | None) -> Finding:
     """PASS when ``choice`` picked a candidate over the reference (it beat it beyond noise on ``criterion``,
     "loss" or "metric"); WARN when nothing helped, with what the reference's curves (``ref_history``: per-epoch
     rows with "train/loss" and "val/loss"; ``init_loss``: the expected loss at init, nats or MSE) say about why.
@@ -277,7 +277,7 @@ def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice:
         return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
                        "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
                        "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
-                       "augmentation, larger weight decay) or, best of all, more data")  # fmt: skip
+                       "augmentation, larger weight decay) or, best of all, more data")
     d = decisions[chosen.name]
     observed = (f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
                 f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})")
@@ -285,7 +285,7 @@ def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice:
 
 
 def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, metric: str,
-                criterion: str) -> Finding:  # fmt: skip
+                criterion: str) -> Finding:
     """PASS when the chosen candidate's train-validation gap (in the criterion's units: val - train loss, or
     the metric's train/val difference oriented by ``higher``) is smaller than the reference's; else WARN.
     Source: seeds/004, "give up some of the training accuracy" to gain validation accuracy."""
@@ -299,11 +299,11 @@ def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, 
         "a smaller gap than the reference's", PASS if shrinks else WARN,
         "the gap did not shrink: the gain (if any) came from fitting better, not from generalising better; "
         "check the candidate curves (plots/regularize_curves.png)",
-    )  # fmt: skip
+    )
 
 
 def candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResult, *, metric: str,
-                      higher: bool, criterion: str) -> Finding:  # fmt: skip
+                      higher: bool, criterion: str) -> Finding:
     """An advisory row per candidate (``candidate_<name>``, always PASS, or WARN when it failed to train): kept
     or dropped by ``d`` (:func:`decide`), its val loss/metric and gap against the reference's."""
     if c.status == "skipped":
@@ -313,10 +313,10 @@ def candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResu
     hypothesis = f"{changes} improves the {what} of the reference beyond noise"
     if not c.ok or d is None:
         return finding(f"candidate_{c.name}", hypothesis, f"{c.status}: {c.note}", "a trained candidate", WARN,
-                       "see the candidate's nested MLflow run")  # fmt: skip
+                       "see the candidate's nested MLflow run")
     observed = (f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
                 f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
-                f"{fmt(ref.gap(higher, criterion))}")  # fmt: skip
+                f"{fmt(ref.gap(higher, criterion))}")
     if c.note:
         observed += f"; {c.note}"
     return finding(f"candidate_{c.name}", hypothesis, observed, "gain > noise_z x se to keep", PASS)
@@ -332,7 +332,7 @@ def baseline_keys(task: str | Task) -> tuple[tuple[str, str], ...]:
 
 
 def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, float] | None, *,
-                       what: str = "val accuracy", name: str = "beats_baselines") -> Finding:  # fmt: skip
+                       what: str = "val accuracy", name: str = "beats_baselines") -> Finding:
     """FAIL when ``value`` (a validation metric) does not beat every dumb baseline the baselines stage measured.
 
     ``baselines`` is that stage's metrics (None: the stage result is not available). A missing key means no bar
@@ -343,7 +343,7 @@ def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, f
     if baselines is None:
         return finding(name, hypothesis, f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
                        "better than every dumb baseline", WARN,
-                       "run the baselines stage (flows run recipe --stage baselines) to get the bar")  # fmt: skip
+                       "run the baselines stage (flows run recipe --stage baselines) to get the bar")
     parts, missing, lost = [], [], []
     for label, key in keys:
         bar = baselines.get(key)
@@ -361,7 +361,7 @@ def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, f
         return finding(name, hypothesis, observed, "better than every dumb baseline", FAIL,
                        f"the model does not beat the {', '.join(lost)} baseline on validation: look for a bug in the "
                        "data pipeline or the model before tuning anything (curves, predictions, the baselines "
-                       "stage's checks)")  # fmt: skip
+                       "stage's checks)")
     if not parts:
         return finding(name, hypothesis, observed, "better than every dumb baseline", WARN,
                        "the baselines stage logged no baseline metrics: nothing to compare with")

@@ -274,7 +274,7 @@ def _train_longer(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, unit: str
     return finding(
         "curves_train_longer", HYPOTHESES["curves_train_longer"], observed,
         f"not both still making {th.still_improving:.0%} or more of their fall", WARN if both else PASS,
-        f"both curves are still improving: train longer (raise budget.epochs) before judging this model",
+        "both curves are still improving: train longer (raise budget.epochs) before judging this model",
         metrics={"curves/train_tail_share": ct, "curves/val_tail_share": cv},
     )  # fmt: skip
 

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from recipe.report import Verdict
+from recipe.tasks import task_for
 
 from .base import Bounds, DataReport, Finding, finding, fmt, json_value, names, plural, robust_bounds
-from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -124,7 +124,7 @@ def files_readable(m: Manifest, cap: int = 10) -> Finding:
         "fix, re-export or delete the listed files (all of them, with errors, are in inspect/problems.json); "
         "truncated downloads and non-images renamed to .png/.jpg are the usual causes",
         items, {"data/n_unreadable": len(bad)},
-    )  # fmt: skip
+    )
 
 
 def no_nulls(m: Manifest, cap: int = 10) -> Finding:
@@ -143,7 +143,7 @@ def no_nulls(m: Manifest, cap: int = 10) -> Finding:
         "no_nulls", f"no sample lacks its {', '.join(columns[:-1])} or {columns[-1]}",
         "; ".join(parts) or f"no nulls in {len(df)} rows", "no nulls", Verdict.FAIL if items else Verdict.PASS,
         f"fill in or drop the listed rows ({label_hint} cannot be trained or scored on)", items,
-    )  # fmt: skip
+    )
 
 
 def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
@@ -156,7 +156,7 @@ def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
     named[in_range] = classes[idx[in_range].astype(np.int64)] == df["label"].astype(str).to_numpy()[in_range]
     bad = df[~df["label"].astype(str).isin(m.classes) | ~named]
     items = [{"id": i, "label": json_value(lab), "label_idx": json_value(li)}
-             for i, lab, li in zip(bad["id"], bad["label"], bad["label_idx"])]  # fmt: skip
+             for i, lab, li in zip(bad["id"], bad["label"], bad["label_idx"])]
     observed = (
         f"{len(bad)} labels outside the class set: "
         + names((f"{i} ({lab!r})" for i, lab in zip(bad["id"], bad["label"])), cap)
@@ -168,7 +168,7 @@ def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
         f"labels in {{{names(m.classes, cap)}}}", Verdict.FAIL if len(bad) else Verdict.PASS,
         "relabel or drop the listed samples; an index that does not match its label is a bug in the data layer",
         items,
-    )  # fmt: skip
+    )
 
 
 def no_empty_classes(m: Manifest, cap: int = 10) -> Finding:
@@ -181,7 +181,7 @@ def no_empty_classes(m: Manifest, cap: int = 10) -> Finding:
         "add images to the listed folders or delete them (an empty folder is a class the model can never learn, "
         "and it is left out of the class list, which shifts every class index after it)",
         [{"folder": f} for f in folders], {"data/n_empty_classes": len(folders)},
-    )  # fmt: skip
+    )
 
 
 def at_least_two_classes(m: Manifest) -> Finding:
@@ -192,7 +192,7 @@ def at_least_two_classes(m: Manifest) -> Finding:
         Verdict.FAIL if n < 2 else Verdict.PASS,
         f"add a sub-folder per class under {m.root}" if has_files(m)
         else "check data.target (a column with one value is no target), or use data.task=regression",
-    )  # fmt: skip
+    )
 
 
 def ignored_files(m: Manifest, cap: int = 10) -> Finding:
@@ -205,7 +205,7 @@ def ignored_files(m: Manifest, cap: int = 10) -> Finding:
         "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
         "files at the top level belong to no class",
         [{"file": f} for f in files], {"data/n_ignored_files": len(files)},
-    )  # fmt: skip
+    )
 
 
 def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
@@ -214,7 +214,7 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
     ok = usable(m)
     if not len(ok):
         return finding("consistent_shapes", "all images share one shape", "no readable images", "one shape",
-                       Verdict.PASS)  # fmt: skip
+                       Verdict.PASS)
     sizes = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable")
     chans = ok.groupby("channels").size().sort_values(ascending=False, kind="stable")
     (h0, w0), c0 = sizes.index[0], chans.index[0]
@@ -228,7 +228,7 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
         else:
             verdict = Verdict.FAIL
             items += [{"id": i, "height": int(h), "width": int(w), "problem": "size"}
-                      for i, h, w in zip(odd["id"], odd["height"], odd["width"])]  # fmt: skip
+                      for i, h, w in zip(odd["id"], odd["height"], odd["width"])]
             parts.append(
                 f"{len(sizes)} sizes (height x width: {size_text}); not {h0}x{w0}: "
                 + names((f"{i} ({h}x{w})" for i, h, w in zip(odd["id"], odd["height"], odd["width"])), cap)
@@ -240,7 +240,7 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
         verdict = Verdict.worst([verdict, Verdict.WARN])
         odd = ok[ok["channels"] != c0]
         items += [{"id": i, "channels": int(c), "mode": md, "problem": "channels"}
-                  for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])]  # fmt: skip
+                  for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])]
         parts.append(
             f"channels vary ({', '.join(f'{c}: {n}' for c, n in chans.items())}), all converted to {m.image_mode}; "
             f"not {c0}-channel: " + names((f"{i} ({md})" for i, md in zip(odd["id"], odd["mode"])), cap)
@@ -248,14 +248,14 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
     else:
         parts.append(f"{plural(int(c0), 'channel')}")
     expected = (f"any size (resized to {m.image_size}x{m.image_size}), one channel count" if m.image_size
-                else "one height x width and one channel count")  # fmt: skip
+                else "one height x width and one channel count")
     return finding(
         "consistent_shapes", "all images share one shape (or data.image_size resizes them to one)",
         "; ".join(parts), expected, verdict,
         "set data.image_size=N to resize every image to N x N, or fix the odd files listed in "
         "inspect/problems.json; mixed gray and colour files often mean two sources were merged",
         items, {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
-    )  # fmt: skip
+    )
 
 
 def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
@@ -284,7 +284,7 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
         "add data (a class needs at least 3 samples to appear in train, val and test) or change data.split; "
         "an empty split cannot be trained or scored on",
         items, {"data/n_train": full["train"], "data/n_val": full["val"], "data/n_test": full["test"]},
-    )  # fmt: skip
+    )
 
 
 def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Finding:
@@ -312,7 +312,7 @@ def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Findin
         "accuracy hides small classes: watch per-class metrics, collect more of the small classes, or weight "
         "the loss / resample; also set the output bias from the class priors (model.init_bias)",
         items, metrics,
-    )  # fmt: skip
+    )
 
 
 def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
@@ -327,7 +327,7 @@ def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
         for (_, r), zz in zip(out.iterrows(), z):
             rows.append({"id": r["id"], "path": json_value(r["path"]), "split": r["split"],
                          "label": json_value(r["label"]), "property": p, "value": float(r[p]), "z": json_value(zz),
-                         "lo": b.lo, "hi": b.hi})  # fmt: skip
+                         "lo": b.lo, "hi": b.hi})
     rows.sort(key=lambda r: -abs(r["z"]) if isinstance(r["z"], float) else -np.inf)
     n_samples = len({r["id"] for r in rows})
     expected = "; ".join(f"{p} in [{fmt(b.lo)}, {fmt(b.hi)}]" for p, b in bounds.items()) or "-"
@@ -351,7 +351,7 @@ def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
         "look at the listed images (plots/outliers_*.png): blank, inverted, wrongly scaled, cropped or "
         "mislabelled files show up here; fix or remove them, or raise stages.inspect.outlier_mad if they are genuine",
         rows, metrics,
-    )  # fmt: skip
+    )
 
 
 def pixel_summary(m: Manifest) -> dict[str, float]:
@@ -417,7 +417,7 @@ def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
             [{"hash": g["hash"].iloc[0], "members": members(g)} for g in conflicts],
             {"data/n_label_conflicts": len(conflicts)},
         ),
-    ]  # fmt: skip
+    ]
     return found if task_for(m).classifier else found[:2]
 
 

@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from recipe.report import Verdict
+from recipe.tasks import task_for
 
 from .base import Finding, finding, names, plural
 from .data import SPLITS, has_files, is_image, property_bounds, property_values, usable
 from .tables import train_ranges
-from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -88,7 +88,7 @@ def gx_frames(m: Manifest) -> dict[str, pd.DataFrame]:
     """
     df = m.df
     keep = [c for c in ("id", "path", "label", "split", "height", "width", "channels", "mean", "std", "hash",
-                        "readable") if c in df.columns]  # fmt: skip
+                        "readable") if c in df.columns]
     if not has_files(m):
         keep.remove("path")
     if not is_image(m):
@@ -142,7 +142,7 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
         if len(counts):
             floor = float(counts.max()) / ic.imbalance_warn_ratio
             specs.append(E("ExpectColumnValuesToBeBetween", {"column": "class_count", "min_value": floor},
-                           "class_balance", "warning"))  # fmt: skip
+                           "class_balance", "warning"))
     if is_image(m):
         ok = usable(m)
         if len(ok):
@@ -154,20 +154,20 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
                 ]
             c0 = ok["channels"].value_counts().index[0]
             specs.append(E("ExpectColumnValuesToBeInSet", {"column": "channels", "value_set": [int(c0)]},
-                           "consistent_shapes", "warning"))  # fmt: skip
+                           "consistent_shapes", "warning"))
         for p, b in property_bounds(m, ic.outlier_mad).items():
             specs.append(E("ExpectColumnValuesToBeBetween", {"column": p, "min_value": b.lo, "max_value": b.hi},
-                           "pixel_stats_outliers", "warning"))  # fmt: skip
+                           "pixel_stats_outliers", "warning"))
     specs += [
         E("ExpectCompoundColumnsToBeUnique",
           {"column_list": ["split", "hash"], "ignore_row_if": "any_value_is_missing"}, "duplicates_within_split",
           "warning"),
         E("ExpectColumnValuesToBeInSet", {"column": "splits_sharing_content", "value_set": [1]},
           "no_leakage_across_splits"),
-    ]  # fmt: skip
+    ]
     if task_for(m).classifier:
         specs.append(E("ExpectColumnValuesToBeInSet", {"column": "labels_sharing_content", "value_set": [1]},
-                       "duplicate_labels_agree", "warning"))  # fmt: skip
+                       "duplicate_labels_agree", "warning"))
     if m.features is not None:
         specs += _feature_specs(m, ic.range_margin)
     return specs
@@ -178,18 +178,18 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
     cols = list(m.features.columns)
     specs = [E("ExpectTableColumnsToMatchSet",
                {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True}, "feature_types",
-               batch="features")]  # fmt: skip
+               batch="features")]
     ranges = train_ranges(m)
     for c in cols:
         specs.append(E("ExpectColumnValuesToNotBeNull", {"column": c}, "feature_nulls", batch="features"))
         specs.append(E("ExpectColumnUniqueValueCountToBeBetween", {"column": c, "min_value": 2}, "constant_features",
-                       "warning", "features", train_only=True))  # fmt: skip
+                       "warning", "features", train_only=True))
         lo, hi = ranges.loc[c, "min"], ranges.loc[c, "max"]
         if np.isfinite(lo) and np.isfinite(hi):
             pad = margin * (hi - lo)
             specs.append(E("ExpectColumnValuesToBeBetween",
                            {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
-                           "feature_ranges", "warning", "features"))  # fmt: skip
+                           "feature_ranges", "warning", "features"))
     if not task_for(m).classifier:
         y = usable(m)
         ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
@@ -199,7 +199,7 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
             span = hi - lo
             specs.append(E("ExpectColumnValuesToBeBetween",
                            {"column": "label", "min_value": lo - margin * span, "max_value": hi + margin * span},
-                           "target_values", "warning"))  # fmt: skip
+                           "target_values", "warning"))
     return specs
 
 
@@ -320,14 +320,14 @@ def summarise(failed: list[dict[str, Any]], n_expectations: int, cap: int = 10) 
         return f"{f['expectation']}({col}){count} -> {f['check']}"
 
     observed = (f"{len(failed)} of {plural(n_expectations, 'expectation')} failed: {names(map(label, failed), cap)}"
-                if failed else f"all {plural(n_expectations, 'expectation')} met")  # fmt: skip
+                if failed else f"all {plural(n_expectations, 'expectation')} met")
     return finding(
         "gx_suite", "the manifest meets the Great Expectations suite derived from it", observed,
         "every expectation met", verdict,
         "open gx/data_docs/index.html in this run's artifacts; each failed expectation names (meta.check) the "
         "recipe check that explains it and what to do",
         failed, {"data/gx_expectations": n_expectations, "data/gx_failed_expectations": len(failed)},
-    )  # fmt: skip
+    )
 
 
 def prune_static(docs_dir: Path) -> None:

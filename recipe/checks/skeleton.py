@@ -66,7 +66,7 @@ def loss_at_init(task: str | Task, observed: float, expected: InitLoss, warn: fl
         return finding("loss_at_init", hypothesis, observed, expected.value, FAIL,
                        "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the "
                        "model's output (use logits with CrossEntropyLoss, not probabilities)",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     dev = task.init_loss_deviation(observed, expected.value)
     metrics["skeleton/loss_at_init_deviation"] = dev
     size = _size(task, abs(dev), "{:.3f} nats", "{:.1%}")
@@ -110,11 +110,11 @@ def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
 
 
 def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, other_seed: int,
-               tol: float) -> Finding:  # fmt: skip
+               tol: float) -> Finding:
     """``same``: the step losses of two runs with ``seed``; ``other``: of a run with ``other_seed``."""
     steps = min(len(same[0]), len(same[1]))
     hypothesis = (f"two runs with seed {seed} give identical losses over their first {steps} steps; seed "
-                  f"{other_seed} gives different ones")  # fmt: skip
+                  f"{other_seed} gives different ones")
     d_same, at = _max_rel_diff(*same)
     d_other, _ = _max_rel_diff(same[0], other)
     metrics = {"skeleton/seed_same_max_rel_diff": d_same, "skeleton/seed_other_max_rel_diff": d_other}
@@ -122,18 +122,18 @@ def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[fl
     expected = f"≤ {tol:g} again, > {tol:g} with seed {other_seed}"
     if steps == 0:
         return finding("fixed_seed", hypothesis, "no training steps were recorded", expected, FAIL,
-                       "the runs took no steps: see the finite_loss check", metrics=metrics)  # fmt: skip
+                       "the runs took no steps: see the finite_loss check", metrics=metrics)
     if not d_same <= tol:
         return finding("fixed_seed", hypothesis, observed + f", first differing at step {at + 1}", expected, FAIL,
                        "the same seed does not reproduce the run, so no ablation result can be trusted: seed every "
                        "source of randomness your code draws from (model init, data order, augmentation, "
                        "dropout), keep trainer.deterministic=true, and avoid non-deterministic ops",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     if not d_other > tol:
         return finding("fixed_seed", hypothesis, observed, expected, WARN,
                        f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
                        "init or the data order (does your model or loader seed itself with a constant?); runs "
-                       "meant to differ, like ensemble members, will be copies", metrics=metrics)  # fmt: skip
+                       "meant to differ, like ensemble members, will be copies", metrics=metrics)
     return finding("fixed_seed", hypothesis, observed, expected, PASS, metrics=metrics)
 
 
@@ -146,7 +146,7 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, used: boo
     task = task_for(task)
     hypothesis = (f"setting the final bias from the {task.bias_source} makes the loss at init {with_bias:.4g} "
                   f"instead of {without_bias:.4g}, so the first steps are not spent learning the {task.prior_name} "
-                  f"(plots/init_well.png: first {steps} steps)")  # fmt: skip
+                  f"(plots/init_well.png: first {steps} steps)")
     metrics = {"skeleton/loss_at_init_bias_init": with_bias, "skeleton/loss_at_init_no_bias_init": without_bias}
     gain = task.loss_drop(with_bias, without_bias)
     metrics["skeleton/init_bias_gain"] = gain
@@ -155,17 +155,17 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, used: boo
     expected = "with ≤ without"
     if not (_ok(with_bias) and _ok(without_bias)):
         return finding("init_well", hypothesis, observed, expected, FAIL,
-                       "a loss at init is not finite: see loss_at_init", metrics=metrics)  # fmt: skip
+                       "a loss at init is not finite: see loss_at_init", metrics=metrics)
     if used and gain < -warn:
         return finding("init_well", hypothesis, observed, expected, WARN,
                        f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
                        "last nn.Linear registered in the model) may not be the output layer; register the output "
-                       "layer last", metrics=metrics)  # fmt: skip
+                       "layer last", metrics=metrics)
     if not used and gain > warn:
         return finding("init_well", hypothesis, observed, expected, WARN,
                        f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
                        "spends its first steps on (the hockey stick in plots/init_well.png)",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     return finding("init_well", hypothesis, observed, expected, PASS, metrics=metrics)
 
 
@@ -173,7 +173,7 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, used: boo
 
 
 def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, float], margin: float, steps: int,
-                      chance: float = math.inf) -> Finding:  # fmt: skip
+                      chance: float = math.inf) -> Finding:
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
     (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
@@ -186,16 +186,16 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
     hypothesis = (f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
                   f"below the same model trained on all-zero inputs (which can only learn the "
                   f"{task.prior_name}), or a val {m} better by more than "
-                  f"chance ({chance:.2g})")  # fmt: skip
+                  f"chance ({chance:.2g})")
     ratio = r_loss / z_loss if _ok(r_loss) and _ok(z_loss) and z_loss > 0 else math.nan
     metrics = {"skeleton/zero_input_val_loss": z_loss, f"skeleton/zero_input_val_{m}": z_m,
-               "skeleton/input_loss_ratio": ratio}  # fmt: skip
+               "skeleton/input_loss_ratio": ratio}
     observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
     expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task.higher_is_better else '-'}{chance:.2g}"
     if not (_ok(r_loss) and _ok(z_loss)):
         return finding("input_independent", hypothesis, observed, expected, FAIL,
                        "a run diverged or never validated, so the comparison cannot be made: see finite_loss",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return finding("input_independent", hypothesis, observed, expected, PASS, metrics=metrics)
@@ -204,14 +204,14 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
                    "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
                    "that the labels belong to their inputs (a shuffled label column, or files matched to the "
                    "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
-                   f"{steps} steps", metrics=metrics)  # fmt: skip
+                   f"{steps} steps", metrics=metrics)
 
 
 # --- dumb baselines and the human metric -----------------------------------------------------------------
 
 
 def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, float], linear: dict[str, float],
-                   steps: int, require_linear: bool, margin: float = 0.0) -> Finding:  # fmt: skip
+                   steps: int, require_linear: bool, margin: float = 0.0) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
     model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``.
     Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
@@ -225,19 +225,19 @@ def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, fl
     metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
     hypothesis = (f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
                   f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
-                  "later stages must beat")  # fmt: skip
+                  "later stages must beat")
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
     expected = f"{task.beats} {bar:.4g}"
     if not _ok(mine) or not task.better(mine, bar):
         return finding("dumb_baselines", hypothesis, observed, expected, FAIL,
                        f"the model does no better than always predicting the {base_name}: it learned nothing "
                        "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
-                       "and training_loss_decreases", metrics=metrics)  # fmt: skip
+                       "and training_loss_decreases", metrics=metrics)
     if _ok(lin) and not task.better(mine, lin):
         if require_linear:
             return finding("dumb_baselines", hypothesis, observed, expected, WARN,
                            f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
-                           "check the model (stages.baselines.require_beat_linear=true)", metrics=metrics)  # fmt: skip
+                           "check the model (stages.baselines.require_beat_linear=true)", metrics=metrics)
         observed += "; not above linear yet (a short run need not be; the overfit stage must)"
     return finding("dumb_baselines", hypothesis, observed, expected, PASS, metrics=metrics)
 
@@ -253,7 +253,7 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
     if human is None:
         return finding("human_metric", f"val {m}, which a human can interpret, shown next to the loss",
                        observed + "; no human baseline given", "stages.baselines.human_baseline (optional)",
-                       PASS)  # fmt: skip
+                       PASS)
     metrics["baseline/human"] = float(human)
     gap = task.gain(human, value)
     metrics["skeleton/human_gap"] = gap
@@ -262,12 +262,12 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
     if task.classifier and not 0 <= human <= 1:
         return finding("human_metric", hypothesis, observed, "a human accuracy between 0 and 1", WARN,
                        "stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     if _ok(value) and gap < 0:
         return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", WARN,
                        "a short run already beats the human baseline: suspicious. Check for val examples leaking "
                        "into training (see the inspect stage's duplicate checks) and that the human baseline "
-                       "measures the same thing", metrics=metrics)  # fmt: skip
+                       "measures the same thing", metrics=metrics)
     return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", PASS, metrics=metrics)
 
 
@@ -285,14 +285,14 @@ class OverfitAttempt:
 
 
 def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, budget: int,
-                      grow_error: str = "") -> Finding:  # fmt: skip
+                      grow_error: str = "") -> Finding:
     first = attempts[0]
     hypothesis = (f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
                   f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} "
-                  "steps")  # fmt: skip
+                  "steps")
     last = attempts[-1]
     metrics = {"skeleton/overfit_loss": last.final_loss, "skeleton/overfit_steps": float(last.steps),
-               "skeleton/overfit_grown": float(len(attempts) - 1)}  # fmt: skip
+               "skeleton/overfit_grown": float(len(attempts) - 1)}
     tried = "; ".join(
         f"{a.model}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps{' (reached)' if a.reached else ''}"
         for a in attempts
@@ -326,22 +326,22 @@ def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
 
 
 def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: float, diverged: str, steps: int,
-                            init_loss: float = math.nan) -> Finding:  # fmt: skip
+                            init_loss: float = math.nan) -> Finding:
     """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
     loss that explodes in its first steps and comes half-way back down has not decreased)."""
     w, first, last = loss_windows(smooth)
     ref = min(first, init_loss) if _ok(init_loss) and _ok(first) else first
     hypothesis = (f"the smoothed training loss of the short run ({steps} steps) over its last {w} steps is at "
-                  f"least {margin:.0%} below its first {w} (and below the loss at init)")  # fmt: skip
+                  f"least {margin:.0%} below its first {w} (and below the loss at init)")
     metrics = {"skeleton/train_loss_first_window": first, "skeleton/train_loss_last_window": last}
     expected = f"last ≤ {1 - margin:.2f} × {ref:.4g}"
     if diverged:
         return finding("training_loss_decreases", hypothesis, f"diverged: {diverged}", expected, FAIL,
-                       "the run diverged; see finite_loss", metrics=metrics)  # fmt: skip
+                       "the run diverged; see finite_loss", metrics=metrics)
     if not (_ok(first) and _ok(last)):
         return finding("training_loss_decreases", hypothesis, f"only {len(smooth)} steps recorded", expected, FAIL,
                        "the short run took too few steps to compare windows; raise stages.baselines.short_steps",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     observed = f"{first:.4g} → {last:.4g}" + (f" (× {last / ref:.3g} of {ref:.4g})" if ref else "")
     if _ok(init_loss) and init_loss < first:
         observed += f"; loss at init {init_loss:.4g}"
@@ -351,12 +351,12 @@ def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: f
         return finding("training_loss_decreases", hypothesis, observed, expected, WARN,
                        f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
                        "rate may be too low for this model (or the schedule decays it too soon); look at "
-                       "plots/learning_curves.png and try optim.lr 3-10x higher", metrics=metrics)  # fmt: skip
+                       "plots/learning_curves.png and try optim.lr 3-10x higher", metrics=metrics)
     return finding("training_loss_decreases", hypothesis, observed, expected, FAIL,
                    "the training loss is not going down: check the learning rate (too low to move, or so high "
                    "that it bounces; plots/learning_curves.png), that the optimiser holds the model's "
                    "parameters and that zero_grad/step are called, and that the labels belong to their inputs",
-                   metrics=metrics)  # fmt: skip
+                   metrics=metrics)
 
 
 # --- batch independence ----------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ class BatchDependence:
 
 
 def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = None, seed: int = 0
-                     ) -> BatchDependence:  # fmt: skip
+                     ) -> BatchDependence:
     """Backprop from each example's outputs in turn and measure the gradient at every input of the batch.
 
     One forward pass, then one backward per example. The loss for example i is a fixed random projection of
@@ -416,11 +416,11 @@ def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = N
 
 
 def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | None = None,
-                       max_listed: int = 6) -> Finding:  # fmt: skip
+                       max_listed: int = 6) -> Finding:
     n = len(dep.grad)
     names = list(names) if names is not None else [str(i) for i in range(n)]
     mode = ("eval mode: the model has batch norm, which mixes examples in train mode by design"
-            if dep.eval_mode else "train mode")  # fmt: skip
+            if dep.eval_mode else "train mode")
     hypothesis = f"backprop from the outputs of example i of {n} reaches only input i ({mode})"
     leak = dep.leak
     worst = float(leak.max()) if n > 1 else 0.0
@@ -434,13 +434,13 @@ def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | 
         listed = [f"{names[i]} → {', '.join(names[j] for j in js)}" for i, js in list(by_source.items())[:max_listed]]
         more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
         observed = (f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
-                    f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}")  # fmt: skip
+                    f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}")
         return finding("batch_independence", hypothesis, observed, expected, FAIL,
                        "the model mixes information across the batch, so each prediction depends on which other "
                        "examples share its batch: look for view()/reshape() where a permute()/transpose() was "
                        "meant (e.g. x.view(C, N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch "
                        "mean or norm), or a custom normalisation layer; plots/batch_independence.png shows which "
-                       "outputs reach which inputs", metrics=metrics)  # fmt: skip
+                       "outputs reach which inputs", metrics=metrics)
     dead = [names[i] for i in range(n) if not dep.own[i] > 0]
     if dead:
         return finding("batch_independence", hypothesis,
@@ -448,9 +448,9 @@ def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | 
                        expected, WARN,
                        "an output that does not depend on its own input: the input may be ignored (see "
                        "input_independent) or every unit is dead for it (e.g. all-negative ReLU inputs)",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     return finding("batch_independence", hypothesis, f"no gradient crosses between the {n} examples (largest leak "
-                   f"{worst:.2g})", expected, PASS, metrics=metrics)  # fmt: skip
+                   f"{worst:.2g})", expected, PASS, metrics=metrics)
 
 
 # --- visualise just before the net -----------------------------------------------------------------------
@@ -486,21 +486,21 @@ def input_stats(decoded: Tensor, train_mean: Sequence[float], train_std: Sequenc
     x = decoded.detach().double().cpu()
     dims = (0, 2, 3) if x.ndim == 4 else (0,)
     return InputStats(x.mean(dims).numpy(), x.std(dims, correction=0).numpy(),
-                      np.asarray(train_mean, dtype=np.float64), np.asarray(train_std, dtype=np.float64))  # fmt: skip
+                      np.asarray(train_mean, dtype=np.float64), np.asarray(train_std, dtype=np.float64))
 
 
 def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequence[str], mean_tol: float,
-                         std_factor: float, shape: tuple[int, ...] = ()) -> Finding:  # fmt: skip
+                         std_factor: float, shape: tuple[int, ...] = ()) -> Finding:
     what = "pixel" if image else "feature"
     aug = f"augment: {', '.join(augment)}" if augment else "no augmentation"
     hypothesis = (f"the exact tensor entering the net on a training batch ({aug}), un-normalised with the data's "
-                  f"mean/std, matches the train split's {what} statistics (plots/input_batch.png)")  # fmt: skip
+                  f"mean/std, matches the train split's {what} statistics (plots/input_batch.png)")
     # a batch of n examples has a mean within ~1/sqrt(n) train std of the split's by chance alone
     mean_tol = mean_tol + (2 / math.sqrt(shape[0]) if shape else 0.0)
     expected = f"mean within {mean_tol:.2g} std, std within × {std_factor:g}"
     if stats is None:
         return finding("visualise_before_net", hypothesis, "no training batch reached the model", expected, FAIL,
-                       "the short run never ran a training batch: see finite_loss")  # fmt: skip
+                       "the short run never ran a training batch: see finite_loss")
     metrics = {"skeleton/input_mean_shift": stats.mean_shift, "skeleton/input_std_factor": stats.std_factor}
     observed = f"batch {tuple(shape)}: mean off by {stats.mean_shift:.3g} std, std × {stats.std_factor:.3g}"
     if image:
@@ -511,7 +511,7 @@ def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequenc
                    f"the batch the net sees does not have the data's {what} statistics: look at "
                    "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
                    "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
-                   "changes the inputs' distribution", metrics=metrics)  # fmt: skip
+                   "changes the inputs' distribution", metrics=metrics)
 
 
 # --- prediction dynamics ---------------------------------------------------------------------------------
@@ -529,10 +529,10 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     task = task_for(task)
     n = len(y)
     hypothesis = (f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
-                  "towards the labels (plots/prediction_dynamics.png)")  # fmt: skip
+                  "towards the labels (plots/prediction_dynamics.png)")
     if len(snapshots) < 2:
         return finding("prediction_dynamics", hypothesis, f"{len(snapshots)} snapshot(s)", "at least 2", FAIL,
-                       "the short run ended before its first epoch: see finite_loss")  # fmt: skip
+                       "the short run ended before its first epoch: see finite_loss")
     first, last = snapshots[0][1].float(), snapshots[-1][1].float()
     moved = float((last - first).abs().max())
     if task.classifier:
@@ -550,11 +550,11 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     expected = "predictions change"
     if not math.isfinite(moved):
         return finding("prediction_dynamics", hypothesis, observed + " (non-finite predictions)", expected, FAIL,
-                       "the predictions became NaN/inf: see finite_loss", metrics=metrics)  # fmt: skip
+                       "the predictions became NaN/inf: see finite_loss", metrics=metrics)
     if moved <= 1e-4:
         return finding("prediction_dynamics", hypothesis, observed + f" (largest change {moved:.2g})", expected, WARN,
                        "the predictions did not move during the short run: is the optimiser stepping this "
-                       "model's parameters, with a learning rate above 0?", metrics=metrics)  # fmt: skip
+                       "model's parameters, with a learning rate above 0?", metrics=metrics)
     return finding("prediction_dynamics", hypothesis, observed, expected, PASS, metrics=metrics)
 
 
@@ -562,34 +562,34 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
 
 
 def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float, augmented: float, dumb: float,
-                                  warn: float, fail: float, steps: int) -> Finding:  # fmt: skip
+                                  warn: float, fail: float, steps: int) -> Finding:
     """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
     val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
     (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
     when augmented inputs are no better than no input at all."""
     if not augment:
         return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
-                       "skipped: data.augment is empty", "-", PASS)  # fmt: skip
+                       "skipped: data.augment is empty", "-", PASS)
     task = task_for(task)
     m = task.metric
     names = ", ".join(augment)
     base = task.dumb_name
     hypothesis = (f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
                   f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
-                  f"(below {fail:.0%} fails)")  # fmt: skip
+                  f"(below {fail:.0%} fails)")
     skill_clean, skill_aug = task.gain(clean, dumb), task.gain(augmented, dumb)
     retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
     metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented,
-               "skeleton/augment_retained": retained}  # fmt: skip
+               "skeleton/augment_retained": retained}
     observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} augmented ({base} {dumb:.4g}): "
-                f"{retained:.0%} of the skill kept")  # fmt: skip
+                f"{retained:.0%} of the skill kept")
     expected = f"≥ {warn:.0%} kept"
     floor = 0.05 if task.classifier else 0.05 * abs(dumb)
     if not _ok(skill_clean) or skill_clean <= floor:
         return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
                        f"inconclusive: the model trained on clean data is barely better than the {base} "
                        f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged",
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     if retained >= warn:
         return finding("augmentation_preserves_labels", hypothesis, observed, expected, PASS, metrics=metrics)
     if retained >= fail:
@@ -598,12 +598,12 @@ def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clea
                        "the label should be (a mirrored or rotated digit or letter can be another one), or be "
                        "stronger than this model can absorb (a model without translation invariance, like an "
                        "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
-                       "label-preservation for this data", metrics=metrics)  # fmt: skip
+                       "label-preservation for this data", metrics=metrics)
     return finding("augmentation_preserves_labels", hypothesis, observed, expected, FAIL,
                    f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
                    f"{base}: the augmentation destroys the signal or separates inputs from their labels "
                    "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
-                   "fix or drop it in data.augment", metrics=metrics)  # fmt: skip
+                   "fix or drop it in data.augment", metrics=metrics)
 
 
 # --- finite loss -----------------------------------------------------------------------------------------
@@ -616,18 +616,18 @@ def finite_loss(runs: dict[str, str]) -> Finding:
     metrics = {"skeleton/diverged_runs": float(len(diverged))}
     if not diverged:
         return finding("finite_loss", hypothesis, f"{len(runs)} runs, all finite", "no NaN/inf loss", PASS,
-                       metrics=metrics)  # fmt: skip
+                       metrics=metrics)
     observed = "; ".join(f"{k}: {v}" for k, v in diverged.items())
     return finding("finite_loss", hypothesis, observed, "no NaN/inf loss", FAIL,
                    "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x "
                    "smaller), set trainer.grad_clip, or check the inputs for NaN/inf values",
-                   metrics=metrics)  # fmt: skip
+                   metrics=metrics)
 
 
 def failed(name: str, error: str, advice: str = "") -> Finding:
     """A check whose experiment could not run: FAIL with the reason."""
     return finding(name, HYPOTHESES[name], error, "the check to run", FAIL,
-                   advice or "see baselines/errors/ in this run's artifacts for the traceback")  # fmt: skip
+                   advice or "see baselines/errors/ in this run's artifacts for the traceback")
 
 
 __all__ = [

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from recipe.report import Verdict
+from recipe.tasks import task_for
 
 from .base import Finding, finding, fmt, json_value, names, plural
-from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import InspectConfig
@@ -76,7 +76,7 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
         "small model can use; dates: split them into numeric parts)",
         [{"column": c, "reason": why} for c, why in bad.items()],
         {"data/n_features": len(cols), "data/n_bad_columns": len(bad)},
-    )  # fmt: skip
+    )
 
 
 def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
@@ -101,7 +101,7 @@ def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
         "fill the listed cells (e.g. with the train median, plus an 'is missing' column if missingness means "
         "something) or drop those rows or columns from the CSV: rows with missing values cannot be trained on",
         items, {"data/n_missing_values": n, "data/max_null_fraction": fraction},
-    )  # fmt: skip
+    )
 
 
 def constant_features(m: Manifest, cap: int = 10) -> Finding:
@@ -110,7 +110,7 @@ def constant_features(m: Manifest, cap: int = 10) -> Finding:
     train = f[_train(m)]
     const = [c for c in f.columns if train[c].dropna().nunique() <= 1]
     items = [{"column": c, "value": json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None}
-             for c in const]  # fmt: skip
+             for c in const]
     observed = f"all {f.shape[1]} columns vary"
     if const:
         observed = f"{plural(len(const), 'constant column')}: " + names(
@@ -122,7 +122,7 @@ def constant_features(m: Manifest, cap: int = 10) -> Finding:
         "drop the listed columns (a constant column is noise to the model; a one-hot column constant in train "
         "but not in val/test is a category the model never saw)",
         items, {"data/n_constant_features": len(const)},
-    )  # fmt: skip
+    )
 
 
 def _far_outside(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float) -> np.ndarray:
@@ -143,7 +143,7 @@ def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     items = []
     for r, j in zip(*np.nonzero(far)):
         items.append({"column": f.columns[j], "id": ids[r], "split": splits[r], "value": float(values[r, j]),
-                      "train_min": float(lo[j]), "train_max": float(hi[j])})  # fmt: skip
+                      "train_min": float(lo[j]), "train_max": float(hi[j])})
     items.sort(key=lambda i: -abs(i["value"] - (i["train_min"] + i["train_max"]) / 2))
     cols = sorted({i["column"] for i in items})
     observed = (
@@ -151,14 +151,14 @@ def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
         + names((f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
                  f"{fmt(i['train_max'])})" for i in items), cap)
         if items else f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
-    )  # fmt: skip
+    )
     return finding(
         "feature_ranges", "val/test feature values lie within the range seen in training",
         observed, f"within train [min, max] ± {fmt(margin)} x (max - min)", Verdict.WARN if items else Verdict.PASS,
         "check the listed cells for unit mix-ups, sentinel values (-1, 999, 99999) or categories absent from "
         "train; the model extrapolates there (stages.inspect.range_margin sets how far is too far)",
         items, {"data/n_out_of_range": len(items)},
-    )  # fmt: skip
+    )
 
 
 def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
@@ -180,28 +180,28 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
             "every class in train", Verdict.WARN if missing else Verdict.PASS,
             "a class without training samples cannot be predicted: add data for it or drop its rows",
             [{"class": c, "problem": "absent from train"} for c in missing],
-        )  # fmt: skip
+        )
     y = df["label"].astype(np.float64)
     ty = train["label"].astype(np.float64)
     ty = ty[np.isfinite(ty)].to_numpy()  # numpy std (ddof=0), as DataBundle.target_std
     if not len(ty):
         return finding("target_values", "the target has training values", "no finite train targets",
-                       "finite train targets", Verdict.FAIL, "check data.target and the target column")  # fmt: skip
+                       "finite train targets", Verdict.FAIL, "check data.target and the target column")
     lo, hi = float(ty.min()), float(ty.max())
     held = df["split"] != "train"
     far = _far_outside(y.to_numpy(), np.array(lo), np.array(hi), margin) & held.to_numpy()
     bad = df[far]
     items = [{"id": i, "split": s, "value": float(v), "train_min": lo, "train_max": hi}
-             for i, s, v in zip(bad["id"], bad["split"], bad["label"])]  # fmt: skip
+             for i, s, v in zip(bad["id"], bad["split"], bad["label"])]
     observed = f"train target {fmt(lo)}..{fmt(hi)} (mean {fmt(ty.mean())}, std {fmt(ty.std())})"
     if items:
-        observed += f"; far outside it: " + names((f"{i['id']} ({fmt(i['value'])}, {i['split']})" for i in items), cap)
+        observed += "; far outside it: " + names((f"{i['id']} ({fmt(i['value'])}, {i['split']})" for i in items), cap)
     return finding(
         "target_values", "val/test targets lie within the range seen in training", observed,
         f"within train [min, max] ± {fmt(margin)} x (max - min)", Verdict.WARN if items else Verdict.PASS,
         "check the listed targets for unit mix-ups or sentinel values; a regressor cannot extrapolate far",
         items, {"data/target_mean": float(ty.mean()), "data/target_std": float(ty.std())},
-    )  # fmt: skip
+    )
 
 
 def table_checks(m: Manifest, ic: InspectConfig) -> list[Finding]:

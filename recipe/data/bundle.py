@@ -18,12 +18,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from recipe.tasks import task_for
+
 from .augment import build_augment
 from .batching import InMemoryBatcher, LoaderBatcher
 from .errors import DataError, listing
 from .manifest import Manifest, build_manifest
 from .splits import SPLITS
-from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import DataConfig, RecipeConfig
@@ -154,7 +155,7 @@ class DataBundle:
         return LoaderBatcher(
             RowDataset(self, split), bs, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
             num_workers=self.config.num_workers, device=device,
-        )  # fmt: skip
+        )
 
     def _on(self, split: str, device: torch.device | str | None) -> tuple[Tensor, Tensor]:
         x, y = self.tensors(split)

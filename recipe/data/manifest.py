@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from recipe.tasks import task_for
+
 from .sources import _CACHE, Reader, load_source
 from .splits import assign_splits
-from recipe.tasks import task_for
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig

@@ -31,8 +31,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from .errors import DataError, inline
 from recipe.tasks import CLASSIFICATION, TASKS, task_for
+
+from .errors import DataError, inline
 
 if TYPE_CHECKING:
     from recipe.config import DataConfig
@@ -340,7 +341,7 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
     return SourceData(
         df, "classification", classes, root, ImageReader(paths, mode, cfg.image_size), chan_stats,
         image_mode=mode, empty_classes=empty, ignored_files=ignored, notes=notes,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -494,7 +495,7 @@ def csv_source(cfg: DataConfig) -> SourceData:
     return SourceData(
         df, task, classes, path, ArrayReader(values.astype(np.float32)), features=features, bad_columns=bad,
         notes=notes,
-    )  # fmt: skip
+    )
 
 
 def _table_task(y: pd.Series, forced: str, what: str) -> str:

@@ -49,4 +49,6 @@ class StageContext:
         try:
             return self.results[stage]
         except KeyError:
-            raise RuntimeError(f"stage result {stage!r} is not available; earlier stages: {list(self.results)}")
+            raise RuntimeError(
+                f"stage result {stage!r} is not available; earlier stages: {list(self.results)}"
+            ) from None

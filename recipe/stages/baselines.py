@@ -227,7 +227,7 @@ class _Skeleton:
             found = getattr(self, f"_{name}")()
         except _NeedsShortRun as e:
             found = sk.failed(name, str(e), "fix the error that stopped the short run first (traceback in "
-                                            "baselines/errors/short_run.txt)")  # fmt: skip
+                                            "baselines/errors/short_run.txt)")
         except Exception as e:  # a crash in the user's model must not hide the other checks
             tracking.log_text(traceback.format_exc(), f"baselines/errors/{name}.txt")
             found = sk.failed(name, f"the experiment raised {_clip(f'{type(e).__name__}: {e}')}")
@@ -253,7 +253,7 @@ class _Skeleton:
         fit in the middle of its last epoch, before that epoch's callbacks run; no time limit either, which
         would make runs irreproducible."""
         over = {"budget.max_steps": None, "budget.epochs": self._geometry(steps)[0], "budget.time_limit_s": None,
-                "budget.early_stopping": None, "model.init_from": None, "trainer.progress": False}  # fmt: skip
+                "budget.early_stopping": None, "model.init_from": None, "trainer.progress": False}
         return self.cfg.with_overrides({**over, **overrides})
 
     @contextmanager
@@ -267,7 +267,7 @@ class _Skeleton:
         validated) val loss and metric are NaN: no trustworthy validation after a divergence."""
         try:
             r = fit(cfg, self.data, callbacks=cbs, evaluate=False, log=False,
-                    steps_per_epoch=self._geometry(steps)[1], **kw)  # fmt: skip
+                    steps_per_epoch=self._geometry(steps)[1], **kw)
         finally:
             for cb in cbs:
                 if isinstance(cb, _PreHook):
@@ -284,7 +284,7 @@ class _Skeleton:
 
     def _val_batches(self, augment: bool = False):
         return self.data.batches("val", batch_size=self.cfg.data.eval_batch_size, augment=augment,
-                                 device=self.device)  # fmt: skip
+                                 device=self.device)
 
     def _guard_short_run(self) -> None:
         try:
@@ -304,7 +304,7 @@ class _Skeleton:
         at_init = _LossAtInit()
         with self._child("short_run", params):
             self.short = self._train("short_run", cfg, self.bc.short_steps, [at_init, self.snap, self.capture,
-                                                                              _logger()])  # fmt: skip
+                                                                              _logger()])
             self.init_loss, self.init_per_example = at_init.loss, at_init.per_example
             tracking.log_metrics({"skeleton/loss_at_init": self.init_loss}, step=0)
         bpe = len(self.short.trainer.train_data)
@@ -334,12 +334,12 @@ class _Skeleton:
         other = self._quick("other_seed", self.short_cfg.with_overrides({"seed": other_seed}), k)
         a = short.losses[:k]
         self._plot("plots/fixed_seed.png", lambda: plots.fixed_seed_figure(
-            a, again.losses, other.losses, self.cfg.seed, other_seed))  # fmt: skip
+            a, again.losses, other.losses, self.cfg.seed, other_seed))
         return sk.fixed_seed((a, again.losses), other.losses, self.cfg.seed, other_seed, self.bc.seed_tol)
 
     def _expected(self, init_bias: bool) -> sk.InitLoss:
         return self.task.expected_init_loss(self.y_val, init_bias=init_bias, class_counts=self.data.class_counts,
-                                            target_mean=self.data.target_mean)  # fmt: skip
+                                            target_mean=self.data.target_mean)
 
     def _loss_at_init(self) -> Finding:
         from recipe.plots import skeleton as plots
@@ -348,7 +348,7 @@ class _Skeleton:
             raise _NeedsShortRun(f"needs the short run, which raised {self.short_error}")
         expected = self._expected(self.cfg.model.init_bias)
         self._plot("plots/loss_at_init.png", lambda: plots.loss_at_init_figure(
-            self.init_per_example, expected.value, self.init_loss, self.task))  # fmt: skip
+            self.init_per_example, expected.value, self.init_loss, self.task))
         return sk.loss_at_init(self.task, self.init_loss, expected, self.bc.init_loss_warn, self.bc.init_loss_fail)
 
     def _init_well(self) -> Finding:
@@ -387,7 +387,7 @@ class _Skeleton:
         self._plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, self.task))
         chance = self.task.chance_margin(self.y_val, target_mean=self.data.target_mean, k=3.0)
         return sk.input_independent(self.task, short.metrics, self.zero.metrics, self.bc.input_margin,
-                                    short.trainer.step, chance)  # fmt: skip
+                                    short.trainer.step, chance)
 
     @staticmethod
     def _curve(r: FitResult) -> dict[str, list[float]]:
@@ -406,18 +406,18 @@ class _Skeleton:
             "trainer.ema_decay": None, "trainer.grad_clip": None, "budget.max_steps": None,
             "budget.epochs": self._geometry(b.linear_steps)[0], "budget.time_limit_s": None, "trainer.progress": False,
             "budget.early_stopping": None, "model.init_from": None,
-        })  # fmt: skip
+        })
         params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
         with self._child("linear_baseline", params):
             self.linear = self._train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
         margin = self.task.chance_margin(self.y_val, target_mean=self.data.target_mean)
         found = sk.dumb_baselines(self.task, short.metrics, self.dumb, self.linear.metrics, short.trainer.step,
-                                  b.require_beat_linear, margin)  # fmt: skip
+                                  b.require_beat_linear, margin)
         m = self.task.metric
         zero = self.zero.metrics if hasattr(self, "zero") else {}
         mine, lin = short.metrics.get(f"val/{m}", math.nan), self.linear.metrics.get(f"val/{m}", math.nan)
         bars = {self.task.dumb_name.split()[0]: self.dumb[self.task.dumb_key],
-                "zero input": zero.get(f"val/{m}", math.nan), "linear": lin, "model": mine}  # fmt: skip
+                "zero input": zero.get(f"val/{m}", math.nan), "linear": lin, "model": mine}
         self._plot("plots/baselines.png", lambda: plots.baselines_figure(bars, m, b.human_baseline))
         return found
 
@@ -461,10 +461,10 @@ class _Skeleton:
             grown = model_cfg.model_copy(update={"dropout": self.cfg.model.dropout})
             self.handed_on = RecipeConfig.model_validate({**self.cfg.to_dict(), "model": grown.model_dump(mode="json")})
             self.notes.append(f"overfitting one batch needed {len(attempts) - 1} more capacity rung(s): the config "
-                              f"handed on has model {attempts[-1].model}")  # fmt: skip
+                              f"handed on has model {attempts[-1].model}")
         target = attempts[0].init_loss * b.overfit_ratio
         self._plot("plots/overfit_one_batch.png", lambda: plots.overfit_figure(
-            curves, pred, yb.cpu().numpy(), self.task, self.data.classes, target))  # fmt: skip
+            curves, pred, yb.cpu().numpy(), self.task, self.data.classes, target))
         return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, b.overfit_steps, grow_error)
 
     def _pick_batch(self, n: int) -> tuple[Tensor, Tensor]:
@@ -479,7 +479,7 @@ class _Skeleton:
         cfg = self.cfg.with_overrides({
             "model": model_cfg.model_dump(mode="json"), "optim.weight_decay": 0.0, "schedule.name": "constant",
             "trainer.ema_decay": None, "budget.max_steps": None, "budget.time_limit_s": None,
-        })  # fmt: skip
+        })
         model = build_for(cfg, self.data).to(self.device)
         x, y = xb.to(self.device), yb.to(self.device)
         loss_fn = self.task.loss
@@ -491,7 +491,7 @@ class _Skeleton:
             opt=build_optimizer(cfg.optim, model.parameters()),
             cbs=[*config_callbacks(cfg, self.device.type), _StopBelow(target), _logger(prefix=prefix)],
             task=self.task, device=self.device, progress=False,
-        )  # fmt: skip
+        )
         name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
         trainer.fit(b.overfit_steps)
         self.diverged[name] = trainer.diverged
@@ -508,7 +508,7 @@ class _Skeleton:
     def _training_loss_decreases(self) -> Finding:
         short = self._need_short()
         return sk.training_loss_decreases(self.task, short.smooth_losses, self.bc.decrease_margin, short.divergence,
-                                          short.trainer.step, self.init_loss)  # fmt: skip
+                                          short.trainer.step, self.init_loss)
 
     def _batch_independence(self) -> Finding:
         from recipe.plots import skeleton as plots
@@ -522,9 +522,9 @@ class _Skeleton:
         dep = sk.batch_dependence(model, xb.to(self.device), seed=self.cfg.seed)
         if dep.eval_mode:
             self.notes.append("batch independence was checked in eval mode: the model has batch norm, which mixes "
-                              "the examples of a batch in train mode by design")  # fmt: skip
+                              "the examples of a batch in train mode by design")
         self._plot("plots/batch_independence.png",
-                   lambda: plots.batch_dependence_figure(dep.grad, names, dep.eval_mode))  # fmt: skip
+                   lambda: plots.batch_dependence_figure(dep.grad, names, dep.eval_mode))
         return sk.batch_independence(dep, self.bc.batch_leak_tol, names)
 
     def _train_stats(self) -> tuple[np.ndarray, np.ndarray]:
@@ -554,19 +554,19 @@ class _Skeleton:
         stats = sk.input_stats(decoded, mean, std)
         aug = f"augment [{', '.join(augment)}]" if augment else "no augmentation"
         title = (f"exactly what enters the net: the first training batch {tuple(x.shape)}, {aug},\n"
-                 "decoded with the data's mean/std")  # fmt: skip
+                 "decoded with the data's mean/std")
         if image:
             title += f"; batch mean {np.mean(stats.batch_mean):.3g} vs train {np.mean(mean):.3g}"
         labels = y.tolist() if y is not None else [0] * len(x)
         if image:
             self._plot("plots/input_batch.png", lambda: plots.input_batch_figure(
-                decoded.numpy(), labels, self.data.classes, title))  # fmt: skip
+                decoded.numpy(), labels, self.data.classes, title))
         else:
             names = list(self.data.manifest.feature_columns)
             self._plot("plots/input_batch.png", lambda: plots.feature_batch_figure(
-                decoded.numpy(), names, mean, std, title))  # fmt: skip
+                decoded.numpy(), names, mean, std, title))
         return sk.visualise_before_net(stats, image, augment, self.bc.input_mean_tol, self.bc.input_std_factor,
-                                       tuple(x.shape))  # fmt: skip
+                                       tuple(x.shape))
 
     def _prediction_dynamics(self) -> Finding:
         from recipe.plots import skeleton as plots
@@ -575,11 +575,10 @@ class _Skeleton:
         snaps, y = self.snap.snapshots, self.snap.yb
         arrays = [(e, p.numpy()) for e, p in snaps]
         self._plot("plots/prediction_dynamics.png", lambda: plots.prediction_dynamics_figure(
-            arrays, y.cpu().numpy(), self.task, self.data.classes))  # fmt: skip
+            arrays, y.cpu().numpy(), self.task, self.data.classes))
         return sk.prediction_dynamics(self.task, snaps, y)
 
     def _augmentation_preserves_labels(self) -> Finding:
-        from recipe.plots import skeleton as plots
 
         augment = list(self.cfg.data.augment)
         m = self.task.metric
@@ -596,7 +595,7 @@ class _Skeleton:
                 # shuffled: a transform that hands back another sample's input must meet other classes
                 pred, y = trainer.predict(self.data.batches(
                     "val", batch_size=self.cfg.data.eval_batch_size, augment=True, shuffle=True, seed=self.cfg.seed + r,
-                    device=self.device))  # fmt: skip
+                    device=self.device))
                 scores.append(float(self.task.scores(pred, y).mean()))
             augmented = float(np.mean(scores))
             tracking.log_metrics({f"val_augmented/{m}": augmented})
@@ -606,7 +605,7 @@ class _Skeleton:
             self._plot("plots/augmentation.png", lambda: self._augmentation_figure(trainer, augment))
         return sk.augmentation_preserves_labels(self.task, augment, clean, augmented, dumb,
                                                 self.bc.augment_warn_retained, self.bc.augment_fail_retained,
-                                                clean_run.trainer.step)  # fmt: skip
+                                                clean_run.trainer.step)
 
     def _augmentation_figure(self, trainer: Trainer, augment: list[str]):
         from recipe.plots import skeleton as plots
@@ -621,16 +620,16 @@ class _Skeleton:
         shape = (1, -1, 1, 1)
         mean, std = torch.tensor(self.data.mean).view(shape), torch.tensor(self.data.std).view(shape)
         title = (f"val images (rows 1, 3) and augmented [{', '.join(augment)}] (rows 2, 4);\n"
-                 "captions: label/prediction of a model trained on clean data, red when wrong")  # fmt: skip
+                 "captions: label/prediction of a model trained on clean data, red when wrong")
         return plots.augmentation_figure(
             (x * std + mean).numpy(), (xa * std + mean).numpy(), y.tolist(), pc.argmax(-1).tolist(),
             pa.argmax(-1).tolist(), self.data.classes, title,
-        )  # fmt: skip
+        )
 
     def _dumb(self) -> dict[str, float]:
         """The dumbest predictor's val metrics (:meth:`recipe.tasks.Task.dumb_baseline`)."""
         return self.task.dumb_baseline(self.y_val, class_counts=self.data.class_counts,
-                                       target_mean=self.data.target_mean)  # fmt: skip
+                                       target_mean=self.data.target_mean)
 
     def _finite_loss(self) -> Finding:
         return sk.finite_loss(self.diverged)

@@ -78,31 +78,31 @@ def run(ctx: StageContext) -> StageResult:
         [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
         steps=t.smooth_losses, reference_loss=task.init_loss_of(data, init_bias=cfg.model.init_bias).value,
         train_target_met=met, expect_overfit=True,
-    )  # fmt: skip
+    )
     findings.append(update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high))
 
     metrics.update(t.summary("overfit/"))
     metrics.update({"overfit/lr": cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
-                    "overfit/target_met": float(met)})  # fmt: skip
+                    "overfit/target_met": float(met)})
     _log_figures(rungs, s, figures)
 
     checkpoint, checkpoint_uri = publish_checkpoint(t.weights_path, ctx.workdir, "overfit.pt")
     handed_on = cfg.with_overrides({"budget": ctx.cfg.budget.model_dump(mode="json") | {"early_stopping": None}})
     notes.append(f"trained {describe_model(cfg)} with {cfg.optim.name} at lr {cfg.optim.lr:g} for {t.epochs} epochs "
-                 f"in {t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}")  # fmt: skip
+                 f"in {t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}")
     notes.append(f"hands on the final weights ({checkpoint.name}) and this config (the budget as given)")
     artifacts = {"checkpoint_path": str(checkpoint)}
     if s.lr_finder:
         artifacts["lr_finder"] = tracking.artifact_uri("overfit/lr_finder.json")
     return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
-                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)  # fmt: skip
+                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)
 
 
 # --- 1. don't be a hero --------------------------------------------------------------------------------------
 
 
 def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
-              device_type: str) -> tuple[RecipeConfig, list[str], Finding]:  # fmt: skip
+              device_type: str) -> tuple[RecipeConfig, list[str], Finding]:
     """The config the stage trains with, the changes from ``cfg`` ("key: old -> new"), and the architecture check."""
     image = len(in_shape) == 3
     name, why = _architecture(cfg.model.name, s.architecture, image, device_type)
@@ -113,9 +113,9 @@ def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
         updates["model.kwargs"] = {}  # kwargs belong to the model they were written for
     if s.optimizer == "adam":
         updates.update({"optim.name": "adam", "optim.lr": s.lr, "schedule.name": "constant",
-                        "schedule.warmup_steps": 0})  # fmt: skip
+                        "schedule.warmup_steps": 0})
     updates.update({"optim.weight_decay": 0.0, "model.dropout": 0.0, "data.augment": [],
-                    "budget.early_stopping": None, "model.init_from": None})  # fmt: skip
+                    "budget.early_stopping": None, "model.init_from": None})
     if s.epochs:
         updates["budget.epochs"] = s.epochs
     new = cfg.with_overrides(updates)
@@ -125,7 +125,7 @@ def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
     arch = finding(
         "architecture", f"a known architecture fit for {kind} on a {device_type} (don't be a hero)",
         f"{describe_model(new)}: {why}", "cnn / resnet for images (resnet18/34 on a GPU), mlp for tables", PASS,
-    )  # fmt: skip
+    )
     return new, changes, arch
 
 
@@ -157,7 +157,7 @@ def _architecture(name: str, setting: str, image: bool, device_type: str) -> tup
 
 
 def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig,
-               figures: Figures) -> tuple[float, Finding, dict[str, float]]:  # fmt: skip
+               figures: Figures) -> tuple[float, Finding, dict[str, float]]:
     model = build_for(cfg, data)
     trainer = make_trainer(cfg, model, data)
     finder = lr_find(trainer, min_lr=s.lr_min, max_lr=s.lr_max, num_steps=s.lr_steps, rule=s.lr_rule)
@@ -167,7 +167,7 @@ def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig,
     tracking.log_dict({"lrs": finder.lrs, "losses": _jsonable(finder.losses),
                        "smooth_losses": _jsonable(finder.smooth_losses), "stop_reason": finder.stop_reason,
                        "suggestion": dataclasses.asdict(sugg), "start_lr": start, "chosen_lr": lr},
-                      "overfit/lr_finder.json")  # fmt: skip
+                      "overfit/lr_finder.json")
     from recipe.plots.curves import lr_finder_figure
 
     figures.log("plots/lr_finder.png",
@@ -184,14 +184,14 @@ def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float)
         return start, finding(name, hypothesis, f"no suggestion: {sugg.reason}; kept {start:g}",
                               "a sweep whose smoothed loss falls, then rises", WARN,
                               "look at plots/lr_finder.png: a flat sweep means the model barely responds to its "
-                              "learning rate (frozen layers? a loss that ignores the output?)")  # fmt: skip
+                              "learning rate (frozen layers? a loss that ignores the output?)")
     lo, hi = sugg.lr / tolerance, min(sugg.lr * tolerance, sugg.lr_at_min)
     where = (f"suggestion {sugg.lr:.2g} ({sugg.rule}), loss minimum at {sugg.lr_at_min:.2g}, "
-             f"steepest fall at {sugg.lr_steepest:.2g}")  # fmt: skip
+             f"steepest fall at {sugg.lr_steepest:.2g}")
     expected = f"lr in [{lo:.2g}, {hi:.2g}]"
     at_end = sugg.lr_at_min >= lr_max / 1.5
     advice = ("the loss was still lowest at the end of the sweep: raise stages.overfit.lr_max, or the model barely "
-              "responds to its learning rate") if at_end else ""  # fmt: skip
+              "responds to its learning rate") if at_end else ""
     verdict = WARN if at_end else PASS
     if lo <= start <= hi:
         return start, finding(name, hypothesis, f"kept {start:g}: {where}", expected, verdict, advice)
@@ -204,7 +204,7 @@ def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float)
 
 class _Rung:
     def __init__(self, cfg: RecipeConfig, trained: FitResult, met: bool, text: str, run_id: str,
-                 update_ratios: list) -> None:  # fmt: skip
+                 update_ratios: list) -> None:
         self.cfg, self.trained, self.met, self.text, self.run_id = cfg, trained, met, text, run_id
         self.update_ratios = update_ratios  # (step, {layer: log10 update/weight ratio}) every 10 steps
         self.top = ""  # why the ladder could not grow past this rung
@@ -268,7 +268,7 @@ def _target_finding(t: FitResult, s: OverfitConfig, rung: int) -> Finding:
         "train_target", f"the model fits the training set: {expected}", observed, expected, PASS if met else FAIL,
         "the model cannot fit its own training data: look at plots/curves.png and the curves_* checks (too low a "
         "learning rate? too few epochs?), raise stages.overfit.max_rungs or the budget, and re-check the labels",
-    )  # fmt: skip
+    )
 
 
 def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
@@ -277,7 +277,7 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
     grew = len(rungs) - 1
     if met:
         observed = f"reached the target at rung {grew}" + (f" after growing {grew} time(s): {steps}" if grew else
-                                                           f": {steps}")  # fmt: skip
+                                                           f": {steps}")
     elif rungs[-1].trained.diverged:
         observed = f"stopped at rung {grew}: the loss diverged ({steps})"
     else:
@@ -289,7 +289,7 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
         observed, f"the target within {s.max_rungs} growth step(s)", PASS if met else WARN,
         "every rung fell short: the problem is probably not capacity (see the curves_* checks), or the budget is "
         "too small for the bigger models",
-    )  # fmt: skip
+    )
 
 
 def _finite(t: FitResult) -> Finding:
@@ -297,7 +297,7 @@ def _finite(t: FitResult) -> Finding:
     return finding(
         "finite_loss", "the training loss stays finite", "finite" if ok else t.divergence,
         "finite", PASS if ok else FAIL, "lower optim.lr (try 10x smaller) or set trainer.grad_clip",
-    )  # fmt: skip
+    )
 
 
 # --- plots ---------------------------------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def _log_figures(rungs: list[_Rung], s: OverfitConfig, figures: Figures) -> None
     metric = task_for(rungs[-1].trained.data).metric
     histories = {f"rung{i}": r.trained.history for i, r in enumerate(rungs)}
     titles = {f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
-                          f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}  # fmt: skip
+                          f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}
     figures.log("plots/curves.png", lambda: curves_figure(histories, titles=titles,
                                                           title="overfit: train vs validation loss per rung"))
     figures.log("plots/update_ratio.png",

@@ -45,16 +45,26 @@ import numpy as np
 
 from recipe import tracking
 from recipe.checks.ablation import (
-    CandidateResult, Decision, baseline_bar_check, candidate_finding, choose, combine_changes, decide,
-    gap_shrinks, improves_on_reference, markdown_table, pick_per_group, table_rows,
-)  # fmt: skip
+    CandidateResult,
+    Decision,
+    baseline_bar_check,
+    candidate_finding,
+    choose,
+    combine_changes,
+    decide,
+    gap_shrinks,
+    improves_on_reference,
+    markdown_table,
+    pick_per_group,
+    table_rows,
+)
 from recipe.checks.base import finding
 from recipe.checks.curves import diagnose_curves
 from recipe.config import RecipeConfig, RegularizeConfig
 from recipe.data import AUGMENTATIONS, DataBundle
 from recipe.data.augment import TABULAR
-from recipe.report import StageResult, Verdict
 from recipe.fit import FitResult, describe_model, fit, resolve_checkpoint, safe_name
+from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
 from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.tasks import task_for
@@ -93,7 +103,7 @@ def run(ctx: StageContext) -> StageResult:
         f = finding("reference_trains", "the overfit stage's config trains again as the unregularised reference",
                     f"{reference.status}: {reference.note}", "a trained reference", FAIL,
                     "the config the overfit stage handed on does not train: rerun overfit, or look at the "
-                    "reference's nested MLflow run")  # fmt: skip
+                    "reference's nested MLflow run")
         return StageResult(STAGE, FAIL, [f.check], {}, base, notes=notes)
     specs = candidate_specs(base, s, data)
     candidates = [runner.run(spec) for spec in specs]
@@ -128,7 +138,7 @@ def run(ctx: StageContext) -> StageResult:
         *diagnose_curves([h["train/loss"] for h in t_chosen.history],
                          [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
                          reference_loss=init_loss),
-    ]  # fmt: skip
+    ]
     figures = Figures()
     _log_figures(figures, runner, rows, reference, chosen, metric, higher, baselines, s)
 
@@ -141,7 +151,7 @@ def run(ctx: StageContext) -> StageResult:
         *[f"skipped {sp.name}: {sp.skip}" for sp in specs if sp.skip],
         "candidates (val split; the winner's score is a best-of-N pick, the test split in squeeze is unbiased):\n"
         + table,
-    ]  # fmt: skip
+    ]
     artifacts = {"checkpoint_path": str(checkpoint), "candidates": tracking.artifact_uri("regularize/candidates.json")}
     return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
                   artifacts=artifacts, checkpoint_uri=checkpoint_uri)
@@ -173,11 +183,11 @@ def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -
             specs.append(Spec(f"dropout_{p:g}", "dropout", {"model.dropout": p}))
     if s.early_stopping:
         specs.append(Spec(f"early_stopping_{s.early_stopping}", "early_stopping",
-                          {"budget.early_stopping": s.early_stopping}))  # fmt: skip
+                          {"budget.early_stopping": s.early_stopping}))
     if s.smaller_input:
         if not image:
             specs.append(Spec("smaller_input", "input", skip="tables: dropping features is not automated (see the "
-                                                              "inspect stage's feature checks)"))  # fmt: skip
+                                                              "inspect stage's feature checks)"))
         else:
             side = min(data.in_shape[1:])
             new = max(4, round(side * s.smaller_input))
@@ -196,7 +206,7 @@ def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -
         specs.append(Spec("pretrained", "pretrained", {"model.init_from": s.init_from}))
     else:
         specs.append(Spec("pretrained", "pretrained", skip="no checkpoint given (stages.regularize.init_from): "
-                                                           "nothing is downloaded"))  # fmt: skip
+                                                           "nothing is downloaded"))
     return specs
 
 
@@ -204,7 +214,7 @@ class _Runner:
     """Trains specs in nested MLflow runs and keeps what the stage needs from each."""
 
     def __init__(self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig,
-                 init_path: Path | None) -> None:  # fmt: skip
+                 init_path: Path | None) -> None:
         self.ctx, self.base, self.data, self.s, self.init_path = ctx, base, data, s, init_path
         self.trained: dict[str, FitResult] = {}
         self.ref_targets: np.ndarray | None = None
@@ -229,10 +239,10 @@ class _Runner:
             except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
                 tracking.set_tags({tracking.TAG_VERDICT: "fail"})
                 return CandidateResult(spec.name, spec.group, spec.changes, status="failed",
-                                       note=f"{type(e).__name__}: {e}", run_id=run.info.run_id)  # fmt: skip
+                                       note=f"{type(e).__name__}: {e}", run_id=run.info.run_id)
             tracking.log_metrics({f"eval/train_{k}": v for k, v in t.train.metrics.items()}
                                  | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
-                                 | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss})  # fmt: skip
+                                 | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss})
         self.trained[spec.name] = t
         if self.ref_targets is None:
             self.ref_targets = t.val.targets
@@ -241,13 +251,13 @@ class _Runner:
         note = t.init_note + ("" if same else "; validation samples differ from the reference: no paired noise")
         if t.diverged:
             return CandidateResult(spec.name, spec.group, spec.changes, status="failed", run_id=run.info.run_id,
-                                   note=f"diverged: {t.stop_reason}")  # fmt: skip
+                                   note=f"diverged: {t.stop_reason}")
         return CandidateResult(
             spec.name, spec.group, spec.changes, val_metric=t.val.metric, train_metric=t.train.metric,
             val_loss=t.val.loss, train_loss=t.train.loss, scores=t.val.scores if same else None,
             loss_scores=t.val.losses if same else None,
             note=note.strip("; "), run_id=run.info.run_id, seconds=t.seconds, epochs=t.epochs,
-        )  # fmt: skip
+        )
 
 
 def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
@@ -269,7 +279,7 @@ def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
 
 def _metrics(ref: CandidateResult, chosen: CandidateResult, cands: list[CandidateResult],
              decisions: dict[str, Decision], metric: str, higher: bool,
-             criterion: str) -> dict[str, float]:  # fmt: skip
+             criterion: str) -> dict[str, float]:
     out = {
         f"regularize/val_{metric}": chosen.val_metric, f"regularize/train_{metric}": chosen.train_metric,
         "regularize/val_loss": chosen.val_loss, "regularize/train_loss": chosen.train_loss,
@@ -278,7 +288,7 @@ def _metrics(ref: CandidateResult, chosen: CandidateResult, cands: list[Candidat
         "regularize/reference_gap": ref.gap(higher, criterion),
         "regularize/candidates": float(sum(c.ok for c in cands)),
         "regularize/kept": float(sum(d.kept for d in decisions.values())),
-    }  # fmt: skip
+    }
     for c in cands:
         if c.ok:
             out[f"candidate/{c.name}/val_{metric}"] = c.val_metric
@@ -308,9 +318,9 @@ def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, metric, h
     histories = {n: t.history for n, t in runner.trained.items()}
     titles = {n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
                  f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
-              for n in histories if n in by_name}  # fmt: skip
+              for n in histories if n in by_name}
     figures.log("plots/regularize_curves.png", lambda: curves_figure(
         histories, titles=titles, reference=ref.name,
-        title="regularize: train (solid) vs validation (dashed) loss per candidate"))  # fmt: skip
+        title="regularize: train (solid) vs validation (dashed) loss per candidate"))
     t = runner.trained[chosen.name]
     figures.log("plots/first_layer.png", lambda: first_layer_figure(t.model, t.data.in_shape))

@@ -3,7 +3,14 @@
 from recipe.train.callbacks import Callback, default_callbacks
 from recipe.train.checkpoint import load_checkpoint, load_weights, save_checkpoint
 from recipe.train.events import (
-    CANCEL_EVENTS, EVENTS, LOOP_EVENTS, CancelBatch, CancelEpoch, CancelFit, CancelTrain, CancelValidate,
+    CANCEL_EVENTS,
+    EVENTS,
+    LOOP_EVENTS,
+    CancelBatch,
+    CancelEpoch,
+    CancelFit,
+    CancelTrain,
+    CancelValidate,
     TrainingError,
 )
 from recipe.train.factory import config_callbacks, make_trainer

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from recipe.checks.ablation import (
-    CandidateResult, baseline_bar_check, choose, combine_changes, decide, markdown_table, paired_gain,
-    pick_per_group, table_rows,
+    CandidateResult,
+    baseline_bar_check,
+    choose,
+    combine_changes,
+    decide,
+    markdown_table,
+    paired_gain,
+    pick_per_group,
+    table_rows,
 )  # fmt: skip
 from recipe.report import Verdict
 

@@ -105,7 +105,7 @@ def test_init_well(with_bias, without, used, verdict):
 )
 def test_input_independent(real, accuracy, verdict):
     f = sk.input_independent("classification", {"val/loss": real, "val/accuracy": accuracy},
-                             {"val/loss": 2.30, "val/accuracy": 0.1}, margin=0.1, steps=160, chance=0.05)  # fmt: skip
+                             {"val/loss": 2.30, "val/accuracy": 0.1}, margin=0.1, steps=160, chance=0.05)
     assert f.verdict is verdict
     if verdict is FAIL and math.isfinite(real):
         assert "not using its input" in f.check.advice and "labels belong to their inputs" in f.check.advice
@@ -126,7 +126,7 @@ def test_input_independent(real, accuracy, verdict):
 def test_dumb_baselines(mine, linear, require, verdict):
     f = sk.dumb_baselines("classification", {"val/accuracy": mine}, {"baseline/majority_accuracy": 0.1},
                           {"val/accuracy": linear, "val/loss": 0.3}, steps=160, require_linear=require,
-                          margin=0.04)  # fmt: skip
+                          margin=0.04)
     assert f.verdict is verdict
     assert f.metrics["baseline/linear_accuracy"] == linear and f.metrics["baseline/majority_accuracy"] == 0.1
     if verdict is PASS and mine < linear:
@@ -146,7 +146,7 @@ def test_dumb_baselines_regression_lower_mae_is_better():
     "human, verdict, words",
     [(None, PASS, "no human baseline given"), (0.98, PASS, "human 0.98"), (98.0, WARN, "between 0 and 1"),
      (0.80, WARN, "suspicious")],
-)  # fmt: skip
+)
 def test_human_metric(human, verdict, words):
     f = sk.human_metric("classification", {"val/accuracy": 0.9, "val/loss": 0.3}, human, steps=160)
     assert f.verdict is verdict and words in f.check.observed + f.check.advice
@@ -158,7 +158,7 @@ def test_human_metric(human, verdict, words):
 
 def test_overfit_one_batch_reached_after_growing_says_so():
     attempts = [sk.OverfitAttempt("mlp width=2 depth=1", 2.3, 1.0, 0.9, 500, False),
-                sk.OverfitAttempt("mlp width=4 depth=1", 2.3, 0.01, 0.01, 120, True)]  # fmt: skip
+                sk.OverfitAttempt("mlp width=4 depth=1", 2.3, 0.01, 0.01, 120, True)]
     f = sk.overfit_one_batch(attempts, 8, 0.01, 500)
     assert f.verdict is PASS and "capacity raised 1 rung(s)" in f.check.observed
     assert f.metrics["skeleton/overfit_grown"] == 1
@@ -256,7 +256,7 @@ def test_input_stats_on_a_table_allow_for_the_batch_size():
     assert ok.verdict is PASS and "mean within 0.6 std" in ok.check.expected  # 0.25 + 2/sqrt(32)
     twice = (rows - 100) / 10
     assert sk.visualise_before_net(sk.input_stats(twice, [100.0] * 5, [10.0] * 5), False, [], 0.25, 1.5,
-                                   (32, 5)).verdict is WARN  # fmt: skip
+                                   (32, 5)).verdict is WARN
 
 
 # --- prediction dynamics -----------------------------------------------------------------------------------

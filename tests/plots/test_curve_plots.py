@@ -10,7 +10,11 @@ from torch import nn
 from recipe.config import ModelConfig
 from recipe.models import build_model
 from recipe.plots.curves import (
-    comparison_figure, curves_figure, first_layer_figure, lr_finder_figure, update_ratio_figure,
+    comparison_figure,
+    curves_figure,
+    first_layer_figure,
+    lr_finder_figure,
+    update_ratio_figure,
 )  # fmt: skip
 from recipe.train.callbacks.lr_finder import smooth, suggest_lr, sweep_lrs
 

@@ -32,7 +32,7 @@ PLOTS = {
     "plots/fixed_seed.png", "plots/loss_at_init.png", "plots/init_well.png", "plots/learning_curves.png",
     "plots/baselines.png", "plots/overfit_one_batch.png", "plots/batch_independence.png", "plots/input_batch.png",
     "plots/prediction_dynamics.png",
-}  # fmt: skip
+}
 GRANDCHILDREN = {"short_run", "zero_input", "linear_baseline", "overfit_one_batch"}
 FAST = ["trainer.progress=false", "stages.baselines.plots=false"]
 
@@ -190,7 +190,7 @@ def test_shuffled_labels_are_caught_by_the_input_independent_baseline(mlflow_sto
     path = tmp_path / "shuffled.csv"
     df.to_csv(path, index=False)
     cfg = load_config("tabular", overrides=[*FAST, "name=shuffled", f"data.root={path}", "data.target=label",
-                                            "data.task=classification"])  # fmt: skip
+                                            "data.task=classification"])
     result, _ = run_stage(cfg, tmp_path)
     c = check(result, "input_independent")
     assert c.verdict is Verdict.FAIL and "labels belong to their inputs" in c.advice
@@ -233,7 +233,7 @@ def test_augmentation_that_breaks_labels_is_caught(mlflow_store, tmp_path, monke
     if make is not None:
         monkeypatch.setitem(AUGMENTATIONS, name, Augmentation(make, "a label-breaking bug"))
     cfg = digits("model.name=mlp", f"data.augment=[{name}]", "stages.baselines.plots=true",
-                 "stages.baselines.short_steps=80")  # fmt: skip
+                 "stages.baselines.short_steps=80")
     result, run_id = run_stage(cfg, tmp_path)
     c = check(result, "augmentation_preserves_labels")
     assert c.verdict is verdict, c.observed

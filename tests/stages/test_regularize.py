@@ -5,18 +5,17 @@ in tests/checks/test_ablation.py."""
 from __future__ import annotations
 
 import math
-
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from recipe.checks import ablation
 from recipe.checks.ablation import CandidateResult, Choice, Decision
 from recipe.config import RecipeConfig
-from recipe.report import StageResult, Verdict
-from recipe.checks import ablation
 from recipe.fit import load_matching, resolve_checkpoint
+from recipe.report import StageResult, Verdict
 from recipe.stages.regularize import _overfit_checkpoint, candidate_specs
 
 IMAGES, TABLES = SimpleNamespace(in_shape=(1, 8, 8)), SimpleNamespace(in_shape=(13,))
@@ -30,7 +29,7 @@ def specs(data=IMAGES, **settings):
 def test_one_candidate_per_regulariser_each_a_single_change():
     got = specs()
     assert list(got) == ["augment_crop_rotate", "weight_decay_0.05", "weight_decay_0.5", "dropout_0.3",
-                         "early_stopping_3", "image_size_6", "batch_size_32", "pretrained"]  # fmt: skip
+                         "early_stopping_3", "image_size_6", "batch_size_32", "pretrained"]
     assert got["augment_crop_rotate"].changes == {"data.augment": ["crop", "rotate"]}
     assert got["weight_decay_0.05"].changes == {"optim.name": "adamw", "optim.weight_decay": 0.05}
     assert got["weight_decay_0.05"].group == got["weight_decay_0.5"].group == "weight_decay"
@@ -54,7 +53,7 @@ def test_tables_get_noise_only_and_no_smaller_input():
         ({"augment": ["sharpen"]}, "augment", "unknown augmentation"),
         ({"init_from": "/some/run.pt"}, "pretrained", ""),
     ],
-)  # fmt: skip
+)
 def test_settings_choose_the_candidates(settings, name, skip):
     got = specs(**settings)
     assert name in got and (skip in got[name].skip if skip else not got[name].skip)
@@ -94,7 +93,7 @@ def test_nothing_is_fetched_from_the_web(tmp_path):
 
 def _result(name, val_loss, train_loss, acc=0.98, train_acc=1.0):
     return CandidateResult(name, name, {"x": 1} if name != "reference" else {}, val_metric=acc,
-                           train_metric=train_acc, val_loss=val_loss, train_loss=train_loss)  # fmt: skip
+                           train_metric=train_acc, val_loss=val_loss, train_loss=train_loss)
 
 
 def test_nothing_helping_warns_with_the_reference_curves():
@@ -102,7 +101,7 @@ def test_nothing_helping_warns_with_the_reference_curves():
     t_ref = SimpleNamespace(history=[{"train/loss": 2.3 * 0.7**i, "val/loss": 2.3 * 0.8**i} for i in range(10)])
     f = ablation.improves_on_reference(ref, ref, Choice(ref, "no candidate beat the reference"), decisions={},
                                        metric="accuracy", criterion="loss", ref_history=t_ref.history,
-                                       init_loss=math.log(10))  # fmt: skip
+                                       init_loss=math.log(10))
     assert f.verdict is Verdict.WARN
     assert "nothing helped" in f.check.observed and "reference's curves" in f.check.observed
     assert ablation.gap_shrinks(ref, ref, True, metric="accuracy", criterion="loss").verdict is Verdict.WARN

@@ -7,7 +7,15 @@ import torch
 from recipe.config import ScheduleConfig
 from recipe.train import load_checkpoint
 from recipe.train.callbacks import (
-    EMA, Budget, Checkpoint, EarlyStopping, GradClip, MixedPrecision, PredictionSnapshots, Recorder, Schedule,
+    EMA,
+    Budget,
+    Checkpoint,
+    EarlyStopping,
+    GradClip,
+    MixedPrecision,
+    PredictionSnapshots,
+    Recorder,
+    Schedule,
     UpdateRatio,
 )
 from recipe.train.callbacks.base import Callback

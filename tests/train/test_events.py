@@ -1,7 +1,15 @@
 import pytest
 
-from recipe.train import CANCEL_EVENTS, EVENTS, LOOP_EVENTS, CancelBatch, CancelEpoch, CancelFit, CancelTrain
-from recipe.train import CancelValidate
+from recipe.train import (
+    CANCEL_EVENTS,
+    EVENTS,
+    LOOP_EVENTS,
+    CancelBatch,
+    CancelEpoch,
+    CancelFit,
+    CancelTrain,
+    CancelValidate,
+)
 from recipe.train.callbacks import Callback, sort_callbacks
 from tests.train.conftest import make_trainer
 
