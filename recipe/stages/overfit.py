@@ -50,52 +50,69 @@ GATES = ("train_target", "beats_baselines", "finite_loss")  # the checks the ver
 
 
 def run(ctx: StageContext) -> StageResult:
+    """Don't be a hero, confirm the learning rate, climb the capacity ladder, judge; see the module docstring."""
     s = ctx.cfg.stages.overfit
     device = resolve_device(ctx.cfg.trainer.device)
     cfg, changes, arch = hero_free(ctx.cfg, s, ctx.data().in_shape, device.type)
     data = bundle_for(cfg, ctx.data())
-    findings: list[Finding] = [arch]
     notes = [f"don't be a hero: changed {c}" for c in changes] or ["the incoming config already is hero-free"]
-    metrics: dict[str, float] = {}
     figures = Figures()
-
+    findings, metrics = [arch], {}
     if s.lr_finder:
         lr, lr_finding, lr_metrics = _lr_finder(cfg, data, s, figures)
         findings.append(lr_finding)
         metrics.update(lr_metrics)
-        if lr != cfg.optim.lr:
-            cfg = cfg.with_overrides({"optim.lr": lr})
+        cfg = cfg.with_overrides({"optim.lr": lr}) if lr != cfg.optim.lr else cfg
     tracking.log_params({"overfit.lr_chosen": cfg.optim.lr})
-
     rungs = _ladder(ctx, cfg, data, s)
-    final = rungs[-1]
-    cfg, t, met = final.cfg, final.trained, final.met
-    findings += [_target_finding(t, s, len(rungs) - 1), _ladder_finding(rungs, s), _finite(t)]
-    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
-    task = task_for(data)
-    findings.append(baseline_bar_check(t.val.metric, task, baselines, what=f"val {task.metric}"))
-    findings += diagnose_curves(
-        [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
-        steps=t.smooth_losses, reference_loss=task.init_loss_of(data, init_bias=cfg.model.init_bias).value,
-        train_target_met=met, expect_overfit=True,
-    )
-    findings.append(update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high))
-
-    metrics.update(t.summary("overfit/"))
-    metrics.update({"overfit/lr": cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
-                    "overfit/target_met": float(met)})
+    findings += _judge(ctx, rungs, s, data)
+    metrics.update(_metrics(rungs))
     _log_figures(rungs, s, figures)
+    return _finish(ctx, rungs[-1], findings, metrics, notes + figures.close())
 
+
+def _judge(ctx: StageContext, rungs: list[_Rung], s: OverfitConfig, data: DataBundle) -> list[Finding]:
+    """The gated checks (train_target, beats_baselines, finite_loss) and the advisory ones (ladder, curves,
+    update ratios) for the last rung."""
+    final = rungs[-1]
+    t, task = final.trained, task_for(data)
+    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    return [
+        _target_finding(t, s, len(rungs) - 1), _ladder_finding(rungs, s), _finite(t),
+        baseline_bar_check(t.val.metric, task, baselines, what=f"val {task.metric}"),
+        *diagnose_curves(
+            [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
+            steps=t.smooth_losses, reference_loss=task.init_loss_of(data, init_bias=final.cfg.model.init_bias).value,
+            train_target_met=final.met, expect_overfit=True,
+        ),
+        update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high),
+    ]
+
+
+def _metrics(rungs: list[_Rung]) -> dict[str, float]:
+    final = rungs[-1]
+    return final.trained.summary("overfit/") | {
+        "overfit/lr": final.cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
+        "overfit/target_met": float(final.met),
+    }
+
+
+def _finish(ctx: StageContext, final: _Rung, findings: list[Finding], metrics: dict[str, float],
+            notes: list[str]) -> StageResult:
+    """Publish the final weights; hand on the trained config with the user's budget (early stopping off)."""
+    cfg, t = final.cfg, final.trained
     checkpoint, checkpoint_uri = publish_checkpoint(t.weights_path, ctx.workdir, "overfit.pt")
     handed_on = cfg.with_overrides({"budget": ctx.cfg.budget.model_dump(mode="json") | {"early_stopping": None}})
-    notes.append(f"trained {describe_model(cfg)} with {cfg.optim.name} at lr {cfg.optim.lr:g} for {t.epochs} epochs "
-                 f"in {t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}")
-    notes.append(f"hands on the final weights ({checkpoint.name}) and this config (the budget as given)")
+    notes += [
+        f"trained {describe_model(cfg)} with {cfg.optim.name} at lr {cfg.optim.lr:g} for {t.epochs} epochs in "
+        f"{t.seconds:.1f} s; {t.stop_reason or 'ran the whole budget'}",
+        f"hands on the final weights ({checkpoint.name}) and this config (the budget as given)",
+    ]
     artifacts = {"checkpoint_path": str(checkpoint)}
-    if s.lr_finder:
+    if ctx.cfg.stages.overfit.lr_finder:
         artifacts["lr_finder"] = tracking.artifact_uri("overfit/lr_finder.json")
-    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
-                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)
+    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes, artifacts=artifacts,
+                  checkpoint_uri=checkpoint_uri)
 
 
 # --- 1. don't be a hero --------------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import numpy as np
 from recipe import tracking
 from recipe.checks.ablation import (
     CandidateResult,
+    Choice,
     Decision,
     baseline_bar_check,
     candidate_finding,
@@ -58,7 +59,7 @@ from recipe.checks.ablation import (
     pick_per_group,
     table_rows,
 )
-from recipe.checks.base import finding
+from recipe.checks.base import Finding, finding
 from recipe.checks.curves import diagnose_curves
 from recipe.config import RecipeConfig, RegularizeConfig
 from recipe.data import AUGMENTATIONS, DataBundle
@@ -85,27 +86,66 @@ class Spec:
 
 
 def run(ctx: StageContext) -> StageResult:
+    """Reference, one candidate per regulariser, the combination of the kept ones, the choice; see the module
+    docstring."""
     prev = ctx.results.get("overfit")
     base = prev.config if prev is not None else ctx.cfg
-    s = ctx.cfg.stages.regularize
-    data = ctx.data()
-    task = task_for(data)
-    metric, higher = task.metric, task.higher_is_better
-    init_loss = task.init_loss_of(data, init_bias=base.model.init_bias).value
+    s, data = ctx.cfg.stages.regularize, ctx.data()
     notes = [] if prev is not None else ["no overfit stage result: starting from the incoming config"]
-    init_path = _overfit_checkpoint(prev, ctx.workdir) if s.init == "overfit" else None
-    if s.init == "overfit" and init_path is None:
-        notes.append("regularize.init=overfit but the overfit checkpoint is not available: training from scratch")
-    runner = _Runner(ctx, base, data, s, init_path)
-
+    runner = _Runner(ctx, base, data, s, _init_path(prev, ctx, s, notes))
     reference = runner.run(Spec("reference", "reference"))
     if not reference.ok:
-        f = finding("reference_trains", "the overfit stage's config trains again as the unregularised reference",
-                    f"{reference.status}: {reference.note}", "a trained reference", FAIL,
-                    "the config the overfit stage handed on does not train: rerun overfit, or look at the "
-                    "reference's nested MLflow run")
-        return StageResult(STAGE, FAIL, [f.check], {}, base, notes=notes)
+        return _reference_failed(reference, base, notes)
     specs = candidate_specs(base, s, data)
+    ab = _ablate(runner, reference, specs, s, notes)
+    rows = table_rows(reference, ab.candidates, ab.decisions, ab.chosen.name, runner.task.higher_is_better,
+                      s.criterion)
+    table = markdown_table(rows, runner.task.metric)
+    tracking.log_dict(rows_json(rows), "regularize/candidates.json")
+    tracking.log_text(table + "\n", "regularize/candidates.md")
+    findings = _findings(ctx, runner, reference, ab)
+    figures = Figures()
+    _log_figures(figures, runner, rows, reference, ab.chosen, _baselines(ctx))
+    return _finish(ctx, runner, reference, ab, findings, notes + _notes(base, s, ab, specs, table) + figures.close())
+
+
+@dataclass
+class Ablation:
+    """The candidates trained (the combination last, when there is one), the keep/drop decision of each
+    against the reference, and the choice."""
+
+    candidates: list[CandidateResult]
+    decisions: dict[str, Decision]
+    choice: Choice
+
+    @property
+    def chosen(self) -> CandidateResult:
+        return self.choice.chosen
+
+
+def _init_path(prev: StageResult | None, ctx: StageContext, s: RegularizeConfig, notes: list[str]) -> Path | None:
+    """The overfit checkpoint every same-shaped candidate starts from (regularize.init=overfit), else None."""
+    if s.init != "overfit":
+        return None
+    path = _overfit_checkpoint(prev, ctx.workdir)
+    if path is None:
+        notes.append("regularize.init=overfit but the overfit checkpoint is not available: training from scratch")
+    return path
+
+
+def _reference_failed(reference: CandidateResult, base: RecipeConfig, notes: list[str]) -> StageResult:
+    f = finding("reference_trains", "the overfit stage's config trains again as the unregularised reference",
+                f"{reference.status}: {reference.note}", "a trained reference", FAIL,
+                "the config the overfit stage handed on does not train: rerun overfit, or look at the "
+                "reference's nested MLflow run")
+    return finish(STAGE, [f], base, notes=notes)
+
+
+def _ablate(runner: _Runner, reference: CandidateResult, specs: list[Spec], s: RegularizeConfig,
+            notes: list[str]) -> Ablation:
+    """Train every spec, decide each against the reference, combine the best kept change of each kind (when
+    two or more kinds were kept), and choose."""
+    higher = runner.task.higher_is_better
     candidates = [runner.run(spec) for spec in specs]
     rule = {"higher_is_better": higher, "noise_z": s.noise_z, "min_delta": s.min_delta, "criterion": s.criterion}
     decisions = {c.name: decide(reference, c, **rule) for c in candidates}
@@ -119,42 +159,54 @@ def run(ctx: StageContext) -> StageResult:
         candidates.append(combined)
     choice = choose(reference, picked, combined, higher_is_better=higher, criterion=s.criterion, noise_z=s.noise_z,
                     min_delta=s.min_delta)
-    chosen = choice.chosen
+    return Ablation(candidates, decisions, choice)
+
+
+def _baselines(ctx: StageContext) -> dict[str, float] | None:
+    return ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+
+
+def _findings(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab: Ablation) -> list[Finding]:
+    """The gated checks (improves_on_reference, gap_shrinks, beats_baselines), a row per candidate and the
+    chosen model's curve diagnosis."""
+    s, task, chosen = runner.s, runner.task, ab.chosen
     t_ref, t_chosen = runner.trained[reference.name], runner.trained[chosen.name]
-
-    rows = table_rows(reference, candidates, decisions, chosen.name, higher, s.criterion)
-    table = markdown_table(rows, metric)
-    tracking.log_dict(rows_json(rows), "regularize/candidates.json")
-    tracking.log_text(table + "\n", "regularize/candidates.md")
-
-    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
-    judged = {"metric": metric, "criterion": s.criterion}
-    findings = [
-        improves_on_reference(reference, chosen, choice, decisions=decisions, ref_history=t_ref.history,
-                              init_loss=init_loss, **judged),
-        gap_shrinks(reference, chosen, higher, **judged),
-        baseline_bar_check(chosen.val_metric, task, baselines, what=f"val {metric}"),
-        *[candidate_finding(c, decisions.get(c.name), reference, higher=higher, **judged) for c in candidates],
+    judged = {"metric": task.metric, "criterion": s.criterion}
+    return [
+        improves_on_reference(reference, chosen, ab.choice, decisions=ab.decisions, ref_history=t_ref.history,
+                              init_loss=runner.init_loss, **judged),
+        gap_shrinks(reference, chosen, task.higher_is_better, **judged),
+        baseline_bar_check(chosen.val_metric, task, _baselines(ctx), what=f"val {task.metric}"),
+        *[candidate_finding(c, ab.decisions.get(c.name), reference, higher=task.higher_is_better, **judged)
+          for c in ab.candidates],
         *diagnose_curves([h["train/loss"] for h in t_chosen.history],
                          [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
-                         reference_loss=init_loss),
+                         reference_loss=runner.init_loss),
     ]
-    figures = Figures()
-    _log_figures(figures, runner, rows, reference, chosen, metric, higher, baselines, s)
 
-    checkpoint, checkpoint_uri = publish_checkpoint(t_chosen.weights_path, ctx.workdir, "regularize.pt")
-    handed_on = base.with_overrides(chosen.changes) if chosen.changes else base
-    metrics = _metrics(reference, chosen, candidates, decisions, metric, higher, s.criterion)
-    notes += [
+
+def _notes(base: RecipeConfig, s: RegularizeConfig, ab: Ablation, specs: list[Spec], table: str) -> list[str]:
+    return [
         f"reference: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, {s.epochs} epochs per candidate",
-        f"chosen: {chosen.name} ({choice.reason})",
+        f"chosen: {ab.chosen.name} ({ab.choice.reason})",
         *[f"skipped {sp.name}: {sp.skip}" for sp in specs if sp.skip],
         "candidates (val split; the winner's score is a best-of-N pick, the test split in squeeze is unbiased):\n"
         + table,
     ]
+
+
+def _finish(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab: Ablation,
+            findings: list[Finding], notes: list[str]) -> StageResult:
+    """Publish the chosen weights and hand on the chosen config (the base plus the chosen changes)."""
+    chosen, task = ab.chosen, runner.task
+    weights = runner.trained[chosen.name].weights_path
+    checkpoint, checkpoint_uri = publish_checkpoint(weights, ctx.workdir, "regularize.pt")
+    handed_on = runner.base.with_overrides(chosen.changes) if chosen.changes else runner.base
+    metrics = _metrics(reference, chosen, ab.candidates, ab.decisions, task.metric, task.higher_is_better,
+                       runner.s.criterion)
     artifacts = {"checkpoint_path": str(checkpoint), "candidates": tracking.artifact_uri("regularize/candidates.json")}
-    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes + figures.close(),
-                  artifacts=artifacts, checkpoint_uri=checkpoint_uri)
+    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes, artifacts=artifacts,
+                  checkpoint_uri=checkpoint_uri)
 
 
 # --- the candidates ------------------------------------------------------------------------------------------
@@ -216,6 +268,8 @@ class _Runner:
     def __init__(self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig,
                  init_path: Path | None) -> None:
         self.ctx, self.base, self.data, self.s, self.init_path = ctx, base, data, s, init_path
+        self.task = task_for(data)
+        self.init_loss = self.task.init_loss_of(data, init_bias=base.model.init_bias).value  # curves' reference
         self.trained: dict[str, FitResult] = {}
         self.ref_targets: np.ndarray | None = None
 
@@ -304,7 +358,8 @@ def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- plots ---------------------------------------------------------------------------------------------------
 
 
-def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, metric, higher, baselines, s) -> None:
+def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, baselines) -> None:
+    metric, higher, s = runner.task.metric, runner.task.higher_is_better, runner.s
     from recipe.checks.ablation import baseline_keys
     from recipe.plots.curves import comparison_figure, curves_figure, first_layer_figure
 

@@ -1,0 +1,383 @@
+"""The baselines stage's experiments, one function each, in the order the report lists them.
+
+Each experiment is ``fn(lab, short) -> Finding``: it trains what it needs through the :class:`Lab` (its own
+grandchild MLflow run when it has curves), reads the frozen :class:`ShortRun` when it needs the short run
+(``short`` is None when the short run raised: :func:`need` turns that into a FAIL), and is judged by the public
+check of the same name in :mod:`recipe.checks.skeleton`. No experiment reads another's result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from recipe import tracking
+from recipe.checks import skeleton as sk
+from recipe.checks.base import Finding
+from recipe.config import RecipeConfig
+from recipe.data import build_augment
+from recipe.data.batching import InMemoryBatcher
+from recipe.fit import FitResult, build_for
+from recipe.models import ModelConfigError, grow
+from recipe.stages.baselines.lab import (
+    Lab,
+    ShortRun,
+    _logger,
+    _short,
+    _StopBelow,
+    _ZeroInputs,
+    diverse,
+    need,
+)
+from recipe.train import Trainer, build_optimizer, config_callbacks
+
+Experiment = Callable[[Lab, "ShortRun | None"], Finding]
+
+
+def fixed_seed(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    k = lab.bc.seed_steps
+    again = lab.quick("same_seed", lab.short_cfg, k)
+    other_seed = lab.cfg.seed + 1
+    other = lab.quick("other_seed", lab.short_cfg.with_overrides({"seed": other_seed}), k)
+    a = short.losses[:k]
+    lab.plot("plots/fixed_seed.png", lambda: plots.fixed_seed_figure(
+        a, again.losses, other.losses, lab.cfg.seed, other_seed))
+    return sk.fixed_seed((a, again.losses), other.losses, lab.cfg.seed, other_seed, lab.bc.seed_tol)
+
+
+def loss_at_init(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    expected = _expected(lab, lab.cfg.model.init_bias)
+    lab.plot("plots/loss_at_init.png", lambda: plots.loss_at_init_figure(
+        short.init_per_example, expected.value, short.init_loss, lab.task))
+    return sk.loss_at_init(lab.task, short.init_loss, expected, lab.bc.init_loss_warn, lab.bc.init_loss_fail)
+
+
+def init_well(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    used = lab.cfg.model.init_bias
+    h = lab.bc.hockey_steps
+    flipped = lab.short_cfg.with_overrides({"model.init_bias": not used})
+    other = lab.quick("other_init", flipped, h)
+    other_init = _val_loss_at_init(lab, flipped)
+    mine, theirs = (short.losses[:h], other.losses[:h])
+    with_bias, without = (short.init_loss, other_init) if used else (other_init, short.init_loss)
+    curves = (mine, theirs) if used else (theirs, mine)
+    lab.plot("plots/init_well.png", lambda: plots.init_well_figure(curves[0], curves[1], used))
+    return sk.init_well(lab.task, with_bias, without, used, lab.bc.init_loss_warn, h)
+
+
+def input_independent(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    cfg = lab.short_cfg
+    params = {"steps": lab.bc.short_steps, "inputs": "zeroed", "model.name": cfg.model.name, "seed": cfg.seed}
+    with lab.child("zero_input", params):
+        zero = lab.train("zero_input", cfg, lab.bc.short_steps, [_ZeroInputs(), _logger()])
+    curves = {"real inputs": _curve(short), "zeroed inputs": _curve(zero)}
+    lab.plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, lab.task))
+    chance = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean, k=3.0)
+    return sk.input_independent(lab.task, short.metrics, zero.metrics, lab.bc.input_margin,
+                                short.trainer.step, chance)
+
+
+def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
+    short = need(short)
+    dumb = lab.dumb()
+    b = lab.bc
+    cfg = lab.cfg.with_overrides({
+        "model.name": "linear", "model.kwargs": {}, "model.dropout": 0.0, "optim.name": "adam",
+        "optim.lr": _linear_lr(lab), "optim.weight_decay": 0.0, "schedule.name": "constant",
+        "trainer.ema_decay": None, "trainer.grad_clip": None, "budget.max_steps": None,
+        "budget.epochs": lab.geometry(b.linear_steps)[0], "budget.time_limit_s": None, "trainer.progress": False,
+        "budget.early_stopping": None, "model.init_from": None,
+    })
+    params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
+    with lab.child("linear_baseline", params):
+        linear = lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
+    margin = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean)
+    found = sk.dumb_baselines(lab.task, short.metrics, dumb, linear.metrics, short.trainer.step,
+                              b.require_beat_linear, margin)
+    return found
+
+
+def human_metric(lab: Lab, short: ShortRun | None) -> Finding:
+    short = need(short)
+    return sk.human_metric(lab.task, short.metrics, lab.bc.human_baseline, short.trainer.step)
+
+
+def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    b = lab.bc
+    xb, yb = _pick_batch(lab, b.overfit_examples)
+    # regularisation off (dropout, weight decay), a constant learning rate: only memorising counts here
+    model_cfg = lab.cfg.model.model_copy(update={"dropout": 0.0})
+    attempts: list[sk.OverfitAttempt] = []
+    curves: list[tuple[str, list[float]]] = []
+    grow_error = ""
+    params = {"examples": len(xb), "steps": b.overfit_steps, "model.name": model_cfg.name}
+    with lab.child("overfit_one_batch", params):
+        for rung in range(b.overfit_max_grow + 1):
+            attempt, losses, pred = _overfit(lab, model_cfg, xb, yb, prefix=f"rung{rung}/" if rung else "")
+            attempts.append(attempt)
+            curves.append((attempt.model, losses))
+            if attempt.reached or rung == b.overfit_max_grow:
+                break
+            try:
+                model_cfg = grow(model_cfg)
+            except ModelConfigError as e:
+                grow_error = str(e)
+                break
+    if attempts[-1].reached and len(attempts) > 1:
+        grown = model_cfg.model_copy(update={"dropout": lab.cfg.model.dropout})
+        lab.handed_on = RecipeConfig.model_validate({**lab.cfg.to_dict(), "model": grown.model_dump(mode="json")})
+        lab.notes.append(f"overfitting one batch needed {len(attempts) - 1} more capacity rung(s): the config "
+                          f"handed on has model {attempts[-1].model}")
+    target = attempts[0].init_loss * b.overfit_ratio
+    lab.plot("plots/overfit_one_batch.png", lambda: plots.overfit_figure(
+        curves, pred, yb.cpu().numpy(), lab.task, lab.data.classes, target))
+    return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, b.overfit_steps, grow_error)
+
+
+def training_loss_decreases(lab: Lab, short: ShortRun | None) -> Finding:
+    short = need(short)
+    return sk.training_loss_decreases(lab.task, short.smooth_losses, lab.bc.decrease_margin, short.divergence,
+                                      short.trainer.step, short.init_loss)
+
+
+def batch_independence(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    xv, yv = next(iter(lab.val_batches()))  # the val split in its stored order: rows(val) names them
+    pick = diverse(yv.cpu(), lab.bc.batch_examples, lab.task)
+    ids = lab.data.rows("val")["id"].astype(str).to_numpy()[pick.numpy()]
+    names = [f"{k}:{_short(i)}" for k, i in enumerate(ids)]
+    xb = xv[pick.to(xv.device)]
+    model = build_for(lab.short_cfg, lab.data).to(lab.device)
+    dep = sk.batch_dependence(model, xb.to(lab.device), seed=lab.cfg.seed)
+    if dep.eval_mode:
+        lab.notes.append("batch independence was checked in eval mode: the model has batch norm, which mixes "
+                          "the examples of a batch in train mode by design")
+    lab.plot("plots/batch_independence.png",
+               lambda: plots.batch_dependence_figure(dep.grad, names, dep.eval_mode))
+    return sk.batch_independence(dep, lab.bc.batch_leak_tol, names)
+
+
+def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    x, y = short.x, short.y
+    image = len(lab.data.in_shape) == 3
+    augment = list(lab.cfg.data.augment)
+    if x is None:
+        return sk.visualise_before_net(None, image, augment, lab.bc.input_mean_tol, lab.bc.input_std_factor)
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    decoded = x * torch.tensor(lab.data.std).view(shape) + torch.tensor(lab.data.mean).view(shape)
+    mean, std = _train_stats(lab)
+    stats = sk.input_stats(decoded, mean, std)
+    aug = f"augment [{', '.join(augment)}]" if augment else "no augmentation"
+    title = (f"exactly what enters the net: the first training batch {tuple(x.shape)}, {aug},\n"
+             "decoded with the data's mean/std")
+    if image:
+        title += f"; batch mean {np.mean(stats.batch_mean):.3g} vs train {np.mean(mean):.3g}"
+    labels = y.tolist() if y is not None else [0] * len(x)
+    if image:
+        lab.plot("plots/input_batch.png", lambda: plots.input_batch_figure(
+            decoded.numpy(), labels, lab.data.classes, title))
+    else:
+        names = list(lab.data.manifest.feature_columns)
+        lab.plot("plots/input_batch.png", lambda: plots.feature_batch_figure(
+            decoded.numpy(), names, mean, std, title))
+    return sk.visualise_before_net(stats, image, augment, lab.bc.input_mean_tol, lab.bc.input_std_factor,
+                                   tuple(x.shape))
+
+
+def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
+    from recipe.plots import skeleton as plots
+
+    short = need(short)
+    snaps, y = short.snapshots, short.snap_y
+    arrays = [(e, p.numpy()) for e, p in snaps]
+    lab.plot("plots/prediction_dynamics.png", lambda: plots.prediction_dynamics_figure(
+        arrays, y.cpu().numpy(), lab.task, lab.data.classes))
+    return sk.prediction_dynamics(lab.task, snaps, y)
+
+
+def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
+
+    augment = list(lab.cfg.data.augment)
+    m = lab.task.metric
+    if not augment:
+        return sk.augmentation_preserves_labels(lab.task, [], math.nan, math.nan, math.nan, 0.0, 0.0, 0)
+    cfg = lab.short_cfg
+    params = {"steps": lab.bc.short_steps, "augment": "none (clean)", "model.name": cfg.model.name}
+    with lab.child("clean_for_augmentation", params):
+        clean_run = lab.train("clean_for_augmentation", cfg, lab.bc.short_steps, [_logger()], augment=False)
+        trainer = clean_run.trainer
+        torch.manual_seed(lab.cfg.seed)
+        scores = []
+        for r in range(lab.bc.augment_repeats):
+            # shuffled: a transform that hands back another sample's input must meet other classes
+            pred, y = trainer.predict(lab.data.batches(
+                "val", batch_size=lab.cfg.data.eval_batch_size, augment=True, shuffle=True, seed=lab.cfg.seed + r,
+                device=lab.device))
+            scores.append(float(lab.task.scores(pred, y).mean()))
+        augmented = float(np.mean(scores))
+        tracking.log_metrics({f"val_augmented/{m}": augmented})
+    clean = clean_run.metrics.get(f"val/{m}", math.nan)
+    dumb = lab.dumb()[lab.task.dumb_key]
+    if len(lab.data.in_shape) == 3 and lab.task.classifier:
+        lab.plot("plots/augmentation.png", lambda: _augmentation_figure(lab, trainer, augment))
+    return sk.augmentation_preserves_labels(lab.task, augment, clean, augmented, dumb,
+                                            lab.bc.augment_warn_retained, lab.bc.augment_fail_retained,
+                                            clean_run.trainer.step)
+
+
+def finite_loss(lab: Lab, short: ShortRun | None) -> Finding:
+    return sk.finite_loss(lab.diverged)
+
+
+def _expected(lab: Lab, init_bias: bool) -> sk.InitLoss:
+    return lab.task.expected_init_loss(lab.y_val, init_bias=init_bias, class_counts=lab.data.class_counts,
+                                        target_mean=lab.data.target_mean)
+
+
+def _val_loss_at_init(lab: Lab, cfg: RecipeConfig) -> float:
+    model = build_for(cfg, lab.data).to(lab.device).eval()
+    preds, ys = [], []
+    with torch.no_grad():
+        for xb, yb in lab.val_batches():
+            preds.append(model(xb).float().cpu())
+            ys.append(yb.cpu())
+    return float(lab.task.loss(torch.cat(preds), torch.cat(ys)))
+
+
+def _curve(r: FitResult | ShortRun) -> dict[str, list[float]]:
+    hist = [h for h in r.trainer.history if "val/loss" in h]
+    return {"smooth": r.smooth_losses, "val_step": [h["step"] for h in hist], "val_loss": [h["val/loss"] for h in hist]}
+
+
+def _linear_lr(lab: Lab) -> float:
+    """stages.baselines.linear_lr; for regression times the train target std: the targets are raw, and Adam
+    moves each weight by about lr per step whatever the gradient's size, so reaching outputs of a target's
+    size in a few hundred steps takes a step size of that scale."""
+    lr = lab.bc.linear_lr
+    if not lab.task.higher_is_better and lab.data.target_std:
+        lr *= max(1.0, float(lab.data.target_std))
+    return lr
+
+
+def _pick_batch(lab: Lab, n: int) -> tuple[Tensor, Tensor]:
+    """``n`` training examples of as many classes as possible, from a seeded shuffle of the split."""
+    pool = lab.data.batches("train", batch_size=max(256, n), shuffle=True, seed=lab.cfg.seed)
+    x, y = next(iter(pool))
+    pick = diverse(y.cpu(), n, lab.task).to(x.device)
+    return x[pick].cpu(), y[pick].cpu()
+
+
+def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str) -> tuple[sk.OverfitAttempt, list[float], Any]:
+    b = lab.bc
+    cfg = lab.cfg.with_overrides({
+        "model": model_cfg.model_dump(mode="json"), "optim.weight_decay": 0.0, "schedule.name": "constant",
+        "trainer.ema_decay": None, "budget.max_steps": None, "budget.time_limit_s": None,
+    })
+    model = build_for(cfg, lab.data).to(lab.device)
+    x, y = xb.to(lab.device), yb.to(lab.device)
+    loss_fn = lab.task.loss
+    with torch.no_grad():
+        init = float(loss_fn(model.eval()(x), y))
+    target = init * b.overfit_ratio
+    trainer = Trainer(
+        model, InMemoryBatcher(x, y, len(x)), None, loss_fn=loss_fn,
+        opt=build_optimizer(cfg.optim, model.parameters()),
+        cbs=[*config_callbacks(cfg, lab.device.type), _StopBelow(target), _logger(prefix=prefix)],
+        task=lab.task, device=lab.device, progress=False,
+    )
+    name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
+    trainer.fit(b.overfit_steps)
+    lab.diverged[name] = trainer.diverged
+    with torch.no_grad():
+        out = model.eval()(x).float()
+        final = float(loss_fn(out, y))
+    pred = lab.task.outputs(out)
+    losses = list(trainer.cb("recorder").losses)
+    best = min((v for v in losses if math.isfinite(v)), default=math.nan)
+    label = _describe(model_cfg)
+    attempt = sk.OverfitAttempt(label, init, final, best, trainer.step, bool(best <= target))
+    return attempt, losses, pred.cpu().numpy()
+
+
+def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:
+    """The train split's per-channel pixel (0..1) or per-feature statistics, from the manifest."""
+    m = lab.data.manifest
+    df = m.df
+    train = df.index[(df["split"] == "train") & df["readable"]].to_numpy()
+    if m.image_mode is not None and m.chan_stats is not None:
+        cs = m.chan_stats[train]
+        mean = cs[:, 0].mean(0)
+        return mean, np.sqrt(np.maximum(cs[:, 1].mean(0) - mean**2, 0))
+    f = m.features.to_numpy(np.float64)[train]
+    return f.mean(0), f.std(0)
+
+
+def _augmentation_figure(lab: Lab, trainer: Trainer, augment: list[str]):
+    from recipe.plots import skeleton as plots
+
+    x, y = next(iter(lab.data.batches("val", batch_size=lab.cfg.data.eval_batch_size)))
+    pick = diverse(y, 16, lab.task)
+    x, y = x[pick], y[pick]
+    torch.manual_seed(lab.cfg.seed)
+    xa = build_augment(augment, lab.data.in_shape)(x)
+    pc, _ = trainer.predict([(x, y)])
+    pa, _ = trainer.predict([(xa, y)])
+    shape = (1, -1, 1, 1)
+    mean, std = torch.tensor(lab.data.mean).view(shape), torch.tensor(lab.data.std).view(shape)
+    title = (f"val images (rows 1, 3) and augmented [{', '.join(augment)}] (rows 2, 4);\n"
+             "captions: label/prediction of a model trained on clean data, red when wrong")
+    return plots.augmentation_figure(
+        (x * std + mean).numpy(), (xa * std + mean).numpy(), y.tolist(), pc.argmax(-1).tolist(),
+        pa.argmax(-1).tolist(), lab.data.classes, title,
+    )
+
+
+def _describe(m) -> str:
+    if ":" in m.name:
+        knobs = " ".join(f"{k}={v}" for k, v in m.kwargs.items() if k in ("width", "depth"))
+        return f"{m.name.rsplit(':', 1)[-1]} {knobs}".strip()
+    if m.name == "linear":
+        return "linear"
+    return f"{m.name} width={m.width} depth={m.depth}"
+
+
+# The experiments in report order; the keys are the check names (recipe.checks.skeleton.CHECK_NAMES).
+EXPERIMENTS: dict[str, Experiment] = {
+    "fixed_seed": fixed_seed,
+    "loss_at_init": loss_at_init,
+    "init_well": init_well,
+    "input_independent": input_independent,
+    "dumb_baselines": dumb_baselines,
+    "human_metric": human_metric,
+    "overfit_one_batch": overfit_one_batch,
+    "training_loss_decreases": training_loss_decreases,
+    "batch_independence": batch_independence,
+    "visualise_before_net": visualise_before_net,
+    "prediction_dynamics": prediction_dynamics,
+    "augmentation_preserves_labels": augmentation_preserves_labels,
+    "finite_loss": finite_loss,
+}
+assert tuple(EXPERIMENTS) == sk.CHECK_NAMES
