@@ -55,7 +55,7 @@ def _size(task: Task, value: float, nats: str, relative: str) -> str:
     return (nats if task.loss_unit == "nats" else relative).format(value)
 
 
-def loss_at_init(task: str | Task, observed: float, expected: InitLoss, warn: float, fail: float) -> Finding:
+def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn: float, fail: float) -> Finding:
     """``observed``: the val loss before any step; ``expected``: :meth:`recipe.tasks.Task.expected_init_loss`.
     Deviations beyond ``warn`` warn and beyond ``fail`` fail (nats; a fraction of the MSE for regression).
     Source: the recipe's "verify loss @ init" (seeds/004)."""
@@ -109,7 +109,7 @@ def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
     return float(d[i] / scale), i
 
 
-def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, other_seed: int,
+def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, *, other_seed: int,
                tol: float) -> Finding:
     """``same``: the step losses of two runs with ``seed``; ``other``: of a run with ``other_seed``."""
     steps = min(len(same[0]), len(same[1]))
@@ -140,7 +140,8 @@ def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[fl
 # --- init well -------------------------------------------------------------------------------------------
 
 
-def init_well(task: str | Task, with_bias: float, without_bias: float, used: bool, warn: float, steps: int) -> Finding:
+def init_well(task: str | Task, with_bias: float, without_bias: float, *, used: bool, warn: float,
+              steps: int) -> Finding:
     """``with_bias`` / ``without_bias``: the val loss at init with and without the final bias set from the data;
     ``used``: model.init_bias. Source: the recipe's "init well" (seeds/004)."""
     task = task_for(task)
@@ -172,7 +173,7 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, used: boo
 # --- input-independent baseline --------------------------------------------------------------------------
 
 
-def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, float], margin: float, steps: int,
+def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, float], *, margin: float, steps: int,
                       chance: float = math.inf) -> Finding:
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
@@ -210,7 +211,7 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
 # --- dumb baselines and the human metric -----------------------------------------------------------------
 
 
-def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, float], linear: dict[str, float],
+def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, float], *, linear: dict[str, float],
                    steps: int, require_linear: bool, margin: float = 0.0) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
     model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``.
@@ -242,7 +243,7 @@ def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, fl
     return finding("dumb_baselines", hypothesis, observed, expected, PASS, metrics=metrics)
 
 
-def human_metric(task: str | Task, model: dict[str, float], human: float | None, steps: int) -> Finding:
+def human_metric(task: str | Task, model: dict[str, float], human: float | None, *, steps: int) -> Finding:
     """``model``: the short run's final val metrics; ``human``: stages.baselines.human_baseline (an accuracy in
     0..1, or an MAE). Source: the recipe's "human baseline" (seeds/004)."""
     task = task_for(task)
@@ -284,7 +285,7 @@ class OverfitAttempt:
     reached: bool
 
 
-def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, budget: int,
+def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, *, budget: int,
                       grow_error: str = "") -> Finding:
     first = attempts[0]
     hypothesis = (f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
@@ -325,7 +326,7 @@ def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
     return w, float(s[:w].mean()), float(s[-w:].mean())
 
 
-def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: float, diverged: str, steps: int,
+def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: float, *, diverged: str, steps: int,
                             init_loss: float = math.nan) -> Finding:
     """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
     loss that explodes in its first steps and comes half-way back down has not decreased)."""
@@ -416,7 +417,7 @@ def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = N
 
 
 def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | None = None,
-                       max_listed: int = 6) -> Finding:
+                       *, max_listed: int = 6) -> Finding:
     n = len(dep.grad)
     names = list(names) if names is not None else [str(i) for i in range(n)]
     mode = ("eval mode: the model has batch norm, which mixes examples in train mode by design"
@@ -489,7 +490,7 @@ def input_stats(decoded: Tensor, train_mean: Sequence[float], train_std: Sequenc
                       np.asarray(train_mean, dtype=np.float64), np.asarray(train_std, dtype=np.float64))
 
 
-def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequence[str], mean_tol: float,
+def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequence[str], *, mean_tol: float,
                          std_factor: float, shape: tuple[int, ...] = ()) -> Finding:
     what = "pixel" if image else "feature"
     aug = f"augment: {', '.join(augment)}" if augment else "no augmentation"
@@ -561,12 +562,15 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
 # --- augmentation preserves labels -----------------------------------------------------------------------
 
 
-def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float, augmented: float, dumb: float,
-                                  warn: float, fail: float, steps: int) -> Finding:
+def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float = math.nan, *,
+                                  augmented: float = math.nan, dumb: float = math.nan, warn: float = 0.0,
+                                  fail: float = 0.0, steps: int = 0) -> Finding:
     """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
     val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
     (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
-    when augmented inputs are no better than no input at all."""
+    when augmented inputs are no better than no input at all. An empty ``augment`` PASSes as skipped (the
+    numbers are not needed then). Source: the recipe's "data augment" (seeds/004): augmentations must keep
+    the label."""
     if not augment:
         return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
                        "skipped: data.augment is empty", "-", PASS)

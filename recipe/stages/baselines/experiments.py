@@ -40,6 +40,7 @@ Experiment = Callable[[Lab, "ShortRun | None"], Finding]
 
 
 def fixed_seed(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``fixed_seed``: the short run's first steps, re-run with the same seed and another."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
@@ -50,20 +51,22 @@ def fixed_seed(lab: Lab, short: ShortRun | None) -> Finding:
     a = short.losses[:k]
     lab.plot("plots/fixed_seed.png", lambda: plots.fixed_seed_figure(
         a, again.losses, other.losses, lab.cfg.seed, other_seed))
-    return sk.fixed_seed((a, again.losses), other.losses, lab.cfg.seed, other_seed, lab.bc.seed_tol)
+    return sk.fixed_seed((a, again.losses), other.losses, lab.cfg.seed, other_seed=other_seed, tol=lab.bc.seed_tol)
 
 
 def loss_at_init(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``loss_at_init``: val loss before any step vs -log(1/C) / the priors' cross-entropy / var."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
     expected = _expected(lab, lab.cfg.model.init_bias)
     lab.plot("plots/loss_at_init.png", lambda: plots.loss_at_init_figure(
         short.init_per_example, expected.value, short.init_loss, lab.task))
-    return sk.loss_at_init(lab.task, short.init_loss, expected, lab.bc.init_loss_warn, lab.bc.init_loss_fail)
+    return sk.loss_at_init(lab.task, short.init_loss, expected, warn=lab.bc.init_loss_warn, fail=lab.bc.init_loss_fail)
 
 
 def init_well(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``init_well``: the same with and without the final bias from the data; first steps."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
@@ -76,10 +79,11 @@ def init_well(lab: Lab, short: ShortRun | None) -> Finding:
     with_bias, without = (short.init_loss, other_init) if used else (other_init, short.init_loss)
     curves = (mine, theirs) if used else (theirs, mine)
     lab.plot("plots/init_well.png", lambda: plots.init_well_figure(curves[0], curves[1], used))
-    return sk.init_well(lab.task, with_bias, without, used, lab.bc.init_loss_warn, h)
+    return sk.init_well(lab.task, with_bias, without, used=used, warn=lab.bc.init_loss_warn, steps=h)
 
 
 def input_independent(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``input_independent``: the short run again with every input zeroed (a forward pre-hook)."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
@@ -90,11 +94,12 @@ def input_independent(lab: Lab, short: ShortRun | None) -> Finding:
     curves = {"real inputs": _curve(short), "zeroed inputs": _curve(zero)}
     lab.plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, lab.task))
     chance = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean, k=3.0)
-    return sk.input_independent(lab.task, short.metrics, zero.metrics, lab.bc.input_margin,
-                                short.trainer.step, chance)
+    return sk.input_independent(lab.task, short.metrics, zero.metrics, margin=lab.bc.input_margin,
+                                steps=short.trainer.step, chance=chance)
 
 
 def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``dumb_baselines``: majority class / mean target and a linear model (the bar to beat)."""
     short = need(short)
     dumb = lab.dumb()
     b = lab.bc
@@ -109,17 +114,19 @@ def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
     with lab.child("linear_baseline", params):
         linear = lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
     margin = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean)
-    found = sk.dumb_baselines(lab.task, short.metrics, dumb, linear.metrics, short.trainer.step,
-                              b.require_beat_linear, margin)
+    found = sk.dumb_baselines(lab.task, short.metrics, dumb, linear=linear.metrics, steps=short.trainer.step,
+                              require_linear=b.require_beat_linear, margin=margin)
     return found
 
 
 def human_metric(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``human_metric``: val accuracy (MAE) next to the loss, beside stages.baselines.human_baseline."""
     short = need(short)
-    return sk.human_metric(lab.task, short.metrics, lab.bc.human_baseline, short.trainer.step)
+    return sk.human_metric(lab.task, short.metrics, lab.bc.human_baseline, steps=short.trainer.step)
 
 
 def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``overfit_one_batch``: a few train examples to ~0 loss; capacity grown a rung at a time if needed."""
     from recipe.plots import skeleton as plots
 
     b = lab.bc
@@ -150,16 +157,18 @@ def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
     target = attempts[0].init_loss * b.overfit_ratio
     lab.plot("plots/overfit_one_batch.png", lambda: plots.overfit_figure(
         curves, pred, yb.cpu().numpy(), lab.task, lab.data.classes, target))
-    return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, b.overfit_steps, grow_error)
+    return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, budget=b.overfit_steps, grow_error=grow_error)
 
 
 def training_loss_decreases(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``training_loss_decreases``: the short run's smoothed loss, first vs last window."""
     short = need(short)
-    return sk.training_loss_decreases(lab.task, short.smooth_losses, lab.bc.decrease_margin, short.divergence,
-                                      short.trainer.step, short.init_loss)
+    return sk.training_loss_decreases(lab.task, short.smooth_losses, lab.bc.decrease_margin, diverged=short.divergence,
+                                      steps=short.trainer.step, init_loss=short.init_loss)
 
 
 def batch_independence(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``batch_independence``: d(outputs of i)/d(input j) = 0 for j != i (eval mode with batch norm)."""
     from recipe.plots import skeleton as plots
 
     xv, yv = next(iter(lab.val_batches()))  # the val split in its stored order: rows(val) names them
@@ -178,6 +187,7 @@ def batch_independence(lab: Lab, short: ShortRun | None) -> Finding:
 
 
 def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``visualise_before_net``: a pre-hook grabs the exact training batch entering the net; decoded, drawn."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
@@ -185,7 +195,7 @@ def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
     image = len(lab.data.in_shape) == 3
     augment = list(lab.cfg.data.augment)
     if x is None:
-        return sk.visualise_before_net(None, image, augment, lab.bc.input_mean_tol, lab.bc.input_std_factor)
+        return sk.visualise_before_net(None, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor)
     shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
     decoded = x * torch.tensor(lab.data.std).view(shape) + torch.tensor(lab.data.mean).view(shape)
     mean, std = _train_stats(lab)
@@ -203,11 +213,12 @@ def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
         names = list(lab.data.manifest.feature_columns)
         lab.plot("plots/input_batch.png", lambda: plots.feature_batch_figure(
             decoded.numpy(), names, mean, std, title))
-    return sk.visualise_before_net(stats, image, augment, lab.bc.input_mean_tol, lab.bc.input_std_factor,
-                                   tuple(x.shape))
+    return sk.visualise_before_net(stats, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor,
+                                   shape=tuple(x.shape))
 
 
 def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``prediction_dynamics``: predictions on fixed val examples after every epoch of the short run."""
     from recipe.plots import skeleton as plots
 
     short = need(short)
@@ -219,11 +230,11 @@ def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
 
 
 def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
-
+    """Experiment for ``augmentation_preserves_labels``: (data.augment set) a clean-trained model on augmented val inputs."""
     augment = list(lab.cfg.data.augment)
     m = lab.task.metric
     if not augment:
-        return sk.augmentation_preserves_labels(lab.task, [], math.nan, math.nan, math.nan, 0.0, 0.0, 0)
+        return sk.augmentation_preserves_labels(lab.task, [])
     cfg = lab.short_cfg
     params = {"steps": lab.bc.short_steps, "augment": "none (clean)", "model.name": cfg.model.name}
     with lab.child("clean_for_augmentation", params):
@@ -243,12 +254,13 @@ def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
     dumb = lab.dumb()[lab.task.dumb_key]
     if len(lab.data.in_shape) == 3 and lab.task.classifier:
         lab.plot("plots/augmentation.png", lambda: _augmentation_figure(lab, trainer, augment))
-    return sk.augmentation_preserves_labels(lab.task, augment, clean, augmented, dumb,
-                                            lab.bc.augment_warn_retained, lab.bc.augment_fail_retained,
-                                            clean_run.trainer.step)
+    return sk.augmentation_preserves_labels(lab.task, augment, clean, augmented=augmented, dumb=dumb,
+                                            warn=lab.bc.augment_warn_retained, fail=lab.bc.augment_fail_retained,
+                                            steps=clean_run.trainer.step)
 
 
 def finite_loss(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``finite_loss``: the NaN guard of every run above; a diverged run FAILs with its message."""
     return sk.finite_loss(lab.diverged)
 
 
