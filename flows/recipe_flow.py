@@ -33,6 +33,7 @@ def _stage_task(name: str):
 USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
 
 STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
+LAST_FLOW_RUN_ID: str | None = None  # the latest flow run of this process, for the CLI's interrupt report
 
 
 def _execute(name, fn, ctx):
@@ -57,6 +58,8 @@ def recipe(
         stage: run up to this stage, reusing earlier passing results from MLflow. Default: all stages.
         force: carry on past a failed stage (the runs are tagged as forced). Default False.
     """
+    global LAST_FLOW_RUN_ID
+    LAST_FLOW_RUN_ID = str(flow_run.id)
     cfg = config or load_config(preset=preset)
     logger = get_run_logger()
     try:
