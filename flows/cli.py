@@ -344,11 +344,28 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     from rich.console import Console
     from rich.table import Table
 
+    import os
+
+    from recipe.preflight import PreflightError
     from recipe.stages import DESCRIPTIONS, stage_names
-    from recipe.tracking import latest_stage_verdicts
 
     cfg = _load(preset, config, set_)
-    latest = latest_stage_verdicts(cfg.name, cfg.config_hash())
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+    try:
+        if uri.startswith("sqlite:///"):  # read-only, without importing MLflow: well under a second
+            from recipe.store_sqlite import latest_stage_verdicts as from_sqlite
+
+            latest = from_sqlite(Path(uri.removeprefix("sqlite:///")), cfg.name, cfg.config_hash())
+        else:
+            from recipe.preflight import check_tracking_uri
+            from recipe.tracking import latest_stage_verdicts
+
+            check_tracking_uri(uri)
+            latest = latest_stage_verdicts(cfg.name, cfg.config_hash())
+    except PreflightError as e:
+        _fail(str(e))
+    except Exception as e:  # sqlite3.Error, MlflowException, BackendUnreachable: the store cannot be read
+        _fail(f"cannot read the MLflow store {uri}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
     table = Table(title=f"stages of recipe {cfg.name!r} (config {cfg.config_hash()})", title_justify="left")
     for col in ("#", "stage", "what it does", "latest verdict", "run"):
         table.add_column(col)

@@ -50,3 +50,16 @@ def test_train_on_a_missing_folder_names_it(tmp_path):
     result = runner.invoke(app, ["train", "--preset", "imagefolder", "--set", f"data.root={missing}"])
     assert result.exit_code == 2
     assert str(missing) in result.output and "does not exist" in result.output
+
+
+def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
+    import os
+
+    db = tmp_path / "absent" / "mlflow.db"
+    code = ("import sys; from flows.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['stages']); print(r.exit_code); "
+            "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split("\n")[:2] == ["0", "[]"], out.stdout + out.stderr
+    assert not db.parent.exists()
