@@ -82,23 +82,72 @@ def train(
     set_: SetOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override budget.epochs.")] = None,
 ) -> None:
-    """Train the config's model on its data once with the shared trainer and print the result (no stages)."""
-    from recipe.fit import fit_config
+    """Train the config's model on its data once with the shared trainer and print the result (no stages).
 
+    Exit 1 when the run diverged or ended at chance level (the message says what to try), 2 on bad input.
+    """
     cfg = _load(preset, config, set_)
     if epochs is not None:
         cfg = cfg.with_overrides({"budget.epochs": epochs})
+    from recipe.preflight import PreflightError, check_data, check_names
+
+    try:
+        check_data(cfg)
+        check_names(cfg)
+    except PreflightError as e:
+        _fail(str(e))
+    from recipe.config import ConfigError
     from recipe.data import DataError
+    from recipe.fit import fit_config
 
     try:
         result = fit_config(cfg)
-    except DataError as e:
+    except (DataError, ConfigError) as e:
         _fail(str(e))
     _print_metrics(cfg.name, result.metrics, result.seconds)
     if result.stop_reason:
         typer.echo(f"stopped early: {result.stop_reason}")
-    if result.diverged:
-        raise typer.Exit(1)
+    problems = judge_fit(result)
+    if problems:
+        _fail("; ".join(problems), code=1)
+
+
+def judge_fit(result) -> list[str]:
+    """What is wrong with a finished training run, with advice; empty when nothing is.
+
+    - Diverged: the trainer's NaN guard tripped, a loss is not finite, or (classification) the final training
+      cross-entropy is above twice that of a uniform guess, ln(C): a model that learnt anything is below it
+      ("verify loss @ init", Karpathy's recipe, step 2).
+    - Chance level (classification): validation accuracy not above the majority-class rate of the training
+      split by two binomial standard errors (n = the validation split's size).
+
+    Args:
+        result: a ``recipe.fit.FitResult`` (metrics ``train/loss``, ``val/loss``, ``val/accuracy``; data with
+            ``task``, ``num_classes``, ``class_counts``, ``split_sizes``).
+    """
+    import math
+
+    m, data = result.metrics, result.data
+    lr_advice = ("lower optim.lr (e.g. --set optim.lr=1e-3; `flows run recipe --stage overfit` finds one with an "
+                 "LR finder), or add warm-up")
+    train_loss, val_loss = m.get("train/loss"), m.get("val/loss")
+    if result.diverged or any(v is not None and not math.isfinite(v) for v in (train_loss, val_loss)):
+        return [f"the run diverged (train/loss {train_loss}, val/loss {val_loss}): {lr_advice}"]
+    if data.task != "classification" or data.num_classes < 2:
+        return []
+    uniform = math.log(data.num_classes)
+    if train_loss is not None and train_loss > 2 * uniform:
+        return [f"the run diverged: train/loss {train_loss:.4g} ended above twice the loss of a uniform guess "
+                f"(ln {data.num_classes} = {uniform:.3f}): {lr_advice}"]
+    acc, n_val = m.get("val/accuracy"), data.split_sizes.get("val", 0)
+    if acc is not None and data.class_counts and n_val:
+        chance = max(data.class_counts) / sum(data.class_counts)
+        margin = 2 * math.sqrt(chance * (1 - chance) / n_val)
+        if acc <= chance + margin:
+            return [f"the run is at chance level: val/accuracy {acc:.4f} is not above the majority-class rate "
+                    f"{chance:.4f} (+ {margin:.4f}, two standard errors on {n_val} samples): check the learning "
+                    f"rate ({lr_advice}), then the labels and inputs with `flows run recipe --stage baselines`"]
+    return []
 
 
 run_app = typer.Typer(help="Run a flow.", no_args_is_help=True)
