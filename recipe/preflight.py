@@ -120,6 +120,38 @@ def check_model_name(name: str, key: str = "model.name") -> None:
                              f"folder that holds it (it must be importable as {module!r})")
 
 
+ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"
+
+
+def allowed_model_modules() -> list[str]:
+    """The module prefixes an operator allows for ``module:callable`` models in deployment runs
+    (``RECIPE_ALLOWED_MODEL_MODULES``, comma-separated, e.g. ``mycompany.models,recipe.models``)."""
+    return [p.strip() for p in os.environ.get(ALLOWED_MODULES_ENV, "").split(",") if p.strip()]
+
+
+def check_model_imports_allowed(cfg: RecipeConfig, allowed: list[str]) -> None:
+    """Refuse ``module:callable`` model names outside the ``allowed`` module prefixes.
+
+    For runs that come through a deployment: its "Custom run" form takes the whole config, and a custom
+    model name imports and calls any importable attribute on the worker. A prefix allows the module itself
+    and its submodules (``a.b`` allows ``a.b`` and ``a.b.c``, not ``a.bc``). Registry names always pass.
+
+    Raises:
+        PreflightError: naming the model, the allowed prefixes and the setting that extends them.
+    """
+    for key, name in (("model.name", cfg.model.name), ("stages.overfit.architecture", cfg.stages.overfit.architecture)):
+        if ":" not in name:
+            continue
+        module = name.partition(":")[0]
+        if not any(module == p or module.startswith(p + ".") for p in allowed):
+            listed = ", ".join(allowed) if allowed else "none"
+            raise PreflightError(
+                f"{key}={name!r} imports module {module!r}, which runs from a deployment may not do "
+                f"(allowed module prefixes: {listed}); the operator can allow it on the worker with "
+                f"{ALLOWED_MODULES_ENV}={module}, or use a registered model name"
+            )
+
+
 def check_tracking_uri(uri: str | None = None, *, reach: bool = True) -> str:
     """Check the tracking URI before anything opens it; returns it.
 
