@@ -11,3 +11,5 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 # spinning threads starve each other (a 10x slowdown was measured on 2 cores). Passive waiting costs
 # little when the machine is idle. Set before torch is imported; the user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# MLflow draws a progress bar per downloaded artifact; reusing stages downloads several: noise in a log.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

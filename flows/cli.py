@@ -7,6 +7,7 @@ commands, never at module level: ``flows --help`` must stay instant.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -95,23 +96,72 @@ def train(
     set_: SetOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override budget.epochs.")] = None,
 ) -> None:
-    """Train the config's model on its data once with the shared trainer and print the result (no stages)."""
-    from recipe.fit import fit
+    """Train the config's model on its data once with the shared trainer and print the result (no stages).
 
+    Exit 1 when the run diverged or ended at chance level (the message says what to try), 2 on bad input.
+    """
     cfg = _load(preset, config, set_)
     if epochs is not None:
         cfg = cfg.with_overrides({"budget.epochs": epochs})
+    from recipe.preflight import PreflightError, check_data, check_names
+
+    try:
+        check_data(cfg)
+        check_names(cfg)
+    except PreflightError as e:
+        _fail(str(e))
+    from recipe.config import ConfigError
     from recipe.data import DataError
+    from recipe.fit import fit
 
     try:
         result = fit(cfg, evaluate=False, log=False)
-    except DataError as e:
+    except (DataError, ConfigError) as e:
         _fail(str(e))
     _print_metrics(cfg.name, result.metrics, result.seconds)
     if result.stop_reason:
         typer.echo(f"stopped early: {result.stop_reason}")
-    if result.diverged:
-        raise typer.Exit(1)
+    problems = judge_fit(result)
+    if problems:
+        _fail("; ".join(problems), code=1)
+
+
+def judge_fit(result) -> list[str]:
+    """What is wrong with a finished training run, with advice; empty when nothing is.
+
+    - Diverged: the trainer's NaN guard tripped, a loss is not finite, or (classification) the final training
+      cross-entropy is above twice that of a uniform guess, ln(C): a model that learnt anything is below it
+      ("verify loss @ init", Karpathy's recipe, step 2).
+    - Chance level (classification): validation accuracy not above the majority-class rate of the training
+      split by two binomial standard errors (n = the validation split's size).
+
+    Args:
+        result: a ``recipe.fit.FitResult`` (metrics ``train/loss``, ``val/loss``, ``val/accuracy``; data with
+            ``task``, ``num_classes``, ``class_counts``, ``split_sizes``).
+    """
+    import math
+
+    m, data = result.metrics, result.data
+    lr_advice = ("lower optim.lr (e.g. --set optim.lr=1e-3; `flows run recipe --stage overfit` finds one with an "
+                 "LR finder), or add warm-up")
+    train_loss, val_loss = m.get("train/loss"), m.get("val/loss")
+    if result.diverged or any(v is not None and not math.isfinite(v) for v in (train_loss, val_loss)):
+        return [f"the run diverged (train/loss {train_loss}, val/loss {val_loss}): {lr_advice}"]
+    if data.task != "classification" or data.num_classes < 2:
+        return []
+    uniform = math.log(data.num_classes)
+    if train_loss is not None and train_loss > 2 * uniform:
+        return [f"the run diverged: train/loss {train_loss:.4g} ended above twice the loss of a uniform guess "
+                f"(ln {data.num_classes} = {uniform:.3f}): {lr_advice}"]
+    acc, n_val = m.get("val/accuracy"), data.split_sizes.get("val", 0)
+    if acc is not None and data.class_counts and n_val:
+        chance = max(data.class_counts) / sum(data.class_counts)
+        margin = 2 * math.sqrt(chance * (1 - chance) / n_val)
+        if acc <= chance + margin:
+            return [f"the run is at chance level: val/accuracy {acc:.4f} is not above the majority-class rate "
+                    f"{chance:.4f} (+ {margin:.4f}, two standard errors on {n_val} samples): check the learning "
+                    f"rate ({lr_advice}), then the labels and inputs with `flows run recipe --stage baselines`"]
+    return []
 
 
 run_app = typer.Typer(help="Run a flow.", no_args_is_help=True)
@@ -127,29 +177,219 @@ def run_recipe(
     force: Annotated[bool, typer.Option(help="Carry on past a failed stage (runs are tagged as forced).")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
-    """Run the training recipe: every stage in order, each gated on the one before (exit 1 on a FAIL)."""
+    """Run the training recipe: every stage in order, each gated on the one before.
+
+    Exit codes: 0 pass (warnings allowed), 1 a stage failed its checks, 2 bad input, 3 a backend (the MLflow
+    store, the Prefect server) failed, 4 a crash (a bug: the message names the log with the traceback),
+    130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM.
+    """
     from recipe.stages import stage_names
 
     if stage is not None and stage not in stage_names():
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
     cfg = _load(preset, config, set_)
+    _preflight(cfg)
+    if report is not None:
+        _check_writable_file(report, "--report")
+    from flows.signals import interrupts, signal_of
 
-    from flows.recipe_flow import recipe as recipe_flow
-    from recipe.report import render_summary, write_report
-
-    state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
-    outcome = state.result(raise_on_failure=False)
-    if isinstance(outcome, BaseException):  # a bug, not bad input: Prefect has logged the traceback
-        _fail(f"the flow crashed: {type(outcome).__name__}: {outcome}\n"
-              f"what was recorded before the crash is in MLflow ({_mlflow_hint()})")
+    log = _run_log_path()
+    with interrupts(on_second=_say_second_interrupt):
+        try:
+            outcome = _run_flow(cfg, stage, force, log)
+        except typer.Exit:
+            raise
+        except BaseException as e:
+            sig = signal_of(e) if not isinstance(e, Exception) else None
+            if sig is not None:
+                _report_interrupt(cfg, sig, log)
+            _fail_on_exception(e, log)
     if "error" in outcome:  # bad input: the message says what and what to do
         _fail(f"{outcome['error']}\n(anything recorded before this error is in MLflow: {_mlflow_hint()})")
+    from recipe.report import render_summary, write_report
+
     render_summary(outcome, _console())
     if report is not None:
         write_report(report, outcome)
         typer.echo(f"report written to {report}")
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
     raise typer.Exit(1 if outcome["verdict"] == "fail" else 0)
+
+
+EXIT_BACKEND = 3
+EXIT_CRASH = 4
+
+
+def _preflight(cfg) -> None:
+    """Bad input (exit 2) and an unreachable tracking server (exit 3), before any server starts."""
+    from recipe.preflight import BackendUnreachable, PreflightError, check
+
+    try:
+        check(cfg)
+    except PreflightError as e:
+        _fail(str(e))
+    except BackendUnreachable as e:
+        _fail(str(e), code=EXIT_BACKEND)
+
+
+def _check_writable_file(path: Path, what: str) -> None:
+    from recipe.preflight import PreflightError, _check_creatable
+
+    if path.is_dir():
+        _fail(f"{what} {path} is a folder; give a file name, e.g. {path / 'report.json'}")
+    try:
+        _check_creatable(path.parent, what=f"{what}: the folder", fix="choose another place for it")
+    except PreflightError as e:
+        _fail(str(e))
+
+
+def _run_log_path() -> Path:
+    """Where this run's log goes (kept: a crash message points at it). ``RECIPE_LOG_DIR``, else a folder in
+    the system's temporary directory."""
+    import os
+    import tempfile
+    import time
+
+    folder = Path(os.environ.get("RECIPE_LOG_DIR") or Path(tempfile.gettempdir()) / "recipe-flows-logs")
+    return folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+def _setup_logging(log: Path) -> None:
+    """Every Prefect log record, with tracebacks, goes to ``log``; the terminal gets the records without
+    tracebacks (a traceback on the terminal is a defect; the crash message names the log)."""
+    import logging
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.DEBUG)
+    for name in ("prefect", ""):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(log) for h in logger.handlers):
+            logger.addHandler(handler)
+        if name:
+            break  # "prefect" does not propagate to root in Prefect's config; the root gets the rest
+    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(lg, logging.Logger)]
+    for logger in loggers:
+        for h in logger.handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
+                    and not getattr(h, "_recipe_no_tracebacks", False):
+                h.format = _without_traceback(h.format)
+                h._recipe_no_tracebacks = True
+
+
+def _without_traceback(fmt):
+    import copy
+
+    def format(record):
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = copy.copy(record)
+            record.exc_info = record.exc_text = record.stack_info = None
+        return fmt(record)
+
+    return format
+
+
+def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
+    """Connect to (or start) the Prefect API, run the flow, return its outcome (the report, or
+    ``{"error": ...}`` for bad input found by a stage). Raises what the flow raised."""
+
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.local_server import BackendError, ensure_server, healthy
+
+    url = _prefect_api_url()
+    lease = None
+    if url:
+        if not healthy(url, timeout=10):
+            raise BackendError(f"the Prefect API at PREFECT_API_URL={url} does not answer; start that server, or "
+                               f"unset PREFECT_API_URL to use a local one that flows run starts itself")
+    else:
+        url, lease = ensure_server(say=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            from flows.recipe_flow import recipe as recipe_flow
+
+            _setup_logging(log)
+            state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
+            outcome = state.result(raise_on_failure=False)
+    finally:
+        if lease is not None:
+            lease.release()
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def _say_second_interrupt(signum: int) -> None:
+    import os
+
+    os.write(2, b"\nsecond interrupt: exiting now; runs left RUNNING are ended KILLED by the next run\n")
+
+
+def _report_interrupt(cfg, signum: int, log: Path) -> None:
+    """What was recorded and where, then exit 128 + signum."""
+    import signal
+
+    name = signal.Signals(signum).name
+    lines = [f"interrupted by {name}: the run stopped."]
+    if "recipe.tracking" in sys.modules:
+        from recipe import tracking
+
+        if tracking.KILLED_RUNS:
+            lines.append(f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
+                         f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
+                         f"stages that finished before are kept and reused by the next --stage run")
+        else:
+            lines.append("no MLflow run was open yet: nothing was recorded")
+    else:
+        lines.append("it stopped before anything was recorded")
+    flow_mod = sys.modules.get("flows.recipe_flow")
+    if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
+        lines.append(f"Prefect flow run {flow_mod.LAST_FLOW_RUN_ID} ended crashed ({_prefect_api_url() or 'local server'})")
+    lines.append(f"log: {log}")
+    typer.echo("\n".join(lines), err=True)
+    raise typer.Exit(128 + signum)
+
+
+def _backend_error_types() -> tuple[type[BaseException], ...]:
+
+    from flows.local_server import BackendError
+    from recipe.preflight import BackendUnreachable
+
+    types: list[type[BaseException]] = [BackendError, BackendUnreachable]
+    if "recipe.tracking" in sys.modules:
+        types.append(sys.modules["recipe.tracking"].TrackingError)
+    if "httpx" in sys.modules:
+        import httpx
+
+        types += [httpx.TransportError]
+    if "prefect" in sys.modules:
+        from prefect.exceptions import PrefectHTTPStatusError
+
+        types.append(PrefectHTTPStatusError)
+    return tuple(types)
+
+
+def _fail_on_exception(e: BaseException, log: Path) -> None:
+    """A backend failure: one line, exit 3. Anything else is a crash: one line, the traceback in ``log``,
+    exit 4."""
+    import traceback
+
+    from flows.local_server import BackendError
+
+    if isinstance(e, _backend_error_types()):
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, BackendError):
+            message = f"a backend failed: {type(e).__name__}: {message}"
+        _fail(message, code=EXIT_BACKEND)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(e)))
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    _fail(f"the run crashed (a bug, please report it): {type(e).__name__}: {first}; the traceback is in {log}; "
+          f"what was recorded before the crash is in MLflow ({_mlflow_hint()})", code=EXIT_CRASH)
 
 
 def _mlflow_hint() -> str:
@@ -166,11 +406,28 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     """List the stages in order and, for the config (default: digits), each one's latest verdict in MLflow."""
     from rich.table import Table
 
+    import os
+
+    from recipe.preflight import PreflightError
     from recipe.stages import DESCRIPTIONS, stage_names
-    from recipe.tracking import latest_stage_verdicts
 
     cfg = _load(preset, config, set_)
-    latest = latest_stage_verdicts(cfg.name, cfg.config_hash())
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+    try:
+        if uri.startswith("sqlite:///"):  # read-only, without importing MLflow: well under a second
+            from recipe.store_sqlite import latest_stage_verdicts as from_sqlite
+
+            latest = from_sqlite(Path(uri.removeprefix("sqlite:///")), cfg.name, cfg.config_hash())
+        else:
+            from recipe.preflight import check_tracking_uri
+            from recipe.tracking import latest_stage_verdicts
+
+            check_tracking_uri(uri)
+            latest = latest_stage_verdicts(cfg.name, cfg.config_hash())
+    except PreflightError as e:
+        _fail(str(e))
+    except Exception as e:  # sqlite3.Error, MlflowException, BackendUnreachable: the store cannot be read
+        _fail(f"cannot read the MLflow store {uri}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
     table = Table(title=f"stages of recipe {cfg.name!r} (config {cfg.config_hash()})", title_justify="left")
     for col in ("#", "stage", "what it does", "latest verdict", "run"):
         table.add_column(col)
@@ -210,7 +467,6 @@ def deploy(
     """
     import asyncio
     import subprocess
-    import sys
 
     from flows.deployments import PREFECT_FILE, REPO_ROOT, DeploymentFileError, deployment_specs, ensure_work_pools
 
@@ -279,6 +535,40 @@ def serve(
                description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
 
 
+server_app = typer.Typer(help="The local Prefect server that `flows run` starts and shares (one per PREFECT_HOME).",
+                         no_args_is_help=True)
+app.add_typer(server_app, name="server")
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Show the local Prefect server of PREFECT_HOME: pid, URL, runs using it (exit 1 when none runs)."""
+    from flows.local_server import healthy, live_leases, prefect_home, read_info
+
+    home = prefect_home()
+    info = read_info(home)
+    if info is None or not info.alive():
+        typer.echo(f"no local Prefect server runs for PREFECT_HOME={home}; the next `flows run` starts one")
+        raise typer.Exit(1)
+    state = "healthy" if healthy(info.url) else "NOT answering"
+    users = live_leases(home)
+    typer.echo(f"local Prefect server for PREFECT_HOME={home}: pid {info.pid}, {info.url} ({state}); "
+               f"UI http://127.0.0.1:{info.port}; runs using it: {len(users)}"
+               f"{' (pids ' + ', '.join(map(str, users)) + ')' if users else ''}; log {info.log}")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the local Prefect server of PREFECT_HOME (runs still using it will fail with exit 3)."""
+    from flows.local_server import prefect_home, stop_server
+
+    info = stop_server()
+    if info is None:
+        typer.echo(f"no local Prefect server was recorded for PREFECT_HOME={prefect_home()}")
+        return
+    typer.echo(f"stopped the local Prefect server (pid {info.pid}, {info.url})")
+
+
 def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> None:
     from rich.table import Table
 
@@ -292,4 +582,20 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
 
 
 def main() -> None:  # pragma: no cover - console entry point
-    app()
+    """The console entry point: a crash no command caught is one line and a log with the traceback."""
+    try:
+        app(standalone_mode=True)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        from flows.signals import signal_of
+
+        sig = signal_of(e) if not isinstance(e, Exception) else None
+        if sig is not None:
+            print(f"interrupted by signal {sig}", file=sys.stderr)
+            sys.exit(128 + sig)
+        log = _run_log_path()
+        try:
+            _fail_on_exception(e, log)
+        except typer.Exit as exit_:
+            sys.exit(exit_.exit_code)

@@ -16,6 +16,7 @@ from prefect.utilities.annotations import quote
 
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
+from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
 from recipe.pipeline import run_recipe
 from recipe.stages import stage_names
 
@@ -30,9 +31,17 @@ def _stage_task(name: str):
     return run_stage
 
 
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError)
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, PreflightError)
+
+
+def _from_deployment() -> bool:
+    """Whether this flow run was created from a deployment (a schedule, the UI's "Custom run" form, the API)."""
+    from prefect.runtime import deployment
+
+    return deployment.id is not None
 
 STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
+LAST_FLOW_RUN_ID: str | None = None  # the latest flow run of this process, for the CLI's interrupt report
 
 
 def _execute(name, fn, ctx):
@@ -57,9 +66,13 @@ def recipe(
         stage: run up to this stage, reusing earlier passing results from MLflow. Default: all stages.
         force: carry on past a failed stage (the runs are tagged as forced). Default False.
     """
+    global LAST_FLOW_RUN_ID
+    LAST_FLOW_RUN_ID = str(flow_run.id)
     cfg = config or load_config(preset=preset)
     logger = get_run_logger()
     try:
+        if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
+            check_model_imports_allowed(cfg, allowed_model_modules())
         outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), execute=_execute,
                              say=logger.info)
     except USER_ERRORS as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -502,6 +503,12 @@ class RecipeConfig(_Section):
     def _name_not_blank(cls, v: str) -> str:
         if not v.strip():
             raise ValueError("name must not be blank (it names the MLflow experiment)")
+        # It also names the experiment's artifact folder inside the store: no path separators, no "..".
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", v):
+            raise ValueError(
+                "name names the MLflow experiment and its artifact folder: use 1-100 letters, digits, '_', '-' "
+                "or '.', starting with a letter or digit (e.g. name=my-recipe)"
+            )
         return v
 
     def to_dict(self) -> dict[str, Any]:
@@ -547,9 +554,12 @@ def load_config(
     if not source.is_file():
         raise ConfigError(f"config file {str(source)!r} does not exist; check the path or use --preset")
     try:
-        data = yaml.safe_load(source.read_text()) or {}
+        data = yaml.safe_load(source.read_text())
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
+    if data is None:  # an empty file would silently run the defaults
+        raise ConfigError(f"{source} is empty; write the sections to change (e.g. `data: {{source: csv}}`), "
+                          f"or use --preset digits for the defaults")
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     for key, value in (parse_override(o) for o in overrides or []):

@@ -42,6 +42,15 @@ TAG_CONFIG_HASH = "recipe.config_hash"
 TAG_FORCED = "recipe.forced"
 TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate" | "ablation"
+# Who started a run, so a later process can tell a run left RUNNING by a dead process from a live one.
+TAG_OWNER_HOST = "recipe.owner.host"
+TAG_OWNER_PID = "recipe.owner.pid"
+TAG_OWNER_START = "recipe.owner.start"  # the owner's process start time, seconds since the epoch
+TAG_ENDED_BY = "recipe.ended_by"  # why a run ended KILLED: an interrupt, or its owner found dead later
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be opened or written (exit code 3 on the command line)."""
 
 
 def tracking_uri() -> str:
@@ -58,16 +67,90 @@ def _local_artifact_root() -> str | None:
 
 
 def setup(experiment: str) -> str:
-    """Point MLflow at the store and make the experiment (created if need be) the active one; returns its id."""
-    exp_id = _ensure_experiment(experiment)
-    mlflow.set_experiment(experiment_id=exp_id)
+    """Point MLflow at the store and make the experiment (created if need be) the active one; returns its id.
+
+    On the first use of a store in this process: a new sqlite store's schema is created under a file lock
+    beside the database (two processes creating it at once race on the schema otherwise), and runs left
+    RUNNING by a dead process are ended KILLED (:func:`end_orphaned_runs`).
+
+    Raises:
+        TrackingError: the store cannot be opened or written; the message names the URI.
+    """
+    try:
+        exp_id = _ensure_experiment(experiment)
+        mlflow.set_experiment(experiment_id=exp_id)
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"the MLflow store {tracking_uri()} cannot be used: {_first_line(e)}") from e
     return exp_id
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+_READY: set[str] = set()  # stores initialised (and swept for orphans) by this process
+
+
+def init_store(uri: str | None = None) -> None:
+    """Create a local sqlite store's schema under a file lock (once per process), then end orphaned runs.
+
+    Raises:
+        TrackingError: the database cannot be created or opened (the message names its path).
+    """
+    uri = uri or tracking_uri()
+    if uri in _READY:
+        return
+    mlflow.set_tracking_uri(uri)
+    if uri.startswith("sqlite:///"):
+        from filelock import FileLock
+
+        db = Path(uri.removeprefix("sqlite:///"))
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(db) + ".lock", timeout=300):
+                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates and migrates
+        except (OSError, mlflow.exceptions.MlflowException) as e:
+            raise TrackingError(f"cannot open the MLflow database {db} (MLFLOW_TRACKING_URI={uri}): "
+                                f"{_first_line(e)}; check that the folder exists and is writable") from e
+    _READY.add(uri)
+    try:
+        end_orphaned_runs()
+    except mlflow.exceptions.MlflowException as e:
+        raise TrackingError(f"the MLflow store {uri} cannot be used: {_first_line(e)}") from e
+
+
+def end_orphaned_runs() -> list[str]:
+    """End KILLED every RUNNING run of the store whose owner process is gone; returns their ids.
+
+    A run is an orphan when its owner tags name this host and a pid that no longer runs, or runs a process
+    started at another time (a reused pid). Runs of live processes, of other hosts, and runs without owner
+    tags are left alone. Each ended run gets a ``recipe.ended_by`` tag saying why.
+    """
+    from recipe.owner import owner_gone
+
+    client = MlflowClient()
+    exps = [e.experiment_id for e in client.search_experiments()]
+    ended: list[str] = []
+    for i in range(0, len(exps), 100):
+        runs = client.search_runs(exps[i : i + 100], filter_string="attributes.status = 'RUNNING'",
+                                  max_results=1000)
+        for run in runs:
+            tags = run.data.tags
+            host, pid = tags.get(TAG_OWNER_HOST), tags.get(TAG_OWNER_PID)
+            if not host or not pid or not owner_gone(host, pid, tags.get(TAG_OWNER_START, "")):
+                continue
+            client.set_tag(run.info.run_id, TAG_ENDED_BY,
+                           f"orphan: its process (pid {pid} on {host}) ended without closing it; "
+                           f"found and ended KILLED at {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()}")
+            client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
+            ended.append(run.info.run_id)
+    return ended
 
 
 def _ensure_experiment(experiment: str) -> str:
     uri = tracking_uri()
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    init_store(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
@@ -95,20 +178,51 @@ def run_tags(cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str,
 @contextmanager
 def start_run(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,
               nested: bool = False) -> Iterator[mlflow.ActiveRun]:
-    """A run that ends FAILED when its body raises (and re-raises), FINISHED otherwise, unless the body
-    already ended it with another status through :func:`end_run`."""
+    """A run that ends FAILED when its body raises (and re-raises), KILLED when it is interrupted
+    (``KeyboardInterrupt`` or a subclass, e.g. SIGTERM turned into one; the exception's text goes in the
+    ``recipe.ended_by`` tag), FINISHED otherwise, unless the body already ended it with another status
+    through :func:`end_run`. The run is tagged with its owner process (host, pid, start time)."""
+    from recipe.owner import me
+
+    owner = me()
+    tags = {**tags, TAG_OWNER_HOST: owner["host"], TAG_OWNER_PID: owner["pid"], TAG_OWNER_START: owner["start"]}
     run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
     try:
         if params:
             log_params(params)
         yield run
-    except BaseException:
+    except BaseException as e:
         if mlflow.active_run() and mlflow.active_run().info.run_id == run.info.run_id:
-            mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
+            if not isinstance(e, Exception):  # stopped from outside: Ctrl-C, SIGTERM, SystemExit
+                try:
+                    mlflow.set_tag(TAG_ENDED_BY, interrupt_note(e))
+                finally:
+                    mlflow.end_run(status=RunStatus.to_string(RunStatus.KILLED))
+                    KILLED_RUNS.append(run.info.run_id)
+            else:
+                mlflow.end_run(status=RunStatus.to_string(RunStatus.FAILED))
         raise
     else:
         if mlflow.active_run() and mlflow.active_run().info.run_id == run.info.run_id:
             mlflow.end_run()
+
+
+KILLED_RUNS: list[str] = []  # runs this process ended KILLED because it was interrupted, in order
+
+
+def interrupt_note(e: BaseException) -> str:
+    """The ``recipe.ended_by`` text for a run stopped by ``e`` (KeyboardInterrupt, a termination signal)."""
+    import signal
+
+    text = str(e).strip()
+    if text:
+        return text
+    signum = getattr(e, "signal", None) or getattr(e, "signum", None)
+    if signum:
+        return f"interrupted by {signal.Signals(signum).name} (pid {os.getpid()})"
+    if isinstance(e, KeyboardInterrupt):
+        return f"interrupted by SIGINT (Ctrl-C) (pid {os.getpid()})"
+    return f"stopped by {type(e).__name__} (pid {os.getpid()})"
 
 
 def end_run(failed: bool) -> None:
@@ -244,8 +358,16 @@ def find_passing_stage(experiment: str, stage: str, config_hash: str, fingerprin
 
 
 def latest_stage_verdicts(experiment: str, config_hash: str) -> dict[str, dict[str, Any]]:
-    """For ``flows stages``: the latest run of each stage for this config: verdict, run id, start time."""
-    mlflow.set_tracking_uri(tracking_uri())
+    """For ``flows stages``: the latest run of each stage for this config: verdict, run id, start time.
+
+    Read-only: a local sqlite store is read with ``sqlite3`` (no MLflow import, no schema created; a missing
+    store means no runs); other stores through the MLflow client."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        from recipe.store_sqlite import latest_stage_verdicts as from_sqlite
+
+        return from_sqlite(Path(uri.removeprefix("sqlite:///")), experiment, config_hash)
+    mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

@@ -94,3 +94,87 @@ def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store
         "py": 1.0, "flag": 1.0, "f32": 0.25, "i64": 3.0, "arr0": 0.5, "t0": 2.5, "t1": 1.5,
     }
     assert math.isnan(got["nan"]) and "fine" not in got  # nothing of a refused call is logged
+
+
+def _spawn_and_reap() -> int:
+    """The pid of a process that has exited (and been reaped): free, or soon reused by another process."""
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_runs_carry_their_owner_process(mlflow_store):
+    import os
+
+    from recipe.owner import hostname, process_start_time
+
+    tracking.setup("owner")
+    with tracking.start_run("r", {}) as run:
+        pass
+    tags = MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags[tracking.TAG_OWNER_HOST] == hostname() and tags[tracking.TAG_OWNER_PID] == str(os.getpid())
+    assert float(tags[tracking.TAG_OWNER_START]) == pytest.approx(process_start_time(os.getpid()))
+
+
+def test_an_interrupt_ends_the_run_killed_with_a_note(mlflow_store):
+    tracking.setup("interrupt")
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.start_run("parent", {}) as parent:
+            with tracking.start_run("child", {}, nested=True) as child:
+                raise KeyboardInterrupt("interrupted by SIGINT (pid 1)")
+    client = MlflowClient()
+    for run in (parent, child):
+        got = client.get_run(run.info.run_id)
+        assert got.info.status == "KILLED"
+        assert got.data.tags[tracking.TAG_ENDED_BY] == "interrupted by SIGINT (pid 1)"
+        assert run.info.run_id in tracking.KILLED_RUNS
+
+
+def test_runs_of_dead_processes_are_ended_killed_and_live_ones_are_left(mlflow_store):
+    import os
+
+    from recipe.owner import hostname, process_start_time
+
+    exp_id = tracking.setup("orphans")
+    client = MlflowClient()
+    me = {tracking.TAG_OWNER_HOST: hostname(), tracking.TAG_OWNER_PID: str(os.getpid()),
+          tracking.TAG_OWNER_START: f"{process_start_time(os.getpid()):.2f}"}
+    dead = {**me, tracking.TAG_OWNER_PID: str(_spawn_and_reap())}
+    reused = {**me, tracking.TAG_OWNER_START: "1000.00"}  # this pid, but a process started long ago: not us
+    elsewhere = {**dead, tracking.TAG_OWNER_HOST: "another-host"}
+    runs = {name: client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+            for name, tags in [("dead", dead), ("reused", reused), ("live", me), ("elsewhere", elsewhere),
+                               ("untagged", {})]}
+    ended = tracking.end_orphaned_runs()
+    assert sorted(ended) == sorted([runs["dead"], runs["reused"]])
+    status = {name: client.get_run(rid).info.status for name, rid in runs.items()}
+    assert status == {"dead": "KILLED", "reused": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING",
+                      "untagged": "RUNNING"}
+    note = client.get_run(runs["dead"]).data.tags[tracking.TAG_ENDED_BY]
+    assert "orphan" in note and f"pid {dead[tracking.TAG_OWNER_PID]}" in note
+
+
+def test_a_new_store_is_initialised_by_the_first_setup_and_swept_once(tmp_path, monkeypatch):
+    db = tmp_path / "new" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    tracking.setup("fresh")
+    assert db.is_file() and (tmp_path / "new" / "mlflow.db.lock").exists()
+    assert f"sqlite:///{db}" in tracking._READY
+
+
+def test_an_unopenable_store_is_a_tracking_error_naming_the_path(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("x")
+    db = tmp_path / "file" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    with pytest.raises(tracking.TrackingError, match="file/mlflow.db"):
+        tracking.setup("nowhere")
+
+
+def test_latest_stage_verdicts_reads_sqlite_without_creating_it(tmp_path, monkeypatch):
+    db = tmp_path / "absent" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{db}")
+    assert tracking.latest_stage_verdicts("digits", "abc") == {}
+    assert not db.parent.exists()

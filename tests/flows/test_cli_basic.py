@@ -57,3 +57,47 @@ def test_config_explain_lists_every_setting_with_type_default_and_meaning():
     assert result.exit_code == 0
     assert 'optim.lr  (float, default 0.0003)\n    "Adam is safe" at 3e-4' in result.output
     assert "stages.baselines.init_loss_warn  (float, default 0.1)" in result.output
+
+
+def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
+    import os
+
+    db = tmp_path / "absent" / "mlflow.db"
+    code = ("import sys; from flows.cli import app; from typer.testing import CliRunner; "
+            "r = CliRunner().invoke(app, ['stages']); print(r.exit_code); "
+            "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split("\n")[:2] == ["0", "[]"], out.stdout + out.stderr
+    assert not db.parent.exists()
+
+
+def test_train_that_diverges_is_an_error_with_advice():
+    result = runner.invoke(app, ["train", "--preset", "digits", "--epochs", "2", "--set", "optim.lr=100",
+                                 "--set", "trainer.progress=false"])
+    assert result.exit_code == 1, result.output
+    assert "diverged" in result.output and "lower optim.lr" in result.output
+
+
+def _fit(metrics, *, diverged=False, task="classification", counts=(50, 50), n_val=200):
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(task=task, num_classes=len(counts), class_counts=list(counts), split_sizes={"val": n_val})
+    return SimpleNamespace(metrics=metrics, diverged=diverged, data=data)
+
+
+def test_judge_fit_names_chance_level_divergence_and_passes_a_good_run():
+    from flows.cli import judge_fit
+
+    assert judge_fit(_fit({"train/loss": 0.1, "val/loss": 0.2, "val/accuracy": 0.95})) == []
+    chance = judge_fit(_fit({"train/loss": 0.69, "val/loss": 0.69, "val/accuracy": 0.55}))
+    assert len(chance) == 1 and "chance level" in chance[0] and "0.5000" in chance[0]
+    assert "diverged" in judge_fit(_fit({"train/loss": float("nan"), "val/loss": 1.0}))[0]
+    assert "diverged" in judge_fit(_fit({"train/loss": 0.1}, diverged=True))[0]
+    assert "diverged" in judge_fit(_fit({"train/loss": 5.0, "val/loss": 5.0, "val/accuracy": 0.5}))[0]
+    assert judge_fit(_fit({"train/loss": 3.0, "val/loss": 3.0}, task="regression", counts=(1,))) == []
+
+
+def test_train_with_an_unknown_model_is_exit_2_not_a_traceback():
+    result = runner.invoke(app, ["train", "--preset", "digits", "--set", "model.name=cnnn"])
+    assert result.exit_code == 2 and "did you mean 'cnn'" in result.output

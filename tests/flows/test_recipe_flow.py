@@ -94,3 +94,28 @@ def test_cli_bad_data_is_a_clear_error_not_a_traceback(fake_stages, tmp_path):
 def test_cli_unknown_stage():
     result = runner.invoke(app, ["run", "recipe", "--stage", "overfitt"])
     assert result.exit_code == 2 and "unknown stage 'overfitt'" in result.output
+
+
+def test_a_deployment_run_may_import_a_model_module_only_when_the_operator_allows_it(fake_stages, monkeypatch):
+    import flows.recipe_flow as rf
+
+    cfg = load_config(overrides=["name=deploy-import", "model.name=os.path:join"])
+    assert recipe_flow(config=cfg, return_state=True).is_completed()  # the local command line may
+    monkeypatch.setattr(rf, "_from_deployment", lambda: True)
+    monkeypatch.delenv("RECIPE_ALLOWED_MODEL_MODULES", raising=False)
+    state = recipe_flow(config=cfg, return_state=True)
+    assert state.is_failed()
+    assert "'os.path'" in state.message and "RECIPE_ALLOWED_MODEL_MODULES=os.path" in state.message
+    monkeypatch.setenv("RECIPE_ALLOWED_MODEL_MODULES", "os.pathlib, os.path")
+    assert recipe_flow(config=cfg, return_state=True).is_completed()
+
+
+def test_allowed_model_module_prefixes_match_whole_components():
+    from recipe.preflight import PreflightError, check_model_imports_allowed
+
+    cfg = load_config(overrides=["model.name=a.bc:make"])
+    with pytest.raises(PreflightError, match="a.bc"):
+        check_model_imports_allowed(cfg, ["a.b"])
+    check_model_imports_allowed(cfg, ["a"])
+    check_model_imports_allowed(cfg.with_overrides(["model.name=a.b.c:make"]), ["a.b"])
+    check_model_imports_allowed(load_config(), [])  # registry names always pass

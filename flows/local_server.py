@@ -1,0 +1,304 @@
+"""One local Prefect API server per PREFECT_HOME, shared by every local ``flows run``.
+
+Why not Prefect's own temporary server: Prefect starts one per process (``SubprocessASGIServer``), in the
+caller's process group, and gives it ``PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS`` (20 s) to answer.
+On a busy 2-core machine it takes 20-40 s, so runs crashed; a Ctrl-C to the terminal's process group
+killed the server instead of the run; two runs on one PREFECT_HOME fought over its sqlite database; and a
+``kill -9`` of the run left the server orphaned.
+
+Here instead:
+
+- The first ``flows run`` that needs a server starts one (``python -m flows.local_server serve``) in its
+  own session (``setsid``: a terminal's Ctrl-C does not reach it), on a free loopback port, and records
+  ``{pid, port, url, started}`` in ``$PREFECT_HOME/recipe-server/server.json``. The start happens under
+  a file lock, so concurrent runs wait for the one that starts it and then share it.
+- The startup budget is generous (``RECIPE_PREFECT_STARTUP_TIMEOUT_S``, default 120 s); a server that does
+  not answer within it, or exits, is a :class:`BackendError` naming its log file.
+- Each run holds a lease (a file named after its pid and process start time). The server exits by itself
+  once no lease belongs to a live process for ``RECIPE_PREFECT_SERVER_IDLE_S`` seconds (default 600), so
+  it never outlives its users by long, even when they were killed with ``kill -9``.
+- Later runs reuse it: the fixed cost per run is a health request; the runs appear in its UI.
+- ``flows server status`` / ``flows server stop`` show and stop it.
+
+The server runs Prefect's app with ``webserver_only`` (API and UI, no background services): local runs
+need state bookkeeping, not schedulers, and services would cost CPU on a small machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recipe.owner import pid_alive, process_start_time
+
+STARTUP_TIMEOUT_ENV = "RECIPE_PREFECT_STARTUP_TIMEOUT_S"
+IDLE_ENV = "RECIPE_PREFECT_SERVER_IDLE_S"
+DELAY_ENV = "RECIPE_PREFECT_SERVER_START_DELAY_S"  # for tests: an artificially slow start
+DEFAULT_STARTUP_TIMEOUT_S = 120.0
+DEFAULT_IDLE_S = 600.0
+
+
+class BackendError(RuntimeError):
+    """An orchestration or tracking backend that cannot be reached or started (exit code 3)."""
+
+
+def prefect_home() -> Path:
+    """``PREFECT_HOME`` (Prefect's default ``~/.prefect``), without importing Prefect."""
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def state_dir(home: Path | None = None) -> Path:
+    return (home or prefect_home()) / "recipe-server"
+
+
+def _float_env(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise BackendError(f"{name}={raw!r} is not a number of seconds; unset it or give e.g. {name}=120") from None
+
+
+@dataclass
+class ServerInfo:
+    pid: int
+    port: int
+    started: float  # the server process's start time (seconds since the epoch, from /proc)
+    log: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def alive(self) -> bool:
+        return pid_alive(self.pid) and _same_start(self.pid, self.started)
+
+
+def _same_start(pid: int, started: float) -> bool:
+    now = process_start_time(pid)
+    return now is None or abs(now - started) < 2.0
+
+
+def read_info(home: Path | None = None) -> ServerInfo | None:
+    path = state_dir(home) / "server.json"
+    try:
+        data = json.loads(path.read_text())
+        return ServerInfo(int(data["pid"]), int(data["port"]), float(data["started"]), str(data["log"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def healthy(url: str, timeout: float = 5.0) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lease:
+    """This process's claim on the shared server: while its pid lives, the server stays up."""
+
+    def __init__(self, home: Path | None = None) -> None:
+        started = process_start_time(os.getpid()) or 0.0
+        self.path = state_dir(home) / "leases" / f"{os.getpid()}-{started:.2f}"
+
+    def take(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.touch()
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        # the idle clock starts when the last user leaves
+        with contextlib.suppress(OSError):
+            (self.path.parent.parent / "last-used").touch()
+
+
+def live_leases(home: Path | None = None) -> list[int]:
+    """Pids holding a lease whose process is still the one that took it; dead ones are removed."""
+    out = []
+    folder = state_dir(home) / "leases"
+    for f in folder.glob("*-*") if folder.is_dir() else []:
+        pid_s, _, start_s = f.name.partition("-")
+        try:
+            pid, start = int(pid_s), float(start_s)
+        except ValueError:
+            continue
+        if pid_alive(pid) and _same_start(pid, start):
+            out.append(pid)
+        else:
+            with contextlib.suppress(OSError):
+                f.unlink()
+    return out
+
+
+def ensure_server(home: Path | None = None, say=None) -> tuple[str, Lease]:
+    """The URL of this PREFECT_HOME's local server, started if need be, and a lease taken on it.
+
+    Raises:
+        BackendError: the server did not answer within ``RECIPE_PREFECT_STARTUP_TIMEOUT_S`` seconds, or
+            exited while starting (the message names its log file).
+    """
+    from filelock import FileLock, Timeout
+
+    home = home or prefect_home()
+    budget = _float_env(STARTUP_TIMEOUT_ENV, DEFAULT_STARTUP_TIMEOUT_S)
+    folder = state_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    lease = Lease(home)
+    try:
+        # Waiting for the lock is part of the budget: another run may be starting the server right now.
+        with FileLock(str(folder / "server.lock"), timeout=budget + 10):
+            info = read_info(home)
+            if info and info.alive() and healthy(info.url):
+                lease.take()
+                return info.url, lease
+            if info and info.alive():  # alive but not answering: a hung server; replace it
+                stop_server(home)
+            lease.take()  # before the server's idle watchdog first looks
+            try:
+                info = _start(home, budget, say)
+            except BaseException:
+                lease.release()
+                raise
+            return info.url, lease
+    except Timeout:
+        raise BackendError(
+            f"waited {budget:.0f} s for another run to start the local Prefect server ({folder}); "
+            f"raise {STARTUP_TIMEOUT_ENV} on a busy machine, or `flows server stop` and retry"
+        ) from None
+
+
+def _start(home: Path, budget: float, say) -> ServerInfo:
+    folder = state_dir(home)
+    log = folder / "server.log"
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    if say:
+        say(f"starting the local Prefect server for {home} on http://127.0.0.1:{port} (log: {log})")
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "flows.local_server", "serve", "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+            start_new_session=True,  # its own session: the terminal's Ctrl-C is for the run, not for it
+        )
+    started = process_start_time(proc.pid) or time.time()
+    info = ServerInfo(proc.pid, port, started, str(log))
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendError(f"the local Prefect server exited with code {proc.returncode} while starting; "
+                               f"its log is {log}")
+        if healthy(info.url, timeout=2.0):
+            (folder / "server.json").write_text(json.dumps(
+                {"pid": info.pid, "port": port, "started": started, "log": str(log), "url": info.url}))
+            return info
+        time.sleep(0.2)
+    _terminate(proc.pid)
+    raise BackendError(
+        f"the local Prefect server did not answer within {budget:.0f} s (log: {log}); on a busy machine raise "
+        f"{STARTUP_TIMEOUT_ENV} (e.g. {STARTUP_TIMEOUT_ENV}=300), or point PREFECT_API_URL at a running server"
+    )
+
+
+def _terminate(pid: int, grace: float = 5.0) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.1)
+    if pid_alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def stop_server(home: Path | None = None) -> ServerInfo | None:
+    """Stop this PREFECT_HOME's local server if it runs; returns what was stopped."""
+    info = read_info(home)
+    if info is None:
+        return None
+    if info.alive():
+        _terminate(info.pid)
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir(home) / "server.json").unlink()
+    return info
+
+
+# --- the server process -----------------------------------------------------------------------------------
+
+
+def _watch_idle(server, home: Path, idle_s: float) -> None:
+    """Ask uvicorn to exit once no live process has held a lease for ``idle_s`` seconds."""
+    last_busy = time.monotonic()
+    while not server.should_exit:
+        time.sleep(min(2.0, max(idle_s / 4, 0.2)))
+        if live_leases(home):
+            last_busy = time.monotonic()
+        elif time.monotonic() - last_busy > idle_s:
+            from filelock import FileLock
+
+            # Under the start lock: a run that found this server a moment ago has taken its lease by now,
+            # and one that comes after finds no server.json and starts a new server.
+            with FileLock(str(state_dir(home) / "server.lock")):
+                if live_leases(home):
+                    last_busy = time.monotonic()
+                    continue
+                info = read_info(home)
+                if info and info.pid == os.getpid():
+                    with contextlib.suppress(FileNotFoundError):
+                        (state_dir(home) / "server.json").unlink()
+            print(f"no run has used this server for {idle_s:.0f} s: exiting", flush=True)
+            server.should_exit = True
+
+
+def serve(port: int) -> None:
+    """Run Prefect's API (and UI) on 127.0.0.1:``port`` until idle or SIGTERM."""
+    delay = _float_env(DELAY_ENV, 0.0)
+    if delay:
+        time.sleep(delay)
+    os.environ["PREFECT__SERVER_WEBSERVER_ONLY"] = "1"
+    os.environ["PREFECT__SERVER_FINAL"] = "1"
+    import uvicorn
+
+    home = prefect_home()
+    idle_s = _float_env(IDLE_ENV, DEFAULT_IDLE_S)
+    config = uvicorn.Config("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    threading.Thread(target=_watch_idle, args=(server, home, idle_s), daemon=True).start()
+    print(f"pid {os.getpid()} serving Prefect for {home} on http://127.0.0.1:{port} (idle exit {idle_s:.0f} s)",
+          flush=True)
+    server.run()
+    info = read_info(home)
+    if info and info.pid == os.getpid():
+        with contextlib.suppress(FileNotFoundError):
+            (state_dir(home) / "server.json").unlink()
+
+
+if __name__ == "__main__":  # python -m flows.local_server serve --port N
+    if len(sys.argv) == 4 and sys.argv[1] == "serve" and sys.argv[2] == "--port":
+        serve(int(sys.argv[3]))
+    else:
+        sys.exit("usage: python -m flows.local_server serve --port PORT")

@@ -1,0 +1,83 @@
+"""Who owns what: a process's identity (host, pid, start time), so a reused pid is not mistaken for the
+process that held it before.
+
+Start times come from ``/proc/<pid>/stat`` (field 22, ``starttime``, in clock ticks after boot) plus the
+boot time (``btime`` in ``/proc/stat``), as described in proc(5); where ``/proc`` is missing they are
+unknown (``None``) and only liveness (``kill(pid, 0)``) is checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (zombies count as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@functools.cache
+def _boot_time() -> float | None:
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started, in seconds since the epoch (10 ms resolution); None if unknown."""
+    boot = _boot_time()
+    if boot is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    # fields[0] is field 3 (state); starttime is field 22
+    return round(boot + int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2)
+
+
+def hostname() -> str:
+    return socket.gethostname()
+
+
+def me() -> dict[str, str]:
+    """This process as owner tags' values: host, pid, start time."""
+    start = process_start_time(os.getpid())
+    return {"host": hostname(), "pid": str(os.getpid()), "start": f"{start:.2f}" if start is not None else ""}
+
+
+def owner_gone(host: str, pid: str, start: str) -> bool:
+    """True when the owner recorded as (host, pid, start) is certainly dead: same host, and its pid is free
+    or now belongs to a process started at another time. Another host's process is never judged gone."""
+    if host != hostname():
+        return False
+    try:
+        pid_i = int(pid)
+    except ValueError:
+        return False
+    if not pid_alive(pid_i):
+        return True
+    if not start:
+        return False
+    now = process_start_time(pid_i)
+    return now is not None and abs(now - float(start)) > 1.0

@@ -1,0 +1,222 @@
+"""Everything about a run that can be checked before any server starts, answered in seconds.
+
+``flows run`` calls :func:`check` after loading the config and before it starts (or connects to) the Prefect
+server and opens the MLflow store, so bad input costs seconds, not the minutes a busy machine needs to start
+the backends. Each problem is a :class:`PreflightError` (exit code 2) whose message names the problem and
+the fix; an unreachable tracking server is a :class:`recipe.tracking.TrackingError`-like
+:class:`BackendUnreachable` (exit code 3).
+
+What is checked:
+- ``data.root``: exists, and is a folder (imagefolder) or a file (csv); torchvision: its folder can be made.
+- Names that must exist: ``data.augment`` and ``stages.regularize.augment`` (recipe.data.augment),
+  ``model.name`` and ``stages.overfit.architecture`` (the model registry, or ``module:callable`` whose
+  module can be found with ``importlib.util.find_spec``, without importing it).
+- ``MLFLOW_TRACKING_URI``: a scheme MLflow 3 stores runs in (sqlite, postgresql, mysql, mssql, http,
+  https, databricks); a local sqlite file whose folder can be created and written, and which, if present,
+  can be written; a tracking server that answers its ``/health`` endpoint.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from recipe.config import RecipeConfig
+
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
+DB_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
+SERVER_SCHEMES = ("http", "https")
+
+
+class PreflightError(ValueError):
+    """Bad input found before the run started (exit code 2); the message says what and how to fix it."""
+
+
+class BackendUnreachable(RuntimeError):
+    """A tracking server that does not answer (exit code 3)."""
+
+
+def check(cfg: RecipeConfig, *, uri: str | None = None, reach: bool = True) -> None:
+    """Check ``cfg`` and the tracking URI (default: MLFLOW_TRACKING_URI, else the repository's store).
+
+    Raises:
+        PreflightError: the first problem found, with its fix.
+        BackendUnreachable: ``reach`` and the tracking URI is a server that does not answer within 10 s.
+    """
+    check_data(cfg)
+    check_names(cfg)
+    check_tracking_uri(uri, reach=reach)
+
+
+def check_data(cfg: RecipeConfig) -> None:
+    d = cfg.data
+    if d.root is None:
+        return
+    root = Path(d.root).expanduser()
+    fix = f"point data.root at it (--set data.root=PATH, or data: root: in the config file)"
+    if d.source == "imagefolder":
+        if not root.exists():
+            raise PreflightError(f"data.root {root} does not exist: data.source=imagefolder needs a folder with "
+                                 f"one sub-folder of images per class; {fix}")
+        if not root.is_dir():
+            raise PreflightError(f"data.root {root} is a file, not a folder: data.source=imagefolder needs a "
+                                 f"folder with one sub-folder of images per class; {fix}")
+    elif d.source == "csv":
+        if not root.exists():
+            raise PreflightError(f"data.root {root} does not exist: data.source=csv needs a .csv file; {fix}")
+        if not root.is_file():
+            raise PreflightError(f"data.root {root} is a folder, not a file: data.source=csv needs a .csv file; "
+                                 f"{fix}")
+    elif d.source == "torchvision":
+        if root.exists() and not root.is_dir():
+            raise PreflightError(f"data.root {root} is a file: data.source=torchvision needs a folder to hold the "
+                                 f"download; {fix}")
+        if not root.exists() and not d.download:
+            raise PreflightError(f"data.root {root} does not exist and data.download is false: set "
+                                 f"data.download=true to fetch {d.name}, or {fix}")
+        if not root.exists():
+            _check_creatable(root, what="data.root", fix=fix)
+
+
+def check_names(cfg: RecipeConfig) -> None:
+    from recipe.data.augment import AUGMENTATIONS
+
+    for key, names in (("data.augment", cfg.data.augment), ("stages.regularize.augment", cfg.stages.regularize.augment)):
+        unknown = [n for n in names if n not in AUGMENTATIONS]
+        if unknown:
+            raise PreflightError(f"{key} has unknown augmentation {', '.join(map(repr, unknown))}; "
+                                 f"choose from {', '.join(AUGMENTATIONS)} (e.g. --set {key}='[crop, rotate]')")
+    check_model_name(cfg.model.name, key="model.name")
+    arch = cfg.stages.overfit.architecture
+    if arch != "auto":
+        check_model_name(arch, key="stages.overfit.architecture")
+
+
+def check_model_name(name: str, key: str = "model.name") -> None:
+    """A registry name, or ``module:callable`` whose module can be found (it is not imported here)."""
+    from recipe.models import MODELS
+
+    if name in MODELS:
+        return
+    if ":" not in name:
+        import difflib
+
+        close = difflib.get_close_matches(name, sorted(MODELS), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise PreflightError(f"{key}={name!r} is not a registered model; {hint}use one of {', '.join(sorted(MODELS))}"
+                             f", or 'package.module:callable' for a model of your own")
+    module, _, attr = name.partition(":")
+    if not module or not attr:
+        raise PreflightError(f"{key}={name!r}: write a model of your own as 'package.module:callable' "
+                             f"(both parts non-empty)")
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):  # a parent package that is missing
+        spec = None
+    if spec is None:
+        raise PreflightError(f"{key}={name!r}: module {module!r} cannot be found; install it or run from the "
+                             f"folder that holds it (it must be importable as {module!r})")
+
+
+ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"
+
+
+def allowed_model_modules() -> list[str]:
+    """The module prefixes an operator allows for ``module:callable`` models in deployment runs
+    (``RECIPE_ALLOWED_MODEL_MODULES``, comma-separated, e.g. ``mycompany.models,recipe.models``)."""
+    return [p.strip() for p in os.environ.get(ALLOWED_MODULES_ENV, "").split(",") if p.strip()]
+
+
+def check_model_imports_allowed(cfg: RecipeConfig, allowed: list[str]) -> None:
+    """Refuse ``module:callable`` model names outside the ``allowed`` module prefixes.
+
+    For runs that come through a deployment: its "Custom run" form takes the whole config, and a custom
+    model name imports and calls any importable attribute on the worker. A prefix allows the module itself
+    and its submodules (``a.b`` allows ``a.b`` and ``a.b.c``, not ``a.bc``). Registry names always pass.
+
+    Raises:
+        PreflightError: naming the model, the allowed prefixes and the setting that extends them.
+    """
+    for key, name in (("model.name", cfg.model.name), ("stages.overfit.architecture", cfg.stages.overfit.architecture)):
+        if ":" not in name:
+            continue
+        module = name.partition(":")[0]
+        if not any(module == p or module.startswith(p + ".") for p in allowed):
+            listed = ", ".join(allowed) if allowed else "none"
+            raise PreflightError(
+                f"{key}={name!r} imports module {module!r}, which runs from a deployment may not do "
+                f"(allowed module prefixes: {listed}); the operator can allow it on the worker with "
+                f"{ALLOWED_MODULES_ENV}={module}, or use a registered model name"
+            )
+
+
+def check_tracking_uri(uri: str | None = None, *, reach: bool = True) -> str:
+    """Check the tracking URI before anything opens it; returns it.
+
+    Raises:
+        PreflightError: an unknown scheme, a file store (MLflow 3 refuses it), or a local sqlite path whose
+            folder cannot be created or written, or whose file cannot be written.
+        BackendUnreachable: ``reach`` and an http(s) tracking server does not answer within 10 s.
+    """
+    from recipe.tracking import tracking_uri
+
+    uri = uri or tracking_uri()
+    where = f"{TRACKING_ENV}={uri}" if os.environ.get(TRACKING_ENV) else f"the tracking URI {uri}"
+    scheme = urlparse(uri).scheme.split("+", 1)[0].lower()
+    if scheme in ("", "file"):
+        raise PreflightError(f"{where}: a folder (file store) is not supported by MLflow 3; use a database, "
+                             f"e.g. export {TRACKING_ENV}=sqlite:///mlruns/mlflow.db, or a server "
+                             f"(http://host:port)")
+    if scheme not in DB_SCHEMES + SERVER_SCHEMES + ("databricks",):
+        raise PreflightError(f"{where}: unknown scheme {scheme!r}; use sqlite:///PATH/mlflow.db (local), "
+                             f"postgresql://... or http://HOST:PORT (a tracking server), or unset {TRACKING_ENV} "
+                             f"for the default store")
+    if scheme == "sqlite":
+        if not uri.startswith("sqlite:///") or uri == "sqlite:///" or uri.startswith("sqlite:///:memory:"):
+            raise PreflightError(f"{where}: a sqlite store needs a file path, e.g. sqlite:///mlruns/mlflow.db "
+                                 f"(relative) or sqlite:////abs/path/mlflow.db")
+        db = Path(uri.removeprefix("sqlite:///"))
+        fix = f"make it writable, or export {TRACKING_ENV}=sqlite:///A/WRITABLE/PATH/mlflow.db"
+        if db.is_dir():
+            raise PreflightError(f"{where}: {db} is a folder; give the database file, e.g. "
+                                 f"sqlite:///{db / 'mlflow.db'}")
+        if db.exists():
+            if not os.access(db, os.R_OK | os.W_OK):
+                raise PreflightError(f"{where}: the database {db} is not writable; {fix}")
+            if not os.access(db.parent, os.W_OK | os.X_OK):  # sqlite writes a journal beside the file
+                raise PreflightError(f"{where}: the folder {db.parent} of the database is not writable "
+                                     f"(sqlite needs it for its journal); {fix}")
+        else:
+            _check_creatable(db.parent, what=f"{where}: the folder of the database", fix=fix)
+    if scheme in SERVER_SCHEMES and reach:
+        _check_server(uri, where)
+    return uri
+
+
+def _check_creatable(path: Path, *, what: str, fix: str) -> None:
+    """``path`` exists as a writable folder, or can be created: its nearest existing ancestor is a writable
+    folder."""
+    probe = path.resolve()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise PreflightError(f"{what} {path} cannot be created: {probe} is a file; {fix}")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PreflightError(f"{what} {path} cannot be created or written: {probe} is not writable; {fix}")
+
+
+def _check_server(uri: str, where: str) -> None:
+    import httpx
+
+    try:
+        response = httpx.get(uri.rstrip("/") + "/health", timeout=10)
+    except httpx.HTTPError as e:
+        raise BackendUnreachable(f"the MLflow tracking server at {uri} does not answer ({type(e).__name__}); "
+                                 f"start it, or fix {TRACKING_ENV}") from None
+    if response.status_code == 401:
+        return  # it answers; credentials are MLflow's business (MLFLOW_TRACKING_USERNAME/PASSWORD)
+    if response.status_code >= 400:
+        raise BackendUnreachable(f"the MLflow tracking server at {uri} answered {response.status_code} to "
+                                 f"/health; check that {where} names an MLflow server")

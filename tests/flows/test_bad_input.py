@@ -1,0 +1,138 @@
+"""Bad input to `flows run recipe` is answered before any server starts: exit 2 (3 for a backend that does not
+answer), one message that names the problem and the fix, no traceback, no Prefect server, no MLflow store.
+
+In-process (CliRunner) where the case needs no environment Prefect reads at import; a few real subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _files(tmp: Path) -> dict[str, str]:
+    """Things on disk the cases point at."""
+    (tmp / "empty.yaml").write_text("")
+    (tmp / "list.yaml").write_text("- a\n- b\n")
+    (tmp / "broken.yaml").write_text("data: {source: [\n")
+    (tmp / "a-file.txt").write_text("x")
+    (tmp / "a-folder").mkdir()
+    return {"tmp": str(tmp)}
+
+
+# (id, args, environment, expected exit code, substrings the message must contain: the problem and the fix)
+CASES = [
+    ("config-missing", ["--config", "{tmp}/nope.yaml"], {}, 2, ["nope.yaml", "does not exist", "--preset"]),
+    ("config-empty", ["--config", "{tmp}/empty.yaml"], {}, 2, ["empty.yaml", "is empty", "--preset digits"]),
+    ("config-not-mapping", ["--config", "{tmp}/list.yaml"], {}, 2, ["list.yaml", "must be a mapping", "list"]),
+    ("config-bad-yaml", ["--config", "{tmp}/broken.yaml"], {}, 2, ["broken.yaml", "not valid YAML"]),
+    ("preset-unknown", ["--preset", "digitz"], {}, 2, ["unknown preset 'digitz'", "digits"]),
+    ("preset-and-config", ["--preset", "digits", "--config", "{tmp}/empty.yaml"], {}, 2, ["not both"]),
+    ("key-typo", ["--set", "optim.lrr=1"], {}, 2, ["unknown config key 'optim.lrr'", "did you mean 'optim.lr'"]),
+    ("override-no-equals", ["--set", "optim.lr"], {}, 2, ["'optim.lr'", "key.path=value"]),
+    ("value-type", ["--set", "optim.lr=abc"], {}, 2, ["optim.lr", "'abc'"]),
+    ("batch-size-zero", ["--set", "data.batch_size=0"], {}, 2, ["data.batch_size", "greater than or equal to 1"]),
+    ("stage-unknown", ["--stage", "overfitt"], {}, 2, ["unknown stage 'overfitt'", "inspect, baselines"]),
+    ("name-escapes-store", ["--set", "name=../../x"], {}, 2, ["name", "letters, digits", "name=my-recipe"]),
+    ("name-with-slash", ["--set", "name=a/b"], {}, 2, ["name", "artifact folder", "name=my-recipe"]),
+    ("name-blank", ["--set", "name=' '"], {}, 2, ["name must not be blank"]),
+    ("optimizer-unknown", ["--set", "optim.name=sgdd"], {}, 2, ["optim.name", "'sgd'", "'adam'"]),
+    ("schedule-unknown", ["--set", "schedule.name=bogus"], {}, 2, ["schedule.name", "'bogus'"]),
+    ("imagefolder-root-missing", ["--preset", "imagefolder", "--set", "data.root={tmp}/nope"], {}, 2,
+     ["data.root", "nope", "does not exist", "--set data.root=PATH"]),
+    ("imagefolder-root-is-file", ["--preset", "imagefolder", "--set", "data.root={tmp}/a-file.txt"], {}, 2,
+     ["a-file.txt", "is a file", "one sub-folder of images per class"]),
+    ("csv-root-missing", ["--preset", "tabular", "--set", "data.root={tmp}/nope.csv", "--set", "data.target=y"], {},
+     2, ["nope.csv", "does not exist", "needs a .csv file", "--set data.root=PATH"]),
+    ("csv-root-is-folder", ["--preset", "tabular", "--set", "data.root={tmp}/a-folder", "--set", "data.target=y"],
+     {}, 2, ["a-folder", "is a folder", ".csv file"]),
+    ("torchvision-no-download", ["--set", "data.source=torchvision", "--set", "data.name=MNIST", "--set",
+                                 "data.root={tmp}/mnist"], {}, 2, ["mnist", "data.download=true"]),
+    ("augment-unknown", ["--set", "data.augment=[blur]"], {}, 2, ["data.augment", "'blur'", "crop", "rotate"]),
+    ("regularize-augment-unknown", ["--set", "stages.regularize.augment=[flip]"], {}, 2,
+     ["stages.regularize.augment", "'flip'", "hflip"]),
+    ("model-typo", ["--set", "model.name=cnnn"], {}, 2, ["model.name='cnnn'", "did you mean 'cnn'",
+                                                         "package.module:callable"]),
+    ("model-module-missing", ["--set", "model.name=no_such_pkg.models:build"], {}, 2,
+     ["no_such_pkg.models", "cannot be found", "install it"]),
+    ("model-empty-callable", ["--set", "model.name=':build'"], {}, 2, ["package.module:callable"]),
+    ("architecture-unknown", ["--set", "stages.overfit.architecture=transformer"], {}, 2,
+     ["stages.overfit.architecture='transformer'", "not a registered model"]),
+    ("tracking-unknown-scheme", [], {"MLFLOW_TRACKING_URI": "foo://bar"}, 2,
+     ["MLFLOW_TRACKING_URI=foo://bar", "unknown scheme 'foo'", "sqlite:///"]),
+    ("tracking-file-store", [], {"MLFLOW_TRACKING_URI": "{tmp}/mlruns"}, 2,
+     ["MLFLOW_TRACKING_URI=", "file store", "sqlite:///mlruns/mlflow.db"]),
+    ("tracking-memory", [], {"MLFLOW_TRACKING_URI": "sqlite:///:memory:"}, 2, ["needs a file path"]),
+    ("tracking-db-is-folder", [], {"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/a-folder"}, 2,
+     ["a-folder is a folder", "mlflow.db"]),
+    ("tracking-under-a-file", [], {"MLFLOW_TRACKING_URI": "sqlite:///{tmp}/a-file.txt/mlflow.db"}, 2,
+     ["MLFLOW_TRACKING_URI=", "a-file.txt is a file", "A/WRITABLE/PATH"]),
+    ("tracking-server-down", [], {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, 3,
+     ["http://127.0.0.1:9", "does not answer", "MLFLOW_TRACKING_URI"]),
+    ("report-is-folder", ["--report", "{tmp}/a-folder"], {}, 2, ["--report", "is a folder", "report.json"]),
+]
+
+
+@pytest.mark.parametrize(("args", "env", "code", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, args, env, code, expected):
+    subst = _files(tmp_path)
+    home = tmp_path / "prefect-home"
+    store = tmp_path / "store" / "mlflow.db"
+    monkeypatch.setenv("PREFECT_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value.format(**subst))
+    result = runner.invoke(app, ["run", "recipe", *[a.format(**subst) for a in args]])
+    assert result.exit_code == code, result.output
+    message = " ".join(result.output.split())  # the console may wrap long lines
+    for part in expected:
+        assert part.format(**subst) in message, message
+    assert "Traceback" not in result.output and not isinstance(result.exception, (TypeError, AttributeError))
+    assert not (home / "recipe-server").exists()  # no Prefect server was started or looked for
+    assert not store.exists()  # no MLflow store was created
+
+
+def test_there_are_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_read_only_store_folder_is_named(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir(mode=0o500)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+    result = runner.invoke(app, ["run", "recipe"])
+    assert result.exit_code == 2 and str(folder) in result.output and "not writable" in result.output
+
+
+def _flows(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    full.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(tmp_path / "prefect-home"),
+                MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}", **env)
+    return subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", *args], env=full,
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_a_real_process_with_bad_input_exits_2_in_one_line(tmp_path):
+    out = _flows(tmp_path, "run", "recipe", "--preset", "imagefolder", "--set", f"data.root={tmp_path}/nope")
+    assert out.returncode == 2, out.stderr
+    assert "does not exist" in out.stderr and "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "prefect-home" / "recipe-server").exists()
+
+
+def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path):
+    out = _flows(tmp_path, "run", "recipe", "--stage", "inspect", PREFECT_API_URL="http://127.0.0.1:9/api")
+    assert out.returncode == 3, out.stderr
+    assert "PREFECT_API_URL=http://127.0.0.1:9/api" in out.stderr and "does not answer" in out.stderr
+    assert "Traceback" not in out.stderr + out.stdout
+    assert not (tmp_path / "store" / "mlflow.db").exists()

@@ -1,0 +1,196 @@
+"""Real `flows run` processes: concurrent first use of a store, a slow orchestration start, SIGINT / SIGTERM /
+SIGKILL mid-stage, and the orphan sweep of the next run.
+
+Each test asserts exit codes, MLflow statuses, that no process of the run survives it (the run's process
+group is empty afterwards: the local Prefect server lives in its own session and is shared, by design), and
+that nothing recorded is lost (stages that finished stay FINISHED and are reused).
+
+Kept cheap: the digits preset, `--stage inspect` / `--stage baselines` only, one store per module.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from recipe import tracking
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+FLOWS = [sys.executable, "-c", "from flows.cli import main; main()"]
+
+
+def _env(home: Path, store: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT__"))}
+    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{store}",
+               RECIPE_PREFECT_SERVER_IDLE_S="30", RECIPE_LOG_DIR=str(home / "logs"))
+    env.update(extra)
+    return env
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    return subprocess.Popen([*FLOWS, "run", "recipe", "--preset", "digits", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _group_gone(pgid: int) -> bool:
+    """True once no process of the run's process group (its session) is left."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _stop_server(env: dict[str, str]) -> None:
+    subprocess.run([*FLOWS, "server", "stop"], env=env, cwd=REPO, capture_output=True, timeout=60)
+
+
+def _runs(store: Path) -> list:
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    exp = client.get_experiment_by_name("digits")
+    return client.search_runs([exp.experiment_id]) if exp else []
+
+
+def _concurrent_inspect(env: dict[str, str], store: Path, n: int) -> list[str]:
+    """``n`` runs of `--stage inspect` started together; asserts each passed and MLflow holds all of them."""
+    procs = [_start(env, "--stage", "inspect") for _ in range(n)]
+    outs = [p.communicate(timeout=280)[0] for p in procs]
+    for p, out in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out[-3000:]
+        assert "Traceback" not in out
+    runs = _runs(store)
+    parents = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "flow"]
+    stages = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage"]
+    assert len(parents) == n and len(stages) == n
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert all(_group_gone(p.pid) for p in procs)
+    return outs
+
+
+@pytest.fixture(scope="module")
+def inspected(tmp_path_factory):
+    """Two concurrent `--stage inspect` runs on a new store and a new PREFECT_HOME whose server is slow to
+    start (3 s of artificial delay): both pass, one starts the server, the other waits and reuses it.
+    Yields the environment (the server stays warm) and the store."""
+    folder = tmp_path_factory.mktemp("spine")
+    store = folder / "mlruns" / "mlflow.db"  # does not exist yet: the runs create it together
+    env = _env(folder / "prefect", store, RECIPE_PREFECT_SERVER_START_DELAY_S="3", RECIPE_PREFECT_SERVER_IDLE_S="120")
+    try:
+        outs = _concurrent_inspect(env, store, 2)
+        assert sum("starting the local Prefect server" in out for out in outs) == 1
+        yield env, store
+    finally:
+        _stop_server(env)
+
+
+def test_two_concurrent_runs_on_a_new_store_with_a_slow_orchestration_start(inspected):
+    env, store = inspected
+    assert store.is_file()
+    status = subprocess.run([*FLOWS, "server", "status"], env=env, cwd=REPO, capture_output=True, text=True)
+    assert status.returncode == 0 and "healthy" in status.stdout
+
+
+def test_four_concurrent_runs_on_a_new_store(inspected, tmp_path):
+    env, _ = inspected
+    store = tmp_path / "mlruns" / "mlflow.db"
+    outs = _concurrent_inspect({**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}, store, 4)
+    assert not any("starting the local Prefect server" in out for out in outs)  # the warm one was shared
+
+
+def test_orchestration_that_does_not_start_in_time_is_one_line_and_exit_3(tmp_path):
+    store = tmp_path / "mlruns" / "mlflow.db"
+    env = _env(tmp_path / "prefect", store, RECIPE_PREFECT_SERVER_START_DELAY_S="30",
+               RECIPE_PREFECT_STARTUP_TIMEOUT_S="2")
+    p = _start(env, "--stage", "inspect")
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 3, out
+    assert "did not answer within 2 s" in out and "RECIPE_PREFECT_STARTUP_TIMEOUT_S" in out
+    assert "Traceback" not in out and len(out.strip().splitlines()) <= 3
+    assert not store.exists()  # nothing was opened before the orchestration was up
+    assert _group_gone(p.pid)
+    server_json = tmp_path / "prefect" / "recipe-server" / "server.json"
+    assert not server_json.exists()  # the server that did not start in time was stopped, not recorded
+
+
+def _interrupt_mid_baselines(env, sig: int) -> tuple[subprocess.Popen, str]:
+    """Start `--stage baselines` (inspect reused), send ``sig`` to its process group while baselines runs."""
+    p = _start(env, "--stage", "baselines")
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if "stage inspect: reusing the passing run" in line:
+            break
+    time.sleep(2.0)  # into the baselines stage
+    os.killpg(p.pid, sig)
+    out = "".join(seen) + p.communicate(timeout=60)[0]
+    return p, out
+
+
+def _inspect_runs_kept(store: Path, before: set[str]) -> bool:
+    """The passing inspect runs recorded before are all still there, FINISHED."""
+    kept = [r for r in _by_stage(_runs(store))["inspect"] if r.info.run_id in before]
+    return bool(kept) and {r.info.status for r in kept} == {"FINISHED"}
+
+
+def _by_stage(runs) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for r in runs:
+        if r.data.tags.get(tracking.TAG_KIND) != "stage":
+            continue
+        out.setdefault(r.data.tags.get(tracking.TAG_STAGE, "?"), []).append(r)
+    return out
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_stage_stops_the_run_and_marks_its_mlflow_runs_killed(inspected, sig, code):
+    env, store = inspected
+    before = {r.info.run_id for r in _runs(store)}
+    p, out = _interrupt_mid_baselines(env, sig)
+    assert p.returncode == code, out[-3000:]
+    assert f"interrupted by {signal.Signals(sig).name}" in out and "ended KILLED" in out
+    assert "Traceback" not in out
+    new = [r for r in _runs(store) if r.info.run_id not in before]
+    killed = [r for r in new if r.info.status == "KILLED"]
+    stages = {r.data.tags.get(tracking.TAG_STAGE) for r in killed}
+    assert "baselines" in stages  # the stage in progress
+    assert any(r.data.tags.get(tracking.TAG_KIND) == "flow" for r in killed)  # and the parent
+    for r in killed:
+        assert signal.Signals(sig).name in r.data.tags[tracking.TAG_ENDED_BY]
+        assert r.info.run_id in out  # the terminal said what was recorded
+    assert not [r for r in new if r.info.status == "RUNNING"]
+    # what was recorded before is kept: the passing inspect run is still there
+    assert _inspect_runs_kept(store, before)
+    assert _group_gone(p.pid)
+
+
+def test_kill_9_leaves_orphans_that_the_next_run_ends_and_it_reuses_what_passed(inspected):
+    env, store = inspected
+    before = {r.info.run_id for r in _runs(store)}
+    p, out = _interrupt_mid_baselines(env, signal.SIGKILL)
+    assert p.returncode == -signal.SIGKILL
+    assert _group_gone(p.pid)
+    orphans = [r for r in _runs(store) if r.info.run_id not in before and r.info.status == "RUNNING"]
+    assert {r.data.tags.get(tracking.TAG_KIND) for r in orphans} >= {"flow", "stage"}
+    assert all(r.data.tags[tracking.TAG_OWNER_PID] == str(p.pid) for r in orphans)
+
+    # the next run (interrupted as soon as it has shown the reuse, to keep this cheap) ends them
+    p2, out2 = _interrupt_mid_baselines(env, signal.SIGINT)
+    assert p2.returncode == 130, out2[-3000:]
+    assert "stage inspect: reusing the passing run" in out2
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    for r in orphans:
+        run = client.get_run(r.info.run_id)
+        assert run.info.status == "KILLED"
+        assert f"pid {p.pid}" in run.data.tags[tracking.TAG_ENDED_BY]
+    assert _inspect_runs_kept(store, before)
