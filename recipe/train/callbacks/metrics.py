@@ -50,13 +50,14 @@ class Metrics(Callback):
     def _reset(self) -> None:
         self._n = 0
         self._sums: dict[str, torch.Tensor] = {}
-        self._batches: list[tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]] = []  # loss, n, pred, yb
+        self._batches: list[tuple] = []  # (loss: float on the CPU, else a 0-d tensor; n; pred; yb) per batch
         self._kept = 0  # prediction elements in _batches
 
     def after_loss(self) -> None:
         t = self.trainer
-        pred = t.pred.detach()
-        self._batches.append((t.loss.detach(), len(t.yb), pred, t.yb))
+        pred, loss = t.pred.detach(), t.loss.detach()
+        # a CPU scalar is cheapest read at once (no sync to avoid); elsewhere keep the tensor
+        self._batches.append((loss.item() if loss.device.type == "cpu" else loss, len(t.yb), pred, t.yb))
         self._kept += pred.numel()
         if len(self._batches) >= REDUCE_EVERY or self._kept >= REDUCE_ELEMENTS:
             self._reduce()
@@ -66,13 +67,17 @@ class Metrics(Callback):
         if not self._batches:
             return
         batches, self._batches, self._kept = self._batches, [], 0
-        losses = torch.stack([b[0].reshape(()) for b in batches])
-        dtype = torch.float64 if losses.device.type in ("cpu", "cuda") else torch.float32
-        sizes = torch.tensor([b[1] for b in batches], dtype=dtype, device=losses.device)
-        sums = {"loss": (losses.to(dtype) * sizes).sum()}
-        yb = torch.cat([b[3].reshape(-1) for b in batches])
+        yb = torch.cat([b[3].reshape(-1) for b in batches]) if len(batches) > 1 else batches[0][3].reshape(-1)
+        device = yb.device
+        dtype = torch.float64 if device.type in ("cpu", "cuda") else torch.float32
+        if isinstance(batches[0][0], float):
+            loss_sum = torch.tensor(sum(b[0] * b[1] for b in batches), dtype=dtype)
+        else:
+            sizes = torch.tensor([b[1] for b in batches], dtype=dtype, device=device)
+            loss_sum = (torch.stack([b[0].reshape(()) for b in batches]).to(dtype) * sizes).sum()
+        sums = {"loss": loss_sum}
         if self.task == "classification":
-            pred = torch.cat([b[2] for b in batches]).argmax(dim=-1)
+            pred = (torch.cat([b[2] for b in batches]) if len(batches) > 1 else batches[0][2]).argmax(dim=-1)
             sums["accuracy"] = (pred == yb).sum().to(dtype)
         else:
             err = torch.cat([b[2].reshape(-1) for b in batches]).to(dtype) - yb.to(dtype)
