@@ -7,6 +7,11 @@ and collation cost more than the model on data like digits. Large folders go thr
 checkpoint at epoch k replays exactly the batches an uninterrupted run would have seen, and both paths
 yield the same samples in the same order. As with DistributedSampler, call ``set_epoch`` every epoch, or
 every epoch repeats the same order.
+
+Augmentation (``transform``) runs on whole batches where they live (after the move to the device, for the
+DataLoader path). A :class:`~recipe.data.augment.BatchAugment` transform is handed a generator seeded from
+``(seed, epoch)`` as well, so the augmented batches too depend only on (seed, epoch) and not on the global
+RNG; any other callable is called with the batch alone.
 """
 
 from __future__ import annotations
@@ -18,7 +23,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from .augment import BatchAugment, epoch_generator
+
 Transform = Callable[[Tensor], Tensor]
+
+
+def _augmenter(transform: Transform | None, seed: int, epoch: int) -> Transform | None:
+    """The epoch's batch transform: a BatchAugment bound to this epoch's generator, anything else as it is."""
+    if isinstance(transform, BatchAugment):
+        g = epoch_generator(seed, epoch)
+        return lambda xb: transform(xb, generator=g)
+    return transform
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> Tensor:
@@ -35,7 +50,8 @@ class InMemoryBatcher:
         shuffle: draw a new order each epoch (default False: the stored order).
         seed: the order of epoch ``e`` comes from ``seed + e`` (default 0).
         drop_last: skip the final short batch (default False).
-        transform: applied to each input batch, e.g. :func:`recipe.data.augment.build_augment` (default None).
+        transform: applied to each input batch, e.g. :func:`recipe.data.augment.build_augment`, which is
+            seeded from ``(seed, epoch)`` (default None).
     """
 
     def __init__(
@@ -66,13 +82,14 @@ class InMemoryBatcher:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = epoch_permutation(len(self.x), self.seed, self.epoch).to(self.x.device) if self.shuffle else None
+        transform = _augmenter(self.transform, self.seed, self.epoch)
         for b in range(len(self)):
             sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
             if order is None:  # slices are views: no copy at all
                 xb, yb = self.x[sl], self.y[sl]
             else:
                 xb, yb = self.x[order[sl]], self.y[order[sl]]
-            yield (self.transform(xb) if self.transform else xb), yb
+            yield (transform(xb) if transform else xb), yb
 
 
 class EpochSampler(Sampler[int]):
@@ -112,6 +129,7 @@ class LoaderBatcher:
         device: torch.device | str | None = None,
     ):
         self.sampler = EpochSampler(len(dataset), shuffle, seed)  # type: ignore[arg-type]
+        self.seed = seed
         self.device = torch.device(device) if device is not None else None
         self.transform = transform
         self.loader = DataLoader(
@@ -131,7 +149,8 @@ class LoaderBatcher:
         return len(self.loader)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        transform = _augmenter(self.transform, self.seed, self.sampler.epoch)
         for xb, yb in self.loader:
             if self.device is not None:
                 xb, yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-            yield (self.transform(xb) if self.transform else xb), yb
+            yield (transform(xb) if transform else xb), yb

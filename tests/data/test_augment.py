@@ -1,4 +1,5 @@
-"""Augmentations: shapes kept, randomness per sample, names checked, tables limited to noise."""
+"""Augmentations: shapes kept, randomness per sample, seeded batches reproducible, names checked, tables limited
+to noise."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from recipe.data import AUGMENTATIONS, DataError, build_augment, load_data
+from recipe.data.batching import InMemoryBatcher
 
 
 @pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
@@ -17,11 +19,45 @@ def test_every_augmentation_keeps_the_shape(name, shape):
     assert out.shape == xb.shape and out.dtype == torch.float32
 
 
-def test_samples_of_a_batch_get_their_own_random_parameters():
+@pytest.mark.parametrize("name", sorted(AUGMENTATIONS))
+def test_samples_of_a_batch_get_their_own_random_parameters(name):
     torch.manual_seed(0)
-    xb = torch.arange(64.0).view(1, 1, 8, 8).repeat(16, 1, 1, 1)  # 16 copies of one image
-    out = build_augment(["crop"], (1, 8, 8))(xb)
-    assert len({tuple(o.flatten().tolist()) for o in out}) > 1
+    xb = torch.arange(144.0).view(1, 1, 12, 12).repeat(32, 1, 1, 1)  # 32 copies of one image
+    out = build_augment([name], (1, 12, 12))(xb)
+    distinct = {tuple(o.flatten().tolist()) for o in out}
+    # continuous parameters: every copy differs; crop has 25 offsets (padding 2); erase and hflip act on about
+    # half the copies (the untouched ones are one outcome), and a flip has a single outcome of its own
+    least = {"rotate": 32, "affine": 32, "noise": 32, "crop": 8, "erase": 6, "hflip": 2}[name]
+    assert len(distinct) >= least
+
+
+def test_the_same_seed_gives_the_same_batch_and_another_seed_another():
+    xb = torch.randn(16, 3, 10, 10)
+    aug = build_augment(["crop", "rotate", "affine", "noise", "erase", "hflip"], (3, 10, 10))
+    state = torch.random.get_rng_state()
+    a = aug(xb, generator=torch.Generator().manual_seed(1))
+    b = aug(xb, generator=torch.Generator().manual_seed(1))
+    c = aug(xb, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
+    assert torch.equal(state, torch.random.get_rng_state())  # a seeded call leaves the global RNG alone
+    assert a.shape == xb.shape and a.dtype == xb.dtype and not torch.equal(a, xb)
+
+
+def test_batchers_augment_as_a_function_of_seed_and_epoch():
+    x, y = torch.randn(40, 1, 8, 8), torch.arange(40) % 4
+    aug = build_augment(["crop", "noise"], (1, 8, 8))
+
+    def epoch(seed, e):
+        b = InMemoryBatcher(x, y, 16, shuffle=True, seed=seed, transform=aug)
+        b.set_epoch(e)
+        return [(xb.clone(), yb) for xb, yb in b]
+
+    first = epoch(0, 3)
+    torch.manual_seed(123)  # the global RNG plays no part
+    again = epoch(0, 3)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    assert not torch.allclose(first[0][0], epoch(0, 4)[0][0][: len(first[0][0])])
+    assert not torch.allclose(first[0][0], epoch(1, 3)[0][0])
 
 
 def test_no_names_is_the_identity():

@@ -35,6 +35,36 @@ def test_metrics_match_a_direct_computation():
     assert [row["epoch"] for row in t.history] == [0, 1]
 
 
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_metrics_folded_in_chunks_equal_the_whole_phase_at_once(monkeypatch, task):
+    from recipe.train.callbacks import metrics as metrics_module
+
+    monkeypatch.setattr(metrics_module, "REDUCE_EVERY", 3)  # 13 uneven batches: 4 chunks and a remainder
+    m = metrics_module.Metrics(task)
+    g = torch.Generator().manual_seed(0)
+    sizes = [7] * 12 + [5]
+    preds = [torch.randn(n, 4 if task == "classification" else 1, generator=g) for n in sizes]
+    targets = [torch.randint(0, 4, (n,), generator=g) if task == "classification" else torch.randn(n, generator=g)
+               for n in sizes]  # fmt: skip
+    t = type("T", (), {"metrics": {}})()
+    m.trainer = t
+    m.before_train()
+    for p, y in zip(preds, targets):
+        t.pred, t.yb = p, y
+        t.loss = torch.nn.functional.cross_entropy(p, y) if task == "classification" else ((p[:, 0] - y) ** 2).mean()
+        m.after_loss()
+    m.after_train()
+    pred, y = torch.cat(preds), torch.cat(targets)
+    if task == "classification":
+        assert t.metrics["train/accuracy"] == pytest.approx((pred.argmax(1) == y).double().mean().item())
+        assert t.metrics["train/loss"] == pytest.approx(torch.nn.functional.cross_entropy(pred, y).item(), rel=1e-6)
+    else:
+        err = pred[:, 0] - y
+        assert t.metrics["train/mse"] == pytest.approx((err**2).mean().item(), rel=1e-6)
+        assert t.metrics["train/mae"] == pytest.approx(err.abs().mean().item(), rel=1e-6)
+        assert t.metrics["train/loss"] == pytest.approx(t.metrics["train/mse"], rel=1e-6)
+
+
 def test_regression_metrics_are_mse_and_mae():
     t = make_trainer(task="regression", dropout=0.0)
     t.fit(3)
