@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,8 +83,10 @@ def make_sampler(s: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     """qmc: scrambled Sobol points (the Tuning Playbook's choice for exploration); tpe (with the constant liar
     when trials run in parallel), random, gp: Optuna's. Seeded by the config's seed."""
     if s.sampler == "qmc":
-        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                          warn_asynchronous_seeding=False)  # fmt: skip
+        with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the interface we use is stable
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
+                                              warn_asynchronous_seeding=False)  # fmt: skip
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=s.parallel > 1)
     if s.sampler == "gp":
