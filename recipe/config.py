@@ -346,7 +346,7 @@ class TuneConfig(_Section):
     n_trials: int = Field(16, ge=1, description="trials the study should hold (completed, pruned or failed; "
                           "trials of an interrupted run count, so a resumed tune only runs the rest)")
     timeout_s: float | None = Field(None, gt=0, description="no new trials start after this many seconds of search")
-    epochs: int = Field(12, ge=1, description="training epochs of every trial and every retraining")
+    epochs: int = Field(10, ge=1, description="training epochs of every trial and every retraining")
     sampler: Literal["qmc", "tpe", "random", "gp"] = Field(
         "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's")
     pruner: Literal["none", "median", "hyperband"] = Field(

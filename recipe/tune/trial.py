@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import socket
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from mlflow.entities import Metric
 from recipe.train.callbacks import Callback
 
 TAG_STATE = "recipe.trial_state"
+TAG_WORKER = "recipe.trial_worker"  # host:pid of the process that ran it
 _DATA: dict[str, Any] = {}  # per process: data config JSON -> DataBundle
 
 
@@ -210,7 +212,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
                result.train_loss, "eval/train_metric": result.train_metric, "trial/epochs": float(result.epochs),
                "trial/fit_seconds": result.fit_seconds}  # fmt: skip
     metrics += [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
-    tags = [RunTag(TAG_STATE, result.state)] + ([RunTag("recipe.trial_note", result.note[:5000])] if result.note else [])
+    tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")] + ([RunTag("recipe.trial_note", result.note[:5000])] if result.note else [])
     for i in range(0, max(1, len(metrics)), 1000):
         client.log_batch(spec.run_id, metrics=metrics[i : i + 1000], tags=tags if i == 0 else [])
     client.set_terminated(spec.run_id, "FINISHED" if result.state in ("complete", "pruned") else "FAILED")
