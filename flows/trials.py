@@ -18,12 +18,14 @@ task fails (a worker process died) come back as their exception, in order, for t
 from __future__ import annotations
 
 from collections.abc import Callable
+import contextlib
 import contextvars
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from recipe.config import RecipeConfig
@@ -55,8 +57,7 @@ class TrialMap:
 
                 runner: TaskRunner = DaskTaskRunner(address=self.dask_address)
             else:
-                runner = ProcessPoolTaskRunner(max_workers=self.parallel, initializer=_init_worker,
-                                               initargs=(_temporary_server_url(),))
+                runner = ProcessPoolTaskRunner(max_workers=self.parallel, initializer=init_worker)
             self.runner = runner.__enter__()
         return self.runner
 
@@ -88,8 +89,10 @@ class TrialMap:
 def _temporary_server_url() -> str | None:
     """The API URL of the temporary Prefect server this process started, when no API URL is configured.
 
-    Without it every spawned worker would start a temporary server of its own (seconds each, and its task runs
-    would not show in the flow's server)."""
+    Submitted with it in the settings they carry, trial workers (pool processes, Dask workers) report to this
+    server. Without it every worker process starts a temporary server of its own: 10-15 s each on this 2-core
+    machine, far longer under load (the cause of prefect-dask "stalling" here: every Dask worker migrating a
+    fresh SQLite database while the trials wait), and their task runs vanish with the worker."""
     from prefect.settings import get_current_settings
 
     if get_current_settings().api.url:
@@ -100,22 +103,15 @@ def _temporary_server_url() -> str | None:
     return running[0].api_url if running else None
 
 
-def _init_worker(api_url: str | None) -> None:
-    """A trial worker process's initializer: talk to the flow's Prefect server, warm the heavy imports."""
-    import os
-
-    if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-    init_worker()
-
-
 def _submit_outside_task_run(runner: TaskRunner, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
     """Submit from the flow run's context without the calling stage task's: a task runner that ships work to
     other processes serialises the current task run context, parameters included, and the stage's parameters
     hold its StageContext (loaded data, this map and its process pool: unpicklable). The trials stay task runs
     of the flow run. Call inside a copied context: it clears the task run there only."""
     TaskRunContext.__var__.set(None)
-    return [runner.submit(trial_task, {"fn": fn, "spec": x}) for x in items]
+    url = _temporary_server_url()
+    with temporary_settings(updates={PREFECT_API_URL: url}) if url else contextlib.nullcontext():
+        return [runner.submit(trial_task, {"fn": fn, "spec": x}) for x in items]
 
 
 def trial_map_for(cfg: RecipeConfig) -> TrialMap:
