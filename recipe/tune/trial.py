@@ -135,11 +135,12 @@ class Reporter(Callback):
                 self.metrics.append(Metric(k, v if math.isfinite(v) else math.nan, now, t.epoch))
         val = float(t.metrics.get("val/loss", math.nan))
         self.curve.append(val)
+        step = len(self.curve)  # epochs done: the study's step (the stage reports a curve the same way)
         if self.trial is not None and math.isfinite(val):
-            self.trial.report(val, t.epoch)
+            self.trial.report(val, step)
             if self.trial.should_prune():
-                self.pruned_at = t.epoch
-                t.stop(f"pruned by the study after epoch {t.epoch}")
+                self.pruned_at = step
+                t.stop(f"pruned by the study after epoch {step}")
 
 
 def _open_trial(spec: TrialSpec) -> tuple[Any, str]:
