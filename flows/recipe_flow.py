@@ -1,5 +1,9 @@
 """The ``recipe`` Prefect flow: one task per stage, each a thin wrapper over ``recipe.stages.<name>.run``.
 
+The stages, in order: inspect, baselines, overfit, regularize, tune. The tune stage's trials are Prefect tasks
+too (one per trial, ``flows/trials.py``): in this thread by default, on a local process pool with
+``stages.tune.parallel=k``, on an existing Dask cluster with ``stages.tune.dask_address=tcp://HOST:PORT``.
+
 The control flow (order, gates, reuse of earlier results from MLflow, tracking) lives in
 ``recipe.pipeline`` so it is testable without Prefect; this module only makes each stage a
 Prefect task and the whole a flow whose parameters (a pydantic RecipeConfig) the Prefect UI
@@ -14,6 +18,7 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
+from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
 from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
@@ -73,8 +78,9 @@ def recipe(
     try:
         if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
             check_model_imports_allowed(cfg, allowed_model_modules())
-        outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), execute=_execute,
-                             say=logger.info)
+        with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
+            outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), execute=_execute,
+                                 say=logger.info, map_trials=map_trials)
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
         logger.error(str(e))

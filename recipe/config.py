@@ -471,6 +471,103 @@ class RegularizeConfig(_Section):
     min_delta: float = Field(0.0, ge=0, description="the gain must also exceed this much (in the criterion's units)")
 
 
+class ParamSpace(_Section):
+    """One searched parameter: which config key it sets and the range or choices Optuna samples from.
+
+    ``around`` makes the range relative to the value the previous stage handed on: ``times`` multiplies it by
+    ``low`` / ``high`` (the learning rate: 0.1 to 10, a decade each side), ``plus`` adds them (depth: -1 to +1).
+    ``switch`` parameters toggle between the handed-on value ("on") and ``off`` (augmentation), and are held
+    fixed when the handed-on value already equals ``off``.
+    """
+
+    key: str = Field(description="the dotted config key this parameter sets, e.g. optim.lr")
+    type: Literal["float", "int", "categorical", "switch"] = Field(
+        "float", description="float / int: a range from low to high; categorical: one of choices; switch: the "
+        "handed-on value or `off`")
+    low: float | None = Field(None, description="lower end of the range (a factor or offset with `around`)")
+    high: float | None = Field(None, description="upper end of the range (a factor or offset with `around`)")
+    log: bool = Field(False, description="sample on a log scale (learning rates, weight decay, widths)")
+    around: Literal["absolute", "times", "plus"] = Field(
+        "absolute", description="absolute: low/high as given; times / plus: relative to the handed-on value")
+    choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
+    off: Any = Field(None, description="switch: the value meaning off (e.g. [] for data.augment)")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ParamSpace:
+        if self.type in ("float", "int") and (self.low is None or self.high is None or self.low > self.high):
+            raise ValueError(f"{self.key}: a {self.type} parameter needs low <= high")
+        if self.type == "categorical" and not self.choices:
+            raise ValueError(f"{self.key}: a categorical parameter needs choices")
+        if self.log and self.type in ("float", "int") and self.low is not None and self.low <= 0:
+            raise ValueError(f"{self.key}: a log-scale range needs low > 0")
+        return self
+
+
+def _default_space() -> dict[str, ParamSpace]:
+    return {
+        "lr": ParamSpace(key="optim.lr", low=0.1, high=10.0, log=True, around="times"),
+        "weight_decay": ParamSpace(key="optim.weight_decay", low=1e-4, high=1.0, log=True),
+        "dropout": ParamSpace(key="model.dropout", low=0.0, high=0.5),
+        "width": ParamSpace(key="model.width", type="int", low=0.5, high=2.0, log=True, around="times"),
+        "depth": ParamSpace(key="model.depth", type="int", low=-1, high=1, around="plus"),
+        "batch_size": ParamSpace(key="data.batch_size", type="int", low=0.5, high=2.0, log=True, around="times"),
+        "augment": ParamSpace(key="data.augment", type="switch", off=[]),
+        "schedule": ParamSpace(key="schedule.name", type="categorical", choices=["constant", "cosine", "one_cycle"]),
+    }
+
+
+class TuneConfig(_Section):
+    """Stage 5, tune: quasi-random search over what matters, starting from regularize's handed-on config.
+
+    Each trial trains the handed-on config with one point of `space` for `epochs` epochs (its own nested MLflow
+    run) and reports its per-epoch validation loss to the Optuna study, which may prune it. The study persists
+    (an Optuna journal file beside the MLflow store, or `storage`), so an interrupted tune resumes. Then the best
+    trial's config and the handed-on config are each retrained with `seeds`, and the best is handed on only when
+    it beats the handed-on config beyond seed and validation-sampling noise (`noise_z`). Sources: the recipe's
+    "random over grid search"; the Deep Learning Tuning Playbook (quasi-random search for exploration, ranges
+    whose best point sits at an edge must be widened).
+    """
+
+    n_trials: int = Field(16, ge=1, description="trials the study should hold (completed, pruned or failed; "
+                          "trials of an interrupted run count, so a resumed tune only runs the rest)")
+    timeout_s: float | None = Field(None, gt=0, description="no new trials start after this many seconds of search")
+    epochs: int = Field(10, ge=1, description="training epochs of every trial and every retraining")
+    sampler: Literal["qmc", "tpe", "random", "gp"] = Field(
+        "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's")
+    pruner: Literal["none", "median", "hyperband"] = Field(
+        "none", description="stop unpromising trials early on their per-epoch validation loss")
+    parallel: int = Field(1, ge=1, description="trials run at once; each gets cores // parallel torch threads")
+    dask_address: str | None = Field(None, description="tcp://HOST:PORT of an existing Dask scheduler: trials "
+                                     "run there (through prefect-dask) instead of a local process pool")
+    storage: str | None = Field(None, description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
+                                "file path; None: $RECIPE_OPTUNA_STORAGE, else <MLflow store folder>/optuna/<study>.log")
+    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1, description="seeds the best and the "
+                             "handed-on config are each retrained with after the search (seed noise)")
+    noise_z: float = Field(1.0, ge=0, description="the best must beat the handed-on config by this many standard "
+                           "errors (seed and validation-sampling noise combined)")
+    space: dict[str, ParamSpace | None] = Field(default_factory=_default_space, description="parameter name -> what it "
+                                         "sets and its range; entries merge over the defaults; set a name to "
+                                         "null to hold it fixed")
+    plots: bool = Field(True, description="draw and log the history, importance and slice figures")
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _merge_space(cls, v: Any) -> Any:
+        """Entries given in YAML or --set merge over the default of the same name (``space.lr.high=3`` changes one
+        bound); an entry set to null is held fixed (it stays in the mapping as None); new names are added."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] = {k: p.model_dump() for k, p in _default_space().items()}
+        for name, entry in v.items():
+            if entry is None:
+                out[name] = None  # kept as None so the choice survives a round trip through to_dict()
+            elif isinstance(entry, dict) and name in out:
+                out[name] = {**out[name], **entry}
+            else:
+                out[name] = entry
+        return out
+
+
 class StagesConfig(_Section):
     inspect: InspectConfig = Field(default_factory=InspectConfig, description="stage 1, become one with the data")
     baselines: BaselinesConfig = Field(
@@ -482,6 +579,7 @@ class StagesConfig(_Section):
     regularize: RegularizeConfig = Field(
         default_factory=RegularizeConfig, description="stage 4, trade training fit for validation performance"
     )
+    tune: TuneConfig = Field(default_factory=TuneConfig, description="stage 5, quasi-random search over what matters")
 
 
 class RecipeConfig(_Section):

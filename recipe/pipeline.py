@@ -22,7 +22,7 @@ from recipe import tracking
 from recipe.config import RecipeConfig
 from recipe.report import StageResult, Verdict, report_dict
 from recipe.stages import STAGES, stage_names
-from recipe.stages.base import StageContext
+from recipe.stages.base import StageContext, TrialMap, map_in_process
 
 Execute = Callable[[str, Callable[[StageContext], StageResult], StageContext], StageResult]
 
@@ -65,7 +65,10 @@ def run_recipe(
     flow_run_id: str | None = None,
     execute: Execute = _direct,
     say: Callable[[str], None] = print,
+    map_trials: TrialMap | None = None,
 ) -> Outcome:
+    """Run the stages (see the module docstring). ``map_trials`` runs a stage's independent trials (the tune
+    stage's); default: one after another in this process."""
     from recipe.data import build_manifest
 
     names, target = plan(stage)
@@ -111,7 +114,8 @@ def run_recipe(
         forced_past: list[str] = []
         stopped_at: str | None = None
         for name in to_run:
-            ctx = StageContext(cfg=current, input_cfg=cfg, results=dict(results), workdir=workdir / name)
+            ctx = StageContext(cfg=current, input_cfg=cfg, results=dict(results), workdir=workdir / name,
+                               map=map_trials or map_in_process)
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             cache.attach(ctx)
             stage_tags = tracking.run_tags(cfg, fingerprint, stage=name, kind="stage", flow_run_id=flow_run_id)

@@ -8,15 +8,23 @@ child run (started by the pipeline), so it logs with ``recipe.tracking`` directl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recipe.config import RecipeConfig
 from recipe.report import StageResult
 
 if TYPE_CHECKING:
     from recipe.data import DataBundle, Manifest
+
+TrialMap = Callable[[Callable[[Any], Any], list[Any]], list[Any]]
+
+
+def map_in_process(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """The default trial map: ``[fn(x) for x in items]``, one after another in this process."""
+    return [fn(x) for x in items]
 
 
 @dataclass
@@ -25,6 +33,10 @@ class StageContext:
     input_cfg: RecipeConfig  # the config the user gave; its hash names the recipe in MLflow
     results: dict[str, StageResult] = field(default_factory=dict)  # earlier stages, by name
     workdir: Path = field(default_factory=lambda: Path("."))  # scratch space of this flow run
+    # How to run independent trials: map(fn, items) -> results in order. ``fn`` is a picklable module-level
+    # function and the items small picklable specs, so a flow can run them as Prefect tasks on a process pool
+    # or a Dask cluster (flows/trials.py); the default runs them here, one after another.
+    map: TrialMap = field(default=map_in_process, repr=False)
     _manifest: Manifest | None = field(default=None, repr=False)
     _data: DataBundle | None = field(default=None, repr=False)
 

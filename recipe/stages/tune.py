@@ -1,0 +1,322 @@
+"""Stage 5, tune: quasi-random search over what matters, from the config regularize handed on.
+
+"Random over grid search ... explore a wide model space for architectures that achieve low validation loss."
+The stage:
+
+1. resolves ``stages.tune.space`` around the handed-on config (:mod:`recipe.tune.space`: the learning rate a
+   decade each side, weight decay, dropout, width and depth around the chosen rung, batch size, augmentation
+   on/off where regularize kept it, the schedule: constant / cosine / one-cycle with warm-up);
+2. opens the persisted Optuna study for this starting config and data (:mod:`recipe.tune.study`), marking
+   trials a dead process left RUNNING as failed (and ending their MLflow runs), so an interrupted tune resumes
+   without redoing completed trials;
+3. asks the study for ``parallel`` trials at a time, runs them through ``ctx.map`` (in this process by default;
+   Prefect tasks on a process pool or a Dask cluster in the flow) with :func:`recipe.tune.trial.run_trial`,
+   each in its own MLflow run nested under this stage's run (created here with an explicit parent), and tells
+   the study their outcome, until ``n_trials`` count or ``timeout_s`` passes;
+4. retrains the best trial's config and the handed-on config with each of ``seeds`` (nested runs too) and
+   judges the gain against seed noise and validation-sampling noise (:mod:`recipe.tune.checks`).
+
+Verdict: PASS when the best beats the handed-on config beyond noise (it is handed on, with its checkpoint);
+WARN when nothing does (the handed-on config goes on unchanged, and the advice says whether a wider space or a
+bigger budget comes next); FAIL when no trial completes or the best does not beat the dumb baselines of stage 2.
+Advisory checks: best values at a range edge (widen which way), the share of failed or diverged trials,
+parameter importances, trials run versus asked.
+
+Logged on the stage's run: ``tune/trials.json``, ``plots/tune_history.png``, ``plots/tune_importances.png``,
+``plots/tune_slice_<param>.png`` and, on PASS, ``checkpoint/tune.pt``. The best trial is picked on the
+validation split (a best-of-N pick, optimistic); the test split in squeeze gives the unbiased number.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+from recipe import tracking
+from recipe.checks.ablation import baseline_bar_check
+from recipe.checks.base import Finding, finding
+from recipe.config import RecipeConfig
+from recipe.report import StageResult, Verdict
+from recipe.fit import describe_model
+from recipe.tasks import task_for
+from recipe.stages.base import StageContext, map_in_process
+from recipe.tune import checks, plots
+from recipe.tune.space import Space, resolve
+from recipe.tune.study import (
+    ORPHANED, PARENT_RUN_ID, RUN_ID, counted, open_study, reap_orphans, storage_for, study_name,
+)  # fmt: skip
+from recipe.tune.trial import TrialResult, TrialSpec, run_trial, share_data
+
+STAGE = "tune"
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+GATES = ("trials_ran", "improves_beyond_noise", "beats_baselines")
+TUNE_RUNS = "tune_runs"  # study user attribute: the MLflow run ids of the tune stages that worked on it
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def run(ctx: StageContext) -> StageResult:
+    start = time.perf_counter()
+    prev = ctx.results.get("regularize")
+    base = prev.config if prev is not None else ctx.cfg
+    s = ctx.cfg.stages.tune
+    data = ctx.data()
+    task = task_for(data)
+    metric, higher = task.metric, task.higher_is_better
+    notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
+    space = resolve(base, s.space)
+    held = [f"{k}: {why}" for k, why in space.fixed.items()]
+    notes += [f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
+              f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}",
+              "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
+              "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key"]  # fmt: skip
+    if not space.dims:
+        f = finding("improves_beyond_noise", "the search finds a better config", "nothing to search: every "
+                    "parameter is held fixed", "a search space", WARN, "add parameters to stages.tune.space")
+        return StageResult(STAGE, WARN, [f.check], {}, base, checkpoint_uri=prev.checkpoint_uri if prev else None,
+                           notes=notes)  # fmt: skip
+
+    name = study_name(base, data.fingerprint)
+    storage = storage_for(s, name)
+    study = open_study(name, storage, s, seed=base.seed)
+    tune_run = mlflow.active_run()
+    run_id, exp_id = tune_run.info.run_id, tune_run.info.experiment_id
+    reaped = reap_orphans(study)
+    ended = _end_orphaned_runs(study, reaped, run_id)
+    study.set_user_attr(TUNE_RUNS, [*study.user_attrs.get(TUNE_RUNS, []), run_id])
+    done_before = len(counted(study))
+    notes.append(f"study {name} in {storage.describe()}: " + (
+        f"resumed with {done_before} finished trials" if done_before or reaped else "new") + (
+        f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
+        if reaped or ended else ""))  # fmt: skip
+
+    runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
+    if ctx.map is map_in_process:
+        share_data(data)
+    while len(counted(study)) < s.n_trials:
+        if s.timeout_s is not None and time.perf_counter() - start > s.timeout_s:
+            notes.append(f"stages.tune.timeout_s={s.timeout_s:g} reached: no new trials started")
+            break
+        runner.wave(min(s.parallel, s.n_trials - len(counted(study))))
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None
+
+    ran, used = checks.trials_check(trials, s.n_trials, len(reaped))
+    findings: list[Finding] = [ran, used, checks.failed_share_check(trials)]
+    edges = checks.edge_check(best, space)
+    imp_finding, importance = checks.importance_check(study, space)
+    handed_on, checkpoint_uri = base, prev.checkpoint_uri if prev is not None else None
+    metrics: dict[str, float] = {"tune/search_seconds": time.perf_counter() - start}
+    artifacts: dict[str, str] = {}
+    ng = None
+    if best is not None:
+        best_cfg = space.apply(base, best.params)
+        retrained = runner.retrain(base, best_cfg)
+        h_runs, b_runs = retrained["handed_on"], retrained["best"]
+        ng = checks.noise_gain(h_runs, b_runs, higher_is_better=higher, noise_z=s.noise_z)
+        improve = checks.improvement_check(ng, edges, len(complete), len(space.dims))
+        b_metric = _mean([r.val_metric for r in b_runs if r.ok])
+        bar = baseline_bar_check(b_metric, data.task, ctx.results["baselines"].metrics
+                                 if "baselines" in ctx.results else None, what=f"best config's val {metric}")
+        findings += [improve, bar, edges, imp_finding]
+        metrics.update({"tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
+                        f"tune/best_val_{metric}": b_metric,
+                        "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
+                        f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
+                        "tune/best_trial": float(best.number), "tune/best_trial_val_loss": float(best.value)})
+        notes.append(f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
+                     f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
+                     f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}")  # fmt: skip
+        if ng.kept:
+            handed_on = best_cfg
+            pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
+            pick = pick or next(r for r in b_runs if r.ok)
+            checkpoint = ctx.workdir / "tune.pt"
+            ctx.workdir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(pick.checkpoint, checkpoint)
+            tracking.log_artifact(checkpoint, "checkpoint")
+            checkpoint_uri = tracking.artifact_uri(f"checkpoint/{checkpoint.name}")
+            artifacts["checkpoint_path"] = str(checkpoint)
+            notes.append(f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with "
+                         f"the checkpoint of its {pick.name} retraining")  # fmt: skip
+        else:
+            notes.append("handed on: the incoming config, unchanged")
+    else:
+        findings += [edges, imp_finding]
+        notes.append("handed on: the incoming config, unchanged (no trial completed)")
+    for f in findings:
+        metrics.update(f.metrics)
+    tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
+    artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
+    if s.plots:
+        _log_figures(trials, best, space, importance, metrics.get("tune/handed_on_val_loss"))
+    metrics["tune/seconds"] = time.perf_counter() - start
+    checks_ = [f.check for f in findings]
+    verdict = Verdict.worst([c.verdict for c in checks_ if c.name in GATES])
+    return StageResult(STAGE, verdict, checks_, metrics, handed_on, checkpoint_uri=checkpoint_uri,
+                       artifacts=artifacts, notes=notes)  # fmt: skip
+
+
+class _Runner:
+    """Asks the study for trials, creates their MLflow runs, maps them through ``ctx.map`` and tells the study."""
+
+    def __init__(self, ctx: StageContext, base: RecipeConfig, s: Any, space: Space, study: optuna.Study,
+                 storage: str, run_id: str, exp_id: str, fingerprint: str) -> None:  # fmt: skip
+        self.ctx, self.base, self.s, self.space, self.study = ctx, base, s, space, study
+        self.storage, self.run_id, self.exp_id, self.fingerprint = storage, run_id, exp_id, fingerprint
+        self.client = MlflowClient()
+        self.threads = max(1, cores() // s.parallel)
+
+    def _create_run(self, name: str, kind: str, extra: dict[str, str]) -> str:
+        tags = tracking.run_tags(self.ctx.input_cfg, self.fingerprint, stage=STAGE, kind=kind)
+        tags.update({"mlflow.parentRunId": self.run_id, "mlflow.runName": f"{STAGE}:{name}", **extra})
+        return self.client.create_run(self.exp_id, run_name=f"{STAGE}:{name}", tags=tags).info.run_id
+
+    def _spec(self, cfg: RecipeConfig, name: str, run_id: str, **kw: Any) -> TrialSpec:
+        return TrialSpec(config=cfg.to_dict(), name=name, run_id=run_id, tracking_uri=tracking.tracking_uri(),
+                         epochs=self.s.epochs, workdir=str((self.ctx.workdir / "trials").resolve()),
+                         threads=self.threads, **kw)  # fmt: skip
+
+    def _map(self, specs: list[TrialSpec]) -> list[TrialResult | BaseException]:
+        try:
+            return list(self.ctx.map(run_trial, specs))
+        except Exception as e:  # the engine itself failed (a worker process died): the trials failed
+            for sp in specs:
+                if self.client.get_run(sp.run_id).info.status == "RUNNING":
+                    self.client.set_tag(sp.run_id, "recipe.trial_note", f"{type(e).__name__}: {e}"[:5000])
+                    self.client.set_terminated(sp.run_id, "FAILED")
+            return [e for _ in specs]
+
+    def wave(self, k: int) -> None:
+        asked = []
+        for _ in range(k):
+            trial = self.study.ask()
+            params = self.space.suggest(trial)
+            try:
+                cfg = self.space.apply(self.base, params)
+            except Exception as e:  # a point the config refuses: a failed trial, no run needed
+                trial.set_user_attr("state", "failed")
+                trial.set_user_attr("note", str(e)[:500])
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
+            rid = self._create_run(f"trial_{trial.number}", "trial", {"recipe.trial": str(trial.number)})
+            trial.set_user_attr(RUN_ID, rid)
+            trial.set_user_attr(PARENT_RUN_ID, self.run_id)
+            spec = self._spec(cfg, f"trial_{trial.number}", rid, number=trial.number, trial_id=trial._trial_id,
+                              study_name=self.study.study_name, storage=self.storage, pruner=self.s.pruner)
+            asked.append((trial, spec))
+        if not asked:
+            return
+        results = self._map([sp for _, sp in asked])
+        for (trial, _), r in zip(asked, results, strict=True):
+            if isinstance(r, BaseException):
+                trial.set_user_attr("state", "failed")
+                trial.set_user_attr("note", f"{type(r).__name__}: {r}"[:500])
+                self.study.tell(trial, state=TrialState.FAIL)
+                continue
+            trial.set_user_attr("state", r.state)
+            trial.set_user_attr("seconds", r.seconds)
+            if r.note:
+                trial.set_user_attr("note", r.note[:500])
+            if not r.pruning:  # record the curve in the study (the trial could not report it itself)
+                for step, v in enumerate(r.curve, start=1):
+                    if math.isfinite(v):
+                        trial.report(v, step)
+            if r.state == "complete":
+                self.study.tell(trial, r.value)
+            elif r.state == "pruned":
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, state=TrialState.FAIL)
+
+    def retrain(self, handed: RecipeConfig, best: RecipeConfig) -> dict[str, list[TrialResult]]:
+        """Both configs with every seed of ``stages.tune.seeds``, each in a nested run (kind ``retrain``)."""
+        specs, keys = [], []
+        for which, cfg in (("handed_on", handed), ("best", best)):
+            for seed in self.s.seeds:
+                name = f"retrain_{which}_seed{seed}"
+                rid = self._create_run(name, "retrain", {"recipe.retrain": which, "recipe.seed": str(seed)})
+                specs.append(self._spec(cfg.with_overrides({"seed": seed}), name, rid, keep_scores=True))
+                keys.append(which)
+        out: dict[str, list[TrialResult]] = {"handed_on": [], "best": []}
+        for key, sp, r in zip(keys, specs, self._map(specs), strict=True):
+            out[key].append(r if isinstance(r, TrialResult) else TrialResult(sp.name, "failed", note=str(r)))
+        return out
+
+
+def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> int:
+    """End the MLflow runs an interrupted tune left RUNNING: its trial runs (KILLED), the earlier tune stage runs
+    of this study, their RUNNING children (retrainings) and their flow run. Returns how many were ended."""
+    client = MlflowClient()
+    ids = {t.user_attrs[RUN_ID] for t in reaped if RUN_ID in t.user_attrs}
+    tune_runs = {*study.user_attrs.get(TUNE_RUNS, []), *(t.user_attrs.get(PARENT_RUN_ID) for t in reaped)}
+    tune_runs.discard(None)
+    tune_runs.discard(current)
+    ended = 0
+    for tid in tune_runs:
+        try:
+            run = client.get_run(tid)
+        except Exception:  # deleted, or another store
+            continue
+        if run.info.status != "RUNNING":
+            continue
+        children = client.search_runs([run.info.experiment_id], filter_string=(
+            f"tags.`mlflow.parentRunId` = '{tid}' and attributes.status = 'RUNNING'"))  # fmt: skip
+        ids.update(c.info.run_id for c in children)
+        ids.add(tid)
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent and client.get_run(parent).info.status == "RUNNING" and parent != tracking.active_run_id():
+            ids.add(parent)
+    for rid in ids:
+        try:
+            if client.get_run(rid).info.status == "RUNNING":
+                client.set_tag(rid, "recipe.trial_note", "interrupted: ended by the next tune of this study")
+                client.set_terminated(rid, "KILLED")
+                ended += 1
+        except Exception:
+            continue
+    return ended
+
+
+def _log_figures(trials: list[Any], best: Any, space: Space, importance: dict[str, float],
+                 reference: float | None) -> None:  # fmt: skip
+    tracking.log_figure(plots.history(trials, reference), "plots/tune_history.png")
+    if importance:
+        tracking.log_figure(plots.importances(importance), "plots/tune_importances.png")
+    for d in space.dims:
+        tracking.log_figure(plots.slice_plot(d, trials, best, d.base), f"plots/tune_slice_{d.name}.png")
+
+
+def _trials_json(trials: list[Any], space: Space) -> list[dict[str, Any]]:
+    out = []
+    for t in trials:
+        out.append({"number": t.number, "state": t.user_attrs.get("state", t.state.name.lower()),
+                    "optuna_state": t.state.name, "value": t.value, "params": t.params,
+                    "overrides": space.overrides(t.params), "note": t.user_attrs.get("note", ""),
+                    "orphaned": bool(t.user_attrs.get(ORPHANED)), "run_id": t.user_attrs.get(RUN_ID),
+                    "seconds": t.user_attrs.get("seconds")})  # fmt: skip
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    xs = [x for x in xs if math.isfinite(x)]
+    return sum(xs) / len(xs) if xs else math.nan
+
+
+def _fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())

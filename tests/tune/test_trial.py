@@ -1,0 +1,49 @@
+"""One trial in isolation: its MLflow run (params, curves, state) and pruning through the study's storage."""
+
+import optuna
+from mlflow import MlflowClient
+from optuna.distributions import FloatDistribution
+
+from recipe import tracking
+from recipe.config import load_config
+from recipe.tune.study import open_study, storage_for
+from recipe.tune.trial import TrialSpec, run_trial
+
+
+def test_a_trial_worse_than_the_median_is_pruned_through_the_journal(mlflow_store, tmp_path):
+    cfg = load_config(overrides=["name=trial-test", "model.width=8", "trainer.progress=false",
+                                 "stages.tune.pruner=median", "stages.tune.epochs=4",
+                                 f"stages.tune.storage={tmp_path / 'optuna'}/"])  # fmt: skip
+    s = cfg.stages.tune
+    storage = storage_for(s, "pruning")
+    study = open_study("pruning", storage, s, seed=0)
+    dist = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+    for _ in range(4):  # finished trials far better at every epoch than a short cnn can be
+        study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3}, distributions=dist, value=1e-3,
+                                                  intermediate_values={i: 1e-3 for i in range(1, 5)}))
+    trial = study.ask(dist)
+    exp = tracking.setup("trial-test")
+    run_id = MlflowClient().create_run(exp).info.run_id
+    spec = TrialSpec(config=cfg.to_dict(), name="t", run_id=run_id, tracking_uri=tracking.tracking_uri(), epochs=4,
+                     workdir=str(tmp_path / "w"), number=trial.number, trial_id=trial._trial_id,
+                     study_name="pruning", storage=storage.spec, pruner="median")  # fmt: skip
+    r = run_trial(spec)
+    assert r.state == "pruned" and r.pruning and 1 <= r.epochs < 4, (r.state, r.note, r.epochs)
+    assert len(r.curve) == r.epochs
+    assert study.trials[-1].intermediate_values  # reported by the trial process through the journal
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["recipe.trial_state"] == "pruned"
+    assert run.data.params["model.width"] == "8"
+    assert len(MlflowClient().get_metric_history(run_id, "val/loss")) == r.epochs
+
+
+def test_a_trial_that_raises_is_a_failed_result_with_its_run_failed(mlflow_store, tmp_path):
+    cfg = load_config(overrides=["name=trial-test", "trainer.progress=false"]).to_dict()
+    cfg["model"]["name"] = "no.such:model"
+    exp = tracking.setup("trial-test")
+    run_id = MlflowClient().create_run(exp).info.run_id
+    r = run_trial(TrialSpec(config=cfg, name="bad", run_id=run_id, tracking_uri=tracking.tracking_uri(), epochs=1,
+                            workdir=str(tmp_path)))  # fmt: skip
+    assert r.state == "failed" and "no.such" in r.note and r.error
+    run = MlflowClient().get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["recipe.trial_state"] == "failed"
