@@ -323,7 +323,7 @@ def summarise(failed: list[dict[str, Any]], n_expectations: int, cap: int = 10) 
 
     def label(f: dict[str, Any]) -> str:
         col = f["column"] if isinstance(f["column"], str) else "+".join(f["column"] or [])
-        count = f" x{f['unexpected_count']}" if f.get("unexpected_count") else ""
+        count = f": {plural(f['unexpected_count'], 'row')} unexpected" if f.get("unexpected_count") else ""
         return f"{f['expectation']}({col}){count} -> {f['check']}"
 
     observed = (f"{len(failed)} of {plural(n_expectations, 'expectation')} failed: {names(map(label, failed), cap)}"

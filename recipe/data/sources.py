@@ -48,6 +48,7 @@ MISSING_TOKENS = frozenset({"", "?", "-", "--", "na", "n/a", "nan", "null", "non
 MAX_MISSING_FRACTION = 0.5  # a feature column missing in more of its cells is unusable, not filled in
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}  # the formats whose EXIF orientation cameras set
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
 
 
 def data_dir() -> Path:
@@ -96,6 +97,7 @@ class Decoded:
     channels: int | None = None
     mode: str | None = None
     error: str = ""
+    rotated: bool = False  # stored sideways (an EXIF orientation), turned upright on decoding
 
 
 class _DecodeCache:
@@ -141,6 +143,8 @@ def decode_image(path: str, image_size: int | None = None) -> Decoded:
         st = os.stat(path)
     except OSError as e:
         return Decoded(None, error=f"{type(e).__name__}: {e.strerror or e}")
+    if st.st_size == 0:
+        return Decoded(None, error="empty file (0 bytes): an interrupted download or copy")
     key = (path, st.st_mtime_ns, st.st_size, image_size)
     hit = _CACHE.get(key)
     if hit is None:
@@ -153,13 +157,14 @@ def _decode(path: str, image_size: int | None) -> Decoded:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later inside a DataLoader worker
-            if img.format in _EXIF_FORMATS:
+            rotated = img.format in _EXIF_FORMATS and img.getexif().get(_EXIF_ORIENTATION, 1) not in (None, 1)
+            if rotated:
                 img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an EXIF rotation
             h, w, bands, mode = img.height, img.width, len(img.getbands()), img.mode
             img = img.convert("L" if mode in _GRAY_MODES else "RGB")
             if image_size and img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return Decoded(np.asarray(img), h, w, bands, mode)
+            return Decoded(np.asarray(img), h, w, bands, mode, rotated=rotated)
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
         return Decoded(None, error=f"{type(e).__name__}: {e}")
 
@@ -342,6 +347,15 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
         notes.append(f"{len(ignored)} files without an image extension were ignored: {inline(ignored, 10)}")
     if empty:
         notes.append(f"empty class folders: {inline(empty)}")
+    rotated = [rel for (_, rel), f in zip(files, infos) if f.rotated]
+    if rotated:
+        notes.append(f"{len(rotated)} of {len(files)} files are stored rotated or mirrored (EXIF orientation) and "
+                     f"were turned upright, as a viewer shows them: {inline(rotated, 10)}")
+    if mode == "L" and not all(f.gray for f in ok):
+        notes.append(f"{sum(not f.gray for f in ok)} colour files were read as gray (data.grayscale=true)")
+    elif mode == "RGB" and any(f.gray for f in ok):
+        notes.append(f"{sum(f.gray for f in ok)} gray files were repeated into 3 channels, as the other files are "
+                     "colour (data.grayscale=true reads every file as one gray channel instead)")
     return SourceData(
         df, "classification", classes, root, ImageReader(paths, mode, cfg.image_size), chan_stats,
         image_mode=mode, empty_classes=empty, ignored_files=ignored, notes=notes,
@@ -365,6 +379,7 @@ class FileInfo:
     stats: np.ndarray | None
     hash: str
     error: str
+    rotated: bool = False
 
 
 def _describe(path: str, image_size: int | None, luma: bool) -> FileInfo:
@@ -374,7 +389,7 @@ def _describe(path: str, image_size: int | None, luma: bool) -> FileInfo:
         return FileInfo(None, None, None, None, False, None, "", d.error)
     gray = a.ndim == 2
     stats = pixel_stats(to_mode(a, "L") if luma and not gray else a)
-    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "")
+    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "", d.rotated)
 
 
 def _describe_all(paths: list[str], image_size: int | None, luma: bool) -> list[FileInfo]:

@@ -98,8 +98,8 @@ def test_summarise_fails_on_critical_and_warns_on_warning_failures():
     f = X.summarise([warn, crit], 10)
     assert f.verdict is Verdict.FAIL
     assert f.check.observed == (
-        "2 of 10 expectations failed: expect_column_values_to_be_between(mean) x1 -> pixel_stats_outliers, "
-        "expect_column_values_to_be_in_set(readable) x2 -> files_readable"
+        "2 of 10 expectations failed: expect_column_values_to_be_between(mean): 1 row unexpected -> "
+        "pixel_stats_outliers, expect_column_values_to_be_in_set(readable): 2 rows unexpected -> files_readable"
     )
     assert f.metrics == {"data/gx_expectations": 10, "data/gx_failed_expectations": 2}
 
