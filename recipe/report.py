@@ -118,6 +118,9 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
+MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds them all
+
+
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
     """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
     check that did not pass its hypothesis and advice in full -- the part a user acts on."""
@@ -138,6 +141,11 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             table.add_row(c["name"], f"[{colour[c['verdict']]}]{c['verdict']}[/]", escape(_fmt(c["observed"])),
                           escape(_fmt(c["expected"])))
         console.print(table)
+        notes = stage.get("notes") or []
+        for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
+            console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
+        if len(notes) > MAX_NOTES:
+            console.print(f"  ({len(notes) - MAX_NOTES} more notes in the JSON report)", highlight=False)
         for c in stage["checks"]:
             if c["verdict"] != "pass":
                 console.print(f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: "

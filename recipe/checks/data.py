@@ -249,11 +249,16 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
         parts.append(f"{plural(int(c0), 'channel')}")
     expected = (f"any size (resized to {m.image_size}x{m.image_size}), one channel count" if m.image_size
                 else "one height x width and one channel count")
+    advice = []
+    if len(sizes) > 1 and not m.image_size:
+        advice.append("set data.image_size=N to resize every image to N x N")
+    if len(chans) > 1:
+        advice.append(f"mixed gray and colour files often mean two sources were merged: set data.grayscale=true to "
+                      f"read every file as one gray channel (now: {m.image_mode}), or false for RGB")
+    advice.append("or fix the odd files listed in inspect/problems.json")
     return finding(
         "consistent_shapes", "all images share one shape (or data.image_size resizes them to one)",
-        "; ".join(parts), expected, verdict,
-        "set data.image_size=N to resize every image to N x N, or fix the odd files listed in "
-        "inspect/problems.json; mixed gray and colour files often mean two sources were merged",
+        "; ".join(parts), expected, verdict, "; ".join(advice),
         items, {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
     )
 
@@ -391,7 +396,8 @@ def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
     found = [
         finding(
             "duplicates_within_split", f"no two {what} of a split are identical",
-            f"{plural(n_within, 'extra copy', 'extra copies')} in {plural(len(within), 'group')}: "
+            f"{plural(n_within + len(within), what[:-1], what)} in {plural(len(within), 'group')} of identical "
+            f"{what} within a split ({plural(n_within, 'extra copy', 'extra copies')}): "
             + names(within_text, cap) if within else "no duplicates within a split",
             "0 duplicates", Verdict.WARN if within else Verdict.PASS,
             "remove the extra copies (plots/duplicates.png shows them): duplicates over-weight those samples in "

@@ -35,7 +35,7 @@ from recipe.tasks import task_for
 
 from .base import Finding, finding, names, plural
 from .data import SPLITS, has_files, is_image, property_bounds, property_values, usable
-from .tables import train_ranges
+from .tables import CHANCE_ALPHA, FAR_RANGES, chance_outside, train_ranges
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -180,16 +180,24 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
                {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True}, "feature_types",
                batch="features")]
     ranges = train_ranges(m)
+    train = (m.df["split"] == "train").to_numpy()
+    held = int((~train & m.df["readable"].astype(bool).to_numpy()).sum())
+    bound = chance_outside(int(train.sum()), held, CHANCE_ALPHA / max(len(cols), 1))
+    mostly = max(1e-6, 1 - bound / max(len(m.df), 1))  # the chance allowance of the table checks, as a fraction
     for c in cols:
-        specs.append(E("ExpectColumnValuesToNotBeNull", {"column": c}, "feature_nulls", batch="features"))
-        specs.append(E("ExpectColumnUniqueValueCountToBeBetween", {"column": c, "min_value": 2}, "constant_features",
-                       "warning", "features", train_only=True))
+        specs.append(E("ExpectColumnValuesToNotBeNull", {"column": c}, "feature_nulls", "warning", "features"))
         lo, hi = ranges.loc[c, "min"], ranges.loc[c, "max"]
-        if np.isfinite(lo) and np.isfinite(hi):
-            pad = margin * (hi - lo)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        if hi > lo:  # a value this far out is no chance event (feature_ranges)
+            pad = FAR_RANGES * (hi - lo)
             specs.append(E("ExpectColumnValuesToBeBetween",
                            {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
                            "feature_ranges", "warning", "features"))
+        else:  # constant in train: other values in val/test only as often as chance allows (constant_features)
+            specs.append(E("ExpectColumnValuesToBeBetween",
+                           {"column": c, "min_value": float(lo), "max_value": float(hi), "mostly": mostly},
+                           "constant_features", "warning", "features"))
     if not task_for(m).classifier:
         y = usable(m)
         ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
@@ -316,7 +324,7 @@ def summarise(failed: list[dict[str, Any]], n_expectations: int, cap: int = 10) 
 
     def label(f: dict[str, Any]) -> str:
         col = f["column"] if isinstance(f["column"], str) else "+".join(f["column"] or [])
-        count = f" x{f['unexpected_count']}" if f.get("unexpected_count") else ""
+        count = f": {plural(f['unexpected_count'], 'row')} unexpected" if f.get("unexpected_count") else ""
         return f"{f['expectation']}({col}){count} -> {f['check']}"
 
     observed = (f"{len(failed)} of {plural(n_expectations, 'expectation')} failed: {names(map(label, failed), cap)}"

@@ -80,48 +80,117 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
 
 
 def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL naming every column with missing (or infinite) values and the rows that have them: such rows
-    cannot be used by the strict loader."""
+    """Missing feature cells (empty, NaN, or a placeholder token such as ``?`` or ``n/a``) WARN, naming the
+    column, the token and the rows: the loader fills them with the column's train median. Infinite values
+    FAIL: such rows cannot be trained on."""
     f = _features(m)
     values = f.to_numpy(np.float64)
-    bad = ~np.isfinite(values)
+    missing, infinite = np.isnan(values), np.isinf(values)
     ids = m.df["id"].to_numpy()
+    tokens = _tokens_by_feature(m, list(f.columns))
     items, parts = [], []
-    for j in np.flatnonzero(bad.any(0)):
-        rows = np.flatnonzero(bad[:, j])
+    for j in np.flatnonzero((missing | infinite).any(0)):
         col = f.columns[j]
-        items += [{"column": col, "id": ids[r], "value": json_value(values[r, j])} for r in rows]
-        parts.append(f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%, {names(ids[rows], cap)})")
-    n = int(bad.sum())
-    fraction = float(bad.mean(0).max()) if bad.size else 0.0
+        for kind, mask in (("missing", missing[:, j]), ("infinite", infinite[:, j])):
+            rows = np.flatnonzero(mask)
+            if not len(rows):
+                continue
+            items += [{"column": col, "id": ids[r], "value": json_value(values[r, j]), "problem": kind} for r in rows]
+            what = tokens.get(col) if kind == "missing" else None
+            how = f", written as {what}" if what else (", infinite" if kind == "infinite" else "")
+            parts.append(f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%{how}), rows "
+                         f"{names(ids[rows], cap)}")
+    n_missing, n_inf = int(missing.sum()), int(infinite.sum())
+    fraction = float((missing | infinite).mean(0).max()) if values.size else 0.0
+    verdict = Verdict.FAIL if n_inf else Verdict.WARN if n_missing else Verdict.PASS
+    observed = f"no missing values in {f.shape[1]} columns"
+    if n_missing or n_inf:
+        counts = [plural(n, word) for n, word in ((n_missing, "missing value"), (n_inf, "infinite value")) if n]
+        observed = " and ".join(counts) + ": " + "; ".join(parts)
+    advice = (
+        "the missing cells are filled with their column's train median before training (rows are kept); if "
+        "missingness means something, add an 'is missing' column, or fill the cells yourself"
+        if not n_inf else
+        "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
+    )
     return finding(
-        "feature_nulls", "no feature value is missing or infinite",
-        f"{plural(n, 'missing value')}: " + "; ".join(parts) if n else f"no missing values in {f.shape[1]} columns",
-        "0 missing values", Verdict.FAIL if n else Verdict.PASS,
-        "fill the listed cells (e.g. with the train median, plus an 'is missing' column if missingness means "
-        "something) or drop those rows or columns from the CSV: rows with missing values cannot be trained on",
-        items, {"data/n_missing_values": n, "data/max_null_fraction": fraction},
+        "feature_nulls", "every feature value is present and finite", observed, "0 missing values", verdict,
+        advice, items, {"data/n_missing_values": n_missing, "data/n_infinite_values": n_inf,
+                        "data/max_null_fraction": fraction},
     )
 
 
-def constant_features(m: Manifest, cap: int = 10) -> Finding:
-    """WARN naming columns with a single value in the train split: they carry no information there."""
+def _tokens_by_feature(m: Manifest, columns: list[str]) -> dict[str, str]:
+    """Encoded feature name -> how its missing cells were written in the CSV (``'?'``, ``'?' or empty``)."""
+    groups = one_hot_groups(columns)
+    out = {}
+    for source, found in m.missing_tokens.items():
+        for col in groups.get(source, [source]):
+            out[col] = " or ".join(repr(t) if t else "empty" for t in found)
+    return out
+
+
+def chance_outside(n_train: int, n_held: int, alpha: float) -> int:
+    """How many held-out values may lie outside the train range by chance alone.
+
+    If train and held-out rows come from one distribution (exchangeable), a new value exceeds the train
+    maximum with probability at most 1/(n_train + 1), and likewise falls below the minimum (ties only lower
+    it); so the count outside is at most Binomial(n_held, 2/(n_train + 1)). Returns its (1 - alpha) quantile:
+    a count above it is unlikely without a real shift (a unit change, a sentinel, a category train lacks).
+    The conformal-prediction argument (Vovk et al., 2005), applied to a column's range.
+    """
+    from scipy.stats import binom
+
+    if n_held <= 0:
+        return 0
+    return int(binom.ppf(1 - alpha, n_held, min(1.0, 2 / (n_train + 1))))
+
+
+def _held_out_excess(m: Manifest, margin: float, alpha: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per column: held-out rows beyond the train range by more than ``margin`` x range (for a column
+    constant in train: any other value), whether the column's count of them exceeds chance, and the bound."""
+    f = _features(m)
+    ranges = train_ranges(m)
+    lo, hi = ranges["min"].to_numpy(), ranges["max"].to_numpy()
+    train = _train(m)
+    held = ~train & m.df["readable"].astype(bool).to_numpy()
+    values = f.to_numpy(np.float64)
+    beyond = _far_outside(values, lo, hi, margin) & held[:, None]
+    bound = chance_outside(int(train.sum()), int(held.sum()), alpha / max(f.shape[1], 1))
+    return beyond, beyond.sum(0) > bound, bound
+
+
+def constant_features(m: Manifest, cap: int = 10, alpha: float = 0.01) -> Finding:  # alpha: CHANCE_ALPHA
+    """Columns with a single value in the train split. Constant everywhere: PASS, named (no information, and
+    harmless: normalisation centres them at 0). Constant in train but taking other values in val/test more
+    often than chance allows (:func:`chance_outside`): WARN, a category or regime the model never saw."""
     f = _features(m)
     train = f[_train(m)]
     const = [c for c in f.columns if train[c].dropna().nunique() <= 1]
-    items = [{"column": c, "value": json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None}
-             for c in const]
+    beyond, excess, bound = _held_out_excess(m, 0.0, alpha)
+    col_index = {c: j for j, c in enumerate(f.columns)}
+    items = []
+    for c in const:
+        value = json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None
+        n_other = int(beyond[:, col_index[c]].sum())
+        items.append({"column": c, "value": value, "held_out_other_values": n_other,
+                      "unseen_in_train": bool(excess[col_index[c]])})
+    unseen = [i for i in items if i["unseen_in_train"]]
     observed = f"all {f.shape[1]} columns vary"
     if const:
-        observed = f"{plural(len(const), 'constant column')}: " + names(
-            (f"{c} (= {i['value']})" for c, i in zip(const, items)), cap
-        )
+        observed = f"{plural(len(const), 'constant column')} in train: " + names(
+            (f"{i['column']} (= {i['value']}" + (f"; {i['held_out_other_values']} val/test rows differ)"
+                                                  if i["held_out_other_values"] else ")") for i in items), cap)
+        observed += (f"; differing in val/test more often than chance (> {bound} rows): "
+                     + names((i["column"] for i in unseen), cap) if unseen else
+                     "; no more val/test differences than chance allows")
     return finding(
-        "constant_features", "every feature varies in the train split", observed, "0 constant columns",
-        Verdict.WARN if const else Verdict.PASS,
-        "drop the listed columns (a constant column is noise to the model; a one-hot column constant in train "
-        "but not in val/test is a category the model never saw)",
-        items, {"data/n_constant_features": len(const)},
+        "constant_features", "every feature that varies in val/test also varies in the train split", observed,
+        f"val/test values of a train-constant column differ in at most {bound} rows (chance)",
+        Verdict.WARN if unseen else Verdict.PASS,
+        "the listed columns never vary in training but do in val/test: a category (or regime) the model never "
+        "saw; gather training rows that have it, or drop the column",
+        items, {"data/n_constant_features": len(const), "data/n_unseen_in_train": len(unseen)},
     )
 
 
@@ -131,30 +200,45 @@ def _far_outside(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: flo
         return np.isfinite(values) & ((values < lo - margin * span) | (values > hi + margin * span))
 
 
-def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
-    """WARN naming val/test values beyond the train range by more than ``margin`` x that range."""
+FAR_RANGES = 2.0  # a held-out value this many train ranges beyond the range is no chance event
+CHANCE_ALPHA = 0.01  # the family-wise error of the chance bounds over a table's columns
+
+
+def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10, far: float = FAR_RANGES,
+                   alpha: float = CHANCE_ALPHA) -> Finding:
+    """WARN naming val/test values beyond the train range when they cannot be chance: any value more than
+    ``far`` x the train range beyond it (a sentinel such as -999, a unit mix-up), or, in a column, more values
+    beyond ``margin`` x the range than exchangeable data would put there (:func:`chance_outside`). Columns
+    constant in train are :func:`constant_features`' business."""
     f = _features(m)
     ranges = train_ranges(m)
     lo, hi = ranges["min"].to_numpy(), ranges["max"].to_numpy()
-    held = ~_train(m)
     values = f.to_numpy(np.float64)
-    far = _far_outside(values, lo, hi, margin) & held[:, None]
+    beyond, excess, bound = _held_out_excess(m, margin, alpha)
+    varies = hi > lo
+    flagged = beyond & (excess & varies)[None, :] | (_far_outside(values, lo, hi, far) & beyond & varies[None, :])
     ids, splits = m.df["id"].to_numpy(), m.df["split"].to_numpy()
     items = []
-    for r, j in zip(*np.nonzero(far)):
+    for r, j in zip(*np.nonzero(flagged)):
         items.append({"column": f.columns[j], "id": ids[r], "split": splits[r], "value": float(values[r, j]),
                       "train_min": float(lo[j]), "train_max": float(hi[j])})
     items.sort(key=lambda i: -abs(i["value"] - (i["train_min"] + i["train_max"]) / 2))
     cols = sorted({i["column"] for i in items})
-    observed = (
-        f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} far outside the train range: "
-        + names((f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
-                 f"{fmt(i['train_max'])})" for i in items), cap)
-        if items else f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
-    )
+    n_beyond = int((beyond & varies[None, :]).sum())
+    if items:
+        observed = (f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} outside the train "
+                    "range beyond chance: " + names(
+                        (f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
+                         f"{fmt(i['train_max'])})" for i in items), cap))
+    else:
+        observed = (f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
+                    if not n_beyond else
+                    f"{plural(n_beyond, 'val/test value')} beyond the train ranges by under {fmt(far)} x range, "
+                    f"no column more often than chance (≤ {bound})")
     return finding(
-        "feature_ranges", "val/test feature values lie within the range seen in training",
-        observed, f"within train [min, max] ± {fmt(margin)} x (max - min)", Verdict.WARN if items else Verdict.PASS,
+        "feature_ranges", "val/test feature values lie within the range seen in training, up to chance",
+        observed, f"nothing beyond {fmt(far)} x range; ≤ {bound} values a column beyond {fmt(margin)} x range",
+        Verdict.WARN if items else Verdict.PASS,
         "check the listed cells for unit mix-ups, sentinel values (-1, 999, 99999) or categories absent from "
         "train; the model extrapolates there (stages.inspect.range_margin sets how far is too far)",
         items, {"data/n_out_of_range": len(items)},

@@ -8,6 +8,7 @@ everything that is wrong in one error. Whatever it returns is safe to train on.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,7 +55,7 @@ class RowDataset(Dataset):
 
     def __init__(self, bundle: DataBundle, split: str):
         rows = bundle.rows(split)
-        self.reader, self.positions = bundle.manifest.reader, rows.index.to_numpy()
+        self.read, self.positions = bundle.read_rows, rows.index.to_numpy()
         self.targets = bundle._targets(rows)
         self.image, self.mean, self.std = bundle.manifest.image_mode is not None, bundle._mean, bundle._std
 
@@ -62,7 +63,7 @@ class RowDataset(Dataset):
         return len(self.positions)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        a = self.reader.read(int(self.positions[i]))
+        a = self.read(self.positions[i : i + 1])[0]
         return _prepare(a[None], self.image, self.mean, self.std)[0], self.targets[i]
 
 
@@ -89,6 +90,8 @@ class DataBundle:
     target_mean: float | None
     target_std: float | None
     split_sizes: dict[str, int]
+    feature_fill: tuple[float, ...] | None = None  # tables: the train median of each feature, which fills its
+    # missing cells (see recipe.data.sources.read_table); None for images
     _tensors: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -118,12 +121,19 @@ class DataBundle:
         if split not in self._tensors:
             rows = self.rows(split)
             if len(rows):
-                a = self.manifest.reader.read_many(rows.index.to_numpy())
+                a = self.read_rows(rows.index.to_numpy())
                 x = _prepare(a, self.manifest.image_mode is not None, self._mean, self._std)
             else:
                 x = torch.empty((0, *self.in_shape))
             self._tensors[split] = (x, self._targets(rows))
         return self._tensors[split]
+
+    def read_rows(self, positions: np.ndarray) -> np.ndarray:
+        """Raw arrays of manifest rows (uint8 pixels, or float32 features with missing cells filled)."""
+        a = self.manifest.reader.read_many(positions)
+        if self.feature_fill is not None and np.isnan(a).any():
+            a = np.where(np.isnan(a), np.asarray(self.feature_fill, dtype=a.dtype), a)
+        return a
 
     def batches(
         self,
@@ -234,6 +244,11 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
     else:
         in_shape = (len(m.feature_columns),)
         f = m.features.to_numpy(np.float64)[train]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, refused as unusable
+            fill = np.nanmedian(f, 0) if len(f) else np.zeros(f.shape[1])
+        fill = np.where(np.isnan(fill), 0.0, fill)  # a column with no train value (unusable anyway): 0
+        f = np.where(np.isnan(f), fill, f)
         mean, std = f.mean(0), f.std(0)
     build_augment(d.augment, in_shape)  # a bad data.augment fails now, not stages later in regularize
     if not d.normalize:
@@ -259,4 +274,5 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         target_mean=t_mean,
         target_std=t_std,
         split_sizes=m.split_sizes(),
+        feature_fill=None if m.image_mode else tuple(float(v) for v in fill),
     )

@@ -51,6 +51,8 @@ class Manifest:
     empty_classes: list[str] = field(default_factory=list)  # class folders holding no image files
     ignored_files: list[str] = field(default_factory=list)  # files skipped for lack of an image extension
     bad_columns: dict[str, str] = field(default_factory=dict)  # csv columns that cannot be features, and why
+    missing_tokens: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # csv: column -> placeholder
+    # token ("?", "n/a", "" ...) -> row positions of the cells read as missing (filled with train medians)
     notes: list[str] = field(default_factory=list)  # things inspect should tell the user
     split_file: Path | None = None
     reader: Reader | None = field(default=None, repr=False)
@@ -99,6 +101,7 @@ def build_manifest(cfg: RecipeConfig) -> Manifest:
         empty_classes=src.empty_classes,
         ignored_files=src.ignored_files,
         bad_columns=src.bad_columns,
+        missing_tokens=src.missing_tokens,
         notes=[*src.notes, *notes],
         split_file=split_file,
         reader=src.reader,

@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -43,8 +44,13 @@ EMBEDDED_TABLES = {"wine": "load_wine", "breast_cancer": "load_breast_cancer", "
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10"}
 MAX_CLASSES_AUTO = 20  # task=auto: an integer target with at most this many values is a class label
 MAX_ONE_HOT_LEVELS = 20  # a text feature column with more distinct values is an error, not 50 one-hot columns
+# Cells that mean "no value" in hand-made and exported tables (compared stripped and lower-cased): pandas
+# knows some of them (empty, NA, n/a, null, NaN), not "?" (UCI's Auto MPG) or "-" (spreadsheets).
+MISSING_TOKENS = frozenset({"", "?", "-", "--", "na", "n/a", "nan", "null", "none", "#n/a", "<na>", "missing"})
+MAX_MISSING_FRACTION = 0.5  # a feature column missing in more of its cells is unusable, not filled in
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}  # the formats whose EXIF orientation cameras set
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
 
 
 def data_dir() -> Path:
@@ -77,6 +83,7 @@ class SourceData:
     ignored_files: list[str] = field(default_factory=list)
     bad_columns: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    missing_tokens: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # csv: column -> token -> rows
 
 
 # --- decoding images, with a process-wide cache -----------------------------------------------------------
@@ -92,6 +99,7 @@ class Decoded:
     channels: int | None = None
     mode: str | None = None
     error: str = ""
+    rotated: bool = False  # stored sideways (an EXIF orientation), turned upright on decoding
 
 
 class _DecodeCache:
@@ -137,6 +145,8 @@ def decode_image(path: str, image_size: int | None = None) -> Decoded:
         st = os.stat(path)
     except OSError as e:
         return Decoded(None, error=f"{type(e).__name__}: {e.strerror or e}")
+    if st.st_size == 0:
+        return Decoded(None, error="empty file (0 bytes): an interrupted download or copy")
     key = (path, st.st_mtime_ns, st.st_size, image_size)
     hit = _CACHE.get(key)
     if hit is None:
@@ -149,13 +159,14 @@ def _decode(path: str, image_size: int | None) -> Decoded:
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, not later inside a DataLoader worker
-            if img.format in _EXIF_FORMATS:
+            rotated = img.format in _EXIF_FORMATS and img.getexif().get(_EXIF_ORIENTATION, 1) not in (None, 1)
+            if rotated:
                 img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an EXIF rotation
             h, w, bands, mode = img.height, img.width, len(img.getbands()), img.mode
             img = img.convert("L" if mode in _GRAY_MODES else "RGB")
             if image_size and img.size != (image_size, image_size):
                 img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return Decoded(np.asarray(img), h, w, bands, mode)
+            return Decoded(np.asarray(img), h, w, bands, mode, rotated=rotated)
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
         return Decoded(None, error=f"{type(e).__name__}: {e}")
 
@@ -338,6 +349,15 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
         notes.append(f"{len(ignored)} files without an image extension were ignored: {inline(ignored, 10)}")
     if empty:
         notes.append(f"empty class folders: {inline(empty)}")
+    rotated = [rel for (_, rel), f in zip(files, infos) if f.rotated]
+    if rotated:
+        notes.append(f"{len(rotated)} of {len(files)} files are stored rotated or mirrored (EXIF orientation) and "
+                     f"were turned upright, as a viewer shows them: {inline(rotated, 10)}")
+    if mode == "L" and not all(f.gray for f in ok):
+        notes.append(f"{sum(not f.gray for f in ok)} colour files were read as gray (data.grayscale=true)")
+    elif mode == "RGB" and any(f.gray for f in ok):
+        notes.append(f"{sum(f.gray for f in ok)} gray files were repeated into 3 channels, as the other files are "
+                     "colour (data.grayscale=true reads every file as one gray channel instead)")
     return SourceData(
         df, "classification", classes, root, ImageReader(paths, mode, cfg.image_size), chan_stats,
         image_mode=mode, empty_classes=empty, ignored_files=ignored, notes=notes,
@@ -361,6 +381,7 @@ class FileInfo:
     stats: np.ndarray | None
     hash: str
     error: str
+    rotated: bool = False
 
 
 def _describe(path: str, image_size: int | None, luma: bool) -> FileInfo:
@@ -370,7 +391,7 @@ def _describe(path: str, image_size: int | None, luma: bool) -> FileInfo:
         return FileInfo(None, None, None, None, False, None, "", d.error)
     gray = a.ndim == 2
     stats = pixel_stats(to_mode(a, "L") if luma and not gray else a)
-    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "")
+    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "", d.rotated)
 
 
 def _describe_all(paths: list[str], image_size: int | None, luma: bool) -> list[FileInfo]:
@@ -422,7 +443,10 @@ def csv_source(cfg: DataConfig) -> SourceData:
     ``MAX_CLASSES_AUTO`` distinct values; otherwise regression. ``data.task`` overrides it.
     Features: numbers and bools as they are; a text column with at most ``MAX_ONE_HOT_LEVELS`` values is
     one-hot encoded (``col=value``); a text column with more is unusable (listed in ``bad_columns``: strict
-    loading fails naming it). A row with a missing target or a missing/infinite feature is unreadable.
+    loading fails naming it). Placeholder cells (``?``, ``n/a``, ``-``, empty, ...: :data:`MISSING_TOKENS`) are
+    missing values; a feature column missing in more than ``MAX_MISSING_FRACTION`` of its cells is unusable,
+    the other missing cells are filled with the train median when the data is loaded (the notes say where).
+    A row with a missing target or an infinite feature is unreadable.
     """
     target = cfg.target
     if cfg.root is None:
@@ -442,11 +466,10 @@ def csv_source(cfg: DataConfig) -> SourceData:
     if path.is_dir():
         raise DataError(f"data.root {path} is a folder; data.source=csv needs a .csv file (folders: imagefolder)")
     try:
-        table = pd.read_csv(path)
+        table, tokens = read_table(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} cannot be read as a CSV ({e}); check it is comma-separated UTF-8 text") from None
-    columns = [str(c) for c in table.columns]
-    table.columns = columns
+    columns = list(table.columns)
     if target is None:
         raise DataError(f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {inline(columns)}")
     if target not in columns:
@@ -456,27 +479,36 @@ def csv_source(cfg: DataConfig) -> SourceData:
     y, x = table[target], table.drop(columns=[target])
     if x.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
-    task = _table_task(y, cfg.task, f"{path}: target column {target!r}")
+    task, why_task = _table_task(y, cfg.task, f"{path}: target column {target!r}")
     features, bad = _encode_features(x)
     values = features.to_numpy(np.float64)
-    finite = np.isfinite(values)
+    infinite = np.isinf(values)
     missing_target = y.isna().to_numpy()
     errors = []
     for i in range(len(table)):
         why = ["missing target"] if missing_target[i] else []
-        if not finite[i].all():
-            why.append("missing values in " + ", ".join(features.columns[~finite[i]]))
+        if infinite[i].any():
+            why.append("infinite value in " + ", ".join(features.columns[infinite[i]]))
         errors.append("; ".join(why))
+    notes = [f"task: {task}, because {why_task}"]
     if task_for(task).classifier:
         labels = y.map(_label_string)
         classes = sorted(labels.dropna().unique(), key=_class_order)
         idx = {c: i for i, c in enumerate(classes)}
         label_idx = pd.array([idx.get(v) for v in labels], dtype="Int64")
+        if [str(i) for i in range(len(classes))] != classes:
+            notes.append(f"target values {inline(map(repr, classes), 6)} are trained as class indices "
+                         f"0..{len(classes) - 1} in that order; predictions are reported with the original names")
     else:
         labels, classes = y.astype(float), []
         label_idx = pd.array([None] * len(table), dtype="Int64")
-    with np.errstate(invalid="ignore"):
-        mean, std = values.mean(1), values.std(1)
+    missing = {c: t for c, t in tokens.items() if c in x.columns and c not in bad}
+    if missing:
+        notes.append("missing cells (filled with the train median of their column before training): "
+                     + "; ".join(f"{c}: {describe_tokens(t)}" for c, t in missing.items()))
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing row: NaN statistics
+        mean, std = np.nanmean(values, 1), np.nanstd(values, 1)
     df = pd.DataFrame(
         {
             "id": [f"row:{i}" for i in range(len(table))],
@@ -491,24 +523,79 @@ def csv_source(cfg: DataConfig) -> SourceData:
             "error": errors,
         }
     )
-    notes = [f"unusable feature column {c!r}: {why}" for c, why in bad.items()]
+    notes += [f"unusable feature column {c!r}: {why}" for c, why in bad.items()]
     return SourceData(
         df, task, classes, path, ArrayReader(values.astype(np.float32)), features=features, bad_columns=bad,
-        notes=notes,
+        notes=notes, missing_tokens=missing,
     )
 
 
-def _table_task(y: pd.Series, forced: str, what: str) -> str:
+def read_table(path: Path) -> tuple[pd.DataFrame, dict[str, dict[str, list[int]]]]:
+    """A CSV with placeholder cells (:data:`MISSING_TOKENS`) read as missing, and where they were.
+
+    Each column is typed from its other cells, so a number column with a few ``?`` stays numeric (pandas alone
+    would make it text, and a one-hot encoder would then invent a ``?`` category). Returns the table (numbers,
+    bools or text; missing cells NaN) and ``column -> token -> row positions`` for the cells read as missing.
+
+    Raises pandas' ParserError / EmptyDataError and UnicodeDecodeError for a file that is no CSV.
+    """
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    raw.columns = [str(c) for c in raw.columns]
+    typed, tokens = {}, {}
+    for col in raw.columns:
+        cells = raw[col].str.strip()
+        is_token = cells.str.lower().isin(MISSING_TOKENS)
+        if is_token.any():
+            found: dict[str, list[int]] = {}
+            for pos in np.flatnonzero(is_token.to_numpy()):
+                found.setdefault(cells.iloc[pos], []).append(int(pos))
+            tokens[col] = found
+        typed[col] = _typed(cells.mask(is_token))
+    return pd.DataFrame(typed, index=raw.index), tokens
+
+
+def _typed(cells: pd.Series) -> pd.Series:
+    """Numbers if every present cell parses as one, bools if every one is true/false, else the text."""
+    present = cells.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        return pd.to_numeric(cells)
+    lower = present.str.lower()
+    if len(present) and lower.isin(("true", "false")).all():
+        flags = cells.str.lower().map({"true": True, "false": False})
+        return flags.astype(bool) if flags.notna().all() else flags.astype(float)
+    if not len(present):
+        return pd.Series(np.nan, index=cells.index)  # an empty column: numeric, all missing
+    return cells
+
+
+def describe_tokens(found: dict[str, list[int]], cap: int = 5) -> str:
+    """``'?' in 4 rows (12, 40, 77, 300)``: placeholder cells of one column, rows as 0-based positions."""
+    parts = []
+    for token, rows in found.items():
+        shown = repr(token) if token else "empty"
+        parts.append(f"{shown} in {len(rows)} row{'s' if len(rows) != 1 else ''} ({inline(rows, cap)})")
+    return ", ".join(parts)
+
+
+def _table_task(y: pd.Series, forced: str, what: str) -> tuple[str, str]:
+    """The task for target ``y`` and why, in words (``data.task`` when set, else read from the values)."""
     numeric = pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
     if forced == "regression" and not numeric:
         raise DataError(f"{what} is not numeric (e.g. {y.dropna().iloc[0]!r}), so data.task=regression is impossible")
+    n = y.nunique(dropna=True)
     if forced != "auto":
-        return forced
+        return forced, f"data.task={forced} (the target {y.name!r} has {n} distinct values)"
     if not numeric:
-        return "classification"
+        return "classification", f"the target {y.name!r} holds text or bools ({n} distinct values)"
     values = y.dropna().to_numpy(np.float64)
     integral = bool(np.all(np.mod(values, 1) == 0))
-    return "classification" if integral and len(np.unique(values)) <= MAX_CLASSES_AUTO else "regression"
+    if integral and n <= MAX_CLASSES_AUTO:
+        return "classification", (f"the target {y.name!r} holds {n} distinct whole numbers (at most "
+                                   f"{MAX_CLASSES_AUTO} are read as classes; data.task=regression overrides)")
+    kind = "whole numbers" if integral else "numbers with fractions"
+    return "regression", (f"the target {y.name!r} holds {n} distinct {kind} (classes: whole numbers, at most "
+                          f"{MAX_CLASSES_AUTO} of them; data.task=classification overrides)")
 
 
 def _label_string(v: object) -> str | None:
@@ -530,6 +617,11 @@ def _encode_features(x: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     parts, bad = [], {}
     for col in x.columns:
         s = x[col]
+        n_missing = int(s.isna().sum())
+        if len(s) and n_missing > MAX_MISSING_FRACTION * len(s):
+            bad[col] = (f"{n_missing} of {len(s)} cells missing; too few values to fill in from: remove the column "
+                        "from the CSV or fill it in")
+            continue
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             parts.append(s.astype(float))
             continue

@@ -41,15 +41,25 @@ def test_unusable_columns_fail_with_the_reason():
     assert f.items == [{"column": "name", "reason": why}]
 
 
-@pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_missing_or_infinite_values_fail_naming_column_and_rows(bad):
+def test_missing_values_warn_naming_column_and_rows_and_what_is_done():
     x2 = _clean()["x2"]
-    x2[3] = x2[17] = bad
+    x2[3] = x2[17] = np.nan
+    f = T.feature_nulls(table(_clean(x2=x2), _labels()))
+    assert f.verdict is WARN  # filled with the train median by the loader: worth a look, not a stop
+    assert f.check.observed == "2 missing values: x2: 2 of 20 (10.0%), rows row:3, row:17"
+    assert "filled with their column's train median" in f.check.advice
+    assert [(i["column"], i["id"], i["problem"]) for i in f.items] == [("x2", "row:3", "missing"),
+                                                                      ("x2", "row:17", "missing")]
+    assert f.metrics == {"data/n_missing_values": 2, "data/n_infinite_values": 0, "data/max_null_fraction": 0.1}
+
+
+def test_infinite_values_fail_naming_column_and_rows():
+    x2 = _clean()["x2"]
+    x2[3] = x2[17] = np.inf
     f = T.feature_nulls(table(_clean(x2=x2), _labels()))
     assert f.verdict is FAIL
-    assert f.check.observed == "2 missing values: x2: 2 of 20 (10.0%, row:3, row:17)"
-    assert [(i["column"], i["id"]) for i in f.items] == [("x2", "row:3"), ("x2", "row:17")]
-    assert f.metrics == {"data/n_missing_values": 2, "data/max_null_fraction": 0.1}
+    assert f.check.observed == "2 infinite values: x2: 2 of 20 (10.0%, infinite), rows row:3, row:17"
+    assert "infinite values cannot be trained on" in f.check.advice
 
 
 def test_no_missing_values_pass():
@@ -57,12 +67,25 @@ def test_no_missing_values_pass():
     assert (f.verdict, f.check.observed) == (PASS, "no missing values in 2 columns")
 
 
-def test_a_column_constant_in_train_warns():
-    unseen = [0.0] * 12 + [1.0] * 8  # a category that only val/test hold
+def test_a_column_constant_in_train_warns_when_val_test_differ_beyond_chance():
+    unseen = [0.0] * 12 + [1.0] * 8  # a category that only val/test hold, in all 8 of their rows
     f = T.constant_features(table(_clean(const=[5.0] * N, unseen=unseen), _labels()))
     assert f.verdict is WARN
-    assert f.check.observed == "2 constant columns: const (= 5.0), unseen (= 0.0)"
-    assert f.metrics == {"data/n_constant_features": 2}
+    assert f.check.observed == ("2 constant columns in train: const (= 5.0), unseen (= 0.0; 8 val/test rows differ); "
+                                "differing in val/test more often than chance (> 5 rows): unseen")
+    assert f.metrics == {"data/n_constant_features": 2, "data/n_unseen_in_train": 1}
+
+
+def test_a_column_constant_everywhere_or_differing_by_chance_passes():
+    rare = [0.0] * 12 + [1.0] + [0.0] * 7  # one val row differs: 12 train rows cannot rule out chance
+    f = T.constant_features(table(_clean(const=[5.0] * N, rare=rare), _labels()))
+    assert f.verdict is PASS
+    assert "const (= 5.0), rare (= 0.0; 1 val/test rows differ)" in f.check.observed
+
+
+@pytest.mark.parametrize(("n_train", "n_held", "bound"), [(12, 8, 6), (1257, 540, 6), (10_000, 10, 1), (200, 100, 6)])
+def test_chance_outside_is_the_binomial_bound_of_exchangeable_data(n_train, n_held, bound):
+    assert T.chance_outside(n_train, n_held, alpha=0.01 / 64) == bound
 
 
 @pytest.mark.parametrize(
@@ -71,6 +94,7 @@ def test_a_column_constant_in_train_warns():
         (15, 100.0, WARN),  # val, far above train's 0..1
         (19, -3.0, WARN),  # test, far below
         (15, 1.3, PASS),  # beyond train's max, but by less than half its range
+        (15, 1.8, PASS),  # beyond half a range, under two: once is chance
         (2, 100.0, PASS),  # train rows define the range; they are never flagged
     ],
 )
@@ -83,6 +107,13 @@ def test_held_out_values_far_outside_the_train_range_warn(row, value, verdict):
         split = "val" if row < 16 else "test"
         assert f"x2 = {value:.4g} (row:{row}, {split}; train 0..1)" in f.check.observed
         assert f.items[0]["id"] == f"row:{row}" and f.metrics == {"data/n_out_of_range": 1}
+
+
+def test_many_held_out_values_beyond_half_a_range_warn_though_none_is_far():
+    x2 = [float(i % 2) for i in range(12)] + [1.8] * 6 + [0.5] * 2  # 6 > the chance bound of 4 (12 train rows)
+    f = T.feature_ranges(table(_clean(x2=x2), _labels()), margin=0.5)
+    assert f.verdict is WARN and f.metrics == {"data/n_out_of_range": 6}
+    assert "6 val/test values in 1 column outside the train range beyond chance" in f.check.observed
 
 
 def test_classification_target_warns_when_a_class_has_no_training_samples():
@@ -113,8 +144,8 @@ def test_inspect_manifest_adds_the_table_checks_for_csv_data():
     assert names[-5:] == ["feature_types", "feature_nulls", "constant_features", "feature_ranges", "target_values"]
     assert "files_readable" not in names and "pixel_stats_outliers" not in names
     assert {c.name: c.verdict for c in report.checks if c.verdict is not PASS} == {
-        "feature_nulls": FAIL, "constant_features": WARN,
-    }  # fmt: skip
+        "feature_nulls": WARN,  # filled with the train median; the constant column is constant everywhere: PASS
+    }
     assert report.metrics["data/n_unreadable"] == 1 and report.metrics["data/n_features"] == 3
 
 

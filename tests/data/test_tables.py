@@ -88,19 +88,43 @@ def test_csv_paths_that_are_not_files(tmp_path, make_cfg, root, message):
         build_manifest(make_cfg(source="csv", root=tmp_path / root, target="y"))
 
 
-def test_missing_values_make_rows_unreadable(make_csv, make_cfg):
+def test_missing_features_are_filled_with_train_medians_and_a_missing_target_is_unreadable(make_csv, make_cfg):
     frame = _frame()
     frame.loc[3, "x1"] = np.nan
     frame.loc[5, "colour"] = np.nan
     frame.loc[7, "species"] = np.nan
     cfg = make_cfg(source="csv", root=make_csv(frame), target="species")
     df = build_manifest(cfg).df.set_index("id")
-    assert df.loc["row:3", "error"] == "missing values in x1"
-    assert df.loc["row:5", "error"] == "missing values in colour=blue, colour=green, colour=red"
+    assert df.loc["row:3", "readable"] and df.loc["row:5", "readable"]  # kept, to be filled
     assert df.loc["row:7", "error"] == "missing target" and not df.loc["row:7", "readable"]
-    assert df["readable"].sum() == 57
-    with pytest.raises(DataError, match=r"3 unreadable rows \(fix or remove them\):\n    row:3: missing values in x1"):
+    with pytest.raises(DataError, match=r"1 unreadable rows \(fix or remove them\):\n    row:7: missing target"):
         load_data(cfg)
+    frame = frame.drop(index=7)
+    bundle = load_data(make_cfg(source="csv", root=make_csv(frame, name="kept.csv"), target="species"))
+    train = bundle.rows("train")
+    median = float(np.nanmedian(bundle.manifest.features["x1"].to_numpy()[train.index]))
+    assert bundle.feature_fill[0] == pytest.approx(median)
+    x, _ = bundle.tensors(bundle.manifest.df.set_index("id").loc["row:3", "split"])
+    assert not torch.isnan(x).any()
+
+
+def test_placeholder_tokens_in_a_number_column_are_missing_cells_not_text(make_csv, make_cfg):
+    frame = _frame().astype({"x1": object, "x2": object})
+    frame.loc[[4, 9], "x2"] = "?"
+    frame.loc[11, "x2"] = " n/a "
+    frame.loc[12, "x1"] = "-"
+    m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
+    assert m.feature_columns[:2] == ["x1", "x2"] and not m.bad_columns  # numeric, not one-hot or unusable
+    assert m.missing_tokens == {"x1": {"-": [12]}, "x2": {"?": [4, 9], "n/a": [11]}}
+    assert np.isnan(m.features["x2"].to_numpy()[[4, 9, 11]]).all() and m.df["readable"].all()
+    assert any("x2: '?' in 2 rows (4, 9), 'n/a' in 1 row (11)" in n for n in m.notes)
+
+
+def test_a_mostly_missing_column_is_unusable(make_csv, make_cfg):
+    frame = _frame()
+    frame.loc[: 40, "x1"] = np.nan
+    m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
+    assert m.bad_columns["x1"].startswith("41 of 60 cells missing")
 
 
 def test_text_column_with_many_values_is_unusable(make_csv, make_cfg):
