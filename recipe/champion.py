@@ -243,7 +243,7 @@ class ChampionModel(PythonModel):
         self.spec = ChampionSpec.from_json(spec_path.read_text())
         self.nets = build_members(self.spec, Path(context.artifacts["weights"]))
 
-    def predict(self, context, model_input, params=None):  # no type hints: MLflow reads them as a schema
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         return predict_frame(self.spec, self.nets, model_input)
 
 
