@@ -581,6 +581,27 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
     _console().print(table)
 
 
+@app.command()
+def predict(
+    path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively), an image, or a .csv file.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The model URI, e.g. models:/digits@champion.")] = (
+        "models:/digits@champion"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions CSV.")] = Path(
+        "predictions.csv"),
+) -> None:
+    """Predict with a registered model: one CSV row per image (or table row), with label and probabilities."""
+    from flows.predict import PredictError, predict_path
+
+    try:
+        result = predict_path(model, path, out)
+    except PredictError as e:
+        _fail(str(e), code=e.code)
+    label = "label" if "label" in result.columns else "prediction"
+    counts = result[label].value_counts().head(5).to_dict() if label == "label" else {}
+    summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
+    typer.echo(f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else ""))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     """The console entry point: a crash no command caught is one line and a log with the traceback."""
     try:

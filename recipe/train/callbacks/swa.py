@@ -1,0 +1,53 @@
+"""Stochastic weight averaging (Izmailov et al., 2018), via torch.optim.swa_utils.
+
+From epoch ``start_epoch`` on, the weights at the end of every epoch are averaged into ``self.averaged``
+(an ``AveragedModel``); after fit, batch-norm statistics are recomputed for the averaged weights with
+``update_bn`` over the training batches when the model has batch norm (averaged weights need their own
+statistics). The trainer's model keeps its last weights; ``averaged.module`` is the SWA model.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, update_bn
+
+from recipe.train.callbacks.base import Callback
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+class SWA(Callback):
+    """Args:
+    start_epoch: first epoch (0-based) whose end-of-epoch weights enter the average. Default 0.
+    """
+
+    order = 26  # beside EMA
+
+    def __init__(self, start_epoch: int = 0) -> None:
+        if start_epoch < 0:
+            raise ValueError(f"start_epoch must be >= 0, got {start_epoch}")
+        self.start_epoch = start_epoch
+
+    def before_fit(self) -> None:
+        self.averaged = AveragedModel(self.trainer.model)
+
+    def after_epoch(self) -> None:
+        if self.trainer.epoch >= self.start_epoch:
+            self.averaged.update_parameters(self.trainer.model)
+
+    def after_fit(self) -> None:
+        if self.averaged.n_averaged.item() > 0 and has_batch_norm(self.averaged.module):
+            t = self.trainer
+            update_bn(((xb.to(t.device)) for xb, _ in t.train_data), self.averaged, device=t.device)
+
+    @property
+    def n_averaged(self) -> int:
+        return int(self.averaged.n_averaged.item())
+
+    def state_dict(self) -> dict:
+        return {"averaged": self.averaged.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.averaged.load_state_dict(state["averaged"])

@@ -1,0 +1,95 @@
+"""The MLflow UI as a user sees it: a real headless Chromium (Debian's, driven by Selenium) opens the runs page of
+a real `mlflow server` on loopback, finds the recipe's parent run, expands it and sees its six stage runs.
+
+The runs come from the real pipeline and tracking code (``recipe.pipeline.run_recipe``) with stand-in stages
+under the six real stage names: what is under test is the MLflow layout a user browses (one parent run per
+flow run, one child per stage), not the stages' work. Needs ``chromium`` and ``chromium-driver`` (apt);
+``.ci/run`` installs them, and the test skips, saying so, where they are missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from recipe import pipeline
+from recipe.config import RecipeConfig
+from tests.fakes import fake_stage
+from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, free_port, http_ok
+
+pytestmark = [pytest.mark.ops, pytest.mark.timeout(300)]
+STAGES = ["inspect", "baselines", "overfit", "regularize", "tune", "squeeze"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1600,1000", "--no-proxy-server"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(find, timeout: float = 60, what: str = "element"):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = find()
+            if found:
+                return found
+        except Exception:  # not rendered yet (NoSuchElement, stale element)
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"the MLflow UI did not show the {what} within {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_template, tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    port = free_port()
+    store = copy_mlflow_store(_mlflow_template, tmp_path / "store")
+    proc = Proc("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--artifacts-destination",
+                           (tmp_path / "artifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port),
+                           "--workers", "1"], clean_env(), tmp_path / "mlflow.log")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        proc.wait_until(lambda: http_ok(f"{url}/health"), 120, "healthy /health")
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.setattr(pipeline, "STAGES", {n: fake_stage(n) for n in STAGES})
+        monkeypatch.setattr(pipeline, "stage_names", lambda: list(STAGES))
+        outcome = pipeline.run_recipe(RecipeConfig(name="digits"), say=lambda _: None)
+        parent = outcome.report["parent_run_id"]
+        exp = MlflowClient(url).get_experiment_by_name("digits").experiment_id
+
+        browser.get(f"{url}/#/experiments/{exp}/runs")
+        link = _wait(lambda: browser.find_element("css selector", f"a[href*='{parent}']"), what="parent run")
+        assert link.text == "digits:recipe"
+        cell = link.find_element("xpath", "./ancestor::*[@role='gridcell'][1]")
+        cell.find_element("css selector", "button[data-component-id*='runnamecellrenderer']").click()  # the "+"
+
+        def child_names():
+            names = [a.text for a in browser.find_elements("css selector", "a[href*='/runs/']")]
+            return [n for n in names if n in STAGES] if set(STAGES) <= set(names) else None
+
+        assert sorted(_wait(child_names, what="six stage runs under the parent")) == sorted(STAGES)
+        shot = tmp_path / "mlflow-ui-recipe.png"
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    finally:
+        proc.stop()
