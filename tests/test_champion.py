@@ -17,7 +17,7 @@ import torch
 from recipe.champion import ChampionSpec, Member, PredictInputError, build_members, log_champion, predict_frame, spec_for
 from recipe.config import RecipeConfig
 from recipe.data import load_data
-from recipe.fit import fit_config
+from recipe.fit import fit
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def digits_fit(tmp_path_factory):
     home = tmp_path_factory.mktemp("champion")
     os.environ["RECIPE_DATA_DIR"] = str(home / "data")
     cfg = RecipeConfig().with_overrides({"budget.epochs": 3, "trainer.progress": False, "model.width": 8})
-    result = fit_config(cfg)
+    result = fit(cfg, log=False)
     return cfg, result
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from recipe.champion import Member, log_champion, spec_for
 from recipe.config import RecipeConfig
-from recipe.fit import fit_config
+from recipe.fit import fit
 from tests.conftest import private_mlflow_store
 
 runner = CliRunner()
@@ -26,7 +26,7 @@ def champion(_mlflow_template, tmp_path_factory):
     os.environ["RECIPE_DATA_DIR"] = str(tmp / "data")
     with private_mlflow_store(_mlflow_template, tmp):
         cfg = RecipeConfig().with_overrides({"budget.epochs": 8, "trainer.progress": False})
-        result = fit_config(cfg)
+        result = fit(cfg, log=False)
         spec = spec_for(result.data, [Member(cfg.model.model_dump(mode="json"), "m0.pt")])
         rows = result.data.rows("test")
         mlflow.set_experiment("digits")
