@@ -568,6 +568,40 @@ class TuneConfig(_Section):
         return out
 
 
+class SqueezeConfig(_Section):
+    """Stage 6, squeeze out the juice: ensembles, weight averaging, longer training and distillation, compared on
+    the validation split with the paired noise rule; the champion is registered and the test split read once.
+
+    Sources: the recipe's "ensembles ... a pretty much guaranteed way to gain 2%", "distilling your ensemble into
+    a network using dark knowledge" (Hinton et al., 2015) and "leave it training"; seed 001's snapshot ensembles
+    and Polyak averaging; SWA (Izmailov et al., 2018).
+    """
+
+    epochs: int | None = Field(None, ge=1, description="budget of every candidate; None: the handed-on budget.epochs")
+    members: int = Field(5, ge=1, description="ensemble members, trained with seeds seed .. seed+members-1 through "
+                         "the trial map (the recipe: ensembles top out around 5); 1: no ensemble")
+    longer: float = Field(3.0, ge=1, description="leave it training: a run of this many times the budget with a "
+                          "cosine decay, the best-validation weights kept; 1 skips it")
+    swa_start: float = Field(0.75, gt=0, lt=1, description="SWA averages the end-of-epoch weights from this "
+                             "fraction of the budget on")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="Polyak averaging: per-step decay of the weights' EMA")
+    snapshots: int = Field(5, ge=0, description="snapshot ensemble: cosine warm restarts with this many cycles in "
+                           "the budget, one member per cycle (Huang et al., 2017); 0 or 1 skips it")
+    distill: bool = Field(True, description="train a student of the member architecture on the ensemble's "
+                          "softened outputs")
+    temperature: float = Field(4.0, gt=0, description="distillation temperature T (the soft term is scaled by T²)")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft (teacher) term in the student's loss")
+    criterion: Literal["loss", "metric"] = Field("loss", description="what the champion is chosen on: the val loss "
+                                                 "(paired per sample) or the val metric")
+    noise_z: float = Field(1.0, ge=0, description="a costlier candidate is chosen over a cheaper one only when it "
+                           "is better by more than this many paired standard errors")
+    classical: bool = Field(True, description="fit the tuned classical baseline (RBF SVM for images, gradient-"
+                            "boosted trees for tables) for the test table")
+    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the test intervals")
+    registry: bool = Field(True, description="register the champion in the MLflow model registry under the "
+                           "recipe's name with the alias `champion`")
+
+
 class StagesConfig(_Section):
     inspect: InspectConfig = Field(default_factory=InspectConfig, description="stage 1, become one with the data")
     baselines: BaselinesConfig = Field(
@@ -580,6 +614,9 @@ class StagesConfig(_Section):
         default_factory=RegularizeConfig, description="stage 4, trade training fit for validation performance"
     )
     tune: TuneConfig = Field(default_factory=TuneConfig, description="stage 5, quasi-random search over what matters")
+    squeeze: SqueezeConfig = Field(
+        default_factory=SqueezeConfig, description="stage 6, ensembles, averaging, distillation, the test split once"
+    )
 
 
 class RecipeConfig(_Section):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ORDER: tuple[str, ...] = ("inspect", "baselines", "overfit", "regularize", "tune")
+ORDER: tuple[str, ...] = ("inspect", "baselines", "overfit", "regularize", "tune", "squeeze")
 
 DESCRIPTIONS = {
     "inspect": "become one with the data: validate, look, fix the splits",

@@ -55,6 +55,7 @@ class TrialSpec:
     storage: str | None = None  # Storage.spec, for pruning; None: no pruning
     pruner: str = "none"
     keep_scores: bool = False  # return per-sample validation losses and scores (retrainings)
+    log_checkpoint: bool = False  # log the checkpoint as an artifact of the run (for processes on other machines)
 
 
 @dataclass
@@ -75,6 +76,7 @@ class TrialResult:
     val_losses: np.ndarray | None = None
     val_scores: np.ndarray | None = None
     checkpoint: str | None = None
+    checkpoint_uri: str | None = None  # runs:/<run>/checkpoint/<file> when spec.log_checkpoint
     pid: int = 0
     error: str = ""  # the traceback of a trial that raised
 
@@ -186,7 +188,10 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         reporter = Reporter(trial)
         fit_start = time.perf_counter()
         t = fit(cfg, data, epochs=spec.epochs, callbacks=[reporter], log=False)
-        t.save(Path(spec.workdir) / f"{safe_name(spec.name)}.pt")
+        saved = t.save(Path(spec.workdir) / f"{safe_name(spec.name)}.pt")
+        if spec.log_checkpoint:
+            client.log_artifact(spec.run_id, str(saved), "checkpoint")
+            result.checkpoint_uri = f"runs:/{spec.run_id}/checkpoint/{saved.name}"
         result.fit_seconds = time.perf_counter() - fit_start
         result.value, result.val_metric = t.val.loss, t.val.metric
         result.train_loss, result.train_metric = t.train.loss, t.train.metric

@@ -3,6 +3,7 @@
 from recipe.train.callbacks.base import Callback, sort_callbacks
 from recipe.train.callbacks.budget import Budget
 from recipe.train.callbacks.checkpoint import Checkpoint
+from recipe.train.callbacks.distill import Distill
 from recipe.train.callbacks.early_stopping import EarlyStopping
 from recipe.train.callbacks.ema import EMA
 from recipe.train.callbacks.grad_clip import GradClip
@@ -14,6 +15,8 @@ from recipe.train.callbacks.pred_snapshot import PredictionSnapshots
 from recipe.train.callbacks.progress import ProgressBar
 from recipe.train.callbacks.recorder import Recorder
 from recipe.train.callbacks.schedule import SCHEDULES, Schedule, build_scheduler
+from recipe.train.callbacks.snapshots import Snapshots
+from recipe.train.callbacks.swa import SWA, Polyak
 from recipe.train.callbacks.update_ratio import UpdateRatio
 
 
@@ -23,8 +26,8 @@ def default_callbacks(task: str = "classification", progress: bool = True) -> li
 
 
 __all__ = [
-    "SCHEDULES", "Budget", "Callback", "Checkpoint", "EMA", "EarlyStopping", "GradClip", "LRFinder", "LRSuggestion",
-    "Metrics", "MixedPrecision", "NanGuard", "PredictionSnapshots", "ProgressBar", "Recorder", "Schedule",
-    "UpdateRatio",
+    "SCHEDULES", "SWA", "Budget", "Callback", "Checkpoint", "Distill", "EMA", "EarlyStopping", "GradClip",
+    "LRFinder", "LRSuggestion", "Metrics", "MixedPrecision", "NanGuard", "Polyak", "PredictionSnapshots",
+    "ProgressBar", "Recorder", "Schedule", "Snapshots", "UpdateRatio",
     "build_scheduler", "default_callbacks", "lr_find", "sort_callbacks", "suggest_lr",
 ]

@@ -9,7 +9,7 @@ statistics). The trainer's model keeps its last weights; ``averaged.module`` is 
 from __future__ import annotations
 
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, update_bn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from recipe.train.callbacks.base import Callback
 
@@ -51,3 +51,27 @@ class SWA(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         self.averaged.load_state_dict(state["averaged"])
+
+
+class Polyak(Callback):
+    """An exponential moving average of the weights after every step (Polyak-Ruppert averaging as the EMA of
+    seed 001), kept beside the model in ``self.averaged`` and never swapped in: unlike :class:`EMA`, training and
+    validation see the live weights, so one run yields both the raw and the averaged model.
+
+    Args:
+        decay: weight of the running average per step, in (0, 1). Default 0.99.
+    """
+
+    order = 26
+
+    def __init__(self, decay: float = 0.99) -> None:
+        if not 0 < decay < 1:
+            raise ValueError(f"decay must be in (0, 1), got {decay}")
+        self.decay = decay
+
+    def before_fit(self) -> None:
+        self.averaged = AveragedModel(self.trainer.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
+                                      use_buffers=True)
+
+    def after_step(self) -> None:
+        self.averaged.update_parameters(self.trainer.model)

@@ -1,0 +1,152 @@
+"""What squeeze leaves for people: the registered champion, its tables, the progress figure and the model card."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+
+from recipe import tracking
+from recipe.card import model_card as render_card
+from recipe.champion import Member, log_champion, spec_for
+from recipe.checks.ablation import table_rows
+from recipe.squeeze.candidates import Squeezed, ensemble_outputs
+
+ROUND_TRIP_N = 32  # raw test inputs the loaded champion is checked on
+
+
+@dataclass
+class Registered:
+    """The outcome of registering the champion."""
+
+    uri: str | None = None  # models:/<name>@champion
+    version: str | None = None
+    max_diff: float | None = None  # largest |p_loaded - p_trained| over the round-trip inputs
+    n_checked: int = 0
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+def raw_examples(data: Any, cfg: Any, n: int) -> pd.DataFrame:
+    """The first ``n`` test inputs as a user would pass them: file paths of images, or the CSV's raw rows."""
+    m = data.manifest
+    rows = data.rows("test").head(n)
+    if m.image_mode is not None:
+        if rows["path"].notna().all():
+            return pd.DataFrame({"path": rows["path"].astype(str).tolist()})
+        return pd.DataFrame({"path": _write_pngs(m, rows)})
+    raw = pd.read_csv(m.root, dtype=str, keep_default_na=False)
+    target = cfg.data.target or "target"
+    return raw.iloc[rows["row"].astype(int).to_numpy()].drop(columns=[target]).reset_index(drop=True)
+
+
+def _write_pngs(m: Any, rows: pd.DataFrame) -> list[str]:
+    """Arrays without files (torchvision): written as PNGs so the example is what a user passes (file paths)."""
+    from PIL import Image
+
+    folder = Path(tempfile.mkdtemp(prefix="recipe-example-"))
+    paths = []
+    for i, pos in enumerate(rows.index):
+        path = folder / f"{i}.png"
+        Image.fromarray(m.reader.read(int(pos))).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def register(sc: Any, champion: Squeezed) -> Registered:
+    """Log and register the champion (alias ``champion``), then load it back and compare its predictions on raw
+    test inputs with the trained networks'. A registry error becomes the round-trip check's FAIL, not a crash."""
+    import mlflow
+
+    uri = f"models:/{sc.cfg.name}@champion"
+    members = [Member(cfg.model.model_dump(mode="json"), f"member{i}.pt") for i, cfg in enumerate(champion.cfgs)]
+    spec = spec_for(sc.data, members, description=champion.what)
+    try:
+        example = raw_examples(sc.data, sc.cfg, ROUND_TRIP_N)
+        version = log_champion(spec, [n.state_dict() for n in champion.nets], registered_name=sc.cfg.name,
+                               example=example.head(2))
+        loaded = mlflow.pyfunc.load_model(uri).predict(example)
+    except Exception as e:  # the registry refused, or the model cannot be loaded: said, not raised
+        return Registered(uri=uri, error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+    x, _ = sc.data.tensors("test")
+    trained = ensemble_outputs(champion.nets, x[:ROUND_TRIP_N], sc.task).numpy()
+    if sc.task.classifier:
+        diff = np.abs(loaded[[f"prob_{c}" for c in spec.classes]].to_numpy() - np.exp(trained)).max()
+    else:
+        diff = np.abs(loaded["prediction"].to_numpy() - trained[:, 0] * spec.target_std - spec.target_mean).max()
+    return Registered(uri=uri, version=str(version.version), max_diff=float(diff), n_checked=len(example),
+                      notes=[f"registered {uri} (version {version.version}): load it with "
+                             f"mlflow.pyfunc.load_model({uri!r}), or `flows predict --model {uri} PATH`"],
+                      artifacts={"champion": uri})
+
+
+def log_tables(cands: dict[str, Squeezed], champion: Squeezed, decisions: dict[str, Any], rows: list[Any],
+               sc: Any) -> None:
+    """``squeeze/candidates.json`` (val numbers and decisions) and ``squeeze/test.json`` (the test table)."""
+    ref = cands["reference"].result
+    for c in cands.values():
+        c.result.changes = {"what": c.what}
+    table = table_rows(ref, [c.result for c in cands.values() if c.name != "reference"], decisions, champion.name,
+                       sc.task.higher_is_better, sc.s.criterion)
+    tracking.log_dict([{k: _json(v) for k, v in r.items()} for r in table], "squeeze/candidates.json")
+    tracking.log_dict([r.as_dict(sc.task.metric) for r in rows], "squeeze/test.json")
+
+
+def _json(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def progress(figures: Any, ctx: Any, sc: Any, champion: Squeezed, rows: list[Any], classical: Any) -> None:
+    """``plots/recipe_progress.png``: the headline val metric stage by stage, the baselines as lines, the
+    champion's test interval."""
+    from recipe.plots.progress import progress_figure
+
+    metric = sc.task.metric
+    stages = [(name, float(r.metrics.get(f"val/{metric}", math.nan))) for name, r in ctx.results.items()
+              if name != "inspect"]
+    stages.append(("squeeze", champion.result.val_metric))
+    base = ctx.results["baselines"].metrics if "baselines" in ctx.results else {}
+    lines = {sc.task.dumb_name: base.get(sc.task.dumb_key, math.nan),
+             "linear": base.get(f"baseline/linear_{metric}", math.nan)}
+    if classical is not None:
+        lines[f"classical (test) {classical.model.split(' ')[0]}"] = classical.interval.value
+    champ = next(r for r in rows if r.kind == "champion")
+    test = (champ.interval.value, champ.interval.low, champ.interval.high)
+    figures.log("plots/recipe_progress.png", lambda: progress_figure(
+        stages, metric, higher_is_better=sc.task.higher_is_better, baselines=lines, test=test))
+
+
+def model_card(ctx: Any, sc: Any, result: Any, rows: list[Any], registered: Registered, champion: Squeezed) -> None:
+    """The card as ``model_card.md`` on this run and the parent run, and as the registered version's description.
+    A failure to write it is a note on the run, never a failed stage."""
+    report = {"recipe": sc.cfg.name, "verdict": _overall([*ctx.results.values(), result]),
+              "parent_run_id": None, "forced": False,
+              "stages": [r.to_dict() for r in ctx.results.values()] + [result.to_dict()]}
+    client = MlflowClient()
+    parent = client.get_run(sc.run_id).data.tags.get("mlflow.parentRunId")
+    report["parent_run_id"] = parent
+    data = {"source": sc.data.manifest.source, "fingerprint": sc.data.fingerprint, "task": sc.task.name,
+            "classes": len(sc.data.classes) or "-", "splits": sc.data.split_sizes}
+    champ_info = {"what": champion.what, "uri": registered.uri or "(not registered)", "version": registered.version}
+    text = render_card(report, test_rows=[r.as_dict(sc.task.metric) for r in rows], champion=champ_info, data=data)
+    try:
+        tracking.log_text(text, "model_card.md")
+        if parent:
+            client.log_text(parent, text, "model_card.md")
+        if registered.version:
+            client.update_model_version(sc.cfg.name, registered.version, description=text)
+    except Exception as e:
+        result.notes.append(f"the model card could not be written everywhere ({type(e).__name__}: {e})")
+
+
+def _overall(results: list[Any]) -> str:
+    from recipe.report import Verdict
+
+    return Verdict.worst([r.verdict for r in results]).value

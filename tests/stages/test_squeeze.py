@@ -1,0 +1,116 @@
+"""Stage 6, squeeze, end to end on digits with a tiny budget behind fake baselines and tune stages: the candidates
+nested under the squeeze run, the once-read test table, the registered champion (loaded back in a fresh process
+through `flows predict`, reproducing the reported test accuracy from the raw PNG files), the model card, and the
+ledger that marks a second read of the test split."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from recipe import pipeline, tracking
+from recipe.config import load_config
+from recipe.report import Check, StageResult, Verdict
+from recipe.stages import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ["name=squeeze-test", "budget.epochs=4", "model.width=8", "optim.lr=3e-3", "trainer.progress=false",
+        "stages.squeeze.members=3", "stages.squeeze.longer=1.5", "stages.squeeze.snapshots=2",
+        "stages.squeeze.bootstrap=200"]
+BASELINES = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.5, "val/accuracy": 0.6}
+
+
+def _fake(name, metrics):
+    def run(ctx):
+        return StageResult.from_checks(name, [Check(f"{name}_ok", "x", "y", "y", Verdict.PASS, "")], metrics, ctx.cfg)
+
+    return SimpleNamespace(run=run)
+
+
+@pytest.fixture
+def squeeze_only(monkeypatch):
+    mods = {"baselines": _fake("baselines", BASELINES), "tune": _fake("tune", {"val/accuracy": 0.9}),
+            "squeeze": STAGES["squeeze"]}
+    monkeypatch.setattr(pipeline, "STAGES", mods)
+    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
+
+
+def _runs(experiment):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+@pytest.mark.slow
+def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_files(
+        mlflow_store, squeeze_only, tmp_path):
+    out = pipeline.run_recipe(load_config(overrides=TINY), say=lambda m: None)
+    sq = out.results[-1]
+    checks = {c.name: c for c in sq.checks}
+    assert sq.stage == "squeeze" and sq.verdict.value in ("pass", "warn"), [c for c in sq.checks if
+                                                                           c.verdict.value == "fail"]
+    assert checks["champion_round_trip"].verdict.value == "pass"
+    assert checks["beats_dumb_on_test"].verdict.value == "pass"
+    assert {"champion_chosen", "matches_best_single", "beats_linear_on_test", "versus_classical",
+            "test_split_fresh", "gain_ensemble", "gain_swa", "leave_it_training", "distilled_student"} <= set(checks)
+    assert "val/loss" in sq.metrics and "val/accuracy" in sq.metrics and "test/champion_accuracy" in sq.metrics
+
+    client, runs = _runs("squeeze-test")
+    stage_run = next(r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "squeeze"
+                     and r.data.tags.get(tracking.TAG_KIND) == "stage")
+    assert stage_run.data.tags["recipe.test_read"] == "true"
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]
+    kinds = sorted(r.data.tags[tracking.TAG_KIND] for r in nested)
+    assert kinds.count("member") == 3 and kinds.count("candidate") == 4  # averaging, longer, snapshots, student
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    files = {f.path for f in client.list_artifacts(stage_run.info.run_id)}
+    assert {"model_card.md", "squeeze"} <= files
+    parent_files = {f.path for f in client.list_artifacts(stage_run.data.tags["mlflow.parentRunId"])}
+    assert "model_card.md" in parent_files
+    assert "plots/recipe_progress.png" in {f.path for f in client.list_artifacts(stage_run.info.run_id, "plots")}
+    card = Path(client.download_artifacts(stage_run.info.run_id, "model_card.md", str(tmp_path))).read_text()
+    assert "## Test split (read once, by squeeze)" in card and "### squeeze:" in card
+    version = client.get_model_version_by_alias("squeeze-test", "champion")
+    assert "## Test split" in version.description
+
+    # a fresh process: flows predict on the raw test PNGs reproduces the reported test accuracy
+    from recipe.data import load_data
+
+    data = load_data(load_config(overrides=TINY))
+    folder = tmp_path / "test_pngs"
+    for path, label in zip(data.rows("test")["path"], data.rows("test")["label"], strict=True):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, folder / label / Path(path).name)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "predict", str(folder), "--model",
+                           "models:/squeeze-test@champion", "--out", str(tmp_path / "p.csv")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pred = pd.read_csv(tmp_path / "p.csv", dtype={"label": str})
+    truth = pred["path"].map(lambda p: Path(p).parent.name)
+    assert (pred["label"] == truth).mean() == pytest.approx(sq.metrics["test/champion_accuracy"], abs=1e-12)
+    test_json = json.loads(Path(client.download_artifacts(stage_run.info.run_id, "squeeze/test.json",
+                                                          str(tmp_path))).read_text())
+    assert {r["kind"] for r in test_json} >= {"champion", "majority", "linear", "classical"}
+    assert all(r["low"] <= r["value"] <= r["high"] for r in test_json)
+
+
+@pytest.mark.slow
+def test_a_second_squeeze_on_the_same_data_says_the_test_split_was_read(mlflow_store, squeeze_only):
+    small = [*TINY, "stages.squeeze.members=1", "stages.squeeze.longer=1", "stages.squeeze.snapshots=0",
+             "stages.squeeze.distill=false", "stages.squeeze.classical=false", "stages.squeeze.registry=false"]
+    first = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
+    second = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
+    fresh = {c.name: c for c in first.checks}["test_split_fresh"]
+    again = {c.name: c for c in second.checks}["test_split_fresh"]
+    assert fresh.verdict.value == "pass" and again.verdict.value == "warn"
+    assert "no longer an unbiased estimate" in again.observed
