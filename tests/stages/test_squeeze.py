@@ -91,7 +91,8 @@ def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_fi
         (folder / label).mkdir(parents=True, exist_ok=True)
         shutil.copy(path, folder / label / Path(path).name)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "predict", str(folder), "--model",
+    flows = str(Path(sys.executable).parent / "flows")  # the console script, as a user runs it
+    done = subprocess.run([flows, "predict", str(folder), "--model",
                            "models:/squeeze-test@champion", "--out", str(tmp_path / "p.csv")], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
