@@ -100,6 +100,9 @@ class DataConfig(_Section):
     )
     max_memory_mb: int = Field(2048, ge=1, description='"auto" keeps data in memory when it fits under this')
     augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
+    mirror_symmetric: bool | None = Field(None, description="whether a left-right mirrored input keeps its label "
+                                          "(natural photos: true; digits, letters, text: false); None: unknown. With "
+                                          "false, data.augment=[hflip] fails the augmentation check")
     split: SplitConfig = Field(default_factory=SplitConfig, description="the train/val/test split")
 
     @model_validator(mode="after")

@@ -30,6 +30,7 @@ PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 # experiment behind a check could not run at all (a crash in the user's model, a diverged short run).
 HYPOTHESES = {
     "fixed_seed": "two runs with the same seed give identical losses; another seed gives different ones",
+    "output_layer": "the model returns logits; the loss applies the softmax itself",
     "loss_at_init": "the loss on the val split before any step is the value the loss and init imply",
     "init_well": "setting the final bias from the data removes the 'hockey stick' at the start of training",
     "input_independent": "the model uses its input: trained on all-zero inputs it does clearly worse",
@@ -53,6 +54,70 @@ def _ok(x: float) -> bool:
 def _size(task: Task, value: float, nats: str, relative: str) -> str:
     """``value`` in the unit of the task's loss tolerances: nats, or a fraction of the expected MSE."""
     return (nats if task.loss_unit == "nats" else relative).format(value)
+
+
+def output_kind(pred: Tensor, tol: float = 1e-3) -> str:
+    """What a classifier's first forward pass returns, from its (N, C) outputs: "probabilities" (every row in
+    [0, 1], summing to 1), "log_probabilities" (every row's logsumexp 0), else "logits"; "values" for (N, 1)."""
+    p = pred.detach().float()
+    if p.ndim != 2 or p.shape[1] < 2:
+        return "values"
+    if bool((p >= -tol).all() and (p <= 1 + tol).all() and ((p.sum(-1) - 1).abs() <= tol).all()):
+        return "probabilities"
+    if bool((p <= tol).all() and (p.logsumexp(-1).abs() <= tol).all()):
+        return "log_probabilities"
+    return "logits"
+
+
+def output_layer(task: str | Task, kind: str, *, n_classes: int) -> Finding:
+    """The model's raw outputs are what the loss expects: logits for cross-entropy (which applies log_softmax
+    itself). Probabilities FAIL: cross-entropy of a softmax output can never fall below log(1 + (C-1)/e) nats
+    and its gradients vanish (the "softmax before CrossEntropyLoss" bug). Log-probabilities pass: log_softmax
+    leaves them unchanged. Source: the recipe's "verify loss @ init" (seeds/004) and PyTorch's CrossEntropyLoss
+    contract (input: unnormalised logits)."""
+    task = task_for(task)
+    name, hypothesis = "output_layer", HYPOTHESES["output_layer"]
+    if not task.classifier:
+        return finding(name, "the model returns one value per target", f"outputs are {kind}", "values", PASS)
+    floor = math.log(1 + (n_classes - 1) / math.e) if n_classes > 1 else 0.0
+    if kind == "probabilities":
+        return finding(name, hypothesis, f"every output row lies in [0, 1] and sums to 1: the model returns "
+                       f"probabilities", "logits (unnormalised scores)", FAIL,
+                       f"the model returns probabilities; remove the final softmax (the loss applies it): "
+                       f"cross-entropy on probabilities cannot fall below log(1 + {n_classes - 1}/e) = {floor:.3f} "
+                       "nats, and its gradients vanish as they saturate", metrics={"skeleton/output_floor": floor})
+    if kind == "log_probabilities":
+        return finding(name, hypothesis, "outputs are log-probabilities (log_softmax): cross-entropy's own "
+                       "log_softmax leaves them unchanged", "logits", PASS)
+    return finding(name, hypothesis, "outputs are unnormalised logits", "logits", PASS)
+
+
+# How specific each check's evidence is, most specific first: when several checks fail, the first of them here
+# leads and the others are read as its likely consequences (one bug shows up in many checks).
+SPECIFICITY = ("output_layer", "batch_independence", "finite_loss", "fixed_seed", "augmentation_preserves_labels",
+               "loss_at_init", "input_independent", "init_well", "overfit_one_batch", "training_loss_decreases",
+               "dumb_baselines", "prediction_dynamics", "visualise_before_net", "human_metric")
+
+
+def lead_failure(findings: Sequence[Finding]) -> tuple[list[Finding], str | None]:
+    """When two or more checks FAIL, the one with the most specific evidence (:data:`SPECIFICITY`) leads: the
+    others' advice starts by saying they are likely its consequences. Returns the findings (same order) and the
+    leading check's name (None with fewer than two failures)."""
+    from dataclasses import replace
+
+    fails = [f for f in findings if f.verdict is FAIL]
+    if len(fails) < 2:
+        return list(findings), None
+    rank = {n: i for i, n in enumerate(SPECIFICITY)}
+    lead = min(fails, key=lambda f: rank.get(f.name, len(rank)))
+    out = []
+    for f in findings:
+        if f.verdict is FAIL and f is not lead:
+            advice = (f"likely a consequence of {lead.name}, whose evidence is the most specific: fix that first. "
+                      f"Otherwise: {f.check.advice}")
+            f = replace(f, check=replace(f.check, advice=advice))
+        out.append(f)
+    return out, lead.name
 
 
 def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn: float, fail: float) -> Finding:
@@ -283,31 +348,53 @@ class OverfitAttempt:
     best_loss: float  # lowest training loss seen
     steps: int
     reached: bool
+    lr: float = math.nan  # the learning rate of this attempt
+    falling: bool = False  # the loss was still falling clearly at the end (see still_falling)
+
+
+def still_falling(losses: Sequence[float], *, drop: float = 0.2) -> bool:
+    """Whether a loss curve was still going down at its end: the mean of its last tenth is at least ``drop``
+    below the mean of the tenth that ends at 70% of the run (a plateau, or a curve stuck far above zero, is not).
+    Curves shorter than 20 steps are not judged (False)."""
+    x = np.asarray([v for v in losses if math.isfinite(v)], dtype=np.float64)
+    n = len(x)
+    if n < 20:
+        return False
+    w = max(2, n // 10)
+    end, before = x[-w:].mean(), x[int(0.7 * n) - w : int(0.7 * n)].mean()
+    return bool(end < (1 - drop) * before)
 
 
 def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, *, budget: int,
                       grow_error: str = "") -> Finding:
-    first = attempts[0]
+    """Memorising a handful of examples ("overfit one batch", seeds/004). PASS when an attempt reached ``ratio``
+    of the loss at init. A FAIL must rest on evidence of a bug: the loss flattening out well above zero (a
+    plateau) or not moving. A loss still falling clearly at the end of the budget (:func:`still_falling`) is a
+    slow but healthy model: WARN, with the steps or learning rate that would finish the job."""
+    first, last = attempts[0], attempts[-1]
     hypothesis = (f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
-                  f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} "
-                  "steps")
-    last = attempts[-1]
+                  f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} steps")
     metrics = {"skeleton/overfit_loss": last.final_loss, "skeleton/overfit_steps": float(last.steps),
-               "skeleton/overfit_grown": float(len(attempts) - 1)}
+               "skeleton/overfit_grown": float(len({a.model for a in attempts}) - 1)}
     tried = "; ".join(
-        f"{a.model}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps{' (reached)' if a.reached else ''}"
-        for a in attempts
-    )
+        f"{a.model} at lr {a.lr:.3g}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps"
+        f"{' (reached)' if a.reached else ' (still falling)' if a.falling else ''}" for a in attempts)
     expected = f"< {ratio:.0%} of the loss at init"
     if last.reached:
-        observed = tried + (f" (capacity raised {len(attempts) - 1} rung(s))" if len(attempts) > 1 else "")
-        return finding("overfit_one_batch", hypothesis, observed, expected, PASS, metrics=metrics)
-    advice = (
-        f"the model cannot memorise {n} examples, which any working skeleton can: check that the labels "
-        "match the inputs within a batch, that the loss uses the targets, that gradients reach every "
-        "weight (no detach(), requires_grad=False or parameters missing from the optimiser), and that the "
-        "learning rate is not far too low"
-    )
+        grown = len({a.model for a in attempts}) - 1
+        return finding("overfit_one_batch", hypothesis, tried + (f" (capacity raised {grown} rung(s))" if grown else ""),
+                       expected, PASS, metrics=metrics)
+    if any(a.falling for a in attempts):
+        return finding("overfit_one_batch", hypothesis, tried, expected, WARN,
+                       f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence "
+                       f"of a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
+                       "learning rate (the overfit stage's LR finder picks one)", metrics=metrics)
+    stuck = last.best_loss > 0.9 * last.init_loss
+    shape = "did not move" if stuck else f"flattened out at {last.best_loss / last.init_loss:.0%} of its value at init"
+    advice = (f"the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
+              "that the model returns logits (no softmax before the loss), that the labels match the inputs within "
+              "a batch, that the loss uses the targets, and that gradients reach every weight (no detach(), "
+              "requires_grad=False or parameters missing from the optimiser)")
     if grow_error:
         advice += f"; more capacity could not be tried: {grow_error}"
     return finding("overfit_one_batch", hypothesis, tried, expected, FAIL, advice, metrics=metrics)
@@ -564,13 +651,17 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
 
 def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float = math.nan, *,
                                   augmented: float = math.nan, dumb: float = math.nan, warn: float = 0.0,
-                                  fail: float = 0.0, steps: int = 0) -> Finding:
+                                  fail: float = 0.0, steps: int = 0, changed: float = 1.0,
+                                  mirror_refused: bool = False) -> Finding:
     """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
     val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
     (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
     when augmented inputs are no better than no input at all. An empty ``augment`` PASSes as skipped (the
-    numbers are not needed then). Source: the recipe's "data augment" (seeds/004): augmentations must keep
-    the label."""
+    numbers are not needed then). ``augmented`` is measured on the inputs the augmentation changed (``changed``
+    is their share): a flip applied half the time leaves half the inputs as they were, which would hide it.
+    ``mirror_refused``: the data is declared not mirror-symmetric (``data.mirror_symmetric=false``, as the digits
+    preset does) and the augmentations include a flip: FAIL whatever the numbers. Source: the recipe's "data
+    augment" and "you forgot to flip your labels when you left-right flipped the image" (seeds/004)."""
     if not augment:
         return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
                        "skipped: data.augment is empty", "-", PASS)
@@ -585,9 +676,15 @@ def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clea
     retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
     metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented,
                "skeleton/augment_retained": retained}
-    observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} augmented ({base} {dumb:.4g}): "
-                f"{retained:.0%} of the skill kept")
+    observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} on the {changed:.0%} of val inputs the "
+                f"augmentation changed ({base} {dumb:.4g}): {retained:.0%} of the skill kept")
     expected = f"≥ {warn:.0%} kept"
+    if mirror_refused:
+        return finding("augmentation_preserves_labels", hypothesis, observed + "; hflip on data declared not "
+                       "mirror-symmetric", expected, FAIL,
+                       "hflip mirrors the inputs, and this data's classes are not mirror-symmetric "
+                       "(data.mirror_symmetric=false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip "
+                       "from data.augment", metrics=metrics)
     floor = 0.05 if task.classifier else 0.05 * abs(dumb)
     if not _ok(skill_clean) or skill_clean <= floor:
         return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
@@ -638,6 +735,6 @@ __all__ = [
     "CHECK_NAMES", "HYPOTHESES", "BatchDependence", "InitLoss", "InputStats", "OverfitAttempt",
     "augmentation_preserves_labels", "batch_dependence", "batch_independence", "dumb_baselines", "failed",
     "finite_loss", "fixed_seed", "has_batchnorm", "human_metric", "init_well", "input_independent", "input_stats",
-    "loss_at_init", "loss_windows", "overfit_one_batch", "prediction_dynamics", "training_loss_decreases",
-    "true_class_prob", "visualise_before_net",
+    "lead_failure", "loss_at_init", "loss_windows", "output_kind", "output_layer", "overfit_one_batch",
+    "prediction_dynamics", "still_falling", "training_loss_decreases", "true_class_prob", "visualise_before_net",
 ]

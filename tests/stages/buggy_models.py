@@ -72,3 +72,25 @@ class ClassOffset(Clean):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) + self.offset  # BUG
+
+
+class SoftmaxOut(Clean):
+    """Ends in a softmax: the loss (cross-entropy, which applies log_softmax itself) then sees probabilities."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x).softmax(dim=-1)  # BUG: CrossEntropyLoss wants logits
+
+
+class GapCNN(nn.Module):
+    """Not a bug: a plain, correct CNN of a user's own (two 3x3 convolutions, global average pooling, a linear
+    head; no batch norm). Slow to memorise a batch at a small learning rate, which is no reason to fail."""
+
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int = 16) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_shape[0], width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.head(h.mean(dim=(2, 3)))

@@ -171,6 +171,7 @@ def test_a_clean_custom_model_passes_every_check(mlflow_store, tmp_path):
         ("IgnoreInput", "input_independent", "ratio 1"),
         ("BigHead", "loss_at_init", "nats"),
         ("ClassOffset", "loss_at_init", "nats"),
+        ("SoftmaxOut", "output_layer", "the model returns probabilities"),
     ],
 )
 def test_each_model_bug_is_flagged_by_its_check(mlflow_store, tmp_path, model, catcher, words):
@@ -242,3 +243,43 @@ def test_a_model_too_small_to_overfit_is_grown_and_handed_on_grown(mlflow_store,
     assert c.verdict is Verdict.PASS and "capacity raised" in c.observed
     assert result.config.model.width > 1 and result.config.model.name == "mlp"
     assert any("the config handed on has model mlp width=" in n for n in result.notes)
+
+
+def test_one_bug_many_failures_leads_with_the_most_specific_check(mlflow_store, tmp_path):
+    result, _ = run_stage(digits("model.name=tests.stages.buggy_models:MixBatch"), tmp_path)
+    failed = [c for c in result.checks if c.verdict is Verdict.FAIL]
+    assert check(result, "batch_independence").verdict is Verdict.FAIL
+    others = [c for c in failed if c.name != "batch_independence"]
+    assert all(c.advice.startswith("likely a consequence of batch_independence") for c in others)
+    if others:
+        assert result.notes[0].startswith(f"{len(failed)} checks failed; batch_independence has the most specific")
+
+
+def test_a_softmax_output_is_named_as_the_cause_of_the_stuck_one_batch_loss(mlflow_store, tmp_path):
+    result, _ = run_stage(digits("model.name=tests.stages.buggy_models:SoftmaxOut"), tmp_path)
+    assert "remove the final softmax (the loss applies it)" in check(result, "output_layer").advice
+    one = check(result, "overfit_one_batch")
+    assert one.verdict is Verdict.FAIL and "flattened out" in one.advice
+    assert one.advice.startswith("likely a consequence of output_layer")
+
+
+def test_a_correct_but_slow_user_cnn_is_no_false_alarm_at_the_presets_learning_rate(mlflow_store, tmp_path):
+    cfg = load_config("digits", overrides=[*FAST, "model.name=tests.stages.buggy_models:GapCNN"])
+    assert cfg.optim.lr == 3e-4  # the preset's "Adam is safe" rate, at which this model memorises slowly
+    result, _ = run_stage(cfg, tmp_path)
+    one = check(result, "overfit_one_batch")
+    assert one.verdict is not Verdict.FAIL, one.observed
+    assert "lr 0.003" in one.observed or one.verdict is Verdict.PASS  # retried at 10x when still falling
+    assert result.verdict is not Verdict.FAIL, not_passing(result)
+
+
+@pytest.mark.parametrize("mirror, verdicts", [("false", {Verdict.FAIL}), ("null", {Verdict.WARN, Verdict.FAIL})])
+def test_a_label_breaking_flip_on_digits_is_caught(mlflow_store, tmp_path, mirror, verdicts):
+    cfg = digits("model.name=mlp", "data.augment=[hflip]", f"data.mirror_symmetric={mirror}",
+                 "stages.baselines.short_steps=80")
+    c = check(run_stage(cfg, tmp_path)[0], "augmentation_preserves_labels")
+    assert c.verdict in verdicts, c.observed
+    share = float(c.observed.split("on the ")[1].split("%")[0])
+    assert 35 <= share <= 65  # p=0.5: only the flipped half is scored
+    if mirror == "false":
+        assert "remove hflip" in c.advice

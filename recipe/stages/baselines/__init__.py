@@ -8,19 +8,25 @@ compute is spent. The stage trains the config's model briefly, several times ove
 check                            experiment
 ===============================  =====================================================================
 fixed_seed                       the short run's first steps, re-run with the same seed and another
+output_layer                     a fresh model's first forward pass: logits, not probabilities
 loss_at_init                     val loss before any step vs -log(1/C) / the priors' cross-entropy / var
 init_well                        the same with and without the final bias from the data; first steps
 input_independent                the short run again with every input zeroed (a forward pre-hook)
 dumb_baselines                   majority class / mean target and a linear model (the bar to beat)
 human_metric                     val accuracy (MAE) next to the loss, beside stages.baselines.human_baseline
-overfit_one_batch                a few train examples to ~0 loss; capacity grown a rung at a time if needed
+overfit_one_batch                a few train examples to ~0 loss; a loss still falling is retried at 10x the lr,
+                                 one that flattens out grows the model a rung at a time
 training_loss_decreases          the short run's smoothed loss, first vs last window
 batch_independence               d(outputs of i)/d(input j) = 0 for j != i (eval mode with batch norm)
 visualise_before_net             a pre-hook grabs the exact training batch entering the net; decoded, drawn
 prediction_dynamics              predictions on fixed val examples after every epoch of the short run
-augmentation_preserves_labels    (data.augment set) a clean-trained model on augmented val inputs
+augmentation_preserves_labels    (data.augment set) a clean-trained model on the val inputs the augmentation
+                                 changed; flips refused for data that is not mirror-symmetric
 finite_loss                      the NaN guard of every run above; a diverged run FAILs with its message
 ===============================  =====================================================================
+
+When several checks fail, the one with the most specific evidence leads (``recipe.checks.skeleton.SPECIFICITY``)
+and the others' advice calls them its likely consequences: one bug tends to fail many checks.
 
 The stage's rooms: :mod:`.lab` (the shared state, the training helpers, the frozen :class:`ShortRun`),
 :mod:`.experiments` (one function per check, in the ordered table ``EXPERIMENTS``), and the checks that judge
@@ -68,6 +74,11 @@ def run(ctx: StageContext) -> StageResult:
     short, error = _timed(timings, "short_run", lambda: _guarded_short_run(lab))
     findings = [_timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
                 for name, fn in EXPERIMENTS.items()]
+    findings, lead = sk.lead_failure(findings)
+    if lead is not None:
+        failed = [f.name for f in findings if f.verdict.value == "fail"]
+        lab.notes.insert(0, f"{len(failed)} checks failed; {lead} has the most specific evidence: fix it first, the "
+                            f"others ({', '.join(n for n in failed if n != lead)}) are likely its consequences")
     lab.plot("plots/baselines.png", lambda: _baselines_figure(lab))
     timings["total"] = time.perf_counter() - start
     tracking.log_dict({k: round(v, 3) for k, v in timings.items()}, "baselines/timings.json")

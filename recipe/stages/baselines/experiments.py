@@ -54,6 +54,16 @@ def fixed_seed(lab: Lab, short: ShortRun | None) -> Finding:
     return sk.fixed_seed((a, again.losses), other.losses, lab.cfg.seed, other_seed=other_seed, tol=lab.bc.seed_tol)
 
 
+def output_layer(lab: Lab, short: ShortRun | None) -> Finding:
+    """Experiment for ``output_layer``: the first forward pass of a fresh model on a val batch, read for what it
+    returns (logits, probabilities, log-probabilities)."""
+    model = build_for(lab.short_cfg, lab.data).to(lab.device).eval()
+    xb, _ = next(iter(lab.val_batches()))
+    with torch.no_grad():
+        pred = model(xb.to(lab.device))
+    return sk.output_layer(lab.task, sk.output_kind(pred), n_classes=lab.data.num_classes)
+
+
 def loss_at_init(lab: Lab, short: ShortRun | None) -> Finding:
     """Experiment for ``loss_at_init``: val loss before any step vs -log(1/C) / the priors' cross-entropy / var."""
     from recipe.plots import skeleton as plots
@@ -126,7 +136,8 @@ def human_metric(lab: Lab, short: ShortRun | None) -> Finding:
 
 
 def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
-    """Experiment for ``overfit_one_batch``: a few train examples to ~0 loss; capacity grown a rung at a time if needed."""
+    """Experiment for ``overfit_one_batch``: a few train examples to ~0 loss. A loss still falling at the end is
+    retried at 10x the learning rate (slow is not broken); one that flattens out grows the model a rung."""
     from recipe.plots import skeleton as plots
 
     b = lab.bc
@@ -135,29 +146,38 @@ def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
     model_cfg = lab.cfg.model.model_copy(update={"dropout": 0.0})
     attempts: list[sk.OverfitAttempt] = []
     curves: list[tuple[str, list[float]]] = []
-    grow_error = ""
+    grow_error, rungs = "", 0
     params = {"examples": len(xb), "steps": b.overfit_steps, "model.name": model_cfg.name}
     with lab.child("overfit_one_batch", params):
-        for rung in range(b.overfit_max_grow + 1):
-            attempt, losses, pred = _overfit(lab, model_cfg, xb, yb, prefix=f"rung{rung}/" if rung else "")
-            attempts.append(attempt)
-            curves.append((attempt.model, losses))
-            if attempt.reached or rung == b.overfit_max_grow:
+        while True:
+            prefix = f"rung{rungs}/" if rungs else ""
+            attempt, pred = _attempt(lab, model_cfg, xb, yb, prefix, 1.0, attempts, curves)
+            if not attempt.reached and attempt.falling:
+                attempt, pred = _attempt(lab, model_cfg, xb, yb, f"{prefix}lr_x10/", 10.0, attempts, curves)
+            if attempt.reached or attempt.falling or rungs == b.overfit_max_grow:
                 break
             try:
-                model_cfg = grow(model_cfg)
+                model_cfg, rungs = grow(model_cfg), rungs + 1
             except ModelConfigError as e:
                 grow_error = str(e)
                 break
-    if attempts[-1].reached and len(attempts) > 1:
+    if attempts[-1].reached and rungs:
         grown = model_cfg.model_copy(update={"dropout": lab.cfg.model.dropout})
         lab.handed_on = RecipeConfig.model_validate({**lab.cfg.to_dict(), "model": grown.model_dump(mode="json")})
-        lab.notes.append(f"overfitting one batch needed {len(attempts) - 1} more capacity rung(s): the config "
-                          f"handed on has model {attempts[-1].model}")
+        lab.notes.append(f"overfitting one batch needed {rungs} more capacity rung(s): the config "
+                         f"handed on has model {attempts[-1].model}")
     target = attempts[0].init_loss * b.overfit_ratio
     lab.plot("plots/overfit_one_batch.png", lambda: plots.overfit_figure(
         curves, pred, yb.cpu().numpy(), lab.task, lab.data.classes, target))
     return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, budget=b.overfit_steps, grow_error=grow_error)
+
+
+def _attempt(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str, lr_mult: float,
+             attempts: list[sk.OverfitAttempt], curves: list[tuple[str, list[float]]]) -> tuple[sk.OverfitAttempt, Any]:
+    attempt, losses, pred = _overfit(lab, model_cfg, xb, yb, prefix=prefix, lr_mult=lr_mult)
+    attempts.append(attempt)
+    curves.append((f"{attempt.model}, lr {attempt.lr:.2g}", losses))
+    return attempt, pred
 
 
 def training_loss_decreases(lab: Lab, short: ShortRun | None) -> Finding:
@@ -230,7 +250,9 @@ def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
 
 
 def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
-    """Experiment for ``augmentation_preserves_labels``: (data.augment set) a clean-trained model on augmented val inputs."""
+    """Experiment for ``augmentation_preserves_labels``: a model trained on clean data, scored on the val inputs
+    the augmentation actually changed (a transform applied with probability p leaves the rest as they were, and
+    they would hide what it does); flips are refused outright for data that is not mirror-symmetric."""
     augment = list(lab.cfg.data.augment)
     m = lab.task.metric
     if not augment:
@@ -240,23 +262,37 @@ def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
     with lab.child("clean_for_augmentation", params):
         clean_run = lab.train("clean_for_augmentation", cfg, lab.bc.short_steps, [_logger()], augment=False)
         trainer = clean_run.trainer
-        torch.manual_seed(lab.cfg.seed)
-        scores = []
-        for r in range(lab.bc.augment_repeats):
-            # shuffled: a transform that hands back another sample's input must meet other classes
-            pred, y = trainer.predict(lab.data.batches(
-                "val", batch_size=lab.cfg.data.eval_batch_size, augment=True, shuffle=True, seed=lab.cfg.seed + r,
-                device=lab.device))
-            scores.append(float(lab.task.scores(pred, y).mean()))
-        augmented = float(np.mean(scores))
-        tracking.log_metrics({f"val_augmented/{m}": augmented})
+        augmented, changed = _augmented_skill(lab, trainer, augment)
+        tracking.log_metrics({f"val_augmented/{m}": augmented, "val_augmented/changed_share": changed})
     clean = clean_run.metrics.get(f"val/{m}", math.nan)
     dumb = lab.dumb()[lab.task.dumb_key]
     if len(lab.data.in_shape) == 3 and lab.task.classifier:
         lab.plot("plots/augmentation.png", lambda: _augmentation_figure(lab, trainer, augment))
+    mirrored = "hflip" in augment and lab.cfg.data.mirror_symmetric is False
     return sk.augmentation_preserves_labels(lab.task, augment, clean, augmented=augmented, dumb=dumb,
                                             warn=lab.bc.augment_warn_retained, fail=lab.bc.augment_fail_retained,
-                                            steps=clean_run.trainer.step)
+                                            steps=clean_run.trainer.step, changed=changed, mirror_refused=mirrored)
+
+
+def _augmented_skill(lab: Lab, trainer: Trainer, augment: list[str]) -> tuple[float, float]:
+    """The clean-trained model's val metric on the inputs the augmentation changed (shuffled first, so a
+    transform that hands back another sample's input meets other classes), averaged over
+    ``stages.baselines.augment_repeats`` draws; and the share of inputs changed."""
+    x, y = lab.data.tensors("val")
+    aug = build_augment(augment, lab.data.in_shape)
+    bs = lab.cfg.data.eval_batch_size
+    scores, shares = [], []
+    for r in range(lab.bc.augment_repeats):
+        g = torch.Generator().manual_seed(lab.cfg.seed + r)
+        perm = torch.randperm(len(x), generator=g)
+        xs, ys = x[perm], y[perm]
+        xa = torch.cat([aug(xs[i : i + bs], generator=g) for i in range(0, len(xs), bs)])
+        changed = (xa - xs).flatten(1).abs().amax(1) > 1e-6
+        shares.append(float(changed.float().mean()))
+        if changed.any():
+            pred, yy = trainer.predict([(xa[changed], ys[changed])])
+            scores.append(float(lab.task.scores(pred, yy).mean()))
+    return (float(np.mean(scores)) if scores else math.nan), float(np.mean(shares))
 
 
 def finite_loss(lab: Lab, short: ShortRun | None) -> Finding:
@@ -302,11 +338,13 @@ def _pick_batch(lab: Lab, n: int) -> tuple[Tensor, Tensor]:
     return x[pick].cpu(), y[pick].cpu()
 
 
-def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str) -> tuple[sk.OverfitAttempt, list[float], Any]:
+def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str,
+             lr_mult: float = 1.0) -> tuple[sk.OverfitAttempt, list[float], Any]:
     b = lab.bc
     cfg = lab.cfg.with_overrides({
         "model": model_cfg.model_dump(mode="json"), "optim.weight_decay": 0.0, "schedule.name": "constant",
         "trainer.ema_decay": None, "budget.max_steps": None, "budget.time_limit_s": None,
+        "optim.lr": lab.cfg.optim.lr * lr_mult,
     })
     model = build_for(cfg, lab.data).to(lab.device)
     x, y = xb.to(lab.device), yb.to(lab.device)
@@ -330,7 +368,9 @@ def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str) -> tuple[
     losses = list(trainer.cb("recorder").losses)
     best = min((v for v in losses if math.isfinite(v)), default=math.nan)
     label = _describe(model_cfg)
-    attempt = sk.OverfitAttempt(label, init, final, best, trainer.step, bool(best <= target))
+    reached = bool(best <= target)
+    attempt = sk.OverfitAttempt(label, init, final, best, trainer.step, reached, lr=cfg.optim.lr,
+                                falling=not reached and sk.still_falling(losses))
     return attempt, losses, pred.cpu().numpy()
 
 
@@ -379,6 +419,7 @@ def _describe(m) -> str:
 # The experiments in report order; the keys are the check names (recipe.checks.skeleton.CHECK_NAMES).
 EXPERIMENTS: dict[str, Experiment] = {
     "fixed_seed": fixed_seed,
+    "output_layer": output_layer,
     "loss_at_init": loss_at_init,
     "init_well": init_well,
     "input_independent": input_independent,
