@@ -147,7 +147,9 @@ def judge_fit(result) -> list[str]:
     train_loss, val_loss = m.get("train/loss"), m.get("val/loss")
     if result.diverged or any(v is not None and not math.isfinite(v) for v in (train_loss, val_loss)):
         return [f"the run diverged (train/loss {train_loss}, val/loss {val_loss}): {lr_advice}"]
-    if data.task != "classification" or data.num_classes < 2:
+    from recipe.tasks import task_for
+
+    if not task_for(data.task).classifier or data.num_classes < 2:
         return []
     uniform = math.log(data.num_classes)
     if train_loss is not None and train_loss > 2 * uniform:

@@ -91,8 +91,14 @@ class ChampionSpec:
         return cls(**data)
 
     @property
+    def classifier(self) -> bool:
+        from recipe.tasks import task_for
+
+        return task_for(self.task).classifier
+
+    @property
     def output_columns(self) -> list[str]:
-        if self.task == "classification":
+        if self.classifier:
             return ["label", *(f"prob_{c}" for c in self.classes)]
         return ["prediction"]
 
@@ -191,7 +197,7 @@ def table_inputs(spec: ChampionSpec, frame: pd.DataFrame) -> np.ndarray:
 
 def answers(spec: ChampionSpec, outputs: np.ndarray) -> pd.DataFrame:
     """Labels and probabilities from averaged probabilities (N, K), or predictions from outputs (N, 1)."""
-    if spec.task == "classification":
+    if spec.classifier:
         frame = pd.DataFrame(outputs, columns=[f"prob_{c}" for c in spec.classes])
         frame.insert(0, "label", np.asarray(spec.classes, dtype=object)[outputs.argmax(1)])
         return frame
@@ -211,7 +217,7 @@ def build_members(spec: ChampionSpec, weights_dir: Path) -> list[Any]:
     nets = []
     for member in spec.members:
         net = build_model(ModelConfig.model_validate(member.model), tuple(spec.in_shape),
-                          len(spec.classes) if spec.task == "classification" else 1)
+                          len(spec.classes) if spec.classifier else 1)
         state = torch.load(weights_dir / member.weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         nets.append(net.eval())
@@ -227,10 +233,10 @@ def predict_outputs(spec: ChampionSpec, nets: list[Any], x: np.ndarray, batch_si
         for i in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size]))
             per = [net(xb).float() for net in nets]
-            if spec.task == "classification":
+            if spec.classifier:
                 per = [p.softmax(-1) for p in per]
             outs.append(torch.stack(per).mean(0).numpy())
-    k = len(spec.classes) if spec.task == "classification" else 1
+    k = len(spec.classes) if spec.classifier else 1
     return np.concatenate(outs) if outs else np.zeros((0, k), np.float32)
 
 

@@ -64,12 +64,18 @@ class Classical:
     cv_score: float
     seconds: float
 
-    def scores(self, x: np.ndarray, y: np.ndarray, task: str) -> np.ndarray:
-        """Per-sample scores on (N, F) inputs: 1/0 correct (classification) or absolute error (regression)."""
-        pred = self.estimator.predict(x)
-        if task == "classification":
-            return (pred == y).astype(np.float64)
-        return np.abs(pred - y).astype(np.float64)
+    def scores(self, x: np.ndarray, y: np.ndarray, task: Any) -> np.ndarray:
+        """Per-sample scores on (N, F) inputs: 1/0 correct, or the absolute error in the target's units (``task``:
+        :func:`recipe.tasks.task_for` of the data, which knows the targets' scaling)."""
+        import torch
+
+        from recipe.tasks import task_for
+
+        t = task_for(task)
+        pred = torch.as_tensor(self.estimator.predict(x))
+        if t.classifier:
+            return (pred == torch.as_tensor(y)).double().numpy()
+        return t.scores(pred.double(), torch.as_tensor(y).double()).double().numpy()
 
 
 def flat(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +96,9 @@ def fit_classical(data: Any, *, seed: int = 0, cv: int = 3) -> Classical:
 
     x, y = flat(data, "train")
     image = len(data.in_shape) == 3
-    classify = data.task == "classification"
+    from recipe.tasks import task_for
+
+    classify = task_for(data).classifier
     if image:
         name, grid = "rbf_svm", SVM_GRID
         est = SVC(kernel="rbf") if classify else SVR(kernel="rbf")

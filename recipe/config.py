@@ -100,6 +100,8 @@ class DataConfig(_Section):
     )
     max_memory_mb: int = Field(2048, ge=1, description='"auto" keeps data in memory when it fits under this')
     augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
+    standardize_target: bool = Field(True, description="regression: train on (target - train mean) / train std; "
+                                     "metrics are still reported in the target's units")
     mirror_symmetric: bool | None = Field(None, description="whether a left-right mirrored input keeps its label "
                                           "(natural photos: true; digits, letters, text: false); None: unknown. With "
                                           "false, data.augment=[hflip] fails the augmentation check")

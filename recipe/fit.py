@@ -170,8 +170,9 @@ def fit(
     train_eval = val_eval = None
     if evaluate:
         bs, device = cfg.data.eval_batch_size, trainer.device
-        train_eval = evaluate_model(model, bundle.batches("train", batch_size=bs, device=device), bundle.task, device)
-        val_eval = evaluate_model(model, bundle.batches("val", batch_size=bs, device=device), bundle.task, device)
+        task = task_for(bundle)  # a regression task reports MAE and MSE in the target's units
+        train_eval = evaluate_model(model, bundle.batches("train", batch_size=bs, device=device), task, device)
+        val_eval = evaluate_model(model, bundle.batches("val", batch_size=bs, device=device), task, device)
     return FitResult(
         cfg=cfg, model=model, trainer=trainer, data=bundle, history=[dict(h) for h in trainer.history],
         train=train_eval, val=val_eval, seconds=time.perf_counter() - start, stop_reason=trainer.stop_reason,

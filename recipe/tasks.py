@@ -221,6 +221,14 @@ class Classification(Task):
 
 
 class Regression(Task):
+    """Regression on targets the pipeline standardised with the training split's mean and std (``scale`` is that
+    std): the loss is the MSE the model minimises, in standardised units; scores, MAE and MSE metrics, baselines
+    and chance margins are reported in the target's own units (multiplied back by ``scale``). ``scale=1``: the
+    targets are the user's own (a task picked by name)."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+
     name = "regression"
     metric = "mae"
     higher_is_better = False
@@ -237,10 +245,10 @@ class Regression(Task):
         return F.mse_loss(pred.float().reshape(y.shape), y.float(), reduction=reduction)
 
     def scores(self, pred: Tensor, y: Tensor) -> Tensor:
-        return (pred.float().reshape(y.shape) - y.float()).abs()
+        return (pred.float().reshape(y.shape) - y.float()).abs() * self.scale
 
     def batch_sums(self, pred: Tensor, y: Tensor) -> dict[str, Tensor]:
-        err = pred.float().reshape(y.shape) - y.float()
+        err = (pred.float().reshape(y.shape) - y.float()) * self.scale
         return {"mse": (err * err).sum(), "mae": err.abs().sum()}
 
     def summarise(self, scores: np.ndarray) -> dict[str, float]:
@@ -252,14 +260,14 @@ class Regression(Task):
 
     def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
                       target_mean: float | None = None) -> dict[str, float]:
-        err = y_val.double() - float(target_mean or 0.0)
+        err = (y_val.double() - float(target_mean or 0.0)) * self.scale
         return {self.dumb_key: float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
 
     def chance_margin(self, y_val: Tensor, *, target_mean: float | None = None, k: float = 2.0) -> float:
         n = len(y_val)
         if n == 0:
             return 0.0
-        dev = (y_val.double().cpu() - float(target_mean or 0.0)).abs()
+        dev = (y_val.double().cpu() - float(target_mean or 0.0)).abs() * self.scale
         return k * float(dev.std(correction=0)) / math.sqrt(n)
 
     def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
@@ -294,7 +302,8 @@ TASKS: dict[str, Task] = {t.name: t for t in (CLASSIFICATION, REGRESSION)}
 
 
 def task_for(name_or_bundle: str | Task | Any) -> Task:
-    """The task object for a name ("classification" / "regression"), a Task, or anything with ``.task``.
+    """The task object for a name ("classification" / "regression"), a Task, or anything with ``.task`` (a
+    DataBundle with standardised regression targets gives a :class:`Regression` that reports in their units).
 
     Raises ValueError for another name."""
     if isinstance(name_or_bundle, Task):
@@ -302,6 +311,9 @@ def task_for(name_or_bundle: str | Task | Any) -> Task:
     name = name_or_bundle if isinstance(name_or_bundle, str) else getattr(name_or_bundle, "task", name_or_bundle)
     if isinstance(name, Task):
         return name
+    scale = getattr(name_or_bundle, "target_scale", None)
+    if name == "regression" and scale:  # a DataBundle with standardised targets: metrics in the target's units
+        return Regression(scale=scale)
     try:
         return TASKS[name]
     except (KeyError, TypeError):

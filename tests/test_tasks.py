@@ -100,3 +100,15 @@ def test_dumb_baseline_and_chance_margin():
     reg = REGRESSION.dumb_baseline(torch.tensor([1.0, 3.0]), target_mean=2.0)
     assert reg == {"baseline/mean_mae": 1.0, "baseline/mean_mse": 1.0}
     assert isinstance(task_for("regression"), Regression)
+
+
+def test_a_regression_bundle_reports_in_the_targets_units_while_the_loss_stays_standardised():
+    from types import SimpleNamespace
+
+    task = task_for(SimpleNamespace(task="regression", target_scale=60_000.0))
+    pred, y = torch.tensor([[0.5], [-1.0]]), torch.tensor([0.0, 0.0])  # standardised outputs and targets
+    assert task.scores(pred, y).tolist() == [30_000.0, 60_000.0]  # |error| x the train std
+    assert task.loss(pred, y).item() == pytest.approx((0.25 + 1.0) / 2)  # what is minimised: standardised MSE
+    assert task.summarise(task.scores(pred, y).numpy())["mae"] == pytest.approx(45_000.0)
+    assert task.dumb_baseline(torch.tensor([1.0, -1.0]), target_mean=0.0)["baseline/mean_mae"] == 60_000.0
+    assert task_for(SimpleNamespace(task="regression", target_scale=None)).scale == 1.0

@@ -277,7 +277,8 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     bad = df[far]
     items = [{"id": i, "split": s, "value": float(v), "train_min": lo, "train_max": hi}
              for i, s, v in zip(bad["id"], bad["split"], bad["label"])]
-    observed = f"train target {fmt(lo)}..{fmt(hi)} (mean {fmt(ty.mean())}, std {fmt(ty.std())})"
+    observed = (f"train target {fmt(lo)}..{fmt(hi)} (mean {fmt(ty.mean())}, std {fmt(ty.std())}; the model trains "
+                "on it standardised with these, and metrics are reported in its units)")
     if items:
         observed += "; far outside it: " + names((f"{i['id']} ({fmt(i['value'])}, {i['split']})" for i in items), cap)
     return finding(

@@ -73,8 +73,12 @@ class DataBundle:
 
     Inputs are always ``(raw - mean) / std`` with ``mean``/``std`` from the TRAIN split (per channel for
     images, on the 0..1 pixel scale; per feature for tables); with ``data.normalize=false`` they are 0 and 1.
-    Regression targets are left raw (a loss-at-init check needs their real variance); ``target_mean`` and
-    ``target_std`` (train) are there for initialising the output bias and for baselines.
+    Regression targets are standardised the same way (``data.standardize_target``, default on): the model trains
+    on ``(y - target_shift) / target_scale`` with the TRAIN split's mean and std, so a target in raw units (house
+    prices in the 100,000s) meets the same learning rates, initialisation and loss-at-init rules as any other;
+    ``target_mean`` and ``target_std`` describe the targets as the model sees them (0 and 1 when standardised),
+    for the output bias and the baselines, and :func:`recipe.tasks.task_for` on the bundle reports MAE and MSE
+    back in the target's own units. Champions undo the scaling (:mod:`recipe.champion`).
     """
 
     manifest: Manifest
@@ -92,6 +96,8 @@ class DataBundle:
     split_sizes: dict[str, int]
     feature_fill: tuple[float, ...] | None = None  # tables: the train median of each feature, which fills its
     # missing cells (see recipe.data.sources.read_table); None for images
+    target_shift: float | None = None  # regression: the train target mean subtracted before training (raw units)
+    target_scale: float | None = None  # regression: the train target std divided by (raw units); None: raw targets
     _tensors: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -178,7 +184,10 @@ class DataBundle:
 
     def _targets(self, rows: pd.DataFrame) -> Tensor:
         if not task_for(self).classifier:
-            return torch.tensor(rows["label"].to_numpy(np.float32))
+            y = rows["label"].to_numpy(np.float64)
+            if self.target_scale:
+                y = (y - (self.target_shift or 0.0)) / self.target_scale
+            return torch.tensor(y.astype(np.float32))
         return torch.tensor(rows["label_idx"].to_numpy(np.int64))
 
 
@@ -260,6 +269,9 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
     else:
         y = df["label"].to_numpy(np.float64)[train]
         counts, t_mean, t_std = [], float(y.mean()), float(y.std())
+    shift = scale = None
+    if t_std is not None and d.standardize_target and t_std > 0:  # the model sees (y - mean) / std: mean 0, std 1
+        shift, scale, t_mean, t_std = t_mean, t_std, 0.0, 1.0
     return DataBundle(
         manifest=m,
         config=d,
@@ -275,4 +287,6 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         target_std=t_std,
         split_sizes=m.split_sizes(),
         feature_fill=None if m.image_mode else tuple(float(v) for v in fill),
+        target_shift=shift,
+        target_scale=scale,
     )

@@ -105,7 +105,7 @@ def classical_row(data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
     """The tuned classical baseline (:mod:`recipe.classical`), fitted on train, scored on test."""
     c = fit_classical(data, seed=seed)
     x, y = flat(data, "test")
-    scores = c.scores(x, y, task.name)
+    scores = c.scores(x, y, task)
     grid = ", ".join(f"{k}={v}" for k, v in c.best_params.items())
     return TestRow(f"{c.name} ({grid}; {c.seconds:.1f} s)", "classical", scores,
                    bootstrap_ci(scores, n_resamples=n_boot, seed=seed))

@@ -260,7 +260,7 @@ def target_met(t: FitResult, s: OverfitConfig) -> tuple[bool, str]:
         ok_acc = target_acc is None or acc >= target_acc
         ok_loss = s.target_loss is None or loss <= s.target_loss
         return ok_acc and ok_loss, f"train accuracy {acc:.4f}, train loss {fmt(loss)}"
-    var = (t.data.target_std or 0.0) ** 2
+    var = ((t.data.target_std or 0.0) * (getattr(t.data, "target_scale", None) or 1.0)) ** 2  # target units, as MSE
     mse = t.train.metrics["mse"]
     ratio = mse / var if var > 0 else math.inf
     return ratio <= s.target_mse_ratio, f"train MSE {fmt(mse)} = {ratio:.3f} x the target variance {fmt(var)}"

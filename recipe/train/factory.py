@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from recipe.config import RecipeConfig
+from recipe.tasks import task_for
 from recipe.train.callbacks import EMA, Budget, Callback, GradClip, MixedPrecision, Schedule
 from recipe.train.optim import build_optimizer, loss_for_task
 from recipe.train.trainer import Trainer
@@ -61,7 +62,7 @@ def make_trainer(
         loss_fn=loss_for_task(data.task),
         opt=build_optimizer(cfg.optim, model.parameters()),
         cbs=[*config_callbacks(cfg, device.type), *cbs],
-        task=data.task,
+        task=task_for(data),  # a regression task reports metrics in the target's units
         device=device,
         progress=cfg.trainer.progress,
         **trainer_kwargs,

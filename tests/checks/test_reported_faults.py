@@ -175,3 +175,32 @@ def test_the_digits_pixels_as_a_csv_pass_every_table_check(tmp_path):
 def test_the_embedded_tables_pass_every_table_check(name):
     checks = _verdicts(RecipeConfig(data={"source": "csv", "name": name}))
     assert {n: c.verdict for n, c in checks.items() if c.verdict is not PASS} == {}
+
+
+# --- 2. a regression target in raw units ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_target_in_house_price_units_trains_like_a_standardised_one(tmp_path, mlflow_store):
+    from sklearn.datasets import load_diabetes
+
+    from recipe import tracking
+    from recipe.config import load_config
+    from recipe.stages import baselines
+    from recipe.stages.base import StageContext
+
+    frame = load_diabetes(as_frame=True).frame
+    y = frame["target"]
+    frame["target"] = (y - y.mean()) / y.std() * 60_000 + 250_000  # house prices: mean 250,000, std 60,000
+    frame.to_csv(tmp_path / "houses.csv", index=False)
+    cfg = load_config("tabular", overrides=["name=houses", f"data.root={tmp_path / 'houses.csv'}", "data.name=null",
+                                            "data.target=target", "trainer.progress=false",
+                                            "stages.baselines.plots=false"])
+    tracking.setup(cfg.name)
+    with tracking.start_run("baselines", tracking.run_tags(cfg, None, stage="baselines", kind="stage")):
+        result = baselines.run(StageContext(cfg=cfg, input_cfg=cfg, workdir=tmp_path / "w"))
+    verdicts = {c.name: c.verdict for c in result.checks}
+    assert verdicts["input_independent"] is PASS and verdicts["dumb_baselines"] is PASS, result.checks
+    assert result.metrics["baseline/linear_mae"] < result.metrics["baseline/mean_mae"]  # in dollars, not z-units
+    assert 20_000 < result.metrics["baseline/mean_mae"] < 80_000
+    assert any(n.startswith("regression targets are standardised with the train mean 25") for n in result.notes)

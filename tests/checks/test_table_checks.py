@@ -130,7 +130,7 @@ def test_regression_target_outside_the_train_range_warns(value, verdict):
     y[18] = value
     f = T.target_values(table(_clean(), y.tolist(), task="regression"))
     assert f.verdict is verdict
-    assert f.check.observed.startswith("train target 0..20 (mean 10, std 10)")
+    assert f.check.observed.startswith("train target 0..20 (mean 10, std 10; the model trains on it standardised")
     assert f.metrics["data/target_mean"] == pytest.approx(y[:12].mean())
     if verdict is WARN:
         assert "row:18 (1000, test)" in f.check.observed

@@ -38,15 +38,18 @@ def test_csv_classification_one_hot_encodes_small_text_columns(make_csv, make_cf
     assert sum(bundle.class_counts) == len(y) and bundle.target_mean is None
 
 
-def test_csv_regression_keeps_targets_raw(make_csv, make_cfg):
+def test_csv_regression_targets_are_standardised_with_train_statistics(make_csv, make_cfg):
     frame = _frame().drop(columns="species")
     bundle = load_data(make_cfg(source="csv", root=make_csv(frame), target="price"))
     assert (bundle.task, bundle.classes, bundle.num_classes, bundle.class_counts) == ("regression", [], 1, [])
     x, y = bundle.tensors("train")
     assert y.dtype == torch.float32 and y.shape == (len(x),)
     train = bundle.rows("train")["label"].to_numpy(np.float64)
-    assert bundle.target_mean == pytest.approx(train.mean()) and bundle.target_std == pytest.approx(train.std())
-    assert y.mean().item() == pytest.approx(train.mean(), rel=1e-5)  # not normalised
+    assert bundle.target_shift == pytest.approx(train.mean()) and bundle.target_scale == pytest.approx(train.std())
+    assert (bundle.target_mean, bundle.target_std) == (0.0, 1.0)  # what the model sees
+    assert y.mean().item() == pytest.approx(0.0, abs=1e-5) and y.std(correction=0).item() == pytest.approx(1.0, rel=1e-4)
+    raw = load_data(make_cfg(source="csv", root=make_csv(frame), target="price", standardize_target=False))
+    assert raw.target_scale is None and raw.tensors("train")[1].mean().item() == pytest.approx(train.mean(), rel=1e-5)
 
 
 @pytest.mark.parametrize(("values", "forced", "task"), [
@@ -148,7 +151,7 @@ def test_embedded_wine_table_is_the_tabular_preset(data_home):
 def test_embedded_diabetes_is_regression(make_cfg, data_home):
     bundle = load_data(make_cfg(source="csv", name="diabetes"))
     assert bundle.task == "regression" and bundle.in_shape == (10,) and len(bundle.manifest.df) == 442
-    assert 100 < bundle.target_mean < 200  # raw targets (disease progression), not standardised
+    assert 100 < bundle.target_shift < 200 and bundle.target_mean == 0.0  # standardised for training
 
 
 def test_unknown_embedded_table(make_cfg):

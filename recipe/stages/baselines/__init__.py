@@ -70,6 +70,10 @@ def run(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     lab = Lab(ctx)
     build_for(lab.short_cfg, lab.data)  # a model that cannot be built is a config error, not 13 failed checks
+    if lab.data.target_scale:
+        lab.notes.append(f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
+                         f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
+                         "the target's units (data.standardize_target=false trains on raw targets)")
     timings: dict[str, float] = {}
     short, error = _timed(timings, "short_run", lambda: _guarded_short_run(lab))
     findings = [_timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
