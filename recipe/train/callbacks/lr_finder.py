@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recipe.train.callbacks.base import Callback
-from recipe.train.utils import get_rng_state, set_rng_state
+from recipe.train.utils import DebiasedEMA, get_rng_state, set_rng_state
+from recipe.train.utils import smooth as smooth
 
 if TYPE_CHECKING:
     from recipe.train.trainer import Trainer
@@ -61,17 +62,9 @@ class LRSuggestion:
 
 
 def sweep_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
-    """The exponential schedule of the sweep: ``num_steps`` rates from ``min_lr`` to ``max_lr`` inclusive."""
-    return min_lr * (max_lr / min_lr) ** (np.arange(num_steps) / max(1, num_steps - 1))
-
-
-def smooth(losses: Sequence[float], beta: float = 0.98) -> list[float]:
-    """The debiased exponential moving average: ``avg_t / (1 - beta**t)`` (as the Recorder computes it)."""
-    out, avg = [], 0.0
-    for t, v in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**t))
-    return out
+    """The exponential schedule of the sweep: ``num_steps`` rates from ``min_lr`` to ``max_lr`` inclusive
+    (``np.geomspace``)."""
+    return np.geomspace(min_lr, max_lr, num_steps)
 
 
 def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str = "min_div_10",
@@ -162,7 +155,7 @@ class LRFinder(Callback):
         self.diverged = False
         self.stop_reason = ""
         self.suggestion: LRSuggestion | None = None
-        self._avg, self._best = 0.0, math.inf
+        self._ema, self._best = DebiasedEMA(self.beta), math.inf
         self._saved: dict[str, Any] | None = None
         # The finder measures the training loss only: validation would cost time and publish meaningless metrics.
         self._valid_data, t.valid_data = t.valid_data, None
@@ -193,8 +186,7 @@ class LRFinder(Callback):
         if not math.isfinite(value):
             self.smooth_losses.append(math.inf)
             self._stop(f"the loss became {value} at lr {t.lr:.3g}", diverged=True)
-        self._avg = self.beta * self._avg + (1 - self.beta) * value
-        smoothed = self._avg / (1 - self.beta ** len(self.losses))
+        smoothed = self._ema.update(value)
         self.smooth_losses.append(smoothed)
         self._best = min(self._best, smoothed)
         if len(self.losses) > 1 and smoothed > self.div_factor * self._best:
