@@ -13,9 +13,13 @@ import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from recipe.config import RecipeConfig
+
+SCHEMA_PATH = Path(__file__).with_name("report.schema.json")  # the published JSON schema of the report
 
 
 class Verdict(str, Enum):
@@ -88,20 +92,70 @@ class StageResult:
         }
 
 
+# --- the JSON report's schema (pydantic models; published as recipe/report.schema.json) -----------------------
+
+JSONValue = float | int | str | bool | None  # NaN and inf are written as the strings "nan", "inf"
+VerdictName = Literal["pass", "warn", "fail"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")  # readers must ignore keys they do not know
+
+
+class CheckReport(_Model):
+    """One check: a hypothesis tested, what was observed against what was expected, the verdict."""
+
+    name: str = Field(description="the check's stable name, e.g. loss_at_init")
+    hypothesis: str = Field(description="what the check expects to be true, with its numbers")
+    observed: JSONValue = Field(description="what was measured (a number or a sentence)")
+    expected: JSONValue = Field(description="what passes")
+    verdict: VerdictName
+    advice: str = Field("", description="what to look at when the verdict is not pass")
+
+
+class StageReport(_Model):
+    """One stage's result."""
+
+    stage: str = Field(description="inspect, baselines, overfit, regularize, ...")
+    verdict: VerdictName = Field(description="the worst verdict of the stage's gated checks")
+    run_id: str | None = Field(description="the stage's MLflow run")
+    metrics: dict[str, JSONValue] = Field(description="the stage's numbers, by MLflow metric key")
+    checks: list[CheckReport]
+    checkpoint_uri: str | None = Field(description="MLflow artifact URI of the weights the stage hands on")
+    notes: list[str] = Field(description="what the stage did that the user should know")
+
+
+class Report(_Model):
+    """The report ``flows run recipe --report PATH`` writes: a stable contract to gate CI on."""
+
+    recipe: str = Field(description="the recipe's name (the MLflow experiment)")
+    verdict: VerdictName = Field(description="the worst stage verdict")
+    parent_run_id: str | None = Field(description="the flow's MLflow parent run")
+    forced: bool = Field(description="--force carried on past a failed stage")
+    stages: list[StageReport] = Field(description="the stages that ran or were reused, in order")
+    skipped: list[str] = Field(default_factory=list, description="stages not run after a failure")
+    reused: list[str] = Field(default_factory=list, description="stages reused from a passing MLflow run")
+    stopped_at: str | None = Field(None, description="the failed stage the run stopped at")
+
+
+def report_schema() -> dict[str, Any]:
+    """The JSON schema of the report (:class:`Report`), as published in ``recipe/report.schema.json``."""
+    return Report.model_json_schema()
+
+
 def report_dict(recipe: str, results: list[StageResult], parent_run_id: str | None, forced: bool = False,
                 skipped: list[str] | None = None) -> dict[str, Any]:
-    """The JSON report: ``{"recipe", "verdict", "parent_run_id", "forced", "stages": [...]}``."""
-    return {
-        "recipe": recipe,
-        "verdict": Verdict.worst([r.verdict for r in results]).value,
-        "parent_run_id": parent_run_id,
-        "forced": forced,
-        "stages": [r.to_dict() for r in results],
-        "skipped": list(skipped or []),
-    }
+    """The JSON report: ``{"recipe", "verdict", "parent_run_id", "forced", "stages": [...], "skipped"}``,
+    validated against :class:`Report` (ValidationError on a value that breaks the published schema)."""
+    report = Report(recipe=recipe, verdict=Verdict.worst([r.verdict for r in results]).value,
+                    parent_run_id=parent_run_id, forced=forced, stages=[r.to_dict() for r in results],
+                    skipped=list(skipped or []))
+    return report.model_dump(mode="json", exclude_unset=True)
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:
+    """Validate ``report`` against :class:`Report` and write it as indented JSON to ``path``."""
+    Report.model_validate(report)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")

@@ -154,3 +154,19 @@ def test_the_flow_runs_scratch_folder_is_removed_when_it_ends(mlflow_store, fake
         pipeline.run_recipe(cfg, execute=execute, say=lambda m: None)
     assert len(seen) == 2 and not any(p.exists() or p.parent.exists() for p in seen)
     pipeline.run_recipe(cfg, say=lambda m: None)  # and a passing run leaves nothing behind either
+
+
+def test_the_report_follows_its_published_schema(mlflow_store, fake_stages, cfg, tmp_path):
+    """recipe/report.schema.json is the pydantic model's schema, and every report written validates against it."""
+    import json
+
+    from recipe.report import SCHEMA_PATH, Report, report_schema, write_report
+
+    assert json.loads(SCHEMA_PATH.read_text()) == json.loads(json.dumps(report_schema()))  # regenerate if not
+    out = pipeline.run_recipe(cfg, say=lambda m: None)
+    report = Report.model_validate(out.report)
+    assert report.verdict == "pass" and [s.stage for s in report.stages] == ["a", "b", "c"]
+    written = json.loads(write_report(tmp_path / "r.json", out.report).read_text())
+    assert written == out.report
+    with pytest.raises(ValueError, match="verdict"):
+        write_report(tmp_path / "bad.json", {**out.report, "verdict": "maybe"})

@@ -77,6 +77,25 @@ def finding(
     return Finding(check, items or [], metrics or {})
 
 
+@dataclass(frozen=True)
+class CheckBuilder:
+    """One check's name and hypothesis, given once; calling it gives the Finding for one outcome:
+
+        check = CheckBuilder("fixed_seed", hypothesis)
+        return check(FAIL, observed, expected, ADVICE["fixed_seed.fail"], metrics=metrics)
+
+    ``hypothesis=`` overrides the hypothesis for one outcome (a skipped check states a shorter one)."""
+
+    name: str
+    hypothesis: str
+
+    def __call__(self, verdict: Verdict, observed: str | float, expected: str | float, advice: str = "", *,
+                 hypothesis: str | None = None, metrics: dict[str, float] | None = None,
+                 items: list[dict[str, Any]] | None = None) -> Finding:
+        return finding(self.name, self.hypothesis if hypothesis is None else hypothesis, observed, expected,
+                       verdict, advice, items=items, metrics=metrics)
+
+
 def names(items: Iterable[object], cap: int) -> str:
     """``a, b, c, ... and 7 more``: a capped inline listing for a check's observed text."""
     items = list(items)

@@ -106,7 +106,7 @@ def _shape(curve: np.ndarray, start: float, th: CurveThresholds) -> dict[str, fl
         "start": start, "end": end, "drop": fall / scale, "early_share": early_share, "early_at": k + 1,
         "late_change": float(half.max() - half.min()) / scale, "level": end / start if start else math.nan,
         "tail": tail,
-    }  # fmt: skip
+    }
 
 
 def _not_judged(name: str, hypothesis: str, why: str) -> Finding:
@@ -183,7 +183,7 @@ def _lr_too_low(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> 
         "curves_lr_too_low", HYPOTHESES["curves_lr_too_low"], observed, expected, WARN if slow else PASS,
         "the loss falls too slowly: raise the learning rate (try 3-10x, or the LR finder's suggestion)",
         metrics={"curves/train_drop": s["drop"], "curves/early_share": s["early_share"]},
-    )  # fmt: skip
+    )
 
 
 def _plateau(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> Finding:
@@ -203,7 +203,7 @@ def _plateau(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> Fin
         "a fast early drop, then a plateau: the learning rate is too high for the later steps; lower it, or "
         "decay it (schedule.name=cosine or plateau) once the rest of the recipe is done",
         metrics={"curves/late_change": s["late_change"], "curves/end_level": s["level"]},
-    )  # fmt: skip
+    )
 
 
 def _overfitting(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, expect: bool, unit: str) -> Finding:
@@ -228,11 +228,11 @@ def _overfitting(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, expect: bo
         f"the model overfits from {unit} {k}: regularize (more data, augmentation, weight decay, dropout) or stop "
         f"early on validation loss (around {unit} {k})",
         metrics={"curves/val_rise": rise, "curves/val_best_epoch": float(k)},
-    )  # fmt: skip
+    )
 
 
 def _underfitting(tr: np.ndarray, va: np.ndarray, start: float, target_met: bool | None,
-                  th: CurveThresholds) -> Finding:  # fmt: skip
+                  th: CurveThresholds) -> Finding:
     gap = float((va[-1] - tr[-1]) / abs(tr[-1])) if tr[-1] else math.inf
     level = float(tr[-1] / start) if start else math.nan
     poor = (not target_met) if target_met is not None else level > th.underfit_level
@@ -252,7 +252,7 @@ def _underfitting(tr: np.ndarray, va: np.ndarray, start: float, target_met: bool
         "train and validation are close and both poor: the model underfits; make it bigger (capacity ladder), "
         "train longer, or raise the learning rate before regularizing anything",
         metrics={"curves/gap": gap, "curves/train_level": level},
-    )  # fmt: skip
+    )
 
 
 def _tail_share(curve: np.ndarray, frac: float) -> float:
@@ -270,13 +270,13 @@ def _train_longer(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, unit: str
     both = ct >= th.still_improving and cv >= th.still_improving
     k = _tail(len(tr), th.tail_frac)
     observed = (f"the last {k} {unit}s still gave {ct:.1%} of the train loss's total fall and {cv:.1%} of the "
-                f"val loss's")  # fmt: skip
+                f"val loss's")
     return finding(
         "curves_train_longer", HYPOTHESES["curves_train_longer"], observed,
         f"not both still making {th.still_improving:.0%} or more of their fall", WARN if both else PASS,
         "both curves are still improving: train longer (raise budget.epochs) before judging this model",
         metrics={"curves/train_tail_share": ct, "curves/val_tail_share": cv},
-    )  # fmt: skip
+    )
 
 
 def _pct(x: float) -> str:
@@ -296,7 +296,7 @@ def _falling(change: float) -> str:
 def update_ratio_check(
     history: Sequence[tuple[int, dict[str, float]]], low: float = -4.0, high: float = -2.0, last_frac: float = 1.0,
     max_listed: int = 6,
-) -> Finding:  # fmt: skip
+) -> Finding:
     """Judge per-layer update-to-weight ratios (log10 of ||dW|| / ||W||, from the ``UpdateRatio`` callback).
 
     Each layer's value is the median over the last ``last_frac`` of the measurements (default: the whole run;
@@ -330,4 +330,4 @@ def update_ratio_check(
         advice.append("layers below it barely move: raise the learning rate, or check their init / gradient flow")
     metrics = {f"update_ratio/{k}": v for k, v in medians.items() if math.isfinite(v)}
     return finding(name, hypothesis, observed, f"log10 ratio in [{low:g}, {high:g}] for every layer",
-                   WARN if off else PASS, "; ".join(advice), metrics=metrics)  # fmt: skip
+                   WARN if off else PASS, "; ".join(advice), metrics=metrics)

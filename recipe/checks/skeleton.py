@@ -3,9 +3,11 @@
 Each function takes what the baselines stage measured (losses, metrics, a model and a batch) and returns a
 :class:`~recipe.checks.base.Finding`: the :class:`~recipe.report.Check` the user reads plus the metrics behind
 it. No training, no MLflow, no plotting here: the stage runs the experiments, these functions judge them, so
-every threshold is unit-testable on hand-made numbers. The small measurements the verdicts rest on live here
-too: :func:`expected_init_loss`, :func:`majority_baseline`, :func:`chance_margin`, :func:`input_stats` and
-:func:`batch_dependence` (which needs only a model and a batch).
+every threshold is unit-testable on hand-made numbers. Each check names itself and states its hypothesis
+once (a :class:`~recipe.checks.base.CheckBuilder`); the fixed advice texts sit in ``ADVICE`` beside
+``HYPOTHESES``. The small measurements the verdicts rest on live here too: :func:`input_stats` and
+:func:`batch_dependence` (which needs only a model and a batch); the task's own (expected loss at init, dumb
+baseline, chance margin) are methods of :mod:`recipe.tasks`.
 
 Losses are in nats for classification (cross-entropy) and in squared target units for regression (MSE).
 """
@@ -20,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from recipe.checks.base import Finding, finding
+from recipe.checks.base import CheckBuilder, Finding, finding
 from recipe.report import Verdict
 from recipe.tasks import InitLoss, Task, task_for
 
@@ -45,6 +47,57 @@ HYPOTHESES = {
     "finite_loss": "every training run of the stage keeps a finite loss",
 }
 CHECK_NAMES = tuple(HYPOTHESES)
+
+# What to do when a check does not pass, beside the hypotheses (the advice with numbers in it stays in the
+# check function that knows them).
+ADVICE = {
+    "loss_at_init.not_finite": (
+        "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the model's output "
+        '(use logits with CrossEntropyLoss, not probabilities)'
+    ),
+    "fixed_seed.not_reproducible": (
+        'the same seed does not reproduce the run, so no ablation result can be trusted: seed every source of '
+        'randomness your code draws from (model init, data order, augmentation, dropout), keep '
+        'trainer.deterministic=true, and avoid non-deterministic ops'
+    ),
+    "input_independent.no_comparison": (
+        'a run diverged or never validated, so the comparison cannot be made: see finite_loss'
+    ),
+    "human_metric.not_an_accuracy": (
+        'stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)'
+    ),
+    "human_metric.beats_human": (
+        'a short run already beats the human baseline: suspicious. Check for val examples leaking into '
+        "training (see the inspect stage's duplicate checks) and that the human baseline measures the same "
+        'thing'
+    ),
+    "training_loss_decreases.too_short": (
+        'the short run took too few steps to compare windows; raise stages.baselines.short_steps'
+    ),
+    "training_loss_decreases.flat": (
+        'the training loss is not going down: check the learning rate (too low to move, or so high that it '
+        "bounces; plots/learning_curves.png), that the optimiser holds the model's parameters and that "
+        'zero_grad/step are called, and that the labels belong to their inputs'
+    ),
+    "batch_independence.mixed": (
+        'the model mixes information across the batch, so each prediction depends on which other examples '
+        'share its batch: look for view()/reshape() where a permute()/transpose() was meant (e.g. x.view(C, '
+        'N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch mean or norm), or a custom '
+        'normalisation layer; plots/batch_independence.png shows which outputs reach which inputs'
+    ),
+    "batch_independence.own_gradient_missing": (
+        'an output that does not depend on its own input: the input may be ignored (see input_independent) or '
+        'every unit is dead for it (e.g. all-negative ReLU inputs)'
+    ),
+    "prediction_dynamics.frozen": (
+        "the predictions did not move during the short run: is the optimiser stepping this model's "
+        'parameters, with a learning rate above 0?'
+    ),
+    "finite_loss.diverged": (
+        "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x smaller), set "
+        'trainer.grad_clip, or check the inputs for NaN/inf values'
+    ),
+}
 
 
 def _ok(x: float) -> bool:
@@ -127,11 +180,9 @@ def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn:
     task = task_for(task)
     hypothesis = f"val loss before any step ≈ {expected.formula}"
     metrics = {"skeleton/loss_at_init": observed, "skeleton/expected_loss_at_init": expected.value}
+    check = CheckBuilder("loss_at_init", hypothesis)
     if not _ok(observed):
-        return finding("loss_at_init", hypothesis, observed, expected.value, FAIL,
-                       "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the "
-                       "model's output (use logits with CrossEntropyLoss, not probabilities)",
-                       metrics=metrics)
+        return check(FAIL, observed, expected.value, ADVICE["loss_at_init.not_finite"], metrics=metrics)
     dev = task.init_loss_deviation(observed, expected.value)
     metrics["skeleton/loss_at_init_deviation"] = dev
     size = _size(task, abs(dev), "{:.3f} nats", "{:.1%}")
@@ -154,7 +205,7 @@ def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn:
     observed_text = f"{observed:.4g} ({'+' if dev >= 0 else '-'}{size})"
     tol = _size(task, warn, "{:g} nats", "{:.0%}"), _size(task, fail, "{:g}", "{:.0%}")
     expected_text = f"{expected.value:.4g} ± {tol[0]} (fail beyond ± {tol[1]})"
-    return finding("loss_at_init", hypothesis, observed_text, expected_text, verdict, advice, metrics=metrics)
+    return check(verdict, observed_text, expected_text, advice, metrics=metrics)
 
 
 # --- fixed seed ------------------------------------------------------------------------------------------
@@ -185,21 +236,16 @@ def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[fl
     metrics = {"skeleton/seed_same_max_rel_diff": d_same, "skeleton/seed_other_max_rel_diff": d_other}
     observed = f"max relative |Δloss| {d_same:.2g} with seed {seed} again, {d_other:.2g} with seed {other_seed}"
     expected = f"≤ {tol:g} again, > {tol:g} with seed {other_seed}"
+    check = CheckBuilder("fixed_seed", hypothesis)
     if steps == 0:
-        return finding("fixed_seed", hypothesis, "no training steps were recorded", expected, FAIL,
-                       "the runs took no steps: see the finite_loss check", metrics=metrics)
+        return check(FAIL, "no training steps were recorded", expected, "the runs took no steps: see the finite_loss check", metrics=metrics)
     if not d_same <= tol:
-        return finding("fixed_seed", hypothesis, observed + f", first differing at step {at + 1}", expected, FAIL,
-                       "the same seed does not reproduce the run, so no ablation result can be trusted: seed every "
-                       "source of randomness your code draws from (model init, data order, augmentation, "
-                       "dropout), keep trainer.deterministic=true, and avoid non-deterministic ops",
-                       metrics=metrics)
+        return check(FAIL, observed + f", first differing at step {at + 1}", expected, ADVICE["fixed_seed.not_reproducible"], metrics=metrics)
     if not d_other > tol:
-        return finding("fixed_seed", hypothesis, observed, expected, WARN,
-                       f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
+        return check(WARN, observed, expected, f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
                        "init or the data order (does your model or loader seed itself with a constant?); runs "
                        "meant to differ, like ensemble members, will be copies", metrics=metrics)
-    return finding("fixed_seed", hypothesis, observed, expected, PASS, metrics=metrics)
+    return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- init well -------------------------------------------------------------------------------------------
@@ -219,20 +265,17 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, *, used: 
     size = _size(task, gain, "{:.3f} nats", "{:.0%}")
     observed = f"with bias {with_bias:.4g}, without {without_bias:.4g} (model.init_bias={str(used).lower()})"
     expected = "with ≤ without"
+    check = CheckBuilder("init_well", hypothesis)
     if not (_ok(with_bias) and _ok(without_bias)):
-        return finding("init_well", hypothesis, observed, expected, FAIL,
-                       "a loss at init is not finite: see loss_at_init", metrics=metrics)
+        return check(FAIL, observed, expected, "a loss at init is not finite: see loss_at_init", metrics=metrics)
     if used and gain < -warn:
-        return finding("init_well", hypothesis, observed, expected, WARN,
-                       f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
+        return check(WARN, observed, expected, f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
                        "last nn.Linear registered in the model) may not be the output layer; register the output "
                        "layer last", metrics=metrics)
     if not used and gain > warn:
-        return finding("init_well", hypothesis, observed, expected, WARN,
-                       f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
-                       "spends its first steps on (the hockey stick in plots/init_well.png)",
-                       metrics=metrics)
-    return finding("init_well", hypothesis, observed, expected, PASS, metrics=metrics)
+        return check(WARN, observed, expected, f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
+                       "spends its first steps on (the hockey stick in plots/init_well.png)", metrics=metrics)
+    return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- input-independent baseline --------------------------------------------------------------------------
@@ -258,15 +301,13 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
                "skeleton/input_loss_ratio": ratio}
     observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
     expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task.higher_is_better else '-'}{chance:.2g}"
+    check = CheckBuilder("input_independent", hypothesis)
     if not (_ok(r_loss) and _ok(z_loss)):
-        return finding("input_independent", hypothesis, observed, expected, FAIL,
-                       "a run diverged or never validated, so the comparison cannot be made: see finite_loss",
-                       metrics=metrics)
+        return check(FAIL, observed, expected, ADVICE["input_independent.no_comparison"], metrics=metrics)
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
-        return finding("input_independent", hypothesis, observed, expected, PASS, metrics=metrics)
-    return finding("input_independent", hypothesis, observed, expected, FAIL,
-                   "the model is not using its input: real inputs do no better than zeros. Check that the "
+        return check(PASS, observed, expected, metrics=metrics)
+    return check(FAIL, observed, expected, "the model is not using its input: real inputs do no better than zeros. Check that the "
                    "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
                    "that the labels belong to their inputs (a shuffled label column, or files matched to the "
                    "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
@@ -294,18 +335,17 @@ def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, fl
                   "later stages must beat")
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
     expected = f"{task.beats} {bar:.4g}"
+    check = CheckBuilder("dumb_baselines", hypothesis)
     if not _ok(mine) or not task.better(mine, bar):
-        return finding("dumb_baselines", hypothesis, observed, expected, FAIL,
-                       f"the model does no better than always predicting the {base_name}: it learned nothing "
+        return check(FAIL, observed, expected, f"the model does no better than always predicting the {base_name}: it learned nothing "
                        "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
                        "and training_loss_decreases", metrics=metrics)
     if _ok(lin) and not task.better(mine, lin):
         if require_linear:
-            return finding("dumb_baselines", hypothesis, observed, expected, WARN,
-                           f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
+            return check(WARN, observed, expected, f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
                            "check the model (stages.baselines.require_beat_linear=true)", metrics=metrics)
         observed += "; not above linear yet (a short run need not be; the overfit stage must)"
-    return finding("dumb_baselines", hypothesis, observed, expected, PASS, metrics=metrics)
+    return check(PASS, observed, expected, metrics=metrics)
 
 
 def human_metric(task: str | Task, model: dict[str, float], human: float | None, *, steps: int) -> Finding:
@@ -316,25 +356,19 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
     value, loss = model.get(f"val/{m}", math.nan), model.get("val/loss", math.nan)
     metrics: dict[str, float] = {}
     observed = f"val {m} {value:.4g} (val loss {loss:.4g}) after {steps} steps"
+    check = CheckBuilder("human_metric", f"val {m}, which a human can interpret, shown next to the loss")
     if human is None:
-        return finding("human_metric", f"val {m}, which a human can interpret, shown next to the loss",
-                       observed + "; no human baseline given", "stages.baselines.human_baseline (optional)",
-                       PASS)
+        return check(PASS, observed + "; no human baseline given", "stages.baselines.human_baseline (optional)")
     metrics["baseline/human"] = float(human)
     gap = task.gain(human, value)
     metrics["skeleton/human_gap"] = gap
     hypothesis = f"val {m} next to the loss, beside the human baseline {human:.4g}"
     observed += f"; human {human:.4g} (gap {gap:.3g})"
     if task.classifier and not 0 <= human <= 1:
-        return finding("human_metric", hypothesis, observed, "a human accuracy between 0 and 1", WARN,
-                       "stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)",
-                       metrics=metrics)
+        return check(WARN, observed, "a human accuracy between 0 and 1", ADVICE["human_metric.not_an_accuracy"], metrics=metrics, hypothesis=hypothesis)
     if _ok(value) and gap < 0:
-        return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", WARN,
-                       "a short run already beats the human baseline: suspicious. Check for val examples leaking "
-                       "into training (see the inspect stage's duplicate checks) and that the human baseline "
-                       "measures the same thing", metrics=metrics)
-    return finding("human_metric", hypothesis, observed, f"{m} not yet at human level", PASS, metrics=metrics)
+        return check(WARN, observed, f"{m} not yet at human level", ADVICE["human_metric.beats_human"], metrics=metrics, hypothesis=hypothesis)
+    return check(PASS, observed, f"{m} not yet at human level", metrics=metrics, hypothesis=hypothesis)
 
 
 # --- overfit one batch -----------------------------------------------------------------------------------
@@ -380,15 +414,15 @@ def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, *, b
         f"{a.model} at lr {a.lr:.3g}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps"
         f"{' (reached)' if a.reached else ' (still falling)' if a.falling else ''}" for a in attempts)
     expected = f"< {ratio:.0%} of the loss at init"
+    check = CheckBuilder("overfit_one_batch", hypothesis)
     if last.reached:
         grown = len({a.model for a in attempts}) - 1
-        return finding("overfit_one_batch", hypothesis, tried + (f" (capacity raised {grown} rung(s))" if grown else ""),
-                       expected, PASS, metrics=metrics)
+        return check(PASS, tried + (f" (capacity raised {grown} rung(s))" if grown else ""), expected, metrics=metrics)
     if any(a.falling for a in attempts):
-        return finding("overfit_one_batch", hypothesis, tried, expected, WARN,
-                       f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence "
-                       f"of a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
-                       "learning rate (the overfit stage's LR finder picks one)", metrics=metrics)
+        return check(WARN, tried, expected,
+                     f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence of "
+                     f"a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
+                     "learning rate (the overfit stage's LR finder picks one)", metrics=metrics)
     stuck = last.best_loss > 0.9 * last.init_loss
     shape = "did not move" if stuck else f"flattened out at {last.best_loss / last.init_loss:.0%} of its value at init"
     advice = (f"the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
@@ -397,7 +431,7 @@ def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, *, b
               "requires_grad=False or parameters missing from the optimiser)")
     if grow_error:
         advice += f"; more capacity could not be tried: {grow_error}"
-    return finding("overfit_one_batch", hypothesis, tried, expected, FAIL, advice, metrics=metrics)
+    return check(FAIL, tried, expected, advice, metrics=metrics)
 
 
 # --- training loss decreases -----------------------------------------------------------------------------
@@ -423,28 +457,21 @@ def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: f
                   f"least {margin:.0%} below its first {w} (and below the loss at init)")
     metrics = {"skeleton/train_loss_first_window": first, "skeleton/train_loss_last_window": last}
     expected = f"last ≤ {1 - margin:.2f} × {ref:.4g}"
+    check = CheckBuilder("training_loss_decreases", hypothesis)
     if diverged:
-        return finding("training_loss_decreases", hypothesis, f"diverged: {diverged}", expected, FAIL,
-                       "the run diverged; see finite_loss", metrics=metrics)
+        return check(FAIL, f"diverged: {diverged}", expected, "the run diverged; see finite_loss", metrics=metrics)
     if not (_ok(first) and _ok(last)):
-        return finding("training_loss_decreases", hypothesis, f"only {len(smooth)} steps recorded", expected, FAIL,
-                       "the short run took too few steps to compare windows; raise stages.baselines.short_steps",
-                       metrics=metrics)
+        return check(FAIL, f"only {len(smooth)} steps recorded", expected, ADVICE["training_loss_decreases.too_short"], metrics=metrics)
     observed = f"{first:.4g} → {last:.4g}" + (f" (× {last / ref:.3g} of {ref:.4g})" if ref else "")
     if _ok(init_loss) and init_loss < first:
         observed += f"; loss at init {init_loss:.4g}"
     if last <= (1 - margin) * ref:
-        return finding("training_loss_decreases", hypothesis, observed, expected, PASS, metrics=metrics)
+        return check(PASS, observed, expected, metrics=metrics)
     if last < ref:
-        return finding("training_loss_decreases", hypothesis, observed, expected, WARN,
-                       f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
+        return check(WARN, observed, expected, f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
                        "rate may be too low for this model (or the schedule decays it too soon); look at "
                        "plots/learning_curves.png and try optim.lr 3-10x higher", metrics=metrics)
-    return finding("training_loss_decreases", hypothesis, observed, expected, FAIL,
-                   "the training loss is not going down: check the learning rate (too low to move, or so high "
-                   "that it bounces; plots/learning_curves.png), that the optimiser holds the model's "
-                   "parameters and that zero_grad/step are called, and that the labels belong to their inputs",
-                   metrics=metrics)
+    return check(FAIL, observed, expected, ADVICE["training_loss_decreases.flat"], metrics=metrics)
 
 
 # --- batch independence ----------------------------------------------------------------------------------
@@ -515,6 +542,7 @@ def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | 
     metrics = {"skeleton/batch_max_leak": worst if math.isfinite(worst) else 1e30}
     expected = f"leak ≤ {tol:g} of the example's own gradient"
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j and leak[i, j] > tol]
+    check = CheckBuilder("batch_independence", hypothesis)
     if pairs:
         by_source: dict[int, list[int]] = {}
         for i, j in pairs:
@@ -523,22 +551,12 @@ def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | 
         more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
         observed = (f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
                     f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}")
-        return finding("batch_independence", hypothesis, observed, expected, FAIL,
-                       "the model mixes information across the batch, so each prediction depends on which other "
-                       "examples share its batch: look for view()/reshape() where a permute()/transpose() was "
-                       "meant (e.g. x.view(C, N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch "
-                       "mean or norm), or a custom normalisation layer; plots/batch_independence.png shows which "
-                       "outputs reach which inputs", metrics=metrics)
+        return check(FAIL, observed, expected, ADVICE["batch_independence.mixed"], metrics=metrics)
     dead = [names[i] for i in range(n) if not dep.own[i] > 0]
     if dead:
-        return finding("batch_independence", hypothesis,
-                       f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs",
-                       expected, WARN,
-                       "an output that does not depend on its own input: the input may be ignored (see "
-                       "input_independent) or every unit is dead for it (e.g. all-negative ReLU inputs)",
-                       metrics=metrics)
-    return finding("batch_independence", hypothesis, f"no gradient crosses between the {n} examples (largest leak "
-                   f"{worst:.2g})", expected, PASS, metrics=metrics)
+        return check(WARN, f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs", expected, ADVICE["batch_independence.own_gradient_missing"], metrics=metrics)
+    return check(PASS, f"no gradient crosses between the {n} examples (largest leak "
+                   f"{worst:.2g})", expected, metrics=metrics)
 
 
 # --- visualise just before the net -----------------------------------------------------------------------
@@ -586,17 +604,16 @@ def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequenc
     # a batch of n examples has a mean within ~1/sqrt(n) train std of the split's by chance alone
     mean_tol = mean_tol + (2 / math.sqrt(shape[0]) if shape else 0.0)
     expected = f"mean within {mean_tol:.2g} std, std within × {std_factor:g}"
+    check = CheckBuilder("visualise_before_net", hypothesis)
     if stats is None:
-        return finding("visualise_before_net", hypothesis, "no training batch reached the model", expected, FAIL,
-                       "the short run never ran a training batch: see finite_loss")
+        return check(FAIL, "no training batch reached the model", expected, "the short run never ran a training batch: see finite_loss")
     metrics = {"skeleton/input_mean_shift": stats.mean_shift, "skeleton/input_std_factor": stats.std_factor}
     observed = f"batch {tuple(shape)}: mean off by {stats.mean_shift:.3g} std, std × {stats.std_factor:.3g}"
     if image:
         observed += f" (pixel mean {np.mean(stats.batch_mean):.4g} vs train {np.mean(stats.train_mean):.4g})"
     if stats.mean_shift <= mean_tol and stats.std_factor <= std_factor:
-        return finding("visualise_before_net", hypothesis, observed, expected, PASS, metrics=metrics)
-    return finding("visualise_before_net", hypothesis, observed, expected, WARN,
-                   f"the batch the net sees does not have the data's {what} statistics: look at "
+        return check(PASS, observed, expected, metrics=metrics)
+    return check(WARN, observed, expected, f"the batch the net sees does not have the data's {what} statistics: look at "
                    "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
                    "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
                    "changes the inputs' distribution", metrics=metrics)
@@ -618,9 +635,9 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     n = len(y)
     hypothesis = (f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
                   "towards the labels (plots/prediction_dynamics.png)")
+    check = CheckBuilder("prediction_dynamics", hypothesis)
     if len(snapshots) < 2:
-        return finding("prediction_dynamics", hypothesis, f"{len(snapshots)} snapshot(s)", "at least 2", FAIL,
-                       "the short run ended before its first epoch: see finite_loss")
+        return check(FAIL, f"{len(snapshots)} snapshot(s)", "at least 2", "the short run ended before its first epoch: see finite_loss")
     first, last = snapshots[0][1].float(), snapshots[-1][1].float()
     moved = float((last - first).abs().max())
     if task.classifier:
@@ -637,13 +654,10 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     metrics["skeleton/snapshot_max_change"] = moved
     expected = "predictions change"
     if not math.isfinite(moved):
-        return finding("prediction_dynamics", hypothesis, observed + " (non-finite predictions)", expected, FAIL,
-                       "the predictions became NaN/inf: see finite_loss", metrics=metrics)
+        return check(FAIL, observed + " (non-finite predictions)", expected, "the predictions became NaN/inf: see finite_loss", metrics=metrics)
     if moved <= 1e-4:
-        return finding("prediction_dynamics", hypothesis, observed + f" (largest change {moved:.2g})", expected, WARN,
-                       "the predictions did not move during the short run: is the optimiser stepping this "
-                       "model's parameters, with a learning rate above 0?", metrics=metrics)
-    return finding("prediction_dynamics", hypothesis, observed, expected, PASS, metrics=metrics)
+        return check(WARN, observed + f" (largest change {moved:.2g})", expected, ADVICE["prediction_dynamics.frozen"], metrics=metrics)
+    return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- augmentation preserves labels -----------------------------------------------------------------------
@@ -662,9 +676,9 @@ def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clea
     ``mirror_refused``: the data is declared not mirror-symmetric (``data.mirror_symmetric=false``, as the digits
     preset does) and the augmentations include a flip: FAIL whatever the numbers. Source: the recipe's "data
     augment" and "you forgot to flip your labels when you left-right flipped the image" (seeds/004)."""
+    check = CheckBuilder("augmentation_preserves_labels", "the configured augmentations preserve labels")
     if not augment:
-        return finding("augmentation_preserves_labels", "the configured augmentations preserve labels",
-                       "skipped: data.augment is empty", "-", PASS)
+        return check(PASS, "skipped: data.augment is empty", "-")
     task = task_for(task)
     m = task.metric
     names = ", ".join(augment)
@@ -680,31 +694,26 @@ def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clea
                 f"augmentation changed ({base} {dumb:.4g}): {retained:.0%} of the skill kept")
     expected = f"≥ {warn:.0%} kept"
     if mirror_refused:
-        return finding("augmentation_preserves_labels", hypothesis, observed + "; hflip on data declared not "
-                       "mirror-symmetric", expected, FAIL,
-                       "hflip mirrors the inputs, and this data's classes are not mirror-symmetric "
-                       "(data.mirror_symmetric=false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip "
-                       "from data.augment", metrics=metrics)
+        return check(FAIL, observed + "; hflip on data declared not mirror-symmetric", expected,
+                     "hflip mirrors the inputs, and this data's classes are not mirror-symmetric (data.mirror_symmetric="
+                     "false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip from data.augment",
+                     metrics=metrics, hypothesis=hypothesis)
     floor = 0.05 if task.classifier else 0.05 * abs(dumb)
     if not _ok(skill_clean) or skill_clean <= floor:
-        return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
-                       f"inconclusive: the model trained on clean data is barely better than the {base} "
-                       f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged",
-                       metrics=metrics)
+        return check(WARN, observed, expected, f"inconclusive: the model trained on clean data is barely better than the {base} "
+                       f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged", metrics=metrics, hypothesis=hypothesis)
     if retained >= warn:
-        return finding("augmentation_preserves_labels", hypothesis, observed, expected, PASS, metrics=metrics)
+        return check(PASS, observed, expected, metrics=metrics, hypothesis=hypothesis)
     if retained >= fail:
-        return finding("augmentation_preserves_labels", hypothesis, observed, expected, WARN,
-                       f"[{names}] costs a model trained on clean data most of its skill: it may change what "
+        return check(WARN, observed, expected, f"[{names}] costs a model trained on clean data most of its skill: it may change what "
                        "the label should be (a mirrored or rotated digit or letter can be another one), or be "
                        "stronger than this model can absorb (a model without translation invariance, like an "
                        "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
-                       "label-preservation for this data", metrics=metrics)
-    return finding("augmentation_preserves_labels", hypothesis, observed, expected, FAIL,
-                   f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
+                       "label-preservation for this data", metrics=metrics, hypothesis=hypothesis)
+    return check(FAIL, observed, expected, f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
                    f"{base}: the augmentation destroys the signal or separates inputs from their labels "
                    "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
-                   "fix or drop it in data.augment", metrics=metrics)
+                   "fix or drop it in data.augment", metrics=metrics, hypothesis=hypothesis)
 
 
 # --- finite loss -----------------------------------------------------------------------------------------
@@ -715,14 +724,11 @@ def finite_loss(runs: dict[str, str]) -> Finding:
     diverged = {k: v for k, v in runs.items() if v}
     hypothesis = f"every training run of the stage ({', '.join(runs) or 'none'}) keeps a finite loss"
     metrics = {"skeleton/diverged_runs": float(len(diverged))}
+    check = CheckBuilder("finite_loss", hypothesis)
     if not diverged:
-        return finding("finite_loss", hypothesis, f"{len(runs)} runs, all finite", "no NaN/inf loss", PASS,
-                       metrics=metrics)
+        return check(PASS, f"{len(runs)} runs, all finite", "no NaN/inf loss", metrics=metrics)
     observed = "; ".join(f"{k}: {v}" for k, v in diverged.items())
-    return finding("finite_loss", hypothesis, observed, "no NaN/inf loss", FAIL,
-                   "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x "
-                   "smaller), set trainer.grad_clip, or check the inputs for NaN/inf values",
-                   metrics=metrics)
+    return check(FAIL, observed, "no NaN/inf loss", ADVICE["finite_loss.diverged"], metrics=metrics)
 
 
 def failed(name: str, error: str, advice: str = "") -> Finding:

@@ -213,53 +213,60 @@ def _finish(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab: 
 
 
 def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -> list[Spec]:
-    """One spec per regulariser the settings ask for (skipped ones carry the reason)."""
+    """One spec per regulariser the settings ask for, in a fixed order (skipped ones carry the reason)."""
     image = len(data.in_shape) == 3
-    specs: list[Spec] = []
-    if s.augment:
-        names = list(s.augment) if image else [n for n in s.augment if n in TABULAR]
-        unknown = [n for n in s.augment if n not in AUGMENTATIONS]
-        if unknown:
-            specs.append(Spec("augment", "augment", skip=f"unknown augmentation(s) {unknown}"))
-        elif names:
-            specs.append(Spec("augment_" + "_".join(names), "augment", {"data.augment": names}))
-        else:
-            specs.append(Spec("augment", "augment", skip=f"{s.augment} need images; tables can only use noise"))
     wd_optim = "adamw" if base.optim.name in ("adam", "adamw") else base.optim.name
-    for wd in s.weight_decay:
-        specs.append(Spec(f"weight_decay_{wd:g}", "weight_decay", {"optim.name": wd_optim, "optim.weight_decay": wd}))
-    for p in s.dropout:
-        if base.model.name == "linear" or ":" in base.model.name:
-            specs.append(Spec(f"dropout_{p:g}", "dropout", skip=f"model {base.model.name} has no model.dropout"))
-        else:
-            specs.append(Spec(f"dropout_{p:g}", "dropout", {"model.dropout": p}))
+    specs = [_augment_spec(s.augment, image)] if s.augment else []
+    specs += [Spec(f"weight_decay_{wd:g}", "weight_decay", {"optim.name": wd_optim, "optim.weight_decay": wd})
+              for wd in s.weight_decay]
+    specs += [_dropout_spec(base, p) for p in s.dropout]
     if s.early_stopping:
         specs.append(Spec(f"early_stopping_{s.early_stopping}", "early_stopping",
                           {"budget.early_stopping": s.early_stopping}))
     if s.smaller_input:
-        if not image:
-            specs.append(Spec("smaller_input", "input", skip="tables: dropping features is not automated (see the "
-                                                              "inspect stage's feature checks)"))
-        else:
-            side = min(data.in_shape[1:])
-            new = max(4, round(side * s.smaller_input))
-            if new < side:
-                specs.append(Spec(f"image_size_{new}", "input", {"data.image_size": new}))
-            else:
-                specs.append(Spec("smaller_input", "input", skip=f"images of side {side} cannot get smaller than 4"))
+        specs.append(_smaller_input_spec(data.in_shape, s.smaller_input))
     if s.smaller_batch:
-        bs = base.data.batch_size
-        new = max(1, round(bs * s.smaller_batch))
-        if new < bs:
-            specs.append(Spec(f"batch_size_{new}", "batch_size", {"data.batch_size": new}))
-        else:
-            specs.append(Spec("smaller_batch", "batch_size", skip=f"batch size {bs} cannot get smaller"))
+        specs.append(_smaller_batch_spec(base.data.batch_size, s.smaller_batch))
     if s.init_from:
         specs.append(Spec("pretrained", "pretrained", {"model.init_from": s.init_from}))
     else:
         specs.append(Spec("pretrained", "pretrained", skip="no checkpoint given (stages.regularize.init_from): "
                                                            "nothing is downloaded"))
     return specs
+
+
+def _augment_spec(augment: list[str], image: bool) -> Spec:
+    names = list(augment) if image else [n for n in augment if n in TABULAR]
+    unknown = [n for n in augment if n not in AUGMENTATIONS]
+    if unknown:
+        return Spec("augment", "augment", skip=f"unknown augmentation(s) {unknown}")
+    if names:
+        return Spec("augment_" + "_".join(names), "augment", {"data.augment": names})
+    return Spec("augment", "augment", skip=f"{augment} need images; tables can only use noise")
+
+
+def _dropout_spec(base: RecipeConfig, p: float) -> Spec:
+    if base.model.name == "linear" or ":" in base.model.name:
+        return Spec(f"dropout_{p:g}", "dropout", skip=f"model {base.model.name} has no model.dropout")
+    return Spec(f"dropout_{p:g}", "dropout", {"model.dropout": p})
+
+
+def _smaller_input_spec(in_shape: tuple[int, ...], factor: float) -> Spec:
+    if len(in_shape) != 3:
+        return Spec("smaller_input", "input", skip="tables: dropping features is not automated (see the inspect "
+                                                   "stage's feature checks)")
+    side = min(in_shape[1:])
+    new = max(4, round(side * factor))
+    if new < side:
+        return Spec(f"image_size_{new}", "input", {"data.image_size": new})
+    return Spec("smaller_input", "input", skip=f"images of side {side} cannot get smaller than 4")
+
+
+def _smaller_batch_spec(bs: int, factor: float) -> Spec:
+    new = max(1, round(bs * factor))
+    if new < bs:
+        return Spec(f"batch_size_{new}", "batch_size", {"data.batch_size": new})
+    return Spec("smaller_batch", "batch_size", skip=f"batch size {bs} cannot get smaller")
 
 
 class _Runner:

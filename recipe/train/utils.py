@@ -10,6 +10,31 @@ import numpy as np
 import torch
 
 
+class DebiasedEMA:
+    """Exponential moving average with the bias correction of Adam (Kingma & Ba, 2015, section 3): after ``n``
+    values, ``avg_n / (1 - beta**n)``, so the first values are not pulled towards the zero it starts from. The
+    one smoothing of the training loss (the Recorder's and the LR finder's).
+
+    Args: ``beta`` in [0, 1) (0.98: about the last 50 values); ``avg`` and ``n`` resume a saved state."""
+
+    def __init__(self, beta: float = 0.98, avg: float = 0.0, n: int = 0) -> None:
+        if not 0 <= beta < 1:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        self.beta, self.avg, self.n = beta, avg, n
+
+    def update(self, value: float) -> float:
+        """Add ``value``; return the debiased average so far."""
+        self.n += 1
+        self.avg = self.beta * self.avg + (1 - self.beta) * value
+        return self.avg / (1 - self.beta**self.n)
+
+
+def smooth(values: Any, beta: float = 0.98) -> list[float]:
+    """The debiased EMA (:class:`DebiasedEMA`) after each of ``values``."""
+    ema = DebiasedEMA(beta)
+    return [ema.update(v) for v in values]
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """"auto" picks cuda, then mps, then cpu; an explicit device that is not there is an error."""
     if isinstance(device, torch.device):

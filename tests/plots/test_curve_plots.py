@@ -15,7 +15,7 @@ from recipe.plots.curves import (
     first_layer_figure,
     lr_finder_figure,
     update_ratio_figure,
-)  # fmt: skip
+)
 from recipe.train.callbacks.lr_finder import smooth, suggest_lr, sweep_lrs
 
 
@@ -57,7 +57,7 @@ def test_the_comparison_figure_draws_every_trained_candidate():
          "kept": "kept", "chosen": True, "criterion": "loss"},
         {"name": "pretrained", "status": "skipped", "val_metric": math.nan, "val_loss": math.nan, "se": math.nan,
          "gap": math.nan, "kept": "dropped", "chosen": False, "criterion": "loss"},
-    ]  # fmt: skip
+    ]
     fig = comparison_figure(rows, bars={"linear baseline": 0.944})
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["reference", "augment"]

@@ -11,6 +11,7 @@ checkpoint-resume goes through ``state_dict`` / ``load_state_dict``.
 
 from __future__ import annotations
 
+import graphlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -59,29 +60,29 @@ class Callback:
 
 
 def sort_callbacks(cbs: list[Callback]) -> list[Callback]:
-    """Order by ``order``, then honour run_before / run_after constraints (a stable topological sort)."""
+    """Order by ``order``, then honour run_before / run_after constraints: a topological sort
+    (``graphlib.TopologicalSorter``) that, among the callbacks free to go next, always takes the first in
+    ``order`` (stable for ties). Raises ValueError when the constraints form a cycle."""
 
     def matches(cb: Callback, ref: type | str) -> bool:
         return isinstance(cb, ref) if isinstance(ref, type) else ref in (type(cb).__name__, cb.name)
 
     pending = sorted(cbs, key=lambda c: c.order)
-    must_precede: dict[int, set[int]] = {id(c): set() for c in pending}  # id(cb) -> ids that must come before
-    for a in pending:
-        for b in pending:
-            if a is b:
-                continue
-            if any(matches(b, r) for r in a.run_before) or any(matches(a, r) for r in b.run_after):
-                must_precede[id(b)].add(id(a))
+    graph = graphlib.TopologicalSorter({i: set() for i in range(len(pending))})
+    for i, a in enumerate(pending):
+        for j, b in enumerate(pending):
+            if a is not b and (any(matches(b, r) for r in a.run_before) or any(matches(a, r) for r in b.run_after)):
+                graph.add(j, i)  # a (i) must precede b (j)
+    try:
+        graph.prepare()
+    except graphlib.CycleError as e:
+        names = ", ".join(dict.fromkeys(type(pending[i]).__name__ for i in e.args[1]))
+        raise ValueError(f"callback ordering constraints form a cycle among: {names}") from None
     out: list[Callback] = []
-    placed: set[int] = set()
-    while pending:
-        for cb in pending:
-            if must_precede[id(cb)] <= placed:
-                out.append(cb)
-                placed.add(id(cb))
-                pending.remove(cb)
-                break
-        else:
-            names = ", ".join(type(c).__name__ for c in pending)
-            raise ValueError(f"callback ordering constraints form a cycle among: {names}")
+    ready: list[int] = []
+    while graph.is_active():
+        ready = sorted([*ready, *graph.get_ready()])
+        first = ready.pop(0)
+        out.append(pending[first])
+        graph.done(first)
     return out

@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recipe.train.callbacks.base import Callback
-from recipe.train.utils import get_rng_state, set_rng_state
+from recipe.train.utils import DebiasedEMA, get_rng_state, set_rng_state
+from recipe.train.utils import smooth as smooth
 
 if TYPE_CHECKING:
     from recipe.train.trainer import Trainer
@@ -54,28 +55,20 @@ class LRSuggestion:
 
     def to_metrics(self, prefix: str = "lr_finder/") -> dict[str, float]:
         out = {"lr_at_min": self.lr_at_min, "lr_steepest": self.lr_steepest, "start_loss": self.start_loss,
-               "min_loss": self.min_loss, "diverged": float(self.diverged)}  # fmt: skip
+               "min_loss": self.min_loss, "diverged": float(self.diverged)}
         if self.lr is not None:
             out["suggested"] = self.lr
         return {prefix + k: float(v) for k, v in out.items()}
 
 
 def sweep_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
-    """The exponential schedule of the sweep: ``num_steps`` rates from ``min_lr`` to ``max_lr`` inclusive."""
-    return min_lr * (max_lr / min_lr) ** (np.arange(num_steps) / max(1, num_steps - 1))
-
-
-def smooth(losses: Sequence[float], beta: float = 0.98) -> list[float]:
-    """The debiased exponential moving average: ``avg_t / (1 - beta**t)`` (as the Recorder computes it)."""
-    out, avg = [], 0.0
-    for t, v in enumerate(losses, start=1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**t))
-    return out
+    """The exponential schedule of the sweep: ``num_steps`` rates from ``min_lr`` to ``max_lr`` inclusive
+    (``np.geomspace``)."""
+    return np.geomspace(min_lr, max_lr, num_steps)
 
 
 def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str = "min_div_10",
-               diverged: bool = True) -> LRSuggestion:  # fmt: skip
+               diverged: bool = True) -> LRSuggestion:
     """The suggested learning rate from a sweep (see the module docstring for the rules)."""
     if rule not in RULES:
         raise ValueError(f"unknown lr rule {rule!r}; rules are: {', '.join(RULES)}")
@@ -85,7 +78,7 @@ def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str =
     finite = np.isfinite(sl)
     if n < 5 or finite.sum() < 5:
         return LRSuggestion(None, rule, math.nan, math.nan, math.nan, math.nan, diverged,
-                            f"only {int(finite.sum())} usable steps in the sweep; need at least 5")  # fmt: skip
+                            f"only {int(finite.sum())} usable steps in the sweep; need at least 5")
     start = int(min(n - 1, max(1, round(SKIP_START * n))))
     i_min = start + int(np.nanargmin(np.where(finite[start:], sl[start:], np.inf)))
     start_loss, min_loss = float(sl[0]), float(sl[i_min])
@@ -96,7 +89,7 @@ def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str =
     if not fell > MIN_FALL:
         return LRSuggestion(None, rule, lr_min, lr_steep, start_loss, min_loss, diverged,
                             f"the smoothed loss never fell more than {MIN_FALL:.0%} below its start "
-                            f"({start_loss:.4g} -> minimum {min_loss:.4g})")  # fmt: skip
+                            f"({start_loss:.4g} -> minimum {min_loss:.4g})")
     lr = lr_min / 10 if rule == "min_div_10" else lr_steep
     return LRSuggestion(lr, rule, lr_min, lr_steep, start_loss, min_loss, diverged)
 
@@ -139,7 +132,7 @@ class LRFinder(Callback):
     order = -40  # before the NaN guard: a non-finite loss is this callback's divergence signal, not an error
 
     def __init__(self, min_lr: float = 1e-7, max_lr: float = 10.0, num_steps: int = 100, beta: float = 0.98,
-                 div_factor: float = 4.0, rule: str = "min_div_10", restore: bool = True) -> None:  # fmt: skip
+                 div_factor: float = 4.0, rule: str = "min_div_10", restore: bool = True) -> None:
         if not 0 < min_lr < max_lr:
             raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
         if num_steps < 5:
@@ -162,7 +155,7 @@ class LRFinder(Callback):
         self.diverged = False
         self.stop_reason = ""
         self.suggestion: LRSuggestion | None = None
-        self._avg, self._best = 0.0, math.inf
+        self._ema, self._best = DebiasedEMA(self.beta), math.inf
         self._saved: dict[str, Any] | None = None
         # The finder measures the training loss only: validation would cost time and publish meaningless metrics.
         self._valid_data, t.valid_data = t.valid_data, None
@@ -193,13 +186,12 @@ class LRFinder(Callback):
         if not math.isfinite(value):
             self.smooth_losses.append(math.inf)
             self._stop(f"the loss became {value} at lr {t.lr:.3g}", diverged=True)
-        self._avg = self.beta * self._avg + (1 - self.beta) * value
-        smoothed = self._avg / (1 - self.beta ** len(self.losses))
+        smoothed = self._ema.update(value)
         self.smooth_losses.append(smoothed)
         self._best = min(self._best, smoothed)
         if len(self.losses) > 1 and smoothed > self.div_factor * self._best:
             self._stop(f"the smoothed loss {smoothed:.4g} exceeded {self.div_factor:g} x its best "
-                       f"{self._best:.4g} at lr {t.lr:.3g}", diverged=True)  # fmt: skip
+                       f"{self._best:.4g} at lr {t.lr:.3g}", diverged=True)
 
     def after_batch(self) -> None:
         # after_batch, not after_step: the trainer has zeroed the gradients by now, so none leak into a later fit

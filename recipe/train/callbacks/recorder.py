@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from recipe.train.callbacks.base import Callback
+from recipe.train.utils import DebiasedEMA
 
 
 class Recorder(Callback):
@@ -26,7 +27,7 @@ class Recorder(Callback):
         self.losses: list[float] = []
         self.smooth_losses: list[float] = []
         self.lrs: list[float] = []
-        self._avg = 0.0
+        self._ema = DebiasedEMA(self.beta)
         self._pending: list[torch.Tensor] = []
 
     def after_step(self) -> None:
@@ -39,9 +40,8 @@ class Recorder(Callback):
         values = torch.stack(self._pending).float().cpu().tolist()
         self._pending = []
         for v in values:
-            self._avg = self.beta * self._avg + (1 - self.beta) * v
             self.losses.append(v)
-            self.smooth_losses.append(self._avg / (1 - self.beta ** len(self.losses)))
+            self.smooth_losses.append(self._ema.update(v))
 
     @property
     def smooth_loss(self) -> float:
@@ -59,8 +59,9 @@ class Recorder(Callback):
 
     def state_dict(self) -> dict:
         self._flush()
-        return {"losses": self.losses, "smooth_losses": self.smooth_losses, "lrs": self.lrs, "avg": self._avg}
+        return {"losses": self.losses, "smooth_losses": self.smooth_losses, "lrs": self.lrs, "avg": self._ema.avg}
 
     def load_state_dict(self, state: dict) -> None:
         self.losses, self.smooth_losses = list(state["losses"]), list(state["smooth_losses"])
-        self.lrs, self._avg = list(state["lrs"]), float(state["avg"])
+        self.lrs = list(state["lrs"])
+        self._ema = DebiasedEMA(self.beta, float(state["avg"]), len(self.losses))
