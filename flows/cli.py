@@ -518,16 +518,32 @@ def serve(
         schedules = spec.prefect_schedules()
     except (DeploymentFileError, ValueError) as e:
         _fail(str(e))
-    if not _prefect_api_url():
-        typer.echo(f"warning: PREFECT_API_URL is not set; serving against a temporary local server that ends with "
-                   f"this process (no UI to watch it in): {_NO_API_HINT}", err=True)
+    import contextlib
+
     from prefect.deployments.runner import EntrypointType
     from prefect.flows import load_flow_from_entrypoint
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
-    # Runs load the flow by module, as deployments do.
-    flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
-               description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
+    from flows.local_server import BackendError, ensure_server
+
+    settings, lease = contextlib.nullcontext(), None
+    if not _prefect_api_url():
+        try:
+            url, lease = ensure_server(say=lambda m: typer.echo(m, err=True))
+        except BackendError as e:
+            _fail(str(e), code=EXIT_BACKEND)
+        typer.echo(f"PREFECT_API_URL is not set: serving against the local Prefect server {url} (UI "
+                   f"{url.removesuffix('/api')}; `flows server status`)", err=True)
+        settings = temporary_settings(updates={PREFECT_API_URL: url})
+    try:
+        with settings:
+            flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
+            # Runs load the flow by module, as deployments do.
+            flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
+                       description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 server_app = typer.Typer(help="The local Prefect server that `flows run` starts and shares (one per PREFECT_HOME).",
