@@ -593,10 +593,11 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
     _console().print(table)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """The console entry point: a crash no command caught is one line and a log with the traceback."""
+def main() -> None:  # pragma: no cover - console entry point (tests drive it in subprocesses)
+    """The console entry point: typer's standalone mode (usage errors exit 2, a Ctrl-C outside a run exits
+    130), plus: a crash no command caught is one line and a log with the traceback (exit 4)."""
     try:
-        app(standalone_mode=True)
+        app()
     except SystemExit:
         raise
     except BaseException as e:
@@ -606,8 +607,7 @@ def main() -> None:  # pragma: no cover - console entry point
         if sig is not None:
             print(f"interrupted by signal {sig}", file=sys.stderr)
             sys.exit(128 + sig)
-        log = _run_log_path()
         try:
-            _fail_on_exception(e, log)
+            _fail_on_exception(e, _run_log_path())
         except typer.Exit as exit_:
             sys.exit(exit_.exit_code)
