@@ -24,8 +24,11 @@
 #   RECIPE_PG_BIN          the directory holding initdb and pg_ctl      [found on PATH or in /usr/lib/postgresql]
 #   RECIPE_STACK_TIMEOUT   seconds to wait for a component to be healthy [180]
 # The worker hands its environment to every flow run: export RECIPE_DATA_DIR, CUDA_VISIBLE_DEVICES, ... before `up`.
-# PREFECT_SERVER_API_AUTH_STRING / PREFECT_API_AUTH_STRING and RECIPE_MLFLOW_APP=basic-auth (with
-# MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD) turn on the servers' basic auth; see README.
+#   RECIPE_STACK_AUTH      basic: Prefect and MLflow basic auth, credentials generated on first up into
+#                          $RUN/secrets/ and exported by $RUN/env (mode 0600); none: no auth    [basic]
+# Given PREFECT_SERVER_API_AUTH_STRING / PREFECT_API_AUTH_STRING, RECIPE_MLFLOW_APP, MLFLOW_AUTH_ADMIN_PASSWORD,
+# MLFLOW_FLASK_SERVER_SECRET_KEY or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD win over the generated
+# ones; see README, "Security defaults".
 set -euo pipefail
 umask 022
 
@@ -290,6 +293,45 @@ load_password() {
         "$PG_PASSWORD")
 }
 
+# A generated secret kept in $SECRETS/NAME (mode 0600), created on first use unless $2 is "existing".
+secret() {
+    if [[ ! -s $SECRETS/$1 ]]; then
+        [[ ${2:-} == existing ]] && return 1
+        (umask 077 && mkdir -p "$SECRETS" && od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$SECRETS/$1")
+    fi
+    cat "$SECRETS/$1"
+}
+
+# Basic auth for both servers unless RECIPE_STACK_AUTH=none. `load_auth existing` (status, env) reads the
+# credentials `up` generated and generates none.
+load_auth() {
+    local mode=${1:-} pw
+    case ${RECIPE_STACK_AUTH:-basic} in
+        none) return 0 ;;
+        basic) ;;
+        *) die "RECIPE_STACK_AUTH=${RECIPE_STACK_AUTH}: use basic (the default) or none" ;;
+    esac
+    if [[ -z ${PREFECT_SERVER_API_AUTH_STRING:-} ]] && pw=$(secret prefect-password "$mode"); then
+        export PREFECT_SERVER_API_AUTH_STRING="admin:$pw"
+    fi
+    if [[ -n ${PREFECT_SERVER_API_AUTH_STRING:-} ]]; then
+        export PREFECT_API_AUTH_STRING=${PREFECT_API_AUTH_STRING:-$PREFECT_SERVER_API_AUTH_STRING}
+    fi
+    export RECIPE_MLFLOW_APP=${RECIPE_MLFLOW_APP:-basic-auth}
+    [[ $RECIPE_MLFLOW_APP == basic-auth ]] || return 0
+    if [[ -z ${MLFLOW_AUTH_ADMIN_PASSWORD:-} ]] && pw=$(secret mlflow-admin-password "$mode"); then
+        export MLFLOW_AUTH_ADMIN_PASSWORD=$pw
+    fi
+    if [[ -z ${MLFLOW_FLASK_SERVER_SECRET_KEY:-} ]] && pw=$(secret mlflow-flask-secret-key "$mode"); then
+        export MLFLOW_FLASK_SERVER_SECRET_KEY=$pw
+    fi
+    if [[ -n ${MLFLOW_AUTH_ADMIN_PASSWORD:-} ]]; then
+        export MLFLOW_TRACKING_USERNAME=${MLFLOW_TRACKING_USERNAME:-${MLFLOW_AUTH_ADMIN_USERNAME:-admin}}
+        export MLFLOW_TRACKING_PASSWORD=${MLFLOW_TRACKING_PASSWORD:-$MLFLOW_AUTH_ADMIN_PASSWORD}
+    fi
+    return 0
+}
+
 init_postgres() {
     [[ -f $PGDATA/PG_VERSION ]] && return 0
     say "postgres: creating a private cluster in $PGDATA (superuser $PG_USER)"
@@ -346,7 +388,8 @@ bin_of() { local d; d=$(dirname "$PY"); if [[ -x $d/$1 ]]; then echo "$d/$1"; el
 start_prefect_server() {
     say "prefect-server: starting on http://$HOST:$PREFECT_PORT (database prefect)"
     (
-        unset PREFECT_API_URL RECIPE_PG_PASSWORD MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY
+        unset PREFECT_API_URL RECIPE_PG_PASSWORD MLFLOW_AUTH_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY \
+            MLFLOW_TRACKING_PASSWORD
         export RECIPE_STACK_DIR=$RUN PREFECT_HOME=$RUN/prefect-server DO_NOT_TRACK=1
         export PREFECT_SERVER_ANALYTICS_ENABLED=false
         export PREFECT_API_DATABASE_CONNECTION_URL="postgresql+asyncpg://$PG_USER:$PG_PASSWORD_URL@$HOST:$PG_PORT/prefect"
@@ -360,7 +403,7 @@ start_mlflow() {
     [[ -n ${RECIPE_MLFLOW_APP:-} ]] && app=(--app-name "$RECIPE_MLFLOW_APP")
     mkdir -p "$RUN/mlflow-artifacts"
     (
-        unset RECIPE_PG_PASSWORD MLFLOW_TRACKING_URI PREFECT_SERVER_API_AUTH_STRING
+        unset RECIPE_PG_PASSWORD MLFLOW_TRACKING_URI PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING
         export RECIPE_STACK_DIR=$RUN
         cd "$RUN"  # files the server keeps relative to its directory (the basic-auth app's user database) go here
         # the store URI holds the password: given through the environment, it stays out of `ps`
@@ -388,11 +431,21 @@ start_worker() {
 }
 
 write_env() {
-    cat >"$RUN/env" <<EOF
-# Written by deploy/stack.sh up. \`source $RUN/env\` points flows, prefect and mlflow at the stack.
-export PREFECT_API_URL=http://$HOST:$PREFECT_PORT/api
-export MLFLOW_TRACKING_URI=http://$HOST:$MLFLOW_PORT
-EOF
+    # mode 0600: it holds the clients' credentials
+    (umask 077 && { echo "# Written by deploy/stack.sh up. \`source $RUN/env\` points flows, prefect and mlflow at the stack."
+                   env_lines; } >"$RUN/env")
+    chmod 600 "$RUN/env"
+}
+
+env_lines() {  # the exports of $RUN/env: where the servers are and, with auth on, the clients' credentials
+    echo "export PREFECT_API_URL=http://$HOST:$PREFECT_PORT/api"
+    echo "export MLFLOW_TRACKING_URI=http://$HOST:$MLFLOW_PORT"
+    if [[ -n ${PREFECT_API_AUTH_STRING:-} ]]; then echo "export PREFECT_API_AUTH_STRING=$PREFECT_API_AUTH_STRING"; fi
+    if [[ -n ${MLFLOW_TRACKING_PASSWORD:-} ]]; then
+        echo "export MLFLOW_TRACKING_USERNAME=$MLFLOW_TRACKING_USERNAME"
+        echo "export MLFLOW_TRACKING_PASSWORD=$MLFLOW_TRACKING_PASSWORD"
+    fi
+    return 0
 }
 
 # ---------------------------------------------------------------- commands
@@ -420,6 +473,7 @@ cmd_up() {
     fi
     ensure_postgres_installed
     load_password
+    load_auth
     POOL=$(work_pool)
 
     pid=$(running_pid postgres)
@@ -472,6 +526,7 @@ cmd_down() {
 
 cmd_status() {
     local name pid port state all=0
+    load_auth existing
     POOL=${POOL:-$(work_pool 2>/dev/null || echo '?')}
     printf '%-15s %-8s %-6s %s\n' component pid port state
     for name in "${COMPONENTS[@]}"; do
@@ -501,8 +556,8 @@ cmd_status() {
 }
 
 cmd_env() {
-    say "export PREFECT_API_URL=http://$HOST:$PREFECT_PORT/api"
-    say "export MLFLOW_TRACKING_URI=http://$HOST:$MLFLOW_PORT"
+    load_auth existing
+    env_lines
 }
 
 cmd_ports() {  # component, port, the variable that sets it

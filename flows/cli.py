@@ -256,21 +256,20 @@ def _run_log_path() -> Path:
     return folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
 
 
-def _setup_logging(log: Path) -> None:
+def _setup_logging(log: Path):
     """Every Prefect log record, with tracebacks, goes to ``log``; the terminal gets the records without
-    tracebacks (a traceback on the terminal is a defect; the crash message names the log)."""
+    tracebacks (a traceback on the terminal is a defect; the crash message names the log). Returns a function
+    that detaches the file handler."""
     import logging
 
     log.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
-    for name in ("prefect", ""):
-        logger = logging.getLogger(name)
-        if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(log) for h in logger.handlers):
-            logger.addHandler(handler)
-        if name:
-            break  # "prefect" does not propagate to root in Prefect's config; the root gets the rest
+    # "prefect" does not propagate to the root in Prefect's logging config; the root gets the rest
+    targets = [logging.getLogger("prefect"), logging.getLogger()]
+    for logger in targets:
+        logger.addHandler(handler)
     loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
                                        if isinstance(lg, logging.Logger)]
     for logger in loggers:
@@ -279,6 +278,13 @@ def _setup_logging(log: Path) -> None:
                     and not getattr(h, "_recipe_no_tracebacks", False):
                 h.format = _without_traceback(h.format)
                 h._recipe_no_tracebacks = True
+
+    def detach() -> None:
+        for logger in targets:
+            logger.removeHandler(handler)
+        handler.close()
+
+    return detach
 
 
 def _without_traceback(fmt):
@@ -309,14 +315,17 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
                                f"unset PREFECT_API_URL to use a local one that flows run starts itself")
     else:
         url, lease = ensure_server(say=lambda m: print(m, file=sys.stderr, flush=True))
+    detach = None
     try:
         with temporary_settings(updates={PREFECT_API_URL: url}):
             from flows.recipe_flow import recipe as recipe_flow
 
-            _setup_logging(log)
+            detach = _setup_logging(log)
             state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
             outcome = state.result(raise_on_failure=False)
     finally:
+        if detach is not None:
+            detach()
         if lease is not None:
             lease.release()
     if isinstance(outcome, BaseException):
@@ -379,12 +388,11 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     exit 4."""
     import traceback
 
-    from flows.local_server import BackendError
-
     if isinstance(e, _backend_error_types()):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not isinstance(e, BackendError):
-            message = f"a backend failed: {type(e).__name__}: {message}"
+        if type(e).__module__.startswith(("httpx", "prefect")):
+            message = (f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
+                       f"the server that PREFECT_API_URL names")
         _fail(message, code=EXIT_BACKEND)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as f:
@@ -525,16 +533,32 @@ def serve(
         schedules = spec.prefect_schedules()
     except (DeploymentFileError, ValueError) as e:
         _fail(str(e))
-    if not _prefect_api_url():
-        typer.echo(f"warning: PREFECT_API_URL is not set; serving against a temporary local server that ends with "
-                   f"this process (no UI to watch it in): {_NO_API_HINT}", err=True)
+    import contextlib
+
     from prefect.deployments.runner import EntrypointType
     from prefect.flows import load_flow_from_entrypoint
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
-    # Runs load the flow by module, as deployments do.
-    flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
-               description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
+    from flows.local_server import BackendError, ensure_server
+
+    settings, lease = contextlib.nullcontext(), None
+    if not _prefect_api_url():
+        try:
+            url, lease = ensure_server(say=lambda m: typer.echo(m, err=True))
+        except BackendError as e:
+            _fail(str(e), code=EXIT_BACKEND)
+        typer.echo(f"PREFECT_API_URL is not set: serving against the local Prefect server {url} (UI "
+                   f"{url.removesuffix('/api')}; `flows server status`)", err=True)
+        settings = temporary_settings(updates={PREFECT_API_URL: url})
+    try:
+        with settings:
+            flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
+            # Runs load the flow by module, as deployments do.
+            flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
+                       description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 server_app = typer.Typer(help="The local Prefect server that `flows run` starts and shares (one per PREFECT_HOME).",
@@ -604,10 +628,11 @@ def predict(
     typer.echo(f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else ""))
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    """The console entry point: a crash no command caught is one line and a log with the traceback."""
+def main() -> None:  # pragma: no cover - console entry point (tests drive it in subprocesses)
+    """The console entry point: typer's standalone mode (usage errors exit 2, a Ctrl-C outside a run exits
+    130), plus: a crash no command caught is one line and a log with the traceback (exit 4)."""
     try:
-        app(standalone_mode=True)
+        app()
     except SystemExit:
         raise
     except BaseException as e:
@@ -617,8 +642,7 @@ def main() -> None:  # pragma: no cover - console entry point
         if sig is not None:
             print(f"interrupted by signal {sig}", file=sys.stderr)
             sys.exit(128 + sig)
-        log = _run_log_path()
         try:
-            _fail_on_exception(e, log)
+            _fail_on_exception(e, _run_log_path())
         except typer.Exit as exit_:
             sys.exit(exit_.exit_code)

@@ -205,15 +205,21 @@ def _start(home: Path, budget: float, say) -> ServerInfo:
     started = process_start_time(proc.pid) or time.time()
     info = ServerInfo(proc.pid, port, started, str(log))
     deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BackendError(f"the local Prefect server exited with code {proc.returncode} while starting; "
-                               f"its log is {log}")
-        if healthy(info.url, timeout=2.0):
-            (folder / "server.json").write_text(json.dumps(
-                {"pid": info.pid, "port": port, "started": started, "log": str(log), "url": info.url}))
-            return info
-        time.sleep(0.2)
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise BackendError(f"the local Prefect server exited with code {proc.returncode} while starting; "
+                                   f"its log is {log}")
+            if healthy(info.url, timeout=2.0):
+                tmp = folder / f"server.json.{os.getpid()}"
+                tmp.write_text(json.dumps(
+                    {"pid": info.pid, "port": port, "started": started, "log": str(log), "url": info.url}))
+                tmp.replace(folder / "server.json")  # atomic: `flows server status` reads it without the lock
+                return info
+            time.sleep(0.2)
+    except BaseException:  # Ctrl-C while it starts: a server nobody recorded must not be left behind
+        _terminate(proc.pid)
+        raise
     _terminate(proc.pid)
     raise BackendError(
         f"the local Prefect server did not answer within {budget:.0f} s (log: {log}); on a busy machine raise "

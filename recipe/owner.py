@@ -77,7 +77,9 @@ def owner_gone(host: str, pid: str, start: str) -> bool:
         return False
     if not pid_alive(pid_i):
         return True
-    if not start:
+    try:
+        recorded = float(start)
+    except ValueError:  # no start time recorded (or garbled): a live pid is given the benefit of the doubt
         return False
     now = process_start_time(pid_i)
-    return now is not None and abs(now - float(start)) > 1.0
+    return now is not None and abs(now - recorded) > 1.0

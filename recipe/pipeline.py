@@ -122,6 +122,7 @@ def run_recipe(
             if forced_past:
                 stage_tags[tracking.TAG_FORCED] = "true"
             with tracking.start_run(name, stage_tags, params=current.flat(), nested=True) as child:
+                note(f"stage {name}: started (MLflow run {child.info.run_id})")
                 result = execute(name, STAGES[name].run, ctx)
                 result.run_id = child.info.run_id
                 tracking.log_stage_result(result)

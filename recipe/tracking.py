@@ -110,8 +110,8 @@ def init_store(uri: str | None = None) -> None:
             db.parent.mkdir(parents=True, exist_ok=True)
             with FileLock(str(db) + ".lock", timeout=300):
                 MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates and migrates
-        except (OSError, mlflow.exceptions.MlflowException) as e:
-            raise TrackingError(f"cannot open the MLflow database {db} (MLFLOW_TRACKING_URI={uri}): "
+        except Exception as e:  # OSError, MlflowException, sqlalchemy's OperationalError: all "cannot open"
+            raise TrackingError(f"cannot open the MLflow database {db} (tracking URI {uri}): "
                                 f"{_first_line(e)}; check that the folder exists and is writable") from e
     _READY.add(uri)
     try:

@@ -119,3 +119,30 @@ def test_allowed_model_module_prefixes_match_whole_components():
     check_model_imports_allowed(cfg, ["a"])
     check_model_imports_allowed(cfg.with_overrides(["model.name=a.b.c:make"]), ["a.b"])
     check_model_imports_allowed(load_config(), [])  # registry names always pass
+
+
+def test_a_crash_in_a_stage_is_one_line_exit_4_and_a_log_with_the_traceback(fake_stages, monkeypatch, tmp_path):
+    mods, _ = fake_stages
+    mods["b"] = fake_stage("b", raises=RuntimeError("boom in b"))
+    monkeypatch.setenv("RECIPE_LOG_DIR", str(tmp_path / "logs"))
+    result = runner.invoke(app, ["run", "recipe", "--set", "name=cli-crash"])
+    assert result.exit_code == 4, result.output
+    assert "the run crashed" in result.output and "RuntimeError: boom in b" in result.output
+    logs = list((tmp_path / "logs").glob("run-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in result.output
+    text = logs[0].read_text()
+    assert "Traceback" in text and "boom in b" in text
+    exp = MlflowClient().get_experiment_by_name("cli-crash")
+    statuses = {r.data.tags[tracking.TAG_STAGE]: r.info.status for r in MlflowClient().search_runs([exp.experiment_id])
+                if r.data.tags[tracking.TAG_KIND] == "stage"}
+    assert statuses == {"a": "FINISHED", "b": "FAILED"}  # what was recorded before the crash is kept
+
+
+def test_a_tracking_store_that_fails_inside_the_flow_is_exit_3(fake_stages, monkeypatch):
+    def broken(experiment):
+        raise tracking.TrackingError("the MLflow store sqlite:///x cannot be used: disk I/O error")
+
+    monkeypatch.setattr(tracking, "setup", broken)
+    result = runner.invoke(app, ["run", "recipe", "--set", "name=cli-store"])
+    assert result.exit_code == 3, result.output
+    assert "disk I/O error" in result.output and "Traceback" not in result.output

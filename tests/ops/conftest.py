@@ -192,9 +192,10 @@ def copy_mlflow_store(template: Path, dest_dir: Path) -> str:
 def wait_flow_run(api_url: str, flow_run_id, timeout: float, logs: list[Proc] = ()):
     """Poll the flow run until it is final; fail with the workers' logs when it is not Completed in time."""
     from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import PREFECT_API_AUTH_STRING
 
     deadline = time.monotonic() + timeout
-    with SyncPrefectClient(api_url) as client:
+    with SyncPrefectClient(api_url, auth_string=PREFECT_API_AUTH_STRING.value()) as client:
         while True:
             run = client.read_flow_run(flow_run_id)
             if run.state is not None and run.state.is_final():

@@ -13,6 +13,8 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -169,18 +171,36 @@ def test_stack_up_run_a_deployment_down(stack):
 
     from tests.ops.conftest import Proc
 
-    with SyncPrefectClient(exports["PREFECT_API_URL"]) as client:
-        dep = client.read_deployment_by_name(f"recipe/{SPEC.name}")
-        assert [s.schedule.cron for s in dep.schedules] == [s["cron"] for s in SPEC.schedules]
-        flow_run = client.create_flow_run_from_deployment(dep.id, parameters={"stage": first_stage()})
-    worker_log = Proc.__new__(Proc)  # only for its tail(): the worker is the stack's, not ours
-    worker_log.name, worker_log.log = "worker", run_dir / "logs" / "worker.log"
-    wait_flow_run(exports["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[worker_log])
+    # auth is on by default: the env file holds the clients' credentials, and nothing answers without them
+    assert (run_dir / "env").stat().st_mode & 0o077 == 0
+    assert {"PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(exports)
+    for url in (f"{exports['PREFECT_API_URL']}/flows/filter", f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search"):
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                urllib.request.Request(url, data=b'{"max_results": 1}', headers={"Content-Type": "application/json"}),
+                timeout=10)
+        assert denied.value.code == 401, url
 
-    mlflow_client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
-    exp = mlflow_client.get_experiment_by_name(SPEC.parameters.get("preset", "digits"))
-    runs = mlflow_client.search_runs([exp.experiment_id],
-                                     filter_string=f"tags.`{tracking.TAG_FLOW_RUN}` = '{flow_run.id}'")
+    from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_AUTH_STRING: exports["PREFECT_API_AUTH_STRING"]}):
+        with SyncPrefectClient(exports["PREFECT_API_URL"], auth_string=exports["PREFECT_API_AUTH_STRING"]) as client:
+            dep = client.read_deployment_by_name(f"recipe/{SPEC.name}")
+            assert [s.schedule.cron for s in dep.schedules] == [s["cron"] for s in SPEC.schedules]
+            flow_run = client.create_flow_run_from_deployment(dep.id, parameters={"stage": first_stage()})
+        worker_log = Proc.__new__(Proc)  # only for its tail(): the worker is the stack's, not ours
+        worker_log.name, worker_log.log = "worker", run_dir / "logs" / "worker.log"
+        wait_flow_run(exports["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[worker_log])
+
+    os.environ["MLFLOW_TRACKING_USERNAME"] = exports["MLFLOW_TRACKING_USERNAME"]
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = exports["MLFLOW_TRACKING_PASSWORD"]
+    try:
+        mlflow_client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
+        exp = mlflow_client.get_experiment_by_name(SPEC.parameters.get("preset", "digits"))
+        runs = mlflow_client.search_runs([exp.experiment_id],
+                                         filter_string=f"tags.`{tracking.TAG_FLOW_RUN}` = '{flow_run.id}'")
+    finally:
+        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
     assert sorted(r.data.tags[tracking.TAG_KIND] for r in runs) == ["flow", "stage"]
     assert list((run_dir / "mlflow-artifacts").rglob("checks.json")), "artifacts should land in the run directory"
 

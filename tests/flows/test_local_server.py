@@ -1,0 +1,81 @@
+"""The shared local Prefect server: leases, idle exit, status and stop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import local_server
+from flows.cli import app
+from recipe.owner import process_start_time
+
+runner = CliRunner()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_leases_of_dead_or_reused_pids_do_not_count_and_are_removed(tmp_path):
+    folder = local_server.state_dir(tmp_path) / "leases"
+    folder.mkdir(parents=True)
+    mine = local_server.Lease(tmp_path)
+    mine.take()
+    (folder / f"{_dead_pid()}-1.00").touch()
+    (folder / f"{os.getpid()}-1000.00").touch()  # this pid, but another (older) process: a reused pid
+    assert local_server.live_leases(tmp_path) == [os.getpid()]
+    assert sorted(f.name for f in folder.iterdir()) == [mine.path.name]
+    mine.release()
+    assert local_server.live_leases(tmp_path) == [] and (folder.parent / "last-used").exists()
+
+
+def test_status_and_stop_when_no_server_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    status = runner.invoke(app, ["server", "status"])
+    assert status.exit_code == 1 and "no local Prefect server runs" in status.output
+    stop = runner.invoke(app, ["server", "stop"])
+    assert stop.exit_code == 0 and "no local Prefect server was recorded" in stop.output
+
+
+def test_a_recorded_server_whose_process_is_gone_is_not_alive(tmp_path):
+    folder = local_server.state_dir(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "server.json").write_text(f'{{"pid": {_dead_pid()}, "port": 9, "started": 1.0, "log": "x"}}')
+    info = local_server.read_info(tmp_path)
+    assert info is not None and not info.alive()
+    me = local_server.ServerInfo(os.getpid(), 9, process_start_time(os.getpid()), "x")
+    assert me.alive()
+
+
+def test_a_bad_startup_budget_setting_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("RECIPE_PREFECT_STARTUP_TIMEOUT_S", "soon")
+    with pytest.raises(local_server.BackendError, match="RECIPE_PREFECT_STARTUP_TIMEOUT_S='soon'"):
+        local_server.ensure_server(tmp_path)
+
+
+@pytest.mark.slow
+def test_the_server_exits_by_itself_once_idle(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECIPE_PREFECT_SERVER_IDLE_S", "2")
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    url, lease = local_server.ensure_server(tmp_path)
+    info = local_server.read_info(tmp_path)
+    try:
+        assert local_server.healthy(url) and info.alive()
+        again, lease2 = local_server.ensure_server(tmp_path)  # a second user shares it
+        assert again == url and len(local_server.live_leases(tmp_path)) == 1  # both leases are this pid's
+        lease2.release()
+        lease.release()
+        deadline = time.monotonic() + 90
+        while info.alive() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not info.alive(), "the idle server should have exited"
+        assert local_server.read_info(tmp_path) is None
+    finally:
+        local_server.stop_server(tmp_path)
