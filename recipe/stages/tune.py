@@ -103,7 +103,7 @@ def run(ctx: StageContext) -> StageResult:
         if reaped or ended else ""))  # fmt: skip
 
     runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
-    if ctx.map is map_in_process:
+    if ctx.map is map_in_process or getattr(ctx.map, "in_thread", False):  # trials run in this process
         share_data(data)
     while len(counted(study)) < s.n_trials:
         if s.timeout_s is not None and time.perf_counter() - start > s.timeout_s:
