@@ -46,3 +46,31 @@ def test_no_completed_trial_fails_the_gate(tmp_path):
     ran, _ = checks.trials_check(trials, n_trials=3, reaped=0)
     assert ran.verdict is Verdict.FAIL and "3 failed (3 diverged)" in ran.check.observed
     assert checks.failed_share_check(trials).verdict is Verdict.WARN
+
+
+def test_the_study_name_ignores_how_the_search_runs_but_not_what_it_searches():
+    from recipe.config import RecipeConfig
+    from recipe.tune.study import study_name
+
+    cfg = RecipeConfig()
+    name = study_name(cfg, "fp")
+    same = cfg.with_overrides({"stages.tune.n_trials": 40, "stages.tune.parallel": 2, "stages.tune.seeds": [5]})
+    assert study_name(same, "fp") == name and name.startswith("digits-tune-") and name.endswith("-fp")
+    for change in ({"stages.tune.epochs": 3}, {"stages.tune.space.lr.high": 3}, {"optim.lr": 1e-3}):
+        assert study_name(cfg.with_overrides(change), "fp") != name
+
+
+def test_every_sampler_asks_within_the_space(tmp_path):
+    from recipe.config import RecipeConfig
+    from recipe.tune.space import resolve
+
+    cfg = RecipeConfig().with_overrides({"data.augment": ["crop"]})
+    space = resolve(cfg, cfg.stages.tune.space)
+    for sampler in ("qmc", "tpe", "random", "gp"):
+        s = TuneConfig(sampler=sampler, storage=str(tmp_path / f"{sampler}.log"))
+        study = open_study(sampler, storage_for(s, sampler), s, seed=0)
+        for i in range(3):
+            trial = study.ask()
+            params = space.suggest(trial)
+            assert all(d.distribution._contains(d.distribution.to_internal_repr(params[d.name])) for d in space.dims)
+            study.tell(trial, float(i))
