@@ -35,6 +35,7 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import optuna
@@ -102,6 +103,7 @@ def run(ctx: StageContext) -> StageResult:
         f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
         if reaped or ended else ""))  # fmt: skip
 
+    notes += _engine_notes(s, storage)
     runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
     if ctx.map is map_in_process or getattr(ctx.map, "in_thread", False):  # trials run in this process
         share_data(data)
@@ -255,6 +257,22 @@ class _Runner:
         for key, sp, r in zip(keys, specs, self._map(specs), strict=True):
             out[key].append(r if isinstance(r, TrialResult) else TrialResult(sp.name, "failed", note=str(r)))
         return out
+
+
+def _engine_notes(s: Any, storage: Any) -> list[str]:
+    """What a remote Dask cluster needs that a local run does not (said, not guessed around)."""
+    if not s.dask_address:
+        return [f"{s.parallel} trial(s) at a time, {max(1, cores() // s.parallel)} torch thread(s) each"]
+    host = urlparse(s.dask_address).hostname or ""
+    notes = [f"trials on the Dask cluster at {s.dask_address}, {s.parallel} at a time"]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if tracking.tracking_uri().startswith("sqlite:"):
+            notes.append("the MLflow store is a local sqlite file: remote Dask workers would log into their own "
+                         "copy; set MLFLOW_TRACKING_URI to a tracking server they can reach")  # fmt: skip
+        if storage.journal and s.pruner != "none":
+            notes.append("the study is a local journal file: remote workers cannot report to it, so pruning is "
+                         "off there; set stages.tune.storage to an RDB URL they can reach")  # fmt: skip
+    return notes
 
 
 def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> int:
