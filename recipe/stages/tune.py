@@ -33,7 +33,6 @@ import math
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -52,7 +51,14 @@ from recipe.stages.base import StageContext, map_in_process
 from recipe.tune import checks, plots
 from recipe.tune.space import Space, resolve
 from recipe.tune.study import (
-    ORPHANED, PARENT_RUN_ID, RUN_ID, counted, open_study, reap_orphans, storage_for, study_name,
+    ORPHANED,
+    PARENT_RUN_ID,
+    RUN_ID,
+    counted,
+    open_study,
+    reap_orphans,
+    storage_for,
+    study_name,
 )  # fmt: skip
 from recipe.tune.trial import TrialResult, TrialSpec, run_trial, share_data
 
@@ -79,8 +85,8 @@ def run(ctx: StageContext) -> StageResult:
     notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
     space = resolve(base, s.space)
     held = [f"{k}: {why}" for k, why in space.fixed.items()]
-    notes += [f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
-              f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}",
+    notes += [(f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
+               f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}"),
               "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
               "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key"]  # fmt: skip
     if not space.dims:
@@ -287,7 +293,7 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
     for tid in tune_runs:
         try:
             run = client.get_run(tid)
-        except Exception:  # deleted, or another store
+        except Exception:  # noqa: S112 -- deleted, or in another store: nothing of ours to end
             continue
         if run.info.status != "RUNNING":
             continue
@@ -304,7 +310,7 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
                 client.set_tag(rid, "recipe.trial_note", "interrupted: ended by the next tune of this study")
                 client.set_terminated(rid, "KILLED")
                 ended += 1
-        except Exception:
+        except Exception:  # noqa: S112 -- deleted meanwhile: nothing to end
             continue
     return ended
 
