@@ -17,10 +17,10 @@ task fails (a worker process died) come back as their exception, in order, for t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import contextlib
 import contextvars
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Self
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -79,7 +79,7 @@ class TrialMap:
             runner, self.runner = self.runner, None
             runner.__exit__(None, None, None)
 
-    def __enter__(self) -> TrialMap:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

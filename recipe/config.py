@@ -546,8 +546,9 @@ class TuneConfig(_Section):
                                      "run there (through prefect-dask) instead of a local process pool")
     storage: str | None = Field(None, description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
                                 "file path; None: $RECIPE_OPTUNA_STORAGE, else <MLflow store folder>/optuna/<study>.log")
-    seeds: list[int] = Field(default_factory=lambda: [1, 2, 3], min_length=1, description="seeds the best and the "
-                             "handed-on config are each retrained with after the search (seed noise)")
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds the best and the "
+                             "handed-on config are each retrained with after the search (seed noise); the checkpoint "
+                             "handed on is the one of the config's own seed when listed, else of the first")
     noise_z: float = Field(1.0, ge=0, description="the best must beat the handed-on config by this many standard "
                            "errors (seed and validation-sampling noise combined)")
     space: dict[str, ParamSpace | None] = Field(default_factory=_default_space, description="parameter name -> what it "

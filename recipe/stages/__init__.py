@@ -15,7 +15,7 @@ DESCRIPTIONS = {
     "baselines": "end-to-end skeleton and dumb baselines: the checks that catch silent bugs",
     "overfit": "a model big enough to fit the training set",
     "regularize": "trade training loss for validation loss, one change at a time",
-    "tune": "random search over what matters",
+    "tune": "quasi-random search over what matters; the best kept only beyond seed noise",
     "squeeze": "ensembles, longer training, the test split once",
 }
 

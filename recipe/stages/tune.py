@@ -33,8 +33,8 @@ import math
 import os
 import shutil
 import time
-from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 import optuna
@@ -52,7 +52,14 @@ from recipe.stages.base import StageContext, map_in_process
 from recipe.tune import checks, plots
 from recipe.tune.space import Space, resolve
 from recipe.tune.study import (
-    ORPHANED, PARENT_RUN_ID, RUN_ID, counted, open_study, reap_orphans, storage_for, study_name,
+    ORPHANED,
+    PARENT_RUN_ID,
+    RUN_ID,
+    counted,
+    open_study,
+    reap_orphans,
+    storage_for,
+    study_name,
 )  # fmt: skip
 from recipe.tune.trial import TrialResult, TrialSpec, run_trial, share_data
 
@@ -80,8 +87,8 @@ def run(ctx: StageContext) -> StageResult:
     notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
     space = resolve(base, s.space)
     held = [f"{k}: {why}" for k, why in space.fixed.items()]
-    notes += [f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
-              f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}",
+    notes += [(f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
+               f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}"),
               "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
               "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key"]  # fmt: skip
     if not space.dims:
@@ -104,8 +111,9 @@ def run(ctx: StageContext) -> StageResult:
         f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
         if reaped or ended else ""))  # fmt: skip
 
+    notes += _engine_notes(s, storage)
     runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
-    if ctx.map is map_in_process:
+    if ctx.map is map_in_process or getattr(ctx.map, "in_thread", False):  # trials run in this process
         share_data(data)
     while len(counted(study)) < s.n_trials:
         if s.timeout_s is not None and time.perf_counter() - start > s.timeout_s:
@@ -259,6 +267,22 @@ class _Runner:
         return out
 
 
+def _engine_notes(s: Any, storage: Any) -> list[str]:
+    """What a remote Dask cluster needs that a local run does not (said, not guessed around)."""
+    if not s.dask_address:
+        return [f"{s.parallel} trial(s) at a time, {max(1, cores() // s.parallel)} torch thread(s) each"]
+    host = urlparse(s.dask_address).hostname or ""
+    notes = [f"trials on the Dask cluster at {s.dask_address}, {s.parallel} at a time"]
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        if tracking.tracking_uri().startswith("sqlite:"):
+            notes.append("the MLflow store is a local sqlite file: remote Dask workers would log into their own "
+                         "copy; set MLFLOW_TRACKING_URI to a tracking server they can reach")  # fmt: skip
+        if storage.journal and s.pruner != "none":
+            notes.append("the study is a local journal file: remote workers cannot report to it, so pruning is "
+                         "off there; set stages.tune.storage to an RDB URL they can reach")  # fmt: skip
+    return notes
+
+
 def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> int:
     """End the MLflow runs an interrupted tune left RUNNING: its trial runs (KILLED), the earlier tune stage runs
     of this study, their RUNNING children (retrainings) and their flow run. Returns how many were ended."""
@@ -271,7 +295,7 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
     for tid in tune_runs:
         try:
             run = client.get_run(tid)
-        except Exception:  # deleted, or another store
+        except Exception:  # noqa: S112 -- deleted, or in another store: nothing of ours to end
             continue
         if run.info.status != "RUNNING":
             continue
@@ -288,7 +312,7 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
                 client.set_tag(rid, "recipe.trial_note", "interrupted: ended by the next tune of this study")
                 client.set_terminated(rid, "KILLED")
                 ended += 1
-        except Exception:
+        except Exception:  # noqa: S112 -- deleted meanwhile: nothing to end
             continue
     return ended
 

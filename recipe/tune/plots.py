@@ -53,6 +53,9 @@ def history(trials: Sequence[FrozenTrial], reference: float | None = None) -> Fi
         ax.step(xs, ys, where="post", color="#DD8452", label="best so far")
     if reference is not None and math.isfinite(reference):
         ax.axhline(reference, color="#55A868", ls="--", lw=1, label="handed-on config (retrained, mean)")
+    values = [t.value for t in done] + [_value(t) for t in pruned]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")  # a few failed-to-learn trials at chance level would flatten the rest
     ax.set_xlabel("trial")
     ax.set_ylabel("validation loss")
     ax.set_title("optimisation history")
@@ -89,6 +92,9 @@ def slice_plot(dim: Dim, trials: Sequence[FrozenTrial], best: FrozenTrial | None
             ax.axvline(float(base_value), color="#55A868", ls="--", lw=1, label="handed on")
         if d.log:
             ax.set_xscale("log")
+    values = [t.value for t in done]
+    if values and min(values) > 0 and max(values) / min(values) > 20:
+        ax.set_yscale("log")
     ax.set_xlabel(f"{dim.name} ({dim.key})")
     ax.set_ylabel("validation loss")
     ax.set_title(f"slice: {dim.name} (colour: trial number)")

@@ -1,8 +1,8 @@
 """The persisted Optuna study: its name, storage, sampler and pruner, and resuming an interrupted one.
 
 - **Name**: ``<recipe>-tune-<hash of the starting config>-<data fingerprint>``. The starting config holds
-  ``stages.tune`` (space, sampler, budget), so a changed search is a new study and a rerun of the same one
-  resumes it.
+  ``stages.tune`` (space, sampler, pruner, epochs), so a changed search is a new study and a rerun of the same
+  one resumes it, also with a bigger ``n_trials`` or another ``parallel``, engine or storage.
 - **Storage**: ``stages.tune.storage`` or ``$RECIPE_OPTUNA_STORAGE``: an RDB URL (the stack's PostgreSQL,
   ``postgresql://...``; ``sqlite:///...``) or a journal file path (a folder: ``<folder>/<study>.log``).
   Default: an Optuna journal file beside the MLflow store, ``<store folder>/optuna/<study>.log`` (for a tracking
@@ -26,7 +26,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 from recipe import tracking
-from recipe.config import RecipeConfig, TuneConfig
+from recipe.config import RecipeConfig, TuneConfig, config_hash
 
 ENV_STORAGE = "RECIPE_OPTUNA_STORAGE"
 ORPHANED = "orphaned"
@@ -35,8 +35,18 @@ PARENT_RUN_ID = "mlflow_parent_run_id"
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
+# How a search is run, not which trials it holds: changing these resumes the same study (a bigger n_trials adds
+# trials to it; parallel, storage, engine and timeout only change how they run).
+EXECUTION_ONLY = ("n_trials", "timeout_s", "parallel", "dask_address", "storage", "seeds", "noise_z", "plots")
+
+
 def study_name(base: RecipeConfig, fingerprint: str) -> str:
-    return f"{base.name}-tune-{base.config_hash()}-{fingerprint}"
+    """``<recipe>-tune-<hash>-<data fingerprint>``; the hash covers the starting config without the
+    :data:`EXECUTION_ONLY` settings of ``stages.tune``."""
+    data = base.to_dict()
+    for key in EXECUTION_ONLY:
+        data["stages"]["tune"].pop(key, None)
+    return f"{base.name}-tune-{config_hash(data)}-{fingerprint}"
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ def test_a_killed_tune_resumes_its_study_without_redoing_completed_trials(mlflow
     assert len(counted) == 6 and tune.metrics["tune/n_trials"] == 6
     assert tune.metrics["tune/n_orphaned"] == len(orphans)
 
-    client, runs = tune_runs("tune-test")
+    _, runs = tune_runs("tune-test")
     assert not [r for r in runs if r.info.status == "RUNNING"], "a run was left RUNNING"
     stage_runs = sorted((r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage"
                          and r.data.tags[tracking.TAG_STAGE] == "tune"), key=lambda r: r.info.start_time)
