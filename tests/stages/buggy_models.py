@@ -85,7 +85,7 @@ class GapCNN(nn.Module):
     """Not a bug: a plain, correct CNN of a user's own (two 3x3 convolutions, global average pooling, a linear
     head; no batch norm). Slow to memorise a batch at a small learning rate, which is no reason to fail."""
 
-    def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int = 16) -> None:
+    def __init__(self, in_shape: tuple[int, ...], num_classes: int, width: int = 32) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_shape[0], width, 3, padding=1)
         self.conv2 = nn.Conv2d(width, width, 3, padding=1)

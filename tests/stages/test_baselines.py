@@ -269,7 +269,8 @@ def test_a_correct_but_slow_user_cnn_is_no_false_alarm_at_the_presets_learning_r
     result, _ = run_stage(cfg, tmp_path)
     one = check(result, "overfit_one_batch")
     assert one.verdict is not Verdict.FAIL, one.observed
-    assert "lr 0.003" in one.observed or one.verdict is Verdict.PASS  # retried at 10x when still falling
+    # the numbers: 2.29 -> 0.12 in 500 steps at 3e-4, still falling; retried at 10x it memorises the batch
+    assert "at lr 0.0003: 2.29 → 0.124 in 500 steps (still falling)" in one.observed and "(reached)" in one.observed
     assert result.verdict is not Verdict.FAIL, not_passing(result)
 
 
