@@ -36,6 +36,7 @@ def main() -> int:
     ap.add_argument("--tree", type=Path, default=HERE.parent, help="checkout to import recipe from")
     ap.add_argument("--stages", default="", help="comma-separated; the run stops after the last one named")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--force", action="store_true", help="carry on past a failed stage (timing every stage)")
     ap.add_argument("--root", type=Path, default=None, help="folder10k location (default data/folder10k)")
     args = ap.parse_args()
     sys.path.insert(0, str(args.tree.resolve()))
@@ -74,11 +75,14 @@ def main() -> int:
             seconds[name] = time.perf_counter() - start
         verdicts[name] = result.verdict.value
         print(f"stage {name}: {result.verdict.value} in {seconds[name]:.1f} s", flush=True)
+        for c in result.checks:
+            if c.verdict.value == "fail":
+                print(f"  failed check {c.name}: {c.observed}", flush=True)
         return result
 
     start = time.perf_counter()
     outcome = run_recipe(cfg, stage=names[last] if last < len(names) - 1 else None, execute=timed,
-                         say=lambda m: print(m, flush=True))  # fmt: skip
+                         force=args.force, say=lambda m: print(m, flush=True))  # fmt: skip
     total = time.perf_counter() - start
     print(f"recipe {cfg.name} on {args.dataset} ({args.tree}): verdict {outcome.report['verdict']}")
     for name, s in seconds.items():
