@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 import uuid
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -424,7 +425,7 @@ def _described(paths: list[str], image_size: int | None, luma: bool) -> list[Fil
     if _CACHE.budget > 0 and path.is_file():
         try:
             return _load_described(path, stats, image_size)
-        except Exception:  # a damaged or foreign file: decode afresh and overwrite it
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or foreign: decode afresh, overwrite
             pass
     infos = _describe_all(paths, image_size, luma)
     if _CACHE.budget > 0:

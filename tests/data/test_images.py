@@ -199,8 +199,7 @@ def test_regression_on_class_folders_is_refused(make_folder, make_cfg):
 
 
 def test_a_decoded_folder_is_read_back_from_the_disk_cache_by_the_next_process(make_folder, make_cfg, monkeypatch):
-    from recipe.data import clear_cache
-    from recipe.data import sources
+    from recipe.data import clear_cache, sources
 
     root = make_folder({"a": 6, "b": 5}, size=(7, 7))
     cfg = make_cfg(source="imagefolder", root=root)
