@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 import warnings
+import zipfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -314,7 +315,7 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
             f"{inline(sorted(IMAGE_EXTENSIONS))}"
         )
     paths = [str(root / rel) for _, rel in files]
-    infos = _describe_all(paths, cfg.image_size, luma=cfg.grayscale is True)
+    infos = _described(paths, cfg.image_size, luma=cfg.grayscale is True)
     ok = [f for f in infos if not f.error]
     if cfg.grayscale is not None:
         mode = "L" if cfg.grayscale else "RGB"
@@ -411,6 +412,102 @@ def _describe_all(paths: list[str], image_size: int | None, luma: bool) -> list[
         with ThreadPoolExecutor(workers) as pool:
             return infos + list(pool.map(lambda p: _describe(p, image_size, luma), paths[head:]))
     return infos + [_describe(p, image_size, luma) for p in paths[head:]]
+
+
+DISK_CACHE_VERSION = 1
+
+
+def disk_cache_dir() -> Path:
+    """Where decoded image folders are kept between processes: ``<data dir>/cache`` (see :func:`data_dir`)."""
+    return data_dir() / "cache"
+
+
+def _described(paths: list[str], image_size: int | None, luma: bool) -> list[FileInfo]:
+    """:func:`_describe_all`, through a disk cache of the decoded folder.
+
+    The first process to read a folder decodes every file and saves the pixels, the per-file statistics and
+    content hashes as one ``.npz`` under :func:`disk_cache_dir`; a later process (the next ``flows run``, a
+    trial worker) loads that file instead of decoding again, and fills the in-process decode cache from it,
+    so the reader hands out the same arrays. The file's key is a hash of every path with its modification
+    time and size, the resize side and the luma flag, so editing, adding or removing a file makes a new key;
+    the content hashes inside give the data fingerprint unchanged. Only folders whose readable images all
+    decode to one shape (the only ones that load without resizing anyway, or all of them with
+    ``data.image_size``) and whose pixels fit the decode cache's budget are saved; the rest decode as before.
+    """
+    stats = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stats.append((p, st.st_mtime_ns, st.st_size))
+        except OSError:
+            stats.append((p, -1, -1))
+    h = hashlib.sha256(repr((DISK_CACHE_VERSION, image_size, luma)).encode())
+    for p, m, size in stats:
+        h.update(f"{p}\0{m}\0{size}\n".encode())
+    path = disk_cache_dir() / f"decoded-{h.hexdigest()[:20]}.npz"
+    if _CACHE.budget > 0 and path.is_file():
+        try:
+            return _load_described(path, stats, image_size)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or foreign: decode afresh, overwrite
+            pass
+    infos = _describe_all(paths, image_size, luma)
+    if _CACHE.budget > 0:
+        _save_described(path, stats, image_size, infos)
+    return infos
+
+
+def _save_described(path: Path, stats: list[tuple[str, int, int]], image_size: int | None,
+                    infos: list[FileInfo]) -> None:  # fmt: skip
+    ok = [i for i, f in enumerate(infos) if not f.error]
+    arrays = []
+    for i in ok:
+        d = _CACHE.get((stats[i][0], stats[i][1], stats[i][2], image_size))
+        if d is None or d.array is None:
+            return  # not every array stayed in the decode cache (over budget): nothing to save
+        arrays.append(d.array)
+    if len({a.shape for a in arrays}) > 1 or sum(a.nbytes for a in arrays) > _CACHE.budget:
+        return
+    n = len(infos)
+    ints = np.full((n, 3), -1, dtype=np.int64)  # height, width, channels as stored
+    for i, f in enumerate(infos):
+        if not f.error:
+            ints[i] = (f.height, f.width, f.channels)
+    first = infos[ok[0]].stats if ok else np.zeros((2, 1))
+    fstats = np.zeros((n, *first.shape))
+    for i in ok:
+        fstats[i] = infos[i].stats
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp.npz")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            tmp, pixels=np.stack(arrays) if arrays else np.zeros((0,), np.uint8), ok=np.array(ok, dtype=np.int64),
+            ints=ints, stats=fstats, gray=np.array([f.gray for f in infos]),
+            mode=np.array([f.mode or "" for f in infos]), hash=np.array([f.hash for f in infos]),
+            error=np.array([f.error for f in infos]),
+        )  # fmt: skip
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a read-only data dir: the cache is an optimisation, not a requirement
+
+
+def _load_described(path: Path, stats: list[tuple[str, int, int]], image_size: int | None) -> list[FileInfo]:
+    with np.load(path, allow_pickle=False) as z:
+        pixels, ok, ints, fstats = z["pixels"], z["ok"], z["ints"], z["stats"]
+        gray, mode, hashes, errors = z["gray"], z["mode"].tolist(), z["hash"].tolist(), z["error"].tolist()
+    if len(ints) != len(stats):
+        raise ValueError("cache file does not match the folder")
+    infos: list[FileInfo] = []
+    for i, err in enumerate(errors):
+        if err:
+            infos.append(FileInfo(None, None, None, None, False, None, "", err))
+        else:
+            h, w, c = (int(v) for v in ints[i])
+            infos.append(FileInfo(h, w, c, mode[i], bool(gray[i]), fstats[i], hashes[i], ""))
+    for j, i in enumerate(ok.tolist()):
+        p, m, size = stats[i]
+        f = infos[i]
+        _CACHE.put((p, m, size, image_size), Decoded(pixels[j], f.height, f.width, f.channels, f.mode))
+    return infos
 
 
 def _mean_std(chan_stats: np.ndarray) -> dict[str, np.ndarray]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sklearn.datasets import load_digits
 
@@ -195,3 +196,32 @@ def test_different_sizes_need_image_size(make_folder, make_cfg, tmp_path):
 def test_regression_on_class_folders_is_refused(make_folder, make_cfg):
     with pytest.raises(DataError, match="data.task=regression needs a numeric target"):
         build_manifest(make_cfg(source="imagefolder", root=make_folder({"a": 3}), task="regression"))
+
+
+def test_a_decoded_folder_is_read_back_from_the_disk_cache_by_the_next_process(make_folder, make_cfg, monkeypatch):
+    from recipe.data import clear_cache, sources
+
+    root = make_folder({"a": 6, "b": 5}, size=(7, 7))
+    cfg = make_cfg(source="imagefolder", root=root)
+    first = load_data(cfg)
+    x1, y1 = first.tensors("train")
+    assert len(list(sources.disk_cache_dir().glob("decoded-*.npz"))) == 1
+    clear_cache()  # as a new process: nothing decoded in memory
+
+    def no_decoding(path, image_size):
+        raise AssertionError(f"decoded {path} again")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(sources, "_decode", no_decoding)
+        second = load_data(cfg)
+        x2, y2 = second.tensors("train")
+    assert second.fingerprint == first.fingerprint and torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert second.manifest.df.equals(first.manifest.df)
+
+    # an edited file gives another key: decoded afresh, and the fingerprint follows the new content
+    victim = next(root.glob("a/*.png"))
+    Image.fromarray(np.full((7, 7), 200, dtype=np.uint8)).save(victim)
+    clear_cache()
+    third = load_data(cfg)
+    assert third.fingerprint != first.fingerprint
+    assert len(list(sources.disk_cache_dir().glob("decoded-*.npz"))) == 2

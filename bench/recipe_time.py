@@ -1,0 +1,96 @@
+"""Wall-clock seconds of each stage of the recipe, on digits or on a 10,000-file image folder.
+
+Runs every stage the installed recipe has (``recipe.stages.stage_names()``: today inspect, baselines, overfit,
+regularize; tune and squeeze are picked up when they land) through ``recipe.pipeline.run_recipe``, with a
+fresh private MLflow store (sqlite, in a temporary folder) and no progress bars, and times each stage.
+
+* ``--dataset digits`` (default): the digits preset.
+* ``--dataset folder10k``: ``bench/folder10k.py``'s 28x28 grayscale folder (built on first use under
+  data/folder10k), with the imagefolder preset at ``data.image_size=28``.
+
+``--tree PATH`` imports ``recipe`` from another checkout (e.g. ``--tree /work/main``) to time the code before
+a change with the same script. ``--stages a,b`` stops after the last named stage; ``--set key=value`` adds
+config overrides.
+
+    python bench/recipe_time.py [--dataset digits|folder10k] [--tree PATH] [--stages inspect,baselines]
+
+Prints ``stage_<name>_seconds``, each stage's verdict, and ``recipe_total_seconds`` (the whole run,
+MLflow store creation included) as ``name: value`` lines at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", choices=["digits", "folder10k"], default="digits")
+    ap.add_argument("--tree", type=Path, default=HERE.parent, help="checkout to import recipe from")
+    ap.add_argument("--stages", default="", help="comma-separated; the run stops after the last one named")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--force", action="store_true", help="carry on past a failed stage (timing every stage)")
+    ap.add_argument("--root", type=Path, default=None, help="folder10k location (default data/folder10k)")
+    args = ap.parse_args()
+    sys.path.insert(0, str(args.tree.resolve()))
+    sys.path.insert(1, str(HERE))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    store = Path(tempfile.mkdtemp(prefix="recipe-time-"))
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+
+    from recipe.config import load_config
+    from recipe.pipeline import run_recipe
+    from recipe.stages import stage_names
+
+    overrides = ["trainer.progress=false", *args.overrides]
+    if args.dataset == "digits":
+        cfg = load_config("digits", overrides=overrides)
+    else:
+        import folder10k
+
+        root = folder10k.build(args.root or folder10k.DEFAULT_ROOT)
+        cfg = load_config("imagefolder", overrides=[f"data.root={root.resolve()}", "data.image_size=28", *overrides])
+    names = stage_names()
+    wanted = [s for s in args.stages.split(",") if s]
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        print(f"unknown stage(s) {unknown}; stages: {names}", file=sys.stderr)
+        return 2
+    last = max((names.index(s) for s in wanted), default=len(names) - 1)
+    seconds: dict[str, float] = {}
+    verdicts: dict[str, str] = {}
+
+    def timed(name, fn, ctx):
+        start = time.perf_counter()
+        try:
+            result = fn(ctx)
+        finally:
+            seconds[name] = time.perf_counter() - start
+        verdicts[name] = result.verdict.value
+        print(f"stage {name}: {result.verdict.value} in {seconds[name]:.1f} s", flush=True)
+        for c in result.checks:
+            if c.verdict.value == "fail":
+                print(f"  failed check {c.name}: {c.observed}", flush=True)
+        return result
+
+    start = time.perf_counter()
+    outcome = run_recipe(cfg, stage=names[last] if last < len(names) - 1 else None, execute=timed,
+                         force=args.force, say=lambda m: print(m, flush=True))  # fmt: skip
+    total = time.perf_counter() - start
+    print(f"recipe {cfg.name} on {args.dataset} ({args.tree}): verdict {outcome.report['verdict']}")
+    for name, s in seconds.items():
+        print(f"stage_{name}_seconds: {s:.1f}")
+        print(f"stage_{name}_verdict: {verdicts.get(name, 'raised')}")
+    print(f"recipe_total_seconds: {total:.1f}")
+    return outcome.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
