@@ -91,13 +91,18 @@ def main() -> None:
     print(f"torch threads {torch.get_num_threads()}; transforms {names}; all label-preserving: {every}")
     results = {}
     for label, ns, side, n in [
-        ("", names, 8, 64), ("_28x28", names, 28, 64), ("_eval_batch", names, 8, 512),
-        ("_all", every, 8, 64), ("_all_28x28", every, 28, 64),
+        ("", names, 8, 64),
+        ("_28x28", names, 28, 64),
+        ("_eval_batch", names, 8, 512),
+        ("_all", every, 8, 64),
+        ("_all_28x28", every, 28, 64),
     ]:
         old, new, ratio = compare(ns, side, n, args.rounds, args.seconds)
         results[label] = ratio
-        print(f"{side}x{side} batch {n} {'+'.join(ns)}: per-sample {old:,.0f} batches/s, batched {new:,.0f} "
-              f"batches/s, median paired ratio {ratio:.2f}")
+        print(
+            f"{side}x{side} batch {n} {'+'.join(ns)}: per-sample {old:,.0f} batches/s, batched {new:,.0f} "
+            f"batches/s, median paired ratio {ratio:.2f}"
+        )
     for label, ratio in results.items():
         print(f"augment_batched_speedup{label}: {ratio:.2f}")
 

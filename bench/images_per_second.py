@@ -58,9 +58,11 @@ def main() -> None:
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
-    print(f"{cfg.model.name} width {cfg.model.width} on {trainer.device}, {n_train} train images 28x28, "
-          f"batch {cfg.data.batch_size}, {args.epochs} epochs in {seconds:.1f} s (validation included); "
-          f"val/accuracy {trainer.metrics.get('val/accuracy', float('nan')):.3f}")
+    print(
+        f"{cfg.model.name} width {cfg.model.width} on {trainer.device}, {n_train} train images 28x28, "
+        f"batch {cfg.data.batch_size}, {args.epochs} epochs in {seconds:.1f} s (validation included); "
+        f"val/accuracy {trainer.metrics.get('val/accuracy', float('nan')):.3f}"
+    )
     print(f"data_load_seconds: {load_s:.1f}")
     print(f"train_images_per_second: {n_train * args.epochs / seconds:.0f}")
 

@@ -33,8 +33,16 @@ def run(data, epochs: int, log: bool) -> tuple[float, int]:
     xt, yt, xv, yv = data
     model, opt, loss_fn = setup()
     cbs = [tracking.MLflowLogger()] if log else []
-    t = Trainer(model, InMemoryBatcher(xt, yt, BATCH, shuffle=True, seed=0), InMemoryBatcher(xv, yv, 512),
-                loss_fn=loss_fn, opt=opt, cbs=cbs, device="cpu", progress=False)
+    t = Trainer(
+        model,
+        InMemoryBatcher(xt, yt, BATCH, shuffle=True, seed=0),
+        InMemoryBatcher(xv, yv, 512),
+        loss_fn=loss_fn,
+        opt=opt,
+        cbs=cbs,
+        device="cpu",
+        progress=False,
+    )
     with tracking.start_run("bench", {"bench": "mlflow_logging"}):
         start = time.perf_counter()
         t.fit(epochs)  # includes waiting for the logged metrics to be written (MLflowLogger.after_fit)
@@ -66,8 +74,10 @@ def main() -> None:
     exp = MlflowClient().get_experiment_by_name("bench")
     n_runs = len(MlflowClient().search_runs([exp.experiment_id], max_results=1000))
     print(f"{steps} steps per run, {n_runs} runs written to {tmp}")
-    print(f"without logging: median {statistics.median(plain):.3f} s; with per-step logging: "
-          f"median {statistics.median(logged):.3f} s")
+    print(
+        f"without logging: median {statistics.median(plain):.3f} s; with per-step logging: "
+        f"median {statistics.median(logged):.3f} s"
+    )
     print(f"mlflow_logging_time_ratio: {statistics.median(ratios):.3f}")
     print(f"mlflow_logging_time_ratio_of_medians: {statistics.median(logged) / statistics.median(plain):.3f}")
 

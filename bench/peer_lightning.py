@@ -163,7 +163,7 @@ def measure(workload: str, repeats: int, epochs: int) -> dict[str, object]:
     names = list(RUNNERS)
     for r in range(repeats):
         losses = {}
-        for name in names[r % 3:] + names[: r % 3]:  # rotate who goes first
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
             t, losses[name] = RUNNERS[name](workload, data, epochs)
             times[name].append(t)
         for name in names:
@@ -190,8 +190,10 @@ def main() -> None:
     out = {w: measure(w, args.repeats, args.epochs) for w in args.workloads.split(",")}
     for w, m in out.items():
         med = ", ".join(f"{k} {v:.3f} s" for k, v in m["medians"].items())
-        print(f"{w}: median for {args.epochs} epochs: {med}; lightning/loop {m['lightning_vs_loop']:.2f}; "
-              f"max |loss - loop loss|: " + ", ".join(f"{k} {v:.1e}" for k, v in m["diffs"].items()))
+        print(
+            f"{w}: median for {args.epochs} epochs: {med}; lightning/loop {m['lightning_vs_loop']:.2f}; "
+            f"max |loss - loop loss|: " + ", ".join(f"{k} {v:.1e}" for k, v in m["diffs"].items())
+        )
     for w, m in out.items():
         suffix = "" if w == "cnn" else f"_{w}"
         print(f"trainer_vs_loop_time_ratio{suffix}: {m['trainer_vs_loop']:.3f}")

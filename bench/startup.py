@@ -33,9 +33,25 @@ MARK = "stage inspect: started"
 
 def one_run(env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "from flows.cli import main; main()", "run", "recipe",
-                             "--preset", "digits", "--stage", "inspect"], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from flows.cli import main; main()",
+            "run",
+            "recipe",
+            "--preset",
+            "digits",
+            "--stage",
+            "inspect",
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     seconds = None
     tail: list[str] = []
     for line in proc.stdout:
@@ -56,9 +72,13 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
-    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(folder / "prefect"),
-               MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
-               RECIPE_LOG_DIR=str(folder / "logs"), RECIPE_PREFECT_SERVER_IDLE_S="120")
+    env.update(
+        PYTHONPATH=str(REPO),
+        PREFECT_HOME=str(folder / "prefect"),
+        MLFLOW_TRACKING_URI=f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}",
+        RECIPE_LOG_DIR=str(folder / "logs"),
+        RECIPE_PREFECT_SERVER_IDLE_S="120",
+    )
     try:
         cold = one_run(env)
         print(f"cold run: {cold:.2f} s", flush=True)
@@ -67,8 +87,13 @@ def main() -> None:
             warm.append(one_run(env))
             print(f"warm run {i + 1}: {warm[-1]:.2f} s", flush=True)
     finally:
-        subprocess.run([sys.executable, "-c", "from flows.cli import main; main()", "server", "stop"], env=env,
-                       cwd=REPO, capture_output=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", "from flows.cli import main; main()", "server", "stop"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=60,
+        )
         shutil.rmtree(folder, ignore_errors=True)
     print(f"flows_run_fixed_seconds_cold: {cold:.2f}")
     print(f"flows_run_fixed_seconds_warm: {statistics.median(warm):.2f}")

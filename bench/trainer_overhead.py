@@ -72,8 +72,15 @@ def hand_loop(data, epochs: int) -> tuple[float, list[float]]:
 def with_trainer(data, epochs: int) -> tuple[float, list[float]]:
     xt, yt, xv, yv = data
     model, opt, loss_fn = setup()
-    t = Trainer(model, InMemoryBatcher(xt, yt, BATCH, shuffle=True, seed=0), InMemoryBatcher(xv, yv, 512),
-                loss_fn=loss_fn, opt=opt, device="cpu", progress=False)
+    t = Trainer(
+        model,
+        InMemoryBatcher(xt, yt, BATCH, shuffle=True, seed=0),
+        InMemoryBatcher(xv, yv, 512),
+        loss_fn=loss_fn,
+        opt=opt,
+        device="cpu",
+        progress=False,
+    )
     start = time.perf_counter()
     t.fit(epochs)
     return time.perf_counter() - start, t.cb("recorder").losses
@@ -128,7 +135,9 @@ def main() -> None:
     print(f"Trainer + default callbacks: median {statistics.median(trainer_times):.3f} s")
     print(f"in-memory batcher {mem_bps:,.0f} batches/s; DataLoader(TensorDataset) {dl_bps:,.0f} batches/s")
     print(f"trainer_vs_loop_time_ratio: {statistics.median(ratios):.3f}")
-    print(f"trainer_vs_loop_time_ratio_of_medians: {statistics.median(trainer_times) / statistics.median(hand_times):.3f}")
+    print(
+        f"trainer_vs_loop_time_ratio_of_medians: {statistics.median(trainer_times) / statistics.median(hand_times):.3f}"
+    )
     print(f"losses_max_abs_diff: {max_diff:.2e}")
     print(f"losses_equal_5dp: {max_diff < 5e-6}")
     print(f"batcher_vs_dataloader_speedup: {mem_bps / dl_bps:.1f}")

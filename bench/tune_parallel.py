@@ -96,8 +96,10 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
           f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
     for k, m in (("parallel=1", one), ("parallel=2", two)):
-        print(f"{k}: search {m['search_s']:.1f} s for {args.trials} trials ({m['trials_per_min']:.1f}/min), "
-              f"training {m['fit_s']:.1f} s summed, first training started {m['startup_s']:.1f} s in")
+        print(
+            f"{k}: search {m['search_s']:.1f} s for {args.trials} trials ({m['trials_per_min']:.1f}/min), "
+            f"training {m['fit_s']:.1f} s summed, first training started {m['startup_s']:.1f} s in"
+        )
     print(f"tune_parallel_speedup: {one['search_s'] / two['search_s']:.2f}")
     print(f"tune_parallel_speedup_warm: {two['warm_rate'] / one['warm_rate']:.2f}")
     print(f"tune_overhead_share: {1 - one['fit_s'] / one['search_s']:.3f}")

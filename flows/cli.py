@@ -21,7 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-PresetOpt = Annotated[str | None, typer.Option("--preset", "-p", help="A shipped preset: digits, imagefolder, tabular.")]
+PresetOpt = Annotated[
+    str | None, typer.Option("--preset", "-p", help="A shipped preset: digits, imagefolder, tabular.")
+]
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="A YAML config file (instead of a preset).")]
 SetOpt = Annotated[
     list[str] | None,
@@ -62,7 +64,9 @@ def presets() -> None:
 
     for name in preset_names():
         text = preset_path(name).read_text()
-        desc = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("description:")), "")
+        desc = next(
+            (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("description:")), ""
+        )
         typer.echo(f"{name:12s} {desc}")
 
 
@@ -82,7 +86,9 @@ def config(
         from recipe.config import explain as explain_fields
 
         for doc in explain_fields():
-            typer.echo(f"{doc.key}  ({doc.type}, default {json.dumps(doc.default, default=str)})\n    {doc.description}")
+            typer.echo(
+                f"{doc.key}  ({doc.type}, default {json.dumps(doc.default, default=str)})\n    {doc.description}"
+            )
         return
     cfg = _load(preset, config, set_)
     typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
@@ -142,8 +148,10 @@ def judge_fit(result) -> list[str]:
     import math
 
     m, data = result.metrics, result.data
-    lr_advice = ("lower optim.lr (e.g. --set optim.lr=1e-3; `flows run recipe --stage overfit` finds one with an "
-                 "LR finder), or add warm-up")
+    lr_advice = (
+        "lower optim.lr (e.g. --set optim.lr=1e-3; `flows run recipe --stage overfit` finds one with an "
+        "LR finder), or add warm-up"
+    )
     train_loss, val_loss = m.get("train/loss"), m.get("val/loss")
     if result.diverged or any(v is not None and not math.isfinite(v) for v in (train_loss, val_loss)):
         return [f"the run diverged (train/loss {train_loss}, val/loss {val_loss}): {lr_advice}"]
@@ -153,16 +161,20 @@ def judge_fit(result) -> list[str]:
         return []
     uniform = math.log(data.num_classes)
     if train_loss is not None and train_loss > 2 * uniform:
-        return [f"the run diverged: train/loss {train_loss:.4g} ended above twice the loss of a uniform guess "
-                f"(ln {data.num_classes} = {uniform:.3f}): {lr_advice}"]
+        return [
+            f"the run diverged: train/loss {train_loss:.4g} ended above twice the loss of a uniform guess "
+            f"(ln {data.num_classes} = {uniform:.3f}): {lr_advice}"
+        ]
     acc, n_val = m.get("val/accuracy"), data.split_sizes.get("val", 0)
     if acc is not None and data.class_counts and n_val:
         chance = max(data.class_counts) / sum(data.class_counts)
         margin = 2 * math.sqrt(chance * (1 - chance) / n_val)
         if acc <= chance + margin:
-            return [f"the run is at chance level: val/accuracy {acc:.4f} is not above the majority-class rate "
-                    f"{chance:.4f} (+ {margin:.4f}, two standard errors on {n_val} samples): check the learning "
-                    f"rate ({lr_advice}), then the labels and inputs with `flows run recipe --stage baselines`"]
+            return [
+                f"the run is at chance level: val/accuracy {acc:.4f} is not above the majority-class rate "
+                f"{chance:.4f} (+ {margin:.4f}, two standard errors on {n_val} samples): check the learning "
+                f"rate ({lr_advice}), then the labels and inputs with `flows run recipe --stage baselines`"
+            ]
     return []
 
 
@@ -175,7 +187,9 @@ def run_recipe(
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    stage: Annotated[str | None, typer.Option(help="Run up to this stage; earlier ones are reused from MLflow.")] = None,
+    stage: Annotated[
+        str | None, typer.Option(help="Run up to this stage; earlier ones are reused from MLflow.")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Carry on past a failed stage (runs are tagged as forced).")] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
@@ -270,12 +284,16 @@ def _setup_logging(log: Path):
     targets = [logging.getLogger("prefect"), logging.getLogger()]
     for logger in targets:
         logger.addHandler(handler)
-    loggers = [logging.getLogger()] + [lg for lg in logging.Logger.manager.loggerDict.values()
-                                       if isinstance(lg, logging.Logger)]
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
     for logger in loggers:
         for h in logger.handlers:
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) \
-                    and not getattr(h, "_recipe_no_tracebacks", False):
+            if (
+                isinstance(h, logging.StreamHandler)
+                and not isinstance(h, logging.FileHandler)
+                and not getattr(h, "_recipe_no_tracebacks", False)
+            ):
                 h.format = _without_traceback(h.format)
                 h._recipe_no_tracebacks = True
 
@@ -311,8 +329,10 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
     lease = None
     if url:
         if not healthy(url, timeout=10):
-            raise BackendError(f"the Prefect API at PREFECT_API_URL={url} does not answer; start that server, or "
-                               f"unset PREFECT_API_URL to use a local one that flows run starts itself")
+            raise BackendError(
+                f"the Prefect API at PREFECT_API_URL={url} does not answer; start that server, or "
+                f"unset PREFECT_API_URL to use a local one that flows run starts itself"
+            )
     else:
         url, lease = ensure_server(say=lambda m: print(m, file=sys.stderr, flush=True))
     detach = None
@@ -349,16 +369,20 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
         from recipe import tracking
 
         if tracking.KILLED_RUNS:
-            lines.append(f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
-                         f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
-                         f"stages that finished before are kept and reused by the next --stage run")
+            lines.append(
+                f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
+                f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
+                f"stages that finished before are kept and reused by the next --stage run"
+            )
         else:
             lines.append("no MLflow run was open yet: nothing was recorded")
     else:
         lines.append("it stopped before anything was recorded")
     flow_mod = sys.modules.get("flows.recipe_flow")
     if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
-        lines.append(f"Prefect flow run {flow_mod.LAST_FLOW_RUN_ID} ended crashed ({_prefect_api_url() or 'local server'})")
+        lines.append(
+            f"Prefect flow run {flow_mod.LAST_FLOW_RUN_ID} ended crashed ({_prefect_api_url() or 'local server'})"
+        )
     lines.append(f"log: {log}")
     typer.echo("\n".join(lines), err=True)
     raise typer.Exit(128 + signum)
@@ -391,15 +415,20 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     if isinstance(e, _backend_error_types()):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if type(e).__module__.startswith(("httpx", "prefect")):
-            message = (f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
-                       f"the server that PREFECT_API_URL names")
+            message = (
+                f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
+                f"the server that PREFECT_API_URL names"
+            )
         _fail(message, code=EXIT_BACKEND)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as f:
         f.write("".join(traceback.format_exception(e)))
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    _fail(f"the run crashed (a bug, please report it): {type(e).__name__}: {first}; the traceback is in {log}; "
-          f"what was recorded before the crash is in MLflow ({_mlflow_hint()})", code=EXIT_CRASH)
+    _fail(
+        f"the run crashed (a bug, please report it): {type(e).__name__}: {first}; the traceback is in {log}; "
+        f"what was recorded before the crash is in MLflow ({_mlflow_hint()})",
+        code=EXIT_CRASH,
+    )
 
 
 def _mlflow_hint() -> str:
@@ -414,9 +443,9 @@ def _mlflow_hint() -> str:
 @app.command()
 def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """List the stages in order and, for the config (default: digits), each one's latest verdict in MLflow."""
-    from rich.table import Table
-
     import os
+
+    from rich.table import Table
 
     from recipe.preflight import PreflightError
     from recipe.stages import DESCRIPTIONS, stage_names
@@ -453,8 +482,10 @@ PrefectFileOpt = Annotated[
     Path | None,
     typer.Option("--prefect-file", help="The deployment file. Default: deploy/prefect.yaml in this repository."),
 ]
-_NO_API_HINT = ("start the stack (deploy/stack.sh up) and `source .stack/env`, or export PREFECT_API_URL "
-                "(e.g. http://127.0.0.1:4200/api)")
+_NO_API_HINT = (
+    "start the stack (deploy/stack.sh up) and `source .stack/env`, or export PREFECT_API_URL "
+    "(e.g. http://127.0.0.1:4200/api)"
+)
 
 
 def _prefect_api_url() -> str | None:
@@ -505,9 +536,11 @@ def deploy(
     code = subprocess.call(cmd, cwd=REPO_ROOT)
     if code:
         _fail(f"prefect deploy exited with {code} (command: {' '.join(cmd)})", code=code)
-    typer.echo(f"deployed {', '.join(name or known)} to {url}; runs need a worker on "
-               f"{', '.join(work_pools(path, name))} with RECIPE_FLOWS_HOME={REPO_ROOT} "
-               f"(deploy/stack.sh up starts one)")
+    typer.echo(
+        f"deployed {', '.join(name or known)} to {url}; runs need a worker on "
+        f"{', '.join(work_pools(path, name))} with RECIPE_FLOWS_HOME={REPO_ROOT} "
+        f"(deploy/stack.sh up starts one)"
+    )
 
 
 @app.command()
@@ -547,22 +580,33 @@ def serve(
             url, lease = ensure_server(say=lambda m: typer.echo(m, err=True))
         except BackendError as e:
             _fail(str(e), code=EXIT_BACKEND)
-        typer.echo(f"PREFECT_API_URL is not set: serving against the local Prefect server {url} (UI "
-                   f"{url.removesuffix('/api')}; `flows server status`)", err=True)
+        typer.echo(
+            f"PREFECT_API_URL is not set: serving against the local Prefect server {url} (UI "
+            f"{url.removesuffix('/api')}; `flows server status`)",
+            err=True,
+        )
         settings = temporary_settings(updates={PREFECT_API_URL: url})
     try:
         with settings:
             flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
             # Runs load the flow by module, as deployments do.
-            flow.serve(name=as_ or spec.name, schedules=schedules, parameters=spec.parameters, tags=spec.tags,
-                       description=spec.description, limit=limit, entrypoint_type=EntrypointType.MODULE_PATH)
+            flow.serve(
+                name=as_ or spec.name,
+                schedules=schedules,
+                parameters=spec.parameters,
+                tags=spec.tags,
+                description=spec.description,
+                limit=limit,
+                entrypoint_type=EntrypointType.MODULE_PATH,
+            )
     finally:
         if lease is not None:
             lease.release()
 
 
-server_app = typer.Typer(help="The local Prefect server that `flows run` starts and shares (one per PREFECT_HOME).",
-                         no_args_is_help=True)
+server_app = typer.Typer(
+    help="The local Prefect server that `flows run` starts and shares (one per PREFECT_HOME).", no_args_is_help=True
+)
 app.add_typer(server_app, name="server")
 
 
@@ -578,9 +622,11 @@ def server_status() -> None:
         raise typer.Exit(1)
     state = "healthy" if healthy(info.url) else "NOT answering"
     users = live_leases(home)
-    typer.echo(f"local Prefect server for PREFECT_HOME={home}: pid {info.pid}, {info.url} ({state}); "
-               f"UI http://127.0.0.1:{info.port}; runs using it: {len(users)}"
-               f"{' (pids ' + ', '.join(map(str, users)) + ')' if users else ''}; log {info.log}")
+    typer.echo(
+        f"local Prefect server for PREFECT_HOME={home}: pid {info.pid}, {info.url} ({state}); "
+        f"UI http://127.0.0.1:{info.port}; runs using it: {len(users)}"
+        f"{' (pids ' + ', '.join(map(str, users)) + ')' if users else ''}; log {info.log}"
+    )
 
 
 @server_app.command("stop")
@@ -611,9 +657,11 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
 def predict(
     path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively), an image, or a .csv file.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The model URI, e.g. models:/digits@champion.")] = (
-        "models:/digits@champion"),
+        "models:/digits@champion"
+    ),
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions CSV.")] = Path(
-        "predictions.csv"),
+        "predictions.csv"
+    ),
 ) -> None:
     """Predict with a registered model: one CSV row per image (or table row), with label and probabilities."""
     from flows.predict import PredictError, predict_path

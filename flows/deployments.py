@@ -81,17 +81,20 @@ def deployment_specs(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
         for s in schedules:
             unknown = set(s) - _SCHEDULE_KEYS
             if unknown:
-                raise DeploymentFileError(f"{where} ({raw['name']}): unknown schedule keys {sorted(unknown)}; "
-                                          f"known: {sorted(_SCHEDULE_KEYS)}")
-        specs.append(DeploymentSpec(
-            name=raw["name"],
-            entrypoint=raw["entrypoint"],
-            parameters=dict(raw.get("parameters") or {}),
-            schedules=[dict(s) for s in schedules],
-            work_pool=(raw.get("work_pool") or {}).get("name"),
-            tags=list(raw.get("tags") or []),
-            description=raw.get("description"),
-        ))
+                raise DeploymentFileError(
+                    f"{where} ({raw['name']}): unknown schedule keys {sorted(unknown)}; known: {sorted(_SCHEDULE_KEYS)}"
+                )
+        specs.append(
+            DeploymentSpec(
+                name=raw["name"],
+                entrypoint=raw["entrypoint"],
+                parameters=dict(raw.get("parameters") or {}),
+                schedules=[dict(s) for s in schedules],
+                work_pool=(raw.get("work_pool") or {}).get("name"),
+                tags=list(raw.get("tags") or []),
+                description=raw.get("description"),
+            )
+        )
     return specs
 
 

@@ -199,7 +199,10 @@ def _start(home: Path, budget: float, say) -> ServerInfo:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flows.local_server", "serve", "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,  # its own session: the terminal's Ctrl-C is for the run, not for it
         )
     started = process_start_time(proc.pid) or time.time()
@@ -208,12 +211,14 @@ def _start(home: Path, budget: float, say) -> ServerInfo:
     try:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                raise BackendError(f"the local Prefect server exited with code {proc.returncode} while starting; "
-                                   f"its log is {log}")
+                raise BackendError(
+                    f"the local Prefect server exited with code {proc.returncode} while starting; its log is {log}"
+                )
             if healthy(info.url, timeout=2.0):
                 tmp = folder / f"server.json.{os.getpid()}"
-                tmp.write_text(json.dumps(
-                    {"pid": info.pid, "port": port, "started": started, "log": str(log), "url": info.url}))
+                tmp.write_text(
+                    json.dumps({"pid": info.pid, "port": port, "started": started, "log": str(log), "url": info.url})
+                )
                 tmp.replace(folder / "server.json")  # atomic: `flows server status` reads it without the lock
                 return info
             time.sleep(0.2)
@@ -290,12 +295,20 @@ def serve(port: int) -> None:
 
     home = prefect_home()
     idle_s = _float_env(IDLE_ENV, DEFAULT_IDLE_S)
-    config = uvicorn.Config("prefect.server.api.server:create_app", factory=True, host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        "prefect.server.api.server:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     threading.Thread(target=_watch_idle, args=(server, home, idle_s), daemon=True).start()
-    print(f"pid {os.getpid()} serving Prefect for {home} on http://127.0.0.1:{port} (idle exit {idle_s:.0f} s)",
-          flush=True)
+    print(
+        f"pid {os.getpid()} serving Prefect for {home} on http://127.0.0.1:{port} (idle exit {idle_s:.0f} s)",
+        flush=True,
+    )
     server.run()
     info = read_info(home)
     if info and info.pid == os.getpid():

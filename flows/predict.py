@@ -28,8 +28,11 @@ def gather_images(root: Path) -> list[Path]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [Path(dirpath) / f for f in sorted(filenames)
-                  if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS]
+        files += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
+        ]
     return files
 
 
@@ -45,11 +48,17 @@ def load_model(uri: str):
         return mlflow.pyfunc.load_model(uri)
     except MlflowException as e:
         text = str(e)
-        if "RESOURCE_DOES_NOT_EXIST" in getattr(e, "error_code", "") or "not found" in text.lower() or \
-                "does not exist" in text.lower() or "alias" in text.lower():
-            raise PredictError(f"no model at {uri} in the tracking store {tracking_uri()}: {text.splitlines()[0]}\n"
-                               "run the recipe to the squeeze stage to register a champion, or check the name "
-                               "(models:/<recipe name>@champion) and MLFLOW_TRACKING_URI") from None
+        if (
+            "RESOURCE_DOES_NOT_EXIST" in getattr(e, "error_code", "")
+            or "not found" in text.lower()
+            or "does not exist" in text.lower()
+            or "alias" in text.lower()
+        ):
+            raise PredictError(
+                f"no model at {uri} in the tracking store {tracking_uri()}: {text.splitlines()[0]}\n"
+                "run the recipe to the squeeze stage to register a champion, or check the name "
+                "(models:/<recipe name>@champion) and MLFLOW_TRACKING_URI"
+            ) from None
         raise PredictError(f"cannot load {uri} from {tracking_uri()}: {text.splitlines()[0]}", code=3) from None
     except OSError as e:
         raise PredictError(f"cannot load {uri}: {e}", code=3) from None
@@ -86,10 +95,12 @@ def predict_path(uri: str, path: Path, out: Path):
     lacking = [c for c in wanted if c not in inputs.columns]
     if lacking:
         what = "a CSV of rows" if is_csv else "image files"
-        raise PredictError(f"{uri} takes inputs with the column(s) {', '.join(map(repr, wanted))}, but {what} from "
-                           f"{path} give(s) {', '.join(map(repr, inputs.columns))}; missing: "
-                           f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
-                           "a CSV with the training features)")
+        raise PredictError(
+            f"{uri} takes inputs with the column(s) {', '.join(map(repr, wanted))}, but {what} from "
+            f"{path} give(s) {', '.join(map(repr, inputs.columns))}; missing: "
+            f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
+            "a CSV with the training features)"
+        )
     try:
         preds = model.predict(inputs)
     except PredictInputError as e:

@@ -21,8 +21,8 @@ from prefect.utilities.annotations import quote
 from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
-from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
 from recipe.pipeline import run_recipe
+from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
 from recipe.stages import stage_names
 
 
@@ -44,6 +44,7 @@ def _from_deployment() -> bool:
     from prefect.runtime import deployment
 
     return deployment.id is not None
+
 
 STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
 LAST_FLOW_RUN_ID: str | None = None  # the latest flow run of this process, for the CLI's interrupt report
@@ -79,8 +80,15 @@ def recipe(
         if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
             check_model_imports_allowed(cfg, allowed_model_modules())
         with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
-            outcome = run_recipe(cfg, stage=stage, force=force, flow_run_id=str(flow_run.id), execute=_execute,
-                                 say=logger.info, map_trials=map_trials)
+            outcome = run_recipe(
+                cfg,
+                stage=stage,
+                force=force,
+                flow_run_id=str(flow_run.id),
+                execute=_execute,
+                say=logger.info,
+                map_trials=map_trials,
+            )
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
         logger.error(str(e))

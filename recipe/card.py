@@ -21,18 +21,30 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def model_card(report: Mapping[str, Any], *, test_rows: Sequence[Mapping[str, Any]] = (),
-               champion: Mapping[str, Any] | None = None, data: Mapping[str, Any] | None = None) -> str:
+def model_card(
+    report: Mapping[str, Any],
+    *,
+    test_rows: Sequence[Mapping[str, Any]] = (),
+    champion: Mapping[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> str:
     """Markdown text. ``report``: the recipe's JSON report (``recipe.report.report_dict``). ``test_rows``: one
     mapping per model tested (model, metric, value, low, high, and optional params / latency_ms / note).
     ``champion``: name, version, uri, what it is. ``data``: source, fingerprint, split sizes, task, classes."""
     lines = [f"# Model card: {report['recipe']}", ""]
     if champion:
-        lines += [f"**Champion**: {champion.get('what', '')} — registered as `{champion.get('uri', '')}` "
-                  f"(version {champion.get('version', '?')}).", ""]
+        lines += [
+            f"**Champion**: {champion.get('what', '')} — registered as `{champion.get('uri', '')}` "
+            f"(version {champion.get('version', '?')}).",
+            "",
+        ]
     verdict = report.get("verdict", "?")
-    lines += [f"Recipe verdict: **{verdict.upper()}**" + (" (forced past a failure)" if report.get("forced") else "")
-              + f"; MLflow parent run `{report.get('parent_run_id')}`.", ""]
+    lines += [
+        f"Recipe verdict: **{verdict.upper()}**"
+        + (" (forced past a failure)" if report.get("forced") else "")
+        + f"; MLflow parent run `{report.get('parent_run_id')}`.",
+        "",
+    ]
     if data:
         lines += ["## Data", ""] + [f"- {k}: {_fmt(v)}" for k, v in data.items()] + [""]
     lines += ["## Stages", ""]
@@ -42,11 +54,18 @@ def model_card(report: Mapping[str, Any], *, test_rows: Sequence[Mapping[str, An
         lines += _test_table(test_rows)
     if champion:
         uri = champion.get("uri", "models:/<name>@champion")
-        lines += ["## Using the champion", "", "```python", "import mlflow, pandas as pd",
-                  f"model = mlflow.pyfunc.load_model({uri!r})",
-                  "model.predict(pd.DataFrame({'path': ['image.png']}))   # images; tables: a DataFrame of rows",
-                  "```", "", f"or from a shell: `flows predict --model {uri} FOLDER_OR_CSV --out predictions.csv`",
-                  ""]
+        lines += [
+            "## Using the champion",
+            "",
+            "```python",
+            "import mlflow, pandas as pd",
+            f"model = mlflow.pyfunc.load_model({uri!r})",
+            "model.predict(pd.DataFrame({'path': ['image.png']}))   # images; tables: a DataFrame of rows",
+            "```",
+            "",
+            f"or from a shell: `flows predict --model {uri} FOLDER_OR_CSV --out predictions.csv`",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -58,10 +77,11 @@ def _stage_section(stage: Mapping[str, Any]) -> list[str]:
         out += ["Headline: " + ", ".join(head) + ".", ""]
     failing = [c for c in stage.get("checks", []) if c["verdict"] != "pass"]
     passing = len(stage.get("checks", [])) - len(failing)
-    out.append(f"{passing} of {len(stage.get('checks', []))} checks passed."
-               + (" Not passing:" if failing else ""))
-    out += [f"- **{c['name']}** ({c['verdict']}): {c['observed']}" + (f" — {c['advice']}" if c.get("advice") else "")
-            for c in failing]
+    out.append(f"{passing} of {len(stage.get('checks', []))} checks passed." + (" Not passing:" if failing else ""))
+    out += [
+        f"- **{c['name']}** ({c['verdict']}): {c['observed']}" + (f" — {c['advice']}" if c.get("advice") else "")
+        for c in failing
+    ]
     notes = stage.get("notes", [])
     if notes:
         out += ["", "What it did:"] + [f"- {n}" for n in notes[:NOTES_PER_STAGE]]
@@ -73,8 +93,7 @@ def _stage_section(stage: Mapping[str, Any]) -> list[str]:
 def _test_table(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     extra = [k for k in ("params", "latency_ms", "note") if any(k in r for r in rows)]
     header = ["model", "test metric", "value", "95% interval", *extra]
-    out = ["## Test split (read once, by squeeze)", "", "| " + " | ".join(header) + " |",
-           "|" + "---|" * len(header)]
+    out = ["## Test split (read once, by squeeze)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         interval = f"[{_fmt(r['low'])}, {_fmt(r['high'])}]" if "low" in r else ""
         cells = [str(r["model"]), str(r["metric"]), _fmt(r["value"]), interval, *(_fmt(r.get(k, "")) for k in extra)]

@@ -110,12 +110,21 @@ def spec_for(data: Any, members: list[Member], description: str = "") -> Champio
     encoded = [] if image else list(m.feature_columns)
     shift, scale = getattr(data, "target_shift", None), getattr(data, "target_scale", None)
     return ChampionSpec(
-        task=data.task, kind="image" if image else "table", in_shape=list(data.in_shape),
-        classes=list(data.classes), members=members, mean=list(data.mean), std=list(data.std),
-        mode=m.image_mode, image_size=m.image_size, columns=_raw_columns(encoded), encoded=encoded,
+        task=data.task,
+        kind="image" if image else "table",
+        in_shape=list(data.in_shape),
+        classes=list(data.classes),
+        members=members,
+        mean=list(data.mean),
+        std=list(data.std),
+        mode=m.image_mode,
+        image_size=m.image_size,
+        columns=_raw_columns(encoded),
+        encoded=encoded,
         fill=list(getattr(data, "feature_fill", None) or []),
         target_mean=float(shift) if shift is not None else 0.0,
-        target_std=float(scale) if scale is not None else 1.0, description=description,
+        target_std=float(scale) if scale is not None else 1.0,
+        description=description,
     )
 
 
@@ -177,8 +186,10 @@ def table_inputs(spec: ChampionSpec, frame: pd.DataFrame) -> np.ndarray:
 
     missing = [c for c in spec.columns if c not in frame.columns]
     if missing:
-        raise PredictInputError(f"the rows lack the feature column(s) {', '.join(map(repr, missing))}; the model "
-                                f"takes: {', '.join(spec.columns)}")
+        raise PredictInputError(
+            f"the rows lack the feature column(s) {', '.join(map(repr, missing))}; the model "
+            f"takes: {', '.join(spec.columns)}"
+        )
     text = {c: frame[c].astype("string").str.strip() for c in spec.columns}
     cells = {c: t.mask(t.str.lower().isin(MISSING_TOKENS) | t.isna()) for c, t in text.items()}
     out = np.empty((len(frame), len(spec.encoded)), np.float64)
@@ -216,8 +227,9 @@ def build_members(spec: ChampionSpec, weights_dir: Path) -> list[Any]:
 
     nets = []
     for member in spec.members:
-        net = build_model(ModelConfig.model_validate(member.model), tuple(spec.in_shape),
-                          len(spec.classes) if spec.classifier else 1)
+        net = build_model(
+            ModelConfig.model_validate(member.model), tuple(spec.in_shape), len(spec.classes) if spec.classifier else 1
+        )
         state = torch.load(weights_dir / member.weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state)
         nets.append(net.eval())
@@ -258,8 +270,10 @@ def predict_frame(spec: ChampionSpec, nets: list[Any], model_input: Any) -> pd.D
     if spec.kind == "image":
         if isinstance(model_input, pd.DataFrame):
             if PATH_COLUMN not in model_input.columns:
-                raise PredictInputError(f"image models take a DataFrame with a {PATH_COLUMN!r} column of file "
-                                        f"paths; got columns {list(model_input.columns)}")
+                raise PredictInputError(
+                    f"image models take a DataFrame with a {PATH_COLUMN!r} column of file "
+                    f"paths; got columns {list(model_input.columns)}"
+                )
             items = model_input[PATH_COLUMN].tolist()
         else:
             items = list(model_input)
@@ -274,8 +288,15 @@ def predict_frame(spec: ChampionSpec, nets: list[Any], model_input: Any) -> pd.D
 # --- logging and registering ----------------------------------------------------------------------------------
 
 
-def log_champion(spec: ChampionSpec, states: list[Any], *, registered_name: str, example: Any,
-                 alias: str = "champion", name: str = "champion") -> Any:
+def log_champion(
+    spec: ChampionSpec,
+    states: list[Any],
+    *,
+    registered_name: str,
+    example: Any,
+    alias: str = "champion",
+    name: str = "champion",
+) -> Any:
     """Log the champion to the active MLflow run as a pyfunc with signature and input example, register it
     under ``registered_name`` and point ``alias`` at the new version; returns the ModelVersion.
 
@@ -298,10 +319,14 @@ def log_champion(spec: ChampionSpec, states: list[Any], *, registered_name: str,
         nets = build_members(spec, weights)
         signature = infer_signature(example, predict_frame(spec, nets, example))
         info = mlflow.pyfunc.log_model(
-            name=name, python_model=str(Path(__file__).with_name("champion_model.py")), artifacts={"spec": str(Path(tmp) / SPEC_FILE),
-                                                                 "weights": str(weights)},
-            code_paths=[str(Path(recipe.__file__).parent)], signature=signature, input_example=example,
-            pip_requirements=_requirements(), registered_model_name=registered_name,
+            name=name,
+            python_model=str(Path(__file__).with_name("champion_model.py")),
+            artifacts={"spec": str(Path(tmp) / SPEC_FILE), "weights": str(weights)},
+            code_paths=[str(Path(recipe.__file__).parent)],
+            signature=signature,
+            input_example=example,
+            pip_requirements=_requirements(),
+            registered_model_name=registered_name,
         )
     client = MlflowClient()
     version = client.get_model_version(registered_name, str(info.registered_model_version))
@@ -313,5 +338,7 @@ def _requirements() -> list[str]:
     """The pinned packages the model needs at load time (explicit: MLflow's inference would load the model)."""
     from importlib.metadata import version
 
-    return [f"{p}=={version(p)}" for p in ("torch", "torchvision", "numpy", "pandas", "pillow", "pydantic",
-                                           "pyyaml", "mlflow")]
+    return [
+        f"{p}=={version(p)}"
+        for p in ("torch", "torchvision", "numpy", "pandas", "pillow", "pydantic", "pyyaml", "mlflow")
+    ]

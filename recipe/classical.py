@@ -49,8 +49,15 @@ def bootstrap_ci(scores: np.ndarray, *, level: float = 0.95, n_resamples: int = 
     mean = float(s.mean())
     if np.all(s == s[0]):
         return Interval(mean, mean, mean, level)
-    res = bootstrap((s,), np.mean, n_resamples=n_resamples, confidence_level=level, method="percentile",
-                    random_state=np.random.default_rng(seed), vectorized=True)
+    res = bootstrap(
+        (s,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=level,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+        vectorized=True,
+    )
     return Interval(mean, float(res.confidence_interval.low), float(res.confidence_interval.high), level)
 
 
@@ -104,12 +111,19 @@ def fit_classical(data: Any, *, seed: int = 0, cv: int = 3) -> Classical:
         est = SVC(kernel="rbf") if classify else SVR(kernel="rbf")
     else:
         name, grid = "gradient_boosted_trees", TREES_GRID
-        est = (HistGradientBoostingClassifier(random_state=seed) if classify
-               else HistGradientBoostingRegressor(random_state=seed))
+        est = (
+            HistGradientBoostingClassifier(random_state=seed)
+            if classify
+            else HistGradientBoostingRegressor(random_state=seed)
+        )
     scoring = "accuracy" if classify else "neg_mean_absolute_error"
     folds = max(2, min(cv, int(np.bincount(y.astype(np.int64)).min()) if classify else cv))
     start = time.perf_counter()
     search = GridSearchCV(est, grid, cv=folds, scoring=scoring, n_jobs=1).fit(x, y)
-    return Classical(name, search.best_estimator_, dict(search.best_params_),
-                     float(search.best_score_) if math.isfinite(search.best_score_) else math.nan,
-                     time.perf_counter() - start)
+    return Classical(
+        name,
+        search.best_estimator_,
+        dict(search.best_params_),
+        float(search.best_score_) if math.isfinite(search.best_score_) else math.nan,
+        time.perf_counter() - start,
+    )

@@ -42,7 +42,9 @@ class SplitConfig(_Section):
 
     val: float = Field(0.15, gt=0, lt=1, description="fraction of the usable samples held out for validation")
     test: float = Field(
-        0.15, ge=0, lt=1,
+        0.15,
+        ge=0,
+        lt=1,
         description="fraction held out for the test split (touched once, by the squeeze stage); 0: none",
     )
     seed: int = Field(0, description="seed of the stratified split (independent of the training seed)")
@@ -100,11 +102,17 @@ class DataConfig(_Section):
     )
     max_memory_mb: int = Field(2048, ge=1, description='"auto" keeps data in memory when it fits under this')
     augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
-    standardize_target: bool = Field(True, description="regression: train on (target - train mean) / train std; "
-                                     "metrics are still reported in the target's units")
-    mirror_symmetric: bool | None = Field(None, description="whether a left-right mirrored input keeps its label "
-                                          "(natural photos: true; digits, letters, text: false); None: unknown. With "
-                                          "false, data.augment=[hflip] fails the augmentation check")
+    standardize_target: bool = Field(
+        True,
+        description="regression: train on (target - train mean) / train std; "
+        "metrics are still reported in the target's units",
+    )
+    mirror_symmetric: bool | None = Field(
+        None,
+        description="whether a left-right mirrored input keeps its label "
+        "(natural photos: true; digits, letters, text: false); None: unknown. With "
+        "false, data.augment=[hflip] fails the augmentation check",
+    )
     split: SplitConfig = Field(default_factory=SplitConfig, description="the train/val/test split")
 
     @model_validator(mode="after")
@@ -168,9 +176,9 @@ class OptimConfig(_Section):
 class ScheduleConfig(_Section):
     """Learning-rate schedule. Constant by default: the recipe tunes decay last."""
 
-    name: Literal[
-        "constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"
-    ] = Field("constant", description="learning-rate schedule; constant by default (the recipe tunes decay last)")
+    name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"] = (
+        Field("constant", description="learning-rate schedule; constant by default (the recipe tunes decay last)")
+    )
     warmup_steps: int = Field(0, ge=0, description="linear warm-up, for inverse_sqrt")
     step_epochs: int = Field(10, ge=1, description="step: decay every this many epochs")
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
@@ -194,7 +202,8 @@ class BudgetConfig(_Section):
         None, gt=0, description="stop after this many seconds of training (makes runs irreproducible); None: no limit"
     )
     early_stopping: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description=(
             "stop when val/loss has not improved for this many epochs and restore the best weights; None: off. Set by "
             "regularize when early stopping helps"
@@ -227,7 +236,8 @@ class InspectConfig(_Section):
     max_outliers_listed: int = Field(20, ge=0, description="outliers named in the pixel_stats_outliers check")
     max_listed: int = Field(10, ge=0, description="offenders (files, rows, columns) named in the other checks")
     range_margin: float = Field(
-        0.5, ge=0,
+        0.5,
+        ge=0,
         description=(
             "csv: val/test values beyond the train range by more than this fraction of the train range (max - min) are "
             "flagged (feature_ranges, target_values)"
@@ -245,7 +255,8 @@ class BaselinesConfig(_Section):
     """
 
     short_steps: int = Field(
-        150, ge=10,
+        150,
+        ge=10,
         description=(
             "optimiser steps of the short run on the full training set (and of the zero-input run and the clean "
             "augmentation-check run, which must match it)"
@@ -254,19 +265,23 @@ class BaselinesConfig(_Section):
     seed_steps: int = Field(8, ge=2, description="steps compared between two runs of the same seed (and another seed)")
     seed_tol: float = Field(1e-6, ge=0, description="largest loss difference, relative, that still counts as identical")
     init_loss_warn: float = Field(
-        0.1, gt=0,
+        0.1,
+        gt=0,
         description=(
             "loss at init further than this from the expected value warns (nats for classification; a fraction of the "
             "expected MSE for regression)"
         ),
     )
     init_loss_fail: float = Field(
-        0.3, gt=0,
+        0.3,
+        gt=0,
         description="loss at init further than this from the expected value fails (units of init_loss_warn)",
     )
     hockey_steps: int = Field(50, ge=5, description="steps plotted with and without the final bias set from the data")
     input_margin: float = Field(
-        0.1, gt=0, lt=1,
+        0.1,
+        gt=0,
+        lt=1,
         description=(
             "real inputs must end with a val loss at least this fraction below the same model trained for the same "
             "steps on all-zero inputs"
@@ -274,7 +289,8 @@ class BaselinesConfig(_Section):
     )
     linear_steps: int = Field(300, ge=10, description="steps of the linear baseline")
     linear_lr: float = Field(
-        3e-3, gt=0,
+        3e-3,
+        gt=0,
         description=(
             "Adam learning rate of the linear baseline (a fair, fast fit); regression: times the train target std (raw "
             "targets need steps of their size)"
@@ -301,7 +317,9 @@ class BaselinesConfig(_Section):
         2, ge=0, description="capacity-ladder rungs (recipe.models.grow) to try when it cannot"
     )
     decrease_margin: float = Field(
-        0.1, gt=0, lt=1,
+        0.1,
+        gt=0,
+        lt=1,
         description=(
             "the smoothed training loss over the last window of the short run must be this fraction below the first "
             "window's"
@@ -309,23 +327,28 @@ class BaselinesConfig(_Section):
     )
     batch_examples: int = Field(6, ge=2, le=64, description="examples in the batch-independence gradient check")
     batch_leak_tol: float = Field(
-        1e-6, ge=0,
+        1e-6,
+        ge=0,
         description="gradient reaching other examples, relative to the own one, above which examples count as mixed",
     )
     input_mean_tol: float = Field(
-        0.25, gt=0,
+        0.25,
+        gt=0,
         description=(
             "the decoded batch entering the net warns when its mean is off the train split's by more than this many "
             "train standard deviations (averaged over channels/features; plus 2/sqrt(batch size) for chance)"
         ),
     )
     input_std_factor: float = Field(
-        1.5, gt=1,
+        1.5,
+        gt=1,
         description="the decoded batch also warns when its standard deviation is off by more than this factor",
     )
     snapshot_examples: int = Field(16, ge=1, le=64, description="validation examples whose predictions are tracked")
     augment_warn_retained: float = Field(
-        0.4, gt=0, le=1,
+        0.4,
+        gt=0,
+        le=1,
         description=(
             "with data.augment set: a model trained on clean data should keep this fraction of its skill above the "
             "dumb baseline on augmented val inputs (less warns: the augmentation may change labels, or be stronger "
@@ -333,7 +356,9 @@ class BaselinesConfig(_Section):
         ),
     )
     augment_fail_retained: float = Field(
-        0.2, ge=0, le=1,
+        0.2,
+        ge=0,
+        le=1,
         description=(
             "keeping less than this fraction fails: the augmentation destroys the signal or scrambles labels (skill "
             "falls towards chance)"
@@ -374,11 +399,14 @@ class OverfitConfig(_Section):
         0.99, gt=0, le=1, description="classification: train accuracy (eval mode) to reach"
     )
     target_loss: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="classification: train loss (nats) to get under; None: not used (with both set, both must hold)",
     )
     target_mse_ratio: float = Field(
-        0.1, gt=0, le=1,
+        0.1,
+        gt=0,
+        le=1,
         description="regression: train MSE under this fraction of the target variance (R^2 above 1 - this)",
     )
     lr_finder: bool = Field(True, description="sweep the learning rate before training and confirm or replace `lr`")
@@ -393,7 +421,8 @@ class OverfitConfig(_Section):
         ),
     )
     lr_tolerance: float = Field(
-        3.0, ge=1,
+        3.0,
+        ge=1,
         description=(
             "keep `lr` when within this factor of the suggestion (and below the lr of the loss minimum); otherwise "
             "take the suggestion"
@@ -403,7 +432,8 @@ class OverfitConfig(_Section):
         -4.0, lt=0, description="log10 update/weight ratio below which a layer barely learns"
     )
     update_ratio_high: float = Field(
-        -2.0, lt=0,
+        -2.0,
+        lt=0,
         description="log10 update/weight ratio above which a layer is thrashed (healthy: about -3)",
     )
 
@@ -419,7 +449,8 @@ class RegularizeConfig(_Section):
     """
 
     epochs: int = Field(
-        30, ge=1,
+        30,
+        ge=1,
         description=(
             "budget of every candidate, the reference included (regularisers need a reference that has had time to "
             "overfit, and augmentation needs epochs to pay off)"
@@ -438,10 +469,10 @@ class RegularizeConfig(_Section):
     )
     dropout: list[float] = Field(default_factory=lambda: [0.3], description="one candidate per model.dropout value")
     early_stopping: int | None = Field(
-        3, ge=1,
+        3,
+        ge=1,
         description=(
-            "a candidate stopping when val loss has not improved for this many epochs (restoring the best "
-            "weights)"
+            "a candidate stopping when val loss has not improved for this many epochs (restoring the best weights)"
         ),
     )
     smaller_input: float | None = Field(
@@ -487,13 +518,16 @@ class ParamSpace(_Section):
 
     key: str = Field(description="the dotted config key this parameter sets, e.g. optim.lr")
     type: Literal["float", "int", "categorical", "switch"] = Field(
-        "float", description="float / int: a range from low to high; categorical: one of choices; switch: the "
-        "handed-on value or `off`")
+        "float",
+        description="float / int: a range from low to high; categorical: one of choices; switch: the "
+        "handed-on value or `off`",
+    )
     low: float | None = Field(None, description="lower end of the range (a factor or offset with `around`)")
     high: float | None = Field(None, description="upper end of the range (a factor or offset with `around`)")
     log: bool = Field(False, description="sample on a log scale (learning rates, weight decay, widths)")
     around: Literal["absolute", "times", "plus"] = Field(
-        "absolute", description="absolute: low/high as given; times / plus: relative to the handed-on value")
+        "absolute", description="absolute: low/high as given; times / plus: relative to the handed-on value"
+    )
     choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
     off: Any = Field(None, description="switch: the value meaning off (e.g. [] for data.augment)")
 
@@ -533,27 +567,50 @@ class TuneConfig(_Section):
     whose best point sits at an edge must be widened).
     """
 
-    n_trials: int = Field(16, ge=1, description="trials the study should hold (completed, pruned or failed; "
-                          "trials of an interrupted run count, so a resumed tune only runs the rest)")
+    n_trials: int = Field(
+        16,
+        ge=1,
+        description="trials the study should hold (completed, pruned or failed; "
+        "trials of an interrupted run count, so a resumed tune only runs the rest)",
+    )
     timeout_s: float | None = Field(None, gt=0, description="no new trials start after this many seconds of search")
     epochs: int = Field(10, ge=1, description="training epochs of every trial and every retraining")
     sampler: Literal["qmc", "tpe", "random", "gp"] = Field(
-        "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's")
+        "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's"
+    )
     pruner: Literal["none", "median", "hyperband"] = Field(
-        "none", description="stop unpromising trials early on their per-epoch validation loss")
+        "none", description="stop unpromising trials early on their per-epoch validation loss"
+    )
     parallel: int = Field(1, ge=1, description="trials run at once; each gets cores // parallel torch threads")
-    dask_address: str | None = Field(None, description="tcp://HOST:PORT of an existing Dask scheduler: trials "
-                                     "run there (through prefect-dask) instead of a local process pool")
-    storage: str | None = Field(None, description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
-                                "file path; None: $RECIPE_OPTUNA_STORAGE, else <MLflow store folder>/optuna/<study>.log")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="seeds the best and the "
-                             "handed-on config are each retrained with after the search (seed noise); the checkpoint "
-                             "handed on is the one of the config's own seed when listed, else of the first")
-    noise_z: float = Field(1.0, ge=0, description="the best must beat the handed-on config by this many standard "
-                           "errors (seed and validation-sampling noise combined)")
-    space: dict[str, ParamSpace | None] = Field(default_factory=_default_space, description="parameter name -> what it "
-                                         "sets and its range; entries merge over the defaults; set a name to "
-                                         "null to hold it fixed")
+    dask_address: str | None = Field(
+        None,
+        description="tcp://HOST:PORT of an existing Dask scheduler: trials "
+        "run there (through prefect-dask) instead of a local process pool",
+    )
+    storage: str | None = Field(
+        None,
+        description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
+        "file path; None: $RECIPE_OPTUNA_STORAGE, else <MLflow store folder>/optuna/<study>.log",
+    )
+    seeds: list[int] = Field(
+        default_factory=lambda: [0, 1, 2],
+        min_length=1,
+        description="seeds the best and the "
+        "handed-on config are each retrained with after the search (seed noise); the checkpoint "
+        "handed on is the one of the config's own seed when listed, else of the first",
+    )
+    noise_z: float = Field(
+        1.0,
+        ge=0,
+        description="the best must beat the handed-on config by this many standard "
+        "errors (seed and validation-sampling noise combined)",
+    )
+    space: dict[str, ParamSpace | None] = Field(
+        default_factory=_default_space,
+        description="parameter name -> what it "
+        "sets and its range; entries merge over the defaults; set a name to "
+        "null to hold it fixed",
+    )
     plots: bool = Field(True, description="draw and log the history, importance and slice figures")
 
     @field_validator("space", mode="before")
@@ -584,28 +641,53 @@ class SqueezeConfig(_Section):
     """
 
     epochs: int | None = Field(None, ge=1, description="budget of every candidate; None: the handed-on budget.epochs")
-    members: int = Field(5, ge=1, description="ensemble members, trained with seeds seed .. seed+members-1 through "
-                         "the trial map (the recipe: ensembles top out around 5); 1: no ensemble")
-    longer: float = Field(3.0, ge=1, description="leave it training: a run of this many times the budget with a "
-                          "cosine decay, the best-validation weights kept; 1 skips it")
-    swa_start: float = Field(0.75, gt=0, lt=1, description="SWA averages the end-of-epoch weights from this "
-                             "fraction of the budget on")
+    members: int = Field(
+        5,
+        ge=1,
+        description="ensemble members, trained with seeds seed .. seed+members-1 through "
+        "the trial map (the recipe: ensembles top out around 5); 1: no ensemble",
+    )
+    longer: float = Field(
+        3.0,
+        ge=1,
+        description="leave it training: a run of this many times the budget with a "
+        "cosine decay, the best-validation weights kept; 1 skips it",
+    )
+    swa_start: float = Field(
+        0.75, gt=0, lt=1, description="SWA averages the end-of-epoch weights from this fraction of the budget on"
+    )
     ema_decay: float = Field(0.99, gt=0, lt=1, description="Polyak averaging: per-step decay of the weights' EMA")
-    snapshots: int = Field(5, ge=0, description="snapshot ensemble: cosine warm restarts with this many cycles in "
-                           "the budget, one member per cycle (Huang et al., 2017); 0 or 1 skips it")
-    distill: bool = Field(True, description="train a student of the member architecture on the ensemble's "
-                          "softened outputs")
+    snapshots: int = Field(
+        5,
+        ge=0,
+        description="snapshot ensemble: cosine warm restarts with this many cycles in "
+        "the budget, one member per cycle (Huang et al., 2017); 0 or 1 skips it",
+    )
+    distill: bool = Field(
+        True, description="train a student of the member architecture on the ensemble's softened outputs"
+    )
     temperature: float = Field(4.0, gt=0, description="distillation temperature T (the soft term is scaled by T²)")
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft (teacher) term in the student's loss")
-    criterion: Literal["loss", "metric"] = Field("loss", description="what the champion is chosen on: the val loss "
-                                                 "(paired per sample) or the val metric")
-    noise_z: float = Field(1.0, ge=0, description="a costlier candidate is chosen over a cheaper one only when it "
-                           "is better by more than this many paired standard errors")
-    classical: bool = Field(True, description="fit the tuned classical baseline (RBF SVM for images, gradient-"
-                            "boosted trees for tables) for the test table")
+    criterion: Literal["loss", "metric"] = Field(
+        "loss", description="what the champion is chosen on: the val loss (paired per sample) or the val metric"
+    )
+    noise_z: float = Field(
+        1.0,
+        ge=0,
+        description="a costlier candidate is chosen over a cheaper one only when it "
+        "is better by more than this many paired standard errors",
+    )
+    classical: bool = Field(
+        True,
+        description="fit the tuned classical baseline (RBF SVM for images, gradient-"
+        "boosted trees for tables) for the test table",
+    )
     bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the test intervals")
-    registry: bool = Field(True, description="register the champion in the MLflow model registry under the "
-                           "recipe's name with the alias `champion`")
+    registry: bool = Field(
+        True,
+        description="register the champion in the MLflow model registry under the "
+        "recipe's name with the alias `champion`",
+    )
 
 
 class StagesConfig(_Section):
@@ -699,8 +781,10 @@ def load_config(
     except yaml.YAMLError as e:
         raise ConfigError(f"{source}: not valid YAML: {e}") from None
     if data is None:  # an empty file would silently run the defaults
-        raise ConfigError(f"{source} is empty; write the sections to change (e.g. `data: {{source: csv}}`), "
-                          f"or use --preset digits for the defaults")
+        raise ConfigError(
+            f"{source} is empty; write the sections to change (e.g. `data: {{source: csv}}`), "
+            f"or use --preset digits for the defaults"
+        )
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
     for key, value in (parse_override(o) for o in overrides or []):
@@ -734,9 +818,7 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             where = ".".join(parts[:i]) or "the top level"
             close = difflib.get_close_matches(part, list(fields), n=1)
             hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
-            raise ConfigError(
-                f"unknown config key {key!r}: {where} has no {part!r}{hint} (known: {', '.join(fields)})"
-            )
+            raise ConfigError(f"unknown config key {key!r}: {where} has no {part!r}{hint} (known: {', '.join(fields)})")
         if i == len(parts) - 1:
             node[part] = value
             return

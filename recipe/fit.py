@@ -104,8 +104,12 @@ class FitResult:
         Raises ValueError when the fit was not evaluated."""
         if self.train is None or self.val is None:
             raise ValueError("summary() needs an evaluated fit (fit(..., evaluate=True))")
-        out = {f"{prefix}train_loss": self.train.loss, f"{prefix}val_loss": self.val.loss,
-               f"{prefix}epochs": float(self.epochs), f"{prefix}seconds": self.seconds}
+        out = {
+            f"{prefix}train_loss": self.train.loss,
+            f"{prefix}val_loss": self.val.loss,
+            f"{prefix}epochs": float(self.epochs),
+            f"{prefix}seconds": self.seconds,
+        }
         out.update({f"{prefix}train_{k}": v for k, v in self.train.metrics.items()})
         out.update({f"{prefix}val_{k}": v for k, v in self.val.metrics.items()})
         return out
@@ -174,9 +178,17 @@ def fit(
         train_eval = evaluate_model(model, bundle.batches("train", batch_size=bs, device=device), task, device)
         val_eval = evaluate_model(model, bundle.batches("val", batch_size=bs, device=device), task, device)
     return FitResult(
-        cfg=cfg, model=model, trainer=trainer, data=bundle, history=[dict(h) for h in trainer.history],
-        train=train_eval, val=val_eval, seconds=time.perf_counter() - start, stop_reason=trainer.stop_reason,
-        diverged=bool(trainer.diverged), init_note=init_note,
+        cfg=cfg,
+        model=model,
+        trainer=trainer,
+        data=bundle,
+        history=[dict(h) for h in trainer.history],
+        train=train_eval,
+        val=val_eval,
+        seconds=time.perf_counter() - start,
+        stop_reason=trainer.stop_reason,
+        diverged=bool(trainer.diverged),
+        init_note=init_note,
         metrics={k: float(v) for k, v in trainer.metrics.items() if isinstance(v, (int, float))},
     )
 
@@ -264,8 +276,9 @@ def resolve_checkpoint(source: str, workdir: Path) -> Path:
         found = sorted([*path.rglob("*.pt"), *path.rglob("*.pth")])
         if len(found) != 1:
             listed = ", ".join(str(f) for f in found[:5]) or "none"
-            raise ValueError(f"checkpoint folder {str(path)!r} holds {len(found)} .pt/.pth files; point at one of "
-                             f"them: {listed}")
+            raise ValueError(
+                f"checkpoint folder {str(path)!r} holds {len(found)} .pt/.pth files; point at one of them: {listed}"
+            )
         path = found[0]
     return path
 
@@ -286,8 +299,10 @@ def load_matching(model: nn.Module, path: Path) -> tuple[list[str], list[str]]:
     loaded = [k for k, v in state.items() if k in own and hasattr(v, "shape") and v.shape == own[k].shape]
     skipped = [k for k in own if k not in loaded]
     if not loaded:
-        raise ValueError(f"no tensor of {str(path)!r} matches the model by name and shape (the model has "
-                         f"{', '.join(list(own)[:4])}, ...)")
+        raise ValueError(
+            f"no tensor of {str(path)!r} matches the model by name and shape (the model has "
+            f"{', '.join(list(own)[:4])}, ...)"
+        )
     own.update({k: state[k] for k in loaded})
     model.load_state_dict(own)
     return loaded, skipped
@@ -308,6 +323,15 @@ def safe_name(name: str) -> str:
 
 
 __all__ = [
-    "Evaluation", "FirstBatches", "FitResult", "build_for", "bundle_for", "describe_model", "evaluate_model", "fit",
-    "load_matching", "resolve_checkpoint", "safe_name",
+    "Evaluation",
+    "FirstBatches",
+    "FitResult",
+    "build_for",
+    "bundle_for",
+    "describe_model",
+    "evaluate_model",
+    "fit",
+    "load_matching",
+    "resolve_checkpoint",
+    "safe_name",
 ]

@@ -94,8 +94,10 @@ def run_recipe(
             note(f"stage {name}: reusing the passing run {found.run_id} (config {config_hash}, data {fingerprint})")
         missing = [n for n in to_run if n != target]
         if missing:
-            note(f"no passing run in MLflow for {', '.join(missing)} with this config and data: running "
-                 f"{'it' if len(missing) == 1 else 'them'} first")
+            note(
+                f"no passing run in MLflow for {', '.join(missing)} with this config and data: running "
+                f"{'it' if len(missing) == 1 else 'them'} first"
+            )
 
     executed: list[StageResult] = []
     tags = tracking.run_tags(cfg, fingerprint, stage=target if stage else "all", kind="flow", flow_run_id=flow_run_id)
@@ -114,8 +116,13 @@ def run_recipe(
         forced_past: list[str] = []
         stopped_at: str | None = None
         for name in to_run:
-            ctx = StageContext(cfg=current, input_cfg=cfg, results=dict(results), workdir=workdir / name,
-                               map=map_trials or map_in_process)
+            ctx = StageContext(
+                cfg=current,
+                input_cfg=cfg,
+                results=dict(results),
+                workdir=workdir / name,
+                map=map_trials or map_in_process,
+            )
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             cache.attach(ctx)
             stage_tags = tracking.run_tags(cfg, fingerprint, stage=name, kind="stage", flow_run_id=flow_run_id)

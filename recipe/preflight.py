@@ -55,27 +55,33 @@ def check_data(cfg: RecipeConfig) -> None:
     if d.root is None:
         return
     root = Path(d.root).expanduser()
-    fix = f"point data.root at it (--set data.root=PATH, or data: root: in the config file)"
+    fix = "point data.root at it (--set data.root=PATH, or data: root: in the config file)"
     if d.source == "imagefolder":
         if not root.exists():
-            raise PreflightError(f"data.root {root} does not exist: data.source=imagefolder needs a folder with "
-                                 f"one sub-folder of images per class; {fix}")
+            raise PreflightError(
+                f"data.root {root} does not exist: data.source=imagefolder needs a folder with "
+                f"one sub-folder of images per class; {fix}"
+            )
         if not root.is_dir():
-            raise PreflightError(f"data.root {root} is a file, not a folder: data.source=imagefolder needs a "
-                                 f"folder with one sub-folder of images per class; {fix}")
+            raise PreflightError(
+                f"data.root {root} is a file, not a folder: data.source=imagefolder needs a "
+                f"folder with one sub-folder of images per class; {fix}"
+            )
     elif d.source == "csv":
         if not root.exists():
             raise PreflightError(f"data.root {root} does not exist: data.source=csv needs a .csv file; {fix}")
         if not root.is_file():
-            raise PreflightError(f"data.root {root} is a folder, not a file: data.source=csv needs a .csv file; "
-                                 f"{fix}")
+            raise PreflightError(f"data.root {root} is a folder, not a file: data.source=csv needs a .csv file; {fix}")
     elif d.source == "torchvision":
         if root.exists() and not root.is_dir():
-            raise PreflightError(f"data.root {root} is a file: data.source=torchvision needs a folder to hold the "
-                                 f"download; {fix}")
+            raise PreflightError(
+                f"data.root {root} is a file: data.source=torchvision needs a folder to hold the download; {fix}"
+            )
         if not root.exists() and not d.download:
-            raise PreflightError(f"data.root {root} does not exist and data.download is false: set "
-                                 f"data.download=true to fetch {d.name}, or {fix}")
+            raise PreflightError(
+                f"data.root {root} does not exist and data.download is false: set "
+                f"data.download=true to fetch {d.name}, or {fix}"
+            )
         if not root.exists():
             _check_creatable(root, what="data.root", fix=fix)
 
@@ -83,11 +89,16 @@ def check_data(cfg: RecipeConfig) -> None:
 def check_names(cfg: RecipeConfig) -> None:
     from recipe.data.augment import AUGMENTATIONS
 
-    for key, names in (("data.augment", cfg.data.augment), ("stages.regularize.augment", cfg.stages.regularize.augment)):
+    for key, names in (
+        ("data.augment", cfg.data.augment),
+        ("stages.regularize.augment", cfg.stages.regularize.augment),
+    ):
         unknown = [n for n in names if n not in AUGMENTATIONS]
         if unknown:
-            raise PreflightError(f"{key} has unknown augmentation {', '.join(map(repr, unknown))}; "
-                                 f"choose from {', '.join(AUGMENTATIONS)} (e.g. --set {key}='[crop, rotate]')")
+            raise PreflightError(
+                f"{key} has unknown augmentation {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(AUGMENTATIONS)} (e.g. --set {key}='[crop, rotate]')"
+            )
     check_model_name(cfg.model.name, key="model.name")
     arch = cfg.stages.overfit.architecture
     if arch != "auto":
@@ -105,19 +116,24 @@ def check_model_name(name: str, key: str = "model.name") -> None:
 
         close = difflib.get_close_matches(name, sorted(MODELS), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise PreflightError(f"{key}={name!r} is not a registered model; {hint}use one of {', '.join(sorted(MODELS))}"
-                             f", or 'package.module:callable' for a model of your own")
+        raise PreflightError(
+            f"{key}={name!r} is not a registered model; {hint}use one of {', '.join(sorted(MODELS))}"
+            f", or 'package.module:callable' for a model of your own"
+        )
     module, _, attr = name.partition(":")
     if not module or not attr:
-        raise PreflightError(f"{key}={name!r}: write a model of your own as 'package.module:callable' "
-                             f"(both parts non-empty)")
+        raise PreflightError(
+            f"{key}={name!r}: write a model of your own as 'package.module:callable' (both parts non-empty)"
+        )
     try:
         spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):  # a parent package that is missing
         spec = None
     if spec is None:
-        raise PreflightError(f"{key}={name!r}: module {module!r} cannot be found; install it or run from the "
-                             f"folder that holds it (it must be importable as {module!r})")
+        raise PreflightError(
+            f"{key}={name!r}: module {module!r} cannot be found; install it or run from the "
+            f"folder that holds it (it must be importable as {module!r})"
+        )
 
 
 ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"
@@ -166,28 +182,37 @@ def check_tracking_uri(uri: str | None = None, *, reach: bool = True) -> str:
     where = f"{TRACKING_ENV}={uri}" if os.environ.get(TRACKING_ENV) else f"the tracking URI {uri}"
     scheme = urlparse(uri).scheme.split("+", 1)[0].lower()
     if scheme in ("", "file"):
-        raise PreflightError(f"{where}: a folder (file store) is not supported by MLflow 3; use a database, "
-                             f"e.g. export {TRACKING_ENV}=sqlite:///mlruns/mlflow.db, or a server "
-                             f"(http://host:port)")
+        raise PreflightError(
+            f"{where}: a folder (file store) is not supported by MLflow 3; use a database, "
+            f"e.g. export {TRACKING_ENV}=sqlite:///mlruns/mlflow.db, or a server "
+            f"(http://host:port)"
+        )
     if scheme not in DB_SCHEMES + SERVER_SCHEMES + ("databricks",):
-        raise PreflightError(f"{where}: unknown scheme {scheme!r}; use sqlite:///PATH/mlflow.db (local), "
-                             f"postgresql://... or http://HOST:PORT (a tracking server), or unset {TRACKING_ENV} "
-                             f"for the default store")
+        raise PreflightError(
+            f"{where}: unknown scheme {scheme!r}; use sqlite:///PATH/mlflow.db (local), "
+            f"postgresql://... or http://HOST:PORT (a tracking server), or unset {TRACKING_ENV} "
+            f"for the default store"
+        )
     if scheme == "sqlite":
         if not uri.startswith("sqlite:///") or uri == "sqlite:///" or uri.startswith("sqlite:///:memory:"):
-            raise PreflightError(f"{where}: a sqlite store needs a file path, e.g. sqlite:///mlruns/mlflow.db "
-                                 f"(relative) or sqlite:////abs/path/mlflow.db")
+            raise PreflightError(
+                f"{where}: a sqlite store needs a file path, e.g. sqlite:///mlruns/mlflow.db "
+                f"(relative) or sqlite:////abs/path/mlflow.db"
+            )
         db = Path(uri.removeprefix("sqlite:///"))
         fix = f"make it writable, or export {TRACKING_ENV}=sqlite:///A/WRITABLE/PATH/mlflow.db"
         if db.is_dir():
-            raise PreflightError(f"{where}: {db} is a folder; give the database file, e.g. "
-                                 f"sqlite:///{db / 'mlflow.db'}")
+            raise PreflightError(
+                f"{where}: {db} is a folder; give the database file, e.g. sqlite:///{db / 'mlflow.db'}"
+            )
         if db.exists():
             if not os.access(db, os.R_OK | os.W_OK):
                 raise PreflightError(f"{where}: the database {db} is not writable; {fix}")
             if not os.access(db.parent, os.W_OK | os.X_OK):  # sqlite writes a journal beside the file
-                raise PreflightError(f"{where}: the folder {db.parent} of the database is not writable "
-                                     f"(sqlite needs it for its journal); {fix}")
+                raise PreflightError(
+                    f"{where}: the folder {db.parent} of the database is not writable "
+                    f"(sqlite needs it for its journal); {fix}"
+                )
         else:
             _check_creatable(db.parent, what=f"{where}: the folder of the database", fix=fix)
     if scheme in SERVER_SCHEMES and reach:
@@ -213,10 +238,13 @@ def _check_server(uri: str, where: str) -> None:
     try:
         response = httpx.get(uri.rstrip("/") + "/health", timeout=10)
     except httpx.HTTPError as e:
-        raise BackendUnreachable(f"the MLflow tracking server at {uri} does not answer ({type(e).__name__}); "
-                                 f"start it, or fix {TRACKING_ENV}") from None
+        raise BackendUnreachable(
+            f"the MLflow tracking server at {uri} does not answer ({type(e).__name__}); start it, or fix {TRACKING_ENV}"
+        ) from None
     if response.status_code == 401:
         return  # it answers; credentials are MLflow's business (MLFLOW_TRACKING_USERNAME/PASSWORD)
     if response.status_code >= 400:
-        raise BackendUnreachable(f"the MLflow tracking server at {uri} answered {response.status_code} to "
-                                 f"/health; check that {where} names an MLflow server")
+        raise BackendUnreachable(
+            f"the MLflow tracking server at {uri} answered {response.status_code} to "
+            f"/health; check that {where} names an MLflow server"
+        )

@@ -76,8 +76,9 @@ class StageResult:
     notes: list[str] = field(default_factory=list)  # what the stage did that the user should know
 
     @classmethod
-    def from_checks(cls, stage: str, checks: list[Check], metrics: dict[str, float], config: RecipeConfig,
-                    **kw: Any) -> StageResult:
+    def from_checks(
+        cls, stage: str, checks: list[Check], metrics: dict[str, float], config: RecipeConfig, **kw: Any
+    ) -> StageResult:
         return cls(stage, Verdict.worst([c.verdict for c in checks]), checks, metrics, config, **kw)
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,13 +144,23 @@ def report_schema() -> dict[str, Any]:
     return Report.model_json_schema()
 
 
-def report_dict(recipe: str, results: list[StageResult], parent_run_id: str | None, forced: bool = False,
-                skipped: list[str] | None = None) -> dict[str, Any]:
+def report_dict(
+    recipe: str,
+    results: list[StageResult],
+    parent_run_id: str | None,
+    forced: bool = False,
+    skipped: list[str] | None = None,
+) -> dict[str, Any]:
     """The JSON report: ``{"recipe", "verdict", "parent_run_id", "forced", "stages": [...], "skipped"}``,
     validated against :class:`Report` (ValidationError on a value that breaks the published schema)."""
-    report = Report(recipe=recipe, verdict=Verdict.worst([r.verdict for r in results]).value,
-                    parent_run_id=parent_run_id, forced=forced, stages=[r.to_dict() for r in results],
-                    skipped=list(skipped or []))
+    report = Report(
+        recipe=recipe,
+        verdict=Verdict.worst([r.verdict for r in results]).value,
+        parent_run_id=parent_run_id,
+        forced=forced,
+        stages=[r.to_dict() for r in results],
+        skipped=list(skipped or []),
+    )
     return report.model_dump(mode="json", exclude_unset=True)
 
 
@@ -192,8 +203,12 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
         table.add_column("observed", overflow="ellipsis", max_width=60)
         table.add_column("expected", overflow="ellipsis", max_width=40)
         for c in stage["checks"]:
-            table.add_row(c["name"], f"[{colour[c['verdict']]}]{c['verdict']}[/]", escape(_fmt(c["observed"])),
-                          escape(_fmt(c["expected"])))
+            table.add_row(
+                c["name"],
+                f"[{colour[c['verdict']]}]{c['verdict']}[/]",
+                escape(_fmt(c["observed"])),
+                escape(_fmt(c["expected"])),
+            )
         console.print(table)
         notes = stage.get("notes") or []
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
@@ -202,8 +217,11 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  ({len(notes) - MAX_NOTES} more notes in the JSON report)", highlight=False)
         for c in stage["checks"]:
             if c["verdict"] != "pass":
-                console.print(f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: "
-                              f"{escape(c['hypothesis'])}", soft_wrap=True)
+                console.print(
+                    f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: "
+                    f"{escape(c['hypothesis'])}",
+                    soft_wrap=True,
+                )
                 console.print(f"    observed: {escape(_fmt(c['observed']))}", soft_wrap=True, highlight=False)
                 if c["advice"]:
                     console.print(f"    what to do: {escape(c['advice'])}", soft_wrap=True, highlight=False)

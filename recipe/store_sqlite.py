@@ -50,6 +50,10 @@ def latest_stage_verdicts(db: Path, experiment: str, config_hash: str) -> dict[s
     out: dict[str, dict[str, Any]] = {}
     for run_id, status, start, stage, verdict, fingerprint in rows:
         if stage and stage not in out:
-            out[stage] = {"verdict": verdict or status.lower(), "run_id": run_id, "start_time": start,
-                          "fingerprint": fingerprint or ""}
+            out[stage] = {
+                "verdict": verdict or status.lower(),
+                "run_id": run_id,
+                "start_time": start,
+                "fingerprint": fingerprint or "",
+            }
     return out

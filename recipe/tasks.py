@@ -100,14 +100,15 @@ class Task(ABC):
 
     @property
     def beats(self) -> str:
-        """">" or "<": how a better metric value compares, for expected-value texts."""
+        """ ">" or "<": how a better metric value compares, for expected-value texts."""
         return ">" if self.higher_is_better else "<"
 
     # --- baselines and init -------------------------------------------------------------------------------
 
     @abstractmethod
-    def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:
+    def dumb_baseline(
+        self, y_val: Tensor, *, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> dict[str, float]:
         """Val metrics (``baseline/...``) of the dumbest predictor fitted on the training split."""
 
     @abstractmethod
@@ -116,8 +117,9 @@ class Task(ABC):
         for real, not by a lucky example or two."""
 
     @abstractmethod
-    def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:
+    def expected_init_loss(
+        self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> InitLoss:
         """The val loss at init when the outputs are (about) the final bias alone.
 
         Source: the recipe's "verify loss @ init" and "init well" (Karpathy, "A Recipe for Training Neural
@@ -137,8 +139,9 @@ class Task(ABC):
     def init_loss_of(self, data: Any, *, init_bias: bool = True) -> InitLoss:
         """:meth:`expected_init_loss` for a DataBundle: its val labels and training-split statistics."""
         y_val = torch.cat([y.cpu() for _, y in data.batches("val")]) if data.split_sizes.get("val") else torch.zeros(0)
-        return self.expected_init_loss(y_val, init_bias=init_bias, class_counts=data.class_counts,
-                                       target_mean=data.target_mean)
+        return self.expected_init_loss(
+            y_val, init_bias=init_bias, class_counts=data.class_counts, target_mean=data.target_mean
+        )
 
     def init_loss_deviation(self, observed: float, expected: float) -> float:
         """Observed minus expected loss at init, in the unit the check's tolerances use."""
@@ -179,11 +182,14 @@ class Classification(Task):
     def outputs(self, pred: Tensor) -> Tensor:
         return pred.softmax(dim=-1)
 
-    def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:
+    def dumb_baseline(
+        self, y_val: Tensor, *, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> dict[str, float]:
         majority = int(np.argmax(class_counts))
-        return {self.dumb_key: float((y_val.long() == majority).float().mean()),
-                "baseline/majority_class": float(majority)}
+        return {
+            self.dumb_key: float((y_val.long() == majority).float().mean()),
+            "baseline/majority_class": float(majority),
+        }
 
     def chance_margin(self, y_val: Tensor, *, target_mean: float | None = None, k: float = 2.0) -> float:
         n = len(y_val)
@@ -192,8 +198,9 @@ class Classification(Task):
         p = float(np.max(np.bincount(y_val.long().cpu().numpy()))) / n  # a majority-like rate; conservative
         return k * math.sqrt(p * (1 - p) / n)
 
-    def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:
+    def expected_init_loss(
+        self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> InitLoss:
         """Without the prior bias: -log(1/C), uniform predictions. With it: the cross-entropy of the val labels
         under the train priors (= the priors' entropy when val has the train proportions; = -log(1/C) for
         balanced classes), with the priors clamped exactly as :func:`recipe.models.init_final_bias` writes."""
@@ -208,11 +215,15 @@ class Classification(Task):
         value = float(-log_q[y_val.long().cpu()].mean()) if len(y_val) else float("nan")
         entropy = float(-(priors * priors.log()).sum())
         if entropy >= uniform - 0.01:  # balanced: the prior bias is ~uniform
-            text = (f"-log(1/{c}) = {uniform:.3f} nats (balanced classes; under the train priors the val "
-                    f"labels give {value:.3f})")
+            text = (
+                f"-log(1/{c}) = {uniform:.3f} nats (balanced classes; under the train priors the val "
+                f"labels give {value:.3f})"
+            )
         else:
-            text = (f"{value:.3f} nats, the cross-entropy of the val labels under the train class priors "
-                    f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)")
+            text = (
+                f"{value:.3f} nats, the cross-entropy of the val labels under the train class priors "
+                f"(bias = log priors; -log(1/{c}) = {uniform:.3f} without it)"
+            )
         return InitLoss(value, text, uniform)
 
     def final_bias(self, data: Any) -> dict[str, Any]:
@@ -258,8 +269,9 @@ class Regression(Task):
     def outputs(self, pred: Tensor) -> Tensor:
         return pred
 
-    def dumb_baseline(self, y_val: Tensor, *, class_counts: Sequence[int] = (),
-                      target_mean: float | None = None) -> dict[str, float]:
+    def dumb_baseline(
+        self, y_val: Tensor, *, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> dict[str, float]:
         err = (y_val.double() - float(target_mean or 0.0)) * self.scale
         return {self.dumb_key: float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
 
@@ -270,8 +282,9 @@ class Regression(Task):
         dev = (y_val.double().cpu() - float(target_mean or 0.0)).abs() * self.scale
         return k * float(dev.std(correction=0)) / math.sqrt(n)
 
-    def expected_init_loss(self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (),
-                           target_mean: float | None = None) -> InitLoss:
+    def expected_init_loss(
+        self, y_val: Tensor, *, init_bias: bool, class_counts: Sequence[int] = (), target_mean: float | None = None
+    ) -> InitLoss:
         """With the bias at the train target mean: the mean squared deviation of the val targets from it (their
         variance); without it the outputs are ~0 and the loss is the mean squared target."""
         y = y_val.double().cpu()

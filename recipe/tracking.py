@@ -111,8 +111,10 @@ def init_store(uri: str | None = None) -> None:
             with FileLock(str(db) + ".lock", timeout=300):
                 MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates and migrates
         except Exception as e:  # OSError, MlflowException, sqlalchemy's OperationalError: all "cannot open"
-            raise TrackingError(f"cannot open the MLflow database {db} (tracking URI {uri}): "
-                                f"{_first_line(e)}; check that the folder exists and is writable") from e
+            raise TrackingError(
+                f"cannot open the MLflow database {db} (tracking URI {uri}): "
+                f"{_first_line(e)}; check that the folder exists and is writable"
+            ) from e
     _READY.add(uri)
     try:
         end_orphaned_runs()
@@ -133,16 +135,18 @@ def end_orphaned_runs() -> list[str]:
     exps = [e.experiment_id for e in client.search_experiments()]
     ended: list[str] = []
     for i in range(0, len(exps), 100):
-        runs = client.search_runs(exps[i : i + 100], filter_string="attributes.status = 'RUNNING'",
-                                  max_results=1000)
+        runs = client.search_runs(exps[i : i + 100], filter_string="attributes.status = 'RUNNING'", max_results=1000)
         for run in runs:
             tags = run.data.tags
             host, pid = tags.get(TAG_OWNER_HOST), tags.get(TAG_OWNER_PID)
             if not host or not pid or not owner_gone(host, pid, tags.get(TAG_OWNER_START, "")):
                 continue
-            client.set_tag(run.info.run_id, TAG_ENDED_BY,
-                           f"orphan: its process (pid {pid} on {host}) ended without closing it; "
-                           f"found and ended KILLED at {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()}")
+            client.set_tag(
+                run.info.run_id,
+                TAG_ENDED_BY,
+                f"orphan: its process (pid {pid} on {host}) ended without closing it; "
+                f"found and ended KILLED at {time.strftime('%Y-%m-%d %H:%M:%S')} by pid {os.getpid()}",
+            )
             client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.KILLED))
             ended.append(run.info.run_id)
     return ended
@@ -165,8 +169,9 @@ def _ensure_experiment(experiment: str) -> str:
         return client.get_experiment_by_name(experiment).experiment_id
 
 
-def run_tags(cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str,
-             flow_run_id: str | None = None) -> dict[str, str]:
+def run_tags(
+    cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str, flow_run_id: str | None = None
+) -> dict[str, str]:
     tags = {TAG_STAGE: stage, TAG_CONFIG_HASH: cfg.config_hash(), TAG_KIND: kind}
     if fingerprint:
         tags[TAG_FINGERPRINT] = fingerprint
@@ -176,8 +181,9 @@ def run_tags(cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str,
 
 
 @contextmanager
-def start_run(name: str, tags: dict[str, str], params: dict[str, Any] | None = None,
-              nested: bool = False) -> Iterator[mlflow.ActiveRun]:
+def start_run(
+    name: str, tags: dict[str, str], params: dict[str, Any] | None = None, nested: bool = False
+) -> Iterator[mlflow.ActiveRun]:
     """A run that ends FAILED when its body raises (and re-raises), KILLED when it is interrupted
     (``KeyboardInterrupt`` or a subclass, e.g. SIGTERM turned into one; the exception's text goes in the
     ``recipe.ended_by`` tag), FINISHED otherwise, unless the body already ended it with another status
@@ -446,8 +452,9 @@ class MLflowLogger(Callback):
         for key, value in t.metrics.items():
             if key not in ("epoch", "step") and _is_number(value):
                 value = float(value)
-                self._metrics.append(Metric(self.prefix + key, value if math.isfinite(value) else float("nan"),
-                                            now, t.epoch))
+                self._metrics.append(
+                    Metric(self.prefix + key, value if math.isfinite(value) else float("nan"), now, t.epoch)
+                )
         if time.perf_counter() - self._last_flush >= self.flush_s:
             self._flush()
 
@@ -458,12 +465,13 @@ class MLflowLogger(Callback):
             import torch
 
             values = torch.stack([v for v, _, _ in self._losses]).float().cpu().tolist()
-            metrics += [Metric(self.prefix + "train/step_loss", v if math.isfinite(v) else float("nan"), ts, step)
-                        for v, (_, ts, step) in zip(values, self._losses, strict=True)]
+            metrics += [
+                Metric(self.prefix + "train/step_loss", v if math.isfinite(v) else float("nan"), ts, step)
+                for v, (_, ts, step) in zip(values, self._losses, strict=True)
+            ]
         self._losses, self._metrics = [], []
         for i in range(0, len(metrics), 1000):  # MLflow's per-request limit
-            op = self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000],
-                                     synchronous=self.synchronous)
+            op = self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000], synchronous=self.synchronous)
             if op is not None:
                 self._pending.append(op)
 

@@ -29,8 +29,11 @@ def fake_stage(name, verdict=Verdict.PASS, calls=None, raises=None, hand_on=None
 def fake_stages(monkeypatch):
     """Replace the real stages by fakes a, b, c; returns (modules dict, calls list)."""
     calls = []
-    mods = {"a": fake_stage("a", calls=calls, hand_on={"optim.lr": 0.01}), "b": fake_stage("b", calls=calls),
-            "c": fake_stage("c", calls=calls)}
+    mods = {
+        "a": fake_stage("a", calls=calls, hand_on={"optim.lr": 0.01}),
+        "b": fake_stage("b", calls=calls),
+        "c": fake_stage("c", calls=calls),
+    }
     monkeypatch.setattr(pipeline, "STAGES", mods)
     monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
     return mods, calls

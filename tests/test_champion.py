@@ -14,7 +14,15 @@ import pandas as pd
 import pytest
 import torch
 
-from recipe.champion import ChampionSpec, Member, PredictInputError, build_members, log_champion, predict_frame, spec_for
+from recipe.champion import (
+    ChampionSpec,
+    Member,
+    PredictInputError,
+    build_members,
+    log_champion,
+    predict_frame,
+    spec_for,
+)
 from recipe.config import RecipeConfig
 from recipe.data import load_data
 from recipe.fit import fit
@@ -50,7 +58,8 @@ def test_predictions_from_raw_files_match_the_trained_network(digits_fit, tmp_pa
     probs = frame[[f"prob_{c}" for c in spec.classes]].to_numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-5)  # the same preprocessing, exactly
     assert list(frame.columns) == spec.output_columns and frame["label"].tolist() == [
-        spec.classes[i] for i in expected.argmax(1)]
+        spec.classes[i] for i in expected.argmax(1)
+    ]
 
 
 def test_bad_inputs_are_named(digits_fit, tmp_path):
@@ -75,8 +84,14 @@ def test_the_spec_round_trips_through_json(digits_fit):
 def test_table_rows_take_the_training_encoding_with_placeholders_and_unseen_levels(tmp_path, monkeypatch):
     monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path / "data"))
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"x": rng.normal(size=80), "colour": rng.choice(["red", "blue"], 80),
-                          "flag": rng.choice([True, False], 80), "y": rng.choice(["a", "b"], 80)})
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=80),
+            "colour": rng.choice(["red", "blue"], 80),
+            "flag": rng.choice([True, False], 80),
+            "y": rng.choice(["a", "b"], 80),
+        }
+    )
     frame.to_csv(tmp_path / "t.csv", index=False)
     data = load_data(RecipeConfig(data={"source": "csv", "root": str(tmp_path / "t.csv"), "target": "y"}))
     spec = spec_for(data, [])
@@ -104,8 +119,9 @@ def test_registered_champion_loads_in_a_fresh_process_and_predicts_from_files(di
     files = _test_files(result.data, 20)
     mlflow.set_experiment("digits")
     with mlflow.start_run():
-        version = log_champion(spec, [result.model.state_dict()], registered_name="digits",
-                               example=pd.DataFrame({"path": files[:2]}))
+        version = log_champion(
+            spec, [result.model.state_dict()], registered_name="digits", example=pd.DataFrame({"path": files[:2]})
+        )
     assert str(version.version) == "1"
     script = (
         "import json, sys, mlflow, pandas as pd\n"
@@ -114,8 +130,14 @@ def test_registered_champion_loads_in_a_fresh_process_and_predicts_from_files(di
         "print(json.dumps(out['label'].tolist()))\n"
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "PYTHONPATH": ""}
-    proc = subprocess.run([sys.executable, "-c", script, json.dumps(files)], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = json.loads(proc.stdout.strip().splitlines()[-1])
     nets = build_members(spec, _weights_dir(tmp_path, result))

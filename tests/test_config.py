@@ -40,7 +40,10 @@ def test_dotted_overrides_are_typed(override, path, value):
     ("override", "message"),
     [
         ("optim.lrr=1e-3", r"unknown config key 'optim.lrr': optim has no 'lrr'; did you mean 'optim.lr'\?"),
-        ("optimizer.lr=1", r"unknown config key 'optimizer.lr': the top level has no 'optimizer'; did you mean 'optim'"),
+        (
+            "optimizer.lr=1",
+            r"unknown config key 'optimizer.lr': the top level has no 'optimizer'; did you mean 'optim'",
+        ),
         ("optim.lr=fast", r"optim.lr: Input should be a valid number.*'fast'"),
         ("optim.lr=-1", r"optim.lr: Input should be greater than 0"),
         ("optim.name=adamax", r"optim.name: Input should be 'sgd', 'adam', 'adamw' or 'rmsprop'"),
@@ -123,6 +126,8 @@ def test_every_setting_is_documented_in_the_json_schema_and_explain():
     assert undocumented == []
     docs = {d.key: d for d in explain()}
     assert set(docs) == set(RecipeConfig().flat())  # every leaf key, no more
-    assert docs["budget.early_stopping"].default is None and "restore the best weights" in docs[
-        "budget.early_stopping"].description
+    assert (
+        docs["budget.early_stopping"].default is None
+        and "restore the best weights" in docs["budget.early_stopping"].description
+    )
     assert docs["data.split.val"].type == "float" and docs["data.split.val"].default == 0.15

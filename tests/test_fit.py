@@ -15,9 +15,13 @@ from recipe.train.callbacks import Callback
 @pytest.fixture
 def wine(tmp_path, monkeypatch):
     monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path / "data_home"))
-    cfg = RecipeConfig(name="fit-test", data={"source": "csv", "name": "wine", "batch_size": 32},
-                       model={"name": "mlp", "width": 16, "depth": 1}, budget={"epochs": 3},
-                       trainer={"progress": False})
+    cfg = RecipeConfig(
+        name="fit-test",
+        data={"source": "csv", "name": "wine", "batch_size": 32},
+        model={"name": "mlp", "width": 16, "depth": 1},
+        budget={"epochs": 3},
+        trainer={"progress": False},
+    )
     return cfg, load_data(cfg)
 
 

@@ -11,10 +11,19 @@ def test_the_summary_prints_stage_notes_capped_with_a_count():
     notes = ["task: regression, because the target 'mpg' holds 188 distinct numbers"] + [
         f"note {i}" for i in range(MAX_NOTES + 2)
     ]
-    check = {"name": "feature_nulls", "hypothesis": "h", "observed": "o", "expected": "e", "verdict": "warn",
-             "advice": "filled with the train median"}
-    report = {"recipe": "cars", "verdict": "warn", "stages": [{"stage": "inspect", "verdict": "warn",
-                                                                 "checks": [check], "notes": notes}]}
+    check = {
+        "name": "feature_nulls",
+        "hypothesis": "h",
+        "observed": "o",
+        "expected": "e",
+        "verdict": "warn",
+        "advice": "filled with the train median",
+    }
+    report = {
+        "recipe": "cars",
+        "verdict": "warn",
+        "stages": [{"stage": "inspect", "verdict": "warn", "checks": [check], "notes": notes}],
+    }
     console = Console(record=True, width=200)
     render_summary(report, console)
     text = console.export_text()

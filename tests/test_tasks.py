@@ -59,7 +59,8 @@ def test_expected_init_loss_with_prior_bias_is_the_cross_entropy_under_the_prior
     assert "cross-entropy of the val labels under the train class priors" in e.formula
     # without the prior bias, predictions are uniform: -log(1/3)
     assert CLASSIFICATION.expected_init_loss(y, init_bias=False, class_counts=counts).value == pytest.approx(
-        math.log(3))
+        math.log(3)
+    )
 
 
 def test_expected_init_loss_regression_is_the_variance_around_the_train_mean():

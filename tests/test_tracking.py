@@ -82,8 +82,16 @@ def test_latest_stage_verdicts_for_flows_stages(mlflow_store):
 
 def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store):
     tracking.setup("scalars")
-    values = {"py": 1, "flag": True, "f32": np.float32(0.25), "i64": np.int64(3), "arr0": np.array(0.5),
-              "t0": torch.tensor(2.5), "t1": torch.tensor([1.5]), "nan": float("nan")}
+    values = {
+        "py": 1,
+        "flag": True,
+        "f32": np.float32(0.25),
+        "i64": np.int64(3),
+        "arr0": np.array(0.5),
+        "t0": torch.tensor(2.5),
+        "t1": torch.tensor([1.5]),
+        "nan": float("nan"),
+    }
     with tracking.start_run("scalars", {}) as run:
         tracking.log_metrics(values)
         for bad in ("text", None, np.array([1.0, 2.0]), torch.zeros(3), 1 + 2j):
@@ -91,7 +99,13 @@ def test_log_metrics_records_every_real_scalar_and_refuses_the_rest(mlflow_store
                 tracking.log_metrics({"bad": bad, "fine": 1.0})
     got = MlflowClient().get_run(run.info.run_id).data.metrics
     assert {k: got[k] for k in values if k != "nan"} == {
-        "py": 1.0, "flag": 1.0, "f32": 0.25, "i64": 3.0, "arr0": 0.5, "t0": 2.5, "t1": 1.5,
+        "py": 1.0,
+        "flag": 1.0,
+        "f32": 0.25,
+        "i64": 3.0,
+        "arr0": 0.5,
+        "t0": 2.5,
+        "t1": 1.5,
     }
     assert math.isnan(got["nan"]) and "fine" not in got  # nothing of a refused call is logged
 
@@ -140,19 +154,28 @@ def test_runs_of_dead_processes_are_ended_killed_and_live_ones_are_left(mlflow_s
 
     exp_id = tracking.setup("orphans")
     client = MlflowClient()
-    me = {tracking.TAG_OWNER_HOST: hostname(), tracking.TAG_OWNER_PID: str(os.getpid()),
-          tracking.TAG_OWNER_START: f"{process_start_time(os.getpid()):.2f}"}
+    me = {
+        tracking.TAG_OWNER_HOST: hostname(),
+        tracking.TAG_OWNER_PID: str(os.getpid()),
+        tracking.TAG_OWNER_START: f"{process_start_time(os.getpid()):.2f}",
+    }
     dead = {**me, tracking.TAG_OWNER_PID: str(_spawn_and_reap())}
     reused = {**me, tracking.TAG_OWNER_START: "1000.00"}  # this pid, but a process started long ago: not us
     elsewhere = {**dead, tracking.TAG_OWNER_HOST: "another-host"}
-    runs = {name: client.create_run(exp_id, tags=tags, run_name=name).info.run_id
-            for name, tags in [("dead", dead), ("reused", reused), ("live", me), ("elsewhere", elsewhere),
-                               ("untagged", {})]}
+    runs = {
+        name: client.create_run(exp_id, tags=tags, run_name=name).info.run_id
+        for name, tags in [("dead", dead), ("reused", reused), ("live", me), ("elsewhere", elsewhere), ("untagged", {})]
+    }
     ended = tracking.end_orphaned_runs()
     assert sorted(ended) == sorted([runs["dead"], runs["reused"]])
     status = {name: client.get_run(rid).info.status for name, rid in runs.items()}
-    assert status == {"dead": "KILLED", "reused": "KILLED", "live": "RUNNING", "elsewhere": "RUNNING",
-                      "untagged": "RUNNING"}
+    assert status == {
+        "dead": "KILLED",
+        "reused": "KILLED",
+        "live": "RUNNING",
+        "elsewhere": "RUNNING",
+        "untagged": "RUNNING",
+    }
     note = client.get_run(runs["dead"]).data.tags[tracking.TAG_ENDED_BY]
     assert "orphan" in note and f"pid {dead[tracking.TAG_OWNER_PID]}" in note
 

@@ -95,8 +95,13 @@ class Decision:
     metric_se: float = math.nan
 
 
-def paired_gain(ref_scores: np.ndarray | None, cand_scores: np.ndarray | None, higher_is_better: bool,
-                ref_metric: float = math.nan, cand_metric: float = math.nan) -> tuple[float, float]:
+def paired_gain(
+    ref_scores: np.ndarray | None,
+    cand_scores: np.ndarray | None,
+    higher_is_better: bool,
+    ref_metric: float = math.nan,
+    cand_metric: float = math.nan,
+) -> tuple[float, float]:
     """``(gain, standard error)`` of a candidate over the reference on the same samples (see the module doc)."""
     if ref_scores is None or cand_scores is None or len(ref_scores) != len(cand_scores) or len(ref_scores) == 0:
         gain = cand_metric - ref_metric if higher_is_better else ref_metric - cand_metric
@@ -108,26 +113,36 @@ def paired_gain(ref_scores: np.ndarray | None, cand_scores: np.ndarray | None, h
     return float(d.mean()), se
 
 
-def decide(reference: CandidateResult, candidate: CandidateResult, *, higher_is_better: bool,
-           noise_z: float = 1.0, min_delta: float = 0.0, criterion: str = "metric") -> Decision:
+def decide(
+    reference: CandidateResult,
+    candidate: CandidateResult,
+    *,
+    higher_is_better: bool,
+    noise_z: float = 1.0,
+    min_delta: float = 0.0,
+    criterion: str = "metric",
+) -> Decision:
     """Keep ``candidate`` when it beats ``reference`` beyond noise on ``criterion`` (the module docstring's rule)."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     if not candidate.ok:
         why = candidate.note or candidate.status
         return Decision(candidate.name, False, math.nan, math.nan, f"{candidate.status}: {why}")
-    m_gain, m_se = paired_gain(reference.scores, candidate.scores, higher_is_better, reference.val_metric,
-                               candidate.val_metric)
+    m_gain, m_se = paired_gain(
+        reference.scores, candidate.scores, higher_is_better, reference.val_metric, candidate.val_metric
+    )
     if criterion == "metric":
         gain, se, what = m_gain, m_se, "metric gain"
     else:
-        gain, se = paired_gain(reference.loss_scores, candidate.loss_scores, False, reference.val_loss,
-                               candidate.val_loss)
+        gain, se = paired_gain(
+            reference.loss_scores, candidate.loss_scores, False, reference.val_loss, candidate.val_loss
+        )
         what = "val loss gain"
     bar = max(min_delta, noise_z * se) if math.isfinite(se) else min_delta
     kept = gain > bar
-    how = f"{what} {fmt(gain)}" + (f" vs {fmt(noise_z)} x se {fmt(se)}" if math.isfinite(se) else
-                                    " (no noise estimate)")
+    how = f"{what} {fmt(gain)}" + (
+        f" vs {fmt(noise_z)} x se {fmt(se)}" if math.isfinite(se) else " (no noise estimate)"
+    )
     if min_delta > 0:
         how += f", min_delta {fmt(min_delta)}"
     if criterion == "loss":
@@ -159,8 +174,10 @@ def combine_changes(picked: Sequence[CandidateResult]) -> tuple[dict[str, Any], 
     for c in picked:
         clash = [k for k, v in c.changes.items() if k in merged and merged[k] != v]
         if clash:
-            notes.append(f"{c.name} left out of the combination: it sets {', '.join(clash)} differently from "
-                         f"{', '.join(sorted({owner[k] for k in clash}))}")
+            notes.append(
+                f"{c.name} left out of the combination: it sets {', '.join(clash)} differently from "
+                f"{', '.join(sorted({owner[k] for k in clash}))}"
+            )
             continue
         for k, v in c.changes.items():
             merged[k] = v
@@ -175,9 +192,16 @@ class Choice:
     combined_used: bool = False
 
 
-def choose(reference: CandidateResult, picked: Sequence[CandidateResult], combined: CandidateResult | None,
-           *, higher_is_better: bool, criterion: str = "metric", noise_z: float = 1.0,
-           min_delta: float = 0.0) -> Choice:
+def choose(
+    reference: CandidateResult,
+    picked: Sequence[CandidateResult],
+    combined: CandidateResult | None,
+    *,
+    higher_is_better: bool,
+    criterion: str = "metric",
+    noise_z: float = 1.0,
+    min_delta: float = 0.0,
+) -> Choice:
     """The verified winner: the combination if it beats the best single kept change on ``criterion`` beyond
     noise, else that change, else the reference."""
     if not picked:
@@ -187,47 +211,61 @@ def choose(reference: CandidateResult, picked: Sequence[CandidateResult], combin
         return Choice(best, f"{best.name} is the only kept change")
     if not combined.ok:
         return Choice(best, f"the combination did not train ({combined.note or combined.status}): keeping {best.name}")
-    d = decide(best, combined, higher_is_better=higher_is_better, noise_z=noise_z, min_delta=min_delta,
-               criterion=criterion)
+    d = decide(
+        best, combined, higher_is_better=higher_is_better, noise_z=noise_z, min_delta=min_delta, criterion=criterion
+    )
     what = "val loss" if criterion == "loss" else "val metric"
-    c_val, b_val = (combined.val_loss, best.val_loss) if criterion == "loss" else (combined.val_metric,
-                                                                                  best.val_metric)
+    c_val, b_val = (combined.val_loss, best.val_loss) if criterion == "loss" else (combined.val_metric, best.val_metric)
     if d.kept:
-        return Choice(combined, f"the combination ({what} {fmt(c_val)}) beats the best single change {best.name} "
-                                f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)})",
-                      combined_used=True)
-    return Choice(best, f"the combination ({what} {fmt(c_val)}) does not beat the best single change {best.name} "
-                        f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)}): keeping that one change")
+        return Choice(
+            combined,
+            f"the combination ({what} {fmt(c_val)}) beats the best single change {best.name} "
+            f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)})",
+            combined_used=True,
+        )
+    return Choice(
+        best,
+        f"the combination ({what} {fmt(c_val)}) does not beat the best single change {best.name} "
+        f"({fmt(b_val)}) beyond noise (gain {fmt(d.gain)}, se {fmt(d.se)}): keeping that one change",
+    )
 
 
-def table_rows(reference: CandidateResult, candidates: Sequence[CandidateResult], decisions: Mapping[str, Decision],
-               chosen: str, higher_is_better: bool, criterion: str = "metric") -> list[dict[str, Any]]:
+def table_rows(
+    reference: CandidateResult,
+    candidates: Sequence[CandidateResult],
+    decisions: Mapping[str, Decision],
+    chosen: str,
+    higher_is_better: bool,
+    criterion: str = "metric",
+) -> list[dict[str, Any]]:
     """One row per candidate (reference first): what changed, val loss and metric, the gain ± se on the
     criterion, train metric, the gap (in the criterion's units), kept or not."""
     rows = []
     for c in [reference, *candidates]:
         d = decisions.get(c.name)
-        rows.append({
-            "name": c.name,
-            "changes": ", ".join(f"{k}={v}" for k, v in c.changes.items()) or "(none)",
-            "status": c.status,
-            "val_metric": c.val_metric,
-            "val_loss": c.val_loss,
-            "criterion": criterion,
-            "gain": d.gain if d else (0.0 if c is reference else math.nan),
-            "se": d.se if d else math.nan,
-            "metric_gain": d.metric_gain if d else math.nan,
-            "metric_se": d.metric_se if d else math.nan,
-            "train_metric": c.train_metric,
-            "train_loss": c.train_loss,
-            "gap": c.gap(higher_is_better, criterion),
-            "epochs": c.epochs,
-            "seconds": c.seconds,
-            "kept": "reference" if c is reference else ("kept" if d and d.kept else "dropped"),
-            "chosen": c.name == chosen,
-            "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
-            "run_id": c.run_id,
-        })
+        rows.append(
+            {
+                "name": c.name,
+                "changes": ", ".join(f"{k}={v}" for k, v in c.changes.items()) or "(none)",
+                "status": c.status,
+                "val_metric": c.val_metric,
+                "val_loss": c.val_loss,
+                "criterion": criterion,
+                "gain": d.gain if d else (0.0 if c is reference else math.nan),
+                "se": d.se if d else math.nan,
+                "metric_gain": d.metric_gain if d else math.nan,
+                "metric_se": d.metric_se if d else math.nan,
+                "train_metric": c.train_metric,
+                "train_loss": c.train_loss,
+                "gap": c.gap(higher_is_better, criterion),
+                "epochs": c.epochs,
+                "seconds": c.seconds,
+                "kept": "reference" if c is reference else ("kept" if d and d.kept else "dropped"),
+                "chosen": c.name == chosen,
+                "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
+                "run_id": c.run_id,
+            }
+        )
     return rows
 
 
@@ -236,8 +274,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
     crit = rows[0].get("criterion", "metric") if rows else "metric"
     gain_of = "val loss" if crit == "loss" else f"val {metric}"
     gap_of = "loss" if crit == "loss" else metric
-    head = (f"| candidate | changes | val loss | val {metric} | gain ± se ({gain_of}) | train {metric} | "
-            f"gap ({gap_of}) | decision |")
+    head = (
+        f"| candidate | changes | val loss | val {metric} | gain ± se ({gain_of}) | train {metric} | "
+        f"gap ({gap_of}) | decision |"
+    )
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         if r["status"] != "ok":
@@ -245,8 +285,10 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
             continue
         gain = "-" if r["kept"] == "reference" else f"{_num(r['gain'])} ± {_num(r['se'])}"
         decision = r["kept"] + (" (chosen)" if r["chosen"] else "")
-        lines.append(f"| {r['name']} | {r['changes']} | {_num(r['val_loss'])} | {_num(r['val_metric'])} | {gain} | "
-                     f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |")
+        lines.append(
+            f"| {r['name']} | {r['changes']} | {_num(r['val_loss'])} | {_num(r['val_metric'])} | {gain} | "
+            f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |"
+        )
     return "\n".join(lines)
 
 
@@ -257,9 +299,17 @@ def _num(v: Any) -> str:
 # --- the regularize stage's judgements -----------------------------------------------------------------------
 
 
-def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice: Choice, *,
-                          decisions: dict[str, Decision], metric: str, criterion: str, ref_history: Sequence[dict],
-                          init_loss: float | None) -> Finding:
+def improves_on_reference(
+    ref: CandidateResult,
+    chosen: CandidateResult,
+    choice: Choice,
+    *,
+    decisions: dict[str, Decision],
+    metric: str,
+    criterion: str,
+    ref_history: Sequence[dict],
+    init_loss: float | None,
+) -> Finding:
     """PASS when ``choice`` picked a candidate over the reference (it beat it beyond noise on ``criterion``,
     "loss" or "metric"); WARN when nothing helped, with what the reference's curves (``ref_history``: per-epoch
     rows with "train/loss" and "val/loss"; ``init_loss``: the expected loss at init, nats or MSE) say about why.
@@ -270,40 +320,59 @@ def improves_on_reference(ref: CandidateResult, chosen: CandidateResult, choice:
     guard = f" without a worse val {metric}" if criterion == "loss" else ""
     hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
     if chosen is ref:
-        diag = diagnose_curves([h["train/loss"] for h in ref_history],
-                               [h.get("val/loss", math.nan) for h in ref_history], reference_loss=init_loss)
+        diag = diagnose_curves(
+            [h["train/loss"] for h in ref_history],
+            [h.get("val/loss", math.nan) for h in ref_history],
+            reference_loss=init_loss,
+        )
         warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
         why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
-        return finding(name, hypothesis, f"nothing helped: {choice.reason}{why}", "a candidate beyond noise", WARN,
-                       "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
-                       "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
-                       "augmentation, larger weight decay) or, best of all, more data")
+        return finding(
+            name,
+            hypothesis,
+            f"nothing helped: {choice.reason}{why}",
+            "a candidate beyond noise",
+            WARN,
+            "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
+            "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
+            "augmentation, larger weight decay) or, best of all, more data",
+        )
     d = decisions[chosen.name]
-    observed = (f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
-                f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})")
+    observed = (
+        f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
+        f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})"
+    )
     return finding(name, hypothesis, observed, "gain > noise_z x se", PASS)
 
 
-def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, metric: str,
-                criterion: str) -> Finding:
+def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, metric: str, criterion: str) -> Finding:
     """PASS when the chosen candidate's train-validation gap (in the criterion's units: val - train loss, or
     the metric's train/val difference oriented by ``higher``) is smaller than the reference's; else WARN.
     Source: seeds/004, "give up some of the training accuracy" to gain validation accuracy."""
     g_ref, g_new = ref.gap(higher, criterion), chosen.gap(higher, criterion)
     shrinks = chosen is not ref and g_new < g_ref
-    unit = "loss (val - train)" if criterion == "loss" else f"{metric} (train - val)" if higher else \
-        f"{metric} (val - train)"
+    unit = (
+        "loss (val - train)"
+        if criterion == "loss"
+        else f"{metric} (train - val)"
+        if higher
+        else f"{metric} (val - train)"
+    )
     observed = f"{unit} gap {fmt(g_ref)} (reference) -> {fmt(g_new)} ({chosen.name})"
     return finding(
-        "gap_shrinks", "the chosen regularisation narrows the train-validation gap", observed,
-        "a smaller gap than the reference's", PASS if shrinks else WARN,
+        "gap_shrinks",
+        "the chosen regularisation narrows the train-validation gap",
+        observed,
+        "a smaller gap than the reference's",
+        PASS if shrinks else WARN,
         "the gap did not shrink: the gain (if any) came from fitting better, not from generalising better; "
         "check the candidate curves (plots/regularize_curves.png)",
     )
 
 
-def candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResult, *, metric: str,
-                      higher: bool, criterion: str) -> Finding:
+def candidate_finding(
+    c: CandidateResult, d: Decision | None, ref: CandidateResult, *, metric: str, higher: bool, criterion: str
+) -> Finding:
     """An advisory row per candidate (``candidate_<name>``, always PASS, or WARN when it failed to train): kept
     or dropped by ``d`` (:func:`decide`), its val loss/metric and gap against the reference's."""
     if c.status == "skipped":
@@ -312,17 +381,26 @@ def candidate_finding(c: CandidateResult, d: Decision | None, ref: CandidateResu
     what = "val loss" if criterion == "loss" else f"val {metric}"
     hypothesis = f"{changes} improves the {what} of the reference beyond noise"
     if not c.ok or d is None:
-        return finding(f"candidate_{c.name}", hypothesis, f"{c.status}: {c.note}", "a trained candidate", WARN,
-                       "see the candidate's nested MLflow run")
-    observed = (f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
-                f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
-                f"{fmt(ref.gap(higher, criterion))}")
+        return finding(
+            f"candidate_{c.name}",
+            hypothesis,
+            f"{c.status}: {c.note}",
+            "a trained candidate",
+            WARN,
+            "see the candidate's nested MLflow run",
+        )
+    observed = (
+        f"{'kept' if d.kept else 'dropped'}: val loss {fmt(c.val_loss)} vs {fmt(ref.val_loss)}, val {metric} "
+        f"{fmt(c.val_metric)} vs {fmt(ref.val_metric)} ({d.reason}); gap {fmt(c.gap(higher, criterion))} vs "
+        f"{fmt(ref.gap(higher, criterion))}"
+    )
     if c.note:
         observed += f"; {c.note}"
     return finding(f"candidate_{c.name}", hypothesis, observed, "gain > noise_z x se to keep", PASS)
 
 
 # --- the dumb-baseline bar -----------------------------------------------------------------------------------
+
 
 def baseline_keys(task: str | Task) -> tuple[tuple[str, str], ...]:
     """(label, metric key) of the dumb baselines the baselines stage logs for ``task``: the dumbest predictor
@@ -331,8 +409,14 @@ def baseline_keys(task: str | Task) -> tuple[tuple[str, str], ...]:
     return (task.dumb_name, task.dumb_key), ("linear", f"baseline/linear_{task.metric}")
 
 
-def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, float] | None, *,
-                       what: str = "val accuracy", name: str = "beats_baselines") -> Finding:
+def baseline_bar_check(
+    value: float,
+    task: str | Task,
+    baselines: Mapping[str, float] | None,
+    *,
+    what: str = "val accuracy",
+    name: str = "beats_baselines",
+) -> Finding:
     """FAIL when ``value`` (a validation metric) does not beat every dumb baseline the baselines stage measured.
 
     ``baselines`` is that stage's metrics (None: the stage result is not available). A missing key means no bar
@@ -341,9 +425,14 @@ def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, f
     task, keys = task_for(task), baseline_keys(task)
     hypothesis = f"the model's {what} beats the dumb baselines (" + ", ".join(n for n, _ in keys) + ")"
     if baselines is None:
-        return finding(name, hypothesis, f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
-                       "better than every dumb baseline", WARN,
-                       "run the baselines stage (flows run recipe --stage baselines) to get the bar")
+        return finding(
+            name,
+            hypothesis,
+            f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
+            "better than every dumb baseline",
+            WARN,
+            "run the baselines stage (flows run recipe --stage baselines) to get the bar",
+        )
     parts, missing, lost = [], [], []
     for label, key in keys:
         bar = baselines.get(key)
@@ -358,11 +447,23 @@ def baseline_bar_check(value: float, task: str | Task, baselines: Mapping[str, f
     if missing:
         observed += "; " + "; ".join(missing)
     if lost:
-        return finding(name, hypothesis, observed, "better than every dumb baseline", FAIL,
-                       f"the model does not beat the {', '.join(lost)} baseline on validation: look for a bug in the "
-                       "data pipeline or the model before tuning anything (curves, predictions, the baselines "
-                       "stage's checks)")
+        return finding(
+            name,
+            hypothesis,
+            observed,
+            "better than every dumb baseline",
+            FAIL,
+            f"the model does not beat the {', '.join(lost)} baseline on validation: look for a bug in the "
+            "data pipeline or the model before tuning anything (curves, predictions, the baselines "
+            "stage's checks)",
+        )
     if not parts:
-        return finding(name, hypothesis, observed, "better than every dumb baseline", WARN,
-                       "the baselines stage logged no baseline metrics: nothing to compare with")
+        return finding(
+            name,
+            hypothesis,
+            observed,
+            "better than every dumb baseline",
+            WARN,
+            "the baselines stage logged no baseline metrics: nothing to compare with",
+        )
     return finding(name, hypothesis, observed, "better than every dumb baseline", PASS)

@@ -69,8 +69,14 @@ class DataReport:
 
 
 def finding(
-    name: str, hypothesis: str, observed: str | float, expected: str | float, verdict: Verdict, advice: str = "",
-    items: list[dict[str, Any]] | None = None, metrics: dict[str, float] | None = None,
+    name: str,
+    hypothesis: str,
+    observed: str | float,
+    expected: str | float,
+    verdict: Verdict,
+    advice: str = "",
+    items: list[dict[str, Any]] | None = None,
+    metrics: dict[str, float] | None = None,
 ) -> Finding:
     """A Finding whose advice is dropped when it passes (advice is for what needs looking at)."""
     check = Check(name, hypothesis, observed, expected, verdict, advice if verdict is not Verdict.PASS else "")
@@ -89,11 +95,27 @@ class CheckBuilder:
     name: str
     hypothesis: str
 
-    def __call__(self, verdict: Verdict, observed: str | float, expected: str | float, advice: str = "", *,
-                 hypothesis: str | None = None, metrics: dict[str, float] | None = None,
-                 items: list[dict[str, Any]] | None = None) -> Finding:
-        return finding(self.name, self.hypothesis if hypothesis is None else hypothesis, observed, expected,
-                       verdict, advice, items=items, metrics=metrics)
+    def __call__(
+        self,
+        verdict: Verdict,
+        observed: str | float,
+        expected: str | float,
+        advice: str = "",
+        *,
+        hypothesis: str | None = None,
+        metrics: dict[str, float] | None = None,
+        items: list[dict[str, Any]] | None = None,
+    ) -> Finding:
+        return finding(
+            self.name,
+            self.hypothesis if hypothesis is None else hypothesis,
+            observed,
+            expected,
+            verdict,
+            advice,
+            items=items,
+            metrics=metrics,
+        )
 
 
 def names(items: Iterable[object], cap: int) -> str:

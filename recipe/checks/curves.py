@@ -103,8 +103,13 @@ def _shape(curve: np.ndarray, start: float, th: CurveThresholds) -> dict[str, fl
     t = curve[-_tail(n, th.tail_frac) :]
     tail = float(np.polyfit(np.arange(len(t)), t, 1)[0] * (len(t) - 1)) / scale if len(t) >= 2 else math.nan
     return {
-        "start": start, "end": end, "drop": fall / scale, "early_share": early_share, "early_at": k + 1,
-        "late_change": float(half.max() - half.min()) / scale, "level": end / start if start else math.nan,
+        "start": start,
+        "end": end,
+        "drop": fall / scale,
+        "early_share": early_share,
+        "early_at": k + 1,
+        "late_change": float(half.max() - half.min()) / scale,
+        "level": end / start if start else math.nan,
         "tail": tail,
     }
 
@@ -180,15 +185,21 @@ def _lr_too_low(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> 
     )
     expected = f">= {th.slow_drop:.0%} gone, or most of the fall early (>= {th.slow_early_share:.0%})"
     return finding(
-        "curves_lr_too_low", HYPOTHESES["curves_lr_too_low"], observed, expected, WARN if slow else PASS,
+        "curves_lr_too_low",
+        HYPOTHESES["curves_lr_too_low"],
+        observed,
+        expected,
+        WARN if slow else PASS,
         "the loss falls too slowly: raise the learning rate (try 3-10x, or the LR finder's suggestion)",
         metrics={"curves/train_drop": s["drop"], "curves/early_share": s["early_share"]},
     )
 
 
 def _plateau(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> Finding:
-    plateau = s["early_share"] >= th.plateau_early_share and s["late_change"] < th.plateau_flat and (
-        s["level"] > th.plateau_level
+    plateau = (
+        s["early_share"] >= th.plateau_early_share
+        and s["late_change"] < th.plateau_flat
+        and (s["level"] > th.plateau_level)
     )
     observed = (
         f"the first {s['early_at']} of {n} {unit}s gave {_pct(s['early_share'])} of the fall; the second half "
@@ -199,7 +210,11 @@ def _plateau(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> Fin
         f"(early share < {th.plateau_early_share:.0%} or late change >= {th.plateau_flat:.0%} of the start)"
     )
     return finding(
-        "curves_plateau", HYPOTHESES["curves_plateau"], observed, expected, WARN if plateau else PASS,
+        "curves_plateau",
+        HYPOTHESES["curves_plateau"],
+        observed,
+        expected,
+        WARN if plateau else PASS,
         "a fast early drop, then a plateau: the learning rate is too high for the later steps; lower it, or "
         "decay it (schedule.name=cosine or plateau) once the rest of the recipe is done",
         metrics={"curves/late_change": s["late_change"], "curves/end_level": s["level"]},
@@ -223,16 +238,20 @@ def _overfitting(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, expect: bo
         observed += "; expected in this stage, which fits the training set on purpose"
     verdict = WARN if over and not expect else PASS
     return finding(
-        "curves_overfitting", HYPOTHESES["curves_overfitting"], observed,
-        f"val loss within {th.overfit_rise:.0%} of its minimum at the end", verdict,
+        "curves_overfitting",
+        HYPOTHESES["curves_overfitting"],
+        observed,
+        f"val loss within {th.overfit_rise:.0%} of its minimum at the end",
+        verdict,
         f"the model overfits from {unit} {k}: regularize (more data, augmentation, weight decay, dropout) or stop "
         f"early on validation loss (around {unit} {k})",
         metrics={"curves/val_rise": rise, "curves/val_best_epoch": float(k)},
     )
 
 
-def _underfitting(tr: np.ndarray, va: np.ndarray, start: float, target_met: bool | None,
-                  th: CurveThresholds) -> Finding:
+def _underfitting(
+    tr: np.ndarray, va: np.ndarray, start: float, target_met: bool | None, th: CurveThresholds
+) -> Finding:
     gap = float((va[-1] - tr[-1]) / abs(tr[-1])) if tr[-1] else math.inf
     level = float(tr[-1] / start) if start else math.nan
     poor = (not target_met) if target_met is not None else level > th.underfit_level
@@ -247,7 +266,10 @@ def _underfitting(tr: np.ndarray, va: np.ndarray, start: float, target_met: bool
     good_fit = "the target met" if target_met is not None else f"train <= {th.underfit_level:.0%} of the start"
     expected = f"a good training fit ({good_fit}), or val clearly above train (gap >= {th.underfit_gap:.0%})"
     return finding(
-        "curves_underfitting", HYPOTHESES["curves_underfitting"], observed, expected,
+        "curves_underfitting",
+        HYPOTHESES["curves_underfitting"],
+        observed,
+        expected,
         WARN if (poor and close) else PASS,
         "train and validation are close and both poor: the model underfits; make it bigger (capacity ladder), "
         "train longer, or raise the learning rate before regularizing anything",
@@ -269,11 +291,13 @@ def _train_longer(tr: np.ndarray, va: np.ndarray, th: CurveThresholds, unit: str
     ct, cv = _tail_share(tr, th.tail_frac), _tail_share(va, th.tail_frac)
     both = ct >= th.still_improving and cv >= th.still_improving
     k = _tail(len(tr), th.tail_frac)
-    observed = (f"the last {k} {unit}s still gave {ct:.1%} of the train loss's total fall and {cv:.1%} of the "
-                f"val loss's")
+    observed = f"the last {k} {unit}s still gave {ct:.1%} of the train loss's total fall and {cv:.1%} of the val loss's"
     return finding(
-        "curves_train_longer", HYPOTHESES["curves_train_longer"], observed,
-        f"not both still making {th.still_improving:.0%} or more of their fall", WARN if both else PASS,
+        "curves_train_longer",
+        HYPOTHESES["curves_train_longer"],
+        observed,
+        f"not both still making {th.still_improving:.0%} or more of their fall",
+        WARN if both else PASS,
         "both curves are still improving: train longer (raise budget.epochs) before judging this model",
         metrics={"curves/train_tail_share": ct, "curves/val_tail_share": cv},
     )
@@ -294,7 +318,10 @@ def _falling(change: float) -> str:
 
 
 def update_ratio_check(
-    history: Sequence[tuple[int, dict[str, float]]], low: float = -4.0, high: float = -2.0, last_frac: float = 1.0,
+    history: Sequence[tuple[int, dict[str, float]]],
+    low: float = -4.0,
+    high: float = -2.0,
+    last_frac: float = 1.0,
     max_listed: int = 6,
 ) -> Finding:
     """Judge per-layer update-to-weight ratios (log10 of ||dW|| / ||W||, from the ``UpdateRatio`` callback).
@@ -329,5 +356,12 @@ def update_ratio_check(
     if too_low:
         advice.append("layers below it barely move: raise the learning rate, or check their init / gradient flow")
     metrics = {f"update_ratio/{k}": v for k, v in medians.items() if math.isfinite(v)}
-    return finding(name, hypothesis, observed, f"log10 ratio in [{low:g}, {high:g}] for every layer",
-                   WARN if off else PASS, "; ".join(advice), metrics=metrics)
+    return finding(
+        name,
+        hypothesis,
+        observed,
+        f"log10 ratio in [{low:g}, {high:g}] for every layer",
+        WARN if off else PASS,
+        "; ".join(advice),
+        metrics=metrics,
+    )

@@ -119,11 +119,15 @@ def files_readable(m: Manifest, cap: int = 10) -> Finding:
     else:
         observed = f"all {len(df)} {what} decode"
     return finding(
-        "files_readable", f"every {what[:-1]} decodes to an image", observed, f"0 unreadable {what}",
+        "files_readable",
+        f"every {what[:-1]} decodes to an image",
+        observed,
+        f"0 unreadable {what}",
         Verdict.FAIL if len(bad) else Verdict.PASS,
         "fix, re-export or delete the listed files (all of them, with errors, are in inspect/problems.json); "
         "truncated downloads and non-images renamed to .png/.jpg are the usual causes",
-        items, {"data/n_unreadable": len(bad)},
+        items,
+        {"data/n_unreadable": len(bad)},
     )
 
 
@@ -140,9 +144,13 @@ def no_nulls(m: Manifest, cap: int = 10) -> Finding:
             parts.append(f"{col}: {len(missing)} missing ({names(where, cap)})")
     label_hint = "a missing target value" if m.source == "csv" else "a sample without a label"
     return finding(
-        "no_nulls", f"no sample lacks its {', '.join(columns[:-1])} or {columns[-1]}",
-        "; ".join(parts) or f"no nulls in {len(df)} rows", "no nulls", Verdict.FAIL if items else Verdict.PASS,
-        f"fill in or drop the listed rows ({label_hint} cannot be trained or scored on)", items,
+        "no_nulls",
+        f"no sample lacks its {', '.join(columns[:-1])} or {columns[-1]}",
+        "; ".join(parts) or f"no nulls in {len(df)} rows",
+        "no nulls",
+        Verdict.FAIL if items else Verdict.PASS,
+        f"fill in or drop the listed rows ({label_hint} cannot be trained or scored on)",
+        items,
     )
 
 
@@ -155,8 +163,10 @@ def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
     named = np.zeros(len(df), dtype=bool)
     named[in_range] = classes[idx[in_range].astype(np.int64)] == df["label"].astype(str).to_numpy()[in_range]
     bad = df[~df["label"].astype(str).isin(m.classes) | ~named]
-    items = [{"id": i, "label": json_value(lab), "label_idx": json_value(li)}
-             for i, lab, li in zip(bad["id"], bad["label"], bad["label_idx"])]
+    items = [
+        {"id": i, "label": json_value(lab), "label_idx": json_value(li)}
+        for i, lab, li in zip(bad["id"], bad["label"], bad["label_idx"])
+    ]
     observed = (
         f"{len(bad)} labels outside the class set: "
         + names((f"{i} ({lab!r})" for i, lab in zip(bad["id"], bad["label"])), cap)
@@ -164,8 +174,11 @@ def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
         else f"all {len(df)} labels are among the {plural(len(m.classes), 'class', 'classes')}"
     )
     return finding(
-        "labels_in_class_set", "every label is one of the classes, and its index names it", observed,
-        f"labels in {{{names(m.classes, cap)}}}", Verdict.FAIL if len(bad) else Verdict.PASS,
+        "labels_in_class_set",
+        "every label is one of the classes, and its index names it",
+        observed,
+        f"labels in {{{names(m.classes, cap)}}}",
+        Verdict.FAIL if len(bad) else Verdict.PASS,
         "relabel or drop the listed samples; an index that does not match its label is a bug in the data layer",
         items,
     )
@@ -175,22 +188,28 @@ def no_empty_classes(m: Manifest, cap: int = 10) -> Finding:
     """FAIL naming every class folder that holds no image files."""
     folders = [str(m.root / c) for c in m.empty_classes]
     return finding(
-        "no_empty_classes", "every class folder holds images",
+        "no_empty_classes",
+        "every class folder holds images",
         f"{plural(len(folders), 'empty class folder')}: {names(folders, cap)}" if folders else "no empty class folders",
-        "0 empty class folders", Verdict.FAIL if folders else Verdict.PASS,
+        "0 empty class folders",
+        Verdict.FAIL if folders else Verdict.PASS,
         "add images to the listed folders or delete them (an empty folder is a class the model can never learn, "
         "and it is left out of the class list, which shifts every class index after it)",
-        [{"folder": f} for f in folders], {"data/n_empty_classes": len(folders)},
+        [{"folder": f} for f in folders],
+        {"data/n_empty_classes": len(folders)},
     )
 
 
 def at_least_two_classes(m: Manifest) -> Finding:
     n = len(m.classes)
     return finding(
-        "at_least_two_classes", "a classifier needs at least two classes",
-        f"{plural(n, 'class', 'classes')}" + (f": {names(m.classes, 10)}" if n else ""), ">= 2 classes",
+        "at_least_two_classes",
+        "a classifier needs at least two classes",
+        f"{plural(n, 'class', 'classes')}" + (f": {names(m.classes, 10)}" if n else ""),
+        ">= 2 classes",
         Verdict.FAIL if n < 2 else Verdict.PASS,
-        f"add a sub-folder per class under {m.root}" if has_files(m)
+        f"add a sub-folder per class under {m.root}"
+        if has_files(m)
         else "check data.target (a column with one value is no target), or use data.task=regression",
     )
 
@@ -199,12 +218,15 @@ def ignored_files(m: Manifest, cap: int = 10) -> Finding:
     """WARN naming files the folder scan skipped (no image extension, or not inside a class folder)."""
     files = list(m.ignored_files)
     return finding(
-        "ignored_files", "every file under data.root is an image in a class folder",
+        "ignored_files",
+        "every file under data.root is an image in a class folder",
         f"{plural(len(files), 'file')} skipped: {names(files, cap)}" if files else "no files skipped",
-        "0 files skipped", Verdict.WARN if files else Verdict.PASS,
+        "0 files skipped",
+        Verdict.WARN if files else Verdict.PASS,
         "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
         "files at the top level belong to no class",
-        [{"file": f} for f in files], {"data/n_ignored_files": len(files)},
+        [{"file": f} for f in files],
+        {"data/n_ignored_files": len(files)},
     )
 
 
@@ -213,8 +235,9 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
     source sizes are only reported). Mixed sizes without a resize FAIL; mixed channel counts WARN."""
     ok = usable(m)
     if not len(ok):
-        return finding("consistent_shapes", "all images share one shape", "no readable images", "one shape",
-                       Verdict.PASS)
+        return finding(
+            "consistent_shapes", "all images share one shape", "no readable images", "one shape", Verdict.PASS
+        )
     sizes = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable")
     chans = ok.groupby("channels").size().sort_values(ascending=False, kind="stable")
     (h0, w0), c0 = sizes.index[0], chans.index[0]
@@ -227,8 +250,10 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
             parts.append(f"{len(sizes)} source sizes ({size_text}), all resized to {m.image_size}x{m.image_size}")
         else:
             verdict = Verdict.FAIL
-            items += [{"id": i, "height": int(h), "width": int(w), "problem": "size"}
-                      for i, h, w in zip(odd["id"], odd["height"], odd["width"])]
+            items += [
+                {"id": i, "height": int(h), "width": int(w), "problem": "size"}
+                for i, h, w in zip(odd["id"], odd["height"], odd["width"])
+            ]
             parts.append(
                 f"{len(sizes)} sizes (height x width: {size_text}); not {h0}x{w0}: "
                 + names((f"{i} ({h}x{w})" for i, h, w in zip(odd["id"], odd["height"], odd["width"])), cap)
@@ -239,27 +264,39 @@ def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
     if len(chans) > 1:
         verdict = Verdict.worst([verdict, Verdict.WARN])
         odd = ok[ok["channels"] != c0]
-        items += [{"id": i, "channels": int(c), "mode": md, "problem": "channels"}
-                  for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])]
+        items += [
+            {"id": i, "channels": int(c), "mode": md, "problem": "channels"}
+            for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])
+        ]
         parts.append(
             f"channels vary ({', '.join(f'{c}: {n}' for c, n in chans.items())}), all converted to {m.image_mode}; "
             f"not {c0}-channel: " + names((f"{i} ({md})" for i, md in zip(odd["id"], odd["mode"])), cap)
         )
     else:
         parts.append(f"{plural(int(c0), 'channel')}")
-    expected = (f"any size (resized to {m.image_size}x{m.image_size}), one channel count" if m.image_size
-                else "one height x width and one channel count")
+    expected = (
+        f"any size (resized to {m.image_size}x{m.image_size}), one channel count"
+        if m.image_size
+        else "one height x width and one channel count"
+    )
     advice = []
     if len(sizes) > 1 and not m.image_size:
         advice.append("set data.image_size=N to resize every image to N x N")
     if len(chans) > 1:
-        advice.append(f"mixed gray and colour files often mean two sources were merged: set data.grayscale=true to "
-                      f"read every file as one gray channel (now: {m.image_mode}), or false for RGB")
+        advice.append(
+            f"mixed gray and colour files often mean two sources were merged: set data.grayscale=true to "
+            f"read every file as one gray channel (now: {m.image_mode}), or false for RGB"
+        )
     advice.append("or fix the odd files listed in inspect/problems.json")
     return finding(
-        "consistent_shapes", "all images share one shape (or data.image_size resizes them to one)",
-        "; ".join(parts), expected, verdict, "; ".join(advice),
-        items, {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
+        "consistent_shapes",
+        "all images share one shape (or data.image_size resizes them to one)",
+        "; ".join(parts),
+        expected,
+        verdict,
+        "; ".join(advice),
+        items,
+        {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
     )
 
 
@@ -284,11 +321,15 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
     full = {s: int(n) for s, n in m.split_sizes().items()}
     every_class = " of every class" if task_for(m).classifier else ""
     return finding(
-        "split_sizes", "train, val" + (" and test" if need_test else "") + f" each hold samples{every_class}",
-        "; ".join(parts), "no empty split, every class in every split", verdict,
+        "split_sizes",
+        "train, val" + (" and test" if need_test else "") + f" each hold samples{every_class}",
+        "; ".join(parts),
+        "no empty split, every class in every split",
+        verdict,
         "add data (a class needs at least 3 samples to appear in train, val and test) or change data.split; "
         "an empty split cannot be trained or scored on",
-        items, {"data/n_train": full["train"], "data/n_val": full["val"], "data/n_test": full["test"]},
+        items,
+        {"data/n_train": full["train"], "data/n_val": full["val"], "data/n_test": full["test"]},
     )
 
 
@@ -312,11 +353,15 @@ def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Findin
     if np.isfinite(ratio):
         metrics["data/imbalance_ratio"] = ratio
     return finding(
-        "class_balance", f"no class outnumbers another by more than {fmt(warn_ratio)}x", observed,
-        f"<= {fmt(warn_ratio)}", Verdict.WARN if ratio > warn_ratio else Verdict.PASS,
+        "class_balance",
+        f"no class outnumbers another by more than {fmt(warn_ratio)}x",
+        observed,
+        f"<= {fmt(warn_ratio)}",
+        Verdict.WARN if ratio > warn_ratio else Verdict.PASS,
         "accuracy hides small classes: watch per-class metrics, collect more of the small classes, or weight "
         "the loss / resample; also set the output bias from the class priors (model.init_bias)",
-        items, metrics,
+        items,
+        metrics,
     )
 
 
@@ -330,9 +375,19 @@ def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
         out = values[b.outside(values[p])]
         z = b.z(out[p])
         for (_, r), zz in zip(out.iterrows(), z):
-            rows.append({"id": r["id"], "path": json_value(r["path"]), "split": r["split"],
-                         "label": json_value(r["label"]), "property": p, "value": float(r[p]), "z": json_value(zz),
-                         "lo": b.lo, "hi": b.hi})
+            rows.append(
+                {
+                    "id": r["id"],
+                    "path": json_value(r["path"]),
+                    "split": r["split"],
+                    "label": json_value(r["label"]),
+                    "property": p,
+                    "value": float(r[p]),
+                    "z": json_value(zz),
+                    "lo": b.lo,
+                    "hi": b.hi,
+                }
+            )
     rows.sort(key=lambda r: -abs(r["z"]) if isinstance(r["z"], float) else -np.inf)
     n_samples = len({r["id"] for r in rows})
     expected = "; ".join(f"{p} in [{fmt(b.lo)}, {fmt(b.hi)}]" for p, b in bounds.items()) or "-"
@@ -351,11 +406,15 @@ def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
     metrics: dict[str, float] = {"data/n_outliers": n_samples}
     metrics.update(pixel_summary(m))
     return finding(
-        "pixel_stats_outliers", f"no image's pixel statistics lie beyond {fmt(k)} robust SDs of the median",
-        observed, expected, Verdict.WARN if rows else Verdict.PASS,
+        "pixel_stats_outliers",
+        f"no image's pixel statistics lie beyond {fmt(k)} robust SDs of the median",
+        observed,
+        expected,
+        Verdict.WARN if rows else Verdict.PASS,
         "look at the listed images (plots/outliers_*.png): blank, inverted, wrongly scaled, cropped or "
         "mislabelled files show up here; fix or remove them, or raise stages.inspect.outlier_mad if they are genuine",
-        rows, metrics,
+        rows,
+        metrics,
     )
 
 
@@ -395,30 +454,41 @@ def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
     conflict_text = [" vs ".join(f"{i} ({lab!r})" for i, lab in zip(*_first_per(g, "label"))) for g in conflicts]
     found = [
         finding(
-            "duplicates_within_split", f"no two {what} of a split are identical",
+            "duplicates_within_split",
+            f"no two {what} of a split are identical",
             f"{plural(n_within + len(within), what[:-1], what)} in {plural(len(within), 'group')} of identical "
-            f"{what} within a split ({plural(n_within, 'extra copy', 'extra copies')}): "
-            + names(within_text, cap) if within else "no duplicates within a split",
-            "0 duplicates", Verdict.WARN if within else Verdict.PASS,
+            f"{what} within a split ({plural(n_within, 'extra copy', 'extra copies')}): " + names(within_text, cap)
+            if within
+            else "no duplicates within a split",
+            "0 duplicates",
+            Verdict.WARN if within else Verdict.PASS,
             "remove the extra copies (plots/duplicates.png shows them): duplicates over-weight those samples in "
             "training and in the metrics",
-            within, {"data/n_duplicates_within": n_within},
+            within,
+            {"data/n_duplicates_within": n_within},
         ),
         finding(
-            "no_leakage_across_splits", "no val/test sample is identical to a sample of another split",
+            "no_leakage_across_splits",
+            "no val/test sample is identical to a sample of another split",
             f"{plural(n_across, what[:-1], what)} in {plural(len(across), 'group')} shared across splits: "
-            + names(across_text, cap) if across else "no sample appears in two splits",
-            "0 shared samples", Verdict.FAIL if across else Verdict.PASS,
+            + names(across_text, cap)
+            if across
+            else "no sample appears in two splits",
+            "0 shared samples",
+            Verdict.FAIL if across else Verdict.PASS,
             "delete all but one copy of each listed group (then the splits are redrawn for the new file set): a "
             "held-out sample the model trained on inflates val/test scores",
             [{"hash": g["hash"].iloc[0], "members": members(g)} for g in across],
             {"data/n_duplicates_across": n_across},
         ),
         finding(
-            "duplicate_labels_agree", "identical samples carry the same label",
+            "duplicate_labels_agree",
+            "identical samples carry the same label",
             f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(conflict_text, cap)}"
-            if conflicts else "identical samples agree on their labels",
-            "0 conflicts", Verdict.WARN if conflicts else Verdict.PASS,
+            if conflicts
+            else "identical samples agree on their labels",
+            "0 conflicts",
+            Verdict.WARN if conflicts else Verdict.PASS,
             "at least one label in each listed group is wrong: relabel or drop them",
             [{"hash": g["hash"].iloc[0], "members": members(g)} for g in conflicts],
             {"data/n_label_conflicts": len(conflicts)},

@@ -87,8 +87,11 @@ def gx_frames(m: Manifest) -> dict[str, pd.DataFrame]:
     of this row's class), and ``pixels`` / ``aspect`` when image sizes vary.
     """
     df = m.df
-    keep = [c for c in ("id", "path", "label", "split", "height", "width", "channels", "mean", "std", "hash",
-                        "readable") if c in df.columns]
+    keep = [
+        c
+        for c in ("id", "path", "label", "split", "height", "width", "channels", "mean", "std", "hash", "readable")
+        if c in df.columns
+    ]
     if not has_files(m):
         keep.remove("path")
     if not is_image(m):
@@ -141,8 +144,14 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
         counts = usable(m)["label"].astype(str).value_counts()
         if len(counts):
             floor = float(counts.max()) / ic.imbalance_warn_ratio
-            specs.append(E("ExpectColumnValuesToBeBetween", {"column": "class_count", "min_value": floor},
-                           "class_balance", "warning"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "class_count", "min_value": floor},
+                    "class_balance",
+                    "warning",
+                )
+            )
     if is_image(m):
         ok = usable(m)
         if len(ok):
@@ -153,21 +162,45 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
                     E("ExpectColumnValuesToBeInSet", {"column": "width", "value_set": [int(w0)]}, "consistent_shapes"),
                 ]
             c0 = ok["channels"].value_counts().index[0]
-            specs.append(E("ExpectColumnValuesToBeInSet", {"column": "channels", "value_set": [int(c0)]},
-                           "consistent_shapes", "warning"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeInSet",
+                    {"column": "channels", "value_set": [int(c0)]},
+                    "consistent_shapes",
+                    "warning",
+                )
+            )
         for p, b in property_bounds(m, ic.outlier_mad).items():
-            specs.append(E("ExpectColumnValuesToBeBetween", {"column": p, "min_value": b.lo, "max_value": b.hi},
-                           "pixel_stats_outliers", "warning"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": p, "min_value": b.lo, "max_value": b.hi},
+                    "pixel_stats_outliers",
+                    "warning",
+                )
+            )
     specs += [
-        E("ExpectCompoundColumnsToBeUnique",
-          {"column_list": ["split", "hash"], "ignore_row_if": "any_value_is_missing"}, "duplicates_within_split",
-          "warning"),
-        E("ExpectColumnValuesToBeInSet", {"column": "splits_sharing_content", "value_set": [1]},
-          "no_leakage_across_splits"),
+        E(
+            "ExpectCompoundColumnsToBeUnique",
+            {"column_list": ["split", "hash"], "ignore_row_if": "any_value_is_missing"},
+            "duplicates_within_split",
+            "warning",
+        ),
+        E(
+            "ExpectColumnValuesToBeInSet",
+            {"column": "splits_sharing_content", "value_set": [1]},
+            "no_leakage_across_splits",
+        ),
     ]
     if task_for(m).classifier:
-        specs.append(E("ExpectColumnValuesToBeInSet", {"column": "labels_sharing_content", "value_set": [1]},
-                       "duplicate_labels_agree", "warning"))
+        specs.append(
+            E(
+                "ExpectColumnValuesToBeInSet",
+                {"column": "labels_sharing_content", "value_set": [1]},
+                "duplicate_labels_agree",
+                "warning",
+            )
+        )
     if m.features is not None:
         specs += _feature_specs(m, ic.range_margin)
     return specs
@@ -176,9 +209,14 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
 def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
     E = ExpectationSpec
     cols = list(m.features.columns)
-    specs = [E("ExpectTableColumnsToMatchSet",
-               {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True}, "feature_types",
-               batch="features")]
+    specs = [
+        E(
+            "ExpectTableColumnsToMatchSet",
+            {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True},
+            "feature_types",
+            batch="features",
+        )
+    ]
     ranges = train_ranges(m)
     train = (m.df["split"] == "train").to_numpy()
     held = int((~train & m.df["readable"].astype(bool).to_numpy()).sum())
@@ -191,13 +229,25 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
             continue
         if hi > lo:  # a value this far out is no chance event (feature_ranges)
             pad = FAR_RANGES * (hi - lo)
-            specs.append(E("ExpectColumnValuesToBeBetween",
-                           {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
-                           "feature_ranges", "warning", "features"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
+                    "feature_ranges",
+                    "warning",
+                    "features",
+                )
+            )
         else:  # constant in train: other values in val/test only as often as chance allows (constant_features)
-            specs.append(E("ExpectColumnValuesToBeBetween",
-                           {"column": c, "min_value": float(lo), "max_value": float(hi), "mostly": mostly},
-                           "constant_features", "warning", "features"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": c, "min_value": float(lo), "max_value": float(hi), "mostly": mostly},
+                    "constant_features",
+                    "warning",
+                    "features",
+                )
+            )
     if not task_for(m).classifier:
         y = usable(m)
         ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
@@ -205,9 +255,14 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
         if len(ty):
             lo, hi = float(ty.min()), float(ty.max())
             span = hi - lo
-            specs.append(E("ExpectColumnValuesToBeBetween",
-                           {"column": "label", "min_value": lo - margin * span, "max_value": hi + margin * span},
-                           "target_values", "warning"))
+            specs.append(
+                E(
+                    "ExpectColumnValuesToBeBetween",
+                    {"column": "label", "min_value": lo - margin * span, "max_value": hi + margin * span},
+                    "target_values",
+                    "warning",
+                )
+            )
     return specs
 
 
@@ -273,14 +328,22 @@ def validate(m: Manifest, cfg: RecipeConfig, docs_dir: Path | None = None) -> GX
                     kwargs["row_condition"] = Column("split") == "train"
                 cls = getattr(gx.expectations, spec.type)
                 suite.add_expectation(cls(**kwargs, severity=spec.severity, meta={"check": spec.check}))
-            definition = context.validation_definitions.add(gx.ValidationDefinition(
-                name=name, suite=context.suites.add(suite),
-                data=source.add_dataframe_asset(batch).add_batch_definition_whole_dataframe("all"),
-            ))
+            definition = context.validation_definitions.add(
+                gx.ValidationDefinition(
+                    name=name,
+                    suite=context.suites.add(suite),
+                    data=source.add_dataframe_asset(batch).add_batch_definition_whole_dataframe("all"),
+                )
+            )
             # one checkpoint per batch: a checkpoint passes the same batch parameters to all its definitions
-            checkpoint = context.checkpoints.add(gx.Checkpoint(
-                name=name, validation_definitions=[definition], result_format=RESULT_FORMAT, actions=actions,
-            ))
+            checkpoint = context.checkpoints.add(
+                gx.Checkpoint(
+                    name=name,
+                    validation_definitions=[definition],
+                    result_format=RESULT_FORMAT,
+                    actions=actions,
+                )
+            )
             runs.append(checkpoint.run(batch_parameters={"dataframe": frames[batch]}))
     validations = [r.to_json_dict() for run in runs for r in run.run_results.values()]
     failed = [_failure(r) for v in validations for r in v["results"] if not r["success"]]
@@ -327,14 +390,21 @@ def summarise(failed: list[dict[str, Any]], n_expectations: int, cap: int = 10) 
         count = f": {plural(f['unexpected_count'], 'row')} unexpected" if f.get("unexpected_count") else ""
         return f"{f['expectation']}({col}){count} -> {f['check']}"
 
-    observed = (f"{len(failed)} of {plural(n_expectations, 'expectation')} failed: {names(map(label, failed), cap)}"
-                if failed else f"all {plural(n_expectations, 'expectation')} met")
+    observed = (
+        f"{len(failed)} of {plural(n_expectations, 'expectation')} failed: {names(map(label, failed), cap)}"
+        if failed
+        else f"all {plural(n_expectations, 'expectation')} met"
+    )
     return finding(
-        "gx_suite", "the manifest meets the Great Expectations suite derived from it", observed,
-        "every expectation met", verdict,
+        "gx_suite",
+        "the manifest meets the Great Expectations suite derived from it",
+        observed,
+        "every expectation met",
+        verdict,
         "open gx/data_docs/index.html in this run's artifacts; each failed expectation names (meta.check) the "
         "recipe check that explains it and what to do",
-        failed, {"data/gx_expectations": n_expectations, "data/gx_failed_expectations": len(failed)},
+        failed,
+        {"data/gx_expectations": n_expectations, "data/gx_failed_expectations": len(failed)},
     )
 
 

@@ -53,49 +53,47 @@ CHECK_NAMES = tuple(HYPOTHESES)
 ADVICE = {
     "loss_at_init.not_finite": (
         "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the model's output "
-        '(use logits with CrossEntropyLoss, not probabilities)'
+        "(use logits with CrossEntropyLoss, not probabilities)"
     ),
     "fixed_seed.not_reproducible": (
-        'the same seed does not reproduce the run, so no ablation result can be trusted: seed every source of '
-        'randomness your code draws from (model init, data order, augmentation, dropout), keep '
-        'trainer.deterministic=true, and avoid non-deterministic ops'
+        "the same seed does not reproduce the run, so no ablation result can be trusted: seed every source of "
+        "randomness your code draws from (model init, data order, augmentation, dropout), keep "
+        "trainer.deterministic=true, and avoid non-deterministic ops"
     ),
     "input_independent.no_comparison": (
-        'a run diverged or never validated, so the comparison cannot be made: see finite_loss'
+        "a run diverged or never validated, so the comparison cannot be made: see finite_loss"
     ),
-    "human_metric.not_an_accuracy": (
-        'stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)'
-    ),
+    "human_metric.not_an_accuracy": ("stages.baselines.human_baseline is an accuracy between 0 and 1 (98% is 0.98)"),
     "human_metric.beats_human": (
-        'a short run already beats the human baseline: suspicious. Check for val examples leaking into '
+        "a short run already beats the human baseline: suspicious. Check for val examples leaking into "
         "training (see the inspect stage's duplicate checks) and that the human baseline measures the same "
-        'thing'
+        "thing"
     ),
     "training_loss_decreases.too_short": (
-        'the short run took too few steps to compare windows; raise stages.baselines.short_steps'
+        "the short run took too few steps to compare windows; raise stages.baselines.short_steps"
     ),
     "training_loss_decreases.flat": (
-        'the training loss is not going down: check the learning rate (too low to move, or so high that it '
+        "the training loss is not going down: check the learning rate (too low to move, or so high that it "
         "bounces; plots/learning_curves.png), that the optimiser holds the model's parameters and that "
-        'zero_grad/step are called, and that the labels belong to their inputs'
+        "zero_grad/step are called, and that the labels belong to their inputs"
     ),
     "batch_independence.mixed": (
-        'the model mixes information across the batch, so each prediction depends on which other examples '
-        'share its batch: look for view()/reshape() where a permute()/transpose() was meant (e.g. x.view(C, '
-        'N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch mean or norm), or a custom '
-        'normalisation layer; plots/batch_independence.png shows which outputs reach which inputs'
+        "the model mixes information across the batch, so each prediction depends on which other examples "
+        "share its batch: look for view()/reshape() where a permute()/transpose() was meant (e.g. x.view(C, "
+        "N, ...) on an (N, C, ...) tensor), reductions over dim 0 (a batch mean or norm), or a custom "
+        "normalisation layer; plots/batch_independence.png shows which outputs reach which inputs"
     ),
     "batch_independence.own_gradient_missing": (
-        'an output that does not depend on its own input: the input may be ignored (see input_independent) or '
-        'every unit is dead for it (e.g. all-negative ReLU inputs)'
+        "an output that does not depend on its own input: the input may be ignored (see input_independent) or "
+        "every unit is dead for it (e.g. all-negative ReLU inputs)"
     ),
     "prediction_dynamics.frozen": (
         "the predictions did not move during the short run: is the optimiser stepping this model's "
-        'parameters, with a learning rate above 0?'
+        "parameters, with a learning rate above 0?"
     ),
     "finite_loss.diverged": (
         "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x smaller), set "
-        'trainer.grad_clip, or check the inputs for NaN/inf values'
+        "trainer.grad_clip, or check the inputs for NaN/inf values"
     ),
 }
 
@@ -134,22 +132,46 @@ def output_layer(task: str | Task, kind: str, *, n_classes: int) -> Finding:
         return finding(name, "the model returns one value per target", f"outputs are {kind}", "values", PASS)
     floor = math.log(1 + (n_classes - 1) / math.e) if n_classes > 1 else 0.0
     if kind == "probabilities":
-        return finding(name, hypothesis, f"every output row lies in [0, 1] and sums to 1: the model returns "
-                       f"probabilities", "logits (unnormalised scores)", FAIL,
-                       f"the model returns probabilities; remove the final softmax (the loss applies it): "
-                       f"cross-entropy on probabilities cannot fall below log(1 + {n_classes - 1}/e) = {floor:.3f} "
-                       "nats, and its gradients vanish as they saturate", metrics={"skeleton/output_floor": floor})
+        return finding(
+            name,
+            hypothesis,
+            "every output row lies in [0, 1] and sums to 1: the model returns probabilities",
+            "logits (unnormalised scores)",
+            FAIL,
+            f"the model returns probabilities; remove the final softmax (the loss applies it): "
+            f"cross-entropy on probabilities cannot fall below log(1 + {n_classes - 1}/e) = {floor:.3f} "
+            "nats, and its gradients vanish as they saturate",
+            metrics={"skeleton/output_floor": floor},
+        )
     if kind == "log_probabilities":
-        return finding(name, hypothesis, "outputs are log-probabilities (log_softmax): cross-entropy's own "
-                       "log_softmax leaves them unchanged", "logits", PASS)
+        return finding(
+            name,
+            hypothesis,
+            "outputs are log-probabilities (log_softmax): cross-entropy's own log_softmax leaves them unchanged",
+            "logits",
+            PASS,
+        )
     return finding(name, hypothesis, "outputs are unnormalised logits", "logits", PASS)
 
 
 # How specific each check's evidence is, most specific first: when several checks fail, the first of them here
 # leads and the others are read as its likely consequences (one bug shows up in many checks).
-SPECIFICITY = ("output_layer", "batch_independence", "finite_loss", "fixed_seed", "augmentation_preserves_labels",
-               "loss_at_init", "input_independent", "init_well", "overfit_one_batch", "training_loss_decreases",
-               "dumb_baselines", "prediction_dynamics", "visualise_before_net", "human_metric")
+SPECIFICITY = (
+    "output_layer",
+    "batch_independence",
+    "finite_loss",
+    "fixed_seed",
+    "augmentation_preserves_labels",
+    "loss_at_init",
+    "input_independent",
+    "init_well",
+    "overfit_one_batch",
+    "training_loss_decreases",
+    "dumb_baselines",
+    "prediction_dynamics",
+    "visualise_before_net",
+    "human_metric",
+)
 
 
 def lead_failure(findings: Sequence[Finding]) -> tuple[list[Finding], str | None]:
@@ -166,8 +188,10 @@ def lead_failure(findings: Sequence[Finding]) -> tuple[list[Finding], str | None
     out = []
     for f in findings:
         if f.verdict is FAIL and f is not lead:
-            advice = (f"likely a consequence of {lead.name}, whose evidence is the most specific: fix that first. "
-                      f"Otherwise: {f.check.advice}")
+            advice = (
+                f"likely a consequence of {lead.name}, whose evidence is the most specific: fix that first. "
+                f"Otherwise: {f.check.advice}"
+            )
             f = replace(f, check=replace(f.check, advice=advice))
         out.append(f)
     return out, lead.name
@@ -225,12 +249,15 @@ def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
     return float(d[i] / scale), i
 
 
-def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, *, other_seed: int,
-               tol: float) -> Finding:
+def fixed_seed(
+    same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, *, other_seed: int, tol: float
+) -> Finding:
     """``same``: the step losses of two runs with ``seed``; ``other``: of a run with ``other_seed``."""
     steps = min(len(same[0]), len(same[1]))
-    hypothesis = (f"two runs with seed {seed} give identical losses over their first {steps} steps; seed "
-                  f"{other_seed} gives different ones")
+    hypothesis = (
+        f"two runs with seed {seed} give identical losses over their first {steps} steps; seed "
+        f"{other_seed} gives different ones"
+    )
     d_same, at = _max_rel_diff(*same)
     d_other, _ = _max_rel_diff(same[0], other)
     metrics = {"skeleton/seed_same_max_rel_diff": d_same, "skeleton/seed_other_max_rel_diff": d_other}
@@ -238,27 +265,48 @@ def fixed_seed(same: tuple[Sequence[float], Sequence[float]], other: Sequence[fl
     expected = f"≤ {tol:g} again, > {tol:g} with seed {other_seed}"
     check = CheckBuilder("fixed_seed", hypothesis)
     if steps == 0:
-        return check(FAIL, "no training steps were recorded", expected, "the runs took no steps: see the finite_loss check", metrics=metrics)
+        return check(
+            FAIL,
+            "no training steps were recorded",
+            expected,
+            "the runs took no steps: see the finite_loss check",
+            metrics=metrics,
+        )
     if not d_same <= tol:
-        return check(FAIL, observed + f", first differing at step {at + 1}", expected, ADVICE["fixed_seed.not_reproducible"], metrics=metrics)
+        return check(
+            FAIL,
+            observed + f", first differing at step {at + 1}",
+            expected,
+            ADVICE["fixed_seed.not_reproducible"],
+            metrics=metrics,
+        )
     if not d_other > tol:
-        return check(WARN, observed, expected, f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
-                       "init or the data order (does your model or loader seed itself with a constant?); runs "
-                       "meant to differ, like ensemble members, will be copies", metrics=metrics)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
+            "init or the data order (does your model or loader seed itself with a constant?); runs "
+            "meant to differ, like ensemble members, will be copies",
+            metrics=metrics,
+        )
     return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- init well -------------------------------------------------------------------------------------------
 
 
-def init_well(task: str | Task, with_bias: float, without_bias: float, *, used: bool, warn: float,
-              steps: int) -> Finding:
+def init_well(
+    task: str | Task, with_bias: float, without_bias: float, *, used: bool, warn: float, steps: int
+) -> Finding:
     """``with_bias`` / ``without_bias``: the val loss at init with and without the final bias set from the data;
     ``used``: model.init_bias. Source: the recipe's "init well" (seeds/004)."""
     task = task_for(task)
-    hypothesis = (f"setting the final bias from the {task.bias_source} makes the loss at init {with_bias:.4g} "
-                  f"instead of {without_bias:.4g}, so the first steps are not spent learning the {task.prior_name} "
-                  f"(plots/init_well.png: first {steps} steps)")
+    hypothesis = (
+        f"setting the final bias from the {task.bias_source} makes the loss at init {with_bias:.4g} "
+        f"instead of {without_bias:.4g}, so the first steps are not spent learning the {task.prior_name} "
+        f"(plots/init_well.png: first {steps} steps)"
+    )
     metrics = {"skeleton/loss_at_init_bias_init": with_bias, "skeleton/loss_at_init_no_bias_init": without_bias}
     gain = task.loss_drop(with_bias, without_bias)
     metrics["skeleton/init_bias_gain"] = gain
@@ -269,20 +317,39 @@ def init_well(task: str | Task, with_bias: float, without_bias: float, *, used: 
     if not (_ok(with_bias) and _ok(without_bias)):
         return check(FAIL, observed, expected, "a loss at init is not finite: see loss_at_init", metrics=metrics)
     if used and gain < -warn:
-        return check(WARN, observed, expected, f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
-                       "last nn.Linear registered in the model) may not be the output layer; register the output "
-                       "layer last", metrics=metrics)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
+            "last nn.Linear registered in the model) may not be the output layer; register the output "
+            "layer last",
+            metrics=metrics,
+        )
     if not used and gain > warn:
-        return check(WARN, observed, expected, f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
-                       "spends its first steps on (the hockey stick in plots/init_well.png)", metrics=metrics)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
+            "spends its first steps on (the hockey stick in plots/init_well.png)",
+            metrics=metrics,
+        )
     return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- input-independent baseline --------------------------------------------------------------------------
 
 
-def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, float], *, margin: float, steps: int,
-                      chance: float = math.inf) -> Finding:
+def input_independent(
+    task: str | Task,
+    real: dict[str, float],
+    zero: dict[str, float],
+    *,
+    margin: float,
+    steps: int,
+    chance: float = math.inf,
+) -> Finding:
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
     (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
@@ -292,13 +359,18 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
     m = task.metric
     r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
     r_m, z_m = real.get(f"val/{m}", math.nan), zero.get(f"val/{m}", math.nan)
-    hypothesis = (f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
-                  f"below the same model trained on all-zero inputs (which can only learn the "
-                  f"{task.prior_name}), or a val {m} better by more than "
-                  f"chance ({chance:.2g})")
+    hypothesis = (
+        f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
+        f"below the same model trained on all-zero inputs (which can only learn the "
+        f"{task.prior_name}), or a val {m} better by more than "
+        f"chance ({chance:.2g})"
+    )
     ratio = r_loss / z_loss if _ok(r_loss) and _ok(z_loss) and z_loss > 0 else math.nan
-    metrics = {"skeleton/zero_input_val_loss": z_loss, f"skeleton/zero_input_val_{m}": z_m,
-               "skeleton/input_loss_ratio": ratio}
+    metrics = {
+        "skeleton/zero_input_val_loss": z_loss,
+        f"skeleton/zero_input_val_{m}": z_m,
+        "skeleton/input_loss_ratio": ratio,
+    }
     observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
     expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task.higher_is_better else '-'}{chance:.2g}"
     check = CheckBuilder("input_independent", hypothesis)
@@ -307,18 +379,32 @@ def input_independent(task: str | Task, real: dict[str, float], zero: dict[str, 
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return check(PASS, observed, expected, metrics=metrics)
-    return check(FAIL, observed, expected, "the model is not using its input: real inputs do no better than zeros. Check that the "
-                   "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
-                   "that the labels belong to their inputs (a shuffled label column, or files matched to the "
-                   "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
-                   f"{steps} steps", metrics=metrics)
+    return check(
+        FAIL,
+        observed,
+        expected,
+        "the model is not using its input: real inputs do no better than zeros. Check that the "
+        "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
+        "that the labels belong to their inputs (a shuffled label column, or files matched to the "
+        "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
+        f"{steps} steps",
+        metrics=metrics,
+    )
 
 
 # --- dumb baselines and the human metric -----------------------------------------------------------------
 
 
-def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, float], *, linear: dict[str, float],
-                   steps: int, require_linear: bool, margin: float = 0.0) -> Finding:
+def dumb_baselines(
+    task: str | Task,
+    model: dict[str, float],
+    dumb: dict[str, float],
+    *,
+    linear: dict[str, float],
+    steps: int,
+    require_linear: bool,
+    margin: float = 0.0,
+) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
     model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``.
     Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
@@ -330,20 +416,34 @@ def dumb_baselines(task: str | Task, model: dict[str, float], dumb: dict[str, fl
     second = "loss" if task.higher_is_better else "mse"  # the linear model's other number beside the metric
     metrics = {f"baseline/linear_{m}": lin, f"baseline/linear_{second}": linear.get(f"val/{second}", math.nan)}
     metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
-    hypothesis = (f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
-                  f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
-                  "later stages must beat")
+    hypothesis = (
+        f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
+        f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
+        "later stages must beat"
+    )
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
     expected = f"{task.beats} {bar:.4g}"
     check = CheckBuilder("dumb_baselines", hypothesis)
     if not _ok(mine) or not task.better(mine, bar):
-        return check(FAIL, observed, expected, f"the model does no better than always predicting the {base_name}: it learned nothing "
-                       "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
-                       "and training_loss_decreases", metrics=metrics)
+        return check(
+            FAIL,
+            observed,
+            expected,
+            f"the model does no better than always predicting the {base_name}: it learned nothing "
+            "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
+            "and training_loss_decreases",
+            metrics=metrics,
+        )
     if _ok(lin) and not task.better(mine, lin):
         if require_linear:
-            return check(WARN, observed, expected, f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
-                           "check the model (stages.baselines.require_beat_linear=true)", metrics=metrics)
+            return check(
+                WARN,
+                observed,
+                expected,
+                f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
+                "check the model (stages.baselines.require_beat_linear=true)",
+                metrics=metrics,
+            )
         observed += "; not above linear yet (a short run need not be; the overfit stage must)"
     return check(PASS, observed, expected, metrics=metrics)
 
@@ -365,9 +465,23 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
     hypothesis = f"val {m} next to the loss, beside the human baseline {human:.4g}"
     observed += f"; human {human:.4g} (gap {gap:.3g})"
     if task.classifier and not 0 <= human <= 1:
-        return check(WARN, observed, "a human accuracy between 0 and 1", ADVICE["human_metric.not_an_accuracy"], metrics=metrics, hypothesis=hypothesis)
+        return check(
+            WARN,
+            observed,
+            "a human accuracy between 0 and 1",
+            ADVICE["human_metric.not_an_accuracy"],
+            metrics=metrics,
+            hypothesis=hypothesis,
+        )
     if _ok(value) and gap < 0:
-        return check(WARN, observed, f"{m} not yet at human level", ADVICE["human_metric.beats_human"], metrics=metrics, hypothesis=hypothesis)
+        return check(
+            WARN,
+            observed,
+            f"{m} not yet at human level",
+            ADVICE["human_metric.beats_human"],
+            metrics=metrics,
+            hypothesis=hypothesis,
+        )
     return check(PASS, observed, f"{m} not yet at human level", metrics=metrics, hypothesis=hypothesis)
 
 
@@ -399,36 +513,51 @@ def still_falling(losses: Sequence[float], *, drop: float = 0.2) -> bool:
     return bool(end < (1 - drop) * before)
 
 
-def overfit_one_batch(attempts: list[OverfitAttempt], n: int, ratio: float, *, budget: int,
-                      grow_error: str = "") -> Finding:
+def overfit_one_batch(
+    attempts: list[OverfitAttempt], n: int, ratio: float, *, budget: int, grow_error: str = ""
+) -> Finding:
     """Memorising a handful of examples ("overfit one batch", seeds/004). PASS when an attempt reached ``ratio``
     of the loss at init. A FAIL must rest on evidence of a bug: the loss flattening out well above zero (a
     plateau) or not moving. A loss still falling clearly at the end of the budget (:func:`still_falling`) is a
     slow but healthy model: WARN, with the steps or learning rate that would finish the job."""
     first, last = attempts[0], attempts[-1]
-    hypothesis = (f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
-                  f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} steps")
-    metrics = {"skeleton/overfit_loss": last.final_loss, "skeleton/overfit_steps": float(last.steps),
-               "skeleton/overfit_grown": float(len({a.model for a in attempts}) - 1)}
+    hypothesis = (
+        f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
+        f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} steps"
+    )
+    metrics = {
+        "skeleton/overfit_loss": last.final_loss,
+        "skeleton/overfit_steps": float(last.steps),
+        "skeleton/overfit_grown": float(len({a.model for a in attempts}) - 1),
+    }
     tried = "; ".join(
         f"{a.model} at lr {a.lr:.3g}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps"
-        f"{' (reached)' if a.reached else ' (still falling)' if a.falling else ''}" for a in attempts)
+        f"{' (reached)' if a.reached else ' (still falling)' if a.falling else ''}"
+        for a in attempts
+    )
     expected = f"< {ratio:.0%} of the loss at init"
     check = CheckBuilder("overfit_one_batch", hypothesis)
     if last.reached:
         grown = len({a.model for a in attempts}) - 1
         return check(PASS, tried + (f" (capacity raised {grown} rung(s))" if grown else ""), expected, metrics=metrics)
     if any(a.falling for a in attempts):
-        return check(WARN, tried, expected,
-                     f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence of "
-                     f"a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
-                     "learning rate (the overfit stage's LR finder picks one)", metrics=metrics)
+        return check(
+            WARN,
+            tried,
+            expected,
+            f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence of "
+            f"a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
+            "learning rate (the overfit stage's LR finder picks one)",
+            metrics=metrics,
+        )
     stuck = last.best_loss > 0.9 * last.init_loss
     shape = "did not move" if stuck else f"flattened out at {last.best_loss / last.init_loss:.0%} of its value at init"
-    advice = (f"the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
-              "that the model returns logits (no softmax before the loss), that the labels match the inputs within "
-              "a batch, that the loss uses the targets, and that gradients reach every weight (no detach(), "
-              "requires_grad=False or parameters missing from the optimiser)")
+    advice = (
+        f"the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
+        "that the model returns logits (no softmax before the loss), that the labels match the inputs within "
+        "a batch, that the loss uses the targets, and that gradients reach every weight (no detach(), "
+        "requires_grad=False or parameters missing from the optimiser)"
+    )
     if grow_error:
         advice += f"; more capacity could not be tried: {grow_error}"
     return check(FAIL, tried, expected, advice, metrics=metrics)
@@ -447,30 +576,45 @@ def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
     return w, float(s[:w].mean()), float(s[-w:].mean())
 
 
-def training_loss_decreases(task: str | Task, smooth: Sequence[float], margin: float, *, diverged: str, steps: int,
-                            init_loss: float = math.nan) -> Finding:
+def training_loss_decreases(
+    task: str | Task, smooth: Sequence[float], margin: float, *, diverged: str, steps: int, init_loss: float = math.nan
+) -> Finding:
     """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
     loss that explodes in its first steps and comes half-way back down has not decreased)."""
     w, first, last = loss_windows(smooth)
     ref = min(first, init_loss) if _ok(init_loss) and _ok(first) else first
-    hypothesis = (f"the smoothed training loss of the short run ({steps} steps) over its last {w} steps is at "
-                  f"least {margin:.0%} below its first {w} (and below the loss at init)")
+    hypothesis = (
+        f"the smoothed training loss of the short run ({steps} steps) over its last {w} steps is at "
+        f"least {margin:.0%} below its first {w} (and below the loss at init)"
+    )
     metrics = {"skeleton/train_loss_first_window": first, "skeleton/train_loss_last_window": last}
     expected = f"last ≤ {1 - margin:.2f} × {ref:.4g}"
     check = CheckBuilder("training_loss_decreases", hypothesis)
     if diverged:
         return check(FAIL, f"diverged: {diverged}", expected, "the run diverged; see finite_loss", metrics=metrics)
     if not (_ok(first) and _ok(last)):
-        return check(FAIL, f"only {len(smooth)} steps recorded", expected, ADVICE["training_loss_decreases.too_short"], metrics=metrics)
+        return check(
+            FAIL,
+            f"only {len(smooth)} steps recorded",
+            expected,
+            ADVICE["training_loss_decreases.too_short"],
+            metrics=metrics,
+        )
     observed = f"{first:.4g} → {last:.4g}" + (f" (× {last / ref:.3g} of {ref:.4g})" if ref else "")
     if _ok(init_loss) and init_loss < first:
         observed += f"; loss at init {init_loss:.4g}"
     if last <= (1 - margin) * ref:
         return check(PASS, observed, expected, metrics=metrics)
     if last < ref:
-        return check(WARN, observed, expected, f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
-                       "rate may be too low for this model (or the schedule decays it too soon); look at "
-                       "plots/learning_curves.png and try optim.lr 3-10x higher", metrics=metrics)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
+            "rate may be too low for this model (or the schedule decays it too soon); look at "
+            "plots/learning_curves.png and try optim.lr 3-10x higher",
+            metrics=metrics,
+        )
     return check(FAIL, observed, expected, ADVICE["training_loss_decreases.flat"], metrics=metrics)
 
 
@@ -502,8 +646,7 @@ class BatchDependence:
         return out
 
 
-def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = None, seed: int = 0
-                     ) -> BatchDependence:
+def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = None, seed: int = 0) -> BatchDependence:
     """Backprop from each example's outputs in turn and measure the gradient at every input of the batch.
 
     One forward pass, then one backward per example. The loss for example i is a fixed random projection of
@@ -530,12 +673,16 @@ def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = N
         model.train(was_training)
 
 
-def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | None = None,
-                       *, max_listed: int = 6) -> Finding:
+def batch_independence(
+    dep: BatchDependence, tol: float, names: Sequence[str] | None = None, *, max_listed: int = 6
+) -> Finding:
     n = len(dep.grad)
     names = list(names) if names is not None else [str(i) for i in range(n)]
-    mode = ("eval mode: the model has batch norm, which mixes examples in train mode by design"
-            if dep.eval_mode else "train mode")
+    mode = (
+        "eval mode: the model has batch norm, which mixes examples in train mode by design"
+        if dep.eval_mode
+        else "train mode"
+    )
     hypothesis = f"backprop from the outputs of example i of {n} reaches only input i ({mode})"
     leak = dep.leak
     worst = float(leak.max()) if n > 1 else 0.0
@@ -549,14 +696,23 @@ def batch_independence(dep: BatchDependence, tol: float, names: Sequence[str] | 
             by_source.setdefault(i, []).append(j)
         listed = [f"{names[i]} → {', '.join(names[j] for j in js)}" for i, js in list(by_source.items())[:max_listed]]
         more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
-        observed = (f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
-                    f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}")
+        observed = (
+            f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
+            f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}"
+        )
         return check(FAIL, observed, expected, ADVICE["batch_independence.mixed"], metrics=metrics)
     dead = [names[i] for i in range(n) if not dep.own[i] > 0]
     if dead:
-        return check(WARN, f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs", expected, ADVICE["batch_independence.own_gradient_missing"], metrics=metrics)
-    return check(PASS, f"no gradient crosses between the {n} examples (largest leak "
-                   f"{worst:.2g})", expected, metrics=metrics)
+        return check(
+            WARN,
+            f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs",
+            expected,
+            ADVICE["batch_independence.own_gradient_missing"],
+            metrics=metrics,
+        )
+    return check(
+        PASS, f"no gradient crosses between the {n} examples (largest leak {worst:.2g})", expected, metrics=metrics
+    )
 
 
 # --- visualise just before the net -----------------------------------------------------------------------
@@ -591,32 +747,56 @@ def input_stats(decoded: Tensor, train_mean: Sequence[float], train_std: Sequenc
     """``decoded``: the batch entering the net, un-normalised to data units, (N, C, H, W) or (N, F)."""
     x = decoded.detach().double().cpu()
     dims = (0, 2, 3) if x.ndim == 4 else (0,)
-    return InputStats(x.mean(dims).numpy(), x.std(dims, correction=0).numpy(),
-                      np.asarray(train_mean, dtype=np.float64), np.asarray(train_std, dtype=np.float64))
+    return InputStats(
+        x.mean(dims).numpy(),
+        x.std(dims, correction=0).numpy(),
+        np.asarray(train_mean, dtype=np.float64),
+        np.asarray(train_std, dtype=np.float64),
+    )
 
 
-def visualise_before_net(stats: InputStats | None, image: bool, augment: Sequence[str], *, mean_tol: float,
-                         std_factor: float, shape: tuple[int, ...] = ()) -> Finding:
+def visualise_before_net(
+    stats: InputStats | None,
+    image: bool,
+    augment: Sequence[str],
+    *,
+    mean_tol: float,
+    std_factor: float,
+    shape: tuple[int, ...] = (),
+) -> Finding:
     what = "pixel" if image else "feature"
     aug = f"augment: {', '.join(augment)}" if augment else "no augmentation"
-    hypothesis = (f"the exact tensor entering the net on a training batch ({aug}), un-normalised with the data's "
-                  f"mean/std, matches the train split's {what} statistics (plots/input_batch.png)")
+    hypothesis = (
+        f"the exact tensor entering the net on a training batch ({aug}), un-normalised with the data's "
+        f"mean/std, matches the train split's {what} statistics (plots/input_batch.png)"
+    )
     # a batch of n examples has a mean within ~1/sqrt(n) train std of the split's by chance alone
     mean_tol = mean_tol + (2 / math.sqrt(shape[0]) if shape else 0.0)
     expected = f"mean within {mean_tol:.2g} std, std within × {std_factor:g}"
     check = CheckBuilder("visualise_before_net", hypothesis)
     if stats is None:
-        return check(FAIL, "no training batch reached the model", expected, "the short run never ran a training batch: see finite_loss")
+        return check(
+            FAIL,
+            "no training batch reached the model",
+            expected,
+            "the short run never ran a training batch: see finite_loss",
+        )
     metrics = {"skeleton/input_mean_shift": stats.mean_shift, "skeleton/input_std_factor": stats.std_factor}
     observed = f"batch {tuple(shape)}: mean off by {stats.mean_shift:.3g} std, std × {stats.std_factor:.3g}"
     if image:
         observed += f" (pixel mean {np.mean(stats.batch_mean):.4g} vs train {np.mean(stats.train_mean):.4g})"
     if stats.mean_shift <= mean_tol and stats.std_factor <= std_factor:
         return check(PASS, observed, expected, metrics=metrics)
-    return check(WARN, observed, expected, f"the batch the net sees does not have the data's {what} statistics: look at "
-                   "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
-                   "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
-                   "changes the inputs' distribution", metrics=metrics)
+    return check(
+        WARN,
+        observed,
+        expected,
+        f"the batch the net sees does not have the data's {what} statistics: look at "
+        "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
+        "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
+        "changes the inputs' distribution",
+        metrics=metrics,
+    )
 
 
 # --- prediction dynamics ---------------------------------------------------------------------------------
@@ -633,11 +813,18 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     first at init (epoch -1). Source: the recipe's "visualize prediction dynamics" (seeds/004)."""
     task = task_for(task)
     n = len(y)
-    hypothesis = (f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
-                  "towards the labels (plots/prediction_dynamics.png)")
+    hypothesis = (
+        f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
+        "towards the labels (plots/prediction_dynamics.png)"
+    )
     check = CheckBuilder("prediction_dynamics", hypothesis)
     if len(snapshots) < 2:
-        return check(FAIL, f"{len(snapshots)} snapshot(s)", "at least 2", "the short run ended before its first epoch: see finite_loss")
+        return check(
+            FAIL,
+            f"{len(snapshots)} snapshot(s)",
+            "at least 2",
+            "the short run ended before its first epoch: see finite_loss",
+        )
     first, last = snapshots[0][1].float(), snapshots[-1][1].float()
     moved = float((last - first).abs().max())
     if task.classifier:
@@ -654,19 +841,40 @@ def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]
     metrics["skeleton/snapshot_max_change"] = moved
     expected = "predictions change"
     if not math.isfinite(moved):
-        return check(FAIL, observed + " (non-finite predictions)", expected, "the predictions became NaN/inf: see finite_loss", metrics=metrics)
+        return check(
+            FAIL,
+            observed + " (non-finite predictions)",
+            expected,
+            "the predictions became NaN/inf: see finite_loss",
+            metrics=metrics,
+        )
     if moved <= 1e-4:
-        return check(WARN, observed + f" (largest change {moved:.2g})", expected, ADVICE["prediction_dynamics.frozen"], metrics=metrics)
+        return check(
+            WARN,
+            observed + f" (largest change {moved:.2g})",
+            expected,
+            ADVICE["prediction_dynamics.frozen"],
+            metrics=metrics,
+        )
     return check(PASS, observed, expected, metrics=metrics)
 
 
 # --- augmentation preserves labels -----------------------------------------------------------------------
 
 
-def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clean: float = math.nan, *,
-                                  augmented: float = math.nan, dumb: float = math.nan, warn: float = 0.0,
-                                  fail: float = 0.0, steps: int = 0, changed: float = 1.0,
-                                  mirror_refused: bool = False) -> Finding:
+def augmentation_preserves_labels(
+    task: str | Task,
+    augment: Sequence[str],
+    clean: float = math.nan,
+    *,
+    augmented: float = math.nan,
+    dumb: float = math.nan,
+    warn: float = 0.0,
+    fail: float = 0.0,
+    steps: int = 0,
+    changed: float = 1.0,
+    mirror_refused: bool = False,
+) -> Finding:
     """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
     val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
     (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
@@ -683,37 +891,70 @@ def augmentation_preserves_labels(task: str | Task, augment: Sequence[str], clea
     m = task.metric
     names = ", ".join(augment)
     base = task.dumb_name
-    hypothesis = (f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
-                  f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
-                  f"(below {fail:.0%} fails)")
+    hypothesis = (
+        f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
+        f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
+        f"(below {fail:.0%} fails)"
+    )
     skill_clean, skill_aug = task.gain(clean, dumb), task.gain(augmented, dumb)
     retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
-    metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented,
-               "skeleton/augment_retained": retained}
-    observed = (f"val {m} {clean:.4g} clean vs {augmented:.4g} on the {changed:.0%} of val inputs the "
-                f"augmentation changed ({base} {dumb:.4g}): {retained:.0%} of the skill kept")
+    metrics = {
+        f"skeleton/augment_clean_{m}": clean,
+        f"skeleton/augment_augmented_{m}": augmented,
+        "skeleton/augment_retained": retained,
+    }
+    observed = (
+        f"val {m} {clean:.4g} clean vs {augmented:.4g} on the {changed:.0%} of val inputs the "
+        f"augmentation changed ({base} {dumb:.4g}): {retained:.0%} of the skill kept"
+    )
     expected = f"≥ {warn:.0%} kept"
     if mirror_refused:
-        return check(FAIL, observed + "; hflip on data declared not mirror-symmetric", expected,
-                     "hflip mirrors the inputs, and this data's classes are not mirror-symmetric (data.mirror_symmetric="
-                     "false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip from data.augment",
-                     metrics=metrics, hypothesis=hypothesis)
+        return check(
+            FAIL,
+            observed + "; hflip on data declared not mirror-symmetric",
+            expected,
+            "hflip mirrors the inputs, and this data's classes are not mirror-symmetric (data.mirror_symmetric="
+            "false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip from data.augment",
+            metrics=metrics,
+            hypothesis=hypothesis,
+        )
     floor = 0.05 if task.classifier else 0.05 * abs(dumb)
     if not _ok(skill_clean) or skill_clean <= floor:
-        return check(WARN, observed, expected, f"inconclusive: the model trained on clean data is barely better than the {base} "
-                       f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged", metrics=metrics, hypothesis=hypothesis)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"inconclusive: the model trained on clean data is barely better than the {base} "
+            f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged",
+            metrics=metrics,
+            hypothesis=hypothesis,
+        )
     if retained >= warn:
         return check(PASS, observed, expected, metrics=metrics, hypothesis=hypothesis)
     if retained >= fail:
-        return check(WARN, observed, expected, f"[{names}] costs a model trained on clean data most of its skill: it may change what "
-                       "the label should be (a mirrored or rotated digit or letter can be another one), or be "
-                       "stronger than this model can absorb (a model without translation invariance, like an "
-                       "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
-                       "label-preservation for this data", metrics=metrics, hypothesis=hypothesis)
-    return check(FAIL, observed, expected, f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
-                   f"{base}: the augmentation destroys the signal or separates inputs from their labels "
-                   "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
-                   "fix or drop it in data.augment", metrics=metrics, hypothesis=hypothesis)
+        return check(
+            WARN,
+            observed,
+            expected,
+            f"[{names}] costs a model trained on clean data most of its skill: it may change what "
+            "the label should be (a mirrored or rotated digit or letter can be another one), or be "
+            "stronger than this model can absorb (a model without translation invariance, like an "
+            "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
+            "label-preservation for this data",
+            metrics=metrics,
+            hypothesis=hypothesis,
+        )
+    return check(
+        FAIL,
+        observed,
+        expected,
+        f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
+        f"{base}: the augmentation destroys the signal or separates inputs from their labels "
+        "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
+        "fix or drop it in data.augment",
+        metrics=metrics,
+        hypothesis=hypothesis,
+    )
 
 
 # --- finite loss -----------------------------------------------------------------------------------------
@@ -733,14 +974,44 @@ def finite_loss(runs: dict[str, str]) -> Finding:
 
 def failed(name: str, error: str, advice: str = "") -> Finding:
     """A check whose experiment could not run: FAIL with the reason."""
-    return finding(name, HYPOTHESES[name], error, "the check to run", FAIL,
-                   advice or "see baselines/errors/ in this run's artifacts for the traceback")
+    return finding(
+        name,
+        HYPOTHESES[name],
+        error,
+        "the check to run",
+        FAIL,
+        advice or "see baselines/errors/ in this run's artifacts for the traceback",
+    )
 
 
 __all__ = [
-    "CHECK_NAMES", "HYPOTHESES", "BatchDependence", "InitLoss", "InputStats", "OverfitAttempt",
-    "augmentation_preserves_labels", "batch_dependence", "batch_independence", "dumb_baselines", "failed",
-    "finite_loss", "fixed_seed", "has_batchnorm", "human_metric", "init_well", "input_independent", "input_stats",
-    "lead_failure", "loss_at_init", "loss_windows", "output_kind", "output_layer", "overfit_one_batch",
-    "prediction_dynamics", "still_falling", "training_loss_decreases", "true_class_prob", "visualise_before_net",
+    "CHECK_NAMES",
+    "HYPOTHESES",
+    "BatchDependence",
+    "InitLoss",
+    "InputStats",
+    "OverfitAttempt",
+    "augmentation_preserves_labels",
+    "batch_dependence",
+    "batch_independence",
+    "dumb_baselines",
+    "failed",
+    "finite_loss",
+    "fixed_seed",
+    "has_batchnorm",
+    "human_metric",
+    "init_well",
+    "input_independent",
+    "input_stats",
+    "lead_failure",
+    "loss_at_init",
+    "loss_windows",
+    "output_kind",
+    "output_layer",
+    "overfit_one_batch",
+    "prediction_dynamics",
+    "still_falling",
+    "training_loss_decreases",
+    "true_class_prob",
+    "visualise_before_net",
 ]

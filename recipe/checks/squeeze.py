@@ -21,8 +21,14 @@ from recipe.report import Verdict
 from recipe.tasks import Task
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
-GATES = ("beats_dumb_on_test", "beats_linear_on_test", "matches_best_single", "versus_classical",
-         "test_split_fresh", "champion_round_trip")
+GATES = (
+    "beats_dumb_on_test",
+    "beats_linear_on_test",
+    "matches_best_single",
+    "versus_classical",
+    "test_split_fresh",
+    "champion_round_trip",
+)
 
 
 def _gain(a: np.ndarray, b: np.ndarray, task: Task) -> tuple[float, float]:
@@ -33,90 +39,153 @@ def _gain(a: np.ndarray, b: np.ndarray, task: Task) -> tuple[float, float]:
 def choice(champion: CandidateResult, best: CandidateResult, reason: str, *, metric: str) -> Finding:
     """Advisory: which candidate is the champion and why (the best on validation, or a cheaper one within
     noise of it: the simpler model wins ties)."""
-    observed = (f"{champion.name}: val loss {fmt(champion.val_loss)}, val {metric} {fmt(champion.val_metric)}; "
-                f"{reason}")
-    return finding("champion_chosen", "the champion is the best candidate on validation, or a cheaper one within "
-                   "noise of it", observed, f"best on val: {best.name}", PASS)
+    observed = f"{champion.name}: val loss {fmt(champion.val_loss)}, val {metric} {fmt(champion.val_metric)}; {reason}"
+    return finding(
+        "champion_chosen",
+        "the champion is the best candidate on validation, or a cheaper one within noise of it",
+        observed,
+        f"best on val: {best.name}",
+        PASS,
+    )
 
 
 def matches_best_single(champion: CandidateResult, single: CandidateResult, *, task: Task, noise_z: float) -> Finding:
     """The champion is not worse than the best single network on validation beyond noise (per-sample loss)."""
     gain, se = paired_gain(champion.loss_scores, single.loss_scores, False, champion.val_loss, single.val_loss)
     worse = math.isfinite(se) and gain > noise_z * se
-    observed = (f"{champion.name} val loss {fmt(champion.val_loss)} vs best single {single.name} {fmt(single.val_loss)}"
-                f" (paired gain of the single {fmt(gain)}, se {fmt(se)}); val {task.metric} "
-                f"{fmt(champion.val_metric)} vs {fmt(single.val_metric)}")
-    return finding("matches_best_single", "the champion does at least as well as the best single network on "
-                   "validation", observed, f"no single network better by > {fmt(noise_z)} se", WARN if worse else PASS,
-                   "a single network beats the chosen champion beyond noise: look at the candidates table "
-                   "(squeeze/candidates.json); with stages.squeeze.criterion=metric the choice follows the metric")
+    observed = (
+        f"{champion.name} val loss {fmt(champion.val_loss)} vs best single {single.name} {fmt(single.val_loss)}"
+        f" (paired gain of the single {fmt(gain)}, se {fmt(se)}); val {task.metric} "
+        f"{fmt(champion.val_metric)} vs {fmt(single.val_metric)}"
+    )
+    return finding(
+        "matches_best_single",
+        "the champion does at least as well as the best single network on validation",
+        observed,
+        f"no single network better by > {fmt(noise_z)} se",
+        WARN if worse else PASS,
+        "a single network beats the chosen champion beyond noise: look at the candidates table "
+        "(squeeze/candidates.json); with stages.squeeze.criterion=metric the choice follows the metric",
+    )
 
 
-def beats_on_test(name: str, champion: np.ndarray, other: np.ndarray, other_name: str, *, task: Task,
-                  fail: bool, noise_z: float = 2.0) -> Finding:
+def beats_on_test(
+    name: str, champion: np.ndarray, other: np.ndarray, other_name: str, *, task: Task, fail: bool, noise_z: float = 2.0
+) -> Finding:
     """The champion's test scores beat ``other``'s beyond noise (``noise_z`` paired se); FAIL or WARN otherwise."""
     gain, se = _gain(champion, other, task)
     ok = gain > (noise_z * se if math.isfinite(se) else 0.0)
-    observed = (f"test {task.metric} {fmt(float(champion.mean()))} vs {other_name} {fmt(float(other.mean()))}: "
-                f"paired gain {fmt(gain)} (se {fmt(se)}, n={len(champion)})")
-    advice = (f"the champion does not beat the {other_name} on the test split: it has not learnt what the "
-              "validation numbers promised (a leak between train and val? a val split unlike test?); rerun the "
-              "baselines and inspect stages" if fail else
-              f"the champion is not clearly better than the {other_name} on test: a simple model may be all this "
-              "data supports, or the network is under-trained; compare their val numbers")
-    return finding(name, f"the champion beats the {other_name} on the test split", observed,
-                   f"gain > {fmt(noise_z)} se", PASS if ok else (FAIL if fail else WARN), advice,
-                   metrics={f"test/gain_over_{name.split('_')[1]}": gain})
+    observed = (
+        f"test {task.metric} {fmt(float(champion.mean()))} vs {other_name} {fmt(float(other.mean()))}: "
+        f"paired gain {fmt(gain)} (se {fmt(se)}, n={len(champion)})"
+    )
+    advice = (
+        f"the champion does not beat the {other_name} on the test split: it has not learnt what the "
+        "validation numbers promised (a leak between train and val? a val split unlike test?); rerun the "
+        "baselines and inspect stages"
+        if fail
+        else f"the champion is not clearly better than the {other_name} on test: a simple model may be all this "
+        "data supports, or the network is under-trained; compare their val numbers"
+    )
+    return finding(
+        name,
+        f"the champion beats the {other_name} on the test split",
+        observed,
+        f"gain > {fmt(noise_z)} se",
+        PASS if ok else (FAIL if fail else WARN),
+        advice,
+        metrics={f"test/gain_over_{name.split('_')[1]}": gain},
+    )
 
 
-def versus_classical(champion: np.ndarray, classical: np.ndarray | None, classical_name: str, *,
-                     task: Task) -> Finding:
+def versus_classical(champion: np.ndarray, classical: np.ndarray | None, classical_name: str, *, task: Task) -> Finding:
     """WARN, plainly, when the tuned classical baseline scores better than the champion on test."""
     name, hyp = "versus_classical", "the champion is at least as good as a tuned classical model on test"
     if classical is None:
-        return finding(name, hyp, "no classical baseline (stages.squeeze.classical=false, or it failed: see notes)",
-                       "a classical baseline", PASS)
+        return finding(
+            name,
+            hyp,
+            "no classical baseline (stages.squeeze.classical=false, or it failed: see notes)",
+            "a classical baseline",
+            PASS,
+        )
     gain, se = _gain(classical, champion, task)
-    observed = (f"{classical_name}: test {task.metric} {fmt(float(classical.mean()))} vs the champion's "
-                f"{fmt(float(champion.mean()))} (classical ahead by {fmt(gain)}, se {fmt(se)})")
+    observed = (
+        f"{classical_name}: test {task.metric} {fmt(float(classical.mean()))} vs the champion's "
+        f"{fmt(float(champion.mean()))} (classical ahead by {fmt(gain)}, se {fmt(se)})"
+    )
     beaten = gain > 0
-    advice = ("a tuned classical model beats the neural network on this data: it is cheaper to train and to serve; "
-              "unless the network is needed for other reasons, prefer it or make the network earn its cost "
-              "(more data, augmentation, a better architecture)" + (" — the gap is within noise" if math.isfinite(se)
-                                                                      and gain <= se else ""))
-    return finding(name, hyp, observed, f"classical not ahead", WARN if beaten else PASS, advice,
-                   metrics={"test/classical_minus_champion": gain})
+    advice = (
+        "a tuned classical model beats the neural network on this data: it is cheaper to train and to serve; "
+        "unless the network is needed for other reasons, prefer it or make the network earn its cost "
+        "(more data, augmentation, a better architecture)"
+        + (" — the gap is within noise" if math.isfinite(se) and gain <= se else "")
+    )
+    return finding(
+        name,
+        hyp,
+        observed,
+        "classical not ahead",
+        WARN if beaten else PASS,
+        advice,
+        metrics={"test/classical_minus_champion": gain},
+    )
 
 
 def test_split_fresh(previous: Sequence[Any]) -> Finding:
     """WARN when earlier squeeze runs already read this data's test split (its numbers are then optimistic)."""
     if not previous:
-        return finding("test_split_fresh", "the test split is read for the first time", "first read of this data's "
-                       "test split (recorded: tag recipe.test_read on this run)", "a first read", PASS)
+        return finding(
+            "test_split_fresh",
+            "the test split is read for the first time",
+            "first read of this data's test split (recorded: tag recipe.test_read on this run)",
+            "a first read",
+            PASS,
+        )
     latest = previous[0]
-    observed = (f"read before by {len(previous)} squeeze run(s), latest {latest.info.run_id}: these test numbers are "
-                "no longer an unbiased estimate")
-    return finding("test_split_fresh", "the test split is read for the first time", observed, "a first read", WARN,
-                   "choices made after seeing test numbers leak them into the model; for an unbiased estimate hold "
-                   "out new data (a new split seed re-draws all splits, and invalidates earlier comparisons)")
+    observed = (
+        f"read before by {len(previous)} squeeze run(s), latest {latest.info.run_id}: these test numbers are "
+        "no longer an unbiased estimate"
+    )
+    return finding(
+        "test_split_fresh",
+        "the test split is read for the first time",
+        observed,
+        "a first read",
+        WARN,
+        "choices made after seeing test numbers leak them into the model; for an unbiased estimate hold "
+        "out new data (a new split seed re-draws all splits, and invalidates earlier comparisons)",
+    )
 
 
 def round_trip(max_diff: float | None, n: int, uri: str, error: str = "") -> Finding:
     """The registered champion, loaded back through MLflow, predicts what the trained networks predict."""
     hyp = "the registered champion, loaded with mlflow.pyfunc, predicts what the trained networks predict"
     if error:
-        return finding("champion_round_trip", hyp, f"could not register or load {uri}: {error}", "a loadable model",
-                       FAIL, "see this run's artifacts (champion/) and the MLflow model registry")
+        return finding(
+            "champion_round_trip",
+            hyp,
+            f"could not register or load {uri}: {error}",
+            "a loadable model",
+            FAIL,
+            "see this run's artifacts (champion/) and the MLflow model registry",
+        )
     if max_diff is None:
         return finding("champion_round_trip", hyp, "not registered (stages.squeeze.register=false)", "-", PASS)
     ok = max_diff <= 1e-4
-    return finding("champion_round_trip", hyp, f"{uri}: largest difference {max_diff:.2g} over {n} raw test inputs",
-                   "≤ 1e-4", PASS if ok else FAIL,
-                   "the packaged preprocessing differs from training's: report it as a bug (recipe.champion)")
+    return finding(
+        "champion_round_trip",
+        hyp,
+        f"{uri}: largest difference {max_diff:.2g} over {n} raw test inputs",
+        "≤ 1e-4",
+        PASS if ok else FAIL,
+        "the packaged preprocessing differs from training's: report it as a bug (recipe.champion)",
+    )
 
 
-def trick_gain(name: str, trick: CandidateResult | None, reference: CandidateResult, *, task: Task,
-               noise_z: float, what: str) -> Finding:
+def trick_gain(
+    name: str, trick: CandidateResult | None, reference: CandidateResult, *, task: Task, noise_z: float, what: str
+) -> Finding:
     """Advisory: what one trick (the ensemble, averaging, a longer run) gained on val over the reference."""
     hyp = f"{what} improves on the reference"
     if trick is None or not trick.ok:
@@ -124,11 +193,19 @@ def trick_gain(name: str, trick: CandidateResult | None, reference: CandidateRes
     gain, se = paired_gain(reference.loss_scores, trick.loss_scores, False, reference.val_loss, trick.val_loss)
     m_gain = task.gain(trick.val_metric, reference.val_metric)
     beyond = math.isfinite(se) and gain > noise_z * se
-    observed = (f"val loss {fmt(trick.val_loss)} vs {fmt(reference.val_loss)} (gain {fmt(gain)}, se {fmt(se)}); val "
-                f"{task.metric} {fmt(trick.val_metric)} vs {fmt(reference.val_metric)} ({fmt(m_gain)})")
-    return finding(name, hyp, observed + ("" if beyond else "; within noise"), "gain beyond noise",
-                   PASS if beyond else WARN, f"{what} did not help beyond noise at this budget",
-                   metrics={f"squeeze/{name}_val_loss_gain": gain})
+    observed = (
+        f"val loss {fmt(trick.val_loss)} vs {fmt(reference.val_loss)} (gain {fmt(gain)}, se {fmt(se)}); val "
+        f"{task.metric} {fmt(trick.val_metric)} vs {fmt(reference.val_metric)} ({fmt(m_gain)})"
+    )
+    return finding(
+        name,
+        hyp,
+        observed + ("" if beyond else "; within noise"),
+        "gain beyond noise",
+        PASS if beyond else WARN,
+        f"{what} did not help beyond noise at this budget",
+        metrics={f"squeeze/{name}_val_loss_gain": gain},
+    )
 
 
 def still_improving(val_losses: Sequence[float], best_epoch: int | None, epochs: int) -> Finding:
@@ -140,9 +217,15 @@ def still_improving(val_losses: Sequence[float], best_epoch: int | None, epochs:
     best = best_epoch if best_epoch is not None else int(np.argmin(finite))
     late = best >= 0.9 * (len(finite) - 1)
     observed = f"best val loss {fmt(min(finite))} at epoch {best + 1} of {len(finite)} (budget {epochs})"
-    return finding("leave_it_training", hyp, observed, "best before the last 10%", WARN if late else PASS,
-                   "the validation loss was still falling at the end: train longer (stages.squeeze.longer, or "
-                   "budget.epochs), as the recipe says networks keep improving for unintuitively long")
+    return finding(
+        "leave_it_training",
+        hyp,
+        observed,
+        "best before the last 10%",
+        WARN if late else PASS,
+        "the validation loss was still falling at the end: train longer (stages.squeeze.longer, or "
+        "budget.epochs), as the recipe says networks keep improving for unintuitively long",
+    )
 
 
 def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: float, *, metric: str) -> Finding:
@@ -150,16 +233,28 @@ def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: floa
     hyp = "the distilled student keeps most of the teacher's skill at a fraction of its cost"
     if student is None:
         return finding("distilled_student", hyp, "no student (stages.squeeze.distill=false, or it failed)", "-", PASS)
-    observed = (f"student {student.params:,} params, {student_ms:.2f} ms / batch, val {metric} "
-                f"{fmt(student.result.val_metric)}; teacher {teacher.name} {teacher.params:,} params, "
-                f"{teacher_ms:.2f} ms / batch, val {metric} {fmt(teacher.result.val_metric)}")
-    return finding("distilled_student", hyp, observed, "smaller and faster, close in skill", PASS,
-                   metrics={"squeeze/student_params": float(student.params), "squeeze/student_latency_ms": student_ms,
-                            "squeeze/teacher_latency_ms": teacher_ms})
+    observed = (
+        f"student {student.params:,} params, {student_ms:.2f} ms / batch, val {metric} "
+        f"{fmt(student.result.val_metric)}; teacher {teacher.name} {teacher.params:,} params, "
+        f"{teacher_ms:.2f} ms / batch, val {metric} {fmt(teacher.result.val_metric)}"
+    )
+    return finding(
+        "distilled_student",
+        hyp,
+        observed,
+        "smaller and faster, close in skill",
+        PASS,
+        metrics={
+            "squeeze/student_params": float(student.params),
+            "squeeze/student_latency_ms": student_ms,
+            "squeeze/teacher_latency_ms": teacher_ms,
+        },
+    )
 
 
-def choose_champion(candidates: Sequence[tuple[CandidateResult, tuple[int, int]]], *, task: Task, criterion: str,
-                    noise_z: float) -> tuple[CandidateResult, CandidateResult, dict[str, Any], str]:
+def choose_champion(
+    candidates: Sequence[tuple[CandidateResult, tuple[int, int]]], *, task: Task, criterion: str, noise_z: float
+) -> tuple[CandidateResult, CandidateResult, dict[str, Any], str]:
     """The champion among ``(val result, inference cost)`` pairs, chosen on validation only.
 
     The best candidate on ``criterion`` (val loss, or the val metric) is found first; then, cheapest first (fewer
@@ -177,12 +272,19 @@ def choose_champion(candidates: Sequence[tuple[CandidateResult, tuple[int, int]]
         return c.val_loss if criterion == "loss" else -task.gain(c.val_metric, 0.0)
 
     best = min((c for c, _ in ok), key=worse)
-    decisions = {c.name: decide(c, best, higher_is_better=task.higher_is_better, noise_z=noise_z, criterion=criterion)
-                 for c, _ in ok if c is not best}
+    decisions = {
+        c.name: decide(c, best, higher_is_better=task.higher_is_better, noise_z=noise_z, criterion=criterion)
+        for c, _ in ok
+        if c is not best
+    }
     for c, _ in sorted(ok, key=lambda pair: (pair[1], worse(pair[0]))):  # cheapest first; equal cost: better first
         if c is best:
             return c, best, decisions, "the best on validation; no cheaper candidate is within noise of it"
         if not decisions[c.name].kept:
-            return c, best, decisions, (f"cheaper than the best ({best.name}) and within noise of it: "
-                                        f"{decisions[c.name].reason}")
+            return (
+                c,
+                best,
+                decisions,
+                (f"cheaper than the best ({best.name}) and within noise of it: {decisions[c.name].reason}"),
+            )
     return best, best, decisions, "the best on validation"

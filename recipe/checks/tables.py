@@ -70,8 +70,11 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
     if bad:
         parts.append("unusable: " + names((f"{c} ({why.split(';')[0]})" for c, why in bad.items()), cap))
     return finding(
-        "feature_types", "every column besides the target is a number, a bool or a small set of categories",
-        "; ".join(parts), "0 unusable columns", Verdict.FAIL if bad else Verdict.PASS,
+        "feature_types",
+        "every column besides the target is a number, a bool or a small set of categories",
+        "; ".join(parts),
+        "0 unusable columns",
+        Verdict.FAIL if bad else Verdict.PASS,
         "drop the listed columns from the CSV, or turn them into numbers (ids and free text carry no signal a "
         "small model can use; dates: split them into numeric parts)",
         [{"column": c, "reason": why} for c, why in bad.items()],
@@ -98,8 +101,9 @@ def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
             items += [{"column": col, "id": ids[r], "value": json_value(values[r, j]), "problem": kind} for r in rows]
             what = tokens.get(col) if kind == "missing" else None
             how = f", written as {what}" if what else (", infinite" if kind == "infinite" else "")
-            parts.append(f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%{how}), rows "
-                         f"{names(ids[rows], cap)}")
+            parts.append(
+                f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%{how}), rows {names(ids[rows], cap)}"
+            )
     n_missing, n_inf = int(missing.sum()), int(infinite.sum())
     fraction = float((missing | infinite).mean(0).max()) if values.size else 0.0
     verdict = Verdict.FAIL if n_inf else Verdict.WARN if n_missing else Verdict.PASS
@@ -110,13 +114,18 @@ def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
     advice = (
         "the missing cells are filled with their column's train median before training (rows are kept); if "
         "missingness means something, add an 'is missing' column, or fill the cells yourself"
-        if not n_inf else
-        "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
+        if not n_inf
+        else "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
     )
     return finding(
-        "feature_nulls", "every feature value is present and finite", observed, "0 missing values", verdict,
-        advice, items, {"data/n_missing_values": n_missing, "data/n_infinite_values": n_inf,
-                        "data/max_null_fraction": fraction},
+        "feature_nulls",
+        "every feature value is present and finite",
+        observed,
+        "0 missing values",
+        verdict,
+        advice,
+        items,
+        {"data/n_missing_values": n_missing, "data/n_infinite_values": n_inf, "data/max_null_fraction": fraction},
     )
 
 
@@ -173,24 +182,41 @@ def constant_features(m: Manifest, cap: int = 10, alpha: float = 0.01) -> Findin
     for c in const:
         value = json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None
         n_other = int(beyond[:, col_index[c]].sum())
-        items.append({"column": c, "value": value, "held_out_other_values": n_other,
-                      "unseen_in_train": bool(excess[col_index[c]])})
+        items.append(
+            {
+                "column": c,
+                "value": value,
+                "held_out_other_values": n_other,
+                "unseen_in_train": bool(excess[col_index[c]]),
+            }
+        )
     unseen = [i for i in items if i["unseen_in_train"]]
     observed = f"all {f.shape[1]} columns vary"
     if const:
         observed = f"{plural(len(const), 'constant column')} in train: " + names(
-            (f"{i['column']} (= {i['value']}" + (f"; {i['held_out_other_values']} val/test rows differ)"
-                                                  if i["held_out_other_values"] else ")") for i in items), cap)
-        observed += (f"; differing in val/test more often than chance (> {bound} rows): "
-                     + names((i["column"] for i in unseen), cap) if unseen else
-                     "; no more val/test differences than chance allows")
+            (
+                f"{i['column']} (= {i['value']}"
+                + (f"; {i['held_out_other_values']} val/test rows differ)" if i["held_out_other_values"] else ")")
+                for i in items
+            ),
+            cap,
+        )
+        observed += (
+            f"; differing in val/test more often than chance (> {bound} rows): "
+            + names((i["column"] for i in unseen), cap)
+            if unseen
+            else "; no more val/test differences than chance allows"
+        )
     return finding(
-        "constant_features", "every feature that varies in val/test also varies in the train split", observed,
+        "constant_features",
+        "every feature that varies in val/test also varies in the train split",
+        observed,
         f"val/test values of a train-constant column differ in at most {bound} rows (chance)",
         Verdict.WARN if unseen else Verdict.PASS,
         "the listed columns never vary in training but do in val/test: a category (or regime) the model never "
         "saw; gather training rows that have it, or drop the column",
-        items, {"data/n_constant_features": len(const), "data/n_unseen_in_train": len(unseen)},
+        items,
+        {"data/n_constant_features": len(const), "data/n_unseen_in_train": len(unseen)},
     )
 
 
@@ -204,8 +230,9 @@ FAR_RANGES = 2.0  # a held-out value this many train ranges beyond the range is 
 CHANCE_ALPHA = 0.01  # the family-wise error of the chance bounds over a table's columns
 
 
-def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10, far: float = FAR_RANGES,
-                   alpha: float = CHANCE_ALPHA) -> Finding:
+def feature_ranges(
+    m: Manifest, margin: float = 0.5, cap: int = 10, far: float = FAR_RANGES, alpha: float = CHANCE_ALPHA
+) -> Finding:
     """WARN naming val/test values beyond the train range when they cannot be chance: any value more than
     ``far`` x the train range beyond it (a sentinel such as -999, a unit mix-up), or, in a column, more values
     beyond ``margin`` x the range than exchangeable data would put there (:func:`chance_outside`). Columns
@@ -220,28 +247,49 @@ def feature_ranges(m: Manifest, margin: float = 0.5, cap: int = 10, far: float =
     ids, splits = m.df["id"].to_numpy(), m.df["split"].to_numpy()
     items = []
     for r, j in zip(*np.nonzero(flagged)):
-        items.append({"column": f.columns[j], "id": ids[r], "split": splits[r], "value": float(values[r, j]),
-                      "train_min": float(lo[j]), "train_max": float(hi[j])})
+        items.append(
+            {
+                "column": f.columns[j],
+                "id": ids[r],
+                "split": splits[r],
+                "value": float(values[r, j]),
+                "train_min": float(lo[j]),
+                "train_max": float(hi[j]),
+            }
+        )
     items.sort(key=lambda i: -abs(i["value"] - (i["train_min"] + i["train_max"]) / 2))
     cols = sorted({i["column"] for i in items})
     n_beyond = int((beyond & varies[None, :]).sum())
     if items:
-        observed = (f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} outside the train "
-                    "range beyond chance: " + names(
-                        (f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
-                         f"{fmt(i['train_max'])})" for i in items), cap))
+        observed = (
+            f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} outside the train "
+            "range beyond chance: "
+            + names(
+                (
+                    f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
+                    f"{fmt(i['train_max'])})"
+                    for i in items
+                ),
+                cap,
+            )
+        )
     else:
-        observed = (f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
-                    if not n_beyond else
-                    f"{plural(n_beyond, 'val/test value')} beyond the train ranges by under {fmt(far)} x range, "
-                    f"no column more often than chance (≤ {bound})")
+        observed = (
+            f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
+            if not n_beyond
+            else f"{plural(n_beyond, 'val/test value')} beyond the train ranges by under {fmt(far)} x range, "
+            f"no column more often than chance (≤ {bound})"
+        )
     return finding(
-        "feature_ranges", "val/test feature values lie within the range seen in training, up to chance",
-        observed, f"nothing beyond {fmt(far)} x range; ≤ {bound} values a column beyond {fmt(margin)} x range",
+        "feature_ranges",
+        "val/test feature values lie within the range seen in training, up to chance",
+        observed,
+        f"nothing beyond {fmt(far)} x range; ≤ {bound} values a column beyond {fmt(margin)} x range",
         Verdict.WARN if items else Verdict.PASS,
         "check the listed cells for unit mix-ups, sentinel values (-1, 999, 99999) or categories absent from "
         "train; the model extrapolates there (stages.inspect.range_margin sets how far is too far)",
-        items, {"data/n_out_of_range": len(items)},
+        items,
+        {"data/n_out_of_range": len(items)},
     )
 
 
@@ -260,8 +308,11 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
         if missing:
             observed += f"; absent from train: {names(missing, cap)}"
         return finding(
-            "target_values", "the target is a class label and every class has training samples", observed,
-            "every class in train", Verdict.WARN if missing else Verdict.PASS,
+            "target_values",
+            "the target is a class label and every class has training samples",
+            observed,
+            "every class in train",
+            Verdict.WARN if missing else Verdict.PASS,
             "a class without training samples cannot be predicted: add data for it or drop its rows",
             [{"class": c, "problem": "absent from train"} for c in missing],
         )
@@ -269,23 +320,37 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     ty = train["label"].astype(np.float64)
     ty = ty[np.isfinite(ty)].to_numpy()  # numpy std (ddof=0), as DataBundle.target_std
     if not len(ty):
-        return finding("target_values", "the target has training values", "no finite train targets",
-                       "finite train targets", Verdict.FAIL, "check data.target and the target column")
+        return finding(
+            "target_values",
+            "the target has training values",
+            "no finite train targets",
+            "finite train targets",
+            Verdict.FAIL,
+            "check data.target and the target column",
+        )
     lo, hi = float(ty.min()), float(ty.max())
     held = df["split"] != "train"
     far = _far_outside(y.to_numpy(), np.array(lo), np.array(hi), margin) & held.to_numpy()
     bad = df[far]
-    items = [{"id": i, "split": s, "value": float(v), "train_min": lo, "train_max": hi}
-             for i, s, v in zip(bad["id"], bad["split"], bad["label"])]
-    observed = (f"train target {fmt(lo)}..{fmt(hi)} (mean {fmt(ty.mean())}, std {fmt(ty.std())}; the model trains "
-                "on it standardised with these, and metrics are reported in its units)")
+    items = [
+        {"id": i, "split": s, "value": float(v), "train_min": lo, "train_max": hi}
+        for i, s, v in zip(bad["id"], bad["split"], bad["label"])
+    ]
+    observed = (
+        f"train target {fmt(lo)}..{fmt(hi)} (mean {fmt(ty.mean())}, std {fmt(ty.std())}; the model trains "
+        "on it standardised with these, and metrics are reported in its units)"
+    )
     if items:
         observed += "; far outside it: " + names((f"{i['id']} ({fmt(i['value'])}, {i['split']})" for i in items), cap)
     return finding(
-        "target_values", "val/test targets lie within the range seen in training", observed,
-        f"within train [min, max] ± {fmt(margin)} x (max - min)", Verdict.WARN if items else Verdict.PASS,
+        "target_values",
+        "val/test targets lie within the range seen in training",
+        observed,
+        f"within train [min, max] ± {fmt(margin)} x (max - min)",
+        Verdict.WARN if items else Verdict.PASS,
         "check the listed targets for unit mix-ups or sentinel values; a regressor cannot extrapolate far",
-        items, {"data/target_mean": float(ty.mean()), "data/target_std": float(ty.std())},
+        items,
+        {"data/target_mean": float(ty.mean()), "data/target_std": float(ty.std())},
     )
 
 

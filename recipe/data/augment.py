@@ -49,8 +49,9 @@ AUGMENTATIONS: dict[str, Augmentation] = {
     "crop": Augmentation(_crop, "random crop after zero-padding by 1/8 of the side (a shift of up to 12%)"),
     # nearest-neighbour resampling, as torchvision's v2 transforms (what these replaced) do by default: bilinear
     # resampling blurs small images (an 8x8 digit) and made the same augmentation measurably worse in regularize
-    "rotate": Augmentation(lambda s: _K().RandomRotation(10.0, p=1.0, resample="nearest"),
-                           "random rotation within +-10 degrees"),
+    "rotate": Augmentation(
+        lambda s: _K().RandomRotation(10.0, p=1.0, resample="nearest"), "random rotation within +-10 degrees"
+    ),
     "affine": Augmentation(
         lambda s: _K().RandomAffine(degrees=0.0, translate=(0.1, 0.1), scale=(0.9, 1.1), p=1.0, resample="nearest"),
         "random shift up to 10% and scale 0.9-1.1",
@@ -63,7 +64,8 @@ AUGMENTATIONS: dict[str, Augmentation] = {
         "half the time, blank a random rectangle",
     ),
     "hflip": Augmentation(
-        lambda s: _K().RandomHorizontalFlip(p=0.5), "mirror left-right half the time; NOT label preserving for digits/text"
+        lambda s: _K().RandomHorizontalFlip(p=0.5),
+        "mirror left-right half the time; NOT label preserving for digits/text",
     ),
 }
 TABULAR = {"noise"}  # the only one that means anything for a row of features

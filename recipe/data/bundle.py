@@ -169,8 +169,14 @@ class DataBundle:
             x, y = self._on(split, device)
             return InMemoryBatcher(x, y, bs, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform)
         return LoaderBatcher(
-            RowDataset(self, split), bs, shuffle=shuffle, seed=seed, drop_last=drop_last, transform=transform,
-            num_workers=self.config.num_workers, device=device,
+            RowDataset(self, split),
+            bs,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            transform=transform,
+            num_workers=self.config.num_workers,
+            device=device,
         )
 
     def _on(self, split: str, device: torch.device | str | None) -> tuple[Tensor, Tensor]:

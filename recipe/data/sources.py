@@ -352,16 +352,28 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
         notes.append(f"empty class folders: {inline(empty)}")
     rotated = [rel for (_, rel), f in zip(files, infos) if f.rotated]
     if rotated:
-        notes.append(f"{len(rotated)} of {len(files)} files are stored rotated or mirrored (EXIF orientation) and "
-                     f"were turned upright, as a viewer shows them: {inline(rotated, 10)}")
+        notes.append(
+            f"{len(rotated)} of {len(files)} files are stored rotated or mirrored (EXIF orientation) and "
+            f"were turned upright, as a viewer shows them: {inline(rotated, 10)}"
+        )
     if mode == "L" and not all(f.gray for f in ok):
         notes.append(f"{sum(not f.gray for f in ok)} colour files were read as gray (data.grayscale=true)")
     elif mode == "RGB" and any(f.gray for f in ok):
-        notes.append(f"{sum(f.gray for f in ok)} gray files were repeated into 3 channels, as the other files are "
-                     "colour (data.grayscale=true reads every file as one gray channel instead)")
+        notes.append(
+            f"{sum(f.gray for f in ok)} gray files were repeated into 3 channels, as the other files are "
+            "colour (data.grayscale=true reads every file as one gray channel instead)"
+        )
     return SourceData(
-        df, "classification", classes, root, ImageReader(paths, mode, cfg.image_size), chan_stats,
-        image_mode=mode, empty_classes=empty, ignored_files=ignored, notes=notes,
+        df,
+        "classification",
+        classes,
+        root,
+        ImageReader(paths, mode, cfg.image_size),
+        chan_stats,
+        image_mode=mode,
+        empty_classes=empty,
+        ignored_files=ignored,
+        notes=notes,
     )
 
 
@@ -594,15 +606,19 @@ def csv_source(cfg: DataConfig) -> SourceData:
         idx = {c: i for i, c in enumerate(classes)}
         label_idx = pd.array([idx.get(v) for v in labels], dtype="Int64")
         if [str(i) for i in range(len(classes))] != classes:
-            notes.append(f"target values {inline(map(repr, classes), 6)} are trained as class indices "
-                         f"0..{len(classes) - 1} in that order; predictions are reported with the original names")
+            notes.append(
+                f"target values {inline(map(repr, classes), 6)} are trained as class indices "
+                f"0..{len(classes) - 1} in that order; predictions are reported with the original names"
+            )
     else:
         labels, classes = y.astype(float), []
         label_idx = pd.array([None] * len(table), dtype="Int64")
     missing = {c: t for c, t in tokens.items() if c in x.columns and c not in bad}
     if missing:
-        notes.append("missing cells (filled with the train median of their column before training): "
-                     + "; ".join(f"{c}: {describe_tokens(t)}" for c, t in missing.items()))
+        notes.append(
+            "missing cells (filled with the train median of their column before training): "
+            + "; ".join(f"{c}: {describe_tokens(t)}" for c, t in missing.items())
+        )
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing row: NaN statistics
         mean, std = np.nanmean(values, 1), np.nanstd(values, 1)
@@ -622,8 +638,15 @@ def csv_source(cfg: DataConfig) -> SourceData:
     )
     notes += [f"unusable feature column {c!r}: {why}" for c, why in bad.items()]
     return SourceData(
-        df, task, classes, path, ArrayReader(values.astype(np.float32)), features=features, bad_columns=bad,
-        notes=notes, missing_tokens=missing,
+        df,
+        task,
+        classes,
+        path,
+        ArrayReader(values.astype(np.float32)),
+        features=features,
+        bad_columns=bad,
+        notes=notes,
+        missing_tokens=missing,
     )
 
 
@@ -688,11 +711,15 @@ def _table_task(y: pd.Series, forced: str, what: str) -> tuple[str, str]:
     values = y.dropna().to_numpy(np.float64)
     integral = bool(np.all(np.mod(values, 1) == 0))
     if integral and n <= MAX_CLASSES_AUTO:
-        return "classification", (f"the target {y.name!r} holds {n} distinct whole numbers (at most "
-                                   f"{MAX_CLASSES_AUTO} are read as classes; data.task=regression overrides)")
+        return "classification", (
+            f"the target {y.name!r} holds {n} distinct whole numbers (at most "
+            f"{MAX_CLASSES_AUTO} are read as classes; data.task=regression overrides)"
+        )
     kind = "whole numbers" if integral else "numbers with fractions"
-    return "regression", (f"the target {y.name!r} holds {n} distinct {kind} (classes: whole numbers, at most "
-                          f"{MAX_CLASSES_AUTO} of them; data.task=classification overrides)")
+    return "regression", (
+        f"the target {y.name!r} holds {n} distinct {kind} (classes: whole numbers, at most "
+        f"{MAX_CLASSES_AUTO} of them; data.task=classification overrides)"
+    )
 
 
 def _label_string(v: object) -> str | None:
@@ -716,8 +743,10 @@ def _encode_features(x: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
         s = x[col]
         n_missing = int(s.isna().sum())
         if len(s) and n_missing > MAX_MISSING_FRACTION * len(s):
-            bad[col] = (f"{n_missing} of {len(s)} cells missing; too few values to fill in from: remove the column "
-                        "from the CSV or fill it in")
+            bad[col] = (
+                f"{n_missing} of {len(s)} cells missing; too few values to fill in from: remove the column "
+                "from the CSV or fill it in"
+            )
             continue
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
             parts.append(s.astype(float))

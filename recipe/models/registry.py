@@ -30,9 +30,7 @@ class ModelConfigError(ConfigError):
 
 
 class ModelBuilder(Protocol):
-    def __call__(
-        self, cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, **extra: Any
-    ) -> nn.Module: ...
+    def __call__(self, cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, **extra: Any) -> nn.Module: ...
 
 
 MODELS: dict[str, ModelBuilder] = {}

@@ -59,9 +59,7 @@ def build_linear(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int) 
 
 
 @register_model("mlp")
-def build_mlp(
-    cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu"
-) -> nn.Module:
+def build_mlp(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu") -> nn.Module:
     """Flatten -> depth x (Linear(width) -> act -> Dropout) -> Linear."""
     act, gain = get_activation(activation)
     layers: list[nn.Module] = [nn.Flatten()]
@@ -113,7 +111,5 @@ class SmallCNN(nn.Module):
 
 
 @register_model("cnn")
-def build_cnn(
-    cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu"
-) -> nn.Module:
+def build_cnn(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu") -> nn.Module:
     return SmallCNN(in_shape, num_classes, cfg.width, cfg.depth, cfg.dropout, activation)

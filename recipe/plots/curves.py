@@ -159,8 +159,11 @@ def comparison_figure(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy
         ax.tick_params(labelsize=7)
     ax_loss.set_yticks(y, [r["name"] for r in ok], fontsize=8)
     ax_gap.barh(y, [r["gap"] for r in ok], color=colours)
-    gap_label = "val - train loss" if criterion == "loss" else (
-        f"train - val {metric}" if higher_is_better else f"val - train {metric}")
+    gap_label = (
+        "val - train loss"
+        if criterion == "loss"
+        else (f"train - val {metric}" if higher_is_better else f"val - train {metric}")
+    )
     ax_gap.set_xlabel(f"gap: {gap_label}", fontsize=8)
     ax_gap.tick_params(labelsize=7)
     fig.suptitle("regularisers one at a time against the reference (dark green: chosen, green: kept, light grey: "

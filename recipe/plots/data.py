@@ -60,10 +60,20 @@ def class_histogram(m: Manifest) -> Figure:
         x = np.arange(n)
         width = 0.8 / len(SPLITS)
         for k, s in enumerate(SPLITS):
-            ax.bar(x + (k - 1) * width, table[s].to_numpy(), width, label=f"{s} ({int(table[s].sum())})",
-                   color=SPLIT_COLOURS[s])
-        ax.set_xticks(x, [_short(str(c), 12) for c in table.index], rotation=45 if n > 10 else 0,
-                      ha="right" if n > 10 else "center", fontsize=8)
+            ax.bar(
+                x + (k - 1) * width,
+                table[s].to_numpy(),
+                width,
+                label=f"{s} ({int(table[s].sum())})",
+                color=SPLIT_COLOURS[s],
+            )
+        ax.set_xticks(
+            x,
+            [_short(str(c), 12) for c in table.index],
+            rotation=45 if n > 10 else 0,
+            ha="right" if n > 10 else "center",
+            fontsize=8,
+        )
         ax.set_ylim(0, max(1, int(table[list(SPLITS)].to_numpy().max())) * 1.25)  # room for the legend
         ax.set_ylabel("samples")
         ax.set_title("samples per class and split (readable samples)")
@@ -77,8 +87,15 @@ def class_histogram(m: Manifest) -> Figure:
     for s in SPLITS:
         ys = y[(ok["split"] == s).to_numpy()]
         if len(ys):
-            ax.hist(ys, bins=edges, histtype="step", linewidth=1.5, color=SPLIT_COLOURS[s], label=f"{s} ({len(ys)})",
-                    density=True)
+            ax.hist(
+                ys,
+                bins=edges,
+                histtype="step",
+                linewidth=1.5,
+                color=SPLIT_COLOURS[s],
+                label=f"{s} ({len(ys)})",
+                density=True,
+            )
     ax.set_xlabel("target")
     ax.set_ylabel("density")
     ax.set_title("target distribution per split")
@@ -114,8 +131,9 @@ def sample_grid(m: Manifest, per_class: int = 8, seed: int = 0, max_classes: int
     return fig
 
 
-def _captioned_mosaic(ax: Axes, tiles: list[list[np.ndarray | None]], captions: list[list[tuple[str, str]]],
-                      side: int) -> None:
+def _captioned_mosaic(
+    ax: Axes, tiles: list[list[np.ndarray | None]], captions: list[list[tuple[str, str]]], side: int
+) -> None:
     """Draw a mosaic with a caption (text, colour) under each tile."""
     pad = max(2, side // 3)
     img = mosaic(tiles, side, pad)
@@ -123,8 +141,15 @@ def _captioned_mosaic(ax: Axes, tiles: list[list[np.ndarray | None]], captions: 
     step = side + pad
     for r, row in enumerate(captions):
         for c, (text, colour) in enumerate(row):
-            ax.text(pad + c * step + side / 2, pad + r * step + side + pad * 0.1, text, ha="center", va="top",
-                    fontsize=5.5, color=colour)
+            ax.text(
+                pad + c * step + side / 2,
+                pad + r * step + side + pad * 0.1,
+                text,
+                ha="center",
+                va="top",
+                fontsize=5.5,
+                color=colour,
+            )
     ax.set_axis_off()
 
 
@@ -140,15 +165,22 @@ def extremes(m: Manifest, prop: str, bounds: Bounds, n: int = 8, values: pd.Data
     tiles, captions = [], []
     for _, rows in ends:
         tiles.append(_read(m, rows.index))
-        captions.append([(f"{_short(str(i), 16)}\n{fmt(v)}", OUTLIER_COLOUR if bounds.outside([v])[0] else "black")
-                         for i, v in zip(rows["id"], rows[prop])])
+        captions.append(
+            [
+                (f"{_short(str(i), 16)}\n{fmt(v)}", OUTLIER_COLOUR if bounds.outside([v])[0] else "black")
+                for i, v in zip(rows["id"], rows[prop])
+            ]
+        )
     side = tile_side([a.shape for r in tiles for a in r], lo=24)
     fig = new_figure(1.0 + k * 1.0, 2.9)
     ax = fig.add_subplot()
     _captioned_mosaic(ax, tiles, captions, side)
     n_out = int(bounds.outside(values[prop]).sum())
-    ax.set_title(f"{prop}: lowest (top row) and highest (bottom row); {n_out} beyond [{fmt(bounds.lo)}, "
-                 f"{fmt(bounds.hi)}] in red", fontsize=9)
+    ax.set_title(
+        f"{prop}: lowest (top row) and highest (bottom row); {n_out} beyond [{fmt(bounds.lo)}, "
+        f"{fmt(bounds.hi)}] in red",
+        fontsize=9,
+    )
     return fig
 
 
@@ -187,8 +219,12 @@ def duplicates_figure(
     for g in shown:
         colour = OUTLIER_COLOUR if g["split"].nunique() > 1 else "black"
         first = g.iloc[:per_group]
-        captions.append([(f"{_short(str(i), 16)}\n{s} · {_short(str(lab), 8)}", colour)
-                         for i, s, lab in zip(first["id"], first["split"], first["label"])])
+        captions.append(
+            [
+                (f"{_short(str(i), 16)}\n{s} · {_short(str(lab), 8)}", colour)
+                for i, s, lab in zip(first["id"], first["split"], first["label"])
+            ]
+        )
     side = tile_side([a.shape for r in tiles for a in r], lo=24)
     width = max(len(r) for r in tiles)
     fig = new_figure(max(4.5, 1.0 + width * 1.1), 0.7 + len(shown) * 1.0)
@@ -221,13 +257,24 @@ def feature_histograms(m: Manifest, max_features: int = MAX_FEATURES_SHOWN) -> F
         for s in SPLITS:
             xs = x[finite & (split == s)]
             if len(xs):
-                ax.hist(xs, bins=edges, color=SPLIT_COLOURS[s], density=True, alpha=0.6 if s == "train" else 1,
-                        histtype="stepfilled" if s == "train" else "step", linewidth=1.2, label=s)
+                ax.hist(
+                    xs,
+                    bins=edges,
+                    color=SPLIT_COLOURS[s],
+                    density=True,
+                    alpha=0.6 if s == "train" else 1,
+                    histtype="stepfilled" if s == "train" else "step",
+                    linewidth=1.2,
+                    label=s,
+                )
         if c == cols[0]:
             ax.legend(fontsize=5, loc="upper right")
         n_missing = int((~finite).sum())
-        ax.set_title(_short(c, 22) + (f" ({n_missing} missing)" if n_missing else ""), fontsize=7,
-                     color=OUTLIER_COLOUR if n_missing else "black")
+        ax.set_title(
+            _short(c, 22) + (f" ({n_missing} missing)" if n_missing else ""),
+            fontsize=7,
+            color=OUTLIER_COLOUR if n_missing else "black",
+        )
         ax.tick_params(labelsize=6)
         ax.set_yticks([])
     for ax in axes[len(cols) :]:

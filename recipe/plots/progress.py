@@ -16,9 +16,14 @@ if TYPE_CHECKING:
 BASELINE_STYLES = {"majority": ":", "mean": ":", "linear": "--", "classical": "-."}
 
 
-def progress_figure(stages: Sequence[tuple[str, float]], metric: str, *, higher_is_better: bool = True,
-                    baselines: Mapping[str, float] | None = None,
-                    test: tuple[float, float, float] | None = None) -> Figure:
+def progress_figure(
+    stages: Sequence[tuple[str, float]],
+    metric: str,
+    *,
+    higher_is_better: bool = True,
+    baselines: Mapping[str, float] | None = None,
+    test: tuple[float, float, float] | None = None,
+) -> Figure:
     """``stages``: (stage name, val metric) in recipe order (NaN: the stage reports none). ``baselines``: label
     -> value, drawn as horizontal lines. ``test``: the champion's (value, low, high) test score, drawn after
     the last stage with its interval."""
@@ -36,8 +41,15 @@ def progress_figure(stages: Sequence[tuple[str, float]], metric: str, *, higher_
             ax.text(len(stages) - 0.5, value, f" {label} {value:.4g}", va="center", fontsize=8, color="grey")
     if test is not None:
         v, lo, hi = test
-        ax.errorbar([len(stages) - 1 + 0.25], [v], yerr=[[v - lo], [hi - v]], fmt="s", color="#C44E52", capsize=4,
-                    label="champion, test (95% bootstrap interval)")
+        ax.errorbar(
+            [len(stages) - 1 + 0.25],
+            [v],
+            yerr=[[v - lo], [hi - v]],
+            fmt="s",
+            color="#C44E52",
+            capsize=4,
+            label="champion, test (95% bootstrap interval)",
+        )
     ax.set_xticks(range(len(stages)), [name for name, _ in stages])
     ax.set_xlim(-0.5, len(stages) + 0.5)
     better = "higher" if higher_is_better else "lower"

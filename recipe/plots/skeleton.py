@@ -44,8 +44,15 @@ def _grid(ax, images: np.ndarray, captions: list[str], cols: int, colours: list[
     step = side + pad
     for k, text in enumerate(captions):
         r, c = divmod(k, cols)
-        ax.text(pad + c * step, pad + r * step - 1, text, fontsize=6.5, va="bottom", ha="left",
-                color=(colours[k] if colours else "black"))
+        ax.text(
+            pad + c * step,
+            pad + r * step - 1,
+            text,
+            fontsize=6.5,
+            va="bottom",
+            ha="left",
+            color=(colours[k] if colours else "black"),
+        )
     ax.set_axis_off()
 
 
@@ -64,8 +71,9 @@ def loss_at_init_figure(per_example: np.ndarray, expected: float, observed: floa
     return fig
 
 
-def fixed_seed_figure(a: Sequence[float], b: Sequence[float], other: Sequence[float], seed: int,
-                      other_seed: int) -> Figure:
+def fixed_seed_figure(
+    a: Sequence[float], b: Sequence[float], other: Sequence[float], seed: int, other_seed: int
+) -> Figure:
     fig = new_figure(5, 3.2)
     ax = fig.add_subplot()
     ax.plot(np.arange(1, len(a) + 1), a, "o-", color=REAL, label=f"seed {seed} (short run)")
@@ -81,10 +89,18 @@ def fixed_seed_figure(a: Sequence[float], b: Sequence[float], other: Sequence[fl
 def init_well_figure(with_bias: Sequence[float], without_bias: Sequence[float], used: bool) -> Figure:
     fig = new_figure(5.5, 3.4)
     ax = fig.add_subplot()
-    ax.plot(np.arange(1, len(with_bias) + 1), with_bias, color=REAL,
-            label="final bias from the data" + (" (config)" if used else ""))
-    ax.plot(np.arange(1, len(without_bias) + 1), without_bias, color=ZERO,
-            label="default bias" + ("" if used else " (config)"))
+    ax.plot(
+        np.arange(1, len(with_bias) + 1),
+        with_bias,
+        color=REAL,
+        label="final bias from the data" + (" (config)" if used else ""),
+    )
+    ax.plot(
+        np.arange(1, len(without_bias) + 1),
+        without_bias,
+        color=ZERO,
+        label="default bias" + ("" if used else " (config)"),
+    )
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")
     ax.set_title("init well: no hockey stick at the start")
@@ -118,8 +134,14 @@ def baselines_figure(values: dict[str, float], metric: str, human: float | None)
     heights = [values[n] if np.isfinite(values[n]) else 0.0 for n in names]
     bars = ax.bar(names, heights, color=[REAL if n == "model" else "#999999" for n in names])
     for bar, n in zip(bars, names):
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"{values[n]:.3g}", ha="center", va="bottom",
-                fontsize=8)
+        ax.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height(),
+            f"{values[n]:.3g}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     if human is not None:
         ax.axhline(human, color=OTHER, linestyle="--", label=f"human {human:.3g}")
         ax.legend(fontsize=8)
@@ -128,14 +150,24 @@ def baselines_figure(values: dict[str, float], metric: str, human: float | None)
     return fig
 
 
-def overfit_figure(attempts: list[tuple[str, Sequence[float]]], pred: np.ndarray, y: np.ndarray, task: str,
-                   class_names: Sequence[str], target: float) -> Figure:
+def overfit_figure(
+    attempts: list[tuple[str, Sequence[float]]],
+    pred: np.ndarray,
+    y: np.ndarray,
+    task: str,
+    class_names: Sequence[str],
+    target: float,
+) -> Figure:
     """Loss curves of each model size tried, and label vs prediction on the batch for the last one."""
     fig = new_figure(10, 3.6)
     left, right = fig.subplots(1, 2, width_ratios=[1, 1.3])
     for (label, losses), colour in zip(attempts, [REAL, ZERO, OTHER, "#8172B2"]):
-        left.plot(np.arange(1, len(losses) + 1), np.maximum(np.asarray(losses, dtype=np.float64), 1e-12),
-                  color=colour, label=label)
+        left.plot(
+            np.arange(1, len(losses) + 1),
+            np.maximum(np.asarray(losses, dtype=np.float64), 1e-12),
+            color=colour,
+            label=label,
+        )
     left.axhline(target, color="black", linestyle=":", label=f"target {target:.3g}")
     left.set_yscale("log")
     left.set_xlabel("step")
@@ -179,8 +211,9 @@ def batch_dependence_figure(grad: np.ndarray, names: Sequence[str], eval_mode: b
     return fig
 
 
-def input_batch_figure(images: np.ndarray, labels: Sequence[int], class_names: Sequence[str], title: str,
-                       cols: int = 8) -> Figure:
+def input_batch_figure(
+    images: np.ndarray, labels: Sequence[int], class_names: Sequence[str], title: str, cols: int = 8
+) -> Figure:
     images = images[:MAX_TILES]
     rows = -(-len(images) // cols)
     fig = new_figure(1.1 * min(cols, len(images)) + 0.5, 1.15 * rows + 0.6)
@@ -190,8 +223,14 @@ def input_batch_figure(images: np.ndarray, labels: Sequence[int], class_names: S
     return fig
 
 
-def feature_batch_figure(decoded: np.ndarray, names: Sequence[str], train_mean: np.ndarray, train_std: np.ndarray,
-                         title: str, max_features: int = 36) -> Figure:
+def feature_batch_figure(
+    decoded: np.ndarray,
+    names: Sequence[str],
+    train_mean: np.ndarray,
+    train_std: np.ndarray,
+    title: str,
+    max_features: int = 36,
+) -> Figure:
     """Tables: each feature of the batch in train standard deviations from the train mean, one box per feature."""
     k = min(decoded.shape[1], max_features)
     std = np.where(train_std[:k] > 1e-12, train_std[:k], 1.0)
@@ -208,8 +247,9 @@ def feature_batch_figure(decoded: np.ndarray, names: Sequence[str], train_mean: 
     return fig
 
 
-def prediction_dynamics_figure(snapshots: Sequence[tuple[int, np.ndarray]], y: np.ndarray, task: str,
-                               class_names: Sequence[str]) -> Figure:
+def prediction_dynamics_figure(
+    snapshots: Sequence[tuple[int, np.ndarray]], y: np.ndarray, task: str, class_names: Sequence[str]
+) -> Figure:
     """Classification: p(true class) per example over the epochs, and the predicted distributions at init,
     halfway and at the end. Regression: each example's prediction over the epochs, with its target."""
     epochs = [e + 1 for e, _ in snapshots]  # -1 (init) -> 0
@@ -245,17 +285,25 @@ def prediction_dynamics_figure(snapshots: Sequence[tuple[int, np.ndarray]], y: n
     blocks = []
     for k in picks:
         blocks += [snapshots[k][1], np.full((n, 1), np.nan)]
-    right.imshow(np.concatenate(blocks[:-1], axis=1), cmap="viridis", vmin=0, vmax=1, aspect="auto",
-                 interpolation="nearest")
+    right.imshow(
+        np.concatenate(blocks[:-1], axis=1), cmap="viridis", vmin=0, vmax=1, aspect="auto", interpolation="nearest"
+    )
     right.set_xticks([j * (c + 1) + c // 2 for j in range(len(picks))], [f"epoch {epochs[k]}" for k in picks])
     right.set_yticks(range(n), [_label(class_names, int(v)) for v in y], fontsize=6)
     right.set_title("predicted distributions (rows: examples, labelled with their class)", fontsize=9)
     return fig
 
 
-def augmentation_figure(clean: np.ndarray, augmented: np.ndarray, labels: Sequence[int], pred_clean: Sequence[int],
-                        pred_aug: Sequence[int], class_names: Sequence[str], title: str,
-                        cols: int = 8) -> Figure:
+def augmentation_figure(
+    clean: np.ndarray,
+    augmented: np.ndarray,
+    labels: Sequence[int],
+    pred_clean: Sequence[int],
+    pred_aug: Sequence[int],
+    class_names: Sequence[str],
+    title: str,
+    cols: int = 8,
+) -> Figure:
     """Clean val images above their augmented copies, captioned label / prediction (red when wrong)."""
     k = min(len(clean), cols * 2)
     rows_img: list[np.ndarray] = []

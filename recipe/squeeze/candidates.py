@@ -65,14 +65,29 @@ def ensemble_outputs(nets: list[nn.Module], x: Tensor, task: Task, batch_size: i
     return torch.cat(outs) if outs else torch.zeros((0, 1))
 
 
-def score(name: str, group: str, outputs: Tensor, y: Tensor, task: Task, *, train: tuple[Tensor, Tensor] | None = None,
-          **extra: Any) -> CandidateResult:
+def score(
+    name: str,
+    group: str,
+    outputs: Tensor,
+    y: Tensor,
+    task: Task,
+    *,
+    train: tuple[Tensor, Tensor] | None = None,
+    **extra: Any,
+) -> CandidateResult:
     """A :class:`CandidateResult` from ``outputs`` on the val split (targets ``y``); ``train`` = (outputs,
     targets) on the training split adds the train-side numbers."""
     scores = task.scores(outputs, y).double().numpy()
     losses = task.loss(outputs, y, reduction="none").double().numpy()
-    result = CandidateResult(name, group, val_metric=task.summarise(scores)[task.metric], val_loss=float(losses.mean()),
-                             scores=scores, loss_scores=losses, **extra)
+    result = CandidateResult(
+        name,
+        group,
+        val_metric=task.summarise(scores)[task.metric],
+        val_loss=float(losses.mean()),
+        scores=scores,
+        loss_scores=losses,
+        **extra,
+    )
     if train is not None:
         out_t, y_t = train
         t_scores = task.scores(out_t, y_t).double().numpy()
@@ -87,8 +102,7 @@ def evaluate(c: Squeezed, data: Any, task: Task, split: str = "val") -> np.ndarr
     out = ensemble_outputs(c.nets, x, task)
     if split == "val":
         xt, yt = data.tensors("train")
-        c.result = score(c.name, c.name, out, y, task, train=(ensemble_outputs(c.nets, xt, task), yt),
-                         run_id=c.run_id)
+        c.result = score(c.name, c.name, out, y, task, train=(ensemble_outputs(c.nets, xt, task), yt), run_id=c.run_id)
     return out.numpy()
 
 

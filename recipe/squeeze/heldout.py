@@ -40,8 +40,15 @@ class TestRow:
     latency_ms: float | None = None
 
     def as_dict(self, metric: str) -> dict[str, Any]:
-        row = {"model": self.model, "kind": self.kind, "metric": metric, "value": self.interval.value,
-               "low": self.interval.low, "high": self.interval.high, "n": int(len(self.scores))}
+        row = {
+            "model": self.model,
+            "kind": self.kind,
+            "metric": metric,
+            "value": self.interval.value,
+            "low": self.interval.low,
+            "high": self.interval.high,
+            "n": int(len(self.scores)),
+        }
         if self.params is not None:
             row["params"] = self.params
         if self.latency_ms is not None:
@@ -55,9 +62,12 @@ def previous_reads(experiment: str, fingerprint: str, current_run: str) -> list[
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    runs = client.search_runs([exp.experiment_id], filter_string=(
-        f"tags.`{TAG_TEST_READ}` = 'true' and tags.`{tracking.TAG_FINGERPRINT}` = '{fingerprint}'"),
-        order_by=["attributes.start_time DESC"], max_results=50)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(f"tags.`{TAG_TEST_READ}` = 'true' and tags.`{tracking.TAG_FINGERPRINT}` = '{fingerprint}'"),
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
     return [r for r in runs if r.info.run_id != current_run]
 
 
@@ -65,8 +75,9 @@ def model_row(c: Squeezed, kind: str, data: Any, task: Task, n_boot: int, seed: 
     """A candidate's test row (scores of its ensembled outputs)."""
     x, y = data.tensors("test")
     scores = task.scores(ensemble_outputs(c.nets, x, task), y).double().numpy()
-    return TestRow(f"{c.name}: {c.what}", kind, scores, bootstrap_ci(scores, n_resamples=n_boot, seed=seed),
-                   params=c.params)
+    return TestRow(
+        f"{c.name}: {c.what}", kind, scores, bootstrap_ci(scores, n_resamples=n_boot, seed=seed), params=c.params
+    )
 
 
 def dumb_row(data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
@@ -86,19 +97,30 @@ def linear_row(cfg: RecipeConfig, data: Any, task: Task, n_boot: int, seed: int)
     stages.baselines.linear_steps steps, no augmentation) and scored on test."""
     b = cfg.stages.baselines
     steps_per_epoch = max(1, math.ceil(data.split_sizes.get("train", 1) / cfg.data.batch_size))
-    lin = cfg.with_overrides({
-        "model.name": "linear", "model.kwargs": {}, "model.dropout": 0.0, "model.init_from": None,
-        "optim.name": "adam", "optim.lr": b.linear_lr * (max(1.0, data.target_std or 1.0) if not task.classifier
-                                                          else 1.0),
-        "optim.weight_decay": 0.0, "schedule.name": "constant", "data.augment": [], "trainer.ema_decay": None,
-        "budget.early_stopping": None, "trainer.progress": False,
-    })
-    r = fit(lin, data, epochs=max(5, math.ceil(b.linear_steps / steps_per_epoch)), evaluate=False, log=False,
-            validate=False)
+    lin = cfg.with_overrides(
+        {
+            "model.name": "linear",
+            "model.kwargs": {},
+            "model.dropout": 0.0,
+            "model.init_from": None,
+            "optim.name": "adam",
+            "optim.lr": b.linear_lr * (max(1.0, data.target_std or 1.0) if not task.classifier else 1.0),
+            "optim.weight_decay": 0.0,
+            "schedule.name": "constant",
+            "data.augment": [],
+            "trainer.ema_decay": None,
+            "budget.early_stopping": None,
+            "trainer.progress": False,
+        }
+    )
+    r = fit(
+        lin, data, epochs=max(5, math.ceil(b.linear_steps / steps_per_epoch)), evaluate=False, log=False, validate=False
+    )
     x, y = data.tensors("test")
     scores = task.scores(ensemble_outputs([r.model.cpu()], x, task), y).double().numpy()
-    return TestRow("linear baseline (stage 2's, retrained)", "linear", scores,
-                   bootstrap_ci(scores, n_resamples=n_boot, seed=seed))
+    return TestRow(
+        "linear baseline (stage 2's, retrained)", "linear", scores, bootstrap_ci(scores, n_resamples=n_boot, seed=seed)
+    )
 
 
 def classical_row(data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
@@ -107,8 +129,12 @@ def classical_row(data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
     x, y = flat(data, "test")
     scores = c.scores(x, y, task)
     grid = ", ".join(f"{k}={v}" for k, v in c.best_params.items())
-    return TestRow(f"{c.name} ({grid}; {c.seconds:.1f} s)", "classical", scores,
-                   bootstrap_ci(scores, n_resamples=n_boot, seed=seed))
+    return TestRow(
+        f"{c.name} ({grid}; {c.seconds:.1f} s)",
+        "classical",
+        scores,
+        bootstrap_ci(scores, n_resamples=n_boot, seed=seed),
+    )
 
 
 def guarded(rows: list[TestRow], notes: list[str], what: str, make: Callable[[], TestRow]) -> None:

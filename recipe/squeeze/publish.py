@@ -70,8 +70,9 @@ def register(sc: Any, champion: Squeezed) -> Registered:
     spec = spec_for(sc.data, members, description=champion.what)
     try:
         example = raw_examples(sc.data, sc.cfg, ROUND_TRIP_N)
-        version = log_champion(spec, [n.state_dict() for n in champion.nets], registered_name=sc.cfg.name,
-                               example=example.head(2))
+        version = log_champion(
+            spec, [n.state_dict() for n in champion.nets], registered_name=sc.cfg.name, example=example.head(2)
+        )
         loaded = mlflow.pyfunc.load_model(uri).predict(example)
     except Exception as e:  # the registry refused, or the model cannot be loaded: said, not raised
         return Registered(uri=uri, error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
@@ -81,20 +82,34 @@ def register(sc: Any, champion: Squeezed) -> Registered:
         diff = np.abs(loaded[[f"prob_{c}" for c in spec.classes]].to_numpy() - np.exp(trained)).max()
     else:
         diff = np.abs(loaded["prediction"].to_numpy() - trained[:, 0] * spec.target_std - spec.target_mean).max()
-    return Registered(uri=uri, version=str(version.version), max_diff=float(diff), n_checked=len(example),
-                      notes=[f"registered {uri} (version {version.version}): load it with "
-                             f"mlflow.pyfunc.load_model({uri!r}), or `flows predict --model {uri} PATH`"],
-                      artifacts={"champion": uri})
+    return Registered(
+        uri=uri,
+        version=str(version.version),
+        max_diff=float(diff),
+        n_checked=len(example),
+        notes=[
+            f"registered {uri} (version {version.version}): load it with "
+            f"mlflow.pyfunc.load_model({uri!r}), or `flows predict --model {uri} PATH`"
+        ],
+        artifacts={"champion": uri},
+    )
 
 
-def log_tables(cands: dict[str, Squeezed], champion: Squeezed, decisions: dict[str, Any], rows: list[Any],
-               sc: Any) -> None:
+def log_tables(
+    cands: dict[str, Squeezed], champion: Squeezed, decisions: dict[str, Any], rows: list[Any], sc: Any
+) -> None:
     """``squeeze/candidates.json`` (val numbers and decisions) and ``squeeze/test.json`` (the test table)."""
     ref = cands["reference"].result
     for c in cands.values():
         c.result.changes = {"what": c.what}
-    table = table_rows(ref, [c.result for c in cands.values() if c.name != "reference"], decisions, champion.name,
-                       sc.task.higher_is_better, sc.s.criterion)
+    table = table_rows(
+        ref,
+        [c.result for c in cands.values() if c.name != "reference"],
+        decisions,
+        champion.name,
+        sc.task.higher_is_better,
+        sc.s.criterion,
+    )
     tracking.log_dict([{k: _json(v) for k, v in r.items()} for r in table], "squeeze/candidates.json")
     tracking.log_dict([r.as_dict(sc.task.metric) for r in rows], "squeeze/test.json")
 
@@ -109,31 +124,45 @@ def progress(figures: Any, ctx: Any, sc: Any, champion: Squeezed, rows: list[Any
     from recipe.plots.progress import progress_figure
 
     metric = sc.task.metric
-    stages = [(name, float(r.metrics.get(f"val/{metric}", math.nan))) for name, r in ctx.results.items()
-              if name != "inspect"]
+    stages = [
+        (name, float(r.metrics.get(f"val/{metric}", math.nan))) for name, r in ctx.results.items() if name != "inspect"
+    ]
     stages.append(("squeeze", champion.result.val_metric))
     base = ctx.results["baselines"].metrics if "baselines" in ctx.results else {}
-    lines = {sc.task.dumb_name: base.get(sc.task.dumb_key, math.nan),
-             "linear": base.get(f"baseline/linear_{metric}", math.nan)}
+    lines = {
+        sc.task.dumb_name: base.get(sc.task.dumb_key, math.nan),
+        "linear": base.get(f"baseline/linear_{metric}", math.nan),
+    }
     if classical is not None:
         lines[f"classical (test) {classical.model.split(' ')[0]}"] = classical.interval.value
     champ = next(r for r in rows if r.kind == "champion")
     test = (champ.interval.value, champ.interval.low, champ.interval.high)
-    figures.log("plots/recipe_progress.png", lambda: progress_figure(
-        stages, metric, higher_is_better=sc.task.higher_is_better, baselines=lines, test=test))
+    figures.log(
+        "plots/recipe_progress.png",
+        lambda: progress_figure(stages, metric, higher_is_better=sc.task.higher_is_better, baselines=lines, test=test),
+    )
 
 
 def model_card(ctx: Any, sc: Any, result: Any, rows: list[Any], registered: Registered, champion: Squeezed) -> None:
     """The card as ``model_card.md`` on this run and the parent run, and as the registered version's description.
     A failure to write it is a note on the run, never a failed stage."""
-    report = {"recipe": sc.cfg.name, "verdict": _overall([*ctx.results.values(), result]),
-              "parent_run_id": None, "forced": False,
-              "stages": [r.to_dict() for r in ctx.results.values()] + [result.to_dict()]}
+    report = {
+        "recipe": sc.cfg.name,
+        "verdict": _overall([*ctx.results.values(), result]),
+        "parent_run_id": None,
+        "forced": False,
+        "stages": [r.to_dict() for r in ctx.results.values()] + [result.to_dict()],
+    }
     client = MlflowClient()
     parent = client.get_run(sc.run_id).data.tags.get("mlflow.parentRunId")
     report["parent_run_id"] = parent
-    data = {"source": sc.data.manifest.source, "fingerprint": sc.data.fingerprint, "task": sc.task.name,
-            "classes": len(sc.data.classes) or "-", "splits": sc.data.split_sizes}
+    data = {
+        "source": sc.data.manifest.source,
+        "fingerprint": sc.data.fingerprint,
+        "task": sc.task.name,
+        "classes": len(sc.data.classes) or "-",
+        "splits": sc.data.split_sizes,
+    }
     champ_info = {"what": champion.what, "uri": registered.uri or "(not registered)", "version": registered.version}
     text = render_card(report, test_rows=[r.as_dict(sc.task.metric) for r in rows], champion=champ_info, data=data)
     try:

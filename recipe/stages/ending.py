@@ -41,8 +41,16 @@ def finish(
         merged.update(f.metrics)
     checks = [f.check for f in findings]
     gated = [c.verdict for c in checks if gates is None or c.name in set(gates)]
-    return StageResult(stage, Verdict.worst(gated), checks, merged, config, notes=list(notes),
-                       artifacts=dict(artifacts or {}), checkpoint_uri=checkpoint_uri)
+    return StageResult(
+        stage,
+        Verdict.worst(gated),
+        checks,
+        merged,
+        config,
+        notes=list(notes),
+        artifacts=dict(artifacts or {}),
+        checkpoint_uri=checkpoint_uri,
+    )
 
 
 def publish_checkpoint(weights: Path, workdir: Path, name: str) -> tuple[Path, str]:

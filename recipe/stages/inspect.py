@@ -78,8 +78,11 @@ def _validate(m, cfg, docs_dir) -> tuple[Finding, dict[str, Any]]:
         tb = traceback.format_exc()
         tracking.log_text(tb, "gx/error.txt")
         f = finding(
-            "gx_suite", "the manifest meets the Great Expectations suite derived from it",
-            f"Great Expectations failed: {type(e).__name__}: {e}", "every expectation met", Verdict.FAIL,
+            "gx_suite",
+            "the manifest meets the Great Expectations suite derived from it",
+            f"Great Expectations failed: {type(e).__name__}: {e}",
+            "every expectation met",
+            Verdict.FAIL,
             "see gx/error.txt in this run's artifacts; the recipe's own checks above are unaffected",
         )
         return f, {"success": False, "error": f"{type(e).__name__}: {e}"}

@@ -78,12 +78,17 @@ def _judge(ctx: StageContext, rungs: list[_Rung], s: OverfitConfig, data: DataBu
     t, task = final.trained, task_for(data)
     baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
     return [
-        _target_finding(t, s, len(rungs) - 1), _ladder_finding(rungs, s), _finite(t),
+        _target_finding(t, s, len(rungs) - 1),
+        _ladder_finding(rungs, s),
+        _finite(t),
         baseline_bar_check(t.val.metric, task, baselines, what=f"val {task.metric}"),
         *diagnose_curves(
-            [h["train/loss"] for h in t.history], [h.get("val/loss", math.nan) for h in t.history],
-            steps=t.smooth_losses, reference_loss=task.init_loss_of(data, init_bias=final.cfg.model.init_bias).value,
-            train_target_met=final.met, expect_overfit=True,
+            [h["train/loss"] for h in t.history],
+            [h.get("val/loss", math.nan) for h in t.history],
+            steps=t.smooth_losses,
+            reference_loss=task.init_loss_of(data, init_bias=final.cfg.model.init_bias).value,
+            train_target_met=final.met,
+            expect_overfit=True,
         ),
         update_ratio_check(final.update_ratios, s.update_ratio_low, s.update_ratio_high),
     ]
@@ -92,13 +97,15 @@ def _judge(ctx: StageContext, rungs: list[_Rung], s: OverfitConfig, data: DataBu
 def _metrics(rungs: list[_Rung]) -> dict[str, float]:
     final = rungs[-1]
     return final.trained.summary("overfit/") | {
-        "overfit/lr": final.cfg.optim.lr, "overfit/rungs": float(len(rungs) - 1),
+        "overfit/lr": final.cfg.optim.lr,
+        "overfit/rungs": float(len(rungs) - 1),
         "overfit/target_met": float(final.met),
     }
 
 
-def _finish(ctx: StageContext, final: _Rung, findings: list[Finding], metrics: dict[str, float],
-            notes: list[str]) -> StageResult:
+def _finish(
+    ctx: StageContext, final: _Rung, findings: list[Finding], metrics: dict[str, float], notes: list[str]
+) -> StageResult:
     """Publish the final weights; hand on the trained config with the user's budget (early stopping off)."""
     cfg, t = final.cfg, final.trained
     checkpoint, checkpoint_uri = publish_checkpoint(t.weights_path, ctx.workdir, "overfit.pt")
@@ -111,15 +118,24 @@ def _finish(ctx: StageContext, final: _Rung, findings: list[Finding], metrics: d
     artifacts = {"checkpoint_path": str(checkpoint)}
     if ctx.cfg.stages.overfit.lr_finder:
         artifacts["lr_finder"] = tracking.artifact_uri("overfit/lr_finder.json")
-    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes, artifacts=artifacts,
-                  checkpoint_uri=checkpoint_uri)
+    return finish(
+        STAGE,
+        findings,
+        handed_on,
+        gates=GATES,
+        metrics=metrics,
+        notes=notes,
+        artifacts=artifacts,
+        checkpoint_uri=checkpoint_uri,
+    )
 
 
 # --- 1. don't be a hero --------------------------------------------------------------------------------------
 
 
-def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
-              device_type: str) -> tuple[RecipeConfig, list[str], Finding]:
+def hero_free(
+    cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...], device_type: str
+) -> tuple[RecipeConfig, list[str], Finding]:
     """The config the stage trains with, the changes from ``cfg`` ("key: old -> new"), and the architecture check."""
     image = len(in_shape) == 3
     name, why = _architecture(cfg.model.name, s.architecture, image, device_type)
@@ -129,10 +145,18 @@ def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
     if name != cfg.model.name and cfg.model.kwargs:
         updates["model.kwargs"] = {}  # kwargs belong to the model they were written for
     if s.optimizer == "adam":
-        updates.update({"optim.name": "adam", "optim.lr": s.lr, "schedule.name": "constant",
-                        "schedule.warmup_steps": 0})
-    updates.update({"optim.weight_decay": 0.0, "model.dropout": 0.0, "data.augment": [],
-                    "budget.early_stopping": None, "model.init_from": None})
+        updates.update(
+            {"optim.name": "adam", "optim.lr": s.lr, "schedule.name": "constant", "schedule.warmup_steps": 0}
+        )
+    updates.update(
+        {
+            "optim.weight_decay": 0.0,
+            "model.dropout": 0.0,
+            "data.augment": [],
+            "budget.early_stopping": None,
+            "model.init_from": None,
+        }
+    )
     if s.epochs:
         updates["budget.epochs"] = s.epochs
     new = cfg.with_overrides(updates)
@@ -140,8 +164,11 @@ def hero_free(cfg: RecipeConfig, s: OverfitConfig, in_shape: tuple[int, ...],
     changes = [f"{k}: {before.get(k)!r} -> {v!r}" for k, v in after.items() if before.get(k) != v]
     kind = "images" if image else "tables"
     arch = finding(
-        "architecture", f"a known architecture fit for {kind} on a {device_type} (don't be a hero)",
-        f"{describe_model(new)}: {why}", "cnn / resnet for images (resnet18/34 on a GPU), mlp for tables", PASS,
+        "architecture",
+        f"a known architecture fit for {kind} on a {device_type} (don't be a hero)",
+        f"{describe_model(new)}: {why}",
+        "cnn / resnet for images (resnet18/34 on a GPU), mlp for tables",
+        PASS,
     )
     return new, changes, arch
 
@@ -173,22 +200,33 @@ def _architecture(name: str, setting: str, image: bool, device_type: str) -> tup
 # --- 2. the learning rate ------------------------------------------------------------------------------------
 
 
-def _lr_finder(cfg: RecipeConfig, data: DataBundle, s: OverfitConfig,
-               figures: Figures) -> tuple[float, Finding, dict[str, float]]:
+def _lr_finder(
+    cfg: RecipeConfig, data: DataBundle, s: OverfitConfig, figures: Figures
+) -> tuple[float, Finding, dict[str, float]]:
     model = build_for(cfg, data)
     trainer = make_trainer(cfg, model, data)
     finder = lr_find(trainer, min_lr=s.lr_min, max_lr=s.lr_max, num_steps=s.lr_steps, rule=s.lr_rule)
     sugg = finder.suggestion
     start = cfg.optim.lr
     lr, f = decide_lr(start, sugg, s.lr_tolerance, s.lr_max)
-    tracking.log_dict({"lrs": finder.lrs, "losses": _jsonable(finder.losses),
-                       "smooth_losses": _jsonable(finder.smooth_losses), "stop_reason": finder.stop_reason,
-                       "suggestion": dataclasses.asdict(sugg), "start_lr": start, "chosen_lr": lr},
-                      "overfit/lr_finder.json")
+    tracking.log_dict(
+        {
+            "lrs": finder.lrs,
+            "losses": _jsonable(finder.losses),
+            "smooth_losses": _jsonable(finder.smooth_losses),
+            "stop_reason": finder.stop_reason,
+            "suggestion": dataclasses.asdict(sugg),
+            "start_lr": start,
+            "chosen_lr": lr,
+        },
+        "overfit/lr_finder.json",
+    )
     from recipe.plots.curves import lr_finder_figure
 
-    figures.log("plots/lr_finder.png",
-                lambda: lr_finder_figure(finder.lrs, finder.losses, finder.smooth_losses, sugg, start, lr))
+    figures.log(
+        "plots/lr_finder.png",
+        lambda: lr_finder_figure(finder.lrs, finder.losses, finder.smooth_losses, sugg, start, lr),
+    )
     return lr, f, {**sugg.to_metrics(), "lr_finder/chosen": lr}
 
 
@@ -198,17 +236,30 @@ def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float)
     name = "lr_finder"
     hypothesis = f"the starting lr {start:g} lies in the LR finder's good region"
     if sugg.lr is None:
-        return start, finding(name, hypothesis, f"no suggestion: {sugg.reason}; kept {start:g}",
-                              "a sweep whose smoothed loss falls, then rises", WARN,
-                              "look at plots/lr_finder.png: a flat sweep means the model barely responds to its "
-                              "learning rate (frozen layers? a loss that ignores the output?)")
+        return start, finding(
+            name,
+            hypothesis,
+            f"no suggestion: {sugg.reason}; kept {start:g}",
+            "a sweep whose smoothed loss falls, then rises",
+            WARN,
+            "look at plots/lr_finder.png: a flat sweep means the model barely responds to its "
+            "learning rate (frozen layers? a loss that ignores the output?)",
+        )
     lo, hi = sugg.lr / tolerance, min(sugg.lr * tolerance, sugg.lr_at_min)
-    where = (f"suggestion {sugg.lr:.2g} ({sugg.rule}), loss minimum at {sugg.lr_at_min:.2g}, "
-             f"steepest fall at {sugg.lr_steepest:.2g}")
+    where = (
+        f"suggestion {sugg.lr:.2g} ({sugg.rule}), loss minimum at {sugg.lr_at_min:.2g}, "
+        f"steepest fall at {sugg.lr_steepest:.2g}"
+    )
     expected = f"lr in [{lo:.2g}, {hi:.2g}]"
     at_end = sugg.lr_at_min >= lr_max / 1.5
-    advice = ("the loss was still lowest at the end of the sweep: raise stages.overfit.lr_max, or the model barely "
-              "responds to its learning rate") if at_end else ""
+    advice = (
+        (
+            "the loss was still lowest at the end of the sweep: raise stages.overfit.lr_max, or the model barely "
+            "responds to its learning rate"
+        )
+        if at_end
+        else ""
+    )
     verdict = WARN if at_end else PASS
     if lo <= start <= hi:
         return start, finding(name, hypothesis, f"kept {start:g}: {where}", expected, verdict, advice)
@@ -220,8 +271,9 @@ def decide_lr(start: float, sugg: LRSuggestion, tolerance: float, lr_max: float)
 
 
 class _Rung:
-    def __init__(self, cfg: RecipeConfig, trained: FitResult, met: bool, text: str, run_id: str,
-                 update_ratios: list) -> None:
+    def __init__(
+        self, cfg: RecipeConfig, trained: FitResult, met: bool, text: str, run_id: str, update_ratios: list
+    ) -> None:
         self.cfg, self.trained, self.met, self.text, self.run_id = cfg, trained, met, text, run_id
         self.update_ratios = update_ratios  # (step, {layer: log10 update/weight ratio}) every 10 steps
         self.top = ""  # why the ladder could not grow past this rung
@@ -282,7 +334,11 @@ def _target_finding(t: FitResult, s: OverfitConfig, rung: int) -> Finding:
     expected = _target_text(s, t.data.task)
     observed = f"{text} (eval mode, {len(t.train.scores)} training samples) after {t.epochs} epochs at rung {rung}"
     return finding(
-        "train_target", f"the model fits the training set: {expected}", observed, expected, PASS if met else FAIL,
+        "train_target",
+        f"the model fits the training set: {expected}",
+        observed,
+        expected,
+        PASS if met else FAIL,
         "the model cannot fit its own training data: look at plots/curves.png and the curves_* checks (too low a "
         "learning rate? too few epochs?), raise stages.overfit.max_rungs or the budget, and re-check the labels",
     )
@@ -293,8 +349,9 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
     met = rungs[-1].met
     grew = len(rungs) - 1
     if met:
-        observed = f"reached the target at rung {grew}" + (f" after growing {grew} time(s): {steps}" if grew else
-                                                           f": {steps}")
+        observed = f"reached the target at rung {grew}" + (
+            f" after growing {grew} time(s): {steps}" if grew else f": {steps}"
+        )
     elif rungs[-1].trained.diverged:
         observed = f"stopped at rung {grew}: the loss diverged ({steps})"
     else:
@@ -302,8 +359,11 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
         if rungs[-1].top:
             observed += f"; cannot grow further: {rungs[-1].top}"
     return finding(
-        "capacity_ladder", "a model on the capacity ladder (one change per rung) reaches the training target",
-        observed, f"the target within {s.max_rungs} growth step(s)", PASS if met else WARN,
+        "capacity_ladder",
+        "a model on the capacity ladder (one change per rung) reaches the training target",
+        observed,
+        f"the target within {s.max_rungs} growth step(s)",
+        PASS if met else WARN,
         "every rung fell short: the problem is probably not capacity (see the curves_* checks), or the budget is "
         "too small for the bigger models",
     )
@@ -312,8 +372,12 @@ def _ladder_finding(rungs: list[_Rung], s: OverfitConfig) -> Finding:
 def _finite(t: FitResult) -> Finding:
     ok = not t.diverged
     return finding(
-        "finite_loss", "the training loss stays finite", "finite" if ok else t.divergence,
-        "finite", PASS if ok else FAIL, "lower optim.lr (try 10x smaller) or set trainer.grad_clip",
+        "finite_loss",
+        "the training loss stays finite",
+        "finite" if ok else t.divergence,
+        "finite",
+        PASS if ok else FAIL,
+        "lower optim.lr (try 10x smaller) or set trainer.grad_clip",
     )
 
 
@@ -325,12 +389,19 @@ def _log_figures(rungs: list[_Rung], s: OverfitConfig, figures: Figures) -> None
 
     metric = task_for(rungs[-1].trained.data).metric
     histories = {f"rung{i}": r.trained.history for i, r in enumerate(rungs)}
-    titles = {f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
-                          f"val {r.trained.val.metric:.4f}" for i, r in enumerate(rungs)}
-    figures.log("plots/curves.png", lambda: curves_figure(histories, titles=titles,
-                                                          title="overfit: train vs validation loss per rung"))
-    figures.log("plots/update_ratio.png",
-                lambda: update_ratio_figure(rungs[-1].update_ratios, s.update_ratio_low, s.update_ratio_high))
+    titles = {
+        f"rung{i}": f"rung {i}: {describe_model(r.cfg)}\ntrain {metric} {r.trained.train.metric:.4f}, "
+        f"val {r.trained.val.metric:.4f}"
+        for i, r in enumerate(rungs)
+    }
+    figures.log(
+        "plots/curves.png",
+        lambda: curves_figure(histories, titles=titles, title="overfit: train vs validation loss per rung"),
+    )
+    figures.log(
+        "plots/update_ratio.png",
+        lambda: update_ratio_figure(rungs[-1].update_ratios, s.update_ratio_low, s.update_ratio_high),
+    )
 
 
 def _jsonable(values: list[float]) -> list[float | str]:

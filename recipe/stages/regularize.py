@@ -98,8 +98,7 @@ def run(ctx: StageContext) -> StageResult:
         return _reference_failed(reference, base, notes)
     specs = candidate_specs(base, s, data)
     ab = _ablate(runner, reference, specs, s, notes)
-    rows = table_rows(reference, ab.candidates, ab.decisions, ab.chosen.name, runner.task.higher_is_better,
-                      s.criterion)
+    rows = table_rows(reference, ab.candidates, ab.decisions, ab.chosen.name, runner.task.higher_is_better, s.criterion)
     table = markdown_table(rows, runner.task.metric)
     tracking.log_dict(rows_json(rows), "regularize/candidates.json")
     tracking.log_text(table + "\n", "regularize/candidates.md")
@@ -134,15 +133,21 @@ def _init_path(prev: StageResult | None, ctx: StageContext, s: RegularizeConfig,
 
 
 def _reference_failed(reference: CandidateResult, base: RecipeConfig, notes: list[str]) -> StageResult:
-    f = finding("reference_trains", "the overfit stage's config trains again as the unregularised reference",
-                f"{reference.status}: {reference.note}", "a trained reference", FAIL,
-                "the config the overfit stage handed on does not train: rerun overfit, or look at the "
-                "reference's nested MLflow run")
+    f = finding(
+        "reference_trains",
+        "the overfit stage's config trains again as the unregularised reference",
+        f"{reference.status}: {reference.note}",
+        "a trained reference",
+        FAIL,
+        "the config the overfit stage handed on does not train: rerun overfit, or look at the "
+        "reference's nested MLflow run",
+    )
     return finish(STAGE, [f], base, notes=notes)
 
 
-def _ablate(runner: _Runner, reference: CandidateResult, specs: list[Spec], s: RegularizeConfig,
-            notes: list[str]) -> Ablation:
+def _ablate(
+    runner: _Runner, reference: CandidateResult, specs: list[Spec], s: RegularizeConfig, notes: list[str]
+) -> Ablation:
     """Train every spec, decide each against the reference, combine the best kept change of each kind (when
     two or more kinds were kept), and choose."""
     higher = runner.task.higher_is_better
@@ -157,8 +162,15 @@ def _ablate(runner: _Runner, reference: CandidateResult, specs: list[Spec], s: R
         combined = runner.run(Spec("combined", "combined", changes))
         decisions["combined"] = decide(reference, combined, **rule)
         candidates.append(combined)
-    choice = choose(reference, picked, combined, higher_is_better=higher, criterion=s.criterion, noise_z=s.noise_z,
-                    min_delta=s.min_delta)
+    choice = choose(
+        reference,
+        picked,
+        combined,
+        higher_is_better=higher,
+        criterion=s.criterion,
+        noise_z=s.noise_z,
+        min_delta=s.min_delta,
+    )
     return Ablation(candidates, decisions, choice)
 
 
@@ -173,15 +185,27 @@ def _findings(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab
     t_ref, t_chosen = runner.trained[reference.name], runner.trained[chosen.name]
     judged = {"metric": task.metric, "criterion": s.criterion}
     return [
-        improves_on_reference(reference, chosen, ab.choice, decisions=ab.decisions, ref_history=t_ref.history,
-                              init_loss=runner.init_loss, **judged),
+        improves_on_reference(
+            reference,
+            chosen,
+            ab.choice,
+            decisions=ab.decisions,
+            ref_history=t_ref.history,
+            init_loss=runner.init_loss,
+            **judged,
+        ),
         gap_shrinks(reference, chosen, task.higher_is_better, **judged),
         baseline_bar_check(chosen.val_metric, task, _baselines(ctx), what=f"val {task.metric}"),
-        *[candidate_finding(c, ab.decisions.get(c.name), reference, higher=task.higher_is_better, **judged)
-          for c in ab.candidates],
-        *diagnose_curves([h["train/loss"] for h in t_chosen.history],
-                         [h.get("val/loss", math.nan) for h in t_chosen.history], steps=t_chosen.smooth_losses,
-                         reference_loss=runner.init_loss),
+        *[
+            candidate_finding(c, ab.decisions.get(c.name), reference, higher=task.higher_is_better, **judged)
+            for c in ab.candidates
+        ],
+        *diagnose_curves(
+            [h["train/loss"] for h in t_chosen.history],
+            [h.get("val/loss", math.nan) for h in t_chosen.history],
+            steps=t_chosen.smooth_losses,
+            reference_loss=runner.init_loss,
+        ),
     ]
 
 
@@ -195,18 +219,33 @@ def _notes(base: RecipeConfig, s: RegularizeConfig, ab: Ablation, specs: list[Sp
     ]
 
 
-def _finish(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab: Ablation,
-            findings: list[Finding], notes: list[str]) -> StageResult:
+def _finish(
+    ctx: StageContext,
+    runner: _Runner,
+    reference: CandidateResult,
+    ab: Ablation,
+    findings: list[Finding],
+    notes: list[str],
+) -> StageResult:
     """Publish the chosen weights and hand on the chosen config (the base plus the chosen changes)."""
     chosen, task = ab.chosen, runner.task
     weights = runner.trained[chosen.name].weights_path
     checkpoint, checkpoint_uri = publish_checkpoint(weights, ctx.workdir, "regularize.pt")
     handed_on = runner.base.with_overrides(chosen.changes) if chosen.changes else runner.base
-    metrics = _metrics(reference, chosen, ab.candidates, ab.decisions, task.metric, task.higher_is_better,
-                       runner.s.criterion)
+    metrics = _metrics(
+        reference, chosen, ab.candidates, ab.decisions, task.metric, task.higher_is_better, runner.s.criterion
+    )
     artifacts = {"checkpoint_path": str(checkpoint), "candidates": tracking.artifact_uri("regularize/candidates.json")}
-    return finish(STAGE, findings, handed_on, gates=GATES, metrics=metrics, notes=notes, artifacts=artifacts,
-                  checkpoint_uri=checkpoint_uri)
+    return finish(
+        STAGE,
+        findings,
+        handed_on,
+        gates=GATES,
+        metrics=metrics,
+        notes=notes,
+        artifacts=artifacts,
+        checkpoint_uri=checkpoint_uri,
+    )
 
 
 # --- the candidates ------------------------------------------------------------------------------------------
@@ -217,12 +256,15 @@ def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -
     image = len(data.in_shape) == 3
     wd_optim = "adamw" if base.optim.name in ("adam", "adamw") else base.optim.name
     specs = [_augment_spec(s.augment, image)] if s.augment else []
-    specs += [Spec(f"weight_decay_{wd:g}", "weight_decay", {"optim.name": wd_optim, "optim.weight_decay": wd})
-              for wd in s.weight_decay]
+    specs += [
+        Spec(f"weight_decay_{wd:g}", "weight_decay", {"optim.name": wd_optim, "optim.weight_decay": wd})
+        for wd in s.weight_decay
+    ]
     specs += [_dropout_spec(base, p) for p in s.dropout]
     if s.early_stopping:
-        specs.append(Spec(f"early_stopping_{s.early_stopping}", "early_stopping",
-                          {"budget.early_stopping": s.early_stopping}))
+        specs.append(
+            Spec(f"early_stopping_{s.early_stopping}", "early_stopping", {"budget.early_stopping": s.early_stopping})
+        )
     if s.smaller_input:
         specs.append(_smaller_input_spec(data.in_shape, s.smaller_input))
     if s.smaller_batch:
@@ -230,8 +272,13 @@ def candidate_specs(base: RecipeConfig, s: RegularizeConfig, data: DataBundle) -
     if s.init_from:
         specs.append(Spec("pretrained", "pretrained", {"model.init_from": s.init_from}))
     else:
-        specs.append(Spec("pretrained", "pretrained", skip="no checkpoint given (stages.regularize.init_from): "
-                                                           "nothing is downloaded"))
+        specs.append(
+            Spec(
+                "pretrained",
+                "pretrained",
+                skip="no checkpoint given (stages.regularize.init_from): nothing is downloaded",
+            )
+        )
     return specs
 
 
@@ -253,8 +300,11 @@ def _dropout_spec(base: RecipeConfig, p: float) -> Spec:
 
 def _smaller_input_spec(in_shape: tuple[int, ...], factor: float) -> Spec:
     if len(in_shape) != 3:
-        return Spec("smaller_input", "input", skip="tables: dropping features is not automated (see the inspect "
-                                                   "stage's feature checks)")
+        return Spec(
+            "smaller_input",
+            "input",
+            skip="tables: dropping features is not automated (see the inspect stage's feature checks)",
+        )
     side = min(in_shape[1:])
     new = max(4, round(side * factor))
     if new < side:
@@ -272,8 +322,9 @@ def _smaller_batch_spec(bs: int, factor: float) -> Spec:
 class _Runner:
     """Trains specs in nested MLflow runs and keeps what the stage needs from each."""
 
-    def __init__(self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig,
-                 init_path: Path | None) -> None:
+    def __init__(
+        self, ctx: StageContext, base: RecipeConfig, data: DataBundle, s: RegularizeConfig, init_path: Path | None
+    ) -> None:
         self.ctx, self.base, self.data, self.s, self.init_path = ctx, base, data, s, init_path
         self.task = task_for(data)
         self.init_loss = self.task.init_loss_of(data, init_bias=base.model.init_bias).value  # curves' reference
@@ -291,7 +342,8 @@ class _Runner:
             return CandidateResult(spec.name, spec.group, spec.changes, status="failed", note=str(e))
         arch = ("name", "width", "depth", "kwargs")  # what decides the tensor shapes (dropout does not)
         same_shape = all(getattr(cfg.model, k) == getattr(self.base.model, k) for k in arch) and (
-            cfg.data.image_size == self.base.data.image_size)
+            cfg.data.image_size == self.base.data.image_size
+        )
         init = self.init_path if same_shape and not cfg.model.init_from else None
         with tracking.start_run(f"{STAGE}:{spec.name}", tags, params=cfg.flat(), nested=True) as run:
             try:
@@ -299,11 +351,19 @@ class _Runner:
                 t.save(self.ctx.workdir / "candidates" / f"{safe_name(spec.name)}.pt")
             except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
                 tracking.set_tags({tracking.TAG_VERDICT: "fail"})
-                return CandidateResult(spec.name, spec.group, spec.changes, status="failed",
-                                       note=f"{type(e).__name__}: {e}", run_id=run.info.run_id)
-            tracking.log_metrics({f"eval/train_{k}": v for k, v in t.train.metrics.items()}
-                                 | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
-                                 | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss})
+                return CandidateResult(
+                    spec.name,
+                    spec.group,
+                    spec.changes,
+                    status="failed",
+                    note=f"{type(e).__name__}: {e}",
+                    run_id=run.info.run_id,
+                )
+            tracking.log_metrics(
+                {f"eval/train_{k}": v for k, v in t.train.metrics.items()}
+                | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
+                | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss}
+            )
         self.trained[spec.name] = t
         if self.ref_targets is None:
             self.ref_targets = t.val.targets
@@ -311,13 +371,28 @@ class _Runner:
         same = self.ref_targets is not None and np.array_equal(self.ref_targets, t.val.targets)
         note = t.init_note + ("" if same else "; validation samples differ from the reference: no paired noise")
         if t.diverged:
-            return CandidateResult(spec.name, spec.group, spec.changes, status="failed", run_id=run.info.run_id,
-                                   note=f"diverged: {t.stop_reason}")
+            return CandidateResult(
+                spec.name,
+                spec.group,
+                spec.changes,
+                status="failed",
+                run_id=run.info.run_id,
+                note=f"diverged: {t.stop_reason}",
+            )
         return CandidateResult(
-            spec.name, spec.group, spec.changes, val_metric=t.val.metric, train_metric=t.train.metric,
-            val_loss=t.val.loss, train_loss=t.train.loss, scores=t.val.scores if same else None,
+            spec.name,
+            spec.group,
+            spec.changes,
+            val_metric=t.val.metric,
+            train_metric=t.train.metric,
+            val_loss=t.val.loss,
+            train_loss=t.train.loss,
+            scores=t.val.scores if same else None,
             loss_scores=t.val.losses if same else None,
-            note=note.strip("; "), run_id=run.info.run_id, seconds=t.seconds, epochs=t.epochs,
+            note=note.strip("; "),
+            run_id=run.info.run_id,
+            seconds=t.seconds,
+            epochs=t.epochs,
         )
 
 
@@ -338,14 +413,23 @@ def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
 # --- checks --------------------------------------------------------------------------------------------------
 
 
-def _metrics(ref: CandidateResult, chosen: CandidateResult, cands: list[CandidateResult],
-             decisions: dict[str, Decision], metric: str, higher: bool,
-             criterion: str) -> dict[str, float]:
+def _metrics(
+    ref: CandidateResult,
+    chosen: CandidateResult,
+    cands: list[CandidateResult],
+    decisions: dict[str, Decision],
+    metric: str,
+    higher: bool,
+    criterion: str,
+) -> dict[str, float]:
     out = {
-        f"regularize/val_{metric}": chosen.val_metric, f"regularize/train_{metric}": chosen.train_metric,
-        "regularize/val_loss": chosen.val_loss, "regularize/train_loss": chosen.train_loss,
+        f"regularize/val_{metric}": chosen.val_metric,
+        f"regularize/train_{metric}": chosen.train_metric,
+        "regularize/val_loss": chosen.val_loss,
+        "regularize/train_loss": chosen.train_loss,
         "regularize/gap": chosen.gap(higher, criterion),
-        f"regularize/reference_val_{metric}": ref.val_metric, "regularize/reference_val_loss": ref.val_loss,
+        f"regularize/reference_val_{metric}": ref.val_metric,
+        "regularize/reference_val_loss": ref.val_loss,
         "regularize/reference_gap": ref.gap(higher, criterion),
         "regularize/candidates": float(sum(c.ok for c in cands)),
         "regularize/kept": float(sum(d.kept for d in decisions.values())),
@@ -374,15 +458,26 @@ def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, baselines
     for label, key in baseline_keys(runner.data):
         if baselines and isinstance(baselines.get(key), (int, float)):
             bars[f"{label} baseline"] = float(baselines[key])
-    figures.log("plots/regularize_comparison.png",
-                lambda: comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z))
+    figures.log(
+        "plots/regularize_comparison.png",
+        lambda: comparison_figure(rows, metric, higher_is_better=higher, bars=bars, noise_z=s.noise_z),
+    )
     by_name = {r["name"]: r for r in rows}
     histories = {n: t.history for n, t in runner.trained.items()}
-    titles = {n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
-                 f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
-              for n in histories if n in by_name}
-    figures.log("plots/regularize_curves.png", lambda: curves_figure(
-        histories, titles=titles, reference=ref.name,
-        title="regularize: train (solid) vs validation (dashed) loss per candidate"))
+    titles = {
+        n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
+        f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
+        for n in histories
+        if n in by_name
+    }
+    figures.log(
+        "plots/regularize_curves.png",
+        lambda: curves_figure(
+            histories,
+            titles=titles,
+            reference=ref.name,
+            title="regularize: train (solid) vs validation (dashed) loss per candidate",
+        ),
+    )
     t = runner.trained[chosen.name]
     figures.log("plots/first_layer.png", lambda: first_layer_figure(t.model, t.data.in_shape))

@@ -29,8 +29,6 @@ import time
 from typing import Any
 
 import mlflow
-import numpy as np
-from mlflow import MlflowClient
 
 from recipe import tracking
 from recipe.checks import squeeze as judge
@@ -57,8 +55,9 @@ def run(ctx: StageContext) -> StageResult:
     for c in cands.values():
         evaluate(c, sc.data, sc.task)
     pairs = [(c.result, c.cost) for c in cands.values()]
-    champ_r, best_r, decisions, reason = judge.choose_champion(pairs, task=sc.task, criterion=sc.s.criterion,
-                                                              noise_z=sc.s.noise_z)
+    champ_r, best_r, decisions, reason = judge.choose_champion(
+        pairs, task=sc.task, criterion=sc.s.criterion, noise_z=sc.s.noise_z
+    )
     champion = next(c for c in cands.values() if c.result is champ_r)
     single = _best_single(cands, sc)
     rows, test_notes, classical = _test(sc, champion, single, cands)
@@ -72,9 +71,16 @@ def run(ctx: StageContext) -> StageResult:
     publish.log_tables(cands, champion, decisions, rows, sc)
     publish.progress(figures, ctx, sc, champion, rows, classical)
     notes += [f"champion: {champion.what} ({reason})", *registered.notes, *figures.close()]
-    result = finish(STAGE, findings, champion.cfgs[0], gates=judge.GATES, metrics=metrics, notes=notes,
-                    artifacts={"test": tracking.artifact_uri("squeeze/test.json"), **registered.artifacts},
-                    checkpoint_uri=registered.uri)
+    result = finish(
+        STAGE,
+        findings,
+        champion.cfgs[0],
+        gates=judge.GATES,
+        metrics=metrics,
+        notes=notes,
+        artifacts={"test": tracking.artifact_uri("squeeze/test.json"), **registered.artifacts},
+        checkpoint_uri=registered.uri,
+    )
     publish.model_card(ctx, sc, result, rows, registered, champion)
     return result
 
@@ -88,8 +94,17 @@ def _context(ctx: StageContext) -> tuple[runs.Context, list[str]]:
     from recipe.stages.tune import cores
 
     parallel = max(1, ctx.cfg.stages.tune.parallel)
-    sc = runs.Context(ctx, cfg, data, task_for(data), s, s.epochs or cfg.budget.epochs, active.info.run_id,
-                      active.info.experiment_id, threads=max(1, cores() // parallel))
+    sc = runs.Context(
+        ctx,
+        cfg,
+        data,
+        task_for(data),
+        s,
+        s.epochs or cfg.budget.epochs,
+        active.info.run_id,
+        active.info.experiment_id,
+        threads=max(1, cores() // parallel),
+    )
     if ctx.map.__name__ == "map_in_process":
         share_data(data)
     start = f"the {prev.stage} stage's config" if prev is not None else "the incoming config (no tune result)"
@@ -98,12 +113,19 @@ def _context(ctx: StageContext) -> tuple[runs.Context, list[str]]:
 
 def _candidates(sc: runs.Context, members: list[Squeezed], notes: list[str]) -> dict[str, Squeezed]:
     out: dict[str, Squeezed] = {"reference": members[0]}
-    members[0].name, members[0].what = "reference", f"the tuned config, {sc.epochs} epochs (member 0, seed {sc.cfg.seed})"
+    members[0].name, members[0].what = (
+        "reference",
+        f"the tuned config, {sc.epochs} epochs (member 0, seed {sc.cfg.seed})",
+    )
     ensemble = None
     if len(members) > 1:
-        ensemble = Squeezed("ensemble", f"ensemble of {len(members)} members (seeds {sc.cfg.seed}.."
-                            f"{sc.cfg.seed + len(members) - 1}), probabilities averaged",
-                            [n for m in members for n in m.nets], [m.cfgs[0] for m in members])
+        ensemble = Squeezed(
+            "ensemble",
+            f"ensemble of {len(members)} members (seeds {sc.cfg.seed}.."
+            f"{sc.cfg.seed + len(members) - 1}), probabilities averaged",
+            [n for m in members for n in m.nets],
+            [m.cfgs[0] for m in members],
+        )
         out["ensemble"] = ensemble
     for c in runs.averaged(sc):
         out[c.name] = c
@@ -132,8 +154,9 @@ def _best_single(cands: dict[str, Squeezed], sc: runs.Context) -> Squeezed:
     return max(singles, key=lambda c: sc.task.gain(c.result.val_metric, 0.0))
 
 
-def _test(sc: runs.Context, champion: Squeezed, single: Squeezed,
-          cands: dict[str, Squeezed]) -> tuple[list[heldout.TestRow], list[str], heldout.TestRow | None]:
+def _test(
+    sc: runs.Context, champion: Squeezed, single: Squeezed, cands: dict[str, Squeezed]
+) -> tuple[list[heldout.TestRow], list[str], heldout.TestRow | None]:
     """The fixed list, scored once on the test split."""
     n, seed = sc.s.bootstrap, sc.cfg.seed
     rows: list[heldout.TestRow] = []
@@ -160,44 +183,79 @@ def _row(rows: list[heldout.TestRow], kind: str) -> heldout.TestRow | None:
     return next((r for r in rows if r.kind == kind), None)
 
 
-def _findings(sc: runs.Context, cands: dict[str, Squeezed], champion: Squeezed, single: Squeezed,
-              rows: list[heldout.TestRow], classical: heldout.TestRow | None, reads: list[Any],
-              registered: Any, best: Any, reason: str) -> list[Finding]:
+def _findings(
+    sc: runs.Context,
+    cands: dict[str, Squeezed],
+    champion: Squeezed,
+    single: Squeezed,
+    rows: list[heldout.TestRow],
+    classical: heldout.TestRow | None,
+    reads: list[Any],
+    registered: Any,
+    best: Any,
+    reason: str,
+) -> list[Finding]:
     t, metric, ref = sc.task, sc.task.metric, cands["reference"].result
     champ, dumb, linear = _row(rows, "champion"), _row(rows, "majority"), _row(rows, "linear")
-    found = [judge.choice(champion.result, best, reason, metric=metric),
-             judge.matches_best_single(champion.result, single.result, task=t, noise_z=sc.s.noise_z)]
+    found = [
+        judge.choice(champion.result, best, reason, metric=metric),
+        judge.matches_best_single(champion.result, single.result, task=t, noise_z=sc.s.noise_z),
+    ]
     for name, other, fail in (("beats_dumb_on_test", dumb, True), ("beats_linear_on_test", linear, False)):
         if other is not None:
             found.append(judge.beats_on_test(name, champ.scores, other.scores, other.model, task=t, fail=fail))
-    found += [judge.versus_classical(champ.scores, classical.scores if classical else None,
-                                     classical.model if classical else "", task=t),
-              judge.test_split_fresh(reads),
-              judge.round_trip(registered.max_diff, registered.n_checked, registered.uri or "", registered.error)]
-    for name, what in (("ensemble", "an ensemble"), ("swa", "SWA"), ("ema", "Polyak averaging"),
-                       ("longer", "training longer"), ("snapshots", "a snapshot ensemble")):
+    found += [
+        judge.versus_classical(
+            champ.scores, classical.scores if classical else None, classical.model if classical else "", task=t
+        ),
+        judge.test_split_fresh(reads),
+        judge.round_trip(registered.max_diff, registered.n_checked, registered.uri or "", registered.error),
+    ]
+    for name, what in (
+        ("ensemble", "an ensemble"),
+        ("swa", "SWA"),
+        ("ema", "Polyak averaging"),
+        ("longer", "training longer"),
+        ("snapshots", "a snapshot ensemble"),
+    ):
         c = cands.get(name)
-        found.append(judge.trick_gain(f"gain_{name}", c.result if c else None, ref, task=t, noise_z=sc.s.noise_z,
-                                      what=what))
+        found.append(
+            judge.trick_gain(f"gain_{name}", c.result if c else None, ref, task=t, noise_z=sc.s.noise_z, what=what)
+        )
     longer = sc.longer_fit
     if longer is not None:
         es = longer.trainer.cb("early_stopping")
-        found.append(judge.still_improving([h.get("val/loss", math.nan) for h in longer.history],
-                                           getattr(es, "best_epoch", None), sc.epochs))
+        found.append(
+            judge.still_improving(
+                [h.get("val/loss", math.nan) for h in longer.history], getattr(es, "best_epoch", None), sc.epochs
+            )
+        )
     student, teacher = cands.get("student"), cands.get("ensemble")
     if teacher is not None:
         x, _ = sc.data.tensors("val")
-        found.append(judge.student_size(student, teacher, latency_ms(student.nets, x) if student else 0.0,
-                                        latency_ms(teacher.nets, x), metric=metric))
+        found.append(
+            judge.student_size(
+                student,
+                teacher,
+                latency_ms(student.nets, x) if student else 0.0,
+                latency_ms(teacher.nets, x),
+                metric=metric,
+            )
+        )
     return found
 
 
 def _metrics(sc: runs.Context, champion: Squeezed, rows: list[heldout.TestRow], seconds: float) -> dict[str, float]:
     metric = sc.task.metric
-    out = {"val/loss": champion.result.val_loss, f"val/{metric}": champion.result.val_metric,
-           "train/loss": champion.result.train_loss, f"train/{metric}": champion.result.train_metric,
-           "squeeze/champion_networks": float(champion.n_nets), "squeeze/champion_params": float(champion.params),
-           "squeeze/seconds": seconds}
+    out = {
+        "val/loss": champion.result.val_loss,
+        f"val/{metric}": champion.result.val_metric,
+        "train/loss": champion.result.train_loss,
+        f"train/{metric}": champion.result.train_metric,
+        "squeeze/champion_networks": float(champion.n_nets),
+        "squeeze/champion_params": float(champion.params),
+        "squeeze/seconds": seconds,
+    }
     for r in rows:
         out[f"test/{r.kind}_{metric}"] = r.interval.value
         out[f"test/{r.kind}_{metric}_low"] = r.interval.low
@@ -208,9 +266,14 @@ def _metrics(sc: runs.Context, champion: Squeezed, rows: list[heldout.TestRow], 
 def _nothing_trained(ctx: StageContext, sc: runs.Context, notes: list[str]) -> StageResult:
     from recipe.checks.base import finding
 
-    f = finding("members_trained", "the tuned config trains with every member seed", "; ".join(notes[1:]) or
-                "no member trained", "at least one member", Verdict.FAIL,
-                "see the member runs nested under this stage's run; the tuned config may diverge with other seeds")
+    f = finding(
+        "members_trained",
+        "the tuned config trains with every member seed",
+        "; ".join(notes[1:]) or "no member trained",
+        "at least one member",
+        Verdict.FAIL,
+        "see the member runs nested under this stage's run; the tuned config may diverge with other seeds",
+    )
     return finish(STAGE, [f], sc.cfg, notes=notes)
 
 

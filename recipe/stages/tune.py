@@ -45,10 +45,10 @@ from recipe import tracking
 from recipe.checks.ablation import baseline_bar_check
 from recipe.checks.base import Finding, finding
 from recipe.config import RecipeConfig
-from recipe.report import StageResult, Verdict
 from recipe.fit import describe_model
-from recipe.tasks import task_for
+from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext, map_in_process
+from recipe.tasks import task_for
 from recipe.tune import checks, plots
 from recipe.tune.space import Space, resolve
 from recipe.tune.study import (
@@ -92,8 +92,14 @@ def run(ctx: StageContext) -> StageResult:
               "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
               "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key"]  # fmt: skip
     if not space.dims:
-        f = finding("improves_beyond_noise", "the search finds a better config", "nothing to search: every "
-                    "parameter is held fixed", "a search space", WARN, "add parameters to stages.tune.space")
+        f = finding(
+            "improves_beyond_noise",
+            "the search finds a better config",
+            "nothing to search: every parameter is held fixed",
+            "a search space",
+            WARN,
+            "add parameters to stages.tune.space",
+        )
         return StageResult(STAGE, WARN, [f.check], {}, base, checkpoint_uri=prev.checkpoint_uri if prev else None,
                            notes=notes)  # fmt: skip
 
@@ -139,14 +145,23 @@ def run(ctx: StageContext) -> StageResult:
         ng = checks.noise_gain(h_runs, b_runs, higher_is_better=higher, noise_z=s.noise_z)
         improve = checks.improvement_check(ng, edges, len(complete), len(space.dims))
         b_metric = _mean([r.val_metric for r in b_runs if r.ok])
-        bar = baseline_bar_check(b_metric, data.task, ctx.results["baselines"].metrics
-                                 if "baselines" in ctx.results else None, what=f"best config's val {metric}")
+        bar = baseline_bar_check(
+            b_metric,
+            data.task,
+            ctx.results["baselines"].metrics if "baselines" in ctx.results else None,
+            what=f"best config's val {metric}",
+        )
         findings += [improve, bar, edges, imp_finding]
-        metrics.update({"tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
-                        f"tune/best_val_{metric}": b_metric,
-                        "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
-                        f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
-                        "tune/best_trial": float(best.number), "tune/best_trial_val_loss": float(best.value)})
+        metrics.update(
+            {
+                "tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
+                f"tune/best_val_{metric}": b_metric,
+                "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
+                f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
+                "tune/best_trial": float(best.number),
+                "tune/best_trial_val_loss": float(best.value),
+            }
+        )
         notes.append(f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
                      f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
                      f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}")  # fmt: skip
@@ -225,8 +240,16 @@ class _Runner:
             rid = self._create_run(f"trial_{trial.number}", "trial", {"recipe.trial": str(trial.number)})
             trial.set_user_attr(RUN_ID, rid)
             trial.set_user_attr(PARENT_RUN_ID, self.run_id)
-            spec = self._spec(cfg, f"trial_{trial.number}", rid, number=trial.number, trial_id=trial._trial_id,
-                              study_name=self.study.study_name, storage=self.storage, pruner=self.s.pruner)
+            spec = self._spec(
+                cfg,
+                f"trial_{trial.number}",
+                rid,
+                number=trial.number,
+                trial_id=trial._trial_id,
+                study_name=self.study.study_name,
+                storage=self.storage,
+                pruner=self.s.pruner,
+            )
             asked.append((trial, spec))
         if not asked:
             return

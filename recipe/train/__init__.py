@@ -19,8 +19,25 @@ from recipe.train.trainer import Trainer
 from recipe.train.utils import resolve_device, seed_everything
 
 __all__ = [
-    "CANCEL_EVENTS", "EVENTS", "LOOP_EVENTS", "Callback", "CancelBatch", "CancelEpoch", "CancelFit", "CancelTrain",
-    "CancelValidate", "Trainer", "TrainingError", "build_optimizer", "config_callbacks", "default_callbacks",
-    "load_checkpoint", "load_weights", "loss_for_task", "make_trainer", "resolve_device", "save_checkpoint",
+    "CANCEL_EVENTS",
+    "EVENTS",
+    "LOOP_EVENTS",
+    "Callback",
+    "CancelBatch",
+    "CancelEpoch",
+    "CancelFit",
+    "CancelTrain",
+    "CancelValidate",
+    "Trainer",
+    "TrainingError",
+    "build_optimizer",
+    "config_callbacks",
+    "default_callbacks",
+    "load_checkpoint",
+    "load_weights",
+    "loss_for_task",
+    "make_trainer",
+    "resolve_device",
+    "save_checkpoint",
     "seed_everything",
 ]

@@ -53,12 +53,20 @@ def make_trainer(
     augment = bool(cfg.data.augment) if augment is None else augment
     # Batch size and augmentations come from ``cfg``, not from the config the data was loaded with: stages
     # try other values of both on the same loaded data.
-    train = data.batches(train_split, batch_size=cfg.data.batch_size, shuffle=True,
-                         augment=list(cfg.data.augment) if augment else False, seed=cfg.seed, device=device)
+    train = data.batches(
+        train_split,
+        batch_size=cfg.data.batch_size,
+        shuffle=True,
+        augment=list(cfg.data.augment) if augment else False,
+        seed=cfg.seed,
+        device=device,
+    )
     valid = data.batches(valid_split, batch_size=cfg.data.eval_batch_size, device=device) if valid_split else None
     model = model.to(device)
     return Trainer(
-        model, train, valid,
+        model,
+        train,
+        valid,
         loss_fn=loss_for_task(data.task),
         opt=build_optimizer(cfg.optim, model.parameters()),
         cbs=[*config_callbacks(cfg, device.type), *cbs],

@@ -36,7 +36,7 @@ def smooth(values: Any, beta: float = 0.98) -> list[float]:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" picks cuda, then mps, then cpu; an explicit device that is not there is an error."""
+    """ "auto" picks cuda, then mps, then cpu; an explicit device that is not there is an error."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":

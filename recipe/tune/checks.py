@@ -121,11 +121,16 @@ def failed_share_check(trials: Sequence[FrozenTrial]) -> Finding:
     bad = [t for t in counted if t.state == TrialState.FAIL]
     share = len(bad) / len(counted) if counted else 0.0
     listed = "; ".join(f"#{t.number} {t.user_attrs.get('state', 'failed')} {_params(t.params)}" for t in bad[:4])
-    return finding("failed_share", "few trials fail or diverge (the space holds configs that train)",
-                   f"{fmt(100 * share)}% of {len(counted)} failed or diverged" + (f": {listed}" if listed else ""),
-                   f"<= {fmt(100 * FAILED_WARN)}%", PASS if share <= FAILED_WARN else WARN,
-                   "the space reaches configs that do not train: look at the failed trials' params (often the top "
-                   "of the learning-rate range) and narrow that range", metrics={"tune/failed_share": share})
+    return finding(
+        "failed_share",
+        "few trials fail or diverge (the space holds configs that train)",
+        f"{fmt(100 * share)}% of {len(counted)} failed or diverged" + (f": {listed}" if listed else ""),
+        f"<= {fmt(100 * FAILED_WARN)}%",
+        PASS if share <= FAILED_WARN else WARN,
+        "the space reaches configs that do not train: look at the failed trials' params (often the top "
+        "of the learning-rate range) and narrow that range",
+        metrics={"tune/failed_share": share},
+    )
 
 
 def edge_check(best: FrozenTrial | None, space: Space) -> Finding:
@@ -165,16 +170,28 @@ def importance_check(study: optuna.Study, space: Space) -> tuple[Finding, dict[s
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     names = [d.name for d in space.dims if all(d.name in t.params for t in complete)]
     if len(complete) < 3 or len(names) < 2:
-        return finding("importances", hypothesis, f"{len(complete)} complete trials, {len(names)} parameters",
-                       ">= 3 trials and 2 parameters", WARN, "too few trials for importances"), {}
+        return finding(
+            "importances",
+            hypothesis,
+            f"{len(complete)} complete trials, {len(names)} parameters",
+            ">= 3 trials and 2 parameters",
+            WARN,
+            "too few trials for importances",
+        ), {}
     try:
         imp = optuna.importance.get_param_importances(study, params=names)
     except Exception as e:  # an evaluator that cannot fit this study (e.g. every value equal)
         return finding("importances", hypothesis, f"not computed: {type(e).__name__}: {e}", "importances", WARN,
                        "look at the slice plots instead"), {}  # fmt: skip
     observed = ", ".join(f"{k} {v:.2f}" for k, v in imp.items())
-    return finding("importances", hypothesis, observed, "importances", PASS,
-                   metrics={f"tune/importance/{k}": float(v) for k, v in imp.items()}), dict(imp)
+    return finding(
+        "importances",
+        hypothesis,
+        observed,
+        "importances",
+        PASS,
+        metrics={f"tune/importance/{k}": float(v) for k, v in imp.items()},
+    ), dict(imp)
 
 
 def improvement_check(ng: NoiseGain, edges: Finding, n_complete: int, n_dims: int) -> Finding:
@@ -192,10 +209,11 @@ def improvement_check(ng: NoiseGain, edges: Finding, n_complete: int, n_dims: in
                   f"parameters is a small budget: raise stages.tune.n_trials (the study resumes), or search fewer "
                   f"parameters")  # fmt: skip
     else:
-        advice = ("nothing beat the handed-on config beyond noise with a fair budget inside the ranges: it is near "
-                  "the best this space offers; move on (squeeze) or change the model")
-    return finding("improves_beyond_noise", hypothesis, ng.reason, "gain > noise_z x se", WARN, advice,
-                   metrics=metrics)
+        advice = (
+            "nothing beat the handed-on config beyond noise with a fair budget inside the ranges: it is near "
+            "the best this space offers; move on (squeeze) or change the model"
+        )
+    return finding("improves_beyond_noise", hypothesis, ng.reason, "gain > noise_z x se", WARN, advice, metrics=metrics)
 
 
 def _params(params: Mapping[str, object]) -> str:

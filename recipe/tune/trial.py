@@ -218,7 +218,9 @@ def run_trial(spec: TrialSpec) -> TrialResult:
                result.train_loss, "eval/train_metric": result.train_metric, "trial/epochs": float(result.epochs),
                "trial/fit_seconds": result.fit_seconds}  # fmt: skip
     metrics += [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
-    tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")] + ([RunTag("recipe.trial_note", result.note[:5000])] if result.note else [])
+    tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")] + (
+        [RunTag("recipe.trial_note", result.note[:5000])] if result.note else []
+    )
     for i in range(0, max(1, len(metrics)), 1000):
         client.log_batch(spec.run_id, metrics=metrics[i : i + 1000], tags=tags if i == 0 else [])
     client.set_terminated(spec.run_id, "FINISHED" if result.state in ("complete", "pruned") else "FAILED")

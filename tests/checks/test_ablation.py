@@ -31,8 +31,9 @@ def correct(n_wrong: int, first: int = 0) -> np.ndarray:
     return s
 
 
-def cand(name: str, scores: np.ndarray | None, group: str | None = None, train: float = 1.0,
-         **changes) -> CandidateResult:
+def cand(
+    name: str, scores: np.ndarray | None, group: str | None = None, train: float = 1.0, **changes
+) -> CandidateResult:
     val = float(scores.mean()) if scores is not None else math.nan
     return CandidateResult(name, group or name, changes, val_metric=val, train_metric=train, scores=scores)
 
@@ -92,8 +93,12 @@ def test_skipped_and_failed_candidates_are_never_kept(status):
 
 
 def test_one_value_per_kind_best_gain_first():
-    cands = [cand("wd_small", correct(15), "weight_decay"), cand("wd_big", correct(8), "weight_decay"),
-             cand("crop", correct(12), "augment"), cand("dropout", correct(20), "dropout")]
+    cands = [
+        cand("wd_small", correct(15), "weight_decay"),
+        cand("wd_big", correct(8), "weight_decay"),
+        cand("crop", correct(12), "augment"),
+        cand("dropout", correct(20), "dropout"),
+    ]
     decisions = {c.name: decide(REF, c, higher_is_better=True) for c in cands}
     picked = pick_per_group(cands, decisions)
     assert [c.name for c in picked] == ["wd_big", "crop"]
@@ -134,12 +139,17 @@ def test_choose_verifies_the_combination(picked, combined, expected):
 
 
 def test_the_table_has_a_row_per_candidate_and_a_decision():
-    cands = [cand("crop", correct(10), train=0.99), CandidateResult("pretrained", "pretrained", status="skipped",
-                                                                    note="no checkpoint given")]
+    cands = [
+        cand("crop", correct(10), train=0.99),
+        CandidateResult("pretrained", "pretrained", status="skipped", note="no checkpoint given"),
+    ]
     decisions = {c.name: decide(REF, c, higher_is_better=True) for c in cands}
     rows = table_rows(REF, cands, decisions, chosen="crop", higher_is_better=True)
     assert [(r["name"], r["kept"], r["chosen"]) for r in rows] == [
-        ("reference", "reference", False), ("crop", "kept", True), ("pretrained", "dropped", False)]
+        ("reference", "reference", False),
+        ("crop", "kept", True),
+        ("pretrained", "dropped", False),
+    ]
     assert rows[1]["gap"] == pytest.approx(0.99 - 0.975) and rows[0]["gap"] == pytest.approx(0.05)
     md = markdown_table(rows)
     assert "| crop | changes" not in md and "kept (chosen)" in md and "skipped: no checkpoint given" in md

@@ -157,8 +157,12 @@ def test_ignored_files_warn_naming_them():
         ({}, None, PASS, ["all 10 images are 8x8", "1 channel"]),
         ({"height": 12, "width": 9}, None, FAIL, ["2 sizes", "8x8 (9), 12x9 (1)", "not 8x8: a/003.png (12x9)"]),
         ({"height": 12, "width": 9}, 16, PASS, ["2 source sizes", "all resized to 16x16"]),
-        ({"channels": 3, "mode": "RGB"}, None, WARN,
-         ["channels vary (1: 9, 3: 1)", "converted to L", "not 1-channel: a/003.png (RGB)"]),
+        (
+            {"channels": 3, "mode": "RGB"},
+            None,
+            WARN,
+            ["channels vary (1: 9, 3: 1)", "converted to L", "not 1-channel: a/003.png (RGB)"],
+        ),
     ],
 )
 def test_consistent_shapes(odd, image_size, verdict, fragments):

@@ -62,12 +62,17 @@ def test_a_declared_resize_drops_the_size_expectations():
 
 
 def test_csv_suites_check_every_feature_and_ranges_come_from_train():
-    m = table({"x": [0.0, 10.0] * 6 + [5.0] * 8, "y": list(range(20)), "c": [1.0] * 20},
-              [str(i % 2) for i in range(20)])
+    m = table(
+        {"x": [0.0, 10.0] * 6 + [5.0] * 8, "y": list(range(20)), "c": [1.0] * 20}, [str(i % 2) for i in range(20)]
+    )
     specs = X.plan_suite(m, RecipeConfig())
     feats = [s for s in specs if s.batch == "features"]
-    assert Counter(s.check for s in feats) == {"feature_types": 1, "feature_nulls": 3, "feature_ranges": 2,
-                                               "constant_features": 1}
+    assert Counter(s.check for s in feats) == {
+        "feature_types": 1,
+        "feature_nulls": 3,
+        "feature_ranges": 2,
+        "constant_features": 1,
+    }
     x_range = next(s for s in feats if s.check == "feature_ranges" and s.kwargs["column"] == "x")
     assert (x_range.kwargs["min_value"], x_range.kwargs["max_value"]) == (-20.0, 30.0)  # 0..10 ± 2 x 10
     const = next(s for s in feats if s.check == "constant_features")

@@ -138,8 +138,11 @@ def test_files_stored_sideways_are_turned_upright_and_the_notes_say_so(tmp_path)
     m = build_manifest(RecipeConfig(data={"source": "imagefolder", "root": str(root), "image_size": 10}))
     row = m.df.set_index("id").loc["a/sideways.jpg"]
     assert (row["height"], row["width"]) == (10, 6)  # upright, as a viewer shows it
-    assert any(n.startswith("1 of 25 files are stored rotated or mirrored (EXIF orientation) and were turned "
-                            "upright") and "a/sideways.jpg" in n for n in m.notes)
+    assert any(
+        n.startswith("1 of 25 files are stored rotated or mirrored (EXIF orientation) and were turned upright")
+        and "a/sideways.jpg" in n
+        for n in m.notes
+    )
 
 
 def test_class_values_1_to_10_are_said_to_be_trained_as_indices_0_to_9(tmp_path):
@@ -149,8 +152,10 @@ def test_class_values_1_to_10_are_said_to_be_trained_as_indices_0_to_9(tmp_path)
     m = build_manifest(_csv_cfg(tmp_path / "grades.csv", "grade"))
     assert m.classes == [str(i) for i in range(1, 11)]
     assert any("are trained as class indices 0..9 in that order" in n for n in m.notes)
-    assert any(n.startswith("task: classification, because the target 'grade' holds 10 distinct whole numbers")
-               for n in m.notes)
+    assert any(
+        n.startswith("task: classification, because the target 'grade' holds 10 distinct whole numbers")
+        for n in m.notes
+    )
 
 
 def test_the_chosen_task_and_why_is_always_said_for_tables(tmp_path):
@@ -193,9 +198,17 @@ def test_a_target_in_house_price_units_trains_like_a_standardised_one(tmp_path, 
     y = frame["target"]
     frame["target"] = (y - y.mean()) / y.std() * 60_000 + 250_000  # house prices: mean 250,000, std 60,000
     frame.to_csv(tmp_path / "houses.csv", index=False)
-    cfg = load_config("tabular", overrides=["name=houses", f"data.root={tmp_path / 'houses.csv'}", "data.name=null",
-                                            "data.target=target", "trainer.progress=false",
-                                            "stages.baselines.plots=false"])
+    cfg = load_config(
+        "tabular",
+        overrides=[
+            "name=houses",
+            f"data.root={tmp_path / 'houses.csv'}",
+            "data.name=null",
+            "data.target=target",
+            "trainer.progress=false",
+            "stages.baselines.plots=false",
+        ],
+    )
     tracking.setup(cfg.name)
     with tracking.start_run("baselines", tracking.run_tags(cfg, None, stage="baselines", kind="stage")):
         result = baselines.run(StageContext(cfg=cfg, input_cfg=cfg, workdir=tmp_path / "w"))

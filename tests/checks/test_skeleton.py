@@ -104,8 +104,14 @@ def test_init_well(with_bias, without, used, verdict):
     ],
 )
 def test_input_independent(real, accuracy, verdict):
-    f = sk.input_independent("classification", {"val/loss": real, "val/accuracy": accuracy},
-                             {"val/loss": 2.30, "val/accuracy": 0.1}, margin=0.1, steps=160, chance=0.05)
+    f = sk.input_independent(
+        "classification",
+        {"val/loss": real, "val/accuracy": accuracy},
+        {"val/loss": 2.30, "val/accuracy": 0.1},
+        margin=0.1,
+        steps=160,
+        chance=0.05,
+    )
     assert f.verdict is verdict
     if verdict is FAIL and math.isfinite(real):
         assert "not using its input" in f.check.advice and "labels belong to their inputs" in f.check.advice
@@ -124,9 +130,15 @@ def test_input_independent(real, accuracy, verdict):
     ],
 )
 def test_dumb_baselines(mine, linear, require, verdict):
-    f = sk.dumb_baselines("classification", {"val/accuracy": mine}, {"baseline/majority_accuracy": 0.1},
-                          linear={"val/accuracy": linear, "val/loss": 0.3}, steps=160, require_linear=require,
-                          margin=0.04)
+    f = sk.dumb_baselines(
+        "classification",
+        {"val/accuracy": mine},
+        {"baseline/majority_accuracy": 0.1},
+        linear={"val/accuracy": linear, "val/loss": 0.3},
+        steps=160,
+        require_linear=require,
+        margin=0.04,
+    )
     assert f.verdict is verdict
     assert f.metrics["baseline/linear_accuracy"] == linear and f.metrics["baseline/majority_accuracy"] == 0.1
     if verdict is PASS and mine < linear:
@@ -136,16 +148,24 @@ def test_dumb_baselines(mine, linear, require, verdict):
 def test_dumb_baselines_regression_lower_mae_is_better():
     dumb = {"baseline/mean_mae": 70.0, "baseline/mean_mse": 6600.0}
     linear = {"val/mae": 44.0, "val/mse": 3000.0}
-    ok = sk.dumb_baselines("regression", {"val/mae": 50.0}, dumb, linear=linear, steps=150, require_linear=False, margin=5.0)
-    bad = sk.dumb_baselines("regression", {"val/mae": 68.0}, dumb, linear=linear, steps=150, require_linear=False, margin=5.0)
+    ok = sk.dumb_baselines(
+        "regression", {"val/mae": 50.0}, dumb, linear=linear, steps=150, require_linear=False, margin=5.0
+    )
+    bad = sk.dumb_baselines(
+        "regression", {"val/mae": 68.0}, dumb, linear=linear, steps=150, require_linear=False, margin=5.0
+    )
     assert ok.verdict is PASS and bad.verdict is FAIL
     assert ok.metrics["baseline/linear_mae"] == 44.0 and ok.metrics["baseline/mean_mae"] == 70.0
 
 
 @pytest.mark.parametrize(
     "human, verdict, words",
-    [(None, PASS, "no human baseline given"), (0.98, PASS, "human 0.98"), (98.0, WARN, "between 0 and 1"),
-     (0.80, WARN, "suspicious")],
+    [
+        (None, PASS, "no human baseline given"),
+        (0.98, PASS, "human 0.98"),
+        (98.0, WARN, "between 0 and 1"),
+        (0.80, WARN, "suspicious"),
+    ],
 )
 def test_human_metric(human, verdict, words):
     f = sk.human_metric("classification", {"val/accuracy": 0.9, "val/loss": 0.3}, human, steps=160)
@@ -157,15 +177,19 @@ def test_human_metric(human, verdict, words):
 
 
 def test_overfit_one_batch_reached_after_growing_says_so():
-    attempts = [sk.OverfitAttempt("mlp width=2 depth=1", 2.3, 1.0, 0.9, 500, False),
-                sk.OverfitAttempt("mlp width=4 depth=1", 2.3, 0.01, 0.01, 120, True)]
+    attempts = [
+        sk.OverfitAttempt("mlp width=2 depth=1", 2.3, 1.0, 0.9, 500, False),
+        sk.OverfitAttempt("mlp width=4 depth=1", 2.3, 0.01, 0.01, 120, True),
+    ]
     f = sk.overfit_one_batch(attempts, 8, 0.01, budget=500)
     assert f.verdict is PASS and "capacity raised 1 rung(s)" in f.check.observed
     assert f.metrics["skeleton/overfit_grown"] == 1
 
 
 def test_overfit_one_batch_not_reached_fails_with_the_reason_it_could_not_grow():
-    f = sk.overfit_one_batch([sk.OverfitAttempt("Net", 2.3, 2.0, 2.0, 500, False)], 8, 0.01, budget=500, grow_error="no knob")
+    f = sk.overfit_one_batch(
+        [sk.OverfitAttempt("Net", 2.3, 2.0, 2.0, 500, False)], 8, 0.01, budget=500, grow_error="no knob"
+    )
     assert f.verdict is FAIL and "cannot memorise 8 examples" in f.check.advice and "no knob" in f.check.advice
 
 
@@ -174,7 +198,10 @@ def test_overfit_one_batch_not_reached_fails_with_the_reason_it_could_not_grow()
 
 def test_training_loss_decreases_pass_and_flat_fail():
     falling = list(np.linspace(2.3, 0.5, 100))
-    assert sk.training_loss_decreases("classification", falling, 0.1, diverged="", steps=100, init_loss=2.3).verdict is PASS
+    assert (
+        sk.training_loss_decreases("classification", falling, 0.1, diverged="", steps=100, init_loss=2.3).verdict
+        is PASS
+    )
     flat = [2.3] * 100
     f = sk.training_loss_decreases("classification", flat, 0.1, diverged="", steps=100, init_loss=2.3)
     assert f.verdict is FAIL and "not going down" in f.check.advice
@@ -190,9 +217,14 @@ def test_a_loss_that_explodes_then_falls_back_has_not_decreased():
 
 
 def test_training_loss_decreases_diverged_and_too_short():
-    f = sk.training_loss_decreases("classification", [2.3], 0.1, diverged="training loss became nan", steps=1, init_loss=2.3)
+    f = sk.training_loss_decreases(
+        "classification", [2.3], 0.1, diverged="training loss became nan", steps=1, init_loss=2.3
+    )
     assert f.verdict is FAIL and "diverged: training loss became nan" in f.check.observed
-    assert sk.training_loss_decreases("classification", [2.3, 2.2], 0.1, diverged="", steps=2, init_loss=2.3).verdict is FAIL
+    assert (
+        sk.training_loss_decreases("classification", [2.3, 2.2], 0.1, diverged="", steps=2, init_loss=2.3).verdict
+        is FAIL
+    )
 
 
 # --- batch independence ------------------------------------------------------------------------------------
@@ -241,10 +273,14 @@ def test_input_stats_catch_double_normalisation():
     g = torch.Generator().manual_seed(0)
     pixels = torch.rand(64, 1, 8, 8, generator=g)  # data units, 0..1
     mean, std = pixels.mean().item(), pixels.std().item()
-    ok = sk.visualise_before_net(sk.input_stats(pixels, [mean], [std]), True, [], mean_tol=0.25, std_factor=1.5, shape=(64, 1, 8, 8))
+    ok = sk.visualise_before_net(
+        sk.input_stats(pixels, [mean], [std]), True, [], mean_tol=0.25, std_factor=1.5, shape=(64, 1, 8, 8)
+    )
     assert ok.verdict is PASS
     twice = (pixels - mean) / std  # what decoding a doubly normalised batch gives back
-    f = sk.visualise_before_net(sk.input_stats(twice, [mean], [std]), True, [], mean_tol=0.25, std_factor=1.5, shape=(64, 1, 8, 8))
+    f = sk.visualise_before_net(
+        sk.input_stats(twice, [mean], [std]), True, [], mean_tol=0.25, std_factor=1.5, shape=(64, 1, 8, 8)
+    )
     assert f.verdict is WARN and "normalised twice" in f.check.advice
     assert sk.visualise_before_net(None, True, [], mean_tol=0.25, std_factor=1.5).verdict is FAIL
 
@@ -252,11 +288,17 @@ def test_input_stats_catch_double_normalisation():
 def test_input_stats_on_a_table_allow_for_the_batch_size():
     g = torch.Generator().manual_seed(0)
     rows = 100 + 10 * torch.randn(32, 5, generator=g)  # a batch in data units; the split: mean 100, std 10
-    ok = sk.visualise_before_net(sk.input_stats(rows, [100.0] * 5, [10.0] * 5), False, [], mean_tol=0.25, std_factor=1.5, shape=(32, 5))
+    ok = sk.visualise_before_net(
+        sk.input_stats(rows, [100.0] * 5, [10.0] * 5), False, [], mean_tol=0.25, std_factor=1.5, shape=(32, 5)
+    )
     assert ok.verdict is PASS and "mean within 0.6 std" in ok.check.expected  # 0.25 + 2/sqrt(32)
     twice = (rows - 100) / 10
-    assert sk.visualise_before_net(sk.input_stats(twice, [100.0] * 5, [10.0] * 5), False, [], mean_tol=0.25, std_factor=1.5,
-                                   shape=(32, 5)).verdict is WARN
+    assert (
+        sk.visualise_before_net(
+            sk.input_stats(twice, [100.0] * 5, [10.0] * 5), False, [], mean_tol=0.25, std_factor=1.5, shape=(32, 5)
+        ).verdict
+        is WARN
+    )
 
 
 # --- prediction dynamics -----------------------------------------------------------------------------------
@@ -279,14 +321,20 @@ def test_prediction_dynamics():
     "augmented, verdict", [(0.85, PASS), (0.45, WARN), (0.12, FAIL)]
 )  # clean 0.9, majority 0.1: 94%, 44%, 3% of the skill kept
 def test_augmentation_preserves_labels(augmented, verdict):
-    f = sk.augmentation_preserves_labels("classification", ["crop"], 0.9, augmented=augmented, dumb=0.1, warn=0.5, fail=0.2, steps=160)
+    f = sk.augmentation_preserves_labels(
+        "classification", ["crop"], 0.9, augmented=augmented, dumb=0.1, warn=0.5, fail=0.2, steps=160
+    )
     assert f.verdict is verdict and "[crop]" in f.check.hypothesis
 
 
 def test_augmentation_check_skips_without_augmentation_and_is_inconclusive_without_skill():
-    skipped = sk.augmentation_preserves_labels("classification", [], math.nan, augmented=math.nan, dumb=math.nan, warn=0.5, fail=0.2, steps=0)
+    skipped = sk.augmentation_preserves_labels(
+        "classification", [], math.nan, augmented=math.nan, dumb=math.nan, warn=0.5, fail=0.2, steps=0
+    )
     assert skipped.verdict is PASS and "skipped" in skipped.check.observed
-    weak = sk.augmentation_preserves_labels("classification", ["crop"], 0.12, augmented=0.1, dumb=0.1, warn=0.5, fail=0.2, steps=160)
+    weak = sk.augmentation_preserves_labels(
+        "classification", ["crop"], 0.12, augmented=0.1, dumb=0.1, warn=0.5, fail=0.2, steps=160
+    )
     assert weak.verdict is WARN and "inconclusive" in weak.check.advice
 
 

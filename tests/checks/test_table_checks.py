@@ -48,8 +48,10 @@ def test_missing_values_warn_naming_column_and_rows_and_what_is_done():
     assert f.verdict is WARN  # filled with the train median by the loader: worth a look, not a stop
     assert f.check.observed == "2 missing values: x2: 2 of 20 (10.0%), rows row:3, row:17"
     assert "filled with their column's train median" in f.check.advice
-    assert [(i["column"], i["id"], i["problem"]) for i in f.items] == [("x2", "row:3", "missing"),
-                                                                      ("x2", "row:17", "missing")]
+    assert [(i["column"], i["id"], i["problem"]) for i in f.items] == [
+        ("x2", "row:3", "missing"),
+        ("x2", "row:17", "missing"),
+    ]
     assert f.metrics == {"data/n_missing_values": 2, "data/n_infinite_values": 0, "data/max_null_fraction": 0.1}
 
 
@@ -71,8 +73,10 @@ def test_a_column_constant_in_train_warns_when_val_test_differ_beyond_chance():
     unseen = [0.0] * 12 + [1.0] * 8  # a category that only val/test hold, in all 8 of their rows
     f = T.constant_features(table(_clean(const=[5.0] * N, unseen=unseen), _labels()))
     assert f.verdict is WARN
-    assert f.check.observed == ("2 constant columns in train: const (= 5.0), unseen (= 0.0; 8 val/test rows differ); "
-                                "differing in val/test more often than chance (> 5 rows): unseen")
+    assert f.check.observed == (
+        "2 constant columns in train: const (= 5.0), unseen (= 0.0; 8 val/test rows differ); "
+        "differing in val/test more often than chance (> 5 rows): unseen"
+    )
     assert f.metrics == {"data/n_constant_features": 2, "data/n_unseen_in_train": 1}
 
 

@@ -47,7 +47,9 @@ def test_csv_regression_targets_are_standardised_with_train_statistics(make_csv,
     train = bundle.rows("train")["label"].to_numpy(np.float64)
     assert bundle.target_shift == pytest.approx(train.mean()) and bundle.target_scale == pytest.approx(train.std())
     assert (bundle.target_mean, bundle.target_std) == (0.0, 1.0)  # what the model sees
-    assert y.mean().item() == pytest.approx(0.0, abs=1e-5) and y.std(correction=0).item() == pytest.approx(1.0, rel=1e-4)
+    assert y.mean().item() == pytest.approx(0.0, abs=1e-5) and y.std(correction=0).item() == pytest.approx(
+        1.0, rel=1e-4
+    )
     raw = load_data(make_cfg(source="csv", root=make_csv(frame), target="price", standardize_target=False))
     assert raw.target_scale is None and raw.tensors("train")[1].mean().item() == pytest.approx(train.mean(), rel=1e-5)
 
@@ -125,7 +127,7 @@ def test_placeholder_tokens_in_a_number_column_are_missing_cells_not_text(make_c
 
 def test_a_mostly_missing_column_is_unusable(make_csv, make_cfg):
     frame = _frame()
-    frame.loc[: 40, "x1"] = np.nan
+    frame.loc[:40, "x1"] = np.nan
     m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
     assert m.bad_columns["x1"].startswith("41 of 60 cells missing")
 

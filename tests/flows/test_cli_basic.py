@@ -63,9 +63,11 @@ def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
     import os
 
     db = tmp_path / "absent" / "mlflow.db"
-    code = ("import sys; from flows.cli import app; from typer.testing import CliRunner; "
-            "r = CliRunner().invoke(app, ['stages']); print(r.exit_code); "
-            "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))")
+    code = (
+        "import sys; from flows.cli import app; from typer.testing import CliRunner; "
+        "r = CliRunner().invoke(app, ['stages']); print(r.exit_code); "
+        "print(sorted(m for m in ('torch', 'mlflow', 'prefect') if m in sys.modules))"
+    )
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split("\n")[:2] == ["0", "[]"], out.stdout + out.stderr
@@ -73,8 +75,10 @@ def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
 
 
 def test_train_that_diverges_is_an_error_with_advice():
-    result = runner.invoke(app, ["train", "--preset", "digits", "--epochs", "2", "--set", "optim.lr=100",
-                                 "--set", "trainer.progress=false"])
+    result = runner.invoke(
+        app,
+        ["train", "--preset", "digits", "--epochs", "2", "--set", "optim.lr=100", "--set", "trainer.progress=false"],
+    )
     assert result.exit_code == 1, result.output
     assert "diverged" in result.output and "lower optim.lr" in result.output
 

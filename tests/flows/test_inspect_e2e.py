@@ -64,10 +64,24 @@ def test_a_faulty_image_folder_fails_and_the_report_names_every_problem(tmp_path
     for i in range(10):  # enough copies that some land in different splits
         shutil.copy(root / "cat" / f"cat{i}.png", root / "dog" / f"copy{i}.png")
     report_file = tmp_path / "report.json"
-    result = runner.invoke(app, ["run", "recipe", "--preset", "imagefolder", "--set", f"data.root={root}",
-                                 "--stage", "inspect", "--report", str(report_file)])
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            "recipe",
+            "--preset",
+            "imagefolder",
+            "--set",
+            f"data.root={root}",
+            "--stage",
+            "inspect",
+            "--report",
+            str(report_file),
+        ],
+    )
     assert result.exit_code == 1, result.output
     import traceback
+
     assert report_file.is_file(), "".join(traceback.format_exception(result.exception))[-3000:]
     checks = {c["name"]: c for c in json.loads(report_file.read_text())["stages"][0]["checks"]}
     assert checks["files_readable"]["verdict"] == "fail" and "cat/broken.png" in checks["files_readable"]["observed"]

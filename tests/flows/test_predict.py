@@ -31,8 +31,12 @@ def champion(_mlflow_template, tmp_path_factory):
         rows = result.data.rows("test")
         mlflow.set_experiment("digits")
         with mlflow.start_run():
-            log_champion(spec, [result.model.state_dict()], registered_name="digits",
-                         example=pd.DataFrame({"path": rows["path"].tolist()[:2]}))
+            log_champion(
+                spec,
+                [result.model.state_dict()],
+                registered_name="digits",
+                example=pd.DataFrame({"path": rows["path"].tolist()[:2]}),
+            )
         yield rows, tmp
 
 
@@ -53,13 +57,16 @@ def test_predict_on_a_folder_writes_one_row_per_file_with_probabilities(champion
     assert pred[[f"prob_{c}" for c in range(10)]].sum(axis=1).round(4).eq(1).all()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["/no/such/folder"], "does not exist; pass a folder of images"),
-    (["{empty}"], "no image files under"),
-    (["{empty}", "--model", "models:/nosuch@champion"], "no image files under"),
-    (["{pngs}", "--model", "models:/nosuch@champion"], "no model at models:/nosuch@champion"),
-    (["{csv}"], "takes inputs with the column(s) 'path', but a CSV of rows from"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/no/such/folder"], "does not exist; pass a folder of images"),
+        (["{empty}"], "no image files under"),
+        (["{empty}", "--model", "models:/nosuch@champion"], "no image files under"),
+        (["{pngs}", "--model", "models:/nosuch@champion"], "no model at models:/nosuch@champion"),
+        (["{csv}"], "takes inputs with the column(s) 'path', but a CSV of rows from"),
+    ],
+)
 def test_bad_input_is_exit_2_with_the_problem_named(champion, tmp_path, args, message):
     rows, _ = champion
     (tmp_path / "empty").mkdir()

@@ -40,7 +40,8 @@ def test_flow_runs_each_stage_as_a_task_and_tags_mlflow_with_the_flow_run(fake_s
     async def task_names():
         async with get_client() as client:
             runs = await client.read_task_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
             return sorted(r.name.rsplit("-", 1)[0] for r in runs)
 
     assert asyncio.run(task_names()) == ["stage-a", "stage-b", "stage-c"]
@@ -133,8 +134,11 @@ def test_a_crash_in_a_stage_is_one_line_exit_4_and_a_log_with_the_traceback(fake
     text = logs[0].read_text()
     assert "Traceback" in text and "boom in b" in text
     exp = MlflowClient().get_experiment_by_name("cli-crash")
-    statuses = {r.data.tags[tracking.TAG_STAGE]: r.info.status for r in MlflowClient().search_runs([exp.experiment_id])
-                if r.data.tags[tracking.TAG_KIND] == "stage"}
+    statuses = {
+        r.data.tags[tracking.TAG_STAGE]: r.info.status
+        for r in MlflowClient().search_runs([exp.experiment_id])
+        if r.data.tags[tracking.TAG_KIND] == "stage"
+    }
     assert statuses == {"a": "FINISHED", "b": "FAILED"}  # what was recorded before the crash is kept
 
 

@@ -29,15 +29,27 @@ FLOWS = [sys.executable, "-c", "from flows.cli import main; main()"]
 
 def _env(home: Path, store: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT__"))}
-    env.update(PYTHONPATH=str(REPO), PREFECT_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{store}",
-               RECIPE_PREFECT_SERVER_IDLE_S="30", RECIPE_LOG_DIR=str(home / "logs"))
+    env.update(
+        PYTHONPATH=str(REPO),
+        PREFECT_HOME=str(home),
+        MLFLOW_TRACKING_URI=f"sqlite:///{store}",
+        RECIPE_PREFECT_SERVER_IDLE_S="30",
+        RECIPE_LOG_DIR=str(home / "logs"),
+    )
     env.update(extra)
     return env
 
 
 def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([*FLOWS, "run", "recipe", "--preset", "digits", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [*FLOWS, "run", "recipe", "--preset", "digits", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _group_gone(pgid: int) -> bool:
@@ -110,8 +122,9 @@ def test_four_concurrent_runs_on_a_new_store(inspected, tmp_path):
 
 def test_orchestration_that_does_not_start_in_time_is_one_line_and_exit_3(tmp_path):
     store = tmp_path / "mlruns" / "mlflow.db"
-    env = _env(tmp_path / "prefect", store, RECIPE_PREFECT_SERVER_START_DELAY_S="30",
-               RECIPE_PREFECT_STARTUP_TIMEOUT_S="2")
+    env = _env(
+        tmp_path / "prefect", store, RECIPE_PREFECT_SERVER_START_DELAY_S="30", RECIPE_PREFECT_STARTUP_TIMEOUT_S="2"
+    )
     p = _start(env, "--stage", "inspect")
     out = p.communicate(timeout=120)[0]
     assert p.returncode == 3, out

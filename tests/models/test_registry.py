@@ -170,8 +170,12 @@ def test_kwargs_reach_the_builder():
 @pytest.mark.parametrize(
     "name, kwargs, message",
     [
-        ("mlp", {"activaton": "relu"}, r"'activaton', which model 'mlp' does not take; did you mean 'activation'\? "
-         r"\(it takes: activation='relu'\)"),
+        (
+            "mlp",
+            {"activaton": "relu"},
+            r"'activaton', which model 'mlp' does not take; did you mean 'activation'\? "
+            r"\(it takes: activation='relu'\)",
+        ),
         ("linear", {"hidden": 3}, r"'hidden', which model 'linear' does not take \(it takes: none\)"),
         ("cnn", {"activation": "swish"}, r"model.kwargs.activation='swish' is not one of: relu, "),
         ("resnet", {"blocks": 0}, r"model.kwargs.blocks must be >= 1, got 0"),

@@ -49,8 +49,11 @@ def http_ok(url: str) -> bool:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The test process's environment without pointers at servers (tests/conftest.py set some), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_PROFILE", "RECIPE_PG_PASSWORD"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PREFECT_API_URL", "MLFLOW_TRACKING_URI", "PREFECT_PROFILE", "RECIPE_PG_PASSWORD"}
+    }
     env.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
@@ -63,8 +66,15 @@ class Proc:
         self.name, self.log = name, log
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
-            self.popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     @property
     def pid(self) -> int:
@@ -135,12 +145,21 @@ def _reap(pid: int) -> None:
         pass
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None,
-            check: bool = True) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a command to completion with a deadline; on failure (when ``check``) fail with its output."""
     try:
-        done = subprocess.run(args, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, start_new_session=True)
+        done = subprocess.run(
+            args,
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"{' '.join(map(str, args))} did not finish within {timeout} s\n{e.stdout}\n{e.stderr}")
     if check and done.returncode != 0:
@@ -172,8 +191,12 @@ def prefect_server(ops_tmp: Path) -> Iterator[dict[str, str]]:
     port = free_port()
     home = ops_tmp / "prefect-home"
     server_env = clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_ENABLED="false")
-    proc = Proc("prefect-server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                server_env, ops_tmp / "logs" / "prefect-server.log")
+    proc = Proc(
+        "prefect-server",
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        server_env,
+        ops_tmp / "logs" / "prefect-server.log",
+    )
     try:
         proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/health"), 150, "healthy /api/health")
         yield clean_env(PREFECT_HOME=str(ops_tmp / "prefect-client"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")

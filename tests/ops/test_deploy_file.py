@@ -31,13 +31,18 @@ def test_the_entrypoint_loads_the_recipe_flow():
     assert load_flow_from_entrypoint(deployment_spec().entrypoint_for_loading).name == "recipe"
 
 
-@pytest.mark.parametrize(("text", "match"), [
-    ("name: x\n", "has no 'deployments' list"),
-    ("deployments:\n  - name: a\n", r"deployments\[0\] needs a name and an entrypoint"),
-    ("deployments:\n  - {name: a, entrypoint: m:f, schedules: [{cron: '* * * * *', every: 3}]}\n",
-     r"unknown schedule keys \['every'\]"),
-    ("deployments: [\n", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("name: x\n", "has no 'deployments' list"),
+        ("deployments:\n  - name: a\n", r"deployments\[0\] needs a name and an entrypoint"),
+        (
+            "deployments:\n  - {name: a, entrypoint: m:f, schedules: [{cron: '* * * * *', every: 3}]}\n",
+            r"unknown schedule keys \['every'\]",
+        ),
+        ("deployments: [\n", "is not valid YAML"),
+    ],
+)
 def test_a_broken_file_is_a_clear_error(tmp_path, text, match):
     path = tmp_path / "prefect.yaml"
     path.write_text(text)
@@ -52,7 +57,11 @@ def test_an_unknown_deployment_name_lists_the_known_ones():
 
 def test_interval_schedules_and_file_entrypoints(tmp_path):
     path = tmp_path / "prefect.yaml"
-    path.write_text("deployments:\n  - {name: a, entrypoint: flows/recipe_flow.py:recipe, schedules: [{interval: 600}]}\n")
+    path.write_text(
+        "deployments:\n  - {name: a, entrypoint: flows/recipe_flow.py:recipe, schedules: [{interval: 600}]}\n"
+    )
     spec = deployment_spec(path=path)
     assert spec.prefect_schedules()[0].interval.total_seconds() == 600
-    assert spec.entrypoint_for_loading.endswith("/flows/recipe_flow.py:recipe") and spec.entrypoint_for_loading[0] == "/"
+    assert (
+        spec.entrypoint_for_loading.endswith("/flows/recipe_flow.py:recipe") and spec.entrypoint_for_loading[0] == "/"
+    )

@@ -29,9 +29,25 @@ def mlflow_server(ops_tmp: Path, _mlflow_template: Path):
     port = free_port()
     store = copy_mlflow_store(_mlflow_template, ops_tmp / "mlflow-server")
     artifacts = ops_tmp / "mlflow-server" / "artifacts"
-    proc = Proc("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--artifacts-destination",
-                           artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                clean_env(), ops_tmp / "logs" / "mlflow.log")
+    proc = Proc(
+        "mlflow",
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        clean_env(),
+        ops_tmp / "logs" / "mlflow.log",
+    )
     try:
         proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "healthy /health")
         yield f"http://127.0.0.1:{port}", artifacts
@@ -66,8 +82,11 @@ def test_the_recipe_logs_parent_and_stage_runs_through_the_tracking_server(serve
 
     exp = rest(server_uri, "experiments/get-by-name", experiment_name=cfg.name)["experiment"]
     assert exp["artifact_location"].startswith("mlflow-artifacts:")  # the server decides where artifacts go
-    runs = rest(server_uri, "runs/search", {"experiment_ids": [exp["experiment_id"]],
-                                            "filter": "tags.`prefect.flow_run_id` = 'ops-flow-run-1'"})["runs"]
+    runs = rest(
+        server_uri,
+        "runs/search",
+        {"experiment_ids": [exp["experiment_id"]], "filter": "tags.`prefect.flow_run_id` = 'ops-flow-run-1'"},
+    )["runs"]
     tags = {r["info"]["run_id"]: {t["key"]: t["value"] for t in r["data"]["tags"]} for r in runs}
     parents = [rid for rid, t in tags.items() if t[tracking.TAG_KIND] == "flow"]
     children = [rid for rid, t in tags.items() if t[tracking.TAG_KIND] == "stage"]
@@ -91,7 +110,10 @@ def test_the_server_answers_loopback_host_headers(mlflow_server):
     uri, _ = mlflow_server
     port = uri.rsplit(":", 1)[1]
     for host in (f"127.0.0.1:{port}", f"localhost:{port}"):
-        req = urllib.request.Request(f"{uri}/api/2.0/mlflow/experiments/search", data=b'{"max_results": 1}',
-                                     headers={"Host": host, "Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"{uri}/api/2.0/mlflow/experiments/search",
+            data=b'{"max_results": 1}',
+            headers={"Host": host, "Content-Type": "application/json"},
+        )
         with _NO_PROXY.open(req, timeout=10) as r:
             assert r.status == 200, host

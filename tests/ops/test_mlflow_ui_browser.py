@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 
@@ -36,8 +35,14 @@ def browser():
 
     options = Options()
     options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1600,1000", "--no-proxy-server"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1600,1000",
+        "--no-proxy-server",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     try:
@@ -65,9 +70,25 @@ def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_te
 
     port = free_port()
     store = copy_mlflow_store(_mlflow_template, tmp_path / "store")
-    proc = Proc("mlflow", [str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--artifacts-destination",
-                           (tmp_path / "artifacts").as_uri(), "--host", "127.0.0.1", "--port", str(port),
-                           "--workers", "1"], clean_env(), tmp_path / "mlflow.log")
+    proc = Proc(
+        "mlflow",
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            store,
+            "--artifacts-destination",
+            (tmp_path / "artifacts").as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        clean_env(),
+        tmp_path / "mlflow.log",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         proc.wait_until(lambda: http_ok(f"{url}/health"), 120, "healthy /health")

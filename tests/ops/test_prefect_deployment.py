@@ -31,13 +31,34 @@ def deployed(prefect_server) -> dict[str, str]:
 def worker(deployed, ops_tmp, _mlflow_template):
     """A process worker on the deployment's pool; yields (proc, the MLflow URI its flow runs write to)."""
     uri = copy_mlflow_store(_mlflow_template, ops_tmp / "mlruns")
-    env = {**deployed, "MLFLOW_TRACKING_URI": uri, "RECIPE_FLOWS_HOME": str(REPO_ROOT),
-           "PREFECT_HOME": str(ops_tmp / "prefect-worker"), "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    env = {
+        **deployed,
+        "MLFLOW_TRACKING_URI": uri,
+        "RECIPE_FLOWS_HOME": str(REPO_ROOT),
+        "PREFECT_HOME": str(ops_tmp / "prefect-worker"),
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+    }
     # RECIPE_DATA_DIR: tests/conftest.py's session folder (temporary), inherited through `deployed`'s environment
     assert env.get("RECIPE_DATA_DIR")
-    proc = Proc("worker", [str(BIN / "prefect"), "worker", "start", "--pool", SPEC.work_pool, "--type", "process",
-                           "--name", "ops-test-worker", "--install-policy", "never"],
-                env, ops_tmp / "logs" / "worker.log", cwd=ops_tmp)
+    proc = Proc(
+        "worker",
+        [
+            str(BIN / "prefect"),
+            "worker",
+            "start",
+            "--pool",
+            SPEC.work_pool,
+            "--type",
+            "process",
+            "--name",
+            "ops-test-worker",
+            "--install-policy",
+            "never",
+        ],
+        env,
+        ops_tmp / "logs" / "worker.log",
+        cwd=ops_tmp,
+    )
     try:
         yield proc, uri
     finally:
@@ -52,10 +73,12 @@ def test_the_deployment_carries_the_files_schedule_parameters_and_pool(deployed)
     assert dep.work_pool_name == SPEC.work_pool
     assert dep.parameters == SPEC.parameters
     assert [(s.schedule.cron, s.schedule.timezone, s.active) for s in dep.schedules] == [
-        (s["cron"], s.get("timezone"), s.get("active", True)) for s in SPEC.schedules]
+        (s["cron"], s.get("timezone"), s.get("active", True)) for s in SPEC.schedules
+    ]
     assert dep.entrypoint == SPEC.entrypoint
-    assert dep.pull_steps == [{"prefect.deployments.steps.set_working_directory":
-                               {"directory": "{{ $RECIPE_FLOWS_HOME }}"}}]  # resolved on the worker, at run time
+    assert dep.pull_steps == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": "{{ $RECIPE_FLOWS_HOME }}"}}
+    ]  # resolved on the worker, at run time
 
 
 def test_a_triggered_run_completes_on_the_worker_and_lands_in_mlflow(worker, deployed):
@@ -90,10 +113,12 @@ def test_flows_serve_registers_the_same_schedule_and_parameters(deployed, ops_tm
     from prefect.exceptions import ObjectNotFound
 
     name = "ops-serve"
-    proc = Proc("serve", [str(BIN / "flows"), "serve", "--as", name], deployed, ops_tmp / "logs" / "serve.log",
-                cwd=ops_tmp)
+    proc = Proc(
+        "serve", [str(BIN / "flows"), "serve", "--as", name], deployed, ops_tmp / "logs" / "serve.log", cwd=ops_tmp
+    )
     try:
         with SyncPrefectClient(deployed["PREFECT_API_URL"]) as client:
+
             def registered():
                 try:
                     return client.read_deployment_by_name(f"recipe/{name}")
@@ -107,7 +132,8 @@ def test_flows_serve_registers_the_same_schedule_and_parameters(deployed, ops_tm
     assert dep.work_pool_name is None  # served by the process itself
     assert dep.parameters == SPEC.parameters
     assert [(s.schedule.cron, s.schedule.timezone) for s in dep.schedules] == [
-        (s["cron"], s.get("timezone")) for s in SPEC.schedules]
+        (s["cron"], s.get("timezone")) for s in SPEC.schedules
+    ]
     assert dep.entrypoint == "flows.recipe_flow.recipe"  # by module, like the deployment
 
 

@@ -48,8 +48,10 @@ def postgres_available() -> str | None:
     """Why the Postgres stack cannot run here, or None when it can."""
     found = shutil.which("pg_ctl") or glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")
     if not found:
-        return ("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it), "
-                "so the Postgres-backed stack cannot start")
+        return (
+            "PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run installs it), "
+            "so the Postgres-backed stack cannot start"
+        )
     if os.geteuid() == 0:
         try:
             import pwd
@@ -174,11 +176,15 @@ def test_stack_up_run_a_deployment_down(stack):
     # auth is on by default: the env file holds the clients' credentials, and nothing answers without them
     assert (run_dir / "env").stat().st_mode & 0o077 == 0
     assert {"PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(exports)
-    for url in (f"{exports['PREFECT_API_URL']}/flows/filter", f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search"):
+    for url in (
+        f"{exports['PREFECT_API_URL']}/flows/filter",
+        f"{exports['MLFLOW_TRACKING_URI']}/api/2.0/mlflow/experiments/search",
+    ):
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
                 urllib.request.Request(url, data=b'{"max_results": 1}', headers={"Content-Type": "application/json"}),
-                timeout=10)
+                timeout=10,
+            )
         assert denied.value.code == 401, url
 
     from prefect.settings import PREFECT_API_AUTH_STRING, temporary_settings
@@ -197,8 +203,9 @@ def test_stack_up_run_a_deployment_down(stack):
     try:
         mlflow_client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
         exp = mlflow_client.get_experiment_by_name(SPEC.parameters.get("preset", "digits"))
-        runs = mlflow_client.search_runs([exp.experiment_id],
-                                         filter_string=f"tags.`{tracking.TAG_FLOW_RUN}` = '{flow_run.id}'")
+        runs = mlflow_client.search_runs(
+            [exp.experiment_id], filter_string=f"tags.`{tracking.TAG_FLOW_RUN}` = '{flow_run.id}'"
+        )
     finally:
         del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
     assert sorted(r.data.tags[tracking.TAG_KIND] for r in runs) == ["flow", "stage"]

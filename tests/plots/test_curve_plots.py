@@ -51,12 +51,39 @@ def test_lr_finder_curves_and_ratios_render():
 
 def test_the_comparison_figure_draws_every_trained_candidate():
     rows = [
-        {"name": "reference", "status": "ok", "val_metric": 0.98, "val_loss": 0.09, "se": math.nan, "gap": 0.09,
-         "kept": "reference", "chosen": False, "criterion": "loss"},
-        {"name": "augment", "status": "ok", "val_metric": 0.99, "val_loss": 0.04, "se": 0.03, "gap": 0.03,
-         "kept": "kept", "chosen": True, "criterion": "loss"},
-        {"name": "pretrained", "status": "skipped", "val_metric": math.nan, "val_loss": math.nan, "se": math.nan,
-         "gap": math.nan, "kept": "dropped", "chosen": False, "criterion": "loss"},
+        {
+            "name": "reference",
+            "status": "ok",
+            "val_metric": 0.98,
+            "val_loss": 0.09,
+            "se": math.nan,
+            "gap": 0.09,
+            "kept": "reference",
+            "chosen": False,
+            "criterion": "loss",
+        },
+        {
+            "name": "augment",
+            "status": "ok",
+            "val_metric": 0.99,
+            "val_loss": 0.04,
+            "se": 0.03,
+            "gap": 0.03,
+            "kept": "kept",
+            "chosen": True,
+            "criterion": "loss",
+        },
+        {
+            "name": "pretrained",
+            "status": "skipped",
+            "val_metric": math.nan,
+            "val_loss": math.nan,
+            "se": math.nan,
+            "gap": math.nan,
+            "kept": "dropped",
+            "chosen": False,
+            "criterion": "loss",
+        },
     ]
     fig = comparison_figure(rows, bars={"linear baseline": 0.944})
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]

@@ -29,8 +29,14 @@ from recipe.stages.base import StageContext
 from tests.conftest import artifact_paths, private_mlflow_store
 
 PLOTS = {
-    "plots/fixed_seed.png", "plots/loss_at_init.png", "plots/init_well.png", "plots/learning_curves.png",
-    "plots/baselines.png", "plots/overfit_one_batch.png", "plots/batch_independence.png", "plots/input_batch.png",
+    "plots/fixed_seed.png",
+    "plots/loss_at_init.png",
+    "plots/init_well.png",
+    "plots/learning_curves.png",
+    "plots/baselines.png",
+    "plots/overfit_one_batch.png",
+    "plots/batch_independence.png",
+    "plots/input_batch.png",
     "plots/prediction_dynamics.png",
 }
 GRANDCHILDREN = {"short_run", "zero_input", "linear_baseline", "overfit_one_batch"}
@@ -190,8 +196,10 @@ def test_shuffled_labels_are_caught_by_the_input_independent_baseline(mlflow_sto
     df["label"] = np.random.default_rng(0).permutation(d.target)  # labels no longer belong to their rows
     path = tmp_path / "shuffled.csv"
     df.to_csv(path, index=False)
-    cfg = load_config("tabular", overrides=[*FAST, "name=shuffled", f"data.root={path}", "data.target=label",
-                                            "data.task=classification"])
+    cfg = load_config(
+        "tabular",
+        overrides=[*FAST, "name=shuffled", f"data.root={path}", "data.target=label", "data.task=classification"],
+    )
     result, _ = run_stage(cfg, tmp_path)
     c = check(result, "input_independent")
     assert c.verdict is Verdict.FAIL and "labels belong to their inputs" in c.advice
@@ -219,7 +227,7 @@ def _previous(xb):
 @pytest.mark.parametrize(
     "name, make, verdict",
     [
-        ("scramble", lambda shape: (lambda x: torch.randn_like(x)), Verdict.FAIL),
+        ("scramble", lambda shape: lambda x: torch.randn_like(x), Verdict.FAIL),
         ("previous", lambda shape: _previous, Verdict.FAIL),
         ("noise", None, Verdict.PASS),  # a real, label-preserving one: no false alarm
     ],
@@ -227,8 +235,9 @@ def _previous(xb):
 def test_augmentation_that_breaks_labels_is_caught(mlflow_store, tmp_path, monkeypatch, name, make, verdict):
     if make is not None:
         monkeypatch.setitem(AUGMENTATIONS, name, Augmentation(make, "a label-breaking bug"))
-    cfg = digits("model.name=mlp", f"data.augment=[{name}]", "stages.baselines.plots=true",
-                 "stages.baselines.short_steps=80")
+    cfg = digits(
+        "model.name=mlp", f"data.augment=[{name}]", "stages.baselines.plots=true", "stages.baselines.short_steps=80"
+    )
     result, run_id = run_stage(cfg, tmp_path)
     c = check(result, "augmentation_preserves_labels")
     assert c.verdict is verdict, c.observed
@@ -276,8 +285,9 @@ def test_a_correct_but_slow_user_cnn_is_no_false_alarm_at_the_presets_learning_r
 
 @pytest.mark.parametrize("mirror, verdicts", [("false", {Verdict.FAIL}), ("null", {Verdict.WARN, Verdict.FAIL})])
 def test_a_label_breaking_flip_on_digits_is_caught(mlflow_store, tmp_path, mirror, verdicts):
-    cfg = digits("model.name=mlp", "data.augment=[hflip]", f"data.mirror_symmetric={mirror}",
-                 "stages.baselines.short_steps=80")
+    cfg = digits(
+        "model.name=mlp", "data.augment=[hflip]", f"data.mirror_symmetric={mirror}", "stages.baselines.short_steps=80"
+    )
     c = check(run_stage(cfg, tmp_path)[0], "augmentation_preserves_labels")
     assert c.verdict in verdicts, c.observed
     share = float(c.observed.split("on the ")[1].split("%")[0])

@@ -25,8 +25,14 @@ from recipe.stages.base import StageContext
 from tests.conftest import artifact_paths, private_mlflow_store
 
 IMAGE_ARTIFACTS = {
-    "plots/class_histogram.png", "plots/samples.png", "plots/pixel_stats.png", "plots/outliers_mean.png",
-    "plots/outliers_std.png", "gx/validation_result.json", "gx/data_docs/index.html", "inspect/problems.json",
+    "plots/class_histogram.png",
+    "plots/samples.png",
+    "plots/pixel_stats.png",
+    "plots/outliers_mean.png",
+    "plots/outliers_std.png",
+    "gx/validation_result.json",
+    "gx/data_docs/index.html",
+    "inspect/problems.json",
     "inspect/manifest.csv",
 }
 
@@ -155,8 +161,13 @@ def test_bad_folder_fails_naming_every_problem_and_file(bad_folder, mlflow_store
     checks = {c.name: c for c in result.checks}
     verdicts = {n: c.verdict.value for n, c in checks.items() if c.verdict is not Verdict.PASS}
     assert verdicts == {
-        "files_readable": "fail", "no_empty_classes": "fail", "ignored_files": "warn", "split_sizes": "warn",
-        "class_balance": "warn", "duplicates_within_split": "warn", "no_leakage_across_splits": "fail",
+        "files_readable": "fail",
+        "no_empty_classes": "fail",
+        "ignored_files": "warn",
+        "split_sizes": "warn",
+        "class_balance": "warn",
+        "duplicates_within_split": "warn",
+        "no_leakage_across_splits": "fail",
         "gx_suite": "fail",
     }
     assert result.verdict is Verdict.FAIL
@@ -190,8 +201,12 @@ def test_bad_folder_problems_json_and_plots(bad_folder, mlflow_store, tmp_path):
     failed = {f["check"] for f in problems["gx_suite"]["items"]}
     assert {"files_readable", "no_leakage_across_splits", "duplicates_within_split", "class_balance"} <= failed
     metrics = client.get_run(run_id).data.metrics
-    assert (metrics["data/n_unreadable"], metrics["data/n_duplicates_across"], metrics["data/n_duplicates_within"],
-            metrics["data/n_empty_classes"]) == (2, 2, 1, 1)
+    assert (
+        metrics["data/n_unreadable"],
+        metrics["data/n_duplicates_across"],
+        metrics["data/n_duplicates_within"],
+        metrics["data/n_empty_classes"],
+    ) == (2, 2, 1, 1)
     gx = _json(client, run_id, "gx/validation_result.json", tmp_path)
     assert gx["success"] is False
 
@@ -203,10 +218,15 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path / "data_home"))
     rng = np.random.default_rng(0)
     n = 40
-    frame = pd.DataFrame({
-        "height": rng.normal(170, 10, n), "weight": rng.normal(70, 8, n), "station": 1.0,
-        "colour": rng.choice(["red", "blue"], n), "label": ["yes", "no"] * (n // 2),
-    })
+    frame = pd.DataFrame(
+        {
+            "height": rng.normal(170, 10, n),
+            "weight": rng.normal(70, 8, n),
+            "station": 1.0,
+            "colour": rng.choice(["red", "blue"], n),
+            "label": ["yes", "no"] * (n // 2),
+        }
+    )
     frame.loc[3, "weight"] = np.nan
     path = tmp_path / "people.csv"
     frame.to_csv(path, index=False)
@@ -219,21 +239,33 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     result, run_id, client = _run_stage(cfg, tmp_path / "work")
     checks = {c.name: c for c in result.checks}
     verdicts = {n: c.verdict.value for n, c in checks.items() if c.verdict is not Verdict.PASS}
-    assert verdicts == {"feature_nulls": "fail", "constant_features": "warn", "feature_ranges": "warn",
-                        "gx_suite": "fail"}
+    assert verdicts == {
+        "feature_nulls": "fail",
+        "constant_features": "warn",
+        "feature_ranges": "warn",
+        "gx_suite": "fail",
+    }
     assert checks["feature_nulls"].observed == "1 missing value: weight: 1 of 40 (2.5%, row:3)"
     assert checks["constant_features"].observed == "1 constant column: station (= 1.0)"
     assert f"height = 1700 (row:{row}, val; train " in checks["feature_ranges"].observed
     assert checks["feature_types"].observed == "3 numeric columns; 1 text column one-hot encoded into 2: colour (2)"
     arts = artifact_paths(client, run_id)
-    assert {"plots/class_histogram.png", "plots/features.png", "gx/validation_result.json",
-            "gx/data_docs/index.html", "inspect/problems.json"} <= arts
+    assert {
+        "plots/class_histogram.png",
+        "plots/features.png",
+        "gx/validation_result.json",
+        "gx/data_docs/index.html",
+        "inspect/problems.json",
+    } <= arts
     assert "plots/samples.png" not in arts
     gx = _json(client, run_id, "gx/validation_result.json", tmp_path)
     assert len(gx["validations"]) == 2  # the manifest and the feature table
     metrics = client.get_run(run_id).data.metrics
     assert (metrics["data/n_missing_values"], metrics["data/n_constant_features"], metrics["data/n_out_of_range"]) == (
-        1, 1, 1)
+        1,
+        1,
+        1,
+    )
 
 
 def test_a_gx_error_is_a_failed_check_not_a_crash(monkeypatch, mlflow_store, tmp_path):
@@ -255,8 +287,19 @@ def test_figures_skip_what_there_is_nothing_to_draw_for():
     from recipe.plots.data import data_figures
     from tests.checks.factories import image_rows, make
 
-    rows = [{**r, "readable": False, "hash": "", "height": None, "width": None, "channels": None,
-             "mean": np.nan, "std": np.nan} for r in image_rows({"a": 4, "b": 4})]
+    rows = [
+        {
+            **r,
+            "readable": False,
+            "hash": "",
+            "height": None,
+            "width": None,
+            "channels": None,
+            "mean": np.nan,
+            "std": np.nan,
+        }
+        for r in image_rows({"a": 4, "b": 4})
+    ]
     figs = data_figures(make(rows), RecipeConfig())  # nothing readable: no image is ever read
     assert list(figs) == ["plots/class_histogram.png"]
 

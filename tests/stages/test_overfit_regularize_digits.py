@@ -34,11 +34,15 @@ def chain(_mlflow_template, tmp_path_factory):
         for name, stage in (("overfit", overfit), ("regularize", regularize)):
             start = results[list(results)[-1]].config
             if name == "regularize":  # fewer candidates than the defaults, and the pretrain path exercised
-                start = start.with_overrides({
-                    "stages.regularize.epochs": 15, "stages.regularize.weight_decay": [0.05],
-                    "stages.regularize.dropout": [], "stages.regularize.smaller_batch": None,
-                    "stages.regularize.init_from": results["overfit"].artifacts["checkpoint_path"],
-                })
+                start = start.with_overrides(
+                    {
+                        "stages.regularize.epochs": 15,
+                        "stages.regularize.weight_decay": [0.05],
+                        "stages.regularize.dropout": [],
+                        "stages.regularize.smaller_batch": None,
+                        "stages.regularize.init_from": results["overfit"].artifacts["checkpoint_path"],
+                    }
+                )
             t0 = time.perf_counter()
             with tracking.start_run(name, tracking.run_tags(cfg, None, stage=name, kind="stage")) as run:
                 result = stage.run(StageContext(cfg=start, input_cfg=cfg, results=dict(results), workdir=tmp / name))
@@ -60,8 +64,13 @@ def test_overfit_reaches_the_target_and_beats_the_baselines(chain):
     assert float(run.data.params["overfit.lr_chosen"]) == result.config.optim.lr
     assert 1e-4 <= result.config.optim.lr <= 3e-2
     arts = artifact_paths(client, run_id)
-    assert {"plots/lr_finder.png", "plots/curves.png", "plots/update_ratio.png", "overfit/lr_finder.json",
-            "checkpoint/overfit.pt"} <= arts
+    assert {
+        "plots/lr_finder.png",
+        "plots/curves.png",
+        "plots/update_ratio.png",
+        "overfit/lr_finder.json",
+        "checkpoint/overfit.pt",
+    } <= arts
     assert Path(result.artifacts["checkpoint_path"]).is_file()
     assert result.config.data.augment == [] and result.config.model.dropout == 0.0
 
@@ -71,14 +80,26 @@ def test_regularize_compares_candidates_in_nested_runs(chain):
     exp = client.get_run(run_id).info.experiment_id
     kids = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{run_id}'")
     names = {r.data.tags["recipe.candidate"] for r in kids}
-    assert {"reference", "augment_crop_rotate", "weight_decay_0.05", "early_stopping_3", "image_size_6",
-            "pretrained"} <= names
+    assert {
+        "reference",
+        "augment_crop_rotate",
+        "weight_decay_0.05",
+        "early_stopping_3",
+        "image_size_6",
+        "pretrained",
+    } <= names
     for r in kids:
         assert r.data.tags[tracking.TAG_KIND] == "candidate" and r.data.tags[tracking.TAG_STAGE] == "regularize"
         assert "eval/val_accuracy" in r.data.metrics and "val/loss" in r.data.metrics  # per-epoch curves
     arts = artifact_paths(client, run_id)
-    assert {"plots/regularize_comparison.png", "plots/regularize_curves.png", "plots/first_layer.png",
-            "regularize/candidates.json", "regularize/candidates.md", "checkpoint/regularize.pt"} <= arts
+    assert {
+        "plots/regularize_comparison.png",
+        "plots/regularize_curves.png",
+        "plots/first_layer.png",
+        "regularize/candidates.json",
+        "regularize/candidates.md",
+        "checkpoint/regularize.pt",
+    } <= arts
     rows = json.loads(Path(client.download_artifacts(run_id, "regularize/candidates.json", str(tmp))).read_text())
     assert rows[0]["name"] == "reference" and sum(r["chosen"] for r in rows) == 1
     assert {r["kept"] for r in rows} <= {"reference", "kept", "dropped"}

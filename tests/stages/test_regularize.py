@@ -28,8 +28,16 @@ def specs(data=IMAGES, **settings):
 
 def test_one_candidate_per_regulariser_each_a_single_change():
     got = specs()
-    assert list(got) == ["augment_crop_rotate", "weight_decay_0.05", "weight_decay_0.5", "dropout_0.3",
-                         "early_stopping_3", "image_size_6", "batch_size_32", "pretrained"]
+    assert list(got) == [
+        "augment_crop_rotate",
+        "weight_decay_0.05",
+        "weight_decay_0.5",
+        "dropout_0.3",
+        "early_stopping_3",
+        "image_size_6",
+        "batch_size_32",
+        "pretrained",
+    ]
     assert got["augment_crop_rotate"].changes == {"data.augment": ["crop", "rotate"]}
     assert got["weight_decay_0.05"].changes == {"optim.name": "adamw", "optim.weight_decay": 0.05}
     assert got["weight_decay_0.05"].group == got["weight_decay_0.5"].group == "weight_decay"
@@ -48,8 +56,18 @@ def test_tables_get_noise_only_and_no_smaller_input():
 @pytest.mark.parametrize(
     "settings, name, skip",
     [
-        ({"augment": ["crop"], "weight_decay": [], "dropout": [], "early_stopping": None, "smaller_input": None,
-          "smaller_batch": None}, "augment_crop", ""),
+        (
+            {
+                "augment": ["crop"],
+                "weight_decay": [],
+                "dropout": [],
+                "early_stopping": None,
+                "smaller_input": None,
+                "smaller_batch": None,
+            },
+            "augment_crop",
+            "",
+        ),
         ({"augment": ["sharpen"]}, "augment", "unknown augmentation"),
         ({"init_from": "/some/run.pt"}, "pretrained", ""),
     ],
@@ -92,16 +110,30 @@ def test_nothing_is_fetched_from_the_web(tmp_path):
 
 
 def _result(name, val_loss, train_loss, acc=0.98, train_acc=1.0):
-    return CandidateResult(name, name, {"x": 1} if name != "reference" else {}, val_metric=acc,
-                           train_metric=train_acc, val_loss=val_loss, train_loss=train_loss)
+    return CandidateResult(
+        name,
+        name,
+        {"x": 1} if name != "reference" else {},
+        val_metric=acc,
+        train_metric=train_acc,
+        val_loss=val_loss,
+        train_loss=train_loss,
+    )
 
 
 def test_nothing_helping_warns_with_the_reference_curves():
     ref = _result("reference", 0.09, 0.0002)
     t_ref = SimpleNamespace(history=[{"train/loss": 2.3 * 0.7**i, "val/loss": 2.3 * 0.8**i} for i in range(10)])
-    f = ablation.improves_on_reference(ref, ref, Choice(ref, "no candidate beat the reference"), decisions={},
-                                       metric="accuracy", criterion="loss", ref_history=t_ref.history,
-                                       init_loss=math.log(10))
+    f = ablation.improves_on_reference(
+        ref,
+        ref,
+        Choice(ref, "no candidate beat the reference"),
+        decisions={},
+        metric="accuracy",
+        criterion="loss",
+        ref_history=t_ref.history,
+        init_loss=math.log(10),
+    )
     assert f.verdict is Verdict.WARN
     assert "nothing helped" in f.check.observed and "reference's curves" in f.check.observed
     assert ablation.gap_shrinks(ref, ref, True, metric="accuracy", criterion="loss").verdict is Verdict.WARN
@@ -110,8 +142,16 @@ def test_nothing_helping_warns_with_the_reference_curves():
 def test_a_kept_change_passes_when_the_gap_shrinks():
     ref, aug = _result("reference", 0.09, 0.0002), _result("augment", 0.04, 0.01, acc=0.989)
     d = {"augment": Decision("augment", True, 0.05, 0.03, "beyond noise")}
-    f = ablation.improves_on_reference(ref, aug, Choice(aug, "only kept change"), decisions=d, metric="accuracy",
-                                       criterion="loss", ref_history=[], init_loss=None)
+    f = ablation.improves_on_reference(
+        ref,
+        aug,
+        Choice(aug, "only kept change"),
+        decisions=d,
+        metric="accuracy",
+        criterion="loss",
+        ref_history=[],
+        init_loss=None,
+    )
     assert f.verdict is Verdict.PASS and "val loss 0.04 vs reference 0.09" in f.check.observed
     gap = ablation.gap_shrinks(ref, aug, True, metric="accuracy", criterion="loss")
     assert gap.verdict is Verdict.PASS and "0.0898 (reference) -> 0.03" in gap.check.observed
@@ -126,7 +166,14 @@ def test_the_overfit_checkpoint_is_found_locally_or_by_its_uri(tmp_path):
     w.write_bytes(b"x")
     local = StageResult("overfit", Verdict.PASS, [], {}, RecipeConfig(), artifacts={"checkpoint_path": str(w)})
     assert _overfit_checkpoint(local, tmp_path) == w
-    by_uri = StageResult("overfit", Verdict.PASS, [], {}, RecipeConfig(), checkpoint_uri=w.as_uri(),
-                         artifacts={"checkpoint_path": str(tmp_path / "gone.pt")})  # another process's workdir
+    by_uri = StageResult(
+        "overfit",
+        Verdict.PASS,
+        [],
+        {},
+        RecipeConfig(),
+        checkpoint_uri=w.as_uri(),
+        artifacts={"checkpoint_path": str(tmp_path / "gone.pt")},
+    )  # another process's workdir
     assert _overfit_checkpoint(by_uri, tmp_path) == w
     assert _overfit_checkpoint(None, tmp_path) is None

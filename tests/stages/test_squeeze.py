@@ -23,9 +23,17 @@ from recipe.report import Check, StageResult, Verdict
 from recipe.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["name=squeeze-test", "budget.epochs=4", "model.width=8", "optim.lr=3e-3", "trainer.progress=false",
-        "stages.squeeze.members=3", "stages.squeeze.longer=1.5", "stages.squeeze.snapshots=2",
-        "stages.squeeze.bootstrap=200"]
+TINY = [
+    "name=squeeze-test",
+    "budget.epochs=4",
+    "model.width=8",
+    "optim.lr=3e-3",
+    "trainer.progress=false",
+    "stages.squeeze.members=3",
+    "stages.squeeze.longer=1.5",
+    "stages.squeeze.snapshots=2",
+    "stages.squeeze.bootstrap=200",
+]
 BASELINES = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.5, "val/accuracy": 0.6}
 
 
@@ -38,8 +46,11 @@ def _fake(name, metrics):
 
 @pytest.fixture
 def squeeze_only(monkeypatch):
-    mods = {"baselines": _fake("baselines", BASELINES), "tune": _fake("tune", {"val/accuracy": 0.9}),
-            "squeeze": STAGES["squeeze"]}
+    mods = {
+        "baselines": _fake("baselines", BASELINES),
+        "tune": _fake("tune", {"val/accuracy": 0.9}),
+        "squeeze": STAGES["squeeze"],
+    }
     monkeypatch.setattr(pipeline, "STAGES", mods)
     monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
 
@@ -52,21 +63,35 @@ def _runs(experiment):
 
 @pytest.mark.slow
 def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_files(
-        mlflow_store, squeeze_only, tmp_path):
+    mlflow_store, squeeze_only, tmp_path
+):
     out = pipeline.run_recipe(load_config(overrides=TINY), say=lambda m: None)
     sq = out.results[-1]
     checks = {c.name: c for c in sq.checks}
-    assert sq.stage == "squeeze" and sq.verdict.value in ("pass", "warn"), [c for c in sq.checks if
-                                                                           c.verdict.value == "fail"]
+    assert sq.stage == "squeeze" and sq.verdict.value in ("pass", "warn"), [
+        c for c in sq.checks if c.verdict.value == "fail"
+    ]
     assert checks["champion_round_trip"].verdict.value == "pass"
     assert checks["beats_dumb_on_test"].verdict.value == "pass"
-    assert {"champion_chosen", "matches_best_single", "beats_linear_on_test", "versus_classical",
-            "test_split_fresh", "gain_ensemble", "gain_swa", "leave_it_training", "distilled_student"} <= set(checks)
+    assert {
+        "champion_chosen",
+        "matches_best_single",
+        "beats_linear_on_test",
+        "versus_classical",
+        "test_split_fresh",
+        "gain_ensemble",
+        "gain_swa",
+        "leave_it_training",
+        "distilled_student",
+    } <= set(checks)
     assert "val/loss" in sq.metrics and "val/accuracy" in sq.metrics and "test/champion_accuracy" in sq.metrics
 
     client, runs = _runs("squeeze-test")
-    stage_run = next(r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "squeeze"
-                     and r.data.tags.get(tracking.TAG_KIND) == "stage")
+    stage_run = next(
+        r
+        for r in runs
+        if r.data.tags.get(tracking.TAG_STAGE) == "squeeze" and r.data.tags.get(tracking.TAG_KIND) == "stage"
+    )
     assert stage_run.data.tags["recipe.test_read"] == "true"
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]
     kinds = sorted(r.data.tags[tracking.TAG_KIND] for r in nested)
@@ -92,23 +117,35 @@ def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_fi
         shutil.copy(path, folder / label / Path(path).name)
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store, "PYTHONPATH": str(ROOT)}
     flows = str(Path(sys.executable).parent / "flows")  # the console script, as a user runs it
-    done = subprocess.run([flows, "predict", str(folder), "--model",
-                           "models:/squeeze-test@champion", "--out", str(tmp_path / "p.csv")], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [flows, "predict", str(folder), "--model", "models:/squeeze-test@champion", "--out", str(tmp_path / "p.csv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     pred = pd.read_csv(tmp_path / "p.csv", dtype={"label": str})
     truth = pred["path"].map(lambda p: Path(p).parent.name)
     assert (pred["label"] == truth).mean() == pytest.approx(sq.metrics["test/champion_accuracy"], abs=1e-12)
-    test_json = json.loads(Path(client.download_artifacts(stage_run.info.run_id, "squeeze/test.json",
-                                                          str(tmp_path))).read_text())
+    test_json = json.loads(
+        Path(client.download_artifacts(stage_run.info.run_id, "squeeze/test.json", str(tmp_path))).read_text()
+    )
     assert {r["kind"] for r in test_json} >= {"champion", "majority", "linear", "classical"}
     assert all(r["low"] <= r["value"] <= r["high"] for r in test_json)
 
 
 @pytest.mark.slow
 def test_a_second_squeeze_on_the_same_data_says_the_test_split_was_read(mlflow_store, squeeze_only):
-    small = [*TINY, "stages.squeeze.members=1", "stages.squeeze.longer=1", "stages.squeeze.snapshots=0",
-             "stages.squeeze.distill=false", "stages.squeeze.classical=false", "stages.squeeze.registry=false"]
+    small = [
+        *TINY,
+        "stages.squeeze.members=1",
+        "stages.squeeze.longer=1",
+        "stages.squeeze.snapshots=0",
+        "stages.squeeze.distill=false",
+        "stages.squeeze.classical=false",
+        "stages.squeeze.registry=false",
+    ]
     first = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
     second = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
     fresh = {c.name: c for c in first.checks}["test_split_fresh"]

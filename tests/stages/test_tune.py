@@ -113,8 +113,14 @@ def test_a_killed_tune_resumes_its_study_without_redoing_completed_trials(mlflow
 
     _, runs = tune_runs("tune-test")
     assert not [r for r in runs if r.info.status == "RUNNING"], "a run was left RUNNING"
-    stage_runs = sorted((r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage"
-                         and r.data.tags[tracking.TAG_STAGE] == "tune"), key=lambda r: r.info.start_time)
+    stage_runs = sorted(
+        (
+            r
+            for r in runs
+            if r.data.tags.get(tracking.TAG_KIND) == "stage" and r.data.tags[tracking.TAG_STAGE] == "tune"
+        ),
+        key=lambda r: r.info.start_time,
+    )
     assert len(stage_runs) == 2 and stage_runs[0].info.status == "KILLED"
     new_trials = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "trial"
                   and r.data.tags["mlflow.parentRunId"] == stage_runs[1].info.run_id]  # fmt: skip

@@ -22,8 +22,17 @@ def make_data(n: int = 256, seed: int = 0, task: str = "classification"):
 
 
 def make_trainer(
-    cbs=(), *, seed: int = 0, epochs_data_seed: int = 0, lr: float = 1e-2, task: str = "classification",
-    dropout: float = 0.1, batch_size: int = 32, loss_fn=None, defaults: bool = True, opt: str = "adam",
+    cbs=(),
+    *,
+    seed: int = 0,
+    epochs_data_seed: int = 0,
+    lr: float = 1e-2,
+    task: str = "classification",
+    dropout: float = 0.1,
+    batch_size: int = 32,
+    loss_fn=None,
+    defaults: bool = True,
+    opt: str = "adam",
 ) -> Trainer:
     seed_everything(seed)
     x, y = make_data(task=task, seed=epochs_data_seed)
@@ -32,9 +41,16 @@ def make_trainer(
     train = InMemoryBatcher(x[:192], y[:192], batch_size, shuffle=True, seed=seed)
     valid = InMemoryBatcher(x[192:], y[192:], 64)
     return Trainer(
-        model, train, valid, loss_fn=loss_fn or loss_for_task(task),
-        opt=build_optimizer(OptimConfig(name=opt, lr=lr), model.parameters()), cbs=list(cbs), task=task,
-        device="cpu", defaults=defaults, progress=False,
+        model,
+        train,
+        valid,
+        loss_fn=loss_fn or loss_for_task(task),
+        opt=build_optimizer(OptimConfig(name=opt, lr=lr), model.parameters()),
+        cbs=list(cbs),
+        task=task,
+        device="cpu",
+        defaults=defaults,
+        progress=False,
     )
 
 

@@ -128,13 +128,31 @@ def lrs_for(name: str, epochs: int = 4, **kw) -> list[float]:
     ("name", "kw", "check"),
     [
         ("constant", {}, lambda l: set(l) == {0.1}),
-        ("step", {"step_epochs": 2, "gamma": 0.5}, lambda l: l[7] == pytest.approx(0.1) and l[8] == pytest.approx(0.05)),
-        ("cosine", {}, lambda l: l[0] == pytest.approx(0.1) and l[8] == pytest.approx(0.05, rel=0.15) and l[-1] < 0.005),
+        (
+            "step",
+            {"step_epochs": 2, "gamma": 0.5},
+            lambda l: l[7] == pytest.approx(0.1) and l[8] == pytest.approx(0.05),
+        ),
+        (
+            "cosine",
+            {},
+            lambda l: l[0] == pytest.approx(0.1) and l[8] == pytest.approx(0.05, rel=0.15) and l[-1] < 0.005,
+        ),
         ("linear", {}, lambda l: all(a > b for a, b in zip(l, l[1:])) and l[-1] < 0.01),
-        ("inverse_sqrt", {"warmup_steps": 4}, lambda l: l[3] == pytest.approx(0.1)
-         and l[0] == pytest.approx(0.025) and l[15] == pytest.approx(0.1 * math.sqrt(4 / 16))),
-        ("one_cycle", {"pct_start": 0.25, "max_lr_mult": 10}, lambda l: max(l) == pytest.approx(1.0, rel=0.05)
-         and l.index(max(l)) in (3, 4) and l[-1] < 0.01),
+        (
+            "inverse_sqrt",
+            {"warmup_steps": 4},
+            lambda l: (
+                l[3] == pytest.approx(0.1)
+                and l[0] == pytest.approx(0.025)
+                and l[15] == pytest.approx(0.1 * math.sqrt(4 / 16))
+            ),
+        ),
+        (
+            "one_cycle",
+            {"pct_start": 0.25, "max_lr_mult": 10},
+            lambda l: max(l) == pytest.approx(1.0, rel=0.05) and l.index(max(l)) in (3, 4) and l[-1] < 0.01,
+        ),
         ("cosine_restarts", {"restart_epochs": 2}, lambda l: l[8] == pytest.approx(0.1) and l[7] < 0.01),
     ],
 )
@@ -149,8 +167,9 @@ def test_plateau_halves_when_validation_stalls():
         def after_validate(self):
             self.trainer.metrics["val/loss"] = 1.0
 
-    t = make_trainer([Schedule(ScheduleConfig(name="plateau", plateau_patience=1, plateau_factor=0.5)), Stalled()],
-                     lr=0.1)
+    t = make_trainer(
+        [Schedule(ScheduleConfig(name="plateau", plateau_patience=1, plateau_factor=0.5)), Stalled()], lr=0.1
+    )
     t.fit(5)
     lrs = [row["lr"] for row in t.history]
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] < 0.1 and min(lrs) >= 0.1 * 0.5**3

@@ -24,8 +24,15 @@ class Log(Callback):
         return {e: (lambda e=e: self.seen.append(e)) for e in EVENTS}
 
 
-BATCH_TRAIN = ["before_batch", "after_pred", "after_loss", "before_backward", "after_backward", "after_step",
-               "after_batch"]
+BATCH_TRAIN = [
+    "before_batch",
+    "after_pred",
+    "after_loss",
+    "before_backward",
+    "after_backward",
+    "after_step",
+    "after_batch",
+]
 BATCH_VALID = ["before_batch", "after_pred", "after_loss", "after_batch"]
 
 
@@ -82,18 +89,38 @@ class Raiser(Callback):
     ("event", "exc", "cancel_event", "check"),
     [
         # Cancelling each training batch after its loss: no step is ever taken, after_batch still fires.
-        ("after_loss", CancelBatch, "after_cancel_batch", lambda t, log: t.step == 0
-         and log.seen.count("after_batch") == log.seen.count("before_batch")),
+        (
+            "after_loss",
+            CancelBatch,
+            "after_cancel_batch",
+            lambda t, log: t.step == 0 and log.seen.count("after_batch") == log.seen.count("before_batch"),
+        ),
         # Cancelling training after the first batch: one step per epoch, validation still runs.
-        ("after_batch", CancelTrain, "after_cancel_train", lambda t, log: t.step == 2
-         and log.seen.count("after_validate") == 2),
-        ("before_validate", CancelValidate, "after_cancel_validate", lambda t, log: "val/loss" not in t.metrics
-         and log.seen.count("after_validate") == 2),
+        (
+            "after_batch",
+            CancelTrain,
+            "after_cancel_train",
+            lambda t, log: t.step == 2 and log.seen.count("after_validate") == 2,
+        ),
+        (
+            "before_validate",
+            CancelValidate,
+            "after_cancel_validate",
+            lambda t, log: "val/loss" not in t.metrics and log.seen.count("after_validate") == 2,
+        ),
         # Cancelling the epoch after training skips validation but the next epoch runs.
-        ("after_train", CancelEpoch, "after_cancel_epoch", lambda t, log: "before_validate" not in log.seen
-         and log.seen.count("after_epoch") == 2),
-        ("after_step", CancelFit, "after_cancel_fit", lambda t, log: t.step == 1
-         and log.seen[-2:] == ["after_cancel_fit", "after_fit"]),
+        (
+            "after_train",
+            CancelEpoch,
+            "after_cancel_epoch",
+            lambda t, log: "before_validate" not in log.seen and log.seen.count("after_epoch") == 2,
+        ),
+        (
+            "after_step",
+            CancelFit,
+            "after_cancel_fit",
+            lambda t, log: t.step == 1 and log.seen[-2:] == ["after_cancel_fit", "after_fit"],
+        ),
     ],
 )
 def test_cancel_exceptions(event, exc, cancel_event, check):

@@ -22,8 +22,12 @@ def test_different_seed_different_losses():
 
 def callbacks(directory):
     # The stateful callbacks a resume must restore: a decaying schedule, EMA weights, early stopping.
-    return [Schedule(ScheduleConfig(name="cosine")), EMA(0.8), EarlyStopping(patience=50),
-            Checkpoint(directory, monitor=None)]
+    return [
+        Schedule(ScheduleConfig(name="cosine")),
+        EMA(0.8),
+        EarlyStopping(patience=50),
+        Checkpoint(directory, monitor=None),
+    ]
 
 
 class KillAfter(Callback):

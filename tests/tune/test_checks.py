@@ -40,8 +40,11 @@ def test_a_best_value_at_the_edge_of_its_range_warns_which_way_to_widen():
     dist = FloatDistribution(1e-4, 1e-2, log=True)
 
     def trial(lr, dropout):
-        return optuna.trial.create_trial(params={"lr": lr, "dropout": dropout}, value=1.0,
-                                         distributions={"lr": dist, "dropout": FloatDistribution(0, 0.5)})
+        return optuna.trial.create_trial(
+            params={"lr": lr, "dropout": dropout},
+            value=1.0,
+            distributions={"lr": dist, "dropout": FloatDistribution(0, 0.5)},
+        )
 
     f = checks.edge_check(trial(9e-3, 0.2), space)
     assert f.verdict is Verdict.WARN and "top" in f.check.observed and "space.lr.high" in f.check.observed

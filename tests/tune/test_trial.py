@@ -19,8 +19,11 @@ def test_a_trial_worse_than_the_median_is_pruned_through_the_journal(mlflow_stor
     study = open_study("pruning", storage, s, seed=0)
     dist = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
     for _ in range(4):  # finished trials far better at every epoch than a short cnn can be
-        study.add_trial(optuna.trial.create_trial(params={"lr": 1e-3}, distributions=dist, value=1e-3,
-                                                  intermediate_values={i: 1e-3 for i in range(1, 5)}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": 1e-3}, distributions=dist, value=1e-3, intermediate_values={i: 1e-3 for i in range(1, 5)}
+            )
+        )
     trial = study.ask(dist)
     exp = tracking.setup("trial-test")
     run_id = MlflowClient().create_run(exp).info.run_id

@@ -71,18 +71,25 @@ def run(ctx: StageContext) -> StageResult:
     lab = Lab(ctx)
     build_for(lab.short_cfg, lab.data)  # a model that cannot be built is a config error, not 13 failed checks
     if lab.data.target_scale:
-        lab.notes.append(f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
-                         f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
-                         "the target's units (data.standardize_target=false trains on raw targets)")
+        lab.notes.append(
+            f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
+            f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
+            "the target's units (data.standardize_target=false trains on raw targets)"
+        )
     timings: dict[str, float] = {}
     short, error = _timed(timings, "short_run", lambda: _guarded_short_run(lab))
-    findings = [_timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
-                for name, fn in EXPERIMENTS.items()]
+    findings = [
+        _timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
+        for name, fn in EXPERIMENTS.items()
+    ]
     findings, lead = sk.lead_failure(findings)
     if lead is not None:
         failed = [f.name for f in findings if f.verdict.value == "fail"]
-        lab.notes.insert(0, f"{len(failed)} checks failed; {lead} has the most specific evidence: fix it first, the "
-                            f"others ({', '.join(n for n in failed if n != lead)}) are likely its consequences")
+        lab.notes.insert(
+            0,
+            f"{len(failed)} checks failed; {lead} has the most specific evidence: fix it first, the "
+            f"others ({', '.join(n for n in failed if n != lead)}) are likely its consequences",
+        )
     lab.plot("plots/baselines.png", lambda: _baselines_figure(lab))
     timings["total"] = time.perf_counter() - start
     tracking.log_dict({k: round(v, 3) for k, v in timings.items()}, "baselines/timings.json")
@@ -92,11 +99,13 @@ def run(ctx: StageContext) -> StageResult:
     return finish_stage(lab, findings, metrics, artifacts)
 
 
-def finish_stage(lab: Lab, findings: list[Finding], metrics: dict[str, float],
-                 artifacts: dict[str, str]) -> StageResult:
+def finish_stage(
+    lab: Lab, findings: list[Finding], metrics: dict[str, float], artifacts: dict[str, str]
+) -> StageResult:
     """The StageResult: every check counts (no gates), the config as the overfit-one-batch check left it."""
-    return finish(STAGE, findings, lab.handed_on, metrics=metrics, artifacts=artifacts,
-                  notes=lab.notes + lab.figures.close())
+    return finish(
+        STAGE, findings, lab.handed_on, metrics=metrics, artifacts=artifacts, notes=lab.notes + lab.figures.close()
+    )
 
 
 def _timed(timings: dict[str, float], name: str, fn):
@@ -123,8 +132,11 @@ def _judge(name: str, fn: Experiment, lab: Lab, short: ShortRun | None, error: s
     try:
         found = fn(lab, short)
     except NeedsShortRun:
-        found = sk.failed(name, f"needs the short run, which raised {error}", "fix the error that stopped the "
-                          "short run first (traceback in baselines/errors/short_run.txt)")
+        found = sk.failed(
+            name,
+            f"needs the short run, which raised {error}",
+            "fix the error that stopped the short run first (traceback in baselines/errors/short_run.txt)",
+        )
     except Exception as e:
         tracking.log_text(traceback.format_exc(), f"baselines/errors/{name}.txt")
         found = sk.failed(name, f"the experiment raised {_clip(f'{type(e).__name__}: {e}')}")
@@ -136,10 +148,16 @@ def _baselines_figure(lab: Lab):
     from recipe.plots import skeleton as plots
 
     m, runs = lab.task.metric, lab.runs
-    value = {k: runs[k].metrics.get(f"val/{m}", math.nan) if k in runs else math.nan
-             for k in ("zero_input", "linear_baseline", "short_run")}
-    bars = {lab.task.dumb_name.split()[0]: lab.dumb()[lab.task.dumb_key], "zero input": value["zero_input"],
-            "linear": value["linear_baseline"], "model": value["short_run"]}
+    value = {
+        k: runs[k].metrics.get(f"val/{m}", math.nan) if k in runs else math.nan
+        for k in ("zero_input", "linear_baseline", "short_run")
+    }
+    bars = {
+        lab.task.dumb_name.split()[0]: lab.dumb()[lab.task.dumb_key],
+        "zero input": value["zero_input"],
+        "linear": value["linear_baseline"],
+        "model": value["short_run"],
+    }
     if "linear_baseline" not in runs:
         return None
     return plots.baselines_figure(bars, m, lab.bc.human_baseline)

@@ -49,8 +49,9 @@ def fixed_seed(lab: Lab, short: ShortRun | None) -> Finding:
     other_seed = lab.cfg.seed + 1
     other = lab.quick("other_seed", lab.short_cfg.with_overrides({"seed": other_seed}), k)
     a = short.losses[:k]
-    lab.plot("plots/fixed_seed.png", lambda: plots.fixed_seed_figure(
-        a, again.losses, other.losses, lab.cfg.seed, other_seed))
+    lab.plot(
+        "plots/fixed_seed.png", lambda: plots.fixed_seed_figure(a, again.losses, other.losses, lab.cfg.seed, other_seed)
+    )
     return sk.fixed_seed((a, again.losses), other.losses, lab.cfg.seed, other_seed=other_seed, tol=lab.bc.seed_tol)
 
 
@@ -70,8 +71,10 @@ def loss_at_init(lab: Lab, short: ShortRun | None) -> Finding:
 
     short = need(short)
     expected = _expected(lab, lab.cfg.model.init_bias)
-    lab.plot("plots/loss_at_init.png", lambda: plots.loss_at_init_figure(
-        short.init_per_example, expected.value, short.init_loss, lab.task))
+    lab.plot(
+        "plots/loss_at_init.png",
+        lambda: plots.loss_at_init_figure(short.init_per_example, expected.value, short.init_loss, lab.task),
+    )
     return sk.loss_at_init(lab.task, short.init_loss, expected, warn=lab.bc.init_loss_warn, fail=lab.bc.init_loss_fail)
 
 
@@ -104,8 +107,9 @@ def input_independent(lab: Lab, short: ShortRun | None) -> Finding:
     curves = {"real inputs": _curve(short), "zeroed inputs": _curve(zero)}
     lab.plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, lab.task))
     chance = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean, k=3.0)
-    return sk.input_independent(lab.task, short.metrics, zero.metrics, margin=lab.bc.input_margin,
-                                steps=short.trainer.step, chance=chance)
+    return sk.input_independent(
+        lab.task, short.metrics, zero.metrics, margin=lab.bc.input_margin, steps=short.trainer.step, chance=chance
+    )
 
 
 def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
@@ -113,19 +117,38 @@ def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
     short = need(short)
     dumb = lab.dumb()
     b = lab.bc
-    cfg = lab.cfg.with_overrides({
-        "model.name": "linear", "model.kwargs": {}, "model.dropout": 0.0, "optim.name": "adam",
-        "optim.lr": _linear_lr(lab), "optim.weight_decay": 0.0, "schedule.name": "constant",
-        "trainer.ema_decay": None, "trainer.grad_clip": None, "budget.max_steps": None,
-        "budget.epochs": lab.geometry(b.linear_steps)[0], "budget.time_limit_s": None, "trainer.progress": False,
-        "budget.early_stopping": None, "model.init_from": None,
-    })
+    cfg = lab.cfg.with_overrides(
+        {
+            "model.name": "linear",
+            "model.kwargs": {},
+            "model.dropout": 0.0,
+            "optim.name": "adam",
+            "optim.lr": _linear_lr(lab),
+            "optim.weight_decay": 0.0,
+            "schedule.name": "constant",
+            "trainer.ema_decay": None,
+            "trainer.grad_clip": None,
+            "budget.max_steps": None,
+            "budget.epochs": lab.geometry(b.linear_steps)[0],
+            "budget.time_limit_s": None,
+            "trainer.progress": False,
+            "budget.early_stopping": None,
+            "model.init_from": None,
+        }
+    )
     params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
     with lab.child("linear_baseline", params):
         linear = lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
     margin = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean)
-    found = sk.dumb_baselines(lab.task, short.metrics, dumb, linear=linear.metrics, steps=short.trainer.step,
-                              require_linear=b.require_beat_linear, margin=margin)
+    found = sk.dumb_baselines(
+        lab.task,
+        short.metrics,
+        dumb,
+        linear=linear.metrics,
+        steps=short.trainer.step,
+        require_linear=b.require_beat_linear,
+        margin=margin,
+    )
     return found
 
 
@@ -164,16 +187,28 @@ def overfit_one_batch(lab: Lab, short: ShortRun | None) -> Finding:
     if attempts[-1].reached and rungs:
         grown = model_cfg.model_copy(update={"dropout": lab.cfg.model.dropout})
         lab.handed_on = RecipeConfig.model_validate({**lab.cfg.to_dict(), "model": grown.model_dump(mode="json")})
-        lab.notes.append(f"overfitting one batch needed {rungs} more capacity rung(s): the config "
-                         f"handed on has model {attempts[-1].model}")
+        lab.notes.append(
+            f"overfitting one batch needed {rungs} more capacity rung(s): the config "
+            f"handed on has model {attempts[-1].model}"
+        )
     target = attempts[0].init_loss * b.overfit_ratio
-    lab.plot("plots/overfit_one_batch.png", lambda: plots.overfit_figure(
-        curves, pred, yb.cpu().numpy(), lab.task, lab.data.classes, target))
+    lab.plot(
+        "plots/overfit_one_batch.png",
+        lambda: plots.overfit_figure(curves, pred, yb.cpu().numpy(), lab.task, lab.data.classes, target),
+    )
     return sk.overfit_one_batch(attempts, len(xb), b.overfit_ratio, budget=b.overfit_steps, grow_error=grow_error)
 
 
-def _attempt(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str, lr_mult: float,
-             attempts: list[sk.OverfitAttempt], curves: list[tuple[str, list[float]]]) -> tuple[sk.OverfitAttempt, Any]:
+def _attempt(
+    lab: Lab,
+    model_cfg,
+    xb: Tensor,
+    yb: Tensor,
+    prefix: str,
+    lr_mult: float,
+    attempts: list[sk.OverfitAttempt],
+    curves: list[tuple[str, list[float]]],
+) -> tuple[sk.OverfitAttempt, Any]:
     attempt, losses, pred = _overfit(lab, model_cfg, xb, yb, prefix=prefix, lr_mult=lr_mult)
     attempts.append(attempt)
     curves.append((f"{attempt.model}, lr {attempt.lr:.2g}", losses))
@@ -183,8 +218,14 @@ def _attempt(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str, lr_mult: 
 def training_loss_decreases(lab: Lab, short: ShortRun | None) -> Finding:
     """Experiment for ``training_loss_decreases``: the short run's smoothed loss, first vs last window."""
     short = need(short)
-    return sk.training_loss_decreases(lab.task, short.smooth_losses, lab.bc.decrease_margin, diverged=short.divergence,
-                                      steps=short.trainer.step, init_loss=short.init_loss)
+    return sk.training_loss_decreases(
+        lab.task,
+        short.smooth_losses,
+        lab.bc.decrease_margin,
+        diverged=short.divergence,
+        steps=short.trainer.step,
+        init_loss=short.init_loss,
+    )
 
 
 def batch_independence(lab: Lab, short: ShortRun | None) -> Finding:
@@ -199,10 +240,11 @@ def batch_independence(lab: Lab, short: ShortRun | None) -> Finding:
     model = build_for(lab.short_cfg, lab.data).to(lab.device)
     dep = sk.batch_dependence(model, xb.to(lab.device), seed=lab.cfg.seed)
     if dep.eval_mode:
-        lab.notes.append("batch independence was checked in eval mode: the model has batch norm, which mixes "
-                          "the examples of a batch in train mode by design")
-    lab.plot("plots/batch_independence.png",
-               lambda: plots.batch_dependence_figure(dep.grad, names, dep.eval_mode))
+        lab.notes.append(
+            "batch independence was checked in eval mode: the model has batch norm, which mixes "
+            "the examples of a batch in train mode by design"
+        )
+    lab.plot("plots/batch_independence.png", lambda: plots.batch_dependence_figure(dep.grad, names, dep.eval_mode))
     return sk.batch_independence(dep, lab.bc.batch_leak_tol, names)
 
 
@@ -215,26 +257,31 @@ def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
     image = len(lab.data.in_shape) == 3
     augment = list(lab.cfg.data.augment)
     if x is None:
-        return sk.visualise_before_net(None, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor)
+        return sk.visualise_before_net(
+            None, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor
+        )
     shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
     decoded = x * torch.tensor(lab.data.std).view(shape) + torch.tensor(lab.data.mean).view(shape)
     mean, std = _train_stats(lab)
     stats = sk.input_stats(decoded, mean, std)
     aug = f"augment [{', '.join(augment)}]" if augment else "no augmentation"
-    title = (f"exactly what enters the net: the first training batch {tuple(x.shape)}, {aug},\n"
-             "decoded with the data's mean/std")
+    title = (
+        f"exactly what enters the net: the first training batch {tuple(x.shape)}, {aug},\n"
+        "decoded with the data's mean/std"
+    )
     if image:
         title += f"; batch mean {np.mean(stats.batch_mean):.3g} vs train {np.mean(mean):.3g}"
     labels = y.tolist() if y is not None else [0] * len(x)
     if image:
-        lab.plot("plots/input_batch.png", lambda: plots.input_batch_figure(
-            decoded.numpy(), labels, lab.data.classes, title))
+        lab.plot(
+            "plots/input_batch.png", lambda: plots.input_batch_figure(decoded.numpy(), labels, lab.data.classes, title)
+        )
     else:
         names = list(lab.data.manifest.feature_columns)
-        lab.plot("plots/input_batch.png", lambda: plots.feature_batch_figure(
-            decoded.numpy(), names, mean, std, title))
-    return sk.visualise_before_net(stats, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor,
-                                   shape=tuple(x.shape))
+        lab.plot("plots/input_batch.png", lambda: plots.feature_batch_figure(decoded.numpy(), names, mean, std, title))
+    return sk.visualise_before_net(
+        stats, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor, shape=tuple(x.shape)
+    )
 
 
 def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
@@ -244,8 +291,10 @@ def prediction_dynamics(lab: Lab, short: ShortRun | None) -> Finding:
     short = need(short)
     snaps, y = short.snapshots, short.snap_y
     arrays = [(e, p.numpy()) for e, p in snaps]
-    lab.plot("plots/prediction_dynamics.png", lambda: plots.prediction_dynamics_figure(
-        arrays, y.cpu().numpy(), lab.task, lab.data.classes))
+    lab.plot(
+        "plots/prediction_dynamics.png",
+        lambda: plots.prediction_dynamics_figure(arrays, y.cpu().numpy(), lab.task, lab.data.classes),
+    )
     return sk.prediction_dynamics(lab.task, snaps, y)
 
 
@@ -269,9 +318,18 @@ def augmentation_preserves_labels(lab: Lab, short: ShortRun | None) -> Finding:
     if len(lab.data.in_shape) == 3 and lab.task.classifier:
         lab.plot("plots/augmentation.png", lambda: _augmentation_figure(lab, trainer, augment))
     mirrored = "hflip" in augment and lab.cfg.data.mirror_symmetric is False
-    return sk.augmentation_preserves_labels(lab.task, augment, clean, augmented=augmented, dumb=dumb,
-                                            warn=lab.bc.augment_warn_retained, fail=lab.bc.augment_fail_retained,
-                                            steps=clean_run.trainer.step, changed=changed, mirror_refused=mirrored)
+    return sk.augmentation_preserves_labels(
+        lab.task,
+        augment,
+        clean,
+        augmented=augmented,
+        dumb=dumb,
+        warn=lab.bc.augment_warn_retained,
+        fail=lab.bc.augment_fail_retained,
+        steps=clean_run.trainer.step,
+        changed=changed,
+        mirror_refused=mirrored,
+    )
 
 
 def _augmented_skill(lab: Lab, trainer: Trainer, augment: list[str]) -> tuple[float, float]:
@@ -301,8 +359,9 @@ def finite_loss(lab: Lab, short: ShortRun | None) -> Finding:
 
 
 def _expected(lab: Lab, init_bias: bool) -> sk.InitLoss:
-    return lab.task.expected_init_loss(lab.y_val, init_bias=init_bias, class_counts=lab.data.class_counts,
-                                        target_mean=lab.data.target_mean)
+    return lab.task.expected_init_loss(
+        lab.y_val, init_bias=init_bias, class_counts=lab.data.class_counts, target_mean=lab.data.target_mean
+    )
 
 
 def _val_loss_at_init(lab: Lab, cfg: RecipeConfig) -> float:
@@ -338,14 +397,21 @@ def _pick_batch(lab: Lab, n: int) -> tuple[Tensor, Tensor]:
     return x[pick].cpu(), y[pick].cpu()
 
 
-def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str,
-             lr_mult: float = 1.0) -> tuple[sk.OverfitAttempt, list[float], Any]:
+def _overfit(
+    lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str, lr_mult: float = 1.0
+) -> tuple[sk.OverfitAttempt, list[float], Any]:
     b = lab.bc
-    cfg = lab.cfg.with_overrides({
-        "model": model_cfg.model_dump(mode="json"), "optim.weight_decay": 0.0, "schedule.name": "constant",
-        "trainer.ema_decay": None, "budget.max_steps": None, "budget.time_limit_s": None,
-        "optim.lr": lab.cfg.optim.lr * lr_mult,
-    })
+    cfg = lab.cfg.with_overrides(
+        {
+            "model": model_cfg.model_dump(mode="json"),
+            "optim.weight_decay": 0.0,
+            "schedule.name": "constant",
+            "trainer.ema_decay": None,
+            "budget.max_steps": None,
+            "budget.time_limit_s": None,
+            "optim.lr": lab.cfg.optim.lr * lr_mult,
+        }
+    )
     model = build_for(cfg, lab.data).to(lab.device)
     x, y = xb.to(lab.device), yb.to(lab.device)
     loss_fn = lab.task.loss
@@ -353,10 +419,15 @@ def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str,
         init = float(loss_fn(model.eval()(x), y))
     target = init * b.overfit_ratio
     trainer = Trainer(
-        model, InMemoryBatcher(x, y, len(x)), None, loss_fn=loss_fn,
+        model,
+        InMemoryBatcher(x, y, len(x)),
+        None,
+        loss_fn=loss_fn,
         opt=build_optimizer(cfg.optim, model.parameters()),
         cbs=[*config_callbacks(cfg, lab.device.type), _StopBelow(target), _logger(prefix=prefix)],
-        task=lab.task, device=lab.device, progress=False,
+        task=lab.task,
+        device=lab.device,
+        progress=False,
     )
     name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
     trainer.fit(b.overfit_steps)
@@ -369,8 +440,16 @@ def _overfit(lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str,
     best = min((v for v in losses if math.isfinite(v)), default=math.nan)
     label = _describe(model_cfg)
     reached = bool(best <= target)
-    attempt = sk.OverfitAttempt(label, init, final, best, trainer.step, reached, lr=cfg.optim.lr,
-                                falling=not reached and sk.still_falling(losses))
+    attempt = sk.OverfitAttempt(
+        label,
+        init,
+        final,
+        best,
+        trainer.step,
+        reached,
+        lr=cfg.optim.lr,
+        falling=not reached and sk.still_falling(losses),
+    )
     return attempt, losses, pred.cpu().numpy()
 
 
@@ -399,11 +478,18 @@ def _augmentation_figure(lab: Lab, trainer: Trainer, augment: list[str]):
     pa, _ = trainer.predict([(xa, y)])
     shape = (1, -1, 1, 1)
     mean, std = torch.tensor(lab.data.mean).view(shape), torch.tensor(lab.data.std).view(shape)
-    title = (f"val images (rows 1, 3) and augmented [{', '.join(augment)}] (rows 2, 4);\n"
-             "captions: label/prediction of a model trained on clean data, red when wrong")
+    title = (
+        f"val images (rows 1, 3) and augmented [{', '.join(augment)}] (rows 2, 4);\n"
+        "captions: label/prediction of a model trained on clean data, red when wrong"
+    )
     return plots.augmentation_figure(
-        (x * std + mean).numpy(), (xa * std + mean).numpy(), y.tolist(), pc.argmax(-1).tolist(),
-        pa.argmax(-1).tolist(), lab.data.classes, title,
+        (x * std + mean).numpy(),
+        (xa * std + mean).numpy(),
+        y.tolist(),
+        pc.argmax(-1).tolist(),
+        pa.argmax(-1).tolist(),
+        lab.data.classes,
+        title,
     )
 
 

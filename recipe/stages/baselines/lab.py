@@ -67,7 +67,6 @@ class _InputCapture(_PreHook):
             self.y = self.trainer.yb.detach().cpu().clone()
 
 
-
 class _ZeroInputs(_PreHook):
     """Every input the model sees, in training and validation, replaced by zeros (a forward pre-hook)."""
 
@@ -209,8 +208,14 @@ class Lab:
         """The config for a run of about ``steps`` steps, in whole epochs: the budget's max_steps would stop the
         fit in the middle of its last epoch, before that epoch's callbacks run; no time limit either, which
         would make runs irreproducible; no early stopping or checkpoint init (every run the same length)."""
-        over = {"budget.max_steps": None, "budget.epochs": self.geometry(steps)[0], "budget.time_limit_s": None,
-                "budget.early_stopping": None, "model.init_from": None, "trainer.progress": False}
+        over = {
+            "budget.max_steps": None,
+            "budget.epochs": self.geometry(steps)[0],
+            "budget.time_limit_s": None,
+            "budget.early_stopping": None,
+            "model.init_from": None,
+            "trainer.progress": False,
+        }
         return self.cfg.with_overrides({**over, **overrides})
 
     @contextmanager
@@ -224,8 +229,9 @@ class Lab:
         evaluation, MLflow curves only through a logger in ``cbs``. A diverged run's (or one that never
         validated) val loss and metric are NaN: no trustworthy validation after a divergence."""
         try:
-            r = fit(cfg, self.data, callbacks=cbs, evaluate=False, log=False,
-                    steps_per_epoch=self.geometry(steps)[1], **kw)
+            r = fit(
+                cfg, self.data, callbacks=cbs, evaluate=False, log=False, steps_per_epoch=self.geometry(steps)[1], **kw
+            )
         finally:
             for cb in cbs:
                 if isinstance(cb, _PreHook):
@@ -243,8 +249,7 @@ class Lab:
 
     def val_batches(self, augment: bool = False):
         """The val split in its stored order, eval batch size, on the training device."""
-        return self.data.batches("val", batch_size=self.cfg.data.eval_batch_size, augment=augment,
-                                 device=self.device)
+        return self.data.batches("val", batch_size=self.cfg.data.eval_batch_size, augment=augment, device=self.device)
 
     def plot(self, path: str, make: Callable[[], Any]) -> None:
         """Log a figure; a plotting error becomes a note, never a failed check."""
@@ -252,8 +257,9 @@ class Lab:
 
     def dumb(self) -> dict[str, float]:
         """The dumbest predictor's val metrics (:meth:`recipe.tasks.Task.dumb_baseline`)."""
-        return self.task.dumb_baseline(self.y_val, class_counts=self.data.class_counts,
-                                       target_mean=self.data.target_mean)
+        return self.task.dumb_baseline(
+            self.y_val, class_counts=self.data.class_counts, target_mean=self.data.target_mean
+        )
 
     def short_run(self) -> ShortRun:
         """Train the short run (its own grandchild run) and freeze what the experiments read from it."""
@@ -273,8 +279,10 @@ class Lab:
         bpe = len(r.trainer.train_data)
         epochs = f"epochs of {bpe}" if bpe == self.spe else f"'epochs' of {bpe} of the split's {self.spe} batches"
         m = self.task.metric
-        self.notes.append(f"short run: {r.trainer.step} steps ({r.trainer.epoch + 1} {epochs}) in {r.seconds:.1f} "
-                          f"s; val {m} {r.metrics.get('val/' + m, math.nan):.4g}")
+        self.notes.append(
+            f"short run: {r.trainer.step} steps ({r.trainer.epoch + 1} {epochs}) in {r.seconds:.1f} "
+            f"s; val {m} {r.metrics.get('val/' + m, math.nan):.4g}"
+        )
 
 
 def _clip(text: str, n: int = 300) -> str:

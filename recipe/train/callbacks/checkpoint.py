@@ -25,7 +25,11 @@ class Checkpoint(Callback):
     order = 60  # after metrics, schedules and early stopping have updated their state for the epoch
 
     def __init__(
-        self, directory: str | Path, every: int = 1, monitor: str | None = "val/loss", mode: str = "min",
+        self,
+        directory: str | Path,
+        every: int = 1,
+        monitor: str | None = "val/loss",
+        mode: str = "min",
         config: dict | None = None,
     ) -> None:
         if mode not in ("min", "max"):

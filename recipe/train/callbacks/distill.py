@@ -18,8 +18,9 @@ from torch import Tensor
 from recipe.train.callbacks.base import Callback
 
 
-def distillation_loss(student: Tensor, teacher: Tensor, y: Tensor, *, temperature: float, alpha: float,
-                      classifier: bool = True) -> Tensor:
+def distillation_loss(
+    student: Tensor, teacher: Tensor, y: Tensor, *, temperature: float, alpha: float, classifier: bool = True
+) -> Tensor:
     """Scalar loss. Classification: (N, K) student and teacher logits, (N,) int64 labels, the soft term as in the
     module docstring. Regression: (N, 1) outputs and (N,) targets, ``alpha * MSE(student, teacher) + (1 - alpha) *
     MSE(student, y)`` (the teacher's predictions as soft targets; ``temperature`` unused)."""
@@ -27,8 +28,11 @@ def distillation_loss(student: Tensor, teacher: Tensor, y: Tensor, *, temperatur
         s = student.float().reshape(y.shape)
         return alpha * F.mse_loss(s, teacher.float().reshape(y.shape)) + (1 - alpha) * F.mse_loss(s, y.float())
     t = temperature
-    soft = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1),
-                    log_target=True, reduction="batchmean") * t * t
+    soft = (
+        F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True, reduction="batchmean")
+        * t
+        * t
+    )
     return alpha * soft + (1 - alpha) * F.cross_entropy(student, y)
 
 
@@ -42,8 +46,9 @@ class Distill(Callback):
 
     order = 15  # before the metrics read the loss
 
-    def __init__(self, teacher: Callable[[Tensor], Tensor], temperature: float = 4.0, alpha: float = 0.9,
-                 classifier: bool = True) -> None:
+    def __init__(
+        self, teacher: Callable[[Tensor], Tensor], temperature: float = 4.0, alpha: float = 0.9, classifier: bool = True
+    ) -> None:
         if temperature <= 0 or not 0 <= alpha <= 1:
             raise ValueError(f"need temperature > 0 and alpha in [0, 1], got {temperature} and {alpha}")
         self.teacher, self.temperature, self.alpha, self.classifier = teacher, temperature, alpha, classifier
@@ -54,5 +59,11 @@ class Distill(Callback):
             return
         with torch.no_grad():
             teacher_logits = self.teacher(t.xb).float()
-        t.loss = distillation_loss(t.pred.float(), teacher_logits, t.yb, temperature=self.temperature,
-                                   alpha=self.alpha, classifier=self.classifier)
+        t.loss = distillation_loss(
+            t.pred.float(),
+            teacher_logits,
+            t.yb,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            classifier=self.classifier,
+        )

@@ -24,7 +24,11 @@ class EarlyStopping(Callback):
     order = 30
 
     def __init__(
-        self, monitor: str = "val/loss", mode: str = "min", patience: int = 5, min_delta: float = 0.0,
+        self,
+        monitor: str = "val/loss",
+        mode: str = "min",
+        patience: int = 5,
+        min_delta: float = 0.0,
         restore_best: bool = True,
     ) -> None:
         if mode not in ("min", "max"):
@@ -53,7 +57,8 @@ class EarlyStopping(Callback):
             if not self._warned:
                 warnings.warn(
                     f"EarlyStopping: metric {self.monitor!r} is not available; keys are: "
-                    f"{', '.join(sorted(t.metrics))}", stacklevel=2,
+                    f"{', '.join(sorted(t.metrics))}",
+                    stacklevel=2,
                 )
                 self._warned = True
             return
@@ -66,8 +71,10 @@ class EarlyStopping(Callback):
         self.wait += 1
         if self.wait >= self.patience:
             self.stopped_epoch = t.epoch
-            t.stop(f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
-                   f"(best {self.best:.4g} at epoch {self.best_epoch})")
+            t.stop(
+                f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
+                f"(best {self.best:.4g} at epoch {self.best_epoch})"
+            )
 
     def after_fit(self) -> None:
         if self.restore_best and self._best_state is not None:

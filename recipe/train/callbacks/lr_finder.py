@@ -54,8 +54,13 @@ class LRSuggestion:
     reason: str = ""
 
     def to_metrics(self, prefix: str = "lr_finder/") -> dict[str, float]:
-        out = {"lr_at_min": self.lr_at_min, "lr_steepest": self.lr_steepest, "start_loss": self.start_loss,
-               "min_loss": self.min_loss, "diverged": float(self.diverged)}
+        out = {
+            "lr_at_min": self.lr_at_min,
+            "lr_steepest": self.lr_steepest,
+            "start_loss": self.start_loss,
+            "min_loss": self.min_loss,
+            "diverged": float(self.diverged),
+        }
         if self.lr is not None:
             out["suggested"] = self.lr
         return {prefix + k: float(v) for k, v in out.items()}
@@ -67,8 +72,9 @@ def sweep_lrs(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
     return np.geomspace(min_lr, max_lr, num_steps)
 
 
-def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str = "min_div_10",
-               diverged: bool = True) -> LRSuggestion:
+def suggest_lr(
+    lrs: Sequence[float], smooth_losses: Sequence[float], rule: str = "min_div_10", diverged: bool = True
+) -> LRSuggestion:
     """The suggested learning rate from a sweep (see the module docstring for the rules)."""
     if rule not in RULES:
         raise ValueError(f"unknown lr rule {rule!r}; rules are: {', '.join(RULES)}")
@@ -77,8 +83,16 @@ def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str =
     lrs_a, sl = lrs_a[:n], sl[:n]
     finite = np.isfinite(sl)
     if n < 5 or finite.sum() < 5:
-        return LRSuggestion(None, rule, math.nan, math.nan, math.nan, math.nan, diverged,
-                            f"only {int(finite.sum())} usable steps in the sweep; need at least 5")
+        return LRSuggestion(
+            None,
+            rule,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            diverged,
+            f"only {int(finite.sum())} usable steps in the sweep; need at least 5",
+        )
     start = int(min(n - 1, max(1, round(SKIP_START * n))))
     i_min = start + int(np.nanargmin(np.where(finite[start:], sl[start:], np.inf)))
     start_loss, min_loss = float(sl[0]), float(sl[i_min])
@@ -87,9 +101,17 @@ def suggest_lr(lrs: Sequence[float], smooth_losses: Sequence[float], rule: str =
     lr_min, lr_steep = float(lrs_a[i_min]), float(lrs_a[i_steep])
     fell = (start_loss - min_loss) / abs(start_loss) if start_loss else 0.0
     if not fell > MIN_FALL:
-        return LRSuggestion(None, rule, lr_min, lr_steep, start_loss, min_loss, diverged,
-                            f"the smoothed loss never fell more than {MIN_FALL:.0%} below its start "
-                            f"({start_loss:.4g} -> minimum {min_loss:.4g})")
+        return LRSuggestion(
+            None,
+            rule,
+            lr_min,
+            lr_steep,
+            start_loss,
+            min_loss,
+            diverged,
+            f"the smoothed loss never fell more than {MIN_FALL:.0%} below its start "
+            f"({start_loss:.4g} -> minimum {min_loss:.4g})",
+        )
     lr = lr_min / 10 if rule == "min_div_10" else lr_steep
     return LRSuggestion(lr, rule, lr_min, lr_steep, start_loss, min_loss, diverged)
 
@@ -131,8 +153,16 @@ class LRFinder(Callback):
 
     order = -40  # before the NaN guard: a non-finite loss is this callback's divergence signal, not an error
 
-    def __init__(self, min_lr: float = 1e-7, max_lr: float = 10.0, num_steps: int = 100, beta: float = 0.98,
-                 div_factor: float = 4.0, rule: str = "min_div_10", restore: bool = True) -> None:
+    def __init__(
+        self,
+        min_lr: float = 1e-7,
+        max_lr: float = 10.0,
+        num_steps: int = 100,
+        beta: float = 0.98,
+        div_factor: float = 4.0,
+        rule: str = "min_div_10",
+        restore: bool = True,
+    ) -> None:
         if not 0 < min_lr < max_lr:
             raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
         if num_steps < 5:
@@ -190,8 +220,11 @@ class LRFinder(Callback):
         self.smooth_losses.append(smoothed)
         self._best = min(self._best, smoothed)
         if len(self.losses) > 1 and smoothed > self.div_factor * self._best:
-            self._stop(f"the smoothed loss {smoothed:.4g} exceeded {self.div_factor:g} x its best "
-                       f"{self._best:.4g} at lr {t.lr:.3g}", diverged=True)
+            self._stop(
+                f"the smoothed loss {smoothed:.4g} exceeded {self.div_factor:g} x its best "
+                f"{self._best:.4g} at lr {t.lr:.3g}",
+                diverged=True,
+            )
 
     def after_batch(self) -> None:
         # after_batch, not after_step: the trainer has zeroed the gradients by now, so none leak into a later fit

@@ -70,8 +70,9 @@ class Polyak(Callback):
         self.decay = decay
 
     def before_fit(self) -> None:
-        self.averaged = AveragedModel(self.trainer.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay),
-                                      use_buffers=True)
+        self.averaged = AveragedModel(
+            self.trainer.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
+        )
 
     def after_step(self) -> None:
         self.averaged.update_parameters(self.trainer.model)
