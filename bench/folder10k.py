@@ -49,10 +49,13 @@ def build(root: Path = DEFAULT_ROOT, n: int = 10_000, seed: int = 0, side: int =
     scale = 0.85 + torch.rand(n, generator=g) * 0.3
     shift = (torch.rand(n, 2, generator=g) * 2 - 1) * (2 * 2 / side)  # +-2 px in [-1, 1] grid units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([
-        torch.stack([cos, -sin + torch.tan(shear) * cos, shift[:, 0]], 1),
-        torch.stack([sin, cos, shift[:, 1]], 1),
-    ], 1)  # fmt: skip
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin + torch.tan(shear) * cos, shift[:, 0]], 1),
+            torch.stack([sin, cos, shift[:, 1]], 1),
+        ],
+        1,
+    )
     labels = d.target[pick.numpy()]
     for c in range(10):
         (root / str(c)).mkdir(parents=True, exist_ok=True)

@@ -38,10 +38,16 @@ def main() -> None:
     from recipe.train.factory import make_trainer
 
     root = folder10k.build()
-    cfg = load_config("imagefolder", overrides=[
-        f"data.root={root.resolve()}", "data.image_size=28", f"trainer.device={args.device}", "trainer.progress=false",
-        *args.overrides,
-    ])  # fmt: skip
+    cfg = load_config(
+        "imagefolder",
+        overrides=[
+            f"data.root={root.resolve()}",
+            "data.image_size=28",
+            f"trainer.device={args.device}",
+            "trainer.progress=false",
+            *args.overrides,
+        ],
+    )
     start = time.perf_counter()
     data = load_data(cfg)
     data.tensors("train"), data.tensors("val")

@@ -144,9 +144,15 @@ def with_lightning(workload: str, data, epochs: int) -> tuple[float, list[float]
     module = Module()
     start = time.perf_counter()
     trainer = L.Trainer(
-        max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-    )  # fmt: skip
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(module, _Epochs(train, lambda: trainer.current_epoch), valid)
     return time.perf_counter() - start, [float(v) for v in module.losses]
 

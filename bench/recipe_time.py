@@ -81,8 +81,13 @@ def main() -> int:
         return result
 
     start = time.perf_counter()
-    outcome = run_recipe(cfg, stage=names[last] if last < len(names) - 1 else None, execute=timed,
-                         force=args.force, say=lambda m: print(m, flush=True))  # fmt: skip
+    outcome = run_recipe(
+        cfg,
+        stage=names[last] if last < len(names) - 1 else None,
+        execute=timed,
+        force=args.force,
+        say=lambda m: print(m, flush=True),
+    )
     total = time.perf_counter() - start
     print(f"recipe {cfg.name} on {args.dataset} ({args.tree}): verdict {outcome.report['verdict']}")
     for name, s in seconds.items():

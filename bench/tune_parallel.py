@@ -47,10 +47,15 @@ def measure(parallel: int, trials: int, epochs: int) -> dict[str, float]:
     from recipe.config import load_config
 
     name = f"bench-tune-p{parallel}"
-    overrides = [f"name={name}", "trainer.progress=false", f"stages.tune.n_trials={trials}",
-                 f"stages.tune.epochs={epochs}", f"stages.tune.parallel={parallel}", "stages.tune.seeds=[0]",
-                 "stages.tune.plots=false"] + [f"stages.tune.space.{p}=null" for p in
-                                                ("width", "depth", "batch_size", "augment", "schedule")]  # fmt: skip
+    overrides = [
+        f"name={name}",
+        "trainer.progress=false",
+        f"stages.tune.n_trials={trials}",
+        f"stages.tune.epochs={epochs}",
+        f"stages.tune.parallel={parallel}",
+        "stages.tune.seeds=[0]",
+        "stages.tune.plots=false",
+    ] + [f"stages.tune.space.{p}=null" for p in ("width", "depth", "batch_size", "augment", "schedule")]
     state = recipe_flow(config=load_config(overrides=overrides), return_state=True)
     assert state.is_completed(), state.message
     client = MlflowClient()
@@ -63,10 +68,14 @@ def measure(parallel: int, trials: int, epochs: int) -> dict[str, float]:
     fit = sum(r.data.metrics["trial/fit_seconds"] for r in tr)
     ends = [r.info.end_time / 1000 for r in tr]
     first_fit_start = min(r.info.end_time / 1000 - r.data.metrics["trial/fit_seconds"] for r in tr)
-    return {"search_s": search, "fit_s": fit, "trials_per_min": 60 * trials / search,
-            "warm_rate": (len(ends) - parallel) / (ends[-1] - ends[parallel - 1]),
-            "startup_s": first_fit_start - tune.info.start_time / 1000,
-            "lr": sorted(float(r.data.params["optim.lr"]) for r in tr)}  # fmt: skip
+    return {
+        "search_s": search,
+        "fit_s": fit,
+        "trials_per_min": 60 * trials / search,
+        "warm_rate": (len(ends) - parallel) / (ends[-1] - ends[parallel - 1]),
+        "startup_s": first_fit_start - tune.info.start_time / 1000,
+        "lr": sorted(float(r.data.params["optim.lr"]) for r in tr),
+    }
 
 
 def main() -> None:
@@ -83,8 +92,11 @@ def main() -> None:
     from recipe import pipeline
     from recipe.stages import STAGES
 
-    mods = {"baselines": fake("baselines", {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.2}),
-            "regularize": fake("regularize", {}), "tune": STAGES["tune"]}  # fmt: skip
+    mods = {
+        "baselines": fake("baselines", {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.2}),
+        "regularize": fake("regularize", {}),
+        "tune": STAGES["tune"],
+    }
     pipeline.STAGES = mods
     pipeline.stage_names = lambda: list(mods)
 
@@ -93,8 +105,10 @@ def main() -> None:
     one = measure(1, args.trials, args.epochs)
     two = measure(2, args.trials, args.epochs)
     assert one["lr"] == two["lr"], "the two runs did not train the same trials"
-    print(f"machine: {os.cpu_count()} cores; load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
-          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    print(
+        f"machine: {os.cpu_count()} cores; load average before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}; "
+        f"{time.perf_counter() - t0:.0f} s"
+    )
     for k, m in (("parallel=1", one), ("parallel=2", two)):
         print(
             f"{k}: search {m['search_s']:.1f} s for {args.trials} trials ({m['trials_per_min']:.1f}/min), "

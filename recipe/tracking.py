@@ -253,8 +253,10 @@ def metric_value(key: str, value: Any) -> float:
         item = value.item()
         if isinstance(item, (bool, int, float)):
             return float(item)
-    raise TypeError(f"metric {key!r}: {value!r} ({type(value).__name__}) is not a real scalar; log a number "
-                    "(or a one-element array/tensor)")  # fmt: skip
+    raise TypeError(
+        f"metric {key!r}: {value!r} ({type(value).__name__}) is not a real scalar; log a number "
+        "(or a one-element array/tensor)"
+    )
 
 
 def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:

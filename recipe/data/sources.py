@@ -468,8 +468,9 @@ def _described(paths: list[str], image_size: int | None, luma: bool) -> list[Fil
     return infos
 
 
-def _save_described(path: Path, stats: list[tuple[str, int, int]], image_size: int | None,
-                    infos: list[FileInfo]) -> None:  # fmt: skip
+def _save_described(
+    path: Path, stats: list[tuple[str, int, int]], image_size: int | None, infos: list[FileInfo]
+) -> None:
     ok = [i for i, f in enumerate(infos) if not f.error]
     arrays = []
     for i in ok:
@@ -492,11 +493,16 @@ def _save_described(path: Path, stats: list[tuple[str, int, int]], image_size: i
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(
-            tmp, pixels=np.stack(arrays) if arrays else np.zeros((0,), np.uint8), ok=np.array(ok, dtype=np.int64),
-            ints=ints, stats=fstats, gray=np.array([f.gray for f in infos]),
-            mode=np.array([f.mode or "" for f in infos]), hash=np.array([f.hash for f in infos]),
+            tmp,
+            pixels=np.stack(arrays) if arrays else np.zeros((0,), np.uint8),
+            ok=np.array(ok, dtype=np.int64),
+            ints=ints,
+            stats=fstats,
+            gray=np.array([f.gray for f in infos]),
+            mode=np.array([f.mode or "" for f in infos]),
+            hash=np.array([f.hash for f in infos]),
             error=np.array([f.error for f in infos]),
-        )  # fmt: skip
+        )
         os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only data dir: the cache is an optimisation, not a requirement

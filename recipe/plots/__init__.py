@@ -23,8 +23,7 @@ def new_figure(width: float, height: float) -> Figure:
     """A figure of ``width`` x ``height`` inches (clamped to sane sizes), detached from pyplot."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(float(np.clip(width, 3, 16)), float(np.clip(height, 2, 16))), dpi=100,
-                  layout="constrained")  # fmt: skip
+    return Figure(figsize=(float(np.clip(width, 3, 16)), float(np.clip(height, 2, 16))), dpi=100, layout="constrained")
 
 
 def to_rgb(a: np.ndarray) -> np.ndarray:

@@ -25,9 +25,14 @@ KEPT_COLOUR, DROPPED_COLOUR, CHOSEN_COLOUR, BAD_COLOUR = "#55A868", "#B0B0B0", "
 MAX_FILTERS = 64
 
 
-def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smooth_losses: Sequence[float],
-                     suggestion: LRSuggestion | None = None, current: float | None = None,
-                     chosen: float | None = None) -> Figure:  # fmt: skip
+def lr_finder_figure(
+    lrs: Sequence[float],
+    losses: Sequence[float],
+    smooth_losses: Sequence[float],
+    suggestion: LRSuggestion | None = None,
+    current: float | None = None,
+    chosen: float | None = None,
+) -> Figure:
     """Loss against learning rate (log x): raw per-step losses faint, the smoothed loss bold, the suggestion,
     the lr at the minimum, the starting lr and the chosen one marked."""
     fig = new_figure(6.5, 3.8)
@@ -46,8 +51,14 @@ def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smooth_losse
         ax.axvline(suggestion.lr_at_min, color=REF_COLOUR, linestyle=":", label=f"minimum {suggestion.lr_at_min:.2g}")
     if suggestion is not None and suggestion.lr is not None:
         y = float(np.interp(math.log10(suggestion.lr), np.log10(lr_a), sm)) if n else 0.0
-        ax.plot([suggestion.lr], [y], "o", color=BAD_COLOUR, markersize=8,
-                label=f"suggested {suggestion.lr:.2g} ({suggestion.rule})")  # fmt: skip
+        ax.plot(
+            [suggestion.lr],
+            [y],
+            "o",
+            color=BAD_COLOUR,
+            markersize=8,
+            label=f"suggested {suggestion.lr:.2g} ({suggestion.rule})",
+        )
     if current is not None:
         ax.axvline(current, color=VAL_COLOUR, linestyle="--", label=f"starting lr {current:.2g}")
     if chosen is not None and chosen != current:
@@ -59,8 +70,13 @@ def lr_finder_figure(lrs: Sequence[float], losses: Sequence[float], smooth_losse
     return fig
 
 
-def curves_figure(histories: Mapping[str, Sequence[Mapping[str, float]]], *, titles: Mapping[str, str] | None = None,
-                  reference: str | None = None, title: str = "train vs validation loss") -> Figure:  # fmt: skip
+def curves_figure(
+    histories: Mapping[str, Sequence[Mapping[str, float]]],
+    *,
+    titles: Mapping[str, str] | None = None,
+    reference: str | None = None,
+    title: str = "train vs validation loss",
+) -> Figure:
     """One panel per run: train loss (solid) and val loss (dashed) per epoch on a shared log scale; the
     ``reference`` run's val loss is repeated in grey in every other panel for comparison."""
     names = list(histories)
@@ -82,8 +98,14 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, float]]], *, tit
         ax.plot(ep, [h.get("train/loss", math.nan) for h in hist], color=TRAIN_COLOUR, label="train")
         ax.plot(ep, [h.get("val/loss", math.nan) for h in hist], color=VAL_COLOUR, linestyle="--", label="val")
         if ref is not None and name != reference:
-            ax.plot([h.get("epoch", j) for j, h in enumerate(ref)], [h.get("val/loss", math.nan) for h in ref],
-                    color=REF_COLOUR, linestyle=":", linewidth=1, label=f"val ({reference})")  # fmt: skip
+            ax.plot(
+                [h.get("epoch", j) for j, h in enumerate(ref)],
+                [h.get("val/loss", math.nan) for h in ref],
+                color=REF_COLOUR,
+                linestyle=":",
+                linewidth=1,
+                label=f"val ({reference})",
+            )
         if values:
             ax.set_yscale("log")
         ax.set_title((titles or {}).get(name, name), fontsize=8)
@@ -98,8 +120,9 @@ def curves_figure(histories: Mapping[str, Sequence[Mapping[str, float]]], *, tit
     return fig
 
 
-def update_ratio_figure(history: Sequence[tuple[int, Mapping[str, float]]], low: float = -4.0,
-                        high: float = -2.0) -> Figure | None:  # fmt: skip
+def update_ratio_figure(
+    history: Sequence[tuple[int, Mapping[str, float]]], low: float = -4.0, high: float = -2.0
+) -> Figure | None:
     """log10 update/weight ratio per layer over the steps, with the healthy band shaded."""
     if not history:
         return None
@@ -120,8 +143,14 @@ def update_ratio_figure(history: Sequence[tuple[int, Mapping[str, float]]], low:
     return fig
 
 
-def comparison_figure(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy", *, higher_is_better: bool = True,
-                      bars: Mapping[str, float] | None = None, noise_z: float = 1.0) -> Figure:  # fmt: skip
+def comparison_figure(
+    rows: Sequence[Mapping[str, Any]],
+    metric: str = "accuracy",
+    *,
+    higher_is_better: bool = True,
+    bars: Mapping[str, float] | None = None,
+    noise_z: float = 1.0,
+) -> Figure:
     """Candidates against the reference, coloured by decision: the validation loss, the validation metric (with
     the dumb baselines) and the train-validation gap. The decision criterion's panel carries error bars of
     ``noise_z`` paired standard errors of the gain."""
@@ -130,13 +159,28 @@ def comparison_figure(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy
     fig = new_figure(11, 1.2 + 0.35 * max(3, len(ok)))
     ax_loss, ax_metric, ax_gap = fig.subplots(1, 3, sharey=True, width_ratios=[3, 3, 2])
     y = np.arange(len(ok))[::-1]
-    colours = [CHOSEN_COLOUR if r["chosen"] else REF_COLOUR if r["kept"] == "reference"
-               else KEPT_COLOUR if r["kept"] == "kept" else DROPPED_COLOUR for r in ok]  # fmt: skip
+    colours = [
+        CHOSEN_COLOUR
+        if r["chosen"]
+        else REF_COLOUR
+        if r["kept"] == "reference"
+        else KEPT_COLOUR
+        if r["kept"] == "kept"
+        else DROPPED_COLOUR
+        for r in ok
+    ]
     errs = np.array([noise_z * r["se"] if r["se"] is not None and math.isfinite(r["se"]) else 0.0 for r in ok])
     ref = next((r for r in ok if r["kept"] == "reference"), None)
-    panels = ((ax_loss, "val_loss", "val loss (lower is better)", criterion == "loss", {}),
-              (ax_metric, "val_metric", f"val {metric} ({'higher' if higher_is_better else 'lower'} is better)",
-               criterion == "metric", bars or {}))  # fmt: skip
+    panels = (
+        (ax_loss, "val_loss", "val loss (lower is better)", criterion == "loss", {}),
+        (
+            ax_metric,
+            "val_metric",
+            f"val {metric} ({'higher' if higher_is_better else 'lower'} is better)",
+            criterion == "metric",
+            bars or {},
+        ),
+    )
     for ax, key, label, with_err, lines in panels:
         vals = np.array([r[key] for r in ok], float)
         e = errs if with_err else np.zeros(len(ok))
@@ -166,8 +210,11 @@ def comparison_figure(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy
     )
     ax_gap.set_xlabel(f"gap: {gap_label}", fontsize=8)
     ax_gap.tick_params(labelsize=7)
-    fig.suptitle("regularisers one at a time against the reference (dark green: chosen, green: kept, light grey: "
-                 "dropped; bars: noise)", fontsize=9)  # fmt: skip
+    fig.suptitle(
+        "regularisers one at a time against the reference (dark green: chosen, green: kept, light grey: "
+        "dropped; bars: noise)",
+        fontsize=9,
+    )
     return fig
 
 

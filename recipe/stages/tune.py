@@ -60,7 +60,7 @@ from recipe.tune.study import (
     reap_orphans,
     storage_for,
     study_name,
-)  # fmt: skip
+)
 from recipe.tune.trial import TrialResult, TrialSpec, run_trial, share_data
 
 STAGE = "tune"
@@ -87,10 +87,14 @@ def run(ctx: StageContext) -> StageResult:
     notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
     space = resolve(base, s.space)
     held = [f"{k}: {why}" for k, why in space.fixed.items()]
-    notes += [(f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
-               f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}"),
-              "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
-              "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key"]  # fmt: skip
+    notes += [
+        (
+            f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
+            f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}"
+        ),
+        "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
+        "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key",
+    ]
     if not space.dims:
         f = finding(
             "improves_beyond_noise",
@@ -100,8 +104,9 @@ def run(ctx: StageContext) -> StageResult:
             WARN,
             "add parameters to stages.tune.space",
         )
-        return StageResult(STAGE, WARN, [f.check], {}, base, checkpoint_uri=prev.checkpoint_uri if prev else None,
-                           notes=notes)  # fmt: skip
+        return StageResult(
+            STAGE, WARN, [f.check], {}, base, checkpoint_uri=prev.checkpoint_uri if prev else None, notes=notes
+        )
 
     name = study_name(base, data.fingerprint)
     storage = storage_for(s, name)
@@ -112,10 +117,15 @@ def run(ctx: StageContext) -> StageResult:
     ended = _end_orphaned_runs(study, reaped, run_id)
     study.set_user_attr(TUNE_RUNS, [*study.user_attrs.get(TUNE_RUNS, []), run_id])
     done_before = len(counted(study))
-    notes.append(f"study {name} in {storage.describe()}: " + (
-        f"resumed with {done_before} finished trials" if done_before or reaped else "new") + (
-        f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
-        if reaped or ended else ""))  # fmt: skip
+    notes.append(
+        f"study {name} in {storage.describe()}: "
+        + (f"resumed with {done_before} finished trials" if done_before or reaped else "new")
+        + (
+            f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
+            if reaped or ended
+            else ""
+        )
+    )
 
     notes += _engine_notes(s, storage)
     runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
@@ -162,9 +172,11 @@ def run(ctx: StageContext) -> StageResult:
                 "tune/best_trial_val_loss": float(best.value),
             }
         )
-        notes.append(f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
-                     f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
-                     f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}")  # fmt: skip
+        notes.append(
+            f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
+            f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
+            f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}"
+        )
         if ng.kept:
             handed_on = best_cfg
             pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
@@ -175,8 +187,10 @@ def run(ctx: StageContext) -> StageResult:
             tracking.log_artifact(checkpoint, "checkpoint")
             checkpoint_uri = tracking.artifact_uri(f"checkpoint/{checkpoint.name}")
             artifacts["checkpoint_path"] = str(checkpoint)
-            notes.append(f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with "
-                         f"the checkpoint of its {pick.name} retraining")  # fmt: skip
+            notes.append(
+                f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with "
+                f"the checkpoint of its {pick.name} retraining"
+            )
         else:
             notes.append("handed on: the incoming config, unchanged")
     else:
@@ -191,15 +205,26 @@ def run(ctx: StageContext) -> StageResult:
     metrics["tune/seconds"] = time.perf_counter() - start
     checks_ = [f.check for f in findings]
     verdict = Verdict.worst([c.verdict for c in checks_ if c.name in GATES])
-    return StageResult(STAGE, verdict, checks_, metrics, handed_on, checkpoint_uri=checkpoint_uri,
-                       artifacts=artifacts, notes=notes)  # fmt: skip
+    return StageResult(
+        STAGE, verdict, checks_, metrics, handed_on, checkpoint_uri=checkpoint_uri, artifacts=artifacts, notes=notes
+    )
 
 
 class _Runner:
     """Asks the study for trials, creates their MLflow runs, maps them through ``ctx.map`` and tells the study."""
 
-    def __init__(self, ctx: StageContext, base: RecipeConfig, s: Any, space: Space, study: optuna.Study,
-                 storage: str, run_id: str, exp_id: str, fingerprint: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        ctx: StageContext,
+        base: RecipeConfig,
+        s: Any,
+        space: Space,
+        study: optuna.Study,
+        storage: str,
+        run_id: str,
+        exp_id: str,
+        fingerprint: str,
+    ) -> None:
         self.ctx, self.base, self.s, self.space, self.study = ctx, base, s, space, study
         self.storage, self.run_id, self.exp_id, self.fingerprint = storage, run_id, exp_id, fingerprint
         self.client = MlflowClient()
@@ -211,9 +236,16 @@ class _Runner:
         return self.client.create_run(self.exp_id, run_name=f"{STAGE}:{name}", tags=tags).info.run_id
 
     def _spec(self, cfg: RecipeConfig, name: str, run_id: str, **kw: Any) -> TrialSpec:
-        return TrialSpec(config=cfg.to_dict(), name=name, run_id=run_id, tracking_uri=tracking.tracking_uri(),
-                         epochs=self.s.epochs, workdir=str((self.ctx.workdir / "trials").resolve()),
-                         threads=self.threads, **kw)  # fmt: skip
+        return TrialSpec(
+            config=cfg.to_dict(),
+            name=name,
+            run_id=run_id,
+            tracking_uri=tracking.tracking_uri(),
+            epochs=self.s.epochs,
+            workdir=str((self.ctx.workdir / "trials").resolve()),
+            threads=self.threads,
+            **kw,
+        )
 
     def _map(self, specs: list[TrialSpec]) -> list[TrialResult | BaseException]:
         try:
@@ -298,11 +330,15 @@ def _engine_notes(s: Any, storage: Any) -> list[str]:
     notes = [f"trials on the Dask cluster at {s.dask_address}, {s.parallel} at a time"]
     if host not in ("127.0.0.1", "localhost", "::1"):
         if tracking.tracking_uri().startswith("sqlite:"):
-            notes.append("the MLflow store is a local sqlite file: remote Dask workers would log into their own "
-                         "copy; set MLFLOW_TRACKING_URI to a tracking server they can reach")  # fmt: skip
+            notes.append(
+                "the MLflow store is a local sqlite file: remote Dask workers would log into their own "
+                "copy; set MLFLOW_TRACKING_URI to a tracking server they can reach"
+            )
         if storage.journal and s.pruner != "none":
-            notes.append("the study is a local journal file: remote workers cannot report to it, so pruning is "
-                         "off there; set stages.tune.storage to an RDB URL they can reach")  # fmt: skip
+            notes.append(
+                "the study is a local journal file: remote workers cannot report to it, so pruning is "
+                "off there; set stages.tune.storage to an RDB URL they can reach"
+            )
     return notes
 
 
@@ -322,8 +358,10 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
             continue
         if run.info.status != "RUNNING":
             continue
-        children = client.search_runs([run.info.experiment_id], filter_string=(
-            f"tags.`mlflow.parentRunId` = '{tid}' and attributes.status = 'RUNNING'"))  # fmt: skip
+        children = client.search_runs(
+            [run.info.experiment_id],
+            filter_string=(f"tags.`mlflow.parentRunId` = '{tid}' and attributes.status = 'RUNNING'"),
+        )
         ids.update(c.info.run_id for c in children)
         ids.add(tid)
         parent = run.data.tags.get("mlflow.parentRunId")
@@ -340,8 +378,9 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
     return ended
 
 
-def _log_figures(trials: list[Any], best: Any, space: Space, importance: dict[str, float],
-                 reference: float | None) -> None:  # fmt: skip
+def _log_figures(
+    trials: list[Any], best: Any, space: Space, importance: dict[str, float], reference: float | None
+) -> None:
     tracking.log_figure(plots.history(trials, reference), "plots/tune_history.png")
     if importance:
         tracking.log_figure(plots.importances(importance), "plots/tune_importances.png")
@@ -352,11 +391,20 @@ def _log_figures(trials: list[Any], best: Any, space: Space, importance: dict[st
 def _trials_json(trials: list[Any], space: Space) -> list[dict[str, Any]]:
     out = []
     for t in trials:
-        out.append({"number": t.number, "state": t.user_attrs.get("state", t.state.name.lower()),
-                    "optuna_state": t.state.name, "value": t.value, "params": t.params,
-                    "overrides": space.overrides(t.params), "note": t.user_attrs.get("note", ""),
-                    "orphaned": bool(t.user_attrs.get(ORPHANED)), "run_id": t.user_attrs.get(RUN_ID),
-                    "seconds": t.user_attrs.get("seconds")})  # fmt: skip
+        out.append(
+            {
+                "number": t.number,
+                "state": t.user_attrs.get("state", t.state.name.lower()),
+                "optuna_state": t.state.name,
+                "value": t.value,
+                "params": t.params,
+                "overrides": space.overrides(t.params),
+                "note": t.user_attrs.get("note", ""),
+                "orphaned": bool(t.user_attrs.get(ORPHANED)),
+                "run_id": t.user_attrs.get(RUN_ID),
+                "seconds": t.user_attrs.get("seconds"),
+            }
+        )
     return out
 
 

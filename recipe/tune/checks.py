@@ -62,14 +62,22 @@ def _seed_se(g: np.ndarray) -> float:
     return float(g.std(ddof=1) / math.sqrt(len(g))) if len(g) > 1 else math.nan
 
 
-def noise_gain(handed: Sequence[TrialResult], best: Sequence[TrialResult], *, higher_is_better: bool,
-               noise_z: float) -> NoiseGain:  # fmt: skip
+def noise_gain(
+    handed: Sequence[TrialResult], best: Sequence[TrialResult], *, higher_is_better: bool, noise_z: float
+) -> NoiseGain:
     """The module docstring's rule on retrainings paired by position (seed). Retrainings that failed drop their
     pair; with no pair left nothing is kept."""
     pairs = [(h, b) for h, b in zip(handed, best, strict=False) if h.ok and b.ok]
     if not pairs:
-        return NoiseGain(math.nan, math.nan, math.nan, math.nan, math.nan, False,
-                         "no seed retrained both configs: nothing to compare")  # fmt: skip
+        return NoiseGain(
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            False,
+            "no seed retrained both configs: nothing to compare",
+        )
     g = np.array([h.value - b.value for h, b in pairs])
     mg = np.array([(b.val_metric - h.val_metric) * (1 if higher_is_better else -1) for h, b in pairs])
     se_val = m_se_val = math.nan
@@ -85,8 +93,10 @@ def noise_gain(handed: Sequence[TrialResult], best: Sequence[TrialResult], *, hi
     se = _quad(se_seed, se_val)
     bar = noise_z * se if math.isfinite(se) else 0.0
     kept = gain > bar and gain > 0
-    how = (f"val loss gain {fmt(gain)} over {plural(len(pairs), 'seed')} vs {fmt(noise_z)} x se {fmt(se)} "
-           f"(seed {fmt(se_seed)}, validation sampling {fmt(se_val)})")  # fmt: skip
+    how = (
+        f"val loss gain {fmt(gain)} over {plural(len(pairs), 'seed')} vs {fmt(noise_z)} x se {fmt(se)} "
+        f"(seed {fmt(se_seed)}, validation sampling {fmt(se_val)})"
+    )
     if kept and m_gain < -(noise_z * m_se if math.isfinite(m_se) else 0.0):
         kept = False
         how += f"; but the metric got worse beyond noise ({fmt(m_gain)} vs se {fmt(m_se)})"
@@ -98,21 +108,38 @@ def trials_check(trials: Sequence[FrozenTrial], n_trials: int, reaped: int) -> t
     counted = [t for t in trials if not t.user_attrs.get(ORPHANED) and t.state.is_finished()]
     n = {s: sum(t.state == s for t in counted) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     diverged = sum(t.user_attrs.get("state") == "diverged" for t in counted)
-    observed = (f"{n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, {n[TrialState.FAIL]} failed "
-                f"({diverged} diverged) of {len(counted)} finished")  # fmt: skip
-    metrics = {"tune/n_complete": float(n[TrialState.COMPLETE]), "tune/n_pruned": float(n[TrialState.PRUNED]),
-               "tune/n_failed": float(n[TrialState.FAIL]), "tune/n_diverged": float(diverged),
-               "tune/n_trials": float(len(counted)), "tune/n_orphaned": float(reaped)}  # fmt: skip
-    ran = finding("trials_ran", "at least one trial trains to completion", observed, ">= 1 complete",
-                  PASS if n[TrialState.COMPLETE] else FAIL,
-                  "every trial failed, diverged or was pruned: look at a failed trial's run (recipe.trial_note) and "
-                  "narrow the space around the handed-on config", metrics=metrics)  # fmt: skip
+    observed = (
+        f"{n[TrialState.COMPLETE]} complete, {n[TrialState.PRUNED]} pruned, {n[TrialState.FAIL]} failed "
+        f"({diverged} diverged) of {len(counted)} finished"
+    )
+    metrics = {
+        "tune/n_complete": float(n[TrialState.COMPLETE]),
+        "tune/n_pruned": float(n[TrialState.PRUNED]),
+        "tune/n_failed": float(n[TrialState.FAIL]),
+        "tune/n_diverged": float(diverged),
+        "tune/n_trials": float(len(counted)),
+        "tune/n_orphaned": float(reaped),
+    }
+    ran = finding(
+        "trials_ran",
+        "at least one trial trains to completion",
+        observed,
+        ">= 1 complete",
+        PASS if n[TrialState.COMPLETE] else FAIL,
+        "every trial failed, diverged or was pruned: look at a failed trial's run (recipe.trial_note) and "
+        "narrow the space around the handed-on config",
+        metrics=metrics,
+    )
     note = f" ({reaped} left running by an interrupted run were marked failed and not counted)" if reaped else ""
-    used = finding("budget_used", "the study ran the trials it was asked for",
-                   f"{len(counted)} of {n_trials} trials{note}", f"{n_trials}",
-                   PASS if len(counted) >= n_trials else WARN,
-                   "stages.tune.timeout_s stopped the search early: raise it, lower stages.tune.epochs, or run "
-                   "again (the study resumes where it stopped)")  # fmt: skip
+    used = finding(
+        "budget_used",
+        "the study ran the trials it was asked for",
+        f"{len(counted)} of {n_trials} trials{note}",
+        f"{n_trials}",
+        PASS if len(counted) >= n_trials else WARN,
+        "stages.tune.timeout_s stopped the search early: raise it, lower stages.tune.epochs, or run "
+        "again (the study resumes where it stopped)",
+    )
     return ran, used
 
 
@@ -146,22 +173,31 @@ def edge_check(best: FrozenTrial | None, space: Space) -> Finding:
         dist = d.distribution
         floor = (not dist.log and dist.low == 0) or (isinstance(v, int) and dist.low == 1)
         if p <= EDGE and not floor:
-            edges.append(f"{d.name} = {v:.4g} is at the bottom of {dist.low:.4g} .. {dist.high:.4g}: widen it "
-                         f"downwards (stages.tune.space.{d.name}.low)")  # fmt: skip
+            edges.append(
+                f"{d.name} = {v:.4g} is at the bottom of {dist.low:.4g} .. {dist.high:.4g}: widen it "
+                f"downwards (stages.tune.space.{d.name}.low)"
+            )
         elif p >= 1 - EDGE:
-            edges.append(f"{d.name} = {v:.4g} is at the top of {dist.low:.4g} .. {dist.high:.4g}: widen it upwards "
-                         f"(stages.tune.space.{d.name}.high)")  # fmt: skip
+            edges.append(
+                f"{d.name} = {v:.4g} is at the top of {dist.low:.4g} .. {dist.high:.4g}: widen it upwards "
+                f"(stages.tune.space.{d.name}.high)"
+            )
         elif p <= EDGE:
             notes.append(f"{d.name} = {v:.4g} sits at its natural floor")
     inside = [d.name for d in space.dims if d.numeric and d.name in best.params]
     observed = "; ".join(edges) if edges else f"{', '.join(inside) or 'no numeric parameter'} inside their ranges"
     if notes:
         observed += " (" + "; ".join(notes) + ")"
-    return finding("range_edges", hypothesis, observed, f"best values away from the outer {int(EDGE * 100)}% of each "
-                   "range", WARN if edges else PASS,
-                   "the best lies at the edge of the searched range, so a better value may lie beyond it: widen "
-                   "the range that way and tune again (Deep Learning Tuning Playbook, 'axis plots')",
-                   metrics={"tune/params_at_edge": float(len(edges))})  # fmt: skip
+    return finding(
+        "range_edges",
+        hypothesis,
+        observed,
+        f"best values away from the outer {int(EDGE * 100)}% of each range",
+        WARN if edges else PASS,
+        "the best lies at the edge of the searched range, so a better value may lie beyond it: widen "
+        "the range that way and tune again (Deep Learning Tuning Playbook, 'axis plots')",
+        metrics={"tune/params_at_edge": float(len(edges))},
+    )
 
 
 def importance_check(study: optuna.Study, space: Space) -> tuple[Finding, dict[str, float]]:
@@ -181,8 +217,14 @@ def importance_check(study: optuna.Study, space: Space) -> tuple[Finding, dict[s
     try:
         imp = optuna.importance.get_param_importances(study, params=names)
     except Exception as e:  # an evaluator that cannot fit this study (e.g. every value equal)
-        return finding("importances", hypothesis, f"not computed: {type(e).__name__}: {e}", "importances", WARN,
-                       "look at the slice plots instead"), {}  # fmt: skip
+        return finding(
+            "importances",
+            hypothesis,
+            f"not computed: {type(e).__name__}: {e}",
+            "importances",
+            WARN,
+            "look at the slice plots instead",
+        ), {}
     observed = ", ".join(f"{k} {v:.2f}" for k, v in imp.items())
     return finding(
         "importances",
@@ -198,16 +240,23 @@ def improvement_check(ng: NoiseGain, edges: Finding, n_complete: int, n_dims: in
     """The gate: PASS when the best beats the handed-on config beyond noise; WARN otherwise, saying whether a
     wider space or a bigger budget is the likely next step."""
     hypothesis = "the best trial's config beats the handed-on config beyond seed and validation noise"
-    metrics = {"tune/gain": ng.gain, "tune/se_seed": ng.se_seed, "tune/se_val": ng.se_val, "tune/se": ng.se,
-               "tune/metric_gain": ng.metric_gain}  # fmt: skip
+    metrics = {
+        "tune/gain": ng.gain,
+        "tune/se_seed": ng.se_seed,
+        "tune/se_val": ng.se_val,
+        "tune/se": ng.se,
+        "tune/metric_gain": ng.metric_gain,
+    }
     if ng.kept:
         return finding("improves_beyond_noise", hypothesis, ng.reason, "gain > noise_z x se", PASS, metrics=metrics)
     if edges.verdict is WARN:
         advice = f"nothing beat the handed-on config; the best sits at a range edge, so widen the space first: {edges.check.observed}"
     elif n_complete < 10 * max(1, n_dims):
-        advice = (f"nothing beat the handed-on config beyond noise; {n_complete} complete trials over {n_dims} "
-                  f"parameters is a small budget: raise stages.tune.n_trials (the study resumes), or search fewer "
-                  f"parameters")  # fmt: skip
+        advice = (
+            f"nothing beat the handed-on config beyond noise; {n_complete} complete trials over {n_dims} "
+            f"parameters is a small budget: raise stages.tune.n_trials (the study resumes), or search fewer "
+            f"parameters"
+        )
     else:
         advice = (
             "nothing beat the handed-on config beyond noise with a fair budget inside the ranges: it is near "

@@ -38,8 +38,14 @@ def history(trials: Sequence[FrozenTrial], reference: float | None = None) -> Fi
     ax.scatter([t.number for t in done], [t.value for t in done], s=18, label="complete", color="#4C72B0")
     pruned = [t for t in trials if t.state == TrialState.PRUNED and math.isfinite(_value(t))]
     if pruned:
-        ax.scatter([t.number for t in pruned], [_value(t) for t in pruned], s=22, marker="x", color="#8C8C8C",
-                   label="pruned (last reported)")  # fmt: skip
+        ax.scatter(
+            [t.number for t in pruned],
+            [_value(t) for t in pruned],
+            s=22,
+            marker="x",
+            color="#8C8C8C",
+            label="pruned (last reported)",
+        )
     failed = [t.number for t in trials if t.state == TrialState.FAIL]
     for i, n in enumerate(failed):
         ax.axvline(n, color="#C44E52", alpha=0.25, lw=1, label="failed" if i == 0 else None)

@@ -144,8 +144,10 @@ def _distribution(name: str, spec: ParamSpace, value: Any) -> BaseDistribution |
     low, high = float(spec.low), float(spec.high)  # the validator makes sure both are set
     if spec.around != "absolute":
         if not isinstance(value, (int, float)) or isinstance(value, bool) or (spec.around == "times" and value <= 0):
-            raise ValueError(f"stages.tune.space.{name}: a range {spec.around} the handed-on value needs a positive "
-                             f"number, got {value!r}")  # fmt: skip
+            raise ValueError(
+                f"stages.tune.space.{name}: a range {spec.around} the handed-on value needs a positive "
+                f"number, got {value!r}"
+            )
         low, high = (low * value, high * value) if spec.around == "times" else (low + value, high + value)
     if spec.type == "int":
         floor = min(1, int(value)) if isinstance(value, (int, float)) else 1

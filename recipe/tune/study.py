@@ -95,8 +95,9 @@ def make_sampler(s: TuneConfig, seed: int) -> optuna.samplers.BaseSampler:
     if s.sampler == "qmc":
         with warnings.catch_warnings():  # "experimental" since Optuna 3.0; the interface we use is stable
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
-                                              warn_asynchronous_seeding=False)  # fmt: skip
+            return optuna.samplers.QMCSampler(
+                qmc_type="sobol", scramble=True, seed=seed, warn_asynchronous_seeding=False
+            )
     if s.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=s.parallel > 1)
     if s.sampler == "gp":
@@ -117,9 +118,14 @@ def make_pruner(kind: str, epochs: int) -> optuna.pruners.BasePruner:
 def open_study(name: str, storage: Storage, s: TuneConfig, seed: int) -> optuna.Study:
     """Create the study, or load it when it exists (resume). Objective: the validation loss, minimised."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.create_study(study_name=name, storage=open_storage(storage.spec), sampler=make_sampler(s, seed),
-                               pruner=make_pruner(s.pruner, s.epochs), direction="minimize",
-                               load_if_exists=True)  # fmt: skip
+    return optuna.create_study(
+        study_name=name,
+        storage=open_storage(storage.spec),
+        sampler=make_sampler(s, seed),
+        pruner=make_pruner(s.pruner, s.epochs),
+        direction="minimize",
+        load_if_exists=True,
+    )
 
 
 def reap_orphans(study: optuna.Study) -> list[FrozenTrial]:

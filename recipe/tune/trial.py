@@ -156,8 +156,9 @@ def _open_trial(spec: TrialSpec) -> tuple[Any, str]:
     from recipe.tune.study import make_pruner, open_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.load_study(study_name=spec.study_name, storage=open_storage(spec.storage),
-                              pruner=make_pruner(spec.pruner, spec.epochs))  # fmt: skip
+    study = optuna.load_study(
+        study_name=spec.study_name, storage=open_storage(spec.storage), pruner=make_pruner(spec.pruner, spec.epochs)
+    )
     return optuna.trial.Trial(study, spec.trial_id), ""
 
 
@@ -214,9 +215,14 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     result.curve = list(reporter.curve) if reporter is not None else []
     now = int(time.time() * 1000)
     metrics = list(reporter.metrics) if reporter is not None else []
-    summary = {"eval/val_loss": result.value, "eval/val_metric": result.val_metric, "eval/train_loss":
-               result.train_loss, "eval/train_metric": result.train_metric, "trial/epochs": float(result.epochs),
-               "trial/fit_seconds": result.fit_seconds}  # fmt: skip
+    summary = {
+        "eval/val_loss": result.value,
+        "eval/val_metric": result.val_metric,
+        "eval/train_loss": result.train_loss,
+        "eval/train_metric": result.train_metric,
+        "trial/epochs": float(result.epochs),
+        "trial/fit_seconds": result.fit_seconds,
+    }
     metrics += [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
     tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")] + (
         [RunTag("recipe.trial_note", result.note[:5000])] if result.note else []

@@ -28,9 +28,17 @@ def image_rows(counts: dict[str, dict[str, int]] | dict[str, int], **overrides: 
         for split, n in spec.items():
             for _ in range(n):
                 k = len(rows)
-                rows.append({"id": f"{label}/{i:03d}.png", "label": label, "split": split,
-                             "mean": 0.30 + 0.01 * (k % 7), "std": 0.25 + 0.01 * (k % 5), "hash": f"h{k:05d}",
-                             **overrides})  # fmt: skip
+                rows.append(
+                    {
+                        "id": f"{label}/{i:03d}.png",
+                        "label": label,
+                        "split": split,
+                        "mean": 0.30 + 0.01 * (k % 7),
+                        "std": 0.25 + 0.01 * (k % 5),
+                        "hash": f"h{k:05d}",
+                        **overrides,
+                    }
+                )
                 i += 1
     return rows
 
@@ -52,8 +60,18 @@ def make(
     if classes is None and task == "classification":
         classes = sorted({str(v) for v in labels if v is not None})
     classes = classes or []
-    defaults = {"path": None, "row": None, "height": 8, "width": 8, "channels": 1, "mode": "L", "mean": 0.3,
-                "std": 0.25, "readable": True, "error": ""}  # fmt: skip
+    defaults = {
+        "path": None,
+        "row": None,
+        "height": 8,
+        "width": 8,
+        "channels": 1,
+        "mode": "L",
+        "mean": 0.3,
+        "std": 0.25,
+        "readable": True,
+        "error": "",
+    }
     table = []
     for i, r in enumerate(rows):
         r = {**defaults, **r}
@@ -78,14 +96,28 @@ def make(
         mean, std = df["mean"].to_numpy(float), df["std"].to_numpy(float)
         chan = np.stack([mean, std**2 + mean**2], axis=1)[:, :, None]
     return Manifest(
-        df=df, task=task, classes=classes, source=source, root=kw.pop("root", ROOT if image else Path("/data/t.csv")),
-        fingerprint=fingerprint(df), image_mode=image_mode, image_size=image_size, features=features,
-        feature_columns=[] if features is None else list(features.columns), chan_stats=chan, **kw,
-    )  # fmt: skip
+        df=df,
+        task=task,
+        classes=classes,
+        source=source,
+        root=kw.pop("root", ROOT if image else Path("/data/t.csv")),
+        fingerprint=fingerprint(df),
+        image_mode=image_mode,
+        image_size=image_size,
+        features=features,
+        feature_columns=[] if features is None else list(features.columns),
+        chan_stats=chan,
+        **kw,
+    )
 
 
-def table(features: dict[str, list[float]], labels: list[Any], splits: list[str] | None = None,
-          task: str = "classification", **kw: Any) -> Manifest:  # fmt: skip
+def table(
+    features: dict[str, list[float]],
+    labels: list[Any],
+    splits: list[str] | None = None,
+    task: str = "classification",
+    **kw: Any,
+) -> Manifest:
     """A CSV manifest: encoded ``features`` (column -> values), one label per row, splits by position
     (default: 60% train, then val, then test)."""
     f = pd.DataFrame(features, dtype=np.float64)
@@ -94,7 +126,15 @@ def table(features: dict[str, list[float]], labels: list[Any], splits: list[str]
         n_train, n_val = int(n * 0.6), int(n * 0.2)
         splits = ["train"] * n_train + ["val"] * n_val + ["test"] * (n - n_train - n_val)
     values = f.to_numpy()
-    rows = [{"id": f"row:{i}", "row": i, "label": labels[i], "split": splits[i],
-             "readable": bool(np.isfinite(values[i]).all()) and labels[i] is not None,
-             "hash": f"t{i:05d}"} for i in range(n)]  # fmt: skip
+    rows = [
+        {
+            "id": f"row:{i}",
+            "row": i,
+            "label": labels[i],
+            "split": splits[i],
+            "readable": bool(np.isfinite(values[i]).all()) and labels[i] is not None,
+            "hash": f"t{i:05d}",
+        }
+        for i in range(n)
+    ]
     return make(rows, task=task, source="csv", image_mode=None, features=f, **kw)

@@ -16,15 +16,24 @@ EXP = np.exp
 # name -> (train loss per epoch, val loss per epoch, the findings that must warn; every other one passes)
 CURVES = {
     "healthy": (0.05 + 2.25 * EXP(-T / 3), 0.15 + 2.15 * EXP(-T / 3), set()),
-    "lr_too_low": (2.3 - 0.02 * T, 2.35 - 0.02 * T,
-                   {"curves_lr_too_low", "curves_underfitting", "curves_train_longer"}),
-    "lr_too_high": (1.0 + 1.3 * EXP(-T) + 0.01 * np.sin(T), 1.05 + 1.3 * EXP(-T), {"curves_plateau",
-                                                                                   "curves_underfitting"}),
-    "overfitting": (0.01 + 2.29 * EXP(-T / 3), 0.3 + 2.0 * EXP(-T / 3) + 0.02 * np.maximum(0, T - 10),
-                    {"curves_overfitting"}),
+    "lr_too_low": (
+        2.3 - 0.02 * T,
+        2.35 - 0.02 * T,
+        {"curves_lr_too_low", "curves_underfitting", "curves_train_longer"},
+    ),
+    "lr_too_high": (
+        1.0 + 1.3 * EXP(-T) + 0.01 * np.sin(T),
+        1.05 + 1.3 * EXP(-T),
+        {"curves_plateau", "curves_underfitting"},
+    ),
+    "overfitting": (
+        0.01 + 2.29 * EXP(-T / 3),
+        0.3 + 2.0 * EXP(-T / 3) + 0.02 * np.maximum(0, T - 10),
+        {"curves_overfitting"},
+    ),
     "underfitting": (0.9 + 1.4 * EXP(-T / 6), 0.93 + 1.4 * EXP(-T / 6), {"curves_underfitting"}),
     "train_longer": (0.02 + 2.28 * EXP(-T / 15), 0.1 + 2.2 * EXP(-T / 15), {"curves_train_longer"}),
-}  # fmt: skip
+}
 
 
 def verdicts(findings) -> dict[str, Verdict]:

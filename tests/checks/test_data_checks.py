@@ -134,10 +134,13 @@ def test_empty_class_folders_fail_naming_the_folders():
     assert f.metrics == {"data/n_empty_classes": 2}
 
 
-@pytest.mark.parametrize(("counts", "verdict", "observed"), [
-    ({"a": 5}, FAIL, "1 class: a"),
-    ({"a": 5, "b": 5}, PASS, "2 classes: a, b"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("counts", "verdict", "observed"),
+    [
+        ({"a": 5}, FAIL, "1 class: a"),
+        ({"a": 5, "b": 5}, PASS, "2 classes: a, b"),
+    ],
+)
 def test_at_least_two_classes(counts, verdict, observed):
     f = C.at_least_two_classes(make(image_rows(counts)))
     assert (f.verdict, f.check.observed) == (verdict, observed)
@@ -320,15 +323,36 @@ def test_regression_data_has_no_label_agreement_check():
 def test_inspect_manifest_runs_the_image_checks_in_reading_order_and_collects_metrics():
     report = C.inspect_manifest(make(image_rows({"a": 20, "b": 20})), RecipeConfig())
     assert [c.name for c in report.checks] == [
-        "files_readable", "no_nulls", "labels_in_class_set", "at_least_two_classes", "no_empty_classes",
-        "ignored_files", "consistent_shapes", "split_sizes", "class_balance", "pixel_stats_outliers",
-        "duplicates_within_split", "no_leakage_across_splits", "duplicate_labels_agree",
-    ]  # fmt: skip
+        "files_readable",
+        "no_nulls",
+        "labels_in_class_set",
+        "at_least_two_classes",
+        "no_empty_classes",
+        "ignored_files",
+        "consistent_shapes",
+        "split_sizes",
+        "class_balance",
+        "pixel_stats_outliers",
+        "duplicates_within_split",
+        "no_leakage_across_splits",
+        "duplicate_labels_agree",
+    ]
     assert all(c.verdict is PASS for c in report.checks)
     assert report.problems() == {}
-    assert {"data/n_samples", "data/n_train", "data/n_val", "data/n_test", "data/n_classes", "data/imbalance_ratio",
-            "data/n_unreadable", "data/n_duplicates_within", "data/n_duplicates_across", "data/n_outliers",
-            "data/pixel_mean", "data/pixel_std"} <= set(report.metrics)  # fmt: skip
+    assert {
+        "data/n_samples",
+        "data/n_train",
+        "data/n_val",
+        "data/n_test",
+        "data/n_classes",
+        "data/imbalance_ratio",
+        "data/n_unreadable",
+        "data/n_duplicates_within",
+        "data/n_duplicates_across",
+        "data/n_outliers",
+        "data/pixel_mean",
+        "data/pixel_std",
+    } <= set(report.metrics)
     assert report.metrics["data/n_samples"] == 40
 
 
@@ -341,9 +365,13 @@ def test_inspect_manifest_reports_every_problem_in_one_pass():
     report = C.inspect_manifest(m, RecipeConfig())
     verdicts = {c.name: c.verdict for c in report.checks if c.verdict is not PASS}
     assert verdicts == {
-        "files_readable": FAIL, "no_empty_classes": FAIL, "ignored_files": WARN, "split_sizes": WARN,
-        "class_balance": WARN, "no_leakage_across_splits": FAIL,
-    }  # fmt: skip
+        "files_readable": FAIL,
+        "no_empty_classes": FAIL,
+        "ignored_files": WARN,
+        "split_sizes": WARN,
+        "class_balance": WARN,
+        "no_leakage_across_splits": FAIL,
+    }
     problems = report.problems()
     assert [i["id"] for i in problems["files_readable"]["items"]] == ["a/000.png", "a/001.png"]
     assert problems["no_empty_classes"]["items"] == [{"folder": "/data/images/d"}]
@@ -353,8 +381,20 @@ def test_inspect_manifest_reports_every_problem_in_one_pass():
 
 
 def test_a_manifest_without_one_readable_file_is_still_reported_in_full():
-    rows = [{**r, "readable": False, "hash": "", "error": "truncated", "height": None, "width": None,
-             "channels": None, "mean": np.nan, "std": np.nan} for r in image_rows({"a": 5, "b": 5})]  # fmt: skip
+    rows = [
+        {
+            **r,
+            "readable": False,
+            "hash": "",
+            "error": "truncated",
+            "height": None,
+            "width": None,
+            "channels": None,
+            "mean": np.nan,
+            "std": np.nan,
+        }
+        for r in image_rows({"a": 5, "b": 5})
+    ]
     report = C.inspect_manifest(make(rows), RecipeConfig())
     checks = {c.name: c for c in report.checks}
     assert {n for n, c in checks.items() if c.verdict is not PASS} == {"files_readable", "split_sizes"}

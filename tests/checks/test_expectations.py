@@ -31,26 +31,39 @@ def test_the_suite_is_derived_from_the_data():
     by = _by_check(specs)
     assert by["labels_in_class_set"][0].kwargs == {"column": "label", "value_set": ["a", "b"]}
     assert [s.kwargs for s in by["consistent_shapes"]] == [
-        {"column": "height", "value_set": [8]}, {"column": "width", "value_set": [8]},
+        {"column": "height", "value_set": [8]},
+        {"column": "width", "value_set": [8]},
         {"column": "channels", "value_set": [1]},
-    ]  # fmt: skip
+    ]
     assert by["class_balance"][0].kwargs == {"column": "class_count", "min_value": 20 / 5.0}
     mean = next(s for s in by["pixel_stats_outliers"] if s.kwargs["column"] == "mean")
     assert mean.kwargs["min_value"] < 0.30 and mean.kwargs["max_value"] > 0.36
     assert {s.check for s in specs} == {
-        "no_nulls", "split_sizes", "files_readable", "labels_in_class_set", "at_least_two_classes",
-        "class_balance", "consistent_shapes", "pixel_stats_outliers", "duplicates_within_split",
-        "no_leakage_across_splits", "duplicate_labels_agree",
-    }  # fmt: skip
+        "no_nulls",
+        "split_sizes",
+        "files_readable",
+        "labels_in_class_set",
+        "at_least_two_classes",
+        "class_balance",
+        "consistent_shapes",
+        "pixel_stats_outliers",
+        "duplicates_within_split",
+        "no_leakage_across_splits",
+        "duplicate_labels_agree",
+    }
 
 
 @pytest.mark.parametrize(
     ("check", "severity"),
     [
-        ("files_readable", "critical"), ("labels_in_class_set", "critical"), ("no_leakage_across_splits", "critical"),
-        ("class_balance", "warning"), ("pixel_stats_outliers", "warning"), ("duplicates_within_split", "warning"),
+        ("files_readable", "critical"),
+        ("labels_in_class_set", "critical"),
+        ("no_leakage_across_splits", "critical"),
+        ("class_balance", "warning"),
+        ("pixel_stats_outliers", "warning"),
+        ("duplicates_within_split", "warning"),
     ],
-)  # fmt: skip
+)
 def test_severity_follows_the_verdict_the_check_gives(check, severity):
     specs = X.plan_suite(make(image_rows({"a": 20, "b": 10})), RecipeConfig())
     assert {s.severity for s in specs if s.check == check} == {severity}
@@ -94,10 +107,20 @@ def test_gx_frames_carry_the_derived_columns():
 
 
 def test_summarise_fails_on_critical_and_warns_on_warning_failures():
-    crit = {"expectation": "expect_column_values_to_be_in_set", "column": "readable", "check": "files_readable",
-            "severity": "critical", "unexpected_count": 2}  # fmt: skip
-    warn = {"expectation": "expect_column_values_to_be_between", "column": "mean", "check": "pixel_stats_outliers",
-            "severity": "warning", "unexpected_count": 1}  # fmt: skip
+    crit = {
+        "expectation": "expect_column_values_to_be_in_set",
+        "column": "readable",
+        "check": "files_readable",
+        "severity": "critical",
+        "unexpected_count": 2,
+    }
+    warn = {
+        "expectation": "expect_column_values_to_be_between",
+        "column": "mean",
+        "check": "pixel_stats_outliers",
+        "severity": "warning",
+        "unexpected_count": 1,
+    }
     assert X.summarise([], 10).verdict is Verdict.PASS
     assert X.summarise([warn], 10).verdict is Verdict.WARN
     f = X.summarise([warn, crit], 10)
@@ -114,8 +137,17 @@ def bad_images_validation(tmp_path_factory):
     """One GX run on a manifest with a corrupt file, a leaked copy, a within-split copy, a blank image, a
     tiny class and an odd size."""
     rows = image_rows({"a": 20, "b": 20, "c": {"train": 2}})
-    rows[0] = {**rows[0], "readable": False, "hash": "", "error": "broken", "height": None, "width": None,
-               "channels": None, "mean": np.nan, "std": np.nan}  # fmt: skip
+    rows[0] = {
+        **rows[0],
+        "readable": False,
+        "hash": "",
+        "error": "broken",
+        "height": None,
+        "width": None,
+        "channels": None,
+        "mean": np.nan,
+        "std": np.nan,
+    }
     rows[17] = {**rows[17], "hash": rows[3]["hash"]}  # test copy of a train file
     rows[5] = {**rows[5], "hash": rows[4]["hash"]}  # train copy of a train file
     rows[25] = {**rows[25], "mean": 0.0, "std": 0.0}
@@ -129,8 +161,15 @@ def test_gx_fails_exactly_the_expectations_behind_the_failing_checks(bad_images_
     m, outcome, _ = bad_images_validation
     report = inspect_manifest(m, RecipeConfig())
     not_passing = {c.name for c in report.checks if c.verdict is not Verdict.PASS}
-    assert not_passing == {"files_readable", "consistent_shapes", "split_sizes", "class_balance",
-                           "pixel_stats_outliers", "duplicates_within_split", "no_leakage_across_splits"}  # fmt: skip
+    assert not_passing == {
+        "files_readable",
+        "consistent_shapes",
+        "split_sizes",
+        "class_balance",
+        "pixel_stats_outliers",
+        "duplicates_within_split",
+        "no_leakage_across_splits",
+    }
     failed = {f["check"] for f in outcome.failed}
     assert failed == not_passing - {"split_sizes"}  # "class absent from val/test" has no row-level expectation
     assert outcome.finding.verdict is Verdict.FAIL and not outcome.result["success"]

@@ -47,8 +47,10 @@ def test_shuffling_leaves_the_global_rng_alone():
     assert torch.equal(torch.get_rng_state(), state)
 
 
-@pytest.mark.parametrize(("n", "bs", "drop_last", "expected"), [(10, 3, True, 3), (10, 3, False, 4), (9, 3, True, 3),
-                                                                 (2, 5, True, 0), (2, 5, False, 1)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("n", "bs", "drop_last", "expected"),
+    [(10, 3, True, 3), (10, 3, False, 4), (9, 3, True, 3), (2, 5, True, 0), (2, 5, False, 1)],
+)
 def test_len_and_drop_last(n, bs, drop_last, expected):
     b = InMemoryBatcher(*_data(n), bs, shuffle=True, drop_last=drop_last)
     assert len(b) == expected == len(list(b))

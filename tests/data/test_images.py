@@ -83,9 +83,14 @@ def test_imagefolder_manifest_describes_every_file(make_folder, make_cfg):
     assert load_data(make_cfg(source="imagefolder", root=root)).in_shape == (3, 6, 7)
 
 
-@pytest.mark.parametrize(("grayscale", "rgb", "mode", "channels"), [
-    (None, set(), "L", 1), (True, {"a", "b"}, "L", 1), (False, set(), "RGB", 3),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("grayscale", "rgb", "mode", "channels"),
+    [
+        (None, set(), "L", 1),
+        (True, {"a", "b"}, "L", 1),
+        (False, set(), "RGB", 3),
+    ],
+)
 def test_colour_mode_follows_the_files_unless_forced(make_folder, make_cfg, grayscale, rgb, mode, channels):
     root = make_folder({"a": 3, "b": 3}, rgb=rgb)
     bundle = load_data(make_cfg(source="imagefolder", root=root, grayscale=grayscale, split={"val": 0.3, "test": 0.3}))
@@ -170,12 +175,15 @@ def test_single_class_is_refused(make_folder, make_cfg):
         load_data(cfg)
 
 
-@pytest.mark.parametrize(("setup", "message"), [
-    (lambda root: None, "data.root .*missing does not exist; point data.root at a folder"),
-    (lambda root: root.mkdir(), "has no class sub-folders; put each class's images in a folder"),
-    (lambda root: (root / "a").mkdir(parents=True), "no image files under .*class folders: a"),
-    (lambda root: root.write_text("x"), "is a file; imagefolder needs a folder"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda root: None, "data.root .*missing does not exist; point data.root at a folder"),
+        (lambda root: root.mkdir(), "has no class sub-folders; put each class's images in a folder"),
+        (lambda root: (root / "a").mkdir(parents=True), "no image files under .*class folders: a"),
+        (lambda root: root.write_text("x"), "is a file; imagefolder needs a folder"),
+    ],
+)
 def test_folders_without_a_manifest_raise(tmp_path, make_cfg, setup, message):
     root = tmp_path / "missing"
     setup(root)

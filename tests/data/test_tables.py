@@ -54,14 +54,17 @@ def test_csv_regression_targets_are_standardised_with_train_statistics(make_csv,
     assert raw.target_scale is None and raw.tensors("train")[1].mean().item() == pytest.approx(train.mean(), rel=1e-5)
 
 
-@pytest.mark.parametrize(("values", "forced", "task"), [
-    (lambda n: np.arange(n) % 3, "auto", "classification"),  # few integer values: class labels
-    (lambda n: np.arange(n) % 25, "auto", "regression"),  # more than 20 integer values: a quantity
-    (lambda n: (np.arange(n) % 3).astype(float), "auto", "classification"),  # 0.0/1.0/2.0 are still classes
-    (lambda n: np.linspace(0, 1, n), "auto", "regression"),
-    (lambda n: np.arange(n) % 3, "regression", "regression"),
-    (lambda n: np.linspace(0, 1, n), "classification", "classification"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("values", "forced", "task"),
+    [
+        (lambda n: np.arange(n) % 3, "auto", "classification"),  # few integer values: class labels
+        (lambda n: np.arange(n) % 25, "auto", "regression"),  # more than 20 integer values: a quantity
+        (lambda n: (np.arange(n) % 3).astype(float), "auto", "classification"),  # 0.0/1.0/2.0 are still classes
+        (lambda n: np.linspace(0, 1, n), "auto", "regression"),
+        (lambda n: np.arange(n) % 3, "regression", "regression"),
+        (lambda n: np.linspace(0, 1, n), "classification", "classification"),
+    ],
+)
 def test_task_detection(make_csv, make_cfg, values, forced, task):
     frame = pd.DataFrame({"x": np.arange(60.0), "y": values(60)})
     m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="y", task=forced))
@@ -84,10 +87,13 @@ def test_missing_target_column_lists_the_columns(make_csv, make_cfg):
         build_manifest(make_cfg(source="csv", root=path))
 
 
-@pytest.mark.parametrize(("root", "message"), [
-    ("nowhere.csv", "data.root .*nowhere.csv does not exist; point data.root at a .csv file"),
-    (".", "is a folder; data.source=csv needs a .csv file"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("nowhere.csv", "data.root .*nowhere.csv does not exist; point data.root at a .csv file"),
+        (".", "is a folder; data.source=csv needs a .csv file"),
+    ],
+)
 def test_csv_paths_that_are_not_files(tmp_path, make_cfg, root, message):
     with pytest.raises(DataError, match=message):
         build_manifest(make_cfg(source="csv", root=tmp_path / root, target="y"))

@@ -41,8 +41,16 @@ def test_fake_mnist_from_disk(tmp_path, make_cfg):
 
 def test_name_is_case_insensitive_and_resizing_works(tmp_path, make_cfg):
     write_fake_mnist(tmp_path, folder="FashionMNIST")
-    bundle = load_data(make_cfg(source="torchvision", name="fashion_mnist", root=tmp_path, image_size=4,
-                                grayscale=False, split={"val": 0.25}))  # fmt: skip
+    bundle = load_data(
+        make_cfg(
+            source="torchvision",
+            name="fashion_mnist",
+            root=tmp_path,
+            image_size=4,
+            grayscale=False,
+            split={"val": 0.25},
+        )
+    )
     assert bundle.in_shape == (3, 4, 4) and bundle.tensors("val")[0].shape == (10, 3, 4, 4)
 
 

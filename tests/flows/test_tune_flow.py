@@ -34,8 +34,9 @@ def check_nested(experiment, n_trials, n_retrains):
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=500)
-    tune = next(r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage"
-                and r.data.tags[tracking.TAG_STAGE] == "tune")  # fmt: skip
+    tune = next(
+        r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage" and r.data.tags[tracking.TAG_STAGE] == "tune"
+    )
     trials = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) in ("trial", "retrain")]
     assert len(trials) == n_trials + n_retrains
     for r in trials:
@@ -63,8 +64,14 @@ def test_trials_run_on_a_dask_cluster_through_prefect_dask(monkeypatch):
     from distributed import LocalCluster
 
     install(monkeypatch, hand_on={"data.augment": ["crop"]})
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-                      worker_dashboard_address=None) as cluster:  # fmt: skip
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        worker_dashboard_address=None,
+    ) as cluster:
         cfg = config(*SMALL, f"stages.tune.dask_address={cluster.scheduler_address}", name="tune-dask")
         state = recipe_flow(config=cfg, return_state=True)
         assert state.is_completed(), state.message

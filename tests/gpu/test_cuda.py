@@ -42,9 +42,16 @@ def _conv_trainer(cbs):
     # 3 input channels: with one, every NCHW tensor is trivially channels_last too
     x, y = torch.randn(96, 3, 8, 8, device=CUDA), torch.randint(0, 3, (96,), device=CUDA)
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, 3))
-    return Trainer(model, InMemoryBatcher(x[:64], y[:64], 16, shuffle=True), InMemoryBatcher(x[64:], y[64:], 32),
-                   loss_fn=loss_for_task("classification"), opt=build_optimizer(OptimConfig(lr=1e-3), model.parameters()),
-                   cbs=cbs, device="cuda", progress=False)  # fmt: skip
+    return Trainer(
+        model,
+        InMemoryBatcher(x[:64], y[:64], 16, shuffle=True),
+        InMemoryBatcher(x[64:], y[64:], 32),
+        loss_fn=loss_for_task("classification"),
+        opt=build_optimizer(OptimConfig(lr=1e-3), model.parameters()),
+        cbs=cbs,
+        device="cuda",
+        progress=False,
+    )
 
 
 def test_bf16_autocast_and_channels_last_on_a_conv_model():

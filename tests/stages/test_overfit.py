@@ -43,10 +43,18 @@ def test_dont_be_a_hero_picks_a_known_architecture(model, in_shape, device, expe
 
 
 def test_hero_free_means_adam_constant_lr_and_no_regularisation():
-    cfg = RecipeConfig().with_overrides({
-        "optim.name": "sgd", "optim.lr": 0.1, "optim.weight_decay": 5e-4, "schedule.name": "cosine",
-        "model.dropout": 0.5, "data.augment": ["crop"], "budget.early_stopping": 3, "model.width": 48,
-    })  # fmt: skip
+    cfg = RecipeConfig().with_overrides(
+        {
+            "optim.name": "sgd",
+            "optim.lr": 0.1,
+            "optim.weight_decay": 5e-4,
+            "schedule.name": "cosine",
+            "model.dropout": 0.5,
+            "data.augment": ["crop"],
+            "budget.early_stopping": 3,
+            "model.width": 48,
+        }
+    )
     new, changes, _ = overfit.hero_free(cfg, OverfitConfig(), IMAGE, "cpu")
     assert (new.optim.name, new.optim.lr, new.optim.weight_decay, new.schedule.name) == ("adam", 3e-4, 0.0, "constant")
     assert (new.model.dropout, new.data.augment, new.budget.early_stopping) == (0.0, [], None)
@@ -79,8 +87,9 @@ def test_the_lr_is_kept_in_the_good_region_else_replaced(start, suggestion, chos
 
 def fake_trained(task="classification", acc=1.0, loss=0.01, mse=None, std=None):
     metrics = {"accuracy": acc} if task == "classification" else {"mse": mse, "mae": 1.0}
-    return SimpleNamespace(data=SimpleNamespace(task=task, target_std=std),
-                           train=SimpleNamespace(metrics=metrics, loss=loss))  # fmt: skip
+    return SimpleNamespace(
+        data=SimpleNamespace(task=task, target_std=std), train=SimpleNamespace(metrics=metrics, loss=loss)
+    )
 
 
 @pytest.mark.parametrize(
@@ -99,15 +108,23 @@ def test_training_target(trained, settings, met):
 
 
 def test_a_model_that_cannot_fit_grows_one_rung_at_a_time_then_fails(mlflow_store, tmp_path):
-    cfg = load_config("digits", overrides=[
-        "trainer.progress=false", "stages.overfit.epochs=1", "stages.overfit.max_rungs=1",
-        "stages.overfit.lr_finder=false", "model.width=8", "data.augment=[crop]",
-    ])  # fmt: skip
+    cfg = load_config(
+        "digits",
+        overrides=[
+            "trainer.progress=false",
+            "stages.overfit.epochs=1",
+            "stages.overfit.max_rungs=1",
+            "stages.overfit.lr_finder=false",
+            "model.width=8",
+            "data.augment=[crop]",
+        ],
+    )
     baselines = StageResult("baselines", Verdict.PASS, [], {"baseline/majority_accuracy": 0.1}, cfg)
     tracking.setup(cfg.name)
     with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}) as run:
-        result = overfit.run(StageContext(cfg=cfg, input_cfg=cfg, results={"baselines": baselines},
-                                          workdir=tmp_path / "overfit"))  # fmt: skip
+        result = overfit.run(
+            StageContext(cfg=cfg, input_cfg=cfg, results={"baselines": baselines}, workdir=tmp_path / "overfit")
+        )
     checks = {c.name: c for c in result.checks}
     assert result.verdict is Verdict.FAIL
     assert checks["train_target"].verdict is Verdict.FAIL

@@ -38,14 +38,22 @@ def test_tune_runs_trials_nested_under_its_run_and_checks_them(mlflow_store, mon
     failed = [c for c in tune.checks if c.verdict.value == "fail"]
     assert tune.stage == "tune" and tune.verdict.value in ("pass", "warn"), failed
     names = [c.name for c in tune.checks]
-    assert {"trials_ran", "budget_used", "failed_share", "improves_beyond_noise", "beats_baselines",
-            "range_edges", "importances"} <= set(names)  # fmt: skip
+    assert {
+        "trials_ran",
+        "budget_used",
+        "failed_share",
+        "improves_beyond_noise",
+        "beats_baselines",
+        "range_edges",
+        "importances",
+    } <= set(names)
     assert tune.metrics["tune/n_complete"] + tune.metrics["tune/n_failed"] + tune.metrics["tune/n_pruned"] == 3
     assert any(n.startswith("searched: lr (optim.lr)") for n in tune.notes)
 
     client, runs = tune_runs("tune-test")
-    stage_run = next(r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage"
-                     and r.data.tags[tracking.TAG_STAGE] == "tune")  # fmt: skip
+    stage_run = next(
+        r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "stage" and r.data.tags[tracking.TAG_STAGE] == "tune"
+    )
     trials = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "trial"]
     retrains = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "retrain"]
     assert len(trials) == 3 and len(retrains) == 4  # 2 seeds x (best, handed-on)
@@ -58,8 +66,12 @@ def test_tune_runs_trials_nested_under_its_run_and_checks_them(mlflow_store, mon
     lrs = {r.data.params["optim.lr"] for r in trials}
     assert len(lrs) == 3  # quasi-random points, not one config thrice
     files = {f.path for f in client.list_artifacts(stage_run.info.run_id, "plots")}
-    assert {"plots/tune_history.png", "plots/tune_importances.png", "plots/tune_slice_lr.png",
-            "plots/tune_slice_augment.png"} <= files  # fmt: skip
+    assert {
+        "plots/tune_history.png",
+        "plots/tune_importances.png",
+        "plots/tune_slice_lr.png",
+        "plots/tune_slice_augment.png",
+    } <= files
     assert not [r for r in runs if r.info.status == "RUNNING"]
     if tune.verdict.value == "pass":
         assert tune.checkpoint_uri.endswith("checkpoint/tune.pt")
@@ -72,8 +84,13 @@ def test_tune_runs_trials_nested_under_its_run_and_checks_them(mlflow_store, mon
 def test_a_killed_tune_resumes_its_study_without_redoing_completed_trials(mlflow_store, monkeypatch, tmp_path):
     over = ["stages.tune.n_trials=6", "stages.tune.epochs=4", "stages.tune.seeds=[0]", "stages.tune.plots=false"]
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.tune.helpers", *over], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.tune.helpers", *over],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     cfg = config(*over).with_overrides({"data.augment": ["crop"]})  # the config the fake regularize hands on
     from recipe.data import build_manifest
 
@@ -122,8 +139,12 @@ def test_a_killed_tune_resumes_its_study_without_redoing_completed_trials(mlflow
         key=lambda r: r.info.start_time,
     )
     assert len(stage_runs) == 2 and stage_runs[0].info.status == "KILLED"
-    new_trials = [r for r in runs if r.data.tags.get(tracking.TAG_KIND) == "trial"
-                  and r.data.tags["mlflow.parentRunId"] == stage_runs[1].info.run_id]  # fmt: skip
+    new_trials = [
+        r
+        for r in runs
+        if r.data.tags.get(tracking.TAG_KIND) == "trial"
+        and r.data.tags["mlflow.parentRunId"] == stage_runs[1].info.run_id
+    ]
     rerun = {int(r.data.tags["recipe.trial"]) for r in new_trials}
     assert not rerun & completed_before, "a completed trial ran again"
     assert len(new_trials) == 6 - len([n for n, s in before.items() if s != TrialState.RUNNING])

@@ -44,8 +44,10 @@ def test_metrics_folded_in_chunks_equal_the_whole_phase_at_once(monkeypatch, tas
     g = torch.Generator().manual_seed(0)
     sizes = [7] * 12 + [5]
     preds = [torch.randn(n, 4 if task == "classification" else 1, generator=g) for n in sizes]
-    targets = [torch.randint(0, 4, (n,), generator=g) if task == "classification" else torch.randn(n, generator=g)
-               for n in sizes]  # fmt: skip
+    targets = [
+        torch.randint(0, 4, (n,), generator=g) if task == "classification" else torch.randn(n, generator=g)
+        for n in sizes
+    ]
     t = type("T", (), {"metrics": {}})()
     m.trainer = t
     m.before_train()

@@ -28,10 +28,15 @@ def linear_regression_trainer(opt: str = "sgd", lr: float = 1e-3) -> Trainer:
     y = x @ torch.randn(8, generator=g) + 0.1 * torch.randn(2048, generator=g)
     model = nn.Linear(8, 1)
     return Trainer(
-        model, InMemoryBatcher(x, y, 64, shuffle=True), None, loss_fn=loss_for_task("regression"),
-        opt=build_optimizer(OptimConfig(name=opt, lr=lr, momentum=0.0), model.parameters()), task="regression",
-        device="cpu", progress=False,
-    )  # fmt: skip
+        model,
+        InMemoryBatcher(x, y, 64, shuffle=True),
+        None,
+        loss_fn=loss_for_task("regression"),
+        opt=build_optimizer(OptimConfig(name=opt, lr=lr, momentum=0.0), model.parameters()),
+        task="regression",
+        device="cpu",
+        progress=False,
+    )
 
 
 @pytest.mark.parametrize("rule", ["min_div_10", "steepest"])
@@ -49,8 +54,10 @@ def test_restores_model_optimiser_rng_and_counters_exactly():
     trainer = make_trainer(lr=1e-2)
     trainer.fit(1)  # Adam now has state worth restoring
     model_before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-    opt_before = {i: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
-                  for i, st in trainer.opt.state_dict()["state"].items()}  # fmt: skip
+    opt_before = {
+        i: {k: v.clone() if torch.is_tensor(v) else v for k, v in st.items()}
+        for i, st in trainer.opt.state_dict()["state"].items()
+    }
     lr_before, step_before, rng_before = trainer.lr, trainer.step, torch.get_rng_state().clone()
 
     finder = lr_find(trainer, num_steps=30, max_lr=1.0)
@@ -130,9 +137,13 @@ def test_a_flat_sweep_gives_no_suggestion_and_says_why():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"min_lr": 1.0, "max_lr": 0.1}, "min_lr < max_lr"), ({"num_steps": 2}, "num_steps"),
-     ({"div_factor": 1.0}, "div_factor"), ({"rule": "valley"}, "unknown lr rule")],
-)  # fmt: skip
+    [
+        ({"min_lr": 1.0, "max_lr": 0.1}, "min_lr < max_lr"),
+        ({"num_steps": 2}, "num_steps"),
+        ({"div_factor": 1.0}, "div_factor"),
+        ({"rule": "valley"}, "unknown lr rule"),
+    ],
+)
 def test_bad_arguments_are_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         LRFinder(**kwargs)

@@ -13,8 +13,15 @@ from recipe.config import load_config
 from recipe.report import Check, StageResult, Verdict
 from recipe.stages import STAGES
 
-TINY = ["stages.tune.n_trials=3", "stages.tune.epochs=2", "stages.tune.seeds=[0,1]", "model.width=8", "optim.lr=3e-3",
-        "trainer.progress=false", "stages.tune.plots=true"]  # fmt: skip
+TINY = [
+    "stages.tune.n_trials=3",
+    "stages.tune.epochs=2",
+    "stages.tune.seeds=[0,1]",
+    "model.width=8",
+    "optim.lr=3e-3",
+    "trainer.progress=false",
+    "stages.tune.plots=true",
+]
 BASELINES = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.2}
 
 
@@ -27,8 +34,11 @@ def fake(name, metrics, hand_on=None):
 
 
 def stages(hand_on=None):
-    return {"baselines": fake("baselines", BASELINES), "regularize": fake("regularize", {}, hand_on),
-            "tune": STAGES["tune"]}  # fmt: skip
+    return {
+        "baselines": fake("baselines", BASELINES),
+        "regularize": fake("regularize", {}, hand_on),
+        "tune": STAGES["tune"],
+    }
 
 
 def install(monkeypatch, hand_on=None):

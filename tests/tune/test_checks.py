@@ -15,8 +15,9 @@ from recipe.tune.trial import TrialResult
 
 def result(loss, acc, losses):
     losses = np.asarray(losses, dtype=float)
-    return TrialResult("r", "complete", value=loss, val_metric=acc, val_losses=losses,
-                       val_scores=(losses < 1).astype(float))  # fmt: skip
+    return TrialResult(
+        "r", "complete", value=loss, val_metric=acc, val_losses=losses, val_scores=(losses < 1).astype(float)
+    )
 
 
 def test_a_gain_must_beat_seed_and_validation_noise():
@@ -30,8 +31,7 @@ def test_a_gain_must_beat_seed_and_validation_noise():
     noisy = [result(0.40, 0.85, base - 0.6), result(1.18, 0.79, base + 0.18)]
     ng = checks.noise_gain(handed, noisy, higher_is_better=True, noise_z=1.0)
     assert not ng.kept and "within noise" in ng.reason and ng.se_seed > ng.gain
-    assert not checks.noise_gain(handed, [TrialResult("x", "failed")] * 2, higher_is_better=True,
-                                 noise_z=1.0).kept  # fmt: skip
+    assert not checks.noise_gain(handed, [TrialResult("x", "failed")] * 2, higher_is_better=True, noise_z=1.0).kept
 
 
 def test_a_best_value_at_the_edge_of_its_range_warns_which_way_to_widen():

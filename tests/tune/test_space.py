@@ -21,8 +21,9 @@ def test_overrides_merge_over_the_default_space_and_null_holds_fixed():
 
 
 def test_ranges_resolve_around_the_handed_on_config():
-    cfg = RecipeConfig().with_overrides({"optim.lr": 1e-3, "model.width": 32, "model.depth": 1,
-                                         "data.augment": ["crop"]})  # fmt: skip
+    cfg = RecipeConfig().with_overrides(
+        {"optim.lr": 1e-3, "model.width": 32, "model.depth": 1, "data.augment": ["crop"]}
+    )
     space = resolve(cfg, cfg.stages.tune.space)
     dims = {d.name: d.distribution for d in space.dims}
     assert dims["lr"] == FloatDistribution(1e-4, 1e-2, log=True)  # a decade each side

@@ -41,8 +41,12 @@ def test_trials_left_running_are_failed_as_orphans_and_not_counted(tmp_path):
 
 def test_no_completed_trial_fails_the_gate(tmp_path):
     dist = {"x": FloatDistribution(0, 1)}
-    trials = [optuna.trial.create_trial(params={"x": 0.1}, distributions=dist, state=TrialState.FAIL,
-                                        user_attrs={"state": "diverged"}) for _ in range(3)]  # fmt: skip
+    trials = [
+        optuna.trial.create_trial(
+            params={"x": 0.1}, distributions=dist, state=TrialState.FAIL, user_attrs={"state": "diverged"}
+        )
+        for _ in range(3)
+    ]
     ran, _ = checks.trials_check(trials, n_trials=3, reaped=0)
     assert ran.verdict is Verdict.FAIL and "3 failed (3 diverged)" in ran.check.observed
     assert checks.failed_share_check(trials).verdict is Verdict.WARN

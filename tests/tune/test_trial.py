@@ -11,9 +11,16 @@ from recipe.tune.trial import TrialSpec, run_trial
 
 
 def test_a_trial_worse_than_the_median_is_pruned_through_the_journal(mlflow_store, tmp_path):
-    cfg = load_config(overrides=["name=trial-test", "model.width=8", "trainer.progress=false",
-                                 "stages.tune.pruner=median", "stages.tune.epochs=4",
-                                 f"stages.tune.storage={tmp_path / 'optuna'}/"])  # fmt: skip
+    cfg = load_config(
+        overrides=[
+            "name=trial-test",
+            "model.width=8",
+            "trainer.progress=false",
+            "stages.tune.pruner=median",
+            "stages.tune.epochs=4",
+            f"stages.tune.storage={tmp_path / 'optuna'}/",
+        ]
+    )
     s = cfg.stages.tune
     storage = storage_for(s, "pruning")
     study = open_study("pruning", storage, s, seed=0)
@@ -27,9 +34,19 @@ def test_a_trial_worse_than_the_median_is_pruned_through_the_journal(mlflow_stor
     trial = study.ask(dist)
     exp = tracking.setup("trial-test")
     run_id = MlflowClient().create_run(exp).info.run_id
-    spec = TrialSpec(config=cfg.to_dict(), name="t", run_id=run_id, tracking_uri=tracking.tracking_uri(), epochs=4,
-                     workdir=str(tmp_path / "w"), number=trial.number, trial_id=trial._trial_id,
-                     study_name="pruning", storage=storage.spec, pruner="median")  # fmt: skip
+    spec = TrialSpec(
+        config=cfg.to_dict(),
+        name="t",
+        run_id=run_id,
+        tracking_uri=tracking.tracking_uri(),
+        epochs=4,
+        workdir=str(tmp_path / "w"),
+        number=trial.number,
+        trial_id=trial._trial_id,
+        study_name="pruning",
+        storage=storage.spec,
+        pruner="median",
+    )
     r = run_trial(spec)
     assert r.state == "pruned" and r.pruning and 1 <= r.epochs < 4, (r.state, r.note, r.epochs)
     assert len(r.curve) == r.epochs
@@ -45,8 +62,11 @@ def test_a_trial_that_raises_is_a_failed_result_with_its_run_failed(mlflow_store
     cfg["model"]["name"] = "no.such:model"
     exp = tracking.setup("trial-test")
     run_id = MlflowClient().create_run(exp).info.run_id
-    r = run_trial(TrialSpec(config=cfg, name="bad", run_id=run_id, tracking_uri=tracking.tracking_uri(), epochs=1,
-                            workdir=str(tmp_path)))  # fmt: skip
+    r = run_trial(
+        TrialSpec(
+            config=cfg, name="bad", run_id=run_id, tracking_uri=tracking.tracking_uri(), epochs=1, workdir=str(tmp_path)
+        )
+    )
     assert r.state == "failed" and "no.such" in r.note and r.error
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["recipe.trial_state"] == "failed"
