@@ -96,11 +96,22 @@ def _judge(ctx: StageContext, rungs: list[_Rung], s: OverfitConfig, data: DataBu
 
 def _metrics(rungs: list[_Rung]) -> dict[str, float]:
     final = rungs[-1]
-    return final.trained.summary("overfit/") | {
-        "overfit/lr": final.cfg.optim.lr,
-        "overfit/rungs": float(len(rungs) - 1),
-        "overfit/target_met": float(final.met),
-    }
+    t, metric = final.trained, task_for(final.trained.data).metric
+    top = {
+        "val/loss": t.val.loss,
+        f"val/{metric}": t.val.metric,
+        "train/loss": t.train.loss,
+        f"train/{metric}": t.train.metric,
+    }  # the same keys in every stage: one MLflow chart compares them
+    return (
+        top
+        | final.trained.summary("overfit/")
+        | {
+            "overfit/lr": final.cfg.optim.lr,
+            "overfit/rungs": float(len(rungs) - 1),
+            "overfit/target_met": float(final.met),
+        }
+    )
 
 
 def _finish(

@@ -423,6 +423,10 @@ def _metrics(
     criterion: str,
 ) -> dict[str, float]:
     out = {
+        "val/loss": chosen.val_loss,  # the same keys in every stage: one MLflow chart compares them
+        f"val/{metric}": chosen.val_metric,
+        "train/loss": chosen.train_loss,
+        f"train/{metric}": chosen.train_metric,
         f"regularize/val_{metric}": chosen.val_metric,
         f"regularize/train_{metric}": chosen.train_metric,
         "regularize/val_loss": chosen.val_loss,

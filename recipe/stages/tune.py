@@ -31,8 +31,8 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -48,6 +48,7 @@ from recipe.config import RecipeConfig
 from recipe.fit import describe_model
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext, map_in_process
+from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.tasks import task_for
 from recipe.tune import checks, plots
 from recipe.tune.space import Space, resolve
@@ -177,15 +178,18 @@ def run(ctx: StageContext) -> StageResult:
             f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
             f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}"
         )
+        kept_runs = b_runs if ng.kept else h_runs  # the handed-on config's retrainings: the same keys in every stage
+        metrics.update(
+            {
+                "val/loss": _mean([r.value for r in kept_runs if r.ok]),
+                f"val/{metric}": _mean([r.val_metric for r in kept_runs if r.ok]),
+            }
+        )
         if ng.kept:
             handed_on = best_cfg
             pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
             pick = pick or next(r for r in b_runs if r.ok)
-            checkpoint = ctx.workdir / "tune.pt"
-            ctx.workdir.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(pick.checkpoint, checkpoint)
-            tracking.log_artifact(checkpoint, "checkpoint")
-            checkpoint_uri = tracking.artifact_uri(f"checkpoint/{checkpoint.name}")
+            checkpoint, checkpoint_uri = publish_checkpoint(Path(pick.checkpoint), ctx.workdir, "tune.pt")
             artifacts["checkpoint_path"] = str(checkpoint)
             notes.append(
                 f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with "
@@ -196,17 +200,20 @@ def run(ctx: StageContext) -> StageResult:
     else:
         findings += [edges, imp_finding]
         notes.append("handed on: the incoming config, unchanged (no trial completed)")
-    for f in findings:
-        metrics.update(f.metrics)
     tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
     artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
-    if s.plots:
-        _log_figures(trials, best, space, importance, metrics.get("tune/handed_on_val_loss"))
+    figures = Figures(enabled=s.plots)
+    _log_figures(figures, trials, best, space, importance, metrics.get("tune/handed_on_val_loss"))
     metrics["tune/seconds"] = time.perf_counter() - start
-    checks_ = [f.check for f in findings]
-    verdict = Verdict.worst([c.verdict for c in checks_ if c.name in GATES])
-    return StageResult(
-        STAGE, verdict, checks_, metrics, handed_on, checkpoint_uri=checkpoint_uri, artifacts=artifacts, notes=notes
+    return finish(
+        STAGE,
+        findings,
+        handed_on,
+        gates=GATES,
+        metrics=metrics,
+        notes=notes + figures.close(),
+        artifacts=artifacts,
+        checkpoint_uri=checkpoint_uri,
     )
 
 
@@ -379,13 +386,14 @@ def _end_orphaned_runs(study: optuna.Study, reaped: list[Any], current: str) -> 
 
 
 def _log_figures(
-    trials: list[Any], best: Any, space: Space, importance: dict[str, float], reference: float | None
+    figures: Figures, trials: list[Any], best: Any, space: Space, importance: dict[str, float], reference: float | None
 ) -> None:
-    tracking.log_figure(plots.history(trials, reference), "plots/tune_history.png")
+    """History, importances and one slice ("axis") plot per searched parameter; a drawing error is a note."""
+    figures.log("plots/tune_history.png", lambda: plots.history(trials, reference))
     if importance:
-        tracking.log_figure(plots.importances(importance), "plots/tune_importances.png")
+        figures.log("plots/tune_importances.png", lambda: plots.importances(importance))
     for d in space.dims:
-        tracking.log_figure(plots.slice_plot(d, trials, best, d.base), f"plots/tune_slice_{d.name}.png")
+        figures.log(f"plots/tune_slice_{d.name}.png", lambda d=d: plots.slice_plot(d, trials, best, d.base))
 
 
 def _trials_json(trials: list[Any], space: Space) -> list[dict[str, Any]]:
