@@ -242,7 +242,7 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     # the missing cell is filled with the train median (a warning, not a stop); a column constant in every split
     # carries nothing and harms nothing: named, not warned about (#13)
     assert verdicts == {"feature_nulls": "warn", "feature_ranges": "warn", "gx_suite": "warn"}
-    assert checks["feature_nulls"].observed == "1 missing value: weight: 1 of 40 (2.5%), rows row:3"
+    assert checks["feature_nulls"].observed == "1 missing value: weight: 1 of 40 (2.5%, written as empty), rows row:3"
     assert checks["constant_features"].observed.startswith("1 constant column in train: station (= 1.0)")
     assert f"height = 1700 (row:{row}, val; train " in checks["feature_ranges"].observed
     assert checks["feature_types"].observed == "3 numeric columns; 1 text column one-hot encoded into 2: colour (2)"
