@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -77,38 +78,88 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass
+class _Outcome:
+    """What the stage hands on and records, filled in step by step."""
+
+    handed_on: RecipeConfig
+    checkpoint_uri: str | None
+    notes: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
 def run(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     prev = ctx.results.get("regularize")
     base = prev.config if prev is not None else ctx.cfg
-    s = ctx.cfg.stages.tune
-    data = ctx.data()
-    task = task_for(data)
-    metric, higher = task.metric, task.higher_is_better
-    notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
+    s, data = ctx.cfg.stages.tune, ctx.data()
     space = resolve(base, s.space)
+    out = _Outcome(base, prev.checkpoint_uri if prev else None, _start_notes(prev, base, space))
+    if not space.dims:
+        return _nothing_to_search(out)
+    study, runner, reaped = _open(ctx, base, s, space, data, out)
+    _search(study, runner, s, start, out)
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None
+    ran, used = checks.trials_check(trials, s.n_trials, len(reaped))
+    out.findings += [ran, used, checks.failed_share_check(trials)]
+    edges = checks.edge_check(best, space)
+    imp_finding, importance = checks.importance_check(study, space)
+    if best is not None:
+        out.findings.append(_retrain_and_decide(ctx, runner, base, space, best, edges, len(complete), out))
+        out.findings += [_bar(ctx, data, out), edges, imp_finding]
+    else:
+        out.findings += [edges, imp_finding]
+        out.notes.append("handed on: the incoming config, unchanged (no trial completed)")
+    tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
+    out.artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
+    figures = Figures(enabled=s.plots)
+    _log_figures(figures, trials, best, space, importance, out.metrics.get("tune/handed_on_val_loss"))
+    out.metrics["tune/seconds"] = time.perf_counter() - start
+    return finish(
+        STAGE,
+        out.findings,
+        out.handed_on,
+        gates=GATES,
+        metrics=out.metrics,
+        notes=out.notes + figures.close(),
+        artifacts=out.artifacts,
+        checkpoint_uri=out.checkpoint_uri,
+    )
+
+
+def _start_notes(prev: StageResult | None, base: RecipeConfig, space: Space) -> list[str]:
+    """Where the search starts, what it searches and what it holds fixed."""
     held = [f"{k}: {why}" for k, why in space.fixed.items()]
-    notes += [
-        (
-            f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
-            f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}"
-        ),
+    notes = [] if prev is not None else ["no regularize stage result: starting from the incoming config"]
+    return [
+        *notes,
+        f"starting point: {describe_model(base)}, {base.optim.name} lr {base.optim.lr:g}, schedule "
+        f"{base.schedule.name}, batch {base.data.batch_size}, augment {base.data.augment or 'off'}",
         "searched: " + ("; ".join(d.describe() for d in space.dims) or "nothing"),
         "held fixed: " + ("; ".join(held) + "; " if held else "") + "every other config key",
     ]
-    if not space.dims:
-        f = finding(
-            "improves_beyond_noise",
-            "the search finds a better config",
-            "nothing to search: every parameter is held fixed",
-            "a search space",
-            WARN,
-            "add parameters to stages.tune.space",
-        )
-        return StageResult(
-            STAGE, WARN, [f.check], {}, base, checkpoint_uri=prev.checkpoint_uri if prev else None, notes=notes
-        )
 
+
+def _nothing_to_search(out: _Outcome) -> StageResult:
+    f = finding(
+        "improves_beyond_noise",
+        "the search finds a better config",
+        "nothing to search: every parameter is held fixed",
+        "a search space",
+        WARN,
+        "add parameters to stages.tune.space",
+    )
+    return StageResult(STAGE, WARN, [f.check], {}, out.handed_on, checkpoint_uri=out.checkpoint_uri, notes=out.notes)
+
+
+def _open(
+    ctx: StageContext, base: RecipeConfig, s: Any, space: Space, data: Any, out: _Outcome
+) -> tuple[optuna.Study, _Runner, list[Any]]:
+    """The persisted study (resumed when it exists; trials a dead process left running reaped) and the runner."""
     name = study_name(base, data.fingerprint)
     storage = storage_for(s, name)
     study = open_study(name, storage, s, seed=base.seed)
@@ -118,102 +169,86 @@ def run(ctx: StageContext) -> StageResult:
     ended = _end_orphaned_runs(study, reaped, run_id)
     study.set_user_attr(TUNE_RUNS, [*study.user_attrs.get(TUNE_RUNS, []), run_id])
     done_before = len(counted(study))
-    notes.append(
-        f"study {name} in {storage.describe()}: "
-        + (f"resumed with {done_before} finished trials" if done_before or reaped else "new")
-        + (
-            f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
-            if reaped or ended
-            else ""
-        )
+    resumed = f"resumed with {done_before} finished trials" if done_before or reaped else "new"
+    reaped_text = (
+        f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
+        if reaped or ended
+        else ""
     )
-
-    notes += _engine_notes(s, storage)
+    out.notes += [f"study {name} in {storage.describe()}: {resumed}{reaped_text}", *_engine_notes(s, storage)]
     runner = _Runner(ctx, base, s, space, study, storage.spec, run_id, exp_id, data.fingerprint)
     if ctx.map is map_in_process or getattr(ctx.map, "in_thread", False):  # trials run in this process
         share_data(data)
+    return study, runner, reaped
+
+
+def _search(study: optuna.Study, runner: _Runner, s: Any, start: float, out: _Outcome) -> None:
+    """Waves of ``parallel`` trials until ``n_trials`` count or ``timeout_s`` passes."""
     while len(counted(study)) < s.n_trials:
         if s.timeout_s is not None and time.perf_counter() - start > s.timeout_s:
-            notes.append(f"stages.tune.timeout_s={s.timeout_s:g} reached: no new trials started")
+            out.notes.append(f"stages.tune.timeout_s={s.timeout_s:g} reached: no new trials started")
             break
         runner.wave(min(s.parallel, s.n_trials - len(counted(study))))
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
+    out.metrics["tune/search_seconds"] = time.perf_counter() - start
 
-    ran, used = checks.trials_check(trials, s.n_trials, len(reaped))
-    findings: list[Finding] = [ran, used, checks.failed_share_check(trials)]
-    edges = checks.edge_check(best, space)
-    imp_finding, importance = checks.importance_check(study, space)
-    handed_on, checkpoint_uri = base, prev.checkpoint_uri if prev is not None else None
-    metrics: dict[str, float] = {"tune/search_seconds": time.perf_counter() - start}
-    artifacts: dict[str, str] = {}
-    ng = None
-    if best is not None:
-        best_cfg = space.apply(base, best.params)
-        retrained = runner.retrain(base, best_cfg)
-        h_runs, b_runs = retrained["handed_on"], retrained["best"]
-        ng = checks.noise_gain(h_runs, b_runs, higher_is_better=higher, noise_z=s.noise_z)
-        improve = checks.improvement_check(ng, edges, len(complete), len(space.dims))
-        b_metric = _mean([r.val_metric for r in b_runs if r.ok])
-        bar = baseline_bar_check(
-            b_metric,
-            data.task,
-            ctx.results["baselines"].metrics if "baselines" in ctx.results else None,
-            what=f"best config's val {metric}",
-        )
-        findings += [improve, bar, edges, imp_finding]
-        metrics.update(
-            {
-                "tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
-                f"tune/best_val_{metric}": b_metric,
-                "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
-                f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
-                "tune/best_trial": float(best.number),
-                "tune/best_trial_val_loss": float(best.value),
-            }
-        )
-        notes.append(
-            f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
-            f"retrained with seeds {s.seeds}: val loss {metrics['tune/best_val_loss']:.4g} vs handed-on "
-            f"{metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}"
-        )
-        kept_runs = b_runs if ng.kept else h_runs  # the handed-on config's retrainings: the same keys in every stage
-        metrics.update(
-            {
-                "val/loss": _mean([r.value for r in kept_runs if r.ok]),
-                f"val/{metric}": _mean([r.val_metric for r in kept_runs if r.ok]),
-            }
-        )
-        if ng.kept:
-            handed_on = best_cfg
-            pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
-            pick = pick or next(r for r in b_runs if r.ok)
-            checkpoint, checkpoint_uri = publish_checkpoint(Path(pick.checkpoint), ctx.workdir, "tune.pt")
-            artifacts["checkpoint_path"] = str(checkpoint)
-            notes.append(
-                f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with "
-                f"the checkpoint of its {pick.name} retraining"
-            )
-        else:
-            notes.append("handed on: the incoming config, unchanged")
-    else:
-        findings += [edges, imp_finding]
-        notes.append("handed on: the incoming config, unchanged (no trial completed)")
-    tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
-    artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
-    figures = Figures(enabled=s.plots)
-    _log_figures(figures, trials, best, space, importance, metrics.get("tune/handed_on_val_loss"))
-    metrics["tune/seconds"] = time.perf_counter() - start
-    return finish(
-        STAGE,
-        findings,
-        handed_on,
-        gates=GATES,
-        metrics=metrics,
-        notes=notes + figures.close(),
-        artifacts=artifacts,
-        checkpoint_uri=checkpoint_uri,
+
+def _retrain_and_decide(
+    ctx: StageContext,
+    runner: _Runner,
+    base: RecipeConfig,
+    space: Space,
+    best: Any,
+    edges: Finding,
+    n_complete: int,
+    out: _Outcome,
+) -> Finding:
+    """Retrain the best trial's config and the handed-on one with every seed; hand on the best (with the
+    checkpoint of its retraining with the config's own seed) only when it wins beyond noise."""
+    s, task = ctx.cfg.stages.tune, task_for(ctx.data())
+    metric = task.metric
+    best_cfg = space.apply(base, best.params)
+    retrained = runner.retrain(base, best_cfg)
+    h_runs, b_runs = retrained["handed_on"], retrained["best"]
+    ng = checks.noise_gain(h_runs, b_runs, higher_is_better=task.higher_is_better, noise_z=s.noise_z)
+    kept = b_runs if ng.kept else h_runs  # the handed-on config's retrainings: the same keys in every stage
+    out.metrics.update(
+        {
+            "tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
+            f"tune/best_val_{metric}": _mean([r.val_metric for r in b_runs if r.ok]),
+            "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
+            f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
+            "tune/best_trial": float(best.number),
+            "tune/best_trial_val_loss": float(best.value),
+            "val/loss": _mean([r.value for r in kept if r.ok]),
+            f"val/{metric}": _mean([r.val_metric for r in kept if r.ok]),
+        }
+    )
+    out.notes.append(
+        f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
+        f"retrained with seeds {s.seeds}: val loss {out.metrics['tune/best_val_loss']:.4g} vs "
+        f"handed-on {out.metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}"
+    )
+    if not ng.kept:
+        out.notes.append("handed on: the incoming config, unchanged")
+        return checks.improvement_check(ng, edges, n_complete, len(space.dims))
+    out.handed_on = best_cfg
+    pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
+    pick = pick or next(r for r in b_runs if r.ok)
+    checkpoint, out.checkpoint_uri = publish_checkpoint(Path(pick.checkpoint), ctx.workdir, "tune.pt")
+    out.artifacts["checkpoint_path"] = str(checkpoint)
+    out.notes.append(
+        f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with the "
+        f"checkpoint of its {pick.name} retraining"
+    )
+    return checks.improvement_check(ng, edges, n_complete, len(space.dims))
+
+
+def _bar(ctx: StageContext, data: Any, out: _Outcome) -> Finding:
+    """The best config's val metric against the dumb baselines of stage 2."""
+    metric = task_for(data).metric
+    baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    return baseline_bar_check(
+        out.metrics.get(f"tune/best_val_{metric}", math.nan), data.task, baselines, what=f"best config's val {metric}"
     )
 
 
