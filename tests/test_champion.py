@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recipe import tracking
 from recipe.champion import (
     ChampionSpec,
     Member,
@@ -117,7 +118,7 @@ def test_registered_champion_loads_in_a_fresh_process_and_predicts_from_files(di
     cfg, result = digits_fit
     spec = _spec(cfg, result)
     files = _test_files(result.data, 20)
-    mlflow.set_experiment("digits")
+    tracking.setup("digits")  # artifacts beside the private store, not in ./mlruns
     with mlflow.start_run():
         version = log_champion(
             spec, [result.model.state_dict()], registered_name="digits", example=pd.DataFrame({"path": files[:2]})

@@ -36,7 +36,7 @@ from recipe.checks.base import Finding
 from recipe.report import StageResult, Verdict
 from recipe.squeeze import heldout, publish, runs
 from recipe.squeeze.candidates import Squeezed, evaluate, latency_ms
-from recipe.stages.base import StageContext
+from recipe.stages.base import StageContext, map_in_process
 from recipe.stages.ending import Figures, finish
 from recipe.tasks import task_for
 from recipe.tune.trial import share_data
@@ -105,7 +105,7 @@ def _context(ctx: StageContext) -> tuple[runs.Context, list[str]]:
         active.info.experiment_id,
         threads=max(1, cores() // parallel),
     )
-    if ctx.map.__name__ == "map_in_process":
+    if ctx.map is map_in_process or getattr(ctx.map, "in_thread", False):  # members train in this process
         share_data(data)
     start = f"the {prev.stage} stage's config" if prev is not None else "the incoming config (no tune result)"
     return sc, [f"starting from {start}: {sc.cfg.model.name}, {sc.epochs} epochs per candidate"]

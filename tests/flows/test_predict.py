@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from recipe import tracking
 from recipe.champion import Member, log_champion, spec_for
 from recipe.config import RecipeConfig
 from recipe.fit import fit
@@ -29,7 +30,7 @@ def champion(_mlflow_template, tmp_path_factory):
         result = fit(cfg, log=False)
         spec = spec_for(result.data, [Member(cfg.model.model_dump(mode="json"), "m0.pt")])
         rows = result.data.rows("test")
-        mlflow.set_experiment("digits")
+        tracking.setup("digits")  # artifacts beside the private store, not in ./mlruns
         with mlflow.start_run():
             log_champion(
                 spec,
