@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -230,3 +231,33 @@ def wait_flow_run(api_url: str, flow_run_id, timeout: float, logs: list[Proc] = 
         state = f"{run.state.type.value}: {run.state.message}" if run.state else "no state"
         pytest.fail(f"flow run {flow_run_id} is {state} after {timeout:.0f} s\n" + "\n".join(p.tail(60) for p in logs))
     return run
+
+
+@contextmanager
+def mlflow_server_at(folder: Path, template: Path) -> Iterator[tuple[str, Path]]:
+    """A real `mlflow server` (a copy of the migrated sqlite ``template`` in ``folder``, artifacts on disk there)
+    on a free loopback port; yields (its URL, the artifacts folder) and stops it, checking the port is free."""
+    port = free_port()
+    store = copy_mlflow_store(template, folder)
+    artifacts = folder / "artifacts"
+    cmd = [
+        str(BIN / "mlflow"),
+        "server",
+        "--backend-store-uri",
+        store,
+        "--artifacts-destination",
+        artifacts.as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    proc = Proc("mlflow", cmd, clean_env(), folder / "logs" / "mlflow.log")
+    try:
+        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "healthy /health")
+        yield f"http://127.0.0.1:{port}", artifacts
+    finally:
+        proc.stop()
+    assert port_free(port), f"port {port} still taken after stopping the MLflow server"

@@ -18,7 +18,7 @@ import pytest
 from recipe import tracking
 from recipe.config import load_config
 from recipe.pipeline import run_recipe
-from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, first_stage, free_port, http_ok, port_free
+from tests.ops.conftest import first_stage, mlflow_server_at
 
 pytestmark = [pytest.mark.ops, pytest.mark.timeout(300)]
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -26,34 +26,8 @@ _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 @pytest.fixture(scope="module")
 def mlflow_server(ops_tmp: Path, _mlflow_template: Path):
-    port = free_port()
-    store = copy_mlflow_store(_mlflow_template, ops_tmp / "mlflow-server")
-    artifacts = ops_tmp / "mlflow-server" / "artifacts"
-    proc = Proc(
-        "mlflow",
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            store,
-            "--artifacts-destination",
-            artifacts.as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        clean_env(),
-        ops_tmp / "logs" / "mlflow.log",
-    )
-    try:
-        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "healthy /health")
-        yield f"http://127.0.0.1:{port}", artifacts
-    finally:
-        proc.stop()
-    assert port_free(port), f"port {port} still taken after stopping the MLflow server"
+    with mlflow_server_at(ops_tmp / "mlflow-server", _mlflow_template) as server:
+        yield server
 
 
 def rest(base: str, path: str, body: dict | None = None, **query: str) -> dict:

@@ -17,7 +17,7 @@ import pytest
 from recipe import pipeline
 from recipe.config import RecipeConfig
 from tests.fakes import fake_stage
-from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, free_port, http_ok
+from tests.ops.conftest import mlflow_server_at
 
 pytestmark = [pytest.mark.ops, pytest.mark.timeout(300)]
 STAGES = ["inspect", "baselines", "overfit", "regularize", "tune", "squeeze"]
@@ -68,30 +68,7 @@ def _wait(find, timeout: float = 60, what: str = "element"):
 def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_template, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
-    port = free_port()
-    store = copy_mlflow_store(_mlflow_template, tmp_path / "store")
-    proc = Proc(
-        "mlflow",
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            store,
-            "--artifacts-destination",
-            (tmp_path / "artifacts").as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        clean_env(),
-        tmp_path / "mlflow.log",
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        proc.wait_until(lambda: http_ok(f"{url}/health"), 120, "healthy /health")
+    with mlflow_server_at(tmp_path / "store", _mlflow_template) as (url, _):
         monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
         monkeypatch.setattr(pipeline, "STAGES", {n: fake_stage(n) for n in STAGES})
         monkeypatch.setattr(pipeline, "stage_names", lambda: list(STAGES))
@@ -112,5 +89,3 @@ def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_te
         assert sorted(_wait(child_names, what="six stage runs under the parent")) == sorted(STAGES)
         shot = tmp_path / "mlflow-ui-recipe.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
-    finally:
-        proc.stop()
