@@ -28,9 +28,11 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
+from trainer_overhead import hand_fit  # noqa: E402  (the same hand loop as the trainer-overhead bench)
 
 from recipe.config import ModelConfig, OptimConfig  # noqa: E402
 from recipe.data.batching import InMemoryBatcher  # noqa: E402
@@ -64,27 +66,7 @@ def batchers(data):
 
 
 def hand_loop(workload: str, data, epochs: int) -> tuple[float, list[float]]:
-    model, opt, loss_fn = setup(workload)
-    train, valid = batchers(data)
-    losses = []
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        model.train()
-        train.set_epoch(epoch)
-        for xb, yb in train:
-            loss = loss_fn(model(xb), yb)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.detach())
-        model.eval()
-        total, correct = 0.0, 0
-        with torch.no_grad():
-            for xb, yb in valid:
-                pred = model(xb)
-                total += float(loss_fn(pred, yb)) * len(yb)
-                correct += int((pred.argmax(1) == yb).sum())
-    return time.perf_counter() - start, [float(v) for v in losses]
+    return hand_fit(*setup(workload), *batchers(data), epochs)
 
 
 def with_trainer(workload: str, data, epochs: int) -> tuple[float, list[float]]:

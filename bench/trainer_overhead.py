@@ -45,9 +45,13 @@ def setup(seed: int = 0):
 
 def hand_loop(data, epochs: int) -> tuple[float, list[float]]:
     xt, yt, xv, yv = data
-    model, opt, loss_fn = setup()
     train = InMemoryBatcher(xt, yt, BATCH, shuffle=True, seed=0)
-    valid = InMemoryBatcher(xv, yv, 512)
+    return hand_fit(*setup(), train, InMemoryBatcher(xv, yv, 512), epochs)
+
+
+def hand_fit(model, opt, loss_fn, train, valid, epochs: int) -> tuple[float, list[float]]:
+    """The plain loop the Trainer is measured against (also by peer_lightning.py): train, then validate with loss
+    and accuracy, every epoch. Returns (seconds, the step losses)."""
     losses = []
     start = time.perf_counter()
     for epoch in range(epochs):

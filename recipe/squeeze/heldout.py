@@ -95,27 +95,12 @@ def dumb_row(data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
 def linear_row(cfg: RecipeConfig, data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
     """The linear baseline of stage 2 retrained (same settings: Adam at stages.baselines.linear_lr, about
     stages.baselines.linear_steps steps, no augmentation) and scored on test."""
-    b = cfg.stages.baselines
+    from recipe.stages.baselines.experiments import linear_config
+
+    steps = cfg.stages.baselines.linear_steps
     steps_per_epoch = max(1, math.ceil(data.split_sizes.get("train", 1) / cfg.data.batch_size))
-    lin = cfg.with_overrides(
-        {
-            "model.name": "linear",
-            "model.kwargs": {},
-            "model.dropout": 0.0,
-            "model.init_from": None,
-            "optim.name": "adam",
-            "optim.lr": b.linear_lr * (max(1.0, data.target_std or 1.0) if not task.classifier else 1.0),
-            "optim.weight_decay": 0.0,
-            "schedule.name": "constant",
-            "data.augment": [],
-            "trainer.ema_decay": None,
-            "budget.early_stopping": None,
-            "trainer.progress": False,
-        }
-    )
-    r = fit(
-        lin, data, epochs=max(5, math.ceil(b.linear_steps / steps_per_epoch)), evaluate=False, log=False, validate=False
-    )
+    lin = linear_config(cfg, data, epochs=max(5, math.ceil(steps / steps_per_epoch)))
+    r = fit(lin, data, evaluate=False, log=False, validate=False)
     x, y = data.tensors("test")
     scores = task.scores(ensemble_outputs([r.model.cpu()], x, task), y).double().numpy()
     return TestRow(

@@ -34,6 +34,7 @@ from recipe.stages.baselines.lab import (
     diverse,
     need,
 )
+from recipe.tasks import task_for
 from recipe.train import Trainer, build_optimizer, config_callbacks
 
 Experiment = Callable[[Lab, "ShortRun | None"], Finding]
@@ -117,25 +118,7 @@ def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
     short = need(short)
     dumb = lab.dumb()
     b = lab.bc
-    cfg = lab.cfg.with_overrides(
-        {
-            "model.name": "linear",
-            "model.kwargs": {},
-            "model.dropout": 0.0,
-            "optim.name": "adam",
-            "optim.lr": _linear_lr(lab),
-            "optim.weight_decay": 0.0,
-            "schedule.name": "constant",
-            "trainer.ema_decay": None,
-            "trainer.grad_clip": None,
-            "budget.max_steps": None,
-            "budget.epochs": lab.geometry(b.linear_steps)[0],
-            "budget.time_limit_s": None,
-            "trainer.progress": False,
-            "budget.early_stopping": None,
-            "model.init_from": None,
-        }
-    )
+    cfg = linear_config(lab.cfg, lab.data, epochs=lab.geometry(b.linear_steps)[0])
     params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
     with lab.child("linear_baseline", params):
         linear = lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
@@ -379,14 +362,35 @@ def _curve(r: FitResult | ShortRun) -> dict[str, list[float]]:
     return {"smooth": r.smooth_losses, "val_step": [h["step"] for h in hist], "val_loss": [h["val/loss"] for h in hist]}
 
 
-def _linear_lr(lab: Lab) -> float:
-    """stages.baselines.linear_lr; for regression times the train target std: the targets are raw, and Adam
-    moves each weight by about lr per step whatever the gradient's size, so reaching outputs of a target's
-    size in a few hundred steps takes a step size of that scale."""
-    lr = lab.bc.linear_lr
-    if not lab.task.higher_is_better and lab.data.target_std:
-        lr *= max(1.0, float(lab.data.target_std))
-    return lr
+def linear_config(cfg: RecipeConfig, data: Any, *, epochs: int) -> RecipeConfig:
+    """The linear baseline's config: ``cfg`` with a linear model, Adam at ``stages.baselines.linear_lr``, a constant
+    schedule, no regularisation, augmentation, budget limits or checkpoint, for ``epochs`` epochs. Regression
+    with raw targets (``data.standardize_target=false``) scales the lr by the train target std: Adam moves each
+    weight by about lr per step whatever the gradient's size, so reaching outputs of a target's size in a few
+    hundred steps takes a step size of that scale. Squeeze retrains exactly this for its test table."""
+    lr = cfg.stages.baselines.linear_lr
+    if not task_for(data).classifier and data.target_std:
+        lr *= max(1.0, float(data.target_std))
+    return cfg.with_overrides(
+        {
+            "model.name": "linear",
+            "model.kwargs": {},
+            "model.dropout": 0.0,
+            "model.init_from": None,
+            "optim.name": "adam",
+            "optim.lr": lr,
+            "optim.weight_decay": 0.0,
+            "schedule.name": "constant",
+            "data.augment": [],
+            "trainer.ema_decay": None,
+            "trainer.grad_clip": None,
+            "trainer.progress": False,
+            "budget.max_steps": None,
+            "budget.epochs": epochs,
+            "budget.time_limit_s": None,
+            "budget.early_stopping": None,
+        }
+    )
 
 
 def _pick_batch(lab: Lab, n: int) -> tuple[Tensor, Tensor]:
