@@ -8,6 +8,10 @@ file name, so one run shows everything to fix. :func:`inspect_manifest` runs eve
 Verdicts: data a model cannot be trained on, or whose scores would lie (corrupt files, unknown labels,
 empty classes, samples shared between splits), FAILs; data that trains but deserves a look (imbalance,
 duplicates inside a split, outliers, skipped files) WARNs.
+
+"Recipe §1" in a docstring cites the source of a check's rule: seed 004, Karpathy's "A Recipe for Training
+Neural Networks" (2019), step 1 "Become one with the data". The fixed advice texts sit in ``ADVICE``; the
+ones with names or numbers in them are formatted there from the check's own values.
 """
 
 from __future__ import annotations
@@ -20,21 +24,74 @@ import pandas as pd
 from recipe.report import Verdict
 from recipe.tasks import task_for
 
-from .base import Bounds, DataReport, Finding, finding, fmt, json_value, names, plural, robust_bounds
+from .base import Bounds, CheckBuilder, DataReport, Finding, finding, fmt, json_value, names, plural, robust_bounds
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
     from recipe.data import Manifest
 
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 SPLITS = ("train", "val", "test")
 PIXEL_PROPERTIES = ("mean", "std")  # per-sample pixel statistics on the 0..1 scale
 SIZE_PROPERTIES = ("pixels", "aspect")  # height x width and width / height, when source sizes vary
+
+# What to do when a check does not pass, by check name (and outcome, after the dot).
+ADVICE = {
+    "files_readable": (
+        "fix, re-export or delete the listed files (all of them, with errors, are in inspect/problems.json); "
+        "truncated downloads and non-images renamed to .png/.jpg are the usual causes"
+    ),
+    "no_nulls": "fill in or drop the listed rows ({hint} cannot be trained or scored on)",
+    "labels_in_class_set": (
+        "relabel or drop the listed samples; an index that does not match its label is a bug in the data layer"
+    ),
+    "no_empty_classes": (
+        "add images to the listed folders or delete them (an empty folder is a class the model can never learn, "
+        "and it is left out of the class list, which shifts every class index after it)"
+    ),
+    "at_least_two_classes.files": "add a sub-folder per class under {root}",
+    "at_least_two_classes.table": (
+        "check data.target (a column with one value is no target), or use data.task=regression"
+    ),
+    "ignored_files": (
+        "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
+        "files at the top level belong to no class"
+    ),
+    "consistent_shapes.sizes": "set data.image_size=N to resize every image to N x N",
+    "consistent_shapes.channels": (
+        "mixed gray and colour files often mean two sources were merged: set data.grayscale=true to "
+        "read every file as one gray channel (now: {mode}), or false for RGB"
+    ),
+    "consistent_shapes.files": "or fix the odd files listed in inspect/problems.json",
+    "split_sizes": (
+        "add data (a class needs at least 3 samples to appear in train, val and test) or change data.split; "
+        "an empty split cannot be trained or scored on"
+    ),
+    "class_balance": (
+        "accuracy hides small classes: watch per-class metrics, collect more of the small classes, or weight "
+        "the loss / resample; also set the output bias from the class priors (model.init_bias)"
+    ),
+    "pixel_stats_outliers": (
+        "look at the listed images (plots/outliers_*.png): blank, inverted, wrongly scaled, cropped or "
+        "mislabelled files show up here; fix or remove them, or raise stages.inspect.outlier_mad if they are genuine"
+    ),
+    "duplicates_within_split": (
+        "remove the extra copies (plots/duplicates.png shows them): duplicates over-weight those samples in "
+        "training and in the metrics"
+    ),
+    "no_leakage_across_splits": (
+        "delete all but one copy of each listed group (then the splits are redrawn for the new file set): a "
+        "held-out sample the model trained on inflates val/test scores"
+    ),
+    "duplicate_labels_agree": "at least one label in each listed group is wrong: relabel or drop them",
+}
 
 
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
 def is_image(m: Manifest) -> bool:
+    """The samples are images (the manifest has an image mode: ``"L"`` or ``"RGB"``), not table rows."""
     return m.image_mode is not None
 
 
@@ -51,10 +108,12 @@ def short_error(error: str, path: str | None) -> str:
 
 
 def usable(m: Manifest) -> pd.DataFrame:
+    """The manifest's rows (all its columns) whose sample could be read."""
     return m.df[m.df["readable"].astype(bool)]
 
 
 def sizes_vary(m: Manifest) -> bool:
+    """Images whose readable files come in more than one height x width (False for tables)."""
     ok = usable(m)
     return is_image(m) and len(ok) > 0 and len(ok.groupby(["height", "width"]).size()) > 1
 
@@ -102,11 +161,18 @@ def class_counts(m: Manifest) -> pd.DataFrame:
     return table
 
 
+def _by_count(rows: pd.DataFrame, columns: str | list[str]) -> pd.Series:
+    """Rows per distinct value of ``columns``, most frequent first (ties in the values' order)."""
+    return rows.groupby(columns).size().sort_values(ascending=False, kind="stable")
+
+
 # --- checks -------------------------------------------------------------------------------------------------
 
 
 def files_readable(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL naming every file that cannot be decoded, with the decoder's error."""
+    """FAIL naming every file that cannot be decoded, with the decoder's error (items: id, path, error).
+
+    Rule: Recipe §1, "another time I found corrupted images"."""
     df = m.df
     bad = df[~df["readable"].astype(bool)]
     what = "files" if has_files(m) else "samples"
@@ -123,16 +189,17 @@ def files_readable(m: Manifest, cap: int = 10) -> Finding:
         f"every {what[:-1]} decodes to an image",
         observed,
         f"0 unreadable {what}",
-        Verdict.FAIL if len(bad) else Verdict.PASS,
-        "fix, re-export or delete the listed files (all of them, with errors, are in inspect/problems.json); "
-        "truncated downloads and non-images renamed to .png/.jpg are the usual causes",
+        FAIL if len(bad) else PASS,
+        ADVICE["files_readable"],
         items,
         {"data/n_unreadable": len(bad)},
     )
 
 
 def no_nulls(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL when id, label or split (or path, for files) is missing on any row."""
+    """FAIL when id, label or split (or path, for files) is missing on any row (items: column, id).
+
+    Rule: Recipe §1, "corrupted ... labels": a sample without a label cannot be trained or scored on."""
     df = m.df
     columns = ["id", "label", "split"] + (["path"] if has_files(m) else [])
     items, parts = [], []
@@ -142,20 +209,21 @@ def no_nulls(m: Manifest, cap: int = 10) -> Finding:
             where = [str(i) if pd.notna(i) else f"row {r}" for i, r in zip(missing["id"], missing.index)]
             items += [{"column": col, "id": w} for w in where]
             parts.append(f"{col}: {len(missing)} missing ({names(where, cap)})")
-    label_hint = "a missing target value" if m.source == "csv" else "a sample without a label"
+    hint = "a missing target value" if m.source == "csv" else "a sample without a label"
     return finding(
         "no_nulls",
         f"no sample lacks its {', '.join(columns[:-1])} or {columns[-1]}",
         "; ".join(parts) or f"no nulls in {len(df)} rows",
         "no nulls",
-        Verdict.FAIL if items else Verdict.PASS,
-        f"fill in or drop the listed rows ({label_hint} cannot be trained or scored on)",
+        FAIL if items else PASS,
+        ADVICE["no_nulls"].format(hint=hint),
         items,
     )
 
 
 def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL when a label is not one of the classes, or its class index does not point back at it."""
+    """FAIL when a label is not one of the classes, or its class index does not point back at it (items: id,
+    label, label_idx). Rule: Recipe §1, "corrupted ... labels"."""
     df = m.df[m.df["label"].notna()]
     idx = df["label_idx"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
     classes = np.asarray(m.classes, dtype=object)
@@ -178,144 +246,143 @@ def labels_in_class_set(m: Manifest, cap: int = 10) -> Finding:
         "every label is one of the classes, and its index names it",
         observed,
         f"labels in {{{names(m.classes, cap)}}}",
-        Verdict.FAIL if len(bad) else Verdict.PASS,
-        "relabel or drop the listed samples; an index that does not match its label is a bug in the data layer",
+        FAIL if len(bad) else PASS,
+        ADVICE["labels_in_class_set"],
         items,
     )
 
 
 def no_empty_classes(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL naming every class folder that holds no image files."""
+    """FAIL naming every class folder that holds no image files (items: folder).
+
+    Rule: a class without samples can never be learned (Recipe §1, "data imbalances", at its extreme)."""
     folders = [str(m.root / c) for c in m.empty_classes]
     return finding(
         "no_empty_classes",
         "every class folder holds images",
         f"{plural(len(folders), 'empty class folder')}: {names(folders, cap)}" if folders else "no empty class folders",
         "0 empty class folders",
-        Verdict.FAIL if folders else Verdict.PASS,
-        "add images to the listed folders or delete them (an empty folder is a class the model can never learn, "
-        "and it is left out of the class list, which shifts every class index after it)",
+        FAIL if folders else PASS,
+        ADVICE["no_empty_classes"],
         [{"folder": f} for f in folders],
         {"data/n_empty_classes": len(folders)},
     )
 
 
 def at_least_two_classes(m: Manifest) -> Finding:
+    """FAIL when a classification manifest has fewer than two classes: nothing to tell apart."""
     n = len(m.classes)
+    advice = ADVICE["at_least_two_classes.files" if has_files(m) else "at_least_two_classes.table"]
     return finding(
         "at_least_two_classes",
         "a classifier needs at least two classes",
         f"{plural(n, 'class', 'classes')}" + (f": {names(m.classes, 10)}" if n else ""),
         ">= 2 classes",
-        Verdict.FAIL if n < 2 else Verdict.PASS,
-        f"add a sub-folder per class under {m.root}"
-        if has_files(m)
-        else "check data.target (a column with one value is no target), or use data.task=regression",
+        FAIL if n < 2 else PASS,
+        advice.format(root=m.root),
     )
 
 
 def ignored_files(m: Manifest, cap: int = 10) -> Finding:
-    """WARN naming files the folder scan skipped (no image extension, or not inside a class folder)."""
+    """WARN naming files the folder scan skipped (no image extension, or not inside a class folder; items:
+    file). Rule: Recipe §1, scan every example: a skipped file is data nobody looked at."""
     files = list(m.ignored_files)
     return finding(
         "ignored_files",
         "every file under data.root is an image in a class folder",
         f"{plural(len(files), 'file')} skipped: {names(files, cap)}" if files else "no files skipped",
         "0 files skipped",
-        Verdict.WARN if files else Verdict.PASS,
-        "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
-        "files at the top level belong to no class",
+        WARN if files else PASS,
+        ADVICE["ignored_files"],
         [{"file": f} for f in files],
         {"data/n_ignored_files": len(files)},
     )
 
 
+SHAPES = CheckBuilder("consistent_shapes", "all images share one shape (or data.image_size resizes them to one)")
+
+
 def consistent_shapes(m: Manifest, cap: int = 10) -> Finding:
-    """One height x width and one channel count, unless ``data.image_size`` resizes them all (then the
-    source sizes are only reported). Mixed sizes without a resize FAIL; mixed channel counts WARN."""
+    """One height x width (pixels) and one channel count, unless ``data.image_size`` resizes them all (then
+    the source sizes are only reported). Mixed sizes without a resize FAIL; mixed channel counts WARN (items:
+    id and the odd size or channel count). Rule: a batch is one (N, C, H, W) tensor; mixed gray and colour
+    files are often two merged sources (Recipe §1, "biases")."""
     ok = usable(m)
     if not len(ok):
-        return finding(
-            "consistent_shapes", "all images share one shape", "no readable images", "one shape", Verdict.PASS
-        )
-    sizes = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable")
-    chans = ok.groupby("channels").size().sort_values(ascending=False, kind="stable")
-    (h0, w0), c0 = sizes.index[0], chans.index[0]
-    items: list[dict[str, Any]] = []
-    parts, verdict = [], Verdict.PASS
-    size_text = ", ".join(f"{h}x{w} ({n})" for (h, w), n in list(sizes.items())[:cap])
-    if len(sizes) > 1:
-        odd = ok[(ok["height"] != h0) | (ok["width"] != w0)]
-        if m.image_size:
-            parts.append(f"{len(sizes)} source sizes ({size_text}), all resized to {m.image_size}x{m.image_size}")
-        else:
-            verdict = Verdict.FAIL
-            items += [
-                {"id": i, "height": int(h), "width": int(w), "problem": "size"}
-                for i, h, w in zip(odd["id"], odd["height"], odd["width"])
-            ]
-            parts.append(
-                f"{len(sizes)} sizes (height x width: {size_text}); not {h0}x{w0}: "
-                + names((f"{i} ({h}x{w})" for i, h, w in zip(odd["id"], odd["height"], odd["width"])), cap)
-            )
-    else:
-        resized = f", resized to {m.image_size}x{m.image_size}" if m.image_size and m.image_size != h0 else ""
-        parts.append(f"all {len(ok)} images are {h0}x{w0}{resized}")
-    if len(chans) > 1:
-        verdict = Verdict.worst([verdict, Verdict.WARN])
-        odd = ok[ok["channels"] != c0]
-        items += [
-            {"id": i, "channels": int(c), "mode": md, "problem": "channels"}
-            for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])
-        ]
-        parts.append(
-            f"channels vary ({', '.join(f'{c}: {n}' for c, n in chans.items())}), all converted to {m.image_mode}; "
-            f"not {c0}-channel: " + names((f"{i} ({md})" for i, md in zip(odd["id"], odd["mode"])), cap)
-        )
-    else:
-        parts.append(f"{plural(int(c0), 'channel')}")
+        return SHAPES(PASS, "no readable images", "one shape", hypothesis="all images share one shape")
+    sizes, chans = _by_count(ok, ["height", "width"]), _by_count(ok, "channels")
+    size_text, size_items = _size_report(m, ok, sizes, cap)
+    chan_text, chan_items = _channel_report(m, ok, chans, cap)
     expected = (
         f"any size (resized to {m.image_size}x{m.image_size}), one channel count"
         if m.image_size
         else "one height x width and one channel count"
     )
-    advice = []
-    if len(sizes) > 1 and not m.image_size:
-        advice.append("set data.image_size=N to resize every image to N x N")
-    if len(chans) > 1:
-        advice.append(
-            f"mixed gray and colour files often mean two sources were merged: set data.grayscale=true to "
-            f"read every file as one gray channel (now: {m.image_mode}), or false for RGB"
-        )
-    advice.append("or fix the odd files listed in inspect/problems.json")
-    return finding(
-        "consistent_shapes",
-        "all images share one shape (or data.image_size resizes them to one)",
-        "; ".join(parts),
+    return SHAPES(
+        Verdict.worst([FAIL if size_items else PASS, WARN if chan_items else PASS]),
+        f"{size_text}; {chan_text}",
         expected,
-        verdict,
-        "; ".join(advice),
-        items,
-        {"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
+        _shape_advice(m, len(sizes), len(chans)),
+        items=size_items + chan_items,
+        metrics={"data/n_sizes": len(sizes), "data/n_channel_counts": len(chans)},
     )
+
+
+def _size_report(m: Manifest, ok: pd.DataFrame, sizes: pd.Series, cap: int) -> tuple[str, list[dict[str, Any]]]:
+    """consistent_shapes' text on height x width, and its offenders (only when sizes vary without a resize)."""
+    h0, w0 = sizes.index[0]
+    if len(sizes) == 1:
+        resized = f", resized to {m.image_size}x{m.image_size}" if m.image_size and m.image_size != h0 else ""
+        return f"all {len(ok)} images are {h0}x{w0}{resized}", []
+    size_text = ", ".join(f"{h}x{w} ({n})" for (h, w), n in list(sizes.items())[:cap])
+    if m.image_size:
+        return f"{len(sizes)} source sizes ({size_text}), all resized to {m.image_size}x{m.image_size}", []
+    odd = ok[(ok["height"] != h0) | (ok["width"] != w0)]
+    odd_sizes = list(zip(odd["id"], odd["height"], odd["width"]))
+    items = [{"id": i, "height": int(h), "width": int(w), "problem": "size"} for i, h, w in odd_sizes]
+    listing = names((f"{i} ({h}x{w})" for i, h, w in odd_sizes), cap)
+    return f"{len(sizes)} sizes (height x width: {size_text}); not {h0}x{w0}: {listing}", items
+
+
+def _channel_report(m: Manifest, ok: pd.DataFrame, chans: pd.Series, cap: int) -> tuple[str, list[dict[str, Any]]]:
+    """consistent_shapes' text on channel counts, and the samples that differ from the most common one."""
+    c0 = chans.index[0]
+    if len(chans) == 1:
+        return plural(int(c0), "channel"), []
+    odd = ok[ok["channels"] != c0]
+    items = [
+        {"id": i, "channels": int(c), "mode": md, "problem": "channels"}
+        for i, c, md in zip(odd["id"], odd["channels"], odd["mode"])
+    ]
+    counts = ", ".join(f"{c}: {n}" for c, n in chans.items())
+    listing = names((f"{i} ({md})" for i, md in zip(odd["id"], odd["mode"])), cap)
+    return f"channels vary ({counts}), all converted to {m.image_mode}; not {c0}-channel: {listing}", items
+
+
+def _shape_advice(m: Manifest, n_sizes: int, n_channel_counts: int) -> str:
+    advice = [ADVICE["consistent_shapes.sizes"]] if n_sizes > 1 and not m.image_size else []
+    if n_channel_counts > 1:
+        advice.append(ADVICE["consistent_shapes.channels"].format(mode=m.image_mode))
+    return "; ".join([*advice, ADVICE["consistent_shapes.files"]])
 
 
 def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
     """FAIL when a split the recipe needs has no usable sample; WARN when a class is missing from val or
-    test (then that class's accuracy is never measured)."""
+    test (then that class's accuracy is never measured). Items: split (and class), problem. Rule: every
+    stage trains on train, decides on val and reports on test (Recipe §2 onwards)."""
     ok = usable(m)
     counts = {s: int((ok["split"] == s).sum()) for s in SPLITS}
     needed = SPLITS if need_test else ("train", "val")
     empty = [s for s in needed if counts[s] == 0]
     items: list[dict[str, Any]] = [{"split": s, "problem": "empty"} for s in empty]
     parts = ["usable samples: " + ", ".join(f"{s} {counts[s]}" for s in SPLITS)]  # joined by "; "
-    verdict = Verdict.FAIL if empty else Verdict.PASS
+    verdict = FAIL if empty else PASS
     if task_for(m).classifier and m.classes:
         table = class_counts(m)
         for s in needed[1:]:
             absent = [c for c in m.classes if table.loc[c, s] == 0 and table.loc[c, "total"] > 0]
             if absent and counts[s]:
-                verdict = Verdict.worst([verdict, Verdict.WARN])
+                verdict = Verdict.worst([verdict, WARN])
                 items += [{"split": s, "class": c, "problem": "class absent"} for c in absent]
                 parts.append(f"classes absent from {s}: {names(absent, cap)}")
     full = {s: int(n) for s, n in m.split_sizes().items()}
@@ -326,20 +393,20 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
         "; ".join(parts),
         "no empty split, every class in every split",
         verdict,
-        "add data (a class needs at least 3 samples to appear in train, val and test) or change data.split; "
-        "an empty split cannot be trained or scored on",
+        ADVICE["split_sizes"],
         items,
         {"data/n_train": full["train"], "data/n_val": full["val"], "data/n_test": full["test"]},
     )
 
 
 def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Finding:
-    """WARN when the largest class outnumbers the smallest by more than ``warn_ratio``, naming the classes
-    below largest / warn_ratio."""
+    """WARN when the largest class outnumbers the smallest by more than ``warn_ratio`` (a ratio of sample
+    counts), naming the classes below largest / warn_ratio (items: class and its counts per split).
+    Rule: Recipe §1, "I look for data imbalances and biases"."""
     table = class_counts(m)
     total = table["total"]
     if not len(total) or total.max() == 0:
-        return finding("class_balance", "classes are roughly balanced", "no labelled samples", "-", Verdict.PASS)
+        return finding("class_balance", "classes are roughly balanced", "no labelled samples", "-", PASS)
     big, small = total.idxmax(), total.idxmin()
     ratio = float(total.max() / total.min()) if total.min() > 0 else float("inf")
     minor = table[total * warn_ratio < total.max()]
@@ -357,24 +424,40 @@ def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Findin
         f"no class outnumbers another by more than {fmt(warn_ratio)}x",
         observed,
         f"<= {fmt(warn_ratio)}",
-        Verdict.WARN if ratio > warn_ratio else Verdict.PASS,
-        "accuracy hides small classes: watch per-class metrics, collect more of the small classes, or weight "
-        "the loss / resample; also set the output bias from the class priors (model.init_bias)",
+        WARN if ratio > warn_ratio else PASS,
+        ADVICE["class_balance"],
         items,
         metrics,
     )
 
 
 def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
-    """WARN listing every image whose pixel mean or std (or size, when sizes vary) lies beyond the robust
-    bounds median ± k · 1.4826 · MAD, most extreme first."""
-    values = property_values(m)
-    bounds = property_bounds(m, k)
+    """WARN listing every image whose pixel mean or std (0..1 scale; or size in pixels and aspect, when sizes
+    vary) lies beyond the robust bounds median ± k · 1.4826 · MAD, most extreme first (items: one per sample
+    and property, with its value, robust z and bounds). Rule: Recipe §1, "visualize ... the outliers along
+    any axis. The outliers especially almost always uncover some bugs in data quality or preprocessing"."""
+    values, bounds = property_values(m), property_bounds(m, k)
+    rows = _outlier_rows(values, bounds)
+    expected = "; ".join(f"{p} in [{fmt(b.lo)}, {fmt(b.hi)}]" for p, b in bounds.items()) or "-"
+    metrics: dict[str, float] = {"data/n_outliers": len({r["id"] for r in rows}), **pixel_summary(m)}
+    return finding(
+        "pixel_stats_outliers",
+        f"no image's pixel statistics lie beyond {fmt(k)} robust SDs of the median",
+        _outliers_observed(rows, bounds, len(values), k, cap),
+        expected,
+        WARN if rows else PASS,
+        ADVICE["pixel_stats_outliers"],
+        rows,
+        metrics,
+    )
+
+
+def _outlier_rows(values: pd.DataFrame, bounds: dict[str, Bounds]) -> list[dict[str, Any]]:
+    """One JSON-able row per (sample, property) outside that property's bounds, largest |z| first."""
     rows = []
     for p, b in bounds.items():
         out = values[b.outside(values[p])]
-        z = b.z(out[p])
-        for (_, r), zz in zip(out.iterrows(), z):
+        for (_, r), z in zip(out.iterrows(), b.z(out[p])):
             rows.append(
                 {
                     "id": r["id"],
@@ -383,43 +466,32 @@ def pixel_stats_outliers(m: Manifest, k: float = 6.0, cap: int = 20) -> Finding:
                     "label": json_value(r["label"]),
                     "property": p,
                     "value": float(r[p]),
-                    "z": json_value(zz),
+                    "z": json_value(z),
                     "lo": b.lo,
                     "hi": b.hi,
                 }
             )
     rows.sort(key=lambda r: -abs(r["z"]) if isinstance(r["z"], float) else -np.inf)
-    n_samples = len({r["id"] for r in rows})
-    expected = "; ".join(f"{p} in [{fmt(b.lo)}, {fmt(b.hi)}]" for p, b in bounds.items()) or "-"
+    return rows
+
+
+def _outliers_observed(rows: list[dict[str, Any]], bounds: dict[str, Bounds], n_images: int, k: float, cap: int) -> str:
+    """pixel_stats_outliers' observed text: each sample once, with all its odd properties, most extreme first."""
     if rows:
-        by_sample: dict[str, list[str]] = {}  # most extreme first, each sample once with all its properties
+        by_sample: dict[str, list[str]] = {}
         for r in rows:
             by_sample.setdefault(r["id"], []).append(f"{r['property']} {fmt(r['value'])}")
-        observed = f"{plural(n_samples, 'sample')} beyond median ± {fmt(k)} robust SD: " + names(
-            (f"{i} ({', '.join(props)})" for i, props in by_sample.items()), cap
-        )
-    elif bounds:
+        listing = names((f"{i} ({', '.join(props)})" for i, props in by_sample.items()), cap)
+        return f"{plural(len(by_sample), 'sample')} beyond median ± {fmt(k)} robust SD: {listing}"
+    if bounds:
         medians = ", ".join(f"{p} median {fmt(b.median)}" for p, b in bounds.items())
-        observed = f"no outliers among {len(values)} images ({medians})"
-    else:
-        observed = "no readable images to compare"
-    metrics: dict[str, float] = {"data/n_outliers": n_samples}
-    metrics.update(pixel_summary(m))
-    return finding(
-        "pixel_stats_outliers",
-        f"no image's pixel statistics lie beyond {fmt(k)} robust SDs of the median",
-        observed,
-        expected,
-        Verdict.WARN if rows else Verdict.PASS,
-        "look at the listed images (plots/outliers_*.png): blank, inverted, wrongly scaled, cropped or "
-        "mislabelled files show up here; fix or remove them, or raise stages.inspect.outlier_mad if they are genuine",
-        rows,
-        metrics,
-    )
+        return f"no outliers among {n_images} images ({medians})"
+    return "no readable images to compare"
 
 
 def pixel_summary(m: Manifest) -> dict[str, float]:
-    """Train-split pixel mean and std on the 0..1 scale, averaged over channels (what normalisation uses)."""
+    """Train-split pixel mean and std on the 0..1 scale, averaged over channels (what normalisation uses);
+    empty without per-channel statistics or readable train samples."""
     train = (m.df["split"] == "train").to_numpy() & m.df["readable"].astype(bool).to_numpy()
     if m.chan_stats is None or not train.any():
         return {}
@@ -432,69 +504,88 @@ def pixel_summary(m: Manifest) -> dict[str, float]:
 def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
     """Exact duplicates (same content hash): inside one split WARN (they over-weight a sample); across
     splits FAIL (a val/test sample the model trained on inflates its score); for classification, identical
-    samples with different labels WARN (at least one label is wrong; in regression it is just noise)."""
-    dup = duplicate_groups(m)
+    samples with different labels WARN (at least one label is wrong; in regression it is just noise).
+    Items: one per group, with its hash and members (id, split, label). Rule: Recipe §1, "One time I
+    discovered that the data contained duplicate examples"."""
     what = "files" if has_files(m) else "samples"
-    groups = [g for _, g in dup.groupby("group", sort=True)]
+    groups = [g for _, g in duplicate_groups(m).groupby("group", sort=True)]
+    found = [_within_split(groups, what, cap), _across_splits(groups, what, cap)]
+    if task_for(m).classifier:
+        found.append(_label_conflicts(groups, what, cap))
+    return found
 
-    def members(g: pd.DataFrame) -> list[dict[str, Any]]:
-        return [{"id": i, "split": s, "label": json_value(lab)} for i, s, lab in zip(g["id"], g["split"], g["label"])]
 
-    within, within_text, n_within = [], [], 0
+def _members(g: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{"id": i, "split": s, "label": json_value(lab)} for i, s, lab in zip(g["id"], g["split"], g["label"])]
+
+
+def _group_items(groups: list[pd.DataFrame]) -> list[dict[str, Any]]:
+    return [{"hash": g["hash"].iloc[0], "members": _members(g)} for g in groups]
+
+
+def _within_split(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
+    """``duplicates_within_split``: copies of one content inside one split."""
+    within, listing, n_extra = [], [], 0
     for g in groups:
         for s, gs in g.groupby("split", sort=False):
             if len(gs) > 1:
-                within.append({"hash": gs["hash"].iloc[0], "split": s, "members": members(gs)})
-                within_text.append(f"{s}: " + " = ".join(gs["id"]))
-                n_within += len(gs) - 1
+                within.append({"hash": gs["hash"].iloc[0], "split": s, "members": _members(gs)})
+                listing.append(f"{s}: " + " = ".join(gs["id"]))
+                n_extra += len(gs) - 1
+    observed = (
+        f"{plural(n_extra + len(within), what[:-1], what)} in {plural(len(within), 'group')} of identical "
+        f"{what} within a split ({plural(n_extra, 'extra copy', 'extra copies')}): " + names(listing, cap)
+        if within
+        else "no duplicates within a split"
+    )
+    return finding(
+        "duplicates_within_split",
+        f"no two {what} of a split are identical",
+        observed,
+        "0 duplicates",
+        WARN if within else PASS,
+        ADVICE["duplicates_within_split"],
+        within,
+        {"data/n_duplicates_within": n_extra},
+    )
+
+
+def _across_splits(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
+    """``no_leakage_across_splits``: one content in more than one split."""
     across = [g for g in groups if g["split"].nunique() > 1]
-    across_text = [" = ".join(f"{i} ({s})" for i, s in zip(*_first_per(g, "split"))) for g in across]
-    n_across = sum(len(g) for g in across)
+    n_shared = sum(len(g) for g in across)
+    listing = [" = ".join(f"{i} ({s})" for i, s in zip(*_first_per(g, "split"))) for g in across]
+    return finding(
+        "no_leakage_across_splits",
+        "no val/test sample is identical to a sample of another split",
+        f"{plural(n_shared, what[:-1], what)} in {plural(len(across), 'group')} shared across splits: "
+        + names(listing, cap)
+        if across
+        else "no sample appears in two splits",
+        "0 shared samples",
+        FAIL if across else PASS,
+        ADVICE["no_leakage_across_splits"],
+        _group_items(across),
+        {"data/n_duplicates_across": n_shared},
+    )
+
+
+def _label_conflicts(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
+    """``duplicate_labels_agree``: one content under more than one label."""
     conflicts = [g for g in groups if g["label"].astype(str).nunique() > 1]
-    conflict_text = [" vs ".join(f"{i} ({lab!r})" for i, lab in zip(*_first_per(g, "label"))) for g in conflicts]
-    found = [
-        finding(
-            "duplicates_within_split",
-            f"no two {what} of a split are identical",
-            f"{plural(n_within + len(within), what[:-1], what)} in {plural(len(within), 'group')} of identical "
-            f"{what} within a split ({plural(n_within, 'extra copy', 'extra copies')}): " + names(within_text, cap)
-            if within
-            else "no duplicates within a split",
-            "0 duplicates",
-            Verdict.WARN if within else Verdict.PASS,
-            "remove the extra copies (plots/duplicates.png shows them): duplicates over-weight those samples in "
-            "training and in the metrics",
-            within,
-            {"data/n_duplicates_within": n_within},
-        ),
-        finding(
-            "no_leakage_across_splits",
-            "no val/test sample is identical to a sample of another split",
-            f"{plural(n_across, what[:-1], what)} in {plural(len(across), 'group')} shared across splits: "
-            + names(across_text, cap)
-            if across
-            else "no sample appears in two splits",
-            "0 shared samples",
-            Verdict.FAIL if across else Verdict.PASS,
-            "delete all but one copy of each listed group (then the splits are redrawn for the new file set): a "
-            "held-out sample the model trained on inflates val/test scores",
-            [{"hash": g["hash"].iloc[0], "members": members(g)} for g in across],
-            {"data/n_duplicates_across": n_across},
-        ),
-        finding(
-            "duplicate_labels_agree",
-            "identical samples carry the same label",
-            f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(conflict_text, cap)}"
-            if conflicts
-            else "identical samples agree on their labels",
-            "0 conflicts",
-            Verdict.WARN if conflicts else Verdict.PASS,
-            "at least one label in each listed group is wrong: relabel or drop them",
-            [{"hash": g["hash"].iloc[0], "members": members(g)} for g in conflicts],
-            {"data/n_label_conflicts": len(conflicts)},
-        ),
-    ]
-    return found if task_for(m).classifier else found[:2]
+    listing = [" vs ".join(f"{i} ({lab!r})" for i, lab in zip(*_first_per(g, "label"))) for g in conflicts]
+    return finding(
+        "duplicate_labels_agree",
+        "identical samples carry the same label",
+        f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(listing, cap)}"
+        if conflicts
+        else "identical samples agree on their labels",
+        "0 conflicts",
+        WARN if conflicts else PASS,
+        ADVICE["duplicate_labels_agree"],
+        _group_items(conflicts),
+        {"data/n_label_conflicts": len(conflicts)},
+    )
 
 
 def _first_per(g: pd.DataFrame, column: str) -> tuple[list[str], list[Any]]:
