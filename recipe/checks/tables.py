@@ -3,12 +3,17 @@
 Ranges come from the train split, the only data the model's normalisation and the user's intuitions are
 built on; a val/test value far outside them (``range_margin`` x the train range beyond it) is a unit
 mix-up, a sentinel such as -999 or 99999, or a category the model never saw in training.
+
+"Recipe §1" in a docstring cites the source of a check's rule: seed 004, Karpathy's "A Recipe for Training
+Neural Networks" (2019), step 1 "Become one with the data"; the chance bounds are conformal prediction's
+(Vovk, Gammerman and Shafer, "Algorithmic Learning in a Random World", 2005). The fixed advice texts sit in
+``ADVICE``.
 """
 
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,11 +21,45 @@ import pandas as pd
 from recipe.report import Verdict
 from recipe.tasks import task_for
 
-from .base import Finding, finding, fmt, json_value, names, plural
+from .base import CheckBuilder, Finding, finding, fmt, json_value, names, plural
 
 if TYPE_CHECKING:
     from recipe.config import InspectConfig
     from recipe.data import Manifest
+
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+FAR_RANGES = 2.0  # a held-out value this many train ranges beyond the range is no chance event
+CHANCE_ALPHA = 0.01  # the family-wise error of the chance bounds over a table's columns
+
+# What to do when a check does not pass, by check name (and outcome, after the dot).
+ADVICE = {
+    "feature_types": (
+        "drop the listed columns from the CSV, or turn them into numbers (ids and free text carry no signal a "
+        "small model can use; dates: split them into numeric parts)"
+    ),
+    "feature_nulls.missing": (
+        "the missing cells are filled with their column's train median before training (rows are kept); if "
+        "missingness means something, add an 'is missing' column, or fill the cells yourself"
+    ),
+    "feature_nulls.infinite": (
+        "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
+    ),
+    "constant_features": (
+        "the listed columns never vary in training but do in val/test: a category (or regime) the model never "
+        "saw; gather training rows that have it, or drop the column"
+    ),
+    "feature_ranges": (
+        "check the listed cells for unit mix-ups, sentinel values (-1, 999, 99999) or categories absent from "
+        "train; the model extrapolates there (stages.inspect.range_margin sets how far is too far)"
+    ),
+    "target_values.class_absent": (
+        "a class without training samples cannot be predicted: add data for it or drop its rows"
+    ),
+    "target_values.no_train": "check data.target and the target column",
+    "target_values.far": (
+        "check the listed targets for unit mix-ups or sentinel values; a regressor cannot extrapolate far"
+    ),
+}
 
 
 def _features(m: Manifest) -> pd.DataFrame:
@@ -34,7 +73,8 @@ def _train(m: Manifest) -> np.ndarray:
 
 
 def train_ranges(m: Manifest) -> pd.DataFrame:
-    """Per feature: min and max of the finite train values (NaN when a column has none)."""
+    """Per feature (rows, the encoded columns): ``min`` and ``max`` of the finite train values, in the
+    feature's own units (NaN when a column has none). Raises ValueError for data without a feature table."""
     f = _features(m).to_numpy(np.float64)[_train(m)]
     f = np.where(np.isfinite(f), f, np.nan)
     lo = hi = np.full(f.shape[1], np.nan)
@@ -55,8 +95,9 @@ def one_hot_groups(columns: list[str]) -> dict[str, list[str]]:
 
 
 def feature_types(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL naming columns that cannot be features (text with too many values); otherwise report how each
-    column was turned into numbers."""
+    """FAIL naming columns that cannot be features (text with too many values; items: column, reason);
+    otherwise report how each column was turned into numbers. Raises ValueError without a feature table.
+    Rule: a network takes numbers; ids and free text carry no signal it can use (Recipe §1)."""
     cols = list(_features(m).columns)
     groups = one_hot_groups(cols)
     n_numeric = len(cols) - sum(len(g) for g in groups.values())
@@ -74,9 +115,8 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
         "every column besides the target is a number, a bool or a small set of categories",
         "; ".join(parts),
         "0 unusable columns",
-        Verdict.FAIL if bad else Verdict.PASS,
-        "drop the listed columns from the CSV, or turn them into numbers (ids and free text carry no signal a "
-        "small model can use; dates: split them into numeric parts)",
+        FAIL if bad else PASS,
+        ADVICE["feature_types"],
         [{"column": c, "reason": why} for c, why in bad.items()],
         {"data/n_features": len(cols), "data/n_bad_columns": len(bad)},
     )
@@ -85,10 +125,34 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
 def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
     """Missing feature cells (empty, NaN, or a placeholder token such as ``?`` or ``n/a``) WARN, naming the
     column, the token and the rows: the loader fills them with the column's train median. Infinite values
-    FAIL: such rows cannot be trained on."""
+    FAIL: such rows cannot be trained on. Items: one per cell (column, id, value, problem). Raises ValueError
+    without a feature table. Rule: Recipe §1, "corrupted ... labels" (here: cells)."""
     f = _features(m)
     values = f.to_numpy(np.float64)
     missing, infinite = np.isnan(values), np.isinf(values)
+    items, parts = _null_cells(m, f, values, missing, infinite, cap)
+    n_missing, n_inf = int(missing.sum()), int(infinite.sum())
+    fraction = float((missing | infinite).mean(0).max()) if values.size else 0.0
+    observed = f"no missing values in {f.shape[1]} columns"
+    if n_missing or n_inf:
+        counts = [plural(n, word) for n, word in ((n_missing, "missing value"), (n_inf, "infinite value")) if n]
+        observed = " and ".join(counts) + ": " + "; ".join(parts)
+    return finding(
+        "feature_nulls",
+        "every feature value is present and finite",
+        observed,
+        "0 missing values",
+        FAIL if n_inf else WARN if n_missing else PASS,
+        ADVICE["feature_nulls.infinite" if n_inf else "feature_nulls.missing"],
+        items,
+        {"data/n_missing_values": n_missing, "data/n_infinite_values": n_inf, "data/max_null_fraction": fraction},
+    )
+
+
+def _null_cells(
+    m: Manifest, f: pd.DataFrame, values: np.ndarray, missing: np.ndarray, infinite: np.ndarray, cap: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """feature_nulls' offending cells (items) and one text per column and kind (missing / infinite)."""
     ids = m.df["id"].to_numpy()
     tokens = _tokens_by_feature(m, list(f.columns))
     items, parts = [], []
@@ -104,29 +168,7 @@ def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
             parts.append(
                 f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%{how}), rows {names(ids[rows], cap)}"
             )
-    n_missing, n_inf = int(missing.sum()), int(infinite.sum())
-    fraction = float((missing | infinite).mean(0).max()) if values.size else 0.0
-    verdict = Verdict.FAIL if n_inf else Verdict.WARN if n_missing else Verdict.PASS
-    observed = f"no missing values in {f.shape[1]} columns"
-    if n_missing or n_inf:
-        counts = [plural(n, word) for n, word in ((n_missing, "missing value"), (n_inf, "infinite value")) if n]
-        observed = " and ".join(counts) + ": " + "; ".join(parts)
-    advice = (
-        "the missing cells are filled with their column's train median before training (rows are kept); if "
-        "missingness means something, add an 'is missing' column, or fill the cells yourself"
-        if not n_inf
-        else "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
-    )
-    return finding(
-        "feature_nulls",
-        "every feature value is present and finite",
-        observed,
-        "0 missing values",
-        verdict,
-        advice,
-        items,
-        {"data/n_missing_values": n_missing, "data/n_infinite_values": n_inf, "data/max_null_fraction": fraction},
-    )
+    return items, parts
 
 
 def _tokens_by_feature(m: Manifest, columns: list[str]) -> dict[str, str]:
@@ -169,65 +211,61 @@ def _held_out_excess(m: Manifest, margin: float, alpha: float) -> tuple[np.ndarr
     return beyond, beyond.sum(0) > bound, bound
 
 
-def constant_features(m: Manifest, cap: int = 10, alpha: float = 0.01) -> Finding:  # alpha: CHANCE_ALPHA
+def constant_features(m: Manifest, cap: int = 10, alpha: float = CHANCE_ALPHA) -> Finding:
     """Columns with a single value in the train split. Constant everywhere: PASS, named (no information, and
     harmless: normalisation centres them at 0). Constant in train but taking other values in val/test more
-    often than chance allows (:func:`chance_outside`): WARN, a category or regime the model never saw."""
+    often than chance allows (:func:`chance_outside`, family-wise error ``alpha``): WARN, a category or
+    regime the model never saw. Items: one per constant column (column, value, held_out_other_values,
+    unseen_in_train). Raises ValueError without a feature table. Rule: Recipe §1, "data ... biases"."""
     f = _features(m)
     train = f[_train(m)]
     const = [c for c in f.columns if train[c].dropna().nunique() <= 1]
     beyond, excess, bound = _held_out_excess(m, 0.0, alpha)
     col_index = {c: j for j, c in enumerate(f.columns)}
-    items = []
-    for c in const:
-        value = json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None
-        n_other = int(beyond[:, col_index[c]].sum())
-        items.append(
-            {
-                "column": c,
-                "value": value,
-                "held_out_other_values": n_other,
-                "unseen_in_train": bool(excess[col_index[c]]),
-            }
-        )
+    items = [
+        {
+            "column": c,
+            "value": json_value(train[c].dropna().iloc[0]) if train[c].notna().any() else None,
+            "held_out_other_values": int(beyond[:, col_index[c]].sum()),
+            "unseen_in_train": bool(excess[col_index[c]]),
+        }
+        for c in const
+    ]
     unseen = [i for i in items if i["unseen_in_train"]]
-    observed = f"all {f.shape[1]} columns vary"
-    if const:
-        observed = f"{plural(len(const), 'constant column')} in train: " + names(
-            (
-                f"{i['column']} (= {i['value']}"
-                + (f"; {i['held_out_other_values']} val/test rows differ)" if i["held_out_other_values"] else ")")
-                for i in items
-            ),
-            cap,
-        )
-        observed += (
-            f"; differing in val/test more often than chance (> {bound} rows): "
-            + names((i["column"] for i in unseen), cap)
-            if unseen
-            else "; no more val/test differences than chance allows"
-        )
     return finding(
         "constant_features",
         "every feature that varies in val/test also varies in the train split",
-        observed,
+        _constant_observed(items, f.shape[1], bound, cap),
         f"val/test values of a train-constant column differ in at most {bound} rows (chance)",
-        Verdict.WARN if unseen else Verdict.PASS,
-        "the listed columns never vary in training but do in val/test: a category (or regime) the model never "
-        "saw; gather training rows that have it, or drop the column",
+        WARN if unseen else PASS,
+        ADVICE["constant_features"],
         items,
         {"data/n_constant_features": len(const), "data/n_unseen_in_train": len(unseen)},
     )
 
 
+def _constant_observed(items: list[dict[str, Any]], n_columns: int, bound: int, cap: int) -> str:
+    """constant_features' observed text: each constant column with its value, then the ones beyond chance."""
+    if not items:
+        return f"all {n_columns} columns vary"
+
+    def listed(i: dict[str, Any]) -> str:
+        n = i["held_out_other_values"]
+        return f"{i['column']} (= {i['value']}" + (f"; {n} val/test rows differ)" if n else ")")
+
+    observed = f"{plural(len(items), 'constant column')} in train: " + names(map(listed, items), cap)
+    unseen = [i["column"] for i in items if i["unseen_in_train"]]
+    if unseen:
+        return observed + f"; differing in val/test more often than chance (> {bound} rows): " + names(unseen, cap)
+    return observed + "; no more val/test differences than chance allows"
+
+
 def _far_outside(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float) -> np.ndarray:
+    """Finite values below ``lo - margin * (hi - lo)`` or above ``hi + margin * (hi - lo)`` (elementwise,
+    ``values`` (N, F) against per-column ``lo`` and ``hi`` (F,), or all scalars)."""
     span = hi - lo
     with np.errstate(invalid="ignore"):
         return np.isfinite(values) & ((values < lo - margin * span) | (values > hi + margin * span))
-
-
-FAR_RANGES = 2.0  # a held-out value this many train ranges beyond the range is no chance event
-CHANCE_ALPHA = 0.01  # the family-wise error of the chance bounds over a table's columns
 
 
 def feature_ranges(
@@ -236,7 +274,9 @@ def feature_ranges(
     """WARN naming val/test values beyond the train range when they cannot be chance: any value more than
     ``far`` x the train range beyond it (a sentinel such as -999, a unit mix-up), or, in a column, more values
     beyond ``margin`` x the range than exchangeable data would put there (:func:`chance_outside`). Columns
-    constant in train are :func:`constant_features`' business."""
+    constant in train are :func:`constant_features`' business. Items: one per cell (column, id, split, value,
+    train_min, train_max), farthest from the range's middle first. Raises ValueError without a feature table.
+    Rule: Recipe §1, "visualize ... the outliers along any axis"."""
     f = _features(m)
     ranges = train_ranges(m)
     lo, hi = ranges["min"].to_numpy(), ranges["max"].to_numpy()
@@ -244,40 +284,15 @@ def feature_ranges(
     beyond, excess, bound = _held_out_excess(m, margin, alpha)
     varies = hi > lo
     flagged = beyond & (excess & varies)[None, :] | (_far_outside(values, lo, hi, far) & beyond & varies[None, :])
-    ids, splits = m.df["id"].to_numpy(), m.df["split"].to_numpy()
-    items = []
-    for r, j in zip(*np.nonzero(flagged)):
-        items.append(
-            {
-                "column": f.columns[j],
-                "id": ids[r],
-                "split": splits[r],
-                "value": float(values[r, j]),
-                "train_min": float(lo[j]),
-                "train_max": float(hi[j]),
-            }
-        )
-    items.sort(key=lambda i: -abs(i["value"] - (i["train_min"] + i["train_max"]) / 2))
-    cols = sorted({i["column"] for i in items})
-    n_beyond = int((beyond & varies[None, :]).sum())
+    items = _range_items(m, flagged, values, lo, hi)
     if items:
-        observed = (
-            f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} outside the train "
-            "range beyond chance: "
-            + names(
-                (
-                    f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
-                    f"{fmt(i['train_max'])})"
-                    for i in items
-                ),
-                cap,
-            )
-        )
+        observed = _ranges_listing(items, cap)
+    elif not (beyond & varies[None, :]).any():
+        observed = f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
     else:
+        n_beyond = int((beyond & varies[None, :]).sum())
         observed = (
-            f"val/test values within the train ranges of all {f.shape[1]} columns (± {fmt(margin)} x range)"
-            if not n_beyond
-            else f"{plural(n_beyond, 'val/test value')} beyond the train ranges by under {fmt(far)} x range, "
+            f"{plural(n_beyond, 'val/test value')} beyond the train ranges by under {fmt(far)} x range, "
             f"no column more often than chance (≤ {bound})"
         )
     return finding(
@@ -285,53 +300,74 @@ def feature_ranges(
         "val/test feature values lie within the range seen in training, up to chance",
         observed,
         f"nothing beyond {fmt(far)} x range; ≤ {bound} values a column beyond {fmt(margin)} x range",
-        Verdict.WARN if items else Verdict.PASS,
-        "check the listed cells for unit mix-ups, sentinel values (-1, 999, 99999) or categories absent from "
-        "train; the model extrapolates there (stages.inspect.range_margin sets how far is too far)",
+        WARN if items else PASS,
+        ADVICE["feature_ranges"],
         items,
         {"data/n_out_of_range": len(items)},
     )
 
 
+def _range_items(
+    m: Manifest, flagged: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> list[dict[str, Any]]:
+    """The flagged cells of ``values`` (N, F) as JSON-able rows, farthest from their train range's middle first."""
+    ids, splits, columns = m.df["id"].to_numpy(), m.df["split"].to_numpy(), _features(m).columns
+    items = [
+        {
+            "column": columns[j],
+            "id": ids[r],
+            "split": splits[r],
+            "value": float(values[r, j]),
+            "train_min": float(lo[j]),
+            "train_max": float(hi[j]),
+        }
+        for r, j in zip(*np.nonzero(flagged))
+    ]
+    items.sort(key=lambda i: -abs(i["value"] - (i["train_min"] + i["train_max"]) / 2))
+    return items
+
+
+def _ranges_listing(items: list[dict[str, Any]], cap: int) -> str:
+    cols = {i["column"] for i in items}
+    listing = names(
+        (
+            f"{i['column']} = {fmt(i['value'])} ({i['id']}, {i['split']}; train {fmt(i['train_min'])}.."
+            f"{fmt(i['train_max'])})"
+            for i in items
+        ),
+        cap,
+    )
+    return (
+        f"{plural(len(items), 'val/test value')} in {plural(len(cols), 'column')} outside the train "
+        f"range beyond chance: {listing}"
+    )
+
+
+TARGET = CheckBuilder("target_values", "val/test targets lie within the range seen in training")
+
+
 def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     """Classification: every class has train samples (else WARN). Regression: val/test targets within the
-    train range (± ``margin`` x range; else WARN); reports the target's train mean and std."""
+    train range (± ``margin`` x range; else WARN, items: id, split, value, train_min, train_max; no finite
+    train target FAILs); reports the target's train mean and std in its own units. Rule: a model cannot
+    predict a class it never saw, nor extrapolate far (Recipe §1, "data imbalances and biases")."""
     df = m.df[m.df["label"].notna()]
     train = df[df["split"] == "train"]
     if task_for(m).classifier:
-        counts = df["label"].astype(str).value_counts()
-        in_train = set(train["label"].astype(str))
-        missing = [c for c in m.classes if c not in in_train]
-        observed = f"{plural(len(m.classes), 'class', 'classes')}: " + names(
-            (f"{c!r} ({counts.get(c, 0)})" for c in m.classes), cap
-        )
-        if missing:
-            observed += f"; absent from train: {names(missing, cap)}"
-        return finding(
-            "target_values",
-            "the target is a class label and every class has training samples",
-            observed,
-            "every class in train",
-            Verdict.WARN if missing else Verdict.PASS,
-            "a class without training samples cannot be predicted: add data for it or drop its rows",
-            [{"class": c, "problem": "absent from train"} for c in missing],
-        )
-    y = df["label"].astype(np.float64)
+        return _class_targets(m, df, train, cap)
     ty = train["label"].astype(np.float64)
     ty = ty[np.isfinite(ty)].to_numpy()  # numpy std (ddof=0), as DataBundle.target_std
     if not len(ty):
-        return finding(
-            "target_values",
-            "the target has training values",
+        return TARGET(
+            FAIL,
             "no finite train targets",
             "finite train targets",
-            Verdict.FAIL,
-            "check data.target and the target column",
+            ADVICE["target_values.no_train"],
+            hypothesis="the target has training values",
         )
     lo, hi = float(ty.min()), float(ty.max())
-    held = df["split"] != "train"
-    far = _far_outside(y.to_numpy(), np.array(lo), np.array(hi), margin) & held.to_numpy()
-    bad = df[far]
+    far = _far_outside(df["label"].astype(np.float64).to_numpy(), np.array(lo), np.array(hi), margin)
+    bad = df[far & (df["split"] != "train").to_numpy()]
     items = [
         {"id": i, "split": s, "value": float(v), "train_min": lo, "train_max": hi}
         for i, s, v in zip(bad["id"], bad["split"], bad["label"])
@@ -342,19 +378,39 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     )
     if items:
         observed += "; far outside it: " + names((f"{i['id']} ({fmt(i['value'])}, {i['split']})" for i in items), cap)
-    return finding(
-        "target_values",
-        "val/test targets lie within the range seen in training",
+    return TARGET(
+        WARN if items else PASS,
         observed,
         f"within train [min, max] ± {fmt(margin)} x (max - min)",
-        Verdict.WARN if items else Verdict.PASS,
-        "check the listed targets for unit mix-ups or sentinel values; a regressor cannot extrapolate far",
-        items,
-        {"data/target_mean": float(ty.mean()), "data/target_std": float(ty.std())},
+        ADVICE["target_values.far"],
+        items=items,
+        metrics={"data/target_mean": float(ty.mean()), "data/target_std": float(ty.std())},
+    )
+
+
+def _class_targets(m: Manifest, df: pd.DataFrame, train: pd.DataFrame, cap: int) -> Finding:
+    """target_values for classification: each class with its count, and the ones train lacks."""
+    counts = df["label"].astype(str).value_counts()
+    in_train = set(train["label"].astype(str))
+    missing = [c for c in m.classes if c not in in_train]
+    observed = f"{plural(len(m.classes), 'class', 'classes')}: " + names(
+        (f"{c!r} ({counts.get(c, 0)})" for c in m.classes), cap
+    )
+    if missing:
+        observed += f"; absent from train: {names(missing, cap)}"
+    return TARGET(
+        WARN if missing else PASS,
+        observed,
+        "every class in train",
+        ADVICE["target_values.class_absent"],
+        hypothesis="the target is a class label and every class has training samples",
+        items=[{"class": c, "problem": "absent from train"} for c in missing],
     )
 
 
 def table_checks(m: Manifest, ic: InspectConfig) -> list[Finding]:
+    """Every table check, in reading order, with the inspect stage's settings (listing cap, range margin).
+    Raises ValueError for data without a feature table."""
     cap = ic.max_listed
     return [
         feature_types(m, cap),
