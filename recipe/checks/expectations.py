@@ -34,7 +34,7 @@ from recipe.report import Verdict
 from recipe.tasks import task_for
 
 from .base import Finding, finding, names, plural
-from .data import SPLITS, has_files, is_image, property_bounds, property_values, usable
+from .data import SIZE_PROPERTIES, SPLITS, has_files, is_image, property_bounds, property_values, usable
 from .tables import CHANCE_ALPHA, FAR_RANGES, chance_outside, train_ranges
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ class ExpectationSpec:
     train_only: bool = False
 
 
+E = ExpectationSpec
+
+
 @dataclass
 class GXOutcome:
     """What a GX validation gave: the JSON result, the failed expectations, the Data Docs, the verdict."""
@@ -77,25 +80,36 @@ class GXOutcome:
 
 # --- planning (no GX import) --------------------------------------------------------------------------------
 
+SAMPLE_COLUMNS = ("id", "path", "label", "split", "height", "width", "channels", "mean", "std", "hash", "readable")
+IMAGE_COLUMNS = ("height", "width", "channels", "mean", "std")
+
 
 def gx_frames(m: Manifest) -> dict[str, pd.DataFrame]:
-    """The batches GX validates: the manifest's columns plus derived ones (``samples``), and for CSV data
-    the encoded features with id and split (``features``).
+    """The batches GX validates: the manifest's columns plus derived ones (``samples``, one row per sample),
+    and for CSV data the encoded features with id and split (``features``, the same rows).
 
     Derived columns: ``splits_sharing_content`` / ``labels_sharing_content`` (how many distinct splits /
     labels hold a sample with this content; null for unreadable rows), ``class_count`` (readable samples
     of this row's class), and ``pixels`` / ``aspect`` when image sizes vary.
     """
+    frames = {"samples": _samples_frame(m).reset_index(drop=True)}
+    if m.features is not None:
+        f = m.features.copy()
+        f = f.replace([np.inf, -np.inf], np.nan)  # GX's "not null" should also catch the infinities
+        f.insert(0, "split", m.df["split"].to_numpy())
+        f.insert(0, "id", m.df["id"].to_numpy())
+        frames["features"] = f.reset_index(drop=True)
+    return frames
+
+
+def _samples_frame(m: Manifest) -> pd.DataFrame:
+    """The ``samples`` batch of :func:`gx_frames`, indexed like the manifest."""
     df = m.df
-    keep = [
-        c
-        for c in ("id", "path", "label", "split", "height", "width", "channels", "mean", "std", "hash", "readable")
-        if c in df.columns
-    ]
+    keep = [c for c in SAMPLE_COLUMNS if c in df.columns]
     if not has_files(m):
         keep.remove("path")
     if not is_image(m):
-        keep = [c for c in keep if c not in ("height", "width", "channels", "mean", "std")]
+        keep = [c for c in keep if c not in IMAGE_COLUMNS]
     s = df[keep].copy()
     ok = df["readable"].astype(bool) & (df["hash"].astype(str) != "")
     s["hash"] = df["hash"].where(ok, None)
@@ -110,76 +124,88 @@ def gx_frames(m: Manifest) -> dict[str, pd.DataFrame]:
         s["class_count"] = pd.array(count, dtype="Int64")
     if is_image(m):
         values = property_values(m)
-        for p in ("pixels", "aspect"):
+        for p in SIZE_PROPERTIES:
             if p in values:
                 s[p] = values[p].reindex(s.index)
-    frames = {"samples": s.reset_index(drop=True)}
-    if m.features is not None:
-        f = m.features.copy()
-        f = f.replace([np.inf, -np.inf], np.nan)  # GX's "not null" should also catch the infinities
-        f.insert(0, "split", df["split"].to_numpy())
-        f.insert(0, "id", df["id"].to_numpy())
-        frames["features"] = f.reset_index(drop=True)
-    return frames
+    return s
 
 
 def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
-    """Expectations derived from the data (see the module docstring for how severities map to verdicts)."""
+    """Expectations derived from the data, in the order of the checks they back (``meta.check``); see the
+    module docstring for how severities map to verdicts. Each states one recipe check's rule (the sources are
+    in :mod:`recipe.checks.data` and :mod:`recipe.checks.tables`) with an expectation from GX's gallery
+    (https://greatexpectations.io/expectations/); bounds are in the checked column's units."""
     ic = cfg.stages.inspect
-    E = ExpectationSpec
-    specs: list[ExpectationSpec] = [
-        E("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": list(SPLITS)}, "split_sizes"),
-    ]
     needed = list(SPLITS) if (cfg.data.split.test > 0 or m.source == "torchvision") else ["train", "val"]
-    specs.append(E("ExpectColumnDistinctValuesToContainSet", {"column": "split", "value_set": needed}, "split_sizes"))
+    specs = _row_specs(m, needed)
+    if task_for(m).classifier:
+        specs += _class_specs(m, ic.imbalance_warn_ratio)
+    if is_image(m):
+        specs += _image_specs(m, ic.outlier_mad)
+    specs += _duplicate_specs(m)
+    if m.features is not None:
+        specs += _feature_specs(m, ic.range_margin)
+    return specs
+
+
+def _row_specs(m: Manifest, needed: list[str]) -> list[ExpectationSpec]:
+    """split_sizes, no_nulls and files_readable: every row in a known split, and complete."""
+    specs = [
+        E("ExpectColumnValuesToBeInSet", {"column": "split", "value_set": list(SPLITS)}, "split_sizes"),
+        E("ExpectColumnDistinctValuesToContainSet", {"column": "split", "value_set": needed}, "split_sizes"),
+    ]
     for col in ["id", "label", "split"] + (["path"] if has_files(m) else []):
         specs.append(E("ExpectColumnValuesToNotBeNull", {"column": col}, "no_nulls"))
     if is_image(m):
         specs.append(E("ExpectColumnValuesToBeInSet", {"column": "readable", "value_set": [True]}, "files_readable"))
-    if task_for(m).classifier:
-        specs += [
-            E("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": list(m.classes)}, "labels_in_class_set"),
-            E("ExpectColumnUniqueValueCountToBeBetween", {"column": "label", "min_value": 2}, "at_least_two_classes"),
-        ]
-        counts = usable(m)["label"].astype(str).value_counts()
-        if len(counts):
-            floor = float(counts.max()) / ic.imbalance_warn_ratio
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": "class_count", "min_value": floor},
-                    "class_balance",
-                    "warning",
-                )
+    return specs
+
+
+def _class_specs(m: Manifest, imbalance_warn_ratio: float) -> list[ExpectationSpec]:
+    """labels_in_class_set, at_least_two_classes and class_balance (a floor on each row's class count)."""
+    specs = [
+        E("ExpectColumnValuesToBeInSet", {"column": "label", "value_set": list(m.classes)}, "labels_in_class_set"),
+        E("ExpectColumnUniqueValueCountToBeBetween", {"column": "label", "min_value": 2}, "at_least_two_classes"),
+    ]
+    counts = usable(m)["label"].astype(str).value_counts()
+    if len(counts):
+        floor = float(counts.max()) / imbalance_warn_ratio
+        specs.append(
+            E(
+                "ExpectColumnValuesToBeBetween",
+                {"column": "class_count", "min_value": floor},
+                "class_balance",
+                "warning",
             )
-    if is_image(m):
-        ok = usable(m)
-        if len(ok):
-            if not m.image_size:
-                h0, w0 = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable").index[0]
-                specs += [
-                    E("ExpectColumnValuesToBeInSet", {"column": "height", "value_set": [int(h0)]}, "consistent_shapes"),
-                    E("ExpectColumnValuesToBeInSet", {"column": "width", "value_set": [int(w0)]}, "consistent_shapes"),
-                ]
-            c0 = ok["channels"].value_counts().index[0]
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeInSet",
-                    {"column": "channels", "value_set": [int(c0)]},
-                    "consistent_shapes",
-                    "warning",
-                )
-            )
-        for p, b in property_bounds(m, ic.outlier_mad).items():
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": p, "min_value": b.lo, "max_value": b.hi},
-                    "pixel_stats_outliers",
-                    "warning",
-                )
-            )
-    specs += [
+        )
+    return specs
+
+
+def _image_specs(m: Manifest, outlier_mad: float) -> list[ExpectationSpec]:
+    """consistent_shapes (the majority height, width and channel count) and pixel_stats_outliers (the
+    robust bounds of each property)."""
+    specs = []
+    ok = usable(m)
+    if len(ok):
+        if not m.image_size:
+            h0, w0 = ok.groupby(["height", "width"]).size().sort_values(ascending=False, kind="stable").index[0]
+            specs += [
+                E("ExpectColumnValuesToBeInSet", {"column": "height", "value_set": [int(h0)]}, "consistent_shapes"),
+                E("ExpectColumnValuesToBeInSet", {"column": "width", "value_set": [int(w0)]}, "consistent_shapes"),
+            ]
+        c0 = int(ok["channels"].value_counts().index[0])
+        specs.append(
+            E("ExpectColumnValuesToBeInSet", {"column": "channels", "value_set": [c0]}, "consistent_shapes", "warning")
+        )
+    for p, b in property_bounds(m, outlier_mad).items():
+        kwargs = {"column": p, "min_value": b.lo, "max_value": b.hi}
+        specs.append(E("ExpectColumnValuesToBeBetween", kwargs, "pixel_stats_outliers", "warning"))
+    return specs
+
+
+def _duplicate_specs(m: Manifest) -> list[ExpectationSpec]:
+    """duplicates_within_split, no_leakage_across_splits and (classification) duplicate_labels_agree."""
+    specs = [
         E(
             "ExpectCompoundColumnsToBeUnique",
             {"column_list": ["split", "hash"], "ignore_row_if": "any_value_is_missing"},
@@ -193,30 +219,17 @@ def plan_suite(m: Manifest, cfg: RecipeConfig) -> list[ExpectationSpec]:
         ),
     ]
     if task_for(m).classifier:
-        specs.append(
-            E(
-                "ExpectColumnValuesToBeInSet",
-                {"column": "labels_sharing_content", "value_set": [1]},
-                "duplicate_labels_agree",
-                "warning",
-            )
-        )
-    if m.features is not None:
-        specs += _feature_specs(m, ic.range_margin)
+        kwargs = {"column": "labels_sharing_content", "value_set": [1]}
+        specs.append(E("ExpectColumnValuesToBeInSet", kwargs, "duplicate_labels_agree", "warning"))
     return specs
 
 
 def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
-    E = ExpectationSpec
+    """feature_types (the exact column set), then per column feature_nulls and feature_ranges or
+    constant_features, then (regression) target_values."""
     cols = list(m.features.columns)
-    specs = [
-        E(
-            "ExpectTableColumnsToMatchSet",
-            {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True},
-            "feature_types",
-            batch="features",
-        )
-    ]
+    column_set = {"column_set": ["id", "split", *cols, *m.bad_columns], "exact_match": True}
+    specs = [E("ExpectTableColumnsToMatchSet", column_set, "feature_types", batch="features")]
     ranges = train_ranges(m)
     train = (m.df["split"] == "train").to_numpy()
     held = int((~train & m.df["readable"].astype(bool).to_numpy()).sum())
@@ -224,46 +237,36 @@ def _feature_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
     mostly = max(1e-6, 1 - bound / max(len(m.df), 1))  # the chance allowance of the table checks, as a fraction
     for c in cols:
         specs.append(E("ExpectColumnValuesToNotBeNull", {"column": c}, "feature_nulls", "warning", "features"))
-        lo, hi = ranges.loc[c, "min"], ranges.loc[c, "max"]
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            continue
-        if hi > lo:  # a value this far out is no chance event (feature_ranges)
-            pad = FAR_RANGES * (hi - lo)
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": float(lo - pad), "max_value": float(hi + pad)},
-                    "feature_ranges",
-                    "warning",
-                    "features",
-                )
-            )
-        else:  # constant in train: other values in val/test only as often as chance allows (constant_features)
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": c, "min_value": float(lo), "max_value": float(hi), "mostly": mostly},
-                    "constant_features",
-                    "warning",
-                    "features",
-                )
-            )
+        specs += _range_specs(c, ranges.loc[c, "min"], ranges.loc[c, "max"], mostly)
     if not task_for(m).classifier:
-        y = usable(m)
-        ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
-        ty = ty[np.isfinite(ty)]
-        if len(ty):
-            lo, hi = float(ty.min()), float(ty.max())
-            span = hi - lo
-            specs.append(
-                E(
-                    "ExpectColumnValuesToBeBetween",
-                    {"column": "label", "min_value": lo - margin * span, "max_value": hi + margin * span},
-                    "target_values",
-                    "warning",
-                )
-            )
+        specs += _target_specs(m, margin)
     return specs
+
+
+def _range_specs(column: str, lo: float, hi: float, mostly: float) -> list[ExpectationSpec]:
+    """A varying column: nothing beyond FAR_RANGES x its train range (feature_ranges: no chance event).
+    Constant in train: other values in val/test only in a ``1 - mostly`` fraction of rows (constant_features).
+    None for a column without finite train values."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return []
+    if hi > lo:
+        pad = FAR_RANGES * (hi - lo)
+        kwargs = {"column": column, "min_value": float(lo - pad), "max_value": float(hi + pad)}
+        return [E("ExpectColumnValuesToBeBetween", kwargs, "feature_ranges", "warning", "features")]
+    kwargs = {"column": column, "min_value": float(lo), "max_value": float(hi), "mostly": mostly}
+    return [E("ExpectColumnValuesToBeBetween", kwargs, "constant_features", "warning", "features")]
+
+
+def _target_specs(m: Manifest, margin: float) -> list[ExpectationSpec]:
+    """target_values for regression: every target within the train range ± ``margin`` x range."""
+    y = usable(m)
+    ty = y.loc[y["split"] == "train", "label"].astype(np.float64)
+    ty = ty[np.isfinite(ty)]
+    if not len(ty):
+        return []
+    lo, hi = float(ty.min()), float(ty.max())
+    kwargs = {"column": "label", "min_value": lo - margin * (hi - lo), "max_value": hi + margin * (hi - lo)}
+    return [E("ExpectColumnValuesToBeBetween", kwargs, "target_values", "warning")]
 
 
 # --- running (imports GX) -----------------------------------------------------------------------------------
@@ -300,17 +303,19 @@ def _context(docs_dir: Path | None):
 
 
 def validate(m: Manifest, cfg: RecipeConfig, docs_dir: Path | None = None) -> GXOutcome:
-    """Build the suite from the data, validate the manifest with a GX Checkpoint, and (with ``docs_dir``)
-    render Data Docs there (``docs_dir/index.html``)."""
+    """Build the suite from the data (:func:`plan_suite`), validate each batch of :func:`gx_frames` with its
+    own GX Checkpoint, and (with ``docs_dir``) render Data Docs there (``docs_dir/index.html``; the folder is
+    emptied first). A failed expectation is a result, not an error; GX's own errors (ImportError when it is
+    not installed, its exceptions on a broken context) propagate. See
+    https://docs.greatexpectations.io/docs/core/trigger_actions_based_on_results/create_a_checkpoint_with_actions
+    for the Checkpoint and Data Docs action used."""
     t0 = time.perf_counter()
     _quiet_gx()
     specs = plan_suite(m, cfg)
     frames = gx_frames(m)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GX's own deprecation chatter; our results do not depend on it
-        import great_expectations as gx
         from great_expectations.checkpoint import UpdateDataDocsAction
-        from great_expectations.expectations.row_conditions import Column
 
         if docs_dir is not None:
             shutil.rmtree(docs_dir, ignore_errors=True)
@@ -318,33 +323,8 @@ def validate(m: Manifest, cfg: RecipeConfig, docs_dir: Path | None = None) -> GX
         context = _context(docs_dir)
         source = context.data_sources.add_pandas("manifest")
         actions = [UpdateDataDocsAction(name="data_docs")] if docs_dir is not None else []
-        runs = []
-        for batch in [b for b in ("samples", "features") if b in frames]:
-            name = f"{SUITE_PREFIX}.{batch}"
-            suite = gx.ExpectationSuite(name=name)
-            for spec in (s for s in specs if s.batch == batch):
-                kwargs = dict(spec.kwargs)
-                if spec.train_only:
-                    kwargs["row_condition"] = Column("split") == "train"
-                cls = getattr(gx.expectations, spec.type)
-                suite.add_expectation(cls(**kwargs, severity=spec.severity, meta={"check": spec.check}))
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(
-                    name=name,
-                    suite=context.suites.add(suite),
-                    data=source.add_dataframe_asset(batch).add_batch_definition_whole_dataframe("all"),
-                )
-            )
-            # one checkpoint per batch: a checkpoint passes the same batch parameters to all its definitions
-            checkpoint = context.checkpoints.add(
-                gx.Checkpoint(
-                    name=name,
-                    validation_definitions=[definition],
-                    result_format=RESULT_FORMAT,
-                    actions=actions,
-                )
-            )
-            runs.append(checkpoint.run(batch_parameters={"dataframe": frames[batch]}))
+        batches = [b for b in ("samples", "features") if b in frames]
+        runs = [_run_batch(context, source, b, [s for s in specs if s.batch == b], frames[b], actions) for b in batches]
     validations = [r.to_json_dict() for run in runs for r in run.run_results.values()]
     failed = [_failure(r) for v in validations for r in v["results"] if not r["success"]]
     n = sum(len(v["results"]) for v in validations)
@@ -356,6 +336,40 @@ def validate(m: Manifest, cfg: RecipeConfig, docs_dir: Path | None = None) -> GX
     if docs_dir is not None:
         prune_static(docs_dir)
     return GXOutcome(result, failed, n, docs_dir, time.perf_counter() - t0)
+
+
+def _run_batch(context, source, batch: str, specs: list[ExpectationSpec], frame: pd.DataFrame, actions: list):
+    """Validate one batch (``samples`` or ``features``) against its expectations; the CheckpointResult."""
+    import great_expectations as gx
+
+    name = f"{SUITE_PREFIX}.{batch}"
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(
+            name=name,
+            suite=context.suites.add(_suite(name, specs)),
+            data=source.add_dataframe_asset(batch).add_batch_definition_whole_dataframe("all"),
+        )
+    )
+    # one checkpoint per batch: a checkpoint passes the same batch parameters to all its definitions
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name=name, validation_definitions=[definition], result_format=RESULT_FORMAT, actions=actions)
+    )
+    return checkpoint.run(batch_parameters={"dataframe": frame})
+
+
+def _suite(name: str, specs: list[ExpectationSpec]):
+    """The GX ExpectationSuite of ``specs``, each expectation with its severity and ``meta.check``."""
+    import great_expectations as gx
+    from great_expectations.expectations.row_conditions import Column
+
+    suite = gx.ExpectationSuite(name=name)
+    for spec in specs:
+        kwargs = dict(spec.kwargs)
+        if spec.train_only:
+            kwargs["row_condition"] = Column("split") == "train"
+        cls = getattr(gx.expectations, spec.type)
+        suite.add_expectation(cls(**kwargs, severity=spec.severity, meta={"check": spec.check}))
+    return suite
 
 
 def _failure(r: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +395,8 @@ def _failure(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def summarise(failed: list[dict[str, Any]], n_expectations: int, cap: int = 10) -> Finding:
-    """The ``gx_suite`` check: FAIL if a critical expectation failed, WARN if only warning ones did."""
+    """The ``gx_suite`` check: FAIL if a critical expectation failed, WARN if only warning ones did (items:
+    ``failed``, as :func:`_failure` condenses them). The severities are GX's (``critical`` / ``warning``)."""
     critical = [f for f in failed if f["severity"] == "critical"]
     verdict = Verdict.FAIL if critical else Verdict.WARN if failed else Verdict.PASS
 
