@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 from typer.testing import CliRunner
 
@@ -11,12 +10,11 @@ from flows.cli import app
 runner = CliRunner()
 
 
-def test_help_is_fast_and_imports_nothing_heavy():
+def test_help_imports_nothing_heavy():
+    """No heavy library behind ``import flows.cli`` (bench/cli_startup.py times it against a bare python)."""
     code = "import sys, flows.cli; print(sorted(m for m in ('torch', 'prefect', 'mlflow', 'great_expectations') if m in sys.modules))"
-    start = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-    assert time.perf_counter() - start < 10  # a generous bound: the point is no heavy import
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0 and "run" in result.output and "stages" in result.output
 

@@ -6,7 +6,6 @@ to the flow-run process through its own environment, as deploy/stack.sh's worker
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -140,8 +139,7 @@ def test_flows_serve_registers_the_same_schedule_and_parameters(deployed, ops_tm
 def test_flows_deploy_without_a_server_says_how_to_get_one(tmp_path):
     from tests.ops.conftest import clean_env
 
-    started = time.monotonic()
+    # run_cli's timeout only guards against a hang; bench/cli_startup.py times this exit against a bare python
     done = run_cli([str(BIN / "flows"), "deploy"], env=clean_env(PREFECT_HOME=str(tmp_path)), timeout=60, check=False)
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr and "deploy/stack.sh up" in done.stderr
-    assert time.monotonic() - started < 30

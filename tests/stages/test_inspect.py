@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import mlflow
@@ -59,10 +58,8 @@ def digits_run(_mlflow_template, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("digits_stage")
     with private_mlflow_store(_mlflow_template, tmp):
         cfg = load_config("digits")
-        t0 = time.perf_counter()
         result, run_id, client = _run_stage(cfg, tmp / "work")
-        seconds = time.perf_counter() - t0
-        yield cfg, result, run_id, client, seconds, tmp
+        yield cfg, result, run_id, client, tmp
 
 
 def test_digits_pass_every_check(digits_run):
@@ -76,7 +73,7 @@ def test_digits_pass_every_check(digits_run):
 
 
 def test_digits_log_plots_gx_results_data_docs_and_problems(digits_run):
-    _, result, run_id, client, _, tmp = digits_run
+    _, result, run_id, client, tmp = digits_run
     assert IMAGE_ARTIFACTS <= artifact_paths(client, run_id)
     assert "plots/duplicates.png" not in artifact_paths(client, run_id)  # nothing to show
     gx = _json(client, run_id, "gx/validation_result.json", tmp)
@@ -89,7 +86,7 @@ def test_digits_log_plots_gx_results_data_docs_and_problems(digits_run):
 
 
 def test_digits_metrics(digits_run):
-    _, result, run_id, client, _, _ = digits_run
+    _, result, run_id, client, _ = digits_run
     logged = client.get_run(run_id).data.metrics
     assert logged == pytest.approx(result.metrics)
     assert logged["data/n_samples"] == 1797 and logged["data/n_classes"] == 10
@@ -108,11 +105,6 @@ def test_digits_notes_name_the_fingerprint_and_the_split_file(digits_run):
         f"data fingerprint {m.fingerprint} (1797 samples from {m.root})",
         f"train/val/test splits are fixed in {m.split_file}",
     ]
-
-
-def test_digits_stage_takes_a_few_seconds(digits_run):
-    *_, seconds, _ = digits_run
-    assert seconds < 60, f"the inspect stage took {seconds:.1f} s on digits"
 
 
 # --- a folder with every kind of problem --------------------------------------------------------------------
