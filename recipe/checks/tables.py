@@ -355,6 +355,11 @@ def target_values(m: Manifest, margin: float = 0.5, cap: int = 10) -> Finding:
     train = df[df["split"] == "train"]
     if task_for(m).classifier:
         return _class_targets(m, df, train, cap)
+    return _regression_targets(df, train, margin, cap)
+
+
+def _regression_targets(df: pd.DataFrame, train: pd.DataFrame, margin: float, cap: int) -> Finding:
+    """target_values for regression: the train range, mean and std, and the held-out targets far outside."""
     ty = train["label"].astype(np.float64)
     ty = ty[np.isfinite(ty)].to_numpy()  # numpy std (ddof=0), as DataBundle.target_std
     if not len(ty):
