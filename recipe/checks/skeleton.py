@@ -5,9 +5,9 @@ Each function takes what the baselines stage measured (losses, metrics, a model 
 it. No training, no MLflow, no plotting here: the stage runs the experiments, these functions judge them, so
 every threshold is unit-testable on hand-made numbers. Each check names itself and states its hypothesis
 once (a :class:`~recipe.checks.base.CheckBuilder`); the advice texts sit in ``ADVICE`` beside ``HYPOTHESES``,
-with ``{fields}`` for the numbers only the check knows. The small measurements the verdicts rest on live here too: :func:`input_stats` and
-:func:`batch_dependence` (which needs only a model and a batch); the task's own (expected loss at init, dumb
-baseline, chance margin) are methods of :mod:`recipe.tasks`.
+with ``{fields}`` for the numbers only the check knows. The small measurements the verdicts rest on live here
+too: :func:`input_stats`, :func:`skill_retained` and :func:`batch_dependence` (which needs only a model and a
+batch); the task's own (expected loss at init, dumb baseline, chance margin) are methods of :mod:`recipe.tasks`.
 
 Losses are in nats for classification (cross-entropy) and in squared target units for regression (MSE).
 """
@@ -996,6 +996,7 @@ __all__ = [
     "output_layer",
     "overfit_one_batch",
     "prediction_dynamics",
+    "skill_retained",
     "still_falling",
     "training_loss_decreases",
     "true_class_prob",
