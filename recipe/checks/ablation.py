@@ -87,6 +87,7 @@ class CandidateResult:
 
     @property
     def ok(self) -> bool:
+        """Trained and scored: status "ok" and a finite val metric."""
         return self.status == "ok" and math.isfinite(self.val_metric)
 
     def gap(self, higher_is_better: bool, criterion: str = "metric") -> float:

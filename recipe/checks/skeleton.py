@@ -530,6 +530,9 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
 
 @dataclass
 class OverfitAttempt:
+    """One try at memorising the batch: which model, at which learning rate, and how far its loss fell (nats, or
+    squared target units)."""
+
     model: str  # "cnn width=32 depth=2"
     init_loss: float
     final_loss: float  # eval mode, on the batch, after training
@@ -657,6 +660,7 @@ class BatchDependence:
 
     @property
     def own(self) -> np.ndarray:
+        """``grad[i, i]``: the gradient each example's outputs send to its own input, (N,)."""
         return np.diag(self.grad)
 
     @property

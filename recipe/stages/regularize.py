@@ -119,6 +119,7 @@ class Ablation:
 
     @property
     def chosen(self) -> CandidateResult:
+        """The candidate the stage hands on (the reference when nothing helped)."""
         return self.choice.chosen
 
 
