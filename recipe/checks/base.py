@@ -91,7 +91,7 @@ class CheckBuilder:
     """One check's name and hypothesis, given once; calling it gives the Finding for one outcome:
 
         check = CheckBuilder("fixed_seed", hypothesis)
-        return check(FAIL, observed, expected, ADVICE["fixed_seed.fail"], metrics=metrics)
+        return check(FAIL, observed, expected, ADVICE["fixed_seed.not_reproducible"], metrics=metrics)
 
     ``hypothesis=`` overrides the hypothesis for one outcome (a skipped check states a shorter one)."""
 
