@@ -42,12 +42,28 @@ from typing import Any
 
 import numpy as np
 
-from recipe.checks.base import Finding, finding, fmt
+from recipe.checks.base import CheckBuilder, Finding, finding, fmt
 from recipe.checks.curves import diagnose_curves
 from recipe.report import Verdict
 from recipe.tasks import Task, task_for
 
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
+
+# What to do when a gated check does not pass, keyed "<check>.<outcome>"; ``{fields}`` are filled by the check.
+ADVICE = {
+    "improves_on_reference.nothing_helped": (
+        "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
+        "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
+        "augmentation, larger weight decay) or, best of all, more data"
+    ),
+    "beats_baselines.no_stage": "run the baselines stage (flows run recipe --stage baselines) to get the bar",
+    "beats_baselines.lost": (
+        "the model does not beat the {lost} baseline on validation: look for a bug in the "
+        "data pipeline or the model before tuning anything (curves, predictions, the baselines "
+        "stage's checks)"
+    ),
+    "beats_baselines.no_metrics": "the baselines stage logged no baseline metrics: nothing to compare with",
+}
 
 
 @dataclass
@@ -71,6 +87,7 @@ class CandidateResult:
 
     @property
     def ok(self) -> bool:
+        """Trained and scored: status "ok" and a finite val metric."""
         return self.status == "ok" and math.isfinite(self.val_metric)
 
     def gap(self, higher_is_better: bool, criterion: str = "metric") -> float:
@@ -86,6 +103,8 @@ CRITERIA = ("metric", "loss")
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether one candidate is kept against its reference, with the gain and noise the rule compared."""
+
     name: str
     kept: bool
     gain: float  # improvement over the reference on the criterion (positive is better)
@@ -122,7 +141,8 @@ def decide(
     min_delta: float = 0.0,
     criterion: str = "metric",
 ) -> Decision:
-    """Keep ``candidate`` when it beats ``reference`` beyond noise on ``criterion`` (the module docstring's rule)."""
+    """Keep ``candidate`` when it beats ``reference`` beyond noise on ``criterion`` (the module docstring's rule);
+    a candidate that did not train is dropped. Raises ValueError for a criterion not in ``CRITERIA``."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     if not candidate.ok:
@@ -187,6 +207,8 @@ def combine_changes(picked: Sequence[CandidateResult]) -> tuple[dict[str, Any], 
 
 @dataclass(frozen=True)
 class Choice:
+    """The verified winner of an ablation (:func:`choose`) and why; ``combined_used`` when it is the combination."""
+
     chosen: CandidateResult
     reason: str
     combined_used: bool = False
@@ -311,38 +333,35 @@ def improves_on_reference(
     init_loss: float | None,
 ) -> Finding:
     """PASS when ``choice`` picked a candidate over the reference (it beat it beyond noise on ``criterion``,
-    "loss" or "metric"); WARN when nothing helped, with what the reference's curves (``ref_history``: per-epoch
-    rows with "train/loss" and "val/loss"; ``init_loss``: the expected loss at init, nats or MSE) say about why.
-    Source: the recipe's "regularize" (seeds/004): trade training fit for validation performance, kept only
-    when the gain is beyond noise."""
-    name = "improves_on_reference"
+    "loss" or "metric"; ``decisions`` must hold the chosen one's, else KeyError); WARN when nothing helped, with
+    what the reference's curves say about why (:func:`_reference_curves`). Source: the recipe's "regularize"
+    (seeds/004): trade training fit for validation performance, kept only when the gain is beyond noise."""
     what = "val loss" if criterion == "loss" else f"val {metric}"
     guard = f" without a worse val {metric}" if criterion == "loss" else ""
-    hypothesis = f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
+    check = CheckBuilder(
+        "improves_on_reference", f"a regulariser improves the {what} of the unregularised reference beyond noise{guard}"
+    )
     if chosen is ref:
-        diag = diagnose_curves(
-            [h["train/loss"] for h in ref_history],
-            [h.get("val/loss", math.nan) for h in ref_history],
-            reference_loss=init_loss,
+        observed = (
+            f"nothing helped: {choice.reason}; the reference's curves: {_reference_curves(ref_history, init_loss)}"
         )
-        warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
-        why = "; the reference's curves: " + (" | ".join(warned) if warned else "no curve finding explains it")
-        return finding(
-            name,
-            hypothesis,
-            f"nothing helped: {choice.reason}{why}",
-            "a candidate beyond noise",
-            WARN,
-            "no regulariser helped at this budget: if the reference hardly overfits (small gap), grow the "
-            "model or train longer first (stages.regularize.epochs); else try stronger settings (more "
-            "augmentation, larger weight decay) or, best of all, more data",
-        )
+        return check(WARN, observed, "a candidate beyond noise", ADVICE["improves_on_reference.nothing_helped"])
     d = decisions[chosen.name]
     observed = (
         f"{chosen.name}: val loss {fmt(chosen.val_loss)} vs reference {fmt(ref.val_loss)}, val {metric} "
         f"{fmt(chosen.val_metric)} vs {fmt(ref.val_metric)}; {what} gain {fmt(d.gain)} (paired se {fmt(d.se)})"
     )
-    return finding(name, hypothesis, observed, "gain > noise_z x se", PASS)
+    return check(PASS, observed, "gain > noise_z x se")
+
+
+def _reference_curves(history: Sequence[dict], init_loss: float | None) -> str:
+    """What :func:`~recipe.checks.curves.diagnose_curves` warns about in the reference's per-epoch rows
+    (``history``: "train/loss" and "val/loss"; ``init_loss``: the expected loss at init, nats or MSE), as text."""
+    diag = diagnose_curves(
+        [h["train/loss"] for h in history], [h.get("val/loss", math.nan) for h in history], reference_loss=init_loss
+    )
+    warned = [f"{f.name}: {f.check.observed}" for f in diag if f.verdict is not PASS]
+    return " | ".join(warned) if warned else "no curve finding explains it"
 
 
 def gap_shrinks(ref: CandidateResult, chosen: CandidateResult, higher: bool, *, metric: str, criterion: str) -> Finding:
@@ -417,24 +436,34 @@ def baseline_bar_check(
     what: str = "val accuracy",
     name: str = "beats_baselines",
 ) -> Finding:
-    """FAIL when ``value`` (a validation metric) does not beat every dumb baseline the baselines stage measured.
-
-    ``baselines`` is that stage's metrics (None: the stage result is not available). A missing key means no bar
-    for that baseline, and the observation says so; with no bar at all the check warns.
-    """
-    task, keys = task_for(task), baseline_keys(task)
-    hypothesis = f"the model's {what} beats the dumb baselines (" + ", ".join(n for n, _ in keys) + ")"
+    """FAIL when ``value`` (a validation metric: accuracy, or MAE in target units) does not beat every dumb
+    baseline the baselines stage measured (:func:`baseline_keys`). ``baselines`` is that stage's metrics (None:
+    the stage result is not available: WARN). A missing or non-finite key means no bar for that baseline, and the
+    observation says so; with no bar at all the check warns. Source: the recipe's "dumb baselines" (seeds/004),
+    the bar every later model must clear."""
+    task = task_for(task)
+    labels = ", ".join(label for label, _ in baseline_keys(task))
+    check = CheckBuilder(name, f"the model's {what} beats the dumb baselines ({labels})")
+    expected = "better than every dumb baseline"
     if baselines is None:
-        return finding(
-            name,
-            hypothesis,
-            f"{what} {fmt(value)}; no baselines stage result: no bar to beat",
-            "better than every dumb baseline",
-            WARN,
-            "run the baselines stage (flows run recipe --stage baselines) to get the bar",
-        )
+        observed = f"{what} {fmt(value)}; no baselines stage result: no bar to beat"
+        return check(WARN, observed, expected, ADVICE["beats_baselines.no_stage"])
+    parts, missing, lost = _bars(value, task, baselines)
+    observed = f"{what} {fmt(value)} vs " + ("; ".join(parts) if parts else "nothing")
+    if missing:
+        observed += "; " + "; ".join(missing)
+    if lost:
+        return check(FAIL, observed, expected, ADVICE["beats_baselines.lost"].format(lost=", ".join(lost)))
+    if not parts:
+        return check(WARN, observed, expected, ADVICE["beats_baselines.no_metrics"])
+    return check(PASS, observed, expected)
+
+
+def _bars(value: float, task: Task, baselines: Mapping[str, float]) -> tuple[list[str], list[str], list[str]]:
+    """``value`` against each baseline of :func:`baseline_keys`: the texts of the bars there are ("linear 0.91",
+    with " NOT beaten" when it is not), of the baselines with no usable bar, and the labels of those not beaten."""
     parts, missing, lost = [], [], []
-    for label, key in keys:
+    for label, key in baseline_keys(task):
         bar = baselines.get(key)
         if bar is None or not isinstance(bar, (int, float)) or not math.isfinite(bar):
             missing.append(f"{label} ({key} missing: no bar)")
@@ -443,27 +472,4 @@ def baseline_bar_check(
         parts.append(f"{label} {fmt(bar)}{'' if beaten else ' NOT beaten'}")
         if not beaten:
             lost.append(label)
-    observed = f"{what} {fmt(value)} vs " + ("; ".join(parts) if parts else "nothing")
-    if missing:
-        observed += "; " + "; ".join(missing)
-    if lost:
-        return finding(
-            name,
-            hypothesis,
-            observed,
-            "better than every dumb baseline",
-            FAIL,
-            f"the model does not beat the {', '.join(lost)} baseline on validation: look for a bug in the "
-            "data pipeline or the model before tuning anything (curves, predictions, the baselines "
-            "stage's checks)",
-        )
-    if not parts:
-        return finding(
-            name,
-            hypothesis,
-            observed,
-            "better than every dumb baseline",
-            WARN,
-            "the baselines stage logged no baseline metrics: nothing to compare with",
-        )
-    return finding(name, hypothesis, observed, "better than every dumb baseline", PASS)
+    return parts, missing, lost

@@ -32,10 +32,12 @@ class Finding:
 
     @property
     def name(self) -> str:
+        """The check's name ("duplicates", "loss_at_init", ...)."""
         return self.check.name
 
     @property
     def verdict(self) -> Verdict:
+        """The check's verdict (PASS, WARN or FAIL)."""
         return self.check.verdict
 
 
@@ -48,6 +50,7 @@ class DataReport:
 
     @property
     def checks(self) -> list[Check]:
+        """The findings' checks, in reading order."""
         return [f.check for f in self.findings]
 
     def __getitem__(self, name: str) -> Finding:
@@ -88,7 +91,7 @@ class CheckBuilder:
     """One check's name and hypothesis, given once; calling it gives the Finding for one outcome:
 
         check = CheckBuilder("fixed_seed", hypothesis)
-        return check(FAIL, observed, expected, ADVICE["fixed_seed.fail"], metrics=metrics)
+        return check(FAIL, observed, expected, ADVICE["fixed_seed.not_reproducible"], metrics=metrics)
 
     ``hypothesis=`` overrides the hypothesis for one outcome (a skipped check states a shorter one)."""
 
@@ -127,10 +130,12 @@ def names(items: Iterable[object], cap: int) -> str:
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 file``, ``3 files``; ``many`` for an irregular plural (``plural(2, "index", "indices")``)."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def fmt(v: float) -> str:
+    """``v`` to 4 significant digits (``nan`` and ``inf`` as such), for observed texts."""
     return f"{v:.4g}"
 
 
@@ -145,12 +150,14 @@ class Bounds:
     hi: float
 
     def z(self, x: np.ndarray | pd.Series) -> np.ndarray:
+        """Robust z-scores of ``x`` (same shape): (x - median) / scale; ±inf off the median when scale is 0."""
         x = np.asarray(x, dtype=np.float64)
         if self.scale == 0:
             return np.where(x == self.median, 0.0, np.inf * np.sign(x - self.median))
         return (x - self.median) / self.scale
 
     def outside(self, x: np.ndarray | pd.Series) -> np.ndarray:
+        """A boolean mask, same shape as ``x``: below ``lo`` or above ``hi`` (NaN is never outside)."""
         x = np.asarray(x, dtype=np.float64)
         return (x < self.lo) | (x > self.hi)
 

@@ -138,10 +138,12 @@ def diagnose_curves(
     thresholds: CurveThresholds | None = None,
     unit: str = "epoch",
 ) -> list[Finding]:
-    """The five curve findings (see the module docstring), in a fixed order.
+    """The five curve findings (see the module docstring), in the order of ``CHECKS``; each PASS or WARN, never
+    FAIL, and "not judged" (PASS) when a curve is too short. Non-finite values are dropped. Source: "look at
+    learning curves" (seeds/001, step 6) and the recipe's "regularize" / "tune" readings (seeds/004).
 
     Args:
-        train: per-epoch training loss.
+        train: per-epoch training loss (nats, or squared target units).
         val: per-epoch validation loss, same length (None: the validation findings are not judged).
         steps: per-step smoothed training loss; used for the two shape findings when it has enough points.
         reference_loss: the loss at init the falls are measured from (default: the first value of the curve).
@@ -151,30 +153,46 @@ def diagnose_curves(
         unit: the word for one point of ``train`` / ``val`` in the texts ("epoch").
     """
     th = thresholds or CurveThresholds()
-    tr, va, st = _clean(train), _clean(val), _clean(steps)
-    out = []
-    use_steps = len(st) >= max(th.min_points, 10)
-    shape_curve, shape_unit = (st, "step") if use_steps else (tr, unit)
-    if len(shape_curve) < th.min_points:
-        why = f"only {len(shape_curve)} {shape_unit}s of training loss"
-        out += [_not_judged(n, HYPOTHESES[n], why) for n in ("curves_lr_too_low", "curves_plateau")]
-    else:
-        start = float(reference_loss) if reference_loss is not None else float(shape_curve[0])
-        s = _shape(shape_curve, start, th)
-        out += [_lr_too_low(s, th, shape_unit, len(shape_curve)), _plateau(s, th, shape_unit, len(shape_curve))]
+    tr, va = _clean(train), _clean(val)
+    shape = _shape_findings(tr, _clean(steps), reference_loss, th, unit)
+    return shape + _fit_findings(tr, va, reference_loss, train_target_met, expect_overfit, th, unit)
+
+
+def _shape_findings(
+    tr: np.ndarray, st: np.ndarray, reference_loss: float | None, th: CurveThresholds, unit: str
+) -> list[Finding]:
+    """lr too low and plateau, read on the per-step curve ``st`` when it has at least max(min_points, 10)
+    points, else on the per-epoch training curve ``tr``."""
+    curve, what = (st, "step") if len(st) >= max(th.min_points, 10) else (tr, unit)
+    if len(curve) < th.min_points:
+        why = f"only {len(curve)} {what}s of training loss"
+        return [_not_judged(n, HYPOTHESES[n], why) for n in ("curves_lr_too_low", "curves_plateau")]
+    start = float(reference_loss) if reference_loss is not None else float(curve[0])
+    s = _shape(curve, start, th)
+    return [_lr_too_low(s, th, what, len(curve)), _plateau(s, th, what, len(curve))]
+
+
+def _fit_findings(
+    tr: np.ndarray,
+    va: np.ndarray,
+    reference_loss: float | None,
+    target_met: bool | None,
+    expect_overfit: bool,
+    th: CurveThresholds,
+    unit: str,
+) -> list[Finding]:
+    """Overfitting, underfitting and train longer: training against validation, both cut to the shorter."""
     n = min(len(tr), len(va))
-    if len(va) == 0:
-        out += [_not_judged(n_, HYPOTHESES[n_], "no validation curve") for n_ in CHECKS[2:]]
-        return out
-    if n < th.min_points:
-        out += [_not_judged(n_, HYPOTHESES[n_], f"only {n} {unit}s") for n_ in CHECKS[2:]]
-        return out
+    if len(va) == 0 or n < th.min_points:
+        why = "no validation curve" if len(va) == 0 else f"only {n} {unit}s"
+        return [_not_judged(name, HYPOTHESES[name], why) for name in CHECKS[2:]]
     tr, va = tr[:n], va[:n]
     start = float(reference_loss) if reference_loss is not None else float(tr[0])
-    out.append(_overfitting(tr, va, th, expect_overfit, unit))
-    out.append(_underfitting(tr, va, start, train_target_met, th))
-    out.append(_train_longer(tr, va, th, unit))
-    return out
+    return [
+        _overfitting(tr, va, th, expect_overfit, unit),
+        _underfitting(tr, va, start, target_met, th),
+        _train_longer(tr, va, th, unit),
+    ]
 
 
 def _lr_too_low(s: dict[str, float], th: CurveThresholds, unit: str, n: int) -> Finding:
@@ -324,44 +342,46 @@ def update_ratio_check(
     last_frac: float = 1.0,
     max_listed: int = 6,
 ) -> Finding:
-    """Judge per-layer update-to-weight ratios (log10 of ||dW|| / ||W||, from the ``UpdateRatio`` callback).
-
-    Each layer's value is the median over the last ``last_frac`` of the measurements (default: the whole run;
-    single steps are noisy, and once the loss has converged every ratio sinks, which says nothing about the lr).
-    Around -3 is healthy; below ``low`` the layer barely learns (learning rate too low for it), above ``high``
-    it is thrashed (too high). WARN names the layers outside ``[low, high]``.
-    """
+    """Judge per-layer update-to-weight ratios (``history``: (step, layer -> log10 of ||dW|| / ||W||) rows from
+    the ``UpdateRatio`` callback). Each layer's value is :func:`layer_medians` over the last ``last_frac`` of the
+    rows. Around -3 is healthy; below ``low`` the layer barely learns (learning rate too low for it), above
+    ``high`` it is thrashed (too high): WARN naming up to ``max_listed`` such layers; PASS when nothing was
+    recorded. Source: "track ratio of weight update / weight magnitude" (seeds/001)."""
     name = "update_ratio"
     hypothesis = f"every layer's update/weight ratio is near 1e-3 (log10 within [{low:g}, {high:g}])"
     if not history:
         return finding(name, hypothesis, "not measured: no update ratios recorded", "ratios recorded", PASS)
-    rows = list(history)[-max(1, math.ceil(len(history) * last_frac)) :]
-    layers = list(rows[-1][1])
-    medians = {}
-    for layer in layers:
-        vals = [r[layer] for _, r in rows if layer in r and math.isfinite(r[layer])]
-        medians[layer] = float(np.median(vals)) if vals else -math.inf
+    medians = layer_medians(history, last_frac)
     off = {k: v for k, v in medians.items() if not low <= v <= high}
-    lo_v, hi_v = min(medians.values()), max(medians.values())
-    observed = f"{len(medians)} layers, median log10 ratio from {lo_v:.2f} to {hi_v:.2f}"
+    observed = (
+        f"{len(medians)} layers, median log10 ratio from {min(medians.values()):.2f} to {max(medians.values()):.2f}"
+    )
     if off:
         listed = ", ".join(f"{k} {v:.2f}" for k, v in list(off.items())[:max_listed])
         more = f" and {len(off) - max_listed} more" if len(off) > max_listed else ""
         observed += f"; outside the range: {listed}{more}"
-    too_low = [k for k, v in off.items() if v < low]
-    too_high = [k for k, v in off.items() if v > high]
-    advice = []
-    if too_high:
-        advice.append("layers above the range are updated too hard: lower the learning rate")
-    if too_low:
-        advice.append("layers below it barely move: raise the learning rate, or check their init / gradient flow")
+    advice = [RATIO_ADVICE["high"]] if any(v > high for v in off.values()) else []
+    advice += [RATIO_ADVICE["low"]] if any(v < low for v in off.values()) else []
     metrics = {f"update_ratio/{k}": v for k, v in medians.items() if math.isfinite(v)}
-    return finding(
-        name,
-        hypothesis,
-        observed,
-        f"log10 ratio in [{low:g}, {high:g}] for every layer",
-        WARN if off else PASS,
-        "; ".join(advice),
-        metrics=metrics,
-    )
+    expected = f"log10 ratio in [{low:g}, {high:g}] for every layer"
+    return finding(name, hypothesis, observed, expected, WARN if off else PASS, "; ".join(advice), metrics=metrics)
+
+
+# What to do about layers whose update ratio is above / below the range, in this order.
+RATIO_ADVICE = {
+    "high": "layers above the range are updated too hard: lower the learning rate",
+    "low": "layers below it barely move: raise the learning rate, or check their init / gradient flow",
+}
+
+
+def layer_medians(history: Sequence[tuple[int, dict[str, float]]], last_frac: float = 1.0) -> dict[str, float]:
+    """layer -> the median of its finite log10 update ratios over the last ``last_frac`` of the rows (at least
+    one), for the layers of the last row; -inf for a layer with none. Single steps are noisy, and once the loss
+    has converged every ratio sinks, which says nothing about the learning rate: hence the default, the whole
+    run. ``history`` must not be empty (IndexError)."""
+    rows = list(history)[-max(1, math.ceil(len(history) * last_frac)) :]
+    medians = {}
+    for layer in rows[-1][1]:
+        vals = [r[layer] for _, r in rows if layer in r and math.isfinite(r[layer])]
+        medians[layer] = float(np.median(vals)) if vals else -math.inf
+    return medians

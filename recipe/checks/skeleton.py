@@ -4,10 +4,10 @@ Each function takes what the baselines stage measured (losses, metrics, a model 
 :class:`~recipe.checks.base.Finding`: the :class:`~recipe.report.Check` the user reads plus the metrics behind
 it. No training, no MLflow, no plotting here: the stage runs the experiments, these functions judge them, so
 every threshold is unit-testable on hand-made numbers. Each check names itself and states its hypothesis
-once (a :class:`~recipe.checks.base.CheckBuilder`); the fixed advice texts sit in ``ADVICE`` beside
-``HYPOTHESES``. The small measurements the verdicts rest on live here too: :func:`input_stats` and
-:func:`batch_dependence` (which needs only a model and a batch); the task's own (expected loss at init, dumb
-baseline, chance margin) are methods of :mod:`recipe.tasks`.
+once (a :class:`~recipe.checks.base.CheckBuilder`); the advice texts sit in ``ADVICE`` beside ``HYPOTHESES``,
+with ``{fields}`` for the numbers only the check knows. The small measurements the verdicts rest on live here
+too: :func:`input_stats`, :func:`skill_retained` and :func:`batch_dependence` (which needs only a model and a
+batch); the task's own (expected loss at init, dumb baseline, chance margin) are methods of :mod:`recipe.tasks`.
 
 Losses are in nats for classification (cross-entropy) and in squared target units for regression (MSE).
 """
@@ -48,8 +48,8 @@ HYPOTHESES = {
 }
 CHECK_NAMES = tuple(HYPOTHESES)
 
-# What to do when a check does not pass, beside the hypotheses (the advice with numbers in it stays in the
-# check function that knows them).
+# What to do when a check does not pass, beside the hypotheses, keyed "<check>.<outcome>". The ``{fields}``
+# are the numbers only the check knows; it fills them in with :func:`_advice`.
 ADVICE = {
     "loss_at_init.not_finite": (
         "the loss at init is not a finite number: look for NaN/inf inputs or a log of 0 in the model's output "
@@ -95,7 +95,110 @@ ADVICE = {
         "training diverged (the NaN guard's message is under observed): lower optim.lr (try 10x smaller), set "
         "trainer.grad_clip, or check the inputs for NaN/inf values"
     ),
+    "output_layer.probabilities": (
+        "the model returns probabilities; remove the final softmax (the loss applies it): cross-entropy on "
+        "probabilities cannot fall below log(1 + {others}/e) = {floor:.3f} nats, and its gradients vanish as "
+        "they saturate"
+    ),
+    "loss_at_init.too_high": (
+        "the loss at init is {size} too high: the logits at init are not small. Likely causes: the final "
+        "layer's weights are initialised too large (scale them down, e.g. "
+        "recipe.models.scale_final_weights(model, 0.1)); a bias that favours some classes; the wrong "
+        "loss/activation for the output (softmax applied before CrossEntropyLoss, probabilities instead "
+        "of logits, an output not on the target's scale); labels off (shifted or mapped to the wrong class "
+        "indices)"
+    ),
+    "loss_at_init.too_low": (
+        "the loss at init is {size} too low: the model knows the labels before training. Look for labels "
+        "leaking into the inputs, a loss that is not averaged as expected, or val targets that are not "
+        "what the training split's statistics say"
+    ),
+    "fixed_seed.no_steps": "the runs took no steps: see the finite_loss check",
+    "fixed_seed.seed_ignored": (
+        "seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
+        "init or the data order (does your model or loader seed itself with a constant?); runs "
+        "meant to differ, like ensemble members, will be copies"
+    ),
+    "init_well.not_finite": "a loss at init is not finite: see loss_at_init",
+    "init_well.bias_raised_loss": (
+        "setting the bias raised the loss at init by {raised:.3g}: the layer it was written to (the "
+        "last nn.Linear registered in the model) may not be the output layer; register the output "
+        "layer last"
+    ),
+    "init_well.set_bias": (
+        "set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
+        "spends its first steps on (the hockey stick in plots/init_well.png)"
+    ),
+    "input_independent.input_unused": (
+        "the model is not using its input: real inputs do no better than zeros. Check that the "
+        "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
+        "that the labels belong to their inputs (a shuffled label column, or files matched to the "
+        "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
+        "{steps} steps"
+    ),
+    "dumb_baselines.no_better": (
+        "the model does no better than always predicting the {base}: it learned nothing "
+        "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
+        "and training_loss_decreases"
+    ),
+    "dumb_baselines.below_linear": (
+        "the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
+        "check the model (stages.baselines.require_beat_linear=true)"
+    ),
+    "overfit_one_batch.still_falling": (
+        "the loss was still falling when the budget ran out: a slow but healthy model, not evidence of "
+        "a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
+        "learning rate (the overfit stage's LR finder picks one)"
+    ),
+    "overfit_one_batch.cannot_memorise": (
+        "the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
+        "that the model returns logits (no softmax before the loss), that the labels match the inputs within "
+        "a batch, that the loss uses the targets, and that gradients reach every weight (no detach(), "
+        "requires_grad=False or parameters missing from the optimiser)"
+    ),
+    "training_loss_decreases.diverged": "the run diverged; see finite_loss",
+    "training_loss_decreases.slow": (
+        "the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
+        "rate may be too low for this model (or the schedule decays it too soon); look at "
+        "plots/learning_curves.png and try optim.lr 3-10x higher"
+    ),
+    "visualise_before_net.no_batch": "the short run never ran a training batch: see finite_loss",
+    "visualise_before_net.off_statistics": (
+        "the batch the net sees does not have the data's {what} statistics: look at "
+        "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
+        "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
+        "changes the inputs' distribution"
+    ),
+    "prediction_dynamics.too_short": "the short run ended before its first epoch: see finite_loss",
+    "prediction_dynamics.not_finite": "the predictions became NaN/inf: see finite_loss",
+    "augmentation_preserves_labels.not_mirror_symmetric": (
+        "hflip mirrors the inputs, and this data's classes are not mirror-symmetric (data.mirror_symmetric="
+        "false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip from data.augment"
+    ),
+    "augmentation_preserves_labels.inconclusive": (
+        "inconclusive: the model trained on clean data is barely better than the {base} "
+        "({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged"
+    ),
+    "augmentation_preserves_labels.preserved": "",
+    "augmentation_preserves_labels.costly": (
+        "[{names}] costs a model trained on clean data most of its skill: it may change what "
+        "the label should be (a mirrored or rotated digit or letter can be another one), or be "
+        "stronger than this model can absorb (a model without translation invariance, like an "
+        "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
+        "label-preservation for this data"
+    ),
+    "augmentation_preserves_labels.destroyed": (
+        "on inputs augmented with [{names}] a model that knows the classes does about as well as the "
+        "{base}: the augmentation destroys the signal or separates inputs from their labels "
+        "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
+        "fix or drop it in data.augment"
+    ),
 }
+
+
+def _advice(key: str, **numbers: object) -> str:
+    """``ADVICE[key]`` with its ``{fields}`` filled from ``numbers``. Raises KeyError for an unknown key."""
+    return ADVICE[key].format(**numbers)
 
 
 def _ok(x: float) -> bool:
@@ -138,9 +241,7 @@ def output_layer(task: str | Task, kind: str, *, n_classes: int) -> Finding:
             "every output row lies in [0, 1] and sums to 1: the model returns probabilities",
             "logits (unnormalised scores)",
             FAIL,
-            f"the model returns probabilities; remove the final softmax (the loss applies it): "
-            f"cross-entropy on probabilities cannot fall below log(1 + {n_classes - 1}/e) = {floor:.3f} "
-            "nats, and its gradients vanish as they saturate",
+            _advice("output_layer.probabilities", others=n_classes - 1, floor=floor),
             metrics={"skeleton/output_floor": floor},
         )
     if kind == "log_probabilities":
@@ -211,21 +312,7 @@ def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn:
     metrics["skeleton/loss_at_init_deviation"] = dev
     size = _size(task, abs(dev), "{:.3f} nats", "{:.1%}")
     verdict = PASS if abs(dev) <= warn else WARN if abs(dev) <= fail else FAIL
-    if dev > 0:
-        advice = (
-            f"the loss at init is {size} too high: the logits at init are not small. Likely causes: the final "
-            "layer's weights are initialised too large (scale them down, e.g. "
-            "recipe.models.scale_final_weights(model, 0.1)); a bias that favours some classes; the wrong "
-            "loss/activation for the output (softmax applied before CrossEntropyLoss, probabilities instead "
-            "of logits, an output not on the target's scale); labels off (shifted or mapped to the wrong class "
-            "indices)"
-        )
-    else:
-        advice = (
-            f"the loss at init is {size} too low: the model knows the labels before training. Look for labels "
-            "leaking into the inputs, a loss that is not averaged as expected, or val targets that are not "
-            "what the training split's statistics say"
-        )
+    advice = _advice("loss_at_init.too_high" if dev > 0 else "loss_at_init.too_low", size=size)
     observed_text = f"{observed:.4g} ({'+' if dev >= 0 else '-'}{size})"
     tol = _size(task, warn, "{:g} nats", "{:.0%}"), _size(task, fail, "{:g}", "{:.0%}")
     expected_text = f"{expected.value:.4g} ± {tol[0]} (fail beyond ± {tol[1]})"
@@ -252,7 +339,10 @@ def _max_rel_diff(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
 def fixed_seed(
     same: tuple[Sequence[float], Sequence[float]], other: Sequence[float], seed: int, *, other_seed: int, tol: float
 ) -> Finding:
-    """``same``: the step losses of two runs with ``seed``; ``other``: of a run with ``other_seed``."""
+    """``same``: the per-step training losses of two runs with ``seed``; ``other``: of a run with ``other_seed``.
+    FAIL when the two ``seed`` runs differ by more than ``tol`` (the largest |Δloss| relative to the losses'
+    mean size, :func:`_max_rel_diff`) or took no steps; WARN when ``other_seed`` reproduces them.
+    Source: the recipe's "fix random seed" (seeds/004)."""
     steps = min(len(same[0]), len(same[1]))
     hypothesis = (
         f"two runs with seed {seed} give identical losses over their first {steps} steps; seed "
@@ -265,31 +355,14 @@ def fixed_seed(
     expected = f"≤ {tol:g} again, > {tol:g} with seed {other_seed}"
     check = CheckBuilder("fixed_seed", hypothesis)
     if steps == 0:
-        return check(
-            FAIL,
-            "no training steps were recorded",
-            expected,
-            "the runs took no steps: see the finite_loss check",
-            metrics=metrics,
-        )
+        observed, advice = "no training steps were recorded", ADVICE["fixed_seed.no_steps"]
+        return check(FAIL, observed, expected, advice, metrics=metrics)
     if not d_same <= tol:
-        return check(
-            FAIL,
-            observed + f", first differing at step {at + 1}",
-            expected,
-            ADVICE["fixed_seed.not_reproducible"],
-            metrics=metrics,
-        )
+        observed += f", first differing at step {at + 1}"
+        return check(FAIL, observed, expected, ADVICE["fixed_seed.not_reproducible"], metrics=metrics)
     if not d_other > tol:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"seed {other_seed} reproduced seed {seed} exactly: the seed does not reach the model's "
-            "init or the data order (does your model or loader seed itself with a constant?); runs "
-            "meant to differ, like ensemble members, will be copies",
-            metrics=metrics,
-        )
+        advice = _advice("fixed_seed.seed_ignored", seed=seed, other_seed=other_seed)
+        return check(WARN, observed, expected, advice, metrics=metrics)
     return check(PASS, observed, expected, metrics=metrics)
 
 
@@ -299,8 +372,9 @@ def fixed_seed(
 def init_well(
     task: str | Task, with_bias: float, without_bias: float, *, used: bool, warn: float, steps: int
 ) -> Finding:
-    """``with_bias`` / ``without_bias``: the val loss at init with and without the final bias set from the data;
-    ``used``: model.init_bias. Source: the recipe's "init well" (seeds/004)."""
+    """``with_bias`` / ``without_bias``: the val loss at init with and without the final bias set from the data
+    (nats, or squared target units); ``used``: model.init_bias. WARN when the setting in use is the worse one by
+    more than ``warn`` (nats, or a fraction of the MSE). Source: the recipe's "init well" (seeds/004)."""
     task = task_for(task)
     hypothesis = (
         f"setting the final bias from the {task.bias_source} makes the loss at init {with_bias:.4g} "
@@ -312,30 +386,16 @@ def init_well(
     metrics["skeleton/init_bias_gain"] = gain
     size = _size(task, gain, "{:.3f} nats", "{:.0%}")
     observed = f"with bias {with_bias:.4g}, without {without_bias:.4g} (model.init_bias={str(used).lower()})"
-    expected = "with ≤ without"
     check = CheckBuilder("init_well", hypothesis)
     if not (_ok(with_bias) and _ok(without_bias)):
-        return check(FAIL, observed, expected, "a loss at init is not finite: see loss_at_init", metrics=metrics)
-    if used and gain < -warn:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"setting the bias raised the loss at init by {-gain:.3g}: the layer it was written to (the "
-            "last nn.Linear registered in the model) may not be the output layer; register the output "
-            "layer last",
-            metrics=metrics,
-        )
-    if not used and gain > warn:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"set model.init_bias=true: it lowers the loss at init by {size}, which training otherwise "
-            "spends its first steps on (the hockey stick in plots/init_well.png)",
-            metrics=metrics,
-        )
-    return check(PASS, observed, expected, metrics=metrics)
+        verdict, advice = FAIL, ADVICE["init_well.not_finite"]
+    elif used and gain < -warn:
+        verdict, advice = WARN, _advice("init_well.bias_raised_loss", raised=-gain)
+    elif not used and gain > warn:
+        verdict, advice = WARN, _advice("init_well.set_bias", size=size)
+    else:
+        verdict, advice = PASS, ""
+    return check(verdict, observed, "with ≤ without", advice, metrics=metrics)
 
 
 # --- input-independent baseline --------------------------------------------------------------------------
@@ -353,8 +413,8 @@ def input_independent(
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
     (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
-    that learns slowly may have lowered the loss little yet already be far above chance. Source: the recipe's
-    "input-independent baseline" (seeds/004)."""
+    that learns slowly may have lowered the loss little yet already be far above chance. FAIL otherwise, or when
+    either loss is not finite. Source: the recipe's "input-independent baseline" (seeds/004)."""
     task = task_for(task)
     m = task.metric
     r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
@@ -362,15 +422,11 @@ def input_independent(
     hypothesis = (
         f"trained {steps} steps on real inputs, the model ends with a val loss at least {margin:.0%} "
         f"below the same model trained on all-zero inputs (which can only learn the "
-        f"{task.prior_name}), or a val {m} better by more than "
-        f"chance ({chance:.2g})"
+        f"{task.prior_name}), or a val {m} better by more than chance ({chance:.2g})"
     )
     ratio = r_loss / z_loss if _ok(r_loss) and _ok(z_loss) and z_loss > 0 else math.nan
-    metrics = {
-        "skeleton/zero_input_val_loss": z_loss,
-        f"skeleton/zero_input_val_{m}": z_m,
-        "skeleton/input_loss_ratio": ratio,
-    }
+    metrics = {"skeleton/zero_input_val_loss": z_loss, f"skeleton/zero_input_val_{m}": z_m}
+    metrics["skeleton/input_loss_ratio"] = ratio
     observed = f"val loss {r_loss:.4g} (real) vs {z_loss:.4g} (zeroed), ratio {ratio:.3g}; {m} {r_m:.3g} vs {z_m:.3g}"
     expected = f"ratio ≤ {1 - margin:.2f}, or {m} {'+' if task.higher_is_better else '-'}{chance:.2g}"
     check = CheckBuilder("input_independent", hypothesis)
@@ -379,17 +435,7 @@ def input_independent(
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return check(PASS, observed, expected, metrics=metrics)
-    return check(
-        FAIL,
-        observed,
-        expected,
-        "the model is not using its input: real inputs do no better than zeros. Check that the "
-        "input reaches the output (not overwritten, detached or multiplied by 0 in forward), and "
-        "that the labels belong to their inputs (a shuffled label column, or files matched to the "
-        "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
-        f"{steps} steps",
-        metrics=metrics,
-    )
+    return check(FAIL, observed, expected, _advice("input_independent.input_unused", steps=steps), metrics=metrics)
 
 
 # --- dumb baselines and the human metric -----------------------------------------------------------------
@@ -406,46 +452,40 @@ def dumb_baselines(
     margin: float = 0.0,
 ) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
-    model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``.
+    model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``
+    (FAIL otherwise). Not beating the linear model WARNs with ``require_linear``, else is only noted.
     Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
     task = task_for(task)
     m = task.metric
     mine, lin = model.get(f"val/{m}", math.nan), linear.get(f"val/{m}", math.nan)
     base_name, base = task.dumb_name, dumb[task.dumb_key]
     bar = task.ahead(base, margin)
-    second = "loss" if task.higher_is_better else "mse"  # the linear model's other number beside the metric
-    metrics = {f"baseline/linear_{m}": lin, f"baseline/linear_{second}": linear.get(f"val/{second}", math.nan)}
-    metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
     hypothesis = (
         f"after {steps} steps the model's val {m} beats the {base_name}'s ({base:.4g}) by more than "
         f"chance (2 standard errors, {margin:.2g}); the linear model's ({lin:.4g}) is logged as the bar "
         "later stages must beat"
     )
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
-    expected = f"{task.beats} {bar:.4g}"
-    check = CheckBuilder("dumb_baselines", hypothesis)
+    verdict, advice = PASS, ""
     if not _ok(mine) or not task.better(mine, bar):
-        return check(
-            FAIL,
-            observed,
-            expected,
-            f"the model does no better than always predicting the {base_name}: it learned nothing "
-            "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
-            "and training_loss_decreases",
-            metrics=metrics,
-        )
-    if _ok(lin) and not task.better(mine, lin):
-        if require_linear:
-            return check(
-                WARN,
-                observed,
-                expected,
-                f"the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
-                "check the model (stages.baselines.require_beat_linear=true)",
-                metrics=metrics,
-            )
+        verdict, advice = FAIL, _advice("dumb_baselines.no_better", base=base_name)
+    elif _ok(lin) and not task.better(mine, lin) and require_linear:
+        verdict, advice = WARN, _advice("dumb_baselines.below_linear", mine=mine, lin=lin)
+    elif _ok(lin) and not task.better(mine, lin):
         observed += "; not above linear yet (a short run need not be; the overfit stage must)"
-    return check(PASS, observed, expected, metrics=metrics)
+    check = CheckBuilder("dumb_baselines", hypothesis)
+    return check(verdict, observed, f"{task.beats} {bar:.4g}", advice, metrics=_baseline_metrics(task, dumb, linear))
+
+
+def _baseline_metrics(task: Task, dumb: dict[str, float], linear: dict[str, float]) -> dict[str, float]:
+    """The baselines the later stages compare with: the linear model's val metric and its other number (loss for
+    classification, MSE for regression), and the dumb baseline's metrics (not the majority class's index)."""
+    m = task.metric
+    second = "loss" if task.higher_is_better else "mse"  # the linear model's other number beside the metric
+    metrics = {f"baseline/linear_{m}": linear.get(f"val/{m}", math.nan)}
+    metrics[f"baseline/linear_{second}"] = linear.get(f"val/{second}", math.nan)
+    metrics.update({k: v for k, v in dumb.items() if k != "baseline/majority_class"})
+    return metrics
 
 
 def human_metric(task: str | Task, model: dict[str, float], human: float | None, *, steps: int) -> Finding:
@@ -490,6 +530,9 @@ def human_metric(task: str | Task, model: dict[str, float], human: float | None,
 
 @dataclass
 class OverfitAttempt:
+    """One try at memorising the batch: which model, at which learning rate, and how far its loss fell (nats, or
+    squared target units)."""
+
     model: str  # "cnn width=32 depth=2"
     init_loss: float
     final_loss: float  # eval mode, on the batch, after training
@@ -516,51 +559,41 @@ def still_falling(losses: Sequence[float], *, drop: float = 0.2) -> bool:
 def overfit_one_batch(
     attempts: list[OverfitAttempt], n: int, ratio: float, *, budget: int, grow_error: str = ""
 ) -> Finding:
-    """Memorising a handful of examples ("overfit one batch", seeds/004). PASS when an attempt reached ``ratio``
-    of the loss at init. A FAIL must rest on evidence of a bug: the loss flattening out well above zero (a
-    plateau) or not moving. A loss still falling clearly at the end of the budget (:func:`still_falling`) is a
+    """Memorising ``n`` examples ("overfit one batch", seeds/004). ``attempts``: in the order tried (at least
+    one; IndexError on none), losses in nats or squared target units. PASS when the last reached ``ratio`` of
+    the loss at init. A FAIL must rest on evidence of a bug: the loss flattening out well above zero (a plateau)
+    or not moving. A loss still falling clearly at the end of the ``budget`` steps (:func:`still_falling`) is a
     slow but healthy model: WARN, with the steps or learning rate that would finish the job."""
     first, last = attempts[0], attempts[-1]
     hypothesis = (
         f"{n} training examples can be memorised: the batch loss falls below {ratio:.0%} of its value "
         f"at init ({first.init_loss:.4g} → < {first.init_loss * ratio:.3g}) within {budget} steps"
     )
-    metrics = {
-        "skeleton/overfit_loss": last.final_loss,
-        "skeleton/overfit_steps": float(last.steps),
-        "skeleton/overfit_grown": float(len({a.model for a in attempts}) - 1),
-    }
-    tried = "; ".join(
+    grown = len({a.model for a in attempts}) - 1
+    metrics = {"skeleton/overfit_loss": last.final_loss, "skeleton/overfit_steps": float(last.steps)}
+    metrics["skeleton/overfit_grown"] = float(grown)
+    tried = _attempts_text(attempts)
+    expected = f"< {ratio:.0%} of the loss at init"
+    check = CheckBuilder("overfit_one_batch", hypothesis)
+    if last.reached:
+        return check(PASS, tried + (f" (capacity raised {grown} rung(s))" if grown else ""), expected, metrics=metrics)
+    if any(a.falling for a in attempts):
+        return check(WARN, tried, expected, _advice("overfit_one_batch.still_falling", budget=budget), metrics=metrics)
+    stuck = last.best_loss > 0.9 * last.init_loss
+    shape = "did not move" if stuck else f"flattened out at {last.best_loss / last.init_loss:.0%} of its value at init"
+    advice = _advice("overfit_one_batch.cannot_memorise", shape=shape, n=n)
+    if grow_error:
+        advice += f"; more capacity could not be tried: {grow_error}"
+    return check(FAIL, tried, expected, advice, metrics=metrics)
+
+
+def _attempts_text(attempts: Sequence[OverfitAttempt]) -> str:
+    """``mlp width=32 depth=2 at lr 0.001: 2.3 → 0.01 in 120 steps (reached); ...``: every attempt, in order."""
+    return "; ".join(
         f"{a.model} at lr {a.lr:.3g}: {a.init_loss:.3g} → {a.best_loss:.3g} in {a.steps} steps"
         f"{' (reached)' if a.reached else ' (still falling)' if a.falling else ''}"
         for a in attempts
     )
-    expected = f"< {ratio:.0%} of the loss at init"
-    check = CheckBuilder("overfit_one_batch", hypothesis)
-    if last.reached:
-        grown = len({a.model for a in attempts}) - 1
-        return check(PASS, tried + (f" (capacity raised {grown} rung(s))" if grown else ""), expected, metrics=metrics)
-    if any(a.falling for a in attempts):
-        return check(
-            WARN,
-            tried,
-            expected,
-            f"the loss was still falling when the budget ran out: a slow but healthy model, not evidence of "
-            f"a bug. Give the test more steps (stages.baselines.overfit_steps, now {budget}) or a higher "
-            "learning rate (the overfit stage's LR finder picks one)",
-            metrics=metrics,
-        )
-    stuck = last.best_loss > 0.9 * last.init_loss
-    shape = "did not move" if stuck else f"flattened out at {last.best_loss / last.init_loss:.0%} of its value at init"
-    advice = (
-        f"the loss {shape}: the model cannot memorise {n} examples, which any working skeleton can: check "
-        "that the model returns logits (no softmax before the loss), that the labels match the inputs within "
-        "a batch, that the loss uses the targets, and that gradients reach every weight (no detach(), "
-        "requires_grad=False or parameters missing from the optimiser)"
-    )
-    if grow_error:
-        advice += f"; more capacity could not be tried: {grow_error}"
-    return check(FAIL, tried, expected, advice, metrics=metrics)
 
 
 # --- training loss decreases -----------------------------------------------------------------------------
@@ -579,8 +612,11 @@ def loss_windows(smooth: Sequence[float]) -> tuple[int, float, float]:
 def training_loss_decreases(
     task: str | Task, smooth: Sequence[float], margin: float, *, diverged: str, steps: int, init_loss: float = math.nan
 ) -> Finding:
-    """The last window of the smoothed loss against the first window, or the loss at init when that is lower (a
-    loss that explodes in its first steps and comes half-way back down has not decreased)."""
+    """``smooth``: the short run's per-step smoothed training loss (nats, or squared target units). Its last
+    window (:func:`loss_windows`) against its first, or against the loss at init when that is lower (a loss that
+    explodes in its first steps and comes half-way back down has not decreased): PASS ``margin`` (a fraction)
+    below, WARN below by less, FAIL not below, or diverged (``diverged``: the NaN guard's message), or too short.
+    Source: the recipe's "verify decreasing training loss" (seeds/004)."""
     w, first, last = loss_windows(smooth)
     ref = min(first, init_loss) if _ok(init_loss) and _ok(first) else first
     hypothesis = (
@@ -591,30 +627,19 @@ def training_loss_decreases(
     expected = f"last ≤ {1 - margin:.2f} × {ref:.4g}"
     check = CheckBuilder("training_loss_decreases", hypothesis)
     if diverged:
-        return check(FAIL, f"diverged: {diverged}", expected, "the run diverged; see finite_loss", metrics=metrics)
+        advice = ADVICE["training_loss_decreases.diverged"]
+        return check(FAIL, f"diverged: {diverged}", expected, advice, metrics=metrics)
     if not (_ok(first) and _ok(last)):
-        return check(
-            FAIL,
-            f"only {len(smooth)} steps recorded",
-            expected,
-            ADVICE["training_loss_decreases.too_short"],
-            metrics=metrics,
-        )
+        observed, advice = f"only {len(smooth)} steps recorded", ADVICE["training_loss_decreases.too_short"]
+        return check(FAIL, observed, expected, advice, metrics=metrics)
     observed = f"{first:.4g} → {last:.4g}" + (f" (× {last / ref:.3g} of {ref:.4g})" if ref else "")
     if _ok(init_loss) and init_loss < first:
         observed += f"; loss at init {init_loss:.4g}"
     if last <= (1 - margin) * ref:
         return check(PASS, observed, expected, metrics=metrics)
     if last < ref:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"the training loss goes down, but by less than {margin:.0%} in {steps} steps: the learning "
-            "rate may be too low for this model (or the schedule decays it too soon); look at "
-            "plots/learning_curves.png and try optim.lr 3-10x higher",
-            metrics=metrics,
-        )
+        advice = _advice("training_loss_decreases.slow", margin=margin, steps=steps)
+        return check(WARN, observed, expected, advice, metrics=metrics)
     return check(FAIL, observed, expected, ADVICE["training_loss_decreases.flat"], metrics=metrics)
 
 
@@ -622,6 +647,7 @@ def training_loss_decreases(
 
 
 def has_batchnorm(model: nn.Module) -> bool:
+    """Whether any submodule of ``model`` is a batch norm layer (BatchNorm1d/2d/3d, SyncBatchNorm, lazy ones)."""
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
@@ -634,6 +660,7 @@ class BatchDependence:
 
     @property
     def own(self) -> np.ndarray:
+        """``grad[i, i]``: the gradient each example's outputs send to its own input, (N,)."""
         return np.diag(self.grad)
 
     @property
@@ -676,6 +703,10 @@ def batch_dependence(model: nn.Module, xb: Tensor, *, eval_mode: bool | None = N
 def batch_independence(
     dep: BatchDependence, tol: float, names: Sequence[str] | None = None, *, max_listed: int = 6
 ) -> Finding:
+    """``dep``: :func:`batch_dependence` on a batch of N examples; ``names``: N labels for them (default: their
+    index). FAIL when the gradient of any example's outputs reaches another input with more than ``tol`` of its
+    own (a fraction); WARN when an example gets no gradient from its own outputs. ``max_listed`` caps the
+    offending examples named. Source: the recipe's "use backprop to chart dependencies" (seeds/004)."""
     n = len(dep.grad)
     names = list(names) if names is not None else [str(i) for i in range(n)]
     mode = (
@@ -691,27 +722,27 @@ def batch_independence(
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j and leak[i, j] > tol]
     check = CheckBuilder("batch_independence", hypothesis)
     if pairs:
-        by_source: dict[int, list[int]] = {}
-        for i, j in pairs:
-            by_source.setdefault(i, []).append(j)
-        listed = [f"{names[i]} → {', '.join(names[j] for j in js)}" for i, js in list(by_source.items())[:max_listed]]
-        more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
-        observed = (
-            f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
-            f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}"
-        )
+        observed = _mixing_text(pairs, n, worst, names, max_listed)
         return check(FAIL, observed, expected, ADVICE["batch_independence.mixed"], metrics=metrics)
     dead = [names[i] for i in range(n) if not dep.own[i] > 0]
     if dead:
-        return check(
-            WARN,
-            f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs",
-            expected,
-            ADVICE["batch_independence.own_gradient_missing"],
-            metrics=metrics,
-        )
-    return check(
-        PASS, f"no gradient crosses between the {n} examples (largest leak {worst:.2g})", expected, metrics=metrics
+        observed = f"no mixing, but examples {', '.join(dead)} get no gradient from their own outputs"
+        return check(WARN, observed, expected, ADVICE["batch_independence.own_gradient_missing"], metrics=metrics)
+    observed = f"no gradient crosses between the {n} examples (largest leak {worst:.2g})"
+    return check(PASS, observed, expected, metrics=metrics)
+
+
+def _mixing_text(pairs: list[tuple[int, int]], n: int, worst: float, names: list[str], max_listed: int) -> str:
+    """The mixing pairs (i, j) of a batch of ``n``, grouped by the example whose outputs leak, the first
+    ``max_listed`` of those named."""
+    by_source: dict[int, list[int]] = {}
+    for i, j in pairs:
+        by_source.setdefault(i, []).append(j)
+    listed = [f"{names[i]} → {', '.join(names[j] for j in js)}" for i, js in list(by_source.items())[:max_listed]]
+    more = f"; ... and {len(by_source) - max_listed} more" if len(by_source) > max_listed else ""
+    return (
+        f"{len(pairs)} of {n * (n - 1)} pairs mix (largest leak {worst:.3g} of the own gradient): "
+        f"outputs of example → inputs with gradient: {'; '.join(listed)}{more}"
     )
 
 
@@ -764,6 +795,10 @@ def visualise_before_net(
     std_factor: float,
     shape: tuple[int, ...] = (),
 ) -> Finding:
+    """``stats``: :func:`input_stats` of the training batch entering the net (None: no batch ran: FAIL);
+    ``shape``: that batch's shape (N first). WARN when its mean is off by more than ``mean_tol`` train standard
+    deviations (plus 2/sqrt(N), sampling noise) or its std by more than a factor ``std_factor``.
+    Source: the recipe's "visualize just before the net" (seeds/004)."""
     what = "pixel" if image else "feature"
     aug = f"augment: {', '.join(augment)}" if augment else "no augmentation"
     hypothesis = (
@@ -775,28 +810,15 @@ def visualise_before_net(
     expected = f"mean within {mean_tol:.2g} std, std within × {std_factor:g}"
     check = CheckBuilder("visualise_before_net", hypothesis)
     if stats is None:
-        return check(
-            FAIL,
-            "no training batch reached the model",
-            expected,
-            "the short run never ran a training batch: see finite_loss",
-        )
+        return check(FAIL, "no training batch reached the model", expected, ADVICE["visualise_before_net.no_batch"])
     metrics = {"skeleton/input_mean_shift": stats.mean_shift, "skeleton/input_std_factor": stats.std_factor}
     observed = f"batch {tuple(shape)}: mean off by {stats.mean_shift:.3g} std, std × {stats.std_factor:.3g}"
     if image:
         observed += f" (pixel mean {np.mean(stats.batch_mean):.4g} vs train {np.mean(stats.train_mean):.4g})"
     if stats.mean_shift <= mean_tol and stats.std_factor <= std_factor:
         return check(PASS, observed, expected, metrics=metrics)
-    return check(
-        WARN,
-        observed,
-        expected,
-        f"the batch the net sees does not have the data's {what} statistics: look at "
-        "plots/input_batch.png. Typical causes: inputs normalised twice (or not at all), pixel "
-        "values scaled to 0-255 instead of 0-1, channels in the wrong order, or an augmentation that "
-        "changes the inputs' distribution",
-        metrics=metrics,
-    )
+    advice = _advice("visualise_before_net.off_statistics", what=what)
+    return check(WARN, observed, expected, advice, metrics=metrics)
 
 
 # --- prediction dynamics ---------------------------------------------------------------------------------
@@ -809,54 +831,51 @@ def true_class_prob(snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> np.nd
 
 
 def prediction_dynamics(task: str | Task, snapshots: Sequence[tuple[int, Tensor]], y: Tensor) -> Finding:
-    """``snapshots``: (epoch, outputs as :meth:`Task.outputs` gives them) on the fixed val examples ``y``, the
-    first at init (epoch -1). Source: the recipe's "visualize prediction dynamics" (seeds/004)."""
+    """``snapshots``: (epoch, outputs as :meth:`Task.outputs` gives them, (N, C) or (N, 1)) on the N fixed val
+    examples ``y``, the first at init (epoch -1). FAIL with fewer than 2 snapshots or non-finite predictions;
+    WARN when no output moved by more than 1e-4. Source: the recipe's "visualize prediction dynamics"
+    (seeds/004)."""
     task = task_for(task)
-    n = len(y)
     hypothesis = (
-        f"predictions on a fixed batch of {n} val examples, taken every epoch of the short run, move "
+        f"predictions on a fixed batch of {len(y)} val examples, taken every epoch of the short run, move "
         "towards the labels (plots/prediction_dynamics.png)"
     )
     check = CheckBuilder("prediction_dynamics", hypothesis)
     if len(snapshots) < 2:
-        return check(
-            FAIL,
-            f"{len(snapshots)} snapshot(s)",
-            "at least 2",
-            "the short run ended before its first epoch: see finite_loss",
-        )
+        advice = ADVICE["prediction_dynamics.too_short"]
+        return check(FAIL, f"{len(snapshots)} snapshot(s)", "at least 2", advice)
+    observed, metrics = _prediction_progress(task, snapshots, y)
+    moved = metrics["skeleton/snapshot_max_change"]
+    expected = "predictions change"
+    if not math.isfinite(moved):
+        advice = ADVICE["prediction_dynamics.not_finite"]
+        return check(FAIL, observed + " (non-finite predictions)", expected, advice, metrics=metrics)
+    if moved <= 1e-4:
+        observed += f" (largest change {moved:.2g})"
+        return check(WARN, observed, expected, ADVICE["prediction_dynamics.frozen"], metrics=metrics)
+    return check(PASS, observed, expected, metrics=metrics)
+
+
+def _prediction_progress(
+    task: Task, snapshots: Sequence[tuple[int, Tensor]], y: Tensor
+) -> tuple[str, dict[str, float]]:
+    """From the first snapshot to the last: the mean predicted probability of the true class (classification)
+    or the MAE (regression, target units), as text and metrics, plus the largest change of any output."""
     first, last = snapshots[0][1].float(), snapshots[-1][1].float()
-    moved = float((last - first).abs().max())
+    after = f"after epoch {snapshots[-1][0] + 1}"
     if task.classifier:
         p = true_class_prob(snapshots, y)
         start, end = float(p[0].mean()), float(p[-1].mean())
-        observed = f"mean p(true class) {start:.3f} at init → {end:.3f} after epoch {snapshots[-1][0] + 1}"
+        observed = f"mean p(true class) {start:.3f} at init → {end:.3f} {after}"
         metrics = {"skeleton/snapshot_true_prob_init": start, "skeleton/snapshot_true_prob_final": end}
     else:
         yy = y.float().cpu()
         start = float((first.reshape(yy.shape) - yy).abs().mean())
         end = float((last.reshape(yy.shape) - yy).abs().mean())
-        observed = f"MAE {start:.4g} at init → {end:.4g} after epoch {snapshots[-1][0] + 1}"
+        observed = f"MAE {start:.4g} at init → {end:.4g} {after}"
         metrics = {"skeleton/snapshot_mae_init": start, "skeleton/snapshot_mae_final": end}
-    metrics["skeleton/snapshot_max_change"] = moved
-    expected = "predictions change"
-    if not math.isfinite(moved):
-        return check(
-            FAIL,
-            observed + " (non-finite predictions)",
-            expected,
-            "the predictions became NaN/inf: see finite_loss",
-            metrics=metrics,
-        )
-    if moved <= 1e-4:
-        return check(
-            WARN,
-            observed + f" (largest change {moved:.2g})",
-            expected,
-            ADVICE["prediction_dynamics.frozen"],
-            metrics=metrics,
-        )
-    return check(PASS, observed, expected, metrics=metrics)
+    metrics["skeleton/snapshot_max_change"] = float((last - first).abs().max())
+    return observed, metrics
 
 
 # --- augmentation preserves labels -----------------------------------------------------------------------
@@ -875,93 +894,64 @@ def augmentation_preserves_labels(
     changed: float = 1.0,
     mirror_refused: bool = False,
 ) -> Finding:
-    """``clean`` / ``augmented``: val accuracy (MAE) of a model trained on clean data, on clean and on augmented
-    val inputs; ``dumb``: the majority-class accuracy (mean-target MAE). The skill kept is
-    (augmented - dumb) / (clean - dumb): 1 when the augmentation changes nothing the model relies on, about 0
-    when augmented inputs are no better than no input at all. An empty ``augment`` PASSes as skipped (the
-    numbers are not needed then). ``augmented`` is measured on the inputs the augmentation changed (``changed``
-    is their share): a flip applied half the time leaves half the inputs as they were, which would hide it.
-    ``mirror_refused``: the data is declared not mirror-symmetric (``data.mirror_symmetric=false``, as the digits
-    preset does) and the augmentations include a flip: FAIL whatever the numbers. Source: the recipe's "data
-    augment" and "you forgot to flip your labels when you left-right flipped the image" (seeds/004)."""
+    """``clean`` / ``augmented``: val accuracy (MAE) of a model trained ``steps`` steps on clean data, on clean
+    val inputs and on those the augmentation changed (``changed``: their share; a flip applied half the time
+    would hide among the rest); ``dumb``: the majority-class accuracy (mean-target MAE). Skill kept
+    (:func:`skill_retained`) ≥ ``warn`` PASSes, ≥ ``fail`` WARNs, else FAILs; WARN (inconclusive) when the clean
+    model is barely above ``dumb``; PASS (skipped) with no ``augment``; FAIL on ``mirror_refused`` (a flip on
+    data.mirror_symmetric=false). Source: seeds/004, "you forgot to flip your labels when you left-right flipped"."""
     check = CheckBuilder("augmentation_preserves_labels", "the configured augmentations preserve labels")
     if not augment:
         return check(PASS, "skipped: data.augment is empty", "-")
     task = task_for(task)
-    m = task.metric
-    names = ", ".join(augment)
-    base = task.dumb_name
+    m, names, base = task.metric, ", ".join(augment), task.dumb_name
     hypothesis = (
         f"augmenting with [{names}] keeps each input its label: a model trained {steps} steps on clean "
         f"data keeps at least {warn:.0%} of its skill above the {base} on augmented val inputs "
         f"(below {fail:.0%} fails)"
     )
-    skill_clean, skill_aug = task.gain(clean, dumb), task.gain(augmented, dumb)
-    retained = skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
-    metrics = {
-        f"skeleton/augment_clean_{m}": clean,
-        f"skeleton/augment_augmented_{m}": augmented,
-        "skeleton/augment_retained": retained,
-    }
+    retained = skill_retained(task, clean, augmented, dumb)
+    metrics = {f"skeleton/augment_clean_{m}": clean, f"skeleton/augment_augmented_{m}": augmented}
+    metrics["skeleton/augment_retained"] = retained
     observed = (
         f"val {m} {clean:.4g} clean vs {augmented:.4g} on the {changed:.0%} of val inputs the "
         f"augmentation changed ({base} {dumb:.4g}): {retained:.0%} of the skill kept"
+        + ("; hflip on data declared not mirror-symmetric" if mirror_refused else "")
     )
-    expected = f"≥ {warn:.0%} kept"
-    if mirror_refused:
-        return check(
-            FAIL,
-            observed + "; hflip on data declared not mirror-symmetric",
-            expected,
-            "hflip mirrors the inputs, and this data's classes are not mirror-symmetric (data.mirror_symmetric="
-            "false: a mirrored 3 is no digit, a mirrored b reads d): remove hflip from data.augment",
-            metrics=metrics,
-            hypothesis=hypothesis,
-        )
-    floor = 0.05 if task.classifier else 0.05 * abs(dumb)
-    if not _ok(skill_clean) or skill_clean <= floor:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"inconclusive: the model trained on clean data is barely better than the {base} "
-            f"({clean:.4g} vs {dumb:.4g}), so the augmentation's effect cannot be judged",
-            metrics=metrics,
-            hypothesis=hypothesis,
-        )
+    verdict, outcome = _augmentation_outcome(task, clean, dumb, retained, warn=warn, fail=fail, mirror=mirror_refused)
+    advice = _advice(f"augmentation_preserves_labels.{outcome}", names=names, base=base, clean=clean, dumb=dumb)
+    return check(verdict, observed, f"≥ {warn:.0%} kept", advice, metrics=metrics, hypothesis=hypothesis)
+
+
+def skill_retained(task: Task, clean: float, augmented: float, dumb: float) -> float:
+    """(augmented - dumb) / (clean - dumb) in the task's metric: 1 when the augmentation changes nothing the model
+    relies on, about 0 when augmented inputs are no better than no input at all; NaN when the clean skill is not
+    positive."""
+    skill_clean, skill_aug = task.gain(clean, dumb), task.gain(augmented, dumb)
+    return skill_aug / skill_clean if _ok(skill_clean) and skill_clean > 0 else math.nan
+
+
+def _augmentation_outcome(
+    task: Task, clean: float, dumb: float, retained: float, *, warn: float, fail: float, mirror: bool
+) -> tuple[Verdict, str]:
+    """The verdict and its ``ADVICE`` outcome key. "Barely better than dumb": a clean skill of at most 0.05
+    accuracy, or 5% of the dumb MAE."""
+    skill_clean = task.gain(clean, dumb)
+    if mirror:
+        return FAIL, "not_mirror_symmetric"
+    if not _ok(skill_clean) or skill_clean <= (0.05 if task.classifier else 0.05 * abs(dumb)):
+        return WARN, "inconclusive"
     if retained >= warn:
-        return check(PASS, observed, expected, metrics=metrics, hypothesis=hypothesis)
-    if retained >= fail:
-        return check(
-            WARN,
-            observed,
-            expected,
-            f"[{names}] costs a model trained on clean data most of its skill: it may change what "
-            "the label should be (a mirrored or rotated digit or letter can be another one), or be "
-            "stronger than this model can absorb (a model without translation invariance, like an "
-            "mlp, on shifted images). Look at plots/augmentation.png; weaken it or check its "
-            "label-preservation for this data",
-            metrics=metrics,
-            hypothesis=hypothesis,
-        )
-    return check(
-        FAIL,
-        observed,
-        expected,
-        f"on inputs augmented with [{names}] a model that knows the classes does about as well as the "
-        f"{base}: the augmentation destroys the signal or separates inputs from their labels "
-        "(a transform that returns another sample, or noise). Look at plots/augmentation.png and "
-        "fix or drop it in data.augment",
-        metrics=metrics,
-        hypothesis=hypothesis,
-    )
+        return PASS, "preserved"
+    return (WARN, "costly") if retained >= fail else (FAIL, "destroyed")
 
 
 # --- finite loss -----------------------------------------------------------------------------------------
 
 
 def finite_loss(runs: dict[str, str]) -> Finding:
-    """``runs``: training run name -> the NaN guard's message ("" when it never tripped)."""
+    """``runs``: training run name -> the NaN guard's message ("" when it never tripped). FAIL when any run
+    diverged, naming each with its message."""
     diverged = {k: v for k, v in runs.items() if v}
     hypothesis = f"every training run of the stage ({', '.join(runs) or 'none'}) keeps a finite loss"
     metrics = {"skeleton/diverged_runs": float(len(diverged))}
@@ -1010,6 +1000,7 @@ __all__ = [
     "output_layer",
     "overfit_one_batch",
     "prediction_dynamics",
+    "skill_retained",
     "still_falling",
     "training_loss_decreases",
     "true_class_prob",

@@ -50,7 +50,10 @@ def choice(champion: CandidateResult, best: CandidateResult, reason: str, *, met
 
 
 def matches_best_single(champion: CandidateResult, single: CandidateResult, *, task: Task, noise_z: float) -> Finding:
-    """The champion is not worse than the best single network on validation beyond noise (per-sample loss)."""
+    """The champion is not worse than the best single network on validation beyond ``noise_z`` paired standard
+    errors of the per-sample loss (nats, or squared target units): WARN otherwise. Source: seeds/004, "ensembles
+    ... a pretty much guaranteed way to gain 2%": a combination that does not beat one network has not earned its
+    cost."""
     gain, se = paired_gain(champion.loss_scores, single.loss_scores, False, champion.val_loss, single.val_loss)
     worse = math.isfinite(se) and gain > noise_z * se
     observed = (
@@ -72,7 +75,9 @@ def matches_best_single(champion: CandidateResult, single: CandidateResult, *, t
 def beats_on_test(
     name: str, champion: np.ndarray, other: np.ndarray, other_name: str, *, task: Task, fail: bool, noise_z: float = 2.0
 ) -> Finding:
-    """The champion's test scores beat ``other``'s beyond noise (``noise_z`` paired se); FAIL or WARN otherwise."""
+    """The champion's per-sample test scores (``champion``, ``other``: (N,) on the same samples, 1/0 correct or
+    absolute error) beat ``other``'s beyond ``noise_z`` paired standard errors; else FAIL (``fail``, the dumb
+    baseline) or WARN. Source: seeds/004, "dumb baselines": the bar every model must clear, here on test."""
     gain, se = _gain(champion, other, task)
     ok = gain > (noise_z * se if math.isfinite(se) else 0.0)
     observed = (
@@ -99,7 +104,9 @@ def beats_on_test(
 
 
 def versus_classical(champion: np.ndarray, classical: np.ndarray | None, classical_name: str, *, task: Task) -> Finding:
-    """WARN, plainly, when the tuned classical baseline scores better than the champion on test."""
+    """WARN, plainly, when the tuned classical baseline's per-sample test scores (``classical``, (N,); None: no
+    classical baseline, PASS) are better on average than the champion's. Source: the squeeze issue: a network
+    must earn its cost against a cheaper model."""
     name, hyp = "versus_classical", "the champion is at least as good as a tuned classical model on test"
     if classical is None:
         return finding(
@@ -133,7 +140,9 @@ def versus_classical(champion: np.ndarray, classical: np.ndarray | None, classic
 
 
 def test_split_fresh(previous: Sequence[Any]) -> Finding:
-    """WARN when earlier squeeze runs already read this data's test split (its numbers are then optimistic)."""
+    """WARN when earlier squeeze runs (``previous``: their MLflow runs, latest first) already read this data's
+    test split: its numbers are then optimistic. Source: the squeeze issue's held-out rule (every choice is made
+    on validation; the test split is read once, for a fixed list of models)."""
     if not previous:
         return finding(
             "test_split_fresh",
@@ -159,7 +168,9 @@ def test_split_fresh(previous: Sequence[Any]) -> Finding:
 
 
 def round_trip(max_diff: float | None, n: int, uri: str, error: str = "") -> Finding:
-    """The registered champion, loaded back through MLflow, predicts what the trained networks predict."""
+    """The registered champion, loaded back through MLflow, predicts what the trained networks predict:
+    ``max_diff``, the largest |p_loaded - p_trained| over ``n`` raw test inputs (probabilities, or target units),
+    at most 1e-4; None: not registered (PASS). FAIL with ``error`` when it could not be registered or loaded."""
     hyp = "the registered champion, loaded with mlflow.pyfunc, predicts what the trained networks predict"
     if error:
         return finding(
@@ -186,7 +197,9 @@ def round_trip(max_diff: float | None, n: int, uri: str, error: str = "") -> Fin
 def trick_gain(
     name: str, trick: CandidateResult | None, reference: CandidateResult, *, task: Task, noise_z: float, what: str
 ) -> Finding:
-    """Advisory: what one trick (the ensemble, averaging, a longer run) gained on val over the reference."""
+    """Advisory: what one trick (the ensemble, averaging, a longer run) gained on val over the reference, as the
+    paired per-sample val loss gain (nats, or squared target units); WARN within ``noise_z`` se, PASS when the
+    trick was not trained. Source: seeds/004, "squeeze out the juice" (ensembles, leave it training)."""
     hyp = f"{what} improves on the reference"
     if trick is None or not trick.ok:
         return finding(name, hyp, f"not trained ({trick.note if trick else 'skipped'})", "a trained candidate", PASS)
@@ -209,7 +222,8 @@ def trick_gain(
 
 
 def still_improving(val_losses: Sequence[float], best_epoch: int | None, epochs: int) -> Finding:
-    """Advisory ("leave it training"): did the long run's best validation loss come in its last tenth?"""
+    """Advisory: WARN when the long run's best validation loss (``val_losses``: per epoch; ``best_epoch`` from
+    early stopping, 0-based, else the minimum's) came in its last tenth. Source: seeds/004, "leave it training"."""
     hyp = "the long run had converged: its best validation loss came before the last tenth of training"
     finite = [v for v in val_losses if math.isfinite(v)]
     if not finite:
@@ -229,7 +243,9 @@ def still_improving(val_losses: Sequence[float], best_epoch: int | None, epochs:
 
 
 def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: float, *, metric: str) -> Finding:
-    """Advisory: the distilled student's size, latency and val metric beside its teacher's."""
+    """Advisory (always PASS): the distilled student's size, latency (``student_ms`` / ``teacher_ms``: ms per val
+    batch) and val metric beside its teacher's. Source: seeds/004, "distilling your ensemble into a network
+    using dark knowledge"."""
     hyp = "the distilled student keeps most of the teacher's skill at a fraction of its cost"
     if student is None:
         return finding("distilled_student", hyp, "no student (stages.squeeze.distill=false, or it failed)", "-", PASS)
@@ -258,9 +274,10 @@ def choose_champion(
     """The champion among ``(val result, inference cost)`` pairs, chosen on validation only.
 
     The best candidate on ``criterion`` (val loss, or the val metric) is found first; then, cheapest first (fewer
-    networks, then fewer parameters, then the better on ``criterion``), the first candidate the best does not beat beyond noise (the paired rule
-    of :func:`recipe.checks.ablation.decide`) is the champion: a costlier model must earn its cost. Returns (the
-    champion, the best, the decisions by name, the reason in words). Raises ValueError when no candidate is ok.
+    networks, then fewer parameters, then the better on ``criterion``), the first candidate the best does not
+    beat beyond noise (the paired rule of :func:`recipe.checks.ablation.decide`) is the champion: a costlier
+    model must earn its cost. Returns (the champion, the best, the decisions by name, the reason in words).
+    Raises ValueError when no candidate is ok.
     """
     from recipe.checks.ablation import decide
 

@@ -35,4 +35,5 @@ STAGES: dict[str, ModuleType] = _Stages()
 
 
 def stage_names() -> list[str]:
+    """The stages in the order the recipe runs them (inspect first, squeeze last)."""
     return list(ORDER)

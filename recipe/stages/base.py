@@ -29,6 +29,9 @@ def map_in_process(fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
 
 @dataclass
 class StageContext:
+    """What a stage's ``run`` gets: where it starts, the earlier stages' results, its scratch folder, how to run
+    independent trials, and the data (loaded once per flow run, on first use)."""
+
     cfg: RecipeConfig  # where this stage starts: the config handed on by the previous stage
     input_cfg: RecipeConfig  # the config the user gave; its hash names the recipe in MLflow
     results: dict[str, StageResult] = field(default_factory=dict)  # earlier stages, by name
@@ -58,6 +61,7 @@ class StageContext:
         return self._data
 
     def previous(self, stage: str) -> StageResult:
+        """The result of the earlier ``stage``; raises RuntimeError (naming those there are) when it did not run."""
         try:
             return self.results[stage]
         except KeyError:

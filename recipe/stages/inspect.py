@@ -21,6 +21,7 @@ the config on unchanged.
 from __future__ import annotations
 
 import traceback
+from pathlib import Path
 from typing import Any
 
 from recipe import tracking
@@ -34,14 +35,24 @@ STAGE = "inspect"
 
 
 def run(ctx: StageContext) -> StageResult:
-    cfg = ctx.cfg
-    m = ctx.manifest()
+    """Every data check of :func:`~recipe.checks.data.inspect_manifest` plus the Great Expectations suite built
+    from the data; logs the evidence (problems, validation result, data docs, the manifest) and the figures.
+    See the module docstring."""
+    cfg, m = ctx.cfg, ctx.manifest()
     report = inspect_manifest(m, cfg)
     docs_dir = ctx.workdir / "gx" / "data_docs"
     gx_finding, gx_result = _validate(m, cfg, docs_dir)
     findings = [*report.findings, gx_finding]
     metrics = {**report.metrics, **gx_finding.metrics}  # logged now: finish() merges the same numbers
+    _log_evidence(ctx, m, findings, metrics, gx_result, docs_dir)
+    notes = _notes(m) + _log_figures(m, cfg)
+    return finish(STAGE, findings, cfg, metrics=metrics, artifacts=_artifacts(m), notes=notes)
 
+
+def _log_evidence(
+    ctx: StageContext, m: Any, findings: list[Finding], metrics: dict[str, float], gx_result: dict, docs_dir: Path
+) -> None:
+    """The metrics, the GX validation result and data docs, ``inspect/problems.json`` and the manifest as CSV."""
     tracking.log_metrics(metrics)
     tracking.log_dict(gx_result, "gx/validation_result.json")
     if (docs_dir / "index.html").is_file():
@@ -51,20 +62,25 @@ def run(ctx: StageContext) -> StageResult:
     manifest_csv.parent.mkdir(parents=True, exist_ok=True)
     m.df.to_csv(manifest_csv, index=False)
     tracking.log_artifact(manifest_csv, "inspect")
-    figure_notes = _log_figures(m, cfg)
 
+
+def _notes(m: Any) -> list[str]:
+    """The data's fingerprint and size, where its splits are fixed, and the manifest's own notes."""
     notes = [f"data fingerprint {m.fingerprint} ({len(m.df)} samples from {m.root})"]
     if m.split_file is not None:
         notes.append(f"train/val/test splits are fixed in {m.split_file}")
-    notes += [n for n in m.notes if not n.startswith(("splits saved to", "splits read from"))]
-    notes += figure_notes
+    return notes + [n for n in m.notes if not n.startswith(("splits saved to", "splits read from"))]
+
+
+def _artifacts(m: Any) -> dict[str, str]:
+    """Where the stage's evidence is: the problems, the data docs and (when there is one) the split file."""
     artifacts = {
         "problems": tracking.artifact_uri("inspect/problems.json"),
         "data_docs": tracking.artifact_uri("gx/data_docs/index.html"),
     }
     if m.split_file is not None:
         artifacts["split_file"] = str(m.split_file)
-    return finish(STAGE, findings, cfg, metrics=metrics, artifacts=artifacts, notes=notes)
+    return artifacts
 
 
 def _validate(m, cfg, docs_dir) -> tuple[Finding, dict[str, Any]]:

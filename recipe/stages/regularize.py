@@ -119,6 +119,7 @@ class Ablation:
 
     @property
     def chosen(self) -> CandidateResult:
+        """The candidate the stage hands on (the reference when nothing helped)."""
         return self.choice.chosen
 
 
@@ -332,6 +333,9 @@ class _Runner:
         self.ref_targets: np.ndarray | None = None
 
     def run(self, spec: Spec) -> CandidateResult:
+        """Train ``spec`` for ``stages.regularize.epochs`` in its own nested run and score it on both splits.
+        Never raises: a skipped spec, changes the config refuses, a crash or a divergence come back as a
+        skipped or failed :class:`CandidateResult` with the reason in its note."""
         if spec.skip:
             return CandidateResult(spec.name, spec.group, spec.changes, status="skipped", note=spec.skip)
         tags = tracking.run_tags(self.ctx.input_cfg, self.data.fingerprint, stage=STAGE, kind="candidate")
@@ -339,61 +343,70 @@ class _Runner:
         try:
             cfg = self.base.with_overrides(spec.changes) if spec.changes else self.base
         except Exception as e:  # a bad value in stages.regularize: report it as a failed candidate
-            return CandidateResult(spec.name, spec.group, spec.changes, status="failed", note=str(e))
+            return _failed(spec, str(e))
+        with tracking.start_run(f"{STAGE}:{spec.name}", tags, params=cfg.flat(), nested=True) as run:
+            try:
+                t = fit(cfg, self.data, epochs=self.s.epochs, init_path=self._init_for(cfg), workdir=self.ctx.workdir)
+                t.save(self.ctx.workdir / "candidates" / f"{safe_name(spec.name)}.pt")
+            except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
+                tracking.set_tags({tracking.TAG_VERDICT: "fail"})
+                return _failed(spec, f"{type(e).__name__}: {e}", run.info.run_id)
+            tracking.log_metrics(_eval_metrics(t))
+        self.trained[spec.name] = t
+        same = self._same_val_samples(t)
+        if t.diverged:
+            return _failed(spec, f"diverged: {t.stop_reason}", run.info.run_id)
+        return _scored(spec, t, same, run.info.run_id)
+
+    def _init_for(self, cfg: RecipeConfig) -> Path | None:
+        """The overfit checkpoint when ``cfg`` has the base's tensor shapes and names no checkpoint of its own
+        (model.init_from); else None (trained from scratch)."""
         arch = ("name", "width", "depth", "kwargs")  # what decides the tensor shapes (dropout does not)
         same_shape = all(getattr(cfg.model, k) == getattr(self.base.model, k) for k in arch) and (
             cfg.data.image_size == self.base.data.image_size
         )
-        init = self.init_path if same_shape and not cfg.model.init_from else None
-        with tracking.start_run(f"{STAGE}:{spec.name}", tags, params=cfg.flat(), nested=True) as run:
-            try:
-                t = fit(cfg, self.data, epochs=self.s.epochs, init_path=init, workdir=self.ctx.workdir)
-                t.save(self.ctx.workdir / "candidates" / f"{safe_name(spec.name)}.pt")
-            except Exception as e:  # one broken candidate (an unreadable checkpoint) must not sink the stage
-                tracking.set_tags({tracking.TAG_VERDICT: "fail"})
-                return CandidateResult(
-                    spec.name,
-                    spec.group,
-                    spec.changes,
-                    status="failed",
-                    note=f"{type(e).__name__}: {e}",
-                    run_id=run.info.run_id,
-                )
-            tracking.log_metrics(
-                {f"eval/train_{k}": v for k, v in t.train.metrics.items()}
-                | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
-                | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss}
-            )
-        self.trained[spec.name] = t
+        return self.init_path if same_shape and not cfg.model.init_from else None
+
+    def _same_val_samples(self, t: FitResult) -> bool:
+        """Whether ``t`` was scored on the reference's validation samples in the same order, which paired
+        comparisons need (a reloaded bundle keeps them). The first run trained sets them."""
         if self.ref_targets is None:
             self.ref_targets = t.val.targets
-        # Paired comparisons need the same validation samples in the same order (a reloaded bundle keeps them).
-        same = self.ref_targets is not None and np.array_equal(self.ref_targets, t.val.targets)
-        note = t.init_note + ("" if same else "; validation samples differ from the reference: no paired noise")
-        if t.diverged:
-            return CandidateResult(
-                spec.name,
-                spec.group,
-                spec.changes,
-                status="failed",
-                run_id=run.info.run_id,
-                note=f"diverged: {t.stop_reason}",
-            )
-        return CandidateResult(
-            spec.name,
-            spec.group,
-            spec.changes,
-            val_metric=t.val.metric,
-            train_metric=t.train.metric,
-            val_loss=t.val.loss,
-            train_loss=t.train.loss,
-            scores=t.val.scores if same else None,
-            loss_scores=t.val.losses if same else None,
-            note=note.strip("; "),
-            run_id=run.info.run_id,
-            seconds=t.seconds,
-            epochs=t.epochs,
-        )
+        return self.ref_targets is not None and np.array_equal(self.ref_targets, t.val.targets)
+
+
+def _failed(spec: Spec, note: str, run_id: str | None = None) -> CandidateResult:
+    """A candidate that could not be trained or scored, with the reason."""
+    return CandidateResult(spec.name, spec.group, spec.changes, status="failed", note=note, run_id=run_id)
+
+
+def _eval_metrics(t: FitResult) -> dict[str, float]:
+    """The final evaluation a candidate's run logs: ``eval/{train,val}_<metric>`` and ``eval/{train,val}_loss``."""
+    return (
+        {f"eval/train_{k}": v for k, v in t.train.metrics.items()}
+        | {f"eval/val_{k}": v for k, v in t.val.metrics.items()}
+        | {"eval/train_loss": t.train.loss, "eval/val_loss": t.val.loss}
+    )
+
+
+def _scored(spec: Spec, t: FitResult, same: bool, run_id: str) -> CandidateResult:
+    """A trained candidate's scores; the per-sample ones only when ``same`` (the reference's val samples)."""
+    note = t.init_note + ("" if same else "; validation samples differ from the reference: no paired noise")
+    return CandidateResult(
+        spec.name,
+        spec.group,
+        spec.changes,
+        val_metric=t.val.metric,
+        train_metric=t.train.metric,
+        val_loss=t.val.loss,
+        train_loss=t.train.loss,
+        scores=t.val.scores if same else None,
+        loss_scores=t.val.losses if same else None,
+        note=note.strip("; "),
+        run_id=run_id,
+        seconds=t.seconds,
+        epochs=t.epochs,
+    )
 
 
 def _overfit_checkpoint(prev: StageResult | None, workdir: Path) -> Path | None:
@@ -447,6 +460,7 @@ def _metrics(
 
 
 def rows_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The candidate table's rows (:func:`~recipe.checks.ablation.table_rows`) with NaN and inf as None (JSON)."""
     return [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
 
 

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 
 from recipe import tracking
 from recipe.checks import squeeze as judge
+from recipe.checks.ablation import CandidateResult
 from recipe.checks.base import Finding
 from recipe.report import StageResult, Verdict
 from recipe.squeeze import heldout, publish, runs
@@ -45,6 +47,8 @@ STAGE = "squeeze"
 
 
 def run(ctx: StageContext) -> StageResult:
+    """Members and the other candidates, the champion chosen on validation, the test split read once, the
+    champion registered and its model card written; see the module docstring."""
     start = time.perf_counter()
     sc, notes = _context(ctx)
     members, failed = runs.train_members(sc)
@@ -52,6 +56,32 @@ def run(ctx: StageContext) -> StageResult:
     if not members:
         return _nothing_trained(ctx, sc, notes)
     cands = _candidates(sc, members, notes)
+    pick = _choose(sc, cands)
+    rows, test_notes, classical = _test(sc, pick.champion, pick.single, cands)
+    notes += test_notes
+    reads = heldout.previous_reads(sc.cfg.name, sc.data.fingerprint, sc.run_id)
+    tracking.set_tags({heldout.TAG_TEST_READ: "true"})
+    registered = publish.register(sc, pick.champion) if sc.s.registry else publish.Registered()
+    findings = _findings(sc, cands, pick, rows, classical, reads, registered)
+    metrics = _metrics(sc, pick.champion, rows, time.perf_counter() - start)
+    return _publish(ctx, sc, cands, pick, rows, classical, registered, findings, metrics, notes)
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """The validation choice: the champion, the best single network, the keep/drop decisions by name, the best
+    candidate on validation and the reason the champion won."""
+
+    champion: Squeezed
+    single: Squeezed
+    decisions: dict[str, Any]
+    best: CandidateResult
+    reason: str
+
+
+def _choose(sc: runs.Context, cands: dict[str, Squeezed]) -> _Pick:
+    """Score every candidate on the validation split and choose the champion there
+    (:func:`recipe.checks.squeeze.choose_champion`, which raises ValueError when none is ok)."""
     for c in cands.values():
         evaluate(c, sc.data, sc.task)
     pairs = [(c.result, c.cost) for c in cands.values()]
@@ -59,29 +89,37 @@ def run(ctx: StageContext) -> StageResult:
         pairs, task=sc.task, criterion=sc.s.criterion, noise_z=sc.s.noise_z
     )
     champion = next(c for c in cands.values() if c.result is champ_r)
-    single = _best_single(cands, sc)
-    rows, test_notes, classical = _test(sc, champion, single, cands)
-    notes += test_notes
-    reads = heldout.previous_reads(sc.cfg.name, sc.data.fingerprint, sc.run_id)
-    tracking.set_tags({heldout.TAG_TEST_READ: "true"})
-    registered = publish.register(sc, champion) if sc.s.registry else publish.Registered()
-    findings = _findings(sc, cands, champion, single, rows, classical, reads, registered, best_r, reason)
-    metrics = _metrics(sc, champion, rows, time.perf_counter() - start)
+    return _Pick(champion, _best_single(cands, sc), decisions, best_r, reason)
+
+
+def _publish(
+    ctx: StageContext,
+    sc: runs.Context,
+    cands: dict[str, Squeezed],
+    pick: _Pick,
+    rows: list[heldout.TestRow],
+    classical: heldout.TestRow | None,
+    registered: publish.Registered,
+    findings: list[Finding],
+    metrics: dict[str, float],
+    notes: list[str],
+) -> StageResult:
+    """Log the tables and the progress plot, hand on the champion's config, write the model card."""
     figures = Figures()
-    publish.log_tables(cands, champion, decisions, rows, sc)
-    publish.progress(figures, ctx, sc, champion, rows, classical)
-    notes += [f"champion: {champion.what} ({reason})", *registered.notes, *figures.close()]
+    publish.log_tables(cands, pick.champion, pick.decisions, rows, sc)
+    publish.progress(figures, ctx, sc, pick.champion, rows, classical)
+    notes += [f"champion: {pick.champion.what} ({pick.reason})", *registered.notes, *figures.close()]
     result = finish(
         STAGE,
         findings,
-        champion.cfgs[0],
+        pick.champion.cfgs[0],
         gates=judge.GATES,
         metrics=metrics,
         notes=notes,
         artifacts={"test": tracking.artifact_uri("squeeze/test.json"), **registered.artifacts},
         checkpoint_uri=registered.uri,
     )
-    publish.model_card(ctx, sc, result, rows, registered, champion)
+    publish.model_card(ctx, sc, result, rows, registered, pick.champion)
     return result
 
 
@@ -183,65 +221,70 @@ def _row(rows: list[heldout.TestRow], kind: str) -> heldout.TestRow | None:
     return next((r for r in rows if r.kind == kind), None)
 
 
+# The tricks whose gain over the reference squeeze reports, and how the report names each.
+TRICKS = (
+    ("ensemble", "an ensemble"),
+    ("swa", "SWA"),
+    ("ema", "Polyak averaging"),
+    ("longer", "training longer"),
+    ("snapshots", "a snapshot ensemble"),
+)
+
+
 def _findings(
     sc: runs.Context,
     cands: dict[str, Squeezed],
-    champion: Squeezed,
-    single: Squeezed,
+    pick: _Pick,
     rows: list[heldout.TestRow],
     classical: heldout.TestRow | None,
     reads: list[Any],
-    registered: Any,
-    best: Any,
-    reason: str,
+    registered: publish.Registered,
 ) -> list[Finding]:
-    t, metric, ref = sc.task, sc.task.metric, cands["reference"].result
-    champ, dumb, linear = _row(rows, "champion"), _row(rows, "majority"), _row(rows, "linear")
-    found = [
-        judge.choice(champion.result, best, reason, metric=metric),
-        judge.matches_best_single(champion.result, single.result, task=t, noise_z=sc.s.noise_z),
-    ]
-    for name, other, fail in (("beats_dumb_on_test", dumb, True), ("beats_linear_on_test", linear, False)):
-        if other is not None:
-            found.append(judge.beats_on_test(name, champ.scores, other.scores, other.model, task=t, fail=fail))
-    found += [
-        judge.versus_classical(
-            champ.scores, classical.scores if classical else None, classical.model if classical else "", task=t
-        ),
+    """The gated checks (the choice, the test-split comparisons, a fresh test split, the registry round trip),
+    then what each trick gave."""
+    return [
+        judge.choice(pick.champion.result, pick.best, pick.reason, metric=sc.task.metric),
+        judge.matches_best_single(pick.champion.result, pick.single.result, task=sc.task, noise_z=sc.s.noise_z),
+        *_test_findings(sc, rows, classical),
         judge.test_split_fresh(reads),
         judge.round_trip(registered.max_diff, registered.n_checked, registered.uri or "", registered.error),
+        *_trick_findings(sc, cands),
     ]
-    for name, what in (
-        ("ensemble", "an ensemble"),
-        ("swa", "SWA"),
-        ("ema", "Polyak averaging"),
-        ("longer", "training longer"),
-        ("snapshots", "a snapshot ensemble"),
-    ):
+
+
+def _test_findings(sc: runs.Context, rows: list[heldout.TestRow], classical: heldout.TestRow | None) -> list[Finding]:
+    """The champion's test scores against the dumb and linear baselines (those that were scored) and the
+    classical one."""
+    t, champ, found = sc.task, _row(rows, "champion"), []
+    for name, kind, fail in (("beats_dumb_on_test", "majority", True), ("beats_linear_on_test", "linear", False)):
+        other = _row(rows, kind)
+        if other is not None:
+            found.append(judge.beats_on_test(name, champ.scores, other.scores, other.model, task=t, fail=fail))
+    classical_scores, classical_model = (classical.scores, classical.model) if classical else (None, "")
+    found.append(judge.versus_classical(champ.scores, classical_scores, classical_model, task=t))
+    return found
+
+
+def _trick_findings(sc: runs.Context, cands: dict[str, Squeezed]) -> list[Finding]:
+    """Each trick's gain over the reference on validation, whether the long run was still improving, and the
+    student's size and speed against its teacher (when there is an ensemble)."""
+    ref = cands["reference"].result
+    found = []
+    for name, what in TRICKS:
         c = cands.get(name)
-        found.append(
-            judge.trick_gain(f"gain_{name}", c.result if c else None, ref, task=t, noise_z=sc.s.noise_z, what=what)
-        )
+        result = c.result if c else None
+        found.append(judge.trick_gain(f"gain_{name}", result, ref, task=sc.task, noise_z=sc.s.noise_z, what=what))
     longer = sc.longer_fit
     if longer is not None:
         es = longer.trainer.cb("early_stopping")
-        found.append(
-            judge.still_improving(
-                [h.get("val/loss", math.nan) for h in longer.history], getattr(es, "best_epoch", None), sc.epochs
-            )
-        )
+        val_losses = [h.get("val/loss", math.nan) for h in longer.history]
+        found.append(judge.still_improving(val_losses, getattr(es, "best_epoch", None), sc.epochs))
     student, teacher = cands.get("student"), cands.get("ensemble")
     if teacher is not None:
         x, _ = sc.data.tensors("val")
-        found.append(
-            judge.student_size(
-                student,
-                teacher,
-                latency_ms(student.nets, x) if student else 0.0,
-                latency_ms(teacher.nets, x),
-                metric=metric,
-            )
-        )
+        student_ms = latency_ms(student.nets, x) if student else 0.0
+        teacher_ms = latency_ms(teacher.nets, x)
+        found.append(judge.student_size(student, teacher, student_ms, teacher_ms, metric=sc.task.metric))
     return found
 
 

@@ -72,6 +72,7 @@ TUNE_RUNS = "tune_runs"  # study user attribute: the MLflow run ids of the tune 
 
 
 def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask; the machine's count where there is none)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -91,6 +92,8 @@ class _Outcome:
 
 
 def run(ctx: StageContext) -> StageResult:
+    """Resolve the space, open (or resume) the study, search, judge the search, retrain and decide, log; see the
+    module docstring."""
     start = time.perf_counter()
     prev = ctx.results.get("regularize")
     base = prev.config if prev is not None else ctx.cfg
@@ -102,22 +105,8 @@ def run(ctx: StageContext) -> StageResult:
     study, runner, reaped = _open(ctx, base, s, space, data, out)
     _search(study, runner, s, start, out)
     trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = min(complete, key=lambda t: t.value) if complete else None
-    ran, used = checks.trials_check(trials, s.n_trials, len(reaped))
-    out.findings += [ran, used, checks.failed_share_check(trials)]
-    edges = checks.edge_check(best, space)
-    imp_finding, importance = checks.importance_check(study, space)
-    if best is not None:
-        out.findings.append(_retrain_and_decide(ctx, runner, base, space, best, edges, len(complete), out))
-        out.findings += [_bar(ctx, data, out), edges, imp_finding]
-    else:
-        out.findings += [edges, imp_finding]
-        out.notes.append("handed on: the incoming config, unchanged (no trial completed)")
-    tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
-    out.artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
-    figures = Figures(enabled=s.plots)
-    _log_figures(figures, trials, best, space, importance, out.metrics.get("tune/handed_on_val_loss"))
+    best, importance = _judge(ctx, runner, study, trials, len(reaped), out)
+    _log_trials(trials, best, space, importance, s.plots, out)
     out.metrics["tune/seconds"] = time.perf_counter() - start
     return finish(
         STAGE,
@@ -125,10 +114,43 @@ def run(ctx: StageContext) -> StageResult:
         out.handed_on,
         gates=GATES,
         metrics=out.metrics,
-        notes=out.notes + figures.close(),
+        notes=out.notes,
         artifacts=out.artifacts,
         checkpoint_uri=out.checkpoint_uri,
     )
+
+
+def _judge(
+    ctx: StageContext, runner: _Runner, study: optuna.Study, trials: list[Any], n_reaped: int, out: _Outcome
+) -> tuple[Any, dict[str, float]]:
+    """The search's own checks (trials ran, failed share, range edges, importances) and, when a trial completed,
+    the retrain-and-decide finding and the baseline bar. Returns the best trial (None when none completed) and
+    the parameter importances."""
+    s, space = ctx.cfg.stages.tune, runner.space
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = min(complete, key=lambda t: t.value) if complete else None
+    ran, used = checks.trials_check(trials, s.n_trials, n_reaped)
+    out.findings += [ran, used, checks.failed_share_check(trials)]
+    edges = checks.edge_check(best, space)
+    imp_finding, importance = checks.importance_check(study, space)
+    if best is not None:
+        out.findings.append(_retrain_and_decide(ctx, runner, runner.base, space, best, edges, len(complete), out))
+        out.findings += [_bar(ctx, ctx.data(), out), edges, imp_finding]
+    else:
+        out.findings += [edges, imp_finding]
+        out.notes.append("handed on: the incoming config, unchanged (no trial completed)")
+    return best, importance
+
+
+def _log_trials(
+    trials: list[Any], best: Any, space: Space, importance: dict[str, float], plots_on: bool, out: _Outcome
+) -> None:
+    """``tune/trials.json`` and, with ``stages.tune.plots``, the figures (a drawing error becomes a note)."""
+    tracking.log_dict(_trials_json(trials, space), "tune/trials.json")
+    out.artifacts["trials"] = tracking.artifact_uri("tune/trials.json")
+    figures = Figures(enabled=plots_on)
+    _log_figures(figures, trials, best, space, importance, out.metrics.get("tune/handed_on_val_loss"))
+    out.notes += figures.close()
 
 
 def _start_notes(prev: StageResult | None, base: RecipeConfig, space: Space) -> list[str]:
@@ -202,45 +224,56 @@ def _retrain_and_decide(
     n_complete: int,
     out: _Outcome,
 ) -> Finding:
-    """Retrain the best trial's config and the handed-on one with every seed; hand on the best (with the
-    checkpoint of its retraining with the config's own seed) only when it wins beyond noise."""
+    """Retrain the best trial's config and the handed-on one with every seed; hand on the best only when it wins
+    beyond noise (:func:`recipe.tune.checks.noise_gain`). Returns the ``improves_beyond_noise`` finding."""
     s, task = ctx.cfg.stages.tune, task_for(ctx.data())
-    metric = task.metric
     best_cfg = space.apply(base, best.params)
     retrained = runner.retrain(base, best_cfg)
     h_runs, b_runs = retrained["handed_on"], retrained["best"]
     ng = checks.noise_gain(h_runs, b_runs, higher_is_better=task.higher_is_better, noise_z=s.noise_z)
-    kept = b_runs if ng.kept else h_runs  # the handed-on config's retrainings: the same keys in every stage
-    out.metrics.update(
-        {
-            "tune/best_val_loss": _mean([r.value for r in b_runs if r.ok]),
-            f"tune/best_val_{metric}": _mean([r.val_metric for r in b_runs if r.ok]),
-            "tune/handed_on_val_loss": _mean([r.value for r in h_runs if r.ok]),
-            f"tune/handed_on_val_{metric}": _mean([r.val_metric for r in h_runs if r.ok]),
-            "tune/best_trial": float(best.number),
-            "tune/best_trial_val_loss": float(best.value),
-            "val/loss": _mean([r.value for r in kept if r.ok]),
-            f"val/{metric}": _mean([r.val_metric for r in kept if r.ok]),
-        }
-    )
+    out.metrics.update(_retrain_metrics(task.metric, best, b_runs, h_runs, kept=b_runs if ng.kept else h_runs))
     out.notes.append(
         f"best trial #{best.number}: {_fmt_params(best.params)} (trial val loss {best.value:.4g}); "
         f"retrained with seeds {s.seeds}: val loss {out.metrics['tune/best_val_loss']:.4g} vs "
         f"handed-on {out.metrics['tune/handed_on_val_loss']:.4g}; {ng.reason}"
     )
-    if not ng.kept:
+    if ng.kept:
+        _hand_on(ctx, best_cfg, b_runs, base.seed, _fmt_params(space.overrides(best.params)), out)
+    else:
         out.notes.append("handed on: the incoming config, unchanged")
-        return checks.improvement_check(ng, edges, n_complete, len(space.dims))
-    out.handed_on = best_cfg
-    pick = next((r for r, sd in zip(b_runs, s.seeds, strict=False) if sd == base.seed and r.ok), None)
-    pick = pick or next(r for r in b_runs if r.ok)
+    return checks.improvement_check(ng, edges, n_complete, len(space.dims))
+
+
+def _retrain_metrics(
+    metric: str, best: Any, b_runs: list[TrialResult], h_runs: list[TrialResult], *, kept: list[TrialResult]
+) -> dict[str, float]:
+    """Means over the seeds (val loss, and the val metric) of the best config's and the handed-on config's
+    retrainings, the best trial's own number and val loss, and ``val/loss`` / ``val/<metric>`` of the config
+    handed on (``kept``): the same keys in every stage."""
+    return {
+        "tune/best_val_loss": _mean_of(b_runs, "value"),
+        f"tune/best_val_{metric}": _mean_of(b_runs, "val_metric"),
+        "tune/handed_on_val_loss": _mean_of(h_runs, "value"),
+        f"tune/handed_on_val_{metric}": _mean_of(h_runs, "val_metric"),
+        "tune/best_trial": float(best.number),
+        "tune/best_trial_val_loss": float(best.value),
+        "val/loss": _mean_of(kept, "value"),
+        f"val/{metric}": _mean_of(kept, "val_metric"),
+    }
+
+
+def _hand_on(
+    ctx: StageContext, cfg: RecipeConfig, runs: list[TrialResult], seed: int, what: str, out: _Outcome
+) -> None:
+    """Hand on ``cfg`` with the checkpoint of its retraining with the config's own ``seed`` (else the first
+    retraining that trained), published as ``checkpoint/tune.pt``."""
+    out.handed_on = cfg
+    seeds = ctx.cfg.stages.tune.seeds
+    pick = next((r for r, sd in zip(runs, seeds, strict=False) if sd == seed and r.ok), None)
+    pick = pick or next(r for r in runs if r.ok)
     checkpoint, out.checkpoint_uri = publish_checkpoint(Path(pick.checkpoint), ctx.workdir, "tune.pt")
     out.artifacts["checkpoint_path"] = str(checkpoint)
-    out.notes.append(
-        f"handed on: the best trial's config ({_fmt_params(space.overrides(best.params))}) with the "
-        f"checkpoint of its {pick.name} retraining"
-    )
-    return checks.improvement_check(ng, edges, n_complete, len(space.dims))
+    out.notes.append(f"handed on: the best trial's config ({what}) with the checkpoint of its {pick.name} retraining")
 
 
 def _bar(ctx: StageContext, data: Any, out: _Outcome) -> Finding:
@@ -300,54 +333,59 @@ class _Runner:
             return [e for _ in specs]
 
     def wave(self, k: int) -> None:
-        asked = []
-        for _ in range(k):
-            trial = self.study.ask()
-            params = self.space.suggest(trial)
-            try:
-                cfg = self.space.apply(self.base, params)
-            except Exception as e:  # a point the config refuses: a failed trial, no run needed
-                trial.set_user_attr("state", "failed")
-                trial.set_user_attr("note", str(e)[:500])
-                self.study.tell(trial, state=TrialState.FAIL)
-                continue
-            rid = self._create_run(f"trial_{trial.number}", "trial", {"recipe.trial": str(trial.number)})
-            trial.set_user_attr(RUN_ID, rid)
-            trial.set_user_attr(PARENT_RUN_ID, self.run_id)
-            spec = self._spec(
-                cfg,
-                f"trial_{trial.number}",
-                rid,
-                number=trial.number,
-                trial_id=trial._trial_id,
-                study_name=self.study.study_name,
-                storage=self.storage,
-                pruner=self.s.pruner,
-            )
-            asked.append((trial, spec))
+        """Ask the study for ``k`` trials, run those the config accepts through ``ctx.map`` (each in its own MLflow
+        run) and tell the study every outcome. Never raises for a trial: a point the config refuses, or a trial
+        whose worker raised, is told as failed with the reason in its ``note`` user attribute."""
+        asked = [a for a in (self._ask() for _ in range(k)) if a is not None]
         if not asked:
             return
         results = self._map([sp for _, sp in asked])
         for (trial, _), r in zip(asked, results, strict=True):
-            if isinstance(r, BaseException):
-                trial.set_user_attr("state", "failed")
-                trial.set_user_attr("note", f"{type(r).__name__}: {r}"[:500])
-                self.study.tell(trial, state=TrialState.FAIL)
-                continue
-            trial.set_user_attr("state", r.state)
-            trial.set_user_attr("seconds", r.seconds)
-            if r.note:
-                trial.set_user_attr("note", r.note[:500])
-            if not r.pruning:  # record the curve in the study (the trial could not report it itself)
-                for step, v in enumerate(r.curve, start=1):
-                    if math.isfinite(v):
-                        trial.report(v, step)
-            if r.state == "complete":
-                self.study.tell(trial, r.value)
-            elif r.state == "pruned":
-                self.study.tell(trial, state=TrialState.PRUNED)
-            else:
-                self.study.tell(trial, state=TrialState.FAIL)
+            self._tell(trial, r)
+
+    def _ask(self) -> tuple[optuna.Trial, TrialSpec] | None:
+        """One trial from the study, with its MLflow run and spec; None (told as failed) when the config refuses
+        the point."""
+        trial = self.study.ask()
+        params = self.space.suggest(trial)
+        try:
+            cfg = self.space.apply(self.base, params)
+        except Exception as e:  # a point the config refuses: a failed trial, no run needed
+            _tell_failed(self.study, trial, str(e))
+            return None
+        rid = self._create_run(f"trial_{trial.number}", "trial", {"recipe.trial": str(trial.number)})
+        trial.set_user_attr(RUN_ID, rid)
+        trial.set_user_attr(PARENT_RUN_ID, self.run_id)
+        spec = self._spec(
+            cfg,
+            f"trial_{trial.number}",
+            rid,
+            number=trial.number,
+            trial_id=trial._trial_id,
+            study_name=self.study.study_name,
+            storage=self.storage,
+            pruner=self.s.pruner,
+        )
+        return trial, spec
+
+    def _tell(self, trial: optuna.Trial, r: TrialResult | BaseException) -> None:
+        """Record a trial's outcome on it (state, seconds, note, its curve when it could not report it itself) and
+        tell the study: complete with its value, pruned, or failed."""
+        if isinstance(r, BaseException):
+            _tell_failed(self.study, trial, f"{type(r).__name__}: {r}")
+            return
+        trial.set_user_attr("state", r.state)
+        trial.set_user_attr("seconds", r.seconds)
+        if r.note:
+            trial.set_user_attr("note", r.note[:500])
+        if not r.pruning:  # record the curve in the study (the trial could not report it itself)
+            for step, v in enumerate(r.curve, start=1):
+                if math.isfinite(v):
+                    trial.report(v, step)
+        if r.state == "complete":
+            self.study.tell(trial, r.value)
+        else:
+            self.study.tell(trial, state=TrialState.PRUNED if r.state == "pruned" else TrialState.FAIL)
 
     def retrain(self, handed: RecipeConfig, best: RecipeConfig) -> dict[str, list[TrialResult]]:
         """Both configs with every seed of ``stages.tune.seeds``, each in a nested run (kind ``retrain``)."""
@@ -362,6 +400,13 @@ class _Runner:
         for key, sp, r in zip(keys, specs, self._map(specs), strict=True):
             out[key].append(r if isinstance(r, TrialResult) else TrialResult(sp.name, "failed", note=str(r)))
         return out
+
+
+def _tell_failed(study: optuna.Study, trial: optuna.Trial, note: str) -> None:
+    """Tell the study ``trial`` failed, with ``note`` (cut to 500 characters) as its reason."""
+    trial.set_user_attr("state", "failed")
+    trial.set_user_attr("note", note[:500])
+    study.tell(trial, state=TrialState.FAIL)
 
 
 def _engine_notes(s: Any, storage: Any) -> list[str]:
@@ -451,7 +496,13 @@ def _trials_json(trials: list[Any], space: Space) -> list[dict[str, Any]]:
     return out
 
 
+def _mean_of(runs: list[TrialResult], attr: str) -> float:
+    """The mean of ``attr`` ("value": the val loss, or "val_metric") over the runs that trained."""
+    return _mean([getattr(r, attr) for r in runs if r.ok])
+
+
 def _mean(xs: list[float]) -> float:
+    """The mean of the finite values of ``xs`` (NaN when there are none)."""
     xs = [x for x in xs if math.isfinite(x)]
     return sum(xs) / len(xs) if xs else math.nan
 

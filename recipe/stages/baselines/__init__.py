@@ -70,33 +70,50 @@ def run(ctx: StageContext) -> StageResult:
     start = time.perf_counter()
     lab = Lab(ctx)
     build_for(lab.short_cfg, lab.data)  # a model that cannot be built is a config error, not 13 failed checks
-    if lab.data.target_scale:
-        lab.notes.append(
-            f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
-            f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
-            "the target's units (data.standardize_target=false trains on raw targets)"
-        )
+    lab.notes += _target_notes(lab)
     timings: dict[str, float] = {}
     short, error = _timed(timings, "short_run", lambda: _guarded_short_run(lab))
     findings = [
         _timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
         for name, fn in EXPERIMENTS.items()
     ]
+    findings = _lead_failure(findings, lab.notes)
+    lab.plot("plots/baselines.png", lambda: _baselines_figure(lab))
+    timings["total"] = time.perf_counter() - start
+    tracking.log_dict({k: round(v, 3) for k, v in timings.items()}, "baselines/timings.json")
+    return finish_stage(lab, findings, _metrics(short, timings), {"plots": tracking.artifact_uri("plots")})
+
+
+def _target_notes(lab: Lab) -> list[str]:
+    """What a standardised regression target means for the numbers (none for classification or raw targets)."""
+    if not lab.data.target_scale:
+        return []
+    return [
+        f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
+        f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
+        "the target's units (data.standardize_target=false trains on raw targets)"
+    ]
+
+
+def _lead_failure(findings: list[Finding], notes: list[str]) -> list[Finding]:
+    """With two or more FAILs, the one with the most specific evidence leads (:func:`recipe.checks.skeleton.
+    lead_failure`): the others' advice says so, and a note at the top of ``notes`` names them."""
     findings, lead = sk.lead_failure(findings)
     if lead is not None:
         failed = [f.name for f in findings if f.verdict.value == "fail"]
-        lab.notes.insert(
+        notes.insert(
             0,
             f"{len(failed)} checks failed; {lead} has the most specific evidence: fix it first, the "
             f"others ({', '.join(n for n in failed if n != lead)}) are likely its consequences",
         )
-    lab.plot("plots/baselines.png", lambda: _baselines_figure(lab))
-    timings["total"] = time.perf_counter() - start
-    tracking.log_dict({k: round(v, 3) for k, v in timings.items()}, "baselines/timings.json")
+    return findings
+
+
+def _metrics(short: ShortRun | None, timings: dict[str, float]) -> dict[str, float]:
+    """The short run's headline numbers (``SHORT_RUN_KEYS``, when it ran) and ``time/<step>_s`` (seconds)."""
     metrics = {k: short.metrics[k] for k in SHORT_RUN_KEYS if short is not None and k in short.metrics}
     metrics.update({f"time/{k}_s": v for k, v in timings.items()})
-    artifacts = {"plots": tracking.artifact_uri("plots")}
-    return finish_stage(lab, findings, metrics, artifacts)
+    return metrics
 
 
 def finish_stage(
@@ -109,6 +126,7 @@ def finish_stage(
 
 
 def _timed(timings: dict[str, float], name: str, fn):
+    """``fn()``, its wall time in seconds recorded as ``timings[name]`` (also when it raises)."""
     t = time.perf_counter()
     try:
         return fn()

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from recipe import tracking
 from recipe.checks import skeleton as sk
@@ -404,8 +404,37 @@ def _pick_batch(lab: Lab, n: int) -> tuple[Tensor, Tensor]:
 def _overfit(
     lab: Lab, model_cfg, xb: Tensor, yb: Tensor, prefix: str, lr_mult: float = 1.0
 ) -> tuple[sk.OverfitAttempt, list[float], Any]:
+    """One attempt at memorising the batch ``xb`` / ``yb`` with ``model_cfg`` (:func:`_overfit_config`), for up to
+    ``stages.baselines.overfit_steps`` steps, stopping once the loss is below ``overfit_ratio`` of its value at
+    init. Returns the attempt, the per-step training losses (nats, or squared target units) and the final
+    outputs on the batch (numpy, as :meth:`Task.outputs` gives them). Records the NaN guard in ``lab.diverged``."""
     b = lab.bc
-    cfg = lab.cfg.with_overrides(
+    cfg = _overfit_config(lab.cfg, model_cfg, lr_mult)
+    model = build_for(cfg, lab.data).to(lab.device)
+    x, y = xb.to(lab.device), yb.to(lab.device)
+    with torch.no_grad():
+        init = float(lab.task.loss(model.eval()(x), y))
+    target = init * b.overfit_ratio
+    trainer = _overfit_trainer(lab, cfg, model, (x, y), target, prefix)
+    trainer.fit(b.overfit_steps)
+    lab.diverged["overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")] = trainer.diverged
+    with torch.no_grad():
+        out = model.eval()(x).float()
+        final = float(lab.task.loss(out, y))
+    losses = list(trainer.cb("recorder").losses)
+    best = min((v for v in losses if math.isfinite(v)), default=math.nan)
+    reached = bool(best <= target)
+    falling = not reached and sk.still_falling(losses)
+    attempt = sk.OverfitAttempt(
+        _describe(model_cfg), init, final, best, trainer.step, reached, lr=cfg.optim.lr, falling=falling
+    )
+    return attempt, losses, lab.task.outputs(out).cpu().numpy()
+
+
+def _overfit_config(cfg: RecipeConfig, model_cfg, lr_mult: float) -> RecipeConfig:
+    """``cfg`` with ``model_cfg`` and only memorising left: no weight decay, no EMA, no step or time limit, a
+    constant learning rate ``lr_mult`` times the config's."""
+    return cfg.with_overrides(
         {
             "model": model_cfg.model_dump(mode="json"),
             "optim.weight_decay": 0.0,
@@ -413,48 +442,28 @@ def _overfit(
             "trainer.ema_decay": None,
             "budget.max_steps": None,
             "budget.time_limit_s": None,
-            "optim.lr": lab.cfg.optim.lr * lr_mult,
+            "optim.lr": cfg.optim.lr * lr_mult,
         }
     )
-    model = build_for(cfg, lab.data).to(lab.device)
-    x, y = xb.to(lab.device), yb.to(lab.device)
-    loss_fn = lab.task.loss
-    with torch.no_grad():
-        init = float(loss_fn(model.eval()(x), y))
-    target = init * b.overfit_ratio
-    trainer = Trainer(
+
+
+def _overfit_trainer(
+    lab: Lab, cfg: RecipeConfig, model: nn.Module, batch: tuple[Tensor, Tensor], target: float, prefix: str
+) -> Trainer:
+    """A trainer that steps on ``batch`` alone, stops once the loss is below ``target`` and logs its curve under
+    ``prefix`` in the current MLflow run."""
+    x, y = batch
+    return Trainer(
         model,
         InMemoryBatcher(x, y, len(x)),
         None,
-        loss_fn=loss_fn,
+        loss_fn=lab.task.loss,
         opt=build_optimizer(cfg.optim, model.parameters()),
         cbs=[*config_callbacks(cfg, lab.device.type), _StopBelow(target), _logger(prefix=prefix)],
         task=lab.task,
         device=lab.device,
         progress=False,
     )
-    name = "overfit_one_batch" + (f"[{prefix.rstrip('/')}]" if prefix else "")
-    trainer.fit(b.overfit_steps)
-    lab.diverged[name] = trainer.diverged
-    with torch.no_grad():
-        out = model.eval()(x).float()
-        final = float(loss_fn(out, y))
-    pred = lab.task.outputs(out)
-    losses = list(trainer.cb("recorder").losses)
-    best = min((v for v in losses if math.isfinite(v)), default=math.nan)
-    label = _describe(model_cfg)
-    reached = bool(best <= target)
-    attempt = sk.OverfitAttempt(
-        label,
-        init,
-        final,
-        best,
-        trainer.step,
-        reached,
-        lr=cfg.optim.lr,
-        falling=not reached and sk.still_falling(losses),
-    )
-    return attempt, losses, pred.cpu().numpy()
 
 
 def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:

@@ -148,22 +148,27 @@ class ShortRun:
 
     @property
     def trainer(self):
+        """The short run's :class:`~recipe.train.Trainer` (its history, callbacks and step count)."""
         return self.fit.trainer
 
     @property
     def metrics(self) -> dict[str, float]:
+        """The short run's final val metrics ("val/loss", "val/accuracy" or "val/mae", ...)."""
         return self.fit.metrics
 
     @property
     def losses(self) -> list[float]:
+        """The per-step training loss (nats, or squared target units)."""
         return self.fit.losses
 
     @property
     def smooth_losses(self) -> list[float]:
+        """The debiased EMA of the per-step training loss (the recorder's)."""
         return self.fit.smooth_losses
 
     @property
     def divergence(self) -> str:
+        """The NaN guard's message ("" when the loss stayed finite)."""
         return self.fit.divergence
 
 
