@@ -11,14 +11,21 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import optuna
 import pytest
+import torch
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from recipe import pipeline, tracking
+from recipe.models import build_model
+from recipe.report import StageResult, Verdict
+from recipe.stages import tune as tune_stage
+from recipe.stages.base import StageContext
+from recipe.train import load_weights
 from recipe.tune.study import open_storage, storage_for, study_name
-from tests.tune.helpers import config, install
+from tests.tune.helpers import BASELINES, config, install
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,6 +85,59 @@ def test_tune_runs_trials_nested_under_its_run_and_checks_them(mlflow_store, mon
         assert tune.config != out.results[-2].config
     else:
         assert tune.config == out.results[-2].config
+
+
+def test_a_better_trial_is_handed_on_with_the_checkpoint_of_its_own_seed(mlflow_store, tmp_path):
+    # The tune stage alone, in its own stage run (as the pipeline runs it), from a regularize result whose learning
+    # rate is 100x too low (3e-5 for Adam; 3e-3 works). The lr dimension searches 30x..300x around it and every
+    # other parameter is held fixed, so every trial beats it far beyond seed and validation noise. The config's
+    # seed is 1 of seeds [0, 1]: the checkpoint handed on must be the seed-1 retraining, not the first one.
+    held = ["weight_decay", "dropout", "width", "depth", "batch_size", "augment", "schedule"]
+    cfg = config(
+        "seed=1",
+        "optim.lr=3e-5",
+        "stages.tune.n_trials=2",
+        "stages.tune.plots=false",
+        "stages.tune.space.lr={low: 30, high: 300}",
+        *(f"stages.tune.space.{k}=null" for k in held),
+    )
+    results = {
+        "baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg),
+        "regularize": StageResult("regularize", Verdict.PASS, [], {}, cfg),
+    }
+    ctx = StageContext(cfg=cfg, input_cfg=cfg, results=results, workdir=tmp_path / "tune")
+    tracking.setup(cfg.name)
+    with tracking.start_run("tune", tracking.run_tags(cfg, None, stage="tune", kind="stage")) as run:
+        tune = tune_stage.run(ctx)
+    checks = {c.name: c for c in tune.checks}
+    assert tune.verdict is Verdict.PASS, [(c.name, c.observed) for c in tune.checks]
+    assert checks["improves_beyond_noise"].verdict is Verdict.PASS
+    assert tune.metrics["tune/gain"] > tune.metrics["tune/se"] > 0
+
+    # The handed-on config is the incoming one with the best trial's lr, and nothing else changed.
+    name = study_name(cfg, ctx.data().fingerprint)
+    study = optuna.load_study(study_name=name, storage=open_storage(storage_for(cfg.stages.tune, name).spec))
+    best = min(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: t.value)
+    assert tune.metrics["tune/best_trial"] == best.number
+    assert tune.config.optim.lr == best.params["lr"] >= 30 * cfg.optim.lr
+    assert tune.config == cfg.with_overrides({"optim.lr": best.params["lr"]})
+    assert tune.metrics["val/loss"] == tune.metrics["tune/best_val_loss"] < tune.metrics["tune/handed_on_val_loss"]
+
+    # checkpoint/tune.pt: the local copy and the artifact of the stage's run are the seed-1 retraining of the
+    # handed-on config, and it loads (strictly) into a model built from that config.
+    local = Path(tune.artifacts["checkpoint_path"])
+    assert local == ctx.workdir / "tune.pt" and local.is_file()
+    assert tune.checkpoint_uri.endswith("checkpoint/tune.pt") and run.info.run_id in tune.checkpoint_uri
+    fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=tune.checkpoint_uri, dst_path=str(tmp_path)))
+    assert fetched.read_bytes() == local.read_bytes()
+    state = torch.load(local, map_location="cpu", weights_only=True)
+    assert state["config"] == tune.config.to_dict() and state["config"]["seed"] == 1
+    data = ctx.data()
+    net = load_weights(build_model(tune.config.model, data.in_shape, data.num_classes), local)
+    assert net(torch.zeros(2, *data.in_shape)).shape == (2, data.num_classes)
+    handed = [n for n in tune.notes if n.startswith("handed on:")]
+    assert len(handed) == 1 and handed[0].startswith("handed on: the best trial's config (optim.lr=")
+    assert handed[0].endswith("with the checkpoint of its retrain_best_seed1 retraining")
 
 
 @pytest.mark.slow
