@@ -220,6 +220,15 @@ class TrainerConfig(_Section):
     )
     grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="keep EMA (Polyak) weights and validate with them")
+    precise_bn: int = Field(
+        16,
+        ge=0,
+        description=(
+            "batch-norm models: recompute the running statistics over this many training batches before each "
+            "validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates lag fast-moving "
+            "weights); 0: off"
+        ),
+    )
     progress: bool = Field(True, description="rich progress bar, shown only on a terminal")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms where the device allows")
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from recipe.config import RecipeConfig
 from recipe.tasks import task_for
-from recipe.train.callbacks import EMA, Budget, Callback, GradClip, MixedPrecision, Schedule
+from recipe.train.callbacks import EMA, Budget, Callback, GradClip, MixedPrecision, PreciseBN, Schedule
 from recipe.train.optim import build_optimizer, loss_for_task
 from recipe.train.trainer import Trainer
 from recipe.train.utils import resolve_device
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 def config_callbacks(cfg: RecipeConfig, device_type: str) -> list[Callback]:
-    """The callbacks the config asks for: schedule and budget always; clipping, EMA, bf16 when set."""
+    """The callbacks the config asks for: schedule and budget always; clipping, EMA, bf16, precise batch-norm
+    statistics when set (PreciseBN does nothing for a model without batch norm)."""
     cbs: list[Callback] = [
         Schedule(cfg.schedule, total_steps=cfg.budget.max_steps),
         Budget(max_steps=cfg.budget.max_steps, time_limit_s=cfg.budget.time_limit_s),
@@ -28,6 +29,8 @@ def config_callbacks(cfg: RecipeConfig, device_type: str) -> list[Callback]:
         cbs.append(GradClip(cfg.trainer.grad_clip))
     if cfg.trainer.ema_decay:
         cbs.append(EMA(cfg.trainer.ema_decay))
+    if cfg.trainer.precise_bn:
+        cbs.append(PreciseBN(cfg.trainer.precise_bn))
     precision = cfg.trainer.precision
     if precision == "bf16" or (precision == "auto" and device_type == "cuda"):
         cbs.append(MixedPrecision())

@@ -11,6 +11,7 @@ from recipe.train.callbacks.lr_finder import LRFinder, LRSuggestion, lr_find, su
 from recipe.train.callbacks.metrics import Metrics
 from recipe.train.callbacks.mixed_precision import MixedPrecision
 from recipe.train.callbacks.nan_guard import NanGuard
+from recipe.train.callbacks.precise_bn import PreciseBN, recompute_bn_stats
 from recipe.train.callbacks.pred_snapshot import PredictionSnapshots
 from recipe.train.callbacks.progress import ProgressBar
 from recipe.train.callbacks.recorder import Recorder
@@ -41,6 +42,7 @@ __all__ = [
     "MixedPrecision",
     "NanGuard",
     "Polyak",
+    "PreciseBN",
     "PredictionSnapshots",
     "ProgressBar",
     "Recorder",
@@ -50,6 +52,7 @@ __all__ = [
     "build_scheduler",
     "default_callbacks",
     "lr_find",
+    "recompute_bn_stats",
     "sort_callbacks",
     "suggest_lr",
 ]

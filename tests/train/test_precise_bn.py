@@ -1,0 +1,127 @@
+"""PreciseBN: batch-norm statistics recomputed for the weights that are evaluated (Wu & Johnson, 2021)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from recipe.config import OptimConfig, RecipeConfig
+from recipe.data.batching import InMemoryBatcher
+from recipe.train import Trainer, build_optimizer, loss_for_task, seed_everything
+from recipe.train.callbacks import EMA, PreciseBN, recompute_bn_stats
+from recipe.train.factory import config_callbacks
+from tests.train.conftest import make_data, make_trainer
+
+
+def _bn_net(dropout: float = 0.2) -> nn.Module:
+    return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 2))
+
+
+def _bn_trainer(cbs=(), lr: float = 0.05) -> Trainer:
+    seed_everything(0)
+    x, y = make_data()
+    model = _bn_net()
+    return Trainer(
+        model,
+        InMemoryBatcher(x[:192], y[:192], 32, shuffle=True, seed=0),
+        InMemoryBatcher(x[192:], y[192:], 64),
+        loss_fn=loss_for_task("classification"),
+        opt=build_optimizer(OptimConfig(name="adam", lr=lr), model.parameters()),
+        cbs=list(cbs),
+        task="classification",
+        device="cpu",
+        progress=False,
+    )
+
+
+def test_recompute_sets_the_exact_mean_and_variance_of_the_batches_seen():
+    torch.manual_seed(0)
+    model = _bn_net()
+    model.train()
+    x = torch.randn(96, 8) * 3 + 1
+    batches = [(x[i : i + 32], None) for i in range(0, 96, 32)]
+    used = recompute_bn_stats(model, iter(batches), num_batches=2)
+    assert used == 2
+    h = model[0](x[:64]).detach()  # what the BN layer saw: the first two batches
+    bn = model[1]
+    torch.testing.assert_close(bn.running_mean, h.mean(0))
+    # cumulative average of the per-batch unbiased variances, as momentum=None does
+    per_batch = torch.stack([h[:32].var(0, unbiased=True), h[32:].var(0, unbiased=True)])
+    torch.testing.assert_close(bn.running_var, per_batch.mean(0))
+    assert model.training and bn.momentum == 0.1  # mode and momentum put back
+
+
+def test_recompute_leaves_a_model_without_batch_norm_alone():
+    model = nn.Sequential(nn.Linear(8, 2))
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    assert recompute_bn_stats(model, [(torch.randn(4, 8), None)], num_batches=3) == 0
+    assert calls == []
+
+
+def test_recompute_with_no_batches_keeps_the_old_statistics():
+    model = _bn_net()
+    model[1].running_mean.fill_(0.5)
+    assert recompute_bn_stats(model, [], num_batches=3) == 0
+    assert torch.all(model[1].running_mean == 0.5)
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_num_batches_must_be_positive(bad):
+    with pytest.raises(ValueError, match="num_batches must be at least 1"):
+        PreciseBN(bad)
+    with pytest.raises(ValueError, match="num_batches must be at least 1"):
+        recompute_bn_stats(_bn_net(), [], num_batches=bad)
+
+
+def test_precise_bn_changes_only_the_statistics_never_the_training():
+    """Dropout draws no extra random numbers and the weights follow the same path; only the running
+    statistics differ, and they equal a recomputation over the first batches of the last epoch."""
+    plain, precise = _bn_trainer(), _bn_trainer([PreciseBN(3)])
+    for t in (plain, precise):
+        seed_everything(1)  # the same dropout masks for both runs
+        t.fit(3)
+    for (name, a), b in zip(plain.model.named_parameters(), precise.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    bn = precise.model[1]
+    assert not torch.allclose(plain.model[1].running_mean, bn.running_mean)
+    expected = {k: v.clone() for k, v in bn.state_dict().items()}
+    recompute_bn_stats(precise.model, precise.train_data, num_batches=3)
+    torch.testing.assert_close(bn.running_mean, expected["running_mean"])
+    torch.testing.assert_close(bn.running_var, expected["running_var"])
+
+
+def test_precise_statistics_score_the_weights_better_than_lagging_ones():
+    """At a high Adam rate the momentum estimates lag the weights; recomputed ones fit them: lower val loss."""
+    plain, precise = _bn_trainer(lr=0.2), _bn_trainer([PreciseBN(6)], lr=0.2)
+    plain.fit(4)
+    precise.fit(4)
+    assert precise.metrics["val/loss"] < plain.metrics["val/loss"]
+
+
+def test_with_ema_the_averaged_weights_get_their_own_statistics():
+    t = _bn_trainer([EMA(0.9), PreciseBN(2)])
+    t.fit(2)
+    after = {k: v.clone() for k, v in t.model.state_dict().items()}
+    recompute_bn_stats(t.model, t.train_data, num_batches=2)  # the final (EMA) weights, recomputed again
+    torch.testing.assert_close(t.model[1].running_mean, after["1.running_mean"])
+    names = [type(c).__name__ for c in t.cbs]
+    assert names.index("EMA") < names.index("PreciseBN")
+
+
+def test_a_model_without_batch_norm_trains_exactly_as_before():
+    a, b = make_trainer(), make_trainer([PreciseBN(4)])
+    for t in (a, b):
+        seed_everything(1)
+        t.fit(2)
+    for p, q in zip(a.model.parameters(), b.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    assert a.metrics["val/loss"] == b.metrics["val/loss"]
+
+
+def test_config_turns_it_on_by_default_and_zero_turns_it_off():
+    on = config_callbacks(RecipeConfig(), "cpu")
+    off = config_callbacks(RecipeConfig(trainer={"precise_bn": 0}), "cpu")
+    assert [c.num_batches for c in on if isinstance(c, PreciseBN)] == [16]
+    assert not any(isinstance(c, PreciseBN) for c in off)
