@@ -86,6 +86,9 @@ class ChampionSpec:
 
     @classmethod
     def from_json(cls, text: str) -> ChampionSpec:
+        """The spec written by :meth:`to_json` (``champion.json``), members rebuilt as :class:`Member`.
+
+        Raises json.JSONDecodeError on text that is not JSON, KeyError/TypeError on missing or unknown fields."""
         data = json.loads(text)
         data["members"] = [Member(**m) for m in data["members"]]
         return cls(**data)
@@ -257,6 +260,9 @@ class ChampionModel(PythonModel):
     tables; also a list of paths or uint8 arrays for images), a DataFrame of answers out (see the module)."""
 
     def load_context(self, context: Any) -> None:
+        """MLflow's load hook: read the spec from the ``spec`` artifact and build the member networks (eval
+        mode, CPU) from the state_dicts in the ``weights`` artifact folder. Raises what :meth:`ChampionSpec.from_json`
+        and ``torch.load(weights_only=True)`` raise on a broken or missing file."""
         spec_path = Path(context.artifacts["spec"])
         self.spec = ChampionSpec.from_json(spec_path.read_text())
         self.nets = build_members(self.spec, Path(context.artifacts["weights"]))

@@ -700,6 +700,8 @@ class SqueezeConfig(_Section):
 
 
 class StagesConfig(_Section):
+    """Per-stage settings of the six stages of Karpathy's recipe (seeds/004), in the order they run."""
+
     inspect: InspectConfig = Field(default_factory=InspectConfig, description="stage 1, become one with the data")
     baselines: BaselinesConfig = Field(
         default_factory=BaselinesConfig, description="stage 2, the end-to-end skeleton and dumb baselines"
@@ -770,6 +772,9 @@ def preset_names() -> list[str]:
 
 
 def preset_path(name: str) -> Path:
+    """The YAML file of the packaged preset ``name`` (``recipe/presets/<name>.yaml``).
+
+    Raises ConfigError naming the known presets when there is no such preset."""
     path = Path(str(resources.files("recipe.presets").joinpath(f"{name}.yaml")))
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(preset_names())}")
@@ -872,6 +877,7 @@ def _suggest(loc: tuple[Any, ...]) -> str:
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b.c": leaf}``, dotted from ``prefix``; an empty dict is kept as a leaf (MLflow params)."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"

@@ -33,6 +33,9 @@ def _direct(name: str, fn: Callable[[StageContext], StageResult], ctx: StageCont
 
 @dataclass
 class Outcome:
+    """What a recipe run returns: the JSON report (``report_dict``), the stage results in run order and the
+    notes shown to the user on the way (stages reused from earlier runs, stages run first, ...)."""
+
     report: dict[str, Any]
     results: list[StageResult] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)

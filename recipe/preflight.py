@@ -51,6 +51,9 @@ def check(cfg: RecipeConfig, *, uri: str | None = None, reach: bool = True) -> N
 
 
 def check_data(cfg: RecipeConfig) -> None:
+    """Check that ``data.root`` fits ``data.source``: an existing folder for imagefolder, an existing file for
+    csv; for torchvision a folder, or one that can be created when ``data.download`` is true. No root: nothing to
+    check. Raises PreflightError with the fix."""
     d = cfg.data
     if d.root is None:
         return
@@ -87,6 +90,9 @@ def check_data(cfg: RecipeConfig) -> None:
 
 
 def check_names(cfg: RecipeConfig) -> None:
+    """Check that every name the run will look up exists: ``data.augment`` and ``stages.regularize.augment``
+    entries in ``AUGMENTATIONS``, ``model.name`` and ``stages.overfit.architecture`` (unless "auto") in the model
+    registry or as a ``module:callable`` whose module can be found. Raises PreflightError with the choices."""
     from recipe.data.augment import AUGMENTATIONS
 
     for key, names in (

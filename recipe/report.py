@@ -23,6 +23,8 @@ SCHEMA_PATH = Path(__file__).with_name("report.schema.json")  # the published JS
 
 
 class Verdict(str, Enum):
+    """A check's or stage's outcome: pass, warn or fail, ordered by ``rank``; ``worst`` of none is PASS."""
+
     PASS = "pass"
     WARN = "warn"
     FAIL = "fail"
@@ -41,6 +43,9 @@ class Verdict(str, Enum):
 
 @dataclass(frozen=True)
 class Check:
+    """One tested hypothesis of a stage: the observed and expected values (numbers in the metric's or loss's
+    units, or text), the verdict, and advice when it is not PASS."""
+
     name: str  # "loss_at_init"
     hypothesis: str  # "loss at init ≈ -log(1/10) = 2.303 nats"
     observed: float | str
@@ -49,6 +54,7 @@ class Check:
     advice: str = ""  # what to look at when it is not PASS
 
     def to_dict(self) -> dict[str, Any]:
+        """The check as JSON-ready values (NaN/inf and other non-JSON values as text), as in the report schema."""
         return {
             "name": self.name,
             "hypothesis": self.hypothesis,
@@ -65,6 +71,9 @@ class Check:
 
 @dataclass
 class StageResult:
+    """What a stage hands on: its verdict (the worst of its checks), checks, metrics (MLflow keys -> values),
+    the config the next stage starts from, and the MLflow run, checkpoint and artifacts it produced."""
+
     stage: str
     verdict: Verdict
     checks: list[Check]
@@ -79,9 +88,13 @@ class StageResult:
     def from_checks(
         cls, stage: str, checks: list[Check], metrics: dict[str, float], config: RecipeConfig, **kw: Any
     ) -> StageResult:
+        """A result whose verdict is the worst of ``checks`` (PASS when there are none); ``kw`` sets the other
+        fields."""
         return cls(stage, Verdict.worst([c.verdict for c in checks]), checks, metrics, config, **kw)
 
     def to_dict(self) -> dict[str, Any]:
+        """The stage's entry of the JSON report (``report.schema.json``): metrics sorted by key and JSON-safe; the
+        config and artifacts are left out."""
         return {
             "stage": self.stage,
             "verdict": self.verdict.value,

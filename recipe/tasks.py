@@ -156,6 +156,9 @@ class Task(ABC):
 
 
 class Classification(Task):
+    """Classification over K classes: outputs are logits (N, K), targets class indices (N,), the loss is
+    cross-entropy in nats and the headline metric accuracy (0..1)."""
+
     name = "classification"
     metric = "accuracy"
     higher_is_better = True
@@ -185,6 +188,9 @@ class Classification(Task):
     def dumb_baseline(
         self, y_val: Tensor, *, class_counts: Sequence[int] = (), target_mean: float | None = None
     ) -> dict[str, float]:
+        """Val accuracy of always predicting the training split's majority class (``class_counts`` per class),
+        and that class's index: Karpathy's "input-independent baseline" (seeds/004). Raises ValueError when
+        ``class_counts`` is empty."""
         majority = int(np.argmax(class_counts))
         return {
             self.dumb_key: float((y_val.long() == majority).float().mean()),
@@ -192,6 +198,8 @@ class Classification(Task):
         }
 
     def chance_margin(self, y_val: Tensor, *, target_mean: float | None = None, k: float = 2.0) -> float:
+        """``k`` binomial standard errors of an accuracy near the majority rate of ``y_val`` (N,):
+        ``k * sqrt(p (1 - p) / N)``, in accuracy units; 0 when ``y_val`` is empty."""
         n = len(y_val)
         if n == 0:
             return 0.0
@@ -272,10 +280,14 @@ class Regression(Task):
     def dumb_baseline(
         self, y_val: Tensor, *, class_counts: Sequence[int] = (), target_mean: float | None = None
     ) -> dict[str, float]:
+        """Val MAE and MSE, in the target's units (squared for MSE), of always predicting the training mean
+        ``target_mean`` (0 when None): Karpathy's "input-independent baseline" (seeds/004)."""
         err = (y_val.double() - float(target_mean or 0.0)) * self.scale
         return {self.dumb_key: float(err.abs().mean()), "baseline/mean_mse": float((err**2).mean())}
 
     def chance_margin(self, y_val: Tensor, *, target_mean: float | None = None, k: float = 2.0) -> float:
+        """``k`` standard errors of the mean absolute deviation of ``y_val`` (N,) from ``target_mean``, in the
+        target's units: ``k * std(|y - mean|) / sqrt(N)``; 0 when ``y_val`` is empty."""
         n = len(y_val)
         if n == 0:
             return 0.0

@@ -172,6 +172,8 @@ def _ensure_experiment(experiment: str) -> str:
 def run_tags(
     cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str, flow_run_id: str | None = None
 ) -> dict[str, str]:
+    """The tags every recipe MLflow run carries: stage, kind, config hash, and the data fingerprint and Prefect
+    flow run id when given; reuse of earlier stages looks runs up by them."""
     tags = {TAG_STAGE: stage, TAG_CONFIG_HASH: cfg.config_hash(), TAG_KIND: kind}
     if fingerprint:
         tags[TAG_FINGERPRINT] = fingerprint
@@ -289,6 +291,8 @@ def log_figure(fig: Figure, artifact_file: str) -> None:
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """Log a file, or every file of a folder, to the active MLflow run (MLflow starts one when none is active)
+    under ``artifact_path``. Raises what MLflow raises, e.g. for a path that does not exist."""
     path = Path(path)
     if path.is_dir():
         mlflow.log_artifacts(str(path), artifact_path)

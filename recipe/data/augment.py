@@ -28,6 +28,9 @@ from .errors import DataError, inline
 
 
 class Augmentation(NamedTuple):
+    """A named augmentation: ``make(in_shape)`` returns a transform of a whole (N, C, H, W) float batch on its
+    device (Kornia, per-sample random parameters); ``help`` is the one-line text listed to users."""
+
     make: Callable[[tuple[int, ...]], Callable[[Tensor], Tensor]]  # in_shape -> transform of a (N, C, H, W) batch
     help: str
 

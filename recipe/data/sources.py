@@ -208,6 +208,8 @@ class ImageReader:
         self.paths, self.mode, self.image_size = paths, mode, image_size
 
     def read(self, i: int) -> np.ndarray:
+        """The image of row ``i`` as uint8, (H, W) for mode "L" or (H, W, 3) for "RGB", resized to ``image_size``
+        when set. Raises DataError naming the file when it cannot be decoded."""
         d = decode_image(self.paths[i], self.image_size)
         if d.array is None:
             raise DataError(f"{self.paths[i]}: {d.error}")
@@ -303,6 +305,13 @@ def scan_imagefolder(root: Path) -> tuple[list[tuple[str, str]], list[str], list
 
 
 def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
+    """Scan an image folder (one sub-folder per class) and describe every file: a classification
+    :class:`SourceData` with one manifest row per file, per-file channel statistics ``chan_stats`` (N, 2, C) on the
+    0..1 scale, the colour mode ("L" only when every readable file is gray, unless ``data.grayscale`` says) and
+    notes for the inspect report. ``source`` names the data source in messages.
+
+    Raises DataError when ``data.task`` is regression (class folders carry no numeric target) or when no file
+    has an image extension."""
     if not TASKS.get(cfg.task, CLASSIFICATION).classifier:  # data.task "auto" means classification here
         raise DataError(
             f"data.task=regression needs a numeric target, but {source} data is labelled by class folders; "
@@ -850,6 +859,8 @@ def _resize_stack(a: np.ndarray, size: int, torch) -> np.ndarray:
 
 
 def load_source(cfg: DataConfig) -> SourceData:
+    """The :class:`SourceData` of ``cfg.source``: digits (written out as a PNG folder on first use),
+    imagefolder, csv or torchvision. Raises DataError for an unknown source, or whatever that source raises."""
     if cfg.source == "digits":
         root = Path(cfg.root) if cfg.root is not None else data_dir() / "digits"
         materialise_digits(root)

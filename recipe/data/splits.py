@@ -25,6 +25,8 @@ MIN_STRATIFIED = 3  # a class needs a sample in each of train/val/test to be str
 
 
 def split_key(ids: pd.Series, val: float, test: float, seed: int, fixed: pd.Series | None = None) -> str:
+    """16 hex digits of sha256 over the sorted sample ids, the val/test fractions, the seed and whether the
+    dataset fixes its own test split: the name of the saved split file (labels are not hashed)."""
     h = hashlib.sha256()
     for i in sorted(ids):
         h.update(i.encode() + b"\n")

@@ -30,6 +30,9 @@ class ModelConfigError(ConfigError):
 
 
 class ModelBuilder(Protocol):
+    """A model builder: ``builder(cfg, in_shape, num_classes, **extra) -> nn.Module``, ``in_shape`` (C, H, W) or
+    (n_features,), outputs (N, num_classes); its keyword-only parameters are the ``model.kwargs`` it accepts."""
+
     def __call__(self, cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, **extra: Any) -> nn.Module: ...
 
 

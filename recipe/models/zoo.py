@@ -31,6 +31,9 @@ ACTIVATIONS: dict[str, tuple[type[nn.Module], str]] = {
 
 
 def get_activation(name: str) -> tuple[type[nn.Module], str]:
+    """``(module class, Kaiming gain name)`` of activation ``name`` (see ``ACTIVATIONS``).
+
+    Raises ModelConfigError listing the known activations when ``name`` is not one."""
     if name not in ACTIVATIONS:
         raise ModelConfigError(f"model.kwargs.activation={name!r} is not one of: {', '.join(ACTIVATIONS)}")
     return ACTIVATIONS[name]
@@ -47,6 +50,8 @@ def small_head_(layer: nn.Linear) -> nn.Linear:
 
 
 def kaiming_(layer: nn.Linear | nn.Conv2d, gain_name: str) -> None:
+    """Kaiming (He) normal init in place, fan-in mode with the gain of ``gain_name``, bias zeroed (He et al.,
+    2015, "Delving Deep into Rectifiers"): keeps the activations' scale through depth."""
     nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity=gain_name)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)

@@ -57,6 +57,8 @@ def _grid(ax, images: np.ndarray, captions: list[str], cols: int, colours: list[
 
 
 def loss_at_init_figure(per_example: np.ndarray, expected: float, observed: float, task: str) -> Figure:
+    """Histogram of the per-example val loss at init (nats for classification, squared error for regression),
+    with the expected and observed means as vertical lines: Karpathy's "verify loss @ init" (seeds/004)."""
     fig = new_figure(5, 3.2)
     ax = fig.add_subplot()
     finite = per_example[np.isfinite(per_example)]
@@ -74,6 +76,8 @@ def loss_at_init_figure(per_example: np.ndarray, expected: float, observed: floa
 def fixed_seed_figure(
     a: Sequence[float], b: Sequence[float], other: Sequence[float], seed: int, other_seed: int
 ) -> Figure:
+    """Training loss per step of two short runs with ``seed`` and one with ``other_seed``: the first two curves
+    must coincide (the recipe's "fix random seed", seeds/004)."""
     fig = new_figure(5, 3.2)
     ax = fig.add_subplot()
     ax.plot(np.arange(1, len(a) + 1), a, "o-", color=REAL, label=f"seed {seed} (short run)")
@@ -87,6 +91,8 @@ def fixed_seed_figure(
 
 
 def init_well_figure(with_bias: Sequence[float], without_bias: Sequence[float], used: bool) -> Figure:
+    """Training loss per step with the final bias set from the data vs the default bias; ``used`` marks which
+    one the config uses. The recipe's "init well" (seeds/004): no hockey stick at the start."""
     fig = new_figure(5.5, 3.4)
     ax = fig.add_subplot()
     ax.plot(
@@ -128,6 +134,9 @@ def learning_curves_figure(curves: dict[str, dict[str, Sequence[float]]], task: 
 
 
 def baselines_figure(values: dict[str, float], metric: str, human: float | None) -> Figure:
+    """Bar chart of the val ``metric`` (name -> value; "model" is highlighted, a non-finite value draws as 0)
+    against the dumb baselines, with an optional human level as a dashed line (seeds/004, "input-independent
+    baseline", "human baseline")."""
     fig = new_figure(1.5 + 1.1 * len(values), 3.2)
     ax = fig.add_subplot()
     names = list(values)
@@ -194,6 +203,9 @@ def overfit_figure(
 
 
 def batch_dependence_figure(grad: np.ndarray, names: Sequence[str], eval_mode: bool) -> Figure:
+    """Heat map of ``grad`` (n, n): gradient magnitude of example i's outputs w.r.t. input j, as log10 of the ratio
+    to the diagonal (0 when the diagonal is 0). Off-diagonal mass means examples mix across the batch (seeds/004,
+    "use backprop to chart dependencies"); ``names`` label the examples."""
     n = len(grad)
     fig = new_figure(2.5 + 0.45 * n, 2 + 0.4 * n)
     ax = fig.add_subplot()
@@ -214,6 +226,8 @@ def batch_dependence_figure(grad: np.ndarray, names: Sequence[str], eval_mode: b
 def input_batch_figure(
     images: np.ndarray, labels: Sequence[int], class_names: Sequence[str], title: str, cols: int = 8
 ) -> Figure:
+    """Grid of up to ``MAX_TILES`` images (N, C, H, W) on the 0..1 scale, ``cols`` per row, captioned with their
+    class names: the recipe's "visualize just before the net" (seeds/004)."""
     images = images[:MAX_TILES]
     rows = -(-len(images) // cols)
     fig = new_figure(1.1 * min(cols, len(images)) + 0.5, 1.15 * rows + 0.6)

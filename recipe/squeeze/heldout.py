@@ -40,6 +40,9 @@ class TestRow:
     latency_ms: float | None = None
 
     def as_dict(self, metric: str) -> dict[str, Any]:
+        """One row of the test-score table: value with its bootstrap interval (``low``/``high``, in ``metric``'s
+        units), the number of test samples ``n``, and the parameter count and latency (median ms to predict a batch of
+        ``recipe.squeeze.candidates.LATENCY_BATCH`` examples on the CPU, 3 decimals) when known."""
         row = {
             "model": self.model,
             "kind": self.kind,

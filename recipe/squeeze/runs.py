@@ -48,6 +48,8 @@ class Context:
     longer_fit: FitResult | None = None  # the long run, for its curve ("leave it training")
 
     def tags(self, kind: str, name: str) -> dict[str, str]:
+        """MLflow tags of a squeeze child run of kind ``kind`` for candidate ``name``: the run tags of
+        :func:`recipe.tracking.run_tags`, the squeeze run as parent, and run name ``squeeze:<name>``."""
         tags = tracking.run_tags(self.ctx.input_cfg, self.data.fingerprint, stage=STAGE, kind=kind)
         return {
             **tags,
