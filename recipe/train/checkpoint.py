@@ -26,6 +26,8 @@ FORMAT_VERSION = 1
 
 
 def save_checkpoint(trainer: Trainer, path: str | Path, config: dict | None = None) -> Path:
+    """Write the trainer's epoch, step, model and optimiser state, callback states, RNG states and ``config``
+    to ``path`` atomically (temp file, then rename). Returns ``path``."""
     path = Path(path)
     state = {
         "format_version": FORMAT_VERSION,
@@ -45,6 +47,11 @@ def save_checkpoint(trainer: Trainer, path: str | Path, config: dict | None = No
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The state dict written by :func:`save_checkpoint`, loaded with ``weights_only=True`` onto
+    ``map_location``.
+
+    Raises FileNotFoundError when ``path`` is not a file, ValueError when it cannot be loaded safely (truncated,
+    pickled code) or is not a checkpoint of this format version."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")

@@ -93,6 +93,8 @@ class Trainer:
     # --- callbacks -------------------------------------------------------------------------------------------
 
     def add_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Attach callbacks to this trainer, re-sort all of them (:func:`sort_callbacks`) and rebuild the event
+        handlers. Raises ValueError on a cycle in run_before/run_after or a misspelt event method."""
         for cb in cbs:
             cb.trainer = self
             self.cbs.append(cb)
@@ -103,6 +105,7 @@ class Trainer:
                 self._handlers[event].append(handler)
 
     def remove_cbs(self, cbs: Iterable[Callback]) -> None:
+        """Detach the given callback objects (by identity) and rebuild the event handlers of the rest."""
         drop = {id(c) for c in cbs}
         keep = [c for c in self.cbs if id(c) not in drop]
         self.cbs = []

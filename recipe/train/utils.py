@@ -53,6 +53,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def to_device(x: Any, device: torch.device) -> Any:
+    """``x`` with every tensor moved to ``device`` (non-blocking), through lists, tuples and dicts; other values
+    and tensors already there are returned as they are."""
     if isinstance(x, torch.Tensor):
         return x if x.device == device else x.to(device, non_blocking=True)
     if isinstance(x, (list, tuple)):
@@ -93,6 +95,8 @@ def get_rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the Python, NumPy, torch CPU and (when present and available) CUDA RNG states from
+    :func:`get_rng_state`'s dict. Raises KeyError when a required entry is missing."""
     random.setstate(_to_tuples(state["python"]))
     np_state = state["numpy"]
     np.random.set_state(

@@ -24,6 +24,10 @@ _EVENT_LIKE = re.compile(r"^(before|after)_[a-z_]+$")
 
 
 class Callback:
+    """Base class of trainer callbacks: methods named after events (``before_fit``, ``after_loss``, ...) run
+    in ``order`` (lower first) subject to ``run_before``/``run_after``; ``self.trainer`` is set when added.
+    :meth:`handlers` raises ValueError for a method that looks like an event but is none."""
+
     order: int = 0
     run_before: tuple[type | str, ...] = ()
     run_after: tuple[type | str, ...] = ()

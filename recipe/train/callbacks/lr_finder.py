@@ -54,6 +54,9 @@ class LRSuggestion:
     reason: str = ""
 
     def to_metrics(self, prefix: str = "lr_finder/") -> dict[str, float]:
+        """The sweep's numbers as MLflow metrics under ``prefix``: learning rates at the minimum and steepest
+        descent, start and minimum smoothed loss (the task's loss units), ``diverged`` as 0/1, and ``suggested`` when
+        there is one."""
         out = {
             "lr_at_min": self.lr_at_min,
             "lr_steepest": self.lr_steepest,

@@ -27,6 +27,11 @@ REDUCE_ELEMENTS = 2**22  # ... or sooner, once the kept predictions hold this ma
 
 
 class Metrics(Callback):
+    """Publishes ``{phase}/loss`` and the task's metrics (accuracy, or mse/mae) to ``trainer.metrics`` after each
+    phase and a history row per epoch, from running sums kept on the model's device.
+
+    Raises ValueError for an unknown ``task``."""
+
     order = -20  # publish before anything that reads trainer.metrics in the same event
 
     def __init__(self, task: str | Task = "classification") -> None:

@@ -23,6 +23,11 @@ from recipe.train.callbacks.base import Callback
 
 
 class NanGuard(Callback):
+    """Stops the fit with a message in ``trainer.diverged`` when a training loss is NaN or inf, so a diverged
+    run ends with advice instead of a NaN model. On an accelerator losses are checked every ``every`` steps.
+
+    Raises ValueError when ``every`` < 1."""
+
     order = -30  # before metrics, so a NaN never pollutes them
 
     def __init__(self, every: int = 16) -> None:

@@ -10,6 +10,9 @@ from recipe.train.callbacks.base import Callback
 
 
 class ProgressBar(Callback):
+    """A rich progress bar over epochs and training batches, with the last metrics; drawn only when ``enabled``
+    and stdout is a terminal."""
+
     order = 50
 
     def __init__(self, enabled: bool = True) -> None:

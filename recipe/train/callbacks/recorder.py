@@ -16,6 +16,11 @@ from recipe.train.utils import DebiasedEMA
 
 
 class Recorder(Callback):
+    """Records every training step's loss and learning rate, and the debiased EMA of the loss with factor
+    ``beta`` (``train/smooth_loss`` after each epoch).
+
+    Raises ValueError when ``beta`` is not in [0, 1)."""
+
     order = -19
 
     def __init__(self, beta: float = 0.98) -> None:
