@@ -40,6 +40,11 @@ FAILED_WARN = 0.25  # share of failed or diverged trials above which the space i
 
 @dataclass(frozen=True)
 class NoiseGain:
+    """The noise rule's verdict on the best trial vs the handed-on config (see the module docstring):
+    ``gain`` and its standard errors ``se_seed`` (paired over seeds) and ``se_val`` (over validation samples) in
+    val-loss units, the same for the val metric (``metric_gain``, ``metric_se``), whether the best config is
+    ``kept`` (beats the handed-on one beyond ``noise_z`` combined standard errors) and the ``reason`` in words."""
+
     gain: float  # val loss, handed-on minus best, mean over seeds (positive: the best is better)
     se_seed: float
     se_val: float
@@ -144,6 +149,10 @@ def trials_check(trials: Sequence[FrozenTrial], n_trials: int, reaped: int) -> t
 
 
 def failed_share_check(trials: Sequence[FrozenTrial]) -> Finding:
+    """Finding ``failed_share``: the share of finished, non-orphaned trials that failed or diverged; WARN
+    above ``FAILED_WARN`` (25%), naming up to four of them and their params. A search space that reaches configs
+    that do not train has bad boundaries (Deep Learning Tuning Playbook: infeasible and diverging trials mark
+    them). Its metrics: ``tune/failed_share`` (0..1)."""
     counted = [t for t in trials if not t.user_attrs.get(ORPHANED) and t.state.is_finished()]
     bad = [t for t in counted if t.state == TrialState.FAIL]
     share = len(bad) / len(counted) if counted else 0.0

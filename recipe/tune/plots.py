@@ -32,6 +32,10 @@ def _value(t: FrozenTrial) -> float:
 
 
 def history(trials: Sequence[FrozenTrial], reference: float | None = None) -> Figure:
+    """Optuna's "optimisation history": the objective (final validation loss) of each complete trial by trial
+    number, pruned trials at their last reported value, failed trials as vertical lines, the best so far as a
+    step line and ``reference`` (the handed-on config's retrained mean) as a dashed line; log y-axis when the
+    values span more than 20x."""
     fig = new_figure(7, 4)
     ax = fig.add_subplot()
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
@@ -70,6 +74,8 @@ def history(trials: Sequence[FrozenTrial], reference: float | None = None) -> Fi
 
 
 def importances(values: Mapping[str, float]) -> Figure:
+    """Horizontal bars of parameter importances (name -> share, summing to 1, as
+    ``optuna.importance.get_param_importances`` returns them), the first name on top."""
     names = list(values)[::-1]
     fig = new_figure(6, 1 + 0.4 * max(1, len(names)))
     ax = fig.add_subplot()
@@ -80,6 +86,9 @@ def importances(values: Mapping[str, float]) -> Figure:
 
 
 def slice_plot(dim: Dim, trials: Sequence[FrozenTrial], best: FrozenTrial | None, base_value: object) -> Figure:
+    """The Deep Learning Tuning Playbook's "axis plot" of ``dim``: validation loss of every complete trial
+    against its value (coloured by trial number), the range's bounds dotted, ``best`` as a star and the
+    handed-on ``base_value`` dashed (numeric dims only). A best point at a bound says to widen the range."""
     fig = new_figure(5, 3.5)
     ax = fig.add_subplot()
     done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and dim.name in t.params]

@@ -35,6 +35,8 @@ class Dim:
         return isinstance(self.distribution, (FloatDistribution, IntDistribution))
 
     def describe(self) -> str:
+        """One line for the report: ``name (config key): low .. high [(log)]`` or the choices, and the handed-on
+        value."""
         d = self.distribution
         if isinstance(d, CategoricalDistribution):
             what = " / ".join(map(str, d.choices))
@@ -55,6 +57,9 @@ class Dim:
 
 @dataclass(frozen=True)
 class Space:
+    """The resolved search space: the searched :class:`Dim` entries and the held-fixed parameters with the reason
+    (name -> why), around the config the previous stage handed on."""
+
     dims: list[Dim]
     fixed: dict[str, str]  # name -> why it is held fixed
 

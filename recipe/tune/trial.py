@@ -60,6 +60,11 @@ class TrialSpec:
 
 @dataclass
 class TrialResult:
+    """What :func:`run_trial` returns for one trial or retraining: its state, the objective ``value`` (final
+    eval-mode validation loss, the task's loss units), val/train metric and loss, the per-epoch val-loss curve,
+    wall times in seconds, per-sample val losses and scores (N,) when asked, the checkpoint, and the traceback of
+    a trial that raised. ``ok``: complete or pruned with a finite value."""
+
     name: str
     state: str  # complete | pruned | failed | diverged
     number: int | None = None
