@@ -24,6 +24,10 @@ class DeploymentFileError(ValueError):
 
 @dataclass(frozen=True)
 class DeploymentSpec:
+    """One deployment of ``deploy/prefect.yaml``: name, flow entrypoint (``path.py:flow`` or
+    ``module:flow``), flow parameters, schedules as written in the file (``interval`` in seconds), the work pool's
+    name (None when the file names none), tags and description."""
+
     name: str
     entrypoint: str
     parameters: dict[str, Any] = field(default_factory=dict)
@@ -58,6 +62,9 @@ class DeploymentSpec:
 
 
 def load_prefect_file(path: Path = PREFECT_FILE) -> dict[str, Any]:
+    """The parsed ``deploy/prefect.yaml`` (or ``path``) as a dict with a non-empty ``deployments`` list.
+
+    Raises DeploymentFileError when the file is missing, not valid YAML, or has no deployments."""
     import yaml
 
     if not path.is_file():
@@ -72,6 +79,10 @@ def load_prefect_file(path: Path = PREFECT_FILE) -> dict[str, Any]:
 
 
 def deployment_specs(path: Path = PREFECT_FILE) -> list[DeploymentSpec]:
+    """Every deployment of the file as a :class:`DeploymentSpec`, in file order.
+
+    Raises DeploymentFileError when the file cannot be read (:func:`load_prefect_file`), a deployment lacks a
+    name or entrypoint, or a schedule has keys ``prefect deploy`` does not know."""
     specs = []
     for i, raw in enumerate(load_prefect_file(path)["deployments"]):
         where = f"{path}: deployments[{i}]"

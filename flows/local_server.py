@@ -72,6 +72,9 @@ def _float_env(name: str, default: float) -> float:
 
 @dataclass
 class ServerInfo:
+    """The shared local Prefect server as recorded in ``server.json``: its pid, loopback port, process start
+    time (seconds since the epoch, to tell a reused pid apart) and log file path."""
+
     pid: int
     port: int
     started: float  # the server process's start time (seconds since the epoch, from /proc)
@@ -91,6 +94,8 @@ def _same_start(pid: int, started: float) -> bool:
 
 
 def read_info(home: Path | None = None) -> ServerInfo | None:
+    """The recorded server of ``PREFECT_HOME`` (or ``home``), or None when ``server.json`` is missing,
+    unreadable or malformed. Says nothing about whether that server still runs (see :meth:`ServerInfo.alive`)."""
     path = state_dir(home) / "server.json"
     try:
         data = json.loads(path.read_text())
@@ -100,6 +105,8 @@ def read_info(home: Path | None = None) -> ServerInfo | None:
 
 
 def healthy(url: str, timeout: float = 5.0) -> bool:
+    """Whether the Prefect API at ``url`` answers ``GET {url}/health`` with 200 within ``timeout`` seconds;
+    False on any HTTP or connection error."""
     import httpx
 
     try:
@@ -126,6 +133,8 @@ class Lease:
         self.path.touch()
 
     def release(self) -> None:
+        """Drop this process's lease (a missing lease file is fine) and touch ``last-used``, from which the
+        server's idle timeout counts (best effort: a failed touch is ignored)."""
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         # the idle clock starts when the last user leaves

@@ -75,6 +75,7 @@ class TrialMap:
         return out
 
     def close(self) -> None:
+        """Shut the task runner down (its worker processes or Dask client), if one was started; idempotent."""
         if self.runner is not None:
             runner, self.runner = self.runner, None
             runner.__exit__(None, None, None)
