@@ -198,6 +198,14 @@ class BudgetConfig(_Section):
 
     epochs: int = Field(30, ge=1, description="passes over the training split")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps; None: no step limit")
+    min_steps: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "small data: the stages raise every run's epochs (budget.epochs and the stages' own) so it takes at least "
+            "this many optimiser steps; a preset sized in epochs for large data still trains a small folder; None: off"
+        ),
+    )
     time_limit_s: float | None = Field(
         None, gt=0, description="stop after this many seconds of training (makes runs irreproducible); None: no limit"
     )

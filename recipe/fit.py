@@ -231,6 +231,35 @@ class FirstBatches:
         return itertools.islice(iter(self.batches), len(self))
 
 
+def epochs_for(epochs: int, cfg: RecipeConfig, data: DataBundle) -> int:
+    """``epochs``, raised when ``cfg.budget.min_steps`` is set so that a run over ``data``'s training split at
+    ``cfg.data.batch_size`` takes at least that many optimiser steps: ``max(epochs, ceil(min_steps / batches per
+    epoch))``. A preset sized in epochs for 10,000 images would otherwise give a 300-image folder a few dozen
+    steps. Returns ``epochs`` unchanged when ``min_steps`` is None or the split is empty."""
+    n_train = len(data.rows("train"))
+    if not cfg.budget.min_steps or n_train == 0:
+        return epochs
+    per_epoch = math.ceil(n_train / cfg.data.batch_size)
+    return max(epochs, math.ceil(cfg.budget.min_steps / per_epoch))
+
+
+def with_min_steps(section: Any, cfg: RecipeConfig, data: DataBundle, notes: list[str]) -> Any:
+    """A stage's config ``section`` (with an ``epochs`` field) with its epochs raised by :func:`epochs_for`;
+    a raise is explained in ``notes``. ``section`` itself is returned when nothing changes."""
+    epochs = epochs_for(section.epochs, cfg, data)
+    if epochs == section.epochs:
+        return section
+    notes.append(_min_steps_note(section.epochs, epochs, cfg))
+    return section.model_copy(update={"epochs": epochs})
+
+
+def _min_steps_note(before: int, after: int, cfg: RecipeConfig) -> str:
+    return (
+        f"small data: {before} -> {after} epochs per run, so each takes at least budget.min_steps = "
+        f"{cfg.budget.min_steps} optimiser steps at batch size {cfg.data.batch_size}"
+    )
+
+
 def bundle_for(cfg: RecipeConfig, data: DataBundle) -> DataBundle:
     """``data`` for ``cfg``: shared (tensors and all) when only batching settings differ, else loaded afresh.
 

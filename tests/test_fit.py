@@ -50,3 +50,45 @@ def test_a_diverging_fit_says_so_without_raising(wine):
 
     r = fit(cfg, data, callbacks=[Poison()], log=False, evaluate=False)
     assert r.diverged and "diverged" in r.divergence and r.stop_reason == r.divergence and r.epochs == 0
+
+
+class _Split:
+    """A stand-in DataBundle: only the size of the training split matters to epochs_for."""
+
+    def __init__(self, n_train: int) -> None:
+        self.n_train = n_train
+
+    def rows(self, split: str) -> list[int]:
+        return list(range(self.n_train if split == "train" else 0))
+
+
+@pytest.mark.parametrize(
+    ("n_train", "min_steps", "epochs", "expected"),
+    [
+        (7000, 400, 8, 8),  # 110 steps an epoch: 8 epochs are 880 steps, enough
+        (7000, 400, 3, 4),  # 330 steps -> 4 epochs (440)
+        (210, 400, 8, 100),  # 4 steps an epoch: a small folder gets 100 epochs
+        (210, None, 8, 8),  # off
+        (0, 400, 8, 8),  # no training data: nothing to scale
+    ],
+)
+def test_epochs_for_gives_at_least_min_steps(n_train, min_steps, epochs, expected):
+    from recipe.fit import epochs_for
+
+    cfg = RecipeConfig(budget={"min_steps": min_steps}, data={"batch_size": 64})
+    assert epochs_for(epochs, cfg, _Split(n_train)) == expected
+
+
+def test_with_min_steps_copies_the_section_and_notes_the_raise():
+    from recipe.config import RegularizeConfig
+    from recipe.fit import with_min_steps
+
+    cfg = RecipeConfig(budget={"min_steps": 400}, data={"batch_size": 64})
+    s, notes = RegularizeConfig(epochs=8), []
+    raised = with_min_steps(s, cfg, _Split(210), notes)
+    assert raised.epochs == 100 and s.epochs == 8
+    assert notes == [
+        "small data: 8 -> 100 epochs per run, so each takes at least budget.min_steps = 400 optimiser steps at batch "
+        "size 64"
+    ]
+    assert with_min_steps(s, cfg, _Split(7000), notes) is s and len(notes) == 1

@@ -35,7 +35,7 @@ from recipe.checks.base import Finding, finding, fmt
 from recipe.checks.curves import diagnose_curves, update_ratio_check
 from recipe.config import OverfitConfig, RecipeConfig
 from recipe.data import DataBundle
-from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit
+from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit, with_min_steps
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
@@ -56,6 +56,7 @@ def run(ctx: StageContext) -> StageResult:
     cfg, changes, arch = hero_free(ctx.cfg, s, ctx.data().in_shape, device.type)
     data = bundle_for(cfg, ctx.data())
     notes = [f"don't be a hero: changed {c}" for c in changes] or ["the incoming config already is hero-free"]
+    cfg = cfg.with_overrides({"budget": with_min_steps(cfg.budget, cfg, data, notes).model_dump(mode="json")})
     figures = Figures()
     findings, metrics = [arch], {}
     if s.lr_finder:

@@ -64,7 +64,7 @@ from recipe.checks.curves import diagnose_curves
 from recipe.config import RecipeConfig, RegularizeConfig
 from recipe.data import AUGMENTATIONS, DataBundle
 from recipe.data.augment import TABULAR
-from recipe.fit import FitResult, describe_model, fit, resolve_checkpoint, safe_name
+from recipe.fit import FitResult, describe_model, fit, resolve_checkpoint, safe_name, with_min_steps
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
 from recipe.stages.ending import Figures, finish, publish_checkpoint
@@ -90,8 +90,9 @@ def run(ctx: StageContext) -> StageResult:
     docstring."""
     prev = ctx.results.get("overfit")
     base = prev.config if prev is not None else ctx.cfg
-    s, data = ctx.cfg.stages.regularize, ctx.data()
+    data = ctx.data()
     notes = [] if prev is not None else ["no overfit stage result: starting from the incoming config"]
+    s = with_min_steps(ctx.cfg.stages.regularize, base, data, notes)
     runner = _Runner(ctx, base, data, s, _init_path(prev, ctx, s, notes))
     reference = runner.run(Spec("reference", "reference"))
     if not reference.ok:

@@ -35,6 +35,7 @@ from recipe import tracking
 from recipe.checks import squeeze as judge
 from recipe.checks.ablation import CandidateResult
 from recipe.checks.base import Finding
+from recipe.fit import epochs_for
 from recipe.report import StageResult, Verdict
 from recipe.squeeze import heldout, publish, runs
 from recipe.squeeze.candidates import Squeezed, evaluate, latency_ms
@@ -138,7 +139,7 @@ def _context(ctx: StageContext) -> tuple[runs.Context, list[str]]:
         data,
         task_for(data),
         s,
-        s.epochs or cfg.budget.epochs,
+        epochs_for(s.epochs or cfg.budget.epochs, cfg, data),
         active.info.run_id,
         active.info.experiment_id,
         threads=max(1, cores() // parallel),

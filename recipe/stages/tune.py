@@ -46,7 +46,7 @@ from recipe import tracking
 from recipe.checks.ablation import baseline_bar_check
 from recipe.checks.base import Finding, finding
 from recipe.config import RecipeConfig
-from recipe.fit import describe_model
+from recipe.fit import describe_model, with_min_steps
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext, map_in_process
 from recipe.stages.ending import Figures, finish, publish_checkpoint
@@ -100,6 +100,7 @@ def run(ctx: StageContext) -> StageResult:
     s, data = ctx.cfg.stages.tune, ctx.data()
     space = resolve(base, s.space)
     out = _Outcome(base, prev.checkpoint_uri if prev else None, _start_notes(prev, base, space))
+    s = with_min_steps(s, base, data, out.notes)
     if not space.dims:
         return _nothing_to_search(out)
     study, runner, reaped = _open(ctx, base, s, space, data, out)

@@ -144,3 +144,30 @@ def test_a_model_that_cannot_fit_grows_one_rung_at_a_time_then_fails(mlflow_stor
     assert {"plots/curves.png", "plots/update_ratio.png"} <= arts
     assert result.checkpoint_uri.endswith("checkpoint/overfit.pt")
     assert np.isfinite(result.metrics["overfit/train_accuracy"])
+
+
+def test_min_steps_raises_the_epochs_of_a_small_split_and_says_so(mlflow_store, tmp_path):
+    cfg = load_config(
+        "digits",
+        overrides=[
+            "trainer.progress=false",
+            "stages.overfit.epochs=1",
+            "stages.overfit.max_rungs=0",
+            "stages.overfit.lr_finder=false",
+            "model.width=8",
+            "budget.min_steps=50",
+        ],
+    )
+    tracking.setup(cfg.name)
+    ctx = StageContext(cfg=cfg, input_cfg=cfg, results={}, workdir=tmp_path / "overfit")
+    per_epoch = -(-len(ctx.data().rows("train")) // cfg.data.batch_size)
+    expected = -(-50 // per_epoch)  # ceil: the fewest epochs with at least 50 steps
+    assert expected > 1
+    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}):
+        result = overfit.run(ctx)
+    train_target = {c.name: c for c in result.checks}["train_target"]
+    assert f"after {expected} epochs at rung 0" in train_target.observed
+    assert any(
+        f"small data: 1 -> {expected} epochs per run" in n and "budget.min_steps = 50" in n for n in result.notes
+    )
+    assert result.config.budget.epochs == 30  # the user's budget is handed on; the next stage resolves its own
