@@ -222,12 +222,11 @@ def run_recipe(
             _fail_on_exception(e, log)
     if "error" in outcome:  # bad input: the message says what and what to do
         _fail(f"{outcome['error']}\n(anything recorded before this error is in MLflow: {_mlflow_hint()})")
-    from recipe.report import render_summary, write_report
+    from recipe.report import render_summary
 
     render_summary(outcome, _console())
     if report is not None:
-        write_report(report, outcome)
-        typer.echo(f"report written to {report}")
+        _write_report(report, outcome)
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
     raise typer.Exit(1 if outcome["verdict"] == "fail" else 0)
 
@@ -257,6 +256,29 @@ def _check_writable_file(path: Path, what: str) -> None:
         _check_creatable(path.parent, what=f"{what}: the folder", fix="choose another place for it")
     except PreflightError as e:
         _fail(str(e))
+    existed = path.exists()
+    try:  # a folder can look writable and still refuse the file (/proc, a read-only mount): try it now
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        _fail(f"{what} {path} cannot be written ({e.strerror or e}); choose another place for it")
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
+def _write_report(path: Path, outcome: dict) -> None:
+    """The JSON report, or, when the file cannot be written after all, exit 2 naming it (the run's results are
+    in MLflow whatever happens here)."""
+    from recipe.report import write_report
+
+    try:
+        write_report(path, outcome)
+    except OSError as e:
+        _fail(
+            f"--report {path} could not be written ({e.strerror or e}); the run's results are in MLflow "
+            f"({_mlflow_hint()})"
+        )
+    typer.echo(f"report written to {path}")
 
 
 def _run_log_path() -> Path:
@@ -280,8 +302,10 @@ def _setup_logging(log: Path):
     handler = logging.FileHandler(log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
-    # "prefect" does not propagate to the root in Prefect's logging config; the root gets the rest
-    targets = [logging.getLogger("prefect"), logging.getLogger()]
+    # The root gets everything that propagates; "prefect" needs the handler of its own only when Prefect's logging
+    # config stops it propagating (with both, every Prefect line was written to the log twice).
+    prefect_logger = logging.getLogger("prefect")
+    targets = [logging.getLogger()] + ([] if prefect_logger.propagate else [prefect_logger])
     for logger in targets:
         logger.addHandler(handler)
     loggers = [logging.getLogger()] + [

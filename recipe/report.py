@@ -230,10 +230,14 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  ({len(notes) - MAX_NOTES} more notes in the JSON report)", highlight=False)
         for c in stage["checks"]:
             if c["verdict"] != "pass":
+                # The hypothesis is what the check expected, so it goes on its own labelled line: printed as the
+                # heading of a WARN/FAIL it read as the finding ("WARN versus_classical: the champion is at least
+                # as good ..." when the classical model was ahead).
                 console.print(
-                    f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: "
-                    f"{escape(c['hypothesis'])}",
-                    soft_wrap=True,
+                    f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]", soft_wrap=True
+                )
+                console.print(
+                    f"    hypothesis (not confirmed): {escape(c['hypothesis'])}", soft_wrap=True, highlight=False
                 )
                 console.print(f"    observed: {escape(_fmt(c['observed']))}", soft_wrap=True, highlight=False)
                 if c["advice"]:

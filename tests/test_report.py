@@ -31,3 +31,7 @@ def test_the_summary_prints_stage_notes_capped_with_a_count():
     assert f"note: note {MAX_NOTES - 2}" in text and f"note: note {MAX_NOTES - 1}" not in text
     assert "(3 more notes in the JSON report)" in text
     assert "what to do: filled with the train median" in text
+    # the hypothesis is labelled as what was expected, not printed as the finding's heading
+    heading = next(line for line in text.splitlines() if line.strip().startswith("WARN"))
+    assert heading.strip() == f"WARN {check['name']}"
+    assert f"hypothesis (not confirmed): {check['hypothesis']}" in text

@@ -150,6 +150,13 @@ CASES = [
         ["http://127.0.0.1:9", "does not answer", "MLFLOW_TRACKING_URI"],
     ),
     ("report-is-folder", ["--report", "{tmp}/a-folder"], {}, 2, ["--report", "is a folder", "report.json"]),
+    (  # /proc looks writable to root, yet refuses new files: found before the run, not after it (as a crash)
+        "report-cannot-be-written",
+        ["--report", "/proc/recipe-report.json"],
+        {},
+        2,
+        ["--report /proc/recipe-report.json cannot be written", "choose another place"],
+    ),
 ]
 
 

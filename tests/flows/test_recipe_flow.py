@@ -133,6 +133,8 @@ def test_a_crash_in_a_stage_is_one_line_exit_4_and_a_log_with_the_traceback(fake
     assert len(logs) == 1 and str(logs[0]) in result.output
     text = logs[0].read_text()
     assert "Traceback" in text and "boom in b" in text
+    stamped = [line for line in text.splitlines() if line[:4].isdigit()]  # one record a line, each written once
+    assert stamped and len(stamped) == len(set(stamped))
     exp = MlflowClient().get_experiment_by_name("cli-crash")
     statuses = {
         r.data.tags[tracking.TAG_STAGE]: r.info.status
