@@ -865,8 +865,10 @@ def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
             if err["type"] == "extra_forbidden":
                 lines.append(f"  {loc}: unknown key{_suggest(err['loc'])}")
-            else:
-                lines.append(f"  {loc}: {err['msg']} (got {err.get('input')!r})")
+            else:  # a section-level rule's input is the whole section: naming the value helps only for a value
+                msg = err["msg"].removeprefix("Value error, ")
+                got = err.get("input")
+                lines.append(f"  {loc}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
         raise ConfigError(f"invalid config from {source}:\n" + "\n".join(lines)) from None
 
 

@@ -134,3 +134,13 @@ def test_every_setting_is_documented_in_the_json_schema_and_explain():
         and "restore the best weights" in docs["budget.early_stopping"].description
     )
     assert docs["data.split.val"].type == "float" and docs["data.split.val"].default == 0.15
+
+
+def test_a_section_rule_names_the_fix_without_echoing_the_section():
+    from recipe.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        load_config("imagefolder")
+    text = str(e.value)
+    assert "data.source=imagefolder needs data.root=PATH/TO/FOLDER" in text
+    assert "Value error" not in text and "{" not in text  # no pydantic prefix, no raw dict of the section
