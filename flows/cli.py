@@ -256,6 +256,8 @@ def _check_writable_file(path: Path, what: str) -> None:
         _check_creatable(path.parent, what=f"{what}: the folder", fix="choose another place for it")
     except PreflightError as e:
         _fail(str(e))
+    if not path.parent.is_dir():
+        return  # created when the report is written; _check_creatable found the nearest folder writable
     existed = path.exists()
     try:  # a folder can look writable and still refuse the file (/proc, a read-only mount): try it now
         with open(path, "a", encoding="utf-8"):

@@ -202,8 +202,9 @@ class BudgetConfig(_Section):
         None,
         ge=1,
         description=(
-            "small data: the stages raise every run's epochs (budget.epochs and the stages' own) so it takes at least "
-            "this many optimiser steps; a preset sized in epochs for large data still trains a small folder; None: off"
+            "small data: when budget.epochs gives fewer optimiser steps than this, every run's epochs (the "
+            "budget's and the stages' own) grow by the same factor, so the budget takes at least this many steps; a "
+            "preset sized in epochs for large data still trains a small folder; None: off"
         ),
     )
     time_limit_s: float | None = Field(

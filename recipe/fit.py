@@ -232,15 +232,21 @@ class FirstBatches:
 
 
 def epochs_for(epochs: int, cfg: RecipeConfig, data: DataBundle) -> int:
-    """``epochs``, raised when ``cfg.budget.min_steps`` is set so that a run over ``data``'s training split at
-    ``cfg.data.batch_size`` takes at least that many optimiser steps: ``max(epochs, ceil(min_steps / batches per
-    epoch))``. A preset sized in epochs for 10,000 images would otherwise give a 300-image folder a few dozen
-    steps. Returns ``epochs`` unchanged when ``min_steps`` is None or the split is empty."""
+    """``epochs`` (a run's, or a stage's own), scaled up for small data when ``cfg.budget.min_steps`` is set.
+
+    When ``cfg.budget.epochs`` over ``data``'s training split at ``cfg.data.batch_size`` gives fewer optimiser
+    steps than ``min_steps``, every run's epochs grow by the same factor ``min_steps / budget steps`` (rounded
+    up), so the budget takes at least ``min_steps`` steps and a stage that trains for half the budget (tune's
+    trials) still trains for half. A preset sized in epochs for 10,000 images would otherwise give a 300-image
+    folder a few dozen steps. Returns ``epochs`` unchanged when ``min_steps`` is None, the budget already has
+    the steps, or the split is empty."""
     n_train = len(data.rows("train"))
     if not cfg.budget.min_steps or n_train == 0:
         return epochs
-    per_epoch = math.ceil(n_train / cfg.data.batch_size)
-    return max(epochs, math.ceil(cfg.budget.min_steps / per_epoch))
+    budget_steps = cfg.budget.epochs * math.ceil(n_train / cfg.data.batch_size)
+    if budget_steps >= cfg.budget.min_steps:
+        return epochs
+    return max(epochs, math.ceil(epochs * cfg.budget.min_steps / budget_steps))
 
 
 def with_min_steps(section: Any, cfg: RecipeConfig, data: DataBundle, notes: list[str]) -> Any:
@@ -255,7 +261,7 @@ def with_min_steps(section: Any, cfg: RecipeConfig, data: DataBundle, notes: lis
 
 def _min_steps_note(before: int, after: int, cfg: RecipeConfig) -> str:
     return (
-        f"small data: {before} -> {after} epochs per run, so each takes at least budget.min_steps = "
+        f"small data: {before} -> {after} epochs per run, so the budget takes at least budget.min_steps = "
         f"{cfg.budget.min_steps} optimiser steps at batch size {cfg.data.batch_size}"
     )
 

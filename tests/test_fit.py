@@ -63,19 +63,21 @@ class _Split:
 
 
 @pytest.mark.parametrize(
-    ("n_train", "min_steps", "epochs", "expected"),
+    ("n_train", "min_steps", "budget", "epochs", "expected"),
     [
-        (7000, 400, 8, 8),  # 110 steps an epoch: 8 epochs are 880 steps, enough
-        (7000, 400, 3, 4),  # 330 steps -> 4 epochs (440)
-        (210, 400, 8, 100),  # 4 steps an epoch: a small folder gets 100 epochs
-        (210, None, 8, 8),  # off
-        (0, 400, 8, 8),  # no training data: nothing to scale
+        (7000, 800, 8, 8, 8),  # 110 steps an epoch: the budget's 880 steps are enough
+        (7000, 800, 8, 4, 4),  # ... so tune's 4-epoch trials stay at 4
+        (1400, 800, 8, 8, 37),  # 22 steps an epoch: 176 -> 814 steps
+        (1400, 800, 8, 4, 19),  # a half-budget stage stays about half
+        (210, 400, 8, 8, 100),  # 4 steps an epoch: a small folder gets 100 epochs
+        (210, None, 8, 8, 8),  # off
+        (0, 400, 8, 8, 8),  # no training data: nothing to scale
     ],
 )
-def test_epochs_for_gives_at_least_min_steps(n_train, min_steps, epochs, expected):
+def test_epochs_for_gives_the_budget_at_least_min_steps(n_train, min_steps, budget, epochs, expected):
     from recipe.fit import epochs_for
 
-    cfg = RecipeConfig(budget={"min_steps": min_steps}, data={"batch_size": 64})
+    cfg = RecipeConfig(budget={"min_steps": min_steps, "epochs": budget}, data={"batch_size": 64})
     assert epochs_for(epochs, cfg, _Split(n_train)) == expected
 
 
@@ -83,12 +85,12 @@ def test_with_min_steps_copies_the_section_and_notes_the_raise():
     from recipe.config import RegularizeConfig
     from recipe.fit import with_min_steps
 
-    cfg = RecipeConfig(budget={"min_steps": 400}, data={"batch_size": 64})
+    cfg = RecipeConfig(budget={"min_steps": 400, "epochs": 8}, data={"batch_size": 64})
     s, notes = RegularizeConfig(epochs=8), []
     raised = with_min_steps(s, cfg, _Split(210), notes)
     assert raised.epochs == 100 and s.epochs == 8
     assert notes == [
-        "small data: 8 -> 100 epochs per run, so each takes at least budget.min_steps = 400 optimiser steps at batch "
-        "size 64"
+        "small data: 8 -> 100 epochs per run, so the budget takes at least budget.min_steps = 400 optimiser steps at "
+        "batch size 64"
     ]
     assert with_min_steps(s, cfg, _Split(7000), notes) is s and len(notes) == 1
