@@ -44,9 +44,12 @@ def recompute_bn_stats(model: nn.Module, batches, num_batches: int, device: torc
     layers = batch_norm_layers(model)
     if not layers:
         return 0
+    chosen = itertools.islice(iter(batches), num_batches)
+    first = next(chosen, None)
+    if first is None:  # nothing to recompute the statistics from: leave the old estimates
+        return 0
     was_training = model.training
     momenta = [m.momentum for m in layers]
-    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in layers]
     model.eval()
     for m in layers:
         m.reset_running_stats()
@@ -54,7 +57,7 @@ def recompute_bn_stats(model: nn.Module, batches, num_batches: int, device: torc
         m.train()
     used = 0
     try:
-        for batch in itertools.islice(batches, num_batches):
+        for batch in itertools.chain([first], chosen):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             model(x.to(device) if device is not None else x)
             used += 1
@@ -62,9 +65,6 @@ def recompute_bn_stats(model: nn.Module, batches, num_batches: int, device: torc
         for m, momentum in zip(layers, momenta, strict=True):
             m.momentum = momentum
         model.train(was_training)
-    if used == 0:  # nothing seen: put the old estimates back rather than leave reset ones
-        for m, (mean, var, n) in zip(layers, saved, strict=True):
-            m.running_mean.copy_(mean), m.running_var.copy_(var), m.num_batches_tracked.copy_(n)
     return used
 
 

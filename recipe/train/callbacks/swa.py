@@ -8,14 +8,10 @@ statistics). The trainer's model keeps its last weights; ``averaged.module`` is 
 
 from __future__ import annotations
 
-from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from recipe.train.callbacks.base import Callback
-
-
-def has_batch_norm(model: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+from recipe.train.callbacks.precise_bn import batch_norm_layers
 
 
 class SWA(Callback):
@@ -38,7 +34,7 @@ class SWA(Callback):
             self.averaged.update_parameters(self.trainer.model)
 
     def after_fit(self) -> None:
-        if self.averaged.n_averaged.item() > 0 and has_batch_norm(self.averaged.module):
+        if self.averaged.n_averaged.item() > 0 and batch_norm_layers(self.averaged.module):
             t = self.trainer
             update_bn(((xb.to(t.device)) for xb, _ in t.train_data), self.averaged, device=t.device)
 
