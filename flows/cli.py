@@ -187,13 +187,17 @@ def run_recipe(
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    stage: Annotated[
-        str | None, typer.Option(help="Run up to this stage; earlier ones are reused from MLflow.")
-    ] = None,
+    stage: Annotated[str | None, typer.Option(help="Run up to this stage (default: all of them).")] = None,
     force: Annotated[bool, typer.Option(help="Carry on past a failed stage (runs are tagged as forced).")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Rerun every stage; by default up-to-date passing stages are reused.")
+    ] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
     """Run the training recipe: every stage in order, each gated on the one before.
+
+    A stage whose latest passing run in MLflow has the same config (its own settings and the earlier stages'),
+    data (fingerprint) and code (version) is reused, not rerun, and the terminal names the run; --fresh reruns all.
 
     Exit codes: 0 pass (warnings allowed), 1 a stage failed its checks, 2 bad input, 3 a backend (the MLflow
     store, the Prefect server) failed, 4 a crash (a bug: the message names the log with the traceback),
@@ -212,7 +216,7 @@ def run_recipe(
     log = _run_log_path()
     with interrupts(on_second=_say_second_interrupt):
         try:
-            outcome = _run_flow(cfg, stage, force, log)
+            outcome = _run_flow(cfg, stage, force, log, fresh=fresh)
         except typer.Exit:
             raise
         except BaseException as e:
@@ -343,7 +347,7 @@ def _without_traceback(fmt):
     return format
 
 
-def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
+def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = False) -> dict:
     """Connect to (or start) the Prefect API, run the flow, return its outcome (the report, or
     ``{"error": ...}`` for bad input found by a stage). Raises what the flow raised."""
 
@@ -367,7 +371,7 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
             from flows.recipe_flow import recipe as recipe_flow
 
             detach = _setup_logging(log)
-            state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
+            state = recipe_flow(config=cfg, stage=stage, force=force, fresh=fresh, return_state=True)
             outcome = state.result(raise_on_failure=False)
     finally:
         if detach is not None:
@@ -398,7 +402,7 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
             lines.append(
                 f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
                 f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
-                f"stages that finished before are kept and reused by the next --stage run"
+                f"stages that finished before are kept and reused by the next run"
             )
         else:
             lines.append("no MLflow run was open yet: nothing was recorded")

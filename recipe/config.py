@@ -934,9 +934,35 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Settings that change how a run goes, not what it computes: they are left out of the config hash, so changing
+# them reuses earlier results (recipe.reuse) and resumes the same tune study. The trials' parallelism and where
+# they run (a Dask scheduler, the study's storage), the progress bar, the free-text description.
+EXECUTION_ONLY = (
+    "description",
+    "trainer.progress",
+    "stages.tune.parallel",
+    "stages.tune.dask_address",
+    "stages.tune.storage",
+)
+
+
+def result_settings(cfg: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
+    """The config as a nested dict without the :data:`EXECUTION_ONLY` settings (a copy; ``cfg`` is unchanged)."""
+    data = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg, default=str))
+    for key in EXECUTION_ONLY:
+        *path, leaf = key.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
+
+
 def config_hash(cfg: RecipeConfig | dict[str, Any]) -> str:
-    """12 hex digits of sha256 over the canonical JSON: independent of key order and of how it was written."""
-    data = cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg
+    """12 hex digits of sha256 over the canonical JSON of :func:`result_settings`: independent of key order, of
+    how it was written and of the :data:`EXECUTION_ONLY` settings."""
+    data = result_settings(cfg)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
