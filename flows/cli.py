@@ -684,6 +684,82 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
 
 
 @app.command()
+def champion(
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="The registered model (the recipe's name). Default: the config's name."),
+    ] = None,
+    promote: Annotated[
+        str | None, typer.Option("--promote", help="Point the alias `champion` at this version (by hand).")
+    ] = None,
+) -> None:
+    """Show the registered champion and challenger of a recipe (and its other versions), or promote a version.
+
+    Every squeeze registers a version with the alias `challenger`; `champion` moves to it only when the stage did not
+    fail and it is at least as good as the champion on the same validation split. Exit 2: no such model or version,
+    3: the MLflow store cannot be read.
+    """
+    model = name or _load(preset, config, set_).name
+    from recipe.squeeze.promotion import RegistryError, describe, promote_by_hand
+
+    try:
+        if promote is not None:
+            before, warnings = promote_by_hand(model, promote)
+            for w in warnings:
+                typer.echo(f"note: {w}", err=True)
+            was = f"was version {before}" if before else "there was none"
+            typer.echo(f"models:/{model}@champion is now version {promote} ({was})")
+        info = describe(model)
+    except RegistryError as e:
+        _fail(str(e))
+    except Exception as e:  # the store cannot be opened or read
+        _fail(f"cannot read the model registry at {_tracking_uri()}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
+    _print_champion(info)
+
+
+def _tracking_uri() -> str:
+    import os
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+
+
+def _print_champion(info: dict) -> None:
+    from rich.table import Table
+
+    by_version = {r["version"]: r for r in info["versions"]}
+    for alias in ("champion", "challenger"):
+        v = info[alias]
+        if v is None:
+            typer.echo(f"{alias}: none")
+            continue
+        r = by_version[v]
+        typer.echo(
+            f"{alias}: version {v} (models:/{info['name']}@{alias}): squeeze {r['verdict'] or '?'}, val loss "
+            f"{r['val_loss'] or '?'}, val metric {r['val_metric'] or '?'}, data {r['data_fingerprint'] or '?'}, "
+            f"config {r['config_hash'] or '?'}, code {r['code_version'] or '?'}, run {r['run_id']}"
+            + (f"; promoted {r['promoted']}" if alias == "champion" and r["promoted"] else "")
+        )
+    table = Table(title=f"versions of registered model {info['name']!r}", title_justify="left")
+    for col in ("version", "aliases", "squeeze", "val loss", "val metric", "data", "config", "code"):
+        table.add_column(col)
+    for r in info["versions"][:20]:
+        table.add_row(
+            r["version"],
+            ", ".join(r["aliases"]),
+            r["verdict"],
+            r["val_loss"],
+            r["val_metric"],
+            r["data_fingerprint"],
+            r["config_hash"],
+            r["code_version"],
+        )
+    _console().print(table)
+
+
+@app.command()
 def predict(
     path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively), an image, or a .csv file.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The model URI, e.g. models:/digits@champion.")] = (
