@@ -70,10 +70,13 @@ def code_version() -> str:
     Always a hash of the sources, never the git commit: a commit changes with every edit of a README or a test
     (which would invalidate every stored result for nothing), does not see uncommitted edits, and does not exist
     where the code runs from an installed package or a worker without ``.git``; the same sources give the same
-    version on every machine. Computed once per process (about 10 ms)."""
-    import importlib
+    version on every machine. A package that is not installed (``flows`` beside a bare ``recipe``) is left
+    out. Computed once per process (about 10 ms on the development machine)."""
+    from importlib.util import find_spec
 
-    roots = [Path(importlib.import_module(p).__file__).parent for p in PACKAGES]
+    # located, not imported: importing flows would run its package setup in a library process
+    specs = [find_spec(p) for p in PACKAGES]
+    roots = [Path(spec.origin).parent for spec in specs if spec is not None and spec.origin]
     h = hashlib.sha256(source_hash(roots).encode())
     h.update("\n".join(_library_versions()).encode())
     return h.hexdigest()[:12]

@@ -38,26 +38,27 @@ class Registered:
     decision: promotion.Decision | None = None  # what happened to the champion alias (promote)
 
 
-def raw_examples(data: Any, cfg: Any, n: int | None, split: str = "test") -> pd.DataFrame:
+def raw_examples(data: Any, cfg: Any, n: int | None, split: str = "test", folder: Path | None = None) -> pd.DataFrame:
     """The first ``n`` inputs of ``split`` (all of them when None), in the split's order, as a user would pass
-    them: file paths of images, or the CSV's raw rows."""
+    them: file paths of images, or the CSV's raw rows. Images without files (torchvision) are written as PNGs
+    into ``folder`` (default: a new temporary folder)."""
     m = data.manifest
     rows = data.rows(split)
     rows = rows if n is None else rows.head(n)
     if m.image_mode is not None:
         if rows["path"].notna().all():
             return pd.DataFrame({"path": rows["path"].astype(str).tolist()})
-        return pd.DataFrame({"path": _write_pngs(m, rows)})
+        return pd.DataFrame({"path": _write_pngs(m, rows, folder)})
     raw = pd.read_csv(m.root, dtype=str, keep_default_na=False)
     target = cfg.data.target or "target"
     return raw.iloc[rows["row"].astype(int).to_numpy()].drop(columns=[target]).reset_index(drop=True)
 
 
-def _write_pngs(m: Any, rows: pd.DataFrame) -> list[str]:
+def _write_pngs(m: Any, rows: pd.DataFrame, folder: Path | None = None) -> list[str]:
     """Arrays without files (torchvision): written as PNGs so the example is what a user passes (file paths)."""
     from PIL import Image
 
-    folder = Path(tempfile.mkdtemp(prefix="recipe-example-"))
+    folder = folder or Path(tempfile.mkdtemp(prefix="recipe-example-"))
     paths = []
     for i, pos in enumerate(rows.index):
         path = folder / f"{i}.png"
@@ -114,8 +115,9 @@ def promote(sc: Any, registered: Registered, verdict: Verdict) -> Finding:
     if not registered.version:
         return promotion.promotion_finding(None, name, registered.error or "the model was not registered")
     try:
-        inputs = raw_examples(sc.data, sc.cfg, None, split="val")
-        decision = promotion.decide(sc, registered.version, verdict, inputs)
+        with tempfile.TemporaryDirectory(prefix="recipe-val-") as tmp:
+            inputs = raw_examples(sc.data, sc.cfg, None, split="val", folder=Path(tmp))
+            decision = promotion.decide(sc, registered.version, verdict, inputs)
     except Exception as e:
         return promotion.promotion_finding(None, name, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
     champ = f"models:/{name}@{promotion.CHAMPION}"
