@@ -703,6 +703,17 @@ def champion(
     3: the MLflow store cannot be read.
     """
     model = name or _load(preset, config, set_).name
+    from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
+
+    uri = _tracking_uri()
+    try:
+        check_tracking_uri(uri)
+    except PreflightError as e:
+        _fail(str(e))
+    except BackendUnreachable as e:
+        _fail(str(e), code=EXIT_BACKEND)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        _fail(f"no MLflow store at {uri}, so no model is registered yet: run the recipe to its squeeze stage first")
     from recipe.squeeze.promotion import RegistryError, describe, promote_by_hand
 
     try:
@@ -716,7 +727,7 @@ def champion(
     except RegistryError as e:
         _fail(str(e))
     except Exception as e:  # the store cannot be opened or read
-        _fail(f"cannot read the model registry at {_tracking_uri()}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
+        _fail(f"cannot read the model registry at {uri}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
     _print_champion(info)
 
 

@@ -147,3 +147,13 @@ def test_flows_champion_shows_both_and_promotes_by_hand(mlflow_store, tables):
     assert missing.exit_code == 2 and "has no version '99'" in missing.output
     unknown = runner.invoke(app, ["champion", "--name", "nosuch"])
     assert unknown.exit_code == 2 and "no model is registered under 'nosuch'" in unknown.output
+    assert "registered models: loans" in unknown.output
+
+
+def test_flows_champion_without_a_store_says_so_and_creates_none(tmp_path, monkeypatch):
+    from flows.cli import app
+
+    store = tmp_path / "none" / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    result = CliRunner().invoke(app, ["champion"])
+    assert result.exit_code == 2 and "no MLflow store at" in result.output and not store.exists()
