@@ -187,13 +187,17 @@ def run_recipe(
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    stage: Annotated[
-        str | None, typer.Option(help="Run up to this stage; earlier ones are reused from MLflow.")
-    ] = None,
+    stage: Annotated[str | None, typer.Option(help="Run up to this stage (default: all of them).")] = None,
     force: Annotated[bool, typer.Option(help="Carry on past a failed stage (runs are tagged as forced).")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Rerun every stage; by default up-to-date passing stages are reused.")
+    ] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
 ) -> None:
     """Run the training recipe: every stage in order, each gated on the one before.
+
+    A stage whose latest passing run in MLflow has the same config (its own settings and the earlier stages'),
+    data (fingerprint) and code (version) is reused, not rerun, and the terminal names the run; --fresh reruns all.
 
     Exit codes: 0 pass (warnings allowed), 1 a stage failed its checks, 2 bad input, 3 a backend (the MLflow
     store, the Prefect server) failed, 4 a crash (a bug: the message names the log with the traceback),
@@ -212,7 +216,7 @@ def run_recipe(
     log = _run_log_path()
     with interrupts(on_second=_say_second_interrupt):
         try:
-            outcome = _run_flow(cfg, stage, force, log)
+            outcome = _run_flow(cfg, stage, force, log, fresh=fresh)
         except typer.Exit:
             raise
         except BaseException as e:
@@ -343,7 +347,7 @@ def _without_traceback(fmt):
     return format
 
 
-def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
+def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = False) -> dict:
     """Connect to (or start) the Prefect API, run the flow, return its outcome (the report, or
     ``{"error": ...}`` for bad input found by a stage). Raises what the flow raised."""
 
@@ -367,7 +371,7 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path) -> dict:
             from flows.recipe_flow import recipe as recipe_flow
 
             detach = _setup_logging(log)
-            state = recipe_flow(config=cfg, stage=stage, force=force, return_state=True)
+            state = recipe_flow(config=cfg, stage=stage, force=force, fresh=fresh, return_state=True)
             outcome = state.result(raise_on_failure=False)
     finally:
         if detach is not None:
@@ -398,7 +402,7 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
             lines.append(
                 f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
                 f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
-                f"stages that finished before are kept and reused by the next --stage run"
+                f"stages that finished before are kept and reused by the next run"
             )
         else:
             lines.append("no MLflow run was open yet: nothing was recorded")
@@ -676,6 +680,93 @@ def _print_metrics(title: str, metrics: dict[str, float], seconds: float) -> Non
     for key in sorted(metrics):
         if "/" in key and not key.startswith("update_ratio"):
             table.add_row(key, f"{metrics[key]:.4f}")
+    _console().print(table)
+
+
+@app.command()
+def champion(
+    preset: PresetOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", "-n", help="The registered model (the recipe's name). Default: the config's name."),
+    ] = None,
+    promote: Annotated[
+        str | None, typer.Option("--promote", help="Point the alias `champion` at this version (by hand).")
+    ] = None,
+) -> None:
+    """Show the registered champion and challenger of a recipe (and its other versions), or promote a version.
+
+    Every squeeze registers a version with the alias `challenger`; `champion` moves to it only when the stage did not
+    fail and it is at least as good as the champion on the same validation split. Exit 2: no such model or version,
+    3: the MLflow store cannot be read.
+    """
+    model = name or _load(preset, config, set_).name
+    from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
+
+    uri = _tracking_uri()
+    try:
+        check_tracking_uri(uri)
+    except PreflightError as e:
+        _fail(str(e))
+    except BackendUnreachable as e:
+        _fail(str(e), code=EXIT_BACKEND)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        _fail(f"no MLflow store at {uri}, so no model is registered yet: run the recipe to its squeeze stage first")
+    from recipe.squeeze.promotion import RegistryError, describe, promote_by_hand
+
+    try:
+        if promote is not None:
+            before, warnings = promote_by_hand(model, promote)
+            for w in warnings:
+                typer.echo(f"note: {w}", err=True)
+            was = f"was version {before}" if before else "there was none"
+            typer.echo(f"models:/{model}@champion is now version {promote} ({was})")
+        info = describe(model)
+    except RegistryError as e:
+        _fail(str(e))
+    except Exception as e:  # the store cannot be opened or read
+        _fail(f"cannot read the model registry at {uri}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
+    _print_champion(info)
+
+
+def _tracking_uri() -> str:
+    import os
+
+    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+
+
+def _print_champion(info: dict) -> None:
+    from rich.table import Table
+
+    by_version = {r["version"]: r for r in info["versions"]}
+    for alias in ("champion", "challenger"):
+        v = info[alias]
+        if v is None:
+            typer.echo(f"{alias}: none")
+            continue
+        r = by_version[v]
+        typer.echo(
+            f"{alias}: version {v} (models:/{info['name']}@{alias}): squeeze {r['verdict'] or '?'}, val loss "
+            f"{r['val_loss'] or '?'}, val metric {r['val_metric'] or '?'}, data {r['data_fingerprint'] or '?'}, "
+            f"config {r['config_hash'] or '?'}, code {r['code_version'] or '?'}, run {r['run_id']}"
+            + (f"; promoted {r['promoted']}" if alias == "champion" and r["promoted"] else "")
+        )
+    table = Table(title=f"versions of registered model {info['name']!r}", title_justify="left")
+    for col in ("version", "aliases", "squeeze", "val loss", "val metric", "data", "config", "code"):
+        table.add_column(col)
+    for r in info["versions"][:20]:
+        table.add_row(
+            r["version"],
+            ", ".join(r["aliases"]),
+            r["verdict"],
+            r["val_loss"],
+            r["val_metric"],
+            r["data_fingerprint"],
+            r["config_hash"],
+            r["code_version"],
+        )
     _console().print(table)
 
 

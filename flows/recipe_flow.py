@@ -63,14 +63,17 @@ def recipe(
     preset: str = "digits",
     stage: str | None = None,
     force: bool = False,
+    fresh: bool = False,
 ):
     """Run the training recipe: every stage in order (or up to ``stage``), each gated on the one before.
 
     Args:
         config: the whole RecipeConfig; when absent, ``preset`` is loaded.
         preset: a shipped preset name, used when ``config`` is absent. Default "digits".
-        stage: run up to this stage, reusing earlier passing results from MLflow. Default: all stages.
+        stage: run up to this stage. Default: all stages. Either way every stage whose passing run in MLflow has
+            the same config, data and code is reused.
         force: carry on past a failed stage (the runs are tagged as forced). Default False.
+        fresh: rerun every stage, reusing nothing. Default False.
     """
     global LAST_FLOW_RUN_ID
     LAST_FLOW_RUN_ID = str(flow_run.id)
@@ -88,6 +91,7 @@ def recipe(
                 execute=_execute,
                 say=logger.info,
                 map_trials=map_trials,
+                fresh=fresh,
             )
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.

@@ -730,7 +730,12 @@ class StagesConfig(_Section):
 class RecipeConfig(_Section):
     """Everything a recipe run needs. Load with :func:`load_config`."""
 
-    name: str = Field("digits", description="the MLflow experiment")
+    name: str = Field(
+        None,  # type: ignore[assignment]  # filled from the data before validation (_name_from_data)
+        description="the recipe's name: its MLflow experiment and the registered model's name (a model belongs to "
+        "one data set); None: derived from the data (the CSV's or the folder's name, the torchvision or embedded "
+        "data set's name, digits)",
+    )
     description: str = Field("", description="free text shown with the recipe")
     seed: int = Field(0, description="seed of model init, data order, augmentation and dropout (one seed, one result)")
     data: DataConfig = Field(default_factory=DataConfig, description="where the data comes from and how it is batched")
@@ -740,6 +745,16 @@ class RecipeConfig(_Section):
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="how much training a stage may spend")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="trainer behaviour shared by every stage")
     stages: StagesConfig = Field(default_factory=StagesConfig, description="settings of each stage")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_from_data(cls, values: Any) -> Any:
+        """A config without a name takes :func:`name_for_data` of its data section."""
+        if isinstance(values, dict) and values.get("name") is None:
+            data = values.get("data")
+            data = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+            values = {**values, "name": name_for_data(data if isinstance(data, dict) else {})}
+        return values
 
     @field_validator("name")
     @classmethod
@@ -767,10 +782,30 @@ class RecipeConfig(_Section):
     def with_overrides(self, overrides: list[str] | dict[str, Any]) -> RecipeConfig:
         """A new config with dotted overrides applied (``["optim.lr=1e-3"]`` or ``{"optim.lr": 1e-3}``)."""
         data = self.to_dict()
-        items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
+        items = list(overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides))
+        keys = {key for key, _ in items}
+        if "name" not in keys and self.name == name_for_data(data["data"]):
+            data["name"] = None  # a derived name follows the data: derived again from the changed data section
         for key, value in items:
             _set_dotted(data, key, value)
         return _validate(data, source="overrides")
+
+
+def name_for_data(data: dict[str, Any]) -> str:
+    """The default recipe name of a data section (a dict as in ``DataConfig``): the CSV file's stem or the image
+    folder's name (``root``), else the torchvision or embedded table's ``name``, else the source (``digits``);
+    characters a name cannot hold become ``-`` and it is cut to 100 characters. So two data sets in one MLflow
+    store get two experiments and two registered models (two CSVs named alike in different folders share one;
+    set ``name`` to part them)."""
+    source = str(data.get("source") or "digits")
+    root, named = data.get("root"), data.get("name")
+    raw = ""
+    if root and source in ("csv", "imagefolder"):
+        path = Path(str(root)).expanduser()
+        raw = path.stem if source == "csv" else (path.name or path.resolve().name)
+    raw = raw or str(named or "") or source
+    clean = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).strip("-_.")[:100].strip("-_.")
+    return clean or source
 
 
 # --- loading ---------------------------------------------------------------------------------------------
@@ -899,9 +934,35 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Settings that change how a run goes, not what it computes: they are left out of the config hash, so changing
+# them reuses earlier results (recipe.reuse) and resumes the same tune study. The trials' parallelism and where
+# they run (a Dask scheduler, the study's storage), the progress bar, the free-text description.
+EXECUTION_ONLY = (
+    "description",
+    "trainer.progress",
+    "stages.tune.parallel",
+    "stages.tune.dask_address",
+    "stages.tune.storage",
+)
+
+
+def result_settings(cfg: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
+    """The config as a nested dict without the :data:`EXECUTION_ONLY` settings (a copy; ``cfg`` is unchanged)."""
+    data = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg, default=str))
+    for key in EXECUTION_ONLY:
+        *path, leaf = key.split(".")
+        node = data
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return data
+
+
 def config_hash(cfg: RecipeConfig | dict[str, Any]) -> str:
-    """12 hex digits of sha256 over the canonical JSON: independent of key order and of how it was written."""
-    data = cfg.to_dict() if isinstance(cfg, RecipeConfig) else cfg
+    """12 hex digits of sha256 over the canonical JSON of :func:`result_settings`: independent of key order, of
+    how it was written and of the :data:`EXECUTION_ONLY` settings."""
+    data = result_settings(cfg)
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

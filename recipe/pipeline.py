@@ -3,8 +3,10 @@
 This is the recipe's control flow without Prefect: ``flows/recipe_flow.py`` passes an ``execute``
 hook that runs each stage as a Prefect task; tests and other orchestrators can pass their own.
 
-- All stages, or up to ``stage``: earlier stages are reused from the latest passing MLflow
-  runs for the same config hash and data fingerprint; missing ones run first (and it says so).
+- All stages, or up to ``stage``: every stage whose latest passing MLflow run has its reuse key
+  (:func:`recipe.reuse.stage_key`: the settings it depends on, the data fingerprint, the code version)
+  is reused, from the first stage on, and it says so with the run it reuses; the first stage that is not
+  up to date and every one after it run. ``fresh`` reruns every stage.
 - A FAIL verdict stops the run (``force`` carries on and tags the runs as forced).
 - One MLflow parent run per call, one child run per executed stage. A stage that raises ends
   its child run and the parent run FAILED; everything logged before stays.
@@ -69,15 +71,19 @@ def run_recipe(
     execute: Execute = _direct,
     say: Callable[[str], None] = print,
     map_trials: TrialMap | None = None,
+    fresh: bool = False,
 ) -> Outcome:
     """Run the stages (see the module docstring). ``map_trials`` runs a stage's independent trials (the tune
-    stage's); default: one after another in this process."""
+    stage's); default: one after another in this process. ``fresh``: reuse nothing."""
     from recipe.data import build_manifest
+    from recipe.reuse import code_version, stage_key
 
     names, target = plan(stage)
     tracking.setup(cfg.name)
     fingerprint = build_manifest(cfg).fingerprint
-    config_hash = cfg.config_hash()
+    code = code_version()
+    order = stage_names()
+    keys = {name: stage_key(cfg, name, fingerprint, code, order) for name in names}
     results: dict[str, StageResult] = {}
     messages: list[str] = []
 
@@ -85,21 +91,25 @@ def run_recipe(
         messages.append(msg)
         say(msg)
 
-    # With --stage, earlier stages come from MLflow when a passing run exists for this config and data.
+    # Up-to-date stages come from MLflow: the longest prefix whose passing runs have this config, data and code.
     to_run = list(names)
-    if stage is not None:
-        for name in names[:-1]:
-            found = tracking.find_passing_stage(cfg.name, name, config_hash, fingerprint)
+    if fresh:
+        note(f"--fresh: running every stage ({', '.join(names)}), reusing none")
+    else:
+        for name in names:
+            found = tracking.find_passing_stage(cfg.name, name, keys[name])
             if found is None:
                 break
             results[name] = found
             to_run.remove(name)
-            note(f"stage {name}: reusing the passing run {found.run_id} (config {config_hash}, data {fingerprint})")
-        missing = [n for n in to_run if n != target]
-        if missing:
             note(
-                f"no passing run in MLflow for {', '.join(missing)} with this config and data: running "
-                f"{'it' if len(missing) == 1 else 'them'} first"
+                f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
+                f"{cfg.config_hash()}, data {fingerprint}, code {code})"
+            )
+        if to_run:
+            note(
+                f"no passing run in MLflow for {', '.join(to_run)} with this config, data and code: running "
+                f"{'it' if len(to_run) == 1 else 'them'}"
             )
 
     executed: list[StageResult] = []
@@ -125,10 +135,12 @@ def run_recipe(
                 results=dict(results),
                 workdir=workdir / name,
                 map=map_trials or map_in_process,
+                fresh=fresh,
             )
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             cache.attach(ctx)
             stage_tags = tracking.run_tags(cfg, fingerprint, stage=name, kind="stage", flow_run_id=flow_run_id)
+            stage_tags[tracking.TAG_REUSE_KEY] = keys[name]
             if forced_past:
                 stage_tags[tracking.TAG_FORCED] = "true"
             with tracking.start_run(name, stage_tags, params=current.flat(), nested=True) as child:

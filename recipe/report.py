@@ -208,9 +208,11 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
 
     console = console or Console()
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    reused = set(report.get("reused") or [])
     for stage in report["stages"]:
         v = stage["verdict"]
-        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left")
+        how = f" (up to date: reused run {stage['run_id']})" if stage["stage"] in reused else ""
+        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]{how}", title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
         table.add_column("observed", overflow="ellipsis", max_width=60)

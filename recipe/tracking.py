@@ -39,6 +39,8 @@ TAG_STAGE = "recipe.stage"
 TAG_VERDICT = "recipe.verdict"
 TAG_FINGERPRINT = "recipe.data_fingerprint"
 TAG_CONFIG_HASH = "recipe.config_hash"
+TAG_CODE_VERSION = "recipe.code_version"  # recipe.reuse.code_version(): a hash of the package sources
+TAG_REUSE_KEY = "recipe.reuse_key"  # on stage runs: recipe.reuse.stage_key (config + data + code)
 TAG_FORCED = "recipe.forced"
 TAG_FLOW_RUN = "prefect.flow_run_id"
 TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate" | "ablation"
@@ -172,9 +174,11 @@ def _ensure_experiment(experiment: str) -> str:
 def run_tags(
     cfg: RecipeConfig, fingerprint: str | None, stage: str, kind: str, flow_run_id: str | None = None
 ) -> dict[str, str]:
-    """The tags every recipe MLflow run carries: stage, kind, config hash, and the data fingerprint and Prefect
-    flow run id when given; reuse of earlier stages looks runs up by them."""
-    tags = {TAG_STAGE: stage, TAG_CONFIG_HASH: cfg.config_hash(), TAG_KIND: kind}
+    """The tags every recipe MLflow run carries: stage, kind, config hash, code version, and the data fingerprint
+    and Prefect flow run id when given."""
+    from recipe.reuse import code_version
+
+    tags = {TAG_STAGE: stage, TAG_CONFIG_HASH: cfg.config_hash(), TAG_KIND: kind, TAG_CODE_VERSION: code_version()}
     if fingerprint:
         tags[TAG_FINGERPRINT] = fingerprint
     if flow_run_id:
@@ -332,8 +336,10 @@ def log_stage_result(result: StageResult) -> None:
     )
 
 
-def find_passing_stage(experiment: str, stage: str, config_hash: str, fingerprint: str) -> StageResult | None:
-    """The latest stage run that passed (or warned) for this config and data, rebuilt from its artifacts."""
+def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResult | None:
+    """The latest finished ``stage`` run that passed (or warned) with this reuse key
+    (:func:`recipe.reuse.stage_key`: the config it depends on, the data, the code), rebuilt from its artifacts;
+    None when there is none (runs recorded before reuse keys existed have none, so they are never reused)."""
     setup(experiment)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
@@ -341,7 +347,7 @@ def find_passing_stage(experiment: str, stage: str, config_hash: str, fingerprin
         [exp.experiment_id],
         filter_string=(
             f"tags.`{TAG_STAGE}` = '{stage}' and tags.`{TAG_KIND}` = 'stage' and "
-            f"tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and tags.`{TAG_FINGERPRINT}` = '{fingerprint}' and "
+            f"tags.`{TAG_REUSE_KEY}` = '{reuse_key}' and "
             f"tags.`{TAG_VERDICT}` != 'fail' and attributes.status = 'FINISHED'"
         ),
         order_by=["attributes.start_time DESC"],
@@ -365,7 +371,7 @@ def find_passing_stage(experiment: str, stage: str, config_hash: str, fingerprin
         checkpoint_uri=data.get("checkpoint_uri"),
         run_id=run.info.run_id,
         artifacts=data.get("artifacts", {}),
-        notes=[*data.get("notes", []), f"reused from MLflow run {run.info.run_id}"],
+        notes=[*data.get("notes", []), f"reused run {run.info.run_id} (same config, data and code)"],
     )
 
 

@@ -144,3 +144,22 @@ def test_a_section_rule_names_the_fix_without_echoing_the_section():
     text = str(e.value)
     assert "data.source=imagefolder needs data.root=PATH/TO/FOLDER" in text
     assert "Value error" not in text and "{" not in text  # no pydantic prefix, no raw dict of the section
+
+
+def test_the_recipe_name_defaults_to_one_derived_from_the_data(tmp_path):
+    """A registered model and an experiment belong to one data set: two CSVs or two folders get two names."""
+    from recipe.config import RecipeConfig, load_config, name_for_data
+
+    a = load_config("tabular", overrides=["data.root=/data/house prices (2024).csv", "data.target=y"])
+    b = load_config("tabular", overrides=["data.root=/data/churn.csv", "data.target=y"])
+    assert (a.name, b.name) == ("house-prices-2024", "churn")
+    assert load_config("tabular").name == "wine" and load_config().name == "digits"
+    assert load_config("imagefolder", overrides=["data.root=/photos/pets/"]).name == "pets"
+    assert RecipeConfig(data={"source": "imagefolder", "root": "/x/cats"}).name == "cats"
+    assert RecipeConfig(data={"source": "torchvision", "name": "MNIST"}).name == "MNIST"
+    assert load_config("tabular", overrides=["name=mine", "data.root=/d/a.csv", "data.target=y"]).name == "mine"
+    # a derived name follows the data when an override changes it; an explicit one stays
+    assert b.with_overrides({"data.root": "/d/other.csv"}).name == "other"
+    assert b.with_overrides({"seed": 3}).name == "churn"
+    assert load_config(overrides=["name=x"]).with_overrides({"data.source": "csv", "data.name": "wine"}).name == "x"
+    assert name_for_data({"source": "csv", "root": "/d/%%%.csv"}) == "csv"

@@ -93,14 +93,14 @@ def test_a_raising_stage_ends_child_and_parent_failed_and_keeps_earlier_work(mlf
 
 def test_stage_reuses_passing_runs_for_the_same_config_and_data(mlflow_store, fake_stages, cfg):
     mods, calls = fake_stages
-    pipeline.run_recipe(cfg, say=lambda m: None)
+    pipeline.run_recipe(cfg, stage="b", say=lambda m: None)
     calls.clear()
     messages = []
     out = pipeline.run_recipe(cfg, stage="c", say=messages.append)
     assert [c[0] for c in calls] == ["c"]
     assert calls[0][1] == ["a", "b"]  # c still sees a and b, rebuilt from MLflow
     assert out.report["reused"] == ["a", "b"]
-    assert sum("reusing the passing run" in m for m in messages) == 2
+    assert sum("up to date, reused run" in m for m in messages) == 2
     # c starts from the config a handed on (through b)
     _, runs = runs_by_stage("pipeline-test")
     latest_c = [r for r in runs if r.data.tags.get(tracking.TAG_STAGE) == "c"][-1]
@@ -112,7 +112,7 @@ def test_stage_runs_missing_earlier_stages_first_and_says_so(mlflow_store, fake_
     messages = []
     pipeline.run_recipe(cfg, stage="b", say=messages.append)
     assert [c[0] for c in calls] == ["a", "b"]
-    assert any("no passing run in MLflow for a" in m and "running it first" in m for m in messages)
+    assert any("no passing run in MLflow for a, b" in m and "running them" in m for m in messages)
 
 
 def test_a_different_config_does_not_reuse(mlflow_store, fake_stages, cfg):

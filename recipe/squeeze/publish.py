@@ -16,6 +16,9 @@ from recipe import tracking
 from recipe.card import model_card as render_card
 from recipe.champion import Member, log_champion, spec_for
 from recipe.checks.ablation import table_rows
+from recipe.checks.base import Finding
+from recipe.report import Verdict
+from recipe.squeeze import promotion
 from recipe.squeeze.candidates import Squeezed, ensemble_outputs
 
 ROUND_TRIP_N = 32  # raw test inputs the loaded champion is checked on
@@ -32,26 +35,30 @@ class Registered:
     error: str = ""
     notes: list[str] = field(default_factory=list)
     artifacts: dict[str, str] = field(default_factory=dict)
+    decision: promotion.Decision | None = None  # what happened to the champion alias (promote)
 
 
-def raw_examples(data: Any, cfg: Any, n: int) -> pd.DataFrame:
-    """The first ``n`` test inputs as a user would pass them: file paths of images, or the CSV's raw rows."""
+def raw_examples(data: Any, cfg: Any, n: int | None, split: str = "test", folder: Path | None = None) -> pd.DataFrame:
+    """The first ``n`` inputs of ``split`` (all of them when None), in the split's order, as a user would pass
+    them: file paths of images, or the CSV's raw rows. Images without files (torchvision) are written as PNGs
+    into ``folder`` (default: a new temporary folder)."""
     m = data.manifest
-    rows = data.rows("test").head(n)
+    rows = data.rows(split)
+    rows = rows if n is None else rows.head(n)
     if m.image_mode is not None:
         if rows["path"].notna().all():
             return pd.DataFrame({"path": rows["path"].astype(str).tolist()})
-        return pd.DataFrame({"path": _write_pngs(m, rows)})
+        return pd.DataFrame({"path": _write_pngs(m, rows, folder)})
     raw = pd.read_csv(m.root, dtype=str, keep_default_na=False)
     target = cfg.data.target or "target"
     return raw.iloc[rows["row"].astype(int).to_numpy()].drop(columns=[target]).reset_index(drop=True)
 
 
-def _write_pngs(m: Any, rows: pd.DataFrame) -> list[str]:
+def _write_pngs(m: Any, rows: pd.DataFrame, folder: Path | None = None) -> list[str]:
     """Arrays without files (torchvision): written as PNGs so the example is what a user passes (file paths)."""
     from PIL import Image
 
-    folder = Path(tempfile.mkdtemp(prefix="recipe-example-"))
+    folder = folder or Path(tempfile.mkdtemp(prefix="recipe-example-"))
     paths = []
     for i, pos in enumerate(rows.index):
         path = folder / f"{i}.png"
@@ -61,18 +68,25 @@ def _write_pngs(m: Any, rows: pd.DataFrame) -> list[str]:
 
 
 def register(sc: Any, champion: Squeezed) -> Registered:
-    """Log and register the champion (alias ``champion``), then load it back and compare its predictions on raw
-    test inputs with the trained networks'. A registry error becomes the round-trip check's FAIL, not a crash."""
+    """Log and register the chosen model as a new version (alias ``challenger``: whether it becomes the
+    ``champion`` is :func:`promote`'s decision, once the stage's verdict is known), then load it back and compare
+    its predictions on raw test inputs with the trained networks'. A registry error becomes the round-trip check's
+    FAIL, not a crash."""
     import mlflow
 
-    uri = f"models:/{sc.cfg.name}@champion"
+    uri = f"models:/{sc.cfg.name}@{promotion.CHALLENGER}"
     members = [Member(cfg.model.model_dump(mode="json"), f"member{i}.pt") for i, cfg in enumerate(champion.cfgs)]
     spec = spec_for(sc.data, members, description=champion.what)
     try:
         example = raw_examples(sc.data, sc.cfg, ROUND_TRIP_N)
         version = log_champion(
-            spec, [n.state_dict() for n in champion.nets], registered_name=sc.cfg.name, example=example.head(2)
+            spec,
+            [n.state_dict() for n in champion.nets],
+            registered_name=sc.cfg.name,
+            example=example.head(2),
+            alias=promotion.CHALLENGER,
         )
+        uri = f"models:/{sc.cfg.name}/{version.version}"
         loaded = mlflow.pyfunc.load_model(uri).predict(example)
     except Exception as e:  # the registry refused, or the model cannot be loaded: said, not raised
         return Registered(uri=uri, error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
@@ -87,12 +101,36 @@ def register(sc: Any, champion: Squeezed) -> Registered:
         version=str(version.version),
         max_diff=float(diff),
         n_checked=len(example),
-        notes=[
-            f"registered {uri} (version {version.version}): load it with "
-            f"mlflow.pyfunc.load_model({uri!r}), or `flows predict --model {uri} PATH`"
-        ],
-        artifacts={"champion": uri},
+        notes=[f"registered {uri} (alias {promotion.CHALLENGER}): load it with mlflow.pyfunc.load_model({uri!r})"],
+        artifacts={"registered": uri},
     )
+
+
+def promote(sc: Any, registered: Registered, verdict: Verdict) -> Finding:
+    """Tag the registered version and move ``champion`` to it when :func:`recipe.squeeze.promotion.decide` allows;
+    returns the advisory ``champion_promoted`` check and adds what happened to ``registered``'s notes. Scoring
+    the current champion reads the validation split only. A registry or loading error is the check's WARN, never
+    a crash."""
+    name = sc.cfg.name
+    if not registered.version:
+        return promotion.promotion_finding(None, name, registered.error or "the model was not registered")
+    try:
+        with tempfile.TemporaryDirectory(prefix="recipe-val-") as tmp:
+            inputs = raw_examples(sc.data, sc.cfg, None, split="val", folder=Path(tmp))
+            decision = promotion.decide(sc, registered.version, verdict, inputs)
+    except Exception as e:
+        return promotion.promotion_finding(None, name, f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
+    champ = f"models:/{name}@{promotion.CHAMPION}"
+    if decision.promoted:
+        registered.notes.append(
+            f"{champ} is now version {decision.challenger} ({decision.reason}): `flows predict --model {champ} PATH`"
+        )
+        registered.artifacts["champion"] = champ
+    else:
+        stays = f"stays version {decision.previous}" if decision.previous else "is not set"
+        registered.notes.append(f"{champ} {stays}: {decision.reason}")
+    registered.decision = decision
+    return promotion.promotion_finding(decision, name)
 
 
 def log_tables(
@@ -163,7 +201,9 @@ def model_card(ctx: Any, sc: Any, result: Any, rows: list[Any], registered: Regi
         "classes": len(sc.data.classes) or "-",
         "splits": sc.data.split_sizes,
     }
-    champ_info = {"what": champion.what, "uri": registered.uri or "(not registered)", "version": registered.version}
+    d = registered.decision
+    uri = f"models:/{sc.cfg.name}@{promotion.CHAMPION}" if d is not None and d.promoted else registered.uri
+    champ_info = {"what": champion.what, "uri": uri or "(not registered)", "version": registered.version}
     text = render_card(report, test_rows=[r.as_dict(sc.task.metric) for r in rows], champion=champ_info, data=data)
     try:
         tracking.log_text(text, "model_card.md")
@@ -176,6 +216,4 @@ def model_card(ctx: Any, sc: Any, result: Any, rows: list[Any], registered: Regi
 
 
 def _overall(results: list[Any]) -> str:
-    from recipe.report import Verdict
-
     return Verdict.worst([r.verdict for r in results]).value

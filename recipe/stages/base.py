@@ -40,6 +40,8 @@ class StageContext:
     # function and the items small picklable specs, so a flow can run them as Prefect tasks on a process pool
     # or a Dask cluster (flows/trials.py); the default runs them here, one after another.
     map: TrialMap = field(default=map_in_process, repr=False)
+    # --fresh: the user asked to recompute everything, so stored work (a tune study's finished trials) is not resumed
+    fresh: bool = False
     _manifest: Manifest | None = field(default=None, repr=False)
     _data: DataBundle | None = field(default=None, repr=False)
 

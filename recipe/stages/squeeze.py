@@ -13,8 +13,11 @@ computation at test time look into distilling your ensemble into a network using
 3. reads the test split once, for a fixed list: the champion, the best single network, the ensemble, the
    student, the dumb and linear baselines and a tuned classical baseline, each with a bootstrap interval, and
    records that it did (:mod:`recipe.squeeze.heldout`);
-4. registers the champion with its preprocessing as ``models:/<recipe name>@champion`` and checks that the
-   loaded model predicts what the networks do (:mod:`recipe.champion`);
+4. registers the chosen model with its preprocessing as a new version of ``models:/<recipe name>`` with the
+   alias ``challenger`` and checks that the loaded model predicts what the networks do (:mod:`recipe.champion`);
+   the alias ``champion`` moves to it only when the stage did not fail and it is at least as good as the current
+   champion on the same validation split (:mod:`recipe.squeeze.promotion`; the check ``champion_promoted`` says
+   why it stayed otherwise);
 5. writes the model card (this run, the parent run, the registered version) and ``plots/recipe_progress.png``.
 
 Verdict: PASS when the champion beats the dumb and linear baselines on test and matches the best single network
@@ -64,6 +67,9 @@ def run(ctx: StageContext) -> StageResult:
     tracking.set_tags({heldout.TAG_TEST_READ: "true"})
     registered = publish.register(sc, pick.champion) if sc.s.registry else publish.Registered()
     findings = _findings(sc, cands, pick, rows, classical, reads, registered)
+    if sc.s.registry:  # challenger, then champion: the alias moves only for a stage that did not fail
+        verdict = Verdict.worst([f.check.verdict for f in findings if f.name in judge.GATES])
+        findings.append(publish.promote(sc, registered, verdict))
     metrics = _metrics(sc, pick.champion, rows, time.perf_counter() - start)
     return _publish(ctx, sc, cands, pick, rows, classical, registered, findings, metrics, notes)
 

@@ -183,7 +183,7 @@ def _open(
     ctx: StageContext, base: RecipeConfig, s: Any, space: Space, data: Any, out: _Outcome
 ) -> tuple[optuna.Study, _Runner, list[Any]]:
     """The persisted study (resumed when it exists; trials a dead process left running reaped) and the runner."""
-    name = study_name(base, data.fingerprint)
+    name = study_name(base, data.fingerprint, fresh=mlflow.active_run().info.run_id[:8] if ctx.fresh else None)
     storage = storage_for(s, name)
     study = open_study(name, storage, s, seed=base.seed)
     tune_run = mlflow.active_run()

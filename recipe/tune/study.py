@@ -1,8 +1,10 @@
 """The persisted Optuna study: its name, storage, sampler and pruner, and resuming an interrupted one.
 
-- **Name**: ``<recipe>-tune-<hash of the starting config>-<data fingerprint>``. The starting config holds
-  ``stages.tune`` (space, sampler, pruner, epochs), so a changed search is a new study and a rerun of the same
-  one resumes it, also with a bigger ``n_trials`` or another ``parallel``, engine or storage.
+- **Name**: ``<recipe>-tune-<hash>-<data fingerprint>``, the hash over what changes the trials: the starting
+  config (with ``stages.tune``: space, sampler, pruner, epochs; without the later stages' settings and the
+  execution-only ones, :data:`recipe.config.EXECUTION_ONLY`) and the code version (:func:`recipe.reuse.code_version`).
+  A changed search or changed code is a new study; a rerun of the same one resumes it, also with a bigger
+  ``n_trials`` or another ``parallel``, engine or storage. ``flows run --fresh`` starts a new study.
 - **Storage**: ``stages.tune.storage`` or ``$RECIPE_OPTUNA_STORAGE``: an RDB URL (the stack's PostgreSQL,
   ``postgresql://...``; ``sqlite:///...``) or a journal file path (a folder: ``<folder>/<study>.log``).
   Default: an Optuna journal file beside the MLflow store, ``<store folder>/optuna/<study>.log`` (for a tracking
@@ -40,13 +42,19 @@ COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 EXECUTION_ONLY = ("n_trials", "timeout_s", "parallel", "dask_address", "storage", "seeds", "noise_z", "plots")
 
 
-def study_name(base: RecipeConfig, fingerprint: str) -> str:
-    """``<recipe>-tune-<hash>-<data fingerprint>``; the hash covers the starting config without the
-    :data:`EXECUTION_ONLY` settings of ``stages.tune``."""
-    data = base.to_dict()
+def study_name(base: RecipeConfig, fingerprint: str, fresh: str | None = None) -> str:
+    """``<recipe>-tune-<hash>-<data fingerprint>``; the hash covers the code version and the starting config as
+    the tune stage's result depends on it (:func:`recipe.reuse.stage_settings`) without the
+    :data:`EXECUTION_ONLY` settings of ``stages.tune``. ``fresh`` (a run id): a new study of its own,
+    ``...-fresh-<fresh>``, so that ``--fresh`` searches again instead of resuming finished trials."""
+    from recipe.reuse import code_version, stage_settings
+    from recipe.stages import stage_names
+
+    data = stage_settings(base, "tune", stage_names())
     for key in EXECUTION_ONLY:
         data["stages"]["tune"].pop(key, None)
-    return f"{base.name}-tune-{config_hash(data)}-{fingerprint}"
+    data["code_version"] = code_version()
+    return f"{base.name}-tune-{config_hash(data)}-{fingerprint}" + (f"-fresh-{fresh}" if fresh else "")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def _runs(store: Path) -> list:
 
 def _concurrent_inspect(env: dict[str, str], store: Path, n: int) -> list[str]:
     """``n`` runs of `--stage inspect` started together; asserts each passed and MLflow holds all of them."""
-    procs = [_start(env, "--stage", "inspect") for _ in range(n)]
+    # --fresh: each run records its own inspect run, even when another finished first (no reuse between them)
+    procs = [_start(env, "--stage", "inspect", "--fresh") for _ in range(n)]
     outs = [p.communicate(timeout=280)[0] for p in procs]
     for p, out in zip(procs, outs, strict=True):
         assert p.returncode == 0, out[-3000:]
@@ -142,7 +143,7 @@ def _interrupt_mid_baselines(env, sig: int) -> tuple[subprocess.Popen, str]:
     seen = []
     for line in p.stdout:
         seen.append(line)
-        if "stage inspect: reusing the passing run" in line:
+        if "stage inspect: up to date, reused run" in line:
             break
     time.sleep(2.0)  # into the baselines stage
     os.killpg(p.pid, sig)
@@ -200,7 +201,7 @@ def test_kill_9_leaves_orphans_that_the_next_run_ends_and_it_reuses_what_passed(
     # the next run (interrupted as soon as it has shown the reuse, to keep this cheap) ends them
     p2, out2 = _interrupt_mid_baselines(env, signal.SIGINT)
     assert p2.returncode == 130, out2[-3000:]
-    assert "stage inspect: reusing the passing run" in out2
+    assert "stage inspect: up to date, reused run" in out2
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")
     for r in orphans:
         run = client.get_run(r.info.run_id)

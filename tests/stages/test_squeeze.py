@@ -72,6 +72,7 @@ def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_fi
         c for c in sq.checks if c.verdict.value == "fail"
     ]
     assert checks["champion_round_trip"].verdict.value == "pass"
+    assert checks["champion_promoted"].verdict.value == "pass"  # the first model registered under the name
     assert checks["beats_dumb_on_test"].verdict.value == "pass"
     assert {
         "champion_chosen",
@@ -147,7 +148,8 @@ def test_a_second_squeeze_on_the_same_data_says_the_test_split_was_read(mlflow_s
         "stages.squeeze.registry=false",
     ]
     first = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
-    second = pipeline.run_recipe(load_config(overrides=small), say=lambda m: None).results[-1]
+    # the same config, data and code would reuse the first run: --fresh squeezes (and reads the test split) again
+    second = pipeline.run_recipe(load_config(overrides=small), fresh=True, say=lambda m: None).results[-1]
     fresh = {c.name: c for c in first.checks}["test_split_fresh"]
     again = {c.name: c for c in second.checks}["test_split_fresh"]
     assert fresh.verdict.value == "pass" and again.verdict.value == "warn"

@@ -1,0 +1,38 @@
+"""`flows run recipe` through the real CLI and Prefect flow: a second run on an up-to-date store reuses every stage
+(the terminal names the runs), `--fresh` reruns them (fake stages keep it about the plumbing)."""
+
+import json
+import re
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from tests.fakes import fake_stages  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("prefect_harness", "mlflow_store")
+runner = CliRunner()
+
+
+def test_a_second_run_reuses_every_stage_and_fresh_reruns_them(fake_stages, tmp_path):
+    _, calls = fake_stages
+    args = ["run", "recipe", "--set", "name=cli-reuse"]
+    first = runner.invoke(app, [*args, "--report", str(tmp_path / "1.json")])
+    assert first.exit_code == 0, first.output
+    ids = {s["stage"]: s["run_id"] for s in json.loads((tmp_path / "1.json").read_text())["stages"]}
+    calls.clear()
+    start = time.perf_counter()
+    second = runner.invoke(app, [*args, "--set", "stages.tune.parallel=3", "--report", str(tmp_path / "2.json")])
+    seconds = time.perf_counter() - start
+    assert second.exit_code == 0, second.output
+    assert calls == [] and seconds < 30, seconds
+    report = json.loads((tmp_path / "2.json").read_text())
+    assert report["reused"] == ["a", "b", "c"] and {s["stage"]: s["run_id"] for s in report["stages"]} == ids
+    text = re.sub(r"\s+", " ", second.output)
+    for name, run_id in ids.items():
+        assert f"stage {name}: PASS (up to date: reused run {run_id})" in text, text
+    calls.clear()
+    fresh = runner.invoke(app, [*args, "--fresh"])
+    assert fresh.exit_code == 0, fresh.output
+    assert [c[0] for c in calls] == ["a", "b", "c"] and "reused run" not in fresh.output
