@@ -186,10 +186,7 @@ def _order(out: list[Finding]) -> Diagnosis:
 
 def _consequence(f: Finding, lead: Finding, confirmed: bool) -> Finding:
     if confirmed:
-        advice = (
-            f"likely a consequence of {lead.name}, a confirmed cause ({_clip(str(lead.check.observed))}): fix that "
-            "first and run again"
-        )
+        advice = f"likely a consequence of {lead.name}, a confirmed cause (see its observed text): fix that first and run again"
     else:
         advice = (
             f"possibly a consequence of {lead.name}, the most specific failure here (no specific cause was "

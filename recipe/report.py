@@ -263,7 +263,8 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
         diagnosis = stage.get("diagnosis")
         if diagnosis:  # the leading cause first, before the notes and the details of every check
             console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
-        notes = stage.get("notes") or []
+        # the diagnosis also leads the notes (for MLflow and the model card); printed once here
+        notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:
