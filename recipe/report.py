@@ -269,7 +269,7 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:
             console.print(f"  ({len(notes) - MAX_NOTES} more notes in the JSON report)", highlight=False)
-        for c in _lead_first(stage["checks"], diagnosis):
+        for c in lead_first(stage["checks"], diagnosis):
             if c["verdict"] != "pass":
                 # The hypothesis is what the check expected, so it goes on its own labelled line: printed as the
                 # heading of a WARN/FAIL it read as the finding ("WARN versus_classical: the champion is at least
@@ -288,7 +288,7 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     console.print(f"recipe [bold]{report['recipe']}[/]: [{colour[v]}]{v.upper()}[/]{forced}")
 
 
-def _lead_first(checks: list[dict[str, Any]], diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:
+def lead_first(checks: list[dict[str, Any]], diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The checks with the diagnosis's lead first, its consequences last, the rest in stage order between."""
     if not diagnosis or not diagnosis.get("lead"):
         return checks

@@ -234,3 +234,18 @@ def test_finish_leads_the_notes_and_the_report_with_the_cause_and_the_schema_hol
 def test_a_stage_without_a_diagnosis_keeps_the_reports_shape():
     result = finish("x", [f("a", PASS)], RecipeConfig())
     assert result.diagnosis is None and "diagnosis" not in result.to_dict()
+
+
+def test_the_model_card_puts_the_diagnosis_before_the_checks_it_orders():
+    from recipe.card import model_card
+
+    findings = [
+        f("fixed_seed", FAIL, sk.ADVICE["fixed_seed.not_reproducible"]),
+        f("eval_deterministic", FAIL, "pass training=self.training", "functional dropout left on in eval"),
+    ]
+    report = report_dict("r", [finish("baselines", findings, RecipeConfig())], None)
+    card = model_card(report)
+    assert card.count("leading cause: eval_deterministic") == 1
+    assert (
+        card.index("Diagnosis: leading cause") < card.index("- **eval_deterministic**") < card.index("- **fixed_seed")
+    )
