@@ -71,9 +71,7 @@ RANDOM_OPS = frozenset(
         "gumbel_softmax",
     }
 )
-DROPOUT_OPS = frozenset(
-    {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "rrelu"}
-)
+DROPOUT_OPS = frozenset({"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"})
 
 
 @dataclass(frozen=True)
@@ -122,9 +120,12 @@ class _Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         name = getattr(func, "__name__", "")
-        if name in DROPOUT_OPS:
+        if name == "rrelu":  # randomised leaky ReLU: random slopes when training=True (its default is False)
+            if kwargs.get("training", False):
+                self._add(f"F.rrelu(training=True) in {self.where()}")
+        elif name in DROPOUT_OPS:
             p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
-            if kwargs.get("training", True) and (name == "rrelu" or p > 0):
+            if kwargs.get("training", True) and p > 0:
                 self._add(f"F.{name}(p={p:g}, training=True) in {self.where()}")
         elif name in RANDOM_OPS:
             self._add(f"{name} in {self.where()}")
@@ -234,8 +235,10 @@ def _eval_passes(model: nn.Module, xb: Tensor, hooks: _ModuleStack, audit: Model
         first = model(xb)
         second = model(xb)
     a, b = _tensor(first).float(), _tensor(second).float()
-    scale = max(float(a.abs().max()) if a.numel() else 0.0, 1e-12)
-    audit.eval_diff = float((a - b).abs().max()) / scale if a.numel() else 0.0
+    same_nan = torch.isnan(a) & torch.isnan(b)  # a NaN output is another check's finding, not a difference
+    diff = torch.where(same_nan, torch.zeros_like(a), (a - b).abs()).nan_to_num(nan=math.inf)
+    scale = max(float(a.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0).abs().max()) if a.numel() else 0.0, 1e-12)
+    audit.eval_diff = float(diff.max()) / scale if a.numel() else 0.0
     audit.eval_random = calls.random
     audit.eval_buffers = [k for k, v in model.named_buffers() if k in before and not torch.equal(v, before[k])]
 
@@ -373,9 +376,9 @@ def eval_deterministic(audit: ModelAudit, tol: float = EVAL_TOL) -> Finding:
     observed = f"two eval passes on the same batch differ by up to {audit.eval_diff:.3g} of the largest output"
     advice = []
     if audit.eval_random:
-        dropout = any(r.startswith("F.") for r in audit.eval_random)
-        cause = "functional dropout left on in eval" if dropout else "noise left on in eval"
-        if dropout and any(not r.startswith("F.") for r in audit.eval_random):
+        dropout = [r.startswith("F.") and "dropout" in r.split("(")[0] for r in audit.eval_random]
+        cause = "functional dropout left on in eval" if all(dropout) else "noise left on in eval"
+        if any(dropout) and not all(dropout):
             cause = "functional dropout and noise left on in eval"
         observed += f": {cause}: {names(audit.eval_random, MAX_LISTED)}"
         advice.append(ADVICE["eval_random"])

@@ -131,3 +131,23 @@ def test_clean_controls_raise_no_warning_from_the_audit(tmp_path, monkeypatch, p
     cfg = load_config(preset, overrides=["trainer.device=cpu", *overrides])
     checks = {f.name: f.check for f in audit_for(cfg, load_data(cfg))}
     assert {n: c.verdict for n, c in checks.items()} == dict.fromkeys(audit.CHECKS, PASS), checks
+
+
+class _NanOut(nn.Module):
+    def __init__(self, in_shape, num_classes):
+        super().__init__()
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x):
+        return self.head(x.flatten(1)) * torch.tensor(float("nan"))
+
+
+class _RReLU(nets.Mlp):
+    def forward(self, x):
+        return self.head(F.rrelu(self.body(x.flatten(1)), training=True))  # random slopes in eval too
+
+
+def test_nan_outputs_are_not_an_eval_difference_and_rrelu_in_eval_is_named():
+    assert run_audit(_NanOut)["eval_deterministic"].verdict is PASS
+    c = run_audit(_RReLU)["eval_deterministic"]
+    assert c.verdict is FAIL and "noise left on in eval: F.rrelu(training=True) in _RReLU.forward" in c.observed
