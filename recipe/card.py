@@ -11,6 +11,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from recipe.report import lead_first
+
 HEADLINE_KEYS = ("val/loss", "val/accuracy", "val/mae", "train/loss", "train/accuracy", "train/mae")
 NOTES_PER_STAGE = 6
 
@@ -75,14 +77,17 @@ def _stage_section(stage: Mapping[str, Any]) -> list[str]:
     out = [f"### {stage['stage']}: {stage['verdict'].upper()}", ""]
     if head:
         out += ["Headline: " + ", ".join(head) + ".", ""]
-    failing = [c for c in stage.get("checks", []) if c["verdict"] != "pass"]
+    diagnosis = stage.get("diagnosis")
+    if diagnosis:  # the leading cause before the list it orders
+        out += [f"Diagnosis: {diagnosis['summary']}.", ""]
+    failing = [c for c in lead_first(stage.get("checks", []), diagnosis) if c["verdict"] != "pass"]
     passing = len(stage.get("checks", [])) - len(failing)
     out.append(f"{passing} of {len(stage.get('checks', []))} checks passed." + (" Not passing:" if failing else ""))
     out += [
         f"- **{c['name']}** ({c['verdict']}): {c['observed']}" + (f" — {c['advice']}" if c.get("advice") else "")
         for c in failing
     ]
-    notes = stage.get("notes", [])
+    notes = [n for n in stage.get("notes", []) if not diagnosis or n != diagnosis.get("summary")]
     if notes:
         out += ["", "What it did:"] + [f"- {n}" for n in notes[:NOTES_PER_STAGE]]
         if len(notes) > NOTES_PER_STAGE:

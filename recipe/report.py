@@ -52,10 +52,12 @@ class Check:
     expected: float | str
     verdict: Verdict
     advice: str = ""  # what to look at when it is not PASS
+    consequence_of: str = ""  # the check whose confirmed cause this one likely follows from (recipe.diagnosis)
 
     def to_dict(self) -> dict[str, Any]:
-        """The check as JSON-ready values (NaN/inf and other non-JSON values as text), as in the report schema."""
-        return {
+        """The check as JSON-ready values (NaN/inf and other non-JSON values as text), as in the report schema;
+        ``consequence_of`` only when set."""
+        out = {
             "name": self.name,
             "hypothesis": self.hypothesis,
             "observed": _jsonable(self.observed),
@@ -63,10 +65,21 @@ class Check:
             "verdict": self.verdict.value,
             "advice": self.advice,
         }
+        if self.consequence_of:
+            out["consequence_of"] = self.consequence_of
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Check:
-        return cls(d["name"], d["hypothesis"], d["observed"], d["expected"], Verdict(d["verdict"]), d.get("advice", ""))
+        return cls(
+            d["name"],
+            d["hypothesis"],
+            d["observed"],
+            d["expected"],
+            Verdict(d["verdict"]),
+            d.get("advice", ""),
+            d.get("consequence_of") or "",
+        )
 
 
 @dataclass
@@ -83,6 +96,7 @@ class StageResult:
     run_id: str | None = None  # the stage's MLflow run
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> local path or URI, for later stages
     notes: list[str] = field(default_factory=list)  # what the stage did that the user should know
+    diagnosis: dict[str, Any] | None = None  # recipe.diagnosis.Diagnosis.to_dict(): the leading cause, when any
 
     @classmethod
     def from_checks(
@@ -95,9 +109,10 @@ class StageResult:
     def to_dict(self) -> dict[str, Any]:
         """The stage's entry of the JSON report (``report.schema.json``): metrics sorted by key and JSON-safe; the
         config and artifacts are left out."""
-        return {
-            "stage": self.stage,
-            "verdict": self.verdict.value,
+        out: dict[str, Any] = {"stage": self.stage, "verdict": self.verdict.value}
+        if self.diagnosis:  # the leading cause first, before the checks it orders
+            out["diagnosis"] = dict(self.diagnosis)
+        return out | {
             "run_id": self.run_id,
             "metrics": {k: _jsonable(v) for k, v in sorted(self.metrics.items())},
             "checks": [c.to_dict() for c in self.checks],
@@ -125,6 +140,25 @@ class CheckReport(_Model):
     expected: JSONValue = Field(description="what passes")
     verdict: VerdictName
     advice: str = Field("", description="what to look at when the verdict is not pass")
+    consequence_of: str | None = Field(
+        None, description="present when the check likely follows from another check's cause: that check's name"
+    )
+
+
+class DiagnosisReport(_Model):
+    """The stage's findings read together (recipe.diagnosis): the leading cause first, the rest as consequences."""
+
+    lead: str | None = Field(description="the check whose evidence leads (null: none)")
+    confirmed: bool = Field(description="the lead saw a specific cause; false: only the most specific symptom")
+    evidence: str = Field(description="the lead's observed text")
+    consequences: list[str] = Field(description="checks marked as likely consequences of the lead")
+    also_confirmed: list[str] = Field(description="other confirmed causes, independent of the lead")
+    lr: Literal["raise", "lower"] | None = Field(
+        None, description="the one learning-rate direction the stage advises, when its checks disagreed"
+    )
+    lr_evidence: str | None = Field(None, description="what decided the learning-rate direction")
+    lr_overruled: list[str] | None = Field(None, description="checks whose learning-rate advice was overruled")
+    summary: str = Field(description="the diagnosis in one line")
 
 
 class StageReport(_Model):
@@ -132,6 +166,9 @@ class StageReport(_Model):
 
     stage: str = Field(description="inspect, baselines, overfit, regularize, ...")
     verdict: VerdictName = Field(description="the worst verdict of the stage's gated checks")
+    diagnosis: DiagnosisReport | None = Field(
+        None, description="present when checks did not pass together: the leading cause first"
+    )
     run_id: str | None = Field(description="the stage's MLflow run")
     metrics: dict[str, JSONValue] = Field(description="the stage's numbers, by MLflow metric key")
     checks: list[CheckReport]
@@ -225,12 +262,16 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
                 escape(_fmt(c["expected"])),
             )
         console.print(table)
-        notes = stage.get("notes") or []
+        diagnosis = stage.get("diagnosis")
+        if diagnosis:  # the leading cause first, before the notes and the details of every check
+            console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
+        # the diagnosis also leads the notes (for MLflow and the model card); printed once here
+        notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:
             console.print(f"  ({len(notes) - MAX_NOTES} more notes in the JSON report)", highlight=False)
-        for c in stage["checks"]:
+        for c in lead_first(stage["checks"], diagnosis):
             if c["verdict"] != "pass":
                 # The hypothesis is what the check expected, so it goes on its own labelled line: printed as the
                 # heading of a WARN/FAIL it read as the finding ("WARN versus_classical: the champion is at least
@@ -247,6 +288,14 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     v = report["verdict"]
     forced = " (forced past a failure)" if report.get("forced") else ""
     console.print(f"recipe [bold]{report['recipe']}[/]: [{colour[v]}]{v.upper()}[/]{forced}")
+
+
+def lead_first(checks: list[dict[str, Any]], diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The checks with the diagnosis's lead first, its consequences last, the rest in stage order between."""
+    if not diagnosis or not diagnosis.get("lead"):
+        return checks
+    lead = diagnosis["lead"]
+    return sorted(checks, key=lambda c: 0 if c["name"] == lead else 2 if c.get("consequence_of") else 1)
 
 
 def _fmt(v: Any) -> str:

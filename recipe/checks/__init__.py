@@ -7,6 +7,8 @@
   (imports GX only when validating).
 - :mod:`recipe.checks.skeleton`: stage 2's judgements on the numbers its experiments produce (loss at init,
   input-independent baseline, overfit one batch, batch independence, ...).
+- :mod:`recipe.checks.audit`: the model before training (parameters that cannot learn, eval mode that is not
+  deterministic, batch norm in eval mode while training), on one batch.
 - :mod:`recipe.checks.curves`: learning-curve diagnosis and update-to-weight ratios, for every stage.
 - :mod:`recipe.checks.ablation`: regularize's keep / drop / combine bookkeeping and the dumb-baseline bar.
 """

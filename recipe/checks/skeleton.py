@@ -255,49 +255,6 @@ def output_layer(task: str | Task, kind: str, *, n_classes: int) -> Finding:
     return finding(name, hypothesis, "outputs are unnormalised logits", "logits", PASS)
 
 
-# How specific each check's evidence is, most specific first: when several checks fail, the first of them here
-# leads and the others are read as its likely consequences (one bug shows up in many checks).
-SPECIFICITY = (
-    "output_layer",
-    "batch_independence",
-    "finite_loss",
-    "fixed_seed",
-    "augmentation_preserves_labels",
-    "loss_at_init",
-    "input_independent",
-    "init_well",
-    "overfit_one_batch",
-    "training_loss_decreases",
-    "dumb_baselines",
-    "prediction_dynamics",
-    "visualise_before_net",
-    "human_metric",
-)
-
-
-def lead_failure(findings: Sequence[Finding]) -> tuple[list[Finding], str | None]:
-    """When two or more checks FAIL, the one with the most specific evidence (:data:`SPECIFICITY`) leads: the
-    others' advice starts by saying they are likely its consequences. Returns the findings (same order) and the
-    leading check's name (None with fewer than two failures)."""
-    from dataclasses import replace
-
-    fails = [f for f in findings if f.verdict is FAIL]
-    if len(fails) < 2:
-        return list(findings), None
-    rank = {n: i for i, n in enumerate(SPECIFICITY)}
-    lead = min(fails, key=lambda f: rank.get(f.name, len(rank)))
-    out = []
-    for f in findings:
-        if f.verdict is FAIL and f is not lead:
-            advice = (
-                f"likely a consequence of {lead.name}, whose evidence is the most specific: fix that first. "
-                f"Otherwise: {f.check.advice}"
-            )
-            f = replace(f, check=replace(f.check, advice=advice))
-        out.append(f)
-    return out, lead.name
-
-
 def loss_at_init(task: str | Task, observed: float, expected: InitLoss, *, warn: float, fail: float) -> Finding:
     """``observed``: the val loss before any step; ``expected``: :meth:`recipe.tasks.Task.expected_init_loss`.
     Deviations beyond ``warn`` warn and beyond ``fail`` fail (nats; a fraction of the MSE for regression).
@@ -993,7 +950,6 @@ __all__ = [
     "init_well",
     "input_independent",
     "input_stats",
-    "lead_failure",
     "loss_at_init",
     "loss_windows",
     "output_kind",

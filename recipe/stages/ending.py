@@ -1,7 +1,9 @@
 """How every stage ends: one StageResult builder, one checkpoint publisher, one guarded figure logger.
 
-- :func:`finish` merges the findings' metrics into the stage's, takes the verdict as the worst of the gated
-  checks (all checks when the stage names no gates) and builds the :class:`~recipe.report.StageResult`.
+- :func:`finish` reads the findings together (:func:`recipe.diagnosis.diagnose`: the confirmed cause leads, the
+  checks it explains are marked as its consequences, the learning-rate advice gets one direction), merges the
+  findings' metrics into the stage's, takes the verdict as the worst of the gated checks (all checks when the stage
+  names no gates) and builds the :class:`~recipe.report.StageResult`.
 - :func:`publish_checkpoint` copies the weights a stage hands on into its work folder and logs them as the
   ``checkpoint/<name>`` artifact of the active MLflow run.
 - :class:`Figures` draws and logs figures; a plotting error becomes a note (traceback in ``plots/errors.txt``),
@@ -19,6 +21,7 @@ from typing import Any
 from recipe import tracking
 from recipe.checks.base import Finding
 from recipe.config import RecipeConfig
+from recipe.diagnosis import LossTrend, diagnose
 from recipe.report import StageResult, Verdict
 
 
@@ -32,10 +35,16 @@ def finish(
     notes: Sequence[str] = (),
     artifacts: dict[str, str] | None = None,
     checkpoint_uri: str | None = None,
+    trend: LossTrend | None = None,
 ) -> StageResult:
-    """The stage's result: its checks in ``findings`` order, ``metrics`` updated with every finding's metrics
-    (a finding's value wins over the same key in ``metrics``), the verdict the worst of the checks named in
-    ``gates`` (every check when None; PASS when no gated check is present), handing on ``config``."""
+    """The stage's result: its checks in ``findings`` order after :func:`recipe.diagnosis.diagnose` (``trend``: the
+    stage's training-loss trend, which decides the learning rate's direction when its checks disagree; the
+    diagnosis's one-line summary leads the notes), ``metrics`` updated with every finding's metrics (a finding's
+    value wins over the same key in ``metrics``), the verdict the worst of the checks named in ``gates`` (every
+    check when None; PASS when no gated check is present), handing on ``config``."""
+    findings, diagnosis = diagnose(findings, trend=trend)
+    if diagnosis:
+        notes = [diagnosis.sentence(), *notes]
     merged = dict(metrics or {})
     for f in findings:
         merged.update(f.metrics)
@@ -50,6 +59,7 @@ def finish(
         notes=list(notes),
         artifacts=dict(artifacts or {}),
         checkpoint_uri=checkpoint_uri,
+        diagnosis=diagnosis.to_dict() if diagnosis else None,
     )
 
 

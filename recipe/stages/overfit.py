@@ -7,7 +7,8 @@ bugs, or misconfiguration." The stage:
    model for images, or ``cnn`` on a CPU and ``resnet18`` on a GPU when the config names a linear model, an
    mlp or a torchvision resnet that a CPU cannot afford; ``mlp`` for tables), with Adam at 3e-4, a constant
    schedule and no regularisation (no augmentation, weight decay, dropout, early stopping or pretrained init).
-   Every change from the incoming config is listed in the notes.
+   Every change from the incoming config is listed in the notes. The model is audited on one batch before
+   training (:mod:`recipe.checks.audit`, advisory here: the baselines stage gates on it).
 2. **LR finder.** Sweeps the learning rate on the untrained model (``recipe.train.callbacks.lr_finder``) and
    keeps the starting rate when it lies within ``lr_tolerance`` of the suggestion (and below the rate at the
    loss minimum), else takes the suggestion, rounded to one significant digit. The choice is a check and the
@@ -35,11 +36,13 @@ from recipe.checks.base import Finding, finding, fmt
 from recipe.checks.curves import diagnose_curves, update_ratio_check
 from recipe.config import OverfitConfig, RecipeConfig
 from recipe.data import DataBundle
+from recipe.diagnosis import loss_trend
 from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit, with_min_steps
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
 from recipe.stages.ending import Figures, finish, publish_checkpoint
+from recipe.stages.model_audit import audit_for
 from recipe.tasks import task_for
 from recipe.train import make_trainer, resolve_device
 from recipe.train.callbacks import LRSuggestion, UpdateRatio, lr_find
@@ -58,7 +61,7 @@ def run(ctx: StageContext) -> StageResult:
     notes = [f"don't be a hero: changed {c}" for c in changes] or ["the incoming config already is hero-free"]
     cfg = cfg.with_overrides({"budget": with_min_steps(cfg.budget, cfg, data, notes).model_dump(mode="json")})
     figures = Figures()
-    findings, metrics = [arch], {}
+    findings, metrics = [arch, *audit_for(cfg, data)], {}
     if s.lr_finder:
         lr, lr_finding, lr_metrics = _lr_finder(cfg, data, s, figures)
         findings.append(lr_finding)
@@ -139,6 +142,7 @@ def _finish(
         notes=notes,
         artifacts=artifacts,
         checkpoint_uri=checkpoint_uri,
+        trend=loss_trend(t.smooth_losses),
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from recipe import tracking
+from recipe.checks.audit import CHECKS as AUDIT_CHECKS
 from recipe.checks.skeleton import CHECK_NAMES
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import AUGMENTATIONS
@@ -111,7 +112,7 @@ def test_digits_cnn_passes_every_check(digits_outcome):
     cfg, outcome, *_ = digits_outcome
     assert outcome.exit_code == 0 and [r.stage for r in outcome.results] == ["inspect", "baselines"]
     result = outcome.results[-1]
-    assert [c.name for c in result.checks] == list(CHECK_NAMES)
+    assert [c.name for c in result.checks] == [*AUDIT_CHECKS, *CHECK_NAMES]
     assert not_passing(result) == {}
     assert result.config == cfg  # nothing grown: the config is handed on unchanged
     m = result.metrics
@@ -129,7 +130,7 @@ def test_digits_mlflow_holds_checks_plots_and_the_training_runs(digits_outcome, 
     names = artifact_paths(client, run_id)
     assert PLOTS | {"checks.json", "stage_result.json", "baselines/timings.json"} <= names
     checks = json.loads(Path(client.download_artifacts(run_id, "checks.json", str(tmp_path))).read_text())
-    assert {c["name"]: c["verdict"] for c in checks} == dict.fromkeys(CHECK_NAMES, "pass")
+    assert {c["name"]: c["verdict"] for c in checks} == dict.fromkeys([*AUDIT_CHECKS, *CHECK_NAMES], "pass")
     assert client.get_run(run_id).data.metrics["baseline/linear_accuracy"] > 0.9
 
     exp = client.get_experiment_by_name(cfg.name)
@@ -260,16 +261,19 @@ def test_one_bug_many_failures_leads_with_the_most_specific_check(mlflow_store, 
     assert check(result, "batch_independence").verdict is Verdict.FAIL
     others = [c for c in failed if c.name != "batch_independence"]
     assert all(c.advice.startswith("likely a consequence of batch_independence") for c in others)
+    assert all(c.consequence_of == "batch_independence" for c in others)
     if others:
-        assert result.notes[0].startswith(f"{len(failed)} checks failed; batch_independence has the most specific")
+        assert result.notes[0].startswith("leading cause: batch_independence (")
+        assert result.diagnosis["lead"] == "batch_independence" and result.diagnosis["confirmed"]
 
 
 def test_a_softmax_output_is_named_as_the_cause_of_the_stuck_one_batch_loss(mlflow_store, tmp_path):
     result, _ = run_stage(digits("model.name=tests.stages.buggy_models:SoftmaxOut"), tmp_path)
     assert "remove the final softmax (the loss applies it)" in check(result, "output_layer").advice
     one = check(result, "overfit_one_batch")
-    assert one.verdict is Verdict.FAIL and "flattened out" in one.advice
+    assert one.verdict is Verdict.FAIL and one.consequence_of == "output_layer"
     assert one.advice.startswith("likely a consequence of output_layer")
+    assert "requires_grad" not in one.advice  # the generic list of possibilities is gone: the cause is confirmed
 
 
 def test_a_correct_but_slow_user_cnn_is_no_false_alarm_at_the_presets_learning_rate(mlflow_store, tmp_path):

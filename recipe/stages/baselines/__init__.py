@@ -25,8 +25,10 @@ augmentation_preserves_labels    (data.augment set) a clean-trained model on the
 finite_loss                      the NaN guard of every run above; a diverged run FAILs with its message
 ===============================  =====================================================================
 
-When several checks fail, the one with the most specific evidence leads (``recipe.checks.skeleton.SPECIFICITY``)
-and the others' advice calls them its likely consequences: one bug tends to fail many checks.
+Before any of them, the model audit (:mod:`recipe.checks.audit`: trainable_parameters, eval_deterministic,
+batchnorm_train_mode) looks at the model itself on one training batch. When several checks fail, the confirmed
+cause leads (:mod:`recipe.diagnosis`, through :func:`recipe.stages.ending.finish`) and the checks it explains are
+marked as its likely consequences: one bug tends to fail many checks.
 
 The stage's rooms: :mod:`.lab` (the shared state, the training helpers, the frozen :class:`ShortRun`),
 :mod:`.experiments` (one function per check, in the ordered table ``EXPERIMENTS``), and the checks that judge
@@ -55,12 +57,13 @@ import traceback
 from recipe import tracking
 from recipe.checks import skeleton as sk
 from recipe.checks.base import Finding
-from recipe.fit import build_for
+from recipe.diagnosis import LossTrend, loss_trend
 from recipe.report import StageResult
 from recipe.stages.base import StageContext
 from recipe.stages.baselines.experiments import EXPERIMENTS, Experiment
 from recipe.stages.baselines.lab import KIND, STAGE, Lab, NeedsShortRun, ShortRun, _clip, diverse
 from recipe.stages.ending import finish
+from recipe.stages.model_audit import audit_for
 
 SHORT_RUN_KEYS = ("val/loss", "val/accuracy", "val/mae", "val/mse", "train/loss")  # the stage's headline numbers
 
@@ -69,19 +72,20 @@ def run(ctx: StageContext) -> StageResult:
     """Train the short run, then every experiment of ``EXPERIMENTS`` in order; see the module docstring."""
     start = time.perf_counter()
     lab = Lab(ctx)
-    build_for(lab.short_cfg, lab.data)  # a model that cannot be built is a config error, not 13 failed checks
     lab.notes += _target_notes(lab)
     timings: dict[str, float] = {}
+    # the audit builds the model first: one that cannot be built is a config error, not 13 failed checks
+    audit = _timed(timings, "audit", lambda: audit_for(lab.short_cfg, lab.data))
     short, error = _timed(timings, "short_run", lambda: _guarded_short_run(lab))
-    findings = [
+    findings = audit + [
         _timed(timings, name, lambda name=name, fn=fn: _judge(name, fn, lab, short, error))
         for name, fn in EXPERIMENTS.items()
     ]
-    findings = _lead_failure(findings, lab.notes)
     lab.plot("plots/baselines.png", lambda: _baselines_figure(lab))
     timings["total"] = time.perf_counter() - start
     tracking.log_dict({k: round(v, 3) for k, v in timings.items()}, "baselines/timings.json")
-    return finish_stage(lab, findings, _metrics(short, timings), {"plots": tracking.artifact_uri("plots")})
+    trend = loss_trend(short.smooth_losses, short.init_loss) if short is not None else None
+    return finish_stage(lab, findings, _metrics(short, timings), {"plots": tracking.artifact_uri("plots")}, trend)
 
 
 def _target_notes(lab: Lab) -> list[str]:
@@ -95,20 +99,6 @@ def _target_notes(lab: Lab) -> list[str]:
     ]
 
 
-def _lead_failure(findings: list[Finding], notes: list[str]) -> list[Finding]:
-    """With two or more FAILs, the one with the most specific evidence leads (:func:`recipe.checks.skeleton.
-    lead_failure`): the others' advice says so, and a note at the top of ``notes`` names them."""
-    findings, lead = sk.lead_failure(findings)
-    if lead is not None:
-        failed = [f.name for f in findings if f.verdict.value == "fail"]
-        notes.insert(
-            0,
-            f"{len(failed)} checks failed; {lead} has the most specific evidence: fix it first, the "
-            f"others ({', '.join(n for n in failed if n != lead)}) are likely its consequences",
-        )
-    return findings
-
-
 def _metrics(short: ShortRun | None, timings: dict[str, float]) -> dict[str, float]:
     """The short run's headline numbers (``SHORT_RUN_KEYS``, when it ran) and ``time/<step>_s`` (seconds)."""
     metrics = {k: short.metrics[k] for k in SHORT_RUN_KEYS if short is not None and k in short.metrics}
@@ -117,12 +107,16 @@ def _metrics(short: ShortRun | None, timings: dict[str, float]) -> dict[str, flo
 
 
 def finish_stage(
-    lab: Lab, findings: list[Finding], metrics: dict[str, float], artifacts: dict[str, str]
+    lab: Lab,
+    findings: list[Finding],
+    metrics: dict[str, float],
+    artifacts: dict[str, str],
+    trend: LossTrend | None = None,
 ) -> StageResult:
-    """The StageResult: every check counts (no gates), the config as the overfit-one-batch check left it."""
-    return finish(
-        STAGE, findings, lab.handed_on, metrics=metrics, artifacts=artifacts, notes=lab.notes + lab.figures.close()
-    )
+    """The StageResult: every check counts (no gates), the config as the overfit-one-batch check left it;
+    ``trend``: the short run's training-loss trend, for the diagnosis's learning-rate direction."""
+    notes = lab.notes + lab.figures.close()
+    return finish(STAGE, findings, lab.handed_on, metrics=metrics, artifacts=artifacts, notes=notes, trend=trend)
 
 
 def _timed(timings: dict[str, float], name: str, fn):
