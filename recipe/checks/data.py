@@ -524,19 +524,23 @@ PERMUTATIONS = {
 
 
 def channel_order(m: Manifest, k: float = 4.0, min_class: int = 8, cap: int = 10) -> Finding:
-    """WARN naming colour files whose channel means fit their class far better with the channels reordered
+    """WARN naming colour files whose channel statistics fit their class far better with the channels reordered
     (R and B swapped: BGR files written by OpenCV; or another order) than as stored.
 
-    Per class (at least ``min_class`` colour files), the centre is the per-channel median of the files' channel
-    means (0..1) and the spread the median distance to it. A file is named when, in some reordering, its
-    distance to the centre falls below half its distance as stored and the gain exceeds ``k`` spreads (and 0.05):
-    a subset stored in another order stands out while genuine colour variation (a blue flower among red ones)
-    rarely fits *that* well once reordered. Items: id, label, order, distances. Rule: Recipe §1, "biases" and
-    preprocessing bugs; issue #18 (images whose channel order differs from the rest of the set)."""
+    Per class (at least ``min_class`` colour files), each file is described by its per-channel mean and RMS
+    (0..1) and judged two ways; either names it. *Centre*: the class's per-channel median of the means; the file
+    is named when, in some reordering, its distance to the centre falls below half its distance as stored and
+    the gain exceeds ``k`` spreads (the median distance) and 0.05. *Neighbours* (classes of many looks, such as
+    crops of scenes): the distance to the class's k-th nearest file (k = a fifth of the class, at least 3); the
+    file is named when stored it lies more than twice the class's typical distance from its neighbours and
+    reordered within half of that. Genuine colour variation (a blue flower among red ones) rarely fits *that*
+    well once reordered; nothing is named in a class where most files would be. Items: id, label, order,
+    distances. Rule: Recipe §1, "biases" and preprocessing bugs; issue #18 (images whose channel order differs
+    from the rest of the set)."""
     if m.image_mode != "RGB" or m.chan_stats is None:
         return finding("channel_order", "colour files share one channel order", "not colour images", "-", PASS)
     ok = m.df["readable"].astype(bool).to_numpy() & (m.df["channels"].fillna(0).astype(int).to_numpy() >= 3)
-    means = m.chan_stats[:, 0, :]
+    features = np.concatenate([m.chan_stats[:, 0, :], np.sqrt(np.maximum(m.chan_stats[:, 1, :], 0))], axis=1)
     labels = m.df["label"].astype(str).to_numpy()
     flagged, checked = [], 0
     for label in pd.unique(labels[ok]):
@@ -544,19 +548,9 @@ def channel_order(m: Manifest, k: float = 4.0, min_class: int = 8, cap: int = 10
         if len(rows) < min_class:
             continue
         checked += len(rows)
-        x = means[rows]
-        centre = np.median(x, axis=0)
-        own = np.linalg.norm(x - centre, axis=1)
-        spread = max(float(np.median(own)), 1e-3)
-        best, best_order = own.copy(), np.array([""] * len(rows), dtype=object)
-        for order, perm in PERMUTATIONS.items():
-            d = np.linalg.norm(x[:, perm] - centre, axis=1)
-            better = d < best
-            best[better], best_order[better] = d[better], order
-        gain = own - best
-        hit = (best < own / 2) & (gain > max(k * spread, 0.05))
+        hit, order, own, best = _reordered_fits(features[rows], k)
         if hit.sum() * 2 < len(rows):  # a majority reordered would be the class's own colours
-            flagged += [(rows[j], label, best_order[j], own[j], best[j]) for j in np.flatnonzero(hit)]
+            flagged += [(rows[j], label, order[j], own[j], best[j]) for j in np.flatnonzero(hit)]
     ids = m.df["id"].to_numpy()
     items = [
         {"id": ids[i], "label": lab, "order": order, "distance": float(a), "distance_reordered": float(b)}
@@ -565,11 +559,11 @@ def channel_order(m: Manifest, k: float = 4.0, min_class: int = 8, cap: int = 10
     if flagged:
         listing = [f"{ids[i]} (fits {lab!r} as {order})" for i, lab, order, _, _ in flagged]
         observed = (
-            f"{plural(len(flagged), 'file')} of {checked} whose channel means fit their class only with the channels "
-            f"reordered (stored in another channel order, e.g. BGR): {names(listing, cap)}"
+            f"{plural(len(flagged), 'file')} of {checked} whose channel statistics fit their class only with the "
+            f"channels reordered (stored in another channel order, e.g. BGR): {names(listing, cap)}"
         )
     else:
-        observed = f"no file's channel means fit its class better reordered ({checked} colour files checked)"
+        observed = f"no file's channel statistics fit its class better reordered ({checked} colour files checked)"
     return finding(
         "channel_order",
         "colour files share one channel order (no subset stored as BGR)",
@@ -580,6 +574,42 @@ def channel_order(m: Manifest, k: float = 4.0, min_class: int = 8, cap: int = 10
         items,
         {"data/n_channel_order_suspects": len(flagged)},
     )
+
+
+def _reordered_fits(x: np.ndarray, k: float, max_ref: int = 500) -> tuple[np.ndarray, ...]:
+    """channel_order's two tests on one class's (n, 6) features (means then RMS of R, G, B): which files fit
+    better reordered, in which order, and their distances as stored and reordered (by the centre test)."""
+    n = len(x)
+
+    def reorder(perm: list[int]) -> np.ndarray:
+        return np.concatenate([x[:, :3][:, perm], x[:, 3:][:, perm]], axis=1)
+
+    centre = np.median(x[:, :3], axis=0)
+    own = np.linalg.norm(x[:, :3] - centre, axis=1)
+    spread = max(float(np.median(own)), 1e-3)
+    ref = x[np.random.default_rng(0).choice(n, max_ref, replace=False)] if n > max_ref else x  # bounded memory
+    nn = max(3, len(ref) // 5)
+
+    def kth(y: np.ndarray) -> np.ndarray:
+        d = np.linalg.norm(y[:, None, :] - ref[None, :, :], axis=2)
+        d[d == 0] = np.inf  # the file itself (or an exact copy) is no neighbour
+        return np.sort(d, axis=1)[:, min(nn, d.shape[1]) - 1]
+
+    own_nn = kth(x)
+    typical = float(np.median(own_nn[np.isfinite(own_nn)])) if np.isfinite(own_nn).any() else 0.0
+    best, best_nn = own.copy(), own_nn.copy()
+    order = np.array([""] * n, dtype=object)
+    hit = np.zeros(n, dtype=bool)
+    for name, perm in PERMUTATIONS.items():
+        y = reorder(perm)
+        d = np.linalg.norm(y[:, :3] - centre, axis=1)
+        d_nn = kth(y)
+        by_centre = (d < own / 2) & (own - d > max(k * spread, 0.05))
+        by_neighbours = (d_nn < own_nn / 2) & (own_nn > 2 * typical) & (d_nn < typical)
+        new = (by_centre | by_neighbours) & ~hit
+        order[new], best[new], best_nn[new] = name, d[new], d_nn[new]
+        hit |= new
+    return hit, order, own, best
 
 
 SHAPES = CheckBuilder("consistent_shapes", "all images share one shape (or data.image_size resizes them to one)")

@@ -147,7 +147,7 @@ def test_a_subset_saved_in_bgr_order_is_named(tmp_path):
     root = _write_colour(tmp_path / "fruit", bgr={"apple": 4, "sea": 3})
     f = _checks(root)["channel_order"]
     assert f.verdict is WARN
-    assert "7 files of 48 whose channel means fit their class only with the channels reordered" in f.observed
+    assert "7 files of 48 whose channel statistics fit their class only with the channels reordered" in f.observed
     assert "apple/000.png (fits 'apple' as B, G, R)" in f.observed and "sea/002.png" in f.observed
     assert "leaf/" not in f.observed  # a class of nearly equal R and B: nothing to swap
 
@@ -155,6 +155,36 @@ def test_a_subset_saved_in_bgr_order_is_named(tmp_path):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_clean_colour_folders_raise_nothing(tmp_path, seed):
     _clean(_checks(_write_colour(tmp_path / "fruit", seed=seed)))
+
+
+def _scene_crops(root: Path, seed: int, swapped: int = 0) -> Path:
+    """Classes of many looks: 32x32 crops of scikit-learn's two bundled photos (sky, roofs, petals, leaves);
+    the first ``swapped`` flower crops saved with red and blue swapped."""
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    for name, im in zip(("china", "flower"), load_sample_images().images):
+        (root / name).mkdir(parents=True)
+        for i in range(60):
+            y, x = rng.integers(0, im.shape[0] - 32), rng.integers(0, im.shape[1] - 32)
+            crop = im[y : y + 32, x : x + 32]
+            crop = crop[..., ::-1] if name == "flower" and i < swapped else crop
+            Image.fromarray(np.ascontiguousarray(crop)).save(root / name / f"{i:02d}.png")
+    return root
+
+
+def test_bgr_crops_of_natural_scenes_are_named_and_clean_crops_are_not(tmp_path):
+    for seed in (0, 1):
+        _clean(_checks(_scene_crops(tmp_path / f"clean{seed}", seed)))
+    f = _checks(_scene_crops(tmp_path / "bgr", 2, swapped=6))["channel_order"]
+    assert f.verdict is WARN
+    named = [i["id"] for i in _items(tmp_path / "bgr", "channel_order")]
+    assert named and all(i in {f"flower/{j:02d}.png" for j in range(6)} for i in named)  # only swapped files
+
+
+def _items(root: Path, name: str) -> list[dict]:
+    cfg = RecipeConfig(data={"source": "imagefolder", "root": str(root)})
+    return inspect_manifest(build_manifest(cfg), cfg)[name].items
 
 
 def _rgba_folder(root: Path) -> Path:
