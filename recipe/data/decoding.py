@@ -43,8 +43,14 @@ HIGH_DEPTH_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N", "I", "F"})
 ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 OTHER_COLOUR_SPACES = frozenset({"CMYK", "YCbCr", "LAB", "HSV"})
 
-# A DecompressionBombWarning is PIL saying "this may be an attack" and then decoding it anyway: an error here.
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+def refuse_bomb_warnings() -> None:
+    """Make PIL's DecompressionBombWarning (PIL saying "this may be an attack", then decoding it anyway) an
+    error, process-wide; idempotent (an identical filter is replaced, not added twice)."""
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+refuse_bomb_warnings()
 
 
 class DecodeRefused(ValueError):

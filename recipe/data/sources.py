@@ -45,6 +45,7 @@ from .decoding import (
     bomb_message,
     check_pixels,
     parse_background,
+    refuse_bomb_warnings,
     to_8bit,
 )
 from .errors import DataError, inline, listing
@@ -363,6 +364,7 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
     if settings.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = settings.max_pixels  # PIL's own bomb check must not undercut the stated cap
     PIXELS_IN_FLIGHT.budget = settings.max_pixels
+    refuse_bomb_warnings()  # again: a test harness or a caller may have reset the warning filters since import
     infos = _described(paths, settings)
     bombs = [(rel, f.error) for (_, rel), f in zip(files, infos) if f.error.startswith(BOMB)]
     if bombs:

@@ -35,6 +35,16 @@ def test_a_decompression_bomb_is_refused_from_its_header_naming_the_file(make_fo
     assert why in str(e.value) and "raise data.max_image_pixels" in str(e.value)
 
 
+def test_a_cap_raised_on_purpose_decodes_what_pil_alone_would_call_a_bomb(make_folder, make_cfg, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the source raises it to the cap
+    root = make_folder({"a": 4, "b": 4})
+    write_png_bomb(root / "a" / "big.png", 10_000, 10_000)  # 100 MP: PIL's default limit (89 MP) only warns
+    with pytest.raises(DataError, match="a/big.png: decompression bomb refused"):
+        build_manifest(make_cfg(source="imagefolder", root=root))
+    m = build_manifest(make_cfg(source="imagefolder", root=root, max_image_pixels=100_000_000))
+    assert m.df.set_index("id").loc["a/big.png", "readable"]  # a cap raised on purpose decodes it
+
+
 def test_the_pixel_cap_is_a_setting(make_folder, make_cfg):
     root = make_folder({"a": 4, "b": 4}, size=(20, 20))
     with pytest.raises(DataError, match=r"20 x 20 = 400 pixels, above data.max_image_pixels=399"):
