@@ -90,6 +90,22 @@ class DataConfig(_Section):
         None, ge=4, description="resize images to a square of this side; None keeps their size"
     )
     grayscale: bool | None = Field(None, description="None: keep what the files are (1 channel if all are grayscale)")
+    background: str = Field(
+        "white",
+        description="images with transparency are composited on this colour (a name or #rrggbb), as a viewer shows "
+        "them; palette files are expanded",
+    )
+    max_image_pixels: int = Field(
+        40_000_000,
+        ge=1,
+        description="a file whose header declares more pixels (width x height) is refused before decoding, naming "
+        "it: a decompression bomb guard (about 4 bytes of memory a pixel)",
+    )
+    merge_similar_labels: bool = Field(
+        False,
+        description="merge class names that differ only in case, whitespace, _ or - (Shoes, shoes, 'shoes ') into "
+        "the most frequent one; false: inspect FAILs naming them",
+    )
     normalize: bool = Field(True, description="standardise inputs with statistics from the training split")
     batch_size: int = Field(64, ge=1, description="training batch size (examples per optimiser step)")
     eval_batch_size: int = Field(
@@ -114,6 +130,19 @@ class DataConfig(_Section):
         "false, data.augment=[hflip] fails the augmentation check",
     )
     split: SplitConfig = Field(default_factory=SplitConfig, description="the train/val/test split")
+
+    @field_validator("background")
+    @classmethod
+    def _colour(cls, v: str) -> str:
+        from PIL import ImageColor  # not recipe.data: that package imports torch
+
+        try:
+            ImageColor.getrgb(v)
+        except ValueError:
+            raise ValueError(
+                f"{v!r} is not a colour: use a name (white, black, gray) or a hex code such as #808080"
+            ) from None
+        return v
 
     @model_validator(mode="after")
     def _source_needs(self) -> DataConfig:

@@ -6,8 +6,10 @@ tolerant manifest (bad samples are rows there, not exceptions) and reports *all*
 file name, so one run shows everything to fix. :func:`inspect_manifest` runs every check that applies.
 
 Verdicts: data a model cannot be trained on, or whose scores would lie (corrupt files, unknown labels,
-empty classes, samples shared between splits), FAILs; data that trains but deserves a look (imbalance,
-duplicates inside a split, outliers, skipped files) WARNs.
+empty classes, samples shared between splits, split folders taken for classes, one class under several
+spellings, most files decoding to one value), FAILs; data that trains but deserves a look (imbalance,
+duplicates inside a split, outliers, skipped files, nested class folders, a subset in another channel order,
+a few blank files) WARNs. What decoding converted (bit depth, alpha, palette) is said in a PASS.
 
 "Recipe §1" in a docstring cites the source of a check's rule: seed 004, Karpathy's "A Recipe for Training
 Neural Networks" (2019), step 1 "Become one with the data". The fixed advice texts sit in ``ADVICE``; the
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from recipe.data.folders import describe_hidden, normalise_label
 from recipe.report import Verdict
 from recipe.tasks import task_for
 
@@ -56,6 +59,36 @@ ADVICE = {
     "ignored_files": (
         "move the listed files out of data.root, or give images one of the usual extensions (.png, .jpg, ...); "
         "files at the top level belong to no class"
+    ),
+    "ignored_files.hidden": (
+        "hidden folders (names starting with '.', e.g. .ipynb_checkpoints left by Jupyter) are never read: delete "
+        "them, or move their images into a class folder if they are data"
+    ),
+    "image_decoding": (
+        "open the listed files in an image viewer: blank scans or placeholders can be removed; if a file shows a "
+        "picture there, it is decoded wrongly here (its stored mode is in inspect/manifest.csv, column mode): "
+        "re-export it as 8-bit PNG, and tell us its mode"
+    ),
+    "channel_order": (
+        "look at the listed files next to others of their class: files written by OpenCV (cv2.imwrite of an RGB "
+        "array, or cv2.imread without cvtColor) have red and blue swapped; re-save them in RGB order"
+    ),
+    "folder_layout.split": (
+        "point data.root at the folder that holds the class folders, e.g. data.root={example}: the recipe "
+        "draws its own val and test splits from that one folder (data.split), so the other split folders are "
+        "then not read"
+    ),
+    "folder_layout.among": (
+        "move the listed folders out of data.root: unlabelled images have no class to learn, and a held-out split "
+        "among the class folders is trained as a class of its own"
+    ),
+    "folder_layout.nested": (
+        "if the sub-folders are the real classes, point data.root at the class folder that holds them (or move "
+        "them up one level); if they are parts of one class (e.g. sources or dates), nothing to do"
+    ),
+    "label_names_distinct": (
+        "rename the listed labels to one spelling (folders or target cells), or set data.merge_similar_labels=true "
+        "to merge each group into its most frequent spelling"
     ),
     "consistent_shapes.sizes": "set data.image_size=N to resize every image to N x N",
     "consistent_shapes.channels": (
@@ -142,11 +175,28 @@ def property_bounds(m: Manifest, k: float) -> dict[str, Bounds]:
     return {p: b for p, b in bounds.items() if b is not None}
 
 
+def constant_images(m: Manifest) -> np.ndarray:
+    """Boolean mask over the manifest's rows: readable images that decode to one value in every channel (every
+    pixel alike). Identical by construction, they are a decoding or blank-file problem (``image_decoding``),
+    not duplicates; all False for tables. From the per-channel moments: variance <= 1e-12 on the 0..1 scale."""
+    readable = m.df["readable"].astype(bool).to_numpy()
+    if not is_image(m):
+        return np.zeros(len(m.df), dtype=bool)
+    if m.chan_stats is not None:
+        var = m.chan_stats[:, 1] - m.chan_stats[:, 0] ** 2
+        with np.errstate(invalid="ignore"):
+            flat = np.nan_to_num(var, nan=1.0).max(axis=1) <= 1e-12
+    else:
+        flat = m.df["std"].astype(np.float64).fillna(1.0).to_numpy() <= 1e-6
+    return readable & flat
+
+
 def duplicate_groups(m: Manifest) -> pd.DataFrame:
     """Readable rows whose content hash another readable row shares, with a ``group`` number (0, 1, ...)
-    ordered by first appearance. Hashes are of the decoded values, so re-encoded copies are found too."""
+    ordered by first appearance. Hashes are of the decoded values, so re-encoded copies are found too.
+    Images that decode to a single value (:func:`constant_images`) are left out: ``image_decoding`` names them."""
     ok = usable(m)
-    ok = ok[ok["hash"].astype(str) != ""]
+    ok = ok[(ok["hash"].astype(str) != "") & ~constant_images(m)[m.df["readable"].astype(bool).to_numpy()]]
     dup = ok[ok.duplicated("hash", keep=False)].copy()
     dup["group"] = pd.factorize(dup["hash"])[0]
     return dup.sort_values(["group", "split", "id"], kind="stable")
@@ -284,19 +334,282 @@ def at_least_two_classes(m: Manifest) -> Finding:
 
 
 def ignored_files(m: Manifest, cap: int = 10) -> Finding:
-    """WARN naming files the folder scan skipped (no image extension, or not inside a class folder; items:
-    file). Rule: Recipe §1, scan every example: a skipped file is data nobody looked at."""
+    """Files the folder scan skipped: non-image files and files outside any class folder WARN; hidden entries
+    (``.ipynb_checkpoints``, ``.DS_Store``, ``__MACOSX``) are counted and named, and WARN when they hold images
+    (items: file, and for hidden entries hidden/n_files/n_images). Rule: Recipe §1, scan every example: a
+    skipped file is data nobody looked at."""
     files = list(m.ignored_files)
+    hidden = list(m.layout.hidden) if m.layout is not None else []
+    parts = [f"{plural(len(files), 'file')} skipped: {names(files, cap)}"] if files else []
+    if hidden:
+        parts.append(describe_hidden(hidden, cap))
+    hidden_images = sum(h.n_images for h in hidden)
+    items: list[dict[str, Any]] = [{"file": f} for f in files]
+    items += [
+        {"file": h.path, "hidden": True, "folder": h.is_dir, "n_files": h.n_files, "n_images": h.n_images}
+        for h in hidden
+    ]
+    advice = [ADVICE["ignored_files"]] if files else []
+    if hidden:
+        advice.append(ADVICE["ignored_files.hidden"])
     return finding(
         "ignored_files",
         "every file under data.root is an image in a class folder",
-        f"{plural(len(files), 'file')} skipped: {names(files, cap)}" if files else "no files skipped",
+        "; ".join(parts) or "no files skipped",
         "0 files skipped",
-        WARN if files else PASS,
-        ADVICE["ignored_files"],
-        [{"file": f} for f in files],
-        {"data/n_ignored_files": len(files)},
+        WARN if files or hidden_images else PASS,
+        "; ".join(advice) or ADVICE["ignored_files"],
+        items,
+        {
+            "data/n_ignored_files": len(files),
+            "data/n_hidden_skipped": len(hidden),
+            "data/n_hidden_images": hidden_images,
+        },
     )
+
+
+def folder_layout(m: Manifest, cap: int = 10) -> Finding:
+    """The class folders look like classes (items: folder, problem).
+
+    FAIL: class folders named like splits (``train``, ``val``, ``valid``, ``validation``, ``test``,
+    ``unlabeled``, ...). When every class folder is one, ``data.root`` is probably one level too high
+    (``train/<class>/``: the "classes" would be the splits); when some are, an unlabelled or held-out split
+    sits among the classes and would be trained as a class. WARN: class folders whose images sit in
+    sub-folders (nested classes), all labelled with the top folder. Rule: torchvision's ``ImageFolder`` layout
+    (class = first-level folder) against the split-folder layouts datasets are shipped in (Kaggle, Hugging Face
+    ``imagefolder``: ``train/<class>/``); Recipe §1, "become one with the data"."""
+    layout = m.layout
+    if layout is None:
+        return finding("folder_layout", "class folders are classes", "no folder layout", "-", PASS)
+    split_named = [s for s in layout.split_named if s not in m.empty_classes]
+    classes = sorted(set(m.df["id"].astype(str).str.split("/").str[0]))
+    nested = {c: v for c, v in layout.nested.items() if c not in layout.split_named}
+    parts, items, verdict, advice = [], [], PASS, []
+    if split_named and set(split_named) >= set(classes):
+        subs = sorted({s for n in split_named for s in layout.sub_classes.get(n, [])})
+        parts.append(
+            f"every class folder is named like a split ({names(split_named, cap)}), and they hold sub-folders "
+            f"{names(subs, cap)}: data.root is probably one level too high, so the model would learn which split a "
+            "file is in, not its class"
+        )
+        verdict = FAIL
+        advice.append(ADVICE["folder_layout.split"].format(example=m.root / split_named[0]))
+    elif split_named:
+        counts = m.df["id"].astype(str).str.split("/").str[0].value_counts()
+        listing = [f"{s!r} ({counts.get(s, 0)} images)" for s in split_named]
+        parts.append(
+            f"{plural(len(split_named), 'folder')} named like a split among the class folders: {names(listing, cap)}; "
+            "each is trained as a class of its own"
+        )
+        verdict = FAIL
+        advice.append(ADVICE["folder_layout.among"])
+    items += [{"folder": s, "problem": "named like a split"} for s in split_named]
+    if nested:
+        listing = [f"{c} ({names(v, 3)})" for c, v in nested.items()]
+        parts.append(
+            f"{plural(len(nested), 'class folder')} keep images in sub-folders, all labelled with the class folder: "
+            + names(listing, cap)
+        )
+        verdict = Verdict.worst([verdict, WARN])
+        advice.append(ADVICE["folder_layout.nested"])
+        items += [{"folder": c, "sub_folders": v, "problem": "nested"} for c, v in nested.items()]
+    return finding(
+        "folder_layout",
+        "each first-level folder under data.root is a class, holding that class's images",
+        "; ".join(parts) or f"{plural(len(classes), 'class folder')}, none named like a split, none nested",
+        "class folders that are classes",
+        verdict,
+        "; ".join(advice),
+        items,
+        {"data/n_split_named_folders": len(split_named), "data/n_nested_class_folders": len(nested)},
+    )
+
+
+def label_names_distinct(m: Manifest, cap: int = 10) -> Finding:
+    """FAIL naming labels that are equal once case, whitespace, ``_`` and ``-`` are ignored (``Shoes``,
+    ``shoes``, ``shoes ``): one class split under several names, which no model can tell apart and which
+    class-balance figures would misreport as small classes. PASS, saying what was merged, with
+    ``data.merge_similar_labels``. Items: the normalised label and its variants with their counts. Rule:
+    Recipe §1, "corrupted labels"; issue reports of class folders and CSV targets typed two ways."""
+    groups = m.label_variants
+    shown = [" = ".join(f"{v!r} ({n})" for v, n in g.items()) for g in groups.values()]
+    items = [{"normalised": k, "variants": [{"label": v, "count": n} for v, n in g.items()]} for k, g in groups.items()]
+    metrics = {"data/n_similar_label_groups": len(groups)}
+    if groups and m.merged_labels:
+        merged_into = [
+            f"{s} -> {m.merged_labels.get(next(iter(g)), next(iter(g)))!r}" for s, g in zip(shown, groups.values())
+        ]
+        observed, verdict = f"merged (data.merge_similar_labels=true): {names(merged_into, cap)}", PASS
+    elif groups:
+        observed = (
+            f"{plural(len(groups), 'class', 'classes')} written several ways, differing only in case or "
+            f"whitespace: {names(shown, cap)}; each spelling is trained as its own class"
+        )
+        verdict = FAIL
+    else:
+        observed, verdict = "no two labels differ only in case or whitespace", PASS
+    return finding(
+        "label_names_distinct",
+        "no two labels differ only in case, whitespace, _ or -",
+        observed,
+        "one spelling per class",
+        verdict,
+        ADVICE["label_names_distinct"] if groups else "",
+        items,
+        metrics,
+    )
+
+
+def image_decoding(m: Manifest, cap: int = 10) -> Finding:
+    """What decoding did to reach 8-bit pixels, and files that decode to a single value.
+
+    Conversions (16-bit or float depth scaled by the file's bit depth, transparency composited on
+    ``data.background``, palettes expanded, CMYK / YCbCr converted; see :mod:`recipe.data.decoding`) are named
+    per kind with example files, and PASS. Files whose every pixel decodes to one value WARN: a blank file, or a
+    decoding that lost the picture (16-bit values clipped to 255 made whole datasets white before bit depths were
+    read); more than half of them FAIL, since then the decoder rather than the data is suspect. Such files are
+    not reported as duplicates. Items: id, problem (constant / the conversion), value or note. Rule: Recipe §1,
+    "bugs in data quality or preprocessing"; issues #18 and #24 (16-bit detector PNGs, alpha channels)."""
+    ok = usable(m)
+    notes = ok["decoding"].astype(str) if "decoding" in ok else pd.Series("", index=ok.index)
+    parts, items = [], []
+    for kind, test in CONVERSIONS.items():
+        rows = ok[notes.map(test)]
+        if len(rows):
+            example = notes[rows.index[0]]
+            parts.append(f"{plural(len(rows), 'file')} {kind} (e.g. {rows['id'].iloc[0]}: {example})")
+            items += [{"id": i, "problem": kind, "note": notes[j]} for j, i in zip(rows.index, rows["id"])]
+    flat = constant_images(m)
+    constant = m.df[flat]
+    if len(constant):
+        value = (constant["mean"].astype(np.float64) * 255).round().astype(int)
+        listing = [f"{i} (all {v}, stored as {md})" for i, v, md in zip(constant["id"], value, constant["mode"])]
+        parts.insert(
+            0,
+            f"{len(constant)} of {len(ok)} images decode to a single value, every pixel alike (blank files, or a "
+            f"decoding that lost the picture; they are not counted as duplicates): {names(listing, cap)}",
+        )
+        items = [
+            {"id": i, "problem": "constant", "value": int(v), "mode": json_value(md)}
+            for i, v, md in zip(constant["id"], value, constant["mode"])
+        ] + items
+    verdict = (FAIL if 2 * len(constant) > len(ok) else WARN) if len(constant) else PASS
+    return finding(
+        "image_decoding",
+        "every image decodes to 8-bit pixels that carry a picture (bit depth, alpha and palette handled)",
+        "; ".join(parts) or f"all {len(ok)} images stored as 8-bit gray or RGB, decoded as stored",
+        "no image decodes to a single value",
+        verdict,
+        ADVICE["image_decoding"] if len(constant) else "",
+        items,
+        {"data/n_constant_images": len(constant), "data/n_converted_images": int((notes != "").sum())},
+    )
+
+
+CONVERSIONS = {  # image_decoding's kinds of conversion, from recipe.data.decoding's notes
+    "scaled to 8 bits from a deeper bit depth": lambda n: n.startswith(
+        ("16-bit", "32-bit", "float", "mode I", "mode F")
+    ),
+    "with transparency composited on data.background": lambda n: "alpha:" in n,
+    "expanded from a palette": lambda n: n.startswith("palette expanded"),
+    "converted from another colour space": lambda n: "converted to" in n,
+}
+PERMUTATIONS = {
+    "B, G, R": [2, 1, 0],
+    "R, B, G": [0, 2, 1],
+    "G, R, B": [1, 0, 2],
+    "G, B, R": [1, 2, 0],
+    "B, R, G": [2, 0, 1],
+}
+
+
+def channel_order(m: Manifest, k: float = 4.0, min_class: int = 8, cap: int = 10) -> Finding:
+    """WARN naming colour files whose channel statistics fit their class far better with the channels reordered
+    (R and B swapped: BGR files written by OpenCV; or another order) than as stored.
+
+    Per class (at least ``min_class`` colour files), each file is described by its per-channel mean and RMS
+    (0..1) and judged two ways; either names it. *Centre*: the class's per-channel median of the means; the file
+    is named when, in some reordering, its distance to the centre falls below half its distance as stored and
+    the gain exceeds ``k`` spreads (the median distance) and 0.05. *Neighbours* (classes of many looks, such as
+    crops of scenes): the distance to the class's k-th nearest file (k = a fifth of the class, at least 3); the
+    file is named when stored it lies more than twice the class's typical distance from its neighbours and
+    reordered within half of that. Genuine colour variation (a blue flower among red ones) rarely fits *that*
+    well once reordered; nothing is named in a class where most files would be. Items: id, label, order,
+    distances. Rule: Recipe §1, "biases" and preprocessing bugs; issue #18 (images whose channel order differs
+    from the rest of the set)."""
+    if m.image_mode != "RGB" or m.chan_stats is None:
+        return finding("channel_order", "colour files share one channel order", "not colour images", "-", PASS)
+    ok = m.df["readable"].astype(bool).to_numpy() & (m.df["channels"].fillna(0).astype(int).to_numpy() >= 3)
+    features = np.concatenate([m.chan_stats[:, 0, :], np.sqrt(np.maximum(m.chan_stats[:, 1, :], 0))], axis=1)
+    labels = m.df["label"].astype(str).to_numpy()
+    flagged, checked = [], 0
+    for label in pd.unique(labels[ok]):
+        rows = np.flatnonzero(ok & (labels == label))
+        if len(rows) < min_class:
+            continue
+        checked += len(rows)
+        hit, order, own, best = _reordered_fits(features[rows], k)
+        if hit.sum() * 2 < len(rows):  # a majority reordered would be the class's own colours
+            flagged += [(rows[j], label, order[j], own[j], best[j]) for j in np.flatnonzero(hit)]
+    ids = m.df["id"].to_numpy()
+    items = [
+        {"id": ids[i], "label": lab, "order": order, "distance": float(a), "distance_reordered": float(b)}
+        for i, lab, order, a, b in flagged
+    ]
+    if flagged:
+        listing = [f"{ids[i]} (fits {lab!r} as {order})" for i, lab, order, _, _ in flagged]
+        observed = (
+            f"{plural(len(flagged), 'file')} of {checked} whose channel statistics fit their class only with the "
+            f"channels reordered (stored in another channel order, e.g. BGR): {names(listing, cap)}"
+        )
+    else:
+        observed = f"no file's channel statistics fit its class better reordered ({checked} colour files checked)"
+    return finding(
+        "channel_order",
+        "colour files share one channel order (no subset stored as BGR)",
+        observed,
+        "0 files",
+        WARN if flagged else PASS,
+        ADVICE["channel_order"] if flagged else "",
+        items,
+        {"data/n_channel_order_suspects": len(flagged)},
+    )
+
+
+def _reordered_fits(x: np.ndarray, k: float, max_ref: int = 500) -> tuple[np.ndarray, ...]:
+    """channel_order's two tests on one class's (n, 6) features (means then RMS of R, G, B): which files fit
+    better reordered, in which order, and their distances as stored and reordered (by the centre test)."""
+    n = len(x)
+
+    def reorder(perm: list[int]) -> np.ndarray:
+        return np.concatenate([x[:, :3][:, perm], x[:, 3:][:, perm]], axis=1)
+
+    centre = np.median(x[:, :3], axis=0)
+    own = np.linalg.norm(x[:, :3] - centre, axis=1)
+    spread = max(float(np.median(own)), 1e-3)
+    ref = x[np.random.default_rng(0).choice(n, max_ref, replace=False)] if n > max_ref else x  # bounded memory
+    nn = max(3, len(ref) // 5)
+
+    def kth(y: np.ndarray) -> np.ndarray:
+        d = np.linalg.norm(y[:, None, :] - ref[None, :, :], axis=2)
+        d[d == 0] = np.inf  # the file itself (or an exact copy) is no neighbour
+        return np.sort(d, axis=1)[:, min(nn, d.shape[1]) - 1]
+
+    own_nn = kth(x)
+    typical = float(np.median(own_nn[np.isfinite(own_nn)])) if np.isfinite(own_nn).any() else 0.0
+    best, best_nn = own.copy(), own_nn.copy()
+    order = np.array([""] * n, dtype=object)
+    hit = np.zeros(n, dtype=bool)
+    for name, perm in PERMUTATIONS.items():
+        y = reorder(perm)
+        d = np.linalg.norm(y[:, :3] - centre, axis=1)
+        d_nn = kth(y)
+        by_centre = (d < own / 2) & (own - d > max(k * spread, 0.05))
+        by_neighbours = (d_nn < own_nn / 2) & (own_nn > 2 * typical) & (d_nn < typical)
+        new = (by_centre | by_neighbours) & ~hit
+        order[new], best[new], best_nn[new] = name, d[new], d_nn[new]
+        hit |= new
+    return hit, order, own, best
 
 
 SHAPES = CheckBuilder("consistent_shapes", "all images share one shape (or data.image_size resizes them to one)")
@@ -402,8 +715,12 @@ def split_sizes(m: Manifest, need_test: bool = True, cap: int = 10) -> Finding:
 def class_balance(m: Manifest, warn_ratio: float = 5.0, cap: int = 10) -> Finding:
     """WARN when the largest class outnumbers the smallest by more than ``warn_ratio`` (a ratio of sample
     counts), naming the classes below largest / warn_ratio (items: class and its counts per split).
-    Rule: Recipe §1, "I look for data imbalances and biases"."""
+    Labels that differ only in case or whitespace count as one class here (``label_names_distinct`` names them):
+    a stray spelling is not a small class. Rule: Recipe §1, "I look for data imbalances and biases"."""
     table = class_counts(m)
+    if m.label_variants and not m.merged_labels:
+        first = {normalise_label(c): c for c in table.index[::-1]}  # each group under its first spelling
+        table = table.groupby([first[normalise_label(c)] for c in table.index], sort=False).sum()
     total = table["total"]
     if not len(total) or total.max() == 0:
         return finding("class_balance", "classes are roughly balanced", "no labelled samples", "-", PASS)
@@ -611,10 +928,12 @@ def inspect_manifest(m: Manifest, cfg: RecipeConfig) -> DataReport:
     found.append(no_nulls(m, cap))
     if classification:
         found += [labels_in_class_set(m, cap), at_least_two_classes(m)]
+    if classification:
+        found.append(label_names_distinct(m, cap))
     if has_files(m):
-        found += [no_empty_classes(m, cap), ignored_files(m, cap)]
+        found += [no_empty_classes(m, cap), ignored_files(m, cap), folder_layout(m, cap)]
     if is_image(m):
-        found.append(consistent_shapes(m, cap))
+        found += [image_decoding(m, cap), channel_order(m, cap=cap), consistent_shapes(m, cap)]
     found.append(split_sizes(m, need_test, cap))
     if classification:
         found.append(class_balance(m, ic.imbalance_warn_ratio, cap))

@@ -34,7 +34,16 @@ from recipe.report import Verdict
 from recipe.tasks import task_for
 
 from .base import Finding, finding, names, plural
-from .data import SIZE_PROPERTIES, SPLITS, has_files, is_image, property_bounds, property_values, usable
+from .data import (
+    SIZE_PROPERTIES,
+    SPLITS,
+    constant_images,
+    has_files,
+    is_image,
+    property_bounds,
+    property_values,
+    usable,
+)
 from .tables import CHANCE_ALPHA, FAR_RANGES, chance_outside, train_ranges
 
 if TYPE_CHECKING:
@@ -111,7 +120,8 @@ def _samples_frame(m: Manifest) -> pd.DataFrame:
     if not is_image(m):
         keep = [c for c in keep if c not in IMAGE_COLUMNS]
     s = df[keep].copy()
-    ok = df["readable"].astype(bool) & (df["hash"].astype(str) != "")
+    # images that decode to one value are image_decoding's finding, not shared content
+    ok = df["readable"].astype(bool) & (df["hash"].astype(str) != "") & ~constant_images(m)
     s["hash"] = df["hash"].where(ok, None)
     shared = pd.DataFrame({"hash": df["hash"], "split": df["split"], "label": df["label"].astype(str)})[ok]
     shared = shared.groupby("hash").nunique()

@@ -18,6 +18,7 @@ import pandas as pd
 
 from recipe.tasks import task_for
 
+from .folders import FolderScan
 from .sources import _CACHE, Reader, load_source
 from .splits import assign_splits
 
@@ -34,7 +35,8 @@ class Manifest:
     ``df`` columns: id (stable: relative path, ``row:N`` or ``train:N``), path, row, label (class name, or
     the float target), label_idx, split, then for images height/width/channels/mode (of the file as stored),
     mean/std (pixels on the 0..1 scale; for tables, the row's features), hash (of the decoded values, so
-    re-encoded duplicates collide), readable, error. torchvision rows also have ``subset`` (its train/test).
+    re-encoded duplicates collide), readable, error; image folders also ``decoding`` (what decoding did to
+    reach 8-bit pixels: bit depth scaled, alpha composited, palette expanded; "" when nothing). torchvision rows also have ``subset`` (its train/test).
     The index is the row position 0..N-1, which ``reader.read(i)`` and ``chan_stats[i]`` also use.
     """
 
@@ -54,6 +56,11 @@ class Manifest:
     missing_tokens: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # csv: column -> placeholder
     # token ("?", "n/a", "" ...) -> row positions of the cells read as missing (filled with train medians)
     notes: list[str] = field(default_factory=list)  # things inspect should tell the user
+    layout: FolderScan | None = field(default=None, repr=False)  # image folders: hidden entries, split-named
+    # class folders, nested folders (see recipe.data.folders)
+    label_variants: dict[str, dict[str, int]] = field(default_factory=dict)  # labels equal up to case/whitespace:
+    # normalised label -> {label as written: samples}
+    merged_labels: dict[str, str] = field(default_factory=dict)  # variant -> label it was merged into
     split_file: Path | None = None
     reader: Reader | None = field(default=None, repr=False)
     chan_stats: np.ndarray | None = field(default=None, repr=False)  # images: (N, 2, C) channel mean, mean sq
@@ -103,6 +110,9 @@ def build_manifest(cfg: RecipeConfig) -> Manifest:
         bad_columns=src.bad_columns,
         missing_tokens=src.missing_tokens,
         notes=[*src.notes, *notes],
+        layout=src.layout,
+        label_variants=src.label_variants,
+        merged_labels=src.merged_labels,
         split_file=split_file,
         reader=src.reader,
         chan_stats=src.chan_stats,

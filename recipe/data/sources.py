@@ -23,6 +23,7 @@ import time
 import uuid
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,12 +36,24 @@ from PIL import Image, ImageOps
 
 from recipe.tasks import CLASSIFICATION, TASKS, task_for
 
-from .errors import DataError, inline
+from .decoding import (
+    DEFAULT_MAX_PIXELS,
+    PIXELS_IN_FLIGHT,
+    WHITE,
+    DecodeRefused,
+    TooManyPixels,
+    bomb_message,
+    check_pixels,
+    parse_background,
+    refuse_bomb_warnings,
+    to_8bit,
+)
+from .errors import DataError, inline, listing
+from .folders import IMAGE_EXTENSIONS, FolderScan, merge_map, scan_folder, similar_labels
 
 if TYPE_CHECKING:
     from recipe.config import DataConfig
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 EMBEDDED_TABLES = {"wine": "load_wine", "breast_cancer": "load_breast_cancer", "diabetes": "load_diabetes"}
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10"}
 MAX_CLASSES_AUTO = 20  # task=auto: an integer target with at most this many values is a class label
@@ -49,7 +62,6 @@ MAX_ONE_HOT_LEVELS = 20  # a text feature column with more distinct values is an
 # knows some of them (empty, NA, n/a, null, NaN), not "?" (UCI's Auto MPG) or "-" (spreadsheets).
 MISSING_TOKENS = frozenset({"", "?", "-", "--", "na", "n/a", "nan", "null", "none", "#n/a", "<na>", "missing"})
 MAX_MISSING_FRACTION = 0.5  # a feature column missing in more of its cells is unusable, not filled in
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 _EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}  # the formats whose EXIF orientation cameras set
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
 
@@ -85,6 +97,9 @@ class SourceData:
     bad_columns: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     missing_tokens: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # csv: column -> token -> rows
+    layout: FolderScan | None = None  # image folders: what the walk found (hidden entries, split-named folders, ...)
+    label_variants: dict[str, dict[str, int]] = field(default_factory=dict)  # normalised label -> {variant: count}
+    merged_labels: dict[str, str] = field(default_factory=dict)  # variant -> merged label (data.merge_similar_labels)
 
 
 # --- decoding images, with a process-wide cache -----------------------------------------------------------
@@ -101,10 +116,20 @@ class Decoded:
     mode: str | None = None
     error: str = ""
     rotated: bool = False  # stored sideways (an EXIF orientation), turned upright on decoding
+    note: str = ""  # what was done to reach 8-bit L / RGB (bit depth scaled, alpha composited, ...); "" if nothing
+
+    @property
+    def refused(self) -> bool:
+        """Refused before decoding for its pixel count (a decompression bomb), not merely unreadable."""
+        return self.error.startswith(BOMB)
+
+
+BOMB = "decompression bomb refused"
 
 
 class _DecodeCache:
-    """Decoded images keyed by (path, mtime, size, image_size), so an edited file is decoded afresh.
+    """Decoded images keyed by (path, mtime, size, image_size, background, pixel cap), so an edited file (or a
+    new setting) is decoded afresh.
 
     Fill until the budget is spent, then stop adding (no eviction): a dataset larger than the budget would
     make an LRU miss on every sequential pass, while this keeps its first part hot.
@@ -140,35 +165,52 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def decode_image(path: str, image_size: int | None = None) -> Decoded:
-    """Decode one file with PIL; a file that cannot be decoded gives ``array=None`` and an error string."""
+def decode_image(
+    path: str,
+    image_size: int | None = None,
+    background: tuple[int, int, int] = WHITE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Decoded:
+    """Decode one file with PIL into 8-bit L or RGB (see :mod:`recipe.data.decoding`); a file that cannot be
+    decoded, or whose header declares more than ``max_pixels`` pixels, gives ``array=None`` and an error string.
+    ``background``: the RGB colour transparent pixels are composited on."""
     try:
         st = os.stat(path)
     except OSError as e:
         return Decoded(None, error=f"{type(e).__name__}: {e.strerror or e}")
     if st.st_size == 0:
         return Decoded(None, error="empty file (0 bytes): an interrupted download or copy")
-    key = (path, st.st_mtime_ns, st.st_size, image_size)
+    key = (path, st.st_mtime_ns, st.st_size, image_size, background, max_pixels)
     hit = _CACHE.get(key)
     if hit is None:
-        hit = _decode(path, image_size)
+        hit = _decode(path, (image_size, background, max_pixels))
         _CACHE.put(key, hit)
     return hit
 
 
-def _decode(path: str, image_size: int | None) -> Decoded:
+def _decode(path: str, options: tuple[int | None, tuple[int, int, int], int]) -> Decoded:
+    image_size, background, max_pixels = options
     try:
         with Image.open(path) as img:
-            img.load()  # decode now: a truncated file fails here, not later inside a DataLoader worker
-            rotated = img.format in _EXIF_FORMATS and img.getexif().get(_EXIF_ORIENTATION, 1) not in (None, 1)
-            if rotated:
-                img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an EXIF rotation
-            h, w, bands, mode = img.height, img.width, len(img.getbands()), img.mode
-            img = img.convert("L" if mode in _GRAY_MODES else "RGB")
-            if image_size and img.size != (image_size, image_size):
-                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
-            return Decoded(np.asarray(img), h, w, bands, mode, rotated=rotated)
-    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, DecompressionBombError)
+            check_pixels(img, max_pixels)  # from the header: a bomb is refused before a pixel is decoded
+            with PIXELS_IN_FLIGHT.hold(img.width * img.height):
+                img.load()  # decode now: a truncated file fails here, not later inside a DataLoader worker
+                rotated = img.format in _EXIF_FORMATS and img.getexif().get(_EXIF_ORIENTATION, 1) not in (None, 1)
+                if rotated:
+                    img = ImageOps.exif_transpose(img)  # phone photos are stored sideways with an EXIF rotation
+                h, w, bands, mode = img.height, img.width, len(img.getbands()), img.mode
+                done = to_8bit(img, background)
+                out = done.image
+                if image_size and out.size != (image_size, image_size):
+                    out = out.resize((image_size, image_size), Image.Resampling.BILINEAR)
+                return Decoded(np.asarray(out), h, w, bands, mode, rotated=rotated, note=done.note)
+    except TooManyPixels as e:
+        return Decoded(None, error=str(e))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        return Decoded(None, error=bomb_message(e, max_pixels))
+    except DecodeRefused as e:
+        return Decoded(None, error=str(e))
+    except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
         return Decoded(None, error=f"{type(e).__name__}: {e}")
 
 
@@ -204,13 +246,21 @@ def content_hash(a: np.ndarray) -> str:
 class ImageReader:
     """Reads image files for manifest rows, through the decode cache; picklable for DataLoader workers."""
 
-    def __init__(self, paths: list[str], mode: str, image_size: int | None):
+    def __init__(
+        self,
+        paths: list[str],
+        mode: str,
+        image_size: int | None,
+        background: tuple[int, int, int] = WHITE,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ):
         self.paths, self.mode, self.image_size = paths, mode, image_size
+        self.background, self.max_pixels = background, max_pixels
 
     def read(self, i: int) -> np.ndarray:
         """The image of row ``i`` as uint8, (H, W) for mode "L" or (H, W, 3) for "RGB", resized to ``image_size``
         when set. Raises DataError naming the file when it cannot be decoded."""
-        d = decode_image(self.paths[i], self.image_size)
+        d = decode_image(self.paths[i], self.image_size, self.background, self.max_pixels)
         if d.array is None:
             raise DataError(f"{self.paths[i]}: {d.error}")
         return to_mode(d.array, self.mode)
@@ -230,10 +280,6 @@ class ArrayReader:
 
     def read_many(self, idx: Sequence[int]) -> np.ndarray:
         return self.array[np.asarray(idx, dtype=np.int64)]
-
-
-def _hidden(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"  # __MACOSX: resource forks macOS puts into zip files
 
 
 # --- digits and imagefolder --------------------------------------------------------------------------------
@@ -267,70 +313,75 @@ def materialise_digits(root: Path) -> None:
 
 
 def scan_imagefolder(root: Path) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-    """(class, relative path) of every image file, the empty class folders, and the files ignored.
+    """(class, relative path) of every image file, the empty class folders, and the non-image files ignored.
 
     Class = the first-level folder; images in deeper folders belong to it (as in torchvision's ImageFolder).
-    Hidden files and folders are skipped silently; other files without an image extension are ignored but
-    returned, so inspect can report them.
-    """
-    if not root.exists():
-        raise DataError(f"data.root {root} does not exist; point data.root at a folder with one sub-folder per class")
-    if not root.is_dir():
-        raise DataError(f"data.root {root} is a file; imagefolder needs a folder with one sub-folder per class")
-    entries = sorted((e for e in os.scandir(root) if not _hidden(e.name)), key=lambda e: e.name)
-    class_dirs = [e for e in entries if e.is_dir()]
-    if not class_dirs:
-        raise DataError(
-            f"data.root {root} has no class sub-folders; put each class's images in a folder named after the "
-            f"class, e.g. {root}/cat/001.png and {root}/dog/001.png"
-        )
-    ignored = [e.name for e in entries if not e.is_dir()]  # files at the top are in no class
-    files: list[tuple[str, str]] = []
-    empty: list[str] = []
-    for d in class_dirs:
-        n = len(files)
-        for dirpath, dirnames, filenames in os.walk(d.path, followlinks=True):
-            dirnames[:] = sorted(x for x in dirnames if not _hidden(x))
-            rel_dir = Path(dirpath).relative_to(root).as_posix()
-            for f in sorted(filenames):
-                if _hidden(f):
-                    continue
-                if os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS:
-                    files.append((d.name, f"{rel_dir}/{f}"))
-                else:
-                    ignored.append(f"{rel_dir}/{f}")
-        if len(files) == n:
-            empty.append(d.name)
-    return files, empty, ignored
+    The walk is :func:`recipe.data.folders.scan_folder` (links that leave the root or loop are refused; hidden
+    entries are counted there, not here). Raises DataError as that function does."""
+    scan = scan_folder(root)
+    return scan.files, scan.empty, scan.ignored
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How every file of a folder is decoded: resize side, alpha background (RGB) and pixel cap."""
+
+    image_size: int | None = None
+    background: tuple[int, int, int] = WHITE
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    luma: bool = False  # statistics of colour files as luma (data.grayscale=true)
+
+    @classmethod
+    def of(cls, cfg: DataConfig) -> DecodeSettings:
+        return cls(cfg.image_size, parse_background(cfg.background), cfg.max_image_pixels, cfg.grayscale is True)
 
 
 def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
     """Scan an image folder (one sub-folder per class) and describe every file: a classification
     :class:`SourceData` with one manifest row per file, per-file channel statistics ``chan_stats`` (N, 2, C) on the
-    0..1 scale, the colour mode ("L" only when every readable file is gray, unless ``data.grayscale`` says) and
-    notes for the inspect report. ``source`` names the data source in messages.
+    0..1 scale, the colour mode ("L" only when every readable file is gray, unless ``data.grayscale`` says), what
+    decoding did to each file (column ``decoding``), the folder's layout and notes for the inspect report.
+    Class folders whose names differ only in case or whitespace are merged when ``data.merge_similar_labels``.
+    ``source`` names the data source in messages.
 
-    Raises DataError when ``data.task`` is regression (class folders carry no numeric target) or when no file
-    has an image extension."""
+    Raises DataError when ``data.task`` is regression (class folders carry no numeric target), when no file
+    has an image extension, when a link leaves the root or loops, or when a file's header declares more than
+    ``data.max_image_pixels`` pixels (a decompression bomb: every such file is named)."""
     if not TASKS.get(cfg.task, CLASSIFICATION).classifier:  # data.task "auto" means classification here
         raise DataError(
             f"data.task=regression needs a numeric target, but {source} data is labelled by class folders; "
             "use data.task=auto (or classification), or data.source=csv with a numeric target column"
         )
-    files, empty, ignored = scan_imagefolder(root)
+    scan = scan_folder(root)
+    files, empty, ignored = scan.files, scan.empty, scan.ignored
     if not files:
         raise DataError(
             f"no image files under {root} (class folders: {inline(empty)}); images need one of the extensions "
             f"{inline(sorted(IMAGE_EXTENSIONS))}"
         )
     paths = [str(root / rel) for _, rel in files]
-    infos = _described(paths, cfg.image_size, luma=cfg.grayscale is True)
+    settings = DecodeSettings.of(cfg)
+    if settings.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = settings.max_pixels  # PIL's own bomb check must not undercut the stated cap
+    PIXELS_IN_FLIGHT.budget = settings.max_pixels
+    refuse_bomb_warnings()  # again: a test harness or a caller may have reset the warning filters since import
+    infos = _described(paths, settings)
+    bombs = [(rel, f.error) for (_, rel), f in zip(files, infos) if f.error.startswith(BOMB)]
+    if bombs:
+        raise DataError(
+            f"{len(bombs)} file(s) under {root} refused before decoding:\n"
+            + listing(f"{rel}: {err}" for rel, err in bombs)
+        )
     ok = [f for f in infos if not f.error]
     if cfg.grayscale is not None:
         mode = "L" if cfg.grayscale else "RGB"
     else:  # 1 channel only if every image is gray: one colour image makes them all RGB
         mode = "L" if all(f.gray for f in ok) else "RGB"
-    classes = sorted({c for c, _ in files})
+    folder_counts = Counter(c for c, _ in files)
+    variants = similar_labels(folder_counts)
+    merged = merge_map(variants) if cfg.merge_similar_labels else {}
+    labels = [merged.get(c, c) for c, _ in files]
+    classes = sorted(set(labels))
     idx = {c: i for i, c in enumerate(classes)}
     n_chan = 1 if mode == "L" else 3
     chan_stats = np.full((len(infos), 2, n_chan), np.nan)
@@ -342,8 +393,8 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
             "id": [rel for _, rel in files],
             "path": paths,
             "row": pd.array([None] * len(files), dtype="Int64"),
-            "label": [c for c, _ in files],
-            "label_idx": pd.array([idx[c] for c, _ in files], dtype="Int64"),
+            "label": labels,
+            "label_idx": pd.array([idx[c] for c in labels], dtype="Int64"),
             "height": pd.array([f.height for f in infos], dtype="Int64"),
             "width": pd.array([f.width for f in infos], dtype="Int64"),
             "channels": pd.array([f.channels for f in infos], dtype="Int64"),
@@ -352,6 +403,7 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
             "hash": [f.hash for f in infos],
             "readable": [not f.error for f in infos],
             "error": [f.error for f in infos],
+            "decoding": [f.note for f in infos],
         }
     )
     notes = []
@@ -372,17 +424,25 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
             f"{sum(f.gray for f in ok)} gray files were repeated into 3 channels, as the other files are "
             "colour (data.grayscale=true reads every file as one gray channel instead)"
         )
+    if merged:
+        notes.append(
+            "class folders merged (data.merge_similar_labels=true): "
+            + "; ".join(f"{inline(map(repr, v))} -> {merged[v[0]]!r}" for v in variants.values())
+        )
     return SourceData(
         df,
         "classification",
         classes,
         root,
-        ImageReader(paths, mode, cfg.image_size),
+        ImageReader(paths, mode, cfg.image_size, settings.background, settings.max_pixels),
         chan_stats,
         image_mode=mode,
         empty_classes=empty,
         ignored_files=ignored,
         notes=notes,
+        layout=scan,
+        label_variants={k: {v: folder_counts[v] for v in vs} for k, vs in variants.items()},
+        merged_labels={k: v for k, v in merged.items() if k != v},
     )
 
 
@@ -392,7 +452,8 @@ class FileInfo:
 
     ``stats`` are taken in the file's own mode (luma for a colour file when data.grayscale is true), since
     the dataset's mode is known only after every file is seen; a gray file's statistics serve for RGB as is.
-    The hash is of the pixels in the file's own mode, after resizing.
+    The hash is of the pixels in the file's own mode, after resizing. ``note`` says what decoding did to the
+    file (bit depth scaled, alpha composited, palette expanded, colour space converted; "" when nothing).
     """
 
     height: int | None
@@ -404,38 +465,40 @@ class FileInfo:
     hash: str
     error: str
     rotated: bool = False
+    note: str = ""
 
 
-def _describe(path: str, image_size: int | None, luma: bool) -> FileInfo:
-    d = decode_image(path, image_size)
+def _describe(path: str, s: DecodeSettings) -> FileInfo:
+    d = decode_image(path, s.image_size, s.background, s.max_pixels)
     a = d.array
     if a is None:
         return FileInfo(None, None, None, None, False, None, "", d.error)
     gray = a.ndim == 2
-    stats = pixel_stats(to_mode(a, "L") if luma and not gray else a)
-    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "", d.rotated)
+    stats = pixel_stats(to_mode(a, "L") if s.luma and not gray else a)
+    return FileInfo(d.height, d.width, d.channels, d.mode, gray, stats, content_hash(a), "", d.rotated, d.note)
 
 
-def _describe_all(paths: list[str], image_size: int | None, luma: bool) -> list[FileInfo]:
+def _describe_all(paths: list[str], s: DecodeSettings) -> list[FileInfo]:
     """Describe every file: in threads when decoding dominates, else sequentially.
 
     PIL releases the GIL while it decodes, so big images decode in parallel; for small ones (digits,
     thumbnails, cache hits) the per-file Python work dominates and threads only add contention (measured
     on 2 cores: 400x300 JPEGs 1.6x faster with threads, 64x64 ones 1.5x slower). So time the first files.
+    The threads share :data:`recipe.data.decoding.PIXELS_IN_FLIGHT`, so large files decode one at a time.
     """
     head = 33
-    infos = [_describe(p, image_size, luma) for p in paths[:1]]  # not timed: it loads PIL's format plugins
+    infos = [_describe(p, s) for p in paths[:1]]  # not timed: it loads PIL's format plugins
     start = time.perf_counter()
-    infos += [_describe(p, image_size, luma) for p in paths[1:head]]
+    infos += [_describe(p, s) for p in paths[1:head]]
     slow = (time.perf_counter() - start) / max(len(infos) - 1, 1) > 1e-3
     workers = min(8, os.cpu_count() or 1)
     if slow and workers > 1 and len(paths) > 2 * head:
         with ThreadPoolExecutor(workers) as pool:
-            return infos + list(pool.map(lambda p: _describe(p, image_size, luma), paths[head:]))
-    return infos + [_describe(p, image_size, luma) for p in paths[head:]]
+            return infos + list(pool.map(lambda p: _describe(p, s), paths[head:]))
+    return infos + [_describe(p, s) for p in paths[head:]]
 
 
-DISK_CACHE_VERSION = 1
+DISK_CACHE_VERSION = 2  # 2: decoding notes, background and pixel cap in the key
 
 
 def disk_cache_dir() -> Path:
@@ -443,17 +506,18 @@ def disk_cache_dir() -> Path:
     return data_dir() / "cache"
 
 
-def _described(paths: list[str], image_size: int | None, luma: bool) -> list[FileInfo]:
+def _described(paths: list[str], s: DecodeSettings) -> list[FileInfo]:
     """:func:`_describe_all`, through a disk cache of the decoded folder.
 
     The first process to read a folder decodes every file and saves the pixels, the per-file statistics and
     content hashes as one ``.npz`` under :func:`disk_cache_dir`; a later process (the next ``flows run``, a
     trial worker) loads that file instead of decoding again, and fills the in-process decode cache from it,
     so the reader hands out the same arrays. The file's key is a hash of every path with its modification
-    time and size, the resize side and the luma flag, so editing, adding or removing a file makes a new key;
-    the content hashes inside give the data fingerprint unchanged. Only folders whose readable images all
-    decode to one shape (the only ones that load without resizing anyway, or all of them with
-    ``data.image_size``) and whose pixels fit the decode cache's budget are saved; the rest decode as before.
+    time and size, and the decode settings (resize side, luma flag, alpha background, pixel cap), so editing,
+    adding or removing a file makes a new key; the content hashes inside give the data fingerprint unchanged.
+    Only folders whose readable images all decode to one shape (the only ones that load without resizing
+    anyway, or all of them with ``data.image_size``) and whose pixels fit the decode cache's budget are saved;
+    the rest decode as before.
     """
     stats = []
     for p in paths:
@@ -462,28 +526,30 @@ def _described(paths: list[str], image_size: int | None, luma: bool) -> list[Fil
             stats.append((p, st.st_mtime_ns, st.st_size))
         except OSError:
             stats.append((p, -1, -1))
-    h = hashlib.sha256(repr((DISK_CACHE_VERSION, image_size, luma)).encode())
+    h = hashlib.sha256(repr((DISK_CACHE_VERSION, s.image_size, s.luma, s.background, s.max_pixels)).encode())
     for p, m, size in stats:
         h.update(f"{p}\0{m}\0{size}\n".encode())
     path = disk_cache_dir() / f"decoded-{h.hexdigest()[:20]}.npz"
     if _CACHE.budget > 0 and path.is_file():
         try:
-            return _load_described(path, stats, image_size)
+            return _load_described(path, stats, s)
         except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # damaged or foreign: decode afresh, overwrite
             pass
-    infos = _describe_all(paths, image_size, luma)
+    infos = _describe_all(paths, s)
     if _CACHE.budget > 0:
-        _save_described(path, stats, image_size, infos)
+        _save_described(path, stats, s, infos)
     return infos
 
 
-def _save_described(
-    path: Path, stats: list[tuple[str, int, int]], image_size: int | None, infos: list[FileInfo]
-) -> None:
+def _cache_key(stat: tuple[str, int, int], s: DecodeSettings) -> tuple:
+    return (*stat, s.image_size, s.background, s.max_pixels)
+
+
+def _save_described(path: Path, stats: list[tuple[str, int, int]], s: DecodeSettings, infos: list[FileInfo]) -> None:
     ok = [i for i, f in enumerate(infos) if not f.error]
     arrays = []
     for i in ok:
-        d = _CACHE.get((stats[i][0], stats[i][1], stats[i][2], image_size))
+        d = _CACHE.get(_cache_key(stats[i], s))
         if d is None or d.array is None:
             return  # not every array stayed in the decode cache (over budget): nothing to save
         arrays.append(d.array)
@@ -511,16 +577,18 @@ def _save_described(
             mode=np.array([f.mode or "" for f in infos]),
             hash=np.array([f.hash for f in infos]),
             error=np.array([f.error for f in infos]),
+            note=np.array([f.note for f in infos]),
         )
         os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
     except OSError:
         tmp.unlink(missing_ok=True)  # a read-only data dir: the cache is an optimisation, not a requirement
 
 
-def _load_described(path: Path, stats: list[tuple[str, int, int]], image_size: int | None) -> list[FileInfo]:
+def _load_described(path: Path, stats: list[tuple[str, int, int]], s: DecodeSettings) -> list[FileInfo]:
     with np.load(path, allow_pickle=False) as z:
         pixels, ok, ints, fstats = z["pixels"], z["ok"], z["ints"], z["stats"]
         gray, mode, hashes, errors = z["gray"], z["mode"].tolist(), z["hash"].tolist(), z["error"].tolist()
+        notes = z["note"].tolist()
     if len(ints) != len(stats):
         raise ValueError("cache file does not match the folder")
     infos: list[FileInfo] = []
@@ -529,11 +597,10 @@ def _load_described(path: Path, stats: list[tuple[str, int, int]], image_size: i
             infos.append(FileInfo(None, None, None, None, False, None, "", err))
         else:
             h, w, c = (int(v) for v in ints[i])
-            infos.append(FileInfo(h, w, c, mode[i], bool(gray[i]), fstats[i], hashes[i], ""))
+            infos.append(FileInfo(h, w, c, mode[i], bool(gray[i]), fstats[i], hashes[i], "", note=notes[i]))
     for j, i in enumerate(ok.tolist()):
-        p, m, size = stats[i]
         f = infos[i]
-        _CACHE.put((p, m, size, image_size), Decoded(pixels[j], f.height, f.width, f.channels, f.mode))
+        _CACHE.put(_cache_key(stats[i], s), Decoded(pixels[j], f.height, f.width, f.channels, f.mode, note=f.note))
     return infos
 
 
@@ -615,8 +682,11 @@ def csv_source(cfg: DataConfig) -> SourceData:
             why.append("infinite value in " + ", ".join(features.columns[infinite[i]]))
         errors.append("; ".join(why))
     notes = [f"task: {task}, because {why_task}"]
+    variants: dict[str, dict[str, int]] = {}
+    merged: dict[str, str] = {}
     if task_for(task).classifier:
         labels = y.map(_label_string)
+        labels, variants, merged = _similar_targets(path, target, labels, cfg.merge_similar_labels)
         classes = sorted(labels.dropna().unique(), key=_class_order)
         idx = {c: i for i, c in enumerate(classes)}
         label_idx = pd.array([idx.get(v) for v in labels], dtype="Int64")
@@ -652,6 +722,11 @@ def csv_source(cfg: DataConfig) -> SourceData:
         }
     )
     notes += [f"unusable feature column {c!r}: {why}" for c, why in bad.items()]
+    if merged:
+        notes.append(
+            "target values merged (data.merge_similar_labels=true): "
+            + "; ".join(f"{inline(map(repr, v))} -> {merged[next(iter(v))]!r}" for v in variants.values())
+        )
     return SourceData(
         df,
         task,
@@ -662,7 +737,30 @@ def csv_source(cfg: DataConfig) -> SourceData:
         bad_columns=bad,
         notes=notes,
         missing_tokens=missing,
+        label_variants=variants,
+        merged_labels={k: v for k, v in merged.items() if k != v},
     )
+
+
+def _similar_targets(
+    path: Path, target: str, labels: pd.Series, merge: bool
+) -> tuple[pd.Series, dict[str, dict[str, int]], dict[str, str]]:
+    """Class labels of a CSV target, checked for values that differ only in case or whitespace.
+
+    :func:`read_table` strips every cell, which would merge ``'shoes '`` into ``'shoes'`` without a word; so the
+    target column is read again as written. Returns the labels (the written variants kept apart, or merged into
+    the most frequent one when ``merge``), normalised label -> {variant: rows}, and variant -> merged label."""
+    raw = pd.read_csv(path, usecols=[target], dtype=str, keep_default_na=False)[target]
+    written = raw.where(labels.notna().to_numpy())
+    counts = Counter(written.dropna())
+    groups = similar_labels(counts)
+    if not groups:
+        return labels, {}, {}
+    members = {v for g in groups.values() for v in g}
+    merged = merge_map(groups) if merge else {}
+    kept = written.map(lambda v: merged.get(v, v) if v in members else None)
+    labels = kept.where(kept.notna(), labels)
+    return labels, {k: {v: counts[v] for v in g} for k, g in groups.items()}, merged
 
 
 def read_table(path: Path) -> tuple[pd.DataFrame, dict[str, dict[str, list[int]]]]:

@@ -4,8 +4,11 @@
 thoroughly inspecting your data." This stage reads the tolerant manifest (so it works, and reports, even
 when the strict loader would refuse the data), then:
 
-- runs the recipe's data checks (:func:`recipe.checks.inspect_manifest`): unreadable files, nulls, labels,
-  empty classes, shapes, split sizes, class balance, pixel-statistic outliers, duplicates and leakage, and
+- runs the recipe's data checks (:func:`recipe.checks.inspect_manifest`): unreadable files, how files were
+  decoded (bit depth, alpha, palette) and files that decode to one value, channel order, folder layout (split
+  folders as classes, nested folders), hidden and skipped files, labels that differ only in case or
+  whitespace, nulls, labels, empty classes, shapes, split sizes, class balance, pixel-statistic outliers,
+  duplicates and leakage, and
   for CSV data feature types, missing values, constant columns, ranges and the target;
 - validates the same hypotheses as a Great Expectations suite derived from the data, and renders Data Docs;
 - draws the data (class histogram, samples per class, extremes along each property, duplicate groups, or
