@@ -10,8 +10,9 @@ Prefect task and the whole a flow whose parameters (a pydantic RecipeConfig) the
 renders as a form.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the flow's signature must hold real types, not strings. Prefect builds
+# its parameter model from it, and in a deployment's flow-run process the strings were left unresolved
+# ("RecipeModel is not fully defined"), so every run given a `config` from a form or the API failed validation.
 import contextlib
 
 from prefect import flow, get_run_logger, task
