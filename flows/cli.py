@@ -52,8 +52,10 @@ def _fail(message: str, code: int = 2) -> None:
     from rich.console import Console
     from rich.markup import escape
 
+    from recipe.secrets import redact_text
+
     # soft_wrap: never break a path or a key across lines; users copy them from here
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(redact_text(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -288,26 +290,65 @@ def _write_report(path: Path, outcome: dict) -> None:
 
 
 def _run_log_path() -> Path:
-    """Where this run's log goes (kept: a crash message points at it). ``RECIPE_LOG_DIR``, else a folder in
-    the system's temporary directory."""
+    """Where this run's log goes (kept: a crash message points at it). ``RECIPE_LOG_DIR``, else a folder of this
+    user's own in the system's temporary directory (``recipe-flows-logs-<uid>``, mode 0700: logs name paths,
+    configs and errors, which are nobody else's business, and a folder another user created first must neither
+    block nor read this user's runs)."""
     import os
     import tempfile
     import time
 
-    folder = Path(os.environ.get("RECIPE_LOG_DIR") or Path(tempfile.gettempdir()) / "recipe-flows-logs")
+    folder = Path(os.environ.get("RECIPE_LOG_DIR") or Path(tempfile.gettempdir()) / f"recipe-flows-logs-{os.getuid()}")
     return folder / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+
+
+def _private_folder(folder: Path) -> None:
+    """``folder`` exists as this user's own folder that only this user can enter (made 0700 when created).
+
+    Raises:
+        OSError: it is a symlink, a file, or another user's; the message says to set RECIPE_LOG_DIR.
+    """
+    import os
+    import stat
+
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(
+            f"the log folder {folder} is not a folder of yours (a symlink, a file or another user's); "
+            "set RECIPE_LOG_DIR to a folder of your own"
+        )
+    if info.st_mode & 0o077:
+        os.chmod(folder, 0o700)
+
+
+def _open_private(path: Path, mode: str = "a"):
+    """``path`` opened for appending text, created 0600, never through a symlink planted in its place."""
+    import os
+
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    return os.fdopen(fd, mode, encoding="utf-8")
 
 
 def _setup_logging(log: Path):
     """Every Prefect log record, with tracebacks, goes to ``log``; the terminal gets the records without
-    tracebacks (a traceback on the terminal is a defect; the crash message names the log). Returns a function
-    that detaches the file handler."""
+    tracebacks (a traceback on the terminal is a defect; the crash message names the log). Passwords in URLs are
+    written as ``***`` in both (:class:`recipe.secrets.RedactingFilter`). Returns a function that detaches the
+    file handler."""
     import logging
 
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log, encoding="utf-8")
+    from recipe.secrets import RedactingFilter
+
+    class PrivateFileHandler(logging.FileHandler):
+        def _open(self):
+            return _open_private(Path(self.baseFilename), self.mode)
+
+    _private_folder(log.parent)
+    handler = PrivateFileHandler(log, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.DEBUG)
+    redacting = RedactingFilter()
+    handler.addFilter(redacting)
     # The root gets everything that propagates; "prefect" needs the handler of its own only when Prefect's logging
     # config stops it propagating (with both, every Prefect line was written to the log twice).
     prefect_logger = logging.getLogger("prefect")
@@ -325,6 +366,7 @@ def _setup_logging(log: Path):
                 and not getattr(h, "_recipe_no_tracebacks", False)
             ):
                 h.format = _without_traceback(h.format)
+                h.addFilter(redacting)
                 h._recipe_no_tracebacks = True
 
     def detach() -> None:
@@ -353,7 +395,7 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = Fals
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.local_server import BackendError, ensure_server, healthy
+    from flows.local_server import BackendError, client_settings, ensure_server, healthy
 
     url = _prefect_api_url()
     lease = None
@@ -363,11 +405,13 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = Fals
                 f"the Prefect API at PREFECT_API_URL={url} does not answer; start that server, or "
                 f"unset PREFECT_API_URL to use a local one that flows run starts itself"
             )
+        updates = {PREFECT_API_URL: url}
     else:
         url, lease = ensure_server(say=lambda m: print(m, file=sys.stderr, flush=True))
+        updates = client_settings(url)  # the local server requires its generated auth string
     detach = None
     try:
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        with temporary_settings(updates=updates):
             from flows.recipe_flow import recipe as recipe_flow
 
             detach = _setup_logging(log)
@@ -450,10 +494,15 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
                 f"the server that PREFECT_API_URL names"
             )
         _fail(message, code=EXIT_BACKEND)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as f:
-        f.write("".join(traceback.format_exception(e)))
+    from recipe.secrets import redact_text
+
     first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    try:
+        _private_folder(log.parent)
+        with _open_private(log) as f:
+            f.write(redact_text("".join(traceback.format_exception(e))))
+    except OSError as err:  # the log folder itself is the problem: say so instead of naming a log that isn't
+        _fail(f"{type(e).__name__}: {first}; no log could be written ({err})", code=EXIT_CRASH)
     _fail(
         f"the run crashed (a bug, please report it): {type(e).__name__}: {first}; the traceback is in {log}; "
         f"what was recorded before the crash is in MLflow ({_mlflow_hint()})",
@@ -462,9 +511,10 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
 
 
 def _mlflow_hint() -> str:
+    from recipe.secrets import redact_url
     from recipe.tracking import tracking_uri
 
-    uri = tracking_uri()
+    uri = redact_url(tracking_uri())
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
     return f"mlflow ui --backend-store-uri {uri}"
@@ -600,14 +650,15 @@ def serve(
 
     from prefect.deployments.runner import EntrypointType
     from prefect.flows import load_flow_from_entrypoint
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    from flows.local_server import BackendError, ensure_server
+    from flows.local_server import BackendError, client_settings, ensure_server
 
     settings, lease = contextlib.nullcontext(), None
     if not _prefect_api_url():
         try:
             url, lease = ensure_server(say=lambda m: typer.echo(m, err=True))
+            updates = client_settings(url)  # the local server's auth string; the served runs inherit it
         except BackendError as e:
             _fail(str(e), code=EXIT_BACKEND)
         typer.echo(
@@ -615,7 +666,7 @@ def serve(
             f"{url.removesuffix('/api')}; `flows server status`)",
             err=True,
         )
-        settings = temporary_settings(updates={PREFECT_API_URL: url})
+        settings = temporary_settings(updates=updates)
     try:
         with settings:
             flow = load_flow_from_entrypoint(spec.entrypoint_for_loading)
@@ -779,12 +830,23 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions CSV.")] = Path(
         "predictions.csv"
     ),
+    trust_model_code: Annotated[
+        bool,
+        typer.Option(
+            "--trust-model-code",
+            help="Load the model's own pyfunc code (runs it). Default: rebuild a champion of this project from its "
+            "spec and weights only.",
+        ),
+    ] = False,
 ) -> None:
-    """Predict with a registered model: one CSV row per image (or table row), with label and probabilities."""
+    """Predict with a registered model: one CSV row per image (or table row), with label and probabilities.
+
+    The model is loaded as data: a champion registered by a squeeze run of this project, rebuilt from its spec
+    and weights by the local package; --trust-model-code runs the model's own code instead."""
     from flows.predict import PredictError, predict_path
 
     try:
-        result = predict_path(model, path, out)
+        result = predict_path(model, path, out, trust_code=trust_model_code)
     except PredictError as e:
         _fail(str(e), code=e.code)
     label = "label" if "label" in result.columns else "prediction"

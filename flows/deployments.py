@@ -129,13 +129,40 @@ def work_pools(path: Path = PREFECT_FILE, names: list[str] | None = None) -> lis
     return pools
 
 
-async def ensure_work_pools(names: list[str], pool_type: str = "process") -> dict[str, str]:
-    """Create each missing work pool (type ``pool_type``, Prefect's default job template); leave existing ones.
+def locked_job_template(template: dict[str, Any]) -> dict[str, Any]:
+    """A work pool's base job template without the per-run ``command``, ``env`` and ``working_dir`` overrides.
 
-    Returns ``{name: "created" | "exists (<type>)"}``. Talks to the API in the current Prefect settings.
+    Prefect's default template lets every flow run replace the command the worker runs, its environment and
+    folder through job variables: whoever can start a "Custom run" could run a shell command with the worker's
+    secrets (its MLflow password among them). Here those variables are gone from the schema, which also refuses
+    unknown ones (``additionalProperties: false``: the server answers 422 to a run that sets them), and from the
+    job configuration, so the worker uses its defaults (Prefect's engine command, its own environment and
+    folder). The rule is :data:`recipe.policy.JOB_VARIABLES_REFUSED`; the flow checks it again at start."""
+    import copy
+
+    from recipe.policy import JOB_VARIABLES_REFUSED
+
+    out = copy.deepcopy(template)
+    variables = out.setdefault("variables", {"type": "object", "properties": {}})
+    for key in JOB_VARIABLES_REFUSED:
+        variables.get("properties", {}).pop(key, None)
+        out.get("job_configuration", {}).pop(key, None)
+    if variables.get("required"):
+        variables["required"] = [r for r in variables["required"] if r not in JOB_VARIABLES_REFUSED]
+    variables["additionalProperties"] = False
+    return out
+
+
+async def ensure_work_pools(names: list[str], pool_type: str = "process") -> dict[str, str]:
+    """Create each missing work pool (type ``pool_type``, Prefect's default job template locked by
+    :func:`locked_job_template`); lock the template of an existing pool of that type that still lets runs set
+    ``command``, ``env`` or ``working_dir``.
+
+    Returns ``{name: "created" | "exists (<type>)" | "exists (<type>), template locked"}``. Talks to the API in the
+    current Prefect settings.
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
     from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
     from prefect.workers.utilities import get_default_base_job_template_for_infrastructure_type
 
@@ -145,10 +172,14 @@ async def ensure_work_pools(names: list[str], pool_type: str = "process") -> dic
             try:
                 pool = await client.read_work_pool(name)
                 out[name] = f"exists ({pool.type})"
+                locked = locked_job_template(pool.base_job_template or {})
+                if pool.type == pool_type and pool.base_job_template and locked != pool.base_job_template:
+                    await client.update_work_pool(name, WorkPoolUpdate(base_job_template=locked))
+                    out[name] += ", template locked"
                 continue
             except ObjectNotFound:
                 pass
-            template = await get_default_base_job_template_for_infrastructure_type(pool_type)
+            template = locked_job_template(await get_default_base_job_template_for_infrastructure_type(pool_type))
             try:
                 await client.create_work_pool(WorkPoolCreate(name=name, type=pool_type, base_job_template=template))
                 out[name] = "created"

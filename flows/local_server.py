@@ -22,6 +22,13 @@ Here instead:
 
 The server runs Prefect's app with ``webserver_only`` (API and UI, no background services): local runs
 need state bookkeeping, not schedulers, and services would cost CPU on a small machine.
+
+Doors closed by default (DESIGN.md, "Trust boundaries"): anyone who can reach the API can start runs and read
+their parameters, so the server requires HTTP basic auth (Prefect's ``PREFECT_SERVER_API_AUTH_STRING``) with a
+string generated on first use and kept in ``$PREFECT_HOME/recipe-server/auth`` (mode 0600, in a 0700 folder);
+the runs of ``flows run`` and ``flows serve`` send it (``PREFECT_API_AUTH_STRING``). CORS allows only the
+server's own origin, and CSRF protection is on (``PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED``; Prefect's client
+fetches its token). ``/api/health`` stays open: that is how runs find a live server.
 """
 
 from __future__ import annotations
@@ -58,6 +65,64 @@ def prefect_home() -> Path:
 
 def state_dir(home: Path | None = None) -> Path:
     return (home or prefect_home()) / "recipe-server"
+
+
+AUTH_USER = "recipe"
+
+
+def auth_string(home: Path | None = None) -> str:
+    """The basic-auth string (``recipe:<random>``) of this PREFECT_HOME's local server, generated on first use.
+
+    Kept in ``recipe-server/auth``, created with mode 0600 (exclusively, without following a symlink planted in its
+    place) in a folder made 0700.
+
+    Raises:
+        BackendError: the file exists but is not a regular file owned by this user with mode 0600, or cannot be
+            read or written.
+    """
+    import secrets as pysecrets
+    import stat
+
+    folder = state_dir(home)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "auth"
+    try:
+        if folder.stat().st_uid == os.getuid():
+            folder.chmod(0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise BackendError(f"cannot create the local Prefect server's auth file {path}: {e.strerror or e}") from None
+    else:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{AUTH_USER}:{pysecrets.token_urlsafe(32)}\n")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        raise BackendError(
+            f"cannot read the local Prefect server's auth file {path} ({e.strerror or e}); remove it and retry"
+        ) from None
+    with os.fdopen(fd) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise BackendError(
+                f"{path} must be a file of yours that only you can read (mode 0600); remove it and the next run "
+                "makes a new one (then `flows server stop`)"
+            )
+        text = f.read().strip()
+    if ":" not in text:
+        raise BackendError(f"{path} does not hold a user:password string; remove it and retry")
+    return text
+
+
+def client_settings(url: str, home: Path | None = None) -> dict:
+    """The Prefect settings a client of the local server needs: its API URL and auth string (for
+    ``prefect.settings.temporary_settings(updates=...)``; child processes, flow runs of ``flows serve`` among them,
+    inherit them)."""
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL
+
+    return {PREFECT_API_URL: url, PREFECT_API_AUTH_STRING: auth_string(home)}
 
 
 def _float_env(name: str, default: float) -> float:
@@ -201,11 +266,20 @@ def _start(home: Path, budget: float, say) -> ServerInfo:
     folder = state_dir(home)
     log = folder / "server.log"
     port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # doors closed: basic auth, CORS for the server's own origin only, CSRF tokens on state changes
+        "PREFECT_SERVER_API_AUTH_STRING": auth_string(home),
+        "PREFECT_SERVER_API_CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{port}",
+        "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+    }
     env.pop("PREFECT_API_URL", None)
     if say:
         say(f"starting the local Prefect server for {home} on http://127.0.0.1:{port} (log: {log})")
-    with open(log, "ab") as out:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "flows.local_server", "serve", "--port", str(port)],
             stdin=subprocess.DEVNULL,

@@ -10,7 +10,10 @@ Prefect task and the whole a flow whose parameters (a pydantic RecipeConfig) the
 renders as a form.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the flow's signature must hold real types, not strings. Prefect builds
+# its parameter model from it, and in a deployment's flow-run process the strings were left unresolved
+# ("RecipeModel is not fully defined"), so every run given a `config` from a form or the API failed validation.
+import contextlib
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -22,7 +25,9 @@ from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
 from recipe.pipeline import run_recipe
-from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
+from recipe.policy import PolicyError, check_job_variables, check_untrusted_config, untrusted_run
+from recipe.preflight import PreflightError
+from recipe.secrets import redact_text
 from recipe.stages import stage_names
 
 
@@ -36,7 +41,8 @@ def _stage_task(name: str):
     return run_stage
 
 
-USER_ERRORS = (ConfigError, DataError, FileNotFoundError, PreflightError)
+USER_ERRORS = (ConfigError, DataError, FileNotFoundError, PreflightError, PolicyError)
+EXIT_BAD_INPUT = 2
 
 
 def _from_deployment() -> bool:
@@ -77,26 +83,37 @@ def recipe(
     """
     global LAST_FLOW_RUN_ID
     LAST_FLOW_RUN_ID = str(flow_run.id)
-    cfg = config or load_config(preset=preset)
     logger = get_run_logger()
+    # A deployment's parameters (a form, an API call) are untrusted: every import, address and path they reach
+    # goes through recipe.policy, here at the start and again where each is used (trial processes inherit the mark).
+    guard = untrusted_run() if _from_deployment() else contextlib.nullcontext()
     try:
-        if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
-            check_model_imports_allowed(cfg, allowed_model_modules())
-        with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
-            outcome = run_recipe(
-                cfg,
-                stage=stage,
-                force=force,
-                flow_run_id=str(flow_run.id),
-                execute=_execute,
-                say=logger.info,
-                map_trials=map_trials,
-                fresh=fresh,
-            )
+        with guard:
+            if _from_deployment():
+                check_job_variables(flow_run.job_variables)
+            cfg = config or load_config(preset=preset)
+            if _from_deployment():
+                check_untrusted_config(cfg)
+            with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
+                outcome = run_recipe(
+                    cfg,
+                    stage=stage,
+                    force=force,
+                    flow_run_id=str(flow_run.id),
+                    execute=_execute,
+                    say=logger.info,
+                    map_trials=map_trials,
+                    fresh=fresh,
+                )
     except USER_ERRORS as e:
-        # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
-        logger.error(str(e))
-        return Failed(message=str(e), data={"error": str(e), "error_type": type(e).__name__})
+        # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is; a
+        # deployment run has no exit code of its own, so the state says the one `flows run` would have used.
+        text = redact_text(str(e))
+        logger.error(text)
+        return Failed(
+            message=f"bad input (exit code {EXIT_BAD_INPUT}): {text}",
+            data={"error": text, "error_type": type(e).__name__, "exit_code": EXIT_BAD_INPUT},
+        )
     verdict = outcome.report["verdict"]
     if outcome.exit_code and not force:
         failed = outcome.report.get("stopped_at", "?")

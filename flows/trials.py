@@ -117,5 +117,7 @@ def _submit_outside_task_run(runner: TaskRunner, fn: Callable[[Any], Any], items
 
 def trial_map_for(cfg: RecipeConfig) -> TrialMap:
     """The trial map ``cfg.stages.tune`` asks for."""
+    from recipe.secrets import reveal
+
     s = cfg.stages.tune
-    return TrialMap(parallel=s.parallel, dask_address=s.dask_address)
+    return TrialMap(parallel=s.parallel, dask_address=reveal(s.dask_address))

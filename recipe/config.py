@@ -660,6 +660,16 @@ class TuneConfig(_Section):
     )
     plots: bool = Field(True, description="draw and log the history, importance and slice figures")
 
+    @field_validator("storage", "dask_address")
+    @classmethod
+    def _conceal_password(cls, v: str | None) -> str | None:
+        """A password in the URL is kept out of the config (and so out of params, hashes and Prefect's
+        parameters): the config holds ``user:***@``, :func:`recipe.secrets.reveal` gives the real URL back where
+        it is opened."""
+        from recipe.secrets import conceal
+
+        return conceal(v)
+
     @field_validator("space", mode="before")
     @classmethod
     def _merge_space(cls, v: Any) -> Any:
@@ -847,7 +857,14 @@ def preset_names() -> list[str]:
 def preset_path(name: str) -> Path:
     """The YAML file of the packaged preset ``name`` (``recipe/presets/<name>.yaml``).
 
-    Raises ConfigError naming the known presets when there is no such preset."""
+    Raises ConfigError naming the known presets when there is no such preset, or when ``name`` is a path
+    (``/``, ``..``: a preset is a name, files come with ``--config``; recipe.policy)."""
+    from recipe.policy import PolicyError, check_preset_name
+
+    try:
+        check_preset_name(name)
+    except PolicyError as e:
+        raise ConfigError(str(e)) from None
     path = Path(str(resources.files("recipe.presets").joinpath(f"{name}.yaml")))
     if not path.is_file():
         raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(preset_names())}")

@@ -1,5 +1,10 @@
-"""Who owns what: a process's identity (host, pid, start time), so a reused pid is not mistaken for the
-process that held it before.
+"""Who owns what: a process's identity (host, boot id, pid namespace, pid, start time), so a reused pid is not
+mistaken for the process that held it before, and a process of another machine or container that shares the
+hostname is not judged by a pid that means something else there.
+
+The boot id (``/proc/sys/kernel/random/boot_id``, random per boot, see random(4)) tells apart cloned machines and
+reboots under one hostname; the pid namespace (``/proc/self/ns/pid``, its inode, see namespaces(7)) tells apart
+containers that share a hostname (``--hostname``, ``--uts=host``) but not pids.
 
 Start times come from ``/proc/<pid>/stat`` (field 22, ``starttime``, in clock ticks after boot) plus the
 boot time (``btime`` in ``/proc/stat``), as described in proc(5); where ``/proc`` is missing they are
@@ -60,16 +65,44 @@ def hostname() -> str:
     return socket.gethostname()
 
 
+@functools.cache
+def boot_id() -> str:
+    """This boot's random id (``/proc/sys/kernel/random/boot_id``); "" where there is none."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def pid_namespace() -> str:
+    """This process's pid namespace, e.g. ``pid:[4026531836]`` (the link ``/proc/self/ns/pid``); "" if unknown."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def me() -> dict[str, str]:
-    """This process as owner tags' values: host, pid, start time."""
+    """This process as owner tags' values: host, boot id, pid namespace, pid, start time."""
     start = process_start_time(os.getpid())
-    return {"host": hostname(), "pid": str(os.getpid()), "start": f"{start:.2f}" if start is not None else ""}
+    return {
+        "host": hostname(),
+        "boot": boot_id(),
+        "pidns": pid_namespace(),
+        "pid": str(os.getpid()),
+        "start": f"{start:.2f}" if start is not None else "",
+    }
 
 
-def owner_gone(host: str, pid: str, start: str) -> bool:
-    """True when the owner recorded as (host, pid, start) is certainly dead: same host, and its pid is free
-    or now belongs to a process started at another time. Another host's process is never judged gone."""
+def owner_gone(host: str, pid: str, start: str, boot: str = "", pidns: str = "") -> bool:
+    """True when the owner recorded as (host, pid, start[, boot id, pid namespace]) is certainly dead: same host,
+    same boot and pid namespace where they were recorded, and its pid is free or now belongs to a process started
+    at another time. A process of another host, boot (a cloned machine) or pid namespace (a container sharing the
+    hostname) is never judged gone: its pid means nothing here."""
     if host != hostname():
+        return False
+    if (boot and boot != boot_id()) or (pidns and pidns != pid_namespace()):
         return False
     try:
         pid_i = int(pid)

@@ -106,6 +106,12 @@ def check_names(cfg: RecipeConfig) -> None:
                 f"choose from {', '.join(AUGMENTATIONS)} (e.g. --set {key}='[crop, rotate]')"
             )
     check_model_name(cfg.model.name, key="model.name")
+    from recipe.policy import PolicyError, check_tune_space
+
+    try:
+        check_tune_space(cfg.stages.tune.space)
+    except PolicyError as e:
+        raise PreflightError(str(e)) from None
     arch = cfg.stages.overfit.architecture
     if arch != "auto":
         check_model_name(arch, key="stages.overfit.architecture")
@@ -142,36 +148,31 @@ def check_model_name(name: str, key: str = "model.name") -> None:
         )
 
 
-ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"
+ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"  # the rules themselves live in recipe.policy
 
 
 def allowed_model_modules() -> list[str]:
     """The module prefixes an operator allows for ``module:callable`` models in deployment runs
-    (``RECIPE_ALLOWED_MODEL_MODULES``, comma-separated, e.g. ``mycompany.models,recipe.models``)."""
-    return [p.strip() for p in os.environ.get(ALLOWED_MODULES_ENV, "").split(",") if p.strip()]
+    (``RECIPE_ALLOWED_MODEL_MODULES``, comma-separated; see :mod:`recipe.policy`)."""
+    from recipe.policy import allowed_model_modules as allowed
+
+    return allowed()
 
 
 def check_model_imports_allowed(cfg: RecipeConfig, allowed: list[str]) -> None:
-    """Refuse ``module:callable`` model names outside the ``allowed`` module prefixes.
-
-    For runs that come through a deployment: its "Custom run" form takes the whole config, and a custom
-    model name imports and calls any importable attribute on the worker. A prefix allows the module itself
-    and its submodules (``a.b`` allows ``a.b`` and ``a.b.c``, not ``a.bc``). Registry names always pass.
+    """Refuse ``module:callable`` model names (``model.name``, ``stages.overfit.architecture``) outside the
+    ``allowed`` module prefixes (:func:`recipe.policy.check_model_module`). Registry names always pass.
 
     Raises:
         PreflightError: naming the model, the allowed prefixes and the setting that extends them.
     """
-    for key, name in (("model.name", cfg.model.name), ("stages.overfit.architecture", cfg.stages.overfit.architecture)):
-        if ":" not in name:
-            continue
-        module = name.partition(":")[0]
-        if not any(module == p or module.startswith(p + ".") for p in allowed):
-            listed = ", ".join(allowed) if allowed else "none"
-            raise PreflightError(
-                f"{key}={name!r} imports module {module!r}, which runs from a deployment may not do "
-                f"(allowed module prefixes: {listed}); the operator can allow it on the worker with "
-                f"{ALLOWED_MODULES_ENV}={module}, or use a registered model name"
-            )
+    from recipe.policy import PolicyError, check_model_module
+
+    try:
+        check_model_module(cfg.model.name, "model.name", allowed)
+        check_model_module(cfg.stages.overfit.architecture, "stages.overfit.architecture", allowed)
+    except PolicyError as e:
+        raise PreflightError(str(e)) from None
 
 
 def check_tracking_uri(uri: str | None = None, *, reach: bool = True) -> str:

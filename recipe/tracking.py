@@ -29,6 +29,7 @@ from mlflow.entities import Metric, RunStatus
 
 from recipe.config import RecipeConfig
 from recipe.report import Check, StageResult, Verdict
+from recipe.secrets import redact_text
 from recipe.train.callbacks.base import Callback
 
 if TYPE_CHECKING:
@@ -48,6 +49,8 @@ TAG_KIND = "recipe.kind"  # "flow" | "stage" | "candidate" | "ablation"
 TAG_OWNER_HOST = "recipe.owner.host"
 TAG_OWNER_PID = "recipe.owner.pid"
 TAG_OWNER_START = "recipe.owner.start"  # the owner's process start time, seconds since the epoch
+TAG_OWNER_BOOT = "recipe.owner.boot_id"  # the owner machine's boot id: cloned machines share a hostname
+TAG_OWNER_PIDNS = "recipe.owner.pidns"  # the owner's pid namespace: containers may share a hostname
 TAG_ENDED_BY = "recipe.ended_by"  # why a run ended KILLED: an interrupt, or its owner found dead later
 
 
@@ -127,9 +130,9 @@ def init_store(uri: str | None = None) -> None:
 def end_orphaned_runs() -> list[str]:
     """End KILLED every RUNNING run of the store whose owner process is gone; returns their ids.
 
-    A run is an orphan when its owner tags name this host and a pid that no longer runs, or runs a process
-    started at another time (a reused pid). Runs of live processes, of other hosts, and runs without owner
-    tags are left alone. Each ended run gets a ``recipe.ended_by`` tag saying why.
+    A run is an orphan when its owner tags name this host (and this boot and pid namespace, where recorded) and a
+    pid that no longer runs, or runs a process started at another time (a reused pid). Runs of live processes, of
+    other hosts, boots or pid namespaces, and runs without owner tags are left alone. Each ended run gets a ``recipe.ended_by`` tag saying why.
     """
     from recipe.owner import owner_gone
 
@@ -141,7 +144,8 @@ def end_orphaned_runs() -> list[str]:
         for run in runs:
             tags = run.data.tags
             host, pid = tags.get(TAG_OWNER_HOST), tags.get(TAG_OWNER_PID)
-            if not host or not pid or not owner_gone(host, pid, tags.get(TAG_OWNER_START, "")):
+            boot, pidns = tags.get(TAG_OWNER_BOOT, ""), tags.get(TAG_OWNER_PIDNS, "")
+            if not host or not pid or not owner_gone(host, pid, tags.get(TAG_OWNER_START, ""), boot, pidns):
                 continue
             client.set_tag(
                 run.info.run_id,
@@ -193,11 +197,18 @@ def start_run(
     """A run that ends FAILED when its body raises (and re-raises), KILLED when it is interrupted
     (``KeyboardInterrupt`` or a subclass, e.g. SIGTERM turned into one; the exception's text goes in the
     ``recipe.ended_by`` tag), FINISHED otherwise, unless the body already ended it with another status
-    through :func:`end_run`. The run is tagged with its owner process (host, pid, start time)."""
+    through :func:`end_run`. The run is tagged with its owner process (host, boot id, pid namespace, pid, start time)."""
     from recipe.owner import me
 
     owner = me()
-    tags = {**tags, TAG_OWNER_HOST: owner["host"], TAG_OWNER_PID: owner["pid"], TAG_OWNER_START: owner["start"]}
+    tags = {
+        **tags,
+        TAG_OWNER_HOST: owner["host"],
+        TAG_OWNER_BOOT: owner["boot"],
+        TAG_OWNER_PIDNS: owner["pidns"],
+        TAG_OWNER_PID: owner["pid"],
+        TAG_OWNER_START: owner["start"],
+    }
     run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
     try:
         if params:
@@ -243,7 +254,8 @@ def end_run(failed: bool) -> None:
 
 def log_params(params: dict[str, Any]) -> None:
     # MLflow params are strings of at most 6000 characters; lists and None are written as text.
-    mlflow.log_params({k: (str(v) if v is not None else "null")[:6000] for k, v in params.items()})
+    # A password in a URL never reaches the store (recipe.secrets); configs are redacted already, this is the net.
+    mlflow.log_params({k: redact_text(str(v) if v is not None else "null")[:6000] for k, v in params.items()})
 
 
 def metric_value(key: str, value: Any) -> float:
@@ -275,7 +287,7 @@ def log_metrics(metrics: dict[str, Any], step: int | None = None) -> None:
 
 
 def set_tags(tags: dict[str, str]) -> None:
-    mlflow.set_tags(tags)
+    mlflow.set_tags({k: redact_text(v) if isinstance(v, str) else v for k, v in tags.items()})
 
 
 def log_dict(data: Any, artifact_file: str) -> None:

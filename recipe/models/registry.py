@@ -135,9 +135,14 @@ def _check_extra_kwargs(name: str, builder: ModelBuilder, kwargs: dict[str, Any]
 
 
 def _build_custom(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    from recipe.policy import check_build
+
     module_name, _, attr_path = cfg.name.partition(":")
     if not module_name or not attr_path:
         raise ModelConfigError(f"model.name={cfg.name!r}: expected 'package.module:callable'. {CUSTOM_CONTRACT}")
+    # Every path to a custom model ends here (config, tune trials, squeeze members, a champion's spec): an
+    # untrusted run's import is checked against the operator's allow-list before anything is imported.
+    check_build(cfg.name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:

@@ -113,8 +113,11 @@ def resolve(base: RecipeConfig, space: dict[str, ParamSpace | None]) -> Space:
 
     Raises:
         ValueError: a key that is not in the config, or a relative range around a value that is not a
-            positive number.
+            positive number; :class:`recipe.policy.PolicyError` (a ValueError): a key tune may not search.
     """
+    from recipe.policy import check_tune_space
+
+    check_tune_space(space)  # here too, where the space is used: a search never sets what to import or read
     dims: list[Dim] = []
     fixed: dict[str, str] = {}
     custom_model = base.model.name == "linear" or ":" in base.model.name

@@ -29,6 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from recipe import tracking
 from recipe.config import RecipeConfig, TuneConfig, config_hash
+from recipe.secrets import reveal
 
 ENV_STORAGE = "RECIPE_OPTUNA_STORAGE"
 ORPHANED = "orphaned"
@@ -75,7 +76,7 @@ class Storage:
 
 def storage_for(s: TuneConfig, name: str) -> Storage:
     """The study's storage (see the module docstring)."""
-    where = s.storage or os.environ.get(ENV_STORAGE)
+    where = reveal(s.storage) or os.environ.get(ENV_STORAGE)
     if where and "://" in where:
         return Storage(url=where)
     if where:

@@ -31,7 +31,7 @@ def champion(_mlflow_template, tmp_path_factory):
         spec = spec_for(result.data, [Member(cfg.model.model_dump(mode="json"), "m0.pt")])
         rows = result.data.rows("test")
         tracking.setup("digits")  # artifacts beside the private store, not in ./mlruns
-        with mlflow.start_run():
+        with mlflow.start_run(tags=tracking.run_tags(cfg, None, stage="squeeze", kind="stage")):  # as squeeze does
             log_champion(
                 spec,
                 [result.model.state_dict()],
@@ -79,3 +79,91 @@ def test_bad_input_is_exit_2_with_the_problem_named(champion, tmp_path, args, me
     result = runner.invoke(app, ["predict", *args, "--out", str(tmp_path / "o.csv")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+PLANTED = """
+import pathlib
+
+import mlflow
+import pandas as pd
+
+
+class Planted(mlflow.pyfunc.PythonModel):
+    def load_context(self, context):
+        pathlib.Path(r"{marker}").write_text("the model's own code ran")
+
+    def predict(self, context, model_input, params=None):
+        return pd.DataFrame({{"label": ["0"] * len(model_input)}})
+
+
+mlflow.models.set_model(Planted())
+"""
+
+
+def test_a_planted_model_from_code_champion_is_refused_unless_trusted(champion, tmp_path):
+    """Anyone who can write the store can point digits@champion at a model whose code runs at load time; the
+    data-only loader refuses it (even from a run tagged as squeeze's: tags can be written too) without running it."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    rows, _ = champion
+    marker = tmp_path / "ran"
+    code = tmp_path / "planted.py"
+    code.write_text(PLANTED.format(marker=marker))
+    client = MlflowClient()
+    before = client.get_model_version_by_alias("digits", "champion").version
+    with mlflow.start_run(tags={tracking.TAG_STAGE: "squeeze", tracking.TAG_CONFIG_HASH: "forged"}):
+        info = mlflow.pyfunc.log_model(name="champion", python_model=str(code), registered_model_name="digits")
+    client.set_registered_model_alias("digits", "champion", str(info.registered_model_version))
+    marker.unlink(missing_ok=True)  # logging a model from code runs it once already
+    try:
+        pngs = tmp_path / "pngs"
+        pngs.mkdir()
+        (pngs / "a.png").write_bytes(open(rows["path"].iloc[0], "rb").read())
+        out = tmp_path / "o.csv"
+        refused = runner.invoke(app, ["predict", str(pngs), "--out", str(out)])
+        assert refused.exit_code == 2, refused.output
+        assert "not in the champion format" in refused.output and "--trust-model-code" in refused.output
+        assert not marker.exists() and not out.exists()  # its code never ran
+        trusted = runner.invoke(app, ["predict", str(pngs), "--out", str(out), "--trust-model-code"])
+        assert trusted.exit_code == 0, trusted.output
+        assert marker.exists()  # the user asked for it
+    finally:
+        client.set_registered_model_alias("digits", "champion", str(before))
+
+
+def test_a_champion_from_a_run_that_is_not_squeeze_is_refused(champion, tmp_path):
+    import mlflow
+    from mlflow import MlflowClient
+
+    rows, _ = champion
+    client = MlflowClient()
+    good = client.get_model_version_by_alias("digits", "champion")
+    with mlflow.start_run():  # an untagged run registering a copy of the real champion's files
+        run_id = mlflow.active_run().info.run_id
+    version = client.create_model_version("digits", good.source, run_id=run_id)
+    pngs = tmp_path / "pngs"
+    pngs.mkdir()
+    (pngs / "a.png").write_bytes(open(rows["path"].iloc[0], "rb").read())
+    result = runner.invoke(
+        app, ["predict", str(pngs), "--model", f"models:/digits/{version.version}", "--out", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "not registered by a squeeze run" in result.output and run_id in result.output
+
+
+def test_predictions_go_in_chunks(champion, tmp_path, monkeypatch):
+    import flows.predict as fp
+
+    rows, _ = champion
+    sizes = []
+    real = fp.DataOnlyChampion.predict
+    monkeypatch.setattr(
+        fp.DataOnlyChampion, "predict", lambda self, frame: sizes.append(len(frame)) or real(self, frame)
+    )
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for p in rows["path"].iloc[:7]:
+        (folder / os.path.basename(p)).write_bytes(open(p, "rb").read())
+    result = fp.predict_path("models:/digits@champion", folder, tmp_path / "o.csv", chunk=3)
+    assert sizes == [3, 3, 1] and len(result) == 7

@@ -91,7 +91,7 @@ def test_up_names_a_taken_port_and_its_owner_and_starts_nothing(tmp_path):
 def test_compose_describes_the_same_stack_as_the_script():
     compose = yaml.safe_load(COMPOSE.read_text())
     services = compose["services"]
-    assert set(services) == {"postgres", "prefect-server", "mlflow", "worker"}
+    assert set(services) == {"postgres", "prefect-server", "mlflow", "mlflow-users", "worker"}
     script = run_cli([str(STACK), "ports"], env=clean_env(), timeout=30).stdout.split("\n")
     for line in filter(None, script):
         name, port, var = line.split()
