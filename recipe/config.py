@@ -723,6 +723,11 @@ class TuneConfig(_Section):
         description="tcp://HOST:PORT of an existing Dask scheduler: trials "
         "run there (through prefect-dask) instead of a local process pool",
     )
+    wait: bool = Field(
+        True,
+        description="when another run is tuning the same study: wait for it (saying so), or, false, stop at once "
+        "(exit code 5; `flows run --no-wait`). One tune per study: two would reap each other's trials",
+    )
     storage: str | None = Field(
         None,
         description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
