@@ -458,6 +458,9 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
                 f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
                 f"the server that PREFECT_API_URL names"
             )
+            progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+            if progress is not None and (progress.recorded or progress.running):  # it failed mid-run: say what is kept
+                message = progress.message("the Prefect API", message)
         _fail(message, code=EXIT_BACKEND)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as f:
