@@ -454,13 +454,14 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     if isinstance(e, _backend_error_types()):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if type(e).__module__.startswith(("httpx", "prefect")):
-            message = (
-                f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
-                f"the server that PREFECT_API_URL names"
+            detail, hint = (
+                f"{type(e).__name__}: {message}",
+                "see `flows server status`, or the server PREFECT_API_URL names",
             )
+            message = f"the Prefect API failed ({detail}); {hint}"
             progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
             if progress is not None and (progress.recorded or progress.running):  # it failed mid-run: say what is kept
-                message = progress.message("the Prefect API", message)
+                message = f"{progress.message('the Prefect API', detail)}; {hint}"
         _fail(message, code=EXIT_BACKEND)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a", encoding="utf-8") as f:

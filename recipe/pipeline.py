@@ -80,6 +80,11 @@ class Progress:
                 f"not recorded as passing: its run {run_id} carries no verdict and ends FAILED (or, when the store "
                 f"cannot be reached now, is ended KILLED by the next run on it)"
             )
+        elif self.target in {n for n, _ in self.recorded}:  # it failed after the last stage: nothing to redo
+            return (
+                f"{text} ({detail}) after every stage had finished. Recorded in MLflow: {done}; `{cmd} --stage "
+                f"{self.target}` reuses them"
+            )
         else:
             text += f" ({detail}). Recorded in MLflow: {done}"
         resume = self.running[0] if self.running else self.target

@@ -8,8 +8,11 @@ Modes (stage b):
 - ``disk-full``: logs a 1 MB artifact; the test put the artifact folder on a tiny tmpfs, or, with
   ``RECIPE_FAULT_INJECT=1``, every artifact write fails with ENOSPC (a fault-injecting artifact store).
 - ``prefect-down``: raises what Prefect's client raises when its server is gone (``httpx.ConnectError``).
+- ``prefect-stop``: the real Prefect flow on the server ``PREFECT_API_URL`` names; b waits for
+  ``FOLDER/server-stopped`` (the test stops that server) and then finishes.
 
-The flow runs without Prefect (the pipeline directly), so only the fault under test can fail it.
+Except in ``prefect-stop``, the flow runs without Prefect (the pipeline directly), so only the fault under test
+can fail it.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ def faulty_b(mode: str, folder: Path):
             if os.environ.get("RECIPE_FAULT_INJECT") == "1":  # from here on the artifact store is full
                 inject_enospc()
             tracking.log_artifact(big, "b")
+        elif mode == "prefect-stop":  # the real flow; the test stops its Prefect server while b runs
+            (folder / "b-started").write_text("")
+            deadline = time.monotonic() + 180
+            while not (folder / "server-stopped").exists() and time.monotonic() < deadline:
+                time.sleep(0.2)
         elif mode == "prefect-down":
             import httpx
 
@@ -67,7 +75,8 @@ def main(mode: str, folder: Path) -> None:
     pipeline.stage_names = lambda: list(mods)
     from flows import cli
 
-    cli._run_flow = lambda cfg, stage, force, log: pipeline.run_recipe(cfg, stage=stage, force=force).report
+    if mode != "prefect-stop":  # without Prefect: only the fault under test can fail the run
+        cli._run_flow = lambda cfg, stage, force, log: pipeline.run_recipe(cfg, stage=stage, force=force).report
     cli.app(["run", "recipe", "--set", "name=faults"])
 
 

@@ -204,3 +204,66 @@ def test_the_prefect_api_going_away_mid_stage_is_exit_3_saying_what_was_recorded
     assert not [r for r in runs if r.info.status == "RUNNING"]
     (b,) = _stage_runs(runs, "b")
     assert b.info.status == "FAILED" and tracking.TAG_VERDICT not in b.data.tags
+
+
+@pytest.mark.slow
+def test_the_prefect_server_stopping_mid_run_is_exit_3_and_the_stages_stay_recorded(
+    _mlflow_template, tmp_path, monkeypatch
+):
+    """The real flow on a real local Prefect server that is stopped while stage b runs. Prefect 3 orchestrates
+    task runs in the client, so the stages go on; the flow run's final state cannot be reported: exit 3, saying
+    that every stage is recorded in MLflow, and nothing is left RUNNING there."""
+    db = tmp_path / "mlruns" / "mlflow.db"
+    db.parent.mkdir()
+    shutil.copy(_mlflow_template, db)
+    uri, port = f"sqlite:///{db}", free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    server = Proc(
+        "prefect",
+        [sys.executable, "-m", "flows.local_server", "serve", "--port", str(port)],
+        clean_env(PREFECT_HOME=str(tmp_path / "prefect"), PYTHONPATH=str(ROOT)),
+        tmp_path / "prefect.log",
+    )
+    try:
+        server.wait_until(lambda: http_ok(f"{api}/health"), 240, "healthy /api/health")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.faults.run", "prefect-stop", str(tmp_path)],
+            cwd=tmp_path,
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "MLFLOW_TRACKING_URI": uri,
+                "PREFECT_API_URL": api,
+                "PREFECT_CLIENT_MAX_RETRIES": "1",
+                "RECIPE_LOG_DIR": str(tmp_path / "logs"),
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "b-started").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, proc.communicate()
+        server.stop()
+        (tmp_path / "server-stopped").write_text("")
+        out, err = proc.communicate(timeout=300)
+    finally:
+        server.stop()
+    assert proc.returncode == 3, out[-2000:] + err[-3000:]
+    text = " ".join(err.split())
+    assert "the Prefect API failed" in text and "Recorded in MLflow: a (run" in text and "c (run" in text
+    assert "Traceback" not in err
+    runs = _runs(uri)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert all(_stage_runs(runs, s)[0].data.tags[tracking.TAG_VERDICT] == "pass" for s in "abc")
+    from recipe import pipeline
+    from tests.fakes import fake_stage
+
+    mods = {"a": fake_stage("a"), "b": fake_stage("b"), "c": fake_stage("c")}
+    monkeypatch.setattr(pipeline, "STAGES", mods)
+    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    outcome = pipeline.run_recipe(load_config(overrides=CFG), stage="c", say=lambda m: None)
+    assert outcome.report["reused"] == ["a", "b"]
