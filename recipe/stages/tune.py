@@ -34,6 +34,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,7 +375,9 @@ class _Runner:
     def _ask(self) -> tuple[optuna.Trial, TrialSpec] | None:
         """One trial from the study, with its MLflow run and spec; None (told as failed) when the config refuses
         the point."""
-        trial = self.study.ask()
+        with warnings.catch_warnings():  # the stage beats for its trials itself (recipe.tune.study.heartbeats)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = self.study.ask()
         trial.set_user_attr(OWNER, self.owner)
         params = self.space.suggest(trial)
         try:

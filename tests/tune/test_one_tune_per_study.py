@@ -233,3 +233,27 @@ def test_no_wait_on_the_command_line_refuses_a_busy_study_with_exit_5(monkeypatc
     result = CliRunner().invoke(cli.app, ["run", "recipe", "--no-wait"])
     assert result.exit_code == 5, result.output
     assert "is being run by pid 1" in result.output and "Traceback" not in result.output
+
+
+def test_on_an_rdb_storage_a_trial_whose_heartbeat_stopped_is_failed_and_retried(tmp_path, monkeypatch):
+    """Optuna's stale-trial rule covers owners the owner rule cannot judge (another host): the stage beats for its
+    running trials; when the beats stop for the grace period, the next run fails the trial and retries it once."""
+    from recipe.tune import study as study_mod
+
+    monkeypatch.setattr(study_mod, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_mod, "HEARTBEAT_GRACE_S", 2)
+    s = TuneConfig(storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    study = open_study("rdb", storage_for(s, "rdb"), s, seed=0)
+    trial = study.ask(DIST)
+    trial.set_user_attr(OWNER, "another-host|1|1.00")  # the owner rule leaves another host's trial alone
+    with study_mod.heartbeats(study, [trial._trial_id]):
+        time.sleep(0.5)
+    assert reap_orphans(open_study("rdb", storage_for(s, "rdb"), s, seed=0)) == []
+    time.sleep(3)  # no beats for longer than the grace period: stale
+    again = open_study("rdb", storage_for(s, "rdb"), s, seed=0)
+    reap_orphans(again)
+    trials = again.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    retry = trials[1]
+    assert retry.state == TrialState.WAITING and retry.params == trials[0].params
+    assert retry.system_attrs["failed_trial"] == 0 and [t.number for t in counted(again)] == []
