@@ -225,7 +225,7 @@ class OptimConfig(_Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field(
         "adam", description="the torch optimiser: sgd, adam, adamw (decoupled weight decay) or rmsprop"
     )
-    lr: float = Field(3e-4, gt=0, le=10, description='"Adam is safe" at 3e-4')
+    lr: float = Field(3e-4, gt=0, le=1e6, description='"Adam is safe" at 3e-4')
     weight_decay: float = Field(
         0.0, ge=0, le=10, description="weight decay: decoupled for adamw, L2 added to the gradient for the rest"
     )
@@ -507,7 +507,7 @@ class OverfitConfig(_Section):
         "adam", description="adam: Adam at `lr`, constant schedule; config: keep optim.*"
     )
     lr: float = Field(
-        3e-4, gt=0, le=10, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
+        3e-4, gt=0, le=1e6, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
     )
     epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="training budget per rung; None: budget.epochs")
     max_rungs: int = Field(
