@@ -84,10 +84,13 @@ def config(
 
     if explain:
         from recipe.config import explain as explain_fields
+        from recipe.config import numeric_range
 
         for doc in explain_fields():
+            allowed = numeric_range(doc.key.split("."))
             typer.echo(
                 f"{doc.key}  ({doc.type}, default {json.dumps(doc.default, default=str)})\n    {doc.description}"
+                + (f" (allowed: {allowed})" if allowed else "")
             )
         return
     cfg = _load(preset, config, set_)

@@ -174,3 +174,12 @@ def test_flows_run_refuses_an_out_of_range_setting_with_exit_2_before_any_server
     assert result.exit_code == 2, result.output
     assert "budget.epochs" in result.output and "1000000000" in result.output
     assert "1 <= budget.epochs <= 10000" in result.output and "Traceback" not in result.output
+
+
+def test_flows_config_explain_shows_each_number_settings_range():
+    from flows import cli
+
+    result = CliRunner().invoke(cli.app, ["config", "--explain"])
+    assert result.exit_code == 0
+    assert "(allowed: 1 <= budget.epochs <= 10000)" in result.output
+    assert "(allowed: 0 <= model.dropout < 1)" in result.output
