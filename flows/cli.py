@@ -86,10 +86,13 @@ def config(
 
     if explain:
         from recipe.config import explain as explain_fields
+        from recipe.config import numeric_range
 
         for doc in explain_fields():
+            allowed = numeric_range(doc.key.split("."))
             typer.echo(
                 f"{doc.key}  ({doc.type}, default {json.dumps(doc.default, default=str)})\n    {doc.description}"
+                + (f" (allowed: {allowed})" if allowed else "")
             )
         return
     cfg = _load(preset, config, set_)
@@ -195,6 +198,14 @@ def run_recipe(
         bool, typer.Option("--fresh", help="Rerun every stage; by default up-to-date passing stages are reused.")
     ] = False,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option(
+            "--no-wait",
+            help="When another run is tuning the same study, stop (exit 5) instead of waiting for it "
+            "(stages.tune.wait=false).",
+        ),
+    ] = False,
 ) -> None:
     """Run the training recipe: every stage in order, each gated on the one before.
 
@@ -202,14 +213,15 @@ def run_recipe(
     data (fingerprint) and code (version) is reused, not rerun, and the terminal names the run; --fresh reruns all.
 
     Exit codes: 0 pass (warnings allowed), 1 a stage failed its checks, 2 bad input, 3 a backend (the MLflow
-    store, the Prefect server) failed, 4 a crash (a bug: the message names the log with the traceback),
-    130 / 143 interrupted by SIGINT (Ctrl-C) / SIGTERM.
+    store, the Prefect server, the tune study's storage) failed, 4 a crash (a bug: the message names the log with
+    the traceback), 5 busy: another run is tuning the same study and --no-wait was given, 130 / 143 interrupted by
+    SIGINT (Ctrl-C) / SIGTERM.
     """
     from recipe.stages import stage_names
 
     if stage is not None and stage not in stage_names():
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
-    cfg = _load(preset, config, set_)
+    cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])])
     _preflight(cfg)
     if report is not None:
         _check_writable_file(report, "--report")
@@ -239,6 +251,7 @@ def run_recipe(
 
 EXIT_BACKEND = 3
 EXIT_CRASH = 4
+EXIT_BUSY = 5
 
 
 def _preflight(cfg) -> None:
@@ -486,13 +499,20 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     exit 4."""
     import traceback
 
+    busy = sys.modules.get("recipe.tune.lock")
+    if busy is not None and isinstance(e, busy.StudyBusy):
+        _fail(str(e), code=EXIT_BUSY)
     if isinstance(e, _backend_error_types()):
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if type(e).__module__.startswith(("httpx", "prefect")):
-            message = (
-                f"the Prefect API failed ({type(e).__name__}: {message}); see `flows server status`, or "
-                f"the server that PREFECT_API_URL names"
+            detail, hint = (
+                f"{type(e).__name__}: {message}",
+                "see `flows server status`, or the server PREFECT_API_URL names",
             )
+            message = f"the Prefect API failed ({detail}); {hint}"
+            progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+            if progress is not None and (progress.recorded or progress.running):  # it failed mid-run: say what is kept
+                message = f"{progress.message('the Prefect API', detail)}; {hint}"
         _fail(message, code=EXIT_BACKEND)
     from recipe.secrets import redact_text
 

@@ -42,9 +42,11 @@ class TrialMap:
     """``map(fn, items) -> results`` over Prefect tasks (see the module docstring); a context manager that shuts
     its task runner down on exit."""
 
-    def __init__(self, parallel: int = 1, dask_address: str | None = None) -> None:
+    def __init__(self, parallel: int = 1, dask_address: str | None = None, study_lock: Any = None) -> None:
         self.parallel, self.dask_address = parallel, dask_address
         self.runner: TaskRunner | None = None
+        # How the tune stage holds its study (recipe.tune.lock.StudyLock); None: the stage's file lock.
+        self.study_lock = study_lock
 
     @property
     def in_thread(self) -> bool:
@@ -57,7 +59,7 @@ class TrialMap:
 
                 runner: TaskRunner = DaskTaskRunner(address=self.dask_address)
             else:
-                runner = ProcessPoolTaskRunner(max_workers=self.parallel, initializer=init_worker)
+                runner = _PoolRunner(max_workers=self.parallel, initializer=init_worker)
             self.runner = runner.__enter__()
         return self.runner
 
@@ -85,6 +87,23 @@ class TrialMap:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _PoolRunner(ProcessPoolTaskRunner):
+    """Prefect's process pool runner, whose thread that forwards the workers' events and logs to the API runs in
+    the settings of the caller.
+
+    Prefect starts that thread with a plain ``threading.Thread``, which does not carry context variables, so it
+    saw no ``PREFECT_API_URL`` when the CLI had set it for the flow with ``temporary_settings`` (the shared local
+    server), and its first forwarded event started Prefect's temporary server in the middle of the tune stage
+    ("Starting temporary server", found with ``stages.tune.parallel=2``; local runs never use that server)."""
+
+    def __enter__(self) -> Self:
+        self._caller_context = contextvars.copy_context()
+        return super().__enter__()
+
+    def _forward_subprocess_messages(self) -> None:
+        return self._caller_context.run(super()._forward_subprocess_messages)
 
 
 def _temporary_server_url() -> str | None:
@@ -116,8 +135,14 @@ def _submit_outside_task_run(runner: TaskRunner, fn: Callable[[Any], Any], items
 
 
 def trial_map_for(cfg: RecipeConfig) -> TrialMap:
-    """The trial map ``cfg.stages.tune`` asks for."""
+    """The trial map ``cfg.stages.tune`` asks for; with a shared Prefect server (``PREFECT_API_URL``), its study
+    lock is the server's global concurrency limit (:mod:`flows.study_lock`)."""
+    from flows.study_lock import configured, prefect_study_lock
     from recipe.secrets import reveal
 
     s = cfg.stages.tune
-    return TrialMap(parallel=s.parallel, dask_address=reveal(s.dask_address))
+    return TrialMap(
+        parallel=s.parallel,
+        dask_address=reveal(s.dask_address),
+        study_lock=prefect_study_lock if configured() else None,
+    )

@@ -14,23 +14,83 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key path and what to do."""
 
 
+# Upper bounds shared by several settings. They are limits of meaning and of one machine's resources, not
+# tuning advice: far beyond any recipe run, yet small enough that a typo (an extra zero, `1e9`) or a hostile form
+# cannot ask for a week of training or a million-wide layer.
+MAX_EPOCHS = 10_000
+MAX_STEPS = 10_000_000
+MAX_SECONDS = 30 * 24 * 3600.0  # 30 days
+MAX_TRIALS = 10_000
+MAX_PARALLEL = 256
+MAX_MEMBERS = 100
+MAX_SEED = 2**32 - 1  # numpy's seed range (torch accepts 64 bits; numpy's generators do not)
+
+
+def _numeric_kinds(annotation: Any) -> set[type]:
+    """The number types (int, float) an annotation admits, looking through Optional, Annotated, list and tuple."""
+    if annotation in (int, float):
+        return {annotation}
+    return {k for arg in get_args(annotation) for k in _numeric_kinds(arg)}
+
+
+def _reject_odd_numbers(value: Any, kinds: frozenset[type] | set[type] = frozenset({float})) -> Any:
+    """``value`` as pydantic should see it for a number field of ``kinds``; raises ValueError for a boolean (YAML's
+    ``yes``/``True``: a number field takes no truth value) and turns an integral number spelled as a float or in
+    exponent notation (``1e5``, ``"1e5"``: YAML 1.1 reads that as a string) into an int, so an int field's range
+    check, not a parse error, answers ``budget.epochs=1e9``."""
+    if isinstance(value, bool):
+        raise ValueError("a number setting takes a number, not a boolean")
+    if int in kinds and float not in kinds and isinstance(value, str | float):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        if math.isfinite(number) and number.is_integer():
+            return int(number)
+    return value
+
+
+# List items and tuple slots: the same rules, checked item by item so an error names the item.
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED), BeforeValidator(lambda v: _reject_odd_numbers(v, {int}))]
+Fraction = Annotated[float, Field(ge=0, lt=1), BeforeValidator(_reject_odd_numbers)]
+Decay = Annotated[float, Field(ge=0, le=10), BeforeValidator(_reject_odd_numbers)]
+
+
 class _Section(BaseModel):
     # extra="forbid": unknown keys are errors. validate_assignment: `cfg.optim.lr = "x"` fails early too.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # allow_inf_nan=False: `.inf`, `.nan`, `1e309` (inf in a float) are refused by every float setting.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _plain_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        kinds = _numeric_kinds(annotation) if get_origin(annotation) not in (list, tuple) else set()
+        return _reject_odd_numbers(value, kinds) if kinds else value
 
 
 class SplitConfig(_Section):
@@ -47,7 +107,9 @@ class SplitConfig(_Section):
         lt=1,
         description="fraction held out for the test split (touched once, by the squeeze stage); 0: none",
     )
-    seed: int = Field(0, description="seed of the stratified split (independent of the training seed)")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seed of the stratified split (independent of the training seed)"
+    )
 
     @model_validator(mode="after")
     def _leaves_training_data(self) -> SplitConfig:
@@ -87,7 +149,7 @@ class DataConfig(_Section):
         "auto", description="auto: classification, or regression for a csv with a numeric target of many values"
     )
     image_size: int | None = Field(
-        None, ge=4, description="resize images to a square of this side; None keeps their size"
+        None, ge=4, le=4096, description="resize images to a square of this side; None keeps their size"
     )
     grayscale: bool | None = Field(None, description="None: keep what the files are (1 channel if all are grayscale)")
     background: str = Field(
@@ -107,16 +169,18 @@ class DataConfig(_Section):
         "the most frequent one; false: inspect FAILs naming them",
     )
     normalize: bool = Field(True, description="standardise inputs with statistics from the training split")
-    batch_size: int = Field(64, ge=1, description="training batch size (examples per optimiser step)")
+    batch_size: int = Field(64, ge=1, le=65536, description="training batch size (examples per optimiser step)")
     eval_batch_size: int = Field(
-        512, ge=1, description="batch size for validation and evaluation (no gradients: can be larger)"
+        512, ge=1, le=65536, description="batch size for validation and evaluation (no gradients: can be larger)"
     )
-    num_workers: int = Field(0, ge=0, description="DataLoader workers, for data that does not fit in memory")
+    num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers, for data that does not fit in memory")
     in_memory: Literal["auto", "always", "never"] = Field(
         "auto",
         description="keep the decoded split as tensors in memory: auto (when under max_memory_mb), always, never",
     )
-    max_memory_mb: int = Field(2048, ge=1, description='"auto" keeps data in memory when it fits under this')
+    max_memory_mb: int = Field(
+        2048, ge=1, le=1_048_576, description='"auto" keeps data in memory when it fits under this'
+    )
     augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
     standardize_target: bool = Field(
         True,
@@ -167,8 +231,8 @@ class ModelConfig(_Section):
     name: str = Field(
         "cnn", description="registry name (linear, mlp, cnn, resnet, resnet18, resnet34) or package.module:callable"
     )
-    width: int = Field(32, ge=1, description="capacity knob: channels (cnn, resnet) or hidden units (mlp)")
-    depth: int = Field(2, ge=1, description="capacity knob: blocks (cnn, resnet) or hidden layers (mlp)")
+    width: int = Field(32, ge=1, le=4096, description="capacity knob: channels (cnn, resnet) or hidden units (mlp)")
+    depth: int = Field(2, ge=1, le=256, description="capacity knob: blocks (cnn, resnet) or hidden layers (mlp)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability before the output layer (0: none)")
     init_bias: bool = Field(True, description='set the final bias from class priors / target mean ("init well")')
     kwargs: dict[str, Any] = Field(
@@ -190,15 +254,15 @@ class OptimConfig(_Section):
     name: Literal["sgd", "adam", "adamw", "rmsprop"] = Field(
         "adam", description="the torch optimiser: sgd, adam, adamw (decoupled weight decay) or rmsprop"
     )
-    lr: float = Field(3e-4, gt=0, description='"Adam is safe" at 3e-4')
+    lr: float = Field(3e-4, gt=0, le=1e6, description='"Adam is safe" at 3e-4')
     weight_decay: float = Field(
-        0.0, ge=0, description="weight decay: decoupled for adamw, L2 added to the gradient for the rest"
+        0.0, ge=0, le=10, description="weight decay: decoupled for adamw, L2 added to the gradient for the rest"
     )
     momentum: float = Field(0.9, ge=0, lt=1, description="sgd, rmsprop")
     nesterov: bool = Field(False, description="sgd")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="adam, adamw")
+    betas: tuple[Fraction, Fraction] = Field((0.9, 0.999), description="adam, adamw")
     eps: float = Field(
-        1e-8, gt=0, description="term added to the denominator for numerical stability (adam, adamw, rmsprop)"
+        1e-8, gt=0, le=1, description="term added to the denominator for numerical stability (adam, adamw, rmsprop)"
     )
 
 
@@ -208,28 +272,33 @@ class ScheduleConfig(_Section):
     name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"] = (
         Field("constant", description="learning-rate schedule; constant by default (the recipe tunes decay last)")
     )
-    warmup_steps: int = Field(0, ge=0, description="linear warm-up, for inverse_sqrt")
-    step_epochs: int = Field(10, ge=1, description="step: decay every this many epochs")
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="linear warm-up, for inverse_sqrt")
+    step_epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="step: decay every this many epochs")
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
     min_lr_ratio: float = Field(
         0.0, ge=0, le=1, description="cosine / linear / cosine_restarts: floor as a fraction of lr"
     )
-    restart_epochs: int = Field(10, ge=1, description="cosine_restarts: first period")
-    restart_mult: int = Field(1, ge=1, description="cosine_restarts: period multiplier")
-    max_lr_mult: float = Field(10.0, ge=1, description="one_cycle: peak lr = lr * this")
+    restart_epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="cosine_restarts: first period")
+    restart_mult: int = Field(1, ge=1, le=10, description="cosine_restarts: period multiplier")
+    max_lr_mult: float = Field(10.0, ge=1, le=1000, description="one_cycle: peak lr = lr * this")
     pct_start: float = Field(0.25, gt=0, lt=1, description="one_cycle: fraction of steps spent warming up")
-    plateau_patience: int = Field(3, ge=0, description="plateau: epochs without val improvement before halving")
+    plateau_patience: int = Field(
+        3, ge=0, le=MAX_EPOCHS, description="plateau: epochs without val improvement before halving"
+    )
     plateau_factor: float = Field(0.5, gt=0, lt=1, description='plateau: multiplier ("halve on plateau")')
 
 
 class BudgetConfig(_Section):
     """How much training a stage may spend; the first limit reached stops training."""
 
-    epochs: int = Field(30, ge=1, description="passes over the training split")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimiser steps; None: no step limit")
+    epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description="passes over the training split")
+    max_steps: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="stop after this many optimiser steps; None: no step limit"
+    )
     min_steps: int | None = Field(
         None,
         ge=1,
+        le=MAX_STEPS,
         description=(
             "small data: when budget.epochs gives fewer optimiser steps than this, every run's epochs (the "
             "budget's and the stages' own) grow by the same factor, so the budget takes at least this many steps; a "
@@ -237,11 +306,15 @@ class BudgetConfig(_Section):
         ),
     )
     time_limit_s: float | None = Field(
-        None, gt=0, description="stop after this many seconds of training (makes runs irreproducible); None: no limit"
+        None,
+        gt=0,
+        le=MAX_SECONDS,
+        description="stop after this many seconds of training (makes runs irreproducible); None: no limit",
     )
     early_stopping: int | None = Field(
         None,
         ge=1,
+        le=MAX_EPOCHS,
         description=(
             "stop when val/loss has not improved for this many epochs and restore the best weights; None: off. Set by "
             "regularize when early stopping helps"
@@ -256,11 +329,12 @@ class TrainerConfig(_Section):
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on cuda, fp32 elsewhere"
     )
-    grad_clip: float | None = Field(None, gt=0, description="clip the global gradient norm to this")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, description="clip the global gradient norm to this")
     ema_decay: float | None = Field(None, gt=0, lt=1, description="keep EMA (Polyak) weights and validate with them")
     precise_bn: int = Field(
         16,
         ge=0,
+        le=10_000,
         description=(
             "batch-norm models: recompute the running statistics over this many training batches before each "
             "validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates lag fast-moving "
@@ -278,13 +352,22 @@ class InspectConfig(_Section):
     bound what a check's one-line ``observed`` text names before "... and N more".
     """
 
-    imbalance_warn_ratio: float = Field(5.0, ge=1, description="largest / smallest class count above this warns")
-    outlier_mad: float = Field(6.0, gt=0, description="robust z (median/MAD) beyond which a sample is an outlier")
-    max_outliers_listed: int = Field(20, ge=0, description="outliers named in the pixel_stats_outliers check")
-    max_listed: int = Field(10, ge=0, description="offenders (files, rows, columns) named in the other checks")
+    imbalance_warn_ratio: float = Field(
+        5.0, ge=1, le=1e6, description="largest / smallest class count above this warns"
+    )
+    outlier_mad: float = Field(
+        6.0, gt=0, le=1000, description="robust z (median/MAD) beyond which a sample is an outlier"
+    )
+    max_outliers_listed: int = Field(
+        20, ge=0, le=10_000, description="outliers named in the pixel_stats_outliers check"
+    )
+    max_listed: int = Field(
+        10, ge=0, le=10_000, description="offenders (files, rows, columns) named in the other checks"
+    )
     range_margin: float = Field(
         0.5,
         ge=0,
+        le=1000,
         description=(
             "csv: val/test values beyond the train range by more than this fraction of the train range (max - min) are "
             "flagged (feature_ranges, target_values)"
@@ -304,16 +387,22 @@ class BaselinesConfig(_Section):
     short_steps: int = Field(
         150,
         ge=10,
+        le=MAX_STEPS,
         description=(
             "optimiser steps of the short run on the full training set (and of the zero-input run and the clean "
             "augmentation-check run, which must match it)"
         ),
     )
-    seed_steps: int = Field(8, ge=2, description="steps compared between two runs of the same seed (and another seed)")
-    seed_tol: float = Field(1e-6, ge=0, description="largest loss difference, relative, that still counts as identical")
+    seed_steps: int = Field(
+        8, ge=2, le=10_000, description="steps compared between two runs of the same seed (and another seed)"
+    )
+    seed_tol: float = Field(
+        1e-6, ge=0, le=1, description="largest loss difference, relative, that still counts as identical"
+    )
     init_loss_warn: float = Field(
         0.1,
         gt=0,
+        le=1000,
         description=(
             "loss at init further than this from the expected value warns (nats for classification; a fraction of the "
             "expected MSE for regression)"
@@ -322,9 +411,12 @@ class BaselinesConfig(_Section):
     init_loss_fail: float = Field(
         0.3,
         gt=0,
+        le=1000,
         description="loss at init further than this from the expected value fails (units of init_loss_warn)",
     )
-    hockey_steps: int = Field(50, ge=5, description="steps plotted with and without the final bias set from the data")
+    hockey_steps: int = Field(
+        50, ge=5, le=MAX_STEPS, description="steps plotted with and without the final bias set from the data"
+    )
     input_margin: float = Field(
         0.1,
         gt=0,
@@ -334,10 +426,11 @@ class BaselinesConfig(_Section):
             "steps on all-zero inputs"
         ),
     )
-    linear_steps: int = Field(300, ge=10, description="steps of the linear baseline")
+    linear_steps: int = Field(300, ge=10, le=MAX_STEPS, description="steps of the linear baseline")
     linear_lr: float = Field(
         3e-3,
         gt=0,
+        le=10,
         description=(
             "Adam learning rate of the linear baseline (a fair, fast fit); regression: times the train target std (raw "
             "targets need steps of their size)"
@@ -351,17 +444,17 @@ class BaselinesConfig(_Section):
         ),
     )
     human_baseline: float | None = Field(
-        None, description="human-level val accuracy (0-1), or MAE for regression; None: none"
+        None, ge=0, le=1e12, description="human-level val accuracy (0-1), or MAE for regression; None: none"
     )
     overfit_examples: int = Field(8, ge=2, le=16, description="examples in the one batch to overfit")
     overfit_steps: int = Field(
-        500, ge=10, description="step budget to overfit them, per model size tried (stops when reached)"
+        500, ge=10, le=MAX_STEPS, description="step budget to overfit them, per model size tried (stops when reached)"
     )
     overfit_ratio: float = Field(
         0.01, gt=0, lt=1, description='"near zero": the batch loss must fall below this fraction of its value at init'
     )
     overfit_max_grow: int = Field(
-        2, ge=0, description="capacity-ladder rungs (recipe.models.grow) to try when it cannot"
+        2, ge=0, le=10, description="capacity-ladder rungs (recipe.models.grow) to try when it cannot"
     )
     decrease_margin: float = Field(
         0.1,
@@ -376,11 +469,13 @@ class BaselinesConfig(_Section):
     batch_leak_tol: float = Field(
         1e-6,
         ge=0,
+        le=1,
         description="gradient reaching other examples, relative to the own one, above which examples count as mixed",
     )
     input_mean_tol: float = Field(
         0.25,
         gt=0,
+        le=1000,
         description=(
             "the decoded batch entering the net warns when its mean is off the train split's by more than this many "
             "train standard deviations (averaged over channels/features; plus 2/sqrt(batch size) for chance)"
@@ -389,6 +484,7 @@ class BaselinesConfig(_Section):
     input_std_factor: float = Field(
         1.5,
         gt=1,
+        le=1000,
         description="the decoded batch also warns when its standard deviation is off by more than this factor",
     )
     snapshot_examples: int = Field(16, ge=1, le=64, description="validation examples whose predictions are tracked")
@@ -411,7 +507,9 @@ class BaselinesConfig(_Section):
             "falls towards chance)"
         ),
     )
-    augment_repeats: int = Field(2, ge=1, description="augmented passes over the val split averaged in that check")
+    augment_repeats: int = Field(
+        2, ge=1, le=100, description="augmented passes over the val split averaged in that check"
+    )
     plots: bool = Field(
         True, description="draw and log plots/*.png (about a quarter of the stage's time on small data)"
     )
@@ -438,16 +536,19 @@ class OverfitConfig(_Section):
         "adam", description="adam: Adam at `lr`, constant schedule; config: keep optim.*"
     )
     lr: float = Field(
-        3e-4, gt=0, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
+        3e-4, gt=0, le=1e6, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
     )
-    epochs: int | None = Field(None, ge=1, description="training budget per rung; None: budget.epochs")
-    max_rungs: int = Field(2, ge=0, description="how many times the model may grow when it cannot reach the target")
+    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="training budget per rung; None: budget.epochs")
+    max_rungs: int = Field(
+        2, ge=0, le=10, description="how many times the model may grow when it cannot reach the target"
+    )
     target_accuracy: float | None = Field(
         0.99, gt=0, le=1, description="classification: train accuracy (eval mode) to reach"
     )
     target_loss: float | None = Field(
         None,
         gt=0,
+        le=1000,
         description="classification: train loss (nats) to get under; None: not used (with both set, both must hold)",
     )
     target_mse_ratio: float = Field(
@@ -457,9 +558,11 @@ class OverfitConfig(_Section):
         description="regression: train MSE under this fraction of the target variance (R^2 above 1 - this)",
     )
     lr_finder: bool = Field(True, description="sweep the learning rate before training and confirm or replace `lr`")
-    lr_min: float = Field(1e-7, gt=0, description="first lr of the sweep")
-    lr_max: float = Field(10.0, gt=0, description="last lr of the sweep (it stops earlier when the loss diverges)")
-    lr_steps: int = Field(100, ge=10, description="optimiser steps of the sweep")
+    lr_min: float = Field(1e-7, gt=0, le=1, description="first lr of the sweep")
+    lr_max: float = Field(
+        10.0, gt=0, le=1000, description="last lr of the sweep (it stops earlier when the loss diverges)"
+    )
+    lr_steps: int = Field(100, ge=10, le=100_000, description="optimiser steps of the sweep")
     lr_rule: Literal["min_div_10", "steepest"] = Field(
         "min_div_10",
         description=(
@@ -470,17 +573,19 @@ class OverfitConfig(_Section):
     lr_tolerance: float = Field(
         3.0,
         ge=1,
+        le=1000,
         description=(
             "keep `lr` when within this factor of the suggestion (and below the lr of the loss minimum); otherwise "
             "take the suggestion"
         ),
     )
     update_ratio_low: float = Field(
-        -4.0, lt=0, description="log10 update/weight ratio below which a layer barely learns"
+        -4.0, lt=0, ge=-20, description="log10 update/weight ratio below which a layer barely learns"
     )
     update_ratio_high: float = Field(
         -2.0,
         lt=0,
+        ge=-20,
         description="log10 update/weight ratio above which a layer is thrashed (healthy: about -3)",
     )
 
@@ -498,6 +603,7 @@ class RegularizeConfig(_Section):
     epochs: int = Field(
         30,
         ge=1,
+        le=MAX_EPOCHS,
         description=(
             "budget of every candidate, the reference included (regularisers need a reference that has had time to "
             "overfit, and augmentation needs epochs to pay off)"
@@ -510,14 +616,15 @@ class RegularizeConfig(_Section):
             "text)"
         ),
     )
-    weight_decay: list[float] = Field(
+    weight_decay: list[Decay] = Field(
         default_factory=lambda: [0.05, 0.5],
         description="one AdamW candidate per value (decoupled: each step shrinks the weights by lr x this)",
     )
-    dropout: list[float] = Field(default_factory=lambda: [0.3], description="one candidate per model.dropout value")
+    dropout: list[Fraction] = Field(default_factory=lambda: [0.3], description="one candidate per model.dropout value")
     early_stopping: int | None = Field(
         3,
         ge=1,
+        le=MAX_EPOCHS,
         description=(
             "a candidate stopping when val loss has not improved for this many epochs (restoring the best weights)"
         ),
@@ -549,9 +656,11 @@ class RegularizeConfig(_Section):
         ),
     )
     noise_z: float = Field(
-        1.0, ge=0, description='"beyond noise": the gain must exceed this many paired standard errors'
+        1.0, ge=0, le=100, description='"beyond noise": the gain must exceed this many paired standard errors'
     )
-    min_delta: float = Field(0.0, ge=0, description="the gain must also exceed this much (in the criterion's units)")
+    min_delta: float = Field(
+        0.0, ge=0, le=1e6, description="the gain must also exceed this much (in the criterion's units)"
+    )
 
 
 class ParamSpace(_Section):
@@ -569,8 +678,12 @@ class ParamSpace(_Section):
         description="float / int: a range from low to high; categorical: one of choices; switch: the "
         "handed-on value or `off`",
     )
-    low: float | None = Field(None, description="lower end of the range (a factor or offset with `around`)")
-    high: float | None = Field(None, description="upper end of the range (a factor or offset with `around`)")
+    low: float | None = Field(
+        None, ge=-1e9, le=1e9, description="lower end of the range (a factor or offset with `around`)"
+    )
+    high: float | None = Field(
+        None, ge=-1e9, le=1e9, description="upper end of the range (a factor or offset with `around`)"
+    )
     log: bool = Field(False, description="sample on a log scale (learning rates, weight decay, widths)")
     around: Literal["absolute", "times", "plus"] = Field(
         "absolute", description="absolute: low/high as given; times / plus: relative to the handed-on value"
@@ -617,31 +730,42 @@ class TuneConfig(_Section):
     n_trials: int = Field(
         16,
         ge=1,
+        le=MAX_TRIALS,
         description="trials the study should hold (completed, pruned or failed; "
         "trials of an interrupted run count, so a resumed tune only runs the rest)",
     )
-    timeout_s: float | None = Field(None, gt=0, description="no new trials start after this many seconds of search")
-    epochs: int = Field(10, ge=1, description="training epochs of every trial and every retraining")
+    timeout_s: float | None = Field(
+        None, gt=0, le=MAX_SECONDS, description="no new trials start after this many seconds of search"
+    )
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="training epochs of every trial and every retraining")
     sampler: Literal["qmc", "tpe", "random", "gp"] = Field(
         "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's"
     )
     pruner: Literal["none", "median", "hyperband"] = Field(
         "none", description="stop unpromising trials early on their per-epoch validation loss"
     )
-    parallel: int = Field(1, ge=1, description="trials run at once; each gets cores // parallel torch threads")
+    parallel: int = Field(
+        1, ge=1, le=MAX_PARALLEL, description="trials run at once; each gets cores // parallel torch threads"
+    )
     dask_address: str | None = Field(
         None,
         description="tcp://HOST:PORT of an existing Dask scheduler: trials "
         "run there (through prefect-dask) instead of a local process pool",
+    )
+    wait: bool = Field(
+        True,
+        description="when another run is tuning the same study: wait for it (saying so), or, false, stop at once "
+        "(exit code 5; `flows run --no-wait`). One tune per study: two would reap each other's trials",
     )
     storage: str | None = Field(
         None,
         description="the Optuna storage: an RDB URL (postgresql://...) or a journal "
         "file path; None: $RECIPE_OPTUNA_STORAGE, else <MLflow store folder>/optuna/<study>.log",
     )
-    seeds: list[int] = Field(
+    seeds: list[Seed] = Field(
         default_factory=lambda: [0, 1, 2],
         min_length=1,
+        max_length=32,
         description="seeds the best and the "
         "handed-on config are each retrained with after the search (seed noise); the checkpoint "
         "handed on is the one of the config's own seed when listed, else of the first",
@@ -649,6 +773,7 @@ class TuneConfig(_Section):
     noise_z: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="the best must beat the handed-on config by this many standard "
         "errors (seed and validation-sampling noise combined)",
     )
@@ -697,16 +822,20 @@ class SqueezeConfig(_Section):
     and Polyak averaging; SWA (Izmailov et al., 2018).
     """
 
-    epochs: int | None = Field(None, ge=1, description="budget of every candidate; None: the handed-on budget.epochs")
+    epochs: int | None = Field(
+        None, ge=1, le=MAX_EPOCHS, description="budget of every candidate; None: the handed-on budget.epochs"
+    )
     members: int = Field(
         5,
         ge=1,
+        le=MAX_MEMBERS,
         description="ensemble members, trained with seeds seed .. seed+members-1 through "
         "the trial map (the recipe: ensembles top out around 5); 1: no ensemble",
     )
     longer: float = Field(
         3.0,
         ge=1,
+        le=100,
         description="leave it training: a run of this many times the budget with a "
         "cosine decay, the best-validation weights kept; 1 skips it",
     )
@@ -717,13 +846,16 @@ class SqueezeConfig(_Section):
     snapshots: int = Field(
         5,
         ge=0,
+        le=100,
         description="snapshot ensemble: cosine warm restarts with this many cycles in "
         "the budget, one member per cycle (Huang et al., 2017); 0 or 1 skips it",
     )
     distill: bool = Field(
         True, description="train a student of the member architecture on the ensemble's softened outputs"
     )
-    temperature: float = Field(4.0, gt=0, description="distillation temperature T (the soft term is scaled by T²)")
+    temperature: float = Field(
+        4.0, gt=0, le=100, description="distillation temperature T (the soft term is scaled by T²)"
+    )
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft (teacher) term in the student's loss")
     criterion: Literal["loss", "metric"] = Field(
         "loss", description="what the champion is chosen on: the val loss (paired per sample) or the val metric"
@@ -731,6 +863,7 @@ class SqueezeConfig(_Section):
     noise_z: float = Field(
         1.0,
         ge=0,
+        le=100,
         description="a costlier candidate is chosen over a cheaper one only when it "
         "is better by more than this many paired standard errors",
     )
@@ -739,7 +872,7 @@ class SqueezeConfig(_Section):
         description="fit the tuned classical baseline (RBF SVM for images, gradient-"
         "boosted trees for tables) for the test table",
     )
-    bootstrap: int = Field(2000, ge=100, description="bootstrap resamples for the test intervals")
+    bootstrap: int = Field(2000, ge=100, le=1_000_000, description="bootstrap resamples for the test intervals")
     registry: bool = Field(
         True,
         description="register the champion in the MLflow model registry under the "
@@ -776,7 +909,12 @@ class RecipeConfig(_Section):
         "data set's name, digits)",
     )
     description: str = Field("", description="free text shown with the recipe")
-    seed: int = Field(0, description="seed of model init, data order, augmentation and dropout (one seed, one result)")
+    seed: int = Field(
+        0,
+        ge=0,
+        le=MAX_SEED,
+        description="seed of model init, data order, augmentation and dropout (one seed, one result)",
+    )
     data: DataConfig = Field(default_factory=DataConfig, description="where the data comes from and how it is batched")
     model: ModelConfig = Field(default_factory=ModelConfig, description="the network to build")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="the optimiser")
@@ -950,8 +1088,79 @@ def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
             else:  # a section-level rule's input is the whole section: naming the value helps only for a value
                 msg = err["msg"].removeprefix("Value error, ")
                 got = err.get("input")
-                lines.append(f"  {loc}: {msg}" + ("" if isinstance(got, dict) else f" (got {got!r})"))
+                allowed = numeric_range(err["loc"])
+                lines.append(
+                    f"  {loc}: {msg}"
+                    + ("" if isinstance(got, dict) else f" (got {got!r})")
+                    + (f"; allowed: {allowed}" if allowed else "")
+                )
         raise ConfigError(f"invalid config from {source}:\n" + "\n".join(lines)) from None
+
+
+def numeric_bounds(loc: tuple[Any, ...] | list[Any]) -> dict[str, float] | None:
+    """The bounds (``ge`` / ``gt`` / ``le`` / ``lt`` -> value) of the number setting at ``loc`` (a pydantic error
+    location, e.g. ``("optim", "betas", 1)`` or ``("stages", "tune", "space", "lr", "low")``), or None when ``loc``
+    is not a number setting of :class:`RecipeConfig`."""
+    schema: type[BaseModel] | None = RecipeConfig
+    annotation: Any = None
+    metadata: list[Any] = []
+    for part in loc:
+        if schema is not None:
+            info = schema.model_fields.get(str(part))
+            if info is None:
+                return None
+            annotation, metadata = info.annotation, list(info.metadata)
+        else:  # inside a container: step into its element (list item, tuple slot, dict value)
+            annotation, metadata = _element(annotation, part)
+        schema = _model_in(annotation)
+    if annotation is None or schema is not None or not _numeric_kinds(annotation):
+        return None
+    return {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None}
+
+
+def numeric_range(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``numeric_bounds`` as text for a message, e.g. ``"4 <= data.image_size <= 4096"``; "" when unbounded."""
+    b = numeric_bounds(loc)
+    if not b:
+        return ""
+    key = ".".join(str(p) for p in loc)
+    low = f"{_num(b['ge'])} <= " if "ge" in b else f"{_num(b['gt'])} < " if "gt" in b else ""
+    high = f" <= {_num(b['le'])}" if "le" in b else f" < {_num(b['lt'])}" if "lt" in b else ""
+    return f"{low}{key}{high}"
+
+
+def _num(x: float) -> str:
+    """A bound as written: integers in full (4294967295), other numbers short (1e-08, 0.5)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+
+def _strip_optional(annotation: Any) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    return args[0] if type(None) in get_args(annotation) and len(args) == 1 else annotation
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    a = _strip_optional(annotation)
+    return a if isinstance(a, type) and issubclass(a, BaseModel) else None
+
+
+def _element(annotation: Any, part: Any) -> tuple[Any, list[Any]]:
+    """The annotation and constraint metadata of item ``part`` of a list / tuple / dict annotation."""
+    container = _strip_optional(annotation)
+    args = get_args(container)
+    origin = getattr(container, "__origin__", None)
+    if origin is tuple and args and isinstance(part, int) and part < len(args):
+        item = args[part]
+    elif origin is dict and len(args) == 2:
+        item = args[1]
+    elif args:
+        item = args[0]
+    else:
+        return None, []
+    if getattr(item, "__metadata__", None):  # Annotated[float, Field(ge=0, lt=1)]
+        inner = get_args(item)[0]
+        return inner, [c for f in item.__metadata__ for c in getattr(f, "metadata", [f])]
+    return item, []
 
 
 def _suggest(loc: tuple[Any, ...]) -> str:
@@ -982,13 +1191,15 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 # Settings that change how a run goes, not what it computes: they are left out of the config hash, so changing
 # them reuses earlier results (recipe.reuse) and resumes the same tune study. The trials' parallelism and where
-# they run (a Dask scheduler, the study's storage), the progress bar, the free-text description.
+# they run (a Dask scheduler, the study's storage), whether a run waits for a busy study, the progress bar, the
+# free-text description.
 EXECUTION_ONLY = (
     "description",
     "trainer.progress",
     "stages.tune.parallel",
     "stages.tune.dask_address",
     "stages.tune.storage",
+    "stages.tune.wait",
 )
 
 

@@ -62,6 +62,42 @@ def plan(stage: str | None) -> tuple[list[str], str]:
     return names[: names.index(stage) + 1], stage
 
 
+@dataclass
+class Progress:
+    """How far a run got, for the message when a backend fails mid-run: stages recorded (reused or finished, with
+    their MLflow runs) and the stage that was running."""
+
+    target: str = ""  # the stage the run was asked for (the last it runs)
+    recorded: list[tuple[str, str | None]] = field(default_factory=list)
+    running: tuple[str, str] | None = None  # (stage, its MLflow run id)
+
+    def message(self, what: str, detail: str, cmd: str = "flows run recipe") -> str:
+        """One line: what failed, what is recorded, what is not, how to resume."""
+        done = ", ".join(f"{n} (run {r})" for n, r in self.recorded) or "no stage"
+        text = f"{what} failed"
+        if self.running:
+            name, run_id = self.running
+            text += (
+                f" during stage {name} ({detail}). Recorded in MLflow: {done}. Stage {name} did not finish and is "
+                f"not recorded as passing: its run {run_id} carries no verdict and ends FAILED (or, when the store "
+                f"cannot be reached now, is ended KILLED by the next run on it)"
+            )
+        elif self.target in {n for n, _ in self.recorded}:  # it failed after the last stage: nothing to redo
+            return (
+                f"{text} ({detail}) after every stage had finished. Recorded in MLflow: {done}; `{cmd} --stage "
+                f"{self.target}` reuses them"
+            )
+        else:
+            text += f" ({detail}). Recorded in MLflow: {done}"
+        resume = self.running[0] if self.running else self.target
+        return (
+            f"{text}. When it is back, `{cmd} --stage {self.target}` reuses the recorded stages and resumes at {resume}"
+        )
+
+
+LAST_PROGRESS: Progress | None = None  # the latest run of this process, for the CLI's message after a failure
+
+
 def run_recipe(
     cfg: RecipeConfig,
     *,
@@ -74,7 +110,36 @@ def run_recipe(
     fresh: bool = False,
 ) -> Outcome:
     """Run the stages (see the module docstring). ``map_trials`` runs a stage's independent trials (the tune
-    stage's); default: one after another in this process. ``fresh``: reuse nothing."""
+    stage's); default: one after another in this process. ``fresh``: reuse nothing.
+
+    Raises:
+        recipe.tracking.BackendFailure: a backend (the MLflow store or its artifact storage, the Prefect API, the
+            tune study's storage) failed mid-run (:func:`recipe.tracking.backend_failure`); the message says what
+            failed, which stages are recorded, that the interrupted one is not recorded as passing, and how to
+            resume. Other exceptions (bugs, bad input) propagate as they are.
+    """
+    global LAST_PROGRESS
+    progress = LAST_PROGRESS = Progress(target=plan(stage)[1])
+    try:
+        return _run_recipe(cfg, stage, force, flow_run_id, execute, say, map_trials, progress, fresh)
+    except Exception as e:
+        failed = tracking.backend_failure(e)
+        if failed is None or isinstance(e, tracking.BackendFailure):
+            raise
+        raise tracking.BackendFailure(progress.message(*failed)) from e
+
+
+def _run_recipe(
+    cfg: RecipeConfig,
+    stage: str | None,
+    force: bool,
+    flow_run_id: str | None,
+    execute: Execute,
+    say: Callable[[str], None],
+    map_trials: TrialMap | None,
+    progress: Progress,
+    fresh: bool,
+) -> Outcome:
     from recipe.data import build_manifest
     from recipe.reuse import code_version, stage_key
 
@@ -101,6 +166,7 @@ def run_recipe(
             if found is None:
                 break
             results[name] = found
+            progress.recorded.append((name, found.run_id))
             to_run.remove(name)
             note(
                 f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
@@ -145,6 +211,7 @@ def run_recipe(
                 stage_tags[tracking.TAG_FORCED] = "true"
             with tracking.start_run(name, stage_tags, params=current.flat(), nested=True) as child:
                 note(f"stage {name}: started (MLflow run {child.info.run_id})")
+                progress.running = (name, child.info.run_id)
                 result = execute(name, STAGES[name].run, ctx)
                 result.run_id = child.info.run_id
                 tracking.log_stage_result(result)
@@ -153,6 +220,8 @@ def run_recipe(
             cache.keep(ctx)
             results[name] = result
             executed.append(result)
+            progress.recorded.append((name, result.run_id))
+            progress.running = None
             current = result.config
             if result.verdict is Verdict.FAIL:
                 if not force:

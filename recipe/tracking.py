@@ -12,6 +12,7 @@ Conventions:
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -56,6 +57,43 @@ TAG_ENDED_BY = "recipe.ended_by"  # why a run ended KILLED: an interrupt, or its
 
 class TrackingError(RuntimeError):
     """The tracking store cannot be opened or written (exit code 3 on the command line)."""
+
+
+class BackendFailure(TrackingError):
+    """A backend (the MLflow store, its artifact storage, the Prefect API, the tune study's storage) failed in the
+    middle of a run (exit code 3); the message says what failed, what was recorded and how to resume."""
+
+
+# A write that failed because of the storage, not the caller: disk full, quota, I/O error, read-only file system.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS})
+
+
+def backend_failure(e: BaseException) -> tuple[str, str] | None:
+    """``(what failed, detail)`` when ``e`` or an exception in its cause/context chain is a backend failure, else
+    None (a bug or bad input, which keep their own exit codes).
+
+    Backend failures: a :class:`TrackingError`; an ``OSError`` in :data:`STORAGE_ERRNOS` (an artifact write on a full
+    disk); an MLflow REST call that got no answer or a server error (``MlflowException`` "API request to ... failed",
+    ``requests``/``urllib3`` errors); a database error (SQLAlchemy); an error of the Prefect API client (``httpx``,
+    ``prefect.exceptions.PrefectHTTPStatusError``)."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        module, text = type(cur).__module__, _first_line(cur)[:300]
+        if isinstance(cur, TrackingError):
+            return "the tracking backend", text
+        if isinstance(cur, OSError) and cur.errno in STORAGE_ERRNOS:
+            where = f" ({cur.filename})" if cur.filename else ""
+            return f"the artifact storage of {tracking_uri()}", f"a write failed: {cur.strerror or cur}{where}"
+        if isinstance(cur, mlflow.exceptions.MlflowException) and text.startswith("API request to"):
+            return f"the MLflow tracking server {tracking_uri()}", text
+        if module.startswith(("requests", "urllib3", "sqlalchemy")):
+            return f"the MLflow store {tracking_uri()}", f"{type(cur).__name__}: {text}"
+        if module.startswith("httpx") or type(cur).__name__ == "PrefectHTTPStatusError":
+            return "the Prefect API", f"{type(cur).__name__}: {text}"
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def tracking_uri() -> str:
@@ -336,8 +374,10 @@ def active_run_id() -> str | None:
 
 
 def log_stage_result(result: StageResult) -> None:
-    """Tags, metrics and the JSON artifacts that let a later ``--stage`` run reuse this result."""
-    set_tags({TAG_VERDICT: result.verdict.value})
+    """Metrics, the JSON artifacts that let a later ``--stage`` run reuse this result, then the verdict tag.
+
+    The verdict goes last: a stage whose artifacts could not all be written (a full disk, a store that went away)
+    carries no verdict, so it never counts as passing, whatever status its run ends with."""
     # Stages may have logged some of these already; logging them again would add duplicate history points.
     logged = MlflowClient().get_run(active_run_id()).data.metrics
     log_metrics({k: v for k, v in result.metrics.items() if logged.get(k) != v})
@@ -346,6 +386,7 @@ def log_stage_result(result: StageResult) -> None:
         {**result.to_dict(), "config": result.config.to_dict(), "artifacts": result.artifacts},
         "stage_result.json",
     )
+    set_tags({TAG_VERDICT: result.verdict.value})
 
 
 def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResult | None:

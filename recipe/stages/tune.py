@@ -29,9 +29,12 @@ validation split (a best-of-N pick, optimistic); the test split in squeeze gives
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,14 +55,21 @@ from recipe.stages.base import StageContext, map_in_process
 from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.tasks import task_for
 from recipe.tune import checks, plots
+from recipe.tune.lock import file_study_lock
 from recipe.tune.space import Space, resolve
 from recipe.tune.study import (
+    LOST,
     ORPHANED,
+    OWNER,
     PARENT_RUN_ID,
+    RETRIED,
     RUN_ID,
     counted,
+    heartbeats,
     open_study,
+    owner_tag,
     reap_orphans,
+    retry_once,
     storage_for,
     study_name,
 )
@@ -103,10 +113,17 @@ def run(ctx: StageContext) -> StageResult:
     s = with_min_steps(s, base, data, out.notes)
     if not space.dims:
         return _nothing_to_search(out)
-    study, runner, reaped = _open(ctx, base, s, space, data, out)
-    _search(study, runner, s, start, out)
-    trials = study.get_trials(deepcopy=False)
-    best, importance = _judge(ctx, runner, study, trials, len(reaped), out)
+    name = study_name(base, data.fingerprint, fresh=mlflow.active_run().info.run_id[:8] if ctx.fresh else None)
+    storage = storage_for(s, name)
+    hold = getattr(ctx.map, "study_lock", None) or file_study_lock  # a flow may hold it elsewhere (Prefect)
+    waited = time.perf_counter()
+    with hold(name, storage.lock_path(name), s.wait, _say):
+        if time.perf_counter() - waited > 1:
+            out.notes.append(f"waited {time.perf_counter() - waited:.0f} s for another run of this study to finish")
+        study, runner, reaped = _open(ctx, base, s, space, data, out, name, storage)
+        _search(study, runner, s, start, out)
+        trials = study.get_trials(deepcopy=False)
+        best, importance = _judge(ctx, runner, study, trials, len(reaped), out)
     _log_trials(trials, best, space, importance, s.plots, out)
     out.metrics["tune/seconds"] = time.perf_counter() - start
     return finish(
@@ -179,12 +196,16 @@ def _nothing_to_search(out: _Outcome) -> StageResult:
     return StageResult(STAGE, WARN, [f.check], {}, out.handed_on, checkpoint_uri=out.checkpoint_uri, notes=out.notes)
 
 
+def _say(message: str) -> None:
+    """A message the user must see while the stage runs (it waits): on stderr, and in the log."""
+    print(message, file=sys.stderr, flush=True)
+    logging.getLogger("recipe.tune").info(message)
+
+
 def _open(
-    ctx: StageContext, base: RecipeConfig, s: Any, space: Space, data: Any, out: _Outcome
+    ctx: StageContext, base: RecipeConfig, s: Any, space: Space, data: Any, out: _Outcome, name: str, storage: Any
 ) -> tuple[optuna.Study, _Runner, list[Any]]:
     """The persisted study (resumed when it exists; trials a dead process left running reaped) and the runner."""
-    name = study_name(base, data.fingerprint, fresh=mlflow.active_run().info.run_id[:8] if ctx.fresh else None)
-    storage = storage_for(s, name)
     study = open_study(name, storage, s, seed=base.seed)
     tune_run = mlflow.active_run()
     run_id, exp_id = tune_run.info.run_id, tune_run.info.experiment_id
@@ -194,7 +215,8 @@ def _open(
     done_before = len(counted(study))
     resumed = f"resumed with {done_before} finished trials" if done_before or reaped else "new"
     reaped_text = (
-        f"; {len(reaped)} trials left running by an interrupted run marked failed, {ended} MLflow runs ended"
+        f"; {len(reaped)} trials left running by an interrupted run marked failed and retried once, {ended} "
+        f"MLflow runs ended"
         if reaped or ended
         else ""
     )
@@ -305,6 +327,7 @@ class _Runner:
         self.storage, self.run_id, self.exp_id, self.fingerprint = storage, run_id, exp_id, fingerprint
         self.client = MlflowClient()
         self.threads = max(1, cores() // s.parallel)
+        self.owner = owner_tag()
 
     def _create_run(self, name: str, kind: str, extra: dict[str, str]) -> str:
         tags = tracking.run_tags(self.ctx.input_cfg, self.fingerprint, stage=STAGE, kind=kind)
@@ -323,14 +346,18 @@ class _Runner:
             **kw,
         )
 
+    def _end_run(self, run_id: str | None, note: str) -> None:
+        """End a trial's MLflow run FAILED with ``note`` when its worker left it RUNNING."""
+        if run_id and self.client.get_run(run_id).info.status == "RUNNING":
+            self.client.set_tag(run_id, "recipe.trial_note", note[:5000])
+            self.client.set_terminated(run_id, "FAILED")
+
     def _map(self, specs: list[TrialSpec]) -> list[TrialResult | BaseException]:
         try:
             return list(self.ctx.map(run_trial, specs))
         except Exception as e:  # the engine itself failed (a worker process died): the trials failed
             for sp in specs:
-                if self.client.get_run(sp.run_id).info.status == "RUNNING":
-                    self.client.set_tag(sp.run_id, "recipe.trial_note", f"{type(e).__name__}: {e}"[:5000])
-                    self.client.set_terminated(sp.run_id, "FAILED")
+                self._end_run(sp.run_id, f"{type(e).__name__}: {e}")
             return [e for _ in specs]
 
     def wave(self, k: int) -> None:
@@ -340,14 +367,18 @@ class _Runner:
         asked = [a for a in (self._ask() for _ in range(k)) if a is not None]
         if not asked:
             return
-        results = self._map([sp for _, sp in asked])
+        with heartbeats(self.study, [trial._trial_id for trial, _ in asked]):
+            results = self._map([sp for _, sp in asked])
         for (trial, _), r in zip(asked, results, strict=True):
             self._tell(trial, r)
 
     def _ask(self) -> tuple[optuna.Trial, TrialSpec] | None:
         """One trial from the study, with its MLflow run and spec; None (told as failed) when the config refuses
         the point."""
-        trial = self.study.ask()
+        with warnings.catch_warnings():  # the stage beats for its trials itself (recipe.tune.study.heartbeats)
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+            trial = self.study.ask()
+        trial.set_user_attr(OWNER, self.owner)
         params = self.space.suggest(trial)
         try:
             cfg = self.space.apply(self.base, params)
@@ -372,8 +403,12 @@ class _Runner:
     def _tell(self, trial: optuna.Trial, r: TrialResult | BaseException) -> None:
         """Record a trial's outcome on it (state, seconds, note, its curve when it could not report it itself) and
         tell the study: complete with its value, pruned, or failed."""
-        if isinstance(r, BaseException):
-            _tell_failed(self.study, trial, f"{type(r).__name__}: {r}")
+        if isinstance(r, BaseException):  # the trial's task crashed: its worker died, not its training
+            note = f"lost with its worker: {type(r).__name__}: {r}"
+            self._end_run(trial.user_attrs.get(RUN_ID), note)
+            trial.set_user_attr(LOST, True)
+            retry_once(self.study, self.study._storage.get_trial(trial._trial_id))
+            _tell_failed(self.study, trial, note)
             return
         trial.set_user_attr("state", r.state)
         trial.set_user_attr("seconds", r.seconds)
@@ -490,6 +525,9 @@ def _trials_json(trials: list[Any], space: Space) -> list[dict[str, Any]]:
                 "overrides": space.overrides(t.params),
                 "note": t.user_attrs.get("note", ""),
                 "orphaned": bool(t.user_attrs.get(ORPHANED)),
+                "lost": bool(t.user_attrs.get(LOST)),
+                "retried_as": t.user_attrs.get(RETRIED),
+                "retry_of": t.system_attrs.get("failed_trial"),
                 "run_id": t.user_attrs.get(RUN_ID),
                 "seconds": t.user_attrs.get("seconds"),
             }
