@@ -243,8 +243,7 @@ def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
         return sk.visualise_before_net(
             None, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor
         )
-    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-    decoded = x * torch.tensor(lab.data.std).view(shape) + torch.tensor(lab.data.mean).view(shape)
+    decoded = lab.data.decode(x)  # the inverse of the data's scaling (soft clip of tables included)
     mean, std = _train_stats(lab)
     stats = sk.input_stats(decoded, mean, std)
     aug = f"augment [{', '.join(augment)}]" if augment else "no augmentation"
@@ -467,7 +466,8 @@ def _overfit_trainer(
 
 
 def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:
-    """The train split's per-channel pixel (0..1) or per-feature statistics, from the manifest."""
+    """The train split's per-channel pixel (0..1) or per-feature statistics (of the features as the model gets
+    them: missing cells filled, so a column with a gap has statistics, not NaN)."""
     m = lab.data.manifest
     df = m.df
     train = df.index[(df["split"] == "train") & df["readable"]].to_numpy()
@@ -475,7 +475,7 @@ def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:
         cs = m.chan_stats[train]
         mean = cs[:, 0].mean(0)
         return mean, np.sqrt(np.maximum(cs[:, 1].mean(0) - mean**2, 0))
-    f = m.features.to_numpy(np.float64)[train]
+    f = lab.data.read_rows(train).astype(np.float64)
     return f.mean(0), f.std(0)
 
 
