@@ -794,11 +794,17 @@ class InputStats:
 
     @property
     def std_factor(self) -> float:
-        """The median ratio of batch to train standard deviation, as a factor >= 1 either way."""
+        """The median ratio of batch to train standard deviation, as a factor >= 1 either way, over the columns
+        that vary in the batch: a batch of 32 rows need not hold a rare one-hot level at all (a table's 0/1
+        columns), which says nothing about the scaling; a batch with no varying column at all where train varies
+        is infinitely off."""
         ok = self.train_std > 1e-12
         if not ok.any():
             return 1.0
-        r = float(np.median(np.maximum(self.batch_std[ok], 1e-12) / self.train_std[ok]))
+        varies = ok & (self.batch_std > 1e-12)
+        if not varies.any():
+            return math.inf
+        r = float(np.median(self.batch_std[varies] / self.train_std[varies]))
         return max(r, 1 / r)
 
 

@@ -388,3 +388,12 @@ def test_dumb_baselines_warn_when_a_linear_model_finds_no_signal_either():
         **args,
     )
     assert strong.verdict is FAIL  # a linear model finds the signal this model misses
+
+
+def test_a_batch_without_the_rare_one_hot_levels_is_not_off_scale():
+    train_std = np.r_[np.ones(3), np.full(20, 0.15)]  # 3 numbers, 20 rare one-hot levels
+    batch_std = np.r_[np.ones(3), np.zeros(17), np.full(3, 0.15)]  # most levels absent from a batch of 32
+    stats = sk.InputStats(np.zeros(23), batch_std, np.zeros(23), train_std)
+    assert stats.std_factor == pytest.approx(1.0)
+    blank = sk.InputStats(np.zeros(23), np.zeros(23), np.zeros(23), train_std)
+    assert math.isinf(blank.std_factor)  # inputs zeroed on the way in
