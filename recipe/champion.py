@@ -10,8 +10,9 @@ gives one row per input: ``label`` (the class name; regression: ``prediction`` i
 for classification, ``prob_<class>`` for every class. The preprocessing is the training pipeline's own:
 images go through :func:`recipe.data.sources.decode_image` (EXIF orientation, gray or RGB, resized to the
 training side), are scaled to 0..1 and standardised with the train split's per-channel statistics; table
-cells go through the same placeholder rules (:data:`recipe.data.sources.MISSING_TOKENS`), one-hot levels,
-train medians for missing cells and the train standardisation. An ensemble champion averages its members'
+cells go through the same placeholder rules (:data:`recipe.data.sources.MISSING_TOKENS`), one-hot levels (rare
+and unseen values in the ``<other>`` column, missing cells in the ``<missing>`` indicators), train medians for
+missing numbers and the train scaling (robust centre and scale, then the soft clip). An ensemble champion averages its members'
 probabilities (regression: predictions).
 
 Format: an MLflow pyfunc (``mlflow.pyfunc.PythonModel``), chosen over ``mlflow.pytorch``'s default
@@ -77,6 +78,8 @@ class ChampionSpec:
     columns: list[str] = field(default_factory=list)
     encoded: list[str] = field(default_factory=list)
     fill: list[float] = field(default_factory=list)
+    kinds: list[list[str]] = field(default_factory=list)
+    squash: float | None = None
     target_mean: float = 0.0
     target_std: float = 1.0
     description: str = ""
@@ -111,6 +114,7 @@ def spec_for(data: Any, members: list[Member], description: str = "") -> Champio
     m = data.manifest
     image = m.image_mode is not None
     encoded = [] if image else list(m.feature_columns)
+    kinds = [] if image else [list(m.feature_kinds.get(c, (c, "number"))) for c in encoded]
     shift, scale = getattr(data, "target_shift", None), getattr(data, "target_scale", None)
     return ChampionSpec(
         task=data.task,
@@ -122,8 +126,10 @@ def spec_for(data: Any, members: list[Member], description: str = "") -> Champio
         std=list(data.std),
         mode=m.image_mode,
         image_size=m.image_size,
-        columns=_raw_columns(encoded),
+        columns=_raw_columns(encoded, kinds),
         encoded=encoded,
+        kinds=kinds,
+        squash=getattr(data, "squash", None),
         fill=list(getattr(data, "feature_fill", None) or []),
         target_mean=float(shift) if shift is not None else 0.0,
         target_std=float(scale) if scale is not None else 1.0,
@@ -131,11 +137,11 @@ def spec_for(data: Any, members: list[Member], description: str = "") -> Champio
     )
 
 
-def _raw_columns(encoded: list[str]) -> list[str]:
+def _raw_columns(encoded: list[str], kinds: list[list[str]] | None = None) -> list[str]:
     """The CSV columns behind the encoded ones (``colour=red`` comes from ``colour``), in order."""
     out: list[str] = []
-    for col in encoded:
-        name = col.split("=", 1)[0]
+    for j, col in enumerate(encoded):
+        name = kinds[j][0] if kinds else col.split("=", 1)[0]
         if name not in out:
             out.append(name)
     return out
@@ -185,7 +191,7 @@ def table_inputs(spec: ChampionSpec, frame: pd.DataFrame) -> np.ndarray:
 
     Raises :class:`PredictInputError` when a feature column is missing.
     """
-    from recipe.data.sources import MISSING_TOKENS
+    from recipe.data.sources import MISSING, MISSING_TOKENS
 
     missing = [c for c in spec.columns if c not in frame.columns]
     if missing:
@@ -195,18 +201,30 @@ def table_inputs(spec: ChampionSpec, frame: pd.DataFrame) -> np.ndarray:
         )
     text = {c: frame[c].astype("string").str.strip() for c in spec.columns}
     cells = {c: t.mask(t.str.lower().isin(MISSING_TOKENS) | t.isna()) for c, t in text.items()}
+    kinds = spec.kinds or [[c.split("=", 1)[0], "level" if "=" in c else "number"] for c in spec.encoded]
+    levels: dict[str, list[str]] = {}
+    for (source, kind), col in zip(kinds, spec.encoded):
+        if kind == "level":
+            levels.setdefault(source, []).append(col[len(source) + 1 :])
     out = np.empty((len(frame), len(spec.encoded)), np.float64)
-    for j, col in enumerate(spec.encoded):
-        if col in cells:
-            s = cells[col].str.lower().replace({"true": "1", "false": "0"})
+    for j, ((source, kind), col) in enumerate(zip(kinds, spec.encoded)):
+        s = cells[source]
+        if kind == "number":
+            s = s.str.lower().replace({"true": "1", "false": "0"})
             out[:, j] = pd.to_numeric(s, errors="coerce").to_numpy(np.float64, na_value=np.nan)
-        else:
-            raw, level = col.split("=", 1)
-            s = cells[raw]
-            out[:, j] = np.where(s.isna(), np.nan, (s == level).fillna(False).astype(float))
+        elif kind == "level":
+            hit = (s == col[len(source) + 1 :]).fillna(False).astype(float)
+            out[:, j] = np.where(s.isna(), np.nan if not spec.kinds else 0.0, hit)  # old specs: NaN, then filled
+        elif kind == MISSING:
+            out[:, j] = s.isna().astype(float)
+        else:  # OTHER: a value present but none of the column's levels (rare in training, or never seen)
+            out[:, j] = (s.notna() & ~s.isin(levels.get(source, [])).fillna(False)).astype(float)
     fill = np.asarray(spec.fill or np.zeros(len(spec.encoded)), np.float64)
     out = np.where(np.isfinite(out), out, fill)
-    return ((out - np.asarray(spec.mean)) / np.asarray(spec.std)).astype(np.float32)
+    x = (out - np.asarray(spec.mean)) / np.asarray(spec.std)
+    if spec.squash:
+        x = x / np.sqrt(1 + (x / spec.squash) ** 2)
+    return x.astype(np.float32)
 
 
 def answers(spec: ChampionSpec, outputs: np.ndarray) -> pd.DataFrame:

@@ -3,8 +3,10 @@
 "Get dumb baselines" (seed 004) sets the floor; a classical model tuned with a small cross-validated grid sets
 the bar a network must clear to be worth its cost. scikit-learn does the work: an RBF support-vector machine on
 the flattened, standardised training images (the classic digits baseline), gradient-boosted trees
-(``HistGradientBoosting*``) on tables. Both see exactly the tensors the network trains on (train split only for
-fitting and the grid search), so the comparison is on the same split and preprocessing.
+(``HistGradientBoosting*``) on tables, with native categoricals: each text column one integer-coded feature
+(``categorical_features``), numbers raw with their missing cells left to the trees' own missing-value
+branches (:func:`native_table`). Both fit on the train split only (grid search included), on the same split as
+the network.
 
 Intervals: :func:`bootstrap_ci` resamples the test samples' per-sample scores (1/0 correct, or absolute error)
 with replacement (percentile bootstrap, Efron & Tibshirani 1993, via :func:`scipy.stats.bootstrap`).
@@ -86,9 +88,34 @@ class Classical:
 
 
 def flat(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A split's standardised inputs flattened to (N, F) float64 and its targets (N,), as the network sees them."""
+    """A split's inputs for the classical model and its targets (N,): images flattened to (N, F) float64 as the
+    network sees them; tables as :func:`native_table` gives them."""
     x, y = data.tensors(split)
+    if len(data.in_shape) != 3 and getattr(data.manifest, "feature_kinds", None):
+        return native_table(data, split)[0], y.numpy()
     return x.reshape(len(x), -1).numpy().astype(np.float64), y.numpy()
+
+
+def native_table(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A table split as gradient-boosted trees take it: ``(x, categorical)``, x (N, C) float64 with one column per
+    CSV column -- numbers raw (missing: NaN), a text column the index of its level among its one-hot columns
+    (``<other>`` and ``<missing>`` included) -- and ``categorical`` (C,) bool marking the text columns."""
+    m = data.manifest
+    f = m.features.to_numpy(np.float64)[data.rows(split).index.to_numpy()]
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for j, c in enumerate(m.feature_columns):
+        source, kind = m.feature_kinds.get(c, (c, "number"))
+        groups.setdefault(source, []).append((j, kind))
+    columns, categorical = [], []
+    for enc in groups.values():
+        numbers = [j for j, kind in enc if kind == "number"]
+        if numbers:  # a number column (its <missing> indicator is the trees' NaN branch)
+            columns.append(f[:, numbers[0]])
+            categorical.append(False)
+        else:
+            columns.append(np.argmax(f[:, [j for j, _ in enc]], 1).astype(np.float64))
+            categorical.append(True)
+    return np.stack(columns, 1) if columns else np.zeros((len(f), 0)), np.asarray(categorical, bool)
 
 
 def fit_classical(data: Any, *, seed: int = 0, cv: int = 3) -> Classical:
@@ -111,11 +138,9 @@ def fit_classical(data: Any, *, seed: int = 0, cv: int = 3) -> Classical:
         est = SVC(kernel="rbf") if classify else SVR(kernel="rbf")
     else:
         name, grid = "gradient_boosted_trees", TREES_GRID
-        est = (
-            HistGradientBoostingClassifier(random_state=seed)
-            if classify
-            else HistGradientBoostingRegressor(random_state=seed)
-        )
+        cats = native_table(data, "train")[1] if getattr(data.manifest, "feature_kinds", None) else None
+        kind = HistGradientBoostingClassifier if classify else HistGradientBoostingRegressor
+        est = kind(random_state=seed, categorical_features=cats if cats is not None and cats.any() else None)
     scoring = "accuracy" if classify else "neg_mean_absolute_error"
     folds = max(2, min(cv, int(np.bincount(y.astype(np.int64)).min()) if classify else cv))
     start = time.perf_counter()

@@ -588,6 +588,24 @@ class OverfitConfig(_Section):
         ge=-20,
         description="log10 update/weight ratio above which a layer is thrashed (healthy: about -3)",
     )
+    min_rung_gain: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "grow the model again only when the last rung cut the training error (1 - accuracy, or the MSE ratio) "
+            "by at least this fraction of the rung before's; 0: grow while the target is not met"
+        ),
+    )
+    fit_loss_ratio: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description=(
+            "short of the target, the model still shows it can fit when its training loss is under this fraction "
+            "of the dumb predictor's (or still falling): WARN with the budget it would need; otherwise FAIL"
+        ),
+    )
 
 
 class RegularizeConfig(_Section):

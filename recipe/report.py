@@ -238,7 +238,9 @@ MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds 
 
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
     """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
-    check that did not pass its hypothesis and advice in full -- the part a user acts on."""
+    check that did not pass its hypothesis and advice in full -- the part a user acts on; after a squeeze stage it
+    ends with the test table (champion, best single network, ensemble, student, classical, linear and dumb
+    baselines, each with its bootstrap interval) and one sentence on why the champion was chosen."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -288,6 +290,58 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     v = report["verdict"]
     forced = " (forced past a failure)" if report.get("forced") else ""
     console.print(f"recipe [bold]{report['recipe']}[/]: [{colour[v]}]{v.upper()}[/]{forced}")
+    squeeze = next((st for st in report["stages"] if st["stage"] == "squeeze"), None)
+    if squeeze is not None:
+        _test_table(squeeze, console)
+
+
+# the test table's rows, in the order a reader compares them: the chosen model, what it was chosen from, the bars
+TEST_ROWS = (
+    ("champion", "champion"),
+    ("single", "best single network"),
+    ("ensemble", "ensemble"),
+    ("student", "distilled student"),
+    ("classical", "tuned classical model"),
+    ("linear", "linear baseline"),
+    ("majority", "dumb baseline"),
+)
+
+
+def test_table_rows(metrics: dict[str, Any]) -> tuple[str, list[tuple[str, float, float, float]]]:
+    """The squeeze stage's test scores from its metrics (``test/<kind>_<metric>`` with ``_low``/``_high``, the
+    bootstrap 95% interval): the metric's name and ``(label, value, low, high)`` per model in :data:`TEST_ROWS`
+    order (models the stage did not score are left out)."""
+    champion = [k for k in metrics if k.startswith("test/champion_") and not k.endswith(("_low", "_high"))]
+    metric = champion[0].removeprefix("test/champion_") if champion else ""
+    rows = []
+    for kind, label in TEST_ROWS:
+        key = f"test/{kind}_{metric}"
+        values = [metrics.get(key + suffix) for suffix in ("", "_low", "_high")]
+        if all(isinstance(x, (int, float)) for x in values):
+            rows.append((label, *(float(x) for x in values)))
+    return metric, rows
+
+
+def _test_table(squeeze: dict[str, Any], console: Any) -> None:
+    """The summary's last words: the test table of the squeeze stage and why the champion was chosen."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    metric, rows = test_table_rows(squeeze.get("metrics") or {})
+    if not rows:
+        return
+    table = Table(title=f"test {metric} (read once, bootstrap 95% interval)", title_justify="left")
+    for name in ("model", f"test {metric}", "95% interval"):
+        table.add_column(name, no_wrap=True)
+    for label, value, low, high in rows:
+        table.add_row(label, f"{value:.4f}", f"[{low:.4f}, {high:.4f}]")
+    console.print(table)
+    why = next((n.removeprefix("champion: ") for n in squeeze.get("notes") or [] if n.startswith("champion: ")), "")
+    if why:  # squeeze's note "champion: WHAT (REASON)", REASON one of choose_champion's (recipe.checks.squeeze)
+        cut = max(why.rfind(f" ({start}") for start in ("the best on validation", "cheaper than the best"))
+        what, reason = (why[:cut], why[cut + 2 :].removesuffix(")")) if cut >= 0 else (why, "")
+        sentence = f"The champion is {what}, chosen on validation: {reason}." if reason else f"The champion: {why}."
+        console.print(escape(sentence), soft_wrap=True, highlight=False)
 
 
 def lead_first(checks: list[dict[str, Any]], diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -150,3 +150,32 @@ def _weights_dir(tmp_path: Path, result) -> Path:
     d.mkdir(exist_ok=True)
     torch.save(result.model.state_dict(), d / "m0.pt")
     return d
+
+
+def test_a_table_with_many_levels_and_missing_cells_predicts_with_the_training_encoding(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path / "data"))
+    rng = np.random.default_rng(1)
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "x": rng.lognormal(size=n).round(3),  # skewed: robustly scaled and soft-clipped
+            "town": rng.choice([f"t{i:02d}" for i in range(30)], n),  # 30 levels
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    frame.loc[:2, "town"] = ["rare1", "rare2", "rare3"]  # pooled in town=<other>
+    frame.loc[[5, 6], "x"] = np.nan
+    frame.loc[[7], "town"] = np.nan
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    data = load_data(RecipeConfig(data={"source": "csv", "root": str(tmp_path / "t.csv"), "target": "y"}))
+    spec = ChampionSpec.from_json(spec_for(data, []).to_json())
+    assert spec.columns == ["x", "town"] and spec.squash == data.squash
+    assert {"x=<missing>", "town=<other>", "town=<missing>"} <= set(spec.encoded)
+    from recipe.champion import table_inputs
+
+    for split in ("train", "val"):
+        rows = data.rows(split)
+        raw = pd.read_csv(tmp_path / "t.csv", dtype=str, keep_default_na=False).loc[rows.index, ["x", "town"]]
+        np.testing.assert_allclose(table_inputs(spec, raw), data.tensors(split)[0].numpy(), atol=1e-5)
+    unseen = table_inputs(spec, pd.DataFrame({"x": ["1.0"], "town": ["elsewhere"]}))
+    assert unseen[0, spec.encoded.index("town=<other>")] > 0.9  # never seen: the rare levels' column

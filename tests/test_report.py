@@ -35,3 +35,49 @@ def test_the_summary_prints_stage_notes_capped_with_a_count():
     heading = next(line for line in text.splitlines() if line.strip().startswith("WARN"))
     assert heading.strip() == f"WARN {check['name']}"
     assert f"hypothesis (not confirmed): {check['hypothesis']}" in text
+
+
+def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen():
+    metrics = {}
+    for kind, value in [
+        ("champion", 0.993),
+        ("single", 0.978),
+        ("ensemble", 0.993),
+        ("student", 0.993),
+        ("classical", 0.996),
+        ("linear", 0.96),
+        ("majority", 0.1),
+    ]:
+        metrics |= {f"test/{kind}_accuracy": value, f"test/{kind}_accuracy_low": value - 0.01}
+        metrics[f"test/{kind}_accuracy_high"] = min(1.0, value + 0.005)
+    reason = "cheaper than the best (ensemble) and within noise of it: within noise or worse: val loss gain 0.002"
+    squeeze = {
+        "stage": "squeeze",
+        "verdict": "pass",
+        "checks": [],
+        "metrics": metrics | {"val/accuracy": 0.99},
+        "notes": [f"note {i}" for i in range(MAX_NOTES + 3)] + [f"champion: student (T=4, 30 epochs) ({reason})"],
+    }
+    report = {"recipe": "digits", "verdict": "pass", "stages": [squeeze]}
+    console = Console(record=True, width=200)
+    render_summary(report, console)
+    lines = [line.strip() for line in console.export_text().splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(lines) if line.startswith("test accuracy (read once"))
+    assert lines[start - 1] == "recipe digits: PASS"  # after the verdict: the summary's last words
+    table = "\n".join(lines[start:])
+    for label in (
+        "champion",
+        "best single network",
+        "ensemble",
+        "distilled student",
+        "tuned classical model",
+        "linear baseline",
+        "dumb baseline",
+    ):
+        assert label in table
+    assert "0.9930" in table and "[0.9830, 0.9980]" in table and "[0.0900, 0.1050]" in table
+    assert lines[-1] == f"The champion is student (T=4, 30 epochs), chosen on validation: {reason}."
+    # no squeeze stage, no test table
+    console = Console(record=True, width=200)
+    render_summary({"recipe": "digits", "verdict": "pass", "stages": [squeeze | {"stage": "tune"}]}, console)
+    assert "test accuracy" not in console.export_text()

@@ -63,6 +63,14 @@ ADVICE = {
         "stage's checks)"
     ),
     "beats_baselines.no_metrics": "the baselines stage logged no baseline metrics: nothing to compare with",
+    "beats_baselines.within_noise": (
+        "the model is level with the {lost} baseline within validation noise: no evidence of a bug, and none "
+        "that it is better; more validation data, or the later stages (regularize, tune), separate them"
+    ),
+    "beats_baselines.behind_linear": (
+        "the model trails the {lost} baseline beyond noise; here that is expected of an unregularised model on a "
+        "small table (the regularize stage must close it), a bug only if the curves also look wrong"
+    ),
 }
 
 
@@ -428,6 +436,55 @@ def baseline_keys(task: str | Task) -> tuple[tuple[str, str], ...]:
     return (task.dumb_name, task.dumb_key), ("linear", f"baseline/linear_{task.metric}")
 
 
+def bar_noise(
+    task: str | Task, value: float, bar: float, n: int, *, second: float = math.nan, bar_second: float = math.nan
+) -> float:
+    """An upper bound on the paired standard error of ``value - bar`` (two models' metrics on the same ``n``
+    validation samples) when only their aggregates are at hand -- the rule of :func:`paired_gain` without the
+    per-sample scores. Accuracy: the per-sample difference ``d`` is non-zero only where exactly one model is
+    right, so ``E[d^2] <= err_a + err_b``. MAE: ``d = |e_b| - |e_a|`` and ``E[d^2] <= mse_a + mse_b``
+    (``second``/``bar_second``: the two MSEs, in target units). ``sqrt((E[d^2] - (E d)^2) / n)``; NaN when
+    ``n < 2`` or a needed MSE is missing. Overestimating the noise only makes a FAIL rarer."""
+    task = task_for(task)
+    if n < 2 or not (math.isfinite(value) and math.isfinite(bar)):
+        return math.nan
+    if task.higher_is_better:
+        second_moment = (1 - value) + (1 - bar)
+    elif math.isfinite(second) and math.isfinite(bar_second):
+        second_moment = second + bar_second
+    else:
+        return math.nan
+    return math.sqrt(max(second_moment - (value - bar) ** 2, 0.0) / n)
+
+
+@dataclass(frozen=True)
+class BarEvidence:
+    """What :func:`baseline_bar_check` may know beyond the aggregate metric: the number of validation samples,
+    the model's per-sample scores there and the dumb baseline's on the same samples (paired, exact), and the
+    model's MSE (regression: bounds the noise against the linear baseline's logged MSE)."""
+
+    n: int = 0
+    scores: np.ndarray | None = None
+    dumb_scores: np.ndarray | None = None
+    mse: float = math.nan
+
+
+def bar_evidence(evaluation: Any, data: Any) -> BarEvidence:
+    """:class:`BarEvidence` from a model's validation :class:`recipe.fit.Evaluation` (scores, targets, metrics)
+    and its DataBundle: the dumb baseline's per-sample scores on the same samples are exact (the train majority
+    class, or the train target mean), so that comparison is paired."""
+    import torch
+
+    task = task_for(data)
+    scores, targets = np.asarray(evaluation.scores, np.float64), np.asarray(evaluation.targets)
+    if task.classifier:
+        dumb = (targets == int(np.argmax(data.class_counts))).astype(np.float64) if data.class_counts else None
+    else:
+        y = torch.as_tensor(targets, dtype=torch.float64)
+        dumb = task.scores(torch.full_like(y, float(data.target_mean or 0.0)), y).double().numpy()
+    return BarEvidence(len(scores), scores, dumb, float(evaluation.metrics.get("mse", math.nan)))
+
+
 def baseline_bar_check(
     value: float,
     task: str | Task,
@@ -435,41 +492,72 @@ def baseline_bar_check(
     *,
     what: str = "val accuracy",
     name: str = "beats_baselines",
+    evidence: BarEvidence | None = None,
+    noise_z: float = 2.0,
+    linear_fails: bool = True,
 ) -> Finding:
-    """FAIL when ``value`` (a validation metric: accuracy, or MAE in target units) does not beat every dumb
-    baseline the baselines stage measured (:func:`baseline_keys`). ``baselines`` is that stage's metrics (None:
-    the stage result is not available: WARN). A missing or non-finite key means no bar for that baseline, and the
+    """Whether ``value`` (a validation metric: accuracy, or MAE in target units) beats every dumb baseline the
+    baselines stage measured (:func:`baseline_keys`), judged by the paired noise rule: a bar not beaten by less
+    than ``noise_z`` paired standard errors (:func:`paired_gain` with the dumb baseline's per-sample scores in
+    ``evidence``, else the bound :func:`bar_noise`) WARNs -- one validation sample is no evidence --; beyond
+    that it FAILs for the dumb baseline (a model that learned nothing) and for the linear one when
+    ``linear_fails`` (else WARN: an unregularised model may trail a linear one on a small table). ``baselines``
+    is that stage's metrics (None: WARN). A missing or non-finite key means no bar for that baseline, and the
     observation says so; with no bar at all the check warns. Source: the recipe's "dumb baselines" (seeds/004),
-    the bar every later model must clear."""
+    the bar every later model must clear, and "add significant digits to your eval"."""
     task = task_for(task)
+    evidence = evidence or BarEvidence()
     labels = ", ".join(label for label, _ in baseline_keys(task))
-    check = CheckBuilder(name, f"the model's {what} beats the dumb baselines ({labels})")
-    expected = "better than every dumb baseline"
+    check = CheckBuilder(name, f"the model's {what} beats the dumb baselines ({labels}) beyond validation noise")
+    expected = f"not worse than any dumb baseline by more than {fmt(noise_z)} paired standard errors"
     if baselines is None:
         observed = f"{what} {fmt(value)}; no baselines stage result: no bar to beat"
         return check(WARN, observed, expected, ADVICE["beats_baselines.no_stage"])
-    parts, missing, lost = _bars(value, task, baselines)
+    parts, missing, lost, close = _bars(value, task, baselines, evidence, noise_z)
     observed = f"{what} {fmt(value)} vs " + ("; ".join(parts) if parts else "nothing")
     if missing:
         observed += "; " + "; ".join(missing)
-    if lost:
-        return check(FAIL, observed, expected, ADVICE["beats_baselines.lost"].format(lost=", ".join(lost)))
+    fatal = [label for label in lost if linear_fails or label != "linear"]
+    if fatal:
+        return check(FAIL, observed, expected, ADVICE["beats_baselines.lost"].format(lost=", ".join(fatal)))
+    if lost or close:
+        behind = ", ".join([*lost, *close])
+        key = "beats_baselines.behind_linear" if lost else "beats_baselines.within_noise"
+        return check(WARN, observed, expected, ADVICE[key].format(lost=behind))
     if not parts:
         return check(WARN, observed, expected, ADVICE["beats_baselines.no_metrics"])
     return check(PASS, observed, expected)
 
 
-def _bars(value: float, task: Task, baselines: Mapping[str, float]) -> tuple[list[str], list[str], list[str]]:
+def _bars(
+    value: float, task: Task, baselines: Mapping[str, float], evidence: BarEvidence, noise_z: float
+) -> tuple[list[str], list[str], list[str], list[str]]:
     """``value`` against each baseline of :func:`baseline_keys`: the texts of the bars there are ("linear 0.91",
-    with " NOT beaten" when it is not), of the baselines with no usable bar, and the labels of those not beaten."""
-    parts, missing, lost = [], [], []
+    or "linear 0.91 NOT beaten: behind by 0.0015, 0.3 se"), of the baselines with no usable bar, the labels of
+    those behind beyond ``noise_z`` paired standard errors, and of those behind within noise."""
+    parts, missing, lost, close = [], [], [], []
+    dumb_label = task.dumb_name
     for label, key in baseline_keys(task):
         bar = baselines.get(key)
         if bar is None or not isinstance(bar, (int, float)) or not math.isfinite(bar):
             missing.append(f"{label} ({key} missing: no bar)")
             continue
-        beaten = task.better(value, bar)
-        parts.append(f"{label} {fmt(bar)}{'' if beaten else ' NOT beaten'}")
-        if not beaten:
+        if task.better(value, bar):
+            parts.append(f"{label} {fmt(bar)}")
+            continue
+        if label == dumb_label and evidence.scores is not None and evidence.dumb_scores is not None:
+            _, se = paired_gain(evidence.dumb_scores, evidence.scores, task.higher_is_better)
+        else:
+            bar_mse = baselines.get(key.replace(task.metric, "mse")) if not task.higher_is_better else math.nan
+            se = bar_noise(task, value, bar, evidence.n, second=evidence.mse, bar_second=float(bar_mse or math.nan))
+        behind = abs(value - bar)
+        if math.isfinite(se) and se > 0 and behind <= noise_z * se:
+            parts.append(
+                f"{label} {fmt(bar)} not beaten, within noise (behind by {fmt(behind)} = {behind / se:.2g} se)"
+            )
+            close.append(label)
+        else:
+            how = f" (behind by {fmt(behind)} = {behind / se:.2g} se)" if math.isfinite(se) and se > 0 else ""
+            parts.append(f"{label} {fmt(bar)} NOT beaten{how}")
             lost.append(label)
-    return parts, missing, lost
+    return parts, missing, lost, close

@@ -18,6 +18,7 @@ ones with names or numbers in them are formatted there from the check's own valu
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,6 +118,15 @@ ADVICE = {
         "held-out sample the model trained on inflates val/test scores"
     ),
     "duplicate_labels_agree": "at least one label in each listed group is wrong: relabel or drop them",
+    "no_leakage_across_splits.table": (
+        "identical rows in two splits: a held-out row the model trained on is scored on a copy; a few, in a "
+        "table, are often two alike cases (drop the copies if they are one record entered twice)"
+    ),
+    "duplicate_labels_agree.table": (
+        "identical feature rows with different outcomes: in a table these are often two alike cases whose "
+        "outcomes differ for reasons the columns do not hold, not a wrong label; they cap the accuracy any model "
+        "can reach (the observed ceiling); check them only if the count is large"
+    ),
 }
 
 
@@ -820,16 +830,38 @@ def pixel_summary(m: Manifest) -> dict[str, float]:
 
 def duplicates(m: Manifest, cap: int = 10) -> list[Finding]:
     """Exact duplicates (same content hash): inside one split WARN (they over-weight a sample); across
-    splits FAIL (a val/test sample the model trained on inflates its score); for classification, identical
-    samples with different labels WARN (at least one label is wrong; in regression it is just noise).
+    splits FAIL (a val/test sample the model trained on inflates its score) -- for a table only when the copies
+    are enough to move a held-out metric beyond its sampling noise (:func:`leak_bound`), else WARN; for
+    classification, identical samples with different labels WARN (images: at least one label is wrong; tables:
+    often two alike cases) with the train accuracy they leave reachable (``data/train_accuracy_ceiling``).
     Items: one per group, with its hash and members (id, split, label). Rule: Recipe §1, "One time I
     discovered that the data contained duplicate examples"."""
     what = "files" if has_files(m) else "samples"
     groups = [g for _, g in duplicate_groups(m).groupby("group", sort=True)]
-    found = [_within_split(groups, what, cap), _across_splits(groups, what, cap)]
+    n_held = int((usable(m)["split"] != "train").sum())
+    found = [_within_split(groups, what, cap), _across_splits(groups, what, cap, None if is_image(m) else n_held)]
     if task_for(m).classifier:
-        found.append(_label_conflicts(groups, what, cap))
+        n_train = int((usable(m)["split"] == "train").sum())
+        found.append(_label_conflicts(groups, what, cap, n_train, table=not is_image(m)))
     return found
+
+
+def leak_bound(n_held: int) -> int:
+    """How many held-out rows of a table may be copies of rows in another split before they can move a held-out
+    metric beyond its sampling noise: k copies shift an accuracy by at most k / n, and its standard error is up to
+    0.5 / sqrt(n), so ``floor(0.5 * sqrt(n))``. ``n_held``: the val + test rows."""
+    return int(0.5 * math.sqrt(max(n_held, 0)))
+
+
+def train_accuracy_ceiling(groups: list[pd.DataFrame], n_train: int) -> float:
+    """The train accuracy any model can reach when identical train samples carry different labels: each group
+    of them counts only its most common label as reachable (1.0 without conflicts)."""
+    lost = 0
+    for g in groups:
+        train = g[g["split"] == "train"]["label"].astype(str)
+        if train.nunique() > 1:
+            lost += len(train) - int(train.value_counts().iloc[0])
+    return 1.0 - lost / n_train if n_train else 1.0
 
 
 def _members(g: pd.DataFrame) -> list[dict[str, Any]]:
@@ -867,41 +899,60 @@ def _within_split(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
     )
 
 
-def _across_splits(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
-    """``no_leakage_across_splits``: one content in more than one split."""
+def _across_splits(groups: list[pd.DataFrame], what: str, cap: int, n_held: int | None = None) -> Finding:
+    """``no_leakage_across_splits``: one content in more than one split (``n_held``: a table's val + test rows,
+    judged by :func:`leak_bound`; None: images, where any copy FAILs)."""
     across = [g for g in groups if g["split"].nunique() > 1]
     n_shared = sum(len(g) for g in across)
     listing = [" = ".join(f"{i} ({s})" for i, s in zip(*_first_per(g, "split"))) for g in across]
-    return finding(
-        "no_leakage_across_splits",
-        "no val/test sample is identical to a sample of another split",
+    observed = (
         f"{plural(n_shared, what[:-1], what)} in {plural(len(across), 'group')} shared across splits: "
         + names(listing, cap)
         if across
-        else "no sample appears in two splits",
-        "0 shared samples",
-        FAIL if across else PASS,
-        ADVICE["no_leakage_across_splits"],
+        else "no sample appears in two splits"
+    )
+    expected, verdict, advice = "0 shared samples", FAIL if across else PASS, ADVICE["no_leakage_across_splits"]
+    if n_held is not None:
+        held = sum(int((g["split"] != "train").sum()) for g in across)
+        bound = leak_bound(n_held)
+        expected = f"at most {bound} of {n_held} held-out rows copied (0.5 x sqrt(n): within a metric's noise)"
+        if across:
+            observed += f"; {held} held-out {'row' if held == 1 else 'rows'} with a copy in another split"
+            verdict = FAIL if held > bound else WARN
+            advice = ADVICE["no_leakage_across_splits" if held > bound else "no_leakage_across_splits.table"]
+    return finding(
+        "no_leakage_across_splits",
+        "no val/test sample is identical to a sample of another split",
+        observed,
+        expected,
+        verdict,
+        advice,
         _group_items(across),
         {"data/n_duplicates_across": n_shared},
     )
 
 
-def _label_conflicts(groups: list[pd.DataFrame], what: str, cap: int) -> Finding:
-    """``duplicate_labels_agree``: one content under more than one label."""
+def _label_conflicts(groups: list[pd.DataFrame], what: str, cap: int, n_train: int = 0, table: bool = False) -> Finding:
+    """``duplicate_labels_agree``: one content under more than one label, and the train accuracy that leaves."""
     conflicts = [g for g in groups if g["label"].astype(str).nunique() > 1]
     listing = [" vs ".join(f"{i} ({lab!r})" for i, lab in zip(*_first_per(g, "label"))) for g in conflicts]
+    ceiling = train_accuracy_ceiling(conflicts, n_train)
+    observed = (
+        f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(listing, cap)}"
+        if conflicts
+        else "identical samples agree on their labels"
+    )
+    if conflicts and n_train:
+        observed += f"; train accuracy ceiling {ceiling:.4f}"
     return finding(
         "duplicate_labels_agree",
         "identical samples carry the same label",
-        f"{plural(len(conflicts), 'group')} of identical {what} with different labels: {names(listing, cap)}"
-        if conflicts
-        else "identical samples agree on their labels",
+        observed,
         "0 conflicts",
         WARN if conflicts else PASS,
-        ADVICE["duplicate_labels_agree"],
+        ADVICE["duplicate_labels_agree.table" if table else "duplicate_labels_agree"],
         _group_items(conflicts),
-        {"data/n_label_conflicts": len(conflicts)},
+        {"data/n_label_conflicts": len(conflicts), "data/train_accuracy_ceiling": ceiling},
     )
 
 

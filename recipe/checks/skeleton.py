@@ -136,6 +136,11 @@ ADVICE = {
         "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
         "{steps} steps"
     ),
+    "weak_signal": (
+        "no evidence of a bug: a linear model on the same inputs does not beat the {base} beyond chance either "
+        "({lin:.4g} vs {base_value:.4g}), so at {steps} steps there is little signal for any model to show; the "
+        "overfit stage, with its full budget, is the real test"
+    ),
     "dumb_baselines.no_better": (
         "the model does no better than always predicting the {base}: it learned nothing "
         "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
@@ -366,12 +371,17 @@ def input_independent(
     margin: float,
     steps: int,
     chance: float = math.inf,
+    paired: tuple[float, float] | None = None,
 ) -> Finding:
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
     ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
     (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
     that learns slowly may have lowered the loss little yet already be far above chance. FAIL otherwise, or when
-    either loss is not finite. Source: the recipe's "input-independent baseline" (seeds/004)."""
+    either loss is not finite. ``paired``: the mean and standard error of the per-sample val loss gain (zeroed
+    minus real) on the same samples; real inputs also win when that gain exceeds 2 standard errors -- the paired
+    noise rule (:func:`recipe.checks.ablation.paired_gain`), which sees a real but small gain on a table whose
+    signal is weak (a fixed 10% was calibrated on digits), while shuffled labels still lose to zeros. Source: the
+    recipe's "input-independent baseline" (seeds/004)."""
     task = task_for(task)
     m = task.metric
     r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
@@ -392,7 +402,22 @@ def input_independent(
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return check(PASS, observed, expected, metrics=metrics)
+    if paired is not None and _ok(paired[0]) and _ok(paired[1]) and paired[0] > 2 * paired[1] > 0:
+        observed += f"; paired val loss gain {paired[0]:.3g} = {paired[0] / paired[1]:.2g} se (beyond noise)"
+        return check(PASS, observed, expected + ", or a paired loss gain > 2 se", metrics=metrics)
     return check(FAIL, observed, expected, _advice("input_independent.input_unused", steps=steps), metrics=metrics)
+
+
+def _weak_signal(task: Task, witness: tuple[str, float, float] | None, chance: float, steps: int) -> str:
+    """The weak-signal advice when ``witness`` = (dumb name, dumb val metric, linear val metric) shows the linear
+    model no better than the dumb baseline by ``chance``; "" when it is (or there is no witness): then a model
+    that does not beat the dumb baseline has a problem of its own."""
+    if witness is None:
+        return ""
+    base, base_value, lin = witness
+    if not (_ok(lin) and _ok(base_value)) or task.better(lin, task.ahead(base_value, chance)):
+        return ""
+    return _advice("weak_signal", base=base, lin=lin, base_value=base_value, steps=steps)
 
 
 # --- dumb baselines and the human metric -----------------------------------------------------------------
@@ -410,7 +435,7 @@ def dumb_baselines(
 ) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
     model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``
-    (FAIL otherwise). Not beating the linear model WARNs with ``require_linear``, else is only noted.
+    (FAIL otherwise; WARN when the linear model does not beat it by ``margin`` either: little signal, no bug). Not beating the linear model WARNs with ``require_linear``, else is only noted.
     Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
     task = task_for(task)
     m = task.metric
@@ -424,7 +449,10 @@ def dumb_baselines(
     )
     observed = f"model {mine:.4g}, {base_name} {base:.4g}, linear {lin:.4g}"
     verdict, advice = PASS, ""
-    if not _ok(mine) or not task.better(mine, bar):
+    weak = _weak_signal(task, (base_name, base, lin), margin, steps)
+    if _ok(mine) and not task.better(mine, bar) and weak:
+        verdict, advice = WARN, weak
+    elif not _ok(mine) or not task.better(mine, bar):
         verdict, advice = FAIL, _advice("dumb_baselines.no_better", base=base_name)
     elif _ok(lin) and not task.better(mine, lin) and require_linear:
         verdict, advice = WARN, _advice("dumb_baselines.below_linear", mine=mine, lin=lin)
@@ -723,11 +751,17 @@ class InputStats:
 
     @property
     def std_factor(self) -> float:
-        """The median ratio of batch to train standard deviation, as a factor >= 1 either way."""
+        """The median ratio of batch to train standard deviation, as a factor >= 1 either way, over the columns
+        that vary in the batch: a batch of 32 rows need not hold a rare one-hot level at all (a table's 0/1
+        columns), which says nothing about the scaling; a batch with no varying column at all where train varies
+        is infinitely off."""
         ok = self.train_std > 1e-12
         if not ok.any():
             return 1.0
-        r = float(np.median(np.maximum(self.batch_std[ok], 1e-12) / self.train_std[ok]))
+        varies = ok & (self.batch_std > 1e-12)
+        if not varies.any():
+            return math.inf
+        r = float(np.median(self.batch_std[varies] / self.train_std[varies]))
         return max(r, 1 / r)
 
 

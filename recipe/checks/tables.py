@@ -37,9 +37,14 @@ ADVICE = {
         "drop the listed columns from the CSV, or turn them into numbers (ids and free text carry no signal a "
         "small model can use; dates: split them into numeric parts)"
     ),
+    "feature_types.dropped": (
+        "the listed columns were left out (an identifier or free text, or no value at all): nothing to do if "
+        "that is what they are; free text with meaning needs turning into numbers or categories first"
+    ),
     "feature_nulls.missing": (
-        "the missing cells are filled with their column's train median before training (rows are kept); if "
-        "missingness means something, add an 'is missing' column, or fill the cells yourself"
+        "rows are kept: a missing number is filled with its column's train median and flagged in a "
+        "'<missing>' indicator column, a missing text value is a '<missing>' level of its own; fill the cells "
+        "yourself where you know better"
     ),
     "feature_nulls.infinite": (
         "infinite values cannot be trained on: fix or drop the listed cells (often a division by zero upstream)"
@@ -94,48 +99,92 @@ def one_hot_groups(columns: list[str]) -> dict[str, list[str]]:
     return groups
 
 
+def source_columns(m: Manifest) -> dict[str, list[tuple[str, str]]]:
+    """CSV column -> its encoded columns with their kinds (``number``, ``level``, ``<other>``, ``<missing>``), in
+    order; from the manifest's ``feature_kinds``, else (a manifest built without them) from the ``col=value``
+    names. Raises ValueError without a feature table."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    kinds = m.feature_kinds
+    for c in _features(m).columns:
+        source, kind = kinds.get(c) or ((c.split("=", 1)[0], "level") if "=" in c else (c, "number"))
+        out.setdefault(source, []).append((c, kind))
+    return out
+
+
 def feature_types(m: Manifest, cap: int = 10) -> Finding:
-    """FAIL naming columns that cannot be features (text with too many values; items: column, reason);
-    otherwise report how each column was turned into numbers. Raises ValueError without a feature table.
-    Rule: a network takes numbers; ids and free text carry no signal it can use (Recipe §1)."""
+    """How each CSV column became the network's inputs: numbers as they are, text one-hot encoded (rare levels
+    pooled in ``<other>``, missing cells in ``<missing>``). WARN naming the columns left out (no value at all,
+    an identifier or free text: items column, reason); FAIL for columns a source refused (``bad_columns``).
+    Raises ValueError without a feature table. Rule: a network takes numbers; ids and free text carry no signal
+    it can use (Recipe §1)."""
     cols = list(_features(m).columns)
-    groups = one_hot_groups(cols)
-    n_numeric = len(cols) - sum(len(g) for g in groups.values())
-    parts = [plural(n_numeric, "numeric column")]
-    if groups:
+    sources = source_columns(m)
+    numeric = [s for s, enc in sources.items() if any(k == "number" for _, k in enc)]
+    text = {s: enc for s, enc in sources.items() if s not in numeric}
+    parts = [plural(len(numeric), "numeric column")]
+    if text:
+
+        def described(source: str, enc: list[tuple[str, str]]) -> str:
+            n_levels = sum(k == "level" for _, k in enc)
+            extra = [k for _, k in enc if k != "level"]
+            return f"{source} ({n_levels}{''.join(f' + {k}' for k in extra)})"
+
         parts.append(
-            f"{plural(len(groups), 'text column')} one-hot encoded into {sum(len(g) for g in groups.values())}: "
-            + names((f"{c} ({len(g)})" for c, g in groups.items()), cap)
+            f"{plural(len(text), 'text column')} one-hot encoded into {sum(len(e) for e in text.values())}: "
+            + names((described(s, e) for s, e in text.items()), cap)
         )
-    bad = m.bad_columns
+    dropped, bad = m.dropped_columns, m.bad_columns
+    if dropped:
+        parts.append("left out: " + names((f"{c} ({why.split(':')[0]})" for c, why in dropped.items()), cap))
     if bad:
         parts.append("unusable: " + names((f"{c} ({why.split(';')[0]})" for c, why in bad.items()), cap))
     return finding(
         "feature_types",
-        "every column besides the target is a number, a bool or a small set of categories",
+        "every column besides the target is a number, a bool or a set of categories",
         "; ".join(parts),
-        "0 unusable columns",
-        FAIL if bad else PASS,
-        ADVICE["feature_types"],
-        [{"column": c, "reason": why} for c, why in bad.items()],
-        {"data/n_features": len(cols), "data/n_bad_columns": len(bad)},
+        "every column encoded, none left out",
+        FAIL if bad else WARN if dropped else PASS,
+        ADVICE["feature_types" if bad else "feature_types.dropped"] if bad or dropped else "",
+        [{"column": c, "reason": why} for c, why in {**dropped, **bad}.items()],
+        {"data/n_features": len(cols), "data/n_bad_columns": len(bad), "data/n_dropped_columns": len(dropped)},
     )
 
 
 def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
-    """Missing feature cells (empty, NaN, or a placeholder token such as ``?`` or ``n/a``) WARN, naming the
-    column, the token and the rows: the loader fills them with the column's train median. Infinite values
-    FAIL: such rows cannot be trained on. Items: one per cell (column, id, value, problem). Raises ValueError
-    without a feature table. Rule: Recipe §1, "corrupted ... labels" (here: cells)."""
+    """Missing cells (empty, NaN, or a placeholder token such as ``?`` or ``n/a``) counted once per cell of the
+    CSV column they are in -- not per one-hot column --, naming the column, how they were written and the rows:
+    WARN, rows are kept (a number: the train median and a ``<missing>`` indicator; text: a ``<missing>``
+    level). Infinite values FAIL: such rows cannot be trained on. Items: one per cell (column, id, problem).
+    Raises ValueError without a feature table. Rule: Recipe §1, "corrupted ... labels" (here: cells)."""
     f = _features(m)
     values = f.to_numpy(np.float64)
-    missing, infinite = np.isnan(values), np.isinf(values)
-    items, parts = _null_cells(m, f, values, missing, infinite, cap)
-    n_missing, n_inf = int(missing.sum()), int(infinite.sum())
-    fraction = float((missing | infinite).mean(0).max()) if values.size else 0.0
-    observed = f"no missing values in {f.shape[1]} columns"
+    index = {c: j for j, c in enumerate(f.columns)}
+    ids, n = m.df["id"].to_numpy(), len(f)
+    items: list[dict[str, Any]] = []
+    parts: list[str] = []
+    n_missing = n_inf = 0
+    fraction = 0.0
+    for source, enc in source_columns(m).items():
+        cols = [index[c] for c, _ in enc]
+        missing = np.isnan(values[:, cols]).any(1)
+        for c, kind in enc:
+            if kind == "<missing>":
+                missing |= values[:, index[c]] == 1
+        infinite = np.isinf(values[:, cols]).any(1)
+        for kind, mask in (("missing", missing), ("infinite", infinite)):
+            rows = np.flatnonzero(mask)
+            if not len(rows):
+                continue
+            items += [{"column": source, "id": ids[r], "problem": kind} for r in rows]
+            written = _written(m, source) if kind == "missing" else ", infinite"
+            parts.append(
+                f"{source}: {len(rows)} of {n} ({100 * len(rows) / n:.1f}%{written}), rows {names(ids[rows], cap)}"
+            )
+        n_missing, n_inf = n_missing + int(missing.sum()), n_inf + int(infinite.sum())
+        fraction = max(fraction, float((missing | infinite).mean()) if n else 0.0)
+    observed = f"no missing values in {plural(len(source_columns(m)), 'column')}"
     if n_missing or n_inf:
-        counts = [plural(n, word) for n, word in ((n_missing, "missing value"), (n_inf, "infinite value")) if n]
+        counts = [plural(k, word) for k, word in ((n_missing, "missing value"), (n_inf, "infinite value")) if k]
         observed = " and ".join(counts) + ": " + "; ".join(parts)
     return finding(
         "feature_nulls",
@@ -149,36 +198,10 @@ def feature_nulls(m: Manifest, cap: int = 10) -> Finding:
     )
 
 
-def _null_cells(
-    m: Manifest, f: pd.DataFrame, values: np.ndarray, missing: np.ndarray, infinite: np.ndarray, cap: int
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """feature_nulls' offending cells (items) and one text per column and kind (missing / infinite)."""
-    ids = m.df["id"].to_numpy()
-    tokens = _tokens_by_feature(m, list(f.columns))
-    items, parts = [], []
-    for j in np.flatnonzero((missing | infinite).any(0)):
-        col = f.columns[j]
-        for kind, mask in (("missing", missing[:, j]), ("infinite", infinite[:, j])):
-            rows = np.flatnonzero(mask)
-            if not len(rows):
-                continue
-            items += [{"column": col, "id": ids[r], "value": json_value(values[r, j]), "problem": kind} for r in rows]
-            what = tokens.get(col) if kind == "missing" else None
-            how = f", written as {what}" if what else (", infinite" if kind == "infinite" else "")
-            parts.append(
-                f"{col}: {len(rows)} of {len(f)} ({100 * len(rows) / len(f):.1f}%{how}), rows {names(ids[rows], cap)}"
-            )
-    return items, parts
-
-
-def _tokens_by_feature(m: Manifest, columns: list[str]) -> dict[str, str]:
-    """Encoded feature name -> how its missing cells were written in the CSV (``'?'``, ``'?' or empty``)."""
-    groups = one_hot_groups(columns)
-    out = {}
-    for source, found in m.missing_tokens.items():
-        for col in groups.get(source, [source]):
-            out[col] = " or ".join(repr(t) if t else "empty" for t in found)
-    return out
+def _written(m: Manifest, source: str) -> str:
+    """``, written as '?' or empty``: how a column's missing cells were written in the CSV (from the loader)."""
+    found = m.missing_tokens.get(source)
+    return ", written as " + " or ".join(repr(t) if t else "empty" for t in found) if found else ""
 
 
 def chance_outside(n_train: int, n_held: int, alpha: float) -> int:

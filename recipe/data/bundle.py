@@ -33,8 +33,22 @@ if TYPE_CHECKING:
 Batches = InMemoryBatcher | LoaderBatcher
 
 
-def _prepare(a: np.ndarray, image: bool, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 N x H x W (x 3) pixels or N x F features -> float32 N x C x H x W / N x F, standardised."""
+def soft_clip(x: Tensor, bound: float) -> Tensor:
+    """``x / sqrt(1 + (x / bound)^2)``, in place: near ``x`` for small values, never beyond ``±bound`` (the soft
+    clipping of skrub's ``SquashingScaler``; Holzmüller et al., "Better by default: strong pre-tuned MLPs and
+    boosted trees on tabular data", 2024)."""
+    return x.div_(torch.sqrt(1 + (x / bound) ** 2))
+
+
+def unclip(x: Tensor, bound: float) -> Tensor:
+    """The inverse of :func:`soft_clip` (values at ``±bound`` come back large but finite)."""
+    r = (x / bound).clamp(-1 + 1e-6, 1 - 1e-6)
+    return x / torch.sqrt(1 - r**2)
+
+
+def _prepare(a: np.ndarray, image: bool, mean: Tensor, std: Tensor, squash: float | None = None) -> Tensor:
+    """uint8 N x H x W (x 3) pixels or N x F features -> float32 N x C x H x W / N x F, standardised (tables with
+    ``squash``: robustly centred and scaled, then soft-clipped to ``±squash``)."""
     if not a.flags.writeable:
         a = a.copy()  # PIL hands out read-only buffers, which torch.from_numpy warns about
     x = torch.from_numpy(a)
@@ -47,7 +61,8 @@ def _prepare(a: np.ndarray, image: bool, mean: Tensor, std: Tensor) -> Tensor:
     x = x.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     if image:
         x.div_(255)
-    return x.sub_(mean.view(shape)).div_(std.view(shape))
+    x = x.sub_(mean.view(shape)).div_(std.view(shape))
+    return soft_clip(x, squash) if squash else x
 
 
 class RowDataset(Dataset):
@@ -58,13 +73,14 @@ class RowDataset(Dataset):
         self.read, self.positions = bundle.read_rows, rows.index.to_numpy()
         self.targets = bundle._targets(rows)
         self.image, self.mean, self.std = bundle.manifest.image_mode is not None, bundle._mean, bundle._std
+        self.squash = bundle.squash
 
     def __len__(self) -> int:
         return len(self.positions)
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         a = self.read(self.positions[i : i + 1])[0]
-        return _prepare(a[None], self.image, self.mean, self.std)[0], self.targets[i]
+        return _prepare(a[None], self.image, self.mean, self.std, self.squash)[0], self.targets[i]
 
 
 @dataclass(eq=False)  # holds DataFrames: identity is the only sensible ==
@@ -72,7 +88,10 @@ class DataBundle:
     """A loaded dataset: shapes and statistics for building models, and tensors / batches for training.
 
     Inputs are always ``(raw - mean) / std`` with ``mean``/``std`` from the TRAIN split (per channel for
-    images, on the 0..1 pixel scale; per feature for tables); with ``data.normalize=false`` they are 0 and 1.
+    images, on the 0..1 pixel scale); with ``data.normalize=false`` they are 0 and 1. Tables are scaled robustly
+    (:func:`table_scaling`): number columns by skrub's ``SquashingScaler`` (median and interquartile range,
+    then soft-clipped to ``±squash``: one outlier neither squeezes the other values nor blows up an input), the
+    0/1 columns of the one-hot levels and missing-value indicators as they are.
     Regression targets are standardised the same way (``data.standardize_target``, default on): the model trains
     on ``(y - target_shift) / target_scale`` with the TRAIN split's mean and std, so a target in raw units (house
     prices in the 100,000s) meets the same learning rates, initialisation and loss-at-init rules as any other;
@@ -98,6 +117,7 @@ class DataBundle:
     # missing cells (see recipe.data.sources.read_table); None for images
     target_shift: float | None = None  # regression: the train target mean subtracted before training (raw units)
     target_scale: float | None = None  # regression: the train target std divided by (raw units); None: raw targets
+    squash: float | None = None  # tables: the soft-clip bound applied after scaling (None: none)
     _tensors: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -128,11 +148,18 @@ class DataBundle:
             rows = self.rows(split)
             if len(rows):
                 a = self.read_rows(rows.index.to_numpy())
-                x = _prepare(a, self.manifest.image_mode is not None, self._mean, self._std)
+                x = _prepare(a, self.manifest.image_mode is not None, self._mean, self._std, self.squash)
             else:
                 x = torch.empty((0, *self.in_shape))
             self._tensors[split] = (x, self._targets(rows))
         return self._tensors[split]
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Network inputs (N, C, H, W) or (N, F) back in data units (0..1 pixels, raw feature values): the
+        inverse of the scaling, soft clip included."""
+        shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+        x = unclip(x.float(), self.squash) if self.squash else x.float()
+        return x * self._std.view(shape) + self._mean.view(shape)
 
     def read_rows(self, positions: np.ndarray) -> np.ndarray:
         """Raw arrays of manifest rows (uint8 pixels, or float32 features with missing cells filled)."""
@@ -260,12 +287,13 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         in_shape = (len(m.feature_columns),)
         f = m.features.to_numpy(np.float64)[train]
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column: NaN, refused as unusable
+            warnings.simplefilter("ignore", RuntimeWarning)  # a column with no train value: filled with 0
             fill = np.nanmedian(f, 0) if len(f) else np.zeros(f.shape[1])
-        fill = np.where(np.isnan(fill), 0.0, fill)  # a column with no train value (unusable anyway): 0
+        fill = np.where(np.isnan(fill), 0.0, fill)
         f = np.where(np.isnan(f), fill, f)
-        mean, std = f.mean(0), f.std(0)
+        mean, std = table_scaling(f, _numbers(m))
     build_augment(d.augment, in_shape)  # a bad data.augment fails now, not stages later in regularize
+    squash = None if m.image_mode or not d.normalize else SQUASH
     if not d.normalize:
         mean, std = np.zeros_like(mean), np.ones_like(std)
     std = np.where(std < 1e-6, 1.0, std)  # a constant channel/feature: centre it, do not blow it up
@@ -295,4 +323,37 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         feature_fill=None if m.image_mode else tuple(float(v) for v in fill),
         target_shift=shift,
         target_scale=scale,
+        squash=squash,
     )
+
+
+SQUASH = 3.0  # skrub SquashingScaler's default max_absolute_value
+
+
+def _numbers(m: Manifest) -> np.ndarray:
+    """Which encoded columns hold numbers (the rest are 0/1 levels and indicators); without kinds, all."""
+    kinds = m.feature_kinds
+    return np.array([kinds.get(c, (c, "number"))[1] == "number" for c in m.feature_columns], dtype=bool)
+
+
+def table_scaling(f: np.ndarray, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column ``(centre, scale)`` of filled train features ``f`` (N, F) such that ``(x - centre) / scale``
+    is skrub's ``SquashingScaler`` before its soft clip: for the ``numbers`` columns the median and the
+    interquartile range (the min-max range where that is 0; a constant column: centred, scale 1); 0 and 1 for
+    the others (one-hot levels and indicators stay 0/1). Source: skrub 0.11's SquashingScaler, after Holzmüller
+    et al. (2024), whose robust scaling and soft clipping let MLPs on tables shrug off outliers."""
+    centre, scale = np.zeros(f.shape[1]), np.ones(f.shape[1])
+    if not numbers.any() or not len(f):
+        return centre, scale
+    from skrub import SquashingScaler
+
+    sq = SquashingScaler(max_absolute_value=SQUASH).fit(f[:, numbers])
+    c, s = np.zeros(int(numbers.sum())), np.ones(int(numbers.sum()))
+    if sq.robust_cols_.any():
+        c[sq.robust_cols_], s[sq.robust_cols_] = sq.robust_scaler_.center_, sq.robust_scaler_.scale_
+    if sq.minmax_cols_.any():
+        c[sq.minmax_cols_], s[sq.minmax_cols_] = sq.minmax_scaler_.median_, 1 / sq.minmax_scaler_.scale_
+    if sq.zero_cols_.any():
+        c[sq.zero_cols_] = np.median(f[:, numbers][:, sq.zero_cols_], 0)
+    centre[numbers], scale[numbers] = c, s
+    return centre, scale

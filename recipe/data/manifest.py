@@ -50,6 +50,9 @@ class Manifest:
     image_size: int | None = None  # the resize side, if data.image_size is set
     feature_columns: list[str] = field(default_factory=list)  # csv: encoded feature names (one-hot: "col=value")
     features: pd.DataFrame | None = None  # csv: encoded feature values, aligned with df
+    feature_kinds: dict[str, tuple[str, str]] = field(default_factory=dict)  # csv: encoded column -> (source
+    # column, kind: "number" | "level" | "<other>" | "<missing>"); see recipe.data.sources.encode_features
+    dropped_columns: dict[str, str] = field(default_factory=dict)  # csv columns left out (all empty, an id), why
     empty_classes: list[str] = field(default_factory=list)  # class folders holding no image files
     ignored_files: list[str] = field(default_factory=list)  # files skipped for lack of an image extension
     bad_columns: dict[str, str] = field(default_factory=dict)  # csv columns that cannot be features, and why
@@ -105,6 +108,8 @@ def build_manifest(cfg: RecipeConfig) -> Manifest:
         image_size=d.image_size if src.image_mode else None,
         feature_columns=[] if src.features is None else list(src.features.columns),
         features=src.features,
+        feature_kinds=src.feature_kinds,
+        dropped_columns=src.dropped_columns,
         empty_classes=src.empty_classes,
         ignored_files=src.ignored_files,
         bad_columns=src.bad_columns,

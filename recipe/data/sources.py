@@ -8,7 +8,8 @@ the final array of any row -- so that splitting, fingerprinting, strict checks a
 * ``imagefolder`` decodes every image once (PIL) to find unreadable files, sizes, pixel statistics and content
   hashes; the decoded arrays stay in a process-wide cache while they fit under ``data.max_memory_mb``, so the
   later stages of the same process do not read the files again.
-* ``csv`` reads a table, picks the task from the target column and one-hot encodes small text columns.
+* ``csv`` reads a table, picks the task from the target column and one-hot encodes its text columns (the
+  frequent levels of each, the rare ones pooled, a missing cell a level of its own).
 * ``torchvision`` wraps MNIST / FashionMNIST / CIFAR10 from disk; nothing is downloaded unless asked.
 """
 
@@ -57,11 +58,13 @@ if TYPE_CHECKING:
 EMBEDDED_TABLES = {"wine": "load_wine", "breast_cancer": "load_breast_cancer", "diabetes": "load_diabetes"}
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10"}
 MAX_CLASSES_AUTO = 20  # task=auto: an integer target with at most this many values is a class label
-MAX_ONE_HOT_LEVELS = 20  # a text feature column with more distinct values is an error, not 50 one-hot columns
+MAX_ONE_HOT_LEVELS = 20  # a text column with at most this many values gets one column per value, however rare
+MAX_LEVELS = 64  # a text column with more values: its most frequent levels, at most this many, get a column each
+MIN_LEVEL_COUNT = 5  # ... and only those seen in at least this many rows; the rarer ones share the OTHER column
+OTHER, MISSING = "<other>", "<missing>"  # the level of pooled rare values, and of missing cells (an indicator)
 # Cells that mean "no value" in hand-made and exported tables (compared stripped and lower-cased): pandas
 # knows some of them (empty, NA, n/a, null, NaN), not "?" (UCI's Auto MPG) or "-" (spreadsheets).
 MISSING_TOKENS = frozenset({"", "?", "-", "--", "na", "n/a", "nan", "null", "none", "#n/a", "<na>", "missing"})
-MAX_MISSING_FRACTION = 0.5  # a feature column missing in more of its cells is unusable, not filled in
 _EXIF_FORMATS = {"JPEG", "MPO", "TIFF", "WEBP"}  # the formats whose EXIF orientation cameras set
 _EXIF_ORIENTATION = 0x0112  # the EXIF tag; 1 = upright, 2-8 = mirrored and/or rotated
 
@@ -92,6 +95,8 @@ class SourceData:
     fixed_split: pd.Series | None = None  # splits the dataset itself dictates (torchvision's own test set)
     image_mode: str | None = None  # "L" or "RGB"
     features: pd.DataFrame | None = None  # csv: the encoded numeric features, aligned with df
+    feature_kinds: dict[str, tuple[str, str]] = field(default_factory=dict)  # csv: encoded column -> (source
+    # column, kind): "number", "level" (one-hot of a text value), OTHER (pooled rare values) or MISSING (indicator)
     empty_classes: list[str] = field(default_factory=list)
     ignored_files: list[str] = field(default_factory=list)
     bad_columns: dict[str, str] = field(default_factory=dict)
@@ -100,6 +105,7 @@ class SourceData:
     layout: FolderScan | None = None  # image folders: what the walk found (hidden entries, split-named folders, ...)
     label_variants: dict[str, dict[str, int]] = field(default_factory=dict)  # normalised label -> {variant: count}
     merged_labels: dict[str, str] = field(default_factory=dict)  # variant -> merged label (data.merge_similar_labels)
+    dropped_columns: dict[str, str] = field(default_factory=dict)  # csv: columns left out, and why
 
 
 # --- decoding images, with a process-wide cache -----------------------------------------------------------
@@ -632,11 +638,12 @@ def csv_source(cfg: DataConfig) -> SourceData:
 
     Task "auto": classification when the target is text/bool, or integer-valued with at most
     ``MAX_CLASSES_AUTO`` distinct values; otherwise regression. ``data.task`` overrides it.
-    Features: numbers and bools as they are; a text column with at most ``MAX_ONE_HOT_LEVELS`` values is
-    one-hot encoded (``col=value``); a text column with more is unusable (listed in ``bad_columns``: strict
-    loading fails naming it). Placeholder cells (``?``, ``n/a``, ``-``, empty, ...: :data:`MISSING_TOKENS`) are
-    missing values; a feature column missing in more than ``MAX_MISSING_FRACTION`` of its cells is unusable,
-    the other missing cells are filled with the train median when the data is loaded (the notes say where).
+    Features (:func:`encode_features`): numbers and bools as they are; a text column of any cardinality is
+    one-hot encoded (``col=value``; beyond ``MAX_ONE_HOT_LEVELS`` values only the frequent ones, the rest
+    pooled in ``col=<other>``); placeholder cells (``?``, ``n/a``, ``-``, empty, ...: :data:`MISSING_TOKENS`)
+    are missing values: a ``col=<missing>`` indicator column, and for numbers the train median when the data is
+    loaded. A column with no value at all, or a text column whose every value is rare (an identifier, free
+    text), is dropped with a note (``dropped_columns``), never a stop.
     A row with a missing target or an infinite feature is unreadable.
     """
     target = cfg.target
@@ -671,7 +678,7 @@ def csv_source(cfg: DataConfig) -> SourceData:
     if x.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides the target {target!r}")
     task, why_task = _table_task(y, cfg.task, f"{path}: target column {target!r}")
-    features, bad = _encode_features(x)
+    features, kinds, dropped = encode_features(x)
     values = features.to_numpy(np.float64)
     infinite = np.isinf(values)
     missing_target = y.isna().to_numpy()
@@ -698,11 +705,12 @@ def csv_source(cfg: DataConfig) -> SourceData:
     else:
         labels, classes = y.astype(float), []
         label_idx = pd.array([None] * len(table), dtype="Int64")
-    missing = {c: t for c, t in tokens.items() if c in x.columns and c not in bad}
-    if missing:
+    missing = {c: t for c, t in tokens.items() if c in x.columns}
+    kept = {c: t for c, t in missing.items() if c not in dropped}
+    if kept:
         notes.append(
-            "missing cells (filled with the train median of their column before training): "
-            + "; ".join(f"{c}: {describe_tokens(t)}" for c, t in missing.items())
+            "missing cells (a number: the train median of its column, and a '<missing>' indicator column; a "
+            "text value: a '<missing>' level): " + "; ".join(f"{c}: {describe_tokens(t)}" for c, t in kept.items())
         )
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing row: NaN statistics
@@ -721,7 +729,7 @@ def csv_source(cfg: DataConfig) -> SourceData:
             "error": errors,
         }
     )
-    notes += [f"unusable feature column {c!r}: {why}" for c, why in bad.items()]
+    notes += [f"dropped feature column {c!r}: {why}" for c, why in dropped.items()]
     if merged:
         notes.append(
             "target values merged (data.merge_similar_labels=true): "
@@ -734,7 +742,8 @@ def csv_source(cfg: DataConfig) -> SourceData:
         path,
         ArrayReader(values.astype(np.float32)),
         features=features,
-        bad_columns=bad,
+        feature_kinds=kinds,
+        dropped_columns=dropped,
         notes=notes,
         missing_tokens=missing,
         label_variants=variants,
@@ -850,32 +859,63 @@ def _class_order(name: str) -> tuple:
         return (1, 0.0, name)
 
 
-def _encode_features(x: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    parts, bad = [], {}
+def encode_features(x: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, tuple[str, str]], dict[str, str]]:
+    """The network's inputs from a table's raw feature columns (missing cells NaN, as :func:`read_table` gives).
+
+    Returns ``(features, kinds, dropped)``: the encoded columns (float; NaN only in number columns, filled
+    when the data is loaded), each encoded column's ``(source column, kind)`` (see
+    :attr:`SourceData.feature_kinds`), and the columns left out with the reason.
+
+    * a number or bool column stays one column; with missing cells it gains a ``col=<missing>`` 0/1 indicator
+      (scikit-learn's ``SimpleImputer(add_indicator=True)``: missingness often carries signal);
+    * a text column is one-hot encoded, one ``col=value`` column per level; with more than
+      ``MAX_ONE_HOT_LEVELS`` levels only those seen in at least ``MIN_LEVEL_COUNT`` rows (the
+      ``MAX_LEVELS`` most frequent) get a column and the rarer ones share ``col=<other>`` (the infrequent
+      category of scikit-learn's ``OneHotEncoder(min_frequency=, max_categories=)``); a missing cell is a
+      level of its own, ``col=<missing>``, so every missing cell is counted once, in its own column;
+    * a column without a single value, or a text column with no level that frequent (an identifier, free text:
+      nothing a model could learn from it carries to a new row), is dropped.
+
+    The levels are counted over the whole table's features (no labels, so nothing of the target leaks).
+    """
+    parts: list[pd.Series] = []
+    kinds: dict[str, tuple[str, str]] = {}
+    dropped: dict[str, str] = {}
+
+    def add(name: str, values: pd.Series, source: str, kind: str) -> None:
+        parts.append(values.rename(name).astype(float))
+        kinds[name] = (source, kind)
+
     for col in x.columns:
         s = x[col]
-        n_missing = int(s.isna().sum())
-        if len(s) and n_missing > MAX_MISSING_FRACTION * len(s):
-            bad[col] = (
-                f"{n_missing} of {len(s)} cells missing; too few values to fill in from: remove the column "
-                "from the CSV or fill it in"
-            )
+        absent = s.isna()
+        if len(s) and absent.all():
+            dropped[col] = f"all {len(s)} cells missing: nothing to learn from"
             continue
         if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
-            parts.append(s.astype(float))
-            continue
-        levels = sorted(s.dropna().astype(str).unique())
-        if len(levels) > MAX_ONE_HOT_LEVELS:
-            bad[col] = (
-                f"text with {len(levels)} distinct values (e.g. {inline(map(repr, levels[:3]))}); one-hot encoding "
-                f"stops at {MAX_ONE_HOT_LEVELS}: remove the column from the CSV or turn it into numbers"
-            )
-            continue
-        onehot = pd.get_dummies(s.astype("string"), prefix=col, prefix_sep="=", dtype=float)
-        onehot.loc[s.isna()] = np.nan  # a missing category is a missing value, not "none of the above"
-        parts.append(onehot)
+            add(col, s, col, "number")
+        else:
+            text = s.astype("string")
+            counts = text.value_counts(dropna=True)  # most frequent first; ties in order of appearance
+            if len(counts) <= MAX_ONE_HOT_LEVELS:
+                levels = sorted(counts.index)
+            else:
+                levels = [v for v, n in counts.items() if n >= MIN_LEVEL_COUNT][:MAX_LEVELS]
+            if not levels:
+                dropped[col] = (
+                    f"text with {len(counts)} distinct values in {len(s)} rows, none in {MIN_LEVEL_COUNT} or more "
+                    f"(e.g. {inline(map(repr, counts.index[:3]))}): an identifier or free text"
+                )
+                continue
+            for level in levels:
+                add(f"{col}={level}", (text == level).fillna(False), col, "level")
+            rare = ~absent & ~text.isin(levels).fillna(False)
+            if rare.any():
+                add(f"{col}={OTHER}", rare, col, OTHER)
+        if absent.any():
+            add(f"{col}={MISSING}", absent, col, MISSING)
     features = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=x.index)
-    return features, bad
+    return features, kinds, dropped
 
 
 # --- torchvision ------------------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ name       what                                                                 
 ========== ====================================================================== =====================
 linear     flatten -> Linear; the dumb baseline (ignores width, depth, dropout)    --
 mlp        flatten -> depth x (Linear(width) -> ReLU -> Dropout) -> Linear         activation
+mlp_plr    tables: periodic embeddings of each column (Gorishniy et al. 2022)      n_frequencies,
+           -> flatten -> the mlp above; the tabular preset's default               d_embedding, sigma, lite
 cnn        depth x [conv3x3 -> ReLU -> conv3x3 -> ReLU -> maxpool], widths          activation
            width*2**i; global avg pool -> Dropout -> Linear; no BatchNorm
 resnet     narrow CIFAR-style ResNet: 3x3 stem, depth stages of BasicBlocks,       blocks, zero_init_residual
@@ -51,6 +53,7 @@ from recipe.models.registry import (
 # Imported for their side effect: each registers its builders in MODELS.
 from recipe.models import zoo as _zoo  # noqa: E402,F401  isort: skip
 from recipe.models import resnet as _resnet  # noqa: E402,F401  isort: skip
+from recipe.models import tabular as _tabular  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "CUSTOM_CONTRACT",

@@ -48,6 +48,7 @@ from recipe.checks.ablation import (
     CandidateResult,
     Choice,
     Decision,
+    bar_evidence,
     baseline_bar_check,
     candidate_finding,
     choose,
@@ -197,7 +198,13 @@ def _findings(ctx: StageContext, runner: _Runner, reference: CandidateResult, ab
             **judged,
         ),
         gap_shrinks(reference, chosen, task.higher_is_better, **judged),
-        baseline_bar_check(chosen.val_metric, task, _baselines(ctx), what=f"val {task.metric}"),
+        baseline_bar_check(
+            chosen.val_metric,
+            task,
+            _baselines(ctx),
+            what=f"val {task.metric}",
+            evidence=bar_evidence(t_chosen.val, t_chosen.data) if t_chosen.val is not None else None,
+        ),
         *[
             candidate_finding(c, ab.decisions.get(c.name), reference, higher=task.higher_is_better, **judged)
             for c in ab.candidates

@@ -46,7 +46,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from recipe import tracking
-from recipe.checks.ablation import baseline_bar_check
+from recipe.checks.ablation import BarEvidence, baseline_bar_check
 from recipe.checks.base import Finding, finding
 from recipe.config import RecipeConfig
 from recipe.fit import describe_model, with_min_steps
@@ -303,8 +303,14 @@ def _bar(ctx: StageContext, data: Any, out: _Outcome) -> Finding:
     """The best config's val metric against the dumb baselines of stage 2."""
     metric = task_for(data).metric
     baselines = ctx.results["baselines"].metrics if "baselines" in ctx.results else None
+    n_val = int(data.split_sizes.get("val", 0))  # no per-sample scores from the trials: the aggregate bound
+    evidence = BarEvidence(n=n_val, mse=out.metrics.get("tune/best_val_mse", math.nan))
     return baseline_bar_check(
-        out.metrics.get(f"tune/best_val_{metric}", math.nan), data.task, baselines, what=f"best config's val {metric}"
+        out.metrics.get(f"tune/best_val_{metric}", math.nan),
+        data.task,
+        baselines,
+        what=f"best config's val {metric}",
+        evidence=evidence,
     )
 
 

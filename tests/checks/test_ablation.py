@@ -225,3 +225,36 @@ def test_the_loss_criterion_chooses_and_measures_the_gap_in_loss():
 def test_an_unknown_criterion_is_an_error():
     with pytest.raises(ValueError, match="unknown criterion"):
         decide(REF, cand("x", correct(10)), higher_is_better=True, criterion="vibes")
+
+
+def test_a_baseline_missed_by_one_validation_sample_warns_instead_of_failing():
+    from recipe.checks.ablation import BarEvidence
+
+    bars = {"baseline/majority_accuracy": 0.7186, "baseline/linear_accuracy": 0.7814}
+    n = 668  # the credit table's validation split: 0.0015 is one sample
+    near = baseline_bar_check(0.7799, "classification", bars, evidence=BarEvidence(n=n))
+    assert near.verdict is Verdict.WARN and "within noise" in near.check.observed
+    far = baseline_bar_check(0.70, "classification", bars, evidence=BarEvidence(n=n))
+    assert far.verdict is Verdict.FAIL and "linear 0.7814 NOT beaten (behind by" in far.check.observed
+    overfit_stage = baseline_bar_check(0.70, "classification", bars, evidence=BarEvidence(n=n), linear_fails=False)
+    assert overfit_stage.verdict is Verdict.WARN  # an unregularised model may trail a linear one
+    no_noise = baseline_bar_check(0.7799, "classification", bars)  # no sample count: the old strict bar
+    assert no_noise.verdict is Verdict.FAIL
+
+
+def test_the_dumb_bar_is_paired_on_the_same_samples():
+    from recipe.checks.ablation import BarEvidence, bar_noise
+
+    majority = np.r_[np.ones(80), np.zeros(20)]  # the dumb baseline is right on the first 80 samples
+    model = majority.copy()
+    model[:6] = 0  # the model loses 6 of them and wins none back: consistently worse
+    bars = {"baseline/majority_accuracy": 0.8}
+    paired = baseline_bar_check(
+        0.74, "classification", bars, evidence=BarEvidence(100, model, majority), linear_fails=False
+    )
+    assert paired.verdict is Verdict.FAIL  # 6 of 6 disagreements against it: 0.06 behind, 2.5 paired se
+    assert bar_noise("classification", 0.74, 0.8, 100) > 0.06 / 2  # the aggregate bound alone would not say so
+    assert math.isnan(bar_noise("regression", 10.0, 9.0, 100))  # MAE needs the MSEs
+    assert bar_noise("regression", 10.0, 9.0, 100, second=150.0, bar_second=120.0) == pytest.approx(
+        math.sqrt((270 - 1) / 100)
+    )

@@ -65,7 +65,7 @@ def test_question_marks_in_number_columns_are_named_missing_cells_not_text(tmp_p
     assert nulls.verdict is WARN
     assert "cylinders: 3 of 398 (0.8%, written as '?'), rows row:" in nulls.observed
     assert "horsepower: 4 of 398 (1.0%, written as '?'), rows row:" in nulls.observed
-    assert "filled with their column's train median" in nulls.advice
+    assert "filled with its column's train median" in nulls.advice
     assert {n for n, c in checks.items() if c.verdict is not PASS} == {"feature_nulls"}
     x, _ = load_data(cfg).tensors("train")  # trainable: every row kept, the cells filled
     assert not x.isnan().any() and len(load_data(cfg).rows("train")) + 2 * 60 >= 398 - 1

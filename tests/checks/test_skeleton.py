@@ -345,3 +345,55 @@ def test_finite_loss_names_the_diverged_run_with_the_guards_message():
     assert sk.finite_loss({"short_run": "", "zero_input": ""}).verdict is PASS
     f = sk.finite_loss({"short_run": "training loss became nan at epoch 0, step 2", "zero_input": ""})
     assert f.verdict is FAIL and f.check.observed == "short_run: training loss became nan at epoch 0, step 2"
+
+
+@pytest.mark.parametrize(
+    "paired, verdict",
+    [
+        ((0.032, 0.012), PASS),  # attrition: a 7% lower loss, 2.7 paired se: the inputs are used
+        ((0.032, 0.020), FAIL),  # the same gain within noise
+        ((-0.05, 0.01), FAIL),  # shuffled labels: real inputs do worse than zeros
+        (None, FAIL),
+    ],
+)
+def test_input_independent_takes_a_small_gain_beyond_paired_noise(paired, verdict):
+    f = sk.input_independent(
+        "classification",
+        {"val/loss": 0.4121, "val/accuracy": 0.864},
+        {"val/loss": 0.4445, "val/accuracy": 0.837},
+        margin=0.1,
+        steps=165,
+        chance=0.075,
+        paired=paired,
+    )
+    assert f.verdict is verdict
+
+
+def test_dumb_baselines_warn_when_a_linear_model_finds_no_signal_either():
+    # attrition after 165 steps: 0.864 vs a 0.837 majority, linear 0.869; 2 standard errors are 0.05
+    args = {"steps": 165, "require_linear": False, "margin": 0.05}
+    weak = sk.dumb_baselines(
+        "classification",
+        {"val/accuracy": 0.864},
+        {"baseline/majority_accuracy": 0.837},
+        linear={"val/accuracy": 0.869, "val/loss": 0.33},
+        **args,
+    )
+    assert weak.verdict is WARN and "no evidence of a bug" in weak.check.advice
+    strong = sk.dumb_baselines(
+        "classification",
+        {"val/accuracy": 0.85},
+        {"baseline/majority_accuracy": 0.837},
+        linear={"val/accuracy": 0.95, "val/loss": 0.2},
+        **args,
+    )
+    assert strong.verdict is FAIL  # a linear model finds the signal this model misses
+
+
+def test_a_batch_without_the_rare_one_hot_levels_is_not_off_scale():
+    train_std = np.r_[np.ones(3), np.full(20, 0.15)]  # 3 numbers, 20 rare one-hot levels
+    batch_std = np.r_[np.ones(3), np.zeros(17), np.full(3, 0.15)]  # most levels absent from a batch of 32
+    stats = sk.InputStats(np.zeros(23), batch_std, np.zeros(23), train_std)
+    assert stats.std_factor == pytest.approx(1.0)
+    blank = sk.InputStats(np.zeros(23), np.zeros(23), np.zeros(23), train_std)
+    assert math.isinf(blank.std_factor)  # inputs zeroed on the way in

@@ -30,7 +30,7 @@ def test_feature_types_report_how_columns_were_encoded():
     f = T.feature_types(m)
     assert f.verdict is PASS
     assert f.check.observed == "2 numeric columns; 1 text column one-hot encoded into 2: colour (2)"
-    assert f.metrics == {"data/n_features": 4, "data/n_bad_columns": 0}
+    assert f.metrics == {"data/n_features": 4, "data/n_bad_columns": 0, "data/n_dropped_columns": 0}
 
 
 def test_unusable_columns_fail_with_the_reason():
@@ -47,7 +47,7 @@ def test_missing_values_warn_naming_column_and_rows_and_what_is_done():
     f = T.feature_nulls(table(_clean(x2=x2), _labels()))
     assert f.verdict is WARN  # filled with the train median by the loader: worth a look, not a stop
     assert f.check.observed == "2 missing values: x2: 2 of 20 (10.0%), rows row:3, row:17"
-    assert "filled with their column's train median" in f.check.advice
+    assert "filled with its column's train median" in f.check.advice
     assert [(i["column"], i["id"], i["problem"]) for i in f.items] == [
         ("x2", "row:3", "missing"),
         ("x2", "row:17", "missing"),

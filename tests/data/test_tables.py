@@ -9,6 +9,9 @@ import torch
 
 from recipe.config import load_config
 from recipe.data import DataError, build_manifest, load_data
+from recipe.report import Verdict
+
+PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 
 
 def _frame(n: int = 60, seed: int = 0) -> pd.DataFrame:
@@ -34,7 +37,10 @@ def test_csv_classification_one_hot_encodes_small_text_columns(make_csv, make_cf
     assert bundle.in_shape == (6,) and m.df["id"].iloc[3] == "row:3" and m.df["row"].iloc[3] == 3
     x, y = bundle.tensors("train")
     assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape == (len(y), 6)
-    assert torch.allclose(x.mean(0), torch.zeros(6), atol=1e-5)  # standardised with train statistics
+    # numbers robustly scaled with train statistics (median 0, soft-clipped inside ±3); one-hot levels stay 0/1
+    # (through the same soft clip: 1 -> 0.949)
+    assert torch.allclose(x[:, :2].median(0).values, torch.zeros(2), atol=0.1) and x.abs().max() < bundle.squash
+    assert torch.allclose(x[:, 2:5].unique(), torch.tensor([0.0, (1 + 1 / 9) ** -0.5]))
     assert sum(bundle.class_counts) == len(y) and bundle.target_mean is None
 
 
@@ -125,27 +131,41 @@ def test_placeholder_tokens_in_a_number_column_are_missing_cells_not_text(make_c
     frame.loc[11, "x2"] = " n/a "
     frame.loc[12, "x1"] = "-"
     m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
-    assert m.feature_columns[:2] == ["x1", "x2"] and not m.bad_columns  # numeric, not one-hot or unusable
+    assert m.feature_columns[:4] == ["x1", "x1=<missing>", "x2", "x2=<missing>"]  # numbers, not one-hot levels
+    assert m.feature_kinds["x2"] == ("x2", "number") and m.features["x2=<missing>"].sum() == 3
     assert m.missing_tokens == {"x1": {"-": [12]}, "x2": {"?": [4, 9], "n/a": [11]}}
     assert np.isnan(m.features["x2"].to_numpy()[[4, 9, 11]]).all() and m.df["readable"].all()
     assert any("x2: '?' in 2 rows (4, 9), 'n/a' in 1 row (11)" in n for n in m.notes)
+    assert not m.dropped_columns
 
 
-def test_a_mostly_missing_column_is_unusable(make_csv, make_cfg):
+def test_missing_cells_get_an_indicator_and_text_gets_a_missing_level(make_csv, make_cfg):
     frame = _frame()
-    frame.loc[:40, "x1"] = np.nan
+    frame.loc[:40, "x1"] = np.nan  # mostly empty: kept, with its indicator (missingness can be the signal)
+    frame.loc[[2, 8], "colour"] = np.nan
+    frame["empty"] = np.nan  # not a single value: left out, with a note
+    bundle = load_data(make_cfg(source="csv", root=make_csv(frame), target="species"))
+    m = bundle.manifest
+    assert m.dropped_columns == {"empty": "all 60 cells missing: nothing to learn from"}
+    assert m.feature_kinds["x1=<missing>"] == ("x1", "<missing>")
+    assert m.features["x1=<missing>"].sum() == 41 and m.features["colour=<missing>"].tolist().count(1.0) == 2
+    levels = m.features[["colour=blue", "colour=green", "colour=red"]].to_numpy()
+    assert not np.isnan(levels).any() and levels[[2, 8]].sum() == 0  # a missing colour is no colour level
+    assert any("dropped feature column 'empty'" in n for n in m.notes)
+    assert not torch.isnan(bundle.tensors("train")[0]).any()
+
+
+def test_text_columns_of_any_cardinality_are_encoded(make_csv, make_cfg):
+    rng = np.random.default_rng(1)
+    frame = _frame(n=300)
+    frame["town"] = rng.choice([f"town{i:02d}" for i in range(30)], 300)  # 30 values, about 10 rows each
+    frame.loc[:2, "town"] = ["hamlet-a", "hamlet-b", "hamlet-c"]  # seen once: pooled in <other>
+    frame["name"] = [f"sample {i}" for i in range(len(frame))]  # an identifier: every value once
     m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
-    assert m.bad_columns["x1"].startswith("41 of 60 cells missing")
-
-
-def test_text_column_with_many_values_is_unusable(make_csv, make_cfg):
-    frame = _frame()
-    frame["name"] = [f"sample {i}" for i in range(len(frame))]
-    cfg = make_cfg(source="csv", root=make_csv(frame), target="species")
-    m = build_manifest(cfg)
-    assert "name" in m.bad_columns and not any(c.startswith("name") for c in m.feature_columns)
-    with pytest.raises(DataError, match="unusable feature column.*\n    name: text with 60 distinct values"):
-        load_data(cfg)
+    town = [c for c in m.feature_columns if c.startswith("town=")]
+    assert len(town) == 31 and town[-1] == "town=<other>" and m.features["town=<other>"].sum() == 3
+    assert m.dropped_columns["name"].startswith("text with 300 distinct values in 300 rows, none in 5 or more")
+    assert not any(c.startswith("name") for c in m.feature_columns)
 
 
 def test_embedded_wine_table_is_the_tabular_preset(data_home):
@@ -165,3 +185,59 @@ def test_embedded_diabetes_is_regression(make_cfg, data_home):
 def test_unknown_embedded_table(make_cfg):
     with pytest.raises(DataError, match="data.name='iris' is not an embedded table \\(wine, breast_cancer, diab"):
         build_manifest(make_cfg(source="csv", name="iris"))
+
+
+def test_missing_values_are_reported_once_per_csv_column_not_per_one_hot_column(make_csv, make_cfg):
+    from recipe.checks import tables as T
+
+    frame = _frame(n=200).astype({"x1": object})
+    frame["home"] = np.random.default_rng(2).choice(["rent", "owner", "parents", "other", "priv", "ignore"], 200)
+    frame.loc[[3, 50, 120], "home"] = ""  # 3 missing cells of a 6-valued text column
+    frame.loc[[7, 8], "x1"] = "?"
+    m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
+    f = T.feature_nulls(m)
+    assert f.verdict is WARN and f.metrics["data/n_missing_values"] == 5  # cells, not cells x levels
+    assert "home: 3 of 200 (1.5%, written as empty), rows row:3, row:50, row:120" in f.check.observed
+    assert "x1: 2 of 200 (1.0%, written as '?'), rows row:7, row:8" in f.check.observed
+    assert "home=" not in f.check.observed and {i["column"] for i in f.items} == {"home", "x1"}
+    types = T.feature_types(m)
+    assert types.verdict is PASS and "home (6 + <missing>)" in types.check.observed
+
+
+def test_a_dropped_column_warns_instead_of_stopping_the_flow(make_csv, make_cfg):
+    from recipe.checks import tables as T
+
+    frame = _frame()
+    frame["name"] = [f"sample {i}" for i in range(len(frame))]
+    m = build_manifest(make_cfg(source="csv", root=make_csv(frame), target="species"))
+    f = T.feature_types(m)
+    assert f.verdict is WARN and "left out: name (text with 60 distinct values in 60 rows" in f.check.observed
+    assert load_data(make_cfg(source="csv", root=make_csv(frame), target="species")).in_shape == (7,)
+
+
+def test_a_duplicate_pair_and_alike_rows_with_different_outcomes_do_not_fail_a_table(make_csv, make_cfg):
+    from recipe.checks.data import inspect_manifest
+
+    frame = _frame(n=300)
+    frame.loc[1] = frame.loc[0]  # one row entered twice
+    frame.loc[3] = frame.loc[2]
+    frame.loc[3, "species"] = "virginica" if frame.loc[2, "species"] == "setosa" else "setosa"  # alike, other outcome
+    cfg = make_cfg(source="csv", root=make_csv(frame), target="species", split={"val": 0.5, "test": 0.0, "seed": 3})
+    m = build_manifest(cfg)
+    checks = {f.check.name: f for f in inspect_manifest(m, cfg).findings}
+    assert not [n for n, f in checks.items() if f.verdict is FAIL]
+    conflicts = checks["duplicate_labels_agree"]
+    assert conflicts.verdict is WARN and "two alike cases" in conflicts.check.advice
+    n_train = int((m.df["split"] == "train").sum())
+    both_in_train = set(m.df.loc[[2, 3], "split"]) == {"train"}
+    assert conflicts.metrics["data/train_accuracy_ceiling"] == pytest.approx(1 - both_in_train / n_train)
+    assert checks["no_leakage_across_splits"].verdict in (PASS, WARN)
+
+
+def test_many_copies_across_the_splits_of_a_table_still_fail(make_csv, make_cfg):
+    from recipe.checks.data import inspect_manifest
+
+    frame = pd.concat([_frame(n=100)] * 2, ignore_index=True)  # every row twice: the split leaks
+    cfg = make_cfg(source="csv", root=make_csv(frame), target="species")
+    checks = {f.check.name: f for f in inspect_manifest(build_manifest(cfg), cfg).findings}
+    assert checks["no_leakage_across_splits"].verdict is FAIL

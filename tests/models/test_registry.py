@@ -128,7 +128,7 @@ def test_conv_models_refuse_tables(name):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("cnnn", r"unknown model.name 'cnnn'; did you mean 'cnn'\? \(registered: cnn, linear, mlp, resnet, "),
+        ("cnnn", r"unknown model.name 'cnnn'; did you mean 'cnn'\? \(registered: cnn, linear, mlp, mlp_plr, resnet, "),
         ("resnet19", r"did you mean 'resnet18'\?"),
         ("mypkg.nets.MyNet", r"write it as 'mypkg.nets:MyNet' \(module:callable\)"),
         ("zzz", r"unknown model.name 'zzz' \(registered: .*package.module:callable"),

@@ -109,8 +109,50 @@ def input_independent(lab: Lab, short: ShortRun | None) -> Finding:
     lab.plot("plots/learning_curves.png", lambda: plots.learning_curves_figure(curves, lab.task))
     chance = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean, k=3.0)
     return sk.input_independent(
-        lab.task, short.metrics, zero.metrics, margin=lab.bc.input_margin, steps=short.trainer.step, chance=chance
+        lab.task,
+        short.metrics,
+        zero.metrics,
+        margin=lab.bc.input_margin,
+        steps=short.trainer.step,
+        chance=chance,
+        paired=_paired_loss_gain(lab, short.fit, zero),
     )
+
+
+class _OnZeros(torch.nn.Module):
+    """A model fed all-zero inputs of the batch's shape (the zero-input run's own view of the data)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(torch.zeros_like(x))
+
+
+def _paired_loss_gain(lab: Lab, real: FitResult, zero: FitResult) -> tuple[float, float] | None:
+    """Mean and standard error of (zero-input loss - real-input loss) per val sample, the two short runs' models
+    in eval mode on the same samples; None when either run diverged."""
+    if real.diverged or zero.diverged:
+        return None
+    from recipe.fit import evaluate_model
+
+    r = evaluate_model(real.model, lab.val_batches(), lab.task, lab.device).losses
+    z = evaluate_model(_OnZeros(zero.model), lab.val_batches(), lab.task, lab.device).losses
+    d = z - r
+    return (float(d.mean()), float(d.std(ddof=1) / math.sqrt(len(d)))) if len(d) > 1 else None
+
+
+def _linear(lab: Lab) -> FitResult:
+    """The linear baseline's run, trained once in its own child run and shared by the checks that need it (the
+    bar of dumb_baselines, the witness of weak signal for input_independent)."""
+    if "linear_baseline" in lab.runs:
+        return lab.runs["linear_baseline"]
+    b = lab.bc
+    cfg = linear_config(lab.cfg, lab.data, epochs=lab.geometry(b.linear_steps)[0])
+    params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
+    with lab.child("linear_baseline", params):
+        return lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
 
 
 def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
@@ -118,10 +160,7 @@ def dumb_baselines(lab: Lab, short: ShortRun | None) -> Finding:
     short = need(short)
     dumb = lab.dumb()
     b = lab.bc
-    cfg = linear_config(lab.cfg, lab.data, epochs=lab.geometry(b.linear_steps)[0])
-    params = {"steps": b.linear_steps, "model.name": "linear", "optim.lr": cfg.optim.lr, "seed": cfg.seed}
-    with lab.child("linear_baseline", params):
-        linear = lab.train("linear_baseline", cfg, b.linear_steps, [_logger()], augment=False)
+    linear = _linear(lab)
     margin = lab.task.chance_margin(lab.y_val, target_mean=lab.data.target_mean)
     found = sk.dumb_baselines(
         lab.task,
@@ -243,8 +282,7 @@ def visualise_before_net(lab: Lab, short: ShortRun | None) -> Finding:
         return sk.visualise_before_net(
             None, image, augment, mean_tol=lab.bc.input_mean_tol, std_factor=lab.bc.input_std_factor
         )
-    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
-    decoded = x * torch.tensor(lab.data.std).view(shape) + torch.tensor(lab.data.mean).view(shape)
+    decoded = lab.data.decode(x)  # the inverse of the data's scaling (soft clip of tables included)
     mean, std = _train_stats(lab)
     stats = sk.input_stats(decoded, mean, std)
     aug = f"augment [{', '.join(augment)}]" if augment else "no augmentation"
@@ -467,7 +505,8 @@ def _overfit_trainer(
 
 
 def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:
-    """The train split's per-channel pixel (0..1) or per-feature statistics, from the manifest."""
+    """The train split's per-channel pixel (0..1) or per-feature statistics (of the features as the model gets
+    them: missing cells filled, so a column with a gap has statistics, not NaN)."""
     m = lab.data.manifest
     df = m.df
     train = df.index[(df["split"] == "train") & df["readable"]].to_numpy()
@@ -475,7 +514,7 @@ def _train_stats(lab: Lab) -> tuple[np.ndarray, np.ndarray]:
         cs = m.chan_stats[train]
         mean = cs[:, 0].mean(0)
         return mean, np.sqrt(np.maximum(cs[:, 1].mean(0) - mean**2, 0))
-    f = m.features.to_numpy(np.float64)[train]
+    f = lab.data.read_rows(train).astype(np.float64)
     return f.mean(0), f.std(0)
 
 
