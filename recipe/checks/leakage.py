@@ -62,7 +62,8 @@ ADVICE = {
         "target order (a row-order leak), which new data will not follow"
     ),
     "identifier_columns.warn": (
-        "drop the identifier column from the CSV: a row number carries no signal, and a model can memorise rows by it"
+        "drop the identifier column from the CSV: a row number carries no signal, and a model can memorise rows by "
+        "it (a time or a measurement that only happens to be unique and ordered is fine to keep)"
     ),
     "near_duplicates_across_splits": (
         "near-identical copies in two splits inflate the val/test score: remove the val/test member of each listed "

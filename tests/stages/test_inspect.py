@@ -72,6 +72,31 @@ def test_digits_pass_every_check(digits_run):
     assert gx.observed.startswith("all ") and gx.observed.endswith(" expectations met")
 
 
+def test_digits_run_the_sample_diagnosis_before_the_gx_suite(digits_run):
+    _, result, *_ = digits_run
+    names = [c.name for c in result.checks]
+    diagnosis = ["label_issues", "near_duplicates", "outliers", "near_duplicates_across_splits"]
+    assert names[names.index("label_issues") : names.index("label_issues") + 4] == diagnosis
+    assert names[-1] == "gx_suite"
+    assert result.metrics["time/diagnosis_s"] > 0
+    assert result.metrics["data/label_noise_rate"] < 0.01
+
+
+def test_a_crash_in_the_diagnosis_is_a_warning_naming_it(monkeypatch):
+    from recipe.checks import labels
+
+    def broken(m, seed=0):
+        raise MemoryError("pretend the features do not fit")
+
+    logged = {}
+    monkeypatch.setattr(labels, "evidence", broken)
+    monkeypatch.setattr(inspect_stage.tracking, "log_text", lambda text, path: logged.setdefault(path, text))
+    found, metrics = inspect_stage._diagnose(build_manifest(RecipeConfig()), RecipeConfig())
+    assert [(f.name, f.verdict) for f in found] == [("sample_diagnosis", Verdict.WARN)]
+    assert found[0].check.observed == "the diagnosis raised MemoryError: pretend the features do not fit"
+    assert "MemoryError" in logged["inspect/diagnosis_error.txt"] and "time/diagnosis_s" in metrics
+
+
 def test_digits_log_plots_gx_results_data_docs_and_problems(digits_run):
     _, result, run_id, client, tmp = digits_run
     assert IMAGE_ARTIFACTS <= artifact_paths(client, run_id)
