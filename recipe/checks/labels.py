@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -112,6 +112,19 @@ class Evidence:
     model: str
     n_total: int
     seconds: float
+    _graph: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def neighbours(self) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, indices), each (N, min(OUTLIER_NEIGHBOURS, N)): every sample's nearest neighbours in
+        ``features`` (euclidean, brute force: BLAS), the sample itself (or an exact copy) first. Computed once and
+        shared by the near-duplicate and outlier checks."""
+        if "knn" not in self._graph:
+            from sklearn.neighbors import NearestNeighbors
+
+            k = min(OUTLIER_NEIGHBOURS, len(self.features))
+            nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(self.features)
+            self._graph["knn"] = nn.kneighbors(self.features)
+        return self._graph["knn"]
 
     @property
     def subsampled(self) -> str:
@@ -365,12 +378,8 @@ def near_duplicate_pairs(ev: Evidence, ratio: float = NEAR_DUP_RATIO) -> pd.Data
     """Pairs (i < j, positions in ``ev``) closer than ``ratio`` x the median nearest-neighbour distance in
     ``ev.features`` (cleanlab Datalab's near_duplicate rule), exact copies (same content hash) left out.
     Columns: i, j, distance, ratio (distance / median NN distance). Costs one k-NN search (k = 5)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    x = ev.features
-    k = min(6, len(x))
-    dist, ind = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
-    dist, ind = dist[:, 1:], ind[:, 1:]  # column 0 is the sample itself (or an exact copy of it)
+    dist, ind = ev.neighbours()
+    dist, ind = dist[:, 1:6], ind[:, 1:6]  # column 0 is the sample itself (or an exact copy of it)
     same = ev.hashes[ind] == ev.hashes[:, None]
     nn = np.where(same, np.inf, dist).min(1)
     scale = float(np.median(nn[np.isfinite(nn)])) if np.isfinite(nn).any() else 0.0
@@ -433,14 +442,11 @@ def outliers(ev: Evidence, k: float = 6.0, cap: int = 10, warn: float = OUTLIER_
     SDs above the median is named, most atypical first; WARN when they exceed ``warn`` of the samples (a few
     atypical samples are the tail of any real dataset). Items: id, split, score, robust_z."""
     from cleanlab.outlier import OutOfDistribution
-    from sklearn.neighbors import NearestNeighbors
 
     n = len(ev.features)
-    # euclidean, brute force (BLAS): cleanlab's default search took 6 s on 10,000 samples of 32 components, this
-    # well under 1. Queried with the features, each sample is its own first neighbour at distance 0: every mean
-    # distance shrinks by the same factor (k-1)/k, which the robust z below does not see
-    knn = NearestNeighbors(n_neighbors=min(OUTLIER_NEIGHBOURS, n - 1), algorithm="brute").fit(ev.features)
-    ood = OutOfDistribution({"knn": knn})
+    # the shared euclidean graph: cleanlab's default search took 6 s on 10,000 samples of 32 components. Each
+    # sample is its own first neighbour at distance 0 there, so every mean distance covers k-1 neighbours
+    ood = OutOfDistribution({"knn": _Precomputed(ev)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         scores = _quiet(lambda: ood.fit_score(features=ev.features))  # float64, as fitted: sklearn's fast k-NN path
@@ -469,6 +475,22 @@ def outliers(ev: Evidence, k: float = 6.0, cap: int = 10, warn: float = OUTLIER_
         items=items if share >= warn else [],
         metrics={"data/n_outliers_knn": len(out)},
     )
+
+
+class _Precomputed:
+    """The k-NN graph of ``ev.neighbours()`` behind the two calls cleanlab's ``OutOfDistribution`` makes on a
+    fitted estimator (``n_neighbors``, ``kneighbors(features)``), so the outlier check costs no search of its own
+    (cleanlab queries twice)."""
+
+    def __init__(self, ev: Evidence) -> None:
+        self.ev = ev
+        self.n_neighbors = ev.neighbours()[0].shape[1]
+        self.metric = "euclidean"
+
+    def kneighbors(self, X: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        if X is not None and X is not self.ev.features:
+            raise ValueError("the precomputed neighbour graph answers only for the evidence's own features")
+        return self.ev.neighbours()
 
 
 def _quiet(fn):

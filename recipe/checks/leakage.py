@@ -40,7 +40,7 @@ PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 
 TREE_DEPTH = 4  # a shallow tree: at most 16 leaves, enough to read a copy of the target off one column
 CV_FOLDS = 5
-MAX_ROWS = 5000  # rows the predictiveness trees see at most
+MAX_ROWS = 2000  # rows the predictiveness trees see at most (a leak needs no more to show)
 LEAK_ALONE = 0.9  # skill of one column alone from which it can be a leak ...
 LEAK_GAP = 0.2  # ... when it beats all the other features together by this much: FAIL
 NEAR_PERFECT = 0.98  # one column alone this good, the others close behind: WARN (check how it is made)
