@@ -139,6 +139,9 @@ def test_a_regression_target_with_a_unit_slip_fails_naming_rows_and_factor():
     assert {i["id"] for i in f.items} == {f"row:{r}" for r in slipped}
     assert "data.target_scaling=robust" in f.check.advice
     assert f.metrics["data/target_outlier_variance_share"] > 0.9
+    from recipe.checks.data import inspect_manifest
+
+    assert inspect_manifest(m, CFG)["target_outliers"].verdict is FAIL  # wired into inspect's table checks
 
 
 def test_a_heavy_tailed_target_warns_and_a_clean_one_passes():
