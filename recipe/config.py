@@ -187,6 +187,12 @@ class DataConfig(_Section):
         description="regression: train on (target - train mean) / train std; "
         "metrics are still reported in the target's units",
     )
+    target_scaling: Literal["standard", "robust"] = Field(
+        "standard",
+        description="regression, with standardize_target: standard (train mean and std) or robust (train median and "
+        "interquartile range / 1.349, so a few extreme targets do not squash the rest; inspect's target_outliers "
+        "suggests it)",
+    )
     mirror_symmetric: bool | None = Field(
         None,
         description="whether a left-right mirrored input keeps its label "

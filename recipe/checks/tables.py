@@ -21,7 +21,7 @@ import pandas as pd
 from recipe.report import Verdict
 from recipe.tasks import task_for
 
-from .base import CheckBuilder, Finding, finding, fmt, json_value, names, plural
+from .base import CheckBuilder, Finding, finding, fmt, json_value, names, plural, robust_bounds
 
 if TYPE_CHECKING:
     from recipe.config import InspectConfig
@@ -63,6 +63,16 @@ ADVICE = {
     "target_values.no_train": "check data.target and the target column",
     "target_values.far": (
         "check the listed targets for unit mix-ups or sentinel values; a regressor cannot extrapolate far"
+    ),
+    "target_outliers.gross": (
+        "fix the listed targets at the source (a unit slip: divide by the factor named; a sentinel: treat it as "
+        "missing) or drop those rows; if they are real, data.target_scaling=robust scales the target by its median "
+        "and interquartile range so the bulk keeps unit scale (the squared loss still weighs them heavily)"
+    ),
+    "target_outliers.tail": (
+        "a heavy-tailed target lets a few rows dominate the squared loss: data.target_scaling=robust scales it by "
+        "its median and interquartile range; for a positive, right-skewed target, predicting its log often works "
+        "better (transform the column in the CSV)"
     ),
 }
 
@@ -416,6 +426,101 @@ def _regression_targets(df: pd.DataFrame, train: pd.DataFrame, margin: float, ca
     )
 
 
+TARGET_OUTLIERS = CheckBuilder(
+    "target_outliers", "the regression target has no gross outliers and no tail heavy enough to dominate the loss"
+)
+GROSS_FACTOR = 4.0  # a target beyond GROSS_FACTOR x k robust SDs (linear scale) is gross even if not positive
+
+
+def target_outliers(m: Manifest, k: float = 6.0, cap: int = 10) -> Finding:
+    """Regression targets (every split) beyond median ± ``k`` robust SDs (1.4826 · MAD), named with their rows.
+
+    Gross outliers FAIL: for a positive target, beyond ``k`` robust SDs on the log scale (a factor away from
+    the bulk: a unit slip such as cm for m, or a sentinel such as 99999 — the observed text gives each one's
+    ratio to the median); for a target with values ≤ 0, beyond ``GROSS_FACTOR`` · ``k`` robust SDs. Values beyond
+    ``k`` on the linear scale only are a heavy tail: WARN. Both say what share of the target's variance (the
+    squared loss of the mean predictor) the listed rows carry. Items: id, split, value, robust_z, times_median.
+    Rule: Recipe §1, "the outliers especially almost always uncover some bugs"; MAD bounds as
+    :func:`recipe.checks.base.robust_bounds`."""
+    df = m.df[m.df["label"].notna()]
+    y = df["label"].to_numpy(np.float64)
+    ok = np.isfinite(y)
+    df, y = df[ok], y[ok]
+    b = robust_bounds(y, k)
+    if b is None or len(y) < 3:
+        return TARGET_OUTLIERS(PASS, f"{len(y)} finite targets: too few to judge", "-")
+    z = b.z(y)
+    positive = bool((y > 0).all())
+    if positive:
+        lb = robust_bounds(np.log(y), k)
+        gross = lb.outside(np.log(y)) if lb is not None else np.zeros(len(y), dtype=bool)
+    else:
+        gross = np.abs(z) > GROSS_FACTOR * k
+    tail = (np.abs(z) > k) & ~gross
+    flagged = gross | tail
+    dev = (y - y.mean()) ** 2
+    share = float(dev[flagged].sum() / dev.sum()) if dev.sum() > 0 else 0.0
+    med = b.median
+    order = np.flatnonzero(flagged)[np.argsort(-np.abs(z[flagged]), kind="stable")]
+    items = [
+        {
+            "id": df["id"].iloc[i],
+            "split": df["split"].iloc[i],
+            "value": float(y[i]),
+            "robust_z": json_value(float(z[i])),
+            "times_median": json_value(float(y[i] / med)) if med else None,
+            "problem": "gross" if gross[i] else "tail",
+        }
+        for i in order
+    ]
+    bulk = f"median {fmt(med)}, robust SD {fmt(b.scale)}"
+
+    def said(i: dict[str, Any]) -> str:
+        ratio = f", {i['times_median']:.3g}x the median" if i["times_median"] is not None and positive else ""
+        return f"{i['id']} = {fmt(i['value'])} ({i['split']}{ratio})"
+
+    n_gross, n_tail = int(gross.sum()), int(tail.sum())
+    if n_gross:
+        gi = [i for i in items if i["problem"] == "gross"]
+        factors = [i["times_median"] for i in gi if i["times_median"]]
+        hint = ""
+        if positive and factors:
+            hint = "; " + _slip_factor(float(np.median(factors)))
+        observed = (
+            f"{n_gross} of {len(y)} targets are gross outliers ({bulk}{'; log scale' if positive else ''}): "
+            f"{names(map(said, gi), cap)}{hint}; the flagged rows carry {100 * share:.0f}% of the target's variance"
+        )
+        verdict = FAIL
+    elif n_tail:
+        observed = (
+            f"heavy tail: {n_tail} of {len(y)} targets beyond {fmt(k)} robust SDs ({bulk}): {names(map(said, items), cap)}; "
+            f"they carry {100 * share:.0f}% of the target's variance"
+        )
+        verdict = WARN
+    else:
+        observed = f"all {len(y)} targets within {fmt(k)} robust SDs of the median ({bulk})"
+        verdict = PASS
+    return TARGET_OUTLIERS(
+        verdict,
+        observed,
+        f"every target within median ± {fmt(k)} robust SDs",
+        ADVICE["target_outliers.gross" if n_gross else "target_outliers.tail"],
+        items=items,
+        metrics={"data/n_target_outliers": len(items), "data/target_outlier_variance_share": share},
+    )
+
+
+def _slip_factor(ratio: float) -> str:
+    """How far gross outliers sit from the median (``ratio``: their median value / the target's median), said
+    as a power of ten when it is within a factor 2 of one (a unit slip: cm for m, cents for dollars)."""
+    p = round(float(np.log10(ratio)))
+    if p and abs(np.log10(ratio) - p) < np.log10(2):
+        factor = f"{10**p:g}" if p > 0 else f"1/{10**-p:g}"
+        return f"they are ~{factor}x the median, a power of ten: a unit slip (or a sentinel value)"
+    factor = f"{ratio:.3g}" if ratio >= 1 else f"1/{1 / ratio:.3g}"
+    return f"they are ~{factor}x the median: a unit slip or a sentinel value"
+
+
 def _class_targets(m: Manifest, df: pd.DataFrame, train: pd.DataFrame, cap: int) -> Finding:
     """target_values for classification: each class with its count, and the ones train lacks."""
     counts = df["label"].astype(str).value_counts()
@@ -446,4 +551,5 @@ def table_checks(m: Manifest, ic: InspectConfig) -> list[Finding]:
         constant_features(m, cap),
         feature_ranges(m, ic.range_margin, cap),
         target_values(m, ic.range_margin, cap),
+        *([] if task_for(m).classifier else [target_outliers(m, ic.outlier_mad, cap)]),
     ]

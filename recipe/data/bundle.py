@@ -96,7 +96,8 @@ class DataBundle:
     on ``(y - target_shift) / target_scale`` with the TRAIN split's mean and std, so a target in raw units (house
     prices in the 100,000s) meets the same learning rates, initialisation and loss-at-init rules as any other;
     ``target_mean`` and ``target_std`` describe the targets as the model sees them (0 and 1 when standardised),
-    for the output bias and the baselines, and :func:`recipe.tasks.task_for` on the bundle reports MAE and MSE
+    for the output bias and the baselines (``data.target_scaling=robust``: the train median and interquartile
+    range / 1.349 instead, so a few extreme targets do not squash the rest), and :func:`recipe.tasks.task_for` on the bundle reports MAE and MSE
     back in the target's own units. Champions undo the scaling (:mod:`recipe.champion`).
     """
 
@@ -305,7 +306,11 @@ def load_data(cfg: RecipeConfig) -> DataBundle:
         counts, t_mean, t_std = [], float(y.mean()), float(y.std())
     shift = scale = None
     if t_std is not None and d.standardize_target and t_std > 0:  # the model sees (y - mean) / std: mean 0, std 1
-        shift, scale, t_mean, t_std = t_mean, t_std, 0.0, 1.0
+        shift, scale = t_mean, t_std
+        if d.target_scaling == "robust":  # median and IQR / 1.349 (the normal's SD): outliers move neither
+            q1, q2, q3 = np.percentile(y, [25, 50, 75])
+            shift, scale = float(q2), float(q3 - q1) / 1.349 or t_std
+        t_mean, t_std = (t_mean - shift) / scale, t_std / scale  # the targets as the model sees them
     return DataBundle(
         manifest=m,
         config=d,

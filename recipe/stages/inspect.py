@@ -10,6 +10,9 @@ when the strict loader would refuse the data), then:
   whitespace, nulls, labels, empty classes, shapes, split sizes, class balance, pixel-statistic outliers,
   duplicates and leakage, and
   for CSV data feature types, missing values, constant columns, ranges and the target;
+- diagnoses samples with a cross-validated cheap model (:mod:`recipe.checks.labels`,
+  :mod:`recipe.checks.leakage`): wrong labels (cleanlab's confident learning), near-duplicates within and
+  across splits, outliers, columns that leak the target, identifier columns and row-order leaks;
 - validates the same hypotheses as a Great Expectations suite derived from the data, and renders Data Docs;
 - draws the data (class histogram, samples per class, extremes along each property, duplicate groups, or
   feature histograms for tables).
@@ -43,13 +46,44 @@ def run(ctx: StageContext) -> StageResult:
     See the module docstring."""
     cfg, m = ctx.cfg, ctx.manifest()
     report = inspect_manifest(m, cfg)
+    diagnosis, diagnosis_metrics = _diagnose(m, cfg)
     docs_dir = ctx.workdir / "gx" / "data_docs"
     gx_finding, gx_result = _validate(m, cfg, docs_dir)
-    findings = [*report.findings, gx_finding]
-    metrics = {**report.metrics, **gx_finding.metrics}  # logged now: finish() merges the same numbers
+    findings = [*report.findings, *diagnosis, gx_finding]
+    metrics = {**report.metrics, **diagnosis_metrics, **gx_finding.metrics}  # logged now: finish() merges them
     _log_evidence(ctx, m, findings, metrics, gx_result, docs_dir)
     notes = _notes(m) + _log_figures(m, cfg)
     return finish(STAGE, findings, cfg, metrics=metrics, artifacts=_artifacts(m), notes=notes)
+
+
+def _diagnose(m: Any, cfg: Any) -> tuple[list[Finding], dict[str, float]]:
+    """The sample-level diagnosis: :mod:`recipe.checks.labels` (label issues, near-duplicates, outliers, from a
+    cross-validated cheap model) and :mod:`recipe.checks.leakage` (columns that leak the target, identifiers,
+    near-duplicates across splits), with their metrics and ``time/diagnosis_s`` (seconds). An error in them is
+    a WARN naming it (traceback in ``inspect/diagnosis_error.txt``): the other checks still report."""
+    import time
+
+    from recipe.checks import labels, leakage
+
+    start = time.perf_counter()
+    try:
+        ev = labels.evidence(m, cfg.seed)
+        found = labels.label_checks(m, cfg, ev) + leakage.leakage_checks(m, cfg, ev)
+    except Exception as e:
+        tracking.log_text(traceback.format_exc(), "inspect/diagnosis_error.txt")
+        found = [
+            finding(
+                "sample_diagnosis",
+                "label quality, near-duplicates, outliers and leakage can be judged",
+                f"the diagnosis raised {type(e).__name__}: {e}",
+                "no error",
+                Verdict.WARN,
+                "see inspect/diagnosis_error.txt in this run's artifacts; the other checks are unaffected",
+            )
+        ]
+    metrics = {k: v for f in found for k, v in f.metrics.items()}
+    metrics["time/diagnosis_s"] = time.perf_counter() - start
+    return found, metrics
 
 
 def _log_evidence(

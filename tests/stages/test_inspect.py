@@ -72,6 +72,31 @@ def test_digits_pass_every_check(digits_run):
     assert gx.observed.startswith("all ") and gx.observed.endswith(" expectations met")
 
 
+def test_digits_run_the_sample_diagnosis_before_the_gx_suite(digits_run):
+    _, result, *_ = digits_run
+    names = [c.name for c in result.checks]
+    diagnosis = ["label_issues", "near_duplicates", "outliers", "near_duplicates_across_splits"]
+    assert names[names.index("label_issues") : names.index("label_issues") + 4] == diagnosis
+    assert names[-1] == "gx_suite"
+    assert result.metrics["time/diagnosis_s"] > 0
+    assert result.metrics["data/label_noise_rate"] < 0.01
+
+
+def test_a_crash_in_the_diagnosis_is_a_warning_naming_it(monkeypatch):
+    from recipe.checks import labels
+
+    def broken(m, seed=0):
+        raise MemoryError("pretend the features do not fit")
+
+    logged = {}
+    monkeypatch.setattr(labels, "evidence", broken)
+    monkeypatch.setattr(inspect_stage.tracking, "log_text", lambda text, path: logged.setdefault(path, text))
+    found, metrics = inspect_stage._diagnose(build_manifest(RecipeConfig()), RecipeConfig())
+    assert [(f.name, f.verdict) for f in found] == [("sample_diagnosis", Verdict.WARN)]
+    assert found[0].check.observed == "the diagnosis raised MemoryError: pretend the features do not fit"
+    assert "MemoryError" in logged["inspect/diagnosis_error.txt"] and "time/diagnosis_s" in metrics
+
+
 def test_digits_log_plots_gx_results_data_docs_and_problems(digits_run):
     _, result, run_id, client, tmp = digits_run
     assert IMAGE_ARTIFACTS <= artifact_paths(client, run_id)
@@ -95,7 +120,7 @@ def test_digits_metrics(digits_run):
     for key in ("n_unreadable", "n_duplicates_within", "n_duplicates_across", "n_outliers", "gx_failed_expectations"):
         assert logged[f"data/{key}"] == 0, key
     assert 0.25 < logged["data/pixel_mean"] < 0.35 and 0.3 < logged["data/pixel_std"] < 0.45
-    assert all(k.startswith("data/") for k in logged)
+    assert all(k.startswith("data/") for k in logged if k != "time/diagnosis_s")  # the one timing: the diagnosis
 
 
 def test_digits_notes_name_the_fingerprint_and_the_split_file(digits_run):
@@ -232,8 +257,10 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     checks = {c.name: c for c in result.checks}
     verdicts = {n: c.verdict.value for n, c in checks.items() if c.verdict is not Verdict.PASS}
     # the missing cell is filled with the train median (a warning, not a stop); a column constant in every split
-    # carries nothing and harms nothing: named, not warned about (#13)
-    assert verdicts == {"feature_nulls": "warn", "feature_ranges": "warn", "gx_suite": "warn"}
+    # carries nothing and harms nothing: named, not warned about (#13); the 1700 row is also far from every other
+    # row in feature space (cleanlab's OutOfDistribution, the outliers check)
+    assert verdicts == {"feature_nulls": "warn", "feature_ranges": "warn", "outliers": "warn", "gx_suite": "warn"}
+    assert f"most atypical first: row:{row} (val, z " in checks["outliers"].observed
     assert checks["feature_nulls"].observed == "1 missing value: weight: 1 of 40 (2.5%, written as empty), rows row:3"
     assert checks["constant_features"].observed.startswith("1 constant column in train: station (= 1.0)")
     assert f"height = 1700 (row:{row}, val; train " in checks["feature_ranges"].observed

@@ -92,9 +92,11 @@ def _target_notes(lab: Lab) -> list[str]:
     """What a standardised regression target means for the numbers (none for classification or raw targets)."""
     if not lab.data.target_scale:
         return []
+    robust = lab.cfg.data.target_scaling == "robust"
+    centre, spread = ("median", "IQR / 1.349") if robust else ("mean", "std")
     return [
-        f"regression targets are standardised with the train mean {lab.data.target_shift:.6g} and "
-        f"std {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
+        f"regression targets are standardised with the train {centre} {lab.data.target_shift:.6g} and "
+        f"{spread} {lab.data.target_scale:.6g}: losses are in standardised units, MAE and MSE metrics in "
         "the target's units (data.standardize_target=false trains on raw targets)"
     ]
 
