@@ -22,7 +22,12 @@ from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
 from recipe.pipeline import run_recipe
-from recipe.preflight import PreflightError, allowed_model_modules, check_model_imports_allowed
+from recipe.preflight import (
+    ALLOWED_MODULES_ENV,
+    PreflightError,
+    allowed_model_modules,
+    check_model_imports_allowed,
+)
 from recipe.stages import stage_names
 
 
@@ -44,6 +49,26 @@ def _from_deployment() -> bool:
     from prefect.runtime import deployment
 
     return deployment.id is not None
+
+
+def _operator_allowed_model_modules() -> list[str]:
+    """The worker's ``RECIPE_ALLOWED_MODEL_MODULES``, for a flow run from a deployment.
+
+    The process worker copies a flow run's own job variables' ``env`` into the flow run's environment, and the
+    "Custom run" form (or the API) that submits the config submits those too: a submitter could set the
+    allow-list the guard reads. So a flow run whose own job variables set it is refused (the deployment's job
+    variables, written by the operator in deploy/prefect.yaml, are not the flow run's own).
+
+    Raises:
+        PreflightError: the flow run's job variables set ``RECIPE_ALLOWED_MODEL_MODULES``.
+    """
+    env = (flow_run.job_variables or {}).get("env") or {}
+    if isinstance(env, dict) and ALLOWED_MODULES_ENV in env:
+        raise PreflightError(
+            f"this flow run's job variables set {ALLOWED_MODULES_ENV}, which only the operator may set (in the "
+            f"worker's environment); submit the run without it"
+        )
+    return allowed_model_modules()
 
 
 STAGE_TASKS = {name: _stage_task(name) for name in stage_names()}
@@ -78,7 +103,7 @@ def recipe(
     logger = get_run_logger()
     try:
         if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
-            check_model_imports_allowed(cfg, allowed_model_modules())
+            check_model_imports_allowed(cfg, _operator_allowed_model_modules())
         with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
             outcome = run_recipe(
                 cfg,

@@ -184,3 +184,26 @@ def test_a_deployment_run_with_a_custom_model_module_is_refused_naming_the_setti
     assert "RECIPE_ALLOWED_MODEL_MODULES=tests.models.custom_net" in message, message
     assert "allowed module prefixes: none" in message, message
     assert MlflowClient(tracking_uri=uri).get_experiment_by_name(name) is None  # refused before anything ran
+
+
+def test_job_variables_of_a_custom_run_cannot_allow_a_model_module(worker, deployed):
+    """The same form also takes job variables, whose env the process worker hands to the flow run: a submitter
+    setting RECIPE_ALLOWED_MODEL_MODULES there must not get past the operator's (empty) allow-list."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from recipe.config import load_config
+
+    proc, uri = worker
+    name = "deploy-guard-env"
+    cfg = load_config(overrides=[f"name={name}", "model.name=tests.models.custom_net:TinyNet"])
+    with SyncPrefectClient(deployed["PREFECT_API_URL"]) as client:
+        dep = client.read_deployment_by_name(f"recipe/{SPEC.name}")
+        flow_run = client.create_flow_run_from_deployment(
+            dep.id,
+            parameters={"config": cfg.to_dict(), "stage": first_stage()},
+            job_variables={"env": {"RECIPE_ALLOWED_MODEL_MODULES": "tests"}},
+        )
+    run = _final(deployed["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[proc])
+    assert run.state.is_failed(), f"{run.state.type.value}: {run.state.message}"
+    assert "job variables set RECIPE_ALLOWED_MODEL_MODULES" in run.state.message, run.state.message
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name(name) is None
