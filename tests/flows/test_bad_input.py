@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,15 @@ from flows.cli import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dead_port():
+    """A loopback port nothing answers on, for the test's duration: bound (so no other process takes it) but not
+    listening, so a connection is refused. A fixed port (9, discard) may be served on some machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def _files(tmp: Path) -> dict[str, str]:
@@ -147,9 +157,9 @@ CASES = [
     (
         "tracking-server-down",
         [],
-        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:{dead_port}"},
         3,
-        ["http://127.0.0.1:9", "does not answer", "MLFLOW_TRACKING_URI"],
+        ["http://127.0.0.1:{dead_port}", "does not answer", "MLFLOW_TRACKING_URI"],
     ),
     ("report-is-folder", ["--report", "{tmp}/a-folder"], {}, 2, ["--report", "is a folder", "report.json"]),
     (  # /proc looks writable to root, yet refuses new files: found before the run, not after it (as a crash)
@@ -163,8 +173,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "env", "code", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, args, env, code, expected):
-    subst = _files(tmp_path)
+def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, dead_port, args, env, code, expected):
+    subst = {**_files(tmp_path), "dead_port": str(dead_port)}
     home = tmp_path / "prefect-home"
     store = tmp_path / "store" / "mlflow.db"
     monkeypatch.setenv("PREFECT_HOME", str(home))
@@ -259,9 +269,10 @@ def test_a_real_process_with_bad_input_exits_2_in_one_line(tmp_path):
     assert not (tmp_path / "prefect-home" / "recipe-server").exists()
 
 
-def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path):
-    out = _flows(tmp_path, "run", "recipe", "--stage", "inspect", PREFECT_API_URL="http://127.0.0.1:9/api")
+def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path, dead_port):
+    api = f"http://127.0.0.1:{dead_port}/api"
+    out = _flows(tmp_path, "run", "recipe", "--stage", "inspect", PREFECT_API_URL=api)
     assert out.returncode == 3, out.stderr
-    assert "PREFECT_API_URL=http://127.0.0.1:9/api" in out.stderr and "does not answer" in out.stderr
+    assert f"PREFECT_API_URL={api}" in out.stderr and "does not answer" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert not (tmp_path / "store" / "mlflow.db").exists()
