@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test bench lint clean-runs test-ops stack-up stack-down stack-status deploy
+.PHONY: run test test-e2e bench lint clean-runs test-ops stack-up stack-down stack-status deploy
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,8 +15,12 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(VENV)/bin/flows run recipe --preset digits --report mlruns/last-report.json
 
+# Every test, the e2e test of the six real stages (about 2 minutes) included: CI (.ci/run) runs this.
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+test-e2e: $(STAMP)
+	$(PY) -m pytest -q -m e2e
 
 # ruff check (pyflakes, pycodestyle, isort, pyupgrade, bugbear) and the formatter's check; config in pyproject.toml.
 lint: $(STAMP)

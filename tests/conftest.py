@@ -4,6 +4,7 @@
 - ``mlflow_store``: a fresh sqlite tracking store per test, copied from one migrated template (a new
   sqlite store costs seconds of migrations).
 - ``prefect_harness``: one session-wide Prefect test server with a temporary PREFECT_HOME.
+- Under ``CI=true`` a skipped test fails (tests/ci_skips.py): a missing PostgreSQL or Chromium turns CI red.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.ci_skips import pytest_runtest_makereport  # noqa: F401  (a hook: under CI a skip is a failure)
 
 _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipe-tests-"))
 os.environ["RECIPE_DATA_DIR"] = str(_SESSION_TMP / "data")

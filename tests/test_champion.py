@@ -32,10 +32,11 @@ from recipe.fit import fit
 @pytest.fixture(scope="module")
 def digits_fit(tmp_path_factory):
     home = tmp_path_factory.mktemp("champion")
-    os.environ["RECIPE_DATA_DIR"] = str(home / "data")
-    cfg = RecipeConfig().with_overrides({"budget.epochs": 3, "trainer.progress": False, "model.width": 8})
-    result = fit(cfg, log=False)
-    return cfg, result
+    with pytest.MonkeyPatch.context() as mp:  # restored after the module: later tests see the session's folder
+        mp.setenv("RECIPE_DATA_DIR", str(home / "data"))
+        cfg = RecipeConfig().with_overrides({"budget.epochs": 3, "trainer.progress": False, "model.width": 8})
+        result = fit(cfg, log=False)
+        yield cfg, result
 
 
 def _spec(cfg, result) -> ChampionSpec:

@@ -153,7 +153,16 @@ def test_the_flow_runs_scratch_folder_is_removed_when_it_ends(mlflow_store, fake
     with pytest.raises(RuntimeError, match="stage b broke"):
         pipeline.run_recipe(cfg, execute=execute, say=lambda m: None)
     assert len(seen) == 2 and not any(p.exists() or p.parent.exists() for p in seen)
-    pipeline.run_recipe(cfg, say=lambda m: None)  # and a passing run leaves nothing behind either
+    seen.clear()
+
+    def record(name, fn, ctx):
+        (ctx.workdir / "weights.pt").write_bytes(b"x")
+        seen.append(ctx.workdir)
+        return fn(ctx)
+
+    out = pipeline.run_recipe(cfg, execute=record, say=lambda m: None)
+    assert out.exit_code == 0 and len(seen) == 3  # a passing run ran every stage, and leaves nothing behind either
+    assert not any(p.exists() or p.parent.exists() for p in seen)
 
 
 def test_the_report_follows_its_published_schema(mlflow_store, fake_stages, cfg, tmp_path):

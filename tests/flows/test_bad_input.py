@@ -7,8 +7,11 @@ In-process (CliRunner) where the case needs no environment Prefect reads at impo
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,15 @@ from flows.cli import app
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def dead_port():
+    """A loopback port nothing answers on, for the test's duration: bound (so no other process takes it) but not
+    listening, so a connection is refused. A fixed port (9, discard) may be served on some machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield s.getsockname()[1]
 
 
 def _files(tmp: Path) -> dict[str, str]:
@@ -145,9 +157,9 @@ CASES = [
     (
         "tracking-server-down",
         [],
-        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:{dead_port}"},
         3,
-        ["http://127.0.0.1:9", "does not answer", "MLFLOW_TRACKING_URI"],
+        ["http://127.0.0.1:{dead_port}", "does not answer", "MLFLOW_TRACKING_URI"],
     ),
     ("report-is-folder", ["--report", "{tmp}/a-folder"], {}, 2, ["--report", "is a folder", "report.json"]),
     (  # /proc looks writable to root, yet refuses new files: found before the run, not after it (as a crash)
@@ -161,8 +173,8 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "env", "code", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, args, env, code, expected):
-    subst = _files(tmp_path)
+def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, dead_port, args, env, code, expected):
+    subst = {**_files(tmp_path), "dead_port": str(dead_port)}
     home = tmp_path / "prefect-home"
     store = tmp_path / "store" / "mlflow.db"
     monkeypatch.setenv("PREFECT_HOME", str(home))
@@ -179,17 +191,57 @@ def test_bad_input_is_answered_up_front(tmp_path, monkeypatch, args, env, code, 
     assert not store.exists()  # no MLflow store was created
 
 
-def test_there_are_at_least_25_cases():
-    assert len(CASES) >= 25
+NOBODY = 65534  # the conventional unprivileged uid / gid
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_a_read_only_store_folder_is_named(tmp_path, monkeypatch):
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
-    result = runner.invoke(app, ["run", "recipe"])
-    assert result.exit_code == 2 and str(folder) in result.output and "not writable" in result.output
+def _as_unprivileged(cmd: list[str]) -> list[str]:
+    """``cmd`` run without root's right to write anywhere: as root (CI runs as root), through ``setpriv`` as
+    ``nobody``; as any other user, as is. Without ``setpriv`` as root the test cannot mean anything: it skips,
+    and under CI=true a skip is a failure (tests/ci_skips.py)."""
+    if os.geteuid() != 0:
+        return cmd
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("as root, needs setpriv (util-linux) to run the store check as an unprivileged user")
+    return [setpriv, f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", *cmd]
+
+
+@pytest.mark.parametrize("existing_db", [False, True], ids=["new-store", "existing-store"])
+def test_a_read_only_store_folder_is_named(existing_db):
+    # Under a world-readable temp folder (pytest's tmp_path is root's, mode 0700): the unprivileged process must
+    # reach this folder, own its HOME, PREFECT_HOME and logs, and not own the store's folder (mode 0555).
+    base = Path(tempfile.mkdtemp(prefix="recipe-ro-"))
+    home, folder = base / "home", base / "ro"
+    try:
+        base.chmod(0o755)
+        home.mkdir()
+        folder.mkdir()
+        if existing_db:
+            (folder / "mlflow.db").touch(mode=0o644)
+        folder.chmod(0o555)
+        if os.geteuid() == 0:
+            os.chown(home, NOBODY, NOBODY)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+        env.update(
+            PYTHONPATH=str(REPO),
+            PYTHONDONTWRITEBYTECODE="1",
+            HOME=str(home),
+            PREFECT_HOME=str(home / "prefect"),
+            RECIPE_LOG_DIR=str(home / "logs"),
+            RECIPE_DATA_DIR=str(home / "data"),
+            MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlflow.db",
+        )
+        cmd = _as_unprivileged([sys.executable, "-c", "from flows.cli import main; main()", "run", "recipe"])
+        out = subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2, out.stdout + out.stderr
+        assert str(folder) in out.stderr and "not writable" in out.stderr, out.stderr
+        assert "Traceback" not in out.stdout + out.stderr
+        assert not (home / "prefect" / "recipe-server").exists()  # answered before any server starts
+        assert [p.name for p in folder.iterdir()] == (["mlflow.db"] if existing_db else [])
+    finally:
+        if folder.exists():
+            folder.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _flows(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -217,9 +269,10 @@ def test_a_real_process_with_bad_input_exits_2_in_one_line(tmp_path):
     assert not (tmp_path / "prefect-home" / "recipe-server").exists()
 
 
-def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path):
-    out = _flows(tmp_path, "run", "recipe", "--stage", "inspect", PREFECT_API_URL="http://127.0.0.1:9/api")
+def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path, dead_port):
+    api = f"http://127.0.0.1:{dead_port}/api"
+    out = _flows(tmp_path, "run", "recipe", "--stage", "inspect", PREFECT_API_URL=api)
     assert out.returncode == 3, out.stderr
-    assert "PREFECT_API_URL=http://127.0.0.1:9/api" in out.stderr and "does not answer" in out.stderr
+    assert f"PREFECT_API_URL={api}" in out.stderr and "does not answer" in out.stderr
     assert "Traceback" not in out.stderr + out.stdout
     assert not (tmp_path / "store" / "mlflow.db").exists()

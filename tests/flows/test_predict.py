@@ -24,8 +24,8 @@ def champion(_mlflow_template, tmp_path_factory):
     import mlflow
 
     tmp = tmp_path_factory.mktemp("predict")
-    os.environ["RECIPE_DATA_DIR"] = str(tmp / "data")
-    with private_mlflow_store(_mlflow_template, tmp):
+    with pytest.MonkeyPatch.context() as mp, private_mlflow_store(_mlflow_template, tmp):
+        mp.setenv("RECIPE_DATA_DIR", str(tmp / "data"))  # restored after the module
         cfg = RecipeConfig().with_overrides({"budget.epochs": 8, "trainer.progress": False})
         result = fit(cfg, log=False)
         spec = spec_for(result.data, [Member(cfg.model.model_dump(mode="json"), "m0.pt")])

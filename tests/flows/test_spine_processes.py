@@ -11,12 +11,14 @@ Kept cheap: the digits preset, `--stage inspect` / `--stage baselines` only, one
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from mlflow import MlflowClient
 
@@ -138,17 +140,37 @@ def test_orchestration_that_does_not_start_in_time_is_one_line_and_exit_3(tmp_pa
 
 
 def _interrupt_mid_baselines(env, sig: int) -> tuple[subprocess.Popen, str]:
-    """Start `--stage baselines` (inspect reused), send ``sig`` to its process group while baselines runs."""
+    """Start `--stage baselines` (inspect reused) and send ``sig`` to its process group once the baselines stage
+    is under way: its MLflow run exists and is RUNNING (an event, not a guess of how long start-up takes)."""
     p = _start(env, "--stage", "baselines")
     seen = []
     for line in p.stdout:
         seen.append(line)
-        if "stage inspect: up to date, reused run" in line:
+        if m := re.search(r"stage baselines: started \(MLflow run (\w+)\)", line):
             break
-    time.sleep(2.0)  # into the baselines stage
+    else:
+        pytest.fail("the baselines stage never started:\n" + "".join(seen)[-3000:])
+    assert _status(env, m[1]) == "RUNNING"
     os.killpg(p.pid, sig)
     out = "".join(seen) + p.communicate(timeout=60)[0]
     return p, out
+
+
+def _status(env: dict[str, str], run_id: str) -> str:
+    return MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).get_run(run_id).info.status
+
+
+def _flow_run_state(env: dict[str, str], out: str) -> str:
+    """The state type, on the local Prefect server, of the flow run the terminal named as ended crashed."""
+    from flows.local_server import read_info
+
+    m = re.search(r"Prefect flow run ([0-9a-f-]{36}) ended crashed", out)
+    assert m, out[-3000:]
+    info = read_info(Path(env["PREFECT_HOME"]))
+    assert info is not None
+    r = httpx.get(f"{info.url}/flow_runs/{m[1]}", timeout=30)
+    r.raise_for_status()
+    return r.json()["state_type"]
 
 
 def _inspect_runs_kept(store: Path, before: set[str]) -> bool:
@@ -186,6 +208,43 @@ def test_a_signal_mid_stage_stops_the_run_and_marks_its_mlflow_runs_killed(inspe
     # what was recorded before is kept: the passing inspect run is still there
     assert _inspect_runs_kept(store, before)
     assert _group_gone(p.pid)
+    assert _flow_run_state(env, out) == "CRASHED"  # what the terminal said, on the Prefect server
+
+
+def test_a_second_ctrl_c_exits_at_once_while_the_first_is_still_cleaning_up(inspected):
+    """The local Prefect server is paused (SIGSTOP) before the first Ctrl-C, so the clean-up hangs where it
+    reports the crash; the second Ctrl-C must end the process at once with the first signal's code, and the
+    next run's orphan sweep ends what was left RUNNING."""
+    from flows.local_server import read_info
+
+    env, store = inspected
+    before = {r.info.run_id for r in _runs(store)}
+    server = read_info(Path(env["PREFECT_HOME"]))
+    assert server is not None and server.alive()
+    p = _start(env, "--stage", "baselines")
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if re.search(r"stage baselines: started \(MLflow run \w+\)", line):
+            break
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        os.killpg(p.pid, signal.SIGINT)
+        # the first must be handled before the second is sent (two pending SIGINTs are one): the handler runs
+        # within milliseconds in the main thread; the paused server holds the clean-up for its HTTP timeout
+        time.sleep(1.0)
+        assert p.poll() is None, "".join(seen)[-3000:]  # still cleaning up
+        os.killpg(p.pid, signal.SIGINT)
+        start = time.monotonic()
+        out = "".join(seen) + p.communicate(timeout=30)[0]
+        took = time.monotonic() - start
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+    assert p.returncode == 130, out[-3000:]
+    assert took < 5.0, took
+    assert "second interrupt: exiting now" in out
+    assert _group_gone(p.pid)
+    assert _inspect_runs_kept(store, before)
 
 
 def test_kill_9_leaves_orphans_that_the_next_run_ends_and_it_reuses_what_passed(inspected):

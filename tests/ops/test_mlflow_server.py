@@ -8,6 +8,7 @@ proxied by the server onto its disk.
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -91,3 +92,21 @@ def test_the_server_answers_loopback_host_headers(mlflow_server):
         )
         with _NO_PROXY.open(req, timeout=10) as r:
             assert r.status == 200, host
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:{port}", "127.0.0.1.nip.io:{port}"])
+def test_the_server_rejects_a_host_header_that_is_not_loopback(mlflow_server, host):
+    """DNS rebinding: a page on another name that resolves to 127.0.0.1 reaches the server with its own name in
+    the Host header; MLflow's host check (--allowed-hosts; its default admits loopback names and private-network IP
+    literals, which a rebinding page cannot send) must refuse it."""
+    uri, _ = mlflow_server
+    port = uri.rsplit(":", 1)[1]
+    req = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/experiments/search",
+        data=b'{"max_results": 1}',
+        headers={"Host": host.format(port=port), "Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _NO_PROXY.open(req, timeout=10)
+    assert refused.value.code in (400, 403), refused.value.code
+    assert b"experiments" not in refused.value.read()  # no data came back

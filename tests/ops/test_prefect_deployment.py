@@ -143,3 +143,73 @@ def test_flows_deploy_without_a_server_says_how_to_get_one(tmp_path):
     done = run_cli([str(BIN / "flows"), "deploy"], env=clean_env(PREFECT_HOME=str(tmp_path)), timeout=60, check=False)
     assert done.returncode == 2
     assert "PREFECT_API_URL is not set" in done.stderr and "deploy/stack.sh up" in done.stderr
+
+
+def _final(api_url: str, flow_run_id, timeout: float, logs: list[Proc] = ()):
+    """The flow run once its state is final (any final state); fails with the logs when it is not in time."""
+    import time
+
+    from prefect.client.orchestration import SyncPrefectClient
+
+    deadline = time.monotonic() + timeout
+    with SyncPrefectClient(api_url) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(flow_run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            time.sleep(1)
+    pytest.fail(f"flow run {flow_run_id} not final after {timeout:.0f} s\n" + "\n".join(p.tail(60) for p in logs))
+
+
+def test_a_deployment_run_with_a_custom_model_module_is_refused_naming_the_setting(worker, deployed):
+    """The "Custom run" form's threat: a config whose model.name imports a module. The module here is importable
+    on the worker (the checkout's tests.models.custom_net), and the worker sets no RECIPE_ALLOWED_MODEL_MODULES:
+    the flow run ends Failed before any stage, its message naming the setting that would allow it."""
+    from prefect.client.orchestration import SyncPrefectClient
+
+    from recipe.config import load_config
+
+    proc, uri = worker
+    name = "deploy-guard"
+    cfg = load_config(overrides=[f"name={name}", "model.name=tests.models.custom_net:TinyNet"])
+    with SyncPrefectClient(deployed["PREFECT_API_URL"]) as client:
+        dep = client.read_deployment_by_name(f"recipe/{SPEC.name}")
+        flow_run = client.create_flow_run_from_deployment(
+            dep.id, parameters={"config": cfg.to_dict(), "stage": first_stage()}
+        )
+    run = _final(deployed["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[proc])
+    assert run.state.is_failed(), f"{run.state.type.value}: {run.state.message}"
+    message = run.state.message
+    assert "model.name='tests.models.custom_net:TinyNet'" in message, message
+    assert "RECIPE_ALLOWED_MODEL_MODULES=tests.models.custom_net" in message, message
+    assert "allowed module prefixes: none" in message, message
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name(name) is None  # refused before anything ran
+
+
+def test_job_variables_of_a_custom_run_cannot_allow_a_model_module(worker, deployed):
+    """The same form also takes job variables, whose env the process worker hands to the flow run: a submitter
+    setting RECIPE_ALLOWED_MODEL_MODULES there must not get past the operator's (empty) allow-list."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    from recipe.config import load_config
+
+    proc, uri = worker
+    name = "deploy-guard-env"
+    cfg = load_config(overrides=[f"name={name}", "model.name=tests.models.custom_net:TinyNet"])
+    with SyncPrefectClient(deployed["PREFECT_API_URL"]) as client:
+        dep = client.read_deployment_by_name(f"recipe/{SPEC.name}")
+        try:
+            flow_run = client.create_flow_run_from_deployment(
+                dep.id,
+                parameters={"config": cfg.to_dict(), "stage": first_stage()},
+                job_variables={"env": {"RECIPE_ALLOWED_MODEL_MODULES": "tests"}},
+            )
+        except PrefectHTTPStatusError as e:  # the pool's template has no `env` (flows deploy): refused at the door
+            assert e.response.status_code == 422, e
+            flow_run = None
+    if flow_run is not None:  # a pool made another way: the flow itself refuses the run's own `env`
+        run = _final(deployed["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[proc])
+        assert run.state.is_failed(), f"{run.state.type.value}: {run.state.message}"
+        assert "job variable(s) env may not be set" in run.state.message, run.state.message
+    assert MlflowClient(tracking_uri=uri).get_experiment_by_name(name) is None

@@ -198,16 +198,14 @@ def test_stack_up_run_a_deployment_down(stack):
         worker_log.name, worker_log.log = "worker", run_dir / "logs" / "worker.log"
         wait_flow_run(exports["PREFECT_API_URL"], flow_run.id, timeout=240, logs=[worker_log])
 
-    os.environ["MLFLOW_TRACKING_USERNAME"] = exports["MLFLOW_TRACKING_USERNAME"]
-    os.environ["MLFLOW_TRACKING_PASSWORD"] = exports["MLFLOW_TRACKING_PASSWORD"]
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # restores what was there before, set or not
+        mp.setenv("MLFLOW_TRACKING_USERNAME", exports["MLFLOW_TRACKING_USERNAME"])
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", exports["MLFLOW_TRACKING_PASSWORD"])
         mlflow_client = MlflowClient(tracking_uri=exports["MLFLOW_TRACKING_URI"])
         exp = mlflow_client.get_experiment_by_name(SPEC.parameters.get("preset", "digits"))
         runs = mlflow_client.search_runs(
             [exp.experiment_id], filter_string=f"tags.`{tracking.TAG_FLOW_RUN}` = '{flow_run.id}'"
         )
-    finally:
-        del os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]
     assert sorted(r.data.tags[tracking.TAG_KIND] for r in runs) == ["flow", "stage"]
     assert list((run_dir / "mlflow-artifacts").rglob("checks.json")), "artifacts should land in the run directory"
 
