@@ -325,6 +325,7 @@ def _setup_logging(log: Path):
                 and not getattr(h, "_recipe_no_tracebacks", False)
             ):
                 h.format = _without_traceback(h.format)
+                h.addFilter(_not_recipe)  # the summary table shows the verdicts; the log file keeps the records
                 h._recipe_no_tracebacks = True
 
     def detach() -> None:
@@ -333,6 +334,12 @@ def _setup_logging(log: Path):
         handler.close()
 
     return detach
+
+
+def _not_recipe(record) -> bool:
+    """False for the ``recipe`` package's records (verdicts, advice, trials): the terminal shows them once, as the
+    summary table; they go to the log file and the Prefect flow run's log."""
+    return not (record.name == "recipe" or record.name.startswith("recipe."))
 
 
 def _without_traceback(fmt):

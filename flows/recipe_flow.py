@@ -12,12 +12,15 @@ renders as a form.
 
 from __future__ import annotations
 
+import time
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
+from flows.artifacts import flow_run_name, forward_recipe_logs, publish_stage, publish_summary, reused_stage
 from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
@@ -31,9 +34,17 @@ def _stage_task(name: str):
     # No retries: stages are deterministic computations; retrying a failed check would only repeat it.
     @task(name=f"stage-{name}", cache_policy=NO_CACHE, persist_result=False)
     def run_stage(fn, ctx):
-        return fn(ctx)
+        result = fn(ctx)
+        publish_stage(ctx.input_cfg.name, result, _active_mlflow_run())  # the checks table, the MLflow run
+        return result
 
     return run_stage
+
+
+def _active_mlflow_run() -> str | None:
+    from recipe.tracking import active_run_id
+
+    return active_run_id()
 
 
 USER_ERRORS = (ConfigError, DataError, FileNotFoundError, PreflightError)
@@ -57,7 +68,7 @@ def _execute(name, fn, ctx):
     return STAGE_TASKS[name](quote(fn), quote(ctx))
 
 
-@flow(name="recipe", validate_parameters=True)
+@flow(name="recipe", validate_parameters=True, flow_run_name=flow_run_name)
 def recipe(
     config: RecipeConfig | None = None,
     preset: str = "digits",
@@ -79,25 +90,39 @@ def recipe(
     LAST_FLOW_RUN_ID = str(flow_run.id)
     cfg = config or load_config(preset=preset)
     logger = get_run_logger()
+    seconds: dict[str, float] = {}
+
+    def execute(name, fn, ctx):
+        start = time.perf_counter()
+        try:
+            return _execute(name, fn, ctx)
+        finally:
+            seconds[name] = time.perf_counter() - start
+
     try:
         if _from_deployment():  # the config came from a form or an API call, not the worker's own command line
             check_model_imports_allowed(cfg, allowed_model_modules())
-        with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
+        with (
+            forward_recipe_logs(),  # the recipe package's records (verdicts, advice, trials) to this run's log
+            trial_map_for(cfg) as map_trials,  # the tune stage's trials: one Prefect task each (flows/trials.py)
+        ):
             outcome = run_recipe(
                 cfg,
                 stage=stage,
                 force=force,
                 flow_run_id=str(flow_run.id),
-                execute=_execute,
+                execute=execute,
                 say=logger.info,
                 map_trials=map_trials,
                 fresh=fresh,
+                on_reuse=lambda name, found: reused_stage(cfg.name, name, quote(found), return_state=True),
             )
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is.
         logger.error(str(e))
         return Failed(message=str(e), data={"error": str(e), "error_type": type(e).__name__})
     verdict = outcome.report["verdict"]
+    publish_summary(outcome.report, seconds)
     if outcome.exit_code and not force:
         failed = outcome.report.get("stopped_at", "?")
         return Failed(message=f"stage {failed} failed its checks", data=outcome.report)
