@@ -137,8 +137,68 @@ def test_the_cli_terminal_leaves_recipe_records_to_the_log_file(tmp_path):
     try:
         logging.getLogger("recipe.pipeline").warning("stage b: WARN b_ok: look here")
         logging.getLogger("prefect.cli_test").warning("a prefect line")
-    finally:
         detach()
+        assert "a prefect line" in stream.getvalue() and "look here" not in stream.getvalue()
+        assert "stage b: WARN b_ok: look here" in log.read_text()
+        logging.getLogger("recipe.pipeline").warning("after the run")  # the filter leaves with the run
+        assert "after the run" in stream.getvalue()
+    finally:
         root.removeHandler(console)
-    assert "a prefect line" in stream.getvalue() and "look here" not in stream.getvalue()
-    assert "stage b: WARN b_ok: look here" in log.read_text()
+
+
+def test_the_summary_ends_with_the_champion_and_the_test_table():
+    stage = {"checks": [], "run_id": "r1", "verdict": "pass"}
+    report = {
+        "recipe": "digits",
+        "verdict": "pass",
+        "reused": ["inspect"],
+        "stages": [
+            {**stage, "stage": "inspect", "metrics": {}},
+            {
+                **stage,
+                "stage": "squeeze",
+                "metrics": {
+                    "squeeze/champion_networks": 3.0,
+                    "squeeze/champion_params": 12345.0,
+                    "test/champion_accuracy": 0.97,
+                    "test/champion_accuracy_low": 0.95,
+                    "test/champion_accuracy_high": 0.985,
+                    "val/accuracy": 0.96,
+                },
+            },
+        ],
+    }
+    text = artifacts.summary_markdown(report, {"squeeze": 12.34})
+    assert "| inspect | PASS | reused |" in text and "| squeeze | PASS | 12.3 s |" in text
+    tail = text[text.index("### Champion and test split") :]
+    assert "3 network(s), 1.234e+04 parameters" in tail
+    assert "| champion_accuracy | 0.97 | [0.95, 0.985] |" in tail and "val/" not in tail
+    assert "Champion" not in artifacts.summary_markdown({**report, "stages": report["stages"][:1]}, {})
+
+
+def test_each_tune_trial_outcome_is_logged(caplog):
+    from recipe.stages.tune import _log_trial
+    from recipe.tune.trial import TrialResult
+
+    with caplog.at_level(logging.INFO, logger="recipe"):
+        _log_trial(0, TrialResult("t0", "complete", value=0.25, val_metric=0.9, epochs=4, seconds=1.5))
+        _log_trial(1, TrialResult("t1", "diverged", value=float("nan"), epochs=2, note="loss went NaN\nmore"))
+        _log_trial(2, RuntimeError("out of memory"))
+    got = [(r.name, r.levelname, r.getMessage()) for r in caplog.records]
+    assert got == [
+        ("recipe.stages.tune", "INFO", "tune trial 0: complete after 4 epochs, val loss 0.25, val metric 0.9, 1.5 s"),
+        (
+            "recipe.stages.tune",
+            "WARNING",
+            "tune trial 1: diverged after 2 epochs, val loss nan, val metric nan, 0.0 s; loss went NaN",
+        ),
+        ("recipe.stages.tune", "WARNING", "tune trial 2: failed (RuntimeError: out of memory)"),
+    ]
+
+
+def test_a_run_from_a_preset_is_named_after_the_presets_recipe(fake_stages):
+    state = recipe_flow(preset="digits", stage="a", return_state=True)
+    assert state.is_completed()
+    run, arts, _, _ = _read(state.state_details.flow_run_id)
+    name = load_config(preset="digits").name
+    assert run.name == f"{name}:a" and f"recipe-{name}-a" in arts
