@@ -371,23 +371,31 @@ def _setup_logging(log: Path):
     loggers = [logging.getLogger()] + [
         lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
     ]
+    consoles = []
     for logger in loggers:
         for h in logger.handlers:
-            if (
-                isinstance(h, logging.StreamHandler)
-                and not isinstance(h, logging.FileHandler)
-                and not getattr(h, "_recipe_no_tracebacks", False)
-            ):
-                h.format = _without_traceback(h.format)
-                h.addFilter(redacting)
-                h._recipe_no_tracebacks = True
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                consoles.append(h)
+                h.addFilter(_not_recipe)  # the summary table shows the verdicts; the log file keeps the records
+                if not getattr(h, "_recipe_no_tracebacks", False):
+                    h.format = _without_traceback(h.format)
+                    h.addFilter(redacting)
+                    h._recipe_no_tracebacks = True
 
     def detach() -> None:
         for logger in targets:
             logger.removeHandler(handler)
+        for h in consoles:
+            h.removeFilter(_not_recipe)
         handler.close()
 
     return detach
+
+
+def _not_recipe(record) -> bool:
+    """False for the ``recipe`` package's records (verdicts, advice, trials): the terminal shows them once, as the
+    summary table; they go to the log file and the Prefect flow run's log."""
+    return not (record.name == "recipe" or record.name.startswith("recipe."))
 
 
 def _without_traceback(fmt):

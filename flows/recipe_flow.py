@@ -15,12 +15,15 @@ renders as a form.
 # ("RecipeModel is not fully defined"), so every run given a `config` from a form or the API failed validation.
 import contextlib
 
+import time
+
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
+from flows.artifacts import flow_run_name, forward_recipe_logs, publish_stage, publish_summary, reused_stage
 from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
@@ -36,9 +39,17 @@ def _stage_task(name: str):
     # No retries: stages are deterministic computations; retrying a failed check would only repeat it.
     @task(name=f"stage-{name}", cache_policy=NO_CACHE, persist_result=False)
     def run_stage(fn, ctx):
-        return fn(ctx)
+        result = fn(ctx)
+        publish_stage(ctx.input_cfg.name, result, _active_mlflow_run())  # the checks table, the MLflow run
+        return result
 
     return run_stage
+
+
+def _active_mlflow_run() -> str | None:
+    from recipe.tracking import active_run_id
+
+    return active_run_id()
 
 
 USER_ERRORS = (ConfigError, DataError, FileNotFoundError, PreflightError, PolicyError)
@@ -63,7 +74,7 @@ def _execute(name, fn, ctx):
     return STAGE_TASKS[name](quote(fn), quote(ctx))
 
 
-@flow(name="recipe", validate_parameters=True)
+@flow(name="recipe", validate_parameters=True, flow_run_name=flow_run_name)
 def recipe(
     config: RecipeConfig | None = None,
     preset: str = "digits",
@@ -87,6 +98,15 @@ def recipe(
     # A deployment's parameters (a form, an API call) are untrusted: every import, address and path they reach
     # goes through recipe.policy, here at the start and again where each is used (trial processes inherit the mark).
     guard = untrusted_run() if _from_deployment() else contextlib.nullcontext()
+    seconds: dict[str, float] = {}
+
+    def execute(name, fn, ctx):
+        start = time.perf_counter()
+        try:
+            return _execute(name, fn, ctx)
+        finally:
+            seconds[name] = time.perf_counter() - start
+
     try:
         with guard:
             if _from_deployment():
@@ -94,16 +114,20 @@ def recipe(
             cfg = config or load_config(preset=preset)
             if _from_deployment():
                 check_untrusted_config(cfg)
-            with trial_map_for(cfg) as map_trials:  # the tune stage's trials: one Prefect task each (flows/trials.py)
+            with (
+                forward_recipe_logs(),  # the recipe package's records (verdicts, advice, trials) to this run's log
+                trial_map_for(cfg) as map_trials,  # the tune stage's trials: one Prefect task each (flows/trials.py)
+            ):
                 outcome = run_recipe(
                     cfg,
                     stage=stage,
                     force=force,
                     flow_run_id=str(flow_run.id),
-                    execute=_execute,
+                    execute=execute,
                     say=logger.info,
                     map_trials=map_trials,
                     fresh=fresh,
+                    on_reuse=lambda name, found: reused_stage(cfg.name, name, quote(found), return_state=True),
                 )
     except USER_ERRORS as e:
         # Bad input, not a bug: end Failed with the message (no traceback), which the CLI prints as is; a
@@ -115,6 +139,7 @@ def recipe(
             data={"error": text, "error_type": type(e).__name__, "exit_code": EXIT_BAD_INPUT},
         )
     verdict = outcome.report["verdict"]
+    publish_summary(outcome.report, seconds)
     if outcome.exit_code and not force:
         failed = outcome.report.get("stopped_at", "?")
         return Failed(message=f"stage {failed} failed its checks", data=outcome.report)

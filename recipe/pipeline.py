@@ -14,6 +14,7 @@ hook that runs each stage as a Prefect task; tests and other orchestrators can p
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from recipe.stages import STAGES, stage_names
 from recipe.stages.base import StageContext, TrialMap, map_in_process
 
 Execute = Callable[[str, Callable[[StageContext], StageResult], StageContext], StageResult]
+log = logging.getLogger(__name__)
 
 
 def _direct(name: str, fn: Callable[[StageContext], StageResult], ctx: StageContext) -> StageResult:
@@ -108,9 +110,11 @@ def run_recipe(
     say: Callable[[str], None] = print,
     map_trials: TrialMap | None = None,
     fresh: bool = False,
+    on_reuse: Callable[[str, StageResult], None] | None = None,
 ) -> Outcome:
     """Run the stages (see the module docstring). ``map_trials`` runs a stage's independent trials (the tune
-    stage's); default: one after another in this process. ``fresh``: reuse nothing.
+    stage's); default: one after another in this process. ``fresh``: reuse nothing. ``on_reuse(name, result)`` is
+    called for each stage reused from MLflow (the Prefect flow shows it as a completed task).
 
     Raises:
         recipe.tracking.BackendFailure: a backend (the MLflow store or its artifact storage, the Prefect API, the
@@ -121,7 +125,7 @@ def run_recipe(
     global LAST_PROGRESS
     progress = LAST_PROGRESS = Progress(target=plan(stage)[1])
     try:
-        return _run_recipe(cfg, stage, force, flow_run_id, execute, say, map_trials, progress, fresh)
+        return _run_recipe(cfg, stage, force, flow_run_id, execute, say, map_trials, progress, fresh, on_reuse)
     except Exception as e:
         failed = tracking.backend_failure(e)
         if failed is None or isinstance(e, tracking.BackendFailure):
@@ -139,6 +143,7 @@ def _run_recipe(
     map_trials: TrialMap | None,
     progress: Progress,
     fresh: bool,
+    on_reuse: Callable[[str, StageResult], None] | None,
 ) -> Outcome:
     from recipe.data import build_manifest
     from recipe.reuse import code_version, stage_key
@@ -172,6 +177,8 @@ def _run_recipe(
                 f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
                 f"{cfg.config_hash()}, data {fingerprint}, code {code})"
             )
+            if on_reuse is not None:
+                on_reuse(name, found)
         if to_run:
             note(
                 f"no passing run in MLflow for {', '.join(to_run)} with this config, data and code: running "
@@ -215,6 +222,7 @@ def _run_recipe(
                 result = execute(name, STAGES[name].run, ctx)
                 result.run_id = child.info.run_id
                 tracking.log_stage_result(result)
+                log_verdict(result)
                 if result.verdict is Verdict.FAIL:
                     tracking.end_run(failed=True)
             cache.keep(ctx)
@@ -239,6 +247,30 @@ def _run_recipe(
         if report["verdict"] == Verdict.FAIL.value:
             tracking.end_run(failed=True)
     return Outcome(report=report, results=executed, messages=messages)
+
+
+def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
+    """Log a stage's verdict and each check (verdict, observed against expected) at INFO, and the advice of each
+    check that did not pass at WARNING: what a deployment run's log says without the CLI's summary table."""
+    logger.info("stage %s: %s (MLflow run %s)", result.stage, result.verdict.value.upper(), result.run_id)
+    for c in result.checks:
+        logger.info(
+            "stage %s: %s %s: observed %s, expected %s",
+            result.stage,
+            c.verdict.value.upper(),
+            c.name,
+            c.observed,
+            c.expected,
+        )
+        if c.verdict is not Verdict.PASS:
+            logger.warning(
+                "stage %s: %s %s: %s -- what to do: %s",
+                result.stage,
+                c.verdict.value.upper(),
+                c.name,
+                c.hypothesis,
+                c.advice or "see the stage's MLflow run",
+            )
 
 
 class _DataCache:

@@ -29,6 +29,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunStatus
 
 from recipe.config import RecipeConfig
+from recipe.description import NOTE_TAG, stage_description
 from recipe.report import Check, StageResult, Verdict
 from recipe.secrets import redact_text
 from recipe.train.callbacks.base import Callback
@@ -374,7 +375,8 @@ def active_run_id() -> str | None:
 
 
 def log_stage_result(result: StageResult) -> None:
-    """Metrics, the JSON artifacts that let a later ``--stage`` run reuse this result, then the verdict tag.
+    """Metrics, the JSON artifacts that let a later ``--stage`` run reuse this result, the run's description (its
+    verdict table, advice and child runs: :func:`recipe.description.stage_description`), then the verdict tag.
 
     The verdict goes last: a stage whose artifacts could not all be written (a full disk, a store that went away)
     carries no verdict, so it never counts as passing, whatever status its run ends with."""
@@ -386,7 +388,18 @@ def log_stage_result(result: StageResult) -> None:
         {**result.to_dict(), "config": result.config.to_dict(), "artifacts": result.artifacts},
         "stage_result.json",
     )
+    set_tags({NOTE_TAG: stage_description(result, child_runs(active_run_id()))})
     set_tags({TAG_VERDICT: result.verdict.value})
+
+
+def child_runs(run_id: str) -> list[tuple[str, str]]:
+    """``(name, run_id)`` of the runs nested directly under ``run_id``, oldest first."""
+    client = MlflowClient()
+    exp = client.get_run(run_id).info.experiment_id
+    runs = client.search_runs(
+        [exp], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", order_by=["attributes.start_time ASC"]
+    )
+    return [(r.info.run_name or r.info.run_id, r.info.run_id) for r in runs]
 
 
 def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResult | None:

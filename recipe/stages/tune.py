@@ -76,6 +76,7 @@ from recipe.tune.study import (
 from recipe.tune.trial import TrialResult, TrialSpec, run_trial, share_data
 
 STAGE = "tune"
+log = logging.getLogger(__name__)
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
 GATES = ("trials_ran", "improves_beyond_noise", "beats_baselines")
 TUNE_RUNS = "tune_runs"  # study user attribute: the MLflow run ids of the tune stages that worked on it
@@ -408,7 +409,8 @@ class _Runner:
 
     def _tell(self, trial: optuna.Trial, r: TrialResult | BaseException) -> None:
         """Record a trial's outcome on it (state, seconds, note, its curve when it could not report it itself) and
-        tell the study: complete with its value, pruned, or failed."""
+        tell the study: complete with its value, pruned, or failed; log it (INFO, WARNING when it failed)."""
+        _log_trial(trial.number, r)
         if isinstance(r, BaseException):  # the trial's task crashed: its worker died, not its training
             note = f"lost with its worker: {type(r).__name__}: {r}"
             self._end_run(trial.user_attrs.get(RUN_ID), note)
@@ -442,6 +444,25 @@ class _Runner:
         for key, sp, r in zip(keys, specs, self._map(specs), strict=True):
             out[key].append(r if isinstance(r, TrialResult) else TrialResult(sp.name, "failed", note=str(r)))
         return out
+
+
+def _log_trial(number: int, r: TrialResult | BaseException) -> None:
+    if isinstance(r, BaseException):
+        log.warning("tune trial %d: failed (%s: %s)", number, type(r).__name__, r)
+        return
+    note = f"; {r.note.splitlines()[0]}" if r.note else ""
+    level = logging.INFO if r.ok else logging.WARNING
+    log.log(
+        level,
+        "tune trial %d: %s after %d epochs, val loss %.4g, val metric %.4g, %.1f s%s",
+        number,
+        r.state,
+        r.epochs,
+        r.value,
+        r.val_metric,
+        r.seconds,
+        note,
+    )
 
 
 def _tell_failed(study: optuna.Study, trial: optuna.Trial, note: str) -> None:
