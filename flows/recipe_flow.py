@@ -14,7 +14,6 @@ renders as a form.
 # its parameter model from it, and in a deployment's flow-run process the strings were left unresolved
 # ("RecipeModel is not fully defined"), so every run given a `config` from a form or the API failed validation.
 import contextlib
-
 import time
 
 from prefect import flow, get_run_logger, task
