@@ -438,6 +438,7 @@ def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResu
         run_id=run.info.run_id,
         artifacts=data.get("artifacts", {}),
         notes=[*data.get("notes", []), f"reused run {run.info.run_id} (same config, data and code)"],
+        diagnosis=data.get("diagnosis"),  # the leading cause the stage found, shown again when it is reused
     )
 
 

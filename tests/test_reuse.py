@@ -167,3 +167,29 @@ def test_the_study_name_covers_what_changes_the_trials_and_nothing_else(monkeypa
     assert study_name(cfg, "fp", fresh="abcd1234") == f"{name}-fresh-abcd1234"
     monkeypatch.setattr(reuse, "code_version", lambda: "0123456789ab")  # other code: other trials
     assert study_name(cfg, "fp") != name
+
+
+def test_a_reused_stage_keeps_its_diagnosis(mlflow_store, monkeypatch, cfg):
+    """The leading cause a stage found (recipe.diagnosis) is part of its recorded result: a later run that reuses
+    the stage shows it again instead of a bare verdict."""
+    import dataclasses
+
+    warned = fake_stage("inspect", verdict=Verdict.WARN)
+    diagnosis = {
+        "lead": "inspect_ok",
+        "confirmed": True,
+        "evidence": "no",
+        "consequences": [],
+        "also_confirmed": [],
+        "summary": "leading cause: inspect_ok (no)",
+    }
+
+    def run(ctx):
+        return dataclasses.replace(warned.run(ctx), diagnosis=diagnosis)
+
+    monkeypatch.setattr(pipeline, "STAGES", {"inspect": type(warned)(run=run)})
+    monkeypatch.setattr(pipeline, "stage_names", lambda: ["inspect"])
+    first = pipeline.run_recipe(cfg, say=lambda m: None)
+    again = pipeline.run_recipe(cfg, say=lambda m: None)
+    assert again.report["reused"] == ["inspect"]
+    assert first.report["stages"][0]["diagnosis"] == again.report["stages"][0]["diagnosis"] == diagnosis
