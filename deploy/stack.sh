@@ -29,6 +29,11 @@
 # Given PREFECT_SERVER_API_AUTH_STRING / PREFECT_API_AUTH_STRING, RECIPE_MLFLOW_APP, MLFLOW_AUTH_ADMIN_PASSWORD,
 # MLFLOW_FLASK_SERVER_SECRET_KEY or MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD win over the generated
 # ones; see README, "Security defaults".
+# With MLflow's basic auth the worker does not get the admin's login: `up` creates the MLflow user `worker`
+# (flows/mlflow_users.py: no admin rights, so flow runs cannot manage users or permissions) with a password from
+# RECIPE_MLFLOW_WORKER_PASSWORD or generated into $RUN/secrets/mlflow-worker-password (0600), and starts the
+# worker with it. MLflow's auth settings are $RUN/mlflow-auth.ini (default_permission EDIT, as in compose) unless
+# MLFLOW_AUTH_CONFIG_PATH names another file.
 set -euo pipefail
 umask 022
 
@@ -397,14 +402,30 @@ start_prefect_server() {
     )
 }
 
+# MLflow's basic-auth settings for the stack, as deploy/compose/basic_auth.ini: default_permission EDIT lets a user
+# without admin rights (the worker) log runs and register models in every experiment, including those the admin
+# created, but not delete them, change permissions or manage users. The user database stays where the server
+# kept it before this file existed ($RUN/basic_auth.db).
+write_mlflow_auth_config() {
+    (umask 077 && printf '%s\n' "# Written by deploy/stack.sh up (rewritten on every start of the MLflow server)." \
+        "[mlflow]" "default_permission = EDIT" "database_uri = sqlite:///$RUN/basic_auth.db" \
+        "admin_username = ${MLFLOW_AUTH_ADMIN_USERNAME:-admin}" \
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth" >"$RUN/mlflow-auth.ini")
+}
+
 start_mlflow() {
     say "mlflow: starting on http://$HOST:$MLFLOW_PORT (database mlflow, artifacts in $RUN/mlflow-artifacts)"
     local app=()
     [[ -n ${RECIPE_MLFLOW_APP:-} ]] && app=(--app-name "$RECIPE_MLFLOW_APP")
     mkdir -p "$RUN/mlflow-artifacts"
+    if [[ ${RECIPE_MLFLOW_APP:-} == basic-auth && -z ${MLFLOW_AUTH_CONFIG_PATH:-} ]]; then write_mlflow_auth_config; fi
     (
-        unset RECIPE_PG_PASSWORD MLFLOW_TRACKING_URI PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING
+        unset RECIPE_PG_PASSWORD MLFLOW_TRACKING_URI PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING \
+            RECIPE_MLFLOW_WORKER_PASSWORD
         export RECIPE_STACK_DIR=$RUN
+        if [[ ${RECIPE_MLFLOW_APP:-} == basic-auth ]]; then
+            export MLFLOW_AUTH_CONFIG_PATH=${MLFLOW_AUTH_CONFIG_PATH:-$RUN/mlflow-auth.ini}
+        fi
         cd "$RUN"  # files the server keeps relative to its directory (the basic-auth app's user database) go here
         # the store URI holds the password: given through the environment, it stays out of `ps`
         export MLFLOW_BACKEND_STORE_URI="postgresql://$PG_USER:$PG_PASSWORD_URL@$HOST:$PG_PORT/mlflow"
@@ -413,13 +434,35 @@ start_mlflow() {
     )
 }
 
+# The worker's MLflow login with basic auth on: the user `worker` without admin rights, created (or its password
+# reset and admin rights taken away) by flows/mlflow_users.py as the admin. Sets WORKER_MLFLOW_USER and
+# WORKER_MLFLOW_PASSWORD; both stay empty when MLflow runs without basic auth.
+ensure_worker_user() {
+    WORKER_MLFLOW_USER="" WORKER_MLFLOW_PASSWORD=""
+    [[ ${RECIPE_MLFLOW_APP:-} == basic-auth && -n ${MLFLOW_TRACKING_PASSWORD:-} ]] || return 0
+    local pw=${RECIPE_MLFLOW_WORKER_PASSWORD:-}
+    [[ -n $pw ]] || pw=$(secret mlflow-worker-password)
+    # As the admin (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD from load_auth); output to mlflow's log.
+    if ! (cd "$ROOT" && MLFLOW_TRACKING_URI="http://$HOST:$MLFLOW_PORT" RECIPE_MLFLOW_USER_PASSWORD=$pw \
+        "$PY" -m flows.mlflow_users worker >>"$LOGS/mlflow.log" 2>&1 9>&-); then
+        tail -n 5 "$LOGS/mlflow.log" >&2 || true
+        die "could not create the worker's MLflow user (is MLFLOW_TRACKING_USERNAME an MLflow admin? log: $LOGS/mlflow.log)"
+    fi
+    WORKER_MLFLOW_USER=worker WORKER_MLFLOW_PASSWORD=$pw
+    say "mlflow: user worker ready (no admin rights; the worker logs in as it)"
+}
+
 start_worker() {
+    ensure_worker_user
     say "worker: starting $(worker_name) on work pool $POOL"
     (
-        # what flow runs must not see: the servers' secrets (it keeps PREFECT_API_AUTH_STRING and
-        # MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, the clients' credentials)
+        # what flow runs must not see: the servers' secrets and the MLflow admin's login (it keeps
+        # PREFECT_API_AUTH_STRING, and logs in to MLflow as the user `worker`, without admin rights)
         unset RECIPE_PG_PASSWORD PGPASSWORD PREFECT_SERVER_API_AUTH_STRING MLFLOW_AUTH_ADMIN_PASSWORD \
-            MLFLOW_FLASK_SERVER_SECRET_KEY
+            MLFLOW_FLASK_SERVER_SECRET_KEY RECIPE_MLFLOW_WORKER_PASSWORD
+        if [[ -n $WORKER_MLFLOW_USER ]]; then
+            export MLFLOW_TRACKING_USERNAME=$WORKER_MLFLOW_USER MLFLOW_TRACKING_PASSWORD=$WORKER_MLFLOW_PASSWORD
+        fi
         export RECIPE_STACK_DIR=$RUN PREFECT_HOME=$RUN/prefect-worker DO_NOT_TRACK=1
         export PREFECT_API_URL="http://$HOST:$PREFECT_PORT/api"
         export MLFLOW_TRACKING_URI="http://$HOST:$MLFLOW_PORT"

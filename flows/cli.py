@@ -7,6 +7,7 @@ commands, never at module level: ``flows --help`` must stay instant.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -30,10 +31,24 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a config key, e.g. --set optim.lr=1e-3 (repeatable)."),
 ]
 
+NoCapsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-caps",
+        help="Lift the resource caps (image size, width, depth, batch sizes, epochs, steps, time, trials, "
+        "parallelism; `flows config --explain` lists them) for this run: for a machine that can take it. "
+        "Same as RECIPE_LIFT_CAPS=1; a deployment run can never lift them.",
+    ),
+]
 
-def _load(preset: str | None, config: Path | None, overrides: list[str] | None):
+
+def _load(preset: str | None, config: Path | None, overrides: list[str] | None, no_caps: bool = False):
     from recipe.config import ConfigError, load_config
 
+    if no_caps:  # in the environment, so trial processes and the flow's own validation see it too
+        from recipe.policy import LIFT_CAPS_ENV
+
+        os.environ[LIFT_CAPS_ENV] = "1"
     try:
         return load_config(preset=preset, path=config, overrides=overrides or [])
     except ConfigError as e:
@@ -77,6 +92,7 @@ def config(
     preset: PresetOpt = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    no_caps: NoCapsOpt = False,
     explain: Annotated[
         bool, typer.Option("--explain", help="List every setting: key, type, default and what it means.")
     ] = False,
@@ -95,7 +111,7 @@ def config(
                 + (f" (allowed: {allowed})" if allowed else "")
             )
         return
-    cfg = _load(preset, config, set_)
+    cfg = _load(preset, config, set_, no_caps)
     typer.echo(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     typer.echo(f"# config_hash: {cfg.config_hash()}")
 
@@ -106,12 +122,13 @@ def train(
     config: ConfigOpt = None,
     set_: SetOpt = None,
     epochs: Annotated[int | None, typer.Option(help="Override budget.epochs.")] = None,
+    no_caps: NoCapsOpt = False,
 ) -> None:
     """Train the config's model on its data once with the shared trainer and print the result (no stages).
 
     Exit 1 when the run diverged or ended at chance level (the message says what to try), 2 on bad input.
     """
-    cfg = _load(preset, config, set_)
+    cfg = _load(preset, config, set_, no_caps)
     if epochs is not None:
         cfg = cfg.with_overrides({"budget.epochs": epochs})
     from recipe.preflight import PreflightError, check_data, check_names
@@ -206,6 +223,7 @@ def run_recipe(
             "(stages.tune.wait=false).",
         ),
     ] = False,
+    no_caps: NoCapsOpt = False,
 ) -> None:
     """Run the training recipe: every stage in order, each gated on the one before.
 
@@ -221,7 +239,7 @@ def run_recipe(
 
     if stage is not None and stage not in stage_names():
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
-    cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])])
+    cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
     _preflight(cfg)
     if report is not None:
         _check_writable_file(report, "--report")

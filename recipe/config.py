@@ -48,6 +48,55 @@ MAX_TRIALS = 10_000
 MAX_PARALLEL = 256
 MAX_MEMBERS = 100
 MAX_SEED = 2**32 - 1  # numpy's seed range (torch accepts 64 bits; numpy's generators do not)
+# The hard ceiling of every integer setting, resource caps lifted or not: int64, what torch, numpy and MLflow hold.
+MAX_INT = 2**63 - 1
+
+CAP_KEY = "resource_cap"  # a Field's json_schema_extra key: the setting's upper bound is a liftable resource cap
+
+
+def _cap(limit: float) -> dict[str, float]:
+    """A Field's ``json_schema_extra`` marking ``limit`` as a resource cap: the upper bound of a size, width,
+    epoch, step, time or parallelism setting. Unlike a bound of meaning (a fraction below 1, a seed in numpy's
+    range), a cap only guards one machine against a typo (``1e9``) or a hostile form, so the trusted command line
+    may lift it (``--no-caps``, ``RECIPE_LIFT_CAPS=1``; :func:`recipe.policy.caps_lifted`); a deployment run never
+    can. The lower bound (``ge`` / ``gt``), finiteness and :data:`MAX_INT` stay on either way."""
+    return {CAP_KEY: limit}
+
+
+def _cap_of(info: Any) -> float | None:
+    """The resource cap of a pydantic FieldInfo, or None when its upper bound (if any) is one of meaning."""
+    extra = getattr(info, "json_schema_extra", None)
+    return extra.get(CAP_KEY) if isinstance(extra, dict) else None
+
+
+class CapError(ValueError):
+    """A setting above its resource cap (or above int64); ``value`` is the number as parsed, which a message shows
+    rather than pydantic's raw input (``1e9`` -> 1000000000)."""
+
+    def __init__(self, message: str, value: float) -> None:
+        super().__init__(message)
+        self.value = value
+
+
+def _check_cap(value: Any, cap: float) -> Any:
+    """``value`` when it is within ``cap`` or caps are lifted for this process; raises :class:`CapError` otherwise
+    (the message says how to lift it, or why it cannot be lifted here)."""
+    from recipe import policy
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    if isinstance(value, int) and value > MAX_INT:
+        raise CapError(f"above {MAX_INT} (int64), the most torch, numpy and MLflow hold", value)
+    if value <= cap or policy.caps_lifted():
+        return value
+    if policy.untrusted():
+        how = (
+            "a deployment run cannot lift resource caps; run it from the command line with --no-caps "
+            "if the machine can take it"
+        )
+    else:
+        how = f"if the machine can take it, lift the caps on the command line: --no-caps (or {policy.LIFT_CAPS_ENV}=1)"
+    raise CapError(f"over its resource cap of {_num(cap)}; {how}", value)
 
 
 def _numeric_kinds(annotation: Any) -> set[type]:
@@ -91,6 +140,12 @@ class _Section(BaseModel):
         annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
         kinds = _numeric_kinds(annotation) if get_origin(annotation) not in (list, tuple) else set()
         return _reject_odd_numbers(value, kinds) if kinds else value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _resource_caps(cls, value: Any, info: ValidationInfo) -> Any:
+        cap = _cap_of(cls.model_fields[info.field_name]) if info.field_name else None
+        return value if cap is None or value is None else _check_cap(value, cap)
 
 
 class SplitConfig(_Section):
@@ -149,7 +204,10 @@ class DataConfig(_Section):
         "auto", description="auto: classification, or regression for a csv with a numeric target of many values"
     )
     image_size: int | None = Field(
-        None, ge=4, le=4096, description="resize images to a square of this side; None keeps their size"
+        None,
+        ge=4,
+        json_schema_extra=_cap(4096),
+        description="resize images to a square of this side; None keeps their size",
     )
     grayscale: bool | None = Field(None, description="None: keep what the files are (1 channel if all are grayscale)")
     background: str = Field(
@@ -160,6 +218,7 @@ class DataConfig(_Section):
     max_image_pixels: int = Field(
         40_000_000,
         ge=1,
+        json_schema_extra=_cap(400_000_000),  # 1.6 GB decoded: a form may raise the guard only this far
         description="a file whose header declares more pixels (width x height) is refused before decoding, naming "
         "it: a decompression bomb guard (about 4 bytes of memory a pixel)",
     )
@@ -169,17 +228,24 @@ class DataConfig(_Section):
         "the most frequent one; false: inspect FAILs naming them",
     )
     normalize: bool = Field(True, description="standardise inputs with statistics from the training split")
-    batch_size: int = Field(64, ge=1, le=65536, description="training batch size (examples per optimiser step)")
-    eval_batch_size: int = Field(
-        512, ge=1, le=65536, description="batch size for validation and evaluation (no gradients: can be larger)"
+    batch_size: int = Field(
+        64, ge=1, json_schema_extra=_cap(65536), description="training batch size (examples per optimiser step)"
     )
-    num_workers: int = Field(0, ge=0, le=64, description="DataLoader workers, for data that does not fit in memory")
+    eval_batch_size: int = Field(
+        512,
+        ge=1,
+        json_schema_extra=_cap(65536),
+        description="batch size for validation and evaluation (no gradients: can be larger)",
+    )
+    num_workers: int = Field(
+        0, ge=0, json_schema_extra=_cap(64), description="DataLoader workers, for data that does not fit in memory"
+    )
     in_memory: Literal["auto", "always", "never"] = Field(
         "auto",
         description="keep the decoded split as tensors in memory: auto (when under max_memory_mb), always, never",
     )
     max_memory_mb: int = Field(
-        2048, ge=1, le=1_048_576, description='"auto" keeps data in memory when it fits under this'
+        2048, ge=1, json_schema_extra=_cap(1_048_576), description='"auto" keeps data in memory when it fits under this'
     )
     augment: list[str] = Field(default_factory=list, description='label-preserving transforms, e.g. ["crop", "rotate"]')
     standardize_target: bool = Field(
@@ -237,8 +303,15 @@ class ModelConfig(_Section):
     name: str = Field(
         "cnn", description="registry name (linear, mlp, cnn, resnet, resnet18, resnet34) or package.module:callable"
     )
-    width: int = Field(32, ge=1, le=4096, description="capacity knob: channels (cnn, resnet) or hidden units (mlp)")
-    depth: int = Field(2, ge=1, le=256, description="capacity knob: blocks (cnn, resnet) or hidden layers (mlp)")
+    width: int = Field(
+        32,
+        ge=1,
+        json_schema_extra=_cap(4096),
+        description="capacity knob: channels (cnn, resnet) or hidden units (mlp)",
+    )
+    depth: int = Field(
+        2, ge=1, json_schema_extra=_cap(256), description="capacity knob: blocks (cnn, resnet) or hidden layers (mlp)"
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout probability before the output layer (0: none)")
     init_bias: bool = Field(True, description='set the final bias from class priors / target mean ("init well")')
     kwargs: dict[str, Any] = Field(
@@ -278,18 +351,27 @@ class ScheduleConfig(_Section):
     name: Literal["constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau"] = (
         Field("constant", description="learning-rate schedule; constant by default (the recipe tunes decay last)")
     )
-    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS, description="linear warm-up, for inverse_sqrt")
-    step_epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="step: decay every this many epochs")
+    warmup_steps: int = Field(
+        0, ge=0, json_schema_extra=_cap(MAX_STEPS), description="linear warm-up, for inverse_sqrt"
+    )
+    step_epochs: int = Field(
+        10, ge=1, json_schema_extra=_cap(MAX_EPOCHS), description="step: decay every this many epochs"
+    )
     gamma: float = Field(0.1, gt=0, le=1, description="step: decay factor")
     min_lr_ratio: float = Field(
         0.0, ge=0, le=1, description="cosine / linear / cosine_restarts: floor as a fraction of lr"
     )
-    restart_epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="cosine_restarts: first period")
+    restart_epochs: int = Field(
+        10, ge=1, json_schema_extra=_cap(MAX_EPOCHS), description="cosine_restarts: first period"
+    )
     restart_mult: int = Field(1, ge=1, le=10, description="cosine_restarts: period multiplier")
     max_lr_mult: float = Field(10.0, ge=1, le=1000, description="one_cycle: peak lr = lr * this")
     pct_start: float = Field(0.25, gt=0, lt=1, description="one_cycle: fraction of steps spent warming up")
     plateau_patience: int = Field(
-        3, ge=0, le=MAX_EPOCHS, description="plateau: epochs without val improvement before halving"
+        3,
+        ge=0,
+        json_schema_extra=_cap(MAX_EPOCHS),
+        description="plateau: epochs without val improvement before halving",
     )
     plateau_factor: float = Field(0.5, gt=0, lt=1, description='plateau: multiplier ("halve on plateau")')
 
@@ -297,14 +379,17 @@ class ScheduleConfig(_Section):
 class BudgetConfig(_Section):
     """How much training a stage may spend; the first limit reached stops training."""
 
-    epochs: int = Field(30, ge=1, le=MAX_EPOCHS, description="passes over the training split")
+    epochs: int = Field(30, ge=1, json_schema_extra=_cap(MAX_EPOCHS), description="passes over the training split")
     max_steps: int | None = Field(
-        None, ge=1, le=MAX_STEPS, description="stop after this many optimiser steps; None: no step limit"
+        None,
+        ge=1,
+        json_schema_extra=_cap(MAX_STEPS),
+        description="stop after this many optimiser steps; None: no step limit",
     )
     min_steps: int | None = Field(
         None,
         ge=1,
-        le=MAX_STEPS,
+        json_schema_extra=_cap(MAX_STEPS),
         description=(
             "small data: when budget.epochs gives fewer optimiser steps than this, every run's epochs (the "
             "budget's and the stages' own) grow by the same factor, so the budget takes at least this many steps; a "
@@ -314,13 +399,13 @@ class BudgetConfig(_Section):
     time_limit_s: float | None = Field(
         None,
         gt=0,
-        le=MAX_SECONDS,
+        json_schema_extra=_cap(MAX_SECONDS),
         description="stop after this many seconds of training (makes runs irreproducible); None: no limit",
     )
     early_stopping: int | None = Field(
         None,
         ge=1,
-        le=MAX_EPOCHS,
+        json_schema_extra=_cap(MAX_EPOCHS),
         description=(
             "stop when val/loss has not improved for this many epochs and restore the best weights; None: off. Set by "
             "regularize when early stopping helps"
@@ -393,7 +478,7 @@ class BaselinesConfig(_Section):
     short_steps: int = Field(
         150,
         ge=10,
-        le=MAX_STEPS,
+        json_schema_extra=_cap(MAX_STEPS),
         description=(
             "optimiser steps of the short run on the full training set (and of the zero-input run and the clean "
             "augmentation-check run, which must match it)"
@@ -421,7 +506,10 @@ class BaselinesConfig(_Section):
         description="loss at init further than this from the expected value fails (units of init_loss_warn)",
     )
     hockey_steps: int = Field(
-        50, ge=5, le=MAX_STEPS, description="steps plotted with and without the final bias set from the data"
+        50,
+        ge=5,
+        json_schema_extra=_cap(MAX_STEPS),
+        description="steps plotted with and without the final bias set from the data",
     )
     input_margin: float = Field(
         0.1,
@@ -432,7 +520,7 @@ class BaselinesConfig(_Section):
             "steps on all-zero inputs"
         ),
     )
-    linear_steps: int = Field(300, ge=10, le=MAX_STEPS, description="steps of the linear baseline")
+    linear_steps: int = Field(300, ge=10, json_schema_extra=_cap(MAX_STEPS), description="steps of the linear baseline")
     linear_lr: float = Field(
         3e-3,
         gt=0,
@@ -454,7 +542,10 @@ class BaselinesConfig(_Section):
     )
     overfit_examples: int = Field(8, ge=2, le=16, description="examples in the one batch to overfit")
     overfit_steps: int = Field(
-        500, ge=10, le=MAX_STEPS, description="step budget to overfit them, per model size tried (stops when reached)"
+        500,
+        ge=10,
+        json_schema_extra=_cap(MAX_STEPS),
+        description="step budget to overfit them, per model size tried (stops when reached)",
     )
     overfit_ratio: float = Field(
         0.01, gt=0, lt=1, description='"near zero": the batch loss must fall below this fraction of its value at init'
@@ -544,7 +635,9 @@ class OverfitConfig(_Section):
     lr: float = Field(
         3e-4, gt=0, le=1e6, description='the starting learning rate ("Adam is safe" at 3e-4), confirmed by the finder'
     )
-    epochs: int | None = Field(None, ge=1, le=MAX_EPOCHS, description="training budget per rung; None: budget.epochs")
+    epochs: int | None = Field(
+        None, ge=1, json_schema_extra=_cap(MAX_EPOCHS), description="training budget per rung; None: budget.epochs"
+    )
     max_rungs: int = Field(
         2, ge=0, le=10, description="how many times the model may grow when it cannot reach the target"
     )
@@ -627,7 +720,7 @@ class RegularizeConfig(_Section):
     epochs: int = Field(
         30,
         ge=1,
-        le=MAX_EPOCHS,
+        json_schema_extra=_cap(MAX_EPOCHS),
         description=(
             "budget of every candidate, the reference included (regularisers need a reference that has had time to "
             "overfit, and augmentation needs epochs to pay off)"
@@ -648,7 +741,7 @@ class RegularizeConfig(_Section):
     early_stopping: int | None = Field(
         3,
         ge=1,
-        le=MAX_EPOCHS,
+        json_schema_extra=_cap(MAX_EPOCHS),
         description=(
             "a candidate stopping when val loss has not improved for this many epochs (restoring the best weights)"
         ),
@@ -754,14 +847,19 @@ class TuneConfig(_Section):
     n_trials: int = Field(
         16,
         ge=1,
-        le=MAX_TRIALS,
+        json_schema_extra=_cap(MAX_TRIALS),
         description="trials the study should hold (completed, pruned or failed; "
         "trials of an interrupted run count, so a resumed tune only runs the rest)",
     )
     timeout_s: float | None = Field(
-        None, gt=0, le=MAX_SECONDS, description="no new trials start after this many seconds of search"
+        None,
+        gt=0,
+        json_schema_extra=_cap(MAX_SECONDS),
+        description="no new trials start after this many seconds of search",
     )
-    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="training epochs of every trial and every retraining")
+    epochs: int = Field(
+        10, ge=1, json_schema_extra=_cap(MAX_EPOCHS), description="training epochs of every trial and every retraining"
+    )
     sampler: Literal["qmc", "tpe", "random", "gp"] = Field(
         "qmc", description="qmc: scrambled Sobol quasi-random points (exploration); tpe, random, gp: Optuna's"
     )
@@ -769,7 +867,10 @@ class TuneConfig(_Section):
         "none", description="stop unpromising trials early on their per-epoch validation loss"
     )
     parallel: int = Field(
-        1, ge=1, le=MAX_PARALLEL, description="trials run at once; each gets cores // parallel torch threads"
+        1,
+        ge=1,
+        json_schema_extra=_cap(MAX_PARALLEL),
+        description="trials run at once; each gets cores // parallel torch threads",
     )
     dask_address: str | None = Field(
         None,
@@ -847,12 +948,15 @@ class SqueezeConfig(_Section):
     """
 
     epochs: int | None = Field(
-        None, ge=1, le=MAX_EPOCHS, description="budget of every candidate; None: the handed-on budget.epochs"
+        None,
+        ge=1,
+        json_schema_extra=_cap(MAX_EPOCHS),
+        description="budget of every candidate; None: the handed-on budget.epochs",
     )
     members: int = Field(
         5,
         ge=1,
-        le=MAX_MEMBERS,
+        json_schema_extra=_cap(MAX_MEMBERS),
         description="ensemble members, trained with seeds seed .. seed+members-1 through "
         "the trial map (the recipe: ensembles top out around 5); 1: no ensemble",
     )
@@ -1112,6 +1216,8 @@ def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
             else:  # a section-level rule's input is the whole section: naming the value helps only for a value
                 msg = err["msg"].removeprefix("Value error, ")
                 got = err.get("input")
+                if isinstance(cause := (err.get("ctx") or {}).get("error"), CapError):
+                    got = cause.value  # the number as parsed: 1e9 -> 1000000000
                 allowed = numeric_range(err["loc"])
                 lines.append(
                     f"  {loc}: {msg}"
@@ -1128,18 +1234,54 @@ def numeric_bounds(loc: tuple[Any, ...] | list[Any]) -> dict[str, float] | None:
     schema: type[BaseModel] | None = RecipeConfig
     annotation: Any = None
     metadata: list[Any] = []
+    cap: float | None = None
     for part in loc:
         if schema is not None:
             info = schema.model_fields.get(str(part))
             if info is None:
                 return None
-            annotation, metadata = info.annotation, list(info.metadata)
+            annotation, metadata, cap = info.annotation, list(info.metadata), _cap_of(info)
         else:  # inside a container: step into its element (list item, tuple slot, dict value)
-            annotation, metadata = _element(annotation, part)
+            (annotation, metadata), cap = _element(annotation, part), None
         schema = _model_in(annotation)
     if annotation is None or schema is not None or not _numeric_kinds(annotation):
         return None
-    return {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None}
+    bounds = {k: getattr(m, k) for m in metadata for k in ("ge", "gt", "le", "lt") if getattr(m, k, None) is not None}
+    return {**bounds, "le": cap} if cap is not None else bounds
+
+
+def resource_caps() -> dict[str, float]:
+    """Every setting of :class:`RecipeConfig` whose upper bound is a liftable resource cap -> that cap (dotted key
+    paths, e.g. ``{"data.image_size": 4096, "model.width": 4096, ...}``); the README's table of caps."""
+
+    def walk(schema: type[BaseModel], prefix: str) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for name, info in schema.model_fields.items():
+            model = _model_in(info.annotation)
+            if model is not None:
+                out.update(walk(model, f"{prefix}{name}."))
+            elif (cap := _cap_of(info)) is not None:
+                out[f"{prefix}{name}"] = cap
+        return out
+
+    return walk(RecipeConfig, "")
+
+
+def check_caps(cfg: RecipeConfig, source: str = "the run's parameters") -> None:
+    """Raise :class:`ConfigError` naming every setting of ``cfg`` above its resource cap, unless this process may
+    lift caps. A deployment run calls it after marking itself untrusted, because Prefect validates the run's
+    ``config`` parameter before the flow's code starts (in a worker that may have ``RECIPE_LIFT_CAPS=1`` set)."""
+    flat = cfg.flat()
+    lines = []
+    for key, cap in resource_caps().items():
+        value = flat.get(key)
+        try:
+            if value is not None:
+                _check_cap(value, cap)
+        except ValueError as e:
+            lines.append(f"  {key}: {e} (got {value!r}); allowed: {numeric_range(key.split('.'))}")
+    if lines:
+        raise ConfigError(f"invalid config from {source}:\n" + "\n".join(lines))
 
 
 def numeric_range(loc: tuple[Any, ...] | list[Any]) -> str:

@@ -19,6 +19,9 @@ dask_address``
 ``preset``                a shipped preset's name (every run)             (none)
 job variables             no ``command``, ``env`` or ``working_dir``      (none: the pool's template has
                                                                           none either, ``flows deploy``)
+resource caps (sizes,     always on: ``RECIPE_LIFT_CAPS`` / ``--no-caps``  (none: only the CLI user lifts them,
+widths, epochs, steps,    are ignored (:func:`caps_lifted`), checked when  for their own runs)
+parallelism)              the config validates and again at flow start
 ========================  ==============================================  ====================================
 
 Why these: a custom model name imports and calls any attribute; a Dask client unpickles its scheduler's messages
@@ -42,6 +45,7 @@ ALLOWED_MODULES_ENV = "RECIPE_ALLOWED_MODEL_MODULES"
 ALLOWED_DASK_ENV = "RECIPE_ALLOWED_DASK_ADDRESSES"
 ALLOWED_STORAGE_ENV = "RECIPE_ALLOWED_STORAGE"
 UNTRUSTED_ENV = "RECIPE_UNTRUSTED_RUN"  # "1" in a process running a deployment's parameters (child processes too)
+LIFT_CAPS_ENV = "RECIPE_LIFT_CAPS"  # "1": the CLI user lifts the config's resource caps (`--no-caps` sets it)
 
 # What stages.tune.space may set: the hyperparameters the tuning playbook searches, never what to import or read.
 SEARCHABLE_SECTIONS = ("optim.", "schedule.")
@@ -78,6 +82,15 @@ def allowed_model_modules() -> list[str]:
 def untrusted() -> bool:
     """Whether this process runs a deployment's parameters (see :func:`untrusted_run`)."""
     return os.environ.get(UNTRUSTED_ENV) == "1"
+
+
+def caps_lifted() -> bool:
+    """Whether the config's resource caps (:func:`recipe.config.resource_caps`: image size, width, depth, batch
+    sizes, epochs, steps, seconds, trials, parallelism, members) are lifted in this process: ``RECIPE_LIFT_CAPS=1``
+    (``flows run --no-caps`` sets it, so trial processes inherit it) and not an untrusted run. A deployment run's
+    form cannot lift them, whatever the worker's environment says (issue 22: "overridable on the CLI, not from a
+    form"); the bounds of meaning (no negatives, fractions below 1, finite numbers) are never lifted."""
+    return os.environ.get(LIFT_CAPS_ENV) == "1" and not untrusted()
 
 
 @contextlib.contextmanager
@@ -211,7 +224,13 @@ def check_untrusted_config(cfg: Any) -> None:
 
     Raises:
         PolicyError: the first setting that breaks a rule.
+        recipe.config.ConfigError: settings above their resource caps (every one named); Prefect validated the
+            run's ``config`` before the untrusted mark was set, so a worker with ``RECIPE_LIFT_CAPS=1`` would
+            otherwise have let them through.
     """
+    from recipe.config import check_caps
+
+    check_caps(cfg)
     check_model_module(cfg.model.name, "model.name")
     check_model_module(cfg.stages.overfit.architecture, "stages.overfit.architecture")
     for name, spec in cfg.stages.tune.space.items():

@@ -148,6 +148,62 @@ def _down_and_clean(env, run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _environ(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if b"=" in item)
+
+
+@pytest.mark.ops
+@pytest.mark.timeout(400)
+def test_stack_worker_logs_in_to_mlflow_without_admin_rights(stack):
+    """The worker (and so every flow run) holds the MLflow user `worker`, never the admin's login: that user can
+    log runs in an experiment the admin made (default_permission EDIT) but cannot create users or make itself admin."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+    from mlflow.server.auth.client import AuthServiceClient
+
+    env, run_dir, _, up = stack
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("reading the worker's environment needs /proc")
+    secrets = run_dir / "secrets"
+    worker_password = (secrets / "mlflow-worker-password").read_text()
+    admin_password = (secrets / "mlflow-admin-password").read_text()
+    assert (secrets / "mlflow-worker-password").stat().st_mode & 0o077 == 0, "the worker's password must be 0600"
+    assert worker_password and worker_password != admin_password
+
+    worker_env = _environ(int((run_dir / "pids" / "worker.pid").read_text()))
+    assert worker_env.get("MLFLOW_TRACKING_USERNAME") == "worker"
+    assert worker_env.get("MLFLOW_TRACKING_PASSWORD") == worker_password
+    leaked = [k for k, v in worker_env.items() if admin_password in v]
+    assert not leaked, f"the worker's environment holds the MLflow admin password in {leaked}"
+
+    uri = dict(re.findall(r"^export (\w+)=(\S+)$", (run_dir / "env").read_text(), re.M))["MLFLOW_TRACKING_URI"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+        experiment = MlflowClient(uri).create_experiment("made-by-the-admin")
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "worker")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", worker_password)
+        client = MlflowClient(uri)
+        run = client.create_run(experiment)  # EDIT on every experiment: a flow run can log
+        client.log_param(run.info.run_id, "who", "worker")
+        client.set_terminated(run.info.run_id)
+        auth = AuthServiceClient(uri)
+        for admin_only in (
+            lambda: auth.create_user("mallory", "x" * 16),
+            lambda: auth.update_user_admin("worker", True),
+            lambda: auth.delete_user("admin"),
+        ):
+            with pytest.raises(MlflowException) as denied:
+                admin_only()
+            assert denied.value.get_http_status_code() == 403, denied.value
+        mp.setenv("MLFLOW_TRACKING_USERNAME", "admin")
+        mp.setenv("MLFLOW_TRACKING_PASSWORD", admin_password)
+        assert not AuthServiceClient(uri).get_user("worker").is_admin
+        with pytest.raises(MlflowException):
+            AuthServiceClient(uri).get_user("mallory")
+
+
 @pytest.mark.ops
 @pytest.mark.timeout(600)
 def test_stack_up_run_a_deployment_down(stack):

@@ -2,8 +2,9 @@
 
 Each run is created through the API as a "Custom run" would be and must end Failed as bad input (exit code 2),
 naming the setting, before any work: a custom model in the tune space, a foreign Dask scheduler, a job-variable
-``command``, a traversal preset. The same server shows its doors: no API call without the generated auth
-string, no state change without a CSRF token, no CORS grant to another origin.
+``command``, a traversal preset, a setting over its resource cap (though the worker's environment lifts the
+caps). The same server shows its doors: no API call without the generated auth string, no state change without a
+CSRF token, no CORS grant to another origin.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ HOSTILE = {
     ),
     "command": ({}, {"command": "touch {marker}"}, "job variable(s) command may not be set"),
     "preset": ({"preset": "../../../../etc/hosts"}, None, "preset='../../../../etc/hosts' is a path"),
+    # the worker lifts the caps for its own use (RECIPE_LIFT_CAPS=1 below): a form still cannot
+    "caps": (
+        {"config": {"name": "guard", "model": {"width": 100000}}},
+        None,
+        "model.width: over its resource cap of 4096; a deployment run cannot lift resource caps",
+    ),
 }
 
 
@@ -62,6 +69,7 @@ def served(tmp_path_factory, _mlflow_template):
         PYTHONPATH=str(REPO_ROOT),
         MLFLOW_TRACKING_URI=copy_mlflow_store(_mlflow_template, tmp / "mlruns"),
         RECIPE_LOG_DIR=str(tmp / "logs"),
+        RECIPE_LIFT_CAPS="1",
     )
     for key in ("RECIPE_ALLOWED_MODEL_MODULES", "RECIPE_ALLOWED_DASK_ADDRESSES", "PREFECT_API_AUTH_STRING"):
         env.pop(key, None)
