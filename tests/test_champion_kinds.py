@@ -46,7 +46,8 @@ def _register(spec, states, name: str, example: pd.DataFrame) -> None:
     import mlflow
 
     tracking.setup(name)
-    with mlflow.start_run():
+    # tagged as the squeeze stage tags its run: flows predict loads only champions a squeeze run registered
+    with mlflow.start_run(tags={tracking.TAG_STAGE: "squeeze", tracking.TAG_CONFIG_HASH: name}):
         log_champion(spec, states, registered_name=name, example=example)
 
 

@@ -301,7 +301,11 @@ def label_issues(ev: Evidence, cap: int = 10, warn: float = NOISE_WARN, fail: fl
     y, p = ev.labels, ev.pred_probs
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns about classes with few samples; the estimate says enough
-        ranked = find_label_issues(y, p, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence")
+        # n_jobs=1: cleanlab would otherwise fork a multiprocessing pool per call (one worker per core), which on
+        # small inputs costs more than it saves and, inside a Prefect flow, inherits its SIGTERM handler.
+        ranked = find_label_issues(
+            y, p, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence", n_jobs=1
+        )
         n_est = int(num_label_issues(y, p))
     ranked = np.asarray(ranked, dtype=np.int64)
     clear = ranked[~ev.ambiguous[ranked]]

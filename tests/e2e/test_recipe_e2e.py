@@ -117,11 +117,17 @@ def _handed_on(client: MlflowClient, run_id: str, folder: Path) -> dict[str, obj
 
 
 def _prefect_flow_runs(home: Path) -> list[dict]:
-    from flows.local_server import read_info
+    """The flow runs on the local server, read as any client must: with its auth string and a CSRF token."""
+    from flows.local_server import auth_string, read_info
 
     info = read_info(home)
     assert info is not None, "the run did not record a local Prefect server"
-    r = httpx.post(f"{info.url}/flow_runs/filter", json={}, timeout=30)
+    auth = tuple(auth_string(home).split(":", 1))
+    client = "e2e-test"
+    token = httpx.get(f"{info.url}/csrf-token", params={"client": client}, auth=auth, timeout=30)
+    token.raise_for_status()
+    headers = {"Prefect-Csrf-Token": token.json()["token"], "Prefect-Csrf-Client": client}
+    r = httpx.post(f"{info.url}/flow_runs/filter", json={}, auth=auth, headers=headers, timeout=30)
     r.raise_for_status()
     return r.json()
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
-import pytest
 import yaml
 
 from flows.deployments import REPO_ROOT
@@ -52,16 +49,3 @@ def test_both_servers_require_auth_and_the_worker_is_not_the_admin():
     assert "mlflow-users" in services["worker"]["depends_on"]
     ini = (REPO_ROOT / "deploy" / "compose" / "basic_auth.ini").read_text()
     assert re.search(r"^default_permission = (READ|USE|EDIT)$", ini, re.M)  # never MANAGE for everyone
-
-
-@pytest.mark.skipif(
-    shutil.which("docker") is None
-    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="no docker compose here: the file is checked by parsing it (above)",
-)
-def test_docker_compose_refuses_to_start_without_the_auth_variables():
-    import os
-
-    env = {k: v for k, v in os.environ.items() if k not in REQUIRED}
-    done = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config"], capture_output=True, text=True, env=env)
-    assert done.returncode != 0 and "required variable" in done.stderr.lower()

@@ -260,7 +260,8 @@ def test_csv_with_a_null_an_outlier_and_a_constant_column(tmp_path, monkeypatch,
     # carries nothing and harms nothing: named, not warned about (#13); the 1700 row is also far from every other
     # row in feature space (cleanlab's OutOfDistribution, the outliers check)
     assert verdicts == {"feature_nulls": "warn", "feature_ranges": "warn", "outliers": "warn", "gx_suite": "warn"}
-    assert f"most atypical first: row:{row} (val, z " in checks["outliers"].observed
+    # the 1700 row is named; so is row 3, the one row whose weight is missing (its missing-value indicator is set)
+    assert f"row:{row} (val, z " in checks["outliers"].observed and "row:3 (train, z " in checks["outliers"].observed
     assert checks["feature_nulls"].observed == "1 missing value: weight: 1 of 40 (2.5%, written as empty), rows row:3"
     assert checks["constant_features"].observed.startswith("1 constant column in train: station (= 1.0)")
     assert f"height = 1700 (row:{row}, val; train " in checks["feature_ranges"].observed
