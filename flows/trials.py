@@ -76,17 +76,22 @@ class TrialMap:
                 out.append(e)
         return out
 
-    def close(self) -> None:
-        """Shut the task runner down (its worker processes or Dask client), if one was started; idempotent."""
+    def close(self, interrupted: bool = False) -> None:
+        """Shut the task runner down (its worker processes or Dask client), if one was started; idempotent.
+        ``interrupted`` (Ctrl-C, SIGTERM): the pool's workers are terminated first instead of waited for (they
+        ignore Ctrl-C once started, :func:`recipe.tune.trial.init_worker`; the stage ended their trials' MLflow
+        runs KILLED)."""
         if self.runner is not None:
             runner, self.runner = self.runner, None
+            if interrupted:
+                _terminate_workers(runner)
             runner.__exit__(None, None, None)
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        self.close(interrupted=exc_type is not None and not issubclass(exc_type, Exception))
 
 
 class _PoolRunner(ProcessPoolTaskRunner):
@@ -104,6 +109,14 @@ class _PoolRunner(ProcessPoolTaskRunner):
 
     def _forward_subprocess_messages(self) -> None:
         return self._caller_context.run(super()._forward_subprocess_messages)
+
+
+def _terminate_workers(runner: TaskRunner) -> None:
+    """SIGTERM the worker processes of a process pool runner (nothing for a Dask runner: its cluster is not ours)."""
+    executor = getattr(runner, "_executor", None)
+    for proc in list((getattr(executor, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            proc.terminate()
 
 
 def _temporary_server_url() -> str | None:

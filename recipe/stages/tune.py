@@ -29,6 +29,7 @@ validation split (a best-of-N pick, optimistic); the test split in squeeze gives
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -366,6 +367,19 @@ class _Runner:
             for sp in specs:
                 self._end_run(sp.run_id, f"{type(e).__name__}: {e}")
             return [e for _ in specs]
+        except BaseException as e:  # interrupted (Ctrl-C, SIGTERM): the trials' runs end KILLED, not RUNNING
+            for sp in specs:
+                self._end_killed(sp.run_id, tracking.interrupt_note(e))
+            raise
+
+    def _end_killed(self, run_id: str, note: str) -> None:
+        """End a trial's MLflow run KILLED, saying why (``recipe.ended_by``), when it is still RUNNING; its Optuna
+        trial stays RUNNING for the next run's reaper (its owner, this process, is then dead: failed, retried)."""
+        with contextlib.suppress(Exception):  # the store may be what failed; the next run's sweep ends it then
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_tag(run_id, tracking.TAG_ENDED_BY, note)
+                self.client.set_terminated(run_id, "KILLED")
+                tracking.KILLED_RUNS.append(run_id)
 
     def wave(self, k: int) -> None:
         """Ask the study for ``k`` trials, run those the config accepts through ``ctx.map`` (each in its own MLflow

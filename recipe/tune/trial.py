@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import socket
 import time
 import traceback
@@ -114,7 +115,11 @@ def share_data(data: Any) -> None:
 
 
 def init_worker() -> None:
-    """A trial process's initializer: import the heavy modules once, keep OpenMP threads from spinning."""
+    """A trial process's initializer: import the heavy modules once, keep OpenMP threads from spinning, and ignore
+    SIGINT: Ctrl-C in a terminal signals the whole process group, and the main process handles it alone (it ends
+    the trials' MLflow runs KILLED and terminates the pool, :meth:`flows.trials.TrialMap.close`); a worker that
+    took it printed a KeyboardInterrupt traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch  # noqa: F401
 
