@@ -7,7 +7,7 @@ only feeds it and words the result. The probabilities come from a cheap model fi
 ``cross_val_predict`` (scikit-learn), so every sample is scored by a model that never saw it:
 
 - images: the pixels (0..1; area-averaged to at most ``THUMBNAIL`` px a side) reduced to ``PCA_COMPONENTS`` principal components (randomised PCA fitted on at
-  most ``PCA_FIT_ROWS`` samples), standardised, then the mean of a multinomial logistic regression's and a
+  most ``PCA_FIT_ROWS`` samples), scaled by the first component's spread (not whitened), then the mean of a multinomial logistic regression's and a
   k-nearest-neighbour classifier's probabilities; more than
   ``MAX_SAMPLES`` images are subsampled (seeded; the observed text says so);
 - tables: the encoded feature columns, missing cells filled with the column median, standardised (PCA only
@@ -177,8 +177,9 @@ def _thumbnails(a: np.ndarray) -> np.ndarray:
 
 
 def reduce(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """(N, F) -> (N, min(F, PCA_COMPONENTS)) standardised: missing cells filled with the column median, then
-    randomised PCA (fitted on at most PCA_FIT_ROWS rows) when there are more columns than PCA_COMPONENTS."""
+    """(N, F) -> (N, min(F, PCA_COMPONENTS)): missing cells filled with the column median; then either each column
+    standardised (F <= PCA_COMPONENTS) or randomised PCA (fitted on at most PCA_FIT_ROWS rows) with every
+    component divided by the first one's standard deviation (relative variances kept: no whitening)."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -194,6 +195,10 @@ def reduce(x: np.ndarray, seed: int = 0) -> np.ndarray:
         k = min(PCA_COMPONENTS, len(fit_rows))
         pca = PCA(k, svd_solver="randomized", random_state=seed).fit(x[fit_rows])
         x = pca.transform(x)
+        # One scale for all components, not one each: standardising every component (whitening) gives the
+        # low-variance, mostly-noise components the weight of the signal, which on small sets (40 images) made
+        # clean labels look wrong. The components keep their relative variance, as in the pixel space.
+        return x / (float(x[:, 0].std()) or 1.0)
     return StandardScaler().fit_transform(x)
 
 

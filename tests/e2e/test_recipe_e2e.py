@@ -200,12 +200,24 @@ def test_the_six_real_stages_register_a_champion_that_predicts_and_a_second_run_
     accuracy = float((table["label"].astype(str) == truth).mean())
     assert accuracy >= 0.85, accuracy  # train, val and test images: the champion scored ~0.9 on test alone
 
-    # 3. a second run up to squeeze reuses the five earlier stage runs and runs squeeze again
+    # 3. a second run with one squeeze setting changed reuses the five earlier stage runs (their settings, the data
+    # and the code are the same) and runs squeeze again
     second = _flows(
-        env, "run", "recipe", "--preset", "digits", *sets, "--stage", "squeeze", "--report", str(folder / "r2.json")
+        env,
+        "run",
+        "recipe",
+        "--preset",
+        "digits",
+        *sets,
+        "--set",
+        "stages.squeeze.bootstrap=101",
+        "--stage",
+        "squeeze",
+        "--report",
+        str(folder / "r2.json"),
     )
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
-    reused = dict(re.findall(r"stage (\w+): reusing the passing run (\w+)", second.stdout + second.stderr))
+    reused = dict(re.findall(r"stage (\w+): up to date, reused run (\w+)", second.stdout + second.stderr))
     assert reused == {s: runs[s].info.run_id for s in STAGES[:-1]}
     r2 = json.loads((folder / "r2.json").read_text())
     assert [s["stage"] for s in r2["stages"]] == STAGES
