@@ -44,7 +44,7 @@ def _start(env: dict[str, str], journal: Path) -> subprocess.Popen:
         *TINY,
         f"name={NAME}",
         "stages.tune.n_trials=2",
-        "stages.tune.epochs=3",
+        "stages.tune.epochs=8",  # long enough that both trials are seen running together on a busy machine
         "stages.tune.seeds=[0]",
         "stages.tune.plots=false",
         "stages.tune.parallel=2",

@@ -162,13 +162,15 @@ def _status(env: dict[str, str], run_id: str) -> str:
 
 def _flow_run_state(env: dict[str, str], out: str) -> str:
     """The state type, on the local Prefect server, of the flow run the terminal named as ended crashed."""
-    from flows.local_server import read_info
+    from flows.local_server import auth_string, read_info
 
     m = re.search(r"Prefect flow run ([0-9a-f-]{36}) ended crashed", out)
     assert m, out[-3000:]
-    info = read_info(Path(env["PREFECT_HOME"]))
+    home = Path(env["PREFECT_HOME"])
+    info = read_info(home)
     assert info is not None
-    r = httpx.get(f"{info.url}/flow_runs/{m[1]}", timeout=30)
+    auth = tuple(auth_string(home).split(":", 1))  # the local server requires its auth string (recipe-server/auth)
+    r = httpx.get(f"{info.url}/flow_runs/{m[1]}", auth=auth, timeout=30)
     r.raise_for_status()
     return r.json()["state_type"]
 
