@@ -23,7 +23,7 @@ from torch import nn
 
 from recipe.config import ModelConfig
 from recipe.models.registry import ModelConfigError, register_model
-from recipe.models.zoo import get_activation, kaiming_, small_head_
+from recipe.models.zoo import mlp_layers
 
 
 class PeriodicEmbeddings(nn.Module):
@@ -72,14 +72,6 @@ def build_mlp_plr(
             f"mlp_plr needs n_frequencies >= 1, d_embedding >= 1 and sigma > 0; got {n_frequencies}, "
             f"{d_embedding}, {sigma}"
         )
-    act, gain = get_activation(activation)
     (n_features,) = in_shape
-    layers: list[nn.Module] = [PeriodicEmbeddings(n_features, n_frequencies, d_embedding, sigma, lite), nn.Flatten()]
-    features = n_features * d_embedding
-    for _ in range(cfg.depth):
-        hidden = nn.Linear(features, cfg.width)
-        kaiming_(hidden, gain)
-        layers += [hidden, act(), nn.Dropout(cfg.dropout)]
-        features = cfg.width
-    layers.append(small_head_(nn.Linear(features, num_classes)))
-    return nn.Sequential(*layers)
+    embeddings = PeriodicEmbeddings(n_features, n_frequencies, d_embedding, sigma, lite)
+    return nn.Sequential(embeddings, nn.Flatten(), *mlp_layers(cfg, n_features * d_embedding, num_classes, activation))

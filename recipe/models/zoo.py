@@ -66,16 +66,21 @@ def build_linear(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int) 
 @register_model("mlp")
 def build_mlp(cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, activation: str = "relu") -> nn.Module:
     """Flatten -> depth x (Linear(width) -> act -> Dropout) -> Linear."""
+    return nn.Sequential(nn.Flatten(), *mlp_layers(cfg, math.prod(in_shape), num_classes, activation))
+
+
+def mlp_layers(cfg: ModelConfig, features: int, num_classes: int, activation: str = "relu") -> list[nn.Module]:
+    """``depth`` x (Linear(width), Kaiming-initialised -> act -> Dropout) on ``features`` inputs, then the small
+    head (Linear -> ``num_classes``): the body shared by ``mlp`` and ``mlp_plr``."""
     act, gain = get_activation(activation)
-    layers: list[nn.Module] = [nn.Flatten()]
-    features = math.prod(in_shape)
+    layers: list[nn.Module] = []
     for _ in range(cfg.depth):
         hidden = nn.Linear(features, cfg.width)
         kaiming_(hidden, gain)
         layers += [hidden, act(), nn.Dropout(cfg.dropout)]
         features = cfg.width
     layers.append(small_head_(nn.Linear(features, num_classes)))
-    return nn.Sequential(*layers)
+    return layers
 
 
 class SmallCNN(nn.Module):
