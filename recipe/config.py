@@ -985,8 +985,28 @@ class SqueezeConfig(_Section):
         4.0, gt=0, le=100, description="distillation temperature T (the soft term is scaled by T²)"
     )
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft (teacher) term in the student's loss")
+    rule: Literal["ensemble_first", "student_if_close", "best_val_metric", "best_val_loss", "cheapest_within_noise"] = (
+        Field(
+            "ensemble_first",
+            description="how the champion is chosen on validation (recipe.squeeze.selection): ensemble_first, the "
+            "ensemble unless another candidate beats its val metric beyond noise (the lowest test regret in "
+            "bench/selection_regret.py); student_if_close, then the distilled student when the ensemble does not beat "
+            "it beyond noise; best_val_metric (val loss breaks ties); best_val_loss; cheapest_within_noise, the "
+            "cheapest candidate the best on val `criterion` does not beat beyond noise (the rule before #24)",
+        )
+    )
+    max_params: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_INT,
+        description="cost limit: candidates with more parameters (all their networks together) are not "
+        "eligible as champion, and the choice says which were left out (the student and single networks keep "
+        "one network's size); None: no limit",
+    )
     criterion: Literal["loss", "metric"] = Field(
-        "loss", description="what the champion is chosen on: the val loss (paired per sample) or the val metric"
+        "loss",
+        description="what the best single network, the promotion over the current champion and the "
+        "cheapest_within_noise rule compare: the val loss (paired per sample) or the val metric",
     )
     noise_z: float = Field(
         1.0,

@@ -337,10 +337,10 @@ def _test_table(squeeze: dict[str, Any], console: Any) -> None:
         table.add_row(label, f"{value:.4f}", f"[{low:.4f}, {high:.4f}]")
     console.print(table)
     why = next((n.removeprefix("champion: ") for n in squeeze.get("notes") or [] if n.startswith("champion: ")), "")
-    if why:  # squeeze's note "champion: WHAT (REASON)", REASON one of choose_champion's (recipe.checks.squeeze)
-        cut = max(why.rfind(f" ({start}") for start in ("the best on validation", "cheaper than the best"))
+    if why:  # squeeze's note "champion: WHAT (rule NAME: REASON)" (recipe.squeeze.selection)
+        cut = why.find(" (rule ")
         what, reason = (why[:cut], why[cut + 2 :].removesuffix(")")) if cut >= 0 else (why, "")
-        sentence = f"The champion is {what}, chosen on validation: {reason}." if reason else f"The champion: {why}."
+        sentence = f"The champion is {what}, chosen on validation by {reason}." if reason else f"The champion: {why}."
         console.print(escape(sentence), soft_wrap=True, highlight=False)
 
 

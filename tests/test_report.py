@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from rich.console import Console
 
 from recipe.report import MAX_NOTES, render_summary
@@ -37,7 +38,27 @@ def test_the_summary_prints_stage_notes_capped_with_a_count():
     assert f"hypothesis (not confirmed): {check['hypothesis']}" in text
 
 
-def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen():
+@pytest.mark.parametrize(
+    ("note", "sentence"),
+    [
+        (
+            "champion: student (T=4, 30 epochs) (rule student_if_close: the student distilled from the ensemble, at "
+            "a single network's cost: the ensemble does not beat it beyond 1 se (val accuracy 0.99 vs student's "
+            "0.9875 (paired gain 0.0025, se 0.003)))",
+            "The champion is student (T=4, 30 epochs), chosen on validation by rule student_if_close: the student "
+            "distilled from the ensemble, at a single network's cost: the ensemble does not beat it beyond 1 se (val "
+            "accuracy 0.99 vs student's 0.9875 (paired gain 0.0025, se 0.003)).",
+        ),
+        (
+            "champion: ensemble of 5 members (seeds 0..4) (rule ensemble_first: the ensemble, also the best on val "
+            "accuracy (0.99))",
+            "The champion is ensemble of 5 members (seeds 0..4), chosen on validation by rule ensemble_first: the "
+            "ensemble, also the best on val accuracy (0.99).",
+        ),
+        ("champion: longer", "The champion: longer."),  # a note without a rule: said as it is
+    ],
+)
+def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen(note, sentence):
     metrics = {}
     for kind, value in [
         ("champion", 0.993),
@@ -50,13 +71,12 @@ def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen():
     ]:
         metrics |= {f"test/{kind}_accuracy": value, f"test/{kind}_accuracy_low": value - 0.01}
         metrics[f"test/{kind}_accuracy_high"] = min(1.0, value + 0.005)
-    reason = "cheaper than the best (ensemble) and within noise of it: within noise or worse: val loss gain 0.002"
     squeeze = {
         "stage": "squeeze",
         "verdict": "pass",
         "checks": [],
         "metrics": metrics | {"val/accuracy": 0.99},
-        "notes": [f"note {i}" for i in range(MAX_NOTES + 3)] + [f"champion: student (T=4, 30 epochs) ({reason})"],
+        "notes": [f"note {i}" for i in range(MAX_NOTES + 3)] + [note],
     }
     report = {"recipe": "digits", "verdict": "pass", "stages": [squeeze]}
     console = Console(record=True, width=200)
@@ -76,7 +96,7 @@ def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen():
     ):
         assert label in table
     assert "0.9930" in table and "[0.9830, 0.9980]" in table and "[0.0900, 0.1050]" in table
-    assert lines[-1] == f"The champion is student (T=4, 30 epochs), chosen on validation: {reason}."
+    assert lines[-1] == sentence
     # no squeeze stage, no test table
     console = Console(record=True, width=200)
     render_summary({"recipe": "digits", "verdict": "pass", "stages": [squeeze | {"stage": "tune"}]}, console)

@@ -69,7 +69,7 @@ ADVICE = {
     ),
     "beats_baselines.behind_linear": (
         "the model trails the {lost} baseline beyond noise; here that is expected of an unregularised model on a "
-        "small table (the regularize stage must close it), a bug only if the curves also look wrong"
+        "small data set (the regularize stage must close it), a bug only if the curves also look wrong"
     ),
 }
 
@@ -501,7 +501,7 @@ def baseline_bar_check(
     than ``noise_z`` paired standard errors (:func:`paired_gain` with the dumb baseline's per-sample scores in
     ``evidence``, else the bound :func:`bar_noise`) WARNs -- one validation sample is no evidence --; beyond
     that it FAILs for the dumb baseline (a model that learned nothing) and for the linear one when
-    ``linear_fails`` (else WARN: an unregularised model may trail a linear one on a small table). ``baselines``
+    ``linear_fails`` (else WARN: an unregularised model may trail a linear one on a small data set). ``baselines``
     is that stage's metrics (None: WARN). A missing or non-finite key means no bar for that baseline, and the
     observation says so; with no bar at all the check warns. Source: the recipe's "dumb baselines" (seeds/004),
     the bar every later model must clear, and "add significant digits to your eval"."""
@@ -533,7 +533,7 @@ def _bars(
     value: float, task: Task, baselines: Mapping[str, float], evidence: BarEvidence, noise_z: float
 ) -> tuple[list[str], list[str], list[str], list[str]]:
     """``value`` against each baseline of :func:`baseline_keys`: the texts of the bars there are ("linear 0.91",
-    or "linear 0.91 NOT beaten: behind by 0.0015, 0.3 se"), of the baselines with no usable bar, the labels of
+    "linear 0.91 NOT beaten (behind by 0.02 = 3 se)", or "linear 1 level (a tie ...)"), of the baselines with no usable bar, the labels of
     those behind beyond ``noise_z`` paired standard errors, and of those behind within noise."""
     parts, missing, lost, close = [], [], [], []
     dumb_label = task.dumb_name
@@ -551,7 +551,10 @@ def _bars(
             bar_mse = baselines.get(key.replace(task.metric, "mse")) if not task.higher_is_better else math.nan
             se = bar_noise(task, value, bar, evidence.n, second=evidence.mse, bar_second=float(bar_mse or math.nan))
         behind = abs(value - bar)
-        if math.isfinite(se) and se > 0 and behind <= noise_z * se:
+        if behind == 0:  # a tie (both perfect, or both at the same value): level, never "NOT beaten"
+            parts.append(f"{label} {fmt(bar)} level (a tie: no evidence either way)")
+            close.append(label)
+        elif math.isfinite(se) and se > 0 and behind <= noise_z * se:
             parts.append(
                 f"{label} {fmt(bar)} not beaten, within noise (behind by {fmt(behind)} = {behind / se:.2g} se)"
             )

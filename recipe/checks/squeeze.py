@@ -36,16 +36,20 @@ def _gain(a: np.ndarray, b: np.ndarray, task: Task) -> tuple[float, float]:
     return paired_gain(b, a, task.higher_is_better)
 
 
-def choice(champion: CandidateResult, best: CandidateResult, reason: str, *, metric: str) -> Finding:
-    """Advisory: which candidate is the champion and why (the best on validation, or a cheaper one within
-    noise of it: the simpler model wins ties)."""
-    observed = f"{champion.name}: val loss {fmt(champion.val_loss)}, val {metric} {fmt(champion.val_metric)}; {reason}"
+def choice(
+    champion: CandidateResult, best: CandidateResult, reason: str, *, metric: str, over_limit: bool = False
+) -> Finding:
+    """Advisory: which candidate is the champion and why (``reason``: the rule of
+    :mod:`recipe.squeeze.selection` with its numbers). WARN when ``over_limit``: no candidate fitted
+    ``stages.squeeze.max_params`` and the smallest was chosen."""
+    observed = f"{champion.name}: val {metric} {fmt(champion.val_metric)}, val loss {fmt(champion.val_loss)}; {reason}"
     return finding(
         "champion_chosen",
-        "the champion is the best candidate on validation, or a cheaper one within noise of it",
+        "the champion is chosen on validation by the selection rule, within the cost limit",
         observed,
-        f"best on val: {best.name}",
-        PASS,
+        f"best on val {metric}: {best.name}",
+        WARN if over_limit else PASS,
+        "no candidate fits stages.squeeze.max_params: raise it, or shrink the model (model.width, model.depth)",
     )
 
 
@@ -269,39 +273,32 @@ def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: floa
 
 
 def choose_champion(
-    candidates: Sequence[tuple[CandidateResult, tuple[int, int]]], *, task: Task, criterion: str, noise_z: float
+    candidates: Sequence[tuple[CandidateResult, tuple[int, int]]],
+    *,
+    task: Task,
+    criterion: str,
+    noise_z: float,
+    rule: str = "ensemble_first",
+    max_params: int | None = None,
 ) -> tuple[CandidateResult, CandidateResult, dict[str, Any], str]:
-    """The champion among ``(val result, inference cost)`` pairs, chosen on validation only.
+    """The champion among ``(val result, (networks, parameters))`` pairs, chosen on validation only by ``rule``
+    (:mod:`recipe.squeeze.selection`; the default, ``ensemble_first``, had the lowest test regret in
+    ``bench/selection_regret.py``) among the candidates with at most ``max_params`` parameters.
 
-    The best candidate on ``criterion`` (val loss, or the val metric) is found first; then, cheapest first (fewer
-    networks, then fewer parameters, then the better on ``criterion``), the first candidate the best does not
-    beat beyond noise (the paired rule of :func:`recipe.checks.ablation.decide`) is the champion: a costlier
-    model must earn its cost. Returns (the champion, the best, the decisions by name, the reason in words).
-    Raises ValueError when no candidate is ok.
+    Returns (the champion, the best on the val metric, each other candidate's paired comparison with that best on
+    ``criterion`` (:func:`recipe.checks.ablation.decide`, for the candidates table), the reason in words, which
+    starts ``rule <name>:``). Raises ValueError when no candidate is ok or the rule is unknown.
     """
     from recipe.checks.ablation import decide
+    from recipe.squeeze import selection
 
-    ok = [(c, cost) for c, cost in candidates if c.ok]
-    if not ok:
-        raise ValueError("no squeeze candidate trained: nothing to choose from")
-
-    def worse(c: CandidateResult) -> float:
-        return c.val_loss if criterion == "loss" else -task.gain(c.val_metric, 0.0)
-
-    best = min((c for c, _ in ok), key=worse)
+    choice = selection.choose(
+        candidates, task=task, rule=rule, noise_z=noise_z, max_params=max_params, criterion=criterion
+    )
+    best = choice.best
     decisions = {
         c.name: decide(c, best, higher_is_better=task.higher_is_better, noise_z=noise_z, criterion=criterion)
-        for c, _ in ok
-        if c is not best
+        for c, _ in candidates
+        if c.ok and c is not best
     }
-    for c, _ in sorted(ok, key=lambda pair: (pair[1], worse(pair[0]))):  # cheapest first; equal cost: better first
-        if c is best:
-            return c, best, decisions, "the best on validation; no cheaper candidate is within noise of it"
-        if not decisions[c.name].kept:
-            return (
-                c,
-                best,
-                decisions,
-                (f"cheaper than the best ({best.name}) and within noise of it: {decisions[c.name].reason}"),
-            )
-    return best, best, decisions, "the best on validation"
+    return choice.champion, best, decisions, choice.reason

@@ -8,8 +8,9 @@ computation at test time look into distilling your ensemble into a network using
    then in this process: SWA and Polyak-averaged weights of one more run, a run ``longer`` times the budget with
    a cosine decay (best-validation weights kept), a snapshot ensemble from cosine warm restarts, and a student
    distilled from the ensemble (:mod:`recipe.squeeze.runs`; each its own nested MLflow run);
-2. scores every candidate on the validation split and chooses the champion there, preferring the cheaper of two
-   candidates within noise (:func:`recipe.checks.squeeze.choose_champion`);
+2. scores every candidate on the validation split and chooses the champion there by ``stages.squeeze.rule``
+   (default: the ensemble unless another candidate beats its val metric beyond noise), among the candidates
+   within ``stages.squeeze.max_params`` (:func:`recipe.checks.squeeze.choose_champion`);
 3. reads the test split once, for a fixed list: the champion, the best single network, the ensemble, the
    student, the dumb and linear baselines and a tuned classical baseline, each with a bootstrap interval, and
    records that it did (:mod:`recipe.squeeze.heldout`);
@@ -27,6 +28,7 @@ it does not beat the dumb baseline on test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -93,7 +95,12 @@ def _choose(sc: runs.Context, cands: dict[str, Squeezed]) -> _Pick:
         evaluate(c, sc.data, sc.task)
     pairs = [(c.result, c.cost) for c in cands.values()]
     champ_r, best_r, decisions, reason = judge.choose_champion(
-        pairs, task=sc.task, criterion=sc.s.criterion, noise_z=sc.s.noise_z
+        pairs,
+        task=sc.task,
+        criterion=sc.s.criterion,
+        noise_z=sc.s.noise_z,
+        rule=sc.s.rule,
+        max_params=sc.s.max_params,
     )
     champion = next(c for c in cands.values() if c.result is champ_r)
     return _Pick(champion, _best_single(cands, sc), decisions, best_r, reason)
@@ -211,7 +218,9 @@ def _test(
     champ.latency_ms = latency_ms(champion.nets, x_test)
     rows.append(champ)
     for c, kind in ((single, "single"), (cands.get("ensemble"), "ensemble"), (cands.get("student"), "student")):
-        if c is not None and c is not champion:
+        if c is champion:  # the champion's own row again under its kind: the table always lists each kind
+            rows.append(dataclasses.replace(champ, kind=kind))
+        elif c is not None:
             row = heldout.model_row(c, kind, sc.data, sc.task, n, seed)
             row.latency_ms = latency_ms(c.nets, x_test)
             rows.append(row)
@@ -250,7 +259,13 @@ def _findings(
     """The gated checks (the choice, the test-split comparisons, a fresh test split, the registry round trip),
     then what each trick gave."""
     return [
-        judge.choice(pick.champion.result, pick.best, pick.reason, metric=sc.task.metric),
+        judge.choice(
+            pick.champion.result,
+            pick.best,
+            pick.reason,
+            metric=sc.task.metric,
+            over_limit=sc.s.max_params is not None and pick.champion.params > sc.s.max_params,
+        ),
         judge.matches_best_single(pick.champion.result, pick.single.result, task=sc.task, noise_z=sc.s.noise_z),
         *_test_findings(sc, rows, classical),
         judge.test_split_fresh(reads),

