@@ -138,15 +138,37 @@ def train(
         check_names(cfg)
     except PreflightError as e:
         _fail(str(e))
+    uri = _use_store(read_only=False)
+    from recipe.preflight import BackendUnreachable, check_tracking_uri
+
+    try:
+        check_tracking_uri(uri)
+    except PreflightError as e:
+        _fail(str(e))
+    except BackendUnreachable as e:
+        _fail(str(e), code=EXIT_BACKEND)
+    from recipe import tracking
     from recipe.config import ConfigError
     from recipe.data import DataError
     from recipe.fit import fit
 
     try:
-        result = fit(cfg, evaluate=False, log=False)
-    except (DataError, ConfigError) as e:
-        _fail(str(e))
+        tracking.setup(cfg.name)
+        with tracking.start_run(
+            f"{cfg.name}:train", tags=tracking.run_tags(cfg, None, stage="train", kind="train")
+        ) as run:
+            tracking.log_params(cfg.flat())
+            try:
+                result = fit(cfg, evaluate=False, log=True)
+            except (DataError, ConfigError) as e:
+                _fail(str(e))
+    except tracking.TrackingError as e:
+        _fail(str(e), code=EXIT_BACKEND)
     _print_metrics(cfg.name, result.metrics, result.seconds)
+    typer.echo(
+        f"MLflow: run {run.info.run_id} ({cfg.name}:train) in experiment {cfg.name!r} of {_redacted(uri)}; "
+        f"to see it: {_mlflow_hint()}"
+    )
     if result.stop_reason:
         typer.echo(f"stopped early: {result.stop_reason}")
     problems = judge_fit(result)
@@ -240,6 +262,7 @@ def run_recipe(
     if stage is not None and stage not in stage_names():
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
     cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
+    _use_store(read_only=False)
     _preflight(cfg)
     if report is not None:
         _check_writable_file(report, "--report")
@@ -261,6 +284,8 @@ def run_recipe(
     from recipe.report import render_summary
 
     render_summary(outcome, _console())
+    if outcome["verdict"] == "fail":
+        typer.echo(_kept_and_resume(outcome))
     if report is not None:
         _write_report(report, outcome)
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
@@ -270,6 +295,22 @@ def run_recipe(
 EXIT_BACKEND = 3
 EXIT_CRASH = 4
 EXIT_BUSY = 5
+
+
+def _use_store(read_only: bool) -> str:
+    """Resolve the tracking store (recipe.preflight.resolve_store) into MLFLOW_TRACKING_URI; a read-only command
+    with no store anywhere is bad input (exit 2) and says on stderr which store it reads when it was not named by
+    the environment or found in the current folder (a run names its store in its last line)."""
+    from recipe.preflight import PreflightError, use_store
+    from recipe.secrets import redact_url
+
+    try:
+        uri, origin = use_store(read_only=read_only)
+    except PreflightError as e:
+        _fail(str(e))
+    if read_only and origin not in ("MLFLOW_TRACKING_URI", "the current folder"):
+        typer.echo(f"MLflow store: {redact_url(uri)} ({origin})", err=True)
+    return uri
 
 
 def _preflight(cfg) -> None:
@@ -395,6 +436,7 @@ def _setup_logging(log: Path):
             if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
                 consoles.append(h)
                 h.addFilter(_not_recipe)  # the summary table shows the verdicts; the log file keeps the records
+                h.addFilter(_not_interrupt_crash)  # the CLI's own interrupt report says it once
                 if not getattr(h, "_recipe_no_tracebacks", False):
                     h.format = _without_traceback(h.format)
                     h.addFilter(redacting)
@@ -405,6 +447,7 @@ def _setup_logging(log: Path):
             logger.removeHandler(handler)
         for h in consoles:
             h.removeFilter(_not_recipe)
+            h.removeFilter(_not_interrupt_crash)
         handler.close()
 
     return detach
@@ -414,6 +457,19 @@ def _not_recipe(record) -> bool:
     """False for the ``recipe`` package's records (verdicts, advice, trials): the terminal shows them once, as the
     summary table; they go to the log file and the Prefect flow run's log."""
     return not (record.name == "recipe" or record.name.startswith("recipe."))
+
+
+INTERRUPT_CRASHES = ("aborted by an interrupt signal", "aborted by a termination signal")
+
+
+def _not_interrupt_crash(record) -> bool:
+    """False for Prefect's "Crash detected! Execution was aborted by an interrupt (termination) signal." records:
+    the task run and the flow run each log one on a Ctrl-C, and the CLI then reports the interrupt itself (what was
+    kept, how to resume), so the terminal said it three times. The log file keeps them."""
+    if not record.name.startswith("prefect"):
+        return True
+    text = record.getMessage()
+    return not (text.startswith("Crash detected!") and any(m in text for m in INTERRUPT_CRASHES))
 
 
 def _without_traceback(fmt):
@@ -484,13 +540,17 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
         if tracking.KILLED_RUNS:
             lines.append(
                 f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
-                f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()}); "
-                f"stages that finished before are kept and reused by the next run"
+                f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()})"
             )
         else:
             lines.append("no MLflow run was open yet: nothing was recorded")
     else:
         lines.append("it stopped before anything was recorded")
+    progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+    if progress is not None:
+        kept = ", ".join(f"{n} (run {r})" for n, r in progress.recorded if r) or "none"
+        lines.append(f"stages kept (reused by the next run): {kept}")
+    lines.append(f"to resume: {_resume_command()}")
     flow_mod = sys.modules.get("flows.recipe_flow")
     if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
         lines.append(
@@ -499,6 +559,29 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
     lines.append(f"log: {log}")
     typer.echo("\n".join(lines), err=True)
     raise typer.Exit(128 + signum)
+
+
+def _resume_command(argv: list[str] | None = None) -> str:
+    """This run's command line again, without ``--fresh`` (which would redo the stages kept): up-to-date passing
+    stages are reused and the run goes on from the first one that is not."""
+    import shlex
+
+    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--fresh"]
+    return "flows " + shlex.join(args)
+
+
+def _kept_and_resume(outcome: dict, argv: list[str] | None = None) -> str:
+    """After a FAIL: the stages kept (passing or warning, reused by the next run), the one that failed, and the
+    command that resumes there once its advice is followed."""
+    stages = outcome.get("stages") or []
+    kept = [st["stage"] for st in stages if st["verdict"] != "fail"]
+    failed = outcome.get("stopped_at") or next((st["stage"] for st in stages if st["verdict"] == "fail"), None)
+    lines = [
+        f"stages kept (reused by the next run): {', '.join(kept) or 'none'}",
+        f"failed: {failed}; follow its advice above, then resume with: {_resume_command(argv)}"
+        + (" (or change the config with --set; the kept stages are reused while their settings are unchanged)"),
+    ]
+    return "\n".join(lines)
 
 
 def _backend_error_types() -> tuple[type[BaseException], ...]:
@@ -556,6 +639,12 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     )
 
 
+def _redacted(uri: str) -> str:
+    from recipe.secrets import redact_url
+
+    return redact_url(uri)
+
+
 def _mlflow_hint() -> str:
     from recipe.secrets import redact_url
     from recipe.tracking import tracking_uri
@@ -577,9 +666,16 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     from recipe.stages import DESCRIPTIONS, stage_names
 
     cfg = _load(preset, config, set_)
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
+    from recipe.preflight import resolve_store
+
     try:
-        if uri.startswith("sqlite:///"):  # read-only, without importing MLflow: well under a second
+        uri, _ = resolve_store(read_only=True)
+    except PreflightError:  # no store anywhere: nothing ran yet, so no verdicts (and no empty store is created)
+        uri = None
+    try:
+        if uri is None:
+            latest = {}
+        elif uri.startswith("sqlite:///"):  # read-only, without importing MLflow: well under a second
             from recipe.store_sqlite import latest_stage_verdicts as from_sqlite
 
             latest = from_sqlite(Path(uri.removeprefix("sqlite:///")), cfg.name, cfg.config_hash())
@@ -587,6 +683,7 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
             from recipe.preflight import check_tracking_uri
             from recipe.tracking import latest_stage_verdicts
 
+            os.environ["MLFLOW_TRACKING_URI"] = uri
             check_tracking_uri(uri)
             latest = latest_stage_verdicts(cfg.name, cfg.config_hash())
     except PreflightError as e:
@@ -802,7 +899,7 @@ def champion(
     model = name or _load(preset, config, set_).name
     from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
 
-    uri = _tracking_uri()
+    uri = _use_store(read_only=True)
     try:
         check_tracking_uri(uri)
     except PreflightError as e:
@@ -826,12 +923,6 @@ def champion(
     except Exception as e:  # the store cannot be opened or read
         _fail(f"cannot read the model registry at {uri}: {type(e).__name__}: {e}", code=EXIT_BACKEND)
     _print_champion(info)
-
-
-def _tracking_uri() -> str:
-    import os
-
-    return os.environ.get("MLFLOW_TRACKING_URI") or "sqlite:///mlruns/mlflow.db"
 
 
 def _print_champion(info: dict) -> None:
@@ -869,7 +960,10 @@ def _print_champion(info: dict) -> None:
 
 @app.command()
 def predict(
-    path: Annotated[Path, typer.Argument(help="A folder of images (searched recursively), an image, or a .csv file.")],
+    path: Annotated[
+        list[Path],
+        typer.Argument(help="Folders of images (searched recursively), image files, or one .csv file."),
+    ],
     model: Annotated[str, typer.Option("--model", "-m", help="The model URI, e.g. models:/digits@champion.")] = (
         "models:/digits@champion"
     ),
@@ -884,21 +978,40 @@ def predict(
             "spec and weights only.",
         ),
     ] = False,
+    skip_unreadable: Annotated[
+        bool,
+        typer.Option(
+            "--skip-unreadable", help="Leave out files that cannot be read as images (listed) instead of stopping."
+        ),
+    ] = False,
 ) -> None:
     """Predict with a registered model: one CSV row per image (or table row), with label and probabilities.
 
-    The model is loaded as data: a champion registered by a squeeze run of this project, rebuilt from its spec
-    and weights by the local package; --trust-model-code runs the model's own code instead."""
+    The model is loaded once for every file given, as data: a champion registered by a squeeze run of this project,
+    rebuilt from its spec and weights by the local package; --trust-model-code runs the model's own code instead.
+    Warns (with counts) on images unlike the training images (size, colour, polarity, pixel statistics). No Prefect
+    server is started. The tracking store: MLFLOW_TRACKING_URI, else mlruns/mlflow.db in the current folder or one
+    above it, else this checkout's; none is ever created. Exit 2: bad input (no such model, unreadable files
+    without --skip-unreadable), 3: the store cannot be read."""
+    _use_store(read_only=True)
     from flows.predict import PredictError, predict_path
 
     try:
-        result = predict_path(model, path, out, trust_code=trust_model_code)
+        done = predict_path(model, list(path), out, trust_code=trust_model_code, skip_unreadable=skip_unreadable)
     except PredictError as e:
         _fail(str(e), code=e.code)
+    for f, why in done.skipped:
+        typer.echo(f"skipped (unreadable): {f}: {why}", err=True)
+    for w in done.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    result = done.frame
     label = "label" if "label" in result.columns else "prediction"
     counts = result[label].value_counts().head(5).to_dict() if label == "label" else {}
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
-    typer.echo(f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else ""))
+    skipped = f"; {len(done.skipped)} unreadable file(s) skipped" if done.skipped else ""
+    typer.echo(
+        f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else "") + skipped
+    )
 
 
 def main() -> None:  # pragma: no cover - console entry point (tests drive it in subprocesses)

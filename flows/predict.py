@@ -16,6 +16,7 @@ bounded by the chunk, not the folder.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -204,31 +205,183 @@ def _input_names(model) -> list[str]:
     return schema.input_names() if schema is not None else []
 
 
-def predict_path(uri: str, path: Path, out: Path, trust_code: bool = False, chunk: int = CHUNK):
-    """Predict every image under ``path`` (a folder or one image) or every row of ``path`` (a .csv) with the
-    model at ``uri`` (loaded data-only unless ``trust_code``), ``chunk`` inputs at a time; write ``out`` (CSV:
-    ``path`` or ``row``, then ``label`` and ``prob_<class>`` columns, or ``prediction``) and return the predictions
-    DataFrame. Raises :class:`PredictError`."""
+@dataclass
+class InputScan:
+    """What the image inputs are, read before the model is loaded: ``readable`` files, ``unreadable`` (file,
+    reason) pairs, and per readable file its stored height, width, whether it has colour (channels that differ),
+    and its mean pixel on the 0..1 scale (grey level)."""
+
+    readable: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    colour: list[bool] = field(default_factory=list)
+    means: list[float] = field(default_factory=list)
+
+
+def scan_images(files: list[Path]) -> InputScan:
+    """Decode every file once (as training does: :func:`recipe.data.sources.decode_image`, which caches) and
+    note its size, colour and mean; a file that cannot be decoded goes to ``unreadable`` with the reason."""
+    import numpy as np
+
+    from recipe.data.sources import decode_image
+
+    scan = InputScan()
+    for f in files:
+        d = decode_image(str(f))
+        if d.array is None:
+            scan.unreadable.append((f, d.error or "cannot be decoded"))
+            continue
+        a = d.array
+        scan.readable.append(f)
+        scan.sizes.append((int(a.shape[0]), int(a.shape[1])))
+        colour = a.ndim == 3 and bool(np.ptp(a.astype(np.int16), axis=2).max() > 8)  # grey stored as RGB is grey
+        scan.colour.append(colour)
+        scan.means.append(float(a.mean()) / 255.0)
+    return scan
+
+
+# A mean pixel this many training pixel standard deviations from the training mean is "unlike the training data";
+# 2 sd: an inverted MNIST digit (mean 0.87 vs 0.13, sd 0.31) is 2.4 sd away, the digits' own images stay within 1.
+MEAN_SHIFT_SDS = 2.0
+# The training data has a polarity (dark background, light strokes or the reverse) when its mean pixel is at least
+# this far from mid-grey; an input on the other side of mid-grey then has the opposite polarity.
+POLARITY_MARGIN = 0.15
+
+
+def input_warnings(spec, scan: InputScan) -> list[str]:
+    """Warnings, with counts, on image inputs unlike the champion's training inputs (``spec``: its
+    :class:`recipe.champion.ChampionSpec`, which records the training images' colour mode, network input size
+    H x W, the resize side and the per-channel pixel mean and standard deviation on the 0..1 scale):
+
+    - size: files whose H x W differ from training's when training did not resize (``image_size`` None): they are
+      resized here, which training never did;
+    - channels: colour files for a greyscale model (converted to grey), grey files for a colour model;
+    - polarity: the training images have a clear polarity (mean pixel off mid-grey by :data:`POLARITY_MARGIN`) and
+      the file's mean is on the other side of mid-grey (inverted: light background for dark, or the reverse);
+    - pixel statistics: the file's mean pixel is more than :data:`MEAN_SHIFT_SDS` training standard deviations
+      from the training mean (exposure, contrast, another kind of picture).
+
+    Distribution-shift checks after Karpathy's recipe, "become one with the data": the model only knows the
+    inputs it was trained on.
+    """
+    import numpy as np
+
+    n = len(scan.readable)
+    if spec is None or spec.kind != "image" or not n:
+        return []
+    out = []
+    c, h, w = spec.in_shape
+    if spec.image_size is None:
+        odd = [s for s in scan.sizes if s != (h, w)]
+        if odd:
+            common = max(set(odd), key=odd.count)
+            out.append(
+                f"{len(odd)} of {n} image(s) are not {h}x{w} like the training images (e.g. {common[0]}x{common[1]}); "
+                "they were resized, which training never did: predictions on them are less reliable"
+            )
+    colour = sum(scan.colour)
+    if c == 1 and colour:
+        out.append(
+            f"{colour} of {n} image(s) are in colour; the model was trained on greyscale images, so they were "
+            "converted to grey"
+        )
+    elif c == 3 and n - colour == n and n:
+        out.append(f"all {n} image(s) are greyscale; the model was trained on colour images")
+    train_mean = float(np.mean(spec.mean))
+    train_sd = float(np.mean(spec.std)) or 1.0
+    means = np.asarray(scan.means)
+    if abs(train_mean - 0.5) >= POLARITY_MARGIN:
+        flipped = int(np.sum((means - 0.5) * (train_mean - 0.5) < 0))
+        if flipped:
+            kind = "dark" if train_mean < 0.5 else "light"
+            out.append(
+                f"{flipped} of {n} image(s) look inverted: mostly {'light' if kind == 'dark' else 'dark'} where the "
+                f"training images are mostly {kind} (mean pixel {train_mean:.2f}); invert them (e.g. PIL "
+                "ImageOps.invert) if the background is the other way round"
+            )
+    shifted = int(np.sum(np.abs(means - train_mean) > MEAN_SHIFT_SDS * train_sd))
+    if shifted:
+        out.append(
+            f"{shifted} of {n} image(s) have a mean pixel more than {MEAN_SHIFT_SDS:g} training standard deviations "
+            f"from the training images' ({train_mean:.2f} +- {train_sd:.2f}): another exposure, contrast or kind "
+            "of picture than the model saw"
+        )
+    return out
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict_path` did: the predictions, the files skipped as unreadable (with the reason) and the
+    warnings on inputs unlike the training data."""
+
+    frame: object
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _gather(paths: list[Path]) -> tuple[list[Path], bool]:
+    """The image files of ``paths`` (folders searched recursively), or one CSV; (files, is_csv)."""
+    for p in paths:
+        if not p.exists():
+            raise PredictError(f"{p} does not exist; pass a folder of images, image files or one .csv file")
+    csvs = [p for p in paths if p.is_file() and p.suffix.lower() == ".csv"]
+    if csvs:
+        if len(paths) > 1:
+            raise PredictError("give one .csv file, or images and folders of images, not both")
+        return csvs, True
+    files = [f for p in paths for f in gather_images(p)]
+    if not files:
+        shown = ", ".join(map(str, paths))
+        raise PredictError(f"no image files under {shown} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
+    return files, False
+
+
+def predict_path(
+    uri: str,
+    path: Path | list[Path],
+    out: Path,
+    trust_code: bool = False,
+    chunk: int = CHUNK,
+    skip_unreadable: bool = False,
+) -> Prediction:
+    """Predict every image under ``path`` (folders, images; one model load for all) or every row of ``path`` (a
+    .csv) with the model at ``uri`` (loaded data-only unless ``trust_code``), ``chunk`` inputs at a time; write
+    ``out`` (CSV: ``path`` or ``row``, then ``label`` and ``prob_<class>`` columns, or ``prediction``).
+
+    Images are decoded once before the model is loaded: an unreadable file stops the run (PredictError, exit 2,
+    naming the files and ``--skip-unreadable``) unless ``skip_unreadable``, which leaves them out and lists them
+    in :attr:`Prediction.skipped`. Inputs unlike the training data give :func:`input_warnings`.
+
+    Raises :class:`PredictError`."""
     import pandas as pd
 
     from recipe.champion import PredictInputError
 
-    if not path.exists():
-        raise PredictError(f"{path} does not exist; pass a folder of images, an image file or a .csv file")
-    is_csv = path.is_file() and path.suffix.lower() == ".csv"
+    paths = path if isinstance(path, list) else [path]
+    files, is_csv = _gather(paths)
+    skipped: list[tuple[Path, str]] = []
+    scan = None
     if is_csv:
         try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(files[0], dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise PredictError(f"{path} cannot be read as a CSV ({e})") from None
+            raise PredictError(f"{files[0]} cannot be read as a CSV ({e})") from None
         if not len(frame):
-            raise PredictError(f"{path} has no rows to predict")
+            raise PredictError(f"{files[0]} has no rows to predict")
         inputs, keys = frame, pd.Series(range(len(frame)), name="row")
     else:
-        files = gather_images(path)
-        if not files:
-            raise PredictError(f"no image files under {path} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-        inputs = pd.DataFrame({"path": [str(f) for f in files]})
+        scan = scan_images(files)
+        if scan.unreadable and not skip_unreadable:
+            listed = "\n".join(f"  - {f}: {why}" for f, why in scan.unreadable[:20])
+            more = f"\n  ... and {len(scan.unreadable) - 20} more" if len(scan.unreadable) > 20 else ""
+            raise PredictError(
+                f"{len(scan.unreadable)} of {len(files)} file(s) cannot be read as images:\n{listed}{more}\n"
+                "fix or remove them, or pass --skip-unreadable to predict the others and list these"
+            )
+        skipped = scan.unreadable
+        if not scan.readable:
+            raise PredictError(f"none of the {len(files)} file(s) can be read as an image")
+        inputs = pd.DataFrame({"path": [str(f) for f in scan.readable]})
         keys = inputs["path"]
     model = load_model(uri, trust_code=trust_code)
     wanted = _input_names(model)
@@ -237,10 +390,11 @@ def predict_path(uri: str, path: Path, out: Path, trust_code: bool = False, chun
         what = "a CSV of rows" if is_csv else "image files"
         raise PredictError(
             f"{uri} takes inputs with the column(s) {', '.join(map(repr, wanted))}, but {what} from "
-            f"{path} give(s) {', '.join(map(repr, inputs.columns))}; missing: "
+            f"{', '.join(map(str, paths))} give(s) {', '.join(map(repr, inputs.columns))}; missing: "
             f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
             "a CSV with the training features)"
         )
+    warnings = input_warnings(getattr(model, "spec", None), scan) if scan is not None else []
     try:  # in chunks: decoded images of a whole folder at once would be N x C x H x W floats in memory
         parts = [model.predict(inputs.iloc[i : i + chunk].reset_index(drop=True)) for i in range(0, len(inputs), chunk)]
         preds = pd.concat(parts, ignore_index=True)
@@ -256,4 +410,4 @@ def predict_path(uri: str, path: Path, out: Path, trust_code: bool = False, chun
     result = pd.concat([keys.reset_index(drop=True), preds.reset_index(drop=True)], axis=1)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
-    return result
+    return Prediction(result, skipped, warnings)

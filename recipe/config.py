@@ -1177,9 +1177,12 @@ def load_config(
         )
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of sections, got {type(data).__name__}")
-    for key, value in (parse_override(o) for o in overrides or []):
+    given: dict[str, str] = {}
+    for text in overrides or []:
+        key, value = parse_override(text)
         _set_dotted(data, key, value)
-    return _validate(data, source=str(source))
+        given[key] = text.strip()
+    return _validate(data, source=str(source), overrides=given)
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -1224,15 +1227,30 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         node = child
 
 
-def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
+def _override_for(loc: str, overrides: dict[str, str]) -> str | None:
+    """The ``--set`` text behind the error at ``loc`` (dotted): an override of that key, of a section holding it,
+    or of a key inside it (a section-level rule); None when the value came from the file."""
+    for key, text in overrides.items():
+        if loc == key or loc.startswith(key + ".") or key.startswith(loc + "."):
+            return text
+    return None
+
+
+def _validate(data: dict[str, Any], source: str, overrides: dict[str, str] | None = None) -> RecipeConfig:
+    """``data`` as a RecipeConfig. Raises ConfigError listing every invalid key, each attributed to the ``--set``
+    that gave it (``overrides``: key -> the ``key=value`` text) or else to ``source``."""
     try:
         return RecipeConfig.model_validate(data)
     except ValidationError as e:
         lines = []
+        from_set = 0
         for err in e.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            given = _override_for(loc, overrides or {})
+            from_set += given is not None
+            origin = f" [from --set {given}]" if given else ""
             if err["type"] == "extra_forbidden":
-                lines.append(f"  {loc}: unknown key{_suggest(err['loc'])}")
+                lines.append(f"  {loc}: unknown key{_suggest(err['loc'])}{origin}")
             else:  # a section-level rule's input is the whole section: naming the value helps only for a value
                 msg = err["msg"].removeprefix("Value error, ")
                 got = err.get("input")
@@ -1243,8 +1261,15 @@ def _validate(data: dict[str, Any], source: str) -> RecipeConfig:
                     f"  {loc}: {msg}"
                     + ("" if isinstance(got, dict) else f" (got {got!r})")
                     + (f"; allowed: {allowed}" if allowed else "")
+                    + origin
                 )
-        raise ConfigError(f"invalid config from {source}:\n" + "\n".join(lines)) from None
+        if from_set == len(lines):
+            head = f"invalid --set override{'s' if from_set > 1 else ''} (on top of {source}):"
+        elif from_set:
+            head = f"invalid config ({source} with the --set overrides marked):"
+        else:
+            head = f"invalid config from {source}:"
+        raise ConfigError(head + "\n" + "\n".join(lines)) from None
 
 
 def numeric_bounds(loc: tuple[Any, ...] | list[Any]) -> dict[str, float] | None:

@@ -70,11 +70,13 @@ def check_data(cfg: RecipeConfig) -> None:
                 f"data.root {root} is a file, not a folder: data.source=imagefolder needs a "
                 f"folder with one sub-folder of images per class; {fix}"
             )
+        _check_image_folder(root, fix)
     elif d.source == "csv":
         if not root.exists():
             raise PreflightError(f"data.root {root} does not exist: data.source=csv needs a .csv file; {fix}")
         if not root.is_file():
             raise PreflightError(f"data.root {root} is a folder, not a file: data.source=csv needs a .csv file; {fix}")
+        _check_csv_header(root, d.target)
     elif d.source == "torchvision":
         if root.exists() and not root.is_dir():
             raise PreflightError(
@@ -87,6 +89,76 @@ def check_data(cfg: RecipeConfig) -> None:
             )
         if not root.exists():
             _check_creatable(root, what="data.root", fix=fix)
+
+
+# The image extensions the loader reads (recipe.data.folders.IMAGE_EXTENSIONS; a test keeps them equal). Kept here
+# so that this check does not import recipe.data, which imports torch: seconds on a busy machine.
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"  # as recipe.data.folders.hidden
+
+
+def _check_image_folder(root: Path, fix: str) -> None:
+    """A first look at an image folder, without decoding a pixel or importing torch: a folder with no class
+    sub-folders (an empty one, or images loose at the top) or with no file that has an image extension anywhere
+    under its class folders (a folder of documents) is refused, naming what it holds. The walk stops at the first
+    image; links, layouts and decoding are the loader's and the inspect stage's."""
+    entries = sorted((e for e in os.scandir(root) if not _hidden(e.name)), key=lambda e: e.name)
+    classes = [e for e in entries if e.is_dir()]
+    others: list[str] = []
+    for folder in classes:
+        for dirpath, dirnames, filenames in os.walk(folder.path):
+            dirnames[:] = [d for d in dirnames if not _hidden(d)]
+            for f in filenames:
+                if _hidden(f):
+                    continue
+                if Path(f).suffix.lower() in IMAGE_EXTENSIONS:
+                    return
+                others.append(os.path.relpath(os.path.join(dirpath, f), root))
+    kinds = f"image files ({', '.join(sorted(IMAGE_EXTENSIONS))})"
+    if not entries:
+        held = "it is empty"
+    elif not classes:
+        held = f"it holds no sub-folders, only {_listed([e.name for e in entries])}"
+    else:
+        held = f"its class folders {_listed([e.name for e in classes])} hold " + (
+            f"no {kinds}, only {_listed(others)}" if others else "no files"
+        )
+    raise PreflightError(
+        f"no images under data.root {root}: {held}; data.source=imagefolder needs one sub-folder per class "
+        f"holding {kinds}, e.g. {root / 'cat' / '001.png'}; {fix}"
+    )
+
+
+def _listed(names: list[str], cap: int = 5) -> str:
+    more = f", ... ({len(names)} in all)" if len(names) > cap else ""
+    return ", ".join(names[:cap]) + more
+
+
+def _check_csv_header(path: Path, target: str | None) -> None:
+    """The CSV's header (read alone, with pandas as the loader reads it) names ``data.target``: an unset target or a
+    column that is not there (a typo; the closest column is suggested) is refused, as is a file that is no CSV."""
+    import difflib
+
+    import pandas as pd
+
+    try:
+        columns = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise PreflightError(
+            f"data.root {path} cannot be read as a CSV ({str(e).splitlines()[0]}); check it is comma-separated "
+            "UTF-8 text with a header row"
+        ) from None
+    if target is None:
+        raise PreflightError(
+            f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {_listed(columns, 20)}"
+        )
+    if target not in columns:
+        close = difflib.get_close_matches(target, columns, n=1)
+        hint = f"; did you mean {close[0]!r} (--set data.target={close[0]})?" if close else ""
+        raise PreflightError(f"{path}: target column {target!r} not found{hint} (columns: {_listed(columns, 20)})")
 
 
 def check_names(cfg: RecipeConfig) -> None:
@@ -255,3 +327,59 @@ def _check_server(uri: str, where: str) -> None:
             f"the MLflow tracking server at {uri} answered {response.status_code} to "
             f"/health; check that {where} names an MLflow server"
         )
+
+
+STORE_FILE = Path("mlruns") / "mlflow.db"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the checkout this code runs from
+
+
+def _sqlite_uri(db: Path) -> str:
+    return f"sqlite:///{db.resolve()}"
+
+
+def resolve_store(*, read_only: bool, cwd: Path | None = None) -> tuple[str, str]:
+    """The tracking store a command uses, and where it came from (a phrase for the terminal).
+
+    In order: ``MLFLOW_TRACKING_URI``; the nearest ``mlruns/mlflow.db`` in the current folder or one above it (a
+    checkout's store, found from any folder inside it); for a ``read_only`` command, the store of the checkout
+    this code runs from (:data:`PACKAGE_ROOT`, where ``make run`` writes). A command that records runs falls back to
+    ``./mlruns/mlflow.db`` (created on first use); a read-only one never creates a store (MLflow would create an
+    empty one, and then report that no model exists).
+
+    Returns:
+        (URI with an absolute path for sqlite, origin such as ``"MLFLOW_TRACKING_URI"`` or ``"found in /x"``).
+
+    Raises:
+        PreflightError: ``read_only`` and no store exists anywhere it looked; the message lists the places and
+            says how to point at one (exit 2).
+    """
+    env = os.environ.get(TRACKING_ENV)
+    if env:
+        return env, TRACKING_ENV
+    here = (cwd or Path.cwd()).resolve()
+    looked = []
+    for folder in (here, *here.parents):
+        db = folder / STORE_FILE
+        looked.append(str(db))
+        if db.is_file():
+            return _sqlite_uri(db), ("the current folder" if folder == here else f"found in {folder}")
+    if read_only:
+        db = PACKAGE_ROOT / STORE_FILE
+        if db.is_file():
+            return _sqlite_uri(db), f"the store of the checkout {PACKAGE_ROOT}"
+        shown = looked[:3] + (["..."] if len(looked) > 3 else []) + [str(db)]
+        raise PreflightError(
+            f"no MLflow tracking store found: {TRACKING_ENV} is unset and there is no {STORE_FILE} in the "
+            f"current folder, the folders above it, or the checkout (looked at {', '.join(shown)}); run from the "
+            f"checkout where the recipe ran, or export {TRACKING_ENV}=sqlite:////ABS/PATH/mlruns/mlflow.db "
+            "(or http://HOST:PORT for a tracking server)"
+        )
+    return _sqlite_uri(here / STORE_FILE), "a new store in the current folder"
+
+
+def use_store(*, read_only: bool) -> tuple[str, str]:
+    """:func:`resolve_store`, then put the URI in ``MLFLOW_TRACKING_URI`` for this process and its children (trial
+    workers, ``recipe.tracking.tracking_uri``). Raises PreflightError as resolve_store."""
+    uri, origin = resolve_store(read_only=read_only)
+    os.environ[TRACKING_ENV] = uri
+    return uri, origin

@@ -271,6 +271,8 @@ def table_rows(
     """One row per candidate (reference first): what changed, val loss and metric, the gain ± se on the
     criterion, train metric, the gap (in the criterion's units), kept or not."""
     rows = []
+    singles = [c for c in candidates if c.name != COMBINED]
+    used = {c.name for c in pick_per_group(singles, decisions)}
     for c in [reference, *candidates]:
         d = decisions.get(c.name)
         rows.append(
@@ -292,11 +294,34 @@ def table_rows(
                 "seconds": c.seconds,
                 "kept": "reference" if c is reference else ("kept" if d and d.kept else "dropped"),
                 "chosen": c.name == chosen,
+                "decision": _decision(c, d, reference, chosen, used),
                 "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
                 "run_id": c.run_id,
             }
         )
     return rows
+
+
+COMBINED = "combined"  # the name of the candidate that combines the kept changes (recipe.stages.regularize)
+
+
+def _decision(c: CandidateResult, d: Decision | None, reference: CandidateResult, chosen: str, used: set[str]) -> str:
+    """What became of a candidate, in the table's words. ``kept`` alone only for what is handed on: a change that
+    beat the reference but went into the combination, lost to a better value of its kind, or lost to another change
+    says so (a table that marked every change that beat the reference "kept" read as if all of them were used)."""
+    if c is reference:
+        return "reference" + (" (chosen)" if c.name == chosen else "")
+    if d is None or not d.kept:
+        return "dropped"
+    if c.name == chosen:
+        return "kept (chosen)"
+    if c.name == COMBINED:
+        return "beat the reference, not the best single change: not chosen"
+    if c.name not in used:
+        return "beat the reference; a better value of its kind was used"
+    if chosen == COMBINED:
+        return "beat the reference: part of combined (chosen)"
+    return "beat the reference; not chosen"
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") -> str:
@@ -314,7 +339,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], metric: str = "accuracy") 
             lines.append(f"| {r['name']} | {r['changes']} | - | - | - | - | - | {r['status']}: {r['note']} |")
             continue
         gain = "-" if r["kept"] == "reference" else f"{_num(r['gain'])} ± {_num(r['se'])}"
-        decision = r["kept"] + (" (chosen)" if r["chosen"] else "")
+        decision = r.get("decision") or (r["kept"] + (" (chosen)" if r["chosen"] else ""))
         lines.append(
             f"| {r['name']} | {r['changes']} | {_num(r['val_loss'])} | {_num(r['val_metric'])} | {gain} | "
             f"{_num(r['train_metric'])} | {_num(r['gap'])} | {decision} |"

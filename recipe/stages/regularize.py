@@ -492,7 +492,7 @@ def _log_figures(figures: Figures, runner: _Runner, rows, ref, chosen, baselines
     histories = {n: t.history for n, t in runner.trained.items()}
     titles = {
         n: f"{n}: val loss {by_name[n]['val_loss']:.4f}, {metric} {by_name[n]['val_metric']:.4f}\n"
-        f"{by_name[n]['kept']}" + (" (chosen)" if by_name[n]["chosen"] else "")
+        + by_name[n].get("decision", by_name[n]["kept"] + (" (chosen)" if by_name[n]["chosen"] else ""))
         for n in histories
         if n in by_name
     }

@@ -155,6 +155,33 @@ def test_the_table_has_a_row_per_candidate_and_a_decision():
     assert "| crop | changes" not in md and "kept (chosen)" in md and "skipped: no checkpoint given" in md
 
 
+def test_the_table_keeps_kept_for_what_is_handed_on_and_says_what_became_of_the_rest():
+    """Two kinds beat the reference and their combination is chosen: only the combination reads "kept"; the two
+    singles say they are part of it, a weaker weight decay says a better one of its kind was used."""
+    cands = [
+        cand("crop", correct(10), group="augment"),
+        cand("wd_1e-4", correct(12), group="weight_decay"),
+        cand("wd_1e-5", correct(14), group="weight_decay"),
+        cand("dropout", correct(20), group="dropout"),
+        cand("combined", correct(4), group="combined"),
+    ]
+    decisions = {c.name: decide(REF, c, higher_is_better=True) for c in cands}
+    rows = table_rows(REF, cands, decisions, chosen="combined", higher_is_better=True)
+    by_name = {r["name"]: r["decision"] for r in rows}
+    assert by_name == {
+        "reference": "reference",
+        "crop": "beat the reference: part of combined (chosen)",
+        "wd_1e-4": "beat the reference: part of combined (chosen)",
+        "wd_1e-5": "beat the reference; a better value of its kind was used",
+        "dropout": "dropped",
+        "combined": "kept (chosen)",
+    }
+    md = markdown_table(rows)
+    assert md.count("kept (chosen)") == 1 and "| dropout |" in md
+    single = table_rows(REF, cands[:4], decisions, chosen="crop", higher_is_better=True)
+    assert [r["decision"] for r in single][1:3] == ["kept (chosen)", "beat the reference; not chosen"]
+
+
 # --- the dumb-baseline bar -----------------------------------------------------------------------------------
 
 FULL = {"baseline/majority_accuracy": 0.1, "baseline/linear_accuracy": 0.95}

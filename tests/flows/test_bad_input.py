@@ -39,6 +39,11 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "broken.yaml").write_text("data: {source: [\n")
     (tmp / "a-file.txt").write_text("x")
     (tmp / "a-folder").mkdir()
+    (tmp / "docs" / "cats").mkdir(parents=True)
+    (tmp / "docs" / "cats" / "notes.txt").write_text("not an image")
+    (tmp / "loose").mkdir()
+    (tmp / "loose" / "a.png").write_bytes(b"")
+    (tmp / "credit.csv").write_text("Status,Age,Income\ngood,30,129\nbad,41,80\n")
     return {"tmp": str(tmp)}
 
 
@@ -54,6 +59,41 @@ CASES = [
     ("override-no-equals", ["--set", "optim.lr"], {}, 2, ["'optim.lr'", "key.path=value"]),
     ("value-type", ["--set", "optim.lr=abc"], {}, 2, ["optim.lr", "'abc'"]),
     ("batch-size-zero", ["--set", "data.batch_size=0"], {}, 2, ["data.batch_size", "greater than or equal to 1"]),
+    (
+        "bad-set-blamed-on-set",
+        ["--set", "data.batch_size=-8"],
+        {},
+        2,
+        ["invalid --set override (on top of", "data.batch_size", "[from --set data.batch_size=-8]"],
+    ),
+    (
+        "image-folder-empty",
+        ["--preset", "imagefolder", "--set", "data.root={tmp}/a-folder"],
+        {},
+        2,
+        ["no images under data.root {tmp}/a-folder: it is empty", "one sub-folder per class"],
+    ),
+    (
+        "image-folder-of-documents",
+        ["--preset", "imagefolder", "--set", "data.root={tmp}/docs"],
+        {},
+        2,
+        ["no images under data.root {tmp}/docs", "only cats/notes.txt", ".png"],
+    ),
+    (
+        "image-folder-without-class-folders",
+        ["--preset", "imagefolder", "--set", "data.root={tmp}/loose"],
+        {},
+        2,
+        ["no images under data.root {tmp}/loose: it holds no sub-folders, only a.png"],
+    ),
+    (
+        "csv-target-typo",
+        ["--preset", "tabular", "--set", "data.root={tmp}/credit.csv", "--set", "data.target=Statuss"],
+        {},
+        2,
+        ["target column 'Statuss' not found", "did you mean 'Status' (--set data.target=Status)?", "Age, Income"],
+    ),
     ("stage-unknown", ["--stage", "overfitt"], {}, 2, ["unknown stage 'overfitt'", "inspect, baselines"]),
     ("name-escapes-store", ["--set", "name=../../x"], {}, 2, ["name", "letters, digits", "name=my-recipe"]),
     ("name-with-slash", ["--set", "name=a/b"], {}, 2, ["name", "artifact folder", "name=my-recipe"]),
@@ -267,6 +307,35 @@ def test_a_real_process_with_bad_input_exits_2_in_one_line(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "does not exist" in out.stderr and "Traceback" not in out.stderr + out.stdout
     assert not (tmp_path / "prefect-home" / "recipe-server").exists()
+
+
+def test_data_errors_are_exit_2_in_seconds_printed_once_without_importing_torch(tmp_path):
+    """A real process: a folder of documents and a CSV target typo are answered by the preflight (no server, no
+    torch import: well under the 14-21 s they took when the inspect stage found them), the message once."""
+    import time
+
+    files = _files(tmp_path)
+    probe = (
+        "import sys; from flows.cli import main\n"
+        "try:\n    main()\nfinally:\n    print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)"
+    )
+    for args in (
+        ["--preset", "imagefolder", "--set", f"data.root={files['tmp']}/docs"],
+        ["--preset", "tabular", "--set", f"data.root={files['tmp']}/credit.csv", "--set", "data.target=Statuss"],
+    ):
+        start = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", probe, "run", "recipe", *args],
+            env={**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(tmp_path / "prefect-home")},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        seconds = time.perf_counter() - start
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.count("error:") == 1 and "no torch" in out.stderr, out.stderr
+        assert seconds < 10, f"{seconds:.1f} s"  # about 1-2 s; generous for a busy 2-core machine
+        assert not (tmp_path / "prefect-home" / "recipe-server").exists()
 
 
 def test_a_prefect_api_that_does_not_answer_is_exit_3(tmp_path, dead_port):

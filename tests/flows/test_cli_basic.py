@@ -37,10 +37,19 @@ def test_config_typo_is_a_clear_error_with_exit_2():
     assert "unknown config key 'optim.lrr'" in result.output and "did you mean 'optim.lr'" in result.output
 
 
-def test_train_runs_end_to_end_on_digits():
+def test_train_runs_end_to_end_on_digits_and_says_where_it_logged(mlflow_store):
+    from mlflow import MlflowClient
+
     result = runner.invoke(app, ["train", "--preset", "digits", "--epochs", "3", "--set", "trainer.progress=false"])
     assert result.exit_code == 0, result.output
     assert "val/accuracy" in result.output and "trained in" in result.output
+    text = " ".join(result.output.split())
+    (run,) = MlflowClient(mlflow_store).search_runs(
+        [MlflowClient(mlflow_store).get_experiment_by_name("digits").experiment_id]
+    )
+    assert f"MLflow: run {run.info.run_id} (digits:train) in experiment 'digits' of {mlflow_store}" in text
+    assert f"mlflow ui --backend-store-uri {mlflow_store}" in text
+    assert run.data.tags["recipe.kind"] == "train" and "val/accuracy" in run.data.metrics
 
 
 def test_train_on_a_missing_folder_names_it(tmp_path):
@@ -72,7 +81,7 @@ def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
     assert not db.parent.exists()
 
 
-def test_train_that_diverges_is_an_error_with_advice():
+def test_train_that_diverges_is_an_error_with_advice(mlflow_store):
     result = runner.invoke(
         app,
         ["train", "--preset", "digits", "--epochs", "2", "--set", "optim.lr=100", "--set", "trainer.progress=false"],

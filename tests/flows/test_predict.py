@@ -166,4 +166,109 @@ def test_predictions_go_in_chunks(champion, tmp_path, monkeypatch):
     for p in rows["path"].iloc[:7]:
         (folder / os.path.basename(p)).write_bytes(open(p, "rb").read())
     result = fp.predict_path("models:/digits@champion", folder, tmp_path / "o.csv", chunk=3)
-    assert sizes == [3, 3, 1] and len(result) == 7
+    assert sizes == [3, 3, 1] and len(result.frame) == 7
+
+
+def _copy_pngs(rows, folder, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for p in rows["path"].iloc[:n]:
+        dst = folder / os.path.basename(p)
+        dst.write_bytes(open(p, "rb").read())
+        out.append(dst)
+    return out
+
+
+def test_an_unreadable_file_stops_with_exit_2_naming_it_and_the_flag_or_is_skipped_and_listed(champion, tmp_path):
+    rows, _ = champion
+    folder = tmp_path / "mixed"
+    _copy_pngs(rows, folder, 4)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "p.csv"
+    args = ["predict", str(folder), "--model", "models:/digits@champion", "--out", str(out)]
+    stopped = runner.invoke(app, args)
+    assert stopped.exit_code == 2, stopped.output
+    assert "broken.png" in stopped.output and "--skip-unreadable" in stopped.output and not out.exists()
+    skipped = runner.invoke(app, [*args, "--skip-unreadable"])
+    assert skipped.exit_code == 0, skipped.output
+    assert f"skipped (unreadable): {folder / 'broken.png'}" in skipped.output
+    assert "4 predictions written" in skipped.output and "1 unreadable file(s) skipped" in skipped.output
+    assert len(pd.read_csv(out)) == 4
+
+
+def test_inputs_unlike_the_training_images_are_warned_about_with_counts(champion, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rows, _ = champion
+    folder = tmp_path / "odd"
+    files = _copy_pngs(rows, folder, 6)
+    grey = [np.asarray(Image.open(f).convert("L")) for f in files]
+    Image.fromarray(255 - grey[0]).save(folder / "inverted0.png")
+    Image.fromarray(255 - grey[1]).save(folder / "inverted1.png")
+    Image.fromarray(np.stack([grey[2], grey[2] // 3, grey[2] // 2], axis=-1)).save(folder / "colour.png")
+    Image.fromarray(grey[3]).resize((grey[3].shape[1] * 4, grey[3].shape[0] * 4)).save(folder / "large.png")
+    result = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    h, w = grey[0].shape
+    assert f"1 of 10 image(s) are not {h}x{w}" in text
+    assert "1 of 10 image(s) are in colour" in text
+    assert "2 of 10 image(s) look inverted" in text
+    plain = runner.invoke(app, ["predict", str(files[0]), str(files[1]), "--out", str(tmp_path / "q.csv")])
+    assert plain.exit_code == 0 and "warning" not in plain.output, plain.output  # the training images' own kind
+
+
+def test_many_paths_are_served_from_one_model_load(champion, tmp_path, monkeypatch):
+    import flows.predict as fp
+
+    rows, _ = champion
+    a = _copy_pngs(rows, tmp_path / "a", 3)
+    _copy_pngs(rows.iloc[3:], tmp_path / "b", 2)
+    loads = []
+    real = fp.load_model
+    monkeypatch.setattr(fp, "load_model", lambda *a, **k: loads.append(1) or real(*a, **k))
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(a[0]), str(tmp_path / "b"), str(a[1]), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert loads == [1] and len(pd.read_csv(out)) == 4
+
+
+def test_predict_outside_the_checkout_finds_the_store_above_and_never_creates_one(champion, tmp_path):
+    """A real `flows predict` in a sub-folder of the folder holding mlruns/mlflow.db, MLFLOW_TRACKING_URI unset:
+    it uses that store (and says so); in a folder with no store above it nothing is created (exit 2)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rows, store_root = champion
+    image = _copy_pngs(rows, tmp_path / "img", 1)[0]
+    deeper = store_root / "work" / "deeper"
+    deeper.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
+    cmd = [sys.executable, "-c", "from flows.cli import main; main()", "predict", str(image), "--out", "p.csv"]
+    found = subprocess.run(cmd, cwd=deeper, env=env, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert f"found in {store_root}" in found.stderr and "1 predictions written" in found.stdout
+    assert not (deeper / "mlruns").exists()
+
+
+def test_a_read_only_command_with_no_store_anywhere_names_where_it_looked(tmp_path, monkeypatch):
+    from recipe import preflight
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setattr(preflight, "PACKAGE_ROOT", tmp_path / "checkout")
+    monkeypatch.chdir(tmp_path)
+    for args in (["predict", str(tmp_path)], ["champion"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "no MLflow tracking store found" in text and str(tmp_path / "mlruns" / "mlflow.db") in text
+        assert "export MLFLOW_TRACKING_URI=" in text
+    assert not (tmp_path / "mlruns").exists()
+    monkeypatch.setattr(preflight, "PACKAGE_ROOT", tmp_path)
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "mlruns" / "mlflow.db").touch()
+    uri, origin = preflight.resolve_store(read_only=True, cwd=tmp_path / "mlruns")
+    assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" and origin == f"found in {tmp_path}"
