@@ -2,7 +2,10 @@
 actions services) on loopback:
 
 - the FAIL automation of deploy/automations.yaml (``flows.notify``) sends a loopback HTTP receiver a notification
-  naming the recipe, the failing stage, its failing check and the check's advice.
+  naming the recipe, the failing stage, its failing check and the check's advice;
+- a real headless Chromium (Debian's, driven by Selenium) opens the flow run's page in the Prefect UI (3.8's
+  default UI, under /v2), its Artifacts tab, and finds the failed stage's checks-table artifact with its verdict. The
+  screenshot is saved under the test's tmp path (printed).
 
 The recipe is the real flow with stand-in stages (tests/ops/fail_recipe.py) run in its own process, as a worker
 would run it.
@@ -21,6 +24,7 @@ import pytest
 
 from flows.deployments import REPO_ROOT
 from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, free_port, http_ok, port_free, run_cli
+from tests.ops.test_mlflow_ui_browser import browser, wait_for  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.ops, pytest.mark.timeout(420)]
 
@@ -54,7 +58,12 @@ def prefect_ui_server(ops_tmp: Path):
     """A real `prefect server start` with its UI and every service, on a free loopback port: yields (the UI's base
     URL, the environment a client of it needs)."""
     port = free_port()
-    env = clean_env(PREFECT_HOME=str(ops_tmp / "prefect-ui-home"), PREFECT_SERVER_UI_ENABLED="true")
+    env = clean_env(
+        PREFECT_HOME=str(ops_tmp / "prefect-ui-home"),
+        PREFECT_SERVER_UI_ENABLED="true",
+        # the UI's own API address: without it the UI calls the default port 4200, not the one given to --port
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
+    )
     proc = Proc(
         "prefect-server-ui",
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -102,3 +111,23 @@ def test_a_failed_stage_notifies_the_webhook_with_the_failing_check_and_its_advi
     assert note["subject"] == "recipe nightly-fail: stage baselines FAILED"
     assert "stage baselines: FAIL" in note["body"]
     assert "- baselines_ok (FAIL): observed no, expected yes. What to do: look here" in note["body"]
+
+
+def test_the_prefect_ui_shows_each_stages_verdict_on_the_flow_run_page(failed_run, browser, tmp_path):
+    base, flow_run_id, _ = failed_run
+    browser.get(f"{base}/v2/runs/flow-run/{flow_run_id}")  # Prefect 3.8's default UI lives under /v2
+    wait_for(lambda: "nightly-fail:recipe" in browser.page_source, what="the flow run's name", ui="Prefect")
+    tab = wait_for(
+        lambda: [
+            e for e in browser.find_elements("css selector", "[role='tab'], button") if e.text.strip() == "Artifacts"
+        ],
+        what="the Artifacts tab",
+        ui="Prefect",
+    )[0]
+    tab.click()
+    wait_for(lambda: "recipe-nightly-fail-baselines" in browser.page_source, what="the stage's artifact", ui="Prefect")
+    wait_for(lambda: "stage baselines: FAIL" in browser.page_source, what="the stage's verdict", ui="Prefect")
+    time.sleep(1)  # let the cards finish drawing before the screenshot
+    shot = tmp_path / "prefect-flow-run.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    print("screenshot:", shot)

@@ -51,7 +51,8 @@ def browser():
         driver.quit()
 
 
-def _wait(find, timeout: float = 60, what: str = "element"):
+def wait_for(find, timeout: float = 60, what: str = "element", ui: str = "MLflow"):
+    """Poll ``find`` until it returns something truthy; fail naming ``what`` the ``ui`` did not show in time."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -61,7 +62,7 @@ def _wait(find, timeout: float = 60, what: str = "element"):
         except Exception:  # not rendered yet (NoSuchElement, stale element)
             pass
         if time.monotonic() > deadline:
-            pytest.fail(f"the MLflow UI did not show the {what} within {timeout:.0f} s")
+            pytest.fail(f"the {ui} UI did not show the {what} within {timeout:.0f} s")
         time.sleep(0.5)
 
 
@@ -77,7 +78,7 @@ def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_te
         exp = MlflowClient(url).get_experiment_by_name("digits").experiment_id
 
         browser.get(f"{url}/#/experiments/{exp}/runs")
-        link = _wait(lambda: browser.find_element("css selector", f"a[href*='{parent}']"), what="parent run")
+        link = wait_for(lambda: browser.find_element("css selector", f"a[href*='{parent}']"), what="parent run")
         assert link.text == "digits:recipe"
         cell = link.find_element("xpath", "./ancestor::*[@role='gridcell'][1]")
         cell.find_element("css selector", "button[data-component-id*='runnamecellrenderer']").click()  # the "+"
@@ -86,6 +87,6 @@ def test_the_recipe_parent_run_expands_to_its_six_stage_runs(browser, _mlflow_te
             names = [a.text for a in browser.find_elements("css selector", "a[href*='/runs/']")]
             return [n for n in names if n in STAGES] if set(STAGES) <= set(names) else None
 
-        assert sorted(_wait(child_names, what="six stage runs under the parent")) == sorted(STAGES)
+        assert sorted(wait_for(child_names, what="six stage runs under the parent")) == sorted(STAGES)
         shot = tmp_path / "mlflow-ui-recipe.png"
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
