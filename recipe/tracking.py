@@ -296,12 +296,18 @@ def run_tags(
 
 @contextmanager
 def start_run(
-    name: str, tags: dict[str, str], params: dict[str, Any] | None = None, nested: bool = False
+    name: str,
+    tags: dict[str, str],
+    params: dict[str, Any] | None = None,
+    nested: bool = False,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """A run that ends FAILED when its body raises (and re-raises), KILLED when it is interrupted
     (``KeyboardInterrupt`` or a subclass, e.g. SIGTERM turned into one; the exception's text goes in the
     ``recipe.ended_by`` tag), FINISHED otherwise, unless the body already ended it with another status
-    through :func:`end_run`. The run is tagged with its owner process (host, boot id, pid namespace, pid, start time)."""
+    through :func:`end_run`. The run is tagged with its owner process (host, boot id, pid namespace, pid, start time).
+    ``system_metrics``: sample CPU, memory, disk, network (and GPU) usage as ``system/*`` metrics every 10 s while
+    the run is active (:func:`system_metrics_enabled`)."""
     from recipe.owner import me
 
     owner = me()
@@ -313,7 +319,7 @@ def start_run(
         TAG_OWNER_PID: owner["pid"],
         TAG_OWNER_START: owner["start"],
     }
-    run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
+    run = mlflow.start_run(run_name=name, nested=nested, tags=tags, log_system_metrics=system_metrics)
     try:
         if params:
             log_params(params)
@@ -335,6 +341,13 @@ def start_run(
 
 
 KILLED_RUNS: list[str] = []  # runs this process ended KILLED because it was interrupted, in order
+
+
+def system_metrics_enabled() -> bool:
+    """Whether stage runs record system metrics (MLflow's ``system/*`` metrics: CPU, memory, disk, network, GPU):
+    MLflow's own setting ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` when it is set (the test suite sets it false),
+    on otherwise."""
+    return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower() in {"true", "1"}
 
 
 def interrupt_note(e: BaseException) -> str:

@@ -53,3 +53,20 @@ def test_every_stage_run_logs_its_splits_with_the_fingerprint_as_digest(fake_sta
             assert json.loads(ds.profile)["num_rows"] == counts[split]
     parent = client.get_run(outcome.report["parent_run_id"])
     assert parent.inputs.dataset_inputs == []  # the stages saw the data; the parent only groups them
+
+
+def test_system_metrics_are_on_by_default_and_off_with_mlflows_setting(monkeypatch, mlflow_store):
+    assert not tracking.system_metrics_enabled()  # tests/conftest.py turns them off
+    monkeypatch.delenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING")
+    assert tracking.system_metrics_enabled()
+    monkeypatch.setenv("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "false")
+    assert not tracking.system_metrics_enabled()
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.2")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING", "1")
+    tracking.setup("sysmetrics")
+    import time
+
+    with tracking.start_run("stage", {}, system_metrics=True) as run:
+        time.sleep(1.5)
+    metrics = MlflowClient().get_run(run.info.run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics and "system/system_memory_usage_megabytes" in metrics
