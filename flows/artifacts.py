@@ -201,8 +201,11 @@ def publish_summary(report: dict[str, Any], seconds: dict[str, float]) -> None:
 @task(name="stage-reused", task_run_name="stage-{stage}-reused", cache_policy=NO_CACHE, persist_result=False)
 def reused_stage(recipe: str, stage: str, result: StageResult) -> State:
     """A stage reused from MLflow, as a completed task in the flow run's graph whose state message names the run
-    it reuses; it creates the stage's artifacts from that run's checks."""
+    it reuses; it creates the stage's artifacts from that run's checks and emits its verdict event."""
+    from flows.notify import emit_verdict
+
     publish_stage(recipe, result, result.run_id, reused=True)
+    emit_verdict(recipe, result, result.run_id, reused=True)
     return Completed(message=f"stage {stage}: up to date, reused MLflow run {result.run_id}")
 
 

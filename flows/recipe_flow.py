@@ -23,6 +23,7 @@ from prefect.states import Completed, Failed
 from prefect.utilities.annotations import quote
 
 from flows.artifacts import flow_run_name, forward_recipe_logs, publish_stage, publish_summary, reused_stage
+from flows.notify import emit_verdict
 from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
@@ -39,7 +40,9 @@ def _stage_task(name: str):
     @task(name=f"stage-{name}", cache_policy=NO_CACHE, persist_result=False)
     def run_stage(fn, ctx):
         result = fn(ctx)
-        publish_stage(ctx.input_cfg.name, result, _active_mlflow_run())  # the checks table, the MLflow run
+        run_id = _active_mlflow_run()
+        publish_stage(ctx.input_cfg.name, result, run_id)  # the checks table, the MLflow run
+        emit_verdict(ctx.input_cfg.name, result, run_id)  # recipe.stage.verdict: a FAIL notifies (flows/notify.py)
         return result
 
     return run_stage

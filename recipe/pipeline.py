@@ -150,7 +150,8 @@ def _run_recipe(
 
     names, target = plan(stage)
     tracking.setup(cfg.name)
-    fingerprint = build_manifest(cfg).fingerprint
+    manifest = build_manifest(cfg)
+    fingerprint = manifest.fingerprint
     code = code_version()
     order = stage_names()
     keys = {name: stage_key(cfg, name, fingerprint, code, order) for name in names}
@@ -216,8 +217,11 @@ def _run_recipe(
             stage_tags[tracking.TAG_REUSE_KEY] = keys[name]
             if forced_past:
                 stage_tags[tracking.TAG_FORCED] = "true"
-            with tracking.start_run(name, stage_tags, params=current.flat(), nested=True) as child:
+            with tracking.start_run(
+                name, stage_tags, params=current.flat(), nested=True, system_metrics=tracking.system_metrics_enabled()
+            ) as child:
                 note(f"stage {name}: started (MLflow run {child.info.run_id})")
+                tracking.log_splits(manifest, cfg.name)  # the runs table shows and filters the data it saw
                 progress.running = (name, child.info.run_id)
                 result = execute(name, STAGES[name].run, ctx)
                 result.run_id = child.info.run_id

@@ -53,6 +53,22 @@ TAG_OWNER_PID = "recipe.owner.pid"
 TAG_OWNER_START = "recipe.owner.start"  # the owner's process start time, seconds since the epoch
 TAG_OWNER_BOOT = "recipe.owner.boot_id"  # the owner machine's boot id: cloned machines share a hostname
 TAG_OWNER_PIDNS = "recipe.owner.pidns"  # the owner's pid namespace: containers may share a hostname
+# How the MLflow UI opens a recipe experiment. MLflow 3.17 opens every experiment on the GenAI overview unless the
+# browser's workflow switch (sidebar: GenAI / Machine learning, kept in localStorage) or the URL's
+# ``workflowType=machine_learning`` says otherwise; the experiment's kind tag is what its header's kind selector
+# writes (``mlflow.experimentKind`` = ``custom_model_development``). A shared view (the experiment tag
+# ``mlflow.sharedViewState.<key>``, opened with ``viewStateShareKey=<key>``) chooses the runs table's columns.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+VIEW_KEY = "recipe-runs"
+TAG_SHARED_VIEW = f"mlflow.sharedViewState.{VIEW_KEY}"
+RUNS_VIEW_COLUMNS = [
+    "attributes.`Dataset`",
+    "tags.`recipe.stage`",
+    "tags.`recipe.verdict`",
+    "metrics.`val/loss`",
+]
+SPLIT_CONTEXTS = {"train": "train", "val": "validation", "test": "test"}  # manifest split -> MLflow input context
 TAG_ENDED_BY = "recipe.ended_by"  # why a run ended KILLED: an interrupt, or its owner found dead later
 
 
@@ -206,12 +222,61 @@ def _ensure_experiment(experiment: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        _mark_training_experiment(client, exp.experiment_id, exp.tags)
         return exp.experiment_id
     root = _local_artifact_root()
     try:
-        return client.create_experiment(experiment, artifact_location=f"{root}/{experiment}" if root else None)
+        exp_id = client.create_experiment(experiment, artifact_location=f"{root}/{experiment}" if root else None)
     except mlflow.exceptions.MlflowException:  # created meanwhile by a concurrent run
         return client.get_experiment_by_name(experiment).experiment_id
+    _mark_training_experiment(client, exp_id, {})
+    return exp_id
+
+
+def runs_view_state() -> str:
+    """The shared view of the recipe's runs table (JSON, as the MLflow UI's *Share* button stores it): the
+    columns dataset, stage, verdict and validation loss, runs expanded to their stages."""
+    return json.dumps({"selectedColumns": RUNS_VIEW_COLUMNS, "runsHiddenMode": "SHOW_ALL"})
+
+
+def _mark_training_experiment(client: MlflowClient, exp_id: str, tags: dict[str, str]) -> None:
+    """Tag the experiment as model training (not GenAI) and store the recipe's runs view; see
+    :data:`TAG_EXPERIMENT_KIND` and :func:`experiment_runs_url`."""
+    want = {TAG_EXPERIMENT_KIND: EXPERIMENT_KIND, TAG_SHARED_VIEW: runs_view_state()}
+    for key, value in want.items():
+        if tags.get(key) != value:
+            client.set_experiment_tag(exp_id, key, value)
+
+
+def experiment_runs_url(server: str, experiment_id: str) -> str:
+    """The MLflow UI page that opens a recipe experiment on its training runs with the recipe's columns
+    (``server``: the UI's base URL, e.g. ``http://127.0.0.1:5000``)."""
+    return (
+        f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"
+        f"?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    )
+
+
+def log_splits(manifest: Any, recipe: str) -> None:
+    """Log the dataset's splits as the active run's inputs (``mlflow.log_input``): one pandas dataset per split,
+    named ``<recipe>-<split>``, with the data fingerprint as digest (so the runs table can show and filter which
+    data a stage saw) and the context train, validation or test. ``manifest``: a
+    :class:`recipe.data.Manifest`; each dataset holds the split's sample ids and labels."""
+    import warnings
+
+    import mlflow.data
+
+    df = manifest.df
+    for split, context in SPLIT_CONTEXTS.items():
+        part = df.loc[df["split"] == split, ["id", "label"]].reset_index(drop=True)
+        if part.empty:
+            continue
+        with warnings.catch_warnings():  # MLflow 3.17 registers its local source class twice and says so
+            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+            ds = mlflow.data.from_pandas(
+                part, source=str(manifest.root), targets="label", name=f"{recipe}-{split}", digest=manifest.fingerprint
+            )
+        mlflow.log_input(ds, context=context)
 
 
 def run_tags(
@@ -231,12 +296,18 @@ def run_tags(
 
 @contextmanager
 def start_run(
-    name: str, tags: dict[str, str], params: dict[str, Any] | None = None, nested: bool = False
+    name: str,
+    tags: dict[str, str],
+    params: dict[str, Any] | None = None,
+    nested: bool = False,
+    system_metrics: bool = False,
 ) -> Iterator[mlflow.ActiveRun]:
     """A run that ends FAILED when its body raises (and re-raises), KILLED when it is interrupted
     (``KeyboardInterrupt`` or a subclass, e.g. SIGTERM turned into one; the exception's text goes in the
     ``recipe.ended_by`` tag), FINISHED otherwise, unless the body already ended it with another status
-    through :func:`end_run`. The run is tagged with its owner process (host, boot id, pid namespace, pid, start time)."""
+    through :func:`end_run`. The run is tagged with its owner process (host, boot id, pid namespace, pid, start time).
+    ``system_metrics``: sample CPU, memory, disk, network (and GPU) usage as ``system/*`` metrics every 10 s while
+    the run is active (:func:`system_metrics_enabled`)."""
     from recipe.owner import me
 
     owner = me()
@@ -248,7 +319,7 @@ def start_run(
         TAG_OWNER_PID: owner["pid"],
         TAG_OWNER_START: owner["start"],
     }
-    run = mlflow.start_run(run_name=name, nested=nested, tags=tags)
+    run = mlflow.start_run(run_name=name, nested=nested, tags=tags, log_system_metrics=system_metrics)
     try:
         if params:
             log_params(params)
@@ -270,6 +341,13 @@ def start_run(
 
 
 KILLED_RUNS: list[str] = []  # runs this process ended KILLED because it was interrupted, in order
+
+
+def system_metrics_enabled() -> bool:
+    """Whether stage runs record system metrics (MLflow's ``system/*`` metrics: CPU, memory, disk, network, GPU):
+    MLflow's own setting ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` when it is set (the test suite sets it false),
+    on otherwise."""
+    return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower() in {"true", "1"}
 
 
 def interrupt_note(e: BaseException) -> str:

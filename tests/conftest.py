@@ -28,6 +28,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' / 'mlflow.db'}"
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"  # stage runs sample system metrics outside tests
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: spinning OpenMP threads starve each other
 
 

@@ -1,0 +1,133 @@
+"""Where a user hears of and reads a FAIL, against a real `prefect server start` (with its UI, its triggers and
+actions services) on loopback:
+
+- the FAIL automation of deploy/automations.yaml (``flows.notify``) sends a loopback HTTP receiver a notification
+  naming the recipe, the failing stage, its failing check and the check's advice;
+- a real headless Chromium (Debian's, driven by Selenium) opens the flow run's page in the Prefect UI (3.8's
+  default UI, under /v2), its Artifacts tab, and finds the failed stage's checks-table artifact with its verdict. The
+  screenshot is saved under the test's tmp path (printed).
+
+The recipe is the real flow with stand-in stages (tests/ops/fail_recipe.py) run in its own process, as a worker
+would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from flows.deployments import REPO_ROOT
+from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, free_port, http_ok, port_free, run_cli
+from tests.ops.test_mlflow_ui_browser import browser, wait_for  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.ops, pytest.mark.timeout(420)]
+
+
+class Receiver(ThreadingHTTPServer):
+    """A loopback HTTP server that keeps the JSON body of every POST."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+                length = int(self.headers.get("Content-Length") or 0)
+                outer.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/hook"
+
+
+@pytest.fixture(scope="module")
+def prefect_ui_server(ops_tmp: Path):
+    """A real `prefect server start` with its UI and every service, on a free loopback port: yields (the UI's base
+    URL, the environment a client of it needs)."""
+    port = free_port()
+    env = clean_env(
+        PREFECT_HOME=str(ops_tmp / "prefect-ui-home"),
+        PREFECT_SERVER_UI_ENABLED="true",
+        # the UI's own API address: without it the UI calls the default port 4200, not the one given to --port
+        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
+    )
+    proc = Proc(
+        "prefect-server-ui",
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env,
+        ops_tmp / "logs" / "prefect-server-ui.log",
+    )
+    try:
+        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/health"), 150, "healthy /api/health")
+        base = f"http://127.0.0.1:{port}"
+        yield base, clean_env(PREFECT_HOME=str(ops_tmp / "prefect-ui-client"), PREFECT_API_URL=f"{base}/api")
+    finally:
+        proc.stop()
+    assert port_free(port), f"port {port} still taken after stopping the Prefect server"
+
+
+@pytest.fixture(scope="module")
+def failed_run(prefect_ui_server, _mlflow_template, ops_tmp: Path):
+    """The FAIL automation pointed at a loopback receiver, then one flow run of a recipe whose baselines stage
+    fails; yields (the UI's base URL, the flow run id, the receiver)."""
+    base, env = prefect_ui_server
+    receiver = Receiver()
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    try:
+        env = {**env, "PYTHONPATH": str(REPO_ROOT)}
+        done = run_cli([sys.executable, "-m", "flows.notify", "--webhook", receiver.url], env=env, timeout=120)
+        assert "recipe-stage-fail" in done.stdout
+        env["MLFLOW_TRACKING_URI"] = copy_mlflow_store(_mlflow_template, ops_tmp / "fail-mlruns")
+        done = run_cli([sys.executable, "-m", "tests.ops.fail_recipe"], env=env, timeout=180, cwd=REPO_ROOT)
+        flow_run_id = done.stdout.strip().splitlines()[-1]
+        yield base, flow_run_id, receiver
+    finally:
+        receiver.shutdown()
+        receiver.server_close()
+
+
+def test_a_failed_stage_notifies_the_webhook_with_the_failing_check_and_its_advice(failed_run):
+    _, _, receiver = failed_run
+    deadline = time.monotonic() + 60
+    while not receiver.bodies and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert receiver.bodies, "no notification reached the webhook within 60 s of the FAIL"
+    assert len(receiver.bodies) == 1, receiver.bodies  # inspect passed: no notification for it
+    note = receiver.bodies[0]
+    assert note["subject"] == "recipe nightly-fail: stage baselines FAILED"
+    assert "stage baselines: FAIL" in note["body"]
+    assert "- baselines_ok (FAIL): observed no, expected yes. What to do: look here" in note["body"]
+
+
+def test_the_prefect_ui_shows_each_stages_verdict_on_the_flow_run_page(failed_run, browser, tmp_path):
+    base, flow_run_id, _ = failed_run
+    browser.get(f"{base}/v2/runs/flow-run/{flow_run_id}")  # Prefect 3.8's default UI lives under /v2
+    wait_for(lambda: "nightly-fail:recipe" in browser.page_source, what="the flow run's name", ui="Prefect")
+    tab = wait_for(
+        lambda: [
+            e for e in browser.find_elements("css selector", "[role='tab'], button") if e.text.strip() == "Artifacts"
+        ],
+        what="the Artifacts tab",
+        ui="Prefect",
+    )[0]
+    tab.click()
+    wait_for(lambda: "recipe-nightly-fail-baselines" in browser.page_source, what="the stage's artifact", ui="Prefect")
+    wait_for(lambda: "stage baselines: FAIL" in browser.page_source, what="the stage's verdict", ui="Prefect")
+    time.sleep(1)  # let the cards finish drawing before the screenshot
+    shot = tmp_path / "prefect-flow-run.png"
+    assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+    print("screenshot:", shot)
