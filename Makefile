@@ -16,8 +16,11 @@ run: $(STAMP)
 	$(VENV)/bin/flows run recipe --preset digits --report mlruns/last-report.json
 
 # Every test, the e2e test of the six real stages (about 2 minutes) included: CI (.ci/run) runs this.
+# TEST_WORKERS pytest-xdist workers (0: one process); loadfile keeps each file on one worker (module-scoped servers
+# start once) and --no-loadscope-reorder keeps tests/conftest.py's order: the long files are handed out first.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-e2e: $(STAMP)
 	$(PY) -m pytest -q -m e2e

@@ -5,6 +5,12 @@
   sqlite store costs seconds of migrations).
 - ``prefect_harness``: one session-wide Prefect test server with a temporary PREFECT_HOME.
 - Under ``CI=true`` a skipped test fails (tests/ci_skips.py): a missing PostgreSQL or Chromium turns CI red.
+- Under pytest-xdist (``make test`` runs ``-n 2 --dist loadfile``) each worker is its own session: its own
+  temporary folder, PREFECT_HOME, MLflow template and Prefect test server, so no two workers share a file, a store
+  or a port. Torch keeps its default thread count: with OMP_NUM_THREADS=1 per worker the float reductions change
+  order and tests/train/test_precise_bn.py's loss comparison at lr=0.2 failed under ``-n 2``. The modules marked
+  ``e2e``, ``ops`` or ``slow`` are handed out first, so the longest files do not start last and leave one worker
+  idle at the end.
 """
 
 from __future__ import annotations
@@ -30,6 +36,26 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"  # stage runs sample system metrics outside tests
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: spinning OpenMP threads starve each other
+# Modules with a test marked so are scheduled first under xdist (``--dist loadfile --no-loadscope-reorder`` keeps
+# the collection order this hook sets); the order of tests within a module is unchanged.
+_LONG_MARKERS = ("e2e", "ops", "slow")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Under xdist, long modules first (a stable sort: otherwise the collection order), so they start first."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(module: str) -> int:
+        marks = long_modules.get(module, set())
+        return next((i for i, m in enumerate(_LONG_MARKERS) if m in marks), len(_LONG_MARKERS))
+
+    long_modules: dict[str, set[str]] = {}
+    for item in items:
+        long_modules.setdefault(item.nodeid.split("::")[0], set()).update(
+            m.name for m in item.iter_markers() if m.name in _LONG_MARKERS
+        )
+    items.sort(key=lambda item: rank(item.nodeid.split("::")[0]))
 
 
 def pytest_sessionfinish(session, exitstatus):

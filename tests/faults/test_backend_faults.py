@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 
 from recipe import tracking
 from recipe.config import load_config
-from tests.ops.conftest import BIN, Proc, clean_env, free_port, http_ok
+from tests.ops.conftest import Proc, clean_env, free_port, http_ok, start_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 CFG = ["name=faults"]
@@ -95,26 +95,6 @@ def _assert_message(result: subprocess.CompletedProcess, *expected: str) -> None
         assert part in text, (part, result.stderr[-3000:])
 
 
-def _mlflow_server(store: str, artifacts: Path, port: int, log: Path) -> Proc:
-    cmd = [
-        str(BIN / "mlflow"),
-        "server",
-        "--backend-store-uri",
-        store,
-        "--artifacts-destination",
-        artifacts.as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    proc = Proc("mlflow", cmd, clean_env(), log)
-    proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 180, "healthy /health")
-    return proc
-
-
 @pytest.mark.slow
 def test_the_tracking_server_stopping_mid_stage_is_exit_3_and_the_next_run_resumes(
     _mlflow_template, tmp_path, monkeypatch
@@ -124,7 +104,7 @@ def test_the_tracking_server_stopping_mid_stage_is_exit_3_and_the_next_run_resum
     shutil.copy(_mlflow_template, db)
     store, artifacts, port = f"sqlite:///{db}", tmp_path / "server" / "artifacts", free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = _mlflow_server(store, artifacts, port, tmp_path / "mlflow-1.log")
+    server = start_mlflow_server(store, artifacts, port, tmp_path / "mlflow-1.log")
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.faults.run", "server-down", str(tmp_path)],
@@ -152,7 +132,7 @@ def test_the_tracking_server_stopping_mid_stage_is_exit_3_and_the_next_run_resum
         )
     finally:
         server.stop()
-    server = _mlflow_server(store, artifacts, port, tmp_path / "mlflow-2.log")  # the server is back
+    server = start_mlflow_server(store, artifacts, port, tmp_path / "mlflow-2.log")  # the server is back
     try:
         _check_recovered(uri, _resume(monkeypatch, uri))
     finally:

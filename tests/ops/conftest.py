@@ -233,13 +233,10 @@ def wait_flow_run(api_url: str, flow_run_id, timeout: float, logs: list[Proc] = 
     return run
 
 
-@contextmanager
-def mlflow_server_at(folder: Path, template: Path) -> Iterator[tuple[str, Path]]:
-    """A real `mlflow server` (a copy of the migrated sqlite ``template`` in ``folder``, artifacts on disk there)
-    on a free loopback port; yields (its URL, the artifacts folder) and stops it, checking the port is free."""
-    port = free_port()
-    store = copy_mlflow_store(template, folder)
-    artifacts = folder / "artifacts"
+def start_mlflow_server(store: str, artifacts: Path, port: int, log: Path, timeout: float = 180) -> Proc:
+    """A real `mlflow server` (one worker) on ``store`` with artifacts under ``artifacts``, on loopback ``port``;
+    returns once /health answers (fails with its log's tail when it does not within ``timeout`` seconds). The
+    caller stops it (``Proc.stop``)."""
     cmd = [
         str(BIN / "mlflow"),
         "server",
@@ -254,9 +251,24 @@ def mlflow_server_at(folder: Path, template: Path) -> Iterator[tuple[str, Path]]
         "--workers",
         "1",
     ]
-    proc = Proc("mlflow", cmd, clean_env(), folder / "logs" / "mlflow.log")
+    proc = Proc("mlflow", cmd, clean_env(), log)
     try:
-        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 120, "healthy /health")
+        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout, "healthy /health")
+    except BaseException:
+        proc.stop()
+        raise
+    return proc
+
+
+@contextmanager
+def mlflow_server_at(folder: Path, template: Path) -> Iterator[tuple[str, Path]]:
+    """A real `mlflow server` (a copy of the migrated sqlite ``template`` in ``folder``, artifacts on disk there)
+    on a free loopback port; yields (its URL, the artifacts folder) and stops it, checking the port is free."""
+    port = free_port()
+    store = copy_mlflow_store(template, folder)
+    artifacts = folder / "artifacts"
+    proc = start_mlflow_server(store, artifacts, port, folder / "logs" / "mlflow.log", timeout=120)
+    try:
         yield f"http://127.0.0.1:{port}", artifacts
     finally:
         proc.stop()
