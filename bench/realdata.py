@@ -298,7 +298,9 @@ def run_set(spec: Spec, args: argparse.Namespace, seed: int) -> Outcome:
     wall = (time.perf_counter() - start) / 60
     subprocess.run([args.flows, "server", "stop"], cwd=work, env=env, capture_output=True)
     out = read_report(label, report, work / "mlflow.db", code, wall)
-    print(f"   exit {code} in {wall:.1f} min; log {work / 'run.log'}", flush=True)
+    stages = ", ".join(f"{s} {v}" for s, v in out.verdicts.items())
+    print(f"   exit {code} in {wall:.1f} min ({stages}); fails: {', '.join(out.fails) or 'none'}", flush=True)
+    print(f"   log {work / 'run.log'}, report {report}", flush=True)
     return out
 
 
