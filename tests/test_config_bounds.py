@@ -148,9 +148,10 @@ def test_unusual_spellings_of_sensible_values_are_accepted(override, key, value)
     ],
 )
 def test_the_message_says_what_is_wrong(override, expected):
-    with pytest.raises(ConfigError, match="invalid config") as err:
+    with pytest.raises(ConfigError, match=r"invalid --set override") as err:
         load_config(overrides=[override])
     assert expected in str(err.value)
+    assert f"[from --set {override}]" in str(err.value)
 
 
 def test_the_presets_are_inside_the_bounds():
