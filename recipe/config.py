@@ -432,6 +432,15 @@ class TrainerConfig(_Section):
             "weights); 0: off"
         ),
     )
+    eval_min_steps: int = Field(
+        32,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "tiny epochs: validate (with PreciseBN, early stopping, per-epoch logging) every max(1 epoch, this many "
+            "optimiser steps), keeping at least 20 validations per run (recipe.train.cadence); 0: every epoch"
+        ),
+    )
     progress: bool = Field(True, description="rich progress bar, shown only on a terminal")
     deterministic: bool = Field(True, description="torch.use_deterministic_algorithms where the device allows")
 

@@ -33,6 +33,7 @@ from recipe.data import DataBundle, load_data
 from recipe.models import build_model
 from recipe.tasks import task_for
 from recipe.train import Callback, Trainer, make_trainer, save_checkpoint, seed_everything
+from recipe.train.cadence import EpochGroups, epochs_per_eval
 from recipe.train.callbacks import EarlyStopping
 from recipe.train.utils import to_device
 
@@ -60,7 +61,7 @@ class FitResult:
     model: nn.Module
     trainer: Trainer
     data: DataBundle  # the bundle trained on (a fresh one when cfg's data settings differ from the given one's)
-    history: list[dict[str, float]]  # one row of metrics per finished epoch
+    history: list[dict[str, float]]  # one row of metrics per validation (per epoch, or every few on tiny data)
     train: Evaluation | None  # None when fit(evaluate=False)
     val: Evaluation | None
     seconds: float  # wall-clock seconds of the whole call
@@ -77,7 +78,8 @@ class FitResult:
 
     @property
     def epochs(self) -> int:
-        return len(self.history)
+        """Data epochs trained (history rows are every few epochs on tiny data: ``trainer.eval_min_steps``)."""
+        return int(self.history[-1]["epoch"]) + 1 if self.history else 0
 
     @property
     def losses(self) -> list[float]:
@@ -149,7 +151,9 @@ def fit(
             shape are loaded, the rest keep their init.
         log: log curves to the active MLflow run (an ``MLflowLogger(every=5)``); pass your own logger in
             ``callbacks`` with ``log=False`` for another cadence.
-        validate: validate every epoch on the val split (per-epoch ``val/*`` metrics).
+        validate: validate on the val split after every epoch (``val/*`` metrics in each history row); on tiny
+            epochs every few epochs (``trainer.eval_min_steps``, :mod:`recipe.train.cadence`), unless a callback
+            counts data epochs (``Callback.every_epoch``).
         augment: train with ``cfg.data.augment`` (default: when it lists any transform).
         steps_per_epoch: use only the first this many batches of each epoch's (seeded) order.
         workdir: where a checkpoint fetched from MLflow is put (default: a temporary folder, removed after).
@@ -170,7 +174,12 @@ def fit(
     trainer = make_trainer(cfg, model, bundle, cbs=cbs, augment=augment, valid_split="val" if validate else None)
     if steps_per_epoch is not None and steps_per_epoch < len(trainer.train_data):
         trainer.train_data = FirstBatches(trainer.train_data, steps_per_epoch)
-    trainer.fit(epochs or cfg.budget.epochs)
+    n_epochs = epochs or cfg.budget.epochs
+    per_eval = epochs_per_eval(n_epochs, len(trainer.train_data), cfg.trainer.eval_min_steps)
+    if per_eval > 1 and not any(c.every_epoch for c in trainer.cbs):
+        trainer.train_data = EpochGroups(trainer.train_data, per_eval, n_epochs)
+        n_epochs = trainer.train_data.groups
+    trainer.fit(n_epochs)
     train_eval = val_eval = None
     if evaluate:
         bs, device = cfg.data.eval_batch_size, trainer.device

@@ -606,11 +606,12 @@ class MLflowLogger(Callback):
     def after_epoch(self) -> None:
         t = self.trainer
         now = int(time.time() * 1000)
+        epoch = int(t.metrics.get("epoch", t.epoch))  # the data epoch (several per trainer epoch on tiny data)
         for key, value in t.metrics.items():
             if key not in ("epoch", "step") and _is_number(value):
                 value = float(value)
                 self._metrics.append(
-                    Metric(self.prefix + key, value if math.isfinite(value) else float("nan"), now, t.epoch)
+                    Metric(self.prefix + key, value if math.isfinite(value) else float("nan"), now, epoch)
                 )
         if time.perf_counter() - self._last_flush >= self.flush_s:
             self._flush()

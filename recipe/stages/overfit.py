@@ -416,17 +416,22 @@ def epochs_needed(t: FitResult, target_error: float) -> int | None:
     through log(train error) over the last half of the epochs (at least 3; the per-epoch train-mode metric),
     extended from the eval-mode error now. None when the error is not falling or there are too few epochs."""
     task = task_for(t.data)
+    # (data epoch, error) per history row: rows are every few epochs on tiny data (trainer.eval_min_steps)
     if task.higher_is_better:
-        errors = [1.0 - h["train/accuracy"] for h in t.history if "train/accuracy" in h]
+        rows = [
+            (h.get("epoch", i), 1.0 - h["train/accuracy"]) for i, h in enumerate(t.history) if "train/accuracy" in h
+        ]
     else:
         var = _target_variance(t)
-        errors = [h["train/mse"] / var for h in t.history if "train/mse" in h and var > 0]
-    tail = np.asarray(errors[len(errors) // 2 :], np.float64)
-    tail = tail[np.isfinite(tail) & (tail > 0)]
+        rows = [
+            (h.get("epoch", i), h["train/mse"] / var) for i, h in enumerate(t.history) if "train/mse" in h and var > 0
+        ]
+    pts = np.asarray(rows[len(rows) // 2 :], np.float64).reshape(-1, 2)
+    pts = pts[np.isfinite(pts[:, 1]) & (pts[:, 1] > 0)]
     now = train_error(t)
-    if len(tail) < 3 or not (math.isfinite(now) and now > 0):
+    if len(pts) < 3 or not (math.isfinite(now) and now > 0):
         return None
-    slope = float(np.polyfit(np.arange(len(tail)), np.log(tail), 1)[0])
+    slope = float(np.polyfit(pts[:, 0], np.log(pts[:, 1]), 1)[0])
     if slope >= 0:
         return None
     return max(1, math.ceil((math.log(max(target_error, 1e-4)) - math.log(now)) / slope))

@@ -12,7 +12,11 @@ from recipe.tasks import Task, task_for
 
 
 def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """SGD (momentum, nesterov), Adam, AdamW (decoupled weight decay) or RMSprop, per ``cfg``."""
+    """SGD (momentum, nesterov), Adam, AdamW (decoupled weight decay) or RMSprop, per ``cfg``.
+
+    Always the multi-tensor ("foreach") implementation, which torch picks by itself only on CUDA: on a CPU the
+    per-tensor loop cost 0.87 ms an Adam step for digits' cnn against 0.61 ms (one thread), and the optimiser step
+    was 8% of a six-stage digits run's wall time (cProfile, issue 19)."""
     params = list(params)
     if cfg.name == "sgd":
         return torch.optim.SGD(
@@ -21,13 +25,20 @@ def build_optimizer(cfg: OptimConfig, params: Iterable[nn.Parameter]) -> torch.o
             momentum=cfg.momentum,
             nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
+            foreach=True,
         )
     if cfg.name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True
+        )
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True
+        )
     if cfg.name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(
+            params, lr=cfg.lr, momentum=cfg.momentum, eps=cfg.eps, weight_decay=cfg.weight_decay, foreach=True
+        )
     raise ValueError(f"unknown optimiser {cfg.name!r}; use sgd, adam, adamw or rmsprop")
 
 

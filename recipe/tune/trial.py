@@ -141,10 +141,11 @@ class Reporter(Callback):
     def after_epoch(self) -> None:
         t = self.trainer
         now = int(time.time() * 1000)
+        epoch = int(t.metrics.get("epoch", t.epoch))  # the data epoch (several per trainer epoch on tiny data)
         for k, v in t.metrics.items():
             if k not in ("epoch", "step") and isinstance(v, (int, float)) and not isinstance(v, bool):
                 v = float(v)
-                self.metrics.append(Metric(k, v if math.isfinite(v) else math.nan, now, t.epoch))
+                self.metrics.append(Metric(k, v if math.isfinite(v) else math.nan, now, epoch))
         val = float(t.metrics.get("val/loss", math.nan))
         self.curve.append(val)
         step = len(self.curve)  # epochs done: the study's step (the stage reports a curve the same way)

@@ -29,6 +29,9 @@ class Callback:
     :meth:`handlers` raises ValueError for a method that looks like an event but is none."""
 
     order: int = 0
+    # True for a callback that counts data epochs in after_epoch (SWA's start, snapshot cycles): recipe.fit then
+    # ends a trainer epoch at every data epoch (no EpochGroups cadence, recipe.train.cadence)
+    every_epoch: bool = False
     run_before: tuple[type | str, ...] = ()
     run_after: tuple[type | str, ...] = ()
     trainer: Trainer

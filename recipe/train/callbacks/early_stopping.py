@@ -7,8 +7,10 @@ once and lists the keys that exist, instead of silently never stopping.
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 
+from recipe.train.cadence import EpochGroups, data_epoch
 from recipe.train.callbacks.base import Callback
 
 
@@ -16,7 +18,9 @@ class EarlyStopping(Callback):
     """Args:
     monitor: metric key to watch. Default "val/loss".
     mode: "min" or "max". Default "min".
-    patience: epochs without improvement before stopping. Default 5.
+    patience: epochs without improvement before stopping. Default 5. When the trainer validates every ``k`` data
+        epochs (:class:`~recipe.train.cadence.EpochGroups`), it stops after ``ceil(patience / k)`` checks
+        without improvement, and epochs are reported as data epochs.
     min_delta: smallest change that counts as an improvement. Default 0.0.
     restore_best: load the best epoch's weights when stopping (and at the end of fit). Default True.
     """
@@ -43,6 +47,9 @@ class EarlyStopping(Callback):
         self.stopped_epoch: int | None = None
         self._best_state = None
         self._warned = False
+        data = self.trainer.train_data if hasattr(self, "trainer") else None
+        self._per_check = data.per_group if isinstance(data, EpochGroups) else 1
+        self._checks = math.ceil(self.patience / self._per_check)
 
     def _improved(self, value: float) -> bool:
         if self.best is None:
@@ -64,15 +71,15 @@ class EarlyStopping(Callback):
             return
         value = float(t.metrics[self.monitor])
         if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, t.epoch, 0
+            self.best, self.best_epoch, self.wait = value, data_epoch(t), 0
             if self.restore_best:
                 self._best_state = copy.deepcopy(t.model.state_dict())
             return
         self.wait += 1
-        if self.wait >= self.patience:
-            self.stopped_epoch = t.epoch
+        if self.wait >= self._checks:
+            self.stopped_epoch = data_epoch(t)
             t.stop(
-                f"early stopping: {self.monitor} has not improved for {self.patience} epochs "
+                f"early stopping: {self.monitor} has not improved for {self.wait * self._per_check} epochs "
                 f"(best {self.best:.4g} at epoch {self.best_epoch})"
             )
 

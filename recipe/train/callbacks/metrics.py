@@ -20,6 +20,7 @@ import time
 import torch
 
 from recipe.tasks import Task, task_for
+from recipe.train.cadence import data_epoch
 from recipe.train.callbacks.base import Callback
 
 REDUCE_EVERY = 128  # batches kept before they are folded into the running sums ...
@@ -102,7 +103,7 @@ class Metrics(Callback):
 
     def after_epoch(self) -> None:
         t = self.trainer
-        t.metrics.update(epoch=t.epoch, step=t.step, lr=t.lr, epoch_time=time.perf_counter() - self._epoch_start)
+        t.metrics.update(epoch=data_epoch(t), step=t.step, lr=t.lr, epoch_time=time.perf_counter() - self._epoch_start)
         t.history.append(dict(t.metrics))
 
     def state_dict(self) -> dict:

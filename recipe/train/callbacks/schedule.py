@@ -15,6 +15,7 @@ import torch
 from torch.optim import lr_scheduler as sched
 
 from recipe.config import ScheduleConfig
+from recipe.train.cadence import EpochGroups
 from recipe.train.callbacks.base import Callback
 
 SCHEDULES = ("constant", "step", "cosine", "linear", "inverse_sqrt", "one_cycle", "cosine_restarts", "plateau")
@@ -67,8 +68,10 @@ class Schedule(Callback):
 
     def before_fit(self) -> None:
         t = self.trainer
-        spe = len(t.train_data)
-        total = self.total_steps or t.n_epochs * spe
+        data = t.train_data
+        # EpochGroups (several data epochs per trainer epoch): the schedule counts data epochs and real steps
+        spe = len(data.batches) if isinstance(data, EpochGroups) else len(data)
+        total = self.total_steps or (data.total_steps if isinstance(data, EpochGroups) else t.n_epochs * spe)
         for group in t.opt.param_groups:  # a second fit must start from the base lr, not the decayed one
             group.setdefault("initial_lr", group["lr"])
             group["lr"] = group["initial_lr"]

@@ -17,6 +17,7 @@ class Snapshots(Callback):
     every_epochs: keep a copy of the weights (CPU state_dict) at the end of every this-many-th epoch. Required.
     """
 
+    every_epoch = True  # counts data epochs: no several-epochs-per-validation cadence
     order = 90  # after everything that changes the weights in after_epoch
 
     def __init__(self, every_epochs: int) -> None:

@@ -19,6 +19,7 @@ class SWA(Callback):
     start_epoch: first epoch (0-based) whose end-of-epoch weights enter the average. Default 0.
     """
 
+    every_epoch = True  # counts data epochs: no several-epochs-per-validation cadence
     order = 26  # beside EMA
 
     def __init__(self, start_epoch: int = 0) -> None:
