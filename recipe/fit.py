@@ -171,6 +171,9 @@ def fit(
     if steps_per_epoch is not None and steps_per_epoch < len(trainer.train_data):
         trainer.train_data = FirstBatches(trainer.train_data, steps_per_epoch)
     trainer.fit(epochs or cfg.budget.epochs)
+    from recipe.pipeline import emit
+
+    emit("run_done")  # the live view counts a stage's runs (the budget's warm-up fits come before its stage starts)
     train_eval = val_eval = None
     if evaluate:
         bs, device = cfg.data.eval_batch_size, trainer.device
