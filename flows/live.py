@@ -119,8 +119,11 @@ class LiveView:
     def shown(self) -> Iterator[LiveView]:
         """Listen to the pipeline (and, on a terminal, show the progress line) inside the block."""
         from recipe import pipeline
+        from recipe.train.callbacks import progress as fit_bar
 
+        owner = fit_bar.TERMINAL_OWNER
         if not self.plain:
+            fit_bar.TERMINAL_OWNER = "flows live view"  # the per-fit bars would overwrite this display
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn
 
@@ -138,6 +141,7 @@ class LiveView:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+            fit_bar.TERMINAL_OWNER = owner
 
 
 __all__ = ["LiveView"]

@@ -208,3 +208,35 @@ def test_a_plan_for_another_schema_is_a_config_error(tmp_path):
 def test_budget_minutes_must_be_positive():
     with pytest.raises(ConfigError):
         load_config(overrides=["budget.minutes=0"])
+
+
+def test_flows_run_plan_replays_the_sizes_and_refuses_a_bad_file_with_exit_2(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    got = []
+
+    def fake_run_flow(cfg, stage, force, log, fresh=False):
+        got.append(cfg)
+        return {"error": "stopped here by the test"}
+
+    monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
+    monkeypatch.setattr(cli, "_preflight", lambda cfg: None)
+    cfg = load_config("digits", overrides=["budget.minutes=3"])
+    doc = budget.plan_document(3, [size_stage("tune", cfg, COST, share_s=30.0)])
+    plan = tmp_path / budget.PLAN_FILE
+    plan.write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--set", "budget.minutes=3", "--plan", str(plan)])
+    assert result.exit_code == 2 and "stopped here by the test" in result.output  # the fake flow's "bad input"
+    assert got[0].budget.minutes is None
+    assert got[0].stages.tune.n_trials == doc["overrides"]["stages.tune.n_trials"]
+
+    bad = tmp_path / "nope.json"
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(bad)])
+    assert result.exit_code == 2 and "no such file" in result.output and "Traceback" not in result.output
+    assert len(got) == 1  # nothing ran
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"version": 1, "overrides": {"stages.tune.n_trial": 3}}))
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(wrong)])
+    assert result.exit_code == 2 and "stages.tune.n_trial" in result.output and "Traceback" not in result.output

@@ -144,3 +144,22 @@ def test_a_listener_that_fails_does_not_stop_the_run(mlflow_store, fake_stages):
         if broken in pipeline.LISTENERS:
             pipeline.LISTENERS.remove(broken)
     assert out.exit_code == 0
+
+
+def test_the_terminal_view_owns_the_terminal_and_still_prints_each_verdict(mlflow_store, fake_stages):
+    from recipe.train.callbacks import progress as fit_bar
+
+    stream = io.StringIO()
+    owners = []
+    pipeline.LISTENERS.append(lambda event, info: owners.append(fit_bar.TERMINAL_OWNER))
+    try:
+        with LiveView(stream=stream, plain=False).shown() as view:
+            assert not view.plain
+            pipeline.run_recipe(load_config(overrides=["name=live-test"]), say=lambda m: None)
+    finally:
+        pipeline.LISTENERS.clear()
+    assert owners and all(o == "flows live view" for o in owners)  # the per-fit bars stay off meanwhile
+    assert fit_bar.TERMINAL_OWNER is None
+    text = stream.getvalue()
+    for k, name in enumerate(["a", "b", "c"], start=1):
+        assert f"[{k}/3] stage {name}: PASS" in text
