@@ -246,6 +246,14 @@ def run_recipe(
         ),
     ] = False,
     no_caps: NoCapsOpt = False,
+    plan: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Replay a budgeted run's sizes exactly: its budget_plan.json (an MLflow artifact of the parent "
+            "run); budget.minutes is turned off, nothing is timed.",
+        ),
+    ] = None,
 ) -> None:
     """Run the training recipe: every stage in order, each gated on the one before.
 
@@ -263,6 +271,8 @@ def run_recipe(
         _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
     cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
     _use_store(read_only=False)
+    if plan is not None:
+        cfg = _replay_plan(cfg, plan)
     _preflight(cfg)
     if report is not None:
         _check_writable_file(report, "--report")
@@ -290,6 +300,17 @@ def run_recipe(
         _write_report(report, outcome)
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
     raise typer.Exit(1 if outcome["verdict"] == "fail" else 0)
+
+
+def _replay_plan(cfg, path: Path):
+    """``cfg`` with the sizes of the plan at ``path`` (recipe.budget.replay); exit 2 naming the problem."""
+    from recipe.budget import PlanError, load_plan, replay
+    from recipe.config import ConfigError
+
+    try:
+        return replay(cfg, load_plan(path))
+    except (PlanError, ConfigError) as e:
+        _fail(f"--plan {path}: {e}" if isinstance(e, ConfigError) else str(e))
 
 
 EXIT_BACKEND = 3
@@ -507,10 +528,12 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = Fals
     detach = None
     try:
         with temporary_settings(updates=updates):
+            from flows.live import LiveView
             from flows.recipe_flow import recipe as recipe_flow
 
             detach = _setup_logging(log)
-            state = recipe_flow(config=cfg, stage=stage, force=force, fresh=fresh, return_state=True)
+            with LiveView().shown():  # stage k of n, runs left, time left; each verdict as its stage ends
+                state = recipe_flow(config=cfg, stage=stage, force=force, fresh=fresh, return_state=True)
             outcome = state.result(raise_on_failure=False)
     finally:
         if detach is not None:

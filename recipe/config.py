@@ -402,6 +402,17 @@ class BudgetConfig(_Section):
         json_schema_extra=_cap(MAX_SECONDS),
         description="stop after this many seconds of training (makes runs irreproducible); None: no limit",
     )
+    minutes: float | None = Field(
+        None,
+        gt=0,
+        json_schema_extra=_cap(MAX_SECONDS / 60),
+        description=(
+            "wall-clock budget of the whole recipe in minutes (a laptop: 10), split across the stages by the plan in "
+            "recipe/budget.py; each sized stage times a short warm-up and cuts its runs (epochs, rungs, candidates, "
+            "trials, members) to its share. The sizes chosen are recorded (budget_plan.json) and replayed exactly by "
+            "`flows run recipe --plan FILE`; None: the epoch-sized budgets as configured"
+        ),
+    )
     early_stopping: int | None = Field(
         None,
         ge=1,
@@ -1415,6 +1426,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # free-text description.
 EXECUTION_ONLY = (
     "description",
+    "budget.minutes",  # how sizes are chosen; the sizes a budgeted stage used go into its reuse key (recipe.budget)
     "trainer.progress",
     "stages.tune.parallel",
     "stages.tune.dask_address",

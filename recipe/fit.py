@@ -180,6 +180,9 @@ def fit(
         trainer.train_data = EpochGroups(trainer.train_data, per_eval, n_epochs)
         n_epochs = trainer.train_data.groups
     trainer.fit(n_epochs)
+    from recipe.pipeline import emit
+
+    emit("run_done")  # the live view counts a stage's runs (the budget's warm-up fits come before its stage starts)
     train_eval = val_eval = None
     if evaluate:
         bs, device = cfg.data.eval_batch_size, trainer.device

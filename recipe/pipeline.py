@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +100,40 @@ class Progress:
 
 LAST_PROGRESS: Progress | None = None  # the latest run of this process, for the CLI's message after a failure
 
+# Who hears how the run goes (the CLI's live view, flows/live.py): each is called as ``listener(event, info)``
+# with the events "run_start" (stages, budget_s: None without budget.minutes), "stage_start" (stage, index,
+# total, runs: the runs the stage plans, None when unknown), "run_done" (a training run of the current stage
+# ended, in this process), "stage_end" (stage, index, total, verdict, seconds, line: the one-line verdict),
+# "stage_reused" (stage, index, total, line) and "run_end" (verdict). A listener that raises is logged and
+# dropped: it must not stop a run.
+LISTENERS: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def emit(event: str, **info: Any) -> None:
+    """Tell every :data:`LISTENERS` entry about ``event``."""
+    for listener in list(LISTENERS):
+        try:
+            listener(event, info)
+        except Exception:  # a display must never end a training run
+            log.exception("live view listener failed on %s; removed", event)
+            LISTENERS.remove(listener)
+
+
+def verdict_line(result: StageResult) -> str:
+    """One line for a finished stage: its verdict and the checks that did not pass (name: observed)."""
+    bad = [f"{c.verdict.value.upper()} {c.name}: {c.observed}" for c in result.checks if c.verdict is not Verdict.PASS]
+    head = f"stage {result.stage}: {result.verdict.value.upper()}"
+    return head + (f" ({'; '.join(bad)})" if bad else f" ({len(result.checks)} checks passed)")
+
+
+def planned_runs(stage: str, cfg: RecipeConfig) -> int | None:
+    """The training runs ``stage`` plans under ``cfg`` (recipe.budget.SIZED), None for a stage not sized there."""
+    from recipe import budget as budgeting
+
+    if stage not in budgeting.SIZED:
+        return None
+    return budgeting.SIZED[stage].runs(budgeting.current_sizes(stage, cfg))
+
 
 def run_recipe(
     cfg: RecipeConfig,
@@ -145,10 +180,14 @@ def _run_recipe(
     fresh: bool,
     on_reuse: Callable[[str, StageResult], None] | None,
 ) -> Outcome:
+    from recipe import budget as budgeting
     from recipe.data import build_manifest
     from recipe.reuse import code_version, stage_key
 
+    budget = budgeting.Budget(cfg.budget.minutes * 60) if cfg.budget.minutes else None
+    stage_plans: list[budgeting.StagePlan] = []
     names, target = plan(stage)
+    emit("run_start", stages=list(names), budget_s=budget.total_s if budget else None)
     tracking.setup(cfg.name)
     manifest = build_manifest(cfg)
     fingerprint = manifest.fingerprint
@@ -168,6 +207,13 @@ def _run_recipe(
         note(f"--fresh: running every stage ({', '.join(names)}), reusing none")
     else:
         for name in names:
+            if budget is not None and name in budgeting.SIZED:
+                # its sizes come from a warm-up not yet run, so no earlier run can be known to match them
+                note(
+                    f"budget.minutes={cfg.budget.minutes:g}: stage {name} and those after it are sized by this run's "
+                    "warm-ups, so none is reused (`--plan FILE` replays a recorded plan and reuses its runs)"
+                )
+                break
             found = tracking.find_passing_stage(cfg.name, name, keys[name])
             if found is None:
                 break
@@ -180,6 +226,13 @@ def _run_recipe(
             )
             if on_reuse is not None:
                 on_reuse(name, found)
+            emit(
+                "stage_reused",
+                stage=name,
+                index=names.index(name) + 1,
+                total=len(names),
+                line=f"{verdict_line(found)} -- up to date, reused run {found.run_id}",
+            )
         if to_run:
             note(
                 f"no passing run in MLflow for {', '.join(to_run)} with this config, data and code: running "
@@ -202,7 +255,22 @@ def _run_recipe(
         current = results[list(results)[-1]].config if results else cfg
         forced_past: list[str] = []
         stopped_at: str | None = None
-        for name in to_run:
+        sized_input = cfg  # the input config with the sizes the budget chose so far: what the reuse keys cover
+        for k, name in enumerate(to_run):
+            fn = STAGES[name].run
+            stage_plan = None
+            if budget is not None:
+                started = budget.elapsed()  # the warm-up is the stage's time
+                share = budget.share(name, to_run[k:])
+                if name in budgeting.SIZED:
+                    stage_plan = _size(name, current, share, cache, budgeting)
+                    current = current.with_overrides(stage_plan.overrides)
+                    sized_input = sized_input.with_overrides(stage_plan.overrides)
+                    keys[name] = stage_key(sized_input, name, fingerprint, code, order)
+                    fn = _with_budget_check(fn, stage_plan)
+                else:
+                    stage_plan = budgeting.StagePlan(name, share, note="not sized: it trains no runs of its own size")
+                stage_plans.append(stage_plan)
             ctx = StageContext(
                 cfg=current,
                 input_cfg=cfg,
@@ -217,19 +285,33 @@ def _run_recipe(
             stage_tags[tracking.TAG_REUSE_KEY] = keys[name]
             if forced_past:
                 stage_tags[tracking.TAG_FORCED] = "true"
+            index = names.index(name) + 1
+            emit("stage_start", stage=name, index=index, total=len(names), runs=planned_runs(name, current))
+            stage_start = time.perf_counter()
             with tracking.start_run(
                 name, stage_tags, params=current.flat(), nested=True, system_metrics=tracking.system_metrics_enabled()
             ) as child:
                 note(f"stage {name}: started (MLflow run {child.info.run_id})")
                 tracking.log_splits(manifest, cfg.name)  # the runs table shows and filters the data it saw
                 progress.running = (name, child.info.run_id)
-                result = execute(name, STAGES[name].run, ctx)
+                result = execute(name, fn, ctx)
                 result.run_id = child.info.run_id
                 tracking.log_stage_result(result)
                 log_verdict(result)
                 if result.verdict is Verdict.FAIL:
                     tracking.end_run(failed=True)
             cache.keep(ctx)
+            emit(
+                "stage_end",
+                stage=name,
+                index=index,
+                total=len(names),
+                verdict=result.verdict.value,
+                seconds=time.perf_counter() - stage_start,
+                line=verdict_line(result),
+            )
+            if stage_plan is not None:
+                stage_plan.used_s = budget.elapsed() - started
             results[name] = result
             executed.append(result)
             progress.recorded.append((name, result.run_id))
@@ -246,8 +328,14 @@ def _run_recipe(
         if stopped_at:
             report["stopped_at"] = stopped_at
             report["skipped"] = [n for n in names if n not in results]
+        if budget is not None:
+            doc = budgeting.plan_document(cfg.budget.minutes, stage_plans, elapsed_s=budget.elapsed())
+            tracking.log_dict(doc, budgeting.PLAN_FILE)
+            tracking.log_params(budgeting.plan_params(doc))
+            report["budget"] = {"minutes": cfg.budget.minutes, "elapsed_s": round(budget.elapsed(), 1)}
         tracking.set_tags({tracking.TAG_VERDICT: report["verdict"]})
         tracking.log_dict(report, "report.json")
+        emit("run_end", verdict=report["verdict"])
         if report["verdict"] == Verdict.FAIL.value:
             tracking.end_run(failed=True)
     return Outcome(report=report, results=executed, messages=messages)
@@ -277,6 +365,30 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
             )
 
 
+def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> Any:
+    """Warm up ``name``'s handed-on model on the run's data and size the stage to ``share`` seconds
+    (:func:`recipe.budget.size_stage`)."""
+    cost = budgeting.warm_up(cfg, cache.data_for(cfg))
+    stage_plan = budgeting.size_stage(name, cfg, cost, share)
+    log.info("stage %s: budget %s", name, stage_plan.note)
+    return stage_plan
+
+
+def _with_budget_check(fn: Callable[[StageContext], StageResult], stage_plan: Any) -> Callable:
+    """``fn`` with the budget's check (what it cut, or a WARN with the time its minimum needs) added to its
+    result, the verdict updated."""
+
+    def run(ctx: StageContext) -> StageResult:
+        result = fn(ctx)
+        check = stage_plan.check()
+        result.checks.append(check)
+        result.verdict = Verdict.worst([result.verdict, check.verdict])
+        result.notes.append(f"budget: {stage_plan.note}")
+        return result
+
+    return run
+
+
 class _DataCache:
     """Share the manifest and loaded data between stages while their data config is unchanged."""
 
@@ -287,6 +399,17 @@ class _DataCache:
     def attach(self, ctx: StageContext) -> None:
         if self._key == ctx.cfg.data.model_dump_json():
             ctx._manifest, ctx._data = self._manifest, self._data
+
+    def data_for(self, cfg: RecipeConfig) -> Any:
+        """The data of ``cfg``'s data section: the kept one, or loaded now and kept (the next stage's context
+        gets it)."""
+        key = cfg.data.model_dump_json()
+        if self._key != key or self._data is None:
+            from recipe.data import load_data
+
+            self._key, self._data = key, load_data(cfg)
+            self._manifest = self._data.manifest
+        return self._data
 
     def keep(self, ctx: StageContext) -> None:
         self._key = ctx.cfg.data.model_dump_json()

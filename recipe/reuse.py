@@ -7,7 +7,8 @@ A stage's result is a function of three things, and its reuse key covers exactly
   ones handed on). The settings of later stages do not change it (``stages.squeeze.members`` leaves inspect's
   result alone), nor do the settings that change how a stage runs rather than what it computes
   (:data:`recipe.config.EXECUTION_ONLY`: trial parallelism, the Dask address, the study storage, the progress
-  bar, the description);
+  bar, the description, ``budget.minutes``: a budgeted stage's key covers the sizes it chose, see
+  ``recipe.budget``);
 - **the data**: the manifest's fingerprint (:func:`recipe.data.build_manifest`);
 - **the code**: :func:`code_version`.
 

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from recipe.train.callbacks.base import Callback
 
+# Set while another live display owns the terminal (the live view of `flows run recipe`, flows/live.py): two rich
+# live displays on one terminal overwrite each other, so the per-fit bar then stays off.
+TERMINAL_OWNER: str | None = None
+
 
 class ProgressBar(Callback):
     """A rich progress bar over epochs and training batches, with the last metrics; drawn only when ``enabled``
@@ -23,7 +27,7 @@ class ProgressBar(Callback):
         from rich.console import Console
 
         self._progress = None
-        if not (self.enabled and Console().is_terminal):
+        if not (self.enabled and Console().is_terminal) or TERMINAL_OWNER is not None:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -1,0 +1,147 @@
+"""The live view of ``flows run recipe``: where the run is while it runs, each stage's verdict as soon as it ends.
+
+On a terminal (stderr is a TTY) a rich progress line shows the stage (k of n), the runs done and left in it (the
+runs the stage plans: overfit's rungs, regularize's candidates, tune's trials and retrainings, squeeze's members
+and its longer and distilled runs), the elapsed time and the estimated time left: what ``budget.minutes`` leaves,
+or, without a budget, the stage's runs left at its pace so far. Each stage's verdict line is printed above it as
+the stage ends. Anywhere else (CI, a pipe, a file) the same news comes as plain lines, without control characters:
+``[k/n] stage NAME: started (R runs)`` and the verdict line. Written to stderr, so the summary and the JSON on
+stdout stay as they were.
+
+It listens to :data:`recipe.pipeline.LISTENERS`, which the flow's stages reach in this process; trials run in
+pool processes or on Dask are counted when their stage ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class LiveView:
+    """Listens to the pipeline's events and shows them on ``stream`` (default stderr): a rich progress line on a
+    terminal, plain lines elsewhere (``plain``: force either)."""
+
+    def __init__(self, stream: IO[str] | None = None, plain: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        self.plain = (not isatty) if plain is None else plain
+        self.start = time.perf_counter()
+        self.budget_s: float | None = None
+        self.stage: str | None = None
+        self.index = self.total = 0
+        self.runs: int | None = None
+        self.done = 0
+        self.stage_start = self.start
+        self._progress: Any = None
+        self._task: Any = None
+
+    # --- the pipeline's events ---
+
+    def __call__(self, event: str, info: dict[str, Any]) -> None:
+        handler = getattr(self, f"_on_{event}", None)
+        if handler is not None:
+            handler(**info)
+        self._refresh()
+
+    def _on_run_start(self, stages: list[str], budget_s: float | None) -> None:
+        self.total, self.budget_s = len(stages), budget_s
+        if budget_s:
+            self._line(f"budget: {budget_s / 60:g} min for {len(stages)} stages")
+
+    def _on_stage_reused(self, stage: str, index: int, total: int, line: str) -> None:
+        self._line(f"[{index}/{total}] {line}")
+
+    def _on_stage_start(self, stage: str, index: int, total: int, runs: int | None) -> None:
+        self.stage, self.index, self.total, self.runs, self.done = stage, index, total, runs, 0
+        self.stage_start = time.perf_counter()
+        if self.plain:
+            planned = f" ({runs} runs)" if runs else ""
+            self._line(f"[{index}/{total}] stage {stage}: started{planned}")
+
+    def _on_run_done(self) -> None:
+        self.done += 1
+        if self.plain and self.runs:
+            self._line(f"[{self.index}/{self.total}] stage {self.stage}: {self.runs_text()}, {self.times_text()}")
+
+    def _on_stage_end(self, stage: str, index: int, total: int, verdict: str, seconds: float, line: str) -> None:
+        self.stage = None
+        self._line(f"[{index}/{total}] {line} in {_clock(seconds)}")
+
+    def _on_run_end(self, verdict: str) -> None:
+        self._line(f"recipe: {verdict.upper()} after {_clock(time.perf_counter() - self.start)}")
+
+    # --- what is shown ---
+
+    def runs_text(self) -> str:
+        if not self.runs:
+            return f"{self.done} runs done"
+        return f"{min(self.done, self.runs)} of {self.runs} runs done, {max(self.runs - self.done, 0)} left"
+
+    def eta(self) -> float | None:
+        """Seconds left: the budget's remainder when there is one, else the stage's runs left at its pace."""
+        elapsed = time.perf_counter() - self.start
+        if self.budget_s:
+            return max(self.budget_s - elapsed, 0.0)
+        if self.runs and self.done:
+            pace = (time.perf_counter() - self.stage_start) / self.done
+            return pace * max(self.runs - self.done, 0)
+        return None
+
+    def times_text(self) -> str:
+        eta = self.eta()
+        left = f", about {_clock(eta)} left" if eta is not None else ""
+        return f"elapsed {_clock(time.perf_counter() - self.start)}{left}"
+
+    def _line(self, text: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def _refresh(self) -> None:
+        if self._progress is None or self._task is None:
+            return
+        what = f"stage {self.index} of {self.total}: {self.stage}" if self.stage else "between stages"
+        self._progress.update(self._task, description=f"{what} | {self.runs_text()} | {self.times_text()}")
+
+    # --- on and off ---
+
+    @contextmanager
+    def shown(self) -> Iterator[LiveView]:
+        """Listen to the pipeline (and, on a terminal, show the progress line) inside the block."""
+        from recipe import pipeline
+        from recipe.train.callbacks import progress as fit_bar
+
+        owner = fit_bar.TERMINAL_OWNER
+        if not self.plain:
+            fit_bar.TERMINAL_OWNER = "flows live view"  # the per-fit bars would overwrite this display
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=Console(file=self.stream), transient=True
+            )
+            self._task = self._progress.add_task("starting", total=None)
+            self._progress.start()
+        pipeline.LISTENERS.append(self)
+        try:
+            yield self
+        finally:
+            if self in pipeline.LISTENERS:
+                pipeline.LISTENERS.remove(self)
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+            fit_bar.TERMINAL_OWNER = owner
+
+
+__all__ = ["LiveView"]

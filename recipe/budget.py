@@ -1,0 +1,458 @@
+"""A wall-clock budget for the whole recipe (``budget.minutes``): the plan that splits it across the stages, the
+warm-up that measures a stage's step time, the sizing that fits a stage's runs to its share, and the replay of
+a recorded plan (``flows run recipe --plan FILE``).
+
+The plan (documented in the README, "A recipe in minutes"):
+
+- **Shares.** Each stage gets a share of what is left when it starts (:data:`SHARES`, normalised over the stages
+  still to run), so time a stage did not use passes to the ones after it, and a stage that ran over takes it from
+  them.
+- **Warm-up.** A sized stage (:data:`SIZED`) first trains its handed-on model on the real data for a few steps,
+  timed (:func:`warm_up`): the time of one optimiser step and the fixed cost of one run (building the model and
+  trainer, one validation pass), measured as the difference of two short fits so the fixed part cancels.
+- **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`); while it is over the
+  share, the knob furthest above its own minimum, relative to its configured value, is cut one step (runs by
+  one, epochs by a fifth): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
+  knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
+  share runs its minimum and WARNs with the time it would need.
+- **Record and replay.** The sizes each stage chose are its config overrides (``stages.tune.n_trials=6``); the
+  whole plan is the MLflow artifact ``budget_plan.json`` on the parent run and params ``budget.plan.<key>``.
+  ``--plan FILE`` applies those overrides and turns ``budget.minutes`` off: the same sizes, no timing, so the
+  run computes the same numbers (same seeds, same config).
+
+The reuse key (``recipe.reuse``) never sees ``budget.minutes`` (an :data:`recipe.config.EXECUTION_ONLY`
+setting): a budgeted stage is tagged with the key of the sizes it actually used, which is the key an epoch-sized
+run or a replay with those sizes computes.
+
+Sources: AutoGluon's ``time_limit`` and FLAML's ``time_budget`` (a budget in seconds for the whole fit, split
+over the models it tries); the recipe's own stage order (seeds/004).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from recipe.config import RecipeConfig
+from recipe.report import Check, Verdict
+
+# Each stage's share of the time left when it starts (normalised over the stages still to run). Tune and
+# squeeze train the most runs; inspect trains nothing.
+SHARES: dict[str, float] = {
+    "inspect": 0.04,
+    "baselines": 0.08,
+    "overfit": 0.20,
+    "regularize": 0.22,
+    "tune": 0.28,
+    "squeeze": 0.18,
+}
+
+# The fraction of its share a stage's estimate may fill: the estimate counts training steps, validation passes and
+# each run's set-up, not the stage's own evaluations, checks, plots and MLflow writes. Measured: digits at
+# budget.minutes=3 sized to the whole share took 1.15x the budget on the busy 2-core machine.
+FIT = 0.85
+
+PLAN_FILE = "budget_plan.json"
+PLAN_VERSION = 1
+
+
+class PlanError(ValueError):
+    """A ``--plan`` file that cannot be replayed (missing, not JSON, not a plan); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One size of a stage: the dotted config key, the smallest value the stage can run with, and whether it
+    counts runs (``runs``) or epochs per run (``epochs``)."""
+
+    key: str
+    kind: str  # "runs" or "epochs"
+    minimum: int
+
+
+@dataclass(frozen=True)
+class Sized:
+    """How a stage's sizes map to the runs and epochs it trains (``runs(values)``, ``epochs(values)``) and the
+    knobs it may cut."""
+
+    knobs: tuple[Knob, ...]
+    runs: Callable[[dict[str, Any]], int]
+    epochs: Callable[[dict[str, Any]], int]
+    what: str  # "tune trials": the words of a cut note
+
+
+def _regularize_candidates(cfg: RecipeConfig) -> int:
+    r = cfg.stages.regularize
+    n = len(r.augment) + len(r.weight_decay) + len(r.dropout)
+    n += sum(x is not None for x in (r.early_stopping, r.smaller_input, r.smaller_batch, r.init_from))
+    return n
+
+
+def _overfit_epochs(v: dict[str, Any]) -> int:
+    return int(v["stages.overfit.epochs"])
+
+
+# The stages sized to their share: their knobs (the runs knob first) and the runs and epochs the knobs give.
+# overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and the
+# combination (its candidate count is cut by dropping candidates from the end of stages.regularize.* lists,
+# see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members, the
+# run "leave it training" (``longer`` budgets) and one distillation run.
+SIZED: dict[str, Sized] = {
+    "overfit": Sized(
+        (Knob("stages.overfit.max_rungs", "runs", 0), Knob("stages.overfit.epochs", "epochs", 2)),
+        runs=lambda v: int(v["stages.overfit.max_rungs"]) + 1,
+        epochs=_overfit_epochs,
+        what="overfit rungs",
+    ),
+    "regularize": Sized(
+        (Knob("regularize.candidates", "runs", 1), Knob("stages.regularize.epochs", "epochs", 2)),
+        runs=lambda v: int(v["regularize.candidates"]) + 2,
+        epochs=lambda v: int(v["stages.regularize.epochs"]),
+        what="regularize candidates",
+    ),
+    "tune": Sized(
+        (Knob("stages.tune.n_trials", "runs", 2), Knob("stages.tune.epochs", "epochs", 2)),
+        runs=lambda v: int(v["stages.tune.n_trials"]) + 2 * int(v["tune.seeds"]),
+        epochs=lambda v: int(v["stages.tune.epochs"]),
+        what="tune trials",
+    ),
+    "squeeze": Sized(
+        (Knob("stages.squeeze.members", "runs", 1), Knob("stages.squeeze.epochs", "epochs", 2)),
+        runs=lambda v: int(v["stages.squeeze.members"]) + math.ceil(float(v["squeeze.longer"])) + 1,
+        epochs=lambda v: int(v["stages.squeeze.epochs"]),
+        what="squeeze members",
+    ),
+}
+
+
+def current_sizes(stage: str, cfg: RecipeConfig) -> dict[str, Any]:
+    """The sizes ``stage`` would run with under ``cfg`` (the knobs of :data:`SIZED` and the fixed numbers its
+    runs depend on), epochs left at None resolved to ``budget.epochs``."""
+    s, e = cfg.stages, cfg.budget.epochs
+    if stage == "overfit":
+        return {"stages.overfit.max_rungs": s.overfit.max_rungs, "stages.overfit.epochs": s.overfit.epochs or e}
+    if stage == "regularize":
+        return {"regularize.candidates": _regularize_candidates(cfg), "stages.regularize.epochs": s.regularize.epochs}
+    if stage == "tune":
+        return {
+            "stages.tune.n_trials": s.tune.n_trials,
+            "stages.tune.epochs": s.tune.epochs,
+            "tune.seeds": len(s.tune.seeds),
+        }
+    if stage == "squeeze":
+        return {
+            "stages.squeeze.members": s.squeeze.members,
+            "stages.squeeze.epochs": s.squeeze.epochs or e,
+            "squeeze.longer": s.squeeze.longer if s.squeeze.longer > 1 else 0,
+        }
+    raise KeyError(f"stage {stage!r} is not sized by the budget; sized stages: {', '.join(SIZED)}")
+
+
+# --- the split ------------------------------------------------------------------------------------------------
+
+
+def share_of(stage: str, remaining_s: float, to_run: Sequence[str], shares: dict[str, float] = SHARES) -> float:
+    """Seconds ``stage`` may spend: ``remaining_s`` times its share over the shares of ``to_run`` (the stages still
+    to run, ``stage`` first), so what earlier stages left unused passes on. 0 when nothing remains.
+
+    Raises ValueError when ``stage`` is not in ``to_run``."""
+    if stage not in to_run:
+        raise ValueError(f"stage {stage!r} is not among the stages still to run ({', '.join(to_run)})")
+    total = sum(shares.get(s, 0.0) for s in to_run)
+    if remaining_s <= 0 or total <= 0:
+        return 0.0
+    return remaining_s * shares.get(stage, 0.0) / total
+
+
+@dataclass
+class Budget:
+    """The run's clock against ``total_s`` seconds: :meth:`share` for the next stage from what is left now."""
+
+    total_s: float
+    clock: Callable[[], float] = time.perf_counter
+    start: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.start = self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.start
+
+    def remaining(self) -> float:
+        return max(0.0, self.total_s - self.elapsed())
+
+    def share(self, stage: str, to_run: Sequence[str]) -> float:
+        return share_of(stage, self.remaining(), to_run)
+
+
+# --- the warm-up ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """What one stage's training costs on this machine: ``step_s`` seconds per optimiser step, ``run_s`` fixed
+    seconds per run (model, trainer, data loaders), ``steps_per_epoch`` training batches per epoch and
+    ``val_s`` seconds of one validation pass; ``epoch_scale`` the factor ``budget.min_steps`` multiplies every
+    run's epochs by on this data (:func:`recipe.fit.epochs_for`; 1: none)."""
+
+    step_s: float
+    run_s: float
+    steps_per_epoch: int
+    val_s: float
+    epoch_scale: float = 1.0
+
+    @property
+    def epoch_s(self) -> float:
+        """Seconds of one epoch: its steps and its validation pass."""
+        return self.steps_per_epoch * self.step_s + self.val_s
+
+
+def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], float] = time.perf_counter) -> StepCost:
+    """Time ``cfg``'s model on ``data``: one untimed 1-step fit (imports, kernels), then a 1-step and a
+    ``1 + steps``-step fit without validation, and a 1-step fit with it. Step time is the difference of the two
+    first over ``steps`` (the fixed part cancels), the fixed cost per run what is left of the 1-step fit, the
+    validation pass the difference the validation makes. Nothing is logged to MLflow. About ``steps + 4`` steps
+    and four model builds of time.
+
+    Raises what :func:`recipe.fit.fit` raises (DataError, ModelConfigError)."""
+    import math as _m
+
+    from recipe.fit import bundle_for, epochs_for, fit
+
+    def timed(n: int, validate: bool) -> float:
+        t0 = clock()
+        fit(cfg, data, epochs=1, steps_per_epoch=n, evaluate=False, log=False, validate=validate)
+        return clock() - t0
+
+    timed(1, False)
+    one = timed(1, False)
+    more = timed(1 + steps, False)
+    with_val = timed(1, True)
+    step_s = max(more - one, 0.0) / steps
+    bundle = bundle_for(cfg, data)
+    n_train = len(bundle.rows("train"))
+    return StepCost(
+        step_s=step_s,
+        run_s=max(one - step_s, 0.0),
+        steps_per_epoch=max(1, _m.ceil(n_train / cfg.data.batch_size)),
+        val_s=max(with_val - one, 0.0),
+        epoch_scale=epochs_for(cfg.budget.epochs, cfg, bundle) / cfg.budget.epochs,
+    )
+
+
+# --- the sizing -----------------------------------------------------------------------------------------------
+
+
+def stage_cost(stage: str, values: dict[str, Any], cost: StepCost) -> float:
+    """Seconds ``stage`` takes with sizes ``values`` at ``cost``: runs x (run_s + epochs x epoch_scale x
+    epoch_s)."""
+    sized = SIZED[stage]
+    return sized.runs(values) * (cost.run_s + sized.epochs(values) * cost.epoch_scale * cost.epoch_s)
+
+
+@dataclass
+class StagePlan:
+    """What the budget chose for one stage: its share, the measured cost, the sizes before and after, the config
+    overrides that replay it, and the cut or the shortfall in words."""
+
+    stage: str
+    share_s: float
+    step_s: float | None = None
+    run_s: float | None = None
+    epoch_s: float | None = None
+    before: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    estimate_s: float | None = None
+    needed_s: float | None = None  # the minimum's time, when it does not fit the share
+    used_s: float | None = None  # measured after the stage ran (warm-up included)
+    note: str = ""
+
+    def check(self) -> Check:
+        """The stage's ``budget`` check: PASS saying what was cut (or that nothing was), WARN when even the
+        minimum does not fit the share, with the time it would need."""
+        if self.needed_s is not None:
+            return Check(
+                "budget",
+                f"the stage's minimum fits its share of budget.minutes ({_min(self.share_s)})",
+                self.note,
+                f"<= {_min(self.share_s)}",
+                Verdict.WARN,
+                f"its minimum needs about {_min(self.needed_s)}: raise budget.minutes by "
+                f"{_min(self.needed_s - self.share_s)} or more, or give this stage fewer runs",
+            )
+        return Check(
+            "budget",
+            f"the stage fits its share of budget.minutes ({_min(self.share_s)})",
+            self.note,
+            f"<= {_min(self.share_s)}",
+            Verdict.PASS,
+        )
+
+
+def _min(seconds: float) -> str:
+    """A duration as the budget speaks it: "2.4 min", or "40 s" under a minute."""
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{max(seconds, 1):.0f} s"
+
+
+def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) -> StagePlan:
+    """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
+    (:func:`stage_cost`) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio still above
+    its minimum (runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go down: a share
+    larger than the configured sizes need leaves them as they are. When even the minimum is over the share, the
+    minimum is used and ``needed_s`` says what it needs (a WARN)."""
+    sized = SIZED[stage]
+    before = current_sizes(stage, cfg)
+    values = dict(before)
+    plan = StagePlan(stage, share_s, cost.step_s, cost.run_s, cost.epoch_s, before=dict(before))
+    while stage_cost(stage, values, cost) > FIT * share_s:
+        open_ = [k for k in sized.knobs if int(values[k.key]) > k.minimum]
+        if not open_:
+            plan.needed_s = stage_cost(stage, values, cost)
+            break
+        knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
+        v = int(values[knob.key])
+        values[knob.key] = v - 1 if knob.kind == "runs" else max(knob.minimum, v - max(1, v // 5))
+    plan.sizes = {k.key: values[k.key] for k in sized.knobs}
+    plan.estimate_s = stage_cost(stage, values, cost)
+    plan.overrides = overrides_for(stage, cfg, plan.sizes)
+    cuts = [
+        f"{_knob_words(stage, k)} {before[k.key]} → {values[k.key]}"
+        for k in sized.knobs
+        if values[k.key] != before[k.key]
+    ]
+    est = f"about {_min(plan.estimate_s)} at {cost.step_s * 1000:.1f} ms a step"
+    if plan.needed_s is not None:
+        plan.note = f"even the minimum ({', '.join(cuts) or 'as configured'}) needs {est}, over its share"
+    elif cuts:
+        plan.note = f"cut {', '.join(cuts)} to fit {_min(share_s)} ({est})"
+    else:
+        plan.note = f"nothing cut: the configured sizes fit {_min(share_s)} ({est})"
+    return plan
+
+
+def _knob_words(stage: str, knob: Knob) -> str:
+    if knob.kind == "runs":
+        return SIZED[stage].what
+    return f"{stage} epochs"
+
+
+def regularize_overrides(cfg: RecipeConfig, candidates: int) -> dict[str, Any]:
+    """The ``stages.regularize.*`` settings that keep the first ``candidates`` candidates, in the order the
+    stage lists them (augment, weight_decay, dropout, early_stopping, smaller_input, smaller_batch, init_from),
+    dropping from the end. Only the settings that change are returned."""
+    r = cfg.stages.regularize
+    kinds: list[tuple[str, Any]] = [
+        ("augment", list(r.augment)),
+        ("weight_decay", list(r.weight_decay)),
+        ("dropout", list(r.dropout)),
+        ("early_stopping", r.early_stopping),
+        ("smaller_input", r.smaller_input),
+        ("smaller_batch", r.smaller_batch),
+        ("init_from", r.init_from),
+    ]
+    left = candidates
+    out: dict[str, Any] = {}
+    for name, value in kinds:
+        if isinstance(value, list):
+            kept = value[: max(0, left)]
+            left -= len(kept)
+            if kept != value:
+                out[f"stages.regularize.{name}"] = kept
+        elif value is not None:
+            if left > 0:
+                left -= 1
+            else:
+                out[f"stages.regularize.{name}"] = None
+    return out
+
+
+def overrides_for(stage: str, cfg: RecipeConfig, sizes: dict[str, Any]) -> dict[str, Any]:
+    """The config overrides (dotted key -> value) that make ``stage`` run with ``sizes``: the knobs that are
+    config keys as they are, regularize's candidate count as :func:`regularize_overrides`. Every epochs knob is
+    written even when unchanged (a None epochs follows ``budget.epochs``, which an earlier stage may change)."""
+    out: dict[str, Any] = {}
+    for key, value in sizes.items():
+        if key == "regularize.candidates":
+            out.update(regularize_overrides(cfg, int(value)))
+        elif key.endswith(".epochs") or value != current_sizes(stage, cfg).get(key):
+            out[key] = value
+    return out
+
+
+# --- the record and the replay --------------------------------------------------------------------------------
+
+
+def plan_document(minutes: float, stages: list[StagePlan], elapsed_s: float | None = None) -> dict[str, Any]:
+    """The JSON of ``budget_plan.json``: the budget, each stage's plan, and the overrides that replay it."""
+    overrides: dict[str, Any] = {}
+    for p in stages:
+        overrides.update(p.overrides)
+    return {
+        "version": PLAN_VERSION,
+        "budget_minutes": minutes,
+        "elapsed_s": elapsed_s,
+        "shares": dict(SHARES),
+        "stages": [asdict(p) for p in stages],
+        "overrides": overrides,
+    }
+
+
+def plan_params(doc: dict[str, Any]) -> dict[str, Any]:
+    """MLflow params of a plan: ``budget.plan.<dotted key>`` for each override (lists as JSON)."""
+    return {
+        f"budget.plan.{k}": json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in doc["overrides"].items()
+    }
+
+
+def load_plan(path: Path | str) -> dict[str, Any]:
+    """The overrides of a recorded plan (``budget_plan.json``, from the parent run's artifacts).
+
+    Raises PlanError naming the file and the fix when it is missing, not JSON or not a plan."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PlanError(
+            f"--plan {path}: no such file; download budget_plan.json from the budgeted run's parent run in MLflow"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PlanError(
+            f"--plan {path} is not a readable JSON plan ({e}); give the budget_plan.json of a run"
+        ) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("overrides"), dict) or doc.get("version") != PLAN_VERSION:
+        raise PlanError(
+            f"--plan {path} is not a budget plan of version {PLAN_VERSION} (an object with 'version' and "
+            "'overrides'); give the budget_plan.json artifact of a budgeted run"
+        )
+    return dict(doc["overrides"])
+
+
+def replay(cfg: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfig:
+    """``cfg`` with a plan's sizes and ``budget.minutes`` off: the recorded run's sizes, no timing.
+
+    Raises recipe.config.ConfigError when an override does not fit this config's schema."""
+    return cfg.with_overrides({**overrides, "budget.minutes": None})
+
+
+__all__ = [
+    "SHARES",
+    "SIZED",
+    "Budget",
+    "PlanError",
+    "StagePlan",
+    "StepCost",
+    "load_plan",
+    "plan_document",
+    "plan_params",
+    "replay",
+    "share_of",
+    "size_stage",
+    "stage_cost",
+    "warm_up",
+]

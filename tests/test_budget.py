@@ -1,0 +1,242 @@
+"""The wall-clock budget (recipe/budget.py): the split across stages with carry-over, sizing from a measured step
+time (fake clocks, no training), the WARN when a stage's minimum does not fit, the plan file and its replay."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from recipe import budget
+from recipe.budget import Budget, StepCost, share_of, size_stage, stage_cost
+from recipe.config import ConfigError, RecipeConfig, config_hash, load_config
+from recipe.report import Verdict
+from recipe.reuse import stage_key
+
+ORDER = list(budget.SHARES)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_shares_sum_to_one_and_cover_the_six_stages():
+    assert sum(budget.SHARES.values()) == pytest.approx(1.0)
+    assert ORDER == ["inspect", "baselines", "overfit", "regularize", "tune", "squeeze"]
+
+
+def test_the_split_is_proportional_and_unused_time_passes_on():
+    total = 600.0
+    first = share_of("inspect", total, ORDER)
+    assert first == pytest.approx(total * budget.SHARES["inspect"])
+    clock = FakeClock()
+    b = Budget(total, clock=clock)
+    clock.now += 1.0  # inspect used 1 s of its 24 s
+    rest = ORDER[1:]
+    got = b.share("baselines", rest)
+    assert got == pytest.approx(599.0 * 0.08 / 0.96)
+    assert got > total * budget.SHARES["baselines"]  # the unused 23 s was shared out among the rest
+    clock.now += 500.0  # a stage ran far over: the later ones get what is left, in the same proportions
+    t, s = b.share("tune", ["tune", "squeeze"]), b.share("squeeze", ["tune", "squeeze"])
+    assert t + s == pytest.approx(99.0)
+    assert t / s == pytest.approx(0.28 / 0.18)
+    clock.now += 1000.0
+    assert b.remaining() == 0.0 and b.share("squeeze", ["squeeze"]) == 0.0
+
+
+def test_a_stage_not_among_those_left_is_an_error():
+    with pytest.raises(ValueError, match="not among the stages still to run"):
+        share_of("tune", 100.0, ["squeeze"])
+
+
+COST = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # 0.25 s an epoch
+
+
+def test_a_share_large_enough_cuts_nothing():
+    cfg = RecipeConfig()
+    plan = size_stage("tune", cfg, COST, share_s=1e6)
+    assert plan.sizes == {"stages.tune.n_trials": 16, "stages.tune.epochs": 10}
+    assert plan.note.startswith("nothing cut") and plan.check().verdict is Verdict.PASS
+    assert plan.overrides == {"stages.tune.epochs": 10}  # epochs always written (replayed even if unchanged)
+
+
+def test_sizing_fits_the_share_and_says_what_it_cut():
+    cfg = RecipeConfig()
+    full = stage_cost("tune", budget.current_sizes("tune", cfg), COST)
+    share = full / 4
+    plan = size_stage("tune", cfg, COST, share_s=share)
+    assert plan.estimate_s <= share
+    trials, epochs = plan.sizes["stages.tune.n_trials"], plan.sizes["stages.tune.epochs"]
+    assert 2 <= trials < 16 and 2 <= epochs <= 10
+    # both shrink: neither knob is taken to its minimum while the other is untouched
+    assert trials / 16 == pytest.approx(epochs / 10, abs=0.35)
+    assert f"tune trials 16 → {trials}" in plan.note and f"to fit {budget._min(share)}" in plan.note
+    check = plan.check()
+    assert check.name == "budget" and check.verdict is Verdict.PASS and "cut" in check.observed
+    assert plan.overrides["stages.tune.n_trials"] == trials
+    # the sized config is a valid config that runs with exactly those sizes
+    sized = cfg.with_overrides(plan.overrides)
+    assert budget.current_sizes("tune", sized)["stages.tune.n_trials"] == trials
+
+
+def test_sizing_scales_with_the_measured_step_time():
+    cfg = RecipeConfig()
+    share = 60.0
+    fast = size_stage("squeeze", cfg, StepCost(0.001, 0.1, 20, 0.01), share)
+    slow = size_stage("squeeze", cfg, StepCost(0.02, 0.5, 20, 0.1), share)
+    f, s = fast.sizes, slow.sizes
+    assert (
+        f["stages.squeeze.members"] * f["stages.squeeze.epochs"]
+        > s["stages.squeeze.members"] * s["stages.squeeze.epochs"]
+    )
+
+
+def test_min_steps_epoch_scale_counts_in_the_cost():
+    cfg = RecipeConfig()
+    one = size_stage("overfit", cfg, COST, share_s=20.0)
+    scaled = size_stage("overfit", cfg, dataclasses.replace(COST, epoch_scale=4.0), share_s=20.0)
+    assert scaled.estimate_s <= 20.0
+    assert scaled.sizes["stages.overfit.epochs"] < one.sizes["stages.overfit.epochs"]
+
+
+def test_a_share_below_the_minimum_warns_with_the_time_it_would_need():
+    cfg = RecipeConfig()
+    plan = size_stage("regularize", cfg, COST, share_s=0.5)
+    minimum = {"regularize.candidates": 1, "stages.regularize.epochs": 2}
+    assert plan.sizes == minimum
+    assert plan.needed_s == pytest.approx(stage_cost("regularize", minimum, COST))
+    check = plan.check()
+    assert check.verdict is Verdict.WARN
+    assert f"{budget._min(plan.needed_s)}" in check.advice and "raise budget.minutes" in check.advice
+
+
+def test_regularize_candidates_are_dropped_from_the_end():
+    cfg = RecipeConfig()  # augment [crop, rotate], weight_decay [0.05, 0.5], dropout [0.3], early_stopping, ...
+    n = budget.current_sizes("regularize", cfg)["regularize.candidates"]
+    assert budget.regularize_overrides(cfg, n) == {}
+    three = budget.regularize_overrides(cfg, 3)
+    assert three["stages.regularize.weight_decay"] == [0.05] and three["stages.regularize.dropout"] == []
+    sized = cfg.with_overrides(three)
+    assert budget.current_sizes("regularize", sized)["regularize.candidates"] == 3
+    assert list(sized.stages.regularize.augment) == ["crop", "rotate"]
+
+
+def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
+    """A fake fit on a fake clock: 0.3 s fixed per run, 0.02 s a step, 0.1 s a validation pass."""
+    import recipe.fit as fit_mod
+
+    clock = FakeClock()
+    calls = []
+
+    def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
+        calls.append((steps_per_epoch, validate, log))
+        clock.now += 0.3 + 0.02 * steps_per_epoch + (0.1 if validate else 0.0)
+
+    class Bundle:
+        def rows(self, split):
+            return list(range(640))
+
+    monkeypatch.setattr(fit_mod, "fit", fake_fit)
+    monkeypatch.setattr(fit_mod, "bundle_for", lambda cfg, data: Bundle())
+    monkeypatch.setattr(fit_mod, "epochs_for", lambda epochs, cfg, data: 3 * epochs)  # budget.min_steps at work
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 64})
+    cost = budget.warm_up(cfg, object(), steps=4, clock=clock)
+    assert cost.step_s == pytest.approx(0.02)
+    assert cost.run_s == pytest.approx(0.3)
+    assert cost.val_s == pytest.approx(0.1)
+    assert cost.steps_per_epoch == 10 and cost.epoch_s == pytest.approx(0.3) and cost.epoch_scale == 3.0
+    assert all(not logged for _, _, logged in calls)  # nothing goes to MLflow
+
+
+def test_minutes_stay_out_of_the_reuse_key_but_the_sizes_are_in_it():
+    base = RecipeConfig()
+    budgeted = base.with_overrides({"budget.minutes": 3})
+    assert config_hash(base) == config_hash(budgeted)
+    sized = budgeted.with_overrides({"stages.tune.n_trials": 6})
+    keys = [stage_key(c, "tune", "f" * 12, "c" * 12, ORDER) for c in (base, budgeted, sized)]
+    assert keys[0] == keys[1] != keys[2]
+    assert stage_key(sized, "regularize", "f" * 12, "c" * 12, ORDER) == stage_key(
+        base, "regularize", "f" * 12, "c" * 12, ORDER
+    )  # a later stage's sizes leave an earlier stage's key alone
+
+
+def test_a_plan_round_trips_through_its_file_and_replays_the_sizes(tmp_path):
+    cfg = load_config("digits", overrides=["budget.minutes=3"])
+    plans = [
+        size_stage("tune", cfg, COST, share_s=30.0),
+        size_stage("squeeze", cfg, COST, share_s=10.0),
+    ]
+    doc = budget.plan_document(3, plans, elapsed_s=170.0)
+    path = tmp_path / budget.PLAN_FILE
+    path.write_text(json.dumps(doc))
+    replayed = budget.replay(cfg, budget.load_plan(path))
+    assert replayed.budget.minutes is None
+    for p in plans:
+        assert {k: budget.current_sizes(p.stage, replayed)[k] for k in p.sizes} == p.sizes
+    params = budget.plan_params(doc)
+    assert params["budget.plan.stages.tune.n_trials"] == plans[0].sizes["stages.tune.n_trials"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (None, "no such file"),
+        ("{not json", "not a readable JSON plan"),
+        ('{"version": 1}', "not a budget plan"),
+        ("[1, 2]", "not a budget plan"),
+    ],
+)
+def test_a_bad_plan_file_names_the_fix(tmp_path, text, match):
+    path = tmp_path / "plan.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(budget.PlanError, match=match) as e:
+        budget.load_plan(path)
+    assert "budget_plan.json" in str(e.value)
+
+
+def test_a_plan_for_another_schema_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        budget.replay(RecipeConfig(), {"stages.tune.no_such_knob": 3})
+
+
+def test_budget_minutes_must_be_positive():
+    with pytest.raises(ConfigError):
+        load_config(overrides=["budget.minutes=0"])
+
+
+def test_flows_run_plan_replays_the_sizes_and_refuses_a_bad_file_with_exit_2(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    got = []
+
+    def fake_run_flow(cfg, stage, force, log, fresh=False):
+        got.append(cfg)
+        return {"error": "stopped here by the test"}
+
+    monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
+    monkeypatch.setattr(cli, "_preflight", lambda cfg: None)
+    cfg = load_config("digits", overrides=["budget.minutes=3"])
+    doc = budget.plan_document(3, [size_stage("tune", cfg, COST, share_s=30.0)])
+    plan = tmp_path / budget.PLAN_FILE
+    plan.write_text(json.dumps(doc))
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--set", "budget.minutes=3", "--plan", str(plan)])
+    assert result.exit_code == 2 and "stopped here by the test" in result.output  # the fake flow's "bad input"
+    assert got[0].budget.minutes is None
+    assert got[0].stages.tune.n_trials == doc["overrides"]["stages.tune.n_trials"]
+
+    bad = tmp_path / "nope.json"
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(bad)])
+    assert result.exit_code == 2 and "no such file" in result.output and "Traceback" not in result.output
+    assert len(got) == 1  # nothing ran
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({"version": 1, "overrides": {"stages.tune.n_trial": 3}}))
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(wrong)])
+    assert result.exit_code == 2 and "stages.tune.n_trial" in result.output and "Traceback" not in result.output

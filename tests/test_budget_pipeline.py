@@ -1,0 +1,165 @@
+"""The budget wired into the pipeline, and the live view, with fake stages (fast): each sized stage is warmed up
+(a fake warm-up here) and sized, says what it cut, the plan is recorded on the parent run, its reuse key covers
+the sizes it used, and the live view prints each verdict line as soon as its stage ends."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from mlflow import MlflowClient
+
+from flows.live import LiveView
+from recipe import budget, pipeline, tracking
+from recipe.config import load_config
+from recipe.report import Verdict
+from tests.fakes import fake_stage, fake_stages  # noqa: F401  (fixture)
+
+COST = budget.StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)
+
+
+@pytest.fixture
+def sized_stages(monkeypatch):
+    """Fakes named like the real stages (so tune and squeeze are sized) that record the sizes they ran with."""
+    seen: dict[str, dict] = {}
+    mods = {}
+    for name in ("inspect", "tune", "squeeze"):
+        inner = fake_stage(name)
+
+        def run(ctx, name=name, inner=inner):
+            if name in budget.SIZED:
+                seen[name] = budget.current_sizes(name, ctx.cfg)
+            return inner.run(ctx)
+
+        mods[name] = type("M", (), {"run": staticmethod(run)})
+    monkeypatch.setattr(pipeline, "STAGES", mods)
+    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
+    warmups = []
+
+    def fake_warm_up(cfg, data, **kw):
+        warmups.append(cfg.name)
+        return COST
+
+    monkeypatch.setattr(budget, "warm_up", fake_warm_up)
+    monkeypatch.setattr(pipeline._DataCache, "data_for", lambda self, cfg: object())
+    return seen, warmups
+
+
+def _parent(experiment):
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+    return client, runs
+
+
+def test_a_budgeted_run_sizes_its_stages_records_the_plan_and_a_replay_reuses_it(mlflow_store, sized_stages, tmp_path):
+    seen, warmups = sized_stages
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.5"])  # 30 s: tune and squeeze must cut
+    out = pipeline.run_recipe(cfg, say=lambda m: None)
+    assert warmups == ["budget-test", "budget-test"]  # tune and squeeze, not inspect
+    assert seen["tune"]["stages.tune.n_trials"] < 16 and seen["squeeze"]["stages.squeeze.members"] < 5
+    stages = {s["stage"]: s for s in out.report["stages"]}
+    tune_check = next(c for c in stages["tune"]["checks"] if c["name"] == "budget")
+    assert "cut tune trials 16 → " in tune_check["observed"]
+    assert out.report["budget"]["minutes"] == 0.5
+
+    client, runs = _parent("budget-test")
+    parent = next(r for r in runs if r.data.tags[tracking.TAG_KIND] == "flow")
+    local = client.download_artifacts(parent.info.run_id, budget.PLAN_FILE, str(tmp_path))
+    with open(local, encoding="utf-8") as f:
+        doc = json.load(f)
+    assert [s["stage"] for s in doc["stages"]] == ["inspect", "tune", "squeeze"]
+    assert doc["overrides"]["stages.tune.n_trials"] == seen["tune"]["stages.tune.n_trials"]
+    assert parent.data.params["budget.plan.stages.tune.n_trials"] == str(seen["tune"]["stages.tune.n_trials"])
+    assert all(s["used_s"] is not None for s in doc["stages"])
+
+    # the replay: the same sizes, nothing timed, and every stage's reuse key matches the budgeted run's
+    replayed = budget.replay(cfg, budget.load_plan(local))
+    seen.clear()
+    warmups.clear()
+    messages = []
+    again = pipeline.run_recipe(replayed, say=messages.append)
+    assert warmups == [] and again.report["reused"] == ["inspect", "tune", "squeeze"]
+    # and run afresh, the replay hands each stage exactly the sizes the budget chose
+    fresh = pipeline.run_recipe(replayed, say=lambda m: None, fresh=True)
+    assert fresh.exit_code == 0 and seen["tune"] == {**seen["tune"], **doc["stages"][1]["sizes"]}
+    assert seen["squeeze"]["stages.squeeze.members"] == doc["stages"][2]["sizes"]["stages.squeeze.members"]
+
+
+def test_an_epoch_sized_run_does_not_reuse_a_budgeted_stage_that_cut(mlflow_store, sized_stages):
+    seen, _ = sized_stages
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.5"])
+    pipeline.run_recipe(cfg, say=lambda m: None)
+    plain = load_config(overrides=["name=budget-test"])
+    out = pipeline.run_recipe(plain, say=lambda m: None)
+    assert out.report["reused"] == ["inspect"]  # tune ran with fewer trials: not the epoch-sized result
+    assert seen["tune"]["stages.tune.n_trials"] == 16
+
+
+def test_a_budgeted_run_warns_when_a_stage_minimum_does_not_fit(mlflow_store, sized_stages):
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.01"])
+    out = pipeline.run_recipe(cfg, say=lambda m: None)
+    tune = next(s for s in out.report["stages"] if s["stage"] == "tune")
+    check = next(c for c in tune["checks"] if c["name"] == "budget")
+    assert tune["verdict"] == "warn" and check["verdict"] == "warn" and "raise budget.minutes" in check["advice"]
+
+
+def test_the_live_view_prints_each_verdict_as_its_stage_ends_in_plain_lines(mlflow_store, monkeypatch):
+    stream = io.StringIO()  # not a TTY: plain lines
+    seen_before_b: list[str] = []
+    a, c = fake_stage("a"), fake_stage("c", Verdict.WARN)
+    inner_b = fake_stage("b")
+
+    def run_b(ctx):
+        seen_before_b.append(stream.getvalue())
+        return inner_b.run(ctx)
+
+    mods = {"a": a, "b": type("M", (), {"run": staticmethod(run_b)}), "c": c}
+    monkeypatch.setattr(pipeline, "STAGES", mods)
+    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
+    view = LiveView(stream=stream)
+    assert view.plain
+    with view.shown():
+        pipeline.run_recipe(load_config(overrides=["name=live-test"]), say=lambda m: None)
+    assert pipeline.LISTENERS == []
+    text = stream.getvalue()
+    # a's verdict was printed before b started running, not at the end
+    assert "[1/3] stage a: PASS (1 checks passed)" in seen_before_b[0]
+    assert "[2/3] stage b: started" in seen_before_b[0]
+    lines = text.splitlines()
+    assert any(line.startswith("[3/3] stage c: WARN (WARN c_ok: no)") for line in lines)
+    assert lines[-1].startswith("recipe: WARN after ")
+    assert "\x1b" not in text and "\r" not in text  # no control characters for CI logs and pipes
+
+
+def test_a_listener_that_fails_does_not_stop_the_run(mlflow_store, fake_stages):
+    def broken(event, info):
+        raise RuntimeError("display gone")
+
+    pipeline.LISTENERS.append(broken)
+    try:
+        out = pipeline.run_recipe(load_config(overrides=["name=live-test"]), say=lambda m: None)
+    finally:
+        if broken in pipeline.LISTENERS:
+            pipeline.LISTENERS.remove(broken)
+    assert out.exit_code == 0
+
+
+def test_the_terminal_view_owns_the_terminal_and_still_prints_each_verdict(mlflow_store, fake_stages):
+    from recipe.train.callbacks import progress as fit_bar
+
+    stream = io.StringIO()
+    owners = []
+    pipeline.LISTENERS.append(lambda event, info: owners.append(fit_bar.TERMINAL_OWNER))
+    try:
+        with LiveView(stream=stream, plain=False).shown() as view:
+            assert not view.plain
+            pipeline.run_recipe(load_config(overrides=["name=live-test"]), say=lambda m: None)
+    finally:
+        pipeline.LISTENERS.clear()
+    assert owners and all(o == "flows live view" for o in owners)  # the per-fit bars stay off meanwhile
+    assert fit_bar.TERMINAL_OWNER is None
+    text = stream.getvalue()
+    for k, name in enumerate(["a", "b", "c"], start=1):
+        assert f"[{k}/3] stage {name}: PASS" in text
