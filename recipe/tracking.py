@@ -257,26 +257,34 @@ def experiment_runs_url(server: str, experiment_id: str) -> str:
     )
 
 
-def log_splits(manifest: Any, recipe: str) -> None:
-    """Log the dataset's splits as the active run's inputs (``mlflow.log_input``): one pandas dataset per split,
-    named ``<recipe>-<split>``, with the data fingerprint as digest (so the runs table can show and filter which
-    data a stage saw) and the context train, validation or test. ``manifest``: a
-    :class:`recipe.data.Manifest`; each dataset holds the split's sample ids and labels."""
+def split_dataset(manifest: Any, recipe: str, split: str) -> Any:
+    """One split of the manifest as an MLflow pandas dataset named ``<recipe>-<split>`` (the split's sample ids
+    and labels, the data fingerprint as digest), or None when the split is empty. ``split``: train, val or test."""
     import warnings
 
     import mlflow.data
 
     df = manifest.df
+    part = df.loc[df["split"] == split, ["id", "label"]].reset_index(drop=True)
+    if part.empty:
+        return None
+    with warnings.catch_warnings():  # MLflow 3.17 registers its local source class twice and says so
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return mlflow.data.from_pandas(
+            part, source=str(manifest.root), targets="label", name=f"{recipe}-{split}", digest=manifest.fingerprint
+        )
+
+
+def log_splits(manifest: Any, recipe: str) -> None:
+    """Log the dataset's splits as the active run's inputs (``mlflow.log_input``): one pandas dataset per split
+    (:func:`split_dataset`), with the context train, validation or test, so the runs table can show and filter
+    which data a stage saw. ``manifest``: a :class:`recipe.data.Manifest`."""
+    import mlflow
+
     for split, context in SPLIT_CONTEXTS.items():
-        part = df.loc[df["split"] == split, ["id", "label"]].reset_index(drop=True)
-        if part.empty:
-            continue
-        with warnings.catch_warnings():  # MLflow 3.17 registers its local source class twice and says so
-            warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-            ds = mlflow.data.from_pandas(
-                part, source=str(manifest.root), targets="label", name=f"{recipe}-{split}", digest=manifest.fingerprint
-            )
-        mlflow.log_input(ds, context=context)
+        ds = split_dataset(manifest, recipe, split)
+        if ds is not None:
+            mlflow.log_input(ds, context=context)
 
 
 def run_tags(

@@ -65,7 +65,11 @@ def test_params_are_the_flattened_config(mlflow_store):
     with tracking.start_run("p", {}, params=cfg.flat()) as run:
         pass
     params = MlflowClient().get_run(run.info.run_id).data.params
-    assert params["optim.lr"] == str(cfg.optim.lr) and params["data.split.seed"] == "0" and params["budget.max_steps"] == "null"
+    assert (
+        params["optim.lr"] == str(cfg.optim.lr)
+        and params["data.split.seed"] == "0"
+        and params["budget.max_steps"] == "null"
+    )
     assert params["data.augment"] == "[]"
 
 

@@ -30,6 +30,7 @@ class Registered:
 
     uri: str | None = None  # models:/<name>@champion
     version: str | None = None
+    model_id: str | None = None  # the logged model behind the version (MLflow 3's LoggedModel id)
     max_diff: float | None = None  # largest |p_loaded - p_trained| over the round-trip inputs (target std units)
     n_checked: int = 0
     error: str = ""
@@ -110,11 +111,46 @@ def register(sc: Any, champion: Squeezed) -> Registered:
     return Registered(
         uri=uri,
         version=str(version.version),
+        model_id=logged_model_id(version),
         max_diff=float(diff),
         n_checked=len(example),
         notes=[f"registered {uri} (alias {promotion.CHALLENGER}): load it with mlflow.pyfunc.load_model({uri!r})"],
         artifacts={"registered": uri},
     )
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The id of the logged model behind a registered ``version`` (MLflow 3's ``m-...``): its ``model_id`` where
+    the store fills it, else the ``models:/<id>`` its source points at (a sqlite store leaves ``model_id`` empty
+    in MLflow 3.17); None for a version registered from a run's artifacts."""
+    model_id = getattr(version, "model_id", None)
+    source = getattr(version, "source", None) or ""
+    if not model_id and source.startswith("models:/m-"):
+        model_id = source.removeprefix("models:/").split("/")[0]
+    return model_id or None
+
+
+def log_test_metrics(registered: Registered, rows: list[Any], metric: str, dataset: Any) -> str | None:
+    """Log the champion's test metric and its bootstrap interval (``test_<metric>``, ``_low``, ``_high``) against
+    its logged model (``model_id=``) and the test dataset, so the experiment's Models tab ranks champions across
+    runs by the same number. ``rows``: :class:`recipe.squeeze.heldout.TestRow` list (the ``champion`` row is
+    used); ``dataset``: the test split as an MLflow dataset, or None. Returns a note when it could not log (no
+    registered model, no champion row, or a tracking error: said, never raised)."""
+    import mlflow
+
+    champion = next((r for r in rows if r.kind == "champion"), None)
+    if registered.model_id is None or champion is None:
+        return None
+    values = {
+        f"test_{metric}": champion.interval.value,
+        f"test_{metric}_low": champion.interval.low,
+        f"test_{metric}_high": champion.interval.high,
+    }
+    try:
+        mlflow.log_metrics(values, model_id=registered.model_id, dataset=dataset)
+    except Exception as e:  # a tracking error must not lose the stage's result
+        return f"could not log the test metrics against model {registered.model_id}: {type(e).__name__}: {e}"
+    return None
 
 
 def promote(sc: Any, registered: Registered, verdict: Verdict) -> Finding:

@@ -68,6 +68,10 @@ def run(ctx: StageContext) -> StageResult:
     reads = heldout.previous_reads(sc.cfg.name, sc.data.fingerprint, sc.run_id)
     tracking.set_tags({heldout.TAG_TEST_READ: "true"})
     registered = publish.register(sc, pick.champion) if sc.s.registry else publish.Registered()
+    if registered.model_id:  # the Models tab ranks champions across runs by their test metric
+        test_set = tracking.split_dataset(ctx.manifest(), sc.cfg.name, "test")
+        if failed_note := publish.log_test_metrics(registered, rows, sc.task.metric, test_set):
+            notes.append(failed_note)
     findings = _findings(sc, cands, pick, rows, classical, reads, registered)
     if sc.s.registry:  # challenger, then champion: the alias moves only for a stage that did not fail
         verdict = Verdict.worst([f.check.verdict for f in findings if f.name in judge.GATES])

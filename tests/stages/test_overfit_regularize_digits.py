@@ -82,7 +82,7 @@ def test_regularize_compares_candidates_in_nested_runs(chain):
     names = {r.data.tags["recipe.candidate"] for r in kids}
     assert {
         "reference",
-        "augment_crop_rotate",
+        "augment_crop",  # the digits preset shifts only (regularize.augment: [crop])
         "weight_decay_0.05",
         "early_stopping_3",
         "image_size_6",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
@@ -20,6 +21,7 @@ from mlflow import MlflowClient
 from recipe import pipeline, tracking
 from recipe.config import load_config
 from recipe.report import Check, StageResult, Verdict
+from recipe.squeeze import publish
 from recipe.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +100,11 @@ def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_fi
     kinds = sorted(r.data.tags[tracking.TAG_KIND] for r in nested)
     assert kinds.count("member") == 3 and kinds.count("candidate") == 4  # averaging, longer, snapshots, student
     assert not [r for r in runs if r.info.status == "RUNNING"]
+    # the champion's test metric is on its logged model, against the test split (the Models tab ranks by it)
+    version = client.get_model_version_by_alias("squeeze-test", "challenger")
+    model_metrics = {m.key: m for m in mlflow.get_logged_model(publish.logged_model_id(version)).metrics}
+    assert model_metrics["test_accuracy"].value == pytest.approx(sq.metrics["test/champion_accuracy"])
+    assert model_metrics["test_accuracy"].dataset_name == "squeeze-test-test"
     files = {f.path for f in client.list_artifacts(stage_run.info.run_id)}
     assert {"model_card.md", "squeeze"} <= files
     parent_files = {f.path for f in client.list_artifacts(stage_run.data.tags["mlflow.parentRunId"])}
