@@ -320,8 +320,9 @@ EXIT_BUSY = 5
 
 def _use_store(read_only: bool) -> str:
     """Resolve the tracking store (recipe.preflight.resolve_store) into MLFLOW_TRACKING_URI; a read-only command
-    with no store anywhere is bad input (exit 2) and says on stderr which store it reads when it was not named by
-    the environment or found in the current folder (a run names its store in its last line)."""
+    with no store anywhere is bad input (exit 2). Every command says on stderr, before it starts, which store it
+    uses when the store was not named by the environment or found in the current folder (a run in a fresh
+    checkout inside a folder that holds a store records there)."""
     from recipe.preflight import PreflightError, use_store
     from recipe.secrets import redact_url
 
@@ -329,7 +330,7 @@ def _use_store(read_only: bool) -> str:
         uri, origin = use_store(read_only=read_only)
     except PreflightError as e:
         _fail(str(e))
-    if read_only and origin not in ("MLFLOW_TRACKING_URI", "the current folder"):
+    if origin not in ("MLFLOW_TRACKING_URI", "the current folder"):  # e.g. found in a folder above this one
         typer.echo(f"MLflow store: {redact_url(uri)} ({origin})", err=True)
     return uri
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import math
 import os
 import tempfile
@@ -327,6 +328,8 @@ def start_run(
         TAG_OWNER_PID: owner["pid"],
         TAG_OWNER_START: owner["start"],
     }
+    if system_metrics:  # its monitor says at INFO, per run, which samplers it skips (no GPU): noise on a terminal
+        logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
     run = mlflow.start_run(run_name=name, nested=nested, tags=tags, log_system_metrics=system_metrics)
     try:
         if params:

@@ -219,13 +219,16 @@ def trick_gain(
         f"val loss {fmt(trick.val_loss)} vs {fmt(reference.val_loss)} (gain {fmt(gain)}, se {fmt(se)}); val "
         f"{task.metric} {fmt(trick.val_metric)} vs {fmt(reference.val_metric)} ({fmt(m_gain)})"
     )
+    worse = math.isfinite(se) and gain < -noise_z * se
     return finding(
         name,
         hyp,
-        observed + ("" if beyond else "; within noise"),
+        observed + ("" if beyond else "; worse beyond noise" if worse else "; within noise"),
         "gain beyond noise",
         PASS if beyond else WARN,
-        f"{what} did not help beyond noise at this budget",
+        f"{what} made validation worse beyond noise at this budget"
+        if worse
+        else f"{what} did not help beyond noise at this budget",
         metrics={f"squeeze/{name}_val_loss_gain": gain},
     )
 

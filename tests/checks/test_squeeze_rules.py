@@ -299,6 +299,21 @@ def test_a_trick_that_did_not_train_or_did_not_help_is_advisory():
     beyond = judge.trick_gain("gain_swa", _cand("swa", _losses(0)), ref, task=CLASSIFICATION, noise_z=1.0, what="SWA")
     assert (within.verdict, beyond.verdict) == (WARN, PASS)
     assert beyond.metrics["squeeze/gain_swa_val_loss_gain"] == pytest.approx(0.02)
+    # worse than the reference on 2 samples, better on none: z -1.41, said as worse, not "within noise"
+    worse = judge.trick_gain(
+        "gain_ema",
+        _cand("ema", _losses(2)),
+        _cand("reference", _losses(0)),
+        task=CLASSIFICATION,
+        noise_z=1.0,
+        what="EMA",
+    )
+    assert (
+        worse.verdict is WARN
+        and "worse beyond noise" in worse.check.observed
+        and "within noise" not in worse.check.observed
+    )
+    assert "within noise" in within.check.observed and "worse" not in within.check.observed
 
 
 # --- the stage's verdict: the worst of the gated checks; advisory findings never gate ----------------------------

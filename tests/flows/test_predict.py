@@ -272,3 +272,20 @@ def test_a_read_only_command_with_no_store_anywhere_names_where_it_looked(tmp_pa
     (tmp_path / "mlruns" / "mlflow.db").touch()
     uri, origin = preflight.resolve_store(read_only=True, cwd=tmp_path / "mlruns")
     assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}" and origin == f"found in {tmp_path}"
+
+
+def test_a_run_says_before_it_starts_that_it_records_into_a_store_found_above(tmp_path, monkeypatch, capsys):
+    """A fresh checkout inside a folder that holds a store records there: the run says so on stderr up front
+    (a new user's trial found it only in the run's last line)."""
+    from flows import cli
+    from recipe import preflight
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    monkeypatch.setattr(preflight, "PACKAGE_ROOT", tmp_path / "checkout")
+    (tmp_path / "mlruns").mkdir()
+    (tmp_path / "mlruns" / "mlflow.db").touch()
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")
+    uri = cli._use_store(read_only=False)
+    assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    assert f"MLflow store: {uri} (found in {tmp_path})" in capsys.readouterr().err
