@@ -138,15 +138,7 @@ def train(
         check_names(cfg)
     except PreflightError as e:
         _fail(str(e))
-    uri = _use_store(read_only=False)
-    from recipe.preflight import BackendUnreachable, check_tracking_uri
-
-    try:
-        check_tracking_uri(uri)
-    except PreflightError as e:
-        _fail(str(e))
-    except BackendUnreachable as e:
-        _fail(str(e), code=EXIT_BACKEND)
+    uri = _reachable_store(read_only=False)
     from recipe import tracking
     from recipe.config import ConfigError
     from recipe.data import DataError
@@ -332,6 +324,21 @@ def _use_store(read_only: bool) -> str:
         _fail(str(e))
     if origin not in ("MLFLOW_TRACKING_URI", "the current folder"):  # e.g. found in a folder above this one
         typer.echo(f"MLflow store: {redact_url(uri)} ({origin})", err=True)
+    return uri
+
+
+def _reachable_store(read_only: bool) -> str:
+    """:func:`_use_store`, then the store checked: a malformed URI is bad input (exit 2), a server that does not
+    answer exits 3."""
+    from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
+
+    uri = _use_store(read_only=read_only)
+    try:
+        check_tracking_uri(uri)
+    except PreflightError as e:
+        _fail(str(e))
+    except BackendUnreachable as e:
+        _fail(str(e), code=EXIT_BACKEND)
     return uri
 
 
@@ -921,15 +928,7 @@ def champion(
     3: the MLflow store cannot be read.
     """
     model = name or _load(preset, config, set_).name
-    from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
-
-    uri = _use_store(read_only=True)
-    try:
-        check_tracking_uri(uri)
-    except PreflightError as e:
-        _fail(str(e))
-    except BackendUnreachable as e:
-        _fail(str(e), code=EXIT_BACKEND)
+    uri = _reachable_store(read_only=True)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         _fail(f"no MLflow store at {uri}, so no model is registered yet: run the recipe to its squeeze stage first")
     from recipe.squeeze.promotion import RegistryError, describe, promote_by_hand
