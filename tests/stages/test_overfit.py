@@ -186,6 +186,8 @@ def _table_ctx(tmp_path, frame, target, overrides, baselines=None):
             f"data.target={target}",
             "trainer.progress=false",
             "stages.overfit.lr_finder=false",
+            "data.batch_size=32",  # the gates' cases were sized at batch 32 without min_steps (the preset's TabM
+            "budget.min_steps=null",  # trains at batch 256 with at least 400 steps)
             *overrides,
         ],
     )
