@@ -78,7 +78,7 @@ class Spec:
 
 
 IMAGE_QUICK = ("budget.epochs=4", "budget.min_steps=200", "stages.regularize.epochs=4", "stages.tune.epochs=2")
-TABLE_QUICK = ("budget.epochs=20",)
+TABLE_QUICK = ("budget.epochs=20", "budget.min_steps=200")  # the tabular preset asks 400 steps a budget
 COMMON_QUICK = ("stages.tune.n_trials=3", "stages.tune.seeds=[0]", "stages.squeeze.members=2")
 
 SPECS = {

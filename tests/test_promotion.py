@@ -17,6 +17,7 @@ from recipe import tracking
 from recipe.config import load_config
 from recipe.data import load_data
 from recipe.fit import build_for, fit
+from recipe.models import final_linear
 from recipe.report import Verdict
 from recipe.squeeze import promotion, publish
 from recipe.squeeze.candidates import Squeezed
@@ -53,8 +54,7 @@ def _net(cfg, data, epochs: int):
     if epochs == 0:
         net = build_for(cfg, data)
         with torch.no_grad():  # confidently wrong: the init's near-uniform guesses scaled up and flipped
-            last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-            last.weight.mul_(-8.0)
+            final_linear(net).weight.mul_(-8.0)  # the logits layer (TabM's: every member's head)
         return net.eval()
     return fit(cfg, data, epochs=epochs, evaluate=False, log=False, validate=False).model.cpu().eval()
 

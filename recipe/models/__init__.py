@@ -7,8 +7,11 @@ name       what                                                                 
 ========== ====================================================================== =====================
 linear     flatten -> Linear; the dumb baseline (ignores width, depth, dropout)    --
 mlp        flatten -> depth x (Linear(width) -> ReLU -> Dropout) -> Linear         activation
-mlp_plr    tables: periodic embeddings of each column (Gorishniy et al. 2022)      n_frequencies,
-           -> flatten -> the mlp above; the tabular preset's default               d_embedding, sigma, lite
+mlp_plr    tables: periodic embeddings of each column (Gorishniy et al. 2022,      n_frequencies,
+           rtdl_num_embeddings) -> flatten -> the mlp above                        d_embedding, sigma, lite
+tabm       tables, the tabular preset's default: TabM (Gorishniy et al. 2025),     k, arch_type,
+           k weight-sharing MLPs (depth x width) each trained on its own loss,     embeddings, n_frequencies,
+           predicting their mean; optional periodic embeddings                     d_embedding, sigma
 cnn        depth x [conv3x3 -> ReLU -> conv3x3 -> ReLU -> maxpool], widths          activation
            width*2**i; global avg pool -> Dropout -> Linear; no BatchNorm
 resnet     narrow CIFAR-style ResNet: 3x3 stem, depth stages of BasicBlocks,       blocks, zero_init_residual

@@ -18,10 +18,15 @@ MIN_PRIOR = 1e-6  # a class absent from the training split gets log(1e-6), not -
 
 
 def final_linear(model: nn.Module) -> nn.Linear:
-    """The last ``nn.Linear`` in module (registration) order: the layer that produces the logits.
+    """The layer that produces the logits: the model's ``logits_layer`` when it names one (a module with
+    ``weight``, ``bias`` and ``out_features``, e.g. TabM's per-member heads, bias (k, C)), else the last
+    ``nn.Linear`` in module (registration) order.
 
     For custom models, register the output layer last (as the zoo does) for this to find it.
     """
+    named = getattr(model, "logits_layer", None)
+    if isinstance(named, nn.Module):
+        return named  # type: ignore[return-value]
     last = None
     for module in model.modules():
         if isinstance(module, nn.Linear):

@@ -10,7 +10,7 @@ from torch import nn
 from recipe.config import RecipeConfig
 from recipe.tasks import task_for
 from recipe.train.callbacks import EMA, Budget, Callback, GradClip, MixedPrecision, PreciseBN, Schedule
-from recipe.train.optim import build_optimizer, loss_for_task
+from recipe.train.optim import build_optimizer, training_loss
 from recipe.train.trainer import Trainer
 from recipe.train.utils import resolve_device
 
@@ -70,7 +70,7 @@ def make_trainer(
         model,
         train,
         valid,
-        loss_fn=loss_for_task(data.task),
+        loss_fn=training_loss(model, data.task),
         opt=build_optimizer(cfg.optim, model.parameters()),
         cbs=[*config_callbacks(cfg, device.type), *cbs],
         task=task_for(data),  # a regression task reports metrics in the target's units

@@ -47,3 +47,14 @@ def loss_for_task(task: str | Task) -> Callable[[Tensor, Tensor], Tensor]:
 
     Raises ValueError for a task other than "classification" / "regression"."""
     return task_for(task).loss
+
+
+def training_loss(model: nn.Module, task: str | Task) -> Callable[[Tensor, Tensor], Tensor]:
+    """The trainer's loss for ``model``: the task's (:func:`loss_for_task`), or, for a model that trains several
+    members at once and says how (a ``member_loss(loss, pred, y)`` method, e.g. TabM: the mean of the members'
+    own losses, Gorishniy et al. 2025), that method around it."""
+    base = loss_for_task(task)
+    member_loss = getattr(model, "member_loss", None)
+    if member_loss is None:
+        return base
+    return lambda pred, y: member_loss(base, pred, y)

@@ -9,7 +9,8 @@ AdamW and RMSprop update every element on its own, so a stacked optimiser takes 
 result is K models equal, to float rounding, to K separate :func:`recipe.fit.fit` runs of the same seeds (tested in
 tests/train/test_vmap_members.py). Source: the PyTorch "model ensembling" tutorial (torch.func).
 
-Limits, checked by :func:`vmappable`: models without batch norm (a batch-norm layer's running statistics are
+Limits, checked by :func:`vmappable`: models without their own member loss (TabM: vmap's loss would train the
+members' mean prediction, not each member), without batch norm (a batch-norm layer's running statistics are
 updated in place, which ``vmap`` cannot do per member), no gradient clipping (a global norm over the stacked
 tensors would mix the members), no augmentation or dropout (their random draws come from one generator, so they
 could not match the separate runs), no early stopping. No validation runs during the fit: members are judged
@@ -43,6 +44,8 @@ def vmappable(cfgs: Sequence[RecipeConfig], model: nn.Module) -> str:
     if any(c.model_dump(exclude={"seed", "name"}) != first for c in cfgs[1:]):
         return "the members differ in more than their seed"
     c = cfgs[0]
+    if getattr(model, "member_loss", None) is not None:
+        return "the model trains several members inside itself with its own loss (TabM); vmap would train their mean"
     if batch_norm_layers(model):
         return "the model has batch norm (running statistics are updated in place, per member)"
     if c.trainer.grad_clip:

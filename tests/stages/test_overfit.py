@@ -186,6 +186,8 @@ def _table_ctx(tmp_path, frame, target, overrides, baselines=None):
             f"data.target={target}",
             "trainer.progress=false",
             "stages.overfit.lr_finder=false",
+            "data.batch_size=32",  # the gates' cases were sized at batch 32 without min_steps (the preset's TabM
+            "budget.min_steps=null",  # trains at batch 256 with at least 400 steps)
             *overrides,
         ],
     )
@@ -253,3 +255,31 @@ def test_the_ladder_grows_again_only_when_the_last_rung_cut_the_training_error(b
 def test_the_target_is_capped_by_the_ceiling_conflicting_duplicates_allow():
     assert overfit.target_met(fake_trained(acc=0.97), OverfitConfig(), ceiling=0.97)[0]
     assert not overfit.target_met(fake_trained(acc=0.96), OverfitConfig(), ceiling=0.97)[0]
+
+
+def _short_fit(train_loss: float, losses: list[float]):
+    """A stand-in evaluated fit short of the 99% target (train accuracy 0.90): what _target_finding reads."""
+    train = SimpleNamespace(loss=train_loss, metrics={"accuracy": 0.90}, metric=0.90, scores=np.zeros(1000))
+    val = SimpleNamespace(metric=0.86)
+    return SimpleNamespace(
+        data=SimpleNamespace(task="classification"), train=train, val=val, epochs=40, smooth_losses=losses, history=[]
+    )
+
+
+@pytest.mark.parametrize(
+    ("ratio", "falling", "verdict", "says"),
+    [
+        (0.40, False, Verdict.WARN, "not a bug: the model fits"),  # far below the dumb predictor's
+        (0.60, True, Verdict.WARN, "not a bug: the model fits"),  # still falling
+        (0.60, False, Verdict.WARN, "a plateau, not a stall"),  # a noisy table's ceiling (attrition, credit)
+        (0.89, False, Verdict.WARN, "a plateau, not a stall"),  # just under the stall line
+        (0.90, False, Verdict.FAIL, "stalled near the dumb predictor's"),  # at the line: a bug
+        (0.99, False, Verdict.FAIL, "stalled near the dumb predictor's"),  # a frozen net
+    ],
+)
+def test_train_target_fails_only_on_a_stall_near_the_dumb_predictor(ratio, falling, verdict, says):
+    dumb = 0.44  # nats: a 16%-positive binary target (attrition)
+    curve = list(np.linspace(1.0, 0.3, 40)) if falling else [ratio * dumb] * 40
+    found = overfit._target_finding(_short_fit(ratio * dumb, curve), OverfitConfig(), 0, reference_loss=dumb).check
+    assert found.verdict is verdict
+    assert says in f"{found.observed} {found.advice}"
