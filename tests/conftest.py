@@ -7,8 +7,11 @@
 - Under ``CI=true`` a skipped test fails (tests/ci_skips.py): a missing PostgreSQL or Chromium turns CI red.
 - Under pytest-xdist (``make test`` runs ``-n 2 --dist loadfile``) each worker is its own session: its own
   temporary folder, PREFECT_HOME, MLflow template and Prefect test server, so no two workers share a file, a store
-  or a port. Torch keeps its default thread count: with OMP_NUM_THREADS=1 per worker the float reductions change
-  order and tests/train/test_precise_bn.py's loss comparison at lr=0.2 failed under ``-n 2``. The modules marked
+  or a port. Each worker, and every process it starts, runs torch with one intra-op thread (OMP_NUM_THREADS=1,
+  unless set already): two workers on two cores with torch's default of one thread per core oversubscribe the CPU,
+  and the tiny models here gain nothing from a second thread (measured: the digits overfit/regularize and squeeze
+  modules took 106 s instead of 135 s under ``-n 2``). The one test whose outcome depends on the thread count
+  (tests/train/test_precise_bn.py, a chaotic run at lr=0.2) pins its own. The modules marked
   ``e2e``, ``ops`` or ``slow`` are handed out first, so the longest files do not start last and leave one worker
   idle at the end.
 """
@@ -36,6 +39,9 @@ os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"] = "false"  # stage runs sample system metrics outside tests
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as flows/__init__.py: spinning OpenMP threads starve each other
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one intra-op thread per worker (and its subprocesses): see above
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 # Modules with a test marked so are scheduled first under xdist (``--dist loadfile --no-loadscope-reorder`` keeps
 # the collection order this hook sets); the order of tests within a module is unchanged.
 _LONG_MARKERS = ("e2e", "ops", "slow")

@@ -183,27 +183,37 @@ def ops_tmp(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("ops")
 
 
-@pytest.fixture(scope="module")
-def prefect_server(ops_tmp: Path) -> Iterator[dict[str, str]]:
-    """A real `prefect server start` (sqlite in a temporary PREFECT_HOME) on a free loopback port.
-
-    Yields the environment a client of it needs (PREFECT_API_URL, a private PREFECT_HOME).
-    """
+@contextmanager
+def prefect_server_at(folder: Path, name: str, ui: bool = False) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real `prefect server start` (sqlite in ``folder/<name>-home``) on a free loopback port, with its UI when
+    ``ui``; every service runs either way. Yields (its base URL, the environment a client of it needs: a private
+    PREFECT_HOME and PREFECT_API_URL); stops it and checks that the port is free again. Fails with the log's tail
+    when /api/health does not answer within 150 s."""
     port = free_port()
-    home = ops_tmp / "prefect-home"
-    server_env = clean_env(PREFECT_HOME=str(home), PREFECT_SERVER_UI_ENABLED="false")
+    base = f"http://127.0.0.1:{port}"
+    server_env = clean_env(PREFECT_HOME=str(folder / f"{name}-home"), PREFECT_SERVER_UI_ENABLED=str(ui).lower())
+    if ui:  # the UI's own API address: without it the UI calls the default port 4200, not the one given to --port
+        server_env["PREFECT_UI_API_URL"] = f"{base}/api"
     proc = Proc(
-        "prefect-server",
+        name,
         [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         server_env,
-        ops_tmp / "logs" / "prefect-server.log",
+        folder / "logs" / f"{name}.log",
     )
     try:
-        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/health"), 150, "healthy /api/health")
-        yield clean_env(PREFECT_HOME=str(ops_tmp / "prefect-client"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api")
+        proc.wait_until(lambda: http_ok(f"{base}/api/health"), 150, "healthy /api/health")
+        yield base, clean_env(PREFECT_HOME=str(folder / f"{name}-client"), PREFECT_API_URL=f"{base}/api")
     finally:
         proc.stop()
     assert port_free(port), f"port {port} still taken after stopping the Prefect server"
+
+
+@pytest.fixture(scope="module")
+def prefect_server(ops_tmp: Path) -> Iterator[dict[str, str]]:
+    """A real `prefect server start` without its UI (see ``prefect_server_at``): yields the environment a client
+    of it needs (PREFECT_API_URL, a private PREFECT_HOME)."""
+    with prefect_server_at(ops_tmp, "prefect-server") as (_, env):
+        yield env
 
 
 def copy_mlflow_store(template: Path, dest_dir: Path) -> str:

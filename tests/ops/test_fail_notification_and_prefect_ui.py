@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from flows.deployments import REPO_ROOT
-from tests.ops.conftest import BIN, Proc, clean_env, copy_mlflow_store, free_port, http_ok, port_free, run_cli
+from tests.ops.conftest import copy_mlflow_store, prefect_server_at, run_cli
 from tests.ops.test_mlflow_ui_browser import browser, wait_for  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.ops, pytest.mark.timeout(420)]
@@ -57,26 +57,8 @@ class Receiver(ThreadingHTTPServer):
 def prefect_ui_server(ops_tmp: Path):
     """A real `prefect server start` with its UI and every service, on a free loopback port: yields (the UI's base
     URL, the environment a client of it needs)."""
-    port = free_port()
-    env = clean_env(
-        PREFECT_HOME=str(ops_tmp / "prefect-ui-home"),
-        PREFECT_SERVER_UI_ENABLED="true",
-        # the UI's own API address: without it the UI calls the default port 4200, not the one given to --port
-        PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
-    )
-    proc = Proc(
-        "prefect-server-ui",
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env,
-        ops_tmp / "logs" / "prefect-server-ui.log",
-    )
-    try:
-        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/api/health"), 150, "healthy /api/health")
-        base = f"http://127.0.0.1:{port}"
-        yield base, clean_env(PREFECT_HOME=str(ops_tmp / "prefect-ui-client"), PREFECT_API_URL=f"{base}/api")
-    finally:
-        proc.stop()
-    assert port_free(port), f"port {port} still taken after stopping the Prefect server"
+    with prefect_server_at(ops_tmp, "prefect-server-ui", ui=True) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

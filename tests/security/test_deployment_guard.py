@@ -70,6 +70,7 @@ def served(tmp_path_factory, _mlflow_template):
         MLFLOW_TRACKING_URI=copy_mlflow_store(_mlflow_template, tmp / "mlruns"),
         RECIPE_LOG_DIR=str(tmp / "logs"),
         RECIPE_LIFT_CAPS="1",
+        PREFECT_RUNNER_POLL_FREQUENCY="1",  # the runner picks the runs up within a second, not Prefect's default 10
     )
     for key in ("RECIPE_ALLOWED_MODEL_MODULES", "RECIPE_ALLOWED_DASK_ADDRESSES", "PREFECT_API_AUTH_STRING"):
         env.pop(key, None)
