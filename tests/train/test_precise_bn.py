@@ -92,26 +92,24 @@ def test_precise_bn_changes_only_the_statistics_never_the_training():
     torch.testing.assert_close(bn.running_var, expected["running_var"])
 
 
-@pytest.fixture
-def two_torch_threads():
-    """Torch's intra-op thread count pinned to 2 for one test, then put back.
+def test_precise_statistics_are_the_populations_where_lagging_ones_are_not():
+    """At a high Adam rate the momentum estimates lag the weights; the recomputed ones are the training
+    population's statistics under the final weights (6 batches of 32 = all 192 rows, so their mean is exact).
 
-    The float reductions' order depends on the thread count, and a 4-epoch run at lr=0.2 is chaotic enough that
-    the two runs below land elsewhere with 1 thread (plain 0.164 < precise 0.172 at this seed; measured). The
-    comparison was established with torch's default on a 2-core machine; pinning it keeps the test independent of
-    the count the session runs with (tests/conftest.py gives each xdist worker 1 thread)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_precise_statistics_score_the_weights_better_than_lagging_ones(two_torch_threads):
-    """At a high Adam rate the momentum estimates lag the weights; recomputed ones fit them: lower val loss."""
+    The promise is about the statistics, not a val-loss comparison: on this 16-unit net whether the better
+    statistics also give a lower val loss depended on the seed and on torch's thread count (4-6 seeds in 10),
+    so a loss comparison guarded nothing."""
     plain, precise = _bn_trainer(lr=0.2), _bn_trainer([PreciseBN(6)], lr=0.2)
-    plain.fit(4)
-    precise.fit(4)
-    assert precise.metrics["val/loss"] < plain.metrics["val/loss"]
+    for t in (plain, precise):
+        seed_everything(1)  # the same dropout masks, so the same weights (test above)
+        t.fit(4)
+    x, _ = make_data()
+    with torch.no_grad():
+        population = precise.model[0](x[:192]).mean(0)
+    precise_err = (precise.model[1].running_mean - population).abs().max().item()
+    lagging_err = (plain.model[1].running_mean - population).abs().max().item()
+    assert precise_err < 1e-5, precise_err
+    assert lagging_err > 100 * max(precise_err, 1e-6), (lagging_err, precise_err)
 
 
 def test_with_ema_the_averaged_weights_get_their_own_statistics():
