@@ -372,9 +372,10 @@ def floor_warning(
         return None
     sized = [s for s in stages if s in SIZED]
     enough = math.ceil((elapsed_s + floor) / 6) / 10  # minutes, rounded up to a tenth
+    per_run = f", {cost.run_s:.1f} s a run" if cost.run_s >= 0.05 else ""  # a run's fixed cost, when measurable
     return (
         f"budget.minutes={minutes:g} cannot fit the recipe's smallest plan: at the step time {measured_by}'s "
-        f"warm-up measured ({cost.step_s * 1000:.1f} ms a step, {cost.run_s:.1f} s a run), "
+        f"warm-up measured ({cost.step_s * 1000:.1f} ms a step{per_run}), "
         f"{', '.join(sized)} need at least {_min(floor)} at their minimum sizes, and {_min(max(left, 0.0))} of the "
         f"budget is left; each will run its minimum and WARN. Give budget.minutes={enough:g} or more"
     )
