@@ -2,8 +2,9 @@
 
 On a terminal (stderr is a TTY) a rich progress line shows the stage (k of n), the runs done and left in it (the
 runs the stage plans: overfit's rungs, regularize's candidates, tune's trials and retrainings, squeeze's members
-and its longer and distilled runs), the elapsed time and the estimated time left: what ``budget.minutes`` leaves,
-or, without a budget, the stage's runs left at its pace so far. Each stage's verdict line is printed above it as
+and its longer and distilled runs), the stage's and the whole recipe's elapsed time, each labelled, and the
+estimated time left: what ``budget.minutes`` leaves of the recipe's budget, or, without a budget, the stage's
+runs left at its pace so far. Each stage's verdict line is printed above it as
 the stage ends. Anywhere else (CI, a pipe, a file) the same news comes as plain lines, without control characters:
 ``[k/n] stage NAME: started (R runs)`` and the verdict line. Written to stderr, so the summary and the JSON on
 stdout stay as they were.
@@ -97,9 +98,19 @@ class LiveView:
         return None
 
     def times_text(self) -> str:
+        """The clocks, each named: the current stage's elapsed time (while a stage runs), the whole recipe's, and
+        the time left, of the budget (the whole recipe's remainder) or of the stage (its runs left at its pace):
+        ``stage 1:02 elapsed, recipe 3:12 elapsed, about 1:10 left in the stage``."""
+        now = time.perf_counter()
         eta = self.eta()
-        left = f", about {_clock(eta)} left" if eta is not None else ""
-        return f"elapsed {_clock(time.perf_counter() - self.start)}{left}"
+        stage = f"stage {_clock(now - self.stage_start)} elapsed, " if self.stage else ""
+        if eta is None:
+            left = ""
+        elif self.budget_s:
+            left = f", about {_clock(eta)} of the budget left"
+        else:
+            left = f", about {_clock(eta)} left in the stage"
+        return f"{stage}recipe {_clock(now - self.start)} elapsed{left}"
 
     def _line(self, text: str) -> None:
         if self._progress is not None:

@@ -14,7 +14,9 @@ The plan (documented in the README, "A recipe in minutes"):
   share, the knob furthest above its own minimum, relative to its configured value, is cut one step (runs by
   one, epochs by a fifth): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
   knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
-  share runs its minimum and WARNs with the time it would need.
+  share runs its minimum and WARNs with the time it would need. The first warm-up also tells whether the budget
+  can fit the smallest plan of every sized stage still to run (:func:`floor_warning`); when it cannot, the run
+  says so at once, with the budget.minutes that would, instead of stage by stage.
 - **Record and replay.** The sizes each stage chose are its config overrides (``stages.tune.n_trials=6``); the
   whole plan is the MLflow artifact ``budget_plan.json`` on the parent run and params ``budget.plan.<key>``.
   ``--plan FILE`` applies those overrides and turns ``budget.minutes`` off: the same sizes, no timing, so the
@@ -336,6 +338,49 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
     return plan
 
 
+def minimum_s(stage: str, cfg: RecipeConfig, cost: StepCost) -> float:
+    """Seconds ``stage`` takes at its smallest sizes (every knob of :data:`SIZED` at its minimum, or below it
+    where ``cfg`` already is) at ``cost``: what no cut can go under."""
+    values = current_sizes(stage, cfg)
+    for knob in SIZED[stage].knobs:
+        values[knob.key] = min(int(values[knob.key]), knob.minimum)
+    return stage_cost(stage, values, cost)
+
+
+def floor_s(stages: Sequence[str], cfg: RecipeConfig, cost: StepCost) -> float:
+    """The least time in which the sized stages among ``stages`` can all run their minimum at ``cost``: the sum
+    of :func:`minimum_s` over :data:`FIT` (sizing fills at most that fraction of a share). A budget below it
+    cannot be split so that each stage's minimum fits its share, however time passes between them; one above it
+    may still not (shares are proportional), so it is a floor, not a promise. Stages not in :data:`SIZED` add
+    nothing (they are not sized and their time is not estimated)."""
+    return sum(minimum_s(s, cfg, cost) for s in stages if s in SIZED) / FIT
+
+
+def floor_warning(
+    minutes: float, elapsed_s: float, stages: Sequence[str], cfg: RecipeConfig, cost: StepCost, measured_by: str
+) -> str | None:
+    """The warning for a budget that cannot fit the smallest plan of the sized ``stages`` still to run, or None.
+
+    ``minutes``: ``budget.minutes``; ``elapsed_s``: the run's time so far (the warm-up of ``measured_by``, the
+    stage whose warm-up gave ``cost``, included); ``cost``: that warm-up's measure, used for every stage left (the
+    handed-on model; a later stage's model and augmentation only cost more). Said as soon as a warm-up has
+    measured the step time, the first moment it can be known: before that the budget has no step time to go on.
+    """
+    floor = floor_s(stages, cfg, cost)
+    left = minutes * 60 - elapsed_s
+    if left >= floor:
+        return None
+    sized = [s for s in stages if s in SIZED]
+    enough = math.ceil((elapsed_s + floor) / 6) / 10  # minutes, rounded up to a tenth
+    per_run = f", {cost.run_s:.1f} s a run" if cost.run_s >= 0.05 else ""  # a run's fixed cost, when measurable
+    return (
+        f"budget.minutes={minutes:g} cannot fit the recipe's smallest plan: at the step time {measured_by}'s "
+        f"warm-up measured ({cost.step_s * 1000:.1f} ms a step{per_run}), "
+        f"{', '.join(sized)} need at least {_min(floor)} at their minimum sizes, and {_min(max(left, 0.0))} of the "
+        f"budget is left; each will run its minimum and WARN. Give budget.minutes={enough:g} or more"
+    )
+
+
 def _knob_words(stage: str, knob: Knob) -> str:
     if knob.kind == "runs":
         return SIZED[stage].what
@@ -447,7 +492,10 @@ __all__ = [
     "PlanError",
     "StagePlan",
     "StepCost",
+    "floor_s",
+    "floor_warning",
     "load_plan",
+    "minimum_s",
     "plan_document",
     "plan_params",
     "replay",

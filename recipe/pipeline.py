@@ -256,6 +256,7 @@ def _run_recipe(
         forced_past: list[str] = []
         stopped_at: str | None = None
         sized_input = cfg  # the input config with the sizes the budget chose so far: what the reuse keys cover
+        floor_told = False  # the first warm-up says whether the budget fits the smallest plan at all
         for k, name in enumerate(to_run):
             fn = STAGES[name].run
             stage_plan = None
@@ -263,7 +264,15 @@ def _run_recipe(
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
                 if name in budgeting.SIZED:
-                    stage_plan = _size(name, current, share, cache, budgeting)
+                    stage_plan, cost = _size(name, current, share, cache, budgeting)
+                    if not floor_told:
+                        floor_told = True
+                        too_small = budgeting.floor_warning(
+                            cfg.budget.minutes, budget.elapsed(), to_run[k:], current, cost, name
+                        )
+                        if too_small:
+                            log.warning("%s", too_small)
+                            note(f"warning: {too_small}")
                     current = current.with_overrides(stage_plan.overrides)
                     sized_input = sized_input.with_overrides(stage_plan.overrides)
                     keys[name] = stage_key(sized_input, name, fingerprint, code, order)
@@ -365,13 +374,13 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
             )
 
 
-def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> Any:
+def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> tuple[Any, Any]:
     """Warm up ``name``'s handed-on model on the run's data and size the stage to ``share`` seconds
-    (:func:`recipe.budget.size_stage`)."""
+    (:func:`recipe.budget.size_stage`); returns (the stage's plan, the measured StepCost)."""
     cost = budgeting.warm_up(cfg, cache.data_for(cfg))
     stage_plan = budgeting.size_stage(name, cfg, cost, share)
     log.info("stage %s: budget %s", name, stage_plan.note)
-    return stage_plan
+    return stage_plan, cost
 
 
 def _with_budget_check(fn: Callable[[StageContext], StageResult], stage_plan: Any) -> Callable:

@@ -115,6 +115,32 @@ def test_a_share_below_the_minimum_warns_with_the_time_it_would_need():
     assert f"{budget._min(plan.needed_s)}" in check.advice and "raise budget.minutes" in check.advice
 
 
+def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
+    cfg = load_config()  # digits: tune 3 seeds, squeeze longer 3
+    cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # a run of 2 epochs: 0.5 + 2 x 0.25 s
+    # overfit 1 run (no growth rung), regularize 3 (reference, 1 candidate, combination), tune 2 trials + 2 x 3
+    # retrainings, squeeze 1 member + 3 longer + 1 distilled: 1 + 3 + 8 + 5 runs of 1 s, over FIT = 0.85
+    assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 3.0, 8.0, 5.0])
+    assert budget.floor_s(ORDER, cfg, cost) == pytest.approx(17.0 / 0.85)
+    assert budget.floor_s(["inspect", "tune", "squeeze"], cfg, cost) == pytest.approx(13.0 / 0.85)  # unsized: 0
+    # a config already below a minimum keeps its own size (sizes only go down)
+    fewer = cfg.with_overrides({"stages.tune.n_trials": 1})
+    assert budget.minimum_s("tune", fewer, cost) == pytest.approx(7.0)
+
+
+def test_a_budget_below_the_floor_is_told_with_the_minutes_that_would_fit():
+    cfg = load_config()
+    cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)
+    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 20 s
+    said = budget.floor_warning(0.2, 2.0, ORDER[2:], cfg, cost, "overfit")
+    assert said is not None
+    assert said.startswith("budget.minutes=0.2 cannot fit the recipe's smallest plan: at the step time overfit's")
+    assert "(10.0 ms a step, 0.5 s a run), overfit, regularize, tune, squeeze need at least 20 s" in said
+    assert "10 s of the budget is left" in said
+    assert said.endswith("Give budget.minutes=0.4 or more")  # (2 + 20) s = 0.37 min, up to a tenth
+    assert budget.floor_warning(0.4, 2.0, ORDER[2:], cfg, cost, "overfit") is None  # 22 s left: it fits
+
+
 def test_regularize_candidates_are_dropped_from_the_end():
     cfg = RecipeConfig()  # augment [crop, rotate], weight_decay [0.05, 0.5], dropout [0.3], early_stopping, ...
     n = budget.current_sizes("regularize", cfg)["regularize.candidates"]

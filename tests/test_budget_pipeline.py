@@ -105,6 +105,25 @@ def test_a_budgeted_run_warns_when_a_stage_minimum_does_not_fit(mlflow_store, si
     assert tune["verdict"] == "warn" and check["verdict"] == "warn" and "raise budget.minutes" in check["advice"]
 
 
+def test_a_budget_below_the_smallest_plan_is_told_at_the_first_warm_up(mlflow_store, sized_stages):
+    seen, warmups = sized_stages
+    said = []
+    # the fakes' warm-up: runs of 1 s at 2 epochs; tune's minimum 8 runs, squeeze's 5: a floor of 13 / 0.85 = 15 s
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.2"])  # 12 s
+    pipeline.run_recipe(cfg, say=said.append)
+    told = [m for m in said if "cannot fit the recipe's smallest plan" in m]
+    assert len(told) == 1, said  # once, at tune's warm-up, before any sized stage ran
+    assert told[0].startswith("warning: budget.minutes=0.2 cannot fit")
+    assert "tune, squeeze need at least 15 s at their minimum sizes" in told[0]
+    enough = float(told[0].rsplit("budget.minutes=", 1)[1].removesuffix(" or more"))
+    assert enough >= 0.3  # the time so far and the 15 s floor, in minutes rounded up to a tenth
+    assert said.index(told[0]) < next(i for i, m in enumerate(said) if m.startswith("stage tune: started"))
+
+    said.clear()
+    pipeline.run_recipe(load_config(overrides=["name=budget-test", "budget.minutes=0.5"]), say=said.append)
+    assert not [m for m in said if "smallest plan" in m], said  # 30 s: the floor fits, nothing said
+
+
 def test_the_live_view_prints_each_verdict_as_its_stage_ends_in_plain_lines(mlflow_store, monkeypatch):
     stream = io.StringIO()  # not a TTY: plain lines
     seen_before_b: list[str] = []
@@ -163,3 +182,33 @@ def test_the_terminal_view_owns_the_terminal_and_still_prints_each_verdict(mlflo
     text = stream.getvalue()
     for k, name in enumerate(["a", "b", "c"], start=1):
         assert f"[{k}/3] stage {name}: PASS" in text
+
+
+def test_the_live_view_names_the_stage_and_the_recipe_clocks_apart(monkeypatch):
+    import flows.live
+
+    now = [1000.0]
+    monkeypatch.setattr(flows.live.time, "perf_counter", lambda: now[0])
+    stream = io.StringIO()
+    view = LiveView(stream=stream, plain=True)
+    view("run_start", {"stages": ["inspect", "overfit"], "budget_s": None})
+    now[0] += 200  # inspect took 3:20 of the recipe
+    view("stage_start", {"stage": "overfit", "index": 2, "total": 2, "runs": 4})
+    now[0] += 30
+    view("run_done", {})
+    line = stream.getvalue().splitlines()[-1]
+    # the stage's 0:30 and the recipe's 3:50 are both shown, each named; no budget: the left time is the stage's
+    assert line == (
+        "[2/2] stage overfit: 1 of 4 runs done, 3 left, stage 0:30 elapsed, recipe 3:50 elapsed, "
+        "about 1:30 left in the stage"
+    ), line
+
+    budgeted = LiveView(stream=io.StringIO(), plain=True)
+    budgeted("run_start", {"stages": ["inspect", "overfit"], "budget_s": 600.0})
+    now[0] += 100
+    budgeted("stage_start", {"stage": "overfit", "index": 2, "total": 2, "runs": 4})
+    now[0] += 20
+    # with a budget the time left is the whole recipe's remainder, and says so
+    assert budgeted.times_text() == "stage 0:20 elapsed, recipe 2:00 elapsed, about 8:00 of the budget left"
+    budgeted("stage_end", {"stage": "overfit", "index": 2, "total": 2, "verdict": "pass", "seconds": 20, "line": "x"})
+    assert budgeted.times_text() == "recipe 2:00 elapsed, about 8:00 of the budget left"  # between stages

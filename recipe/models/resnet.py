@@ -7,13 +7,40 @@ torchvision's models are built with ``weights=None``: nothing is ever downloaded
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models import resnet18, resnet34
-from torchvision.models.resnet import BasicBlock
 
 from recipe.config import ModelConfig
 from recipe.models.registry import ModelConfigError, register_model, require_images
 
 SMALL_IMAGE_SIDE = 64  # below this, an ImageNet stem (7x7 stride 2 + maxpool) throws away most of the image
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block (He et al., 2016), as ``torchvision.models.resnet.BasicBlock`` with its defaults:
+    conv3x3(stride) -> BN -> ReLU -> conv3x3 -> BN, plus the identity (or ``downsample(x)``), then ReLU.
+
+    The same submodule names (conv1, bn1, conv2, bn2, downsample), so state dicts are torchvision's, and the
+    same arithmetic (tests/models compare the two outputs). Stated here because importing torchvision costs
+    every process that builds a network about 1.3 s (``torchvision`` imports its ops, which import
+    ``torch._dynamo``); one prediction with ``flows predict`` took 6.5 s, a fifth of it that import. torchvision
+    is still imported, lazily, for ``resnet18``/``resnet34``.
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
 
 
 class NarrowResNet(nn.Module):
@@ -114,11 +141,14 @@ def adapt_torchvision_resnet(
     return model
 
 
-def _torchvision_builder(name: str, factory):
+def _torchvision_builder(name: str):
     def build(
         cfg: ModelConfig, in_shape: tuple[int, ...], num_classes: int, *, zero_init_residual: bool = False
     ) -> nn.Module:
+        import torchvision.models  # here, not at import: see BasicBlock
+
         shape = require_images(name, in_shape)
+        factory = getattr(torchvision.models, name)
         model = factory(weights=None, num_classes=num_classes, zero_init_residual=zero_init_residual)
         return adapt_torchvision_resnet(model, shape, num_classes, cfg.dropout)
 
@@ -127,5 +157,5 @@ def _torchvision_builder(name: str, factory):
     return register_model(name)(build)
 
 
-build_resnet18 = _torchvision_builder("resnet18", resnet18)
-build_resnet34 = _torchvision_builder("resnet34", resnet34)
+build_resnet18 = _torchvision_builder("resnet18")
+build_resnet34 = _torchvision_builder("resnet34")

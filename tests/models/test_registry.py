@@ -42,6 +42,48 @@ def test_torchvision_resnets_output_shape(name):
     assert isinstance(model.maxpool, nn.Identity)
 
 
+@pytest.mark.parametrize("stride, inplanes, planes", [(1, 8, 8), (2, 8, 16)], ids=["identity", "downsample"])
+def test_the_narrow_resnets_block_is_torchvisions_basic_block(stride, inplanes, planes):
+    """recipe.models.resnet.BasicBlock (stated locally so that building a network does not import torchvision)
+    has torchvision's state dict and computes what torchvision's computes, in train and in eval mode."""
+    from torchvision.models.resnet import BasicBlock as Reference
+
+    from recipe.models.resnet import BasicBlock
+
+    def shortcut():
+        if stride == 1 and inplanes == planes:
+            return None
+        return nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm2d(planes))
+
+    torch.manual_seed(0)
+    ours, ref = BasicBlock(inplanes, planes, stride, shortcut()), Reference(inplanes, planes, stride, shortcut())
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    for m in (ours, ref):  # non-trivial batch-norm parameters and running statistics
+        for bn in (x for x in m.modules() if isinstance(x, nn.BatchNorm2d)):
+            nn.init.uniform_(bn.weight, 0.5, 1.5), nn.init.uniform_(bn.bias, -0.5, 0.5)
+            bn.running_mean.uniform_(-0.2, 0.2), bn.running_var.uniform_(0.5, 2.0)
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(4, inplanes, 10, 10)
+    for train in (True, False):
+        ours.train(train), ref.train(train)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x.clone()), ref(x.clone()))
+
+
+def test_building_the_default_networks_does_not_import_torchvision():
+    """torchvision's import (about 1.3 s: its ops import torch._dynamo) is paid only by resnet18/34."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from recipe.config import ModelConfig; from recipe.models import build_model; "
+        "[build_model(ModelConfig(name=n, width=8), (1, 8, 8), 10) for n in ('linear', 'mlp', 'cnn', 'resnet')]; "
+        "print('torchvision' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stdout + done.stderr
+
+
 def test_torchvision_resnet_keeps_imagenet_stem_for_large_images():
     model = build_model(cfg("resnet18"), (1, 64, 64), 3)
     assert model.conv1.kernel_size == (7, 7) and model.conv1.in_channels == 1
