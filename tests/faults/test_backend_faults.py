@@ -237,13 +237,5 @@ def test_the_prefect_server_stopping_mid_run_is_exit_3_and_the_stages_stay_recor
     runs = _runs(uri)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     assert all(_stage_runs(runs, s)[0].data.tags[tracking.TAG_VERDICT] == "pass" for s in "abc")
-    from recipe import pipeline
-    from tests.fakes import fake_stage
-
-    mods = {"a": fake_stage("a"), "b": fake_stage("b"), "c": fake_stage("c")}
-    monkeypatch.setattr(pipeline, "STAGES", mods)
-    monkeypatch.setattr(pipeline, "stage_names", lambda: list(mods))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    outcome = pipeline.run_recipe(load_config(overrides=CFG), stage="c", say=lambda m: None)
+    outcome = _resume(monkeypatch, uri)
     assert outcome.report["reused"] == ["a", "b", "c"]  # every stage was recorded: the rerun reuses them all
