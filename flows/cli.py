@@ -592,13 +592,31 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
     raise typer.Exit(128 + signum)
 
 
+def _command(name: str) -> str:
+    """How this shell calls the console script ``name`` of the running environment: its bare name when PATH finds
+    that same script (an activated virtual environment), else its path, relative to the current folder when it is
+    under it (``.venv/bin/flows`` after ``make run``, which does not activate the environment)."""
+    import shutil
+
+    here = Path(sys.executable).parent / name
+    if not here.is_file():
+        return name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == here.resolve():
+        return name
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
+
+
 def _resume_command(argv: list[str] | None = None) -> str:
     """This run's command line again, without ``--fresh`` (which would redo the stages kept): up-to-date passing
     stages are reused and the run goes on from the first one that is not."""
     import shlex
 
     args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--fresh"]
-    return "flows " + shlex.join(args)
+    return f"{_command('flows')} " + shlex.join(args)
 
 
 def _kept_and_resume(outcome: dict, argv: list[str] | None = None) -> str:
@@ -683,7 +701,7 @@ def _mlflow_hint() -> str:
     uri = redact_url(tracking_uri())
     if uri.startswith(("http://", "https://")):
         return f"open {uri} in a browser"
-    return f"mlflow ui --backend-store-uri {uri}"
+    return f"{_command('mlflow')} ui --backend-store-uri {uri}"
 
 
 @app.command()

@@ -4,8 +4,13 @@ resumes; Prefect's own "Crash detected!" lines kept off the terminal on a Ctrl-C
 from __future__ import annotations
 
 import logging
+import os
+import sys
+from pathlib import Path
 
-from flows.cli import _kept_and_resume, _not_interrupt_crash, _resume_command
+import pytest
+
+from flows.cli import _command, _kept_and_resume, _not_interrupt_crash, _resume_command
 
 
 def _record(name: str, message: str) -> logging.LogRecord:
@@ -24,12 +29,29 @@ def test_prefect_crash_lines_of_an_interrupt_are_kept_off_the_terminal_and_other
     assert _not_interrupt_crash(_record("recipe.user", "Crash detected! Execution was aborted by an interrupt signal."))
 
 
-def test_the_resume_command_is_the_same_command_without_fresh():
+@pytest.fixture
+def venv_on_path(monkeypatch):
+    """PATH finds this environment's console scripts first, as in an activated virtual environment."""
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+
+
+def test_a_command_is_named_by_its_path_when_path_does_not_find_it(monkeypatch, tmp_path):
+    """After `make run` the venv is not activated: `flows ...` would say "command not found" (a new user's trial)."""
+    script = Path(sys.executable).parent / "flows"
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing there
+    monkeypatch.chdir(script.parent.parent.parent)  # the folder holding .venv
+    assert _command("flows") == str(script.relative_to(script.parent.parent.parent))
+    monkeypatch.chdir(tmp_path)  # outside: the absolute path
+    assert _command("flows") == str(script)
+    assert _command("no-such-script") == "no-such-script"
+
+
+def test_the_resume_command_is_the_same_command_without_fresh(venv_on_path):
     argv = ["run", "recipe", "--preset", "imagefolder", "--set", "data.root=/my data", "--fresh", "--stage", "tune"]
     assert _resume_command(argv) == "flows run recipe --preset imagefolder --set 'data.root=/my data' --stage tune"
 
 
-def test_a_failed_run_names_the_stages_kept_the_failed_one_and_how_to_resume():
+def test_a_failed_run_names_the_stages_kept_the_failed_one_and_how_to_resume(venv_on_path):
     outcome = {
         "verdict": "fail",
         "stopped_at": "overfit",
