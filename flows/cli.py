@@ -886,7 +886,7 @@ app.add_typer(server_app, name="server")
 @server_app.command("status")
 def server_status() -> None:
     """Show the local Prefect server of PREFECT_HOME: pid, URL, runs using it (exit 1 when none runs)."""
-    from flows.local_server import healthy, live_leases, prefect_home, read_info
+    from flows.local_server import healthy, live_leases, prefect_home, read_info, state_dir
 
     home = prefect_home()
     info = read_info(home)
@@ -899,6 +899,11 @@ def server_status() -> None:
         f"local Prefect server for PREFECT_HOME={home}: pid {info.pid}, {info.url} ({state}); "
         f"UI http://127.0.0.1:{info.port}; runs using it: {len(users)}"
         f"{' (pids ' + ', '.join(map(str, users)) + ')' if users else ''}; log {info.log}"
+    )
+    auth = state_dir(home) / "auth"
+    typer.echo(
+        f"it requires basic auth (the UI signs in with {auth}'s user:password); for the prefect CLI: "
+        f'export PREFECT_API_URL={info.url} PREFECT_API_AUTH_STRING="$(cat {auth})"'
     )
 
 

@@ -44,6 +44,20 @@ def test_status_and_stop_when_no_server_runs(tmp_path, monkeypatch):
     assert stop.exit_code == 0 and "no local Prefect server was recorded" in stop.output
 
 
+def test_status_says_how_the_prefect_cli_reaches_the_server(tmp_path, monkeypatch):
+    """A new user's `prefect artifact ls` got a 401 and a traceback: status prints the two exports it needs."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    folder = local_server.state_dir(tmp_path)
+    folder.mkdir(parents=True)
+    started = process_start_time(os.getpid())  # this process stands in for the server: alive, nothing answers
+    (folder / "server.json").write_text(f'{{"pid": {os.getpid()}, "port": 9, "started": {started}, "log": "x"}}')
+    status = runner.invoke(app, ["server", "status"])
+    assert status.exit_code == 0, status.output
+    auth = folder / "auth"
+    assert "NOT answering" in status.output
+    assert f'export PREFECT_API_URL=http://127.0.0.1:9/api PREFECT_API_AUTH_STRING="$(cat {auth})"' in status.output
+
+
 def test_a_recorded_server_whose_process_is_gone_is_not_alive(tmp_path):
     folder = local_server.state_dir(tmp_path)
     folder.mkdir(parents=True)
