@@ -69,12 +69,14 @@ class LiveView:
             self._line(f"[{index}/{total}] stage {stage}: started{planned}")
 
     def _on_run_done(self) -> None:
+        if self.stage is None:  # between stages: a budget warm-up of the next stage, before it starts
+            return
         self.done += 1
         if self.plain and self.runs:
             self._line(f"[{self.index}/{self.total}] stage {self.stage}: {self.runs_text()}, {self.times_text()}")
 
     def _on_stage_end(self, stage: str, index: int, total: int, verdict: str, seconds: float, line: str) -> None:
-        self.stage = None
+        self.stage, self.runs, self.done = None, None, 0
         self._line(f"[{index}/{total}] {line} in {_clock(seconds)}")
 
     def _on_run_end(self, verdict: str) -> None:

@@ -212,3 +212,20 @@ def test_the_live_view_names_the_stage_and_the_recipe_clocks_apart(monkeypatch):
     assert budgeted.times_text() == "stage 0:20 elapsed, recipe 2:00 elapsed, about 8:00 of the budget left"
     budgeted("stage_end", {"stage": "overfit", "index": 2, "total": 2, "verdict": "pass", "seconds": 20, "line": "x"})
     assert budgeted.times_text() == "recipe 2:00 elapsed, about 8:00 of the budget left"  # between stages
+
+
+def test_runs_between_stages_are_not_counted_as_a_stage_named_none():
+    """A budget's warm-up of the next stage trains before that stage starts: a new user's plain log read
+    '[3/6] stage None: 1 of 1 runs done' twelve times a run. Between stages a finished run is not a stage's."""
+    stream = io.StringIO()
+    view = LiveView(stream=stream, plain=True)
+    view("run_start", {"stages": ["overfit", "regularize"], "budget_s": 600.0})
+    view("stage_start", {"stage": "overfit", "index": 1, "total": 2, "runs": 1})
+    view("run_done", {})
+    view("stage_end", {"stage": "overfit", "index": 1, "total": 2, "verdict": "pass", "seconds": 5, "line": "x"})
+    view("run_done", {})  # regularize's warm-up, before regularize starts
+    view("stage_start", {"stage": "regularize", "index": 2, "total": 2, "runs": 3})
+    view("run_done", {})
+    lines = stream.getvalue().splitlines()
+    assert not [ln for ln in lines if "stage None" in ln], lines
+    assert lines[-1].startswith("[2/2] stage regularize: 1 of 3 runs done, 2 left"), lines
