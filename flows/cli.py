@@ -327,31 +327,34 @@ def _use_store(read_only: bool) -> str:
     return uri
 
 
-def _reachable_store(read_only: bool) -> str:
-    """:func:`_use_store`, then the store checked: a malformed URI is bad input (exit 2), a server that does not
-    answer exits 3."""
-    from recipe.preflight import BackendUnreachable, PreflightError, check_tracking_uri
+def _exit_on_preflight(check, arg) -> None:
+    """``check(arg)``, a :mod:`recipe.preflight` check, with its failures as exits: bad input 2, a backend that
+    does not answer 3."""
+    from recipe.preflight import BackendUnreachable, PreflightError
 
-    uri = _use_store(read_only=read_only)
     try:
-        check_tracking_uri(uri)
+        check(arg)
     except PreflightError as e:
         _fail(str(e))
     except BackendUnreachable as e:
         _fail(str(e), code=EXIT_BACKEND)
+
+
+def _reachable_store(read_only: bool) -> str:
+    """:func:`_use_store`, then the store checked: a malformed URI is bad input (exit 2), a server that does not
+    answer exits 3."""
+    from recipe.preflight import check_tracking_uri
+
+    uri = _use_store(read_only=read_only)
+    _exit_on_preflight(check_tracking_uri, uri)
     return uri
 
 
 def _preflight(cfg) -> None:
     """Bad input (exit 2) and an unreachable tracking server (exit 3), before any server starts."""
-    from recipe.preflight import BackendUnreachable, PreflightError, check
+    from recipe.preflight import check
 
-    try:
-        check(cfg)
-    except PreflightError as e:
-        _fail(str(e))
-    except BackendUnreachable as e:
-        _fail(str(e), code=EXIT_BACKEND)
+    _exit_on_preflight(check, cfg)
 
 
 def _check_writable_file(path: Path, what: str) -> None:
