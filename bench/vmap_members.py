@@ -1,8 +1,10 @@
 """Squeeze's ensemble members trained together (one vectorised model, ``recipe.train.vmap.fit_members``) against
 the same members trained one after another (``recipe.fit.fit``, no validation, as a member run trains), on digits.
 
-Both train the same ``--members`` seeds for the same ``--epochs`` epochs in this process (torch's default
-threads). The members of the two ways must agree: the largest absolute weight difference is printed.
+The members are the digits preset's config with the zoo cnn (``--model cnn``): the preset's own resnet has batch
+norm, which :func:`recipe.train.vmap.vmappable` rules out (running statistics are updated in place), so squeeze
+trains the default's members as separate runs. Both train the same ``--members`` seeds for the same ``--epochs``
+epochs in this process (torch's default threads). The members of the two ways must agree: the largest absolute weight difference is printed.
 
     python bench/vmap_members.py [--members 5] [--epochs 10]
 
@@ -25,6 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--members", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--model", default="cnn", help="model.name of the members (one vmappable: no batch norm)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
@@ -34,7 +37,7 @@ def main() -> None:
     from recipe.fit import fit
     from recipe.train.vmap import fit_members
 
-    cfg = load_config("digits", overrides=["trainer.progress=false"])
+    cfg = load_config("digits", overrides=["trainer.progress=false", f"model.name={args.model}"])
     data = load_data(cfg)
     cfgs = [cfg.with_overrides({"seed": cfg.seed + k}) for k in range(args.members)]
     fit(cfgs[0], data, epochs=1, evaluate=False, log=False, validate=False)  # warm-up: first-call costs

@@ -13,7 +13,8 @@ Limits, checked by :func:`vmappable`: models without their own member loss (TabM
 members' mean prediction, not each member), without batch norm (a batch-norm layer's running statistics are
 updated in place, which ``vmap`` cannot do per member), no gradient clipping (a global norm over the stacked
 tensors would mix the members), no augmentation or dropout (their random draws come from one generator, so they
-could not match the separate runs), no early stopping. No validation runs during the fit: members are judged
+could not match the separate runs), no early stopping, no EMA weights or bf16 autocast (callbacks the vectorised
+step does not run). No validation runs during the fit: members are judged
 after training, as squeeze judges them.
 """
 
@@ -29,6 +30,7 @@ from torch import nn
 from recipe.train.callbacks.precise_bn import batch_norm_layers
 from recipe.train.callbacks.schedule import build_scheduler
 from recipe.train.optim import build_optimizer, loss_for_task
+from recipe.train.utils import resolve_device
 
 if TYPE_CHECKING:
     from recipe.config import RecipeConfig
@@ -54,6 +56,11 @@ def vmappable(cfgs: Sequence[RecipeConfig], model: nn.Module) -> str:
         return "augmentation or dropout (random draws would not match separate runs)"
     if c.budget.early_stopping or c.budget.max_steps or c.budget.time_limit_s:
         return "early stopping or a step/time limit (members would stop at different steps)"
+    if c.trainer.ema_decay:
+        return "EMA weights (trainer.ema_decay: a separate run hands back the averaged weights)"
+    cuda = resolve_device(c.trainer.device).type == "cuda"
+    if c.trainer.precision == "bf16" or (c.trainer.precision == "auto" and cuda):
+        return "bf16 mixed precision (autocast is not applied inside the vectorised step)"
     if c.schedule.name == "plateau":
         return "a plateau schedule (it reads each member's validation loss)"
     return ""
@@ -72,7 +79,6 @@ def fit_members(cfgs: Sequence[RecipeConfig], data: DataBundle, epochs: int) -> 
     from torch.func import functional_call, stack_module_state, vmap
 
     from recipe.fit import build_for
-    from recipe.train.utils import resolve_device
 
     cfgs = list(cfgs)
     models = [build_for(c, data) for c in cfgs]

@@ -161,3 +161,45 @@ def test_a_second_squeeze_on_the_same_data_says_the_test_split_was_read(mlflow_s
     again = {c.name: c for c in second.checks}["test_split_fresh"]
     assert fresh.verdict.value == "pass" and again.verdict.value == "warn"
     assert "no longer an unbiased estimate" in again.observed
+
+
+VMAPPABLE = [*TINY, "model.name=cnn"]  # the zoo cnn: no batch norm, no dropout; digits has no augmentation
+
+
+@pytest.mark.slow
+def test_members_train_together_as_one_vectorised_model_when_they_would_run_one_after_another(
+    mlflow_store, squeeze_only
+):
+    out = pipeline.run_recipe(load_config(overrides=[*VMAPPABLE, "name=squeeze-vmap"]), say=lambda m: None)
+    sq = out.results[-1]
+    assert sq.verdict.value in ("pass", "warn"), [c for c in sq.checks if c.verdict.value == "fail"]
+    assert "3 members trained together as one vectorised model (torch.func.vmap)" in sq.notes
+    client, runs = _runs("squeeze-vmap")
+    members = [r for r in runs if r.data.tags.get("recipe.candidate", "").startswith("member")]
+    assert len(members) == 3
+    for r in members:  # each member is recorded as a member trained on its own is
+        assert r.info.status == "FINISHED" and r.data.tags["recipe.trained_with"] == "vmap"
+        assert r.data.tags["recipe.trial_state"] == "complete"
+        assert 0.0 < r.data.metrics["eval/val_metric"] <= 1.0 and r.data.params["model.name"] == "cnn"
+        assert client.list_artifacts(r.info.run_id, "checkpoint")
+    assert len({r.data.metrics["eval/val_loss"] for r in members}) == 3  # three seeds, three models
+
+
+def test_members_fall_back_to_separate_runs_when_the_vectorised_fit_raises(mlflow_store, squeeze_only, monkeypatch):
+    import recipe.train.vmap as vmap
+
+    def broken(*a, **k):
+        raise RuntimeError("vmap: an op without a batching rule")
+
+    monkeypatch.setattr(vmap, "fit_members", broken)
+    cfg = load_config(overrides=[*VMAPPABLE, "name=squeeze-vmap-fallback", "stages.squeeze.members=2"])
+    sq = pipeline.run_recipe(cfg, say=lambda m: None).results[-1]
+    assert sq.verdict.value in ("pass", "warn")
+    assert any(
+        n.startswith("members trained as separate runs: the vectorised fit raised RuntimeError: vmap: an op")
+        for n in sq.notes
+    ), sq.notes
+    _, runs = _runs("squeeze-vmap-fallback")
+    members = [r for r in runs if r.data.tags.get("recipe.candidate", "").startswith("member")]
+    assert len(members) == 2 and all("recipe.trained_with" not in r.data.tags for r in members)
+    assert all(r.data.tags["recipe.trial_state"] == "complete" for r in members)
