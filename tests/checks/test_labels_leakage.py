@@ -168,6 +168,22 @@ def test_a_regression_target_with_a_unit_slip_fails_naming_rows_and_factor():
     assert inspect_manifest(m, CFG)["target_outliers"].verdict is FAIL  # wired into inspect's table checks
 
 
+def test_extreme_targets_that_continue_the_tail_warn_and_isolated_ones_fail():
+    # ames-like sale prices: log-normal with a heavy lower tail reaching 1/4.5 of the median, and two sales at
+    # 1/12 of it (2.7x below the next cheapest): real cheap houses, not a unit slip
+    rng = np.random.default_rng(0)
+    bulk = np.exp(rng.normal(np.log(160_000), 0.3, 600))
+    tail = 160_000 / np.linspace(2.2, 4.6, 12)
+    y = np.concatenate([bulk, tail, [12_789, 13_100]])
+    feats = {"x": rng.normal(size=len(y)).tolist()}
+    f = T.target_outliers(_regression(y, feats))
+    assert f.verdict is WARN and f.check.observed.startswith("heavy tail:"), f.check.observed
+    assert {i["value"] for i in f.items} >= {12_789.0, 13_100.0}
+    y[:2] = [1_300.0, 1_600.0]  # the same table with two prices a factor 10 below everything else: isolated
+    f = T.target_outliers(_regression(y, feats))
+    assert f.verdict is FAIL and f.check.observed.startswith("2 of 614 targets are gross outliers"), f.check.observed
+
+
 def test_a_heavy_tailed_target_warns_and_a_clean_one_passes():
     rng = np.random.default_rng(0)
     feats = {"x": rng.normal(size=400).tolist()}
