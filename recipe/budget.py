@@ -10,9 +10,12 @@ The plan (documented in the README, "A recipe in minutes"):
 - **Warm-up.** A sized stage (:data:`SIZED`) first trains its handed-on model on the real data for a few steps,
   timed (:func:`warm_up`): the time of one optimiser step and the fixed cost of one run (building the model and
   trainer, one validation pass), measured as the difference of two short fits so the fixed part cancels.
-- **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`); while it is over the
-  share, the knob furthest above its own minimum, relative to its configured value, is cut one step (runs by
-  one, epochs by a fifth): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
+- **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`), the epochs those each
+  run really trains: ``budget.min_steps`` raises them after the sizing, by the stages' own rule
+  (:func:`recipe.fit.min_steps_epochs`), so the sizing counts the raised ones (:func:`run_epochs`). While the cost
+  is over the share, the knob furthest above its own minimum, relative to its configured value, is cut one step
+  (runs by one, epochs by a fifth; a cut that saves nothing, such as overfit's epochs held at the min_steps
+  floor, is not made): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
   knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
   share runs its minimum and WARNs with the time it would need. The first warm-up also tells whether the budget
   can fit the smallest plan of every sized stage still to run (:func:`floor_warning`); when it cannot, the run
@@ -86,6 +89,10 @@ class Sized:
     runs: Callable[[dict[str, Any]], int]
     epochs: Callable[[dict[str, Any]], int]
     what: str  # "tune trials": the words of a cut note
+    # budget.min_steps raises a run's epochs (recipe.fit.epochs_for) against a budget of epochs: the handed-on
+    # budget.epochs for most stages; overfit trains its rungs with its own epochs as the budget (hero_free sets
+    # budget.epochs = stages.overfit.epochs), so its runs get at least min_steps steps however its epochs are cut
+    own_budget: bool = False
 
 
 def _regularize_candidates(cfg: RecipeConfig) -> int:
@@ -110,6 +117,7 @@ SIZED: dict[str, Sized] = {
         runs=lambda v: int(v["stages.overfit.max_rungs"]) + 1,
         epochs=_overfit_epochs,
         what="overfit rungs",
+        own_budget=True,
     ),
     "regularize": Sized(
         (Knob("regularize.candidates", "runs", 1), Knob("stages.regularize.epochs", "epochs", 2)),
@@ -199,19 +207,31 @@ class Budget:
 class StepCost:
     """What one stage's training costs on this machine: ``step_s`` seconds per optimiser step, ``run_s`` fixed
     seconds per run (model, trainer, data loaders), ``steps_per_epoch`` training batches per epoch and
-    ``val_s`` seconds of one validation pass; ``epoch_scale`` the factor ``budget.min_steps`` multiplies every
-    run's epochs by on this data (:func:`recipe.fit.epochs_for`; 1: none)."""
+    ``val_s`` seconds of one validation pass; ``min_steps`` (``budget.min_steps``, 0: off) and ``budget_epochs``
+    (the handed-on ``budget.epochs``) say how many epochs a run of a given size really trains
+    (:meth:`run_epochs`)."""
 
     step_s: float
     run_s: float
     steps_per_epoch: int
     val_s: float
-    epoch_scale: float = 1.0
+    min_steps: int = 0
+    budget_epochs: int = 0
 
     @property
     def epoch_s(self) -> float:
         """Seconds of one epoch: its steps and its validation pass."""
         return self.steps_per_epoch * self.step_s + self.val_s
+
+    def run_epochs(self, epochs: int, own_budget: bool = False) -> int:
+        """The epochs a run sized at ``epochs`` really trains on this data: ``budget.min_steps`` raises them
+        (:func:`recipe.fit.min_steps_epochs`, the stages' own rule) against ``budget_epochs``, or against
+        ``epochs`` itself with ``own_budget`` (the overfit stage's rungs)."""
+        from recipe.fit import min_steps_epochs
+
+        return min_steps_epochs(
+            epochs, epochs if own_budget else self.budget_epochs, self.steps_per_epoch, self.min_steps
+        )
 
 
 def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], float] = time.perf_counter) -> StepCost:
@@ -224,7 +244,7 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
     Raises what :func:`recipe.fit.fit` raises (DataError, ModelConfigError)."""
     import math as _m
 
-    from recipe.fit import bundle_for, epochs_for, fit
+    from recipe.fit import bundle_for, fit
 
     def timed(n: int, validate: bool) -> float:
         t0 = clock()
@@ -243,7 +263,8 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
         run_s=max(one - step_s, 0.0),
         steps_per_epoch=max(1, _m.ceil(n_train / cfg.data.batch_size)),
         val_s=max(with_val - one, 0.0),
-        epoch_scale=epochs_for(cfg.budget.epochs, cfg, bundle) / cfg.budget.epochs,
+        min_steps=cfg.budget.min_steps or 0,
+        budget_epochs=cfg.budget.epochs,
     )
 
 
@@ -251,10 +272,17 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
 
 
 def stage_cost(stage: str, values: dict[str, Any], cost: StepCost) -> float:
-    """Seconds ``stage`` takes with sizes ``values`` at ``cost``: runs x (run_s + epochs x epoch_scale x
-    epoch_s)."""
+    """Seconds ``stage`` takes with sizes ``values`` at ``cost``: runs x (run_s + real epochs x epoch_s), the real
+    epochs those ``budget.min_steps`` gives the sized ones (:func:`run_epochs`)."""
     sized = SIZED[stage]
-    return sized.runs(values) * (cost.run_s + sized.epochs(values) * cost.epoch_scale * cost.epoch_s)
+    return sized.runs(values) * (cost.run_s + run_epochs(stage, values, cost) * cost.epoch_s)
+
+
+def run_epochs(stage: str, values: dict[str, Any], cost: StepCost) -> int:
+    """The epochs each run of ``stage`` really trains with sizes ``values``: the sized epochs as the stage raises
+    them for ``budget.min_steps`` (:meth:`StepCost.run_epochs`)."""
+    sized = SIZED[stage]
+    return cost.run_epochs(sized.epochs(values), sized.own_budget)
 
 
 @dataclass
@@ -271,6 +299,7 @@ class StagePlan:
     sizes: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     estimate_s: float | None = None
+    epochs_run: int | None = None  # the epochs each run really trains (budget.min_steps raises the sized ones)
     needed_s: float | None = None  # the minimum's time, when it does not fit the share
     used_s: float | None = None  # measured after the stage ran (warm-up included)
     note: str = ""
@@ -313,15 +342,23 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
     values = dict(before)
     plan = StagePlan(stage, share_s, cost.step_s, cost.run_s, cost.epoch_s, before=dict(before))
     while stage_cost(stage, values, cost) > FIT * share_s:
-        open_ = [k for k in sized.knobs if int(values[k.key]) > k.minimum]
+        # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
+        # floor (overfit), and a cut the stage would undo is no cut
+        cuts = {k.key: _cut(k, int(values[k.key])) for k in sized.knobs if int(values[k.key]) > k.minimum}
+        open_ = [
+            k
+            for k in sized.knobs
+            if k.key in cuts
+            and stage_cost(stage, {**values, k.key: cuts[k.key]}, cost) < stage_cost(stage, values, cost)
+        ]
         if not open_:
             plan.needed_s = stage_cost(stage, values, cost)
             break
         knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
-        v = int(values[knob.key])
-        values[knob.key] = v - 1 if knob.kind == "runs" else max(knob.minimum, v - max(1, v // 5))
+        values[knob.key] = cuts[knob.key]
     plan.sizes = {k.key: values[k.key] for k in sized.knobs}
     plan.estimate_s = stage_cost(stage, values, cost)
+    plan.epochs_run = run_epochs(stage, values, cost)
     plan.overrides = overrides_for(stage, cfg, plan.sizes)
     cuts = [
         f"{_knob_words(stage, k)} {before[k.key]} → {values[k.key]}"
@@ -329,6 +366,9 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
         if values[k.key] != before[k.key]
     ]
     est = f"about {_min(plan.estimate_s)} at {cost.step_s * 1000:.1f} ms a step"
+    sized_epochs = sized.epochs(values)
+    if plan.epochs_run != sized_epochs:
+        est += f", {plan.epochs_run} epochs a run after budget.min_steps={cost.min_steps}"
     if plan.needed_s is not None:
         plan.note = f"even the minimum ({', '.join(cuts) or 'as configured'}) needs {est}, over its share"
     elif cuts:
@@ -336,6 +376,11 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
     else:
         plan.note = f"nothing cut: the configured sizes fit {_min(share_s)} ({est})"
     return plan
+
+
+def _cut(knob: Knob, value: int) -> int:
+    """``value`` one cut down: runs by one, epochs by a fifth (at least one), never below the knob's minimum."""
+    return value - 1 if knob.kind == "runs" else max(knob.minimum, value - max(1, value // 5))
 
 
 def minimum_s(stage: str, cfg: RecipeConfig, cost: StepCost) -> float:
@@ -499,6 +544,7 @@ __all__ = [
     "plan_document",
     "plan_params",
     "replay",
+    "run_epochs",
     "share_of",
     "size_stage",
     "stage_cost",
