@@ -326,6 +326,21 @@ class StagePlan:
         )
 
 
+def record_stop(plan: StagePlan, stage: str, metrics: dict[str, float]) -> bool:
+    """After ``stage`` ran: when its budget's deadline stopped it before its sized runs (tune's search:
+    ``tune/n_trials`` below the sized ``stages.tune.n_trials``, see ``recipe.stages.tune.over_deadline``), the plan
+    records the runs that ran, so ``--plan`` replays exactly those (with no deadline), and its note says so.
+    Returns whether the plan changed."""
+    key = "stages.tune.n_trials"
+    ran = metrics.get("tune/n_trials")
+    if stage != "tune" or ran is None or key not in plan.sizes or int(ran) >= int(plan.sizes[key]):
+        return False
+    plan.note += f"; the search stopped at the stage's deadline after {int(ran)} of {plan.sizes[key]} trials"
+    plan.sizes[key] = int(ran)
+    plan.overrides[key] = int(ran)
+    return True
+
+
 def _min(seconds: float) -> str:
     """A duration as the budget speaks it: "2.4 min", or "40 s" under a minute."""
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{max(seconds, 1):.0f} s"
@@ -543,6 +558,7 @@ __all__ = [
     "minimum_s",
     "plan_document",
     "plan_params",
+    "record_stop",
     "replay",
     "run_epochs",
     "share_of",

@@ -329,3 +329,49 @@ def test_flows_run_plan_replays_the_sizes_and_refuses_a_bad_file_with_exit_2(mon
     wrong.write_text(json.dumps({"version": 1, "overrides": {"stages.tune.n_trial": 3}}))
     result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(wrong)])
     assert result.exit_code == 2 and "stages.tune.n_trial" in result.output and "Traceback" not in result.output
+
+
+def _trial(number, seconds, value, state="COMPLETE"):
+    import datetime as dt
+
+    import optuna
+
+    start = dt.datetime(2026, 1, 1)
+    return optuna.trial.FrozenTrial(
+        number=number,
+        state=getattr(optuna.trial.TrialState, state),
+        value=value if state == "COMPLETE" else None,
+        datetime_start=start,
+        datetime_complete=start + dt.timedelta(seconds=seconds),
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=number,
+    )
+
+
+def test_a_budgeted_search_stops_when_a_trial_and_the_retrainings_would_pass_its_deadline():
+    """Attrition's 6-minute run: trials of the searched sizes took 4-28 s where the warm-up's config took 5 s, and
+    the best (width 234) retrained 3 x 21 s; the search must leave time for them, not only for its trials."""
+    from recipe.stages.tune import over_deadline
+
+    trials = [_trial(0, 8.7, 0.36), _trial(1, 4.0, 0.37), _trial(2, 21.3, 0.35), _trial(3, 5.0, 0.38)]
+    # median 8.7 s, best 21.3 s: one more trial and 3 x (21.3 + 8.7) s of retrainings = 98.7 s
+    assert over_deadline(trials, 3, left_s=120.0, n_trials=15) is None
+    said = over_deadline(trials, 3, left_s=90.0, n_trials=15)
+    assert said is not None and said.startswith("the search stopped after 4 of 15 trials")
+    assert "about 99 s" in said and "90 s of the stage's share" in said
+    assert over_deadline(trials[:1], 3, left_s=0.0, n_trials=15) is None  # the minimum of 2 trials runs regardless
+
+
+def test_the_plan_records_the_trials_a_stopped_search_ran_so_a_replay_runs_those():
+    cfg = RecipeConfig()
+    plan = size_stage("tune", cfg, COST, share_s=1e6)
+    assert not budget.record_stop(plan, "tune", {"tune/n_trials": 16.0})
+    assert budget.record_stop(plan, "tune", {"tune/n_trials": 9.0})
+    assert plan.sizes["stages.tune.n_trials"] == 9 and plan.overrides["stages.tune.n_trials"] == 9
+    assert "stopped at the stage's deadline after 9 of 16 trials" in plan.note
+    assert budget.replay(cfg, plan.overrides).stages.tune.n_trials == 9
+    assert not budget.record_stop(plan, "squeeze", {"tune/n_trials": 1.0})
