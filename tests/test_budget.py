@@ -224,7 +224,7 @@ def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
 
     def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
         calls.append((steps_per_epoch, validate, log))
-        clock.now += 0.3 + 0.02 * steps_per_epoch + (0.1 if validate else 0.0)
+        clock.now += 0.3 + 0.02 * min(steps_per_epoch, 10) * epochs + (0.1 if validate else 0.0)
 
     class Bundle:
         def rows(self, split):
@@ -240,6 +240,33 @@ def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
     assert cost.steps_per_epoch == 10 and cost.epoch_s == pytest.approx(0.3)
     assert (cost.min_steps, cost.budget_epochs) == (900, 30) and cost.run_epochs(10) == 30  # 300 steps -> 900
     assert all(not logged for _, _, logged in calls)  # nothing goes to MLflow
+
+
+def test_warm_up_counts_the_steps_a_short_epoch_really_runs(monkeypatch):
+    """A small table: 3 batches an epoch (Sacramento at batch 256), 0.02 s a step on a fake clock. A fit asked for
+    5 steps an epoch runs 3, so the warm-up must time enough epochs and divide by the steps that ran; dividing
+    the 2 extra steps' time by 4 gave half the step time and a squeeze 2.3x over its estimate."""
+    import recipe.fit as fit_mod
+
+    clock = FakeClock()
+    ran = []
+
+    def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
+        steps = min(steps_per_epoch, 3) * epochs
+        ran.append(steps)
+        clock.now += 0.3 + 0.02 * steps + (0.1 if validate else 0.0)
+
+    class Bundle:
+        def rows(self, split):
+            return list(range(650))
+
+    monkeypatch.setattr(fit_mod, "fit", fake_fit)
+    monkeypatch.setattr(fit_mod, "bundle_for", lambda cfg, data: Bundle())
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 256})
+    cost = budget.warm_up(cfg, object(), steps=4, clock=clock)
+    assert cost.steps_per_epoch == 3
+    assert cost.step_s == pytest.approx(0.02) and cost.run_s == pytest.approx(0.3)
+    assert max(ran) >= 5  # the longer fit ran at least 1 + 4 steps, over two epochs
 
 
 def test_minutes_stay_out_of_the_reuse_key_but_the_sizes_are_in_it():
