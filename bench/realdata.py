@@ -32,6 +32,11 @@ test metric, the tuned classical model's (gradient boosting / SVM), the linear a
 ``datasets_with_fail`` and ``total_minutes``. With ``--seeds 0,1,2`` each set runs once per split seed
 (``data.split.seed`` and ``seed``), names suffixed ``_s<seed>``, and ``<set>_champion_test_mean`` sums up.
 
+With ``--set budget.minutes=M`` (the whole recipe's wall-clock budget, issue #19) it also measures the budget:
+``<set>_budget_overrun`` (the set's wall minutes over M: the CLI's whole run, start-up and summary included) and
+``budget_overrun_max`` (the largest over the sets; the issue's bar is 1.10), and each stage's ``budget`` check
+(what the sizing cut, or the WARN of a minimum over its share) as ``<set>_budget_<stage>`` lines.
+
 ``--quick`` lowers the budgets through ``--set`` (fewer tune trials and seeds, fewer squeeze members, fewer
 image epochs) so that the default sets fit about 20 minutes on the 2-core development machine.
 
@@ -244,6 +249,7 @@ class Outcome:
     fails: list[str] = field(default_factory=list)
     wall_minutes: float = 0.0
     metric: str = ""
+    budget_notes: dict[str, str] = field(default_factory=dict)  # stage -> its budget check (verdict: observed)
 
 
 def _stage_minutes(db: Path, run_ids: dict[str, str]) -> dict[str, float]:
@@ -266,6 +272,9 @@ def read_report(name: str, path: Path, db: Path, code: int, wall: float) -> Outc
     for st in report["stages"]:
         out.verdicts[st["stage"]] = st["verdict"]
         out.fails += [f"{st['stage']}/{c['name']}" for c in st["checks"] if c["verdict"] == "fail"]
+        for c in st["checks"]:
+            if c["name"] == "budget":
+                out.budget_notes[st["stage"]] = f"{c['verdict'].upper()}: {c['observed']}"
         if st["stage"] == "squeeze":
             for key, value in st["metrics"].items():
                 if key.startswith("test/") and not key.endswith(("_low", "_high")):
@@ -329,8 +338,19 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(rows)
 
 
-def lines(outcomes: list[Outcome], specs: list[Spec]) -> list[str]:
-    """The ``name: value`` lines."""
+def budget_minutes(overrides: list[str]) -> float | None:
+    """``budget.minutes`` as the last ``--set budget.minutes=M`` gives it (the CLI's own rule: a later --set
+    wins); None when absent or ``null``."""
+    value = None
+    for o in overrides:
+        key, _, v = o.partition("=")
+        if key.strip() == "budget.minutes":
+            value = None if v.strip().lower() in ("", "null", "none") else float(v)
+    return value
+
+
+def lines(outcomes: list[Outcome], specs: list[Spec], minutes: float | None = None) -> list[str]:
+    """The ``name: value`` lines; with ``minutes`` (budget.minutes) each set's overrun and the largest."""
     out = []
     for o in outcomes:
         dumb = o.test.get("majority", o.test.get("mean"))
@@ -343,6 +363,9 @@ def lines(outcomes: list[Outcome], specs: list[Spec]) -> list[str]:
             out.append(f"{o.name}_{what}_test: {_fmt(value)}")
         out.append(f"{o.name}_fails: {','.join(o.fails) or 'none'}")
         out.append(f"{o.name}_minutes: {o.wall_minutes:.1f}")
+        if minutes:
+            out.append(f"{o.name}_budget_overrun: {o.wall_minutes / minutes:.2f}")
+            out += [f"{o.name}_budget_{stage}: {note}" for stage, note in o.budget_notes.items()]
     for s in specs:
         runs = [o for o in outcomes if o.name == s.name or o.name.startswith(f"{s.name}_s")]
         if len(runs) > 1:
@@ -352,6 +375,9 @@ def lines(outcomes: list[Outcome], specs: list[Spec]) -> list[str]:
             out.append(f"{s.name}_classical_test_mean: {_fmt(float(np.mean(cls)) if cls else None)}")
     out.append(f"datasets_with_fail: {sum(bool(o.fails) or o.exit_code not in (0, 1) for o in outcomes)}")
     out.append(f"total_minutes: {sum(o.wall_minutes for o in outcomes):.1f}")
+    if minutes and outcomes:
+        out.append(f"budget_minutes: {minutes:g}")
+        out.append(f"budget_overrun_max: {max(o.wall_minutes for o in outcomes) / minutes:.2f}")
     return out
 
 
@@ -377,7 +403,7 @@ def main() -> int:
     specs = [SPECS[n] for n in names]
     outcomes = [run_set(s, args, seed) for s in specs for seed in args.seed_list]
     print(table(outcomes))
-    for line in lines(outcomes, specs):
+    for line in lines(outcomes, specs, budget_minutes(args.overrides)):
         print(line)
     return 0
 

@@ -10,9 +10,12 @@ The plan (documented in the README, "A recipe in minutes"):
 - **Warm-up.** A sized stage (:data:`SIZED`) first trains its handed-on model on the real data for a few steps,
   timed (:func:`warm_up`): the time of one optimiser step and the fixed cost of one run (building the model and
   trainer, one validation pass), measured as the difference of two short fits so the fixed part cancels.
-- **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`); while it is over the
-  share, the knob furthest above its own minimum, relative to its configured value, is cut one step (runs by
-  one, epochs by a fifth): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
+- **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`), the epochs those each
+  run really trains: ``budget.min_steps`` raises them after the sizing, by the stages' own rule
+  (:func:`recipe.fit.min_steps_epochs`), so the sizing counts the raised ones (:func:`run_epochs`). While the cost
+  is over the share, the knob furthest above its own minimum, relative to its configured value, is cut one step
+  (runs by one, epochs by a fifth; a cut that saves nothing, such as overfit's epochs held at the min_steps
+  floor, is not made): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
   knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
   share runs its minimum and WARNs with the time it would need. The first warm-up also tells whether the budget
   can fit the smallest plan of every sized stage still to run (:func:`floor_warning`); when it cannot, the run
@@ -86,6 +89,10 @@ class Sized:
     runs: Callable[[dict[str, Any]], int]
     epochs: Callable[[dict[str, Any]], int]
     what: str  # "tune trials": the words of a cut note
+    # budget.min_steps raises a run's epochs (recipe.fit.epochs_for) against a budget of epochs: the handed-on
+    # budget.epochs for most stages; overfit trains its rungs with its own epochs as the budget (hero_free sets
+    # budget.epochs = stages.overfit.epochs), so its runs get at least min_steps steps however its epochs are cut
+    own_budget: bool = False
 
 
 def _regularize_candidates(cfg: RecipeConfig) -> int:
@@ -110,6 +117,7 @@ SIZED: dict[str, Sized] = {
         runs=lambda v: int(v["stages.overfit.max_rungs"]) + 1,
         epochs=_overfit_epochs,
         what="overfit rungs",
+        own_budget=True,
     ),
     "regularize": Sized(
         (Knob("regularize.candidates", "runs", 1), Knob("stages.regularize.epochs", "epochs", 2)),
@@ -199,51 +207,70 @@ class Budget:
 class StepCost:
     """What one stage's training costs on this machine: ``step_s`` seconds per optimiser step, ``run_s`` fixed
     seconds per run (model, trainer, data loaders), ``steps_per_epoch`` training batches per epoch and
-    ``val_s`` seconds of one validation pass; ``epoch_scale`` the factor ``budget.min_steps`` multiplies every
-    run's epochs by on this data (:func:`recipe.fit.epochs_for`; 1: none)."""
+    ``val_s`` seconds of one validation pass; ``min_steps`` (``budget.min_steps``, 0: off) and ``budget_epochs``
+    (the handed-on ``budget.epochs``) say how many epochs a run of a given size really trains
+    (:meth:`run_epochs`)."""
 
     step_s: float
     run_s: float
     steps_per_epoch: int
     val_s: float
-    epoch_scale: float = 1.0
+    min_steps: int = 0
+    budget_epochs: int = 0
 
     @property
     def epoch_s(self) -> float:
         """Seconds of one epoch: its steps and its validation pass."""
         return self.steps_per_epoch * self.step_s + self.val_s
 
+    def run_epochs(self, epochs: int, own_budget: bool = False) -> int:
+        """The epochs a run sized at ``epochs`` really trains on this data: ``budget.min_steps`` raises them
+        (:func:`recipe.fit.min_steps_epochs`, the stages' own rule) against ``budget_epochs``, or against
+        ``epochs`` itself with ``own_budget`` (the overfit stage's rungs)."""
+        from recipe.fit import min_steps_epochs
+
+        return min_steps_epochs(
+            epochs, epochs if own_budget else self.budget_epochs, self.steps_per_epoch, self.min_steps
+        )
+
 
 def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], float] = time.perf_counter) -> StepCost:
-    """Time ``cfg``'s model on ``data``: one untimed 1-step fit (imports, kernels), then a 1-step and a
-    ``1 + steps``-step fit without validation, and a 1-step fit with it. Step time is the difference of the two
-    first over ``steps`` (the fixed part cancels), the fixed cost per run what is left of the 1-step fit, the
-    validation pass the difference the validation makes. Nothing is logged to MLflow. About ``steps + 4`` steps
-    and four model builds of time.
+    """Time ``cfg``'s model on ``data``: one untimed 1-step fit (imports, kernels), then a 1-step fit and a fit of
+    at least ``1 + steps`` steps without validation, and a 1-step fit with it. Step time is the difference of the
+    two first over the steps between them (the fixed part cancels), the fixed cost per run what is left of the
+    1-step fit, the validation pass the difference the validation makes. An epoch shorter than ``1 + steps``
+    batches (a small table: 3 at batch 256) is repeated until the longer fit has them, and the steps it really
+    ran are the divisor: dividing by ``steps`` when a 3-batch epoch ran 2 more steps, not 4, halved Sacramento's
+    step time and its squeeze ran 2.3x its estimate. Nothing is logged to MLflow. About ``steps + 4`` steps and
+    four model builds of time.
 
     Raises what :func:`recipe.fit.fit` raises (DataError, ModelConfigError)."""
     import math as _m
 
-    from recipe.fit import bundle_for, epochs_for, fit
+    from recipe.fit import bundle_for, fit
 
-    def timed(n: int, validate: bool) -> float:
+    def timed(n: int, validate: bool, epochs: int = 1) -> float:
         t0 = clock()
-        fit(cfg, data, epochs=1, steps_per_epoch=n, evaluate=False, log=False, validate=validate)
+        fit(cfg, data, epochs=epochs, steps_per_epoch=n, evaluate=False, log=False, validate=validate)
         return clock() - t0
 
-    timed(1, False)
-    one = timed(1, False)
-    more = timed(1 + steps, False)
-    with_val = timed(1, True)
-    step_s = max(more - one, 0.0) / steps
     bundle = bundle_for(cfg, data)
     n_train = len(bundle.rows("train"))
+    steps_per_epoch = max(1, _m.ceil(n_train / cfg.data.batch_size))
+    per_epoch = min(1 + steps, steps_per_epoch)  # the batches a fit of 1 + steps a epoch really runs
+    epochs = _m.ceil((1 + steps) / per_epoch)
+    timed(1, False)
+    one = timed(1, False)
+    more = timed(per_epoch, False, epochs)
+    with_val = timed(1, True)
+    step_s = max(more - one, 0.0) / (per_epoch * epochs - 1)
     return StepCost(
         step_s=step_s,
         run_s=max(one - step_s, 0.0),
-        steps_per_epoch=max(1, _m.ceil(n_train / cfg.data.batch_size)),
+        steps_per_epoch=steps_per_epoch,
         val_s=max(with_val - one, 0.0),
-        epoch_scale=epochs_for(cfg.budget.epochs, cfg, bundle) / cfg.budget.epochs,
+        min_steps=cfg.budget.min_steps or 0,
+        budget_epochs=cfg.budget.epochs,
     )
 
 
@@ -251,10 +278,17 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
 
 
 def stage_cost(stage: str, values: dict[str, Any], cost: StepCost) -> float:
-    """Seconds ``stage`` takes with sizes ``values`` at ``cost``: runs x (run_s + epochs x epoch_scale x
-    epoch_s)."""
+    """Seconds ``stage`` takes with sizes ``values`` at ``cost``: runs x (run_s + real epochs x epoch_s), the real
+    epochs those ``budget.min_steps`` gives the sized ones (:func:`run_epochs`)."""
     sized = SIZED[stage]
-    return sized.runs(values) * (cost.run_s + sized.epochs(values) * cost.epoch_scale * cost.epoch_s)
+    return sized.runs(values) * (cost.run_s + run_epochs(stage, values, cost) * cost.epoch_s)
+
+
+def run_epochs(stage: str, values: dict[str, Any], cost: StepCost) -> int:
+    """The epochs each run of ``stage`` really trains with sizes ``values``: the sized epochs as the stage raises
+    them for ``budget.min_steps`` (:meth:`StepCost.run_epochs`)."""
+    sized = SIZED[stage]
+    return cost.run_epochs(sized.epochs(values), sized.own_budget)
 
 
 @dataclass
@@ -271,6 +305,7 @@ class StagePlan:
     sizes: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
     estimate_s: float | None = None
+    epochs_run: int | None = None  # the epochs each run really trains (budget.min_steps raises the sized ones)
     needed_s: float | None = None  # the minimum's time, when it does not fit the share
     used_s: float | None = None  # measured after the stage ran (warm-up included)
     note: str = ""
@@ -297,6 +332,21 @@ class StagePlan:
         )
 
 
+def record_stop(plan: StagePlan, stage: str, metrics: dict[str, float]) -> bool:
+    """After ``stage`` ran: when its budget's deadline stopped it before its sized runs (tune's search:
+    ``tune/n_trials`` below the sized ``stages.tune.n_trials``, see ``recipe.stages.tune.over_deadline``), the plan
+    records the runs that ran, so ``--plan`` replays exactly those (with no deadline), and its note says so.
+    Returns whether the plan changed."""
+    key = "stages.tune.n_trials"
+    ran = metrics.get("tune/n_trials")
+    if stage != "tune" or ran is None or key not in plan.sizes or int(ran) >= int(plan.sizes[key]):
+        return False
+    plan.note += f"; the search stopped at the stage's deadline after {int(ran)} of {plan.sizes[key]} trials"
+    plan.sizes[key] = int(ran)
+    plan.overrides[key] = int(ran)
+    return True
+
+
 def _min(seconds: float) -> str:
     """A duration as the budget speaks it: "2.4 min", or "40 s" under a minute."""
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{max(seconds, 1):.0f} s"
@@ -313,15 +363,23 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
     values = dict(before)
     plan = StagePlan(stage, share_s, cost.step_s, cost.run_s, cost.epoch_s, before=dict(before))
     while stage_cost(stage, values, cost) > FIT * share_s:
-        open_ = [k for k in sized.knobs if int(values[k.key]) > k.minimum]
+        # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
+        # floor (overfit), and a cut the stage would undo is no cut
+        cuts = {k.key: _cut(k, int(values[k.key])) for k in sized.knobs if int(values[k.key]) > k.minimum}
+        open_ = [
+            k
+            for k in sized.knobs
+            if k.key in cuts
+            and stage_cost(stage, {**values, k.key: cuts[k.key]}, cost) < stage_cost(stage, values, cost)
+        ]
         if not open_:
             plan.needed_s = stage_cost(stage, values, cost)
             break
         knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
-        v = int(values[knob.key])
-        values[knob.key] = v - 1 if knob.kind == "runs" else max(knob.minimum, v - max(1, v // 5))
+        values[knob.key] = cuts[knob.key]
     plan.sizes = {k.key: values[k.key] for k in sized.knobs}
     plan.estimate_s = stage_cost(stage, values, cost)
+    plan.epochs_run = run_epochs(stage, values, cost)
     plan.overrides = overrides_for(stage, cfg, plan.sizes)
     cuts = [
         f"{_knob_words(stage, k)} {before[k.key]} → {values[k.key]}"
@@ -329,6 +387,9 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
         if values[k.key] != before[k.key]
     ]
     est = f"about {_min(plan.estimate_s)} at {cost.step_s * 1000:.1f} ms a step"
+    sized_epochs = sized.epochs(values)
+    if plan.epochs_run != sized_epochs:
+        est += f", {plan.epochs_run} epochs a run after budget.min_steps={cost.min_steps}"
     if plan.needed_s is not None:
         plan.note = f"even the minimum ({', '.join(cuts) or 'as configured'}) needs {est}, over its share"
     elif cuts:
@@ -336,6 +397,11 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
     else:
         plan.note = f"nothing cut: the configured sizes fit {_min(share_s)} ({est})"
     return plan
+
+
+def _cut(knob: Knob, value: int) -> int:
+    """``value`` one cut down: runs by one, epochs by a fifth (at least one), never below the knob's minimum."""
+    return value - 1 if knob.kind == "runs" else max(knob.minimum, value - max(1, value // 5))
 
 
 def minimum_s(stage: str, cfg: RecipeConfig, cost: StepCost) -> float:
@@ -498,7 +564,9 @@ __all__ = [
     "minimum_s",
     "plan_document",
     "plan_params",
+    "record_stop",
     "replay",
+    "run_epochs",
     "share_of",
     "size_stage",
     "stage_cost",

@@ -251,14 +251,24 @@ def epochs_for(epochs: int, cfg: RecipeConfig, data: DataBundle) -> int:
     up), so the budget takes at least ``min_steps`` steps and a stage that trains for half the budget (tune's
     trials) still trains for half. A preset sized in epochs for 10,000 images would otherwise give a 300-image
     folder a few dozen steps. Returns ``epochs`` unchanged when ``min_steps`` is None, the budget already has
-    the steps, or the split is empty."""
+    the steps, or the split is empty. The arithmetic is :func:`min_steps_epochs` (the wall-clock budget sizes
+    stages with it too)."""
     n_train = len(data.rows("train"))
-    if not cfg.budget.min_steps or n_train == 0:
+    if n_train == 0:
         return epochs
-    budget_steps = cfg.budget.epochs * math.ceil(n_train / cfg.data.batch_size)
-    if budget_steps >= cfg.budget.min_steps:
+    steps_per_epoch = math.ceil(n_train / cfg.data.batch_size)
+    return min_steps_epochs(epochs, cfg.budget.epochs, steps_per_epoch, cfg.budget.min_steps or 0)
+
+
+def min_steps_epochs(epochs: int, budget_epochs: int, steps_per_epoch: int, min_steps: int) -> int:
+    """The epochs a run of ``epochs`` really trains under ``budget.min_steps``: ``epochs`` times ``min_steps``
+    over the budget's steps (``budget_epochs x steps_per_epoch``), rounded up, when the budget has fewer steps
+    than ``min_steps``; else ``epochs``. ``min_steps`` 0 is off. Used by :func:`epochs_for` (every stage) and
+    by ``recipe.budget`` (the sizing), so a budgeted stage is sized on the epochs it will really run."""
+    budget_steps = budget_epochs * steps_per_epoch
+    if not min_steps or budget_steps <= 0 or budget_steps >= min_steps:
         return epochs
-    return max(epochs, math.ceil(epochs * cfg.budget.min_steps / budget_steps))
+    return max(epochs, math.ceil(epochs * min_steps / budget_steps))
 
 
 def with_min_steps(section: Any, cfg: RecipeConfig, data: DataBundle, notes: list[str]) -> Any:

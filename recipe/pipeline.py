@@ -260,6 +260,7 @@ def _run_recipe(
         for k, name in enumerate(to_run):
             fn = STAGES[name].run
             stage_plan = None
+            deadline = None
             if budget is not None:
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
@@ -276,7 +277,9 @@ def _run_recipe(
                     current = current.with_overrides(stage_plan.overrides)
                     sized_input = sized_input.with_overrides(stage_plan.overrides)
                     keys[name] = stage_key(sized_input, name, fingerprint, code, order)
-                    fn = _with_budget_check(fn, stage_plan)
+                    fn = _with_budget_check(fn, stage_plan, name)
+                    # the stage's runs should end within FIT of its share, counted from before its warm-up
+                    deadline = time.time() + budgeting.FIT * share - (budget.elapsed() - started)
                 else:
                     stage_plan = budgeting.StagePlan(name, share, note="not sized: it trains no runs of its own size")
                 stage_plans.append(stage_plan)
@@ -287,6 +290,7 @@ def _run_recipe(
                 workdir=workdir / name,
                 map=map_trials or map_in_process,
                 fresh=fresh,
+                deadline=deadline,
             )
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             cache.attach(ctx)
@@ -296,6 +300,7 @@ def _run_recipe(
                 stage_tags[tracking.TAG_FORCED] = "true"
             index = names.index(name) + 1
             emit("stage_start", stage=name, index=index, total=len(names), runs=planned_runs(name, current))
+            planned_sizes = dict(stage_plan.sizes) if stage_plan is not None else {}
             stage_start = time.perf_counter()
             with tracking.start_run(
                 name, stage_tags, params=current.flat(), nested=True, system_metrics=tracking.system_metrics_enabled()
@@ -305,6 +310,11 @@ def _run_recipe(
                 progress.running = (name, child.info.run_id)
                 result = execute(name, fn, ctx)
                 result.run_id = child.info.run_id
+                if stage_plan is not None and stage_plan.sizes and stage_plan.sizes != planned_sizes:
+                    # the deadline stopped the stage early: its key is that of the runs it did (a replay's)
+                    sized_input = sized_input.with_overrides(stage_plan.overrides)
+                    keys[name] = stage_key(sized_input, name, fingerprint, code, order)
+                    tracking.set_tags({tracking.TAG_REUSE_KEY: keys[name]})
                 tracking.log_stage_result(result)
                 log_verdict(result)
                 if result.verdict is Verdict.FAIL:
@@ -383,12 +393,14 @@ def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeti
     return stage_plan, cost
 
 
-def _with_budget_check(fn: Callable[[StageContext], StageResult], stage_plan: Any) -> Callable:
-    """``fn`` with the budget's check (what it cut, or a WARN with the time its minimum needs) added to its
-    result, the verdict updated."""
+def _with_budget_check(fn: Callable[[StageContext], StageResult], stage_plan: Any, name: str) -> Callable:
+    """``fn`` with the budget's check (what it cut, or a WARN with the time its minimum needs; a search its
+    deadline stopped, :func:`recipe.budget.record_stop`) added to its result, the verdict updated."""
+    from recipe import budget as budgeting
 
     def run(ctx: StageContext) -> StageResult:
         result = fn(ctx)
+        budgeting.record_stop(stage_plan, name, result.metrics)
         check = stage_plan.check()
         result.checks.append(check)
         result.verdict = Verdict.worst([result.verdict, check.verdict])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 
@@ -96,12 +97,74 @@ def test_sizing_scales_with_the_measured_step_time():
     )
 
 
-def test_min_steps_epoch_scale_counts_in_the_cost():
-    cfg = RecipeConfig()
-    one = size_stage("overfit", cfg, COST, share_s=20.0)
-    scaled = size_stage("overfit", cfg, dataclasses.replace(COST, epoch_scale=4.0), share_s=20.0)
-    assert scaled.estimate_s <= 20.0
-    assert scaled.sizes["stages.overfit.epochs"] < one.sizes["stages.overfit.epochs"]
+def test_min_steps_epochs_count_in_the_cost_as_the_stages_raise_them():
+    # a small table: 4 steps an epoch, budget.epochs 40 = 160 steps < min_steps 400, so every run's epochs x 2.5
+    cost = dataclasses.replace(COST, steps_per_epoch=4, min_steps=400, budget_epochs=40)
+    values = {"stages.tune.n_trials": 6, "stages.tune.epochs": 8, "tune.seeds": 1}
+    assert budget.run_epochs("tune", values, cost) == 20
+    assert stage_cost("tune", values, cost) == pytest.approx(8 * (COST.run_s + 20 * cost.epoch_s))
+    one = size_stage("tune", RecipeConfig(), COST, share_s=20.0)
+    scaled = size_stage("tune", RecipeConfig(), cost, share_s=20.0)
+    assert scaled.estimate_s <= 20.0 * budget.FIT
+    assert scaled.epochs_run == math.ceil(scaled.sizes["stages.tune.epochs"] * 2.5)
+    assert f"{scaled.epochs_run} epochs a run after budget.min_steps=400" in scaled.note
+    assert one.epochs_run == one.sizes["stages.tune.epochs"] and "min_steps" not in one.note
+
+
+def test_overfit_epochs_are_not_cut_below_the_min_steps_floor_its_rungs_keep():
+    """Overfit's rungs take their own epochs as the budget, so min_steps holds each at 100 epochs of 4 steps: a
+    cut of its epochs saves nothing, and the sizing cuts rungs, then WARNs with the floor's time."""
+    cfg = RecipeConfig().with_overrides({"stages.overfit.epochs": 40, "stages.overfit.max_rungs": 2})
+    cost = dataclasses.replace(COST, steps_per_epoch=4, min_steps=400, budget_epochs=40)
+    rung_s = COST.run_s + 100 * cost.epoch_s
+    assert budget.run_epochs("overfit", {"stages.overfit.max_rungs": 0, "stages.overfit.epochs": 2}, cost) == 100
+    plan = size_stage("overfit", cfg, cost, share_s=2.5 * rung_s / budget.FIT)
+    assert plan.sizes == {"stages.overfit.max_rungs": 1, "stages.overfit.epochs": 40}  # epochs kept: no saving
+    assert plan.estimate_s == pytest.approx(2 * rung_s) and plan.epochs_run == 100
+    small = size_stage("overfit", cfg, cost, share_s=0.5 * rung_s)
+    assert small.needed_s == pytest.approx(rung_s) and small.check().verdict is Verdict.WARN
+
+
+def test_the_overfit_plan_counts_the_epochs_the_stage_really_trains(mlflow_store, tmp_path, monkeypatch):
+    """The tabular preset on its default wine table (1 step an epoch at batch 256, budget.min_steps 400): size
+    overfit from a (fake-clock) warm-up to a share that cuts it, run the real stage with the plan's sizes up to
+    its capacity ladder, and the epochs the ladder trains are the epochs the plan's estimate counted."""
+    import recipe.fit as fit_mod
+    from recipe import tracking
+    from recipe.stages import overfit
+    from recipe.stages.base import StageContext
+
+    cfg = load_config("tabular", overrides=["trainer.progress=false", "stages.overfit.max_rungs=2"])
+    data = StageContext(cfg=cfg, input_cfg=cfg).data()
+    clock = FakeClock()
+
+    def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
+        clock.now += 0.3 + 0.02 * steps_per_epoch + (0.1 if validate else 0.0)
+
+    with monkeypatch.context() as m:
+        m.setattr(fit_mod, "fit", fake_fit)
+        cost = budget.warm_up(cfg, data, clock=clock)
+    full = stage_cost("overfit", budget.current_sizes("overfit", cfg), cost)
+    plan = size_stage("overfit", cfg, cost, share_s=full / 4)
+    sized = cfg.with_overrides(plan.overrides)
+    trained = {}
+
+    class Stop(Exception):
+        pass
+
+    def ladder(ctx, cfg, data, s, ceiling):
+        trained["epochs"] = cfg.budget.epochs
+        raise Stop
+
+    monkeypatch.setattr(overfit, "_ladder", ladder)
+    tracking.setup(cfg.name)
+    ctx = StageContext(cfg=sized, input_cfg=cfg, results={}, workdir=tmp_path / "overfit")
+    ctx._data = data
+    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}), pytest.raises(Stop):
+        overfit.run(ctx)
+    runs = budget.SIZED["overfit"].runs(plan.sizes)
+    assert plan.estimate_s == pytest.approx(runs * (cost.run_s + trained["epochs"] * cost.epoch_s))
+    assert plan.epochs_run == trained["epochs"]
 
 
 def test_a_share_below_the_minimum_warns_with_the_time_it_would_need():
@@ -161,7 +224,7 @@ def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
 
     def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
         calls.append((steps_per_epoch, validate, log))
-        clock.now += 0.3 + 0.02 * steps_per_epoch + (0.1 if validate else 0.0)
+        clock.now += 0.3 + 0.02 * min(steps_per_epoch, 10) * epochs + (0.1 if validate else 0.0)
 
     class Bundle:
         def rows(self, split):
@@ -169,14 +232,41 @@ def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
 
     monkeypatch.setattr(fit_mod, "fit", fake_fit)
     monkeypatch.setattr(fit_mod, "bundle_for", lambda cfg, data: Bundle())
-    monkeypatch.setattr(fit_mod, "epochs_for", lambda epochs, cfg, data: 3 * epochs)  # budget.min_steps at work
-    cfg = RecipeConfig().with_overrides({"data.batch_size": 64})
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 64, "budget.min_steps": 900, "budget.epochs": 30})
     cost = budget.warm_up(cfg, object(), steps=4, clock=clock)
     assert cost.step_s == pytest.approx(0.02)
     assert cost.run_s == pytest.approx(0.3)
     assert cost.val_s == pytest.approx(0.1)
-    assert cost.steps_per_epoch == 10 and cost.epoch_s == pytest.approx(0.3) and cost.epoch_scale == 3.0
+    assert cost.steps_per_epoch == 10 and cost.epoch_s == pytest.approx(0.3)
+    assert (cost.min_steps, cost.budget_epochs) == (900, 30) and cost.run_epochs(10) == 30  # 300 steps -> 900
     assert all(not logged for _, _, logged in calls)  # nothing goes to MLflow
+
+
+def test_warm_up_counts_the_steps_a_short_epoch_really_runs(monkeypatch):
+    """A small table: 3 batches an epoch (Sacramento at batch 256), 0.02 s a step on a fake clock. A fit asked for
+    5 steps an epoch runs 3, so the warm-up must time enough epochs and divide by the steps that ran; dividing
+    the 2 extra steps' time by 4 gave half the step time and a squeeze 2.3x over its estimate."""
+    import recipe.fit as fit_mod
+
+    clock = FakeClock()
+    ran = []
+
+    def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
+        steps = min(steps_per_epoch, 3) * epochs
+        ran.append(steps)
+        clock.now += 0.3 + 0.02 * steps + (0.1 if validate else 0.0)
+
+    class Bundle:
+        def rows(self, split):
+            return list(range(650))
+
+    monkeypatch.setattr(fit_mod, "fit", fake_fit)
+    monkeypatch.setattr(fit_mod, "bundle_for", lambda cfg, data: Bundle())
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 256})
+    cost = budget.warm_up(cfg, object(), steps=4, clock=clock)
+    assert cost.steps_per_epoch == 3
+    assert cost.step_s == pytest.approx(0.02) and cost.run_s == pytest.approx(0.3)
+    assert max(ran) >= 5  # the longer fit ran at least 1 + 4 steps, over two epochs
 
 
 def test_minutes_stay_out_of_the_reuse_key_but_the_sizes_are_in_it():
@@ -266,3 +356,49 @@ def test_flows_run_plan_replays_the_sizes_and_refuses_a_bad_file_with_exit_2(mon
     wrong.write_text(json.dumps({"version": 1, "overrides": {"stages.tune.n_trial": 3}}))
     result = CliRunner().invoke(cli.app, ["run", "recipe", "--plan", str(wrong)])
     assert result.exit_code == 2 and "stages.tune.n_trial" in result.output and "Traceback" not in result.output
+
+
+def _trial(number, seconds, value, state="COMPLETE"):
+    import datetime as dt
+
+    import optuna
+
+    start = dt.datetime(2026, 1, 1)
+    return optuna.trial.FrozenTrial(
+        number=number,
+        state=getattr(optuna.trial.TrialState, state),
+        value=value if state == "COMPLETE" else None,
+        datetime_start=start,
+        datetime_complete=start + dt.timedelta(seconds=seconds),
+        params={},
+        distributions={},
+        user_attrs={},
+        system_attrs={},
+        intermediate_values={},
+        trial_id=number,
+    )
+
+
+def test_a_budgeted_search_stops_when_a_trial_and_the_retrainings_would_pass_its_deadline():
+    """Attrition's 6-minute run: trials of the searched sizes took 4-28 s where the warm-up's config took 5 s, and
+    the best (width 234) retrained 3 x 21 s; the search must leave time for them, not only for its trials."""
+    from recipe.stages.tune import over_deadline
+
+    trials = [_trial(0, 8.7, 0.36), _trial(1, 4.0, 0.37), _trial(2, 21.3, 0.35), _trial(3, 5.0, 0.38)]
+    # median 8.7 s, best 21.3 s: one more trial and 3 x (21.3 + 8.7) s of retrainings = 98.7 s
+    assert over_deadline(trials, 3, left_s=120.0, n_trials=15) is None
+    said = over_deadline(trials, 3, left_s=90.0, n_trials=15)
+    assert said is not None and said.startswith("the search stopped after 4 of 15 trials")
+    assert "about 99 s" in said and "90 s of the stage's share" in said
+    assert over_deadline(trials[:1], 3, left_s=0.0, n_trials=15) is None  # the minimum of 2 trials runs regardless
+
+
+def test_the_plan_records_the_trials_a_stopped_search_ran_so_a_replay_runs_those():
+    cfg = RecipeConfig()
+    plan = size_stage("tune", cfg, COST, share_s=1e6)
+    assert not budget.record_stop(plan, "tune", {"tune/n_trials": 16.0})
+    assert budget.record_stop(plan, "tune", {"tune/n_trials": 9.0})
+    assert plan.sizes["stages.tune.n_trials"] == 9 and plan.overrides["stages.tune.n_trials"] == 9
+    assert "stopped at the stage's deadline after 9 of 16 trials" in plan.note
+    assert budget.replay(cfg, plan.overrides).stages.tune.n_trials == 9
+    assert not budget.record_stop(plan, "squeeze", {"tune/n_trials": 1.0})

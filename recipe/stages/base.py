@@ -42,6 +42,10 @@ class StageContext:
     map: TrialMap = field(default=map_in_process, repr=False)
     # --fresh: the user asked to recompute everything, so stored work (a tune study's finished trials) is not resumed
     fresh: bool = False
+    # A budgeted run (budget.minutes): the wall-clock time (time.time(), seconds) by which the stage's training
+    # runs should be done (its share of the budget, recipe.budget); a stage that can stop early (tune's search)
+    # starts no run it expects to end past it. None: no deadline (epoch-sized runs, --plan replays).
+    deadline: float | None = None
     _manifest: Manifest | None = field(default=None, repr=False)
     _data: DataBundle | None = field(default=None, repr=False)
 

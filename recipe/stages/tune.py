@@ -101,6 +101,7 @@ class _Outcome:
     findings: list[Finding] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    budget_stopped: int | None = None  # the trials counted when the budget's deadline stopped the search
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -123,7 +124,7 @@ def run(ctx: StageContext) -> StageResult:
         if time.perf_counter() - waited > 1:
             out.notes.append(f"waited {time.perf_counter() - waited:.0f} s for another run of this study to finish")
         study, runner, reaped = _open(ctx, base, s, space, data, out, name, storage)
-        _search(study, runner, s, start, out)
+        _search(study, runner, s, start, out, ctx.deadline)
         trials = study.get_trials(deepcopy=False)
         best, importance = _judge(ctx, runner, study, trials, len(reaped), out)
     _log_trials(trials, best, space, importance, s.plots, out)
@@ -149,7 +150,8 @@ def _judge(
     s, space = ctx.cfg.stages.tune, runner.space
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
-    ran, used = checks.trials_check(trials, s.n_trials, n_reaped)
+    # a search the budget's deadline stopped ran the trials the budget gave it (the plan records that number)
+    ran, used = checks.trials_check(trials, out.budget_stopped or s.n_trials, n_reaped)
     out.findings += [ran, used, checks.failed_share_check(trials)]
     edges = checks.edge_check(best, space)
     imp_finding, importance = checks.importance_check(study, space)
@@ -229,14 +231,55 @@ def _open(
     return study, runner, reaped
 
 
-def _search(study: optuna.Study, runner: _Runner, s: Any, start: float, out: _Outcome) -> None:
-    """Waves of ``parallel`` trials until ``n_trials`` count or ``timeout_s`` passes."""
+def _search(
+    study: optuna.Study, runner: _Runner, s: Any, start: float, out: _Outcome, deadline: float | None = None
+) -> None:
+    """Waves of ``parallel`` trials until ``n_trials`` count, ``timeout_s`` passes, or (a budgeted run) the next
+    wave and the retrainings would end past ``deadline`` (:func:`over_deadline`)."""
     while len(counted(study)) < s.n_trials:
         if s.timeout_s is not None and time.perf_counter() - start > s.timeout_s:
             out.notes.append(f"stages.tune.timeout_s={s.timeout_s:g} reached: no new trials started")
             break
+        if deadline is not None:
+            stop = over_deadline(counted(study), len(s.seeds), deadline - time.time(), s.n_trials)
+            if stop:
+                out.budget_stopped = len(counted(study))
+                out.notes.append(f"budget: {stop}")
+                log.info("tune: budget: %s", stop)
+                break
         runner.wave(min(s.parallel, s.n_trials - len(counted(study))))
     out.metrics["tune/search_seconds"] = time.perf_counter() - start
+
+
+# The fewest trials a budgeted search runs before its deadline may stop it (recipe.budget's minimum for tune).
+MIN_BUDGET_TRIALS = 2
+
+
+def over_deadline(trials: list[Any], n_seeds: int, left_s: float, n_trials: int) -> str | None:
+    """Why a budgeted search starts no more trials, or None when the next one fits.
+
+    The budget sizes the search on the handed-on config's step time, but a trial trains a point of the space
+    (a wider, deeper model, a smaller batch: on attrition trials took 4-28 s against the 5 s the warm-up's
+    config costs) and the retrainings train the best trial's config and the handed-on one ``n_seeds`` times
+    each. So, once ``MIN_BUDGET_TRIALS`` have finished, the search stops when ``left_s`` (seconds to the stage's
+    deadline) is less than one more trial (the median finished trial's duration) plus the retrainings
+    (``n_seeds`` x (the best trial's duration + the median's)). ``trials``: the finished, counted ones
+    (Optuna FrozenTrials with durations)."""
+    timed = [t for t in trials if t.duration is not None]
+    if len(timed) < MIN_BUDGET_TRIALS:
+        return None
+    durations = sorted(t.duration.total_seconds() for t in timed)
+    median = durations[len(durations) // 2]
+    complete = [t for t in timed if t.state == TrialState.COMPLETE and t.value is not None]
+    best = min(complete, key=lambda t: t.value).duration.total_seconds() if complete else median
+    need = median + n_seeds * (best + median)
+    if need <= left_s:
+        return None
+    return (
+        f"the search stopped after {len(trials)} of {n_trials} trials: trials took {median:.1f} s (median; the "
+        f"best {best:.1f} s), so one more and the {2 * n_seeds} retrainings need about {need:.0f} s, and "
+        f"{max(left_s, 0.0):.0f} s of the stage's share of budget.minutes is left"
+    )
 
 
 def _retrain_and_decide(

@@ -208,3 +208,28 @@ def test_a_killed_tune_resumes_its_study_without_redoing_completed_trials(mlflow
     rerun = {int(r.data.tags["recipe.trial"]) for r in new_trials}
     assert not rerun & completed_before, "a completed trial ran again"
     assert len(new_trials) == 6 - len([n for n, s in before.items() if s != TrialState.RUNNING])
+
+
+def test_a_deadline_stops_the_search_after_its_minimum_and_the_trials_check_counts_what_ran(mlflow_store, tmp_path):
+    # A budgeted run's tune stage whose deadline has already passed (the searched sizes ran slower than the
+    # warm-up's config): it runs the minimum of 2 trials of the 6 asked, says why, and its budget_used check
+    # passes on the trials the budget gave it (the plan records 2, so a replay runs 2 with no deadline).
+    held = ["weight_decay", "dropout", "width", "depth", "batch_size", "augment", "schedule"]
+    cfg = config(
+        "stages.tune.n_trials=6",
+        "stages.tune.plots=false",
+        "stages.tune.seeds=[0]",
+        *(f"stages.tune.space.{k}=null" for k in held),
+    )
+    results = {
+        "baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg),
+        "regularize": StageResult("regularize", Verdict.PASS, [], {}, cfg),
+    }
+    ctx = StageContext(cfg=cfg, input_cfg=cfg, results=results, workdir=tmp_path / "tune", deadline=time.time())
+    tracking.setup(cfg.name)
+    with tracking.start_run("tune", tracking.run_tags(cfg, None, stage="tune", kind="stage")):
+        tune = tune_stage.run(ctx)
+    checks = {c.name: c for c in tune.checks}
+    assert tune.metrics["tune/n_trials"] == 2
+    assert checks["budget_used"].verdict is Verdict.PASS and checks["budget_used"].observed.startswith("2 of 2")
+    assert any(n.startswith("budget: the search stopped after 2 of 6 trials") for n in tune.notes)
