@@ -23,7 +23,14 @@ Data sets (``--datasets``, comma-separated):
 
 Prints a table of regret per rule and data set, then ``name: value`` lines: ``selection_regret_mean`` (the
 adopted rule, :data:`recipe.squeeze.selection.DEFAULT_RULE`), ``regret_mean_<rule>`` and ``regret_max_<rule>``
-for every rule, ``runs`` and ``bench_seconds``.
+for every rule, ``runs`` and ``bench_seconds``. The regret is against the best of every candidate, the weighted
+ensemble included; ``selection_regret_vs_trained_mean`` and ``regret_vs_trained_mean_<rule>`` measure it against
+the best of the trained candidates alone (the yardstick before the weighted ensemble existed; negative when the
+chosen blend beats them all on test).
+
+The weighted ensemble is rebuilt from the record's outputs with the settings given (``--set
+stages.squeeze.ensemble_selection_init=0`` re-scores plain greedy selection), so a record re-scores what the
+stage would choose now.
 """
 
 from __future__ import annotations
@@ -151,12 +158,19 @@ def record_one(name: str, split_seed: int) -> dict:
     if not captured:
         raise RuntimeError(f"{name} seed {split_seed}: squeeze chose no champion (no candidate trained?)")
     sc, cands = captured[-1]
+    x_val, y_val = sc.data.tensors("val")
     x_test, y_test = sc.data.tensors("test")
+
+    def outputs(nets, x, weights=None):  # probabilities (classification) or predictions, rounded: a small record
+        o = ensemble_outputs(nets, x, sc.task, weights=weights)
+        return (o.exp() if sc.task.classifier else o).double().numpy().round(5).tolist()
+
     out = []
     for c in cands.values():
         if not c.result.ok:
             continue
-        test = sc.task.summarise(sc.task.scores(ensemble_outputs(c.nets, x_test, sc.task), y_test).double().numpy())
+        test_out = ensemble_outputs(c.nets, x_test, sc.task, weights=c.weights)
+        test = sc.task.summarise(sc.task.scores(test_out, y_test).double().numpy())
         out.append(
             {
                 "name": c.name,
@@ -167,6 +181,11 @@ def record_one(name: str, split_seed: int) -> dict:
                 "val_scores": np.asarray(c.result.scores).round(6).tolist(),
                 "val_losses": np.asarray(c.result.loss_scores).round(6).tolist(),
                 "test_metric": test[sc.task.metric],
+                "val_outputs": outputs(c.nets, x_val, c.weights),
+                "test_outputs": outputs(c.nets, x_test, c.weights),
+                "net_ids": [id(n) for n in c.nets],
+                "net_val_outputs": [outputs([n], x_val) for n in c.nets] if c.n_nets > 1 else [],
+                "net_test_outputs": [outputs([n], x_test) for n in c.nets] if c.n_nets > 1 else [],
             }
         )
     return {
@@ -176,22 +195,84 @@ def record_one(name: str, split_seed: int) -> dict:
         "classifier": sc.task.classifier,
         "n_val": len(sc.data.tensors("val")[1]),
         "n_test": len(y_test),
+        "y_val": y_val.numpy().tolist(),
+        "y_test": y_test.numpy().tolist(),
         "seconds": time.perf_counter() - start,
         "candidates": out,
     }
 
 
-def evaluate(records: list[dict], noise_z: float = 1.0) -> dict[str, dict]:
-    """Each rule's choice and regret per record: {rule: {"regrets": [...], "chosen": [...]}}."""
+def with_weighted(rec: dict, task, squeeze=None) -> None:
+    """(Re)build the ``weighted`` candidate of a record from the other candidates' recorded val and test outputs,
+    by the stage's own :func:`recipe.squeeze.weighted.ensemble_selection` with ``squeeze``'s settings
+    (a :class:`recipe.config.SqueezeConfig`; None: the defaults): a record made before the stage built it, or
+    with other settings, is re-scored as the stage would score it now. Nothing for a record without the outputs
+    (saved before they were); with ``ensemble_selection=0`` the record's own is dropped (the stage without it)."""
+    import numpy as np
+    import torch
+
+    from recipe.config import SqueezeConfig
+    from recipe.squeeze.weighted import ensemble_selection
+
+    s = squeeze or SqueezeConfig()
+    cands = [c for c in rec["candidates"] if c["name"] != "weighted"]
+    if s.ensemble_selection == 0:  # the stage as it was before the weighted ensemble
+        rec["candidates"] = cands
+        return
+    if not all("val_outputs" in c for c in cands):
+        return
+    rec["candidates"] = cands
+    per_net = [c["params"] / c["networks"] for c in cands]
+    nets = [dict.fromkeys(c["net_ids"], p) for c, p in zip(cands, per_net, strict=True)]
+    val = [np.asarray(c["val_outputs"]) for c in cands]
+    init = {i: s.ensemble_selection_init for i, c in enumerate(cands) if c["name"] == "ensemble"}
+    w = ensemble_selection(
+        val,
+        np.asarray(rec["y_val"]),
+        task,
+        rounds=s.ensemble_selection,
+        nets=nets,
+        max_params=s.max_params,
+        init=init,
+    )
+
+    def blended(key: str, y: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pred = torch.as_tensor(np.tensordot(w, np.stack([np.asarray(c[key]) for c in cands]), 1))
+        pred = pred.clamp_min(1e-12).log() if task.classifier else pred
+        yt = torch.as_tensor(y)
+        return pred, task.scores(pred, yt).double().numpy(), task.loss(pred, yt, reduction="none").double().numpy()
+
+    _, scores, losses = blended("val_outputs", rec["y_val"])
+    _, test_scores, _ = blended("test_outputs", rec["y_test"])
+    used = {k: p for c, x, n in zip(cands, w, nets, strict=True) if x > 0 for k, p in n.items()}
+    cands.append(
+        {
+            "name": "weighted",
+            "networks": len(used),
+            "params": int(sum(used.values())),
+            "val_metric": task.summarise(scores)[task.metric],
+            "val_loss": float(losses.mean()),
+            "val_scores": scores.tolist(),
+            "val_losses": losses.tolist(),
+            "test_metric": task.summarise(test_scores)[task.metric],
+            "weights": {c["name"]: round(float(x), 3) for c, x in zip(cands, w, strict=True) if x > 0},
+        }
+    )
+
+
+def evaluate(records: list[dict], noise_z: float = 1.0, squeeze=None) -> dict[str, dict]:
+    """Each rule's choice and regret per record: {rule: {"regrets": [...], "chosen": [...]}}; ``squeeze``: the
+    settings the ``weighted`` candidate is (re)built with (:func:`with_weighted`)."""
     import numpy as np
 
     from recipe.checks.ablation import CandidateResult
     from recipe.squeeze import selection
     from recipe.tasks import CLASSIFICATION, REGRESSION
 
-    out: dict[str, dict] = {rule: {"regrets": [], "chosen": []} for rule in selection.RULES}
+    out: dict[str, dict] = {rule: {"regrets": [], "chosen": [], "vs_trained": []} for rule in selection.RULES}
     for rec in records:
         task = CLASSIFICATION if rec["classifier"] else REGRESSION
+        with_weighted(rec, task, squeeze)
         pairs = [
             (
                 CandidateResult(
@@ -211,6 +292,9 @@ def evaluate(records: list[dict], noise_z: float = 1.0) -> dict[str, dict]:
             choice = selection.choose(pairs, task=task, rule=rule, noise_z=noise_z)
             out[rule]["regrets"].append(selection.regret(test, choice.champion.name, task))
             out[rule]["chosen"].append(choice.champion.name)
+            trained = {n: v for n, v in test.items() if n != "weighted"}  # signed: < 0 when the blend beats them all
+            best = max(trained.values(), key=lambda v: task.gain(v, 0.0))
+            out[rule]["vs_trained"].append(task.gain(best, test[choice.champion.name]))
     return out
 
 
@@ -248,9 +332,10 @@ def main() -> int:
                     flush=True,
                 )
                 args.out.write_text(json.dumps(records))
+    from recipe.config import load_config
     from recipe.squeeze import selection
 
-    results = evaluate(records, args.noise_z)
+    results = evaluate(records, args.noise_z, load_config(overrides=[*COMMON, *EXTRA]).stages.squeeze)
     names = sorted({r["dataset"] for r in records})
     print(f"\n{'rule':24s}" + "".join(f"{n:>12s}" for n in names) + f"{'mean':>10s}{'max':>10s}  chosen")
     for rule, r in results.items():
@@ -267,9 +352,12 @@ def main() -> int:
     print(f"selection_rule: {selection.DEFAULT_RULE}")
     print(f"selection_regret_mean: {sum(adopted) / len(adopted):.4f}")
     print(f"selection_regret_max: {max(adopted):.4f}")
+    vs = results[selection.DEFAULT_RULE]["vs_trained"]
+    print(f"selection_regret_vs_trained_mean: {sum(vs) / len(vs):.4f}")
     for rule, r in results.items():
         print(f"regret_mean_{rule}: {sum(r['regrets']) / len(records):.4f}")
         print(f"regret_max_{rule}: {max(r['regrets']):.4f}")
+        print(f"regret_vs_trained_mean_{rule}: {sum(r['vs_trained']) / len(records):.4f}")
     print(f"runs: {len(records)}")
     print(f"bench_seconds: {time.perf_counter() - start:.0f}")
     return 0

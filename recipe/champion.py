@@ -48,10 +48,13 @@ class PredictInputError(ValueError):
 
 @dataclass
 class Member:
-    """One network of the champion: its model config (``RecipeConfig.model`` as a dict) and weights file."""
+    """One network of the champion: its model config (``RecipeConfig.model`` as a dict), weights file and its
+    weight in the champion's average (a weighted ensemble, :mod:`recipe.squeeze.weighted`; 1.0 for every member
+    of a plain average, and for specs written before the field existed)."""
 
     model: dict[str, Any]
     weights: str  # file name among the model's artifacts: a state_dict saved with torch.save
+    weight: float = 1.0
 
 
 @dataclass
@@ -258,9 +261,12 @@ def build_members(spec: ChampionSpec, weights_dir: Path) -> list[Any]:
 
 
 def predict_outputs(spec: ChampionSpec, nets: list[Any], x: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """Averaged class probabilities (N, K) or predictions (N, 1) of the members on network inputs ``x``."""
+    """Averaged class probabilities (N, K) or predictions (N, 1) of the members on network inputs ``x``, each
+    member weighted by its ``weight`` (normalised to sum to 1)."""
     import torch
 
+    w = torch.tensor([float(m.weight) for m in spec.members], dtype=torch.float32)
+    w = w / w.sum()
     outs = []
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
@@ -268,7 +274,7 @@ def predict_outputs(spec: ChampionSpec, nets: list[Any], x: np.ndarray, batch_si
             per = [net(xb).float() for net in nets]
             if spec.classifier:
                 per = [p.softmax(-1) for p in per]
-            outs.append(torch.stack(per).mean(0).numpy())
+            outs.append(torch.einsum("m,mnk->nk", w, torch.stack(per)).numpy())
     k = len(spec.classes) if spec.classifier else 1
     return np.concatenate(outs) if outs else np.zeros((0, k), np.float32)
 

@@ -1016,15 +1016,39 @@ class SqueezeConfig(_Section):
         4.0, gt=0, le=100, description="distillation temperature T (the soft term is scaled by T²)"
     )
     alpha: float = Field(0.9, ge=0, le=1, description="weight of the soft (teacher) term in the student's loss")
-    rule: Literal["ensemble_first", "student_if_close", "best_val_metric", "best_val_loss", "cheapest_within_noise"] = (
-        Field(
-            "ensemble_first",
-            description="how the champion is chosen on validation (recipe.squeeze.selection): ensemble_first, the "
-            "ensemble unless another candidate beats its val metric beyond noise (the lowest test regret in "
-            "bench/selection_regret.py); student_if_close, then the distilled student when the ensemble does not beat "
-            "it beyond noise; best_val_metric (val loss breaks ties); best_val_loss; cheapest_within_noise, the "
-            "cheapest candidate the best on val `criterion` does not beat beyond noise (the rule before #24)",
-        )
+    ensemble_selection: int = Field(
+        25,
+        ge=0,
+        le=1000,
+        description="one more candidate, 'weighted': the other candidates blended by greedy forward selection "
+        "with replacement on the val loss for this many rounds (Caruana et al. 2004, AutoGluon's WeightedEnsemble; "
+        "the blend's networks fit max_params); 0 skips it",
+    )
+    ensemble_selection_init: int = Field(
+        25,
+        ge=0,
+        le=1000,
+        description="ensemble selection starts from the ensemble counted this many times (Caruana et al.'s sorted "
+        "initialisation, with the recipe's prior that ensembles are a gain): the greedy rounds can then move at most "
+        "rounds/(rounds+this) of the weight away from it; 0: plain greedy selection from nothing",
+    )
+    rule: Literal[
+        "weighted",
+        "weighted_first",
+        "ensemble_first",
+        "student_if_close",
+        "best_val_metric",
+        "best_val_loss",
+        "cheapest_within_noise",
+    ] = Field(
+        "weighted",
+        description="how the champion is chosen on validation (recipe.squeeze.selection): weighted, the weighted "
+        "ensemble of ensemble_selection (the lowest test regret in bench/selection_regret.py); weighted_first, it "
+        "unless another candidate beats its val metric beyond noise; ensemble_first, the ensemble unless another "
+        "candidate beats its val metric beyond noise; student_if_close, then the distilled student when the "
+        "ensemble does not beat it beyond noise; best_val_metric (val loss breaks ties); best_val_loss; "
+        "cheapest_within_noise, the cheapest candidate the best on val `criterion` does not beat beyond noise "
+        "(the rule before #24)",
     )
     max_params: int | None = Field(
         None,

@@ -286,11 +286,11 @@ def choose_champion(
     task: Task,
     criterion: str,
     noise_z: float,
-    rule: str = "ensemble_first",
+    rule: str = "weighted",
     max_params: int | None = None,
 ) -> tuple[CandidateResult, CandidateResult, dict[str, Any], str]:
     """The champion among ``(val result, (networks, parameters))`` pairs, chosen on validation only by ``rule``
-    (:mod:`recipe.squeeze.selection`; the default, ``ensemble_first``, had the lowest test regret in
+    (:mod:`recipe.squeeze.selection`; the default, ``weighted``, had the lowest test regret in
     ``bench/selection_regret.py``) among the candidates with at most ``max_params`` parameters.
 
     Returns (the champion, the best on the val metric, each other candidate's paired comparison with that best on

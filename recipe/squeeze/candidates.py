@@ -2,7 +2,8 @@
 
 A candidate's output on a sample is the ensemble of its networks: for classification the log of the mean of
 the members' softmax probabilities (so the task's cross-entropy of it is the ensemble's log loss), for
-regression the mean prediction. One network is a one-member ensemble. Scores and per-sample losses come from
+regression the mean prediction; a weighted ensemble (:mod:`recipe.squeeze.weighted`) takes the weighted mean
+instead. One network is a one-member ensemble. Scores and per-sample losses come from
 the task object, so the paired noise rule of :mod:`recipe.checks.ablation` compares any two candidates.
 """
 
@@ -36,6 +37,7 @@ class Squeezed:
     result: CandidateResult = field(default_factory=lambda: CandidateResult("", ""))
     run_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    weights: list[float] | None = None  # one per network (a weighted ensemble); None: a plain average
 
     @property
     def n_nets(self) -> int:
@@ -52,16 +54,29 @@ class Squeezed:
 
 
 @torch.no_grad()
-def ensemble_outputs(nets: list[nn.Module], x: Tensor, task: Task, batch_size: int = 512) -> Tensor:
-    """(N, K) log mean probabilities (classification) or (N, 1) mean predictions of ``nets`` on inputs ``x``."""
+def ensemble_outputs(
+    nets: list[nn.Module], x: Tensor, task: Task, batch_size: int = 512, weights: list[float] | None = None
+) -> Tensor:
+    """(N, K) log mean probabilities (classification) or (N, 1) mean predictions of ``nets`` on inputs ``x``;
+    with ``weights`` (one per net, normalised here) the weighted mean. Raises ValueError when ``weights`` does
+    not have one non-negative entry per net, with a positive sum."""
+    if weights is None:
+        w = torch.full((len(nets),), 1.0 / max(1, len(nets)))
+    else:
+        if len(weights) != len(nets) or min(weights, default=0.0) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"ensemble weights must be {len(nets)} non-negative numbers with a positive sum, got {weights}"
+            )
+        w = torch.tensor(weights, dtype=torch.float32) / float(sum(weights))
     outs = []
     for i in range(0, len(x), batch_size):
         xb = x[i : i + batch_size]
         per = [net.eval()(xb).float() for net in nets]
         if task.classifier:
-            outs.append(torch.stack([p.softmax(-1) for p in per]).mean(0).clamp_min(1e-12).log())
+            probs = torch.stack([p.softmax(-1) for p in per])
+            outs.append(torch.einsum("m,mnk->nk", w, probs).clamp_min(1e-12).log())
         else:
-            outs.append(torch.stack([p.reshape(len(xb), -1) for p in per]).mean(0))
+            outs.append(torch.einsum("m,mnk->nk", w, torch.stack([p.reshape(len(xb), -1) for p in per])))
     return torch.cat(outs) if outs else torch.zeros((0, 1))
 
 
@@ -99,10 +114,11 @@ def score(
 def evaluate(c: Squeezed, data: Any, task: Task, split: str = "val") -> np.ndarray:
     """Score ``c`` on ``split`` of ``data`` (a DataBundle), store it as ``c.result`` (val) and return the outputs."""
     x, y = data.tensors(split)
-    out = ensemble_outputs(c.nets, x, task)
+    out = ensemble_outputs(c.nets, x, task, weights=c.weights)
     if split == "val":
         xt, yt = data.tensors("train")
-        c.result = score(c.name, c.name, out, y, task, train=(ensemble_outputs(c.nets, xt, task), yt), run_id=c.run_id)
+        train = (ensemble_outputs(c.nets, xt, task, weights=c.weights), yt)
+        c.result = score(c.name, c.name, out, y, task, train=train, run_id=c.run_id)
     return out.numpy()
 
 

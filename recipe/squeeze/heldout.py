@@ -77,7 +77,7 @@ def previous_reads(experiment: str, fingerprint: str, current_run: str) -> list[
 def model_row(c: Squeezed, kind: str, data: Any, task: Task, n_boot: int, seed: int) -> TestRow:
     """A candidate's test row (scores of its ensembled outputs)."""
     x, y = data.tensors("test")
-    scores = task.scores(ensemble_outputs(c.nets, x, task), y).double().numpy()
+    scores = task.scores(ensemble_outputs(c.nets, x, task, weights=c.weights), y).double().numpy()
     return TestRow(
         f"{c.name}: {c.what}", kind, scores, bootstrap_ci(scores, n_resamples=n_boot, seed=seed), params=c.params
     )

@@ -90,7 +90,11 @@ def register(sc: Any, champion: Squeezed) -> Registered:
     import mlflow
 
     uri = f"models:/{sc.cfg.name}@{promotion.CHALLENGER}"
-    members = [Member(cfg.model.model_dump(mode="json"), f"member{i}.pt") for i, cfg in enumerate(champion.cfgs)]
+    weights = champion.weights or [1.0] * len(champion.cfgs)
+    members = [
+        Member(cfg.model.model_dump(mode="json"), f"member{i}.pt", weight=float(w))
+        for i, (cfg, w) in enumerate(zip(champion.cfgs, weights, strict=True))
+    ]
     spec = spec_for(sc.data, members, description=champion.what)
     try:
         example = raw_examples(sc.data, sc.cfg, ROUND_TRIP_N)
@@ -106,7 +110,7 @@ def register(sc: Any, champion: Squeezed) -> Registered:
     except Exception as e:  # the registry refused, or the model cannot be loaded: said, not raised
         return Registered(uri=uri, error=f"{type(e).__name__}: {str(e).splitlines()[0][:300]}")
     x, _ = sc.data.tensors("test")
-    trained = ensemble_outputs(champion.nets, x[:ROUND_TRIP_N], sc.task).numpy()
+    trained = ensemble_outputs(champion.nets, x[:ROUND_TRIP_N], sc.task, weights=champion.weights).numpy()
     diff = round_trip_diff(loaded, trained, spec, classifier=sc.task.classifier)
     return Registered(
         uri=uri,

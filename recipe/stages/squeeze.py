@@ -8,9 +8,11 @@ computation at test time look into distilling your ensemble into a network using
    then in this process: SWA and Polyak-averaged weights of one more run, a run ``longer`` times the budget with
    a cosine decay (best-validation weights kept), a snapshot ensemble from cosine warm restarts, and a student
    distilled from the ensemble (:mod:`recipe.squeeze.runs`; each its own nested MLflow run);
-2. scores every candidate on the validation split and chooses the champion there by ``stages.squeeze.rule``
-   (default: the ensemble unless another candidate beats its val metric beyond noise), among the candidates
-   within ``stages.squeeze.max_params`` (:func:`recipe.checks.squeeze.choose_champion`);
+2. scores every candidate on the validation split, adds one more, ``weighted``: the candidates blended by
+   ensemble selection on the val loss, started from the ensemble (:mod:`recipe.squeeze.weighted`, Caruana et al.
+   2004; ``stages.squeeze.ensemble_selection`` rounds, within ``max_params``), and chooses the champion there by
+   ``stages.squeeze.rule`` (default: that weighted ensemble), among the candidates within
+   ``stages.squeeze.max_params`` (:func:`recipe.checks.squeeze.choose_champion`);
 3. reads the test split once, for a fixed list: the champion, the best single network, the ensemble, the
    student, the dumb and linear baselines and a tuned classical baseline, each with a bootstrap interval, and
    records that it did (:mod:`recipe.squeeze.heldout`);
@@ -44,6 +46,7 @@ from recipe.fit import epochs_for
 from recipe.report import StageResult, Verdict
 from recipe.squeeze import heldout, publish, runs
 from recipe.squeeze.candidates import Squeezed, evaluate, latency_ms
+from recipe.squeeze.weighted import weighted_candidate
 from recipe.stages.base import StageContext, map_in_process
 from recipe.stages.ending import Figures, finish
 from recipe.tasks import task_for
@@ -95,8 +98,22 @@ class _Pick:
 def _choose(sc: runs.Context, cands: dict[str, Squeezed]) -> _Pick:
     """Score every candidate on the validation split and choose the champion there
     (:func:`recipe.checks.squeeze.choose_champion`, which raises ValueError when none is ok)."""
-    for c in cands.values():
-        evaluate(c, sc.data, sc.task)
+    outputs = {name: evaluate(c, sc.data, sc.task) for name, c in cands.items()}
+    if sc.s.ensemble_selection > 0:  # one more candidate: the others blended on the val loss
+        ok = [c for c in cands.values() if c.result.ok]
+        _, y_val = sc.data.tensors("val")
+        blend = weighted_candidate(
+            ok,
+            [outputs[c.name] for c in ok],
+            y_val.numpy(),
+            sc.task,
+            rounds=sc.s.ensemble_selection,
+            max_params=sc.s.max_params,
+            init={"ensemble": sc.s.ensemble_selection_init},
+        )
+        if blend is not None:
+            evaluate(blend, sc.data, sc.task)
+            cands[blend.name] = blend
     pairs = [(c.result, c.cost) for c in cands.values()]
     champ_r, best_r, decisions, reason = judge.choose_champion(
         pairs,
@@ -204,7 +221,7 @@ def _candidates(sc: runs.Context, members: list[Squeezed], notes: list[str]) -> 
 
 
 def _best_single(cands: dict[str, Squeezed], sc: runs.Context) -> Squeezed:
-    singles = [c for c in cands.values() if c.n_nets == 1 and c.result.ok]
+    singles = [c for c in cands.values() if c.n_nets == 1 and c.result.ok and c.weights is None]
     if sc.s.criterion == "loss":
         return min(singles, key=lambda c: c.result.val_loss)
     return max(singles, key=lambda c: sc.task.gain(c.result.val_metric, 0.0))

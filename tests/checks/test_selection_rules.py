@@ -134,7 +134,8 @@ def test_bad_rules_and_no_trained_candidate_are_errors_and_the_setting_lists_eve
 def test_choose_champion_follows_the_configured_rule_and_compares_every_candidate_with_the_best():
     pairs = _costs(_cand("ensemble"), _cand("longer", ahead=1, loss=0.05), _cand("student"))
     champ, best, decisions, reason = judge.choose_champion(pairs, task=CLASSIFICATION, criterion="loss", noise_z=1.5)
-    assert (champ.name, best.name) == ("ensemble", "longer") and reason.startswith("rule ensemble_first: ")
+    assert (champ.name, best.name) == ("ensemble", "longer")  # no weighted ensemble: ensemble_first's choice
+    assert reason.startswith("rule weighted: no weighted ensemble; the ensemble (the recipe's prior")
     assert set(decisions) == {"ensemble", "student"}
     champ, *_ = judge.choose_champion(pairs, task=CLASSIFICATION, criterion="loss", noise_z=1.5, max_params=1000)
     assert champ.name == "longer"
