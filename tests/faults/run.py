@@ -9,7 +9,9 @@ Modes (stage b):
   ``RECIPE_FAULT_INJECT=1``, every artifact write fails with ENOSPC (a fault-injecting artifact store).
 - ``prefect-down``: raises what Prefect's client raises when its server is gone (``httpx.ConnectError``).
 - ``prefect-stop``: the real Prefect flow on the server ``PREFECT_API_URL`` names; b waits for
-  ``FOLDER/server-stopped`` (the test stops that server) and then finishes.
+  ``FOLDER/server-stopped`` (the test stops that server) and then finishes. Prefect's events client sends to
+  that server without reconnecting (``reconnection_attempts=0``; Prefect's default, 10 tries with 1 s pauses
+  per queued event, kept the process alive ~20 s after its last line, draining events at exit).
 
 Except in ``prefect-stop``, the flow runs without Prefect (the pipeline directly), so only the fault under test
 can fail it.
@@ -75,6 +77,11 @@ def main(mode: str, folder: Path) -> None:
     pipeline.stage_names = lambda: list(mods)
     from flows import cli
 
+    if mode == "prefect-stop":  # the real server's events, without Prefect's reconnection pauses once it is gone
+        from prefect.events.clients import PrefectEventsClient
+        from prefect.events.worker import EventsWorker
+
+        EventsWorker.set_client_override(PrefectEventsClient, reconnection_attempts=0)
     if mode != "prefect-stop":  # without Prefect: only the fault under test can fail the run
         cli._run_flow = lambda cfg, stage, force, log, fresh=False: (
             pipeline.run_recipe(cfg, stage=stage, force=force, fresh=fresh).report

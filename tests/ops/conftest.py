@@ -261,7 +261,10 @@ def start_mlflow_server(store: str, artifacts: Path, port: int, log: Path, timeo
         "--workers",
         "1",
     ]
-    proc = Proc("mlflow", cmd, clean_env(), log)
+    # MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false: MLflow 3's server otherwise starts a job runner and seven huey
+    # consumers, eight more Python processes importing mlflow at every start (seconds of CPU each on 2 cores);
+    # the recipe submits no server jobs
+    proc = Proc("mlflow", cmd, clean_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"), log)
     try:
         proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), timeout, "healthy /health")
     except BaseException:

@@ -61,7 +61,9 @@ def worker(deployed, ops_tmp, _mlflow_template):
     try:
         yield proc, uri
     finally:
-        proc.stop()
+        # 5 s of grace, not 20: SIGTERM makes a Prefect worker wait for its flow-run processes, and a refused run's
+        # process can still be exiting (teardowns of 22 s measured); nothing is asserted about the worker's exit
+        proc.stop(timeout=5)
 
 
 def test_the_deployment_carries_the_files_schedule_parameters_and_pool(deployed):
