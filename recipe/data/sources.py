@@ -35,8 +35,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from recipe.tasks import CLASSIFICATION, TASKS, task_for
-
 from .decoding import (
     DEFAULT_MAX_PIXELS,
     PIXELS_IN_FLIGHT,
@@ -353,6 +351,8 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
     Raises DataError when ``data.task`` is regression (class folders carry no numeric target), when no file
     has an image extension, when a link leaves the root or loops, or when a file's header declares more than
     ``data.max_image_pixels`` pixels (a decompression bomb: every such file is named)."""
+    from recipe.tasks import CLASSIFICATION, TASKS  # torch: not needed to decode a file (flows predict)
+
     if not TASKS.get(cfg.task, CLASSIFICATION).classifier:  # data.task "auto" means classification here
         raise DataError(
             f"data.task=regression needs a numeric target, but {source} data is labelled by class folders; "
@@ -691,6 +691,8 @@ def csv_source(cfg: DataConfig) -> SourceData:
     notes = [f"task: {task}, because {why_task}"]
     variants: dict[str, dict[str, int]] = {}
     merged: dict[str, str] = {}
+    from recipe.tasks import task_for
+
     if task_for(task).classifier:
         labels = y.map(_label_string)
         labels, variants, merged = _similar_targets(path, target, labels, cfg.merge_similar_labels)
