@@ -495,13 +495,16 @@ INTERRUPT_CRASHES = ("aborted by an interrupt signal", "aborted by a termination
 
 
 def _not_interrupt_crash(record) -> bool:
-    """False for Prefect's "Crash detected! Execution was aborted by an interrupt (termination) signal." records:
-    the task run and the flow run each log one on a Ctrl-C, and the CLI then reports the interrupt itself (what was
-    kept, how to resume), so the terminal said it three times. The log file keeps them."""
+    """False for Prefect's records of a crash by Ctrl-C or SIGTERM: "Crash detected! Execution was aborted by an
+    interrupt (termination) signal." and "Finished in state Crashed('Execution was aborted by an interrupt
+    signal.')", which the task run and the flow run each log. The CLI reports the interrupt itself (what was kept,
+    how to resume), and a new user read Prefect's "Crashed" line first, as if the run had crashed. The log file
+    keeps them; a crash for any other reason still shows."""
     if not record.name.startswith("prefect"):
         return True
     text = record.getMessage()
-    return not (text.startswith("Crash detected!") and any(m in text for m in INTERRUPT_CRASHES))
+    crashed = text.startswith("Crash detected!") or "Crashed(" in text
+    return not (crashed and any(m in text for m in INTERRUPT_CRASHES))
 
 
 def _without_traceback(fmt):
