@@ -495,13 +495,16 @@ INTERRUPT_CRASHES = ("aborted by an interrupt signal", "aborted by a termination
 
 
 def _not_interrupt_crash(record) -> bool:
-    """False for Prefect's "Crash detected! Execution was aborted by an interrupt (termination) signal." records:
-    the task run and the flow run each log one on a Ctrl-C, and the CLI then reports the interrupt itself (what was
-    kept, how to resume), so the terminal said it three times. The log file keeps them."""
+    """False for Prefect's records of a crash by Ctrl-C or SIGTERM: "Crash detected! Execution was aborted by an
+    interrupt (termination) signal." and "Finished in state Crashed('Execution was aborted by an interrupt
+    signal.')", which the task run and the flow run each log. The CLI reports the interrupt itself (what was kept,
+    how to resume), and a new user read Prefect's "Crashed" line first, as if the run had crashed. The log file
+    keeps them; a crash for any other reason still shows."""
     if not record.name.startswith("prefect"):
         return True
     text = record.getMessage()
-    return not (text.startswith("Crash detected!") and any(m in text for m in INTERRUPT_CRASHES))
+    crashed = text.startswith("Crash detected!") or "Crashed(" in text
+    return not (crashed and any(m in text for m in INTERRUPT_CRASHES))
 
 
 def _without_traceback(fmt):
@@ -1039,14 +1042,21 @@ def predict(
     The model is loaded once for every file given, as data: a champion registered by a squeeze run of this project,
     rebuilt from its spec and weights by the local package; --trust-model-code runs the model's own code instead.
     Warns (with counts) on images unlike the training images (size, colour, polarity, pixel statistics). No Prefect
-    server is started. The tracking store: MLFLOW_TRACKING_URI, else mlruns/mlflow.db in the current folder or one
-    above it, else this checkout's; none is ever created. Exit 2: bad input (no such model, unreadable files
+    server is started. Files that are not images (by extension) are skipped and counted, as training skips them;
+    the inputs are read before the model or the store. The tracking store: MLFLOW_TRACKING_URI, else
+    mlruns/mlflow.db in the current folder or one above it, else this checkout's; none is ever created. Exit 2: bad input (no such model, unreadable files
     without --skip-unreadable), 3: the store cannot be read."""
-    _use_store(read_only=True)
-    from flows.predict import PredictError, predict_path
+    from flows.predict import PredictError, not_images_note, predict_inputs, read_inputs
 
+    try:  # the inputs first: a missing path or an unreadable image is said before torch, MLflow or the store
+        inputs = read_inputs(list(path), skip_unreadable=skip_unreadable)
+    except PredictError as e:
+        _fail(str(e), code=e.code)
+    if inputs.not_images:
+        typer.echo(not_images_note(inputs.not_images), err=True)
+    _use_store(read_only=True)
     try:
-        done = predict_path(model, list(path), out, trust_code=trust_model_code, skip_unreadable=skip_unreadable)
+        done = predict_inputs(model, inputs, out, trust_code=trust_model_code)
     except PredictError as e:
         _fail(str(e), code=e.code)
     for f, why in done.skipped:
@@ -1058,6 +1068,7 @@ def predict(
     counts = result[label].value_counts().head(5).to_dict() if label == "label" else {}
     summary = ", ".join(f"{k}: {v}" for k, v in counts.items())
     skipped = f"; {len(done.skipped)} unreadable file(s) skipped" if done.skipped else ""
+    skipped += f"; {len(done.not_images)} file(s) that are not images skipped" if done.not_images else ""
     typer.echo(
         f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else "") + skipped
     )

@@ -15,6 +15,7 @@ pool processes or on Dask are counted when their stage ends.
 
 from __future__ import annotations
 
+import io
 import sys
 import time
 from collections.abc import Iterator
@@ -123,38 +124,160 @@ class LiveView:
     def _refresh(self) -> None:
         if self._progress is None or self._task is None:
             return
-        what = f"stage {self.index} of {self.total}: {self.stage}" if self.stage else "between stages"
-        self._progress.update(self._task, description=f"{what} | {self.runs_text()} | {self.times_text()}")
+        self._progress.update(self._task, description=self.describe())
+
+    def forms(self) -> list[str]:
+        """The progress line's text, longest first: every clock named, then shorter labels, then fewer parts,
+        down to the stage alone (``[3/6] overfit``)."""
+        now = time.perf_counter()
+        eta = self.eta()
+        if self.stage:
+            where, short = (
+                f"stage {self.index} of {self.total}: {self.stage}",
+                f"[{self.index}/{self.total}] {self.stage}",
+            )
+        else:
+            where = short = "between stages"
+        runs = f"{min(self.done, self.runs)}/{self.runs} runs" if self.runs else f"{self.done} runs"
+        clocks = (
+            f"stage {_clock(now - self.stage_start)}, " if self.stage else ""
+        ) + f"recipe {_clock(now - self.start)}"
+        left = f"~{_clock(eta)} left" if eta is not None else f"recipe {_clock(now - self.start)}"
+        return [
+            f"{where} | {self.runs_text()} | {self.times_text()}",
+            f"{short} | {runs} | {clocks}" + (f", ~{_clock(eta)} left" if eta is not None else ""),
+            f"{short} | {runs} | {left}",
+            f"{short} | {runs}",
+            short,
+        ]
+
+    def describe(self, width: int | None = None) -> str:
+        """The longest of :meth:`forms` that fits ``width`` columns (None: the longest), cut at a word boundary
+        only when even the shortest does not fit: a terminal narrower than the text gets a shorter line, never
+        one cut mid-word or wrapped under itself."""
+        forms = self.forms()
+        if width is None:
+            return forms[0]
+        for text in forms:
+            if len(text) <= width:
+                return text
+        cut = forms[-1][: max(width, 1)]
+        return cut.rsplit(" ", 1)[0] if " " in cut and len(forms[-1]) > width else cut
 
     # --- on and off ---
 
     @contextmanager
     def shown(self) -> Iterator[LiveView]:
-        """Listen to the pipeline (and, on a terminal, show the progress line) inside the block."""
+        """Listen to the pipeline (and, on a terminal, show the progress line) inside the block. On a terminal the
+        line fits its width (:meth:`describe`, read again at every refresh), and the log handlers that write to the
+        same stream (Prefect's console handler, plain stream handlers) print through the live display, above the
+        line, instead of over it."""
         from recipe import pipeline
         from recipe.train.callbacks import progress as fit_bar
 
         owner = fit_bar.TERMINAL_OWNER
+        restore: list[Any] = []
         if not self.plain:
             fit_bar.TERMINAL_OWNER = "flows live view"  # the per-fit bars would overwrite this display
             from rich.console import Console
-            from rich.progress import Progress, SpinnerColumn, TextColumn
+            from rich.progress import Progress, SpinnerColumn
 
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=Console(file=self.stream), transient=True
+                SpinnerColumn(), _LineColumn(self), console=Console(file=self.stream), transient=True
             )
             self._task = self._progress.add_task("starting", total=None)
             self._progress.start()
+            restore = _log_through(self._progress.console, self.stream)
         pipeline.LISTENERS.append(self)
         try:
             yield self
         finally:
             if self in pipeline.LISTENERS:
                 pipeline.LISTENERS.remove(self)
+            for undo in reversed(restore):
+                undo()
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
             fit_bar.TERMINAL_OWNER = owner
+
+
+def _LineColumn(view: LiveView):
+    """A rich progress column that renders ``view``'s line to fit the console's width at each refresh (the
+    spinner column and the padding take 2 columns)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class LineColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            console = view._progress.console if view._progress is not None else None
+            width = console.width - 2 if console is not None else None
+            return Text(view.describe(width), no_wrap=True, overflow="crop")
+
+    return LineColumn()
+
+
+def _same_stream(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return a.fileno() == b.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class _Forward(io.TextIOBase):
+    """Writes to ``target`` (a :class:`rich.file_proxy.FileProxy`) as a terminal: a rich console keeps its colours
+    and prints through the live display."""
+
+    def __init__(self, target: Any) -> None:
+        super().__init__()
+        self._target = target
+
+    def write(self, text: str) -> int:
+        self._target.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._target.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._target.fileno()
+
+
+def _log_through(console: Any, stream: IO[str]) -> list[Any]:
+    """Point every logging stream handler that writes to ``stream`` (Prefect's ``PrefectConsoleHandler`` keeps a
+    rich console of its own on it) at a :class:`rich.file_proxy.FileProxy` of ``console``, so that its lines go
+    above the live display instead of over it. Returns the functions that undo it."""
+    import logging
+
+    from rich.console import Console
+    from rich.file_proxy import FileProxy
+
+    proxy = FileProxy(console, stream)
+    undo: list[Any] = []
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    seen: set[int] = set()
+    for logger in loggers:
+        for h in logger.handlers:
+            if id(h) in seen or isinstance(h, logging.FileHandler) or not isinstance(h, logging.StreamHandler):
+                continue
+            seen.add(id(h))
+            if not _same_stream(h.stream, stream):
+                continue
+            old_stream = h.setStream(proxy)
+            undo.append(lambda h=h, old=old_stream: h.setStream(old))
+            own = getattr(h, "console", None)
+            if isinstance(own, Console):  # Prefect's handler prints through its own console, not h.stream
+                old_file = own.file
+                own.file = _Forward(proxy)  # not the proxy itself: a console unwraps a FileProxy it is given
+                undo.append(lambda own=own, old=old_file: setattr(own, "file", old))
+    return undo
 
 
 __all__ = ["LiveView"]

@@ -32,17 +32,26 @@ class PredictError(Exception):
 
 def gather_images(root: Path) -> list[Path]:
     """Every image file under ``root`` (recursively, hidden files skipped), sorted; ``root`` may be one file."""
+    return _walk(root)[0]
+
+
+def _walk(root: Path) -> tuple[list[Path], list[Path]]:
+    """(image files, other files) under ``root`` (recursively, hidden entries skipped as the training loader's
+    walk skips them, :func:`recipe.data.folders.hidden`), each sorted; ``root`` may be one file, which goes to
+    the first list when its extension is an image's (:data:`IMAGE_EXTENSIONS`, the loader's), else the second."""
     if root.is_file():
-        return [root]
-    files = []
+        return ([root], []) if root.suffix.lower() in IMAGE_EXTENSIONS else ([], [root])
+    images, others = [], []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        files += [
-            Path(dirpath) / f
-            for f in sorted(filenames)
-            if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_EXTENSIONS
-        ]
-    return files
+        dirnames[:] = sorted(d for d in dirnames if not _hidden(d))
+        for f in sorted(filenames):
+            if not _hidden(f):
+                (images if Path(f).suffix.lower() in IMAGE_EXTENSIONS else others).append(Path(dirpath) / f)
+    return images, others
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name == "__MACOSX"  # recipe.data.folders.hidden, without importing the package
 
 
 CHUNK = 256  # inputs decoded and predicted at a time
@@ -311,16 +320,47 @@ def input_warnings(spec, scan: InputScan) -> list[str]:
 
 @dataclass
 class Prediction:
-    """What :func:`predict_path` did: the predictions, the files skipped as unreadable (with the reason) and the
-    warnings on inputs unlike the training data."""
+    """What :func:`predict_path` did: the predictions, the files skipped as unreadable (with the reason), the
+    files skipped for an extension that is not an image's, and the warnings on inputs unlike the training data."""
 
     frame: object
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    not_images: list[Path] = field(default_factory=list)
 
 
-def _gather(paths: list[Path]) -> tuple[list[Path], bool]:
-    """The image files of ``paths`` (folders searched recursively), or one CSV; (files, is_csv)."""
+@dataclass
+class Inputs:
+    """The inputs of one predict run, read and checked before the model is loaded (:func:`read_inputs`):
+    ``paths`` as given; for images the decoded ``scan`` and ``not_images`` (files skipped for their extension);
+    for a CSV its rows in ``frame``; ``skipped`` the unreadable files left out by ``--skip-unreadable``."""
+
+    paths: list[Path]
+    is_csv: bool
+    files: list[Path]
+    frame: object = None
+    scan: InputScan | None = None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    not_images: list[Path] = field(default_factory=list)
+
+
+def _shown(files: list[Path], cap: int = 5) -> str:
+    more = f", ... ({len(files)} in all)" if len(files) > cap else ""
+    return ", ".join(map(str, files[:cap])) + more
+
+
+def not_images_note(files: list[Path]) -> str:
+    """``skipped 2 file(s) that are not images (extensions ...): a/notes.txt, b.csv``; "" for none."""
+    if not files:
+        return ""
+    return f"skipped {len(files)} file(s) that are not images (not {', '.join(sorted(IMAGE_EXTENSIONS))}): " + _shown(
+        files
+    )
+
+
+def _gather(paths: list[Path]) -> tuple[list[Path], bool, list[Path]]:
+    """The image files of ``paths`` (folders searched recursively), or one CSV: (files, is_csv, the files left
+    out because their extension is not an image's, as the training loader leaves them out)."""
     for p in paths:
         if not p.exists():
             raise PredictError(f"{p} does not exist; pass a folder of images, image files or one .csv file")
@@ -328,75 +368,87 @@ def _gather(paths: list[Path]) -> tuple[list[Path], bool]:
     if csvs:
         if len(paths) > 1:
             raise PredictError("give one .csv file, or images and folders of images, not both")
-        return csvs, True
-    files = [f for p in paths for f in gather_images(p)]
+        return csvs, True, []
+    files, others = [], []
+    for p in paths:
+        images, rest = _walk(p)
+        files += images
+        others += rest
     if not files:
         shown = ", ".join(map(str, paths))
-        raise PredictError(f"no image files under {shown} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return files, False
+        found = f"; found only {len(others)} other file(s): {_shown(others)}" if others else ""
+        raise PredictError(f"no image files under {shown} (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))}){found}")
+    return files, False, others
 
 
-def predict_path(
-    uri: str,
-    path: Path | list[Path],
-    out: Path,
-    trust_code: bool = False,
-    chunk: int = CHUNK,
-    skip_unreadable: bool = False,
-) -> Prediction:
-    """Predict every image under ``path`` (folders, images; one model load for all) or every row of ``path`` (a
-    .csv) with the model at ``uri`` (loaded data-only unless ``trust_code``), ``chunk`` inputs at a time; write
-    ``out`` (CSV: ``path`` or ``row``, then ``label`` and ``prob_<class>`` columns, or ``prediction``).
+def read_inputs(paths: list[Path], skip_unreadable: bool = False) -> Inputs:
+    """Gather and read the inputs, before any model, store or torch import: a missing path, a folder with no
+    images, a CSV that cannot be parsed and an image that cannot be decoded are found here, in about a second.
 
-    Images are decoded once before the model is loaded: an unreadable file stops the run (PredictError, exit 2,
-    naming the files and ``--skip-unreadable``) unless ``skip_unreadable``, which leaves them out and lists them
-    in :attr:`Prediction.skipped`. Inputs unlike the training data give :func:`input_warnings`.
+    Files whose extension is not an image's are left out (:attr:`Inputs.not_images`), as the training loader
+    leaves them out. Every image is decoded once (:func:`scan_images`): an unreadable one stops the run
+    (PredictError, exit 2, naming the files, and ``--skip-unreadable`` when there are others to predict) unless
+    ``skip_unreadable``, which leaves them out and lists them in :attr:`Inputs.skipped`.
 
     Raises :class:`PredictError`."""
-    import pandas as pd
-
-    from recipe.champion import PredictInputError
-
-    paths = path if isinstance(path, list) else [path]
-    files, is_csv = _gather(paths)
-    skipped: list[tuple[Path, str]] = []
-    scan = None
+    files, is_csv, others = _gather(paths)
     if is_csv:
+        import pandas as pd
+
         try:
             frame = pd.read_csv(files[0], dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
             raise PredictError(f"{files[0]} cannot be read as a CSV ({e})") from None
         if not len(frame):
             raise PredictError(f"{files[0]} has no rows to predict")
-        inputs, keys = frame, pd.Series(range(len(frame)), name="row")
+        return Inputs(paths, True, files, frame=frame)
+    scan = scan_images(files)
+    if scan.unreadable and not (skip_unreadable and scan.readable):
+        listed = "\n".join(f"  - {f}: {why}" for f, why in scan.unreadable[:20])
+        more = f"\n  ... and {len(scan.unreadable) - 20} more" if len(scan.unreadable) > 20 else ""
+        if scan.readable:
+            head = f"{len(scan.unreadable)} of {len(files)} file(s) cannot be read as images"
+            fix = "fix or remove them, or pass --skip-unreadable to predict the others and list these"
+        elif len(files) == 1:
+            head, fix = "the file cannot be read as an image", "fix it, or pass an image that decodes"
+        else:
+            head = f"none of the {len(files)} file(s) can be read as an image"
+            fix = "fix them, or pass images that decode"
+        note = f"\n({not_images_note(others)})" if others else ""
+        raise PredictError(f"{head}:\n{listed}{more}\n{fix}{note}")
+    return Inputs(paths, False, files, scan=scan, skipped=scan.unreadable, not_images=others)
+
+
+def predict_inputs(uri: str, inputs: Inputs, out: Path, trust_code: bool = False, chunk: int = CHUNK) -> Prediction:
+    """Predict ``inputs`` (:func:`read_inputs`) with the model at ``uri`` (loaded data-only unless ``trust_code``),
+    ``chunk`` inputs at a time; write ``out`` (CSV: ``path`` or ``row``, then ``label`` and ``prob_<class>``
+    columns, or ``prediction``). Inputs unlike the training data give :func:`input_warnings`.
+
+    Raises :class:`PredictError`."""
+    import pandas as pd
+
+    from recipe.champion import PredictInputError
+
+    if inputs.is_csv:
+        frame = inputs.frame
+        rows, keys = frame, pd.Series(range(len(frame)), name="row")
     else:
-        scan = scan_images(files)
-        if scan.unreadable and not skip_unreadable:
-            listed = "\n".join(f"  - {f}: {why}" for f, why in scan.unreadable[:20])
-            more = f"\n  ... and {len(scan.unreadable) - 20} more" if len(scan.unreadable) > 20 else ""
-            raise PredictError(
-                f"{len(scan.unreadable)} of {len(files)} file(s) cannot be read as images:\n{listed}{more}\n"
-                "fix or remove them, or pass --skip-unreadable to predict the others and list these"
-            )
-        skipped = scan.unreadable
-        if not scan.readable:
-            raise PredictError(f"none of the {len(files)} file(s) can be read as an image")
-        inputs = pd.DataFrame({"path": [str(f) for f in scan.readable]})
-        keys = inputs["path"]
+        rows = pd.DataFrame({"path": [str(f) for f in inputs.scan.readable]})
+        keys = rows["path"]
     model = load_model(uri, trust_code=trust_code)
     wanted = _input_names(model)
-    lacking = [c for c in wanted if c not in inputs.columns]
+    lacking = [c for c in wanted if c not in rows.columns]
     if lacking:
-        what = "a CSV of rows" if is_csv else "image files"
+        what = "a CSV of rows" if inputs.is_csv else "image files"
         raise PredictError(
             f"{uri} takes inputs with the column(s) {', '.join(map(repr, wanted))}, but {what} from "
-            f"{', '.join(map(str, paths))} give(s) {', '.join(map(repr, inputs.columns))}; missing: "
+            f"{', '.join(map(str, inputs.paths))} give(s) {', '.join(map(repr, rows.columns))}; missing: "
             f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
             "a CSV with the training features)"
         )
-    warnings = input_warnings(getattr(model, "spec", None), scan) if scan is not None else []
+    warnings = input_warnings(getattr(model, "spec", None), inputs.scan) if inputs.scan is not None else []
     try:  # in chunks: decoded images of a whole folder at once would be N x C x H x W floats in memory
-        parts = [model.predict(inputs.iloc[i : i + chunk].reset_index(drop=True)) for i in range(0, len(inputs), chunk)]
+        parts = [model.predict(rows.iloc[i : i + chunk].reset_index(drop=True)) for i in range(0, len(rows), chunk)]
         preds = pd.concat(parts, ignore_index=True)
     except PredictInputError as e:
         raise PredictError(str(e)) from None
@@ -410,4 +462,18 @@ def predict_path(
     result = pd.concat([keys.reset_index(drop=True), preds.reset_index(drop=True)], axis=1)
     out.parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(out, index=False)
-    return Prediction(result, skipped, warnings)
+    return Prediction(result, inputs.skipped, warnings, inputs.not_images)
+
+
+def predict_path(
+    uri: str,
+    path: Path | list[Path],
+    out: Path,
+    trust_code: bool = False,
+    chunk: int = CHUNK,
+    skip_unreadable: bool = False,
+) -> Prediction:
+    """Predict every image under ``path`` (folders, images; one model load for all) or every row of ``path`` (a
+    .csv): :func:`read_inputs`, then :func:`predict_inputs`. Raises :class:`PredictError`."""
+    inputs = read_inputs(path if isinstance(path, list) else [path], skip_unreadable)
+    return predict_inputs(uri, inputs, out, trust_code=trust_code, chunk=chunk)

@@ -200,6 +200,12 @@ class DataConfig(_Section):
     )
     download: bool = Field(False, description="torchvision only; nothing is downloaded unless asked")
     target: str | None = Field(None, description="csv: target column")
+    drop_columns: list[str] = Field(
+        default_factory=list,
+        description="csv: columns left out of the inputs, e.g. [rownames] (a row index or identifier: no signal, "
+        "and a leak when the rows are sorted by the target; inspect's identifier_columns names them); each must be "
+        "a column of the CSV other than the target",
+    )
     task: Literal["auto", "classification", "regression"] = Field(
         "auto", description="auto: classification, or regression for a csv with a numeric target of many values"
     )
@@ -288,6 +294,11 @@ class DataConfig(_Section):
             raise ValueError(
                 "data.source=csv needs data.root=PATH/TO/FILE.csv and data.target=COLUMN "
                 "(or data.name=wine|breast_cancer|diabetes for a table that ships with scikit-learn)"
+            )
+        if self.drop_columns and self.source != "csv":
+            raise ValueError(
+                f"data.drop_columns={self.drop_columns} is for tables (data.source=csv); "
+                f"data.source={self.source} has no columns"
             )
         if self.source == "imagefolder" and self.root is None:
             raise ValueError("data.source=imagefolder needs data.root=PATH/TO/FOLDER with one sub-folder per class")

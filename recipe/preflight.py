@@ -76,7 +76,7 @@ def check_data(cfg: RecipeConfig) -> None:
             raise PreflightError(f"data.root {root} does not exist: data.source=csv needs a .csv file; {fix}")
         if not root.is_file():
             raise PreflightError(f"data.root {root} is a folder, not a file: data.source=csv needs a .csv file; {fix}")
-        _check_csv_header(root, d.target)
+        _check_csv_header(root, d.target, d.drop_columns)
     elif d.source == "torchvision":
         if root.exists() and not root.is_dir():
             raise PreflightError(
@@ -137,9 +137,10 @@ def _listed(names: list[str], cap: int = 5) -> str:
     return ", ".join(names[:cap]) + more
 
 
-def _check_csv_header(path: Path, target: str | None) -> None:
-    """The CSV's header (read alone, with pandas as the loader reads it) names ``data.target``: an unset target or a
-    column that is not there (a typo; the closest column is suggested) is refused, as is a file that is no CSV."""
+def _check_csv_header(path: Path, target: str | None, drop: list[str] | None = None) -> None:
+    """The CSV's header (read alone, with pandas as the loader reads it) names ``data.target`` and every column of
+    ``data.drop_columns`` (``drop``): an unset target, a column that is not there (a typo; the closest column is
+    suggested) or a dropped target is refused, as is a file that is no CSV."""
     import difflib
 
     import pandas as pd
@@ -159,6 +160,11 @@ def _check_csv_header(path: Path, target: str | None) -> None:
         close = difflib.get_close_matches(target, columns, n=1)
         hint = f"; did you mean {close[0]!r} (--set data.target={close[0]})?" if close else ""
         raise PreflightError(f"{path}: target column {target!r} not found{hint} (columns: {_listed(columns, 20)})")
+    from recipe.data.errors import drop_columns_problem  # light: recipe.data imports its submodules lazily
+
+    problem = drop_columns_problem(path, list(drop or []), columns, target)
+    if problem:
+        raise PreflightError(problem)
 
 
 def check_names(cfg: RecipeConfig) -> None:

@@ -20,6 +20,7 @@ Classification: (balanced accuracy - 1/K) / (1 - 1/K); regression: R² (out-of-s
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -58,11 +59,11 @@ ADVICE = {
         "or recorded after it; if it is a genuine, available-at-prediction-time input, this is fine"
     ),
     "identifier_columns.fail": (
-        "drop the identifier column from the CSV: it predicts the target only because the rows were numbered in "
+        "leave the identifier column out of the inputs: it predicts the target only because the rows were numbered in "
         "target order (a row-order leak), which new data will not follow"
     ),
     "identifier_columns.warn": (
-        "drop the identifier column from the CSV: a row number carries no signal, and a model can memorise rows by "
+        "leave the identifier column out of the inputs: a row number carries no signal, and a model can memorise rows by "
         "it (a time or a measurement that only happens to be unique and ordered is fine to keep)"
     ),
     "near_duplicates_across_splits": (
@@ -142,40 +143,68 @@ def _table(m: Manifest, ev: Evidence, seed: int = 0) -> tuple[pd.DataFrame, np.n
     return m.features.iloc[pos], y, pos
 
 
-def identifier_like(col: pd.Series, positions: np.ndarray) -> str:
+# Column names that say "identifier": id, idx, index, row, rownames (R's exported row names), row_id, row number,
+# "Unnamed: 0" (pandas' name for an unnamed index column written by to_csv), anything ending in _id / -id / " id",
+# and camel case customerId / CustomerID.
+ID_NAME = re.compile(r"^(id|idx|index|row|rownames|row[ _.]?(id|num|number|no|index)|unnamed: ?\d+|.+[ _.-]id)$", re.I)
+CAMEL_ID = re.compile(r"[a-z0-9]I[Dd]$")
+
+
+def id_named(name: str) -> bool:
+    """The column's name says it identifies rows (:data:`ID_NAME`, :data:`CAMEL_ID`)."""
+    return bool(ID_NAME.match(name.strip()) or CAMEL_ID.search(name.strip()))
+
+
+def identifier_like(col: pd.Series, positions: np.ndarray, name: str | None = None) -> str:
     """Why ``col`` (one value per row, rows in file order at ``positions``) looks like a row identifier:
-    ``"unique consecutive integers"``, ``"unique, increasing with row order"`` (or both, or decreasing);
-    ``""`` when it does not (a repeated or missing value, or neither property)."""
+    ``"unique consecutive integers"``, ``"unique, increasing with row order"`` (or both, or decreasing), or, for
+    a column whose ``name`` says so (:func:`id_named`), ``"a unique integer per row, named like an identifier"``;
+    ``""`` when it does not (a repeated or missing value, or none of these)."""
     v = col.to_numpy(np.float64)
     if len(v) < 3 or not np.isfinite(v).all() or len(np.unique(v)) < len(v):
         return ""
     why = []
     s = np.sort(v)
-    if np.all(v == np.round(v)) and np.all(np.diff(s) == s[1] - s[0]):
+    integers = bool(np.all(v == np.round(v)))
+    if integers and np.all(np.diff(s) == s[1] - s[0]):
         why.append(
             f"unique consecutive integers {s[0]:g}..{s[-1]:g}" + (f" step {s[1] - s[0]:g}" if s[1] - s[0] != 1 else "")
         )
     d = np.diff(v[np.argsort(positions, kind="stable")])
     if np.all(d > 0) or np.all(d < 0):
         why.append(f"{'increasing' if d[0] > 0 else 'decreasing'} with row order")
+    if not why and integers and name is not None and id_named(name):
+        why.append("a unique integer per row, named like an identifier")
     return ", ".join(why) if why else ""
+
+
+def drop_setting(columns: list[str], already: list[str] | tuple[str, ...] = ()) -> str:
+    """The setting that leaves ``columns`` out of the inputs, with what ``data.drop_columns`` already holds:
+    ``--set data.drop_columns=[rownames,id]``."""
+    names = list(dict.fromkeys([*already, *columns]))
+    return f"--set data.drop_columns=[{','.join(names)}]"
 
 
 def _classifier(ev: Evidence) -> bool:
     return ev.pred_probs is not None or ev.labels.dtype.kind in "iu"
 
 
-def identifier_columns(m: Manifest, ev: Evidence, cap: int = 10, seed: int = 0) -> Finding:
-    """Identifier-like columns (:func:`identifier_like`), each with its skill alone (:func:`cv_skill`): FAIL when
-    one predicts the target (skill ≥ ``ID_PREDICTS``: the rows were numbered in target order, a row-order
-    leak), WARN otherwise (a row number is no signal). The observed text also says when the row position
-    alone predicts the target (a non-IID order; harmless under the recipe's random split unless a column
-    carries it). Items: column, why, skill_alone. Raises ValueError without a feature table."""
+def identifier_columns(
+    m: Manifest, ev: Evidence, cap: int = 10, seed: int = 0, already: list[str] | tuple[str, ...] = ()
+) -> Finding:
+    """Identifier-like columns (:func:`identifier_like`, judged on every row of the table in file order), each
+    with its skill alone (:func:`cv_skill`): FAIL when one predicts the target (skill ≥ ``ID_PREDICTS``: the rows
+    were numbered in target order, a row-order leak), WARN otherwise (a row number is no signal, and a model can
+    memorise rows by it). The advice names the setting that leaves them out (``data.drop_columns``, with what it
+    already holds: ``already``). The observed text also says when the row position alone predicts the target (a
+    non-IID order; harmless under the recipe's random split unless a column carries it). Items: column, why,
+    skill_alone. Raises ValueError without a feature table."""
     f, y, pos = _table(m, ev, seed)
+    whole = m.features
     classifier = _classifier(ev)
     found = []
     for c in f.columns:
-        why = identifier_like(f[c], pos)
+        why = identifier_like(whole[c], np.arange(len(whole)), str(c))
         if why:
             found.append({"column": c, "why": why, "skill_alone": cv_skill(f[[c]].to_numpy(np.float64), y, classifier)})
     order = cv_skill(pos[:, None].astype(np.float64), y, classifier)
@@ -195,13 +224,16 @@ def identifier_columns(m: Manifest, ev: Evidence, cap: int = 10, seed: int = 0) 
             "harmless under the recipe's random split unless a column carries the order"
         )
     verdict = FAIL if leaking else WARN if found else PASS
+    advice = ADVICE["identifier_columns.fail" if leaking else "identifier_columns.warn"]
+    if found:
+        advice += f"; leave it out with {drop_setting([str(i['column']) for i in found], already)}"
     return CheckBuilder(
         "identifier_columns", "no feature column is a row identifier (unique, consecutive or monotone in row order)"
     )(
         verdict,
         observed,
         f"no identifier-like column; one that predicts the target (skill ≥ {ID_PREDICTS}) fails",
-        ADVICE["identifier_columns.fail" if leaking else "identifier_columns.warn"],
+        advice,
         items=found,
         metrics={"data/n_identifier_columns": len(found), "data/row_order_skill": order},
     )
@@ -215,7 +247,8 @@ def single_column_leak(m: Manifest, ev: Evidence, cap: int = 10, seed: int = 0) 
     skill_alone, skill_rest (ranked, the top five). Raises ValueError without a feature table."""
     f, y, pos = _table(m, ev, seed)
     classifier = _classifier(ev)
-    cols = [c for c in f.columns if not identifier_like(f[c], pos)]
+    whole = m.features
+    cols = [c for c in f.columns if not identifier_like(whole[c], np.arange(len(whole)), str(c))]
     if not cols:
         return CheckBuilder("single_column_leak", "no single column predicts the target far beyond the others")(
             PASS, "no feature column besides identifiers", "-"
@@ -303,7 +336,10 @@ def leakage_checks(m: Manifest, cfg: RecipeConfig, ev: Evidence | None) -> list[
         return []
     cap = cfg.stages.inspect.max_listed
     if m.features is not None:
-        return [single_column_leak(m, ev, cap, cfg.seed), identifier_columns(m, ev, cap, cfg.seed)]
+        return [
+            single_column_leak(m, ev, cap, cfg.seed),
+            identifier_columns(m, ev, cap, cfg.seed, cfg.data.drop_columns),
+        ]
     if m.image_mode is not None:
         return [near_duplicates_across_splits(ev, cap)]
     return []

@@ -121,6 +121,15 @@ def source_columns(m: Manifest) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
+def _types_advice(bad: dict[str, str], dropped: dict[str, str]) -> str:
+    """The advice of :func:`feature_types`, naming the setting that leaves the listed columns out on purpose."""
+    if not (bad or dropped):
+        return ""
+    cols = [*bad, *dropped]
+    setting = f"--set data.drop_columns=[{','.join(cols)}]"
+    return f"{ADVICE['feature_types' if bad else 'feature_types.dropped']}; to leave them out on purpose: {setting}"
+
+
 def feature_types(m: Manifest, cap: int = 10) -> Finding:
     """How each CSV column became the network's inputs: numbers as they are, text one-hot encoded (rare levels
     pooled in ``<other>``, missing cells in ``<missing>``). WARN naming the columns left out (no value at all,
@@ -154,7 +163,7 @@ def feature_types(m: Manifest, cap: int = 10) -> Finding:
         "; ".join(parts),
         "every column encoded, none left out",
         FAIL if bad else WARN if dropped else PASS,
-        ADVICE["feature_types" if bad else "feature_types.dropped"] if bad or dropped else "",
+        _types_advice(bad, dropped),
         [{"column": c, "reason": why} for c, why in {**dropped, **bad}.items()],
         {"data/n_features": len(cols), "data/n_bad_columns": len(bad), "data/n_dropped_columns": len(dropped)},
     )

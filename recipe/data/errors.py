@@ -29,3 +29,24 @@ def inline(items: Iterable[object], cap: int = MAX_LISTED) -> str:
     items = [str(i) for i in items]
     more = f", ... and {len(items) - cap} more" if len(items) > cap else ""
     return ", ".join(items[:cap]) + more
+
+
+def drop_columns_problem(path: object, drop: list[str], columns: list[str], target: str | None) -> str:
+    """What is wrong with ``data.drop_columns`` for a CSV at ``path`` whose header is ``columns`` and whose target
+    is ``target``: names that are not columns (the closest column suggested, the columns listed) or the target
+    itself; "" when nothing is. Shared by the preflight check (exit 2 in a second) and the loader."""
+    import difflib
+
+    unknown = [c for c in drop if c not in columns]
+    if unknown:
+        hints = [
+            f"{c!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(c, columns, n=1)) else repr(c)
+            for c in unknown
+        ]
+        return (
+            f"{path}: data.drop_columns names {len(unknown)} column(s) the CSV does not have: {', '.join(hints)}; "
+            f"its columns are: {inline(columns, 40)}"
+        )
+    if target is not None and target in drop:
+        return f"{path}: data.drop_columns names the target column {target!r}; leave it out of data.drop_columns"
+    return ""

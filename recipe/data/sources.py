@@ -35,8 +35,6 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from recipe.tasks import CLASSIFICATION, TASKS, task_for
-
 from .decoding import (
     DEFAULT_MAX_PIXELS,
     PIXELS_IN_FLIGHT,
@@ -49,7 +47,7 @@ from .decoding import (
     refuse_bomb_warnings,
     to_8bit,
 )
-from .errors import DataError, inline, listing
+from .errors import DataError, drop_columns_problem, inline, listing
 from .folders import IMAGE_EXTENSIONS, FolderScan, merge_map, scan_folder, similar_labels
 
 if TYPE_CHECKING:
@@ -353,6 +351,8 @@ def image_source(cfg: DataConfig, root: Path, source: str) -> SourceData:
     Raises DataError when ``data.task`` is regression (class folders carry no numeric target), when no file
     has an image extension, when a link leaves the root or loops, or when a file's header declares more than
     ``data.max_image_pixels`` pixels (a decompression bomb: every such file is named)."""
+    from recipe.tasks import CLASSIFICATION, TASKS  # torch: not needed to decode a file (flows predict)
+
     if not TASKS.get(cfg.task, CLASSIFICATION).classifier:  # data.task "auto" means classification here
         raise DataError(
             f"data.task=regression needs a numeric target, but {source} data is labelled by class folders; "
@@ -674,9 +674,15 @@ def csv_source(cfg: DataConfig) -> SourceData:
         close = difflib.get_close_matches(target, columns, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DataError(f"{path}: target column {target!r} not found{hint} (columns: {inline(columns)})")
-    y, x = table[target], table.drop(columns=[target])
+    problem = drop_columns_problem(path, list(cfg.drop_columns), columns, target)
+    if problem:
+        raise DataError(problem)
+    y, x = table[target], table.drop(columns=[target, *cfg.drop_columns])
     if x.shape[1] == 0:
-        raise DataError(f"{path}: no feature columns besides the target {target!r}")
+        raise DataError(
+            f"{path}: no feature columns besides the target {target!r}"
+            + (f" and data.drop_columns ({inline(cfg.drop_columns)})" if cfg.drop_columns else "")
+        )
     task, why_task = _table_task(y, cfg.task, f"{path}: target column {target!r}")
     features, kinds, dropped = encode_features(x)
     values = features.to_numpy(np.float64)
@@ -691,6 +697,8 @@ def csv_source(cfg: DataConfig) -> SourceData:
     notes = [f"task: {task}, because {why_task}"]
     variants: dict[str, dict[str, int]] = {}
     merged: dict[str, str] = {}
+    from recipe.tasks import task_for
+
     if task_for(task).classifier:
         labels = y.map(_label_string)
         labels, variants, merged = _similar_targets(path, target, labels, cfg.merge_similar_labels)
@@ -730,6 +738,8 @@ def csv_source(cfg: DataConfig) -> SourceData:
         }
     )
     notes += [f"dropped feature column {c!r}: {why}" for c, why in dropped.items()]
+    if cfg.drop_columns:
+        notes.append(f"left out of the inputs by data.drop_columns: {inline(map(repr, cfg.drop_columns))}")
     if merged:
         notes.append(
             "target values merged (data.merge_similar_labels=true): "

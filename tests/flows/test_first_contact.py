@@ -21,11 +21,14 @@ def test_prefect_crash_lines_of_an_interrupt_are_kept_off_the_terminal_and_other
     for message in (
         "Crash detected! Execution was aborted by an interrupt signal.",
         "Crash detected! Execution was aborted by a termination signal.",
+        "Finished in state Crashed('Execution was aborted by an interrupt signal.')",  # read first, as a crash
+        "Finished in state Crashed('Execution was aborted by a termination signal.')",
     ):
         assert not _not_interrupt_crash(_record("prefect.task_runs", message))
         assert not _not_interrupt_crash(_record("prefect.flow_runs", message))
     real_crash = "Crash detected! Request to http://127.0.0.1:4200/api failed: ConnectError."
     assert _not_interrupt_crash(_record("prefect.flow_runs", real_crash))  # a backend crash is still shown
+    assert _not_interrupt_crash(_record("prefect.task_runs", "Finished in state Crashed('ConnectError')"))
     assert _not_interrupt_crash(_record("recipe.user", "Crash detected! Execution was aborted by an interrupt signal."))
 
 

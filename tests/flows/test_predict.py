@@ -196,6 +196,68 @@ def test_an_unreadable_file_stops_with_exit_2_naming_it_and_the_flag_or_is_skipp
     assert len(pd.read_csv(out)) == 4
 
 
+def test_files_that_are_not_images_are_skipped_and_counted_as_training_skips_them(champion, tmp_path):
+    """A folder or a list with notes.txt beside the images: the notes are left out by extension (as the training
+    loader's walk leaves them out), counted and named; the images are predicted."""
+    rows, _ = champion
+    folder = tmp_path / "mixed"
+    images = _copy_pngs(rows, folder, 3)
+    (folder / "notes.txt").write_text("taken on Monday")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "labels.json").write_text("{}")
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "skipped 2 file(s) that are not images" in text and str(folder / "notes.txt") in text
+    assert "3 predictions written" in text and "2 file(s) that are not images skipped" in text
+    listed = runner.invoke(app, ["predict", str(images[0]), str(folder / "notes.txt"), "--out", str(out)])
+    assert listed.exit_code == 0, listed.output
+    assert "skipped 1 file(s) that are not images" in listed.output and "1 predictions written" in listed.output
+    assert len(pd.read_csv(out)) == 1
+
+
+def test_an_unreadable_lone_file_is_named_without_the_skip_hint(champion, tmp_path):
+    """--skip-unreadable "to predict the others" makes no sense when there are no others."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for args in ([str(broken)], [str(broken), "--skip-unreadable"]):
+        result = runner.invoke(app, ["predict", *args, "--out", str(tmp_path / "p.csv")])
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert "the file cannot be read as an image" in text and str(broken) in text
+        assert "--skip-unreadable" not in text and "Traceback" not in text
+    (tmp_path / "b2.png").write_bytes(b"GIF89a")
+    both = runner.invoke(app, ["predict", str(broken), str(tmp_path / "b2.png"), "--out", str(tmp_path / "p.csv")])
+    assert both.exit_code == 2 and "none of the 2 file(s) can be read" in both.output
+    assert "--skip-unreadable" not in both.output
+
+
+def test_input_errors_come_before_the_heavy_imports_and_the_store(tmp_path):
+    """A missing path and an unreadable image are said before torch, MLflow or the store is touched (a new user
+    waited 4-7 s for them): in a fresh process, neither torch nor mlflow is imported by then."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    probe = (
+        "import sys\n"
+        "from flows.cli import main\n"
+        "try:\n    main()\n"
+        "finally:\n    print('heavy:', sorted(m for m in ('torch', 'mlflow') if m in sys.modules), file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"  # never opened
+    for arg, message in ((tmp_path / "missing", "does not exist"), (broken, "cannot be read as an image")):
+        cmd = [sys.executable, "-c", probe, "predict", str(arg), "--out", str(tmp_path / "p.csv")]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr and "heavy: []" in done.stderr, done.stderr
+    assert not (tmp_path / "nowhere").exists()
+
+
 def test_inputs_unlike_the_training_images_are_warned_about_with_counts(champion, tmp_path):
     import numpy as np
     from PIL import Image
@@ -260,7 +322,11 @@ def test_a_read_only_command_with_no_store_anywhere_names_where_it_looked(tmp_pa
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     monkeypatch.setattr(preflight, "PACKAGE_ROOT", tmp_path / "checkout")
     monkeypatch.chdir(tmp_path)
-    for args in (["predict", str(tmp_path)], ["champion"]):
+    from PIL import Image
+
+    (tmp_path / "img").mkdir()  # a readable input: the inputs are checked before the store
+    Image.new("L", (8, 8)).save(tmp_path / "img" / "a.png")
+    for args in (["predict", str(tmp_path / "img")], ["champion"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 2, result.output
         text = " ".join(result.output.split())

@@ -198,6 +198,10 @@ def test_a_signal_mid_stage_stops_the_run_and_marks_its_mlflow_runs_killed(inspe
     assert p.returncode == code, out[-3000:]
     assert f"interrupted by {signal.Signals(sig).name}" in out and "ended KILLED" in out
     assert "Traceback" not in out
+    # the user's last lines are the CLI's report (what was kept, how to resume), not Prefect's "Crashed" noise
+    assert "Crashed" not in out and "Crash detected" not in out, out[-3000:]
+    tail = out[out.index(f"interrupted by {signal.Signals(sig).name}") :]
+    assert "to resume:" in tail and not re.search(r"\| (INFO|WARNING|ERROR) +\|", tail), tail
     new = [r for r in _runs(store) if r.info.run_id not in before]
     killed = [r for r in new if r.info.status == "KILLED"]
     stages = {r.data.tags.get(tracking.TAG_STAGE) for r in killed}
