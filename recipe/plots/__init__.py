@@ -2,8 +2,8 @@
 
 Figures are built as bare :class:`matplotlib.figure.Figure` objects, not through ``pyplot``: no global
 state, no GUI backend, safe in Prefect worker threads; PNGs are rendered by Agg. Log them with
-:func:`recipe.tracking.log_figure`, which also closes them. Images are tiled into one array by torchvision's
-``make_grid`` (:func:`mosaic`) and drawn with a single ``imshow`` (one axes per tile is ~50x slower for a grid
+:func:`recipe.tracking.log_figure`, which also closes them. Images are tiled into one array (:func:`mosaic`,
+``make_grid``'s layout) and drawn with a single ``imshow`` (one axes per tile is ~50x slower for a grid
 of a hundred samples); captions are text placed at the tile positions.
 """
 
@@ -51,27 +51,21 @@ def fit_tile(a: np.ndarray, side: int, background: int = 255) -> np.ndarray:
 
 
 def mosaic(tiles: list[list[np.ndarray | None]], side: int, pad: int = 2, background: int = 255) -> np.ndarray:
-    """Rows of uint8 images (HxW or HxWx3, any sizes; None leaves a gap) -> one uint8 HxWx3 array, tiled by
-    torchvision's ``make_grid``: each image fitted into a ``side`` x ``side`` box (:func:`fit_tile`), tile
-    (r, c) starting at ``(r * (side + pad) + pad, c * (side + pad) + pad)``, gaps and padding ``background``."""
+    """Rows of uint8 images (HxW or HxWx3, any sizes; None leaves a gap) -> one uint8 HxWx3 array, laid out as
+    torchvision's ``make_grid`` lays out a batch: each image fitted into a ``side`` x ``side`` box
+    (:func:`fit_tile`), tile (r, c) starting at ``(r * (side + pad) + pad, c * (side + pad) + pad)``, gaps and
+    padding ``background``. Tiled in numpy: importing torchvision costs about 1.8 s (its ops import
+    ``torch._dynamo``), in every process that draws a sample grid."""
     n_rows, n_cols = len(tiles), max((len(r) for r in tiles), default=0)
     if n_cols == 0:
         return np.full((n_rows * (side + pad) + pad, side + 2 * pad, 3), background, dtype=np.uint8)
-    import torch
-    from torchvision.utils import make_grid
-
-    blank = np.full((side, side, 3), background, dtype=np.uint8)
-    boxes = [blank if t is None else fit_tile(t, side, background) for row in tiles for t in _padded(row, n_cols)]
-    batch = torch.from_numpy(np.stack(boxes)).permute(0, 3, 1, 2)  # (N, 3, side, side), row by row
-    if len(boxes) == 1:  # make_grid returns a lone image as it is, without the padding
-        grid = torch.nn.functional.pad(batch[0], (pad, pad, pad, pad), value=background)
-    else:
-        grid = make_grid(batch, nrow=n_cols, padding=pad, pad_value=background)
-    return grid.permute(1, 2, 0).numpy()
-
-
-def _padded(row: list[np.ndarray | None], n: int) -> list[np.ndarray | None]:
-    return [*row, *[None] * (n - len(row))]
+    grid = np.full((n_rows * (side + pad) + pad, n_cols * (side + pad) + pad, 3), background, dtype=np.uint8)
+    for r, row in enumerate(tiles):
+        for c, t in enumerate(row):
+            if t is not None:
+                y, x = r * (side + pad) + pad, c * (side + pad) + pad
+                grid[y : y + side, x : x + side] = fit_tile(t, side, background)
+    return grid
 
 
 def tile_side(shapes: list[tuple[int, ...]], lo: int = 8, hi: int = 64) -> int:
