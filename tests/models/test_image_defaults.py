@@ -111,3 +111,21 @@ def test_a_colour_folder_reaches_the_network_as_three_channels(tmp_path, monkeyp
     model.eval()
     with torch.no_grad():
         assert model(x[:3]).shape == (3, 2)
+
+
+@pytest.mark.parametrize("name", ["digits", "imagefolder"])
+def test_batch_norm_presets_bound_the_lr_finder_at_a_rate_adam_holds(name):
+    """A batch-norm net's LR sweep keeps falling far past any rate a constant-schedule Adam holds (the real digits
+    sweep's minimum sat at 2.7 on split seed 1, and min/10 handed Adam 0.3): a preset with such a net ends its
+    sweep at lr_max so that even a sweep still lowest at its end hands on at most 0.01."""
+    from recipe.stages.overfit import decide_lr
+    from recipe.train.callbacks import LRSuggestion
+
+    cfg = preset(name)
+    s = cfg.stages.overfit
+    assert any(isinstance(m, nn.BatchNorm2d) for m in build_model(cfg.model, (1, 28, 28), 10).modules())
+    assert s.lr_finder and s.optimizer != "config"  # the hero-free Adam at s.lr, then the sweep decides
+    end = s.lr_max  # the worst sweep: still falling at its last rate, min/10 of it suggested
+    at_end = LRSuggestion(end / 10, "min_div_10", end, end / 3, 2.3, 0.5, False)
+    lr, check = decide_lr(s.lr, at_end, s.lr_tolerance, s.lr_max)
+    assert lr <= 0.01 + 1e-12, check.check.observed
