@@ -87,28 +87,34 @@ def test_tune_runs_trials_nested_under_its_run_and_checks_them(mlflow_store, mon
         assert tune.config == out.results[-2].config
 
 
+def _only_lr_searched(*overrides: str):
+    """A tiny tune config whose search space is the learning rate alone, without plots."""
+    held = ["weight_decay", "dropout", "width", "depth", "batch_size", "augment", "schedule"]
+    return config(*overrides, "stages.tune.plots=false", *(f"stages.tune.space.{k}=null" for k in held))
+
+
+def _tune_alone(cfg, tmp_path, **ctx_kwargs):
+    """The tune stage alone in its own stage run (as the pipeline runs it), after passing baselines and
+    regularize results; returns (result, context, stage run)."""
+    results = {
+        "baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg),
+        "regularize": StageResult("regularize", Verdict.PASS, [], {}, cfg),
+    }
+    ctx = StageContext(cfg=cfg, input_cfg=cfg, results=results, workdir=tmp_path / "tune", **ctx_kwargs)
+    tracking.setup(cfg.name)
+    with tracking.start_run("tune", tracking.run_tags(cfg, None, stage="tune", kind="stage")) as run:
+        return tune_stage.run(ctx), ctx, run
+
+
 def test_a_better_trial_is_handed_on_with_the_checkpoint_of_its_own_seed(mlflow_store, tmp_path):
     # The tune stage alone, in its own stage run (as the pipeline runs it), from a regularize result whose learning
     # rate is 100x too low (3e-5 for Adam; 3e-3 works). The lr dimension searches 30x..300x around it and every
     # other parameter is held fixed, so every trial beats it far beyond seed and validation noise. The config's
     # seed is 1 of seeds [0, 1]: the checkpoint handed on must be the seed-1 retraining, not the first one.
-    held = ["weight_decay", "dropout", "width", "depth", "batch_size", "augment", "schedule"]
-    cfg = config(
-        "seed=1",
-        "optim.lr=3e-5",
-        "stages.tune.n_trials=2",
-        "stages.tune.plots=false",
-        "stages.tune.space.lr={low: 30, high: 300}",
-        *(f"stages.tune.space.{k}=null" for k in held),
+    cfg = _only_lr_searched(
+        "seed=1", "optim.lr=3e-5", "stages.tune.n_trials=2", "stages.tune.space.lr={low: 30, high: 300}"
     )
-    results = {
-        "baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg),
-        "regularize": StageResult("regularize", Verdict.PASS, [], {}, cfg),
-    }
-    ctx = StageContext(cfg=cfg, input_cfg=cfg, results=results, workdir=tmp_path / "tune")
-    tracking.setup(cfg.name)
-    with tracking.start_run("tune", tracking.run_tags(cfg, None, stage="tune", kind="stage")) as run:
-        tune = tune_stage.run(ctx)
+    tune, ctx, run = _tune_alone(cfg, tmp_path)
     checks = {c.name: c for c in tune.checks}
     assert tune.verdict is Verdict.PASS, [(c.name, c.observed) for c in tune.checks]
     assert checks["improves_beyond_noise"].verdict is Verdict.PASS
@@ -214,21 +220,8 @@ def test_a_deadline_stops_the_search_after_its_minimum_and_the_trials_check_coun
     # A budgeted run's tune stage whose deadline has already passed (the searched sizes ran slower than the
     # warm-up's config): it runs the minimum of 2 trials of the 6 asked, says why, and its budget_used check
     # passes on the trials the budget gave it (the plan records 2, so a replay runs 2 with no deadline).
-    held = ["weight_decay", "dropout", "width", "depth", "batch_size", "augment", "schedule"]
-    cfg = config(
-        "stages.tune.n_trials=6",
-        "stages.tune.plots=false",
-        "stages.tune.seeds=[0]",
-        *(f"stages.tune.space.{k}=null" for k in held),
-    )
-    results = {
-        "baselines": StageResult("baselines", Verdict.PASS, [], dict(BASELINES), cfg),
-        "regularize": StageResult("regularize", Verdict.PASS, [], {}, cfg),
-    }
-    ctx = StageContext(cfg=cfg, input_cfg=cfg, results=results, workdir=tmp_path / "tune", deadline=time.time())
-    tracking.setup(cfg.name)
-    with tracking.start_run("tune", tracking.run_tags(cfg, None, stage="tune", kind="stage")):
-        tune = tune_stage.run(ctx)
+    cfg = _only_lr_searched("stages.tune.n_trials=6", "stages.tune.seeds=[0]")
+    tune, _, _ = _tune_alone(cfg, tmp_path, deadline=time.time())
     checks = {c.name: c for c in tune.checks}
     assert tune.metrics["tune/n_trials"] == 2
     assert checks["budget_used"].verdict is Verdict.PASS and checks["budget_used"].observed.startswith("2 of 2")
