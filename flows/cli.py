@@ -287,7 +287,7 @@ def run_recipe(
 
     render_summary(outcome, _console())
     if outcome["verdict"] == "fail":
-        typer.echo(_kept_and_resume(outcome))
+        typer.echo(_kept_and_resume(outcome, minutes=cfg.budget.minutes))
     if report is not None:
         _write_report(report, outcome)
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
@@ -585,8 +585,12 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
         lines.append("it stopped before anything was recorded")
     progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
     if progress is not None:
-        kept = ", ".join(f"{n} (run {r})" for n, r in progress.recorded if r) or "none"
+        runs = {n: r for n, r in progress.recorded if r}
+        reused, rerun = _split_kept(list(runs), cfg.budget.minutes)
+        kept = ", ".join(f"{n} (run {runs[n]})" for n in reused) or "none"
         lines.append(f"stages kept (reused by the next run): {kept}")
+        if rerun:
+            lines.append(_rerun_line(rerun, cfg.budget.minutes))
     lines.append(f"to resume: {_resume_command()}")
     flow_mod = sys.modules.get("flows.recipe_flow")
     if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
@@ -625,14 +629,36 @@ def _resume_command(argv: list[str] | None = None) -> str:
     return f"{_command('flows')} " + shlex.join(args)
 
 
-def _kept_and_resume(outcome: dict, argv: list[str] | None = None) -> str:
-    """After a FAIL: the stages kept (passing or warning, reused by the next run), the one that failed, and the
-    command that resumes there once its advice is followed."""
+def _split_kept(names: list[str], minutes: float | None) -> tuple[list[str], list[str]]:
+    """The recorded stages ``names`` (in order) that the next run of the same command reuses, and those it reruns:
+    under ``budget.minutes`` the sized stages (recipe.budget.SIZED, overfit on) are sized by each run's own
+    warm-ups, so the next run reuses only the stages before the first of them (recipe.pipeline says so too)."""
+    if not minutes:
+        return names, []
+    from recipe.budget import SIZED
+
+    cut = next((i for i, n in enumerate(names) if n in SIZED), len(names))
+    return names[:cut], names[cut:]
+
+
+def _rerun_line(rerun: list[str], minutes: float | None) -> str:
+    return (
+        f"recorded in MLflow, but run again by the next run: {', '.join(rerun)} (budget.minutes={minutes:g}: "
+        "overfit and the stages after it are sized by each run's own warm-ups; a finished run's budget_plan.json "
+        "replays its sizes with --plan FILE)"
+    )
+
+
+def _kept_and_resume(outcome: dict, argv: list[str] | None = None, minutes: float | None = None) -> str:
+    """After a FAIL: the stages kept (passing or warning, reused by the next run; under ``budget.minutes`` only
+    those before the sized stages, :func:`_split_kept`), the one that failed, and the command that resumes there
+    once its advice is followed."""
     stages = outcome.get("stages") or []
-    kept = [st["stage"] for st in stages if st["verdict"] != "fail"]
+    kept, rerun = _split_kept([st["stage"] for st in stages if st["verdict"] != "fail"], minutes)
     failed = outcome.get("stopped_at") or next((st["stage"] for st in stages if st["verdict"] == "fail"), None)
     lines = [
         f"stages kept (reused by the next run): {', '.join(kept) or 'none'}",
+        *([_rerun_line(rerun, minutes)] if rerun else []),
         f"failed: {failed}; follow its advice above, then resume with: {_resume_command(argv)}"
         + (" (or change the config with --set; the kept stages are reused while their settings are unchanged)"),
     ]
