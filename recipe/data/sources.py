@@ -1011,8 +1011,17 @@ def load_source(cfg: DataConfig) -> SourceData:
     imagefolder, csv or torchvision. Raises DataError for an unknown source, or whatever that source raises."""
     if cfg.source == "digits":
         root = Path(cfg.root) if cfg.root is not None else data_dir() / "digits"
+        written = cfg.root is not None and not root.exists()
         materialise_digits(root)
-        return image_source(cfg, root, "digits")
+        src = image_source(cfg, root, "digits")
+        if written:  # a user's data.root without --preset imagefolder: say that digits, not their images, are used
+            src.notes.insert(
+                0,
+                f"data.root {root} did not exist: scikit-learn's digits (data.source=digits, the default preset's "
+                "data) were written there and used; for a folder of your own images use --preset imagefolder "
+                "--set data.root=PATH",
+            )
+        return src
     if cfg.source == "imagefolder":
         return image_source(cfg, Path(cfg.root), "imagefolder")
     if cfg.source == "csv":

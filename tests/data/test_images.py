@@ -44,6 +44,15 @@ def test_digits_are_materialised_as_a_png_folder_that_round_trips_exactly(data_h
     assert not list(data_home.glob(".digits.tmp-*"))
 
 
+def test_digits_written_into_a_data_root_that_did_not_exist_say_so(tmp_path, data_home):
+    # a new user's typo'd folder without --preset imagefolder: the run must not pass silently on digits
+    root = tmp_path / "my_photos"
+    m = build_manifest(RecipeConfig(data={"root": str(root)}))
+    assert m.notes[0].startswith(f"data.root {root} did not exist: scikit-learn's digits")
+    assert "--preset imagefolder" in m.notes[0] and (root / "3").is_dir()
+    assert not any("did not exist" in n for n in build_manifest(RecipeConfig(data={"root": str(root)})).notes)
+
+
 def test_interrupted_digits_materialisation_leaves_nothing_behind(tmp_path, monkeypatch):
     real_save, calls = Image.Image.save, []
 
