@@ -152,7 +152,9 @@ def _interrupt_mid_baselines(env, sig: int) -> tuple[subprocess.Popen, str]:
         pytest.fail("the baselines stage never started:\n" + "".join(seen)[-3000:])
     assert _status(env, m[1]) == "RUNNING"
     os.killpg(p.pid, sig)
-    out = "".join(seen) + p.communicate(timeout=60)[0]
+    # generous: the promise is what the interrupt leaves behind, not how fast a loaded machine gets there (a run
+    # beside a real-data bench took over 60 s); a second Ctrl-C's "exits at once" has its own test
+    out = "".join(seen) + p.communicate(timeout=180)[0]
     return p, out
 
 
