@@ -131,16 +131,14 @@ def train_together(sc: Context, specs: list[TrialSpec]) -> list[TrialResult]:
 
     Raises what ``fit_members`` raises (ValueError when the members cannot train together)."""
     import os
-    import socket
     import time
 
     import torch
-    from mlflow.entities import Metric, Param, RunTag
 
     from recipe.fit import evaluate_model
     from recipe.pipeline import emit
     from recipe.train.vmap import fit_members
-    from recipe.tune.trial import TAG_STATE, TAG_WORKER
+    from recipe.tune.trial import log_config, record_result
 
     client = MlflowClient()
     cfgs = [RecipeConfig.model_validate(s.config) for s in specs]
@@ -161,9 +159,7 @@ def train_together(sc: Context, specs: list[TrialSpec]) -> list[TrialResult]:
             path = Path(spec.workdir) / f"{spec.name}.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"model": net.cpu().state_dict(), "config": cfg.to_dict()}, path)
-            params = [Param(k, (str(v) if v is not None else "null")[:6000]) for k, v in cfg.flat().items()]
-            for i in range(0, len(params), 100):  # MLflow's per-request limit on params
-                client.log_batch(spec.run_id, params=params[i : i + 100])
+            log_config(client, spec.run_id, cfg)
             result = TrialResult(spec.name, state, number=spec.number, pid=os.getpid())
             if state == "diverged":
                 result.note = "diverged: a non-finite loss after the vectorised fit"
@@ -173,23 +169,7 @@ def train_together(sc: Context, specs: list[TrialSpec]) -> list[TrialResult]:
             if spec.log_checkpoint:
                 client.log_artifact(spec.run_id, str(path), "checkpoint")
                 result.checkpoint_uri = f"runs:/{spec.run_id}/checkpoint/{path.name}"
-            now = int(time.time() * 1000)
-            summary = {
-                "eval/val_loss": va.loss,
-                "eval/val_metric": va.metric,
-                "eval/train_loss": tr.loss,
-                "eval/train_metric": tr.metric,
-                "trial/epochs": float(spec.epochs),
-                "trial/fit_seconds": per_member,
-            }
-            tags = [
-                RunTag(TAG_STATE, state),
-                RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}"),
-                RunTag("recipe.trained_with", "vmap"),
-            ]
-            metrics = [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
-            client.log_batch(spec.run_id, metrics=metrics, tags=tags)
-            client.set_terminated(spec.run_id, "FINISHED" if state == "complete" else "FAILED")
+            record_result(client, spec.run_id, result, [], {"recipe.trained_with": "vmap"})
             result.seconds = per_member
             out.append(result)
             emit("run_done")

@@ -179,7 +179,6 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     start = time.perf_counter()
     import torch
     from mlflow import MlflowClient
-    from mlflow.entities import Param, RunTag
 
     from recipe.config import RecipeConfig
     from recipe.fit import fit, safe_name
@@ -191,9 +190,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     reporter = None
     try:
         cfg = RecipeConfig.model_validate(spec.config)
-        params = [Param(k, (str(v) if v is not None else "null")[:6000]) for k, v in cfg.flat().items()]
-        for i in range(0, len(params), 100):  # MLflow's per-request limit on params
-            client.log_batch(spec.run_id, params=params[i : i + 100])
+        log_config(client, spec.run_id, cfg)
         data = _data_for(cfg)
         trial, why = _open_trial(spec)
         result.pruning, result.note = trial is not None, why
@@ -224,8 +221,30 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     finally:
         torch.set_num_threads(old_threads)
     result.curve = list(reporter.curve) if reporter is not None else []
+    record_result(client, spec.run_id, result, list(reporter.metrics) if reporter is not None else [])
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def log_config(client: Any, run_id: str, cfg: Any) -> None:
+    """Log ``cfg``'s flattened keys as the params of run ``run_id`` (values cut at 6,000 characters, 100 a
+    request: MLflow's limits)."""
+    from mlflow.entities import Param
+
+    params = [Param(k, (str(v) if v is not None else "null")[:6000]) for k, v in cfg.flat().items()]
+    for i in range(0, len(params), 100):  # MLflow's per-request limit on params
+        client.log_batch(run_id, params=params[i : i + 100])
+
+
+def record_result(
+    client: Any, run_id: str, result: TrialResult, metrics: list[Metric], tags: dict[str, str] | None = None
+) -> None:
+    """End run ``run_id`` with ``result``: its curve ``metrics``, the summary (``eval/*`` of the final weights,
+    ``trial/epochs``, ``trial/fit_seconds``), the state, worker and note tags plus ``tags``, then FINISHED
+    (complete or pruned) or FAILED."""
+    from mlflow.entities import RunTag
+
     now = int(time.time() * 1000)
-    metrics = list(reporter.metrics) if reporter is not None else []
     summary = {
         "eval/val_loss": result.value,
         "eval/val_metric": result.val_metric,
@@ -234,12 +253,10 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         "trial/epochs": float(result.epochs),
         "trial/fit_seconds": result.fit_seconds,
     }
-    metrics += [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
-    tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")] + (
-        [RunTag("recipe.trial_note", result.note[:5000])] if result.note else []
-    )
+    metrics = metrics + [Metric(k, v, now, 0) for k, v in summary.items() if math.isfinite(v)]
+    run_tags = [RunTag(TAG_STATE, result.state), RunTag(TAG_WORKER, f"{socket.gethostname()}:{os.getpid()}")]
+    run_tags += [RunTag("recipe.trial_note", result.note[:5000])] if result.note else []
+    run_tags += [RunTag(k, v) for k, v in (tags or {}).items()]
     for i in range(0, max(1, len(metrics)), 1000):
-        client.log_batch(spec.run_id, metrics=metrics[i : i + 1000], tags=tags if i == 0 else [])
-    client.set_terminated(spec.run_id, "FINISHED" if result.state in ("complete", "pruned") else "FAILED")
-    result.seconds = time.perf_counter() - start
-    return result
+        client.log_batch(run_id, metrics=metrics[i : i + 1000], tags=run_tags if i == 0 else [])
+    client.set_terminated(run_id, "FINISHED" if result.state in ("complete", "pruned") else "FAILED")

@@ -8,10 +8,19 @@ statistics). The trainer's model keeps its last weights; ``averaged.module`` is 
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
 from recipe.train.callbacks.base import Callback
 from recipe.train.callbacks.precise_bn import batch_norm_layers
+
+
+def recompute_bn(averaged: AveragedModel, trainer: Any) -> None:
+    """Batch-norm statistics of ``averaged``'s own weights, over ``trainer``'s training batches (``update_bn``);
+    nothing when nothing was averaged yet or the model has no batch norm."""
+    if averaged.n_averaged.item() > 0 and batch_norm_layers(averaged.module):
+        update_bn(((xb.to(trainer.device)) for xb, _ in trainer.train_data), averaged, device=trainer.device)
 
 
 class SWA(Callback):
@@ -35,9 +44,7 @@ class SWA(Callback):
             self.averaged.update_parameters(self.trainer.model)
 
     def after_fit(self) -> None:
-        if self.averaged.n_averaged.item() > 0 and batch_norm_layers(self.averaged.module):
-            t = self.trainer
-            update_bn(((xb.to(t.device)) for xb, _ in t.train_data), self.averaged, device=t.device)
+        recompute_bn(self.averaged, self.trainer)
 
     @property
     def n_averaged(self) -> int:
@@ -78,6 +85,4 @@ class Polyak(Callback):
         # The averaged buffers are an EMA of the live model's batch-norm estimates, each made for other weights:
         # on digits' resnet (10 epochs, decay 0.99) the EMA model scored 10% val accuracy with them and 97.8%
         # with statistics recomputed for its own weights, as SWA recomputes them (Izmailov et al., 2018).
-        if self.averaged.n_averaged.item() > 0 and batch_norm_layers(self.averaged.module):
-            t = self.trainer
-            update_bn(((xb.to(t.device)) for xb, _ in t.train_data), self.averaged, device=t.device)
+        recompute_bn(self.averaged, self.trainer)
