@@ -338,6 +338,7 @@ def start_run(
     except BaseException as e:
         if mlflow.active_run() and mlflow.active_run().info.run_id == run.info.run_id:
             if not isinstance(e, Exception):  # stopped from outside: Ctrl-C, SIGTERM, SystemExit
+                release_interrupted_frames(e)
                 try:
                     mlflow.set_tag(TAG_ENDED_BY, interrupt_note(e))
                 finally:
@@ -359,6 +360,24 @@ def system_metrics_enabled() -> bool:
     MLflow's own setting ``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING`` when it is set (the test suite sets it false),
     on otherwise."""
     return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "true").strip().lower() in {"true", "1"}
+
+
+def release_interrupted_frames(e: BaseException) -> None:
+    """Free what the frames that ``e`` unwound still hold, so that the store can be written again.
+
+    An interrupt can land in the middle of a store write: a sqlite statement stepped inside a transaction that has
+    already written, so the connection holds the database's write lock. SQLAlchemy then closes that connection, but
+    sqlite only finishes closing a connection once its statements are finalized, and the cursor stays alive in the
+    locals of the frames the exception's traceback keeps. Until those go, every other connection, this run's
+    KILLED record included, waits out the busy timeout and fails "database is locked" (found by a SIGINT sent as a
+    stage started). Clearing the finished frames' locals (``traceback.clear_frames``; frames still executing are
+    left alone) and collecting cycles finalizes the statement and lets the close complete, which rolls back the
+    interrupted write. The traceback keeps its lines; only the unwound frames' local variables are dropped."""
+    import gc
+    import traceback
+
+    traceback.clear_frames(e.__traceback__)
+    gc.collect()
 
 
 def interrupt_note(e: BaseException) -> str:

@@ -1,4 +1,5 @@
 import math
+import time
 
 import mlflow
 import numpy as np
@@ -149,6 +150,42 @@ def test_an_interrupt_ends_the_run_killed_with_a_note(mlflow_store):
         assert got.info.status == "KILLED"
         assert got.data.tags[tracking.TAG_ENDED_BY] == "interrupted by SIGINT (pid 1)"
         assert run.info.run_id in tracking.KILLED_RUNS
+
+
+def test_an_interrupt_inside_a_store_write_still_ends_the_run_killed(mlflow_store):
+    """Ctrl-C landing between two statements of one sqlite transaction (a statement stepped after a write, as a
+    SIGINT sent while a stage started did): the interrupted connection holds the write lock until the frames the
+    interrupt unwound let go of its cursor. Without :func:`tracking.release_interrupted_frames` the KILLED record
+    waits out sqlite's busy timeout twice and fails "database is locked", leaving the run RUNNING."""
+    import sqlalchemy
+
+    tracking.setup("interrupted-write")
+    engine = mlflow.tracking._get_store().engine
+    state = {"armed": False}
+
+    def interrupt_after_a_write(conn, cursor, statement, params, context, executemany):
+        verb = statement.lstrip().split(None, 1)[0].upper()
+        if state["armed"] and verb in ("INSERT", "UPDATE"):
+            state["armed"] = "wrote"
+        elif state["armed"] == "wrote" and verb == "SELECT":
+            state["armed"] = False
+            raise KeyboardInterrupt("interrupted by SIGINT (pid 1)")
+
+    sqlalchemy.event.listen(engine, "after_cursor_execute", interrupt_after_a_write)
+    try:
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt), tracking.start_run("stage", {}) as run:
+            state["armed"] = True
+            mlflow.log_param("a", "b")  # its INSERT, then the SELECTs of the next write inside the transaction
+            mlflow.set_tag("c", "d")
+            state["body ended"] = True
+        took = time.monotonic() - start
+    finally:
+        sqlalchemy.event.remove(engine, "after_cursor_execute", interrupt_after_a_write)
+    assert state["armed"] is False and "body ended" not in state  # the interrupt landed inside the body's writes
+    got = MlflowClient().get_run(run.info.run_id)
+    assert got.info.status == "KILLED" and "SIGINT" in got.data.tags[tracking.TAG_ENDED_BY]
+    assert took < 15, took  # not a busy timeout (20 s) waited out
 
 
 def test_runs_of_dead_processes_are_ended_killed_and_live_ones_are_left(mlflow_store):
