@@ -374,6 +374,11 @@ def _gather(paths: list[Path]) -> tuple[list[Path], bool, list[Path]]:
         images, rest = _walk(p)
         files += images
         others += rest
+    if not files and all(p.is_file() for p in paths):
+        raise PredictError(
+            f"{_shown(paths)}: not an image or a .csv file (images: {', '.join(sorted(IMAGE_EXTENSIONS))}); pass "
+            "image files, a folder of images, or one .csv file of the training table's columns"
+        )
     if not files:
         shown = ", ".join(map(str, paths))
         found = f"; found only {len(others)} other file(s): {_shown(others)}" if others else ""
@@ -419,6 +424,23 @@ def read_inputs(paths: list[Path], skip_unreadable: bool = False) -> Inputs:
     return Inputs(paths, False, files, scan=scan, skipped=scan.unreadable, not_images=others)
 
 
+def _other_champions(uri: str) -> str:
+    """``"; other champions in this store: models:/a@champion, ... (pass one with --model)"``: the registered models
+    with a ``champion`` alias other than ``uri``'s, for an input that does not fit ``uri`` (``flows predict``'s
+    default model is the digits one, so a table's CSV lands here); "" when there are none or the registry cannot
+    be read."""
+    try:
+        from mlflow import MlflowClient
+
+        names = sorted(m.name for m in MlflowClient().search_registered_models() if "champion" in (m.aliases or {}))
+    except Exception:  # a hint only: the error it adds to stands on its own
+        return ""
+    others = [f"models:/{n}@champion" for n in names if f"models:/{n}@champion" != uri]
+    if not others:
+        return ""
+    return f"; other champions in this store: {', '.join(others[:8])} (pass one with --model)"
+
+
 def predict_inputs(uri: str, inputs: Inputs, out: Path, trust_code: bool = False, chunk: int = CHUNK) -> Prediction:
     """Predict ``inputs`` (:func:`read_inputs`) with the model at ``uri`` (loaded data-only unless ``trust_code``),
     ``chunk`` inputs at a time; write ``out`` (CSV: ``path`` or ``row``, then ``label`` and ``prob_<class>``
@@ -444,7 +466,7 @@ def predict_inputs(uri: str, inputs: Inputs, out: Path, trust_code: bool = False
             f"{uri} takes inputs with the column(s) {', '.join(map(repr, wanted))}, but {what} from "
             f"{', '.join(map(str, inputs.paths))} give(s) {', '.join(map(repr, rows.columns))}; missing: "
             f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
-            "a CSV with the training features)"
+            f"a CSV with the training features){_other_champions(uri)}"
         )
     warnings = input_warnings(getattr(model, "spec", None), inputs.scan) if inputs.scan is not None else []
     try:  # in chunks: decoded images of a whole folder at once would be N x C x H x W floats in memory

@@ -81,6 +81,33 @@ def test_bad_input_is_exit_2_with_the_problem_named(champion, tmp_path, args, me
     assert message in result.output and "Traceback" not in result.output
 
 
+def test_a_csv_given_to_the_default_image_model_names_the_other_champions(champion, tmp_path):
+    """`flows predict` defaults to models:/digits@champion; a table's CSV given without --model names the store's
+    other registered champions to pass instead."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    client.create_registered_model("attrition")
+    try:
+        version = client.create_model_version("attrition", source=str(tmp_path / "model"))
+        client.set_registered_model_alias("attrition", "champion", version.version)
+        (tmp_path / "t.csv").write_text("Age,Department\n41,Sales\n")
+        result = runner.invoke(app, ["predict", str(tmp_path / "t.csv"), "--out", str(tmp_path / "o.csv")])
+    finally:
+        client.delete_registered_model("attrition")
+    assert result.exit_code == 2, result.output
+    assert "other champions in this store: models:/attrition@champion (pass one with --model)" in result.output
+    assert "models:/digits@champion (pass" not in result.output  # not the model that was just refused
+
+
+def test_a_file_that_is_neither_an_image_nor_a_csv_is_named_as_such(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    result = runner.invoke(app, ["predict", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2, result.output
+    assert f"{tmp_path / 'notes.txt'}: not an image or a .csv file" in result.output
+    assert "no image files under" not in result.output and "Traceback" not in result.output
+
+
 PLANTED = """
 import pathlib
 
