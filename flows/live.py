@@ -66,7 +66,9 @@ class LiveView:
         self.stage, self.index, self.total, self.runs, self.done = stage, index, total, runs, 0
         self.stage_start = time.perf_counter()
         if self.plain:
-            planned = f" ({runs} runs)" if runs else ""
+            # "up to": a budgeted stage stops at its deadline (tune's trials, squeeze's members), and a
+            # capacity ladder stops growing when a rung stops helping
+            planned = f" (up to {runs} runs)" if runs and runs > 1 else " (1 run)" if runs else ""
             self._line(f"[{index}/{total}] stage {stage}: started{planned}")
 
     def _on_run_done(self) -> None:
@@ -87,8 +89,8 @@ class LiveView:
 
     def runs_text(self) -> str:
         if not self.runs:
-            return f"{self.done} runs done"
-        return f"{min(self.done, self.runs)} of {self.runs} runs done, {max(self.runs - self.done, 0)} left"
+            return f"{self.done} {'run' if self.done == 1 else 'runs'} done"
+        return f"{min(self.done, self.runs)} of {self.runs} {'run' if self.runs == 1 else 'runs'} done, {max(self.runs - self.done, 0)} left"
 
     def eta(self) -> float | None:
         """Seconds left: the budget's remainder when there is one, else the stage's runs left at its pace."""

@@ -215,7 +215,9 @@ def identifier_columns(
     if leaking:
         observed = f"row-order leak: {plural(len(leaking), 'identifier-like column')} predict the target: {listing}"
     elif found:
-        observed = f"{plural(len(found), 'identifier-like column')}, not predictive: {listing}"
+        observed = (
+            f"{plural(len(found), 'identifier-like column')}, below the leak bar (skill < {ID_PREDICTS}): {listing}"
+        )
     else:
         observed = f"no identifier-like column among {f.shape[1]}"
     if order >= ORDER_NOTED:
