@@ -169,8 +169,16 @@ def init_store(uri: str | None = None) -> None:
         db = Path(uri.removeprefix("sqlite:///"))
         try:
             db.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(db) + ".lock", timeout=300):
-                MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates and migrates
+            # MLflow says "Creating initial MLflow database tables..." at INFO on stderr, in the middle of the run's
+            # log; the CLI has already said "a new store" and where
+            quiet = logging.getLogger("mlflow.store.db.utils")
+            level = quiet.level
+            quiet.setLevel(max(level, logging.WARNING))
+            try:
+                with FileLock(str(db) + ".lock", timeout=300):
+                    MlflowClient(tracking_uri=uri).search_experiments(max_results=1)  # creates and migrates
+            finally:
+                quiet.setLevel(level)
         except Exception as e:  # OSError, MlflowException, sqlalchemy's OperationalError: all "cannot open"
             raise TrackingError(
                 f"cannot open the MLflow database {db} (tracking URI {uri}): "
