@@ -34,6 +34,7 @@ fetches its token). ``/api/health`` stays open: that is how runs find a live ser
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -169,13 +170,23 @@ def read_info(home: Path | None = None) -> ServerInfo | None:
         return None
 
 
+@functools.cache
+def _tls_context():
+    """httpx's default TLS context (the CA bundle of ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, else certifi's), built
+    once per process: every ``httpx.get`` builds its own, loading the whole CA bundle (~20 ms of CPU, for a plain
+    http URL too), and a run that starts the server polls :func:`healthy` five times a second."""
+    import httpx
+
+    return httpx.create_ssl_context()
+
+
 def healthy(url: str, timeout: float = 5.0) -> bool:
     """Whether the Prefect API at ``url`` answers ``GET {url}/health`` with 200 within ``timeout`` seconds;
-    False on any HTTP or connection error."""
+    False on any HTTP or connection error. An https URL is verified as httpx verifies by default."""
     import httpx
 
     try:
-        return httpx.get(f"{url}/health", timeout=timeout).status_code == 200
+        return httpx.get(f"{url}/health", timeout=timeout, verify=_tls_context()).status_code == 200
     except httpx.HTTPError:
         return False
 

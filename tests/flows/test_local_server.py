@@ -68,6 +68,25 @@ def test_a_recorded_server_whose_process_is_gone_is_not_alive(tmp_path):
     assert me.alive()
 
 
+def test_health_polls_load_the_ca_bundle_once_and_still_verify_https(monkeypatch):
+    """A run polls ``healthy`` five times a second while the server starts; each ``httpx.get`` used to build a TLS
+    context of its own, loading the whole CA bundle (~20 ms of CPU a poll, for a plain-http URL too)."""
+    import ssl
+
+    loads: list[object] = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: loads.append(a) or real(*a, **k))
+    local_server._tls_context.cache_clear()
+    try:
+        url = f"http://127.0.0.1:{local_server._free_port()}/api"  # nothing listens there
+        assert not any(local_server.healthy(url, timeout=2) for _ in range(5))
+        assert len(loads) == 1, loads
+        ctx = local_server._tls_context()
+        assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname  # https is verified as httpx's default
+    finally:
+        local_server._tls_context.cache_clear()
+
+
 def test_a_bad_startup_budget_setting_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("RECIPE_PREFECT_STARTUP_TIMEOUT_S", "soon")
     with pytest.raises(local_server.BackendError, match="RECIPE_PREFECT_STARTUP_TIMEOUT_S='soon'"):

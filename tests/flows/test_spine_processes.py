@@ -93,34 +93,35 @@ def _concurrent_inspect(env: dict[str, str], store: Path, n: int) -> list[str]:
     return outs
 
 
+STARTS_SERVER = "starting the local Prefect server"
+
+
 @pytest.fixture(scope="module")
 def inspected(tmp_path_factory):
-    """Two concurrent `--stage inspect` runs on a new store and a new PREFECT_HOME whose server is slow to
-    start (3 s of artificial delay): both pass, one starts the server, the other waits and reuses it.
-    Yields the environment (the server stays warm) and the store."""
+    """Four concurrent `--stage inspect` runs on a new store and a new PREFECT_HOME whose server is slow to
+    start (3 s of artificial delay): all pass, all four create the store together, one starts the server and
+    the other three wait and reuse it. Yields the environment (the server stays warm), the store and the four
+    runs' output.
+
+    One set of four runs for both promises (concurrent first use of a store, one server for concurrent runs):
+    they were two sets, of two and then four runs (six `flows run` processes, ~14 CPU-s each); that the warm
+    server is shared by later runs is asserted on the later runs of this module (``_interrupt_mid_baselines``)."""
     folder = tmp_path_factory.mktemp("spine")
     store = folder / "mlruns" / "mlflow.db"  # does not exist yet: the runs create it together
     env = _env(folder / "prefect", store, RECIPE_PREFECT_SERVER_START_DELAY_S="3", RECIPE_PREFECT_SERVER_IDLE_S="120")
     try:
-        outs = _concurrent_inspect(env, store, 2)
-        assert sum("starting the local Prefect server" in out for out in outs) == 1
-        yield env, store
+        outs = _concurrent_inspect(env, store, 4)
+        yield env, store, outs
     finally:
         _stop_server(env)
 
 
-def test_two_concurrent_runs_on_a_new_store_with_a_slow_orchestration_start(inspected):
-    env, store = inspected
+def test_four_concurrent_runs_on_a_new_store_with_a_slow_orchestration_start_share_one_server(inspected):
+    env, store, outs = inspected
     assert store.is_file()
+    assert sum(STARTS_SERVER in out for out in outs) == 1  # one started it, the other three waited for it
     status = subprocess.run([*FLOWS, "server", "status"], env=env, cwd=REPO, capture_output=True, text=True)
     assert status.returncode == 0 and "healthy" in status.stdout
-
-
-def test_four_concurrent_runs_on_a_new_store(inspected, tmp_path):
-    env, _ = inspected
-    store = tmp_path / "mlruns" / "mlflow.db"
-    outs = _concurrent_inspect({**env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}, store, 4)
-    assert not any("starting the local Prefect server" in out for out in outs)  # the warm one was shared
 
 
 def test_orchestration_that_does_not_start_in_time_is_one_line_and_exit_3(tmp_path):
@@ -155,6 +156,7 @@ def _interrupt_mid_baselines(env, sig: int) -> tuple[subprocess.Popen, str]:
     # generous: the promise is what the interrupt leaves behind, not how fast a loaded machine gets there (a run
     # beside a real-data bench took over 60 s); a second Ctrl-C's "exits at once" has its own test
     out = "".join(seen) + p.communicate(timeout=180)[0]
+    assert STARTS_SERVER not in out, out[-3000:]  # the warm server of the module's first runs was shared
     return p, out
 
 
@@ -194,7 +196,7 @@ def _by_stage(runs) -> dict[str, list]:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_stage_stops_the_run_and_marks_its_mlflow_runs_killed(inspected, sig, code):
-    env, store = inspected
+    env, store, _ = inspected
     before = {r.info.run_id for r in _runs(store)}
     p, out = _interrupt_mid_baselines(env, sig)
     assert p.returncode == code, out[-3000:]
@@ -225,7 +227,7 @@ def test_a_second_ctrl_c_exits_at_once_while_the_first_is_still_cleaning_up(insp
     next run's orphan sweep ends what was left RUNNING."""
     from flows.local_server import read_info
 
-    env, store = inspected
+    env, store, _ = inspected
     before = {r.info.run_id for r in _runs(store)}
     server = read_info(Path(env["PREFECT_HOME"]))
     assert server is not None and server.alive()
@@ -256,7 +258,7 @@ def test_a_second_ctrl_c_exits_at_once_while_the_first_is_still_cleaning_up(insp
 
 
 def test_kill_9_leaves_orphans_that_the_next_run_ends_and_it_reuses_what_passed(inspected):
-    env, store = inspected
+    env, store, _ = inspected
     before = {r.info.run_id for r in _runs(store)}
     p, out = _interrupt_mid_baselines(env, signal.SIGKILL)
     assert p.returncode == -signal.SIGKILL
