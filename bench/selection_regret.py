@@ -279,15 +279,16 @@ def with_weighted(rec: dict, task, squeeze=None) -> None:
     )
 
 
-def recorded_test_scores(cand: dict, y_test: list, task) -> list[float] | None:
+def recorded_test_scores(cand: dict, y_test: list | None, task) -> list[float] | None:
     """Per-sample test scores of a recorded candidate (1/0 correct, or absolute error): as recorded, else from
-    its recorded test outputs (probabilities, or predictions); None for a record saved with neither."""
+    its recorded test outputs (probabilities, or predictions) and the test targets ``y_test``; None for a record
+    saved with neither (the first records kept no outputs and no targets)."""
     import numpy as np
     import torch
 
     if "test_scores" in cand:
         return cand["test_scores"]
-    if "test_outputs" not in cand:
+    if "test_outputs" not in cand or y_test is None:
         return None
     pred = torch.as_tensor(np.asarray(cand["test_outputs"], dtype=np.float64))
     pred = pred.clamp_min(1e-12).log() if task.classifier else pred
@@ -299,7 +300,7 @@ def noise_floor(rec: dict, task, n_boot: int = 2000) -> float:
     over every candidate's per-sample test scores, seeded by the split seed); nan when the record lacks them."""
     from recipe.squeeze.selection import regret_noise_floor
 
-    scores = {c["name"]: recorded_test_scores(c, rec["y_test"], task) for c in rec["candidates"]}
+    scores = {c["name"]: recorded_test_scores(c, rec.get("y_test"), task) for c in rec["candidates"]}
     if any(v is None for v in scores.values()):
         return float("nan")
     return regret_noise_floor(scores, task, n_boot=n_boot, seed=int(rec["split_seed"]))
@@ -322,7 +323,7 @@ def floor_check(records: list[dict], chosen: list[str], sims: int = 200, n_boot:
     rows = []
     for rec, name in zip(records, chosen, strict=True):
         task = CLASSIFICATION if rec["classifier"] else REGRESSION
-        scores = {c["name"]: recorded_test_scores(c, rec["y_test"], task) for c in rec["candidates"]}
+        scores = {c["name"]: recorded_test_scores(c, rec.get("y_test"), task) for c in rec["candidates"]}
         if any(v is None for v in scores.values()):
             continue
         names = list(scores)

@@ -89,10 +89,14 @@ def test_the_noise_floor_reads_recorded_scores_or_the_outputs_and_corrects_every
         assert r["corrected"] == [pytest.approx(r["regrets"][0] - from_outputs)]
 
 
-def test_a_record_without_test_scores_or_outputs_has_no_floor():
+@pytest.mark.parametrize("missing", ["outputs", "targets"])  # the first records kept neither
+def test_a_record_without_test_scores_or_what_makes_them_has_no_floor(missing):
     rec = _record()
-    for c in rec["candidates"]:
-        c.pop("test_outputs")
+    if missing == "targets":
+        del rec["y_test"]
+    else:
+        for c in rec["candidates"]:
+            c.pop("test_outputs")
     assert np.isnan(bench.noise_floor(rec, CLASSIFICATION))
 
 
