@@ -9,7 +9,8 @@ losses, test metric, networks and parameters).
 
 Offline, every rule of :data:`recipe.squeeze.selection.RULES` chooses a champion from the val numbers only, and
 its regret is the best candidate's test metric minus the chosen one's (accuracy points; MAE units for a
-regression set). ``--record FILE`` skips training and re-evaluates a saved record.
+regression set). ``--record FILE [FILE ...]`` skips training and re-evaluates saved records together (runs split
+by data set, ``--datasets digits --seeds 3,4 --out a.json`` and so on, are re-scored as one suite).
 
 Data sets (``--datasets``, comma-separated):
 
@@ -22,11 +23,27 @@ Data sets (``--datasets``, comma-separated):
     python bench/selection_regret.py [--datasets digits,mnist,attrition] [--seeds 0,1,2] [--out FILE]
 
 Prints a table of regret per rule and data set, then ``name: value`` lines: ``selection_regret_mean`` (the
-adopted rule, :data:`recipe.squeeze.selection.DEFAULT_RULE`), ``regret_mean_<rule>`` and ``regret_max_<rule>``
-for every rule, ``runs`` and ``bench_seconds``. The regret is against the best of every candidate, the weighted
-ensemble included; ``selection_regret_vs_trained_mean`` and ``regret_vs_trained_mean_<rule>`` measure it against
-the best of the trained candidates alone (the yardstick before the weighted ensemble existed; negative when the
-chosen blend beats them all on test).
+adopted rule, :data:`recipe.squeeze.selection.DEFAULT_RULE`), ``selection_regret_se`` (its standard error over
+the runs), ``regret_mean_<rule>`` and ``regret_max_<rule>`` for every rule, ``runs`` and ``bench_seconds``. The
+regret is against the best of every candidate, the weighted ensemble included; ``selection_regret_vs_trained_mean``
+and ``regret_vs_trained_mean_<rule>`` measure it against the best of the trained candidates alone (the yardstick
+before the weighted ensemble existed; negative when the chosen blend beats them all on test).
+
+What the regret measures, and its bias. ``selection_regret_mean`` is the raw regret: the best candidate's metric
+*on this test split* minus the chosen one's. The best on a test split of a few hundred rows is the maximum of
+noisy numbers and overshoots the best candidate's expected metric (the winner's curse), so the raw regret is
+biased upward: even a rule that always chose the candidate with the best expected test metric would score above
+zero. ``selection_regret_noise_floor_mean`` is the mean over runs of that overshoot's paired bootstrap estimate
+over the test rows (:func:`recipe.squeeze.selection.regret_noise_floor`): for a mean metric, the expected raw
+regret of that oracle -- the lowest raw regret the test splits can show on average. ``selection_regret_corrected_mean``
+(and ``regret_corrected_mean_<rule>``) is the raw regret minus the floor, run by run: an estimate of the regret
+against the best candidate in expectation (negative in a run whose choice is the best on test). It is an estimate,
+not a bound: the bootstrap's view of a maximum's bias falls short when candidates are tied in truth, so it leans
+high. ``--check-floor`` tests that correction where the truth is known (:func:`floor_check`: each record's test
+rows as the population, test splits of the same size drawn from them) and prints ``floor_check_true_mean``,
+``floor_check_raw_mean``, ``floor_check_corrected_mean`` and ``floor_check_oracle_raw_mean`` for the adopted rule's
+choices. Neither replaces the raw number; both are printed. Both need per-sample test scores (recorded, or computed
+from the recorded test outputs); a record without them prints nan.
 
 The weighted ensemble is rebuilt from the record's outputs with the settings given (``--set
 stages.squeeze.ensemble_selection_init=0`` re-scores plain greedy selection), so a record re-scores what the
@@ -181,6 +198,7 @@ def record_one(name: str, split_seed: int) -> dict:
                 "val_scores": np.asarray(c.result.scores).round(6).tolist(),
                 "val_losses": np.asarray(c.result.loss_scores).round(6).tolist(),
                 "test_metric": test[sc.task.metric],
+                "test_scores": sc.task.scores(test_out, y_test).double().numpy().round(6).tolist(),
                 "val_outputs": outputs(c.nets, x_val, c.weights),
                 "test_outputs": outputs(c.nets, x_test, c.weights),
                 "net_ids": [id(n) for n in c.nets],
@@ -255,24 +273,95 @@ def with_weighted(rec: dict, task, squeeze=None) -> None:
             "val_scores": scores.tolist(),
             "val_losses": losses.tolist(),
             "test_metric": task.summarise(test_scores)[task.metric],
+            "test_scores": test_scores.tolist(),
             "weights": {c["name"]: round(float(x), 3) for c, x in zip(cands, w, strict=True) if x > 0},
         }
     )
 
 
+def recorded_test_scores(cand: dict, y_test: list | None, task) -> list[float] | None:
+    """Per-sample test scores of a recorded candidate (1/0 correct, or absolute error): as recorded, else from
+    its recorded test outputs (probabilities, or predictions) and the test targets ``y_test``; None for a record
+    saved with neither (the first records kept no outputs and no targets)."""
+    import numpy as np
+    import torch
+
+    if "test_scores" in cand:
+        return cand["test_scores"]
+    if "test_outputs" not in cand or y_test is None:
+        return None
+    pred = torch.as_tensor(np.asarray(cand["test_outputs"], dtype=np.float64))
+    pred = pred.clamp_min(1e-12).log() if task.classifier else pred
+    return task.scores(pred, torch.as_tensor(y_test)).double().numpy().tolist()
+
+
+def noise_floor(rec: dict, task, n_boot: int = 2000) -> float:
+    """The test-noise floor of the regret of record ``rec`` (:func:`recipe.squeeze.selection.regret_noise_floor`
+    over every candidate's per-sample test scores, seeded by the split seed); nan when the record lacks them."""
+    from recipe.squeeze.selection import regret_noise_floor
+
+    scores = {c["name"]: recorded_test_scores(c, rec.get("y_test"), task) for c in rec["candidates"]}
+    if any(v is None for v in scores.values()):
+        return float("nan")
+    return regret_noise_floor(scores, task, n_boot=n_boot, seed=int(rec["split_seed"]))
+
+
+def floor_check(records: list[dict], chosen: list[str], sims: int = 200, n_boot: int = 300) -> dict[str, float]:
+    """Does the raw regret overshoot, and does subtracting the floor correct it? A check of the estimator in a
+    world where the truth is known: each record's test rows are taken as the population (each candidate's
+    expected metric: its metric on them), ``sims`` test splits of the same size are drawn from them with
+    replacement, and on each the raw regret of the record's ``chosen`` candidate and its raw regret minus the floor
+    (an inner bootstrap of ``n_boot`` resamples of the drawn split) are read. Means over the records: ``true``
+    (the chosen candidate's regret against the best in expectation), ``raw`` and ``corrected`` (their expected
+    values over the drawn splits), and ``oracle_raw`` (the expected raw regret of the best candidate in
+    expectation: the floor in this world). Records without per-sample test scores are skipped."""
+    import numpy as np
+
+    from recipe.squeeze.selection import regret_noise_floor
+    from recipe.tasks import CLASSIFICATION, REGRESSION
+
+    rows = []
+    for rec, name in zip(records, chosen, strict=True):
+        task = CLASSIFICATION if rec["classifier"] else REGRESSION
+        scores = {c["name"]: recorded_test_scores(c, rec.get("y_test"), task) for c in rec["candidates"]}
+        if any(v is None for v in scores.values()):
+            continue
+        names = list(scores)
+        s = np.asarray([scores[n] for n in names], dtype=np.float64) * (1 if task.higher_is_better else -1)
+        mu = s.mean(1)
+        c, oracle = names.index(name), int(mu.argmax())
+        rng = np.random.default_rng(int(rec["split_seed"]))
+        raw, corrected, oracle_raw = [], [], []
+        for i in range(sims):
+            drawn = s[:, rng.integers(0, s.shape[1], s.shape[1])]
+            m = drawn.mean(1)
+            # higher is better after the sign flip above, as for accuracy
+            floor = regret_noise_floor(dict(zip(names, drawn, strict=True)), CLASSIFICATION, n_boot=n_boot, seed=i)
+            raw.append(m.max() - m[c])
+            corrected.append(m.max() - m[c] - floor)
+            oracle_raw.append(m.max() - m[oracle])
+        rows.append((mu.max() - mu[c], np.mean(raw), np.mean(corrected), np.mean(oracle_raw)))
+    keys = ("true", "raw", "corrected", "oracle_raw")
+    return {k: float(np.mean([r[i] for r in rows])) if rows else float("nan") for i, k in enumerate(keys)}
+
+
 def evaluate(records: list[dict], noise_z: float = 1.0, squeeze=None) -> dict[str, dict]:
-    """Each rule's choice and regret per record: {rule: {"regrets": [...], "chosen": [...]}}; ``squeeze``: the
-    settings the ``weighted`` candidate is (re)built with (:func:`with_weighted`)."""
+    """Each rule's choice and regret per record: {rule: {"regrets", "chosen", "vs_trained", "floors",
+    "corrected"}: a list each, one entry per record}; ``squeeze``: the settings the ``weighted`` candidate is
+    (re)built with (:func:`with_weighted`). ``floors``: the record's test-noise floor (:func:`noise_floor`, the
+    same for every rule); ``corrected``: the regret minus it."""
     import numpy as np
 
     from recipe.checks.ablation import CandidateResult
     from recipe.squeeze import selection
     from recipe.tasks import CLASSIFICATION, REGRESSION
 
-    out: dict[str, dict] = {rule: {"regrets": [], "chosen": [], "vs_trained": []} for rule in selection.RULES}
+    keys = ("regrets", "chosen", "vs_trained", "floors", "corrected")
+    out: dict[str, dict] = {rule: {k: [] for k in keys} for rule in selection.RULES}
     for rec in records:
         task = CLASSIFICATION if rec["classifier"] else REGRESSION
         with_weighted(rec, task, squeeze)
+        floor = noise_floor(rec, task)
         pairs = [
             (
                 CandidateResult(
@@ -291,6 +380,8 @@ def evaluate(records: list[dict], noise_z: float = 1.0, squeeze=None) -> dict[st
         for rule in selection.RULES:
             choice = selection.choose(pairs, task=task, rule=rule, noise_z=noise_z)
             out[rule]["regrets"].append(selection.regret(test, choice.champion.name, task))
+            out[rule]["floors"].append(floor)
+            out[rule]["corrected"].append(out[rule]["regrets"][-1] - floor)
             out[rule]["chosen"].append(choice.champion.name)
             trained = {n: v for n, v in test.items() if n != "weighted"}  # signed: < 0 when the blend beats them all
             best = max(trained.values(), key=lambda v: task.gain(v, 0.0))
@@ -298,13 +389,37 @@ def evaluate(records: list[dict], noise_z: float = 1.0, squeeze=None) -> dict[st
     return out
 
 
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _se(xs: list[float]) -> float:
+    """Standard error of the mean over runs (nan for fewer than two)."""
+    if len(xs) < 2:
+        return float("nan")
+    m = _mean(xs)
+    return (sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) ** 0.5
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="digits,mnist,attrition")
     ap.add_argument("--seeds", default="0,1,2", help="split seeds")
     ap.add_argument("--out", type=Path, default=WORK / "selection_regret.json", help="where the record is written")
-    ap.add_argument("--record", type=Path, default=None, help="re-evaluate this saved record; train nothing")
+    ap.add_argument(
+        "--record",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="re-evaluate these saved records together (e.g. one per data set); train nothing",
+    )
     ap.add_argument("--noise-z", type=float, default=1.0)
+    ap.add_argument(
+        "--check-floor",
+        action="store_true",
+        help="also check the floor correction where the truth is known (floor_check; about a minute for 12 runs)",
+    )
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = ap.parse_args()
     EXTRA.extend(args.overrides)
@@ -315,7 +430,7 @@ def main() -> int:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     start = time.perf_counter()
     if args.record:
-        records = json.loads(args.record.read_text())
+        records = [rec for f in args.record for rec in json.loads(f.read_text())]
     else:
         store = Path(tempfile.mkdtemp(prefix="selection-regret-"))
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store / 'mlflow.db'}"
@@ -337,7 +452,9 @@ def main() -> int:
 
     results = evaluate(records, args.noise_z, load_config(overrides=[*COMMON, *EXTRA]).stages.squeeze)
     names = sorted({r["dataset"] for r in records})
-    print(f"\n{'rule':24s}" + "".join(f"{n:>12s}" for n in names) + f"{'mean':>10s}{'max':>10s}  chosen")
+    print(
+        f"\n{'rule':24s}" + "".join(f"{n:>12s}" for n in names) + f"{'mean':>10s}{'max':>10s}{'corrected':>11s}  chosen"
+    )
     for rule, r in results.items():
         per = [
             sum(g for g, rec in zip(r["regrets"], records, strict=True) if rec["dataset"] == n)
@@ -345,19 +462,35 @@ def main() -> int:
             for n in names
         ]
         chosen = ",".join(sorted(set(r["chosen"])))
-        mean = sum(r["regrets"]) / len(records)
-        print(f"{rule:24s}" + "".join(f"{p:12.4f}" for p in per) + f"{mean:10.4f}{max(r['regrets']):10.4f}  {chosen}")
-    adopted = results[selection.DEFAULT_RULE]["regrets"]
-    print(f"record: {args.out if not args.record else args.record}")
+        print(
+            f"{rule:24s}" + "".join(f"{p:12.4f}" for p in per) + f"{_mean(r['regrets']):10.4f}"
+            f"{max(r['regrets']):10.4f}{_mean(r['corrected']):11.4f}  {chosen}"
+        )
+    floors = results[selection.DEFAULT_RULE]["floors"]
+    print(
+        f"{'test-noise floor':24s}"
+        + "".join(
+            f"{_mean([f for f, rec in zip(floors, records, strict=True) if rec['dataset'] == n]):12.4f}" for n in names
+        )
+        + f"{_mean(floors):10.4f}"
+    )
+    adopted = results[selection.DEFAULT_RULE]
+    print(f"record: {args.out if not args.record else ' '.join(map(str, args.record))}")
     print(f"selection_rule: {selection.DEFAULT_RULE}")
-    print(f"selection_regret_mean: {sum(adopted) / len(adopted):.4f}")
-    print(f"selection_regret_max: {max(adopted):.4f}")
-    vs = results[selection.DEFAULT_RULE]["vs_trained"]
-    print(f"selection_regret_vs_trained_mean: {sum(vs) / len(vs):.4f}")
+    print(f"selection_regret_mean: {_mean(adopted['regrets']):.4f}")
+    print(f"selection_regret_se: {_se(adopted['regrets']):.4f}")
+    print(f"selection_regret_max: {max(adopted['regrets']):.4f}")
+    print(f"selection_regret_noise_floor_mean: {_mean(floors):.4f}")
+    print(f"selection_regret_corrected_mean: {_mean(adopted['corrected']):.4f}")
+    print(f"selection_regret_vs_trained_mean: {_mean(adopted['vs_trained']):.4f}")
     for rule, r in results.items():
-        print(f"regret_mean_{rule}: {sum(r['regrets']) / len(records):.4f}")
+        print(f"regret_mean_{rule}: {_mean(r['regrets']):.4f}")
         print(f"regret_max_{rule}: {max(r['regrets']):.4f}")
-        print(f"regret_vs_trained_mean_{rule}: {sum(r['vs_trained']) / len(records):.4f}")
+        print(f"regret_corrected_mean_{rule}: {_mean(r['corrected']):.4f}")
+        print(f"regret_vs_trained_mean_{rule}: {_mean(r['vs_trained']):.4f}")
+    if args.check_floor:
+        for k, v in floor_check(records, adopted["chosen"]).items():
+            print(f"floor_check_{k}_mean: {v:.4f}")
     print(f"runs: {len(records)}")
     print(f"bench_seconds: {time.perf_counter() - start:.0f}")
     return 0

@@ -73,3 +73,47 @@ def test_regret_is_read_against_every_candidate_and_against_the_trained_ones_alo
     assert out["ensemble_first"]["regrets"] == [pytest.approx(0.5)]
     old = copy.deepcopy(_record())
     assert bench.with_weighted(old, CLASSIFICATION, SqueezeConfig(ensemble_selection=0)) is None
+
+
+def test_the_noise_floor_reads_recorded_scores_or_the_outputs_and_corrects_every_rule():
+    rec, without = _record(), SqueezeConfig(ensemble_selection=0)  # the blend, right on every row, would win always
+    bench.with_weighted(rec, CLASSIFICATION, without)
+    from_outputs = bench.noise_floor(rec, CLASSIFICATION)
+    for c in rec["candidates"]:  # the same rows, recorded as scores instead
+        c["test_scores"] = bench.recorded_test_scores(c, Y, CLASSIFICATION)
+        c.pop("test_outputs", None)
+    assert bench.noise_floor(rec, CLASSIFICATION) == from_outputs > 0  # ensemble and longer tie at 0.5 on test
+    out = bench.evaluate([_record()], squeeze=without)
+    for r in out.values():
+        assert r["floors"] == [pytest.approx(from_outputs)]
+        assert r["corrected"] == [pytest.approx(r["regrets"][0] - from_outputs)]
+
+
+@pytest.mark.parametrize("missing", ["outputs", "targets"])  # the first records kept neither
+def test_a_record_without_test_scores_or_what_makes_them_has_no_floor(missing):
+    rec = _record()
+    if missing == "targets":
+        del rec["y_test"]
+    else:
+        for c in rec["candidates"]:
+            c.pop("test_outputs")
+    assert np.isnan(bench.noise_floor(rec, CLASSIFICATION))
+
+
+def test_the_floor_check_finds_the_raw_regret_biased_up_and_the_corrected_one_closer_but_still_high():
+    # three candidates level in truth on 200 rows (each wrong on its own 20): any choice's true regret is 0. With
+    # ties in truth the bootstrap sees only part of the max's overshoot (for 3 independent normals about 0.35 of
+    # the 0.85 sd), so the corrected regret sits between the truth and the raw one
+    n, rng = 200, np.random.default_rng(0)
+    y = rng.integers(0, 2, n).tolist()
+    cands = []
+    for i in range(3):
+        right = np.ones(n, bool)
+        right[20 * i : 20 * (i + 1)] = False
+        cands.append({"name": f"c{i}", "test_scores": right.astype(float).tolist(), "test_metric": right.mean()})
+    rec = {"split_seed": 0, "classifier": True, "y_test": y, "candidates": cands}
+    got = bench.floor_check([rec], ["c0"], sims=60, n_boot=200)
+    assert got["true"] == 0.0
+    assert got["raw"] > 0.005  # the max of three noisy accuracies overshoots
+    assert got["true"] < got["corrected"] < got["raw"] - 0.2 * got["raw"]  # the floor removes part of it
+    assert got["oracle_raw"] == pytest.approx(got["raw"])  # level in truth: the oracle's choice is c0 too
