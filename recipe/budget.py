@@ -73,11 +73,15 @@ class PlanError(ValueError):
 @dataclass(frozen=True)
 class Knob:
     """One size of a stage: the dotted config key, the smallest value the stage can run with, and whether it
-    counts runs (``runs``) or epochs per run (``epochs``)."""
+    counts runs (``runs``) or epochs per run (``epochs``). A ``last`` knob is cut only when every other knob is
+    at its minimum (what the stage's minimum would otherwise not fit without: tune's seeds, squeeze's long and
+    snapshot runs); ``words`` name it in a cut note (default: the stage's ``what``, or its epochs)."""
 
     key: str
     kind: str  # "runs" or "epochs"
     minimum: int
+    last: bool = False
+    words: str = ""
 
 
 @dataclass(frozen=True)
@@ -110,7 +114,8 @@ def _overfit_epochs(v: dict[str, Any]) -> int:
 # overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and the
 # combination (its candidate count is cut by dropping candidates from the end of stages.regularize.* lists,
 # see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members, the
-# run "leave it training" (``longer`` budgets) and one distillation run.
+# averaging run (SWA and EMA weights of one run), the run "leave it training" (``longer`` budgets), the snapshot
+# run (its cycles fill about one budget) and the distillation run (only with an ensemble: two members or more).
 SIZED: dict[str, Sized] = {
     "overfit": Sized(
         (Knob("stages.overfit.max_rungs", "runs", 0), Knob("stages.overfit.epochs", "epochs", 2)),
@@ -126,14 +131,29 @@ SIZED: dict[str, Sized] = {
         what="regularize candidates",
     ),
     "tune": Sized(
-        (Knob("stages.tune.n_trials", "runs", 2), Knob("stages.tune.epochs", "epochs", 2)),
+        (
+            Knob("stages.tune.n_trials", "runs", 2),
+            Knob("stages.tune.epochs", "epochs", 2),
+            Knob("tune.seeds", "runs", 1, last=True, words="tune retraining seeds"),
+        ),
         runs=lambda v: int(v["stages.tune.n_trials"]) + 2 * int(v["tune.seeds"]),
         epochs=lambda v: int(v["stages.tune.epochs"]),
         what="tune trials",
     ),
     "squeeze": Sized(
-        (Knob("stages.squeeze.members", "runs", 1), Knob("stages.squeeze.epochs", "epochs", 2)),
-        runs=lambda v: int(v["stages.squeeze.members"]) + math.ceil(float(v["squeeze.longer"])) + 1,
+        (
+            Knob("stages.squeeze.members", "runs", 1),
+            Knob("stages.squeeze.epochs", "epochs", 2),
+            Knob("squeeze.longer", "runs", 1, last=True, words="squeeze's long run (budgets)"),
+            Knob("squeeze.snapshots", "runs", 0, last=True, words="squeeze's snapshot run"),
+        ),
+        runs=lambda v: (
+            int(v["stages.squeeze.members"])
+            + 1
+            + (int(v["squeeze.longer"]) if int(v["squeeze.longer"]) > 1 else 0)
+            + int(v["squeeze.snapshots"])
+            + (int(v["squeeze.distill"]) if int(v["stages.squeeze.members"]) > 1 else 0)
+        ),
         epochs=lambda v: int(v["stages.squeeze.epochs"]),
         what="squeeze members",
     ),
@@ -158,7 +178,10 @@ def current_sizes(stage: str, cfg: RecipeConfig) -> dict[str, Any]:
         return {
             "stages.squeeze.members": s.squeeze.members,
             "stages.squeeze.epochs": s.squeeze.epochs or e,
-            "squeeze.longer": s.squeeze.longer if s.squeeze.longer > 1 else 0,
+            # the long run in budgets of the members' epochs (1: no long run)
+            "squeeze.longer": math.ceil(s.squeeze.longer) if s.squeeze.longer > 1 else 1,
+            "squeeze.snapshots": 1 if s.squeeze.snapshots > 1 else 0,
+            "squeeze.distill": 1 if s.squeeze.distill else 0,
         }
     raise KeyError(f"stage {stage!r} is not sized by the budget; sized stages: {', '.join(SIZED)}")
 
@@ -234,20 +257,41 @@ class StepCost:
         )
 
 
-def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], float] = time.perf_counter) -> StepCost:
+def warm_up(
+    cfg: RecipeConfig,
+    data: Any,
+    steps: int = 4,
+    clock: Callable[[], float] = time.perf_counter,
+    max_steps: int = 1024,
+    resolution: float | None = None,
+) -> StepCost:
     """Time ``cfg``'s model on ``data``: one untimed 1-step fit (imports, kernels), then a 1-step fit and a fit of
     at least ``1 + steps`` steps without validation, and a 1-step fit with it. Step time is the difference of the
     two first over the steps between them (the fixed part cancels), the fixed cost per run what is left of the
-    1-step fit, the validation pass the difference the validation makes. An epoch shorter than ``1 + steps``
-    batches (a small table: 3 at batch 256) is repeated until the longer fit has them, and the steps it really
-    ran are the divisor: dividing by ``steps`` when a 3-batch epoch ran 2 more steps, not 4, halved Sacramento's
-    step time and its squeeze ran 2.3x its estimate. Nothing is logged to MLflow. About ``steps + 4`` steps and
-    four model builds of time.
+    1-step fit, the validation pass the difference the validation makes. Nothing is logged to MLflow.
+
+    The longer fit must run the steps it is divided by: an epoch shorter than its steps (a small table: 3 batches
+    at batch 256) is repeated until the fit has them, and the steps it really ran are the divisor (dividing by 4
+    when a 3-batch epoch ran 2 more steps halved Sacramento's step time; its squeeze ran 2.3x its estimate).
+
+    The difference must also stand above the noise of the fixed part. One timed fit is one sample: on a busy
+    machine a stall (another process, a collection, a write) in the 1-step fit can outlast the steps it is
+    compared with (ames' tune warm-up timed its 1-step fit 0.6 s, its 5-step fit less, and sized the stage at
+    0.0 ms a step). So every 1-step fit is timed again with each longer fit and the least of them is the fixed
+    part (the least disturbed sample: ``timeit``'s rule), and the longer fit doubles its steps until its steps
+    take at least as long as that fixed part, up to ``max_steps`` steps; that fit is then timed once more and
+    the lesser of its two times taken. The step time is never below
+    ``resolution`` (the clock's, ``time.get_clock_info``; a difference the clock cannot tell from zero is not a
+    measured zero). About ``6 x`` the fixed part and ``2 x (1 + steps)`` steps of time when steps are slow; when
+    they are cheap against the fixed part, the doubling adds up to about as much again.
 
     Raises what :func:`recipe.fit.fit` raises (DataError, ModelConfigError)."""
     import math as _m
 
     from recipe.fit import bundle_for, fit
+
+    if resolution is None:
+        resolution = time.get_clock_info("perf_counter").resolution
 
     def timed(n: int, validate: bool, epochs: int = 1) -> float:
         t0 = clock()
@@ -257,13 +301,22 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
     bundle = bundle_for(cfg, data)
     n_train = len(bundle.rows("train"))
     steps_per_epoch = max(1, _m.ceil(n_train / cfg.data.batch_size))
-    per_epoch = min(1 + steps, steps_per_epoch)  # the batches a fit of 1 + steps a epoch really runs
-    epochs = _m.ceil((1 + steps) / per_epoch)
     timed(1, False)
-    one = timed(1, False)
-    more = timed(per_epoch, False, epochs)
+    ones = [timed(1, False)]
+    want = max(2, 1 + steps)
+    while True:
+        per_epoch = min(want, steps_per_epoch)  # the batches a fit of ``want`` steps an epoch really runs
+        epochs = _m.ceil(want / per_epoch)
+        ran = per_epoch * epochs
+        more = timed(per_epoch, False, epochs)
+        ones.append(timed(1, False))
+        one = min(ones)
+        if more - one >= one or ran >= max_steps:
+            break
+        want = min(2 * ran, max_steps)
+    more = min(more, timed(per_epoch, False, epochs))  # the longer fit is one sample too: its least of two
     with_val = timed(1, True)
-    step_s = max(more - one, 0.0) / (per_epoch * epochs - 1)
+    step_s = max((more - one) / (ran - 1), resolution)
     return StepCost(
         step_s=step_s,
         run_s=max(one - step_s, 0.0),
@@ -272,6 +325,59 @@ def warm_up(cfg: RecipeConfig, data: Any, steps: int = 4, clock: Callable[[], fl
         min_steps=cfg.budget.min_steps or 0,
         budget_epochs=cfg.budget.epochs,
     )
+
+
+# --- the work outside the runs ----------------------------------------------------------------------------------
+
+# Squeeze's own work outside its training runs, beside the classical fit (timed, :func:`fixed_work`) and the
+# networks' scoring passes (counted from the warm-up's validation pass): the linear baseline's refit, the
+# bootstrap intervals, the weighted blend, registering and reloading the champion, the model card and plots.
+# Measured on ames at budget.minutes=10 (2026-12-06, busy 2-core machine): 25.7 s from the end of squeeze's last
+# training run to the end of the stage, 11.8 s of it the classical fit.
+SQUEEZE_OVERHEAD_S = 14.0
+
+
+def squeeze_networks(cfg: RecipeConfig) -> int:
+    """The networks squeeze scores on validation and test under ``cfg``: each member, the SWA and EMA weights,
+    the long run, each snapshot and the student (with an ensemble)."""
+    s = cfg.stages.squeeze
+    return (
+        s.members
+        + 2
+        + (1 if s.longer > 1 else 0)
+        + (s.snapshots if s.snapshots > 1 else 0)
+        + (1 if s.distill and s.members > 1 else 0)
+    )
+
+
+def fixed_work(stage: str, cfg: RecipeConfig, cost: StepCost, data: Any = None) -> tuple[float, str]:
+    """Seconds of ``stage``'s own work outside its training runs under ``cfg`` at ``cost``, and what it is in
+    words ((0.0, "") for a stage with none counted). Squeeze: the tuned classical baseline (fitted here, on
+    ``data``, and kept for the stage: :func:`recipe.classical.fit_classical`; left out when ``data`` is None),
+    each network scored on validation and test (two validation passes of the warm-up's), and
+    :data:`SQUEEZE_OVERHEAD_S`. Ames' squeeze ran 3.9 min against a 2.8 min share with this work uncounted.
+    A classical fit that raises is left out (its words say so): the stage reports it when it scores the
+    baselines."""
+    if stage != "squeeze":
+        return 0.0, ""
+    s = cfg.stages.squeeze
+    scoring = 2 * squeeze_networks(cfg) * cost.val_s
+    parts = [
+        f"scoring {squeeze_networks(cfg)} networks {_min(scoring)}",
+        f"test table and registry {SQUEEZE_OVERHEAD_S:.0f} s",
+    ]
+    total = scoring + SQUEEZE_OVERHEAD_S
+    if s.classical and data is not None:
+        from recipe.classical import fit_classical
+
+        try:
+            classical = fit_classical(data, seed=cfg.seed)
+        except Exception as e:  # the stage says it as a note when it scores the baselines; the sizing goes on
+            parts.insert(0, f"the classical baseline not timed ({type(e).__name__})")
+        else:
+            total += classical.seconds
+            parts.insert(0, f"the classical baseline {_min(classical.seconds)}")
+    return total, ", ".join(parts)
 
 
 # --- the sizing -----------------------------------------------------------------------------------------------
@@ -304,7 +410,8 @@ class StagePlan:
     before: dict[str, Any] = field(default_factory=dict)
     sizes: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, Any] = field(default_factory=dict)
-    estimate_s: float | None = None
+    estimate_s: float | None = None  # the runs' time and fixed_s
+    fixed_s: float | None = None  # the stage's own work outside its runs (:func:`fixed_work`), in the estimate
     epochs_run: int | None = None  # the epochs each run really trains (budget.min_steps raises the sized ones)
     needed_s: float | None = None  # the minimum's time, when it does not fit the share
     used_s: float | None = None  # measured after the stage ran (warm-up included)
@@ -332,16 +439,34 @@ class StagePlan:
         )
 
 
+# What a stage's deadline can stop, per stage: the knob whose runs it stops, the stage metric that counts those
+# that ran, and the words of the note (recipe.stages.tune.over_deadline, recipe.squeeze.runs.members_over_deadline).
+STOPS: dict[str, tuple[str, str, str]] = {
+    "tune": (
+        "stages.tune.n_trials",
+        "tune/n_trials",
+        "the search stopped at the stage's deadline after {ran} of {of} trials",
+    ),
+    "squeeze": (
+        "stages.squeeze.members",
+        "squeeze/members_run",
+        "the members stopped at the stage's deadline after {ran} of {of} members",
+    ),
+}
+
+
 def record_stop(plan: StagePlan, stage: str, metrics: dict[str, float]) -> bool:
-    """After ``stage`` ran: when its budget's deadline stopped it before its sized runs (tune's search:
-    ``tune/n_trials`` below the sized ``stages.tune.n_trials``, see ``recipe.stages.tune.over_deadline``), the plan
-    records the runs that ran, so ``--plan`` replays exactly those (with no deadline), and its note says so.
-    Returns whether the plan changed."""
-    key = "stages.tune.n_trials"
-    ran = metrics.get("tune/n_trials")
-    if stage != "tune" or ran is None or key not in plan.sizes or int(ran) >= int(plan.sizes[key]):
+    """After ``stage`` ran: when its budget's deadline stopped it before its sized runs (:data:`STOPS`: tune's
+    search, ``tune/n_trials`` below the sized ``stages.tune.n_trials``; squeeze's members, ``squeeze/members_run``
+    below ``stages.squeeze.members``), the plan records the runs that ran, so ``--plan`` replays exactly those
+    (with no deadline), and its note says so. Returns whether the plan changed."""
+    if stage not in STOPS:
         return False
-    plan.note += f"; the search stopped at the stage's deadline after {int(ran)} of {plan.sizes[key]} trials"
+    key, metric, words = STOPS[stage]
+    ran = metrics.get(metric)
+    if ran is None or key not in plan.sizes or int(ran) >= int(plan.sizes[key]):
+        return False
+    plan.note += "; " + words.format(ran=int(ran), of=plan.sizes[key])
     plan.sizes[key] = int(ran)
     plan.overrides[key] = int(ran)
     return True
@@ -352,33 +477,46 @@ def _min(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{max(seconds, 1):.0f} s"
 
 
-def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) -> StagePlan:
+def _ms(seconds: float) -> str:
+    """A step time as the budget speaks it: "46.8 ms", "0.042 ms" (two significant figures under 1 ms, so a
+    measured step is never printed as 0.0)."""
+    ms = seconds * 1000
+    return f"{ms:.1f} ms" if ms >= 1 else f"{ms:.2g} ms"
+
+
+def size_stage(
+    stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float, fixed: tuple[float, str] = (0.0, "")
+) -> StagePlan:
     """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
-    (:func:`stage_cost`) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio still above
-    its minimum (runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go down: a share
-    larger than the configured sizes need leaves them as they are. When even the minimum is over the share, the
-    minimum is used and ``needed_s`` says what it needs (a WARN)."""
+    (:func:`stage_cost` plus ``fixed``, the seconds and words of the stage's work outside its runs,
+    :func:`fixed_work`) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio
+    still above its minimum (runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
+    down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
+    the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
     sized = SIZED[stage]
     before = current_sizes(stage, cfg)
     values = dict(before)
+    fixed_s, fixed_what = fixed
     plan = StagePlan(stage, share_s, cost.step_s, cost.run_s, cost.epoch_s, before=dict(before))
-    while stage_cost(stage, values, cost) > FIT * share_s:
+    plan.fixed_s = fixed_s if fixed_s else None
+    while stage_cost(stage, values, cost) + fixed_s > FIT * share_s:
         # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
         # floor (overfit), and a cut the stage would undo is no cut
         cuts = {k.key: _cut(k, int(values[k.key])) for k in sized.knobs if int(values[k.key]) > k.minimum}
-        open_ = [
+        saving = [
             k
             for k in sized.knobs
             if k.key in cuts
             and stage_cost(stage, {**values, k.key: cuts[k.key]}, cost) < stage_cost(stage, values, cost)
         ]
+        open_ = [k for k in saving if not k.last] or saving
         if not open_:
-            plan.needed_s = stage_cost(stage, values, cost)
+            plan.needed_s = stage_cost(stage, values, cost) + fixed_s
             break
         knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
         values[knob.key] = cuts[knob.key]
     plan.sizes = {k.key: values[k.key] for k in sized.knobs}
-    plan.estimate_s = stage_cost(stage, values, cost)
+    plan.estimate_s = stage_cost(stage, values, cost) + fixed_s
     plan.epochs_run = run_epochs(stage, values, cost)
     plan.overrides = overrides_for(stage, cfg, plan.sizes)
     cuts = [
@@ -386,10 +524,12 @@ def size_stage(stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float) ->
         for k in sized.knobs
         if values[k.key] != before[k.key]
     ]
-    est = f"about {_min(plan.estimate_s)} at {cost.step_s * 1000:.1f} ms a step"
+    est = f"about {_min(plan.estimate_s)} at {_ms(cost.step_s)} a step"
     sized_epochs = sized.epochs(values)
     if plan.epochs_run != sized_epochs:
         est += f", {plan.epochs_run} epochs a run after budget.min_steps={cost.min_steps}"
+    if fixed_s:
+        est += f", {_min(fixed_s)} of it outside the runs: {fixed_what}"
     if plan.needed_s is not None:
         plan.note = f"even the minimum ({', '.join(cuts) or 'as configured'}) needs {est}, over its share"
     elif cuts:
@@ -406,11 +546,13 @@ def _cut(knob: Knob, value: int) -> int:
 
 def minimum_s(stage: str, cfg: RecipeConfig, cost: StepCost) -> float:
     """Seconds ``stage`` takes at its smallest sizes (every knob of :data:`SIZED` at its minimum, or below it
-    where ``cfg`` already is) at ``cost``: what no cut can go under."""
+    where ``cfg`` already is) at ``cost``, with its work outside the runs at those sizes (:func:`fixed_work`,
+    the classical fit not timed): what no cut can go under."""
     values = current_sizes(stage, cfg)
     for knob in SIZED[stage].knobs:
         values[knob.key] = min(int(values[knob.key]), knob.minimum)
-    return stage_cost(stage, values, cost)
+    smallest = cfg.with_overrides(overrides_for(stage, cfg, {k.key: values[k.key] for k in SIZED[stage].knobs}))
+    return stage_cost(stage, values, cost) + fixed_work(stage, smallest, cost)[0]
 
 
 def floor_s(stages: Sequence[str], cfg: RecipeConfig, cost: StepCost) -> float:
@@ -418,7 +560,8 @@ def floor_s(stages: Sequence[str], cfg: RecipeConfig, cost: StepCost) -> float:
     of :func:`minimum_s` over :data:`FIT` (sizing fills at most that fraction of a share). A budget below it
     cannot be split so that each stage's minimum fits its share, however time passes between them; one above it
     may still not (shares are proportional), so it is a floor, not a promise. Stages not in :data:`SIZED` add
-    nothing (they are not sized and their time is not estimated)."""
+    nothing (they are not sized and their time is not estimated); squeeze's classical fit, not yet timed, is
+    left out too."""
     return sum(minimum_s(s, cfg, cost) for s in stages if s in SIZED) / FIT
 
 
@@ -441,13 +584,15 @@ def floor_warning(
     per_run = f", {cost.run_s:.1f} s a run" if cost.run_s >= 0.05 else ""  # a run's fixed cost, when measurable
     return (
         f"budget.minutes={minutes:g} cannot fit the recipe's smallest plan: at the step time {measured_by}'s "
-        f"warm-up measured ({cost.step_s * 1000:.1f} ms a step{per_run}), "
+        f"warm-up measured ({_ms(cost.step_s)} a step{per_run}), "
         f"{', '.join(sized)} need at least {_min(floor)} at their minimum sizes, and {_min(max(left, 0.0))} of the "
         f"budget is left; each will run its minimum and WARN. Give budget.minutes={enough:g} or more"
     )
 
 
 def _knob_words(stage: str, knob: Knob) -> str:
+    if knob.words:
+        return knob.words
     if knob.kind == "runs":
         return SIZED[stage].what
     return f"{stage} epochs"
@@ -485,13 +630,26 @@ def regularize_overrides(cfg: RecipeConfig, candidates: int) -> dict[str, Any]:
 
 def overrides_for(stage: str, cfg: RecipeConfig, sizes: dict[str, Any]) -> dict[str, Any]:
     """The config overrides (dotted key -> value) that make ``stage`` run with ``sizes``: the knobs that are
-    config keys as they are, regularize's candidate count as :func:`regularize_overrides`. Every epochs knob is
+    config keys as they are, regularize's candidate count as :func:`regularize_overrides`, tune's seeds as the
+    first of ``stages.tune.seeds``, squeeze's long run as ``stages.squeeze.longer`` (1: none) and its snapshot
+    run as ``stages.squeeze.snapshots`` (0: none). Every epochs knob is
     written even when unchanged (a None epochs follows ``budget.epochs``, which an earlier stage may change)."""
     out: dict[str, Any] = {}
+    now = current_sizes(stage, cfg)
     for key, value in sizes.items():
         if key == "regularize.candidates":
             out.update(regularize_overrides(cfg, int(value)))
-        elif key.endswith(".epochs") or value != current_sizes(stage, cfg).get(key):
+        elif key.endswith(".epochs"):
+            out[key] = value
+        elif value == now.get(key):
+            continue
+        elif key == "tune.seeds":  # the first seeds (the handed-on checkpoint is the first's when its own is cut)
+            out["stages.tune.seeds"] = list(cfg.stages.tune.seeds)[: int(value)]
+        elif key == "squeeze.longer":
+            out["stages.squeeze.longer"] = float(value) if int(value) > 1 else 1.0
+        elif key == "squeeze.snapshots":
+            out["stages.squeeze.snapshots"] = cfg.stages.squeeze.snapshots if int(value) else 0
+        else:
             out[key] = value
     return out
 
@@ -559,6 +717,7 @@ __all__ = [
     "StagePlan",
     "StepCost",
     "floor_s",
+    "fixed_work",
     "floor_warning",
     "load_plan",
     "minimum_s",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,12 +119,29 @@ def native_table(data: Any, split: str) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(columns, 1) if columns else np.zeros((len(f), 0)), np.asarray(categorical, bool)
 
 
+# Fits kept per loaded bundle (a bundle is loaded once per flow run and handed to every stage): the budget times
+# squeeze's classical fit when it sizes the stage (recipe.budget.fixed_work), and the stage scores that fit.
+_FITS: weakref.WeakKeyDictionary[Any, dict[tuple[int, int], Classical]] = weakref.WeakKeyDictionary()
+
+
 def fit_classical(data: Any, *, seed: int = 0, cv: int = 3) -> Classical:
     """Fit the classical baseline for ``data`` (a DataBundle) with a small grid search on the train split.
 
     Images (classification): an RBF SVM over :data:`SVM_GRID`. Tables: gradient-boosted trees over
-    :data:`TREES_GRID`. Cross-validation folds are stratified for classification.
+    :data:`TREES_GRID`. Cross-validation folds are stratified for classification. The fit is kept for the
+    bundle's lifetime: the same bundle, seed and folds return the same fit (its ``seconds`` those of the search
+    that made it), not a second grid search.
     """
+    try:
+        kept = _FITS.setdefault(data, {})
+    except TypeError:  # not weak-referenceable: fit every time
+        kept = {}
+    if (seed, cv) not in kept:
+        kept[(seed, cv)] = _fit_classical(data, seed, cv)
+    return kept[(seed, cv)]
+
+
+def _fit_classical(data: Any, seed: int, cv: int) -> Classical:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.model_selection import GridSearchCV
     from sklearn.svm import SVC, SVR

@@ -261,11 +261,13 @@ def _run_recipe(
             fn = STAGES[name].run
             stage_plan = None
             deadline = None
+            fixed_left = 0.0
             if budget is not None:
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
                 if name in budgeting.SIZED:
                     stage_plan, cost = _size(name, current, share, cache, budgeting)
+                    fixed_left = budgeting.fixed_work(name, current.with_overrides(stage_plan.overrides), cost)[0]
                     if not floor_told:
                         floor_told = True
                         too_small = budgeting.floor_warning(
@@ -291,6 +293,7 @@ def _run_recipe(
                 map=map_trials or map_in_process,
                 fresh=fresh,
                 deadline=deadline,
+                fixed_s=fixed_left,
             )
             ctx.workdir.mkdir(parents=True, exist_ok=True)
             cache.attach(ctx)
@@ -385,10 +388,12 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
 
 
 def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> tuple[Any, Any]:
-    """Warm up ``name``'s handed-on model on the run's data and size the stage to ``share`` seconds
-    (:func:`recipe.budget.size_stage`); returns (the stage's plan, the measured StepCost)."""
-    cost = budgeting.warm_up(cfg, cache.data_for(cfg))
-    stage_plan = budgeting.size_stage(name, cfg, cost, share)
+    """Warm up ``name``'s handed-on model on the run's data, time its work outside the runs
+    (:func:`recipe.budget.fixed_work`) and size the stage to ``share`` seconds (:func:`recipe.budget.size_stage`);
+    returns (the stage's plan, the measured StepCost)."""
+    data = cache.data_for(cfg)
+    cost = budgeting.warm_up(cfg, data)
+    stage_plan = budgeting.size_stage(name, cfg, cost, share, budgeting.fixed_work(name, cfg, cost, data))
     log.info("stage %s: budget %s", name, stage_plan.note)
     return stage_plan, cost
 

@@ -61,7 +61,7 @@ COST = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # 0.25 
 def test_a_share_large_enough_cuts_nothing():
     cfg = RecipeConfig()
     plan = size_stage("tune", cfg, COST, share_s=1e6)
-    assert plan.sizes == {"stages.tune.n_trials": 16, "stages.tune.epochs": 10}
+    assert plan.sizes == {"stages.tune.n_trials": 16, "stages.tune.epochs": 10, "tune.seeds": 3}
     assert plan.note.startswith("nothing cut") and plan.check().verdict is Verdict.PASS
     assert plan.overrides == {"stages.tune.epochs": 10}  # epochs always written (replayed even if unchanged)
 
@@ -181,27 +181,33 @@ def test_a_share_below_the_minimum_warns_with_the_time_it_would_need():
 def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
     cfg = load_config()  # digits: tune 3 seeds, squeeze longer 3
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # a run of 2 epochs: 0.5 + 2 x 0.25 s
-    # overfit 1 run (no growth rung), regularize 3 (reference, 1 candidate, combination), tune 2 trials + 2 x 3
-    # retrainings, squeeze 1 member + 3 longer + 1 distilled: 1 + 3 + 8 + 5 runs of 1 s, over FIT = 0.85
-    assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 3.0, 8.0, 5.0])
-    assert budget.floor_s(ORDER, cfg, cost) == pytest.approx(17.0 / 0.85)
-    assert budget.floor_s(["inspect", "tune", "squeeze"], cfg, cost) == pytest.approx(13.0 / 0.85)  # unsized: 0
+    # overfit 1 run (no growth rung), regularize 3 (reference, 1 candidate, combination), tune 2 trials + 2 x 1
+    # retraining seed, squeeze 1 member + 1 averaging run (no long or snapshot run, no student without an
+    # ensemble): 1 + 3 + 4 + 2 runs of 1 s; squeeze's work outside its runs: 3 networks (the member, SWA, EMA)
+    # scored twice at 0.05 s and the overhead
+    squeeze = 2.0 + 2 * 3 * 0.05 + budget.SQUEEZE_OVERHEAD_S
+    assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 3.0, 4.0, squeeze])
+    assert budget.floor_s(ORDER, cfg, cost) == pytest.approx((8.0 + squeeze) / 0.85)
+    assert budget.floor_s(["inspect", "tune", "squeeze"], cfg, cost) == pytest.approx((4.0 + squeeze) / 0.85)
     # a config already below a minimum keeps its own size (sizes only go down)
     fewer = cfg.with_overrides({"stages.tune.n_trials": 1})
-    assert budget.minimum_s("tune", fewer, cost) == pytest.approx(7.0)
+    assert budget.minimum_s("tune", fewer, cost) == pytest.approx(3.0)
 
 
 def test_a_budget_below_the_floor_is_told_with_the_minutes_that_would_fit():
     cfg = load_config()
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)
-    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 20 s
+    floor = budget.floor_s(ORDER[2:], cfg, cost)  # 10 runs of 1 s and squeeze's 14.3 s outside them, over 0.85
+    assert floor == pytest.approx((10.0 + 0.3 + budget.SQUEEZE_OVERHEAD_S) / 0.85)
+    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 29 s
     said = budget.floor_warning(0.2, 2.0, ORDER[2:], cfg, cost, "overfit")
     assert said is not None
     assert said.startswith("budget.minutes=0.2 cannot fit the recipe's smallest plan: at the step time overfit's")
-    assert "(10.0 ms a step, 0.5 s a run), overfit, regularize, tune, squeeze need at least 20 s" in said
+    assert f"(10.0 ms a step, 0.5 s a run), overfit, regularize, tune, squeeze need at least {floor:.0f} s" in said
     assert "10 s of the budget is left" in said
-    assert said.endswith("Give budget.minutes=0.4 or more")  # (2 + 20) s = 0.37 min, up to a tenth
-    assert budget.floor_warning(0.4, 2.0, ORDER[2:], cfg, cost, "overfit") is None  # 22 s left: it fits
+    enough = math.ceil((2.0 + floor) / 6) / 10  # (2 + 29) s = 0.51 min, up to a tenth
+    assert said.endswith(f"Give budget.minutes={enough:g} or more")
+    assert budget.floor_warning(enough, 2.0, ORDER[2:], cfg, cost, "overfit") is None  # that many minutes fit
 
 
 def test_regularize_candidates_are_dropped_from_the_end():
@@ -267,6 +273,69 @@ def test_warm_up_counts_the_steps_a_short_epoch_really_runs(monkeypatch):
     assert cost.steps_per_epoch == 3
     assert cost.step_s == pytest.approx(0.02) and cost.run_s == pytest.approx(0.3)
     assert max(ran) >= 5  # the longer fit ran at least 1 + 4 steps, over two epochs
+
+
+def _timed_fits(monkeypatch, clock, cost_of, rows=640):
+    """Patch recipe.fit so a warm-up's fits only move ``clock`` by ``cost_of(call, steps, validate)`` seconds
+    (``call``: 0 for the untimed first fit); returns the list of (steps, validate) the fits ran."""
+    import recipe.fit as fit_mod
+
+    ran = []
+
+    def fake_fit(cfg, data, *, epochs, steps_per_epoch, evaluate, log, validate):
+        steps = min(steps_per_epoch, math.ceil(rows / cfg.data.batch_size)) * epochs
+        clock.now += cost_of(len(ran), steps, validate)
+        ran.append((steps, validate))
+
+    class Bundle:
+        def rows(self, split):
+            return list(range(rows))
+
+    monkeypatch.setattr(fit_mod, "fit", fake_fit)
+    monkeypatch.setattr(fit_mod, "bundle_for", lambda cfg, data: Bundle())
+    return ran
+
+
+def test_a_stall_in_the_one_step_fit_does_not_time_the_step_at_zero(monkeypatch):
+    """ames' tune warm-up on a busy machine: its 1-step fit stalled 0.6 s, longer than its 5-step fit, and the
+    difference (clipped at 0) sized the stage at 0.0 ms a step. Timed again beside each longer fit, the least of
+    the 1-step fits is the fixed part, and the step comes out as the fits really cost."""
+    clock = FakeClock()
+
+    def cost(call, steps, validate):
+        stall = 0.6 if call == 1 else 0.0  # the first timed 1-step fit
+        return stall + 0.3 + 0.02 * steps + (0.1 if validate else 0.0)
+
+    _timed_fits(monkeypatch, clock, cost)
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 64})
+    cost_ = budget.warm_up(cfg, object(), steps=4, clock=clock)
+    assert cost_.step_s == pytest.approx(0.02)
+    assert cost_.run_s == pytest.approx(0.3) and cost_.val_s == pytest.approx(0.1)
+
+
+def test_a_step_cheap_against_the_fixed_part_is_timed_over_more_steps(monkeypatch):
+    """1 s to build a run, 1 ms a step: 4 steps are lost in the fixed part's noise, so the longer fit doubles
+    its steps until they take as long as the fixed part, and the step is their time over their number."""
+    clock = FakeClock()
+    ran = _timed_fits(monkeypatch, clock, lambda call, steps, validate: 1.0 + 0.001 * steps, rows=64 * 10)
+    cost = budget.warm_up(RecipeConfig().with_overrides({"data.batch_size": 64}), object(), steps=4, clock=clock)
+    assert cost.step_s == pytest.approx(0.001) and cost.run_s == pytest.approx(1.0)
+    # 639 steps past the first take 0.639 s, under the 1 s fixed part: the doubling went on to max_steps
+    # (1,024 asked, whole epochs of 10 batches: 1,030 ran)
+    assert sorted({steps for steps, _ in ran if steps > 1}) == [5, 10, 20, 40, 80, 160, 320, 640, 1030]
+
+
+def test_a_step_the_clock_cannot_tell_from_zero_is_not_timed_at_zero(monkeypatch):
+    """Fits whose time does not grow with their steps (below the clock's resolution): the doubling stops at
+    ``max_steps`` and the step time is the clock's resolution, never 0; the plan prints it as a time."""
+    clock = FakeClock()
+    ran = _timed_fits(monkeypatch, clock, lambda call, steps, validate: 0.3)
+    cfg = RecipeConfig().with_overrides({"data.batch_size": 64})
+    cost = budget.warm_up(cfg, object(), steps=4, clock=clock, max_steps=64, resolution=1e-6)
+    assert cost.step_s == pytest.approx(1e-6) and cost.step_s > 0
+    assert max(steps for steps, _ in ran) == 70  # 64 asked, whole epochs of 10 batches
+    plan = size_stage("tune", cfg, cost, share_s=600.0)
+    assert "0.0 ms" not in plan.note and "0.001 ms a step" in plan.note
 
 
 def test_minutes_stay_out_of_the_reuse_key_but_the_sizes_are_in_it():
@@ -402,3 +471,86 @@ def test_the_plan_records_the_trials_a_stopped_search_ran_so_a_replay_runs_those
     assert "stopped at the stage's deadline after 9 of 16 trials" in plan.note
     assert budget.replay(cfg, plan.overrides).stages.tune.n_trials == 9
     assert not budget.record_stop(plan, "squeeze", {"tune/n_trials": 1.0})
+
+
+def test_the_plan_records_the_members_a_stopped_squeeze_ran_so_a_replay_runs_those():
+    cfg = RecipeConfig()
+    plan = size_stage("squeeze", cfg, COST, share_s=1e6)
+    assert plan.sizes["stages.squeeze.members"] == 5
+    assert not budget.record_stop(plan, "squeeze", {"squeeze/members_run": 5.0})
+    assert budget.record_stop(plan, "squeeze", {"squeeze/members_run": 2.0})
+    assert plan.sizes["stages.squeeze.members"] == 2 and plan.overrides["stages.squeeze.members"] == 2
+    assert "the members stopped at the stage's deadline after 2 of 5 members" in plan.note
+    assert budget.replay(cfg, plan.overrides).stages.squeeze.members == 2
+
+
+def test_squeeze_counts_every_run_it_trains_and_its_work_outside_them():
+    """Squeeze trains, after its members, an averaging run, a long run, a snapshot run and (with an ensemble) a
+    student; and does work no run counts: scoring each network, the test table, the registry. A share its runs
+    fit but not that work is cut; the estimate and the note count it."""
+    cfg = RecipeConfig()  # 5 members, longer 3, 5 snapshots, distill
+    sizes = budget.current_sizes("squeeze", cfg)
+    assert budget.SIZED["squeeze"].runs(sizes) == 5 + 1 + 3 + 1 + 1
+    assert budget.SIZED["squeeze"].runs({**sizes, "stages.squeeze.members": 1}) == 1 + 1 + 3 + 1  # no student
+    fixed, what = budget.fixed_work("squeeze", cfg, COST)  # no data: the classical fit is not timed
+    nets = 5 + 2 + 1 + 5 + 1
+    assert fixed == pytest.approx(2 * nets * COST.val_s + budget.SQUEEZE_OVERHEAD_S)
+    assert f"scoring {nets} networks" in what and budget.fixed_work("tune", cfg, COST) == (0.0, "")
+    runs_only = stage_cost("squeeze", sizes, COST)
+    share = runs_only / budget.FIT  # the runs alone just fit: nothing cut without the work outside them
+    knobs = [k.key for k in budget.SIZED["squeeze"].knobs]
+    assert size_stage("squeeze", cfg, COST, share).sizes == {k: sizes[k] for k in knobs}
+    plan = size_stage("squeeze", cfg, COST, share, (fixed, what))
+    assert (
+        plan.sizes["stages.squeeze.members"] < 5 or plan.sizes["stages.squeeze.epochs"] < sizes["stages.squeeze.epochs"]
+    )
+    assert (plan.sizes["squeeze.longer"], plan.sizes["squeeze.snapshots"]) == (3, 1)  # last knobs: not cut yet
+    assert plan.fixed_s == pytest.approx(fixed)
+    assert plan.estimate_s == pytest.approx(stage_cost("squeeze", {**sizes, **plan.sizes}, COST) + fixed)
+    assert plan.estimate_s <= budget.FIT * share and "outside the runs: scoring" in plan.note
+    tiny = size_stage("squeeze", cfg, COST, 1.0, (fixed, what))  # the work alone is over the share: a WARN
+    assert tiny.needed_s > fixed and tiny.check().verdict is Verdict.WARN
+
+
+def test_squeeze_s_classical_fit_is_timed_once_for_the_plan_and_kept_for_the_stage(monkeypatch, tmp_path):
+    """The sizing fits the classical baseline to time it; the stage's test table gets that same fit, not a
+    second grid search."""
+    from recipe.classical import fit_classical
+    from recipe.data import load_data
+
+    monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path))
+    cfg = load_config("tabular", overrides=["trainer.progress=false"])  # wine: 178 rows
+    data = load_data(cfg)
+    fixed, what = budget.fixed_work("squeeze", cfg, COST, data)
+    kept = fit_classical(data, seed=cfg.seed)
+    assert what.startswith(f"the classical baseline {budget._min(kept.seconds)}")
+    assert fixed == pytest.approx(budget.fixed_work("squeeze", cfg, COST)[0] + kept.seconds)
+    assert fit_classical(data, seed=cfg.seed) is kept  # the stage scores this fit
+    assert fit_classical(load_data(cfg), seed=cfg.seed) is not kept  # another bundle: its own fit
+
+
+def test_the_last_knobs_are_cut_only_when_the_others_are_at_their_minimum():
+    """Tune's retraining seeds and squeeze's long and snapshot runs are what a stage's minimum would not fit
+    without (3,000 MNIST images at budget.minutes=10: every sized stage's minimum was over its share): they are
+    cut after the trials, members and epochs, and a replay of the plan runs the cut config."""
+    cfg = RecipeConfig()
+    tune_min = {"stages.tune.n_trials": 2, "stages.tune.epochs": 2, "tune.seeds": 3}
+    share = stage_cost("tune", tune_min, COST) / budget.FIT  # the first knobs' minimum just fits
+    plan = size_stage("tune", cfg, COST, share)
+    assert plan.sizes == tune_min and plan.needed_s is None
+    small = size_stage("tune", cfg, COST, share * 0.6)  # 8 runs do not fit; 2 trials + 2 x 1 seed do
+    assert small.sizes == {**tune_min, "tune.seeds": 1} and small.needed_s is None
+    assert "tune retraining seeds 3 → 1" in small.note
+    assert budget.replay(cfg, small.overrides).stages.tune.seeds == [0]
+
+    sq = size_stage("squeeze", cfg, COST, 1.0)  # nothing fits: every knob at its minimum, a WARN
+    assert sq.sizes == {
+        "stages.squeeze.members": 1,
+        "stages.squeeze.epochs": 2,
+        "squeeze.longer": 1,
+        "squeeze.snapshots": 0,
+    }
+    replayed = budget.replay(cfg, sq.overrides).stages.squeeze
+    assert (replayed.members, replayed.longer, replayed.snapshots) == (1, 1.0, 0)
+    assert "squeeze's long run (budgets) 3 → 1" in sq.note and "squeeze's snapshot run 1 → 0" in sq.note
+    assert sq.needed_s == pytest.approx(2 * (COST.run_s + 2 * COST.epoch_s))  # the member and the averaging run

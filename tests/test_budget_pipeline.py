@@ -42,6 +42,8 @@ def sized_stages(monkeypatch):
         return COST
 
     monkeypatch.setattr(budget, "warm_up", fake_warm_up)
+    # the fakes register nothing and fit no classical baseline (the fake data has none to fit: not timed)
+    monkeypatch.setattr(budget, "SQUEEZE_OVERHEAD_S", 0.0)
     monkeypatch.setattr(pipeline._DataCache, "data_for", lambda self, cfg: object())
     return seen, warmups
 
@@ -108,15 +110,16 @@ def test_a_budgeted_run_warns_when_a_stage_minimum_does_not_fit(mlflow_store, si
 def test_a_budget_below_the_smallest_plan_is_told_at_the_first_warm_up(mlflow_store, sized_stages):
     seen, warmups = sized_stages
     said = []
-    # the fakes' warm-up: runs of 1 s at 2 epochs; tune's minimum 8 runs, squeeze's 5: a floor of 13 / 0.85 = 15 s
-    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.2"])  # 12 s
+    # the fakes' warm-up: runs of 1 s at 2 epochs; tune's minimum 4 runs (2 trials, 1 seed), squeeze's 2 (a member,
+    # the averaging run) and 3 networks scored twice at 0.05 s: a floor of 6.3 / 0.85 = 7 s
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.1"])  # 6 s
     pipeline.run_recipe(cfg, say=said.append)
     told = [m for m in said if "cannot fit the recipe's smallest plan" in m]
     assert len(told) == 1, said  # once, at tune's warm-up, before any sized stage ran
-    assert told[0].startswith("warning: budget.minutes=0.2 cannot fit")
-    assert "tune, squeeze need at least 15 s at their minimum sizes" in told[0]
+    assert told[0].startswith("warning: budget.minutes=0.1 cannot fit")
+    assert "tune, squeeze need at least 7 s at their minimum sizes" in told[0]
     enough = float(told[0].rsplit("budget.minutes=", 1)[1].removesuffix(" or more"))
-    assert enough >= 0.3  # the time so far and the 15 s floor, in minutes rounded up to a tenth
+    assert enough >= 0.2  # the time so far and the 7 s floor, in minutes rounded up to a tenth
     assert said.index(told[0]) < next(i for i, m in enumerate(said) if m.startswith("stage tune: started"))
 
     said.clear()

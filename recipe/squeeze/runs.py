@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ class Context:
     experiment_id: str
     threads: int = 1
     longer_fit: FitResult | None = None  # the long run, for its curve ("leave it training")
+    members_run: int = 0  # members started (trained or failed): fewer than s.members when the deadline stopped them
 
     def tags(self, kind: str, name: str) -> dict[str, str]:
         """MLflow tags of a squeeze child run of kind ``kind`` for candidate ``name``: the run tags of
@@ -61,43 +63,70 @@ class Context:
 
 def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
     """The ``members`` seeds through the trial map; returns the members that trained (reference first) and notes
-    on those that did not."""
-    client, specs = MlflowClient(), []
-    for k in range(sc.s.members):
+    on those that did not. With a budget's deadline (``sc.ctx.deadline``) and members trained as separate runs,
+    they go in waves of ``stages.tune.parallel`` and, after the budget's minimum of members, no wave starts that
+    would end past the deadline with the rest of the stage (:func:`members_over_deadline`); the note says how
+    many ran. Members trained together as one vectorised model are one fit: the budget's sizing chose them."""
+    client = MlflowClient()
+
+    def spec(k: int) -> TrialSpec:
         seed, name = sc.cfg.seed + k, f"member{k}"
         rid = client.create_run(sc.experiment_id, run_name=f"{STAGE}:{name}", tags=sc.tags("member", name)).info.run_id
-        specs.append(
-            TrialSpec(
-                config=sc.cfg.with_overrides({"seed": seed}).to_dict(),
-                name=name,
-                run_id=rid,
-                tracking_uri=tracking.tracking_uri(),
-                epochs=sc.epochs,
-                threads=sc.threads,
-                workdir=str((sc.ctx.workdir / "members").resolve()),
-                log_checkpoint=True,
-            )
+        return TrialSpec(
+            config=sc.cfg.with_overrides({"seed": seed}).to_dict(),
+            name=name,
+            run_id=rid,
+            tracking_uri=tracking.tracking_uri(),
+            epochs=sc.epochs,
+            threads=sc.threads,
+            workdir=str((sc.ctx.workdir / "members").resolve()),
+            log_checkpoint=True,
         )
-    why = _why_not_together(sc, specs)
+
+    why = _why_not_together(sc, sc.s.members)
     together = not why
+    results: list[Any] = []
+    specs: list[TrialSpec] = []
     if together:
+        specs = [spec(k) for k in range(sc.s.members)]
         try:
             results = train_together(sc, specs)
         except Exception as e:  # anything the vectorised path cannot do: the separate runs still can
             why, together = f"the vectorised fit raised {type(e).__name__}: {e}", False
-    if not together:
+    budget_note = ""
+    if not together and sc.ctx.deadline is None:
+        specs = specs or [spec(k) for k in range(sc.s.members)]
         results = sc.ctx.map(run_trial, specs)
+    elif not together:  # a budget's deadline: waves, each started only when it and the rest of the stage fit
+        wave = max(1, sc.ctx.cfg.stages.tune.parallel)
+        made, specs, results, timed = specs, [], [], []
+        while len(specs) < sc.s.members:
+            n = min(wave, sc.s.members - len(specs))
+            stop = members_over_deadline(sc, timed, len(specs), n)
+            if stop:
+                budget_note = f"budget: {stop}"
+                for unused in made[len(specs) :]:  # runs the vectorised attempt created for members now cut
+                    client.set_terminated(unused.run_id, status="KILLED")
+                break
+            batch = [made[k] if k < len(made) else spec(k) for k in range(len(specs), len(specs) + n)]
+            started = time.perf_counter()
+            results += sc.ctx.map(run_trial, batch)
+            specs += batch
+            timed += [time.perf_counter() - started] * n  # a wave of up to `parallel` runs side by side
     members, notes = [], []
-    for spec, r in zip(specs, results, strict=True):
+    for spec_, r in zip(specs, results, strict=True):
         if not isinstance(r, TrialResult) or r.state != "complete":
-            why = r.note if isinstance(r, TrialResult) else f"{type(r).__name__}: {r}"
-            notes.append(f"{spec.name} (seed {spec.config['seed']}) did not train: {why}")
+            note = r.note if isinstance(r, TrialResult) else f"{type(r).__name__}: {r}"
+            notes.append(f"{spec_.name} (seed {spec_.config['seed']}) did not train: {note}")
             continue
-        cfg = RecipeConfig.model_validate(spec.config)
+        cfg = RecipeConfig.model_validate(spec_.config)
         net = load_weights(build_for(cfg, sc.data), _local(r, sc.ctx.workdir))
         members.append(
-            Squeezed(spec.name, f"{spec.name}: seed {cfg.seed}", [net.cpu().eval()], [cfg], run_id=spec.run_id)
+            Squeezed(spec_.name, f"{spec_.name}: seed {cfg.seed}", [net.cpu().eval()], [cfg], run_id=spec_.run_id)
         )
+    sc.members_run = len(results)
+    if budget_note:
+        notes.append(budget_note)
     if members and len(specs) > 1:
         notes.append(
             f"{len(specs)} members trained together as one vectorised model (torch.func.vmap)"
@@ -107,20 +136,61 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
     return members, notes
 
 
-def _why_not_together(sc: Context, specs: list[TrialSpec]) -> str:
+def _min_budget_members() -> int:
+    """The fewest members a budgeted squeeze trains before its deadline may stop it: recipe.budget's minimum for
+    ``stages.squeeze.members``."""
+    from recipe.budget import SIZED
+
+    return next(k.minimum for k in SIZED["squeeze"].knobs if k.key == "stages.squeeze.members")
+
+
+def runs_after_members(s: SqueezeConfig, members: int) -> float:
+    """The in-process runs squeeze trains after ``members`` members, in member runs of its budget: the averaging
+    run, ``longer`` budgets, the snapshot run (its cycles fill about one budget) and the student (with an
+    ensemble) -- the count of :data:`recipe.budget.SIZED`'s squeeze runs less the members."""
+    return (
+        1
+        + (math.ceil(s.longer) if s.longer > 1 else 0)
+        + (1 if s.snapshots > 1 else 0)
+        + (1 if s.distill and members > 1 else 0)
+    )
+
+
+def members_over_deadline(sc: Context, timed: list[float], done: int, n: int) -> str | None:
+    """Why squeeze starts no more members (a wave of ``n`` after ``done``), or None when they fit.
+
+    Once the budget's minimum of members (:func:`_min_budget_members`) have run, the next wave must end, with the
+    runs that follow the members (:func:`runs_after_members`, each about a member's time) and the stage's work
+    outside its runs (``sc.ctx.fixed_s``: scoring, the test table, the registry), before ``sc.ctx.deadline``.
+    ``timed``: seconds of each member run so far (the members' median is a member's time)."""
+    if done < _min_budget_members() or not timed or sc.ctx.deadline is None:
+        return None
+    member_s = sorted(timed)[len(timed) // 2]
+    after = runs_after_members(sc.s, done + n) * member_s + sc.ctx.fixed_s
+    left = sc.ctx.deadline - time.time()
+    if member_s + after <= left:
+        return None
+    return (
+        f"squeeze trained {done} of {sc.s.members} members: a member took {member_s:.1f} s, so one more and "
+        f"the stage's other runs and work ({after:.0f} s) need about {member_s + after:.0f} s, and "
+        f"{max(left, 0.0):.0f} s of the stage's share of budget.minutes is left"
+    )
+
+
+def _why_not_together(sc: Context, members: int) -> str:
     """Why squeeze's members train as separate runs rather than as one vectorised model; "" when they can train
     together: the members would train one after another in this process (no process pool or cluster to spread
     them over) and :func:`recipe.train.vmap.vmappable` allows it. ``bench/vmap_members.py`` measures the
     vectorised fit against separate runs (1.4x faster for 5 digits members on 2 CPU cores)."""
     from recipe.stages.base import map_in_process
 
-    if len(specs) < 2:
+    if members < 2:
         return "a single member"
     if not (sc.ctx.map is map_in_process or getattr(sc.ctx.map, "in_thread", False)):
         return "they run in parallel through the trial map (a process pool or a cluster)"
     from recipe.train.vmap import vmappable
 
-    cfgs = [RecipeConfig.model_validate(s.config) for s in specs]
+    cfgs = [sc.cfg.with_overrides({"seed": sc.cfg.seed + k}) for k in range(members)]
     return vmappable(cfgs, build_for(cfgs[0], bundle_for(cfgs[0], sc.data)))
 
 

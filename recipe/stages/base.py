@@ -46,6 +46,9 @@ class StageContext:
     # runs should be done (its share of the budget, recipe.budget); a stage that can stop early (tune's search)
     # starts no run it expects to end past it. None: no deadline (epoch-sized runs, --plan replays).
     deadline: float | None = None
+    # With a deadline: seconds of the stage's own work outside its training runs still to come after them
+    # (recipe.budget.fixed_work: squeeze's scoring, test table and registry), which its runs must leave time for.
+    fixed_s: float = 0.0
     _manifest: Manifest | None = field(default=None, repr=False)
     _data: DataBundle | None = field(default=None, repr=False)
 

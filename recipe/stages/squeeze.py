@@ -341,6 +341,7 @@ def _metrics(sc: runs.Context, champion: Squeezed, rows: list[heldout.TestRow], 
         "squeeze/champion_networks": float(champion.n_nets),
         "squeeze/champion_params": float(champion.params),
         "squeeze/seconds": seconds,
+        "squeeze/members_run": float(sc.members_run),  # a budget's deadline can stop them before s.members
     }
     for r in rows:
         out[f"test/{r.kind}_{metric}"] = r.interval.value
