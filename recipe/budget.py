@@ -121,7 +121,7 @@ SIZED: dict[str, Sized] = {
         (Knob("stages.overfit.max_rungs", "runs", 0), Knob("stages.overfit.epochs", "epochs", 2)),
         runs=lambda v: int(v["stages.overfit.max_rungs"]) + 1,
         epochs=_overfit_epochs,
-        what="overfit rungs",
+        what="overfit growth rungs (after the first)",
         own_budget=True,
     ),
     "regularize": Sized(
