@@ -177,3 +177,42 @@ def test_the_overfit_checkpoint_is_found_locally_or_by_its_uri(tmp_path):
     )  # another process's workdir
     assert _overfit_checkpoint(by_uri, tmp_path) == w
     assert _overfit_checkpoint(None, tmp_path) is None
+
+
+def mirror_specs(mirror, augment):
+    cfg = RecipeConfig().with_overrides({"data.mirror_symmetric": mirror, "stages.regularize.augment": augment})
+    return {s.name: s for s in candidate_specs(cfg, cfg.stages.regularize, IMAGES)}
+
+
+@pytest.mark.parametrize(
+    "mirror, augment, name, note",
+    [
+        # declared not mirror-symmetric (digits): a listed flip is dropped from the candidate, with the reason
+        (False, ["crop", "hflip"], "augment_crop", "hflip left out: data.mirror_symmetric=false"),
+        # declared mirror-symmetric and listed: tried as listed
+        (True, ["crop", "hflip"], "augment_crop_hflip", ""),
+        # unknown and listed: the user's call, tried as listed
+        (None, ["hflip", "crop"], "augment_hflip_crop", ""),
+        # not listed: never added by the stage, and the note says how to ask for it
+        (None, ["crop"], "augment_crop", "no hflip: data.mirror_symmetric is unset"),
+        (True, ["crop"], "augment_crop", "data.mirror_symmetric=true allows it"),
+        (False, ["crop"], "augment_crop", "no hflip: data.mirror_symmetric=false"),
+    ],
+)
+def test_mirroring_follows_the_declared_symmetry_and_says_so(mirror, augment, name, note):
+    got = mirror_specs(mirror, augment)
+    assert name in got and not got[name].skip
+    assert got[name].changes == {"data.augment": name.removeprefix("augment_").split("_")}
+    assert note in got[name].note if note else got[name].note == ""
+
+
+def test_a_flip_alone_on_data_that_is_not_mirror_symmetric_is_skipped():
+    got = mirror_specs(False, ["hflip"])
+    assert got["augment"].skip.startswith("hflip left out: data.mirror_symmetric=false")
+    assert "augment_hflip" not in got
+
+
+def test_tables_get_no_mirroring_note():
+    cfg = RecipeConfig().with_overrides({"stages.regularize.augment": ["noise"]})
+    got = {s.name: s for s in candidate_specs(cfg, cfg.stages.regularize, TABLES)}
+    assert got["augment_noise"].note == ""
