@@ -1042,9 +1042,12 @@ def predict(
         list[Path],
         typer.Argument(help="Folders of images (searched recursively), image files, or one .csv file."),
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help="The model URI, e.g. models:/digits@champion.")] = (
-        "models:/digits@champion"
-    ),
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model", "-m", help="The model URI: models:/<recipe name>@champion (a CSV's recipe: the file's name)."
+        ),
+    ] = "models:/digits@champion",
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the predictions CSV.")] = Path(
         "predictions.csv"
     ),

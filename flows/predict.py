@@ -59,6 +59,9 @@ SQUEEZE_STAGE = "squeeze"
 FORMAT_ARTIFACTS = ("spec", "weights")  # the champion format's artifacts (recipe.champion.log_champion)
 
 
+DEFAULT_MODEL = "models:/digits@champion"  # flows predict's --model when none is given
+
+
 class DataOnlyChampion:
     """A champion rebuilt from its spec and weights alone: ``predict(frame)`` as the pyfunc's, ``input_names``
     the columns it takes (``path`` for images, the raw feature columns for tables)."""
@@ -83,9 +86,11 @@ def _not_found(uri: str, text: str) -> PredictError:
     from recipe.tracking import tracking_uri
 
     return PredictError(
-        f"no model at {uri} in the tracking store {redact_url(tracking_uri())}: {text.splitlines()[0]}\n"
+        f"no model at {uri} in the tracking store {redact_url(tracking_uri())}: {text.splitlines()[0]}"
+        f"{_other_champions(uri)}\n"
         "run the recipe to the squeeze stage to register a champion, or check the name "
-        "(models:/<recipe name>@champion) and MLFLOW_TRACKING_URI"
+        "(models:/<recipe name>@champion: the recipe's name, e.g. models:/attrition@champion for attrition.csv; "
+        f"{DEFAULT_MODEL} is only --model's default) and MLFLOW_TRACKING_URI"
     )
 
 

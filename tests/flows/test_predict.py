@@ -100,6 +100,25 @@ def test_a_csv_given_to_the_default_image_model_names_the_other_champions(champi
     assert "models:/digits@champion (pass" not in result.output  # not the model that was just refused
 
 
+def test_a_model_that_is_not_registered_names_the_champions_that_are(champion, tmp_path):
+    """A new user's table CSV with a guessed or default --model: the error names the registered champions and says
+    that the digits one is only --model's default (a new user followed 'run the recipe to squeeze' and met the same
+    error again, the table's champion being models:/<its recipe name>@champion)."""
+    import inspect
+
+    from flows.cli import predict
+    from flows.predict import DEFAULT_MODEL
+
+    assert inspect.signature(predict).parameters["model"].default == DEFAULT_MODEL  # the CLI's default, named once
+    (tmp_path / "t.csv").write_text("Age,Department\n41,Sales\n")
+    args = ["predict", str(tmp_path / "t.csv"), "--model", "models:/attrition@champion"]
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o.csv")])
+    assert result.exit_code == 2, result.output
+    assert "no model at models:/attrition@champion" in result.output
+    assert "other champions in this store: models:/digits@champion (pass one with --model)" in result.output
+    assert f"{DEFAULT_MODEL} is only --model's default" in result.output
+
+
 def test_a_file_that_is_neither_an_image_nor_a_csv_is_named_as_such(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     result = runner.invoke(app, ["predict", str(tmp_path / "notes.txt"), "--out", str(tmp_path / "o.csv")])
