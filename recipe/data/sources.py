@@ -695,6 +695,12 @@ def csv_source(cfg: DataConfig) -> SourceData:
             why.append("infinite value in " + ", ".join(features.columns[infinite[i]]))
         errors.append("; ".join(why))
     notes = [f"task: {task}, because {why_task}"]
+    if cfg.root is None:  # a preset's example table: say so, a user who forgot data.root would not know it
+        notes.insert(
+            0,
+            f"no data.root: scikit-learn's {name} table ({path}), this preset's example, was used; for your own "
+            "table pass --set data.root=FILE.csv --set data.target=COLUMN",
+        )
     variants: dict[str, dict[str, int]] = {}
     merged: dict[str, str] = {}
     from recipe.tasks import task_for

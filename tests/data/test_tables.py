@@ -174,6 +174,13 @@ def test_embedded_wine_table_is_the_tabular_preset(data_home):
     assert (data_home / "wine.csv").is_file() and m.root == data_home / "wine.csv"
     assert len(m.df) == 178 and m.classes == ["0", "1", "2"] and bundle.in_shape == (13,)
     assert "alcohol" in m.feature_columns and m.df["readable"].all()
+    # said first: a user who forgot data.root must not take a passing run on wine for one on their table
+    assert m.notes[0].startswith("no data.root: scikit-learn's wine table") and "--set data.root=FILE.csv" in m.notes[0]
+
+
+def test_a_csv_of_ones_own_has_no_example_table_note(make_csv, make_cfg):
+    m = build_manifest(make_cfg(source="csv", root=str(make_csv(_frame())), target="species"))
+    assert not any(n.startswith("no data.root") for n in m.notes)
 
 
 def test_embedded_diabetes_is_regression(make_cfg, data_home):
