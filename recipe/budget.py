@@ -186,6 +186,17 @@ def current_sizes(stage: str, cfg: RecipeConfig) -> dict[str, Any]:
     raise KeyError(f"stage {stage!r} is not sized by the budget; sized stages: {', '.join(SIZED)}")
 
 
+def knob_minimum(stage: str, key: str) -> int:
+    """The smallest value the budget sizes ``stage``'s knob ``key`` to (:data:`SIZED`): for a stage with a
+    deadline, the runs it finishes before the deadline may stop it (tune's trials, squeeze's members).
+
+    Raises KeyError for a stage or a knob the budget does not size."""
+    for knob in SIZED[stage].knobs:
+        if knob.key == key:
+            return knob.minimum
+    raise KeyError(f"{key!r} is not a sized knob of stage {stage!r}")
+
+
 # --- the split ------------------------------------------------------------------------------------------------
 
 
@@ -361,9 +372,10 @@ def fixed_work(stage: str, cfg: RecipeConfig, cost: StepCost, data: Any = None) 
     if stage != "squeeze":
         return 0.0, ""
     s = cfg.stages.squeeze
-    scoring = 2 * squeeze_networks(cfg) * cost.val_s
+    networks = squeeze_networks(cfg)
+    scoring = 2 * networks * cost.val_s
     parts = [
-        f"scoring {squeeze_networks(cfg)} networks {_min(scoring)}",
+        f"scoring {networks} networks {_min(scoring)}",
         f"test table and registry {SQUEEZE_OVERHEAD_S:.0f} s",
     ]
     total = scoring + SQUEEZE_OVERHEAD_S
@@ -718,6 +730,7 @@ __all__ = [
     "StepCost",
     "floor_s",
     "fixed_work",
+    "knob_minimum",
     "floor_warning",
     "load_plan",
     "minimum_s",

@@ -136,37 +136,30 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
     return members, notes
 
 
-def _min_budget_members() -> int:
-    """The fewest members a budgeted squeeze trains before its deadline may stop it: recipe.budget's minimum for
-    ``stages.squeeze.members``."""
-    from recipe.budget import SIZED
+def runs_after_members(cfg: RecipeConfig, members: int) -> int:
+    """The in-process runs squeeze trains after ``members`` members under ``cfg``'s ``stages.squeeze``, in member
+    runs of its budget (the averaging run, ``longer`` budgets, the snapshot run, the student with an ensemble):
+    :data:`recipe.budget.SIZED`'s count of squeeze's runs less the members, so the deadline and the sizing count
+    alike."""
+    from recipe.budget import SIZED, current_sizes
 
-    return next(k.minimum for k in SIZED["squeeze"].knobs if k.key == "stages.squeeze.members")
-
-
-def runs_after_members(s: SqueezeConfig, members: int) -> float:
-    """The in-process runs squeeze trains after ``members`` members, in member runs of its budget: the averaging
-    run, ``longer`` budgets, the snapshot run (its cycles fill about one budget) and the student (with an
-    ensemble) -- the count of :data:`recipe.budget.SIZED`'s squeeze runs less the members."""
-    return (
-        1
-        + (math.ceil(s.longer) if s.longer > 1 else 0)
-        + (1 if s.snapshots > 1 else 0)
-        + (1 if s.distill and members > 1 else 0)
-    )
+    values = {**current_sizes("squeeze", cfg), "stages.squeeze.members": members}
+    return SIZED["squeeze"].runs(values) - members
 
 
 def members_over_deadline(sc: Context, timed: list[float], done: int, n: int) -> str | None:
     """Why squeeze starts no more members (a wave of ``n`` after ``done``), or None when they fit.
 
-    Once the budget's minimum of members (:func:`_min_budget_members`) have run, the next wave must end, with the
+    Once the budget's minimum of members (:func:`recipe.budget.knob_minimum`) have run, the next wave must end, with the
     runs that follow the members (:func:`runs_after_members`, each about a member's time) and the stage's work
     outside its runs (``sc.ctx.fixed_s``: scoring, the test table, the registry), before ``sc.ctx.deadline``.
     ``timed``: seconds of each member run so far (the members' median is a member's time)."""
-    if done < _min_budget_members() or not timed or sc.ctx.deadline is None:
+    from recipe.budget import knob_minimum
+
+    if done < knob_minimum("squeeze", "stages.squeeze.members") or not timed or sc.ctx.deadline is None:
         return None
     member_s = sorted(timed)[len(timed) // 2]
-    after = runs_after_members(sc.s, done + n) * member_s + sc.ctx.fixed_s
+    after = runs_after_members(sc.ctx.cfg, done + n) * member_s + sc.ctx.fixed_s  # sc.s is sc.ctx.cfg's
     left = sc.ctx.deadline - time.time()
     if member_s + after <= left:
         return None

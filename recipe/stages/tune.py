@@ -251,26 +251,20 @@ def _search(
     out.metrics["tune/search_seconds"] = time.perf_counter() - start
 
 
-def _min_budget_trials() -> int:
-    """The fewest trials a budgeted search runs before its deadline may stop it: recipe.budget's minimum for
-    ``stages.tune.n_trials``."""
-    from recipe.budget import SIZED
-
-    return next(k.minimum for k in SIZED["tune"].knobs if k.key == "stages.tune.n_trials")
-
-
 def over_deadline(trials: list[Any], n_seeds: int, left_s: float, n_trials: int) -> str | None:
     """Why a budgeted search starts no more trials, or None when the next one fits.
 
     The budget sizes the search on the handed-on config's step time, but a trial trains a point of the space
     (a wider, deeper model, a smaller batch: on attrition trials took 4-28 s against the 5 s the warm-up's
     config costs) and the retrainings train the best trial's config and the handed-on one ``n_seeds`` times
-    each. So, once the budget's minimum of trials (:func:`_min_budget_trials`) have finished, the search stops when ``left_s`` (seconds to the stage's
+    each. So, once the budget's minimum of trials (:func:`recipe.budget.knob_minimum`) have finished, the search stops when ``left_s`` (seconds to the stage's
     deadline) is less than one more trial (the median finished trial's duration) plus the retrainings
     (``n_seeds`` x (the best trial's duration + the median's)). ``trials``: the finished, counted ones
     (Optuna FrozenTrials with durations)."""
     timed = [t for t in trials if t.duration is not None]
-    if len(timed) < _min_budget_trials():
+    from recipe.budget import knob_minimum
+
+    if len(timed) < knob_minimum("tune", "stages.tune.n_trials"):
         return None
     durations = sorted(t.duration.total_seconds() for t in timed)
     median = durations[len(durations) // 2]
