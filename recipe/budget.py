@@ -351,45 +351,81 @@ SQUEEZE_OVERHEAD_S = 14.0
 def squeeze_networks(cfg: RecipeConfig) -> int:
     """The networks squeeze scores on validation and test under ``cfg``: each member, the SWA and EMA weights,
     the long run, each snapshot and the student (with an ensemble)."""
+    return _squeeze_networks_at(cfg, {})
+
+
+def _squeeze_networks_at(cfg: RecipeConfig, values: dict[str, Any]) -> int:
+    """:func:`squeeze_networks` with squeeze's sized knobs at ``values`` (:data:`SIZED`; a knob missing from
+    ``values`` keeps ``cfg``'s): the count the sizing's estimate needs at each size it tries."""
     s = cfg.stages.squeeze
+    sized = {**current_sizes("squeeze", cfg), **values}
+    members = int(sized["stages.squeeze.members"])
     return (
-        s.members
+        members
         + 2
-        + (1 if s.longer > 1 else 0)
-        + (s.snapshots if s.snapshots > 1 else 0)
-        + (1 if s.distill and s.members > 1 else 0)
+        + (1 if int(sized["squeeze.longer"]) > 1 else 0)
+        + (s.snapshots if int(sized["squeeze.snapshots"]) else 0)
+        + (1 if int(sized["squeeze.distill"]) and members > 1 else 0)
     )
 
 
-def fixed_work(stage: str, cfg: RecipeConfig, cost: StepCost, data: Any = None) -> tuple[float, str]:
-    """Seconds of ``stage``'s own work outside its training runs under ``cfg`` at ``cost``, and what it is in
-    words ((0.0, "") for a stage with none counted). Squeeze: the tuned classical baseline (fitted here, on
-    ``data``, and kept for the stage: :func:`recipe.classical.fit_classical`; left out when ``data`` is None),
-    each network scored on validation and test (two validation passes of the warm-up's), and
+@dataclass(frozen=True)
+class FixedWork:
+    """A stage's own work outside its training runs (:func:`fixed_work`), as a function of its sizes: seconds
+    whatever the sizes (squeeze: ``classical_s``, the classical fit, already done and kept for the stage, and
+    ``overhead_s``, :data:`SQUEEZE_OVERHEAD_S`), in the words ``once``, and ``per_network_s`` seconds for each
+    network the sizes give (squeeze: scoring each on validation and test, :func:`_squeeze_networks_at`). ``cfg``
+    is the stage's config before sizing."""
+
+    stage: str
+    cfg: RecipeConfig | None = None
+    classical_s: float = 0.0
+    overhead_s: float = 0.0
+    once: tuple[str, ...] = ()
+    per_network_s: float = 0.0
+
+    def networks(self, values: dict[str, Any] | None = None) -> int:
+        """The networks scored at sizes ``values`` (None: as configured); 0 for a stage that scores none."""
+        if self.stage != "squeeze" or self.cfg is None:
+            return 0
+        return _squeeze_networks_at(self.cfg, values or {})
+
+    def seconds(self, values: dict[str, Any] | None = None) -> float:
+        """Seconds of the work at sizes ``values`` (None: as configured)."""
+        return self.classical_s + self.overhead_s + self.per_network_s * self.networks(values)
+
+    def words(self, values: dict[str, Any] | None = None) -> str:
+        """What the work is, in words, at sizes ``values`` ("" for none)."""
+        n = self.networks(values)
+        parts = list(self.once)
+        if n:
+            parts.insert(len(parts) - 1 if parts else 0, f"scoring {n} networks {_min(self.per_network_s * n)}")
+        return ", ".join(parts)
+
+
+def fixed_work(stage: str, cfg: RecipeConfig, cost: StepCost, data: Any = None) -> FixedWork:
+    """``stage``'s own work outside its training runs under ``cfg`` at ``cost`` (a :class:`FixedWork`, a function
+    of the sizes the budget tries; nothing for a stage with none counted). Squeeze: the tuned classical baseline
+    (fitted here, on ``data``, and kept for the stage: :func:`recipe.classical.fit_classical`; left out when
+    ``data`` is None), each network scored on validation and test (two validation passes of the warm-up's), and
     :data:`SQUEEZE_OVERHEAD_S`. Ames' squeeze ran 3.9 min against a 2.8 min share with this work uncounted.
     A classical fit that raises is left out (its words say so): the stage reports it when it scores the
     baselines."""
     if stage != "squeeze":
-        return 0.0, ""
-    s = cfg.stages.squeeze
-    networks = squeeze_networks(cfg)
-    scoring = 2 * networks * cost.val_s
-    parts = [
-        f"scoring {networks} networks {_min(scoring)}",
-        f"test table and registry {SQUEEZE_OVERHEAD_S:.0f} s",
-    ]
-    total = scoring + SQUEEZE_OVERHEAD_S
-    if s.classical and data is not None:
+        return FixedWork(stage)
+    once = [f"test table and registry {SQUEEZE_OVERHEAD_S:.0f} s"]
+    classical_s = 0.0
+    if cfg.stages.squeeze.classical and data is not None:
         from recipe.classical import fit_classical
 
         try:
             classical = fit_classical(data, seed=cfg.seed)
         except Exception as e:  # the stage says it as a note when it scores the baselines; the sizing goes on
-            parts.insert(0, f"the classical baseline not timed ({type(e).__name__})")
+            once.insert(0, f"the classical baseline not timed ({type(e).__name__})")
         else:
-            total += classical.seconds
-            parts.insert(0, f"the classical baseline {_min(classical.seconds)}")
-    return total, ", ".join(parts)
+            classical_s = classical.seconds
+            once.insert(0, f"the classical baseline {_min(classical.seconds)}")
+    return FixedWork(stage, cfg, classical_s, SQUEEZE_OVERHEAD_S, tuple(once), 2 * cost.val_s)
 
 
 # --- the sizing -----------------------------------------------------------------------------------------------
@@ -497,38 +533,40 @@ def _ms(seconds: float) -> str:
 
 
 def size_stage(
-    stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float, fixed: tuple[float, str] = (0.0, "")
+    stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float, fixed: FixedWork | None = None
 ) -> StagePlan:
     """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
-    (:func:`stage_cost` plus ``fixed``, the seconds and words of the stage's work outside its runs,
-    :func:`fixed_work`) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio
+    (:func:`stage_cost` plus ``fixed``, the stage's work outside its runs at the sizes tried,
+    :func:`fixed_work`: squeeze scores each member it keeps) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio
     still above its minimum (runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
     down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
     the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
     sized = SIZED[stage]
     before = current_sizes(stage, cfg)
     values = dict(before)
-    fixed_s, fixed_what = fixed
+    fixed = fixed or FixedWork(stage)
     plan = StagePlan(stage, share_s, cost.step_s, cost.run_s, cost.epoch_s, before=dict(before))
-    plan.fixed_s = fixed_s if fixed_s else None
-    while stage_cost(stage, values, cost) + fixed_s > FIT * share_s:
+
+    def estimate(v: dict[str, Any]) -> float:
+        return stage_cost(stage, v, cost) + fixed.seconds(v)
+
+    while estimate(values) > FIT * share_s:
         # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
         # floor (overfit), and a cut the stage would undo is no cut
         cuts = {k.key: _cut(k, int(values[k.key])) for k in sized.knobs if int(values[k.key]) > k.minimum}
         saving = [
-            k
-            for k in sized.knobs
-            if k.key in cuts
-            and stage_cost(stage, {**values, k.key: cuts[k.key]}, cost) < stage_cost(stage, values, cost)
+            k for k in sized.knobs if k.key in cuts and estimate({**values, k.key: cuts[k.key]}) < estimate(values)
         ]
         open_ = [k for k in saving if not k.last] or saving
         if not open_:
-            plan.needed_s = stage_cost(stage, values, cost) + fixed_s
+            plan.needed_s = estimate(values)
             break
         knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
         values[knob.key] = cuts[knob.key]
     plan.sizes = {k.key: values[k.key] for k in sized.knobs}
-    plan.estimate_s = stage_cost(stage, values, cost) + fixed_s
+    plan.estimate_s = estimate(values)
+    fixed_s = fixed.seconds(values)
+    plan.fixed_s = fixed_s if fixed_s else None
     plan.epochs_run = run_epochs(stage, values, cost)
     plan.overrides = overrides_for(stage, cfg, plan.sizes)
     cuts = [
@@ -541,7 +579,7 @@ def size_stage(
     if plan.epochs_run != sized_epochs:
         est += f", {plan.epochs_run} epochs a run after budget.min_steps={cost.min_steps}"
     if fixed_s:
-        est += f", {_min(fixed_s)} of it outside the runs: {fixed_what}"
+        est += f", {_min(fixed_s)} of it outside the runs: {fixed.words(values)}"
     if plan.needed_s is not None:
         plan.note = f"even the minimum ({', '.join(cuts) or 'as configured'}) needs {est}, over its share"
     elif cuts:
@@ -563,8 +601,7 @@ def minimum_s(stage: str, cfg: RecipeConfig, cost: StepCost) -> float:
     values = current_sizes(stage, cfg)
     for knob in SIZED[stage].knobs:
         values[knob.key] = min(int(values[knob.key]), knob.minimum)
-    smallest = cfg.with_overrides(overrides_for(stage, cfg, {k.key: values[k.key] for k in SIZED[stage].knobs}))
-    return stage_cost(stage, values, cost) + fixed_work(stage, smallest, cost)[0]
+    return stage_cost(stage, values, cost) + fixed_work(stage, cfg, cost).seconds(values)
 
 
 def floor_s(stages: Sequence[str], cfg: RecipeConfig, cost: StepCost) -> float:
@@ -730,6 +767,7 @@ __all__ = [
     "StepCost",
     "floor_s",
     "fixed_work",
+    "FixedWork",
     "knob_minimum",
     "floor_warning",
     "load_plan",

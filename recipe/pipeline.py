@@ -266,8 +266,9 @@ def _run_recipe(
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
                 if name in budgeting.SIZED:
-                    stage_plan, cost = _size(name, current, share, cache, budgeting)
-                    fixed_left = budgeting.fixed_work(name, current.with_overrides(stage_plan.overrides), cost)[0]
+                    stage_plan, cost, fixed = _size(name, current, share, cache, budgeting)
+                    # the classical fit is done (kept for the stage): what is left is the rest at the chosen sizes
+                    fixed_left = fixed.seconds(stage_plan.sizes) - fixed.classical_s
                     if not floor_told:
                         floor_told = True
                         too_small = budgeting.floor_warning(
@@ -387,15 +388,16 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
             )
 
 
-def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> tuple[Any, Any]:
+def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> tuple[Any, Any, Any]:
     """Warm up ``name``'s handed-on model on the run's data, time its work outside the runs
     (:func:`recipe.budget.fixed_work`) and size the stage to ``share`` seconds (:func:`recipe.budget.size_stage`);
-    returns (the stage's plan, the measured StepCost)."""
+    returns (the stage's plan, the measured StepCost, the FixedWork)."""
     data = cache.data_for(cfg)
     cost = budgeting.warm_up(cfg, data)
-    stage_plan = budgeting.size_stage(name, cfg, cost, share, budgeting.fixed_work(name, cfg, cost, data))
+    fixed = budgeting.fixed_work(name, cfg, cost, data)
+    stage_plan = budgeting.size_stage(name, cfg, cost, share, fixed)
     log.info("stage %s: budget %s", name, stage_plan.note)
-    return stage_plan, cost
+    return stage_plan, cost, fixed
 
 
 def _with_budget_check(fn: Callable[[StageContext], StageResult], stage_plan: Any, name: str) -> Callable:

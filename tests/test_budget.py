@@ -492,24 +492,53 @@ def test_squeeze_counts_every_run_it_trains_and_its_work_outside_them():
     sizes = budget.current_sizes("squeeze", cfg)
     assert budget.SIZED["squeeze"].runs(sizes) == 5 + 1 + 3 + 1 + 1
     assert budget.SIZED["squeeze"].runs({**sizes, "stages.squeeze.members": 1}) == 1 + 1 + 3 + 1  # no student
-    fixed, what = budget.fixed_work("squeeze", cfg, COST)  # no data: the classical fit is not timed
+    fixed = budget.fixed_work("squeeze", cfg, COST)  # no data: the classical fit is not timed
     nets = 5 + 2 + 1 + 5 + 1
-    assert fixed == pytest.approx(2 * nets * COST.val_s + budget.SQUEEZE_OVERHEAD_S)
-    assert f"scoring {nets} networks" in what and budget.fixed_work("tune", cfg, COST) == (0.0, "")
+    assert fixed.seconds() == pytest.approx(2 * nets * COST.val_s + budget.SQUEEZE_OVERHEAD_S)
+    assert f"scoring {nets} networks" in fixed.words()
+    none = budget.fixed_work("tune", cfg, COST)
+    assert (none.seconds(), none.words()) == (0.0, "")
     runs_only = stage_cost("squeeze", sizes, COST)
     share = runs_only / budget.FIT  # the runs alone just fit: nothing cut without the work outside them
     knobs = [k.key for k in budget.SIZED["squeeze"].knobs]
     assert size_stage("squeeze", cfg, COST, share).sizes == {k: sizes[k] for k in knobs}
-    plan = size_stage("squeeze", cfg, COST, share, (fixed, what))
+    plan = size_stage("squeeze", cfg, COST, share, fixed)
     assert (
         plan.sizes["stages.squeeze.members"] < 5 or plan.sizes["stages.squeeze.epochs"] < sizes["stages.squeeze.epochs"]
     )
     assert (plan.sizes["squeeze.longer"], plan.sizes["squeeze.snapshots"]) == (3, 1)  # last knobs: not cut yet
-    assert plan.fixed_s == pytest.approx(fixed)
-    assert plan.estimate_s == pytest.approx(stage_cost("squeeze", {**sizes, **plan.sizes}, COST) + fixed)
+    assert plan.fixed_s == pytest.approx(fixed.seconds(plan.sizes))
+    assert plan.estimate_s == pytest.approx(stage_cost("squeeze", {**sizes, **plan.sizes}, COST) + plan.fixed_s)
     assert plan.estimate_s <= budget.FIT * share and "outside the runs: scoring" in plan.note
-    tiny = size_stage("squeeze", cfg, COST, 1.0, (fixed, what))  # the work alone is over the share: a WARN
-    assert tiny.needed_s > fixed and tiny.check().verdict is Verdict.WARN
+    tiny = size_stage("squeeze", cfg, COST, 1.0, fixed)  # the work alone is over the share: a WARN
+    assert tiny.needed_s > fixed.seconds(tiny.sizes) and tiny.check().verdict is Verdict.WARN
+
+
+def test_squeeze_s_work_outside_its_runs_follows_the_members_it_keeps():
+    """Each member cut is one network fewer to score (and no student below two members): the estimate counts
+    the scoring of the networks at the sizes tried, not at the configured ones (which cut more training than the
+    share needed)."""
+    cfg = RecipeConfig().with_overrides({"stages.squeeze.longer": 1.0, "stages.squeeze.snapshots": 0})
+    cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=10, val_s=2.0)  # scoring weighs: 4 s a network
+    fixed = budget.fixed_work("squeeze", cfg, cost)
+    sizes = budget.current_sizes("squeeze", cfg)
+    assert fixed.networks(sizes) == 5 + 2 + 1  # members, SWA and EMA, the student
+    assert fixed.networks({"stages.squeeze.members": 1}) == 1 + 2  # no student without an ensemble
+    four = {**sizes, "stages.squeeze.members": 4}
+    share = (stage_cost("squeeze", four, cost) + fixed.seconds(four)) / budget.FIT
+    plan = size_stage("squeeze", cfg, cost, share, fixed)
+    assert plan.needed_s is None and plan.estimate_s <= budget.FIT * share
+    kept = {**sizes, **plan.sizes}
+    assert plan.fixed_s == pytest.approx(fixed.seconds(kept)) and plan.fixed_s < fixed.seconds(sizes)
+    assert f"scoring {fixed.networks(kept)} networks" in plan.note
+    # the scoring of the configured 5 members counted at every size: a smaller plan for the same share
+    configured = budget.FixedWork("squeeze", overhead_s=fixed.seconds(sizes))
+    old = size_stage("squeeze", cfg, cost, share, configured)
+    assert stage_cost("squeeze", {**sizes, **old.sizes}, cost) < stage_cost("squeeze", kept, cost)
+    assert budget.minimum_s("squeeze", cfg, cost) == pytest.approx(
+        stage_cost("squeeze", {**sizes, "stages.squeeze.members": 1, "stages.squeeze.epochs": 2}, cost)
+        + fixed.seconds({"stages.squeeze.members": 1})
+    )
 
 
 def test_squeeze_s_classical_fit_is_timed_once_for_the_plan_and_kept_for_the_stage(monkeypatch, tmp_path):
@@ -521,10 +550,11 @@ def test_squeeze_s_classical_fit_is_timed_once_for_the_plan_and_kept_for_the_sta
     monkeypatch.setenv("RECIPE_DATA_DIR", str(tmp_path))
     cfg = load_config("tabular", overrides=["trainer.progress=false"])  # wine: 178 rows
     data = load_data(cfg)
-    fixed, what = budget.fixed_work("squeeze", cfg, COST, data)
+    fixed = budget.fixed_work("squeeze", cfg, COST, data)
     kept = fit_classical(data, seed=cfg.seed)
-    assert what.startswith(f"the classical baseline {budget._min(kept.seconds)}")
-    assert fixed == pytest.approx(budget.fixed_work("squeeze", cfg, COST)[0] + kept.seconds)
+    assert fixed.words().startswith(f"the classical baseline {budget._min(kept.seconds)}")
+    assert fixed.classical_s == kept.seconds
+    assert fixed.seconds() == pytest.approx(budget.fixed_work("squeeze", cfg, COST).seconds() + kept.seconds)
     assert fit_classical(data, seed=cfg.seed) is kept  # the stage scores this fit
     assert fit_classical(load_data(cfg), seed=cfg.seed) is not kept  # another bundle: its own fit
 
