@@ -73,15 +73,26 @@ class PlanError(ValueError):
 @dataclass(frozen=True)
 class Knob:
     """One size of a stage: the dotted config key, the smallest value the stage can run with, and whether it
-    counts runs (``runs``) or epochs per run (``epochs``). A ``last`` knob is cut only when every other knob is
-    at its minimum (what the stage's minimum would otherwise not fit without: tune's seeds, squeeze's long and
-    snapshot runs); ``words`` name it in a cut note (default: the stage's ``what``, or its epochs)."""
+    counts runs (``runs``) or epochs per run (``epochs``). The order of cuts comes in three tiers: a ``first``
+    knob is cut before any other (squeeze's snapshot run: the worst of squeeze's candidates on test in 19 of 19
+    real-data runs, ``bench/selection_regret.py``), a ``last`` knob only when every other knob is at its minimum
+    (tune's seeds, squeeze's long run), and a knob with ``keep`` is cut below ``keep`` only as a last knob
+    (squeeze keeps two members, an ensemble, the recipe's "pretty much guaranteed" gain, seeds/004, until its
+    long run is cut). ``words`` name it in a cut note (default: the stage's ``what``, or its epochs)."""
 
     key: str
     kind: str  # "runs" or "epochs"
     minimum: int
     last: bool = False
     words: str = ""
+    first: bool = False
+    keep: int = 0
+
+    def tier(self, value: int) -> int:
+        """The knob's tier at ``value``: 0 cut first, 1 with the others, 2 last."""
+        if self.first:
+            return 0
+        return 2 if self.last or value <= self.keep else 1
 
 
 @dataclass(frozen=True)
@@ -142,10 +153,10 @@ SIZED: dict[str, Sized] = {
     ),
     "squeeze": Sized(
         (
-            Knob("stages.squeeze.members", "runs", 1),
+            Knob("stages.squeeze.members", "runs", 1, keep=2),
             Knob("stages.squeeze.epochs", "epochs", 2),
             Knob("squeeze.longer", "runs", 1, last=True, words="squeeze's long run (budgets)"),
-            Knob("squeeze.snapshots", "runs", 0, last=True, words="squeeze's snapshot run"),
+            Knob("squeeze.snapshots", "runs", 0, first=True, words="squeeze's snapshot run"),
         ),
         runs=lambda v: (
             int(v["stages.squeeze.members"])
@@ -557,10 +568,11 @@ def size_stage(
         saving = [
             k for k in sized.knobs if k.key in cuts and estimate({**values, k.key: cuts[k.key]}) < estimate(values)
         ]
-        open_ = [k for k in saving if not k.last] or saving
-        if not open_:
+        if not saving:
             plan.needed_s = estimate(values)
             break
+        tier = min(k.tier(int(values[k.key])) for k in saving)  # first knobs, then the others, then last ones
+        open_ = [k for k in saving if k.tier(int(values[k.key])) == tier]
         knob = max(open_, key=lambda k: (int(values[k.key]) / max(1, int(before[k.key])), k.kind == "runs"))
         values[knob.key] = cuts[knob.key]
     plan.sizes = {k.key: values[k.key] for k in sized.knobs}
