@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -469,6 +470,7 @@ def _setup_logging(log: Path):
                 consoles.append(h)
                 h.addFilter(_not_recipe)  # the summary table shows the verdicts; the log file keeps the records
                 h.addFilter(_not_interrupt_crash)  # the CLI's own interrupt report says it once
+                h.addFilter(_not_echo)  # the live view's lines say these once
                 if not getattr(h, "_recipe_no_tracebacks", False):
                     h.format = _without_traceback(h.format)
                     h.addFilter(redacting)
@@ -480,6 +482,7 @@ def _setup_logging(log: Path):
         for h in consoles:
             h.removeFilter(_not_recipe)
             h.removeFilter(_not_interrupt_crash)
+            h.removeFilter(_not_echo)
         handler.close()
 
     return detach
@@ -489,6 +492,23 @@ def _not_recipe(record) -> bool:
     """False for the ``recipe`` package's records (verdicts, advice, trials): the terminal shows them once, as the
     summary table; they go to the log file and the Prefect flow run's log."""
     return not (record.name == "recipe" or record.name.startswith("recipe."))
+
+
+_STAGE_STARTED = re.compile(r"stage \w+: started \(MLflow run \w+\)$")
+
+
+def _not_echo(record) -> bool:
+    """False for Prefect's records that repeat a line of the live view (flows/live.py) on the terminal: a stage's
+    "stage NAME: started (MLflow run ID)" (the live view's started line carries the run) and a task run's
+    "Finished in state Completed()" (the live view prints the stage's verdict). A new user read each stage's
+    start twice and a Completed() line under every trial. They still go to the log file and the Prefect UI."""
+    if record.levelno > 20:  # logging.INFO: warnings and errors always show
+        return True
+    if record.name == "prefect.task_runs":
+        return not record.getMessage().startswith("Finished in state Completed(")
+    if record.name == "prefect.flow_runs":
+        return not _STAGE_STARTED.match(record.getMessage())
+    return True
 
 
 INTERRUPT_CRASHES = ("aborted by an interrupt signal", "aborted by a termination signal")

@@ -62,14 +62,18 @@ class LiveView:
     def _on_stage_reused(self, stage: str, index: int, total: int, line: str) -> None:
         self._line(f"[{index}/{total}] {line}")
 
-    def _on_stage_start(self, stage: str, index: int, total: int, runs: int | None) -> None:
+    def _on_stage_start(self, stage: str, index: int, total: int, runs: int | None, run_id: str | None = None) -> None:
         self.stage, self.index, self.total, self.runs, self.done = stage, index, total, runs, 0
         self.stage_start = time.perf_counter()
-        if self.plain:
-            # "up to": a budgeted stage stops at its deadline (tune's trials, squeeze's members), and a
-            # capacity ladder stops growing when a rung stops helping
-            planned = f" (up to {runs} runs)" if runs and runs > 1 else " (1 run)" if runs else ""
-            self._line(f"[{index}/{total}] stage {stage}: started{planned}")
+        # "up to": a budgeted stage stops at its deadline (tune's trials, squeeze's members), and a
+        # capacity ladder stops growing when a rung stops helping
+        planned = f"up to {runs} runs" if runs and runs > 1 else "1 run" if runs else ""
+        if run_id:  # the stage's MLflow run, to open while it runs (Prefect's own line of it is not echoed)
+            self._line(
+                f"[{index}/{total}] stage {stage}: started (MLflow run {run_id})" + (f", {planned}" if planned else "")
+            )
+        elif self.plain:
+            self._line(f"[{index}/{total}] stage {stage}: started" + (f" ({planned})" if planned else ""))
 
     def _on_run_done(self) -> None:
         if self.stage is None:  # between stages: a budget warm-up of the next stage, before it starts

@@ -102,7 +102,7 @@ LAST_PROGRESS: Progress | None = None  # the latest run of this process, for the
 
 # Who hears how the run goes (the CLI's live view, flows/live.py): each is called as ``listener(event, info)``
 # with the events "run_start" (stages, budget_s: None without budget.minutes), "stage_start" (stage, index,
-# total, runs: the runs the stage plans, None when unknown), "run_done" (a training run of the current stage
+# total, runs: the runs the stage plans, None when unknown; run_id: its MLflow run), "run_done" (a training run of the current stage
 # ended, in this process), "stage_end" (stage, index, total, verdict, seconds, line: the one-line verdict),
 # "stage_reused" (stage, index, total, line) and "run_end" (verdict). A listener that raises is logged and
 # dropped: it must not stop a run.
@@ -303,13 +303,20 @@ def _run_recipe(
             if forced_past:
                 stage_tags[tracking.TAG_FORCED] = "true"
             index = names.index(name) + 1
-            emit("stage_start", stage=name, index=index, total=len(names), runs=planned_runs(name, current))
             planned_sizes = dict(stage_plan.sizes) if stage_plan is not None else {}
             stage_start = time.perf_counter()
             with tracking.start_run(
                 name, stage_tags, params=current.flat(), nested=True, system_metrics=tracking.system_metrics_enabled()
             ) as child:
                 note(f"stage {name}: started (MLflow run {child.info.run_id})")
+                emit(
+                    "stage_start",
+                    stage=name,
+                    index=index,
+                    total=len(names),
+                    runs=planned_runs(name, current),
+                    run_id=child.info.run_id,
+                )
                 tracking.log_splits(manifest, cfg.name)  # the runs table shows and filters the data it saw
                 progress.running = (name, child.info.run_id)
                 result = execute(name, fn, ctx)

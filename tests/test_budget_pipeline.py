@@ -217,6 +217,20 @@ def test_the_live_view_names_the_stage_and_the_recipe_clocks_apart(monkeypatch):
     assert budgeted.times_text() == "recipe 2:00 elapsed, about 8:00 of the budget left"  # between stages
 
 
+def test_the_started_line_names_the_stage_s_mlflow_run_on_a_terminal_and_in_plain_lines():
+    """Prefect's own "stage NAME: started (MLflow run ID)" is kept off the terminal (flows.cli._not_echo), so the
+    live view's started line carries the run, plain or not: the run to open in MLflow while the stage runs."""
+    for plain in (True, False):
+        stream = io.StringIO()
+        view = LiveView(stream=stream, plain=plain)
+        view("run_start", {"stages": ["inspect", "overfit"], "budget_s": None})
+        view("stage_start", {"stage": "overfit", "index": 2, "total": 2, "runs": 4, "run_id": "7a061ea0"})
+        assert "[2/2] stage overfit: started (MLflow run 7a061ea0), up to 4 runs" in stream.getvalue()
+    stream = io.StringIO()
+    LiveView(stream=stream, plain=True)("stage_start", {"stage": "inspect", "index": 1, "total": 2, "runs": None})
+    assert stream.getvalue().strip() == "[1/2] stage inspect: started"
+
+
 def test_runs_between_stages_are_not_counted_as_a_stage_named_none():
     """A budget's warm-up of the next stage trains before that stage starts: a new user's plain log read
     '[3/6] stage None: 1 of 1 runs done' twelve times a run. Between stages a finished run is not a stage's."""

@@ -86,3 +86,23 @@ def test_under_a_wall_clock_budget_only_the_stages_before_the_sized_ones_are_sai
     assert _kept_and_resume(outcome, ["run", "recipe"]).startswith(
         "stages kept (reused by the next run): inspect, baselines, overfit, regularize\n"
     )
+
+
+def test_prefect_lines_that_repeat_the_live_view_are_kept_off_the_terminal_and_others_are_not():
+    """A new user read each stage's start twice (the live view's line and Prefect's) and a "Finished in state
+    Completed()" line under every trial; the live view's started line names the stage's MLflow run instead."""
+    from flows.cli import _not_echo
+
+    def info(name: str, message: str, level: int = logging.INFO) -> logging.LogRecord:
+        return logging.LogRecord(name, level, __file__, 1, message, None, None)
+
+    assert not _not_echo(info("prefect.flow_runs", "stage baselines: started (MLflow run 0123abcd)"))
+    assert not _not_echo(info("prefect.task_runs", "Finished in state Completed()"))
+    for kept in (
+        info("prefect.flow_runs", "View at http://127.0.0.1:4200/runs/flow-run/1"),
+        info("prefect.flow_runs", "no passing run in MLflow for inspect with this config, data and code: running them"),
+        info("prefect.task_runs", "Finished in state Failed('stage overfit failed')"),
+        info("prefect.flow_runs", "stage baselines: started (MLflow run 0123abcd)", logging.WARNING),
+        info("recipe.user", "Finished in state Completed()"),
+    ):
+        assert _not_echo(kept), kept.getMessage()
