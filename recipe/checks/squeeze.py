@@ -233,16 +233,22 @@ def trick_gain(
     )
 
 
-def still_improving(val_losses: Sequence[float], best_epoch: int | None, epochs: int) -> Finding:
-    """Advisory: WARN when the long run's best validation loss (``val_losses``: per epoch; ``best_epoch`` from
-    early stopping, 0-based, else the minimum's) came in its last tenth. Source: seeds/004, "leave it training"."""
+def still_improving(
+    val_losses: Sequence[float], best_epoch: int | None, epochs: int, data_epochs: Sequence[int] | None = None
+) -> Finding:
+    """Advisory: WARN when the long run's best validation loss came in its last tenth. ``val_losses``: one per
+    validation; ``data_epochs``: the data epoch (0-based) each was taken after (a tiny epoch validates every few
+    data epochs, recipe.train.cadence; None: one validation per epoch); ``best_epoch``: early stopping's best data
+    epoch (0-based), else the minimum's; ``epochs``: the members' budget. Source: seeds/004, "leave it training"."""
     hyp = "the long run had converged: its best validation loss came before the last tenth of training"
-    finite = [v for v in val_losses if math.isfinite(v)]
-    if not finite:
+    pairs = [(e, v) for e, v in zip(data_epochs or range(len(val_losses)), val_losses, strict=True) if math.isfinite(v)]
+    if not pairs:
         return finding("leave_it_training", hyp, "no validation curve (the long run did not train)", "-", PASS)
-    best = best_epoch if best_epoch is not None else int(np.argmin(finite))
-    late = best >= 0.9 * (len(finite) - 1)
-    observed = f"best val loss {fmt(min(finite))} at epoch {best + 1} of {len(finite)} (budget {epochs})"
+    trained = pairs[-1][0] + 1  # data epochs trained (a cadence's last validation ends the fit)
+    best = best_epoch if best_epoch is not None and best_epoch >= 0 else min(pairs, key=lambda p: p[1])[0]
+    late = best >= 0.9 * (trained - 1)
+    low = min(v for _, v in pairs)
+    observed = f"best val loss {fmt(low)} at epoch {best + 1} of {trained} (members' budget {epochs})"
     return finding(
         "leave_it_training",
         hyp,

@@ -31,7 +31,6 @@ it does not beat the dumb baseline on test.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -320,8 +319,10 @@ def _trick_findings(sc: runs.Context, cands: dict[str, Squeezed]) -> list[Findin
     longer = sc.longer_fit
     if longer is not None:
         es = longer.trainer.cb("early_stopping")
-        val_losses = [h.get("val/loss", math.nan) for h in longer.history]
-        found.append(judge.still_improving(val_losses, getattr(es, "best_epoch", None), sc.epochs))
+        rows = [h for h in longer.history if "val/loss" in h]
+        val_losses = [h["val/loss"] for h in rows]
+        data_epochs = [int(h.get("epoch", i)) for i, h in enumerate(rows)]  # history rows carry the data epoch
+        found.append(judge.still_improving(val_losses, getattr(es, "best_epoch", None), sc.epochs, data_epochs))
     student, teacher = cands.get("student"), cands.get("ensemble")
     if teacher is not None:
         x, _ = sc.data.tensors("val")

@@ -290,6 +290,20 @@ def test_leave_it_training_warns_when_the_best_val_loss_came_in_the_last_tenth(b
     assert found.verdict is (verdict or WARN)  # None: the curve's own minimum, the last epoch
 
 
+def test_leave_it_training_counts_data_epochs_when_a_tiny_epoch_validates_every_few():
+    """A 4-step epoch validates every 8 data epochs (recipe.train.cadence): attrition's long run printed "best val
+    loss 0.359 at epoch 30 of 13" -- early stopping's data epoch over the count of validations. Both are data
+    epochs now: 13 validations over 104 data epochs, the best at data epoch 29, is early (PASS)."""
+    data_epochs = [8 * k + 7 for k in range(13)]  # 7, 15, ..., 103
+    losses = [1.0 - 0.1 * k if k <= 3 else 0.7 + 0.01 * k for k in range(13)]  # minimum at the 4th validation
+    found = judge.still_improving(losses, 29, 35, data_epochs)
+    assert found.verdict is PASS and "at epoch 30 of 104 (members' budget 35)" in found.check.observed
+    own = judge.still_improving(losses, None, 35, data_epochs)  # no early stopping: the minimum's data epoch
+    assert own.verdict is PASS and "at epoch 32 of 104" in own.check.observed
+    late = judge.still_improving(list(np.linspace(1.0, 0.5, 13)), None, 35, data_epochs)
+    assert late.verdict is WARN and "at epoch 104 of 104" in late.check.observed
+
+
 def test_a_trick_that_did_not_train_or_did_not_help_is_advisory():
     ref = _cand("reference", _losses(2))
     assert judge.trick_gain("gain_swa", None, ref, task=CLASSIFICATION, noise_z=1.0, what="SWA").verdict is PASS
