@@ -197,15 +197,22 @@ def current_sizes(stage: str, cfg: RecipeConfig) -> dict[str, Any]:
     raise KeyError(f"stage {stage!r} is not sized by the budget; sized stages: {', '.join(SIZED)}")
 
 
+def knob_of(stage: str, key: str) -> Knob:
+    """``stage``'s sized knob ``key`` (:data:`SIZED`).
+
+    Raises KeyError for a stage or a knob the budget does not size."""
+    for knob in SIZED[stage].knobs:
+        if knob.key == key:
+            return knob
+    raise KeyError(f"{key!r} is not a sized knob of stage {stage!r}")
+
+
 def knob_minimum(stage: str, key: str) -> int:
     """The smallest value the budget sizes ``stage``'s knob ``key`` to (:data:`SIZED`): for a stage with a
     deadline, the runs it finishes before the deadline may stop it (tune's trials, squeeze's members).
 
     Raises KeyError for a stage or a knob the budget does not size."""
-    for knob in SIZED[stage].knobs:
-        if knob.key == key:
-            return knob.minimum
-    raise KeyError(f"{key!r} is not a sized knob of stage {stage!r}")
+    return knob_of(stage, key).minimum
 
 
 # --- the split ------------------------------------------------------------------------------------------------
@@ -498,18 +505,42 @@ class StagePlan:
         )
 
 
-# What a stage's deadline can stop, per stage: the knob whose runs it stops, the stage metric that counts those
-# that ran, and the words of the note (recipe.stages.tune.over_deadline, recipe.squeeze.runs.members_over_deadline).
-STOPS: dict[str, tuple[str, str, str]] = {
+@dataclass(frozen=True)
+class Stop:
+    """What a stage's deadline can stop: the sized knob ``key`` whose runs it stops, the stage metric that counts
+    what ran, the words of the note (``{ran}``, ``{of}``), and ``overrides(ran)``: the config overrides that
+    replay what ran."""
+
+    key: str
+    metric: str
+    words: str
+    overrides: Callable[[int], dict[str, Any]]
+
+
+# What a stage's deadline can stop, per stage (recipe.stages.tune.over_deadline,
+# recipe.squeeze.runs.members_over_deadline and longer_to_deadline).
+STOPS: dict[str, tuple[Stop, ...]] = {
     "tune": (
-        "stages.tune.n_trials",
-        "tune/n_trials",
-        "the search stopped at the stage's deadline after {ran} of {of} trials",
+        Stop(
+            "stages.tune.n_trials",
+            "tune/n_trials",
+            "the search stopped at the stage's deadline after {ran} of {of} trials",
+            lambda ran: {"stages.tune.n_trials": ran},
+        ),
     ),
     "squeeze": (
-        "stages.squeeze.members",
-        "squeeze/members_run",
-        "the members stopped at the stage's deadline after {ran} of {of} members",
+        Stop(
+            "stages.squeeze.members",
+            "squeeze/members_run",
+            "the members stopped at the stage's deadline after {ran} of {of} members",
+            lambda ran: {"stages.squeeze.members": ran},
+        ),
+        Stop(
+            "squeeze.longer",
+            "squeeze/longer_budgets",
+            "the long run was cut at the stage's deadline to {ran} of {of} budgets (1: none)",
+            lambda ran: {"stages.squeeze.longer": float(ran) if ran > 1 else 1.0},
+        ),
     ),
 }
 
@@ -517,18 +548,19 @@ STOPS: dict[str, tuple[str, str, str]] = {
 def record_stop(plan: StagePlan, stage: str, metrics: dict[str, float]) -> bool:
     """After ``stage`` ran: when its budget's deadline stopped it before its sized runs (:data:`STOPS`: tune's
     search, ``tune/n_trials`` below the sized ``stages.tune.n_trials``; squeeze's members, ``squeeze/members_run``
-    below ``stages.squeeze.members``), the plan records the runs that ran, so ``--plan`` replays exactly those
-    (with no deadline), and its note says so. Returns whether the plan changed."""
-    if stage not in STOPS:
-        return False
-    key, metric, words = STOPS[stage]
-    ran = metrics.get(metric)
-    if ran is None or key not in plan.sizes or int(ran) >= int(plan.sizes[key]):
-        return False
-    plan.note += "; " + words.format(ran=int(ran), of=plan.sizes[key])
-    plan.sizes[key] = int(ran)
-    plan.overrides[key] = int(ran)
-    return True
+    below ``stages.squeeze.members``, and its long run, ``squeeze/longer_budgets`` below ``squeeze.longer``), the
+    plan records the runs that ran, so ``--plan`` replays exactly those (with no deadline), and its note says so.
+    Returns whether the plan changed."""
+    changed = False
+    for stop in STOPS.get(stage, ()):
+        ran = metrics.get(stop.metric)
+        if ran is None or stop.key not in plan.sizes or int(ran) >= int(plan.sizes[stop.key]):
+            continue
+        plan.note += "; " + stop.words.format(ran=int(ran), of=plan.sizes[stop.key])
+        plan.sizes[stop.key] = int(ran)
+        plan.overrides.update(stop.overrides(int(ran)))
+        changed = True
+    return changed
 
 
 def _min(seconds: float) -> str:
@@ -776,11 +808,13 @@ __all__ = [
     "Budget",
     "PlanError",
     "StagePlan",
+    "Stop",
     "StepCost",
     "floor_s",
     "fixed_work",
     "FixedWork",
     "knob_minimum",
+    "knob_of",
     "floor_warning",
     "load_plan",
     "minimum_s",

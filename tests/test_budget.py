@@ -482,6 +482,10 @@ def test_the_plan_records_the_members_a_stopped_squeeze_ran_so_a_replay_runs_tho
     assert plan.sizes["stages.squeeze.members"] == 2 and plan.overrides["stages.squeeze.members"] == 2
     assert "the members stopped at the stage's deadline after 2 of 5 members" in plan.note
     assert budget.replay(cfg, plan.overrides).stages.squeeze.members == 2
+    assert budget.record_stop(plan, "squeeze", {"squeeze/members_run": 2.0, "squeeze/longer_budgets": 2.0})
+    assert plan.sizes["squeeze.longer"] == 2 and plan.overrides["stages.squeeze.longer"] == 2.0
+    assert "the long run was cut at the stage's deadline to 2 of 3 budgets" in plan.note
+    assert budget.replay(cfg, plan.overrides).stages.squeeze.longer == 2.0
 
 
 def test_squeeze_counts_every_run_it_trains_and_its_work_outside_them():

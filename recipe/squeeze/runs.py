@@ -48,6 +48,11 @@ class Context:
     threads: int = 1
     longer_fit: FitResult | None = None  # the long run, for its curve ("leave it training")
     members_run: int = 0  # members started (trained or failed): fewer than s.members when the deadline stopped them
+    member_s: float | None = None  # a member run's seconds (the median of those timed under a deadline)
+    longer_budgets: int = 0  # the long run's budgets (1: none); fewer than s.longer's when the deadline cut it
+
+    def __post_init__(self) -> None:
+        self.longer_budgets = math.ceil(self.s.longer) if self.s.longer > 1 else 1
 
     def tags(self, kind: str, name: str) -> dict[str, str]:
         """MLflow tags of a squeeze child run of kind ``kind`` for candidate ``name``: the run tags of
@@ -113,6 +118,8 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
             results += sc.ctx.map(run_trial, batch)
             specs += batch
             timed += [time.perf_counter() - started] * n  # a wave of up to `parallel` runs side by side
+        if timed:
+            sc.member_s = sorted(timed)[len(timed) // 2]
     members, notes = [], []
     for spec_, r in zip(specs, results, strict=True):
         if not isinstance(r, TrialResult) or r.state != "complete":
@@ -153,13 +160,20 @@ def members_over_deadline(sc: Context, timed: list[float], done: int, n: int) ->
     Once the budget's minimum of members (:func:`recipe.budget.knob_minimum`) have run, the next wave must end, with the
     runs that follow the members (:func:`runs_after_members`, each about a member's time) and the stage's work
     outside its runs (``sc.ctx.fixed_s``: scoring, the test table, the registry), before ``sc.ctx.deadline``.
-    ``timed``: seconds of each member run so far (the members' median is a member's time)."""
-    from recipe.budget import knob_minimum
+    Up to the members the budget keeps before its last cuts (``Knob.keep``: two, an ensemble) the long run is
+    counted at none: the deadline cuts it first (:func:`longer_to_deadline`), as the sizing would
+    (:class:`recipe.budget.Knob`). ``timed``: seconds of each member run so far (the members' median is a member's
+    time)."""
+    from recipe.budget import knob_of
 
-    if done < knob_minimum("squeeze", "stages.squeeze.members") or not timed or sc.ctx.deadline is None:
+    knob = knob_of("squeeze", "stages.squeeze.members")
+    if done < knob.minimum or not timed or sc.ctx.deadline is None:
         return None
     member_s = sorted(timed)[len(timed) // 2]
-    after = runs_after_members(sc.ctx.cfg, done + n) * member_s + sc.ctx.fixed_s  # sc.s is sc.ctx.cfg's
+    cfg = sc.ctx.cfg  # sc.s is sc.ctx.cfg's
+    if done + n <= knob.keep:
+        cfg = cfg.with_overrides({"stages.squeeze.longer": 1.0})
+    after = runs_after_members(cfg, done + n) * member_s + sc.ctx.fixed_s
     left = sc.ctx.deadline - time.time()
     if member_s + after <= left:
         return None
@@ -167,6 +181,31 @@ def members_over_deadline(sc: Context, timed: list[float], done: int, n: int) ->
         f"squeeze trained {done} of {sc.s.members} members: a member took {member_s:.1f} s, so one more and "
         f"the stage's other runs and work ({after:.0f} s) need about {member_s + after:.0f} s, and "
         f"{max(left, 0.0):.0f} s of the stage's share of budget.minutes is left"
+    )
+
+
+def longer_to_deadline(sc: Context, members: int) -> str | None:
+    """Before the long run, under a budget's deadline: cut its budgets (``stages.squeeze.longer``, each about a
+    member's time, ``sc.member_s``) to those that end, with the runs after it (the snapshot run, the student with
+    ``members`` >= 2) and the stage's work outside its runs, before ``sc.ctx.deadline``; fewer than 2 budgets
+    leaves it out. Sets ``sc.s.longer`` and ``sc.longer_budgets`` (the plan records them: ``--plan`` replays the
+    cut long run) and returns the note, or None when it fits (or there is no deadline or no timed member)."""
+    if sc.ctx.deadline is None or sc.member_s is None or sc.longer_budgets <= 1:
+        return None
+    from recipe.budget import SIZED, current_sizes
+
+    values = {**current_sizes("squeeze", sc.ctx.cfg), "stages.squeeze.members": members, "squeeze.longer": 1}
+    after = SIZED["squeeze"].runs(values) - members - 1  # runs after the long run (the averaging run is done)
+    left = sc.ctx.deadline - time.time() - sc.ctx.fixed_s - after * sc.member_s
+    fits = int(left // sc.member_s) if left > 0 else 0
+    if fits >= sc.longer_budgets:
+        return None
+    was, sc.longer_budgets = sc.longer_budgets, fits if fits >= 2 else 1
+    sc.s = sc.s.model_copy(update={"longer": float(sc.longer_budgets)})
+    cut = f"cut to {sc.longer_budgets} budgets" if sc.longer_budgets > 1 else "left out"
+    return (
+        f"budget: the long run {cut} (of {was}): a member took {sc.member_s:.1f} s, and "
+        f"{max(left, 0.0):.0f} s of the stage's share is left after the runs and work that follow it"
     )
 
 

@@ -201,6 +201,9 @@ def _candidates(sc: runs.Context, members: list[Squeezed], notes: list[str]) -> 
         out["ensemble"] = ensemble
     for c in runs.averaged(sc):
         out[c.name] = c
+    cut = runs.longer_to_deadline(sc, len(members))
+    if cut:
+        notes.append(cut)
     if sc.s.longer > 1:
         longer, sc.longer_fit = runs.longer(sc)
         if longer is not None:
@@ -343,6 +346,7 @@ def _metrics(sc: runs.Context, champion: Squeezed, rows: list[heldout.TestRow], 
         "squeeze/champion_params": float(champion.params),
         "squeeze/seconds": seconds,
         "squeeze/members_run": float(sc.members_run),  # a budget's deadline can stop them before s.members
+        "squeeze/longer_budgets": float(sc.longer_budgets),  # ... and cut the long run (recipe.budget.STOPS)
     }
     for r in rows:
         out[f"test/{r.kind}_{metric}"] = r.interval.value

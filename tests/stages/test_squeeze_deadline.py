@@ -48,11 +48,13 @@ def squeeze_ctx(monkeypatch, tmp_path):
     monkeypatch.setattr(runs, "_why_not_together", lambda sc, members: "separate runs in this test")
     monkeypatch.setattr(runs.Context, "tags", lambda self, kind, name: {})
 
-    def make(deadline_in: float | None, fixed_s: float = 20.0, parallel: int = 1, members: int = 5):
+    def make(
+        deadline_in: float | None, fixed_s: float = 20.0, parallel: int = 1, members: int = 5, longer: float = 1.5
+    ):
         cfg = RecipeConfig().with_overrides(
             {
                 "stages.squeeze.members": members,
-                "stages.squeeze.longer": 1.5,
+                "stages.squeeze.longer": longer,
                 "stages.squeeze.snapshots": 5,
                 "stages.squeeze.distill": True,
                 "stages.tune.parallel": parallel,
@@ -106,3 +108,34 @@ def test_members_go_in_waves_of_the_parallel_trials(squeeze_ctx):
     _, notes = runs.train_members(sc)
     assert squeeze_ctx.mapped == [["member0", "member1"], ["member2", "member3"]]
     assert sc.members_run == 4 and any(n.startswith("budget: squeeze trained 4 of 5 members") for n in notes)
+
+
+def test_the_second_member_is_kept_before_the_long_run_which_is_then_cut_to_what_is_left(squeeze_ctx):
+    """The budget keeps an ensemble (two members) before squeeze's long run (recipe.budget.Knob's tiers): a
+    deadline that fits the second member only without the long run trains it, and the long run is then cut.
+    Attrition at budget.minutes=10 had stopped at 1 member (no ensemble) to keep a 3-budget long run."""
+    # 70 s: member0; member1 needs 10 + (averaging, snapshot, student: 30 s) + 20 s of work = 60 <= 60 left
+    # (with the 2-budget long run counted it needed 80); member2 is past the keep: 80 > 50
+    sc = squeeze_ctx.make(deadline_in=70.0)
+    runs.train_members(sc)
+    assert sc.members_run == 2 and sc.member_s == 10.0
+    # 50 s left: the snapshot run and the student (20 s) and 20 s of work leave 10 s, under 2 budgets: left out
+    note = runs.longer_to_deadline(sc, 2)
+    assert note == (
+        "budget: the long run left out (of 2): a member took 10.0 s, and 10 s of the stage's share is left "
+        "after the runs and work that follow it"
+    )
+    assert (sc.s.longer, sc.longer_budgets) == (1.0, 1)
+
+
+def test_the_long_run_is_cut_to_the_budgets_that_fit_and_kept_whole_when_they_all_do(squeeze_ctx):
+    sc = squeeze_ctx.make(deadline_in=65.0, longer=3.0)
+    sc.member_s = 10.0  # 65 - 20 s of work - snapshot and student 20 s = 25 s: 2 budgets of 3
+    assert runs.longer_to_deadline(sc, 2).startswith("budget: the long run cut to 2 budgets (of 3)")
+    assert (sc.s.longer, sc.longer_budgets) == (2.0, 2)
+    whole = squeeze_ctx.make(deadline_in=200.0, longer=3.0)
+    whole.member_s = 10.0
+    assert runs.longer_to_deadline(whole, 2) is None and whole.longer_budgets == 3
+    free = squeeze_ctx.make(deadline_in=None, longer=3.0)  # no budget: never cut
+    free.member_s = 10.0
+    assert runs.longer_to_deadline(free, 2) is None and free.s.longer == 3.0
