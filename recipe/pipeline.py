@@ -120,10 +120,17 @@ def emit(event: str, **info: Any) -> None:
 
 
 def verdict_line(result: StageResult) -> str:
-    """One line for a finished stage: its verdict and the checks that did not pass (name: observed)."""
-    bad = [f"{c.verdict.value.upper()} {c.name}: {c.observed}" for c in result.checks if c.verdict is not Verdict.PASS]
+    """One line for a finished stage: its verdict and the names of the checks that failed and warned, with the
+    count that passed ("stage overfit: WARN (warn: train_target, curves_lr_too_low; 12 passed)"). What each
+    observed is in the stage's table of the summary and its MLflow run: a new user's plain log had each stage's
+    warnings in full here, then again in the summary."""
+    names = {v: [c.name for c in result.checks if c.verdict is v] for v in (Verdict.FAIL, Verdict.WARN)}
+    passed = sum(c.verdict is Verdict.PASS for c in result.checks)
     head = f"stage {result.stage}: {result.verdict.value.upper()}"
-    return head + (f" ({'; '.join(bad)})" if bad else f" ({len(result.checks)} checks passed)")
+    parts = [f"{v.value}: {', '.join(n)}" for v, n in names.items() if n]
+    if not parts:
+        return head + f" ({passed} {'check' if passed == 1 else 'checks'} passed)"
+    return head + f" ({'; '.join(parts)}; {passed} passed)"
 
 
 def planned_runs(stage: str, cfg: RecipeConfig) -> int | None:
