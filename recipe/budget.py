@@ -116,12 +116,6 @@ def _overfit_epochs(v: dict[str, Any]) -> int:
 # see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members, the
 # averaging run (SWA and EMA weights of one run), the run "leave it training" (``longer`` budgets), the snapshot
 # run (its cycles fill about one budget) and the distillation run (only with an ensemble: two members or more).
-# Of squeeze's last knobs the snapshot run is cut before the long run: at a budget that cuts the members to their
-# minimum, one member budget holds only a few epochs, and warm restarts then end each cycle after an epoch or two
-# (Huang et al. 2017, "Snapshot Ensembles", train cycles of tens of epochs), while "leave it training" is the
-# recipe's own step. Measured on bench/realdata.py's Fashion-MNIST (3,000 images, split seed 0): the snapshot
-# ensemble scored below the reference beyond noise at budget.minutes=10 (val accuracy 0.707 vs 0.818) and 20
-# (0.845 vs 0.871), the long run above it (0.840 vs 0.818; the best single network at 10 minutes).
 SIZED: dict[str, Sized] = {
     "overfit": Sized(
         (Knob("stages.overfit.max_rungs", "runs", 0), Knob("stages.overfit.epochs", "epochs", 2)),
@@ -150,9 +144,8 @@ SIZED: dict[str, Sized] = {
         (
             Knob("stages.squeeze.members", "runs", 1),
             Knob("stages.squeeze.epochs", "epochs", 2),
-            # the snapshot run before the long run (a tie between last knobs goes to the earlier one)
-            Knob("squeeze.snapshots", "runs", 0, last=True, words="squeeze's snapshot run"),
             Knob("squeeze.longer", "runs", 1, last=True, words="squeeze's long run (budgets)"),
+            Knob("squeeze.snapshots", "runs", 0, last=True, words="squeeze's snapshot run"),
         ),
         runs=lambda v: (
             int(v["stages.squeeze.members"])

@@ -554,26 +554,3 @@ def test_the_last_knobs_are_cut_only_when_the_others_are_at_their_minimum():
     assert (replayed.members, replayed.longer, replayed.snapshots) == (1, 1.0, 0)
     assert "squeeze's long run (budgets) 3 → 1" in sq.note and "squeeze's snapshot run 1 → 0" in sq.note
     assert sq.needed_s == pytest.approx(2 * (COST.run_s + 2 * COST.epoch_s))  # the member and the averaging run
-
-
-@pytest.mark.parametrize("longer", [2.0, 3.0])
-def test_squeeze_cuts_its_snapshot_run_before_its_long_run(longer):
-    """At a budget that leaves squeeze its minimum of members and epochs, the snapshot run (a few epochs of warm
-    restarts: worse than the reference on Fashion-MNIST at budget.minutes=10 and 20) goes before the long run
-    ("leave it training": the best single network there); the long run is cut only when it alone does not fit."""
-    cfg = RecipeConfig().with_overrides({"stages.squeeze.members": 3, "stages.squeeze.longer": longer})
-    minimum = {"stages.squeeze.members": 1, "stages.squeeze.epochs": 2, "squeeze.distill": 1}
-    budgets = math.ceil(longer)
-    with_long = {**minimum, "squeeze.longer": budgets, "squeeze.snapshots": 0}
-    share = stage_cost("squeeze", with_long, COST) / budget.FIT  # the member, averaging and long runs just fit
-    plan = size_stage("squeeze", cfg, COST, share)
-    assert plan.sizes["squeeze.longer"] == budgets and plan.sizes["squeeze.snapshots"] == 0
-    assert plan.needed_s is None and "squeeze's snapshot run 1 → 0" in plan.note and "long run" not in plan.note
-    assert budget.replay(cfg, plan.overrides).stages.squeeze.longer == longer
-    everything = {**with_long, "squeeze.snapshots": 1}
-    assert size_stage("squeeze", cfg, COST, stage_cost("squeeze", everything, COST) / budget.FIT).sizes == {
-        k.key: everything[k.key] for k in budget.SIZED["squeeze"].knobs
-    }  # room for both: neither is cut
-    without = {**with_long, "squeeze.longer": 1}
-    small = size_stage("squeeze", cfg, COST, stage_cost("squeeze", without, COST) / budget.FIT)
-    assert (small.sizes["squeeze.longer"], small.sizes["squeeze.snapshots"]) == (1, 0)  # neither fits: both go
