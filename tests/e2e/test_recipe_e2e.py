@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -60,14 +61,14 @@ TINY = [
     "stages.regularize.smaller_input=null",
     "stages.regularize.smaller_batch=null",
     "stages.tune.n_trials=2",
-    "stages.tune.epochs=12",
+    "stages.tune.epochs=8",
     "stages.tune.seeds=[0]",
     "stages.tune.plots=false",
     "stages.tune.space.width=null",
     "stages.tune.space.depth=null",
     "stages.tune.space.batch_size=null",
     "stages.squeeze.members=2",
-    "stages.squeeze.epochs=12",
+    "stages.squeeze.epochs=8",
     "stages.squeeze.longer=1",
     "stages.squeeze.snapshots=0",
     "stages.squeeze.bootstrap=100",
@@ -133,8 +134,13 @@ def _prefect_flow_runs(home: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def e2e_env(tmp_path_factory):
+def e2e_env(tmp_path_factory, _mlflow_template):
     folder = tmp_path_factory.mktemp("e2e")
+    # the session's migrated template store (tests/conftest.py): a new sqlite store's migrations cost the first
+    # `flows run` seconds of CPU and are not what this test is about (tests/test_tracking.py and the spine test
+    # start on new stores)
+    (folder / "mlruns").mkdir()
+    shutil.copy(_mlflow_template, folder / "mlruns" / "mlflow.db")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_API", "PREFECT__"))}
     env.update(
         PYTHONPATH=str(REPO),

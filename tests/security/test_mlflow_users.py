@@ -29,6 +29,9 @@ def test_the_worker_user_logs_runs_but_is_no_admin(tmp_path: Path, _mlflow_templ
         MLFLOW_AUTH_ADMIN_USERNAME="admin",
         MLFLOW_AUTH_ADMIN_PASSWORD=admin_pw,
         MLFLOW_FLASK_SERVER_SECRET_KEY="k" * 32,
+        # as tests/ops/conftest.py's servers: no job runner and seven huey consumers (eight more processes
+        # importing mlflow at start); user management never submits a server job
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
     )
     cmd = [
         str(BIN / "mlflow"),

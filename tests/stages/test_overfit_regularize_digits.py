@@ -36,7 +36,9 @@ def chain(_mlflow_template, tmp_path_factory):
             if name == "regularize":  # fewer candidates than the defaults, and the pretrain path exercised
                 start = start.with_overrides(
                     {
-                        "stages.regularize.epochs": 15,
+                        # 8 epochs a candidate (was 15: 46 s -> 35 s for the stage alone): the reference still
+                        # scores ~0.985 val accuracy against the 0.97 asserted below
+                        "stages.regularize.epochs": 8,
                         "stages.regularize.weight_decay": [0.05],
                         "stages.regularize.dropout": [],
                         "stages.regularize.smaller_batch": None,
