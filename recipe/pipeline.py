@@ -189,7 +189,7 @@ def _run_recipe(
 ) -> Outcome:
     from recipe import budget as budgeting
     from recipe.data import build_manifest
-    from recipe.reuse import code_version, stage_key
+    from recipe.reuse import code_version, stage_key, uncovered_settings
 
     budget = budgeting.Budget(cfg.budget.minutes * 60) if cfg.budget.minutes else None
     stage_plans: list[budgeting.StagePlan] = []
@@ -259,7 +259,10 @@ def _run_recipe(
         workdir = Path(scratch)
         cache = _DataCache()
         parent_id = parent.info.run_id
-        current = results[list(results)[-1]].config if results else cfg
+        current = cfg
+        if results:  # the last reused stage's handed-on config, with what its key does not cover as it is now
+            last = list(results)[-1]
+            current = results[last].config.with_overrides(uncovered_settings(cfg, last, order))
         forced_past: list[str] = []
         stopped_at: str | None = None
         sized_input = cfg  # the input config with the sizes the budget chose so far: what the reuse keys cover

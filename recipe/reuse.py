@@ -101,4 +101,26 @@ def stage_key(cfg: RecipeConfig, stage: str, fingerprint: str, code: str, order:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-__all__ = ["code_version", "source_hash", "stage_key", "stage_settings"]
+def uncovered_settings(cfg: RecipeConfig, stage: str, order: Sequence[str]) -> dict[str, Any]:
+    """What ``stage``'s reuse key does not cover, as dotted overrides from ``cfg`` (this run's input): the
+    ``stages.<s>`` sections of the stages after ``stage`` in ``order`` and the
+    :data:`recipe.config.EXECUTION_ONLY` settings. A reused stage's recorded config carries these as they were
+    when it ran; the stages after it must get them as they are now (a second run with ``--set
+    stages.squeeze.members=1`` reused tune and trained squeeze's members as the first run had set them)."""
+    from recipe.config import EXECUTION_ONLY
+
+    data = cfg.to_dict()
+    out: dict[str, Any] = {}
+    if stage in order:
+        for later in order[order.index(stage) + 1 :]:
+            if later in data.get("stages", {}):
+                out[f"stages.{later}"] = data["stages"][later]
+    for key in EXECUTION_ONLY:
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        out[key] = node
+    return out
+
+
+__all__ = ["code_version", "source_hash", "stage_key", "stage_settings", "uncovered_settings"]

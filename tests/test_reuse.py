@@ -109,6 +109,31 @@ def test_a_later_stages_settings_rerun_only_that_stage(mlflow_store, stages, cfg
     assert ran(calls) == ["baselines", "overfit"]
 
 
+def test_a_stage_after_reused_ones_gets_its_settings_as_they_are_now_not_as_the_reused_run_recorded(
+    mlflow_store, stages, monkeypatch, cfg
+):
+    """The reused baselines run recorded the whole config it handed on, ``stages.overfit`` and the execution-only
+    settings as they were; overfit, rerun because its own settings changed, must train with the new ones (a second
+    run with ``--set stages.squeeze.members=1 --stage squeeze`` reused tune and trained the first run's 2 members),
+    while what the earlier stages handed on (here an optim.lr) stays."""
+    mods, calls = stages
+    seen = []
+    inner = fake_stage("overfit", calls=calls)
+
+    def overfit(ctx):
+        seen.append((ctx.cfg.stages.overfit.max_rungs, ctx.cfg.stages.tune.parallel, ctx.cfg.optim.lr))
+        return inner.run(ctx)
+
+    mods["baselines"] = fake_stage("baselines", calls=calls, hand_on={"optim.lr": 0.0123})
+    mods["overfit"] = type("M", (), {"run": staticmethod(overfit)})
+    pipeline.run_recipe(cfg, say=lambda m: None)
+    calls.clear()
+    changed = cfg.with_overrides({"stages.overfit.max_rungs": 1, "stages.tune.parallel": 3})
+    out = pipeline.run_recipe(changed, say=lambda m: None)
+    assert out.report["reused"] == ["inspect", "baselines"] and ran(calls) == ["overfit"]
+    assert seen[-1] == (1, 3, 0.0123)
+
+
 def test_a_failed_stage_is_rerun_and_so_is_everything_after_it(mlflow_store, stages, cfg):
     mods, calls = stages
     mods["baselines"] = fake_stage("baselines", Verdict.FAIL, calls=calls)
