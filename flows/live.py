@@ -67,7 +67,7 @@ class LiveView:
         self.stage_start = time.perf_counter()
         # "up to": a budgeted stage stops at its deadline (tune's trials, squeeze's members), and a
         # capacity ladder stops growing when a rung stops helping
-        planned = f"up to {runs} runs" if runs and runs > 1 else "1 run" if runs else ""
+        planned = f"up to {runs} training runs" if runs and runs > 1 else "1 training run" if runs else ""
         if run_id:  # the stage's MLflow run, to open while it runs (Prefect's own line of it is not echoed)
             self._line(
                 f"[{index}/{total}] stage {stage}: started (MLflow run {run_id})" + (f", {planned}" if planned else "")
@@ -79,7 +79,7 @@ class LiveView:
         if self.stage is None:  # between stages: a budget warm-up of the next stage, before it starts
             return
         self.done += 1
-        if self.plain and self.runs:
+        if self.plain and self.runs and self.done < self.runs:  # the last is followed by the stage's verdict
             self._line(f"[{self.index}/{self.total}] stage {self.stage}: {self.runs_text()}, {self.times_text()}")
 
     def _on_stage_end(self, stage: str, index: int, total: int, verdict: str, seconds: float, line: str) -> None:

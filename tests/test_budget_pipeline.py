@@ -225,10 +225,17 @@ def test_the_started_line_names_the_stage_s_mlflow_run_on_a_terminal_and_in_plai
         view = LiveView(stream=stream, plain=plain)
         view("run_start", {"stages": ["inspect", "overfit"], "budget_s": None})
         view("stage_start", {"stage": "overfit", "index": 2, "total": 2, "runs": 4, "run_id": "7a061ea0"})
-        assert "[2/2] stage overfit: started (MLflow run 7a061ea0), up to 4 runs" in stream.getvalue()
+        assert "[2/2] stage overfit: started (MLflow run 7a061ea0), up to 4 training runs" in stream.getvalue()
     stream = io.StringIO()
     LiveView(stream=stream, plain=True)("stage_start", {"stage": "inspect", "index": 1, "total": 2, "runs": None})
     assert stream.getvalue().strip() == "[1/2] stage inspect: started"
+    # the last run's line would only precede the stage's verdict line ("1 of 1 run done, 0 left ... about 0:00")
+    stream = io.StringIO()
+    view = LiveView(stream=stream, plain=True)
+    view("stage_start", {"stage": "overfit", "index": 2, "total": 2, "runs": 2, "run_id": "7a061ea0"})
+    view("run_done", {})
+    view("run_done", {})
+    assert "1 of 2 runs done" in stream.getvalue() and "2 of 2" not in stream.getvalue()
 
 
 def test_runs_between_stages_are_not_counted_as_a_stage_named_none():
