@@ -1276,8 +1276,11 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
         if fields is not None and part not in fields:
             where = ".".join(parts[:i]) or "the top level"
             close = difflib.get_close_matches(part, list(fields), n=1)
-            hint = f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else ""
-            raise ConfigError(f"unknown config key {key!r}: {where} has no {part!r}{hint} (known: {', '.join(fields)})")
+            # a close match is the fix; the whole list (19 keys under stages.overfit) only when there is none
+            hint = (
+                f"; did you mean {'.'.join([*parts[:i], close[0]])!r}?" if close else f" (known: {', '.join(fields)})"
+            )
+            raise ConfigError(f"unknown config key {key!r}: {where} has no {part!r}{hint}")
         if i == len(parts) - 1:
             node[part] = value
             return

@@ -163,3 +163,15 @@ def test_the_recipe_name_defaults_to_one_derived_from_the_data(tmp_path):
     assert b.with_overrides({"seed": 3}).name == "churn"
     assert load_config(overrides=["name=x"]).with_overrides({"data.source": "csv", "data.name": "wine"}).name == "x"
     assert name_for_data({"source": "csv", "root": "/d/%%%.csv"}) == "csv"
+
+
+def test_an_unknown_key_names_the_close_match_alone_or_else_every_key_it_could_be():
+    """A new user's typo under stages.overfit got the fix and then all 19 keys of the section: the list is for a
+    key with no close match."""
+    cfg = RecipeConfig()
+    with pytest.raises(ConfigError) as typo:
+        cfg.with_overrides(["stages.overfit.max_rung=1"])
+    assert "did you mean 'stages.overfit.max_rungs'?" in str(typo.value) and "known:" not in str(typo.value)
+    with pytest.raises(ConfigError) as far:
+        cfg.with_overrides(["optim.zzz=1"])
+    assert "did you mean" not in str(far.value) and "(known: name, lr, " in str(far.value)
