@@ -494,13 +494,12 @@ def _not_recipe(record) -> bool:
     return not (record.name == "recipe" or record.name.startswith("recipe."))
 
 
-_STAGE_STARTED = re.compile(r"stage \w+: (started \(MLflow run \w+\)$|up to date, reused run \w+ )")
+_STAGE_STARTED = re.compile(r"stage \w+: started \(MLflow run \w+\)$")
 
 
 def _not_echo(record) -> bool:
     """False for Prefect's records that repeat a line of the live view (flows/live.py) on the terminal: a stage's
-    "stage NAME: started (MLflow run ID)" (the live view's started line carries the run) and "stage NAME: up to
-    date, reused run ID (...)" (the live view's reused line names the run), and a task run's
+    "stage NAME: started (MLflow run ID)" (the live view's started line carries the run) and a task run's
     "Finished in state Completed()" (the live view prints the stage's verdict). A new user read each stage's
     start twice and a Completed() line under every trial. They still go to the log file and the Prefect UI."""
     if record.levelno > 20:  # logging.INFO: warnings and errors always show
