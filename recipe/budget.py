@@ -74,7 +74,7 @@ class PlanError(ValueError):
 class Knob:
     """One size of a stage: the dotted config key, the smallest value the stage can run with, and whether it
     counts runs (``runs``) or epochs per run (``epochs``). Cuts go by tier (:meth:`tier`), lowest first, and within
-    a tier to the knob furthest below its configured value's ratio: 0, cut before any other (squeeze's snapshot
+    a tier to the knob cut least so far (the largest value-over-configured ratio, :func:`size_stage`): 0, cut before any other (squeeze's snapshot
     run: the worst of squeeze's candidates on test in 19 of 19 real-data runs, ``bench/selection_regret.py``);
     1, the stage's runs and epochs together (the default); 2, ``last``: only when tiers 0-1 are at their minimum
     (tune's seeds, squeeze's long run), and a knob with ``keep`` below ``keep`` (squeeze keeps two members, an
@@ -373,17 +373,13 @@ def warm_up(
 SQUEEZE_OVERHEAD_S = 14.0
 
 
-def squeeze_networks(cfg: RecipeConfig) -> int:
+def squeeze_networks(cfg: RecipeConfig, values: dict[str, Any] | None = None) -> int:
     """The networks squeeze scores on validation and test under ``cfg``: each member, the SWA and EMA weights,
-    the long run, each snapshot and the student (with an ensemble)."""
-    return _squeeze_networks_at(cfg, {})
-
-
-def _squeeze_networks_at(cfg: RecipeConfig, values: dict[str, Any]) -> int:
-    """:func:`squeeze_networks` with squeeze's sized knobs at ``values`` (:data:`SIZED`; a knob missing from
-    ``values`` keeps ``cfg``'s): the count the sizing's estimate needs at each size it tries."""
+    the long run, each snapshot and the student (with an ensemble); with squeeze's sized knobs at ``values``
+    (:data:`SIZED`; a knob missing from ``values`` keeps ``cfg``'s): the count the sizing's estimate needs at
+    each size it tries."""
     s = cfg.stages.squeeze
-    sized = {**current_sizes("squeeze", cfg), **values}
+    sized = {**current_sizes("squeeze", cfg), **(values or {})}
     members = int(sized["stages.squeeze.members"])
     return (
         members
@@ -399,7 +395,7 @@ class FixedWork:
     """A stage's own work outside its training runs (:func:`fixed_work`), as a function of its sizes: seconds
     whatever the sizes (squeeze: ``classical_s``, the classical fit, already done and kept for the stage, and
     ``overhead_s``, :data:`SQUEEZE_OVERHEAD_S`), in the words ``once``, and ``per_network_s`` seconds for each
-    network the sizes give (squeeze: scoring each on validation and test, :func:`_squeeze_networks_at`). ``cfg``
+    network the sizes give (squeeze: scoring each on validation and test, :func:`squeeze_networks`). ``cfg``
     is the stage's config before sizing."""
 
     stage: str
@@ -413,7 +409,7 @@ class FixedWork:
         """The networks scored at sizes ``values`` (None: as configured); 0 for a stage that scores none."""
         if self.stage != "squeeze" or self.cfg is None:
             return 0
-        return _squeeze_networks_at(self.cfg, values or {})
+        return squeeze_networks(self.cfg, values)
 
     def seconds(self, values: dict[str, Any] | None = None) -> float:
         """Seconds of the work at sizes ``values`` (None: as configured)."""

@@ -115,11 +115,8 @@ def uncovered_settings(cfg: RecipeConfig, stage: str, order: Sequence[str]) -> d
         for later in order[order.index(stage) + 1 :]:
             if later in data.get("stages", {}):
                 out[f"stages.{later}"] = data["stages"][later]
-    for key in EXECUTION_ONLY:
-        node: Any = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        out[key] = node
+    flat = cfg.flat()
+    out.update({key: flat.get(key) for key in EXECUTION_ONLY})
     return out
 
 

@@ -192,10 +192,8 @@ def longer_to_deadline(sc: Context, members: int) -> str | None:
     cut long run) and returns the note, or None when it fits (or there is no deadline or no timed member)."""
     if sc.ctx.deadline is None or sc.member_s is None or sc.longer_budgets <= 1:
         return None
-    from recipe.budget import SIZED, current_sizes
-
-    values = {**current_sizes("squeeze", sc.ctx.cfg), "stages.squeeze.members": members, "squeeze.longer": 1}
-    after = SIZED["squeeze"].runs(values) - members - 1  # runs after the long run (the averaging run is done)
+    # the runs after the long run: those after the members with no long run, less the averaging run (done)
+    after = runs_after_members(sc.ctx.cfg.with_overrides({"stages.squeeze.longer": 1.0}), members) - 1
     left = sc.ctx.deadline - time.time() - sc.ctx.fixed_s - after * sc.member_s
     fits = int(left // sc.member_s) if left > 0 else 0
     if fits >= sc.longer_budgets:
