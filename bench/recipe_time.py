@@ -22,7 +22,10 @@ config overrides.
     python bench/recipe_time.py [--dataset digits|folder10k] [--tree PATH] [--stages inspect,baselines]
 
 Prints ``stage_<name>_seconds``, each stage's verdict, ``recipe_total_seconds`` (the whole run, MLflow store
-creation included), ``one_fit_seconds`` and ``recipe_vs_one_fit_ratio`` as ``name: value`` lines at the end.
+creation included), the champion's and the classical model's test metric when squeeze ran
+(``champion_test_<metric>``, ``classical_test_<metric>``), ``budget_overrun`` (the total over
+``budget.minutes``, when set), ``one_fit_seconds`` and ``recipe_vs_one_fit_ratio`` as ``name: value`` lines at
+the end.
 """
 
 from __future__ import annotations
@@ -117,6 +120,16 @@ def main() -> int:
         print(f"stage_{name}_seconds: {s:.1f}")
         print(f"stage_{name}_verdict: {verdicts.get(name, 'raised')}")
     print(f"recipe_total_seconds: {total:.1f}")
+    for st in outcome.report["stages"]:  # the champion's test metric and its classical bar, when squeeze ran
+        if st["stage"] == "squeeze":
+            metrics = st["metrics"]
+            champion = [k for k in metrics if k.startswith("test/champion_") and not k.endswith(("_low", "_high"))]
+            metric = champion[0].removeprefix("test/champion_") if champion else None
+            for kind in ("champion", "classical"):
+                if metric and f"test/{kind}_{metric}" in metrics:
+                    print(f"{kind}_test_{metric}: {metrics[f'test/{kind}_{metric}']:.4f}")
+    if cfg.budget.minutes:
+        print(f"budget_overrun: {total / (cfg.budget.minutes * 60):.2f}")
     if one_fit is not None:
         print(f"one_fit_seconds: {one_fit:.1f}")
         print(f"recipe_vs_one_fit_ratio: {total / one_fit:.1f}")
