@@ -250,7 +250,11 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     reused = set(report.get("reused") or [])
     for stage in report["stages"]:
         v = stage["verdict"]
-        how = f" (up to date: reused run {stage['run_id']})" if stage["stage"] in reused else ""
+        how = (
+            f" (up to date: reused run {stage['run_id']}, same config, data and code)"
+            if stage["stage"] in reused
+            else ""
+        )
         table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]{how}", title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
@@ -269,6 +273,8 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
         # the diagnosis also leads the notes (for MLflow and the model card); printed once here
         notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
+        if stage["stage"] in reused:  # the heading says it; the note stays in the JSON report and MLflow
+            notes = [n for n in notes if n != f"reused run {stage['run_id']} (same config, data and code)"]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:

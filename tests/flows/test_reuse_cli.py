@@ -31,7 +31,11 @@ def test_a_second_run_reuses_every_stage_and_fresh_reruns_them(fake_stages, tmp_
     assert report["reused"] == ["a", "b", "c"] and {s["stage"]: s["run_id"] for s in report["stages"]} == ids
     text = re.sub(r"\s+", " ", second.output)
     for name, run_id in ids.items():
-        assert f"stage {name}: PASS (up to date: reused run {run_id})" in text, text
+        heading = f"stage {name}: PASS (up to date: reused run {run_id}, same config, data and code)"
+        assert heading in text, text
+        # said once in the summary: the heading, not again as a note under it (the JSON report keeps the note)
+        assert f"note: reused run {run_id}" not in text, text
+    assert all(any(n.startswith("reused run ") for n in s["notes"]) for s in report["stages"])
     calls.clear()
     fresh = runner.invoke(app, [*args, "--fresh"])
     assert fresh.exit_code == 0, fresh.output
