@@ -67,6 +67,12 @@ ADVICE = {
         "the model is level with the {lost} baseline within validation noise: no evidence of a bug, and none "
         "that it is better; more validation data, or the later stages (regularize, tune), separate them"
     ),
+    "beats_baselines.behind_search": (
+        "the search's best trial trails the {lost} baseline beyond noise: its trials are short runs that rank "
+        "configs (stages.tune.epochs, or what budget.minutes left them), not the final model, and the stages before "
+        "judged the full-length model against this bar; squeeze trains the chosen config in full and is judged "
+        "on test. If the trials are far behind, give them more epochs (stages.tune.epochs or budget.minutes)"
+    ),
     "beats_baselines.behind_linear": (
         "the model trails the {lost} baseline beyond noise; here that is expected of an unregularised model on a "
         "small data set (the regularize stage must close it), a bug only if the curves also look wrong"
@@ -520,13 +526,15 @@ def baseline_bar_check(
     evidence: BarEvidence | None = None,
     noise_z: float = 2.0,
     linear_fails: bool = True,
+    behind_linear: str = "beats_baselines.behind_linear",
 ) -> Finding:
     """Whether ``value`` (a validation metric: accuracy, or MAE in target units) beats every dumb baseline the
     baselines stage measured (:func:`baseline_keys`), judged by the paired noise rule: a bar not beaten by less
     than ``noise_z`` paired standard errors (:func:`paired_gain` with the dumb baseline's per-sample scores in
     ``evidence``, else the bound :func:`bar_noise`) WARNs -- one validation sample is no evidence --; beyond
     that it FAILs for the dumb baseline (a model that learned nothing) and for the linear one when
-    ``linear_fails`` (else WARN: an unregularised model may trail a linear one on a small data set). ``baselines``
+    ``linear_fails`` (else WARN, with the advice keyed ``behind_linear`` in :data:`ADVICE`: an unregularised model
+    may trail a linear one on a small data set; a search's short trials rank configs). ``baselines``
     is that stage's metrics (None: WARN). A missing or non-finite key means no bar for that baseline, and the
     observation says so; with no bar at all the check warns. Source: the recipe's "dumb baselines" (seeds/004),
     the bar every later model must clear, and "add significant digits to your eval"."""
@@ -547,7 +555,7 @@ def baseline_bar_check(
         return check(FAIL, observed, expected, ADVICE["beats_baselines.lost"].format(lost=", ".join(fatal)))
     if lost or close:
         behind = ", ".join([*lost, *close])
-        key = "beats_baselines.behind_linear" if lost else "beats_baselines.within_noise"
+        key = behind_linear if lost else "beats_baselines.within_noise"
         return check(WARN, observed, expected, ADVICE[key].format(lost=behind))
     if not parts:
         return check(WARN, observed, expected, ADVICE["beats_baselines.no_metrics"])
