@@ -12,8 +12,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The full recipe, sized to 5 minutes (budget.minutes; the epoch-sized default took 10.7 min here for the same
+# champion: 99.63% test both ways, the RBF SVM's score on this split). `flows run recipe --preset digits` alone
+# runs the epoch-sized recipe.
 run: $(STAMP)
-	$(VENV)/bin/flows run recipe --preset digits --report mlruns/last-report.json
+	$(VENV)/bin/flows run recipe --preset digits --set budget.minutes=5 --report mlruns/last-report.json
 
 # Every test, the e2e test of the six real stages (about 2 minutes) included: CI (.ci/run) runs this.
 # TEST_WORKERS pytest-xdist workers (0: one process); loadfile keeps each file on one worker (module-scoped servers
