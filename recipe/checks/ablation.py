@@ -73,6 +73,12 @@ ADVICE = {
         "judged the full-length model against this bar; squeeze trains the chosen config in full and is judged "
         "on test. If the trials are far behind, give them more epochs (stages.tune.epochs or budget.minutes)"
     ),
+    "beats_baselines.behind_still_learning": (
+        "the model trails the {lost} baseline beyond noise while its train and val losses were both still falling "
+        "at the end (curves_train_longer): it is under-trained at these epochs (stages.regularize.epochs, or what "
+        "budget.minutes left them), not shown to be broken; tune and squeeze train on from here, and squeeze "
+        "judges the final model against this bar on test"
+    ),
     "beats_baselines.behind_linear": (
         "the model trails the {lost} baseline beyond noise; here that is expected of an unregularised model on a "
         "small data set (the regularize stage must close it), a bug only if the curves also look wrong"

@@ -216,3 +216,29 @@ def test_tables_get_no_mirroring_note():
     cfg = RecipeConfig().with_overrides({"stages.regularize.augment": ["noise"]})
     got = {s.name: s for s in candidate_specs(cfg, cfg.stages.regularize, TABLES)}
     assert got["augment_noise"].note == ""
+
+
+def _bar_against_linear(train, val):
+    """regularize's beats_baselines for a model at 0.73 val accuracy on 5,000 val samples against a linear baseline
+    at 0.82 (9 se behind by the aggregate bound) and a majority class at 0.10, with the chosen run's curves."""
+    from recipe.checks.ablation import BarEvidence
+    from recipe.checks.curves import diagnose_curves
+    from recipe.stages.regularize import beats_baselines
+
+    baselines = {"baseline/majority_accuracy": 0.10, "baseline/linear_accuracy": 0.82}
+    curves = diagnose_curves(train, val, reference_loss=2.3)
+    return curves, beats_baselines(0.73, "classification", baselines, BarEvidence(n=5000), curves)
+
+
+def test_trailing_the_linear_baseline_while_still_learning_warns_and_once_converged_fails():
+    epochs = range(1, 21)
+    # both losses still falling steeply at the end (a budget's short candidates): under-trained, no bug shown
+    curves, still = _bar_against_linear([2.3 - 0.08 * e for e in epochs], [2.3 - 0.07 * e for e in epochs])
+    assert any(f.name == "curves_train_longer" and f.verdict == Verdict.WARN for f in curves)
+    assert still.verdict == Verdict.WARN and "under-trained" in still.check.advice, still.check
+    # the same numbers after the curves have flattened: behind a linear model at convergence is a FAIL
+    flat_train = [2.3 * 0.5**e + 0.7 for e in epochs]
+    flat_val = [2.3 * 0.5**e + 0.8 for e in epochs]
+    curves, converged = _bar_against_linear(flat_train, flat_val)
+    assert not any(f.name == "curves_train_longer" and f.verdict == Verdict.WARN for f in curves)
+    assert converged.verdict == Verdict.FAIL and "linear" in converged.check.advice, converged.check
