@@ -121,16 +121,19 @@ def emit(event: str, **info: Any) -> None:
 
 def verdict_line(result: StageResult) -> str:
     """One line for a finished stage: its verdict and the names of the checks that failed and warned, with the
-    count that passed ("stage overfit: WARN (warn: train_target, curves_lr_too_low; 12 passed)"). What each
+    count that passed ("stage overfit: WARN (warn: train_target, curves_lr_too_low; 12 passed)") and, when some
+    could not judge (their observation starts "not judged"), that count apart ("14 passed, 2 not judged"). What each
     observed is in the stage's table of the summary and its MLflow run: a new user's plain log had each stage's
     warnings in full here, then again in the summary."""
     names = {v: [c.name for c in result.checks if c.verdict is v] for v in (Verdict.FAIL, Verdict.WARN)}
-    passed = sum(c.verdict is Verdict.PASS for c in result.checks)
+    # a check that could not judge (a curve too short, an audit that could not run) passes without evidence
+    unjudged = sum(c.verdict is Verdict.PASS and str(c.observed).startswith("not judged") for c in result.checks)
+    passed = sum(c.verdict is Verdict.PASS for c in result.checks) - unjudged
     head = f"stage {result.stage}: {result.verdict.value.upper()}"
     parts = [f"{v.value}: {', '.join(n)}" for v, n in names.items() if n]
-    if not parts:
-        return head + f" ({passed} {'check' if passed == 1 else 'checks'} passed)"
-    return head + f" ({'; '.join(parts)}; {passed} passed)"
+    counted = f"{passed} {'check' if passed == 1 else 'checks'} passed" if not parts else f"{passed} passed"
+    counted += f", {unjudged} not judged" if unjudged else ""
+    return head + f" ({'; '.join([*parts, counted])})"
 
 
 def planned_runs(stage: str, cfg: RecipeConfig) -> int | None:

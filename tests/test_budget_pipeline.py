@@ -253,3 +253,18 @@ def test_runs_between_stages_are_not_counted_as_a_stage_named_none():
     lines = stream.getvalue().splitlines()
     assert not [ln for ln in lines if "stage None" in ln], lines
     assert lines[-1].startswith("[2/2] stage regularize: 1 of 3 runs done, 2 left"), lines
+
+
+def test_a_verdict_line_counts_the_checks_that_could_not_judge_apart_from_those_that_passed():
+    from recipe.report import Check, StageResult
+
+    def check(name, verdict, observed):
+        return Check(name, "h", observed, "e", verdict, "")
+
+    judged = [check("loss_at_init", Verdict.PASS, "2.30 vs 2.30"), check("batch_independence", Verdict.PASS, "ok")]
+    short = check("curves_plateau", Verdict.PASS, "not judged: 3 epochs, fewer than 4")
+    clean = StageResult.from_checks("overfit", [*judged, short], {}, None)
+    assert pipeline.verdict_line(clean) == "stage overfit: PASS (2 checks passed, 1 not judged)"
+    warned = StageResult.from_checks("overfit", [*judged, short, check("lr_finder", Verdict.WARN, "x")], {}, None)
+    assert pipeline.verdict_line(warned) == "stage overfit: WARN (warn: lr_finder; 2 passed, 1 not judged)"
+    assert pipeline.verdict_line(StageResult.from_checks("a", judged[:1], {}, None)) == "stage a: PASS (1 check passed)"
