@@ -229,6 +229,15 @@ def run_recipe(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Rerun every stage; by default up-to-date passing stages are reused.")
     ] = False,
+    rerun_from: Annotated[
+        str | None,
+        typer.Option(
+            "--rerun-from",
+            metavar="STAGE",
+            help="Reuse up-to-date stages before STAGE only; rerun STAGE and every stage after it (how an "
+            "interrupted --fresh run resumes).",
+        ),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     no_wait: Annotated[
         bool,
@@ -251,17 +260,18 @@ def run_recipe(
     """Run the training recipe: every stage in order, each gated on the one before.
 
     A stage whose latest passing run in MLflow has the same config (its own settings and the earlier stages'),
-    data (fingerprint) and code (version) is reused, not rerun, and the terminal names the run; --fresh reruns all.
+    data (fingerprint) and code (version) is reused, not rerun, and the terminal names the run; --fresh reruns all,
+    --rerun-from STAGE reruns STAGE and those after it.
 
     Exit codes: 0 pass (warnings allowed), 1 a stage failed its checks, 2 bad input, 3 a backend (the MLflow
     store, the Prefect server, the tune study's storage) failed, 4 a crash (a bug: the message names the log with
     the traceback), 5 busy: another run is tuning the same study and --no-wait was given, 130 / 143 interrupted by
     SIGINT (Ctrl-C) / SIGTERM.
     """
-    from recipe.stages import stage_names
 
-    if stage is not None and stage not in stage_names():
-        _fail(f"unknown stage {stage!r}; stages, in order: {', '.join(stage_names())}")
+    for option, value in (("stage", stage), ("--rerun-from", rerun_from)):
+        if value is not None and value not in _stage_order():
+            _fail(f"unknown {option} {value!r}; stages, in order: {', '.join(_stage_order())}")
     cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
     _use_store(read_only=False)
     if plan is not None:
@@ -274,7 +284,7 @@ def run_recipe(
     log = _run_log_path()
     with interrupts(on_second=_say_second_interrupt):
         try:
-            outcome = _run_flow(cfg, stage, force, log, fresh=fresh)
+            outcome = _run_flow(cfg, stage, force, log, fresh=fresh, rerun_from=rerun_from)
         except typer.Exit:
             raise
         except BaseException as e:
@@ -539,7 +549,9 @@ def _without_traceback(fmt):
     return format
 
 
-def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = False) -> dict:
+def _run_flow(
+    cfg, stage: str | None, force: bool, log: Path, fresh: bool = False, rerun_from: str | None = None
+) -> dict:
     """Connect to (or start) the Prefect API, run the flow, return its outcome (the report, or
     ``{"error": ...}`` for bad input found by a stage). Raises what the flow raised."""
 
@@ -567,7 +579,9 @@ def _run_flow(cfg, stage: str | None, force: bool, log: Path, fresh: bool = Fals
 
             detach = _setup_logging(log)
             with LiveView().shown():  # stage k of n, runs left, time left; each verdict as its stage ends
-                state = recipe_flow(config=cfg, stage=stage, force=force, fresh=fresh, return_state=True)
+                state = recipe_flow(
+                    config=cfg, stage=stage, force=force, fresh=fresh, rerun_from=rerun_from, return_state=True
+                )
             outcome = state.result(raise_on_failure=False)
     finally:
         if detach is not None:
@@ -604,6 +618,7 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
     else:
         lines.append("it stopped before anything was recorded")
     progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+    first_not_kept = None
     if progress is not None:
         runs = {n: r for n, r in progress.recorded if r}
         reused, rerun = _split_kept(list(runs), cfg.budget.minutes)
@@ -611,7 +626,8 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
         lines.append(f"stages kept (reused by the next run): {kept}")
         if rerun:
             lines.append(_rerun_line(rerun, cfg.budget.minutes))
-    lines.append(f"to resume: {_resume_command()}")
+        first_not_kept = _first_after(reused)
+    lines.append(f"to resume: {_resume_command(rerun_from=first_not_kept)}")
     flow_mod = sys.modules.get("flows.recipe_flow")
     if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
         lines.append(
@@ -640,13 +656,47 @@ def _command(name: str) -> str:
         return str(here)
 
 
-def _resume_command(argv: list[str] | None = None) -> str:
+def _stage_order() -> list[str]:
+    """The stage names in the order the pipeline runs them: ``recipe.pipeline.stage_names`` once that module is
+    loaded (where a test's stand-in stages are installed), else ``recipe.stages.stage_names`` without loading the
+    pipeline (and MLflow) just to check a name."""
+    pipeline = sys.modules.get("recipe.pipeline")
+    if pipeline is not None:
+        return list(pipeline.stage_names())
+    from recipe.stages import stage_names
+
+    return stage_names()
+
+
+def _first_after(kept: list[str]) -> str | None:
+    """The stage after the last of ``kept`` (stage names, in order; none kept: the first stage), or None."""
+    order = _stage_order()
+    at = max((order.index(n) for n in kept if n in order), default=-1) + 1
+    return order[at] if at < len(order) else None
+
+
+def _resume_command(argv: list[str] | None = None, rerun_from: str | None = None) -> str:
     """This run's command line again, without ``--fresh`` (which would redo the stages kept): up-to-date passing
-    stages are reused and the run goes on from the first one that is not."""
+    stages are reused and the run goes on from the first one that is not. When this run reused nothing after a
+    point (``--fresh``, ``--rerun-from``), ``--rerun-from rerun_from`` (the first stage it did not keep) replaces
+    that option: without it the next run would reuse older passing runs of the later stages, which the user had
+    asked to rerun (a new user's trial: an interrupted --fresh run resumed by reusing the runs before it)."""
     import shlex
 
-    args = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--fresh"]
-    return f"{_command('flows')} " + shlex.join(args)
+    args = list(sys.argv[1:] if argv is None else argv)
+    rerunning = "--fresh" in args or any(a == "--rerun-from" or a.startswith("--rerun-from=") for a in args)
+    kept: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+        elif a == "--rerun-from":
+            skip = True
+        elif a != "--fresh" and not a.startswith("--rerun-from="):
+            kept.append(a)
+    if rerunning and rerun_from is not None:
+        kept += ["--rerun-from", rerun_from]
+    return f"{_command('flows')} " + shlex.join(kept)
 
 
 def _split_kept(names: list[str], minutes: float | None) -> tuple[list[str], list[str]]:
@@ -676,10 +726,11 @@ def _kept_and_resume(outcome: dict, argv: list[str] | None = None, minutes: floa
     stages = outcome.get("stages") or []
     kept, rerun = _split_kept([st["stage"] for st in stages if st["verdict"] != "fail"], minutes)
     failed = outcome.get("stopped_at") or next((st["stage"] for st in stages if st["verdict"] == "fail"), None)
+    resume = _resume_command(argv, rerun_from=_first_after(kept))
     lines = [
         f"stages kept (reused by the next run): {', '.join(kept) or 'none'}",
         *([_rerun_line(rerun, minutes)] if rerun else []),
-        f"failed: {failed}; follow its advice above, then resume with: {_resume_command(argv)}"
+        f"failed: {failed}; follow its advice above, then resume with: {resume}"
         + (" (or change the config with --set; the kept stages are reused while their settings are unchanged)"),
     ]
     return "\n".join(lines)

@@ -83,6 +83,7 @@ def recipe(
     stage: str | None = None,
     force: bool = False,
     fresh: bool = False,
+    rerun_from: str | None = None,
 ):
     """Run the training recipe: every stage in order (or up to ``stage``), each gated on the one before.
 
@@ -93,6 +94,8 @@ def recipe(
             the same config, data and code is reused.
         force: carry on past a failed stage (the runs are tagged as forced). Default False.
         fresh: rerun every stage, reusing nothing. Default False.
+        rerun_from: a stage name: reuse only the up-to-date stages before it, rerun it and those after it.
+            Default None (reuse every up-to-date stage).
     """
     global LAST_FLOW_RUN_ID
     LAST_FLOW_RUN_ID = str(flow_run.id)
@@ -129,6 +132,7 @@ def recipe(
                     say=logger.info,
                     map_trials=map_trials,
                     fresh=fresh,
+                    rerun_from=rerun_from,
                     on_reuse=lambda name, found: reused_stage(cfg.name, name, quote(found), return_state=True),
                 )
     except USER_ERRORS as e:

@@ -156,9 +156,12 @@ def run_recipe(
     map_trials: TrialMap | None = None,
     fresh: bool = False,
     on_reuse: Callable[[str, StageResult], None] | None = None,
+    rerun_from: str | None = None,
 ) -> Outcome:
     """Run the stages (see the module docstring). ``map_trials`` runs a stage's independent trials (the tune
-    stage's); default: one after another in this process. ``fresh``: reuse nothing. ``on_reuse(name, result)`` is
+    stage's); default: one after another in this process. ``fresh``: reuse nothing. ``rerun_from``: a stage name;
+    reuse only the up-to-date stages before it and rerun it and every stage after it (what resumes an interrupted
+    ``fresh`` run without reusing older runs of its later stages). ``on_reuse(name, result)`` is
     called for each stage reused from MLflow (the Prefect flow shows it as a completed task).
 
     Raises:
@@ -170,7 +173,9 @@ def run_recipe(
     global LAST_PROGRESS
     progress = LAST_PROGRESS = Progress(target=plan(stage)[1])
     try:
-        return _run_recipe(cfg, stage, force, flow_run_id, execute, say, map_trials, progress, fresh, on_reuse)
+        return _run_recipe(
+            cfg, stage, force, flow_run_id, execute, say, map_trials, progress, fresh, on_reuse, rerun_from
+        )
     except Exception as e:
         failed = tracking.backend_failure(e)
         if failed is None or isinstance(e, tracking.BackendFailure):
@@ -189,6 +194,7 @@ def _run_recipe(
     progress: Progress,
     fresh: bool,
     on_reuse: Callable[[str, StageResult], None] | None,
+    rerun_from: str | None = None,
 ) -> Outcome:
     from recipe import budget as budgeting
     from recipe.data import build_manifest
@@ -217,6 +223,9 @@ def _run_recipe(
         note(f"--fresh: running every stage ({', '.join(names)}), reusing none")
     else:
         for name in names:
+            if name == rerun_from:
+                note(f"--rerun-from {name}: running {name} and every stage after it, reusing none of them")
+                break
             if budget is not None and name in budgeting.SIZED:
                 # its sizes come from a warm-up not yet run, so no earlier run can be known to match them
                 note(

@@ -54,6 +54,26 @@ def test_the_resume_command_is_the_same_command_without_fresh(venv_on_path):
     assert _resume_command(argv) == "flows run recipe --preset imagefolder --set 'data.root=/my data' --stage tune"
 
 
+def test_an_interrupted_fresh_run_resumes_from_the_first_stage_it_did_not_keep(venv_on_path):
+    # without --rerun-from the next run would reuse older passing runs of the later stages (same config, data and
+    # code), which --fresh had asked to rerun: a new user's trial found the resume training nothing
+    argv = ["run", "recipe", "--fresh", "--set", "optim.lr=2e-3"]
+    assert _resume_command(argv, rerun_from="overfit") == ("flows run recipe --set optim.lr=2e-3 --rerun-from overfit")
+    again = ["run", "recipe", "--rerun-from", "overfit", "--stage", "tune"]
+    assert _resume_command(again, rerun_from="regularize") == ("flows run recipe --stage tune --rerun-from regularize")
+    assert _resume_command(["run", "recipe", "--rerun-from=tune"], rerun_from="tune").endswith("--rerun-from tune")
+    # a run that reused what it could resumes the same way, reusing again
+    assert _resume_command(["run", "recipe"], rerun_from="overfit") == "flows run recipe"
+    outcome = {
+        "verdict": "fail",
+        "stages": [{"stage": "inspect", "verdict": "pass"}, {"stage": "baselines", "verdict": "fail"}],
+    }
+    assert _kept_and_resume(outcome, ["run", "recipe", "--fresh"]).endswith(
+        "resume with: flows run recipe --rerun-from baselines"
+        " (or change the config with --set; the kept stages are reused while their settings are unchanged)"
+    )
+
+
 def test_a_failed_run_names_the_stages_kept_the_failed_one_and_how_to_resume(venv_on_path):
     outcome = {
         "verdict": "fail",

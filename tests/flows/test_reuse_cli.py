@@ -40,3 +40,16 @@ def test_a_second_run_reuses_every_stage_and_fresh_reruns_them(fake_stages, tmp_
     fresh = runner.invoke(app, [*args, "--fresh"])
     assert fresh.exit_code == 0, fresh.output
     assert [c[0] for c in calls] == ["a", "b", "c"] and "reused run" not in fresh.output
+
+
+def test_rerun_from_reuses_the_stages_before_it_and_reruns_it_and_those_after(fake_stages, tmp_path):
+    _, calls = fake_stages
+    args = ["run", "recipe", "--set", "name=cli-rerun-from"]
+    assert runner.invoke(app, args).exit_code == 0
+    calls.clear()
+    out = runner.invoke(app, [*args, "--rerun-from", "b", "--report", str(tmp_path / "r.json")])
+    assert out.exit_code == 0, out.output
+    assert [c[0] for c in calls] == ["b", "c"]
+    assert json.loads((tmp_path / "r.json").read_text())["reused"] == ["a"]
+    bad = runner.invoke(app, [*args, "--rerun-from", "nope"])
+    assert bad.exit_code == 2 and "unknown --rerun-from 'nope'" in bad.output
