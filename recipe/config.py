@@ -449,9 +449,9 @@ class TrainerConfig(_Section):
         ge=0,
         le=10_000,
         description=(
-            "batch-norm models: recompute the running statistics over this many training batches before each "
-            "validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates lag fast-moving "
-            "weights); 0: off"
+            "batch-norm models: recompute the running statistics over this many training batches (at most one "
+            "epoch's) before each validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates "
+            "lag fast-moving weights); 0: off"
         ),
     )
     eval_min_steps: int = Field(
