@@ -687,6 +687,15 @@ class OverfitConfig(_Section):
         le=1,
         description="regression: train MSE under this fraction of the target variance (R^2 above 1 - this)",
     )
+    stop_at_target: bool = Field(
+        False,
+        description=(
+            "stop a rung at the first validation where the training target is met (the epoch's train-mode metric, "
+            "confirmed in eval mode on the whole training split): the stage's question is answered; a wall-clock "
+            "budget (budget.minutes) turns it on so the time passes to the stages after; off: every rung trains "
+            "its whole budget"
+        ),
+    )
     lr_finder: bool = Field(True, description="sweep the learning rate before training and confirm or replace `lr`")
     lr_min: float = Field(1e-7, gt=0, le=1, description="first lr of the sweep")
     lr_max: float = Field(
