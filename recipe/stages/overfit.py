@@ -414,9 +414,14 @@ class StopAtTarget(Callback):
     target. The stage's question, "can this model fit the training set?", is then answered; the steps after it
     only drive the loss further down. Measured on a 300-image MNIST folder (210 training images, Adam at 0.01):
     eval-mode train accuracy 92.9% after 50 steps, 100% from 100 steps on, where budget.min_steps gave the rung
-    800. Runs after early stopping (30) and the metrics (which record the epoch first)."""
+    800. It validates every data epoch (``every_epoch``: no step cadence, :mod:`recipe.train.cadence`), so the
+    stop lands on the first epoch at the target and the curve checks get a point per epoch: on the step cadence
+    (every 8 epochs of 4 steps) that rung stopped with 3 points, and the curves_* checks could not judge it. The
+    budget's estimate already counts a validation every epoch (:class:`recipe.budget.StepCost`). Runs after
+    early stopping (30) and the metrics (which record the epoch first)."""
 
     order = 31
+    every_epoch = True
 
     def __init__(self, data: DataBundle, s: OverfitConfig, ceiling: float = 1.0) -> None:
         self.data, self.s, self.ceiling = data, s, ceiling
