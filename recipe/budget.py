@@ -178,6 +178,13 @@ SIZED: dict[str, Sized] = {
 }
 
 
+# Settings a budgeted stage always runs with, beside its sizes (recorded in the plan's overrides, so ``--plan``
+# replays them): overfit stops each rung at the first validation that meets the training target
+# (``stages.overfit.stop_at_target``), so the steps ``budget.min_steps`` gives a rung past that answer pass to the
+# stages after it. Its sizing still counts the whole rung (the target may not be met): what it saves is time left.
+ALWAYS: dict[str, dict[str, Any]] = {"overfit": {"stages.overfit.stop_at_target": True}}
+
+
 def current_sizes(stage: str, cfg: RecipeConfig) -> dict[str, Any]:
     """The sizes ``stage`` would run with under ``cfg`` (the knobs of :data:`SIZED` and the fixed numbers its
     runs depend on), epochs left at None resolved to ``budget.epochs``."""
@@ -615,7 +622,7 @@ def size_stage(
     fixed_s = fixed.seconds(values)
     plan.fixed_s = fixed_s if fixed_s else None
     plan.epochs_run = run_epochs(stage, values, cost)
-    plan.overrides = overrides_for(stage, cfg, plan.sizes)
+    plan.overrides = {**overrides_for(stage, cfg, plan.sizes), **ALWAYS.get(stage, {})}
     cuts = [
         f"{_knob_words(stage, k)} {before[k.key]} → {values[k.key]}"
         for k in sized.knobs
@@ -633,6 +640,8 @@ def size_stage(
         plan.note = f"cut {', '.join(cuts)} to fit {_min(share_s)} ({est})"
     else:
         plan.note = f"nothing cut: the configured sizes fit {_min(share_s)} ({est})"
+    if stage == "overfit":
+        plan.note += "; each rung stops at the training target (stages.overfit.stop_at_target)"
     return plan
 
 
@@ -806,6 +815,7 @@ def replay(cfg: RecipeConfig, overrides: dict[str, Any]) -> RecipeConfig:
 
 
 __all__ = [
+    "ALWAYS",
     "SHARES",
     "SIZED",
     "Budget",

@@ -449,9 +449,9 @@ class TrainerConfig(_Section):
         ge=0,
         le=10_000,
         description=(
-            "batch-norm models: recompute the running statistics over this many training batches before each "
-            "validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates lag fast-moving "
-            "weights); 0: off"
+            "batch-norm models: recompute the running statistics over this many training batches (at most one "
+            "epoch's) before each validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates "
+            "lag fast-moving weights); 0: off"
         ),
     )
     eval_min_steps: int = Field(
@@ -686,6 +686,15 @@ class OverfitConfig(_Section):
         gt=0,
         le=1,
         description="regression: train MSE under this fraction of the target variance (R^2 above 1 - this)",
+    )
+    stop_at_target: bool = Field(
+        False,
+        description=(
+            "stop a rung at the first validation where the training target is met (the epoch's train-mode metric, "
+            "confirmed in eval mode on the whole training split): the stage's question is answered; a wall-clock "
+            "budget (budget.minutes) turns it on so the time passes to the stages after; off: every rung trains "
+            "its whole budget"
+        ),
     )
     lr_finder: bool = Field(True, description="sweep the learning rate before training and confirm or replace `lr`")
     lr_min: float = Field(1e-7, gt=0, le=1, description="first lr of the sweep")

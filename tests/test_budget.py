@@ -125,6 +125,25 @@ def test_overfit_epochs_are_not_cut_below_the_min_steps_floor_its_rungs_keep():
     assert small.needed_s == pytest.approx(rung_s) and small.check().verdict is Verdict.WARN
 
 
+def test_a_budgeted_overfit_stops_its_rungs_at_the_target_and_the_plan_replays_it():
+    """The budget turns on stages.overfit.stop_at_target (budget.ALWAYS), whatever it cut: the steps min_steps gives
+    a rung past the target pass to the stages after. It is in the plan's overrides, so --plan replays it, and in the
+    reuse key (an epoch-sized overfit, which trains its whole rungs, is not reused for it)."""
+    cfg = RecipeConfig()
+    assert cfg.stages.overfit.stop_at_target is False
+    for share in (1e9, 1e-3):  # nothing cut; even the minimum over the share
+        plan = size_stage("overfit", cfg, COST, share_s=share)
+        assert plan.overrides["stages.overfit.stop_at_target"] is True
+        assert "each rung stops at the training target" in plan.note
+    doc = budget.plan_document(3.0, [plan])
+    replayed = budget.replay(cfg, doc["overrides"])
+    assert replayed.stages.overfit.stop_at_target is True and replayed.budget.minutes is None
+    tune = size_stage("tune", cfg, COST, share_s=1e9)
+    assert "stages.overfit.stop_at_target" not in tune.overrides
+    order, code = ORDER, "code"
+    assert stage_key(replayed, "overfit", "fp", code, order) != stage_key(cfg, "overfit", "fp", code, order)
+
+
 def test_the_overfit_plan_counts_the_epochs_the_stage_really_trains(mlflow_store, tmp_path, monkeypatch):
     """The tabular preset on its default wine table (1 step an epoch at batch 256, budget.min_steps 400): size
     overfit from a (fake-clock) warm-up to a share that cuts it, run the real stage with the plan's sizes up to

@@ -48,7 +48,7 @@ from recipe.checks.skeleton import still_falling
 from recipe.config import OverfitConfig, RecipeConfig
 from recipe.data import DataBundle
 from recipe.diagnosis import loss_trend
-from recipe.fit import FitResult, build_for, bundle_for, describe_model, fit, with_min_steps
+from recipe.fit import FitResult, build_for, bundle_for, describe_model, evaluate_model, fit, with_min_steps
 from recipe.models import ModelConfigError, grow
 from recipe.report import StageResult, Verdict
 from recipe.stages.base import StageContext
@@ -56,7 +56,7 @@ from recipe.stages.ending import Figures, finish, publish_checkpoint
 from recipe.stages.model_audit import audit_for
 from recipe.tasks import task_for
 from recipe.train import make_trainer, resolve_device
-from recipe.train.callbacks import LRSuggestion, UpdateRatio, lr_find
+from recipe.train.callbacks import Callback, LRSuggestion, UpdateRatio, lr_find
 
 STAGE = "overfit"
 PASS, WARN, FAIL = Verdict.PASS, Verdict.WARN, Verdict.FAIL
@@ -333,7 +333,8 @@ def _ladder(
         tags["recipe.candidate"] = f"rung{k}"
         with tracking.start_run(f"{STAGE}:rung{k}", tags, params=cfg.flat(), nested=True) as run:
             ratio = UpdateRatio(every=10)
-            t = fit(cfg, data, callbacks=[ratio], workdir=ctx.workdir)
+            stop = [StopAtTarget(data, s, ceiling)] if s.stop_at_target else []
+            t = fit(cfg, data, callbacks=[ratio, *stop], workdir=ctx.workdir)
             t.save(ctx.workdir / "rungs" / f"rung{k}.pt")
             met, text = target_met(t, s, ceiling)
             tracking.log_metrics(t.summary("eval/") | {"eval/target_met": float(met)})
@@ -362,7 +363,11 @@ def train_error(t: FitResult) -> float:
 
 def _target_variance(t: FitResult) -> float:
     """The train target variance in the target's units (where the MSE is reported)."""
-    return ((t.data.target_std or 0.0) * (getattr(t.data, "target_scale", None) or 1.0)) ** 2
+    return _data_target_variance(t.data)
+
+
+def _data_target_variance(data: DataBundle) -> float:
+    return ((data.target_std or 0.0) * (getattr(data, "target_scale", None) or 1.0)) ** 2
 
 
 def rung_stalled(before: FitResult, after: FitResult, min_gain: float) -> str:
@@ -382,16 +387,64 @@ def target_met(t: FitResult, s: OverfitConfig, ceiling: float = 1.0) -> tuple[bo
     classification: train accuracy (and loss, nats) in eval mode, the accuracy target capped at ``ceiling`` (the
     accuracy identical rows with different labels allow); regression: train MSE as a fraction of the train target
     variance."""
-    if task_for(t.data).higher_is_better:
-        acc, loss = t.train.metrics["accuracy"], t.train.loss
+    return _meets(t.train.metrics, t.train.loss, t.data, s, ceiling)
+
+
+def _meets(
+    metrics: dict[str, float], loss: float, data: DataBundle, s: OverfitConfig, ceiling: float
+) -> tuple[bool, str]:
+    """:func:`target_met` on training-split ``metrics`` (accuracy, or mse) and ``loss`` of a model on ``data``."""
+    if task_for(data).higher_is_better:
+        acc = metrics["accuracy"]
         target_acc = _target_accuracy(s, ceiling)
         ok_acc = target_acc is None or acc >= target_acc - 1e-12
         ok_loss = s.target_loss is None or loss <= s.target_loss
         return ok_acc and ok_loss, f"train accuracy {acc:.4f}, train loss {fmt(loss)}"
-    var = _target_variance(t)
-    mse = t.train.metrics["mse"]
+    var = _data_target_variance(data)
+    mse = metrics["mse"]
     ratio = mse / var if var > 0 else math.inf
     return ratio <= s.target_mse_ratio, f"train MSE {fmt(mse)} = {ratio:.3f} x the target variance {fmt(var)}"
+
+
+class StopAtTarget(Callback):
+    """Stop a rung at the first validation where the training target of ``s`` is met
+    (``stages.overfit.stop_at_target``; the budget turns it on): the epoch's train-mode metric (``train/accuracy``
+    or ``train/mse``, free) must meet it, and then the model in eval mode on the whole training split of ``data``
+    (no augmentation; what :func:`target_met` judges after the fit), so the costlier pass runs only near the
+    target. The stage's question, "can this model fit the training set?", is then answered; the steps after it
+    only drive the loss further down. Measured on a 300-image MNIST folder (210 training images, Adam at 0.01):
+    eval-mode train accuracy 92.9% after 50 steps, 100% from 100 steps on, where budget.min_steps gave the rung
+    800. It validates every data epoch (``every_epoch``: no step cadence, :mod:`recipe.train.cadence`), so the
+    stop lands on the first epoch at the target and the curve checks get a point per epoch: on the step cadence
+    (every 8 epochs of 4 steps) that rung stopped with 3 points, and the curves_* checks could not judge it. The
+    budget's estimate already counts a validation every epoch (:class:`recipe.budget.StepCost`). Runs after
+    early stopping (30) and the metrics (which record the epoch first)."""
+
+    order = 31
+    every_epoch = True
+
+    def __init__(self, data: DataBundle, s: OverfitConfig, ceiling: float = 1.0) -> None:
+        self.data, self.s, self.ceiling = data, s, ceiling
+        self.stopped_step: int | None = None
+
+    def after_epoch(self) -> None:
+        t = self.trainer
+        key = "train/accuracy" if task_for(self.data).higher_is_better else "train/mse"
+        if key not in t.metrics or not self._met({key.split("/")[1]: t.metrics[key]}, t.metrics["train/loss"]):
+            return
+        task = task_for(self.data)
+        ev = evaluate_model(
+            t.model,
+            self.data.batches("train", batch_size=self.data.config.eval_batch_size, device=t.device),
+            task,
+            t.device,
+        )
+        if self._met(ev.metrics, ev.loss):
+            self.stopped_step = t.step
+            t.stop(f"reached the training target after {t.step} steps (stages.overfit.stop_at_target)")
+
+    def _met(self, metrics: dict[str, float], loss: float) -> bool:
+        return _meets(metrics, loss, self.data, self.s, self.ceiling)[0]
 
 
 def _target_accuracy(s: OverfitConfig, ceiling: float = 1.0) -> float | None:

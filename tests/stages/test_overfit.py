@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from recipe import tracking
 from recipe.config import OverfitConfig, RecipeConfig, load_config
@@ -173,6 +174,86 @@ def test_min_steps_raises_the_epochs_of_a_small_split_and_says_so(mlflow_store, 
         f"small data: 1 -> {expected} epochs per run" in n and "budget.min_steps = 50" in n for n in result.notes
     )
     assert result.config.budget.epochs == 30  # the user's budget is handed on; the next stage resolves its own
+
+
+def test_stop_at_target_ends_a_rung_at_the_first_validation_that_meets_it(mlflow_store, tmp_path):
+    """stages.overfit.stop_at_target (a budgeted run's): the rung stops once the epoch's train-mode accuracy and
+    then the eval-mode accuracy on the whole training split meet the target; train_target judges those weights."""
+    epochs = 40
+    cfg = load_config(
+        "digits",
+        overrides=[
+            "trainer.progress=false",
+            f"stages.overfit.epochs={epochs}",
+            "stages.overfit.max_rungs=0",
+            "stages.overfit.lr_finder=false",
+            "stages.overfit.stop_at_target=true",
+            "model.width=8",
+        ],
+    )
+    tracking.setup(cfg.name)
+    ctx = StageContext(cfg=cfg, input_cfg=cfg, results={}, workdir=tmp_path / "overfit")
+    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}):
+        result = overfit.run(ctx)
+    checks = {c.name: c for c in result.checks}
+    assert checks["train_target"].verdict is Verdict.PASS
+    ran = result.metrics["overfit/epochs"]
+    assert 4 <= ran < epochs, ran  # 4 or more: on the step cadence (2 epochs a validation) it would log ran / 2
+    assert result.metrics["train/accuracy"] >= 0.99
+    assert any("reached the training target after" in n for n in result.notes)
+    # a validation every data epoch (no step cadence): the curve checks have a point per epoch to judge
+    rung = mlflow.search_runs(filter_string="tags.`recipe.candidate` = 'rung0'", output_format="list")[0]
+    history = MlflowClient().get_metric_history(rung.info.run_id, "val/loss")
+    assert len(history) >= ran - 1, (len(history), ran)
+
+
+def test_stop_at_target_needs_the_eval_mode_check_too():
+    """A train-mode metric at the target is only the trigger: the eval-mode pass over the whole training split
+    decides (a model whose eval-mode predictions miss keeps training), and a ceiling caps the target."""
+    import torch
+
+    from recipe.train.events import CancelFit
+
+    x, y = torch.randn(12, 3), torch.tensor([0, 1] * 6)
+    data = SimpleNamespace(
+        task="classification",
+        config=SimpleNamespace(eval_batch_size=4),
+        batches=lambda split, batch_size, device: [
+            (x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, 12, 4)
+        ],
+    )
+
+    class Oracle(torch.nn.Module):  # predicts the labels of x (rows alternate 0, 1) when right, else always 0
+        def __init__(self, right: bool) -> None:
+            super().__init__()
+            self.right = right
+
+        def forward(self, xb):
+            n = len(xb)
+            cls = torch.arange(n) % 2 if self.right else torch.zeros(n, dtype=torch.long)
+            return torch.nn.functional.one_hot(cls, 2).float() * 10
+
+    s = OverfitConfig(target_accuracy=0.99)
+    for right, stops in ((False, False), (True, True)):
+        cb = overfit.StopAtTarget(data, s)
+        cb.trainer = SimpleNamespace(
+            metrics={"train/accuracy": 1.0, "train/loss": 0.01},
+            model=Oracle(right),
+            device="cpu",
+            step=7,
+            stop=lambda reason: (_ for _ in ()).throw(CancelFit(reason)),
+        )
+        if stops:
+            with pytest.raises(CancelFit, match="after 7 steps"):
+                cb.after_epoch()
+            assert cb.stopped_step == 7
+        else:
+            cb.after_epoch()
+            assert cb.stopped_step is None
+    cb.trainer.metrics["train/accuracy"] = 0.9  # below the target in train mode: no eval-mode pass at all
+    cb.trainer.model = None
+    cb.after_epoch()
+    assert overfit.StopAtTarget(data, s, ceiling=0.9)._met({"accuracy": 0.9}, 0.1)
 
 
 def _table_ctx(tmp_path, frame, target, overrides, baselines=None):

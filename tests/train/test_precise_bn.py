@@ -137,3 +137,44 @@ def test_config_turns_it_on_by_default_and_zero_turns_it_off():
     off = config_callbacks(RecipeConfig(trainer={"precise_bn": 0}), "cpu")
     assert [c.num_batches for c in on if isinstance(c, PreciseBN)] == [16]
     assert not any(isinstance(c, PreciseBN) for c in off)
+
+
+def _count_bn_passes(trainer: Trainer) -> list[int]:
+    """Forward passes the model makes in PreciseBN's recomputations (batch norm in train mode, model in eval)."""
+    calls: list[int] = []
+    model = trainer.model
+
+    def hook(module, *_):
+        if module[1].training and not module.training:
+            calls.append(1)
+
+    model.register_forward_hook(hook)
+    return calls
+
+
+def test_it_never_averages_more_than_one_data_epoch():
+    """One pass over the training split gives its population statistics exactly; 16 batches of a 6-batch epoch
+    would walk it again (a 300-image folder: 8 forward passes a validation where 4 give the same numbers)."""
+    t = _bn_trainer([PreciseBN(16)])  # 192 rows at batch 32: 6 batches an epoch
+    calls = _count_bn_passes(t)
+    t.fit(2)
+    assert len(calls) == 6 * 3  # before each of the 2 validations and at the end of fit
+    x, _ = make_data()
+    with torch.no_grad():
+        population = t.model[0](x[:192]).mean(0)
+    torch.testing.assert_close(t.model[1].running_mean, population)
+
+
+def test_with_epoch_groups_it_averages_one_data_epoch_of_the_group():
+    """On the step cadence one trainer epoch is several data epochs (recipe.train.cadence.EpochGroups): the
+    recomputation still reads one data epoch's batches, not the group's."""
+    from recipe.train.cadence import EpochGroups
+    from recipe.train.callbacks.precise_bn import epoch_batches
+
+    t = _bn_trainer([PreciseBN(16)])
+    t.train_data = EpochGroups(t.train_data, per_group=3, epochs=6)
+    assert epoch_batches(t.train_data) == 6 and len(t.train_data) == 18
+    calls = _count_bn_passes(t)
+    t.fit(t.train_data.groups)
+    assert len(calls) == 6 * 3
+    assert epoch_batches(iter([])) is None  # no length: the configured number is used

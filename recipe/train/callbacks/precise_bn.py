@@ -10,6 +10,10 @@ estimates, 94.5% after recomputing them over 5 training batches.
 The fix is "PreciseBN" (Wu & Johnson, 2021, *Rethinking "Batch" in BatchNorm*, section 3; fvcore's
 ``update_bn_stats``): before each validation, and once at the end of fit, the batch-norm layers are reset and
 fed ``num_batches`` training batches with the weights frozen, accumulating an exact (cumulative) average.
+Never more than one data epoch of them: one pass over the training split already gives its population
+statistics exactly, and a second pass only repeats the same samples (with augmentation, other draws of them).
+On a 300-image folder (4 batches an epoch, validated every 2 epochs on the step cadence) the 16 batches were
+8 forward passes a validation, a quarter of the run's time; digits (20 batches an epoch) is unchanged.
 Only the batch-norm layers run in train mode then, so dropout draws no random numbers and the training run
 itself is unchanged. A model without batch norm is left alone (no forward passes, no cost).
 """
@@ -21,6 +25,7 @@ import itertools
 import torch
 from torch import nn
 
+from recipe.train.cadence import EpochGroups
 from recipe.train.callbacks.base import Callback
 
 
@@ -75,8 +80,9 @@ class PreciseBN(Callback):
     gets statistics of its own. Source: Wu & Johnson (2021), section 3 ("PreciseBN").
 
     Args:
-        num_batches: training batches (as the trainer draws them, augmentation included) averaged; at batch
-            size 64, 16 batches is about 1,000 samples. Must be >= 1.
+        num_batches: training batches (as the trainer draws them, augmentation included) averaged, at most one
+            data epoch's (:func:`epoch_batches`); at batch size 64, 16 batches is about 1,000 samples. Must be
+            >= 1.
     """
 
     order = 27  # after EMA (25) and SWA (26); before early stopping (30), which restores its own best weights
@@ -105,5 +111,17 @@ class PreciseBN(Callback):
     def _recompute(self) -> None:
         t = self.trainer
         if t.train_data is not None:
-            recompute_bn_stats(t.model, t.train_data, self.num_batches, device=t.device)
+            n = min(self.num_batches, epoch_batches(t.train_data) or self.num_batches)
+            recompute_bn_stats(t.model, t.train_data, n, device=t.device)
         self.stale = False
+
+
+def epoch_batches(train_data) -> int | None:
+    """Batches in one data epoch of ``train_data``: one group's share of an :class:`EpochGroups` (several data
+    epochs per trainer epoch on tiny data), else ``len(train_data)``; None when it has no length."""
+    if isinstance(train_data, EpochGroups):
+        return len(train_data.batches)
+    try:
+        return len(train_data)
+    except TypeError:
+        return None
