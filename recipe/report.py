@@ -346,6 +346,7 @@ def _test_table(squeeze: dict[str, Any], console: Any) -> None:
     if why:  # squeeze's note "champion: WHAT (rule NAME: REASON)" (recipe.squeeze.selection)
         cut = why.find(" (rule ")
         what, reason = (why[:cut], why[cut + 2 :].removesuffix(")")) if cut >= 0 else (why, "")
+        what = what if what.startswith(("the ", "a ", "an ")) else f"the {what}"  # "the weighted ensemble (...)"
         sentence = f"The champion is {what}, chosen on validation by {reason}." if reason else f"The champion: {why}."
         console.print(escape(sentence), soft_wrap=True, highlight=False)
 

@@ -45,14 +45,14 @@ def test_the_summary_prints_stage_notes_capped_with_a_count():
             "champion: student (T=4, 30 epochs) (rule student_if_close: the student distilled from the ensemble, at "
             "a single network's cost: the ensemble does not beat it beyond 1 se (val accuracy 0.99 vs student's "
             "0.9875 (paired gain 0.0025, se 0.003)))",
-            "The champion is student (T=4, 30 epochs), chosen on validation by rule student_if_close: the student "
+            "The champion is the student (T=4, 30 epochs), chosen on validation by rule student_if_close: the student "
             "distilled from the ensemble, at a single network's cost: the ensemble does not beat it beyond 1 se (val "
             "accuracy 0.99 vs student's 0.9875 (paired gain 0.0025, se 0.003)).",
         ),
         (
             "champion: ensemble of 5 members (seeds 0..4) (rule ensemble_first: the ensemble, also the best on val "
             "accuracy (0.99))",
-            "The champion is ensemble of 5 members (seeds 0..4), chosen on validation by rule ensemble_first: the "
+            "The champion is the ensemble of 5 members (seeds 0..4), chosen on validation by rule ensemble_first: the "
             "ensemble, also the best on val accuracy (0.99).",
         ),
         ("champion: longer", "The champion: longer."),  # a note without a rule: said as it is

@@ -184,8 +184,8 @@ def weighted(pairs: Pairs, *, task: Task, noise_z: float) -> tuple[CandidateResu
         return chosen, f"no weighted ensemble; {why}"
     best = best_on_metric(pairs, task)
     return pref, (
-        f"the weighted ensemble: its weights were fitted on the val loss (ensemble selection, Caruana et al. "
-        f"2004, from the ensemble); val {task.metric} {fmt(pref.val_metric)}, the best on val "
+        f"the weighted ensemble: its weights were fitted on the val loss, starting from the plain ensemble; val "
+        f"{task.metric} {fmt(pref.val_metric)}, the best on val "
         f"{'is it' if best is pref else f'{best.name} {fmt(best.val_metric)}'}"
     )
 
