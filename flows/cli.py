@@ -604,7 +604,10 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
     import signal
 
     name = signal.Signals(signum).name
-    lines = [f"interrupted by {name}: the run stopped."]
+    progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+    running = progress.running if progress is not None else None
+    where = f" during stage {running[0]} (its MLflow run {running[1]} is not recorded as passing)" if running else ""
+    lines = [f"interrupted by {name}{where}: the run stopped."]
     if "recipe.tracking" in sys.modules:
         from recipe import tracking
 
@@ -617,7 +620,6 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
             lines.append("no MLflow run was open yet: nothing was recorded")
     else:
         lines.append("it stopped before anything was recorded")
-    progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
     first_not_kept = None
     if progress is not None:
         runs = {n: r for n, r in progress.recorded if r}
