@@ -271,7 +271,11 @@ def run_recipe(
 
     for option, value in (("stage", stage), ("--rerun-from", rerun_from)):
         if value is not None and value not in _stage_order():
-            _fail(f"unknown {option} {value!r}; stages, in order: {', '.join(_stage_order())}")
+            import difflib
+
+            close = difflib.get_close_matches(value.lower(), _stage_order(), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            _fail(f"unknown {option} {value!r}{hint}; stages, in order: {', '.join(_stage_order())}")
     cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
     _use_store(read_only=False)
     if plan is not None:
@@ -1172,7 +1176,9 @@ def predict(
     skipped = f"; {len(done.skipped)} unreadable file(s) skipped" if done.skipped else ""
     skipped += f"; {len(done.not_images)} file(s) that are not images skipped" if done.not_images else ""
     typer.echo(
-        f"{len(result)} predictions written to {out}" + (f" (most common: {summary})" if summary else "") + skipped
+        f"{len(result)} prediction{'' if len(result) == 1 else 's'} written to {out}"
+        + (f" (most common: {summary})" if summary else "")
+        + skipped
     )
 
 

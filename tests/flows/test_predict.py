@@ -259,7 +259,7 @@ def test_files_that_are_not_images_are_skipped_and_counted_as_training_skips_the
     assert "3 predictions written" in text and "2 file(s) that are not images skipped" in text
     listed = runner.invoke(app, ["predict", str(images[0]), str(folder / "notes.txt"), "--out", str(out)])
     assert listed.exit_code == 0, listed.output
-    assert "skipped 1 file(s) that are not images" in listed.output and "1 predictions written" in listed.output
+    assert "skipped 1 file(s) that are not images" in listed.output and "1 prediction written" in listed.output
     assert len(pd.read_csv(out)) == 1
 
 
