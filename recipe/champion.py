@@ -337,6 +337,7 @@ def log_champion(
     import torch
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
+    from mlflow.utils import logging_utils
 
     import recipe
 
@@ -348,16 +349,26 @@ def log_champion(
         (Path(tmp) / SPEC_FILE).write_text(spec.to_json())
         nets = build_members(spec, weights)
         signature = infer_signature(example, predict_frame(spec, nets, example))
-        info = mlflow.pyfunc.log_model(
-            name=name,
-            python_model=str(Path(__file__).with_name("champion_model.py")),
-            artifacts={"spec": str(Path(tmp) / SPEC_FILE), "weights": str(weights)},
-            code_paths=[str(Path(recipe.__file__).parent)],
-            signature=signature,
-            input_example=example,
-            pip_requirements=_requirements(),
-            registered_model_name=registered_name,
-        )
+        # MLflow's own event lines ("Validating input example against model signature", "Successfully registered
+        # model 'digits'.", "Created version '1' ...") went to the user's terminal between the live view's lines;
+        # the squeeze stage's notes say what was registered, and an error still raises.
+        stream = logging_utils.MLFLOW_LOGGING_STREAM
+        was_enabled = stream.enabled
+        logging_utils.disable_logging()
+        try:
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=str(Path(__file__).with_name("champion_model.py")),
+                artifacts={"spec": str(Path(tmp) / SPEC_FILE), "weights": str(weights)},
+                code_paths=[str(Path(recipe.__file__).parent)],
+                signature=signature,
+                input_example=example,
+                pip_requirements=_requirements(),
+                registered_model_name=registered_name,
+            )
+        finally:
+            if was_enabled:
+                logging_utils.enable_logging()
     client = MlflowClient()
     version = client.get_model_version(registered_name, str(info.registered_model_version))
     client.set_registered_model_alias(registered_name, alias, str(version.version))

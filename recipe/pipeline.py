@@ -330,6 +330,7 @@ def _run_recipe(
             with tracking.start_run(
                 name, stage_tags, params=current.flat(), nested=True, system_metrics=tracking.system_metrics_enabled()
             ) as child:
+                progress.running = (name, child.info.run_id)  # from here an interrupt names this stage
                 note(f"stage {name}: started (MLflow run {child.info.run_id})")
                 emit(
                     "stage_start",
@@ -340,7 +341,6 @@ def _run_recipe(
                     run_id=child.info.run_id,
                 )
                 tracking.log_splits(manifest, cfg.name)  # the runs table shows and filters the data it saw
-                progress.running = (name, child.info.run_id)
                 result = execute(name, fn, ctx)
                 result.run_id = child.info.run_id
                 if stage_plan is not None and stage_plan.sizes and stage_plan.sizes != planned_sizes:

@@ -421,7 +421,7 @@ def test_flows_run_plan_replays_the_sizes_and_refuses_a_bad_file_with_exit_2(mon
 
     got = []
 
-    def fake_run_flow(cfg, stage, force, log, fresh=False):
+    def fake_run_flow(cfg, stage, force, log, fresh=False, rerun_from=None):
         got.append(cfg)
         return {"error": "stopped here by the test"}
 

@@ -113,18 +113,26 @@ def test_table_rows_take_the_training_encoding_with_placeholders_and_unseen_leve
 
 
 @pytest.mark.slow
-def test_registered_champion_loads_in_a_fresh_process_and_predicts_from_files(digits_fit, mlflow_store, tmp_path):
+def test_registered_champion_loads_in_a_fresh_process_and_predicts_from_files(
+    digits_fit, mlflow_store, tmp_path, capsys
+):
     import mlflow
+    from mlflow.utils import logging_utils
 
     cfg, result = digits_fit
     spec = _spec(cfg, result)
     files = _test_files(result.data, 20)
     tracking.setup("digits")  # artifacts beside the private store, not in ./mlruns
+    capsys.readouterr()
     with mlflow.start_run():
         version = log_champion(
             spec, [result.model.state_dict()], registered_name="digits", example=pd.DataFrame({"path": files[:2]})
         )
     assert str(version.version) == "1"
+    # MLflow's own event lines stay off the terminal while registering, and its logging is on again after
+    printed = capsys.readouterr()
+    assert "Successfully registered" not in printed.err + printed.out and "Created version" not in printed.err
+    assert logging_utils.MLFLOW_LOGGING_STREAM.enabled
     script = (
         "import json, sys, mlflow, pandas as pd\n"
         "m = mlflow.pyfunc.load_model('models:/digits@champion')\n"

@@ -83,7 +83,7 @@ def main(mode: str, folder: Path) -> None:
 
         EventsWorker.set_client_override(PrefectEventsClient, reconnection_attempts=0)
     if mode != "prefect-stop":  # without Prefect: only the fault under test can fail the run
-        cli._run_flow = lambda cfg, stage, force, log, fresh=False: (
+        cli._run_flow = lambda cfg, stage, force, log, fresh=False, rerun_from=None: (
             pipeline.run_recipe(cfg, stage=stage, force=force, fresh=fresh).report
         )
     cli.app(["run", "recipe", "--set", "name=faults"])
