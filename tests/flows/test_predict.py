@@ -358,7 +358,7 @@ def test_predict_outside_the_checkout_finds_the_store_above_and_never_creates_on
     cmd = [sys.executable, "-c", "from flows.cli import main; main()", "predict", str(image), "--out", "p.csv"]
     found = subprocess.run(cmd, cwd=deeper, env=env, capture_output=True, text=True, timeout=120)
     assert found.returncode == 0, found.stderr
-    assert f"found in {store_root}" in found.stderr and "1 predictions written" in found.stdout
+    assert f"found in {store_root}" in found.stderr and "1 prediction written" in found.stdout
     assert not (deeper / "mlruns").exists()
 
 
