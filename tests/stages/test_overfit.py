@@ -5,6 +5,7 @@ test_overfit_regularize_digits.py."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -149,25 +150,27 @@ def test_a_model_that_cannot_fit_grows_one_rung_at_a_time_then_fails(mlflow_stor
     assert np.isfinite(result.metrics["overfit/train_accuracy"])
 
 
-def test_min_steps_raises_the_epochs_of_a_small_split_and_says_so(mlflow_store, tmp_path):
-    cfg = load_config(
-        "digits",
-        overrides=[
-            "trainer.progress=false",
-            "stages.overfit.epochs=1",
-            "stages.overfit.max_rungs=0",
-            "stages.overfit.lr_finder=false",
-            "model.width=8",
-            "budget.min_steps=50",
-        ],
-    )
+def _one_rung_on_digits(tmp_path, *overrides: str) -> tuple[StageContext, Any]:
+    """The overfit stage's context on digits with one rung of a width-8 net, no LR finder, and ``overrides``; and
+    a function that runs the stage in its MLflow run."""
+    base = ["trainer.progress=false", "stages.overfit.max_rungs=0", "stages.overfit.lr_finder=false", "model.width=8"]
+    cfg = load_config("digits", overrides=[*base, *overrides])
     tracking.setup(cfg.name)
     ctx = StageContext(cfg=cfg, input_cfg=cfg, results={}, workdir=tmp_path / "overfit")
-    per_epoch = -(-len(ctx.data().rows("train")) // cfg.data.batch_size)
+
+    def run():
+        with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}):
+            return overfit.run(ctx)
+
+    return ctx, run
+
+
+def test_min_steps_raises_the_epochs_of_a_small_split_and_says_so(mlflow_store, tmp_path):
+    ctx, run = _one_rung_on_digits(tmp_path, "stages.overfit.epochs=1", "budget.min_steps=50")
+    per_epoch = -(-len(ctx.data().rows("train")) // ctx.cfg.data.batch_size)
     expected = -(-50 // per_epoch)  # ceil: the fewest epochs with at least 50 steps
     assert expected > 1
-    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}):
-        result = overfit.run(ctx)
+    result = run()
     train_target = {c.name: c for c in result.checks}["train_target"]
     assert f"after {expected} epochs at rung 0" in train_target.observed
     assert any(
@@ -180,21 +183,8 @@ def test_stop_at_target_ends_a_rung_at_the_first_validation_that_meets_it(mlflow
     """stages.overfit.stop_at_target (a budgeted run's): the rung stops once the epoch's train-mode accuracy and
     then the eval-mode accuracy on the whole training split meet the target; train_target judges those weights."""
     epochs = 40
-    cfg = load_config(
-        "digits",
-        overrides=[
-            "trainer.progress=false",
-            f"stages.overfit.epochs={epochs}",
-            "stages.overfit.max_rungs=0",
-            "stages.overfit.lr_finder=false",
-            "stages.overfit.stop_at_target=true",
-            "model.width=8",
-        ],
-    )
-    tracking.setup(cfg.name)
-    ctx = StageContext(cfg=cfg, input_cfg=cfg, results={}, workdir=tmp_path / "overfit")
-    with tracking.start_run("overfit", {tracking.TAG_STAGE: "overfit"}):
-        result = overfit.run(ctx)
+    _, run = _one_rung_on_digits(tmp_path, f"stages.overfit.epochs={epochs}", "stages.overfit.stop_at_target=true")
+    result = run()
     checks = {c.name: c for c in result.checks}
     assert checks["train_target"].verdict is Verdict.PASS
     ran = result.metrics["overfit/epochs"]
