@@ -531,16 +531,15 @@ def baseline_bar_check(
     name: str = "beats_baselines",
     evidence: BarEvidence | None = None,
     noise_z: float = 2.0,
-    linear_fails: bool = True,
-    behind_linear: str = "beats_baselines.behind_linear",
+    behind_linear: str | None = None,
 ) -> Finding:
     """Whether ``value`` (a validation metric: accuracy, or MAE in target units) beats every dumb baseline the
     baselines stage measured (:func:`baseline_keys`), judged by the paired noise rule: a bar not beaten by less
     than ``noise_z`` paired standard errors (:func:`paired_gain` with the dumb baseline's per-sample scores in
     ``evidence``, else the bound :func:`bar_noise`) WARNs -- one validation sample is no evidence --; beyond
-    that it FAILs for the dumb baseline (a model that learned nothing) and for the linear one when
-    ``linear_fails`` (else WARN, with the advice keyed ``behind_linear`` in :data:`ADVICE`: an unregularised model
-    may trail a linear one on a small data set; a search's short trials rank configs). ``baselines``
+    that it FAILs for the dumb baseline (a model that learned nothing) and for the linear one, unless
+    ``behind_linear`` names the :data:`ADVICE` of a WARN instead (an unregularised model may trail a linear one on
+    a small data set: ``beats_baselines.behind_linear``; a search's short trials rank configs). ``baselines``
     is that stage's metrics (None: WARN). A missing or non-finite key means no bar for that baseline, and the
     observation says so; with no bar at all the check warns. Source: the recipe's "dumb baselines" (seeds/004),
     the bar every later model must clear, and "add significant digits to your eval"."""
@@ -556,12 +555,12 @@ def baseline_bar_check(
     observed = f"{what} {fmt(value)} vs " + ("; ".join(parts) if parts else "nothing")
     if missing:
         observed += "; " + "; ".join(missing)
-    fatal = [label for label in lost if linear_fails or label != "linear"]
+    fatal = [label for label in lost if behind_linear is None or label != "linear"]
     if fatal:
         return check(FAIL, observed, expected, ADVICE["beats_baselines.lost"].format(lost=", ".join(fatal)))
     if lost or close:
         behind = ", ".join([*lost, *close])
-        key = behind_linear if lost else "beats_baselines.within_noise"
+        key = behind_linear if lost else "beats_baselines.within_noise"  # lost here: linear, which WARNs
         return check(WARN, observed, expected, ADVICE[key].format(lost=behind))
     if not parts:
         return check(WARN, observed, expected, ADVICE["beats_baselines.no_metrics"])

@@ -113,7 +113,7 @@ def _judge(
             baselines,
             what=f"val {task.metric}",
             evidence=bar_evidence(t.val, t.data),
-            linear_fails=False,
+            behind_linear="beats_baselines.behind_linear",
         ),
         *diagnose_curves(
             [h["train/loss"] for h in t.history],

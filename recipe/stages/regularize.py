@@ -233,8 +233,7 @@ def beats_baselines(
         baselines,
         what=f"val {task_for(task).metric}",
         evidence=evidence,
-        linear_fails=not still_learning,
-        behind_linear="beats_baselines.behind_still_learning" if still_learning else "beats_baselines.behind_linear",
+        behind_linear="beats_baselines.behind_still_learning" if still_learning else None,
     )
 
 

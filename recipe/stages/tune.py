@@ -358,7 +358,6 @@ def _bar(ctx: StageContext, data: Any, out: _Outcome) -> Finding:
         baselines,
         what=f"best config's val {metric}",
         evidence=evidence,
-        linear_fails=False,
         behind_linear="beats_baselines.behind_search",
     )
 

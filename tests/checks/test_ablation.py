@@ -265,7 +265,9 @@ def test_a_baseline_missed_by_one_validation_sample_warns_instead_of_failing():
     assert near.verdict is Verdict.WARN and "within noise" in near.check.observed
     far = baseline_bar_check(0.70, "classification", bars, evidence=BarEvidence(n=n))
     assert far.verdict is Verdict.FAIL and "linear 0.7814 NOT beaten (behind by" in far.check.observed
-    overfit_stage = baseline_bar_check(0.70, "classification", bars, evidence=BarEvidence(n=n), linear_fails=False)
+    overfit_stage = baseline_bar_check(
+        0.70, "classification", bars, evidence=BarEvidence(n=n), behind_linear="beats_baselines.behind_linear"
+    )
     assert overfit_stage.verdict is Verdict.WARN  # an unregularised model may trail a linear one
     no_noise = baseline_bar_check(0.7799, "classification", bars)  # no sample count: the old strict bar
     assert no_noise.verdict is Verdict.FAIL
@@ -279,7 +281,11 @@ def test_the_dumb_bar_is_paired_on_the_same_samples():
     model[:6] = 0  # the model loses 6 of them and wins none back: consistently worse
     bars = {"baseline/majority_accuracy": 0.8}
     paired = baseline_bar_check(
-        0.74, "classification", bars, evidence=BarEvidence(100, model, majority), linear_fails=False
+        0.74,
+        "classification",
+        bars,
+        evidence=BarEvidence(100, model, majority),
+        behind_linear="beats_baselines.behind_linear",
     )
     assert paired.verdict is Verdict.FAIL  # 6 of 6 disagreements against it: 0.06 behind, 2.5 paired se
     assert bar_noise("classification", 0.74, 0.8, 100) > 0.06 / 2  # the aggregate bound alone would not say so
