@@ -269,13 +269,14 @@ def run_recipe(
     SIGINT (Ctrl-C) / SIGTERM.
     """
 
+    order = _stage_order()
     for option, value in (("stage", stage), ("--rerun-from", rerun_from)):
-        if value is not None and value not in _stage_order():
+        if value is not None and value not in order:
             import difflib
 
-            close = difflib.get_close_matches(value.lower(), _stage_order(), n=1)
+            close = difflib.get_close_matches(value.lower(), order, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            _fail(f"unknown {option} {value!r}{hint}; stages, in order: {', '.join(_stage_order())}")
+            _fail(f"unknown {option} {value!r}{hint}; stages, in order: {', '.join(order)}")
     cfg = _load(preset, config, [*(set_ or []), *(["stages.tune.wait=false"] if no_wait else [])], no_caps)
     _use_store(read_only=False)
     if plan is not None:

@@ -236,6 +236,12 @@ def _jsonable(v: Any) -> Any:
 MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds them all
 
 
+def reused_note(run_id: str) -> str:
+    """The note a stage reused from MLflow carries (recipe.tracking.find_passing_stage), which the summary's
+    heading already says."""
+    return f"reused run {run_id} (same config, data and code)"
+
+
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
     """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
     check that did not pass its hypothesis and advice in full -- the part a user acts on; after a squeeze stage it
@@ -274,7 +280,7 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
         # the diagnosis also leads the notes (for MLflow and the model card); printed once here
         notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
         if stage["stage"] in reused:  # the heading says it; the note stays in the JSON report and MLflow
-            notes = [n for n in notes if n != f"reused run {stage['run_id']} (same config, data and code)"]
+            notes = [n for n in notes if n != reused_note(stage["run_id"])]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:

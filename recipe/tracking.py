@@ -31,7 +31,7 @@ from mlflow.entities import Metric, RunStatus
 
 from recipe.config import RecipeConfig
 from recipe.description import NOTE_TAG, stage_description
-from recipe.report import Check, StageResult, Verdict
+from recipe.report import Check, StageResult, Verdict, reused_note
 from recipe.secrets import redact_text
 from recipe.train.callbacks.base import Callback
 
@@ -553,7 +553,7 @@ def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResu
         checkpoint_uri=data.get("checkpoint_uri"),
         run_id=run.info.run_id,
         artifacts=data.get("artifacts", {}),
-        notes=[*data.get("notes", []), f"reused run {run.info.run_id} (same config, data and code)"],
+        notes=[*data.get("notes", []), reused_note(run.info.run_id)],
         diagnosis=data.get("diagnosis"),  # the leading cause the stage found, shown again when it is reused
     )
 

@@ -357,16 +357,12 @@ def train_error(t: FitResult) -> float:
     """The evaluated fit's training error: 1 - accuracy, or the train MSE as a fraction of the target variance."""
     if task_for(t.data).higher_is_better:
         return 1.0 - t.train.metrics["accuracy"]
-    var = _target_variance(t)
+    var = _target_variance(t.data)
     return t.train.metrics["mse"] / var if var > 0 else math.inf
 
 
-def _target_variance(t: FitResult) -> float:
-    """The train target variance in the target's units (where the MSE is reported)."""
-    return _data_target_variance(t.data)
-
-
-def _data_target_variance(data: DataBundle) -> float:
+def _target_variance(data: DataBundle) -> float:
+    """The train target variance of ``data`` in the target's units (where the MSE is reported)."""
     return ((data.target_std or 0.0) * (getattr(data, "target_scale", None) or 1.0)) ** 2
 
 
@@ -400,7 +396,7 @@ def _meets(
         ok_acc = target_acc is None or acc >= target_acc - 1e-12
         ok_loss = s.target_loss is None or loss <= s.target_loss
         return ok_acc and ok_loss, f"train accuracy {acc:.4f}, train loss {fmt(loss)}"
-    var = _data_target_variance(data)
+    var = _target_variance(data)
     mse = metrics["mse"]
     ratio = mse / var if var > 0 else math.inf
     return ratio <= s.target_mse_ratio, f"train MSE {fmt(mse)} = {ratio:.3f} x the target variance {fmt(var)}"
@@ -428,11 +424,10 @@ class StopAtTarget(Callback):
         self.stopped_step: int | None = None
 
     def after_epoch(self) -> None:
-        t = self.trainer
-        key = "train/accuracy" if task_for(self.data).higher_is_better else "train/mse"
+        t, task = self.trainer, task_for(self.data)
+        key = "train/accuracy" if task.higher_is_better else "train/mse"
         if key not in t.metrics or not self._met({key.split("/")[1]: t.metrics[key]}, t.metrics["train/loss"]):
             return
-        task = task_for(self.data)
         ev = evaluate_model(
             t.model,
             self.data.batches("train", batch_size=self.data.config.eval_batch_size, device=t.device),
@@ -476,7 +471,7 @@ def epochs_needed(t: FitResult, target_error: float) -> int | None:
             (h.get("epoch", i), 1.0 - h["train/accuracy"]) for i, h in enumerate(t.history) if "train/accuracy" in h
         ]
     else:
-        var = _target_variance(t)
+        var = _target_variance(t.data)
         rows = [
             (h.get("epoch", i), h["train/mse"] / var) for i, h in enumerate(t.history) if "train/mse" in h and var > 0
         ]
