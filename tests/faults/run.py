@@ -28,16 +28,26 @@ from pathlib import Path
 from recipe import pipeline, tracking
 from tests.fakes import fake_stage
 
+MODES = ("server-down", "disk-full", "prefect-down", "prefect-stop")
+
+
+def _server_stopped(folder: Path, timeout: float = 180) -> None:
+    """Say that stage b started (``FOLDER/b-started``) and wait for the test's ``FOLDER/server-stopped``; a test
+    that never stops its server gets an AssertionError here (the run crashes, exit 4), not a run that carried on
+    without the fault it was meant to meet."""
+    (folder / "b-started").write_text("")
+    deadline = time.monotonic() + timeout
+    while not (folder / "server-stopped").exists():
+        assert time.monotonic() < deadline, f"the test did not stop the server within {timeout:.0f} s"
+        time.sleep(0.2)
+
 
 def faulty_b(mode: str, folder: Path):
     ok = fake_stage("b")
 
     def run(ctx):
         if mode == "server-down":
-            (folder / "b-started").write_text("")
-            deadline = time.monotonic() + 180
-            while not (folder / "server-stopped").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            _server_stopped(folder)
             tracking.log_metrics({"b/score": 1.0})
         elif mode == "disk-full":
             big = ctx.workdir / "big.bin"
@@ -46,10 +56,7 @@ def faulty_b(mode: str, folder: Path):
                 inject_enospc()
             tracking.log_artifact(big, "b")
         elif mode == "prefect-stop":  # the real flow; the test stops its Prefect server while b runs
-            (folder / "b-started").write_text("")
-            deadline = time.monotonic() + 180
-            while not (folder / "server-stopped").exists() and time.monotonic() < deadline:
-                time.sleep(0.2)
+            _server_stopped(folder)
         elif mode == "prefect-down":
             import httpx
 
@@ -72,6 +79,7 @@ def inject_enospc() -> None:
 def main(mode: str, folder: Path) -> None:
     from types import SimpleNamespace
 
+    assert mode in MODES, f"unknown mode {mode!r}; modes: {', '.join(MODES)}"  # else b would meet no fault
     mods = {"a": fake_stage("a"), "b": SimpleNamespace(run=faulty_b(mode, folder)), "c": fake_stage("c")}
     pipeline.STAGES = mods
     pipeline.stage_names = lambda: list(mods)
@@ -84,7 +92,7 @@ def main(mode: str, folder: Path) -> None:
         EventsWorker.set_client_override(PrefectEventsClient, reconnection_attempts=0)
     if mode != "prefect-stop":  # without Prefect: only the fault under test can fail the run
         cli._run_flow = lambda cfg, stage, force, log, fresh=False, rerun_from=None: (
-            pipeline.run_recipe(cfg, stage=stage, force=force, fresh=fresh).report
+            pipeline.run_recipe(cfg, stage=stage, force=force, fresh=fresh, rerun_from=rerun_from).report
         )
     cli.app(["run", "recipe", "--set", "name=faults"])
 
