@@ -6,6 +6,7 @@ commands, never at module level: ``flows --help`` must stay instant.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -287,7 +288,7 @@ def run_recipe(
     from flows.signals import interrupts, signal_of
 
     log = _run_log_path()
-    with interrupts(on_second=_say_second_interrupt):
+    with interrupts(on_second=_say_second_interrupt) as received:
         try:
             outcome = _run_flow(cfg, stage, force, log, fresh=fresh, rerun_from=rerun_from)
         except typer.Exit:
@@ -296,6 +297,8 @@ def run_recipe(
             sig = signal_of(e) if not isinstance(e, Exception) else None
             if sig is not None:
                 _report_interrupt(cfg, sig, log)
+            if received.first is not None:  # a signal came first: this failed while the run was stopping
+                _report_interrupt(cfg, received.first, log, failed_while_stopping=e)
             _fail_on_exception(e, log)
     if "error" in outcome:  # bad input: the message says what and what to do
         _fail(f"{outcome['error']}\n(anything recorded before this error is in MLflow: {_mlflow_hint()})")
@@ -604,8 +607,9 @@ def _say_second_interrupt(signum: int) -> None:
     os.write(2, b"\nsecond interrupt: exiting now; runs left RUNNING are ended KILLED by the next run\n")
 
 
-def _report_interrupt(cfg, signum: int, log: Path) -> None:
-    """What was recorded and where, then exit 128 + signum."""
+def _report_interrupt(cfg, signum: int, log: Path, failed_while_stopping: BaseException | None = None) -> None:
+    """What was recorded and where, then exit 128 + signum. ``failed_while_stopping``: an error raised after the
+    signal (a store that refused the KILLED records): said in one line, the exit code stays the signal's."""
     import signal
 
     name = signal.Signals(signum).name
@@ -621,9 +625,21 @@ def _report_interrupt(cfg, signum: int, log: Path) -> None:
                 f"MLflow runs ended KILLED (tag {tracking.TAG_ENDED_BY}): "
                 f"{', '.join(tracking.KILLED_RUNS)} in experiment {cfg.name!r} ({_mlflow_hint()})"
             )
-        else:
+        elif failed_while_stopping is None:
             lines.append("no MLflow run was open yet: nothing was recorded")
-    else:
+    if failed_while_stopping is not None:
+        what = (str(failed_while_stopping).strip().splitlines() or [type(failed_while_stopping).__name__])[0]
+        with contextlib.suppress(OSError):  # its traceback goes to the log, as a crash's does
+            import traceback
+
+            from recipe.secrets import redact_text
+
+            with _open_private(log) as f:
+                f.write(redact_text("".join(traceback.format_exception(failed_while_stopping))))
+        lines.append(
+            f"while it stopped: {what[:300]}; a run it could not end is ended KILLED by the next run on this store"
+        )
+    elif failed_while_stopping is None:
         lines.append("it stopped before anything was recorded")
     first_not_kept = None
     if progress is not None:

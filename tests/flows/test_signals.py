@@ -92,3 +92,29 @@ def test_prefects_termination_signal_dropped_by_a_finalizer_is_raised_again_as_a
         _loop_until_interrupted()
         pytest.fail("the termination signal was lost")
     assert caught.value.exit_code == 143
+
+
+def test_a_store_failure_while_the_run_stops_keeps_the_signals_exit_code_and_says_what_failed(monkeypatch, tmp_path):
+    """An interrupt whose clean-up then fails (the store refusing the KILLED record, or the interrupt lost and the
+    stage failing on after it) is still reported as the interrupt: exit 130 with the resume line, and one line
+    naming what failed while it stopped, not exit 3 as if the store had failed on its own."""
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    def fake_run_flow(cfg, stage, force, log, fresh=False, rerun_from=None):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            _loop_until_interrupted()
+        except Interrupted:
+            raise RuntimeError("the MLflow store failed: database is locked") from None
+        pytest.fail("no interrupt")
+
+    monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
+    monkeypatch.setattr(cli, "_preflight", lambda cfg: None)
+    monkeypatch.setenv("RECIPE_LOG_DIR", str(tmp_path / "logs"))
+    result = CliRunner().invoke(cli.app, ["run", "recipe", "--preset", "digits"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted by SIGINT" in result.output and "to resume:" in result.output
+    assert "while it stopped: the MLflow store failed: database is locked" in result.output
+    assert "nothing was recorded" not in result.output and "Traceback" not in result.output
