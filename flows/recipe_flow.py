@@ -14,6 +14,7 @@ renders as a form.
 # its parameter model from it, and in a deployment's flow-run process the strings were left unresolved
 # ("RecipeModel is not fully defined"), so every run given a `config` from a form or the API failed validation.
 import contextlib
+import signal
 import time
 
 from prefect import flow, get_run_logger, task
@@ -24,6 +25,7 @@ from prefect.utilities.annotations import quote
 
 from flows.artifacts import flow_run_name, forward_recipe_logs, publish_stage, publish_summary, reused_stage
 from flows.notify import emit_verdict
+from flows.signals import store_calls_deferred
 from flows.trials import trial_map_for
 from recipe.config import ConfigError, RecipeConfig, load_config
 from recipe.data import DataError
@@ -113,7 +115,8 @@ def recipe(
             seconds[name] = time.perf_counter() - start
 
     try:
-        with guard:
+        # Prefect's SIGTERM handler raises at once, wherever the flow is: not inside a store write (flows.signals)
+        with guard, store_calls_deferred(signal.SIGTERM):
             if _from_deployment():
                 check_job_variables(flow_run.job_variables)
             cfg = config or load_config(preset=preset)

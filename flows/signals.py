@@ -8,12 +8,19 @@ and then re-sends the signal to the handler installed here; both unwind the same
 while that clean-up runs exits at once (``os._exit``) with the same code: what is left RUNNING in MLflow is
 ended by the next run's orphan sweep.
 
-A signal handler's exception is raised wherever the main thread happens to be, and when that is a finalizer (a
-``__del__``, a weakref callback such as SQLAlchemy's class registry runs during garbage collection) Python
-prints "Exception ignored in ..." and drops it: the run went on as if Ctrl-C had never been pressed (seen: a
-SIGINT 0.2-0.5 s into the baselines stage, which then finished and exited 0). Those drops go through
-``sys.unraisablehook``; the block's hook catches a dropped interrupt and delivers it again 20 ms later
-(``_thread.interrupt_main`` from a helper thread), so it is raised outside the finalizer, silently.
+A signal handler's exception is raised wherever the main thread happens to be. Two places are made safe:
+- *Inside SQLAlchemy* (an MLflow store write, a study's RDB write): an exception there can leave the connection
+  holding sqlite's write lock, so that the run's own KILLED record waits out the busy timeout and fails "database
+  is locked" (CI, a SIGINT sent as a stage started: exit 3, runs left RUNNING). The handler does not raise
+  there; it runs again every ``REDELIVER_AFTER_S`` until the main thread is out of SQLAlchemy's code, so the
+  write completes (or rolls back) whole. :func:`deferring_store_calls` does the same for another handler
+  (Prefect's SIGTERM handler during a flow run).
+- *In a finalizer* (a ``__del__``, a weakref callback such as SQLAlchemy's class registry runs during garbage
+  collection) Python prints "Exception ignored in ..." and drops the exception: the run went on as if Ctrl-C
+  had never been pressed (a SIGINT 0.2-0.5 s into the baselines stage, which then finished and exited 0). Those
+  drops go through ``sys.unraisablehook``; the block's hook catches a dropped interrupt and delivers it again.
+A redelivery is ``_thread.interrupt_main`` from a helper thread (tripped from the main thread itself, the handler
+would run at once, still where it was).
 
 Exit codes are the shell's convention, 128 + the signal number: 130 for SIGINT, 143 for SIGTERM.
 """
@@ -58,11 +65,9 @@ def signal_of(e: BaseException) -> int | None:
 REDELIVER_AFTER_S = 0.02
 
 
-def _redeliver_later() -> None:
-    """Run the SIGINT handler (ours: it raises Interrupted with the first signal's number) in the main thread
-    after ``REDELIVER_AFTER_S``, from a helper thread: tripped from the main thread itself, the handler would
-    run at once, still inside the finalizer."""
-    timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, args=(signal.SIGINT,))
+def _redeliver_later(signum: int = signal.SIGINT) -> None:
+    """Run the handler of ``signum`` in the main thread after ``REDELIVER_AFTER_S``, from a helper thread."""
+    timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, args=(signum,))
     timer.daemon = True
     timer.start()
 
@@ -76,9 +81,52 @@ def _within(frame, code) -> bool:
     return False
 
 
+def in_store_call(frame) -> bool:
+    """Whether ``frame`` or one of its callers is SQLAlchemy's code: a database call (MLflow's store, Optuna's RDB
+    storage) is under way and must not be broken off in the middle."""
+    while frame is not None:
+        if frame.f_globals.get("__name__", "").startswith("sqlalchemy."):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def deferring_store_calls(handler):
+    """``handler`` (a Python signal handler) wrapped so that it runs only outside SQLAlchemy's code: a signal that
+    arrives inside is handled ``REDELIVER_AFTER_S`` later, again until the main thread is out. A handler that is
+    not a Python function (``SIG_DFL``, ``SIG_IGN``, None) or already wrapped is returned as it is."""
+    if not callable(handler) or getattr(handler, "_defers_store_calls", False):
+        return handler
+
+    def wrapper(signum, frame):
+        if in_store_call(frame):
+            _redeliver_later(signum)
+            return None
+        return handler(signum, frame)
+
+    wrapper._defers_store_calls = True
+    return wrapper
+
+
+@contextmanager
+def store_calls_deferred(signum: int = signal.SIGTERM) -> Iterator[None]:
+    """Within the block, the handler installed for ``signum`` (Prefect's SIGTERM handler during a flow run) runs
+    only outside SQLAlchemy's code (:func:`deferring_store_calls`); restored after. Main thread only (elsewhere
+    nothing changes)."""
+    try:
+        previous = signal.signal(signum, deferring_store_calls(signal.getsignal(signum)))
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+
+
 class _State:
     first: int | None = None  # the first signal received
-    lost: bool = False  # its exception was dropped in a finalizer and is being delivered again
+    pending: bool = False  # its Interrupted is still to be raised: deferred or dropped, being delivered again
 
 
 @contextmanager
@@ -87,33 +135,35 @@ def interrupts(on_second=None) -> Iterator[_State]:
 
     Only in the main thread (elsewhere signals cannot be handled; the block then changes nothing).
     ``on_second``: called (best effort) before the immediate exit, e.g. to say so on stderr.
-    An interrupt that a finalizer swallowed is raised again (see the module docstring).
+    An interrupt is not raised inside SQLAlchemy's code, and one that a finalizer swallowed is raised again (see
+    the module docstring).
     """
     state = _State()
 
     def handler(signum, frame):
-        if state.lost:  # our own redelivery of the first signal, not a second one from outside
-            if _within(frame, unraisable.__code__):  # still in the hook, where it would be dropped again: later
-                _redeliver_later()
-                return
-            state.lost = False
-            raise Interrupted(state.first)
-        if state.first is not None:
-            if on_second:
-                try:
-                    on_second(signum)
-                except BaseException:
-                    pass
-            os._exit(128 + state.first)
-        state.first = signum
-        raise Interrupted(signum)
+        redelivered = state.pending  # our own redelivery of the first signal, not a second one from outside
+        if not redelivered:
+            if state.first is not None:
+                if on_second:
+                    try:
+                        on_second(signum)
+                    except BaseException:
+                        pass
+                os._exit(128 + state.first)
+            state.first = signum
+        if in_store_call(frame) or _within(frame, unraisable.__code__):  # see the module docstring: later
+            state.pending = True
+            _redeliver_later()
+            return
+        state.pending = False
+        raise Interrupted(state.first)
 
     def unraisable(info) -> None:
         sig = signal_of(info.exc_value)
-        if sig is not None and not state.lost:
+        if sig is not None and not state.pending:
             if state.first is None:  # Prefect's SIGTERM handler (TerminationSignal) took it, not ours
                 state.first = sig
-            state.lost = True
+            state.pending = True
             _redeliver_later()
             return
         earlier_hook(info)

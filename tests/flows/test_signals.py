@@ -6,12 +6,13 @@ from __future__ import annotations
 import gc
 import os
 import signal
+import sqlite3
 import sys
 import time
 
 import pytest
 
-from flows.signals import Interrupted, interrupts
+from flows.signals import Interrupted, deferring_store_calls, in_store_call, interrupts
 
 
 class _SignalledWhileFinalized:
@@ -74,7 +75,7 @@ def test_a_plain_first_interrupt_raises_once_with_its_exit_code():
     with pytest.raises(Interrupted) as caught, interrupts() as state:
         os.kill(os.getpid(), signal.SIGTERM)
         _loop_until_interrupted()
-    assert caught.value.exit_code == 143 and state.first == signal.SIGTERM and not state.lost
+    assert caught.value.exit_code == 143 and state.first == signal.SIGTERM and not state.pending
 
 
 def test_prefects_termination_signal_dropped_by_a_finalizer_is_raised_again_as_an_interrupt():
@@ -118,3 +119,67 @@ def test_a_store_failure_while_the_run_stops_keeps_the_signals_exit_code_and_say
     assert "interrupted by SIGINT" in result.output and "to resume:" in result.output
     assert "while it stopped: the MLflow store failed: database is locked" in result.output
     assert "nothing was recorded" not in result.output and "Traceback" not in result.output
+
+
+def test_an_interrupt_inside_a_store_write_waits_until_the_write_is_whole(tmp_path):
+    """A signal that arrives while SQLAlchemy executes a write (here: from its after_cursor_execute hook, right
+    after the INSERT, before the commit) is raised only once SQLAlchemy's code has returned: the row is
+    committed and no lock is left, where raising at once rolled it back and could leave sqlite's write lock held."""
+    import sqlalchemy
+    from sqlalchemy import event
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    with engine.begin() as con:
+        con.exec_driver_sql("CREATE TABLE runs (id INTEGER)")
+    delivered_inside = []
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def signal_mid_write(conn, cursor, statement, parameters, context, executemany):
+        if statement.startswith("INSERT"):
+            os.kill(os.getpid(), signal.SIGINT)
+            try:
+                _loop_until_interrupted(0.3)  # the handler runs here, inside SQLAlchemy's call
+            except Interrupted:
+                delivered_inside.append(True)
+                raise
+
+    with pytest.raises(Interrupted), interrupts():
+        with engine.begin() as con:
+            con.exec_driver_sql("INSERT INTO runs VALUES (1)")
+        _loop_until_interrupted()
+        pytest.fail("the interrupt was lost")
+    assert not delivered_inside
+    other = sqlite3.connect(tmp_path / "store.db", timeout=0.5)  # a lock left held would fail this write
+    other.execute("INSERT INTO runs VALUES (2)")
+    other.commit()
+    assert [r[0] for r in other.execute("SELECT id FROM runs ORDER BY id")] == [1, 2]
+
+
+def test_another_handler_is_deferred_out_of_store_calls_too():
+    seen = []
+
+    def prefect_like(signum, frame):
+        seen.append(in_store_call(frame))
+
+    wrapped = deferring_store_calls(prefect_like)
+    assert deferring_store_calls(wrapped) is wrapped and deferring_store_calls(signal.SIG_DFL) is signal.SIG_DFL
+    import sqlalchemy
+    from sqlalchemy import event
+
+    engine = sqlalchemy.create_engine("sqlite://")
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def call_inside(conn, cursor, statement, parameters, context, executemany):
+        wrapped(signal.SIGTERM, sys._getframe())  # as if SIGTERM arrived here
+
+    previous = signal.signal(signal.SIGTERM, wrapped)
+    try:
+        with engine.connect() as con:
+            con.exec_driver_sql("SELECT 1")
+        assert seen == []  # deferred
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == [False]  # run once, outside SQLAlchemy
