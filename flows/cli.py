@@ -294,6 +294,7 @@ def run_recipe(
         except typer.Exit:
             raise
         except BaseException as e:
+            received.taken = True  # reported here: the interrupt watchdog stops (flows.signals)
             sig = signal_of(e) if not isinstance(e, Exception) else None
             if sig is not None:
                 _report_interrupt(cfg, sig, log)

@@ -19,6 +19,12 @@ A signal handler's exception is raised wherever the main thread happens to be. T
   collection) Python prints "Exception ignored in ..." and drops the exception: the run went on as if Ctrl-C
   had never been pressed (a SIGINT 0.2-0.5 s into the baselines stage, which then finished and exited 0). Those
   drops go through ``sys.unraisablehook``; the block's hook catches a dropped interrupt and delivers it again.
+- *In code that swallows it* (a bare ``except:`` or ``except BaseException`` that carries on; seen once in 20
+  SIGINTs sent during the baselines stage's imports: the stage finished and the run exited 0, nothing printed).
+  After raising, a watchdog thread samples the main thread's exception in flight (``sys._current_exceptions``):
+  while the interrupt unwinds, every ``finally``, ``__exit__`` and ``except`` it passes has it in hand; when
+  ``QUIET_SAMPLES`` samples ``WATCH_S`` apart find none and the CLI has not taken it (:attr:`_State.taken`), it
+  was swallowed, and it is delivered again.
 A redelivery is ``_thread.interrupt_main`` from a helper thread (tripped from the main thread itself, the handler
 would run at once, still where it was).
 
@@ -32,6 +38,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -65,9 +72,15 @@ def signal_of(e: BaseException) -> int | None:
 REDELIVER_AFTER_S = 0.02
 
 
-def _redeliver_later(signum: int = signal.SIGINT) -> None:
-    """Run the handler of ``signum`` in the main thread after ``REDELIVER_AFTER_S``, from a helper thread."""
-    timer = threading.Timer(REDELIVER_AFTER_S, _thread.interrupt_main, args=(signum,))
+def _redeliver_later(signum: int = signal.SIGINT, wanted=lambda: True) -> None:
+    """Run the handler of ``signum`` in the main thread after ``REDELIVER_AFTER_S``, from a helper thread, if
+    ``wanted()`` still says so then."""
+
+    def deliver() -> None:
+        if wanted():
+            _thread.interrupt_main(signum)
+
+    timer = threading.Timer(REDELIVER_AFTER_S, deliver)
     timer.daemon = True
     timer.start()
 
@@ -124,9 +137,34 @@ def store_calls_deferred(signum: int = signal.SIGTERM) -> Iterator[None]:
         signal.signal(signum, previous)
 
 
+WATCH_S = 0.5
+QUIET_SAMPLES = 4
+
+
+def _carries_interrupt(exc: BaseException | None) -> bool:
+    """Whether ``exc`` or an exception it was raised from or during (``__cause__``, ``__context__``) is an
+    interrupt."""
+    seen = 0
+    while exc is not None and seen < 20:
+        if signal_of(exc) is not None:
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _in_flight(thread_id: int) -> BaseException | None:
+    """The exception the thread is handling now (in an ``except``, ``finally`` or ``__exit__``), or None."""
+    info = sys._current_exceptions().get(thread_id)
+    if isinstance(info, tuple):  # Python 3.11: (type, value, traceback)
+        info = info[1]
+    return info
+
+
 class _State:
     first: int | None = None  # the first signal received
     pending: bool = False  # its Interrupted is still to be raised: deferred or dropped, being delivered again
+    taken: bool = False  # the code that reports the interrupt has it (the CLI): no more watching
+    closed: bool = False  # the block ended
 
 
 @contextmanager
@@ -153,10 +191,27 @@ def interrupts(on_second=None) -> Iterator[_State]:
             state.first = signum
         if in_store_call(frame) or _within(frame, unraisable.__code__):  # see the module docstring: later
             state.pending = True
-            _redeliver_later()
+            _redeliver_later(wanted=lambda: not state.closed)
             return
         state.pending = False
+        if not redelivered:
+            threading.Thread(target=watch, name="interrupt-watchdog", daemon=True).start()
         raise Interrupted(state.first)
+
+    def watch() -> None:
+        main = threading.main_thread().ident
+        quiet = 0
+        while not (state.taken or state.closed):
+            time.sleep(WATCH_S)
+            if state.taken or state.closed or state.pending:
+                quiet = 0
+                continue
+            quiet = 0 if _carries_interrupt(_in_flight(main)) else quiet + 1
+            if quiet >= QUIET_SAMPLES:  # nothing has had it in hand for a while: it was swallowed
+                quiet = 0
+                state.pending = True
+                if not state.closed:
+                    _thread.interrupt_main(signal.SIGINT)
 
     def unraisable(info) -> None:
         sig = signal_of(info.exc_value)
@@ -164,7 +219,7 @@ def interrupts(on_second=None) -> Iterator[_State]:
             if state.first is None:  # Prefect's SIGTERM handler (TerminationSignal) took it, not ours
                 state.first = sig
             state.pending = True
-            _redeliver_later()
+            _redeliver_later(wanted=lambda: not state.closed)
             return
         earlier_hook(info)
 
@@ -180,6 +235,7 @@ def interrupts(on_second=None) -> Iterator[_State]:
     try:
         yield state
     finally:
+        state.closed = True
         for sig, old in previous.items():
             signal.signal(sig, old)
         if previous:

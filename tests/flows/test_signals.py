@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from flows import signals
 from flows.signals import Interrupted, deferring_store_calls, in_store_call, interrupts
 
 
@@ -183,3 +184,36 @@ def test_another_handler_is_deferred_out_of_store_calls_too():
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert seen == [False]  # run once, outside SQLAlchemy
+
+
+def test_an_interrupt_that_code_swallows_and_carries_on_from_is_raised_again(monkeypatch):
+    """A bare ``except:`` (or ``except BaseException``) that carries on ate the interrupt: nothing has it in hand
+    for QUIET_SAMPLES samples, so the watchdog delivers it again."""
+    monkeypatch.setattr(signals, "WATCH_S", 0.05)
+    swallowed = []
+    with pytest.raises(Interrupted) as caught, interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            _loop_until_interrupted()
+        except BaseException as e:  # noqa: BLE001 -- the library that swallows it
+            swallowed.append(e)
+        _loop_until_interrupted()  # it used to be lost here, and the run went on
+        pytest.fail("the swallowed interrupt was lost")
+    assert len(swallowed) == 1 and caught.value.exit_code == 143
+
+
+def test_an_interrupt_in_hand_is_not_raised_twice_however_long_its_clean_up(monkeypatch):
+    monkeypatch.setattr(signals, "WATCH_S", 0.05)
+    raised = []
+    with pytest.raises(Interrupted), interrupts():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            _loop_until_interrupted()
+        except Interrupted as e:
+            raised.append(e)
+            deadline = time.monotonic() + 0.6  # clean-up far longer than QUIET_SAMPLES * WATCH_S, the interrupt
+            while time.monotonic() < deadline:  # in hand all along
+                pass
+            raise
+    time.sleep(0.4)  # and nothing is delivered after the block
+    assert len(raised) == 1
