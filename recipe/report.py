@@ -237,14 +237,17 @@ MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds 
 
 
 def reused_note(run_id: str) -> str:
-    """The note a stage reused from MLflow carries (recipe.tracking.find_passing_stage), which the summary's
-    heading already says."""
+    """The note a stage reused from MLflow carries (recipe.tracking.find_passing_stage), in the JSON report and
+    MLflow; the summary says it in the stage's one line instead."""
     return f"reused run {run_id} (same config, data and code)"
 
 
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
     """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
-    check that did not pass its hypothesis and advice in full -- the part a user acts on; after a squeeze stage it
+    check that did not pass its hypothesis and advice in full -- the part a user acts on. A stage reused from an
+    earlier run (listed in ``report["reused"]``) gets one line instead (verdict, check counts, the run, where its
+    table is) and one line per check that did not pass: its table was printed by the run that made it, and a
+    rerun to get the champion back should not print it again. After a squeeze stage it
     ends with the test table (champion, best single network, ensemble, student, classical, linear and dumb
     baselines, each with its bootstrap interval) and one sentence on why the champion was chosen."""
     from rich.console import Console
@@ -256,12 +259,10 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     reused = set(report.get("reused") or [])
     for stage in report["stages"]:
         v = stage["verdict"]
-        how = (
-            f" (up to date: reused run {stage['run_id']}, same config, data and code)"
-            if stage["stage"] in reused
-            else ""
-        )
-        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]{how}", title_justify="left")
+        if stage["stage"] in reused:  # shown in full by the run that made it: one line, and what did not pass
+            _reused_stage(stage, console)
+            continue
+        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
         table.add_column("observed", overflow="ellipsis", max_width=60)
@@ -279,8 +280,6 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
         # the diagnosis also leads the notes (for MLflow and the model card); printed once here
         notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
-        if stage["stage"] in reused:  # the heading says it; the note stays in the JSON report and MLflow
-            notes = [n for n in notes if n != reused_note(stage["run_id"])]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:
@@ -305,6 +304,43 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     squeeze = next((st for st in report["stages"] if st["stage"] == "squeeze"), None)
     if squeeze is not None:
         _test_table(squeeze, console)
+
+
+def check_counts(checks: list[dict[str, Any]]) -> str:
+    """``"12 checks: 10 pass, 2 warn"``: how many checks a stage ran and how many had each verdict (pass, warn,
+    fail order; verdicts with none left out)."""
+    counts = {v: sum(c["verdict"] == v for c in checks) for v in ("pass", "warn", "fail")}
+    by_verdict = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    return f"{len(checks)} check{'s' if len(checks) != 1 else ''}" + (f": {by_verdict}" if by_verdict else "")
+
+
+def _reused_stage(stage: dict[str, Any], console: Any) -> None:
+    """A stage reused from an earlier run (recipe.tracking.find_passing_stage) in the summary: one line with its
+    verdict, check counts, the run and where its table is, then, for a WARN, each check that did not pass on one
+    line (name, observed, advice) and the diagnosis -- the table itself was printed by the run that made it."""
+    from rich.markup import escape
+
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    v, run_id = stage["verdict"], stage.get("run_id")
+    console.print(
+        f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/], {check_counts(stage['checks'])}; up to date: "
+        f"reused run {run_id} (same config, data and code; its table: checks.json of that MLflow run, or "
+        "--report FILE)",
+        soft_wrap=True,
+        highlight=False,
+    )
+    diagnosis = stage.get("diagnosis")
+    if diagnosis and v != "pass":
+        console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
+    for c in lead_first(stage["checks"], diagnosis):
+        if c["verdict"] != "pass":
+            advice = f"; what to do: {escape(c['advice'])}" if c["advice"] else ""
+            console.print(
+                f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: observed "
+                f"{escape(_fmt(c['observed']))}{advice}",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 # the test table's rows, in the order a reader compares them: the chosen model, what it was chosen from, the bars
