@@ -176,17 +176,43 @@ class StageReport(_Model):
     notes: list[str] = Field(description="what the stage did that the user should know")
 
 
+class RunningStage(_Model):
+    """The stage a stopped run was in the middle of."""
+
+    stage: str
+    run_id: str | None = Field(description="its MLflow run: it carries no verdict and never counts as passing")
+
+
+class StoppedReport(_Model):
+    """Why a run stopped before its summary: a signal (verdict ``interrupted``) or a backend that failed
+    (verdict ``error``)."""
+
+    reason: Literal["signal", "backend"]
+    exit_code: int = Field(description="the exit code of flows run: 130 / 143 for SIGINT / SIGTERM, 3 a backend")
+    signal: str | None = Field(None, description="SIGINT or SIGTERM (reason signal)")
+    error: str | None = Field(None, description="what failed: the backend's error, or an error while it stopped")
+    running: RunningStage | None = Field(description="the stage that was running (null: between stages)")
+    kept: list[str] = Field(description="the recorded stages the next run reuses")
+    resume: str = Field(description="the command that resumes the run")
+
+
 class Report(_Model):
     """The report ``flows run recipe --report PATH`` writes: a stable contract to gate CI on."""
 
     recipe: str = Field(description="the recipe's name (the MLflow experiment)")
-    verdict: VerdictName = Field(description="the worst stage verdict")
+    verdict: Literal["pass", "warn", "fail", "interrupted", "error"] = Field(
+        description="the worst stage verdict; interrupted (a signal) or error (a backend failed) when the run "
+        "stopped before its end: then `stopped` says why and `stages` holds the stages recorded before"
+    )
     parent_run_id: str | None = Field(description="the flow's MLflow parent run")
     forced: bool = Field(description="--force carried on past a failed stage")
     stages: list[StageReport] = Field(description="the stages that ran or were reused, in order")
     skipped: list[str] = Field(default_factory=list, description="stages not run after a failure")
     reused: list[str] = Field(default_factory=list, description="stages reused from a passing MLflow run")
     stopped_at: str | None = Field(None, description="the failed stage the run stopped at")
+    stopped: StoppedReport | None = Field(
+        None, description="present when a signal or a backend failure stopped the run (verdict interrupted / error)"
+    )
 
 
 def report_schema() -> dict[str, Any]:
@@ -210,6 +236,29 @@ def report_dict(
         forced=forced,
         stages=[r.to_dict() for r in results],
         skipped=list(skipped or []),
+    )
+    return report.model_dump(mode="json", exclude_unset=True)
+
+
+def stopped_report_dict(
+    recipe: str,
+    results: list[StageResult],
+    parent_run_id: str | None,
+    stopped: dict[str, Any],
+    forced: bool = False,
+    reused: list[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON report of a run stopped before its end (``stopped``: a :class:`StoppedReport`'s fields):
+    verdict ``interrupted`` for ``reason`` signal, ``error`` for a backend; ``results``: the stages recorded before
+    it stopped, as in a finished run's report. ValidationError on a value that breaks the published schema."""
+    report = Report(
+        recipe=recipe,
+        verdict="interrupted" if stopped["reason"] == "signal" else "error",
+        parent_run_id=parent_run_id,
+        forced=forced,
+        stages=[r.to_dict() for r in results],
+        reused=list(reused or []),
+        stopped=stopped,
     )
     return report.model_dump(mode="json", exclude_unset=True)
 
