@@ -690,7 +690,7 @@ def _report_interrupt(
         lines.append(
             f"while it stopped: {what[:300]}; a run it could not end is ended KILLED by the next run on this store"
         )
-    elif failed_while_stopping is None:
+    elif "recipe.tracking" not in sys.modules:  # no store was opened at all
         lines.append("it stopped before anything was recorded")
     first_not_kept = None
     if progress is not None:

@@ -64,6 +64,9 @@ def test_an_interrupted_run_writes_its_report_with_what_was_kept_and_how_to_resu
     result, path = _invoke(monkeypatch, tmp_path, fake_run_flow)
     assert result.exit_code == code, result.output
     assert f"report written to {path} (verdict interrupted)" in result.output
+    # the terminal names the stages kept, and does not also claim that nothing was recorded
+    assert "stages kept (reused by the next run): inspect (run r-in), baselines (run r-base)" in result.output
+    assert "it stopped before anything was recorded" not in result.output
     report = json.loads(path.read_text())
     Report.model_validate(report)  # the published schema holds it
     assert report["verdict"] == "interrupted" and report["parent_run_id"] == "r-parent"
