@@ -297,9 +297,11 @@ def run_recipe(
             received.taken = True  # reported here: the interrupt watchdog stops (flows.signals)
             sig = signal_of(e) if not isinstance(e, Exception) else None
             if sig is not None:
-                _report_interrupt(cfg, sig, log)
+                _report_interrupt(cfg, sig, log, report=report)
             if received.first is not None:  # a signal came first: this failed while the run was stopping
-                _report_interrupt(cfg, received.first, log, failed_while_stopping=e)
+                _report_interrupt(cfg, received.first, log, failed_while_stopping=e, report=report)
+            if report is not None and isinstance(e, _backend_error_types()):  # exit 3: the report still says so
+                _write_stopped_report(report, cfg, "backend", EXIT_BACKEND, error=e)
             _fail_on_exception(e, log)
     if "error" in outcome:  # bad input: the message says what and what to do
         _fail(f"{outcome['error']}\n(anything recorded before this error is in MLflow: {_mlflow_hint()})")
@@ -608,9 +610,58 @@ def _say_second_interrupt(signum: int) -> None:
     os.write(2, b"\nsecond interrupt: exiting now; runs left RUNNING are ended KILLED by the next run\n")
 
 
-def _report_interrupt(cfg, signum: int, log: Path, failed_while_stopping: BaseException | None = None) -> None:
+def _write_stopped_report(
+    path: Path, cfg, reason: str, exit_code: int, signum: int | None = None, error: BaseException | None = None
+) -> str:
+    """The ``--report`` of a run stopped by a signal or a backend failure (recipe.report.stopped_report_dict):
+    verdict ``interrupted`` / ``error``, the stages recorded before it stopped (recipe.pipeline.LAST_PROGRESS),
+    the stage that was running, the stages the next run reuses and the command that resumes. Returns the line to
+    print: where it was written, or why it could not be (the run's exit code stays the stop's)."""
+    import signal
+
+    from recipe.report import stopped_report_dict, write_report
+    from recipe.secrets import redact_text
+
+    progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
+    names = [n for n, r in progress.recorded if r] if progress is not None else []
+    kept, _ = _split_kept(names, cfg.budget.minutes)
+    running = progress.running if progress is not None else None
+    stopped = {
+        "reason": reason,
+        "exit_code": exit_code,
+        **({"signal": signal.Signals(signum).name} if signum is not None else {}),
+        **({"error": redact_text((str(error).strip().splitlines() or [type(error).__name__])[0])} if error else {}),
+        "running": {"stage": running[0], "run_id": running[1]} if running else None,
+        "kept": kept,
+        "resume": _resume_command(rerun_from=_first_after(kept)),
+    }
+    results = [progress.results[n] for n in names if n in progress.results] if progress is not None else []
+    try:
+        write_report(
+            path,
+            stopped_report_dict(
+                cfg.name,
+                results,
+                progress.parent_run_id if progress is not None else None,
+                stopped,
+                reused=[n for n in progress.reused if n in names] if progress is not None else [],
+            ),
+        )
+    except (OSError, ValueError) as e:  # ValueError: pydantic's ValidationError, a bug, but not a reason to hide
+        return f"--report {path} could not be written ({getattr(e, 'strerror', None) or e})"
+    return f"report written to {path} (verdict {'interrupted' if reason == 'signal' else 'error'})"
+
+
+def _report_interrupt(
+    cfg,
+    signum: int,
+    log: Path,
+    failed_while_stopping: BaseException | None = None,
+    report: Path | None = None,
+) -> None:
     """What was recorded and where, then exit 128 + signum. ``failed_while_stopping``: an error raised after the
-    signal (a store that refused the KILLED records): said in one line, the exit code stays the signal's."""
+    signal (a store that refused the KILLED records): said in one line, the exit code stays the signal's.
+    ``report``: the ``--report`` file, written with verdict ``interrupted`` (:func:`_write_stopped_report`)."""
     import signal
 
     name = signal.Signals(signum).name
@@ -640,7 +691,7 @@ def _report_interrupt(cfg, signum: int, log: Path, failed_while_stopping: BaseEx
         lines.append(
             f"while it stopped: {what[:300]}; a run it could not end is ended KILLED by the next run on this store"
         )
-    elif failed_while_stopping is None:
+    elif "recipe.tracking" not in sys.modules:  # no store was opened at all
         lines.append("it stopped before anything was recorded")
     first_not_kept = None
     if progress is not None:
@@ -658,6 +709,10 @@ def _report_interrupt(cfg, signum: int, log: Path, failed_while_stopping: BaseEx
             f"Prefect flow run {flow_mod.LAST_FLOW_RUN_ID} ended crashed ({_prefect_api_url() or 'local server'})"
         )
     lines.append(f"log: {log}")
+    if report is not None:
+        lines.append(
+            _write_stopped_report(report, cfg, "signal", 128 + signum, signum=signum, error=failed_while_stopping)
+        )
     typer.echo("\n".join(lines), err=True)
     raise typer.Exit(128 + signum)
 

@@ -223,18 +223,21 @@ def _input_names(model) -> list[str]:
 class InputScan:
     """What the image inputs are, read before the model is loaded: ``readable`` files, ``unreadable`` (file,
     reason) pairs, and per readable file its stored height, width, whether it has colour (channels that differ),
-    and its mean pixel on the 0..1 scale (grey level)."""
+    and its mean pixel on the 0..1 scale (grey level); ``constant``: (file, pixel) for readable files whose every
+    pixel is alike (the one 8-bit value, or RGB triple, they decode to)."""
 
     readable: list[Path] = field(default_factory=list)
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
     sizes: list[tuple[int, int]] = field(default_factory=list)
     colour: list[bool] = field(default_factory=list)
     means: list[float] = field(default_factory=list)
+    constant: list[tuple[Path, tuple[int, ...]]] = field(default_factory=list)
 
 
 def scan_images(files: list[Path]) -> InputScan:
     """Decode every file once (as training does: :func:`recipe.data.sources.decode_image`, which caches) and
-    note its size, colour and mean; a file that cannot be decoded goes to ``unreadable`` with the reason."""
+    note its size, colour, mean and whether every pixel is alike; a file that cannot be decoded goes to
+    ``unreadable`` with the reason."""
     import numpy as np
 
     from recipe.data.sources import decode_image
@@ -251,7 +254,62 @@ def scan_images(files: list[Path]) -> InputScan:
         colour = a.ndim == 3 and bool(np.ptp(a.astype(np.int16), axis=2).max() > 8)  # grey stored as RGB is grey
         scan.colour.append(colour)
         scan.means.append(float(a.mean()) / 255.0)
+        pixels = a.reshape(a.shape[0] * a.shape[1], -1)
+        if pixels.size and (pixels == pixels[0]).all():
+            scan.constant.append((f, tuple(int(v) for v in pixels[0])))
     return scan
+
+
+def _pixel_name(pixel: tuple[int, ...]) -> str:
+    """``all black``, ``all white``, ``all 128`` (grey) or ``all (255, 0, 0)`` (a colour) for an 8-bit pixel."""
+    if len(set(pixel)) == 1:
+        return {0: "all black", 255: "all white"}.get(pixel[0], f"all {pixel[0]}")
+    return f"all {pixel}"
+
+
+def constant_image_warning(scan: InputScan) -> list[str]:
+    """A warning naming the image inputs whose every pixel is alike (all black, all white, one colour), with
+    their count: there is no picture in them, so whatever class the model gives them is its guess for a blank
+    input, not a reading of the image; [] when there are none. Any model, no spec needed.
+
+    The same rule as the training data's ``image_decoding`` check (recipe.checks.data.constant_images: "decode
+    to a single value, every pixel alike"), applied to the inputs of a prediction."""
+    if not scan.constant:
+        return []
+    listed = [f"{f} ({_pixel_name(px)})" for f, px in scan.constant]
+    more = f", ... ({len(listed)} in all)" if len(listed) > 5 else ""
+    return [
+        f"{len(scan.constant)} of {len(scan.readable)} image(s) are constant, every pixel the same value: "
+        f"{', '.join(listed[:5])}{more}; there is no picture in them for the model to read, so the class predicted "
+        "for them is a guess (a blank file, or a capture or export that lost the picture?)"
+    ]
+
+
+def blank_row_warning(frame, columns: list[str], source: str) -> list[str]:
+    """A warning naming the table rows (their ``row`` number in the predictions, 0-based) whose every feature in
+    ``columns`` is missing (empty, or a placeholder of :data:`recipe.data.sources.MISSING_TOKENS` such as ``?``,
+    ``n/a``, ``-``, as the champion reads them): the model has none of their values, so their prediction is the
+    same guess for every such row; [] when there are none. ``frame``: the CSV read as text; ``source``: the
+    file, for the message."""
+    from recipe.data.sources import MISSING_TOKENS
+
+    columns = [c for c in columns if c in frame.columns]
+    if not columns or not len(frame):
+        return []
+    blank = None
+    for c in columns:
+        cells = frame[c].astype("string").str.strip()
+        missing = (cells.isna() | cells.str.lower().isin(MISSING_TOKENS)).to_numpy(dtype=bool)
+        blank = missing if blank is None else blank & missing
+    rows = [int(i) for i in blank.nonzero()[0]]
+    if not rows:
+        return []
+    shown = ", ".join(map(str, rows[:10])) + (f", ... ({len(rows)} in all)" if len(rows) > 10 else "")
+    return [
+        f"{source}: {len(rows)} of {len(frame)} row(s) have every feature missing (empty or a placeholder such as "
+        f"'?' or 'n/a' in all of {len(columns)} feature column(s)): row {shown}; the model has none of their "
+        "values, so their prediction is the same guess for any such row"
+    ]
 
 
 # A mean pixel this many training pixel standard deviations from the training mean is "unlike the training data";
@@ -274,6 +332,9 @@ def input_warnings(spec, scan: InputScan) -> list[str]:
       the file's mean is on the other side of mid-grey (inverted: light background for dark, or the reverse);
     - pixel statistics: the file's mean pixel is more than :data:`MEAN_SHIFT_SDS` training standard deviations
       from the training mean (exposure, contrast, another kind of picture).
+
+    Constant images (every pixel alike) are left out of the polarity and pixel-statistics counts: they have no
+    picture to invert or expose, and :func:`constant_image_warning` names them.
 
     Distribution-shift checks after Karpathy's recipe, "become one with the data": the model only knows the
     inputs it was trained on.
@@ -303,7 +364,8 @@ def input_warnings(spec, scan: InputScan) -> list[str]:
         out.append(f"all {n} image(s) are greyscale; the model was trained on colour images")
     train_mean = float(np.mean(spec.mean))
     train_sd = float(np.mean(spec.std)) or 1.0
-    means = np.asarray(scan.means)
+    blank = {f for f, _ in scan.constant}  # warned about on their own (constant_image_warning): no picture to invert
+    means = np.asarray([m for f, m in zip(scan.readable, scan.means) if f not in blank])
     if abs(train_mean - 0.5) >= POLARITY_MARGIN:
         flipped = int(np.sum((means - 0.5) * (train_mean - 0.5) < 0))
         if flipped:
@@ -473,7 +535,10 @@ def predict_inputs(uri: str, inputs: Inputs, out: Path, trust_code: bool = False
             f"{', '.join(map(repr, lacking))} (an image model takes a folder of images, a table model "
             f"a CSV with the training features){_other_champions(uri)}"
         )
-    warnings = input_warnings(getattr(model, "spec", None), inputs.scan) if inputs.scan is not None else []
+    if inputs.scan is not None:
+        warnings = constant_image_warning(inputs.scan) + input_warnings(getattr(model, "spec", None), inputs.scan)
+    else:
+        warnings = blank_row_warning(inputs.frame, wanted or list(inputs.frame.columns), str(inputs.files[0]))
     try:  # in chunks: decoded images of a whole folder at once would be N x C x H x W floats in memory
         parts = [model.predict(rows.iloc[i : i + chunk].reset_index(drop=True)) for i in range(0, len(rows), chunk)]
         preds = pd.concat(parts, ignore_index=True)

@@ -73,6 +73,9 @@ class Progress:
     target: str = ""  # the stage the run was asked for (the last it runs)
     recorded: list[tuple[str, str | None]] = field(default_factory=list)
     running: tuple[str, str] | None = None  # (stage, its MLflow run id)
+    results: dict[str, StageResult] = field(default_factory=dict)  # the recorded stages' results, for --report
+    reused: list[str] = field(default_factory=list)  # the recorded stages reused from MLflow (not run now)
+    parent_run_id: str | None = None  # the flow's MLflow parent run, once open
 
     def message(self, what: str, detail: str, cmd: str = "flows run recipe") -> str:
         """One line: what failed, what is recorded, what is not, how to resume."""
@@ -238,6 +241,8 @@ def _run_recipe(
                 break
             results[name] = found
             progress.recorded.append((name, found.run_id))
+            progress.results[name] = found
+            progress.reused.append(name)
             to_run.remove(name)
             note(
                 f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
@@ -270,7 +275,7 @@ def _run_recipe(
     ):
         workdir = Path(scratch)
         cache = _DataCache()
-        parent_id = parent.info.run_id
+        parent_id = progress.parent_run_id = parent.info.run_id
         current = cfg
         if results:  # the last reused stage's handed-on config, with what its key does not cover as it is now
             last = list(results)[-1]
@@ -367,6 +372,7 @@ def _run_recipe(
             results[name] = result
             executed.append(result)
             progress.recorded.append((name, result.run_id))
+            progress.results[name] = result
             progress.running = None
             current = result.config
             if result.verdict is Verdict.FAIL:

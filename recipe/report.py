@@ -176,17 +176,43 @@ class StageReport(_Model):
     notes: list[str] = Field(description="what the stage did that the user should know")
 
 
+class RunningStage(_Model):
+    """The stage a stopped run was in the middle of."""
+
+    stage: str
+    run_id: str | None = Field(description="its MLflow run: it carries no verdict and never counts as passing")
+
+
+class StoppedReport(_Model):
+    """Why a run stopped before its summary: a signal (verdict ``interrupted``) or a backend that failed
+    (verdict ``error``)."""
+
+    reason: Literal["signal", "backend"]
+    exit_code: int = Field(description="the exit code of flows run: 130 / 143 for SIGINT / SIGTERM, 3 a backend")
+    signal: str | None = Field(None, description="SIGINT or SIGTERM (reason signal)")
+    error: str | None = Field(None, description="what failed: the backend's error, or an error while it stopped")
+    running: RunningStage | None = Field(description="the stage that was running (null: between stages)")
+    kept: list[str] = Field(description="the recorded stages the next run reuses")
+    resume: str = Field(description="the command that resumes the run")
+
+
 class Report(_Model):
     """The report ``flows run recipe --report PATH`` writes: a stable contract to gate CI on."""
 
     recipe: str = Field(description="the recipe's name (the MLflow experiment)")
-    verdict: VerdictName = Field(description="the worst stage verdict")
+    verdict: Literal["pass", "warn", "fail", "interrupted", "error"] = Field(
+        description="the worst stage verdict; interrupted (a signal) or error (a backend failed) when the run "
+        "stopped before its end: then `stopped` says why and `stages` holds the stages recorded before"
+    )
     parent_run_id: str | None = Field(description="the flow's MLflow parent run")
     forced: bool = Field(description="--force carried on past a failed stage")
     stages: list[StageReport] = Field(description="the stages that ran or were reused, in order")
     skipped: list[str] = Field(default_factory=list, description="stages not run after a failure")
     reused: list[str] = Field(default_factory=list, description="stages reused from a passing MLflow run")
     stopped_at: str | None = Field(None, description="the failed stage the run stopped at")
+    stopped: StoppedReport | None = Field(
+        None, description="present when a signal or a backend failure stopped the run (verdict interrupted / error)"
+    )
 
 
 def report_schema() -> dict[str, Any]:
@@ -214,6 +240,29 @@ def report_dict(
     return report.model_dump(mode="json", exclude_unset=True)
 
 
+def stopped_report_dict(
+    recipe: str,
+    results: list[StageResult],
+    parent_run_id: str | None,
+    stopped: dict[str, Any],
+    forced: bool = False,
+    reused: list[str] | None = None,
+) -> dict[str, Any]:
+    """The JSON report of a run stopped before its end (``stopped``: a :class:`StoppedReport`'s fields):
+    verdict ``interrupted`` for ``reason`` signal, ``error`` for a backend; ``results``: the stages recorded before
+    it stopped, as in a finished run's report. ValidationError on a value that breaks the published schema."""
+    report = Report(
+        recipe=recipe,
+        verdict="interrupted" if stopped["reason"] == "signal" else "error",
+        parent_run_id=parent_run_id,
+        forced=forced,
+        stages=[r.to_dict() for r in results],
+        reused=list(reused or []),
+        stopped=stopped,
+    )
+    return report.model_dump(mode="json", exclude_unset=True)
+
+
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:
     """Validate ``report`` against :class:`Report` and write it as indented JSON to ``path``."""
     Report.model_validate(report)
@@ -237,14 +286,17 @@ MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds 
 
 
 def reused_note(run_id: str) -> str:
-    """The note a stage reused from MLflow carries (recipe.tracking.find_passing_stage), which the summary's
-    heading already says."""
+    """The note a stage reused from MLflow carries (recipe.tracking.find_passing_stage), in the JSON report and
+    MLflow; the summary says it in the stage's one line instead."""
     return f"reused run {run_id} (same config, data and code)"
 
 
 def render_summary(report: dict[str, Any], console: Any = None) -> None:
     """The terminal summary: per stage, a table of checks (observed vs expected, verdict), then for each
-    check that did not pass its hypothesis and advice in full -- the part a user acts on; after a squeeze stage it
+    check that did not pass its hypothesis and advice in full -- the part a user acts on. A stage reused from an
+    earlier run (listed in ``report["reused"]``) gets one line instead (verdict, check counts, the run, where its
+    table is) and one line per check that did not pass: its table was printed by the run that made it, and a
+    rerun to get the champion back should not print it again. After a squeeze stage it
     ends with the test table (champion, best single network, ensemble, student, classical, linear and dumb
     baselines, each with its bootstrap interval) and one sentence on why the champion was chosen."""
     from rich.console import Console
@@ -256,12 +308,10 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     reused = set(report.get("reused") or [])
     for stage in report["stages"]:
         v = stage["verdict"]
-        how = (
-            f" (up to date: reused run {stage['run_id']}, same config, data and code)"
-            if stage["stage"] in reused
-            else ""
-        )
-        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]{how}", title_justify="left")
+        if stage["stage"] in reused:  # shown in full by the run that made it: one line, and what did not pass
+            _reused_stage(stage, console)
+            continue
+        table = Table(title=f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/]", title_justify="left")
         table.add_column("check", no_wrap=True)
         table.add_column("verdict", no_wrap=True)
         table.add_column("observed", overflow="ellipsis", max_width=60)
@@ -279,8 +329,6 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
             console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
         # the diagnosis also leads the notes (for MLflow and the model card); printed once here
         notes = [n for n in stage.get("notes") or [] if not diagnosis or n != diagnosis.get("summary")]
-        if stage["stage"] in reused:  # the heading says it; the note stays in the JSON report and MLflow
-            notes = [n for n in notes if n != reused_note(stage["run_id"])]
         for note in notes[:MAX_NOTES]:  # what the stage did on its own (fills, rotations, the task it chose)
             console.print(f"  note: {escape(note)}", soft_wrap=True, highlight=False)
         if len(notes) > MAX_NOTES:
@@ -305,6 +353,43 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     squeeze = next((st for st in report["stages"] if st["stage"] == "squeeze"), None)
     if squeeze is not None:
         _test_table(squeeze, console)
+
+
+def check_counts(checks: list[dict[str, Any]]) -> str:
+    """``"12 checks: 10 pass, 2 warn"``: how many checks a stage ran and how many had each verdict (pass, warn,
+    fail order; verdicts with none left out)."""
+    counts = {v: sum(c["verdict"] == v for c in checks) for v in ("pass", "warn", "fail")}
+    by_verdict = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+    return f"{len(checks)} check{'s' if len(checks) != 1 else ''}" + (f": {by_verdict}" if by_verdict else "")
+
+
+def _reused_stage(stage: dict[str, Any], console: Any) -> None:
+    """A stage reused from an earlier run (recipe.tracking.find_passing_stage) in the summary: one line with its
+    verdict, check counts, the run and where its table is, then, for a WARN, each check that did not pass on one
+    line (name, observed, advice) and the diagnosis -- the table itself was printed by the run that made it."""
+    from rich.markup import escape
+
+    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    v, run_id = stage["verdict"], stage.get("run_id")
+    console.print(
+        f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/], {check_counts(stage['checks'])}; up to date: "
+        f"reused run {run_id} (same config, data and code; its table: checks.json of that MLflow run, or "
+        "--report FILE)",
+        soft_wrap=True,
+        highlight=False,
+    )
+    diagnosis = stage.get("diagnosis")
+    if diagnosis and v != "pass":
+        console.print(f"  [bold]diagnosis:[/] {escape(diagnosis['summary'])}", soft_wrap=True, highlight=False)
+    for c in lead_first(stage["checks"], diagnosis):
+        if c["verdict"] != "pass":
+            advice = f"; what to do: {escape(c['advice'])}" if c["advice"] else ""
+            console.print(
+                f"  [{colour[c['verdict']]}]{c['verdict'].upper()}[/] [bold]{c['name']}[/]: observed "
+                f"{escape(_fmt(c['observed']))}{advice}",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 # the test table's rows, in the order a reader compares them: the chosen model, what it was chosen from, the bars

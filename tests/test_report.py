@@ -101,3 +101,64 @@ def test_the_summary_ends_with_the_test_table_and_why_the_champion_was_chosen(no
     console = Console(record=True, width=200)
     render_summary({"recipe": "digits", "verdict": "pass", "stages": [squeeze | {"stage": "tune"}]}, console)
     assert "test accuracy" not in console.export_text()
+
+
+def _check(name: str, verdict: str = "pass", observed: float | str = 0.5, advice: str = "") -> dict:
+    return {
+        "name": name,
+        "hypothesis": f"{name} holds",
+        "observed": observed,
+        "expected": "< 1",
+        "verdict": verdict,
+        "advice": advice,
+    }
+
+
+def test_a_reused_stage_is_one_line_and_keeps_only_what_did_not_pass():
+    """A second run reuses its stages from MLflow: their tables were printed by the run that made them, so each
+    gets one line (verdict, counts, run, where the table is); a stage that ran now keeps its full table."""
+    passing = [_check(f"passing_check_{i}") for i in range(12)]
+    inspect = {"stage": "inspect", "verdict": "pass", "run_id": "r-inspect", "checks": passing, "notes": ["n"] * 3}
+    warned = {
+        "stage": "baselines",
+        "verdict": "warn",
+        "run_id": "r-base",
+        "checks": [
+            *passing[:5],
+            _check("beats_linear", "warn", "0.91 vs linear 0.93", "train longer (--set budget.epochs=20)"),
+            _check("label_noise", "warn", 0.07),
+        ],
+        "diagnosis": {"summary": "the network is behind the linear model", "lead": "beats_linear"},
+        "notes": ["reused run r-base (same config, data and code)"],
+    }
+    fresh = {"stage": "overfit", "verdict": "pass", "run_id": "r-new", "checks": passing, "notes": []}
+    report = {
+        "recipe": "digits",
+        "verdict": "warn",
+        "stages": [inspect, warned, fresh],
+        "reused": ["inspect", "baselines"],
+    }
+    console = Console(record=True, width=200)
+    render_summary(report, console)
+    lines = [line for line in console.export_text().splitlines() if line.strip()]
+    inspect_lines = [line for line in lines if "inspect" in line]
+    assert inspect_lines == [
+        "stage inspect: PASS, 12 checks: 12 pass; up to date: reused run r-inspect (same config, data and code; its "
+        "table: checks.json of that MLflow run, or --report FILE)"
+    ]
+    start = lines.index(inspect_lines[0])
+    assert start == 0
+    assert lines[start + 1].startswith("stage baselines: WARN, 7 checks: 5 pass, 2 warn; up to date: reused run r-base")
+    assert lines[start + 2] == "  diagnosis: the network is behind the linear model"
+    # the non-passing checks, lead first, one line each: name, observed, advice
+    assert lines[start + 3] == (
+        "  WARN beats_linear: observed 0.91 vs linear 0.93; what to do: train longer (--set budget.epochs=20)"
+    )
+    assert lines[start + 4] == "  WARN label_noise: observed 0.07"
+    assert lines[start + 5].startswith("stage overfit: PASS")  # the fresh stage: its table, a row per check
+    fresh_part = lines[start + 5 : lines.index("recipe digits: WARN")]
+    assert sum("passing_check_" in line for line in fresh_part) == 12
+    assert sum("passing_check_" in line for line in lines[: start + 5]) == 0  # no table for reused stages
+    assert not any("note:" in line or "hypothesis" in line for line in lines[: start + 5])
+    # the reused stages take 5 lines in all; then the fresh table and the recipe's verdict, nothing else
+    assert len(lines) == start + 5 + len(fresh_part) + 1

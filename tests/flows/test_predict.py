@@ -401,3 +401,59 @@ def test_a_run_says_before_it_starts_that_it_records_into_a_store_found_above(tm
     uri = cli._use_store(read_only=False)
     assert uri == f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     assert f"MLflow store: {uri} (found in {tmp_path})" in capsys.readouterr().err
+
+
+def test_constant_images_are_named_in_a_warning_and_still_predicted(champion, tmp_path):
+    """An all-black or all-white image has no picture to read: the prediction is written (exit 0, as before) and a
+    warning names each such file and its value; a normal image alone gives no warning."""
+    import numpy as np
+    from PIL import Image
+
+    rows, _ = champion
+    folder = tmp_path / "blank"
+    files = _copy_pngs(rows, folder, 2)
+    h, w = np.asarray(Image.open(files[0])).shape[:2]
+    Image.fromarray(np.zeros((h, w), np.uint8)).save(folder / "black.png")
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(folder / "white.png")
+    out = tmp_path / "p.csv"
+    result = runner.invoke(app, ["predict", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 4 and "4 predictions written" in result.output
+    text = " ".join(result.output.split())
+    assert "warning: 2 of 4 image(s) are constant, every pixel the same value:" in text
+    assert f"{folder / 'black.png'} (all black)" in text and f"{folder / 'white.png'} (all white)" in text
+    assert "look inverted" not in text  # the white one is not a digit to invert
+    plain = runner.invoke(app, ["predict", str(files[0]), "--out", str(tmp_path / "q.csv")])
+    assert plain.exit_code == 0 and "warning" not in plain.output, plain.output
+
+
+def test_table_rows_with_every_feature_missing_are_named():
+    from flows.predict import blank_row_warning
+
+    frame = pd.DataFrame(
+        {"x": ["1.5", "", "?", " n/a ", "2"], "town": ["a", "NA", "-", "", ""], "id": ["1", "2", "3", "4", "5"]}
+    )
+    (warning,) = blank_row_warning(frame, ["x", "town"], "rows.csv")
+    assert warning.startswith("rows.csv: 3 of 5 row(s) have every feature missing") and "row 1, 2, 3;" in warning
+    assert blank_row_warning(frame, ["x", "id"], "rows.csv") == []  # a column the model ignores does not count
+    assert blank_row_warning(frame.iloc[[0, 4]], ["x", "town"], "rows.csv") == []
+
+
+def test_a_csv_with_blank_rows_is_predicted_whole_with_the_rows_named(tmp_path, monkeypatch):
+    from flows import predict
+
+    class TableModel(predict.DataOnlyChampion):  # the champion's interface, without training one
+        input_names = ["x", "town"]
+
+        def predict(self, frame):
+            return pd.DataFrame({"prediction": [0.5] * len(frame)})
+
+    monkeypatch.setattr(predict, "load_model", lambda uri, trust_code=False: TableModel(None, []))
+    (tmp_path / "rows.csv").write_text("x,town,target\n1.5,a,3\n,,4\n?,n/a,\n")
+    done = predict.predict_path("models:/rows@champion", tmp_path / "rows.csv", tmp_path / "p.csv")
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 3
+    assert done.warnings == [
+        f"{tmp_path / 'rows.csv'}: 2 of 3 row(s) have every feature missing (empty or a placeholder such as '?' or "
+        "'n/a' in all of 2 feature column(s)): row 1, 2; the model has none of their values, so their prediction is "
+        "the same guess for any such row"
+    ]
