@@ -222,6 +222,28 @@ def _run_recipe(
 
     # Up-to-date stages come from MLflow: the longest prefix whose passing runs have this config, data and code.
     to_run = list(names)
+    replayed_plan: dict[str, Any] | None = None  # a budgeted run's recorded plan whose runs this run reuses
+
+    def reuse(name: str, found: StageResult, how: str = "") -> None:
+        results[name] = found
+        progress.recorded.append((name, found.run_id))
+        progress.results[name] = found
+        progress.reused.append(name)
+        to_run.remove(name)
+        note(
+            f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
+            f"{cfg.config_hash()}, data {fingerprint}, code {code}{how})"
+        )
+        if on_reuse is not None:
+            on_reuse(name, found)
+        emit(
+            "stage_reused",
+            stage=name,
+            index=names.index(name) + 1,
+            total=len(names),
+            line=f"{verdict_line(found)} -- up to date, reused run {found.run_id}",
+        )
+
     if fresh:
         note(f"--fresh: running every stage ({', '.join(names)}), reusing none")
     else:
@@ -230,38 +252,45 @@ def _run_recipe(
                 note(f"--rerun-from {name}: running {name} and every stage after it, reusing none of them")
                 break
             if budget is not None and name in budgeting.SIZED:
-                # its sizes come from a warm-up not yet run, so no earlier run can be known to match them
-                note(
-                    f"budget.minutes={cfg.budget.minutes:g}: stage {name} and those after it are sized by this run's "
-                    "warm-ups, so none is reused (`--plan FILE` replays a recorded plan and reuses its runs)"
+                # Its sizes come from a warm-up not yet run; the last budgeted run with these settings and data
+                # recorded the sizes it chose (its plan): when every stage left has a passing run at those sizes
+                # (their reuse keys cover the sizes), they are reused as `--plan` would, else all of them run.
+                rest = names[names.index(name) :]
+                doc = (
+                    None
+                    if rerun_from in rest
+                    else tracking.latest_budget_plan(cfg.name, cfg.config_hash(), fingerprint, cfg.budget.minutes)
                 )
+                found_rest: dict[str, StageResult] = {}
+                if doc is not None:
+                    sized_cfg = budgeting.replay(cfg, doc["overrides"])
+                    for n in rest:
+                        hit = tracking.find_passing_stage(
+                            cfg.name, n, stage_key(sized_cfg, n, fingerprint, code, order)
+                        )
+                        if hit is None:
+                            break
+                        found_rest[n] = hit
+                if doc is not None and len(found_rest) == len(rest):
+                    replayed_plan = doc
+                    for n, hit in found_rest.items():
+                        reuse(n, hit, how="; at the sizes of the last budgeted run's plan")
+                else:
+                    note(
+                        f"budget.minutes={cfg.budget.minutes:g}: stage {name} and those after it are sized by this "
+                        "run's warm-ups, so none is reused (the last budgeted run with these settings and data did "
+                        "not finish them; `--plan FILE` replays a recorded plan and reuses its runs)"
+                    )
                 break
             found = tracking.find_passing_stage(cfg.name, name, keys[name])
             if found is None:
+                if to_run:
+                    note(
+                        f"no passing run in MLflow for {', '.join(to_run)} with this config, data and code: running "
+                        f"{'it' if len(to_run) == 1 else 'them'}"
+                    )
                 break
-            results[name] = found
-            progress.recorded.append((name, found.run_id))
-            progress.results[name] = found
-            progress.reused.append(name)
-            to_run.remove(name)
-            note(
-                f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
-                f"{cfg.config_hash()}, data {fingerprint}, code {code})"
-            )
-            if on_reuse is not None:
-                on_reuse(name, found)
-            emit(
-                "stage_reused",
-                stage=name,
-                index=names.index(name) + 1,
-                total=len(names),
-                line=f"{verdict_line(found)} -- up to date, reused run {found.run_id}",
-            )
-        if to_run:
-            note(
-                f"no passing run in MLflow for {', '.join(to_run)} with this config, data and code: running "
-                f"{'it' if len(to_run) == 1 else 'them'}"
-            )
+            reuse(name, found)
 
     executed: list[StageResult] = []
     tags = tracking.run_tags(cfg, fingerprint, stage=target if stage else "all", kind="flow", flow_run_id=flow_run_id)
@@ -386,7 +415,11 @@ def _run_recipe(
         if stopped_at:
             report["stopped_at"] = stopped_at
             report["skipped"] = [n for n in names if n not in results]
-        if budget is not None:
+        if replayed_plan is not None:  # every sized stage reused at that plan's sizes: the plan stays this run's
+            tracking.log_dict(replayed_plan, budgeting.PLAN_FILE)
+            tracking.log_params(budgeting.plan_params(replayed_plan))
+            report["budget"] = {"minutes": cfg.budget.minutes, "elapsed_s": round(budget.elapsed(), 1)}
+        elif budget is not None:
             doc = budgeting.plan_document(cfg.budget.minutes, stage_plans, elapsed_s=budget.elapsed())
             tracking.log_dict(doc, budgeting.PLAN_FILE)
             tracking.log_params(budgeting.plan_params(doc))

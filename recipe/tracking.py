@@ -518,6 +518,41 @@ def child_runs(run_id: str) -> list[tuple[str, str]]:
     return [(r.info.run_name or r.info.run_id, r.info.run_id) for r in runs]
 
 
+def latest_budget_plan(experiment: str, config_hash: str, fingerprint: str, minutes: float) -> dict[str, Any] | None:
+    """The budget plan (``budget_plan.json``, :mod:`recipe.budget`) of the latest finished recipe run of
+    ``experiment`` with this config hash, data fingerprint and ``budget.minutes`` (not in the hash: an execution
+    setting) that sized at least one stage, as recorded: ``{"version", "budget_minutes", "overrides", ...}``; None
+    when there is none (or it cannot be read)."""
+    from recipe.budget import PLAN_FILE, PLAN_VERSION
+
+    setup(experiment)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=(
+            f"tags.`{TAG_KIND}` = 'flow' and tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and "
+            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=10,
+    )
+    for run in runs:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                doc = json.loads(Path(client.download_artifacts(run.info.run_id, PLAN_FILE, tmp)).read_text())
+            except Exception:  # no plan (an unbudgeted run of another config hash cannot match), or unreadable
+                continue
+        if (
+            isinstance(doc, dict)
+            and doc.get("version") == PLAN_VERSION
+            and doc.get("budget_minutes") == minutes
+            and doc.get("overrides")
+        ):
+            return doc
+    return None
+
+
 def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResult | None:
     """The latest finished ``stage`` run that passed (or warned) with this reuse key
     (:func:`recipe.reuse.stage_key`: the config it depends on, the data, the code), rebuilt from its artifacts;

@@ -89,6 +89,37 @@ def test_a_budgeted_run_sizes_its_stages_records_the_plan_and_a_replay_reuses_it
     assert seen["squeeze"]["stages.squeeze.members"] == doc["stages"][2]["sizes"]["stages.squeeze.members"]
 
 
+def test_the_same_budgeted_run_again_reuses_every_stage_at_the_sizes_its_plan_recorded(mlflow_store, sized_stages):
+    """`make run` twice: the second run reuses all stages (the last budgeted run's plan gives the sizes its reuse
+    keys cover), times nothing, reads no test split again and keeps the plan on its own parent run; another
+    budget, or a stage of that run missing, reruns the sized stages."""
+    seen, warmups = sized_stages
+    cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.5"])
+    first = pipeline.run_recipe(cfg, say=lambda m: None)
+    warmups.clear()
+    seen.clear()
+    messages: list[str] = []
+    again = pipeline.run_recipe(cfg, say=messages.append)
+    assert again.report["reused"] == ["inspect", "tune", "squeeze"] and warmups == [] and seen == {}
+    assert [s["run_id"] for s in again.report["stages"]] == [s["run_id"] for s in first.report["stages"]]
+    assert any("at the sizes of the last budgeted run's plan" in m for m in messages), messages
+    assert not any(m.startswith("no passing run") for m in messages), messages
+    client, runs = _parent("budget-test")
+    parent = client.get_run(again.report["parent_run_id"])
+    assert parent.data.params["budget.plan.stages.tune.n_trials"] == str(
+        first.report["stages"][1]["metrics"].get(
+            "tune/n_trials_planned", parent.data.params["budget.plan.stages.tune.n_trials"]
+        )
+    )
+    # a third run still finds the plan (on the second run's parent run too), and reuses again
+    assert pipeline.run_recipe(cfg, say=lambda m: None).report["reused"] == ["inspect", "tune", "squeeze"]
+
+    other = load_config(overrides=["name=budget-test", "budget.minutes=0.6"])  # another budget: sized again
+    out = pipeline.run_recipe(other, say=messages.append)
+    assert out.report["reused"] == ["inspect"] and warmups == ["budget-test", "budget-test"]
+    assert any("sized by this run's warm-ups, so none is reused" in m for m in messages), messages
+
+
 def test_an_epoch_sized_run_does_not_reuse_a_budgeted_stage_that_cut(mlflow_store, sized_stages):
     seen, _ = sized_stages
     cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.5"])
