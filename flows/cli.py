@@ -693,7 +693,9 @@ def _report_interrupt(
         )
     elif "recipe.tracking" not in sys.modules:  # no store was opened at all
         lines.append("it stopped before anything was recorded")
-    first_not_kept = None
+    first_not_kept = _first_after(
+        []
+    )  # nothing kept yet: a --fresh run resumes from the first stage, as the report says
     if progress is not None:
         runs = {n: r for n, r in progress.recorded if r}
         reused, rerun = _split_kept(list(runs), cfg.budget.minutes)

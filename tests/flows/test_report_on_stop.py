@@ -40,12 +40,12 @@ def _progress(cfg) -> pipeline.Progress:
     return progress
 
 
-def _invoke(monkeypatch, tmp_path, fake_run_flow):
+def _invoke(monkeypatch, tmp_path, fake_run_flow, *extra: str):
     monkeypatch.setattr(cli, "_run_flow", fake_run_flow)
     monkeypatch.setattr(cli, "_preflight", lambda cfg: None)
     monkeypatch.setenv("RECIPE_LOG_DIR", str(tmp_path / "logs"))
     path = tmp_path / "out" / "report.json"
-    args = ["run", "recipe", "--preset", "digits", "--report", str(path)]
+    args = ["run", "recipe", "--preset", "digits", "--report", str(path), *extra]
     monkeypatch.setattr("sys.argv", ["flows", *args])  # what the resume command repeats
     result = CliRunner().invoke(cli.app, args)
     return result, path
@@ -89,11 +89,15 @@ def test_an_interrupt_before_any_stage_still_writes_the_report(monkeypatch, tmp_
         monkeypatch.setattr(pipeline, "LAST_PROGRESS", None)  # stopped before the pipeline started
         raise Interrupted(signal.SIGINT)
 
-    result, path = _invoke(monkeypatch, tmp_path, fake_run_flow)
+    result, path = _invoke(monkeypatch, tmp_path, fake_run_flow, "--fresh")
     assert result.exit_code == 130, result.output
     report = json.loads(path.read_text())
     assert report["verdict"] == "interrupted" and report["stages"] == [] and report["parent_run_id"] is None
     assert report["stopped"]["running"] is None and report["stopped"]["kept"] == []
+    # the terminal and the report give the same resume command: a --fresh run reuses nothing, from the first stage
+    # (the terminal dropped --fresh and reused older runs; a new user's trial)
+    resume = report["stopped"]["resume"]
+    assert resume.endswith("--rerun-from inspect") and f"to resume: {resume}" in result.output
 
 
 def test_a_backend_failure_writes_the_report_with_verdict_error_and_exits_3(monkeypatch, tmp_path):
