@@ -183,10 +183,15 @@ def weighted(pairs: Pairs, *, task: Task, noise_z: float) -> tuple[CandidateResu
         chosen, why = ensemble_first(pairs, task=task, noise_z=noise_z)
         return chosen, f"no weighted ensemble; {why}"
     best = best_on_metric(pairs, task)
+    score = f"val {task.metric} {fmt(pref.val_metric)}"
     return pref, (
-        f"the weighted ensemble: its weights were fitted on the val loss, starting from the plain ensemble; val "
-        f"{task.metric} {fmt(pref.val_metric)}, the best on val "
-        f"{'is it' if best is pref else f'{best.name} {fmt(best.val_metric)}'}"
+        "its weights are fitted on the val loss, starting from the plain ensemble; "
+        + (
+            f"{score}, the best on val"
+            if best is pref
+            else f"{score}; the best on val is {best.name} at {fmt(best.val_metric)}, which this rule does not pick "
+            "over the ensemble (stages.squeeze.rule=best_val_metric would)"
+        )
     )
 
 

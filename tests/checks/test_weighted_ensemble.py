@@ -201,9 +201,9 @@ def test_a_bad_start_is_an_error(init, match):
 def test_the_weighted_rule_hands_back_the_weighted_ensemble_even_when_another_leads_on_val():
     pairs = [(c, (1, 1000)) for c in (_cand("weighted"), _cand("ensemble"), _cand("longer", ahead=4))]
     choice = selection.choose(pairs, task=CLASSIFICATION, rule="weighted", noise_z=1.0)
-    assert choice.champion.name == "weighted" and "the best on val longer 0.84" in choice.reason, choice.reason
+    assert choice.champion.name == "weighted" and "the best on val is longer at 0.84" in choice.reason, choice.reason
     alone = selection.choose(pairs[:1], task=CLASSIFICATION, rule="weighted")
-    assert alone.champion.name == "weighted" and "the best on val is it" in alone.reason
+    assert alone.champion.name == "weighted" and alone.reason.endswith("val accuracy 0.8, the best on val")
     fallback = selection.choose(pairs[1:], task=CLASSIFICATION, rule="weighted", noise_z=1.0)
     assert fallback.champion.name == "longer" and "no weighted ensemble; it beats the ensemble" in fallback.reason
     assert selection.DEFAULT_RULE == "weighted"
