@@ -230,7 +230,7 @@ def _overruled_advice(f: Finding, win: str, evidence: str, winners: list[str]) -
     phrase (:data:`LR_RULES`), or the stage would still say both."""
     too, lose = ("too high", "raise") if win == "lower" else ("too low", "lower")
     also = [n for n in winners if n != f.name]
-    said = f", as {', '.join(also)} say" if also else ""
+    said = f", as {', '.join(also)} {'says' if len(also) == 1 else 'say'}" if also else ""
     verdict = f"{evidence}, so the learning rate is {too}{said}: {win} it rather than {lose} it"
     if f.name == "update_ratio" and win in directions(f):  # layers on both sides of the range
         kept = RATIO_ADVICE["high" if win == "lower" else "low"]

@@ -146,6 +146,8 @@ def test_contradictory_lr_advice_is_resolved_by_the_evidence(trend, win, overrul
     for x in out:
         if x.name in overruled:
             assert f"{win} it rather than" in x.check.advice
+            if win == "lower":  # one check on the winning side: "says" (a new user read "as lr_finder say")
+                assert "as update_ratio says:" in x.check.advice, x.check.advice
             if trend is not None:
                 assert trend.text in x.check.advice
 
