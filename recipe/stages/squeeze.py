@@ -217,8 +217,15 @@ def _candidates(sc: runs.Context, members: list[Squeezed], notes: list[str]) -> 
         if student is not None:
             out["student"] = student
     missing = [n for n in ("ensemble", "swa", "ema", "longer", "snapshots", "student") if n not in out]
-    if missing:
-        notes.append(f"not trained (skipped by settings, or diverged): {', '.join(missing)}")
+    off = {"longer": sc.s.longer <= 1, "snapshots": sc.s.snapshots <= 1, "student": not sc.s.distill}
+    switched_off = [n for n in missing if off.get(n)]
+    if switched_off:  # under budget.minutes the settings are the budget's plan, which says what it cut
+        budget = (
+            " (budget.minutes: the sizes of the budget's plan, see its budget check)" if sc.cfg.budget.minutes else ""
+        )
+        notes.append(f"not trained, off in this run's settings{budget}: {', '.join(switched_off)}")
+    if other := [n for n in missing if not off.get(n)]:
+        notes.append(f"not trained (skipped by settings, or diverged): {', '.join(other)}")
     return out
 
 

@@ -161,6 +161,8 @@ def test_a_second_squeeze_on_the_same_data_says_the_test_split_was_read(mlflow_s
     again = {c.name: c for c in second.checks}["test_split_fresh"]
     assert fresh.verdict.value == "pass" and again.verdict.value == "warn"
     assert "no longer an unbiased estimate" in again.observed
+    # the runs its settings switch off are said to be off, not "skipped by settings, or diverged"
+    assert "not trained, off in this run's settings: longer, snapshots, student" in first.notes, first.notes
 
 
 VMAPPABLE = [*TINY, "model.name=cnn"]  # the zoo cnn: no batch norm, no dropout; digits has no augmentation
