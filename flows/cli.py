@@ -927,11 +927,39 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     for col in ("#", "stage", "what it does", "latest verdict", "run"):
         table.add_column(col)
     colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    older = stale_stages(latest, stage_names())
     for i, name in enumerate(stage_names(), start=1):
         info = latest.get(name)
         verdict = f"[{colour.get(info['verdict'], 'white')}]{info['verdict']}[/]" if info else "-"
+        if name in older:
+            verdict += f" (older than {older[name]}'s)"
         table.add_row(str(i), name, DESCRIPTIONS[name], verdict, info["run_id"] if info else "")
+    if older:
+        table.caption = (
+            "older than X's: recorded before X's latest run, so it did not follow from that run; `flows run recipe` "
+            "reuses it only while its reuse key (its settings, the stages before it, data, code) still matches"
+        )
+        table.caption_justify = "left"
     _console().print(table)
+
+
+def stale_stages(latest: dict[str, dict], order: list[str]) -> dict[str, str]:
+    """The stages whose latest run (``latest``: stage -> {"start_time": ms, ...}, from
+    :func:`recipe.tracking.latest_stage_verdicts`) started before the latest run of an earlier stage in ``order``,
+    each mapped to the latest-run earlier stage it is older than (a new user's trial: after a killed regularize,
+    tune and squeeze still showed `pass` from an older run, as if they followed it)."""
+    out: dict[str, str] = {}
+    newest: tuple[int, str] | None = None  # (start time, stage) of the most recent run among earlier stages
+    for name in order:
+        info = latest.get(name)
+        if info is None:
+            continue
+        start = int(info.get("start_time") or 0)
+        if newest is not None and start < newest[0]:
+            out[name] = newest[1]
+        if newest is None or start >= newest[0]:
+            newest = (start, name)
+    return out
 
 
 PrefectFileOpt = Annotated[

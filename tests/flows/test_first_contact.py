@@ -128,3 +128,20 @@ def test_prefect_lines_that_repeat_the_live_view_are_kept_off_the_terminal_and_o
         info("recipe.user", "Finished in state Completed()"),
     ):
         assert _not_echo(kept), kept.getMessage()
+
+
+def test_flows_stages_marks_a_stage_older_than_an_earlier_stages_latest_run():
+    from flows.cli import stale_stages
+
+    order = ["inspect", "baselines", "overfit", "regularize", "tune", "squeeze"]
+    latest = {  # a killed regularize (time 50) after an older full run (times 10..15)
+        "inspect": {"start_time": 10},
+        "baselines": {"start_time": 11},
+        "overfit": {"start_time": 40},
+        "regularize": {"start_time": 50},
+        "tune": {"start_time": 14},
+        "squeeze": {"start_time": 15},
+    }
+    assert stale_stages(latest, order) == {"tune": "regularize", "squeeze": "regularize"}
+    in_order = {n: {"start_time": i} for i, n in enumerate(order)}
+    assert stale_stages(in_order, order) == {} and stale_stages({}, order) == {}
