@@ -518,6 +518,29 @@ def child_runs(run_id: str) -> list[tuple[str, str]]:
     return [(r.info.run_name or r.info.run_id, r.info.run_id) for r in runs]
 
 
+def _latest_finished(experiment: str, filter_string: str, max_results: int) -> tuple[MlflowClient, list]:
+    """The latest FINISHED runs of ``experiment`` matching ``filter_string``, newest first, with the client."""
+    setup(experiment)
+    client = MlflowClient()
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=max_results,
+    )
+    return client, runs
+
+
+def _artifact_json(client: MlflowClient, run_id: str, path: str) -> Any:
+    """The JSON artifact ``path`` of run ``run_id``, or None when it is missing or unreadable."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return json.loads(Path(client.download_artifacts(run_id, path, tmp)).read_text())
+        except Exception:  # missing (MlflowException, OSError) or not JSON
+            return None
+
+
 def latest_budget_plan(experiment: str, config_hash: str, fingerprint: str, minutes: float) -> dict[str, Any] | None:
     """The budget plan (``budget_plan.json``, :mod:`recipe.budget`) of the latest finished recipe run of
     ``experiment`` with this config hash, data fingerprint and ``budget.minutes`` (not in the hash: an execution
@@ -525,24 +548,14 @@ def latest_budget_plan(experiment: str, config_hash: str, fingerprint: str, minu
     when there is none (or it cannot be read)."""
     from recipe.budget import PLAN_FILE, PLAN_VERSION
 
-    setup(experiment)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_KIND}` = 'flow' and tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and "
-            f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}' and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
+    client, runs = _latest_finished(
+        experiment,
+        f"tags.`{TAG_KIND}` = 'flow' and tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and "
+        f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}'",
         max_results=10,
     )
     for run in runs:
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                doc = json.loads(Path(client.download_artifacts(run.info.run_id, PLAN_FILE, tmp)).read_text())
-            except Exception:  # no plan (an unbudgeted run of another config hash cannot match), or unreadable
-                continue
+        doc = _artifact_json(client, run.info.run_id, PLAN_FILE)  # None: an unbudgeted run, or unreadable
         if (
             isinstance(doc, dict)
             and doc.get("version") == PLAN_VERSION
@@ -557,28 +570,18 @@ def find_passing_stage(experiment: str, stage: str, reuse_key: str) -> StageResu
     """The latest finished ``stage`` run that passed (or warned) with this reuse key
     (:func:`recipe.reuse.stage_key`: the config it depends on, the data, the code), rebuilt from its artifacts;
     None when there is none (runs recorded before reuse keys existed have none, so they are never reused)."""
-    setup(experiment)
-    client = MlflowClient()
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=(
-            f"tags.`{TAG_STAGE}` = '{stage}' and tags.`{TAG_KIND}` = 'stage' and "
-            f"tags.`{TAG_REUSE_KEY}` = '{reuse_key}' and "
-            f"tags.`{TAG_VERDICT}` != 'fail' and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
+    client, runs = _latest_finished(
+        experiment,
+        f"tags.`{TAG_STAGE}` = '{stage}' and tags.`{TAG_KIND}` = 'stage' and "
+        f"tags.`{TAG_REUSE_KEY}` = '{reuse_key}' and tags.`{TAG_VERDICT}` != 'fail'",
         max_results=1,
     )
     if not runs:
         return None
     run = runs[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run.info.run_id, "stage_result.json", tmp)
-        except Exception:  # an older or broken run: treat as missing rather than guess
-            return None
-        data = json.loads(Path(path).read_text())
+    data = _artifact_json(client, run.info.run_id, "stage_result.json")
+    if data is None:  # an older or broken run: treat as missing rather than guess
+        return None
     return StageResult(
         stage=data["stage"],
         verdict=Verdict(data["verdict"]),
