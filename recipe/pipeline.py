@@ -124,7 +124,8 @@ def emit(event: str, **info: Any) -> None:
 
 def verdict_line(result: StageResult) -> str:
     """One line for a finished stage: its verdict and the names of the checks that failed and warned, with the
-    count that passed ("stage overfit: WARN (warn: train_target, curves_lr_too_low; 12 passed)") and, when some
+    count that passed ("stage overfit: WARN (warn: train_target, curves_lr_too_low; 12 passed)"; WARN checks of a
+    stage that still PASSes are "advisory warn") and, when some
     could not judge (their observation starts "not judged"), that count apart ("14 passed, 2 not judged"). What each
     observed is in the stage's table of the summary and its MLflow run: a new user's plain log had each stage's
     warnings in full here, then again in the summary."""
@@ -133,7 +134,10 @@ def verdict_line(result: StageResult) -> str:
     unjudged = sum(c.verdict is Verdict.PASS and str(c.observed).startswith("not judged") for c in result.checks)
     passed = sum(c.verdict is Verdict.PASS for c in result.checks) - unjudged
     head = f"stage {result.stage}: {result.verdict.value.upper()}"
-    parts = [f"{v.value}: {', '.join(n)}" for v, n in names.items() if n]
+    # a stage that PASSes with WARN checks judged them advisory (its own rule): say so, or the line reads like a
+    # contradiction beside a WARN stage's (a new user's trial)
+    label = {Verdict.FAIL: "fail", Verdict.WARN: "advisory warn" if result.verdict is Verdict.PASS else "warn"}
+    parts = [f"{label[v]}: {', '.join(n)}" for v, n in names.items() if n]
     counted = f"{passed} {'check' if passed == 1 else 'checks'} passed" if not parts else f"{passed} passed"
     counted += f", {unjudged} not judged" if unjudged else ""
     return head + f" ({'; '.join([*parts, counted])})"

@@ -299,3 +299,6 @@ def test_a_verdict_line_counts_the_checks_that_could_not_judge_apart_from_those_
     warned = StageResult.from_checks("overfit", [*judged, short, check("lr_finder", Verdict.WARN, "x")], {}, None)
     assert pipeline.verdict_line(warned) == "stage overfit: WARN (warn: lr_finder; 2 passed, 1 not judged)"
     assert pipeline.verdict_line(StageResult.from_checks("a", judged[:1], {}, None)) == "stage a: PASS (1 check passed)"
+    # a stage whose own rule keeps PASS beside a WARN check calls that check advisory
+    advisory = StageResult("overfit", Verdict.PASS, warned.checks, {}, None)
+    assert pipeline.verdict_line(advisory) == "stage overfit: PASS (advisory warn: lr_finder; 2 passed, 1 not judged)"
