@@ -610,6 +610,19 @@ def _say_second_interrupt(signum: int) -> None:
     os.write(2, b"\nsecond interrupt: exiting now; runs left RUNNING are ended KILLED by the next run\n")
 
 
+def _first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, or its type's name when it has none."""
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _kept_runs(progress, minutes: float | None) -> tuple[dict[str, str], list[str], list[str]]:
+    """From a run's progress (recipe.pipeline.Progress, or None before it started): stage -> MLflow run of each
+    recorded stage, the stages of them the next run reuses and those it reruns (:func:`_split_kept`)."""
+    runs = {n: r for n, r in progress.recorded if r} if progress is not None else {}
+    reused, rerun = _split_kept(list(runs), minutes)
+    return runs, reused, rerun
+
+
 def _write_stopped_report(
     path: Path, cfg, reason: str, exit_code: int, signum: int | None = None, error: BaseException | None = None
 ) -> str:
@@ -623,14 +636,14 @@ def _write_stopped_report(
     from recipe.secrets import redact_text
 
     progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
-    names = [n for n, r in progress.recorded if r] if progress is not None else []
-    kept, _ = _split_kept(names, cfg.budget.minutes)
+    runs, kept, _ = _kept_runs(progress, cfg.budget.minutes)
+    names = list(runs)
     running = progress.running if progress is not None else None
     stopped = {
         "reason": reason,
         "exit_code": exit_code,
         **({"signal": signal.Signals(signum).name} if signum is not None else {}),
-        **({"error": redact_text((str(error).strip().splitlines() or [type(error).__name__])[0])} if error else {}),
+        **({"error": redact_text(_first_line(error))} if error else {}),
         "running": {"stage": running[0], "run_id": running[1]} if running else None,
         "kept": kept,
         "resume": _resume_command(rerun_from=_first_after(kept)),
@@ -680,7 +693,7 @@ def _report_interrupt(
         elif failed_while_stopping is None:
             lines.append("no MLflow run was open yet: nothing was recorded")
     if failed_while_stopping is not None:
-        what = (str(failed_while_stopping).strip().splitlines() or [type(failed_while_stopping).__name__])[0]
+        what = _first_line(failed_while_stopping)
         with contextlib.suppress(OSError):  # its traceback goes to the log, as a crash's does
             import traceback
 
@@ -693,18 +706,14 @@ def _report_interrupt(
         )
     elif "recipe.tracking" not in sys.modules:  # no store was opened at all
         lines.append("it stopped before anything was recorded")
-    first_not_kept = _first_after(
-        []
-    )  # nothing kept yet: a --fresh run resumes from the first stage, as the report says
+    runs, reused, rerun = _kept_runs(progress, cfg.budget.minutes)
     if progress is not None:
-        runs = {n: r for n, r in progress.recorded if r}
-        reused, rerun = _split_kept(list(runs), cfg.budget.minutes)
         kept = ", ".join(f"{n} (run {runs[n]})" for n in reused) or "none"
         lines.append(f"stages kept (reused by the next run): {kept}")
         if rerun:
             lines.append(_rerun_line(rerun, cfg.budget.minutes))
-        first_not_kept = _first_after(reused)
-    lines.append(f"to resume: {_resume_command(rerun_from=first_not_kept)}")
+    # nothing kept: from the first stage (a --fresh run must not resume by reusing older runs), as the report says
+    lines.append(f"to resume: {_resume_command(rerun_from=_first_after(reused))}")
     flow_mod = sys.modules.get("flows.recipe_flow")
     if flow_mod is not None and getattr(flow_mod, "LAST_FLOW_RUN_ID", None):
         lines.append(
@@ -845,7 +854,7 @@ def _fail_on_exception(e: BaseException, log: Path) -> None:
     if busy is not None and isinstance(e, busy.StudyBusy):
         _fail(str(e), code=EXIT_BUSY)
     if isinstance(e, _backend_error_types()):
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = _first_line(e)
         if type(e).__module__.startswith(("httpx", "prefect")):
             detail, hint = (
                 f"{type(e).__name__}: {message}",

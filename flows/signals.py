@@ -85,23 +85,22 @@ def _redeliver_later(signum: int = signal.SIGINT, wanted=lambda: True) -> None:
     timer.start()
 
 
+def _stack(frame) -> Iterator:
+    """``frame`` and its callers, innermost first."""
+    while frame is not None:
+        yield frame
+        frame = frame.f_back
+
+
 def _within(frame, code) -> bool:
     """Whether ``frame`` or one of its callers runs ``code``."""
-    while frame is not None:
-        if frame.f_code is code:
-            return True
-        frame = frame.f_back
-    return False
+    return any(f.f_code is code for f in _stack(frame))
 
 
 def in_store_call(frame) -> bool:
     """Whether ``frame`` or one of its callers is SQLAlchemy's code: a database call (MLflow's store, Optuna's RDB
     storage) is under way and must not be broken off in the middle."""
-    while frame is not None:
-        if frame.f_globals.get("__name__", "").startswith("sqlalchemy."):
-            return True
-        frame = frame.f_back
-    return False
+    return any(f.f_globals.get("__name__", "").startswith("sqlalchemy.") for f in _stack(frame))
 
 
 def deferring_store_calls(handler):

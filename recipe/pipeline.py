@@ -71,11 +71,15 @@ class Progress:
     their MLflow runs) and the stage that was running."""
 
     target: str = ""  # the stage the run was asked for (the last it runs)
-    recorded: list[tuple[str, str | None]] = field(default_factory=list)
     running: tuple[str, str] | None = None  # (stage, its MLflow run id)
-    results: dict[str, StageResult] = field(default_factory=dict)  # the recorded stages' results, for --report
+    results: dict[str, StageResult] = field(default_factory=dict)  # the recorded stages' results, in order
     reused: list[str] = field(default_factory=list)  # the recorded stages reused from MLflow (not run now)
     parent_run_id: str | None = None  # the flow's MLflow parent run, once open
+
+    @property
+    def recorded(self) -> list[tuple[str, str | None]]:
+        """``(stage, MLflow run id)`` of each recorded stage (reused or finished), in order."""
+        return [(name, result.run_id) for name, result in self.results.items()]
 
     def message(self, what: str, detail: str, cmd: str = "flows run recipe") -> str:
         """One line: what failed, what is recorded, what is not, how to resume."""
@@ -230,7 +234,6 @@ def _run_recipe(
 
     def reuse(name: str, found: StageResult, how: str = "") -> None:
         results[name] = found
-        progress.recorded.append((name, found.run_id))
         progress.results[name] = found
         progress.reused.append(name)
         to_run.remove(name)
@@ -404,7 +407,6 @@ def _run_recipe(
                 stage_plan.used_s = budget.elapsed() - started
             results[name] = result
             executed.append(result)
-            progress.recorded.append((name, result.run_id))
             progress.results[name] = result
             progress.running = None
             current = result.config
@@ -419,12 +421,8 @@ def _run_recipe(
         if stopped_at:
             report["stopped_at"] = stopped_at
             report["skipped"] = [n for n in names if n not in results]
-        if replayed_plan is not None:  # every sized stage reused at that plan's sizes: the plan stays this run's
-            tracking.log_dict(replayed_plan, budgeting.PLAN_FILE)
-            tracking.log_params(budgeting.plan_params(replayed_plan))
-            report["budget"] = {"minutes": cfg.budget.minutes, "elapsed_s": round(budget.elapsed(), 1)}
-        elif budget is not None:
-            doc = budgeting.plan_document(cfg.budget.minutes, stage_plans, elapsed_s=budget.elapsed())
+        if budget is not None:  # every sized stage reused at a recorded plan's sizes: that plan stays this run's
+            doc = replayed_plan or budgeting.plan_document(cfg.budget.minutes, stage_plans, elapsed_s=budget.elapsed())
             tracking.log_dict(doc, budgeting.PLAN_FILE)
             tracking.log_params(budgeting.plan_params(doc))
             report["budget"] = {"minutes": cfg.budget.minutes, "elapsed_s": round(budget.elapsed(), 1)}

@@ -33,7 +33,6 @@ def _progress(cfg) -> pipeline.Progress:
     )
     progress = pipeline.Progress(target="squeeze", parent_run_id="r-parent")
     for result in (inspect, baselines):
-        progress.recorded.append((result.stage, result.run_id))
         progress.results[result.stage] = result
     progress.reused.append("inspect")
     progress.running = ("overfit", "r-over")
