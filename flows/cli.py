@@ -905,6 +905,7 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     from rich.table import Table
 
     from recipe.preflight import PreflightError
+    from recipe.report import VERDICT_COLOUR as colour
     from recipe.stages import DESCRIPTIONS, stage_names
 
     cfg = _load(preset, config, set_)
@@ -935,7 +936,7 @@ def stages(preset: PresetOpt = None, config: ConfigOpt = None, set_: SetOpt = No
     table = Table(title=f"stages of recipe {cfg.name!r} (config {cfg.config_hash()})", title_justify="left")
     for col in ("#", "stage", "what it does", "latest verdict", "run"):
         table.add_column(col)
-    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+
     older = stale_stages(latest, stage_names())
     for i, name in enumerate(stage_names(), start=1):
         info = latest.get(name)

@@ -283,6 +283,7 @@ def _jsonable(v: Any) -> Any:
 
 
 MAX_NOTES = 8  # notes per stage in the terminal summary; the JSON report holds them all
+VERDICT_COLOUR = {"pass": "green", "warn": "yellow", "fail": "red"}  # rich styles of the verdicts on a terminal
 
 
 def reused_note(run_id: str) -> str:
@@ -304,7 +305,7 @@ def render_summary(report: dict[str, Any], console: Any = None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    colour = VERDICT_COLOUR
     reused = set(report.get("reused") or [])
     for stage in report["stages"]:
         v = stage["verdict"]
@@ -369,7 +370,7 @@ def _reused_stage(stage: dict[str, Any], console: Any) -> None:
     line (name, observed, advice) and the diagnosis -- the table itself was printed by the run that made it."""
     from rich.markup import escape
 
-    colour = {"pass": "green", "warn": "yellow", "fail": "red"}
+    colour = VERDICT_COLOUR
     v, run_id = stage["verdict"], stage.get("run_id")
     console.print(
         f"stage {stage['stage']}: [{colour[v]}]{v.upper()}[/], {check_counts(stage['checks'])}; up to date: "
