@@ -4,6 +4,8 @@
 - ``mlflow_store``: a fresh sqlite tracking store per test, copied from one migrated template (a new
   sqlite store costs seconds of migrations).
 - ``prefect_harness``: one session-wide Prefect test server with a temporary PREFECT_HOME.
+- ``RECIPE_PREFECT_DB_TEMPLATE``: the local Prefect servers of the tests' many PREFECT_HOMEs start from one
+  migrated database per session (the first server to migrate one saves it).
 - Under ``CI=true`` a skipped test fails (tests/ci_skips.py): a missing PostgreSQL or Chromium turns CI red.
 - Under pytest-xdist (``make test`` runs ``-n 2 --dist loadfile``) each worker is its own session: its own
   temporary folder, PREFECT_HOME, MLflow template and Prefect test server, so no two workers share a file, a store
@@ -34,6 +36,9 @@ _SESSION_TMP = Path(tempfile.mkdtemp(prefix="recipe-tests-"))
 os.environ["RECIPE_DATA_DIR"] = str(_SESSION_TMP / "data")
 os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# every new PREFECT_HOME's local server (flows/local_server.py) starts from one migrated database per session
+# instead of running Prefect's migrations itself: about 4 CPU-s a home, over the suite's dozens of homes
+os.environ["RECIPE_PREFECT_DB_TEMPLATE"] = str(_SESSION_TMP / "prefect-db-template")
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_SESSION_TMP / 'mlruns-unused' / 'mlflow.db'}"
 os.environ.setdefault("MPLBACKEND", "Agg")

@@ -112,3 +112,89 @@ def test_the_server_exits_by_itself_once_idle(tmp_path, monkeypatch):
         assert local_server.read_info(tmp_path) is None
     finally:
         local_server.stop_server(tmp_path)
+
+
+def _prefect_db(path, runs: int = 0) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE flow_run (id TEXT)")
+    con.execute("CREATE TABLE deployment (id TEXT)")
+    con.executemany("INSERT INTO flow_run VALUES (?)", [(str(i),) for i in range(runs)])
+    con.commit()
+    con.close()
+
+
+def test_a_new_home_starts_from_the_template_the_first_server_saved(tmp_path, monkeypatch):
+    """RECIPE_PREFECT_DB_TEMPLATE: the first server saves its migrated database (and Prefect's block-registration
+    memo) at the end of its start-up; a new home's server starts from a copy; an existing database is never
+    replaced. (The suite's servers all run this way: tests/conftest.py sets the variable.)"""
+    import sqlite3
+
+    monkeypatch.setenv("RECIPE_PREFECT_DB_TEMPLATE", str(tmp_path / "templates"))
+    for var in ("PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_SERVER_DATABASE_CONNECTION_URL"):
+        monkeypatch.delenv(var, raising=False)
+    first, second, third = tmp_path / "first", tmp_path / "second", tmp_path / "third"
+    for home in (first, second, third):
+        home.mkdir()
+    _prefect_db(first / "prefect.db")
+    (first / "memo_store.toml").write_text('block_auto_registration = "abc"\n')
+    local_server._save_template(first)
+    db, template = local_server._template_paths(second)
+    assert template.is_file() and template.parent == tmp_path / "templates" and "prefect-3." in template.name
+    assert [p.name for p in template.parent.iterdir() if p.name.startswith(".")] == []  # no half-written file
+
+    assert local_server._start_from_template(second) == template
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT COUNT(*) FROM flow_run").fetchone() == (0,)  # the schema, from the template
+    con.close()
+    assert (second / "memo_store.toml").read_text() == 'block_auto_registration = "abc"\n'
+
+    (third / "prefect.db").write_text("not a copy")
+    assert local_server._start_from_template(third) is None
+    assert (third / "prefect.db").read_text() == "not a copy"
+
+
+def test_a_database_that_runs_reached_is_no_template_and_a_database_url_turns_templates_off(tmp_path, monkeypatch):
+    monkeypatch.setenv("RECIPE_PREFECT_DB_TEMPLATE", str(tmp_path / "templates"))
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL", raising=False)
+    monkeypatch.delenv("PREFECT_SERVER_DATABASE_CONNECTION_URL", raising=False)
+    _prefect_db(tmp_path / "prefect.db", runs=1)
+    local_server._save_template(tmp_path)
+    assert not any((tmp_path / "templates").glob("*.db"))  # a run reached it first: it holds someone's run
+
+    monkeypatch.setenv("PREFECT_API_DATABASE_CONNECTION_URL", "postgresql+asyncpg://x/y")
+    assert local_server._template_paths(tmp_path) is None
+    monkeypatch.delenv("RECIPE_PREFECT_DB_TEMPLATE")
+    monkeypatch.delenv("PREFECT_API_DATABASE_CONNECTION_URL")
+    assert local_server._template_paths(tmp_path) is None
+
+
+def test_the_template_is_saved_at_the_end_of_start_up_before_any_request(tmp_path, monkeypatch):
+    """prefect_app wraps Prefect's start-up (migrations, block registration): the template is saved after it and
+    before the app serves (uvicorn listens only once the start-up is done), so no run can be in it."""
+    import asyncio
+    from contextlib import asynccontextmanager
+
+    import prefect.server.api.server as prefect_server
+    from fastapi import FastAPI
+
+    events = []
+
+    @asynccontextmanager
+    async def prefect_startup(app):
+        events.append("prefect start-up")
+        yield
+        events.append("prefect shutdown")
+
+    monkeypatch.setattr(prefect_server, "create_app", lambda: FastAPI(lifespan=prefect_startup))
+    monkeypatch.setattr(local_server, "_save_template", lambda home: events.append(f"template from {home}"))
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
+    app = local_server.prefect_app()
+
+    async def serve_once():
+        async with app.router.lifespan_context(app):
+            events.append("serving")
+
+    asyncio.run(serve_once())
+    assert events == ["prefect start-up", f"template from {tmp_path}", "serving", "prefect shutdown"]
