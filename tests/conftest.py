@@ -3,7 +3,7 @@
 - RECIPE_DATA_DIR points at one session folder, so the digits PNGs are materialised once per session.
 - ``mlflow_store``: a fresh sqlite tracking store per test, copied from one migrated template (a new
   sqlite store costs seconds of migrations).
-- ``prefect_harness``: one session-wide Prefect test server with a temporary PREFECT_HOME.
+- ``prefect_harness``: flows run in the test process use the session PREFECT_HOME's local Prefect server.
 - ``RECIPE_PREFECT_DB_TEMPLATE``: the local Prefect servers of the tests' many PREFECT_HOMEs start from one
   migrated database per session (the first server to migrate one saves it).
 - Under ``CI=true`` a skipped test fails (tests/ci_skips.py): a missing PostgreSQL or Chromium turns CI red.
@@ -70,6 +70,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if (_SESSION_TMP / "prefect").is_dir():  # the session home's local server: it would idle 10 minutes
+        from flows import local_server
+
+        local_server.stop_server(_SESSION_TMP / "prefect")
     shutil.rmtree(_SESSION_TMP, ignore_errors=True)
 
 
@@ -120,7 +124,23 @@ def mlflow_store(_mlflow_template: Path, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    from prefect.testing.utilities import prefect_test_harness
+    """Flows run in this process talk to the session PREFECT_HOME's local server (flows/local_server.py): the
+    one the `flows run` subprocesses of this session without a PREFECT_HOME of their own share, its database
+    from the session's template. (Prefect's ``prefect_test_harness`` started a second server per worker and
+    migrated a database of its own for it.)"""
+    import prefect.context
+    import prefect.settings
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    from flows import local_server
+
+    url, lease = local_server.ensure_server()
+    settings = prefect.settings.temporary_settings(updates=local_server.client_settings(url))
+    try:
+        with settings, prefect.context._temporary_global_settings_context(prefect.context.get_settings_context()):
+            yield
+            APILogWorker.drain_all()  # logs and events reach the server before the session ends
+            EventsWorker.drain_all()
+    finally:
+        lease.release()
