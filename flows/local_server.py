@@ -22,8 +22,8 @@ Here instead:
 
 The server runs Prefect's app with ``webserver_only`` (API and UI, no scheduler, late-run or cancellation loops:
 local runs need state bookkeeping, not schedulers, and those services would cost CPU on a small machine) plus
-the services an ephemeral Prefect server runs, the task-run recorder first: Prefect 3 records task runs (the
-stages, tune's trials) only from the client's events (``prefect_app``).
+Prefect's task-run recorder: Prefect 3 records task runs (the stages, tune's trials) only from the client's events
+(``prefect_app``).
 
 Doors closed by default (DESIGN.md, "Trust boundaries"): anyone who can reach the API can start runs and read
 their parameters, so the server requires HTTP basic auth (Prefect's ``PREFECT_SERVER_API_AUTH_STRING``) with a
@@ -455,15 +455,16 @@ def _save_template(home: Path) -> None:
 
 def prefect_app():
     """Prefect's API and UI app (``prefect.server.api.server.create_app``, ``webserver_only``: no scheduler, no
-    late-run or cancellation loops) plus the services an ephemeral Prefect server runs (``RunInEphemeralServers``:
-    the task-run recorder, the event persister, triggers and actions, the event and log streams). Prefect 3 records
-    a task run only from its client's events, so without the recorder a flow run's page lists no task runs: no
-    stage. Its start-up also saves the database template (``_save_template``); uvicorn runs the start-up before it
-    listens, so no run can reach the database first."""
+    late-run or cancellation loops, no event services) plus Prefect's task-run recorder: Prefect 3 records a task
+    run only from its client's events, so without it a flow run's page lists no task run (no stage, no trial).
+    (The other services an ephemeral server runs, the event persister, triggers and actions, feed the Events page
+    and automations, which local runs do not use.) Its start-up also saves the database template
+    (``_save_template``); uvicorn runs the start-up before it listens, so no run can reach the database first."""
+    import asyncio
     from contextlib import asynccontextmanager
 
     from prefect.server.api.server import create_app
-    from prefect.server.services.base import RunInEphemeralServers
+    from prefect.server.services.task_run_recorder import TaskRunRecorder
 
     app = create_app()
     startup = app.router.lifespan_context
@@ -472,8 +473,13 @@ def prefect_app():
     async def lifespan(a):
         async with startup(a) as state:
             _save_template(prefect_home())
-            async with RunInEphemeralServers.running():
+            recorder = TaskRunRecorder()
+            task = asyncio.create_task(recorder.start())
+            try:
                 yield state
+            finally:
+                await recorder.stop()
+                await asyncio.gather(task, return_exceptions=True)
 
     app.router.lifespan_context = lifespan
     return app

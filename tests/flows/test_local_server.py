@@ -172,12 +172,14 @@ def test_a_database_that_runs_reached_is_no_template_and_a_database_url_turns_te
 
 def test_the_template_is_saved_at_the_end_of_start_up_before_any_request(tmp_path, monkeypatch):
     """prefect_app wraps Prefect's start-up (migrations, block registration): the template is saved after it and
-    before the app serves (uvicorn listens only once the start-up is done), so no run can be in it."""
+    before the app serves (uvicorn listens only once the start-up is done), so no run can be in it; the task-run
+    recorder runs while it serves (without it Prefect records no task run)."""
     import asyncio
     from contextlib import asynccontextmanager
 
     import prefect.server.api.server as prefect_server
     from fastapi import FastAPI
+    from prefect.server.services import task_run_recorder
 
     events = []
 
@@ -187,14 +189,30 @@ def test_the_template_is_saved_at_the_end_of_start_up_before_any_request(tmp_pat
         yield
         events.append("prefect shutdown")
 
+    class Recorder:  # Prefect's task-run recorder, which the local server runs beside the web server
+        async def start(self):
+            events.append("task-run recorder")
+
+        async def stop(self):
+            events.append("recorder stopped")
+
     monkeypatch.setattr(prefect_server, "create_app", lambda: FastAPI(lifespan=prefect_startup))
+    monkeypatch.setattr(task_run_recorder, "TaskRunRecorder", Recorder)
     monkeypatch.setattr(local_server, "_save_template", lambda home: events.append(f"template from {home}"))
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path))
     app = local_server.prefect_app()
 
     async def serve_once():
         async with app.router.lifespan_context(app):
+            await asyncio.sleep(0)  # the event loop runs: the server's tasks start
             events.append("serving")
 
     asyncio.run(serve_once())
-    assert events == ["prefect start-up", f"template from {tmp_path}", "serving", "prefect shutdown"]
+    assert events == [
+        "prefect start-up",
+        f"template from {tmp_path}",
+        "task-run recorder",
+        "serving",
+        "recorder stopped",
+        "prefect shutdown",
+    ]
