@@ -238,8 +238,8 @@ def _run_recipe(
         progress.reused.append(name)
         to_run.remove(name)
         note(
-            f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; config "
-            f"{cfg.config_hash()}, data {fingerprint}, code {code}{how})"
+            f"stage {name}: up to date, reused run {found.run_id} ({found.verdict.value}; the same settings for "
+            f"this stage, data {fingerprint} and code {code}: its tag {tracking.TAG_REUSE_KEY} {keys[name][:12]}...{how})"
         )
         if on_reuse is not None:
             on_reuse(name, found)
