@@ -731,10 +731,13 @@ def _report_interrupt(
 def _command(name: str) -> str:
     """How this shell calls the console script ``name`` of the running environment: its bare name when PATH finds
     that same script (an activated virtual environment), else its path, relative to the current folder when it is
-    under it (``.venv/bin/flows`` after ``make run``, which does not activate the environment)."""
+    under it (``.venv/bin/flows`` after ``make run``, which does not activate the environment). The folder is the
+    one of the script this process was started by (``sys.argv[0]``, symlinks kept: a ``.venv`` linked from
+    elsewhere is named as the user typed it) when ``name`` is there, else ``sys.executable``'s."""
     import shutil
 
-    here = Path(sys.executable).parent / name
+    typed = Path(os.path.abspath(sys.argv[0])).parent / name if sys.argv and sys.argv[0] else None
+    here = typed if typed is not None and typed.is_file() else Path(sys.executable).parent / name
     if not here.is_file():
         return name
     found = shutil.which(name)

@@ -49,6 +49,20 @@ def test_a_command_is_named_by_its_path_when_path_does_not_find_it(monkeypatch, 
     assert _command("no-such-script") == "no-such-script"
 
 
+def test_a_command_started_through_a_linked_environment_is_named_as_typed(monkeypatch, tmp_path):
+    """A `.venv` linked from another checkout: the resume line named the link's target, not what the user typed
+    (a new user's trial)."""
+    venv = Path(sys.executable).parent.parent
+    (tmp_path / ".venv").symlink_to(venv)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [".venv/bin/flows", "run", "recipe"])
+    assert _command("flows") == ".venv/bin/flows"
+    assert _command("mlflow") == ".venv/bin/mlflow"  # the `mlflow ui` hint, from the same folder
+    monkeypatch.setattr(sys, "argv", ["-c", "run"])  # not started by the script: the one beside the interpreter
+    assert _command("flows") == str(Path(sys.executable).parent / "flows")
+
+
 def test_the_resume_command_is_the_same_command_without_fresh(venv_on_path):
     argv = ["run", "recipe", "--preset", "imagefolder", "--set", "data.root=/my data", "--fresh", "--stage", "tune"]
     assert _resume_command(argv) == "flows run recipe --preset imagefolder --set 'data.root=/my data' --stage tune"
