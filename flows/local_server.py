@@ -460,7 +460,6 @@ def prefect_app():
     (The other services an ephemeral server runs, the event persister, triggers and actions, feed the Events page
     and automations, which local runs do not use.) Its start-up also saves the database template
     (``_save_template``); uvicorn runs the start-up before it listens, so no run can reach the database first."""
-    import asyncio
     from contextlib import asynccontextmanager
 
     from prefect.server.api.server import create_app
@@ -473,13 +472,8 @@ def prefect_app():
     async def lifespan(a):
         async with startup(a) as state:
             _save_template(prefect_home())
-            recorder = TaskRunRecorder()
-            task = asyncio.create_task(recorder.start())
-            try:
+            async with TaskRunRecorder.running():  # Prefect's own start and stop, honouring the recorder's setting
                 yield state
-            finally:
-                await recorder.stop()
-                await asyncio.gather(task, return_exceptions=True)
 
     app.router.lifespan_context = lifespan
     return app

@@ -190,10 +190,11 @@ def test_the_template_is_saved_at_the_end_of_start_up_before_any_request(tmp_pat
         events.append("prefect shutdown")
 
     class Recorder:  # Prefect's task-run recorder, which the local server runs beside the web server
-        async def start(self):
+        @classmethod
+        @asynccontextmanager
+        async def running(cls):
             events.append("task-run recorder")
-
-        async def stop(self):
+            yield
             events.append("recorder stopped")
 
     monkeypatch.setattr(prefect_server, "create_app", lambda: FastAPI(lifespan=prefect_startup))
