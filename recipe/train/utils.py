@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from typing import Any
 
 import numpy as np
@@ -73,21 +72,8 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     if deterministic:
         # cuBLAS needs this set before its first use to be deterministic; harmless elsewhere.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        deterministic_kernels()
-        torch.backends.cudnn.benchmark = False
-
-
-def deterministic_kernels() -> None:
-    """``torch.use_deterministic_algorithms(True, warn_only=True)`` without its import of ``torch._inductor``.
-
-    The public call imports Inductor's config only to set its ``deterministic`` flag: 1.2 CPU-s (torch 2.14 on
-    this 2-core machine) in every process that trains (each stage, trial and ensemble member process), for a
-    compiler nothing here uses. When Inductor is already imported the public call is made, so its flag follows;
-    otherwise only the kernel flag is set. Raises nothing."""
-    if "torch._inductor.config" in sys.modules:
         torch.use_deterministic_algorithms(True, warn_only=True)
-    else:
-        torch._C._set_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def get_rng_state() -> dict[str, Any]:
