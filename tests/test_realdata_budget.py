@@ -1,8 +1,14 @@
-"""bench/realdata.py's budget lines (#19): the wall time of each set over ``budget.minutes`` and the largest."""
+"""bench/realdata.py's budget lines (#19): the wall time of each set over ``budget.minutes`` and the largest, and the
+budgeted champion beside the epoch-sized one (``--against-epochs``)."""
 
 from __future__ import annotations
 
-from bench.realdata import Outcome, budget_minutes, lines
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.realdata import Outcome, against_epochs, budget_minutes, budget_vs_epoch, lines
 
 
 def test_budget_minutes_follows_the_last_set_as_the_cli_does():
@@ -22,3 +28,73 @@ def test_each_sets_overrun_and_the_largest_are_printed_beside_the_other_lines():
     assert out[-2:] == ["budget_minutes: 10", "budget_overrun_max: 1.25"]
     assert "attrition_champion_test: 0.8870" in out and "total_minutes: 20.0" in out
     assert not [x for x in lines(runs, []) if "budget" in x]  # an epoch-sized run prints no budget lines
+
+
+def test_the_budgeted_champion_is_set_against_the_epoch_sized_one_in_points_positive_when_better():
+    acc = Outcome("credit", 0, test={"champion": 0.8102}, metric="accuracy")
+    acc_epoch = Outcome("credit_epoch", 0, test={"champion": 0.8117}, metric="accuracy", wall_minutes=12.7)
+    mae = Outcome("sacramento", 0, test={"champion": 55196.0}, metric="mae")
+    mae_epoch = Outcome("sacramento_epoch", 0, test={"champion": 50789.0}, metric="mae", wall_minutes=11.1)
+    assert round(budget_vs_epoch(acc, acc_epoch), 2) == -0.15  # percentage points of accuracy
+    assert round(budget_vs_epoch(mae, mae_epoch), 2) == -8.68  # a higher error: worse, in % of the epoch-sized MAE
+    assert round(budget_vs_epoch(mae_epoch, mae), 2) == 7.98  # a lower error: better
+    assert budget_vs_epoch(acc, Outcome("credit_epoch", 3)) is None  # the epoch-sized run crashed: no champion
+
+    out = against_epochs([(acc, acc_epoch), (mae, mae_epoch)])
+    assert out == [
+        "credit_epoch_champion_test: 0.8117",
+        "credit_epoch_minutes: 12.7",
+        "credit_budget_vs_epoch: -0.15",
+        "sacramento_epoch_champion_test: 50,789",
+        "sacramento_epoch_minutes: 11.1",
+        "sacramento_budget_vs_epoch: -8.68",
+        "budget_vs_epoch_worst: -8.68",
+    ]
+    assert against_epochs([(acc, Outcome("credit_epoch", 3))])[-2:] == [
+        "credit_budget_vs_epoch: -",
+        "budget_vs_epoch_worst: -",
+    ]
+
+
+FAKE_FLOWS = """#!{python}
+import json, sys
+args = sys.argv[1:]
+if args[0] == "server":
+    sys.exit(0)
+sets = [args[i + 1] for i, a in enumerate(args) if a == "--set"]
+with open({calls!r}, "a") as f:
+    f.write(json.dumps(sets) + "\\n")
+budgeted = any(s.startswith("budget.minutes=") for s in sets)
+report = args[args.index("--report") + 1]
+metrics = {{"test/champion_accuracy": 0.97 if budgeted else 0.98, "test/classical_accuracy": 0.96}}
+stage = {{"stage": "squeeze", "verdict": "pass", "checks": [], "metrics": metrics}}
+json.dump({{"stages": [stage]}}, open(report, "w"))
+"""
+
+
+def test_against_epochs_runs_each_set_again_without_the_budget_and_prints_both(tmp_path):
+    """main() with a stand-in CLI: the second run of the set drops budget.minutes (and only it), and the lines set
+    the two champions side by side; --against-epochs without a budget is refused (exit 2)."""
+    calls = tmp_path / "calls.jsonl"
+    flows = tmp_path / "flows"
+    flows.write_text(FAKE_FLOWS.format(python=sys.executable, calls=str(calls)))
+    flows.chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench" / "realdata.py"
+    base = [sys.executable, str(bench), "--sets", "digits", "--cache", str(tmp_path / "c"), "--flows", str(flows)]
+    done = subprocess.run(
+        [*base, "--set", "budget.minutes=10", "--set", "budget.epochs=3", "--against-epochs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    budgeted, epoch = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert "budget.minutes=10" in budgeted and "budget.epochs=3" in budgeted
+    assert "budget.epochs=3" in epoch and not [s for s in epoch if s.startswith("budget.minutes")]
+    out = done.stdout.splitlines()
+    assert "digits_champion_test: 0.9700" in out and "digits_epoch_champion_test: 0.9800" in out
+    assert "digits_budget_vs_epoch: -1.00" in out and out[-1] == "budget_vs_epoch_worst: -1.00"
+    assert "budget_overrun_max:" in done.stdout and "| digits_epoch |" in done.stdout
+
+    refused = subprocess.run([*base, "--against-epochs"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "add --set budget.minutes=M" in refused.stderr
