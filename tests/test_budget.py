@@ -201,10 +201,10 @@ def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
     cfg = load_config()  # digits: tune 3 seeds, squeeze longer 3
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # a run of 2 epochs: 0.5 + 2 x 0.25 s
     # overfit 1 run (no growth rung), regularize 3 (reference, 1 candidate, combination), tune 2 trials + 2 x 1
-    # retraining seed, squeeze 1 member + 1 averaging run (no long or snapshot run, no student without an
-    # ensemble): 1 + 3 + 4 + 2 runs of 1 s; squeeze's work outside its runs: 3 networks (the member, SWA, EMA)
-    # scored twice at 0.05 s and the overhead
-    squeeze = 2.0 + 2 * 3 * 0.05 + budget.SQUEEZE_OVERHEAD_S
+    # retraining seed, squeeze 1 member, whose run also averages its weights (no long or snapshot run, no student
+    # without an ensemble): 1 + 3 + 4 + 1 runs of 1 s; squeeze's work outside its runs: 3 networks (the member,
+    # SWA, EMA) scored twice at 0.05 s and the overhead
+    squeeze = 1.0 + 2 * 3 * 0.05 + budget.SQUEEZE_OVERHEAD_S
     assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 3.0, 4.0, squeeze])
     assert budget.floor_s(ORDER, cfg, cost) == pytest.approx((8.0 + squeeze) / 0.85)
     assert budget.floor_s(["inspect", "tune", "squeeze"], cfg, cost) == pytest.approx((4.0 + squeeze) / 0.85)
@@ -216,15 +216,15 @@ def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
 def test_a_budget_below_the_floor_is_told_with_the_minutes_that_would_fit():
     cfg = load_config()
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)
-    floor = budget.floor_s(ORDER[2:], cfg, cost)  # 10 runs of 1 s and squeeze's 14.3 s outside them, over 0.85
-    assert floor == pytest.approx((10.0 + 0.3 + budget.SQUEEZE_OVERHEAD_S) / 0.85)
-    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 29 s
+    floor = budget.floor_s(ORDER[2:], cfg, cost)  # 9 runs of 1 s and squeeze's 14.3 s outside them, over 0.85
+    assert floor == pytest.approx((9.0 + 0.3 + budget.SQUEEZE_OVERHEAD_S) / 0.85)
+    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 27 s
     said = budget.floor_warning(0.2, 2.0, ORDER[2:], cfg, cost, "overfit")
     assert said is not None
     assert said.startswith("budget.minutes=0.2 cannot fit the recipe's smallest plan: at the step time overfit's")
     assert f"(10.0 ms a step, 0.5 s a run), overfit, regularize, tune, squeeze need at least {floor:.0f} s" in said
     assert "10 s of the budget is left" in said
-    enough = math.ceil((2.0 + floor) / 6) / 10  # (2 + 29) s = 0.51 min, up to a tenth
+    enough = math.ceil((2.0 + floor) / 6) / 10  # (2 + 27) s = 0.49 min, up to a tenth
     assert said.endswith(f"Give budget.minutes={enough:g} or more")
     assert budget.floor_warning(enough, 2.0, ORDER[2:], cfg, cost, "overfit") is None  # that many minutes fit
 
@@ -508,13 +508,13 @@ def test_the_plan_records_the_members_a_stopped_squeeze_ran_so_a_replay_runs_tho
 
 
 def test_squeeze_counts_every_run_it_trains_and_its_work_outside_them():
-    """Squeeze trains, after its members, an averaging run, a long run, a snapshot run and (with an ensemble) a
-    student; and does work no run counts: scoring each network, the test table, the registry. A share its runs
-    fit but not that work is cut; the estimate and the note count it."""
+    """Squeeze trains, after its members (member 0's run also averages its weights: no run of its own), a long
+    run, a snapshot run and (with an ensemble) a student; and does work no run counts: scoring each network, the
+    test table, the registry. A share its runs fit but not that work is cut; the estimate and the note count it."""
     cfg = RecipeConfig()  # 5 members, longer 3, 5 snapshots, distill
     sizes = budget.current_sizes("squeeze", cfg)
-    assert budget.SIZED["squeeze"].runs(sizes) == 5 + 1 + 3 + 1 + 1
-    assert budget.SIZED["squeeze"].runs({**sizes, "stages.squeeze.members": 1}) == 1 + 1 + 3 + 1  # no student
+    assert budget.SIZED["squeeze"].runs(sizes) == 5 + 3 + 1 + 1
+    assert budget.SIZED["squeeze"].runs({**sizes, "stages.squeeze.members": 1}) == 1 + 3 + 1  # no student
     fixed = budget.fixed_work("squeeze", cfg, COST)  # no data: the classical fit is not timed
     nets = 5 + 2 + 1 + 5 + 1
     assert fixed.seconds() == pytest.approx(2 * nets * COST.val_s + budget.SQUEEZE_OVERHEAD_S)
@@ -635,4 +635,4 @@ def test_the_last_knobs_are_cut_only_when_the_others_are_at_their_minimum():
     replayed = budget.replay(cfg, sq.overrides).stages.squeeze
     assert (replayed.members, replayed.longer, replayed.snapshots) == (1, 1.0, 0)
     assert "squeeze's long run (budgets) 3 → 1" in sq.note and "squeeze's snapshot run 1 → 0" in sq.note
-    assert sq.needed_s == pytest.approx(2 * (COST.run_s + 2 * COST.epoch_s))  # the member and the averaging run
+    assert sq.needed_s == pytest.approx(COST.run_s + 2 * COST.epoch_s)  # the member, whose run also averages

@@ -4,8 +4,11 @@
   through ``ctx.map`` like tune's trials (:func:`recipe.tune.trial.run_trial`; a process pool or a Dask cluster
   in the flow), each in its own MLflow run nested under the squeeze run. Member 0 (the config's own seed) is
   the reference: "the tuned config trained for the full budget".
-* Averaging: the reference config once more with :class:`~recipe.train.callbacks.SWA` and
-  :class:`~recipe.train.callbacks.Polyak` attached: two averaged models from one run.
+* Averaging: :class:`~recipe.train.callbacks.SWA` and :class:`~recipe.train.callbacks.Polyak` attached to member
+  0's run (``TrialSpec.averages``): two averaged models from the reference's own training, which the callbacks
+  leave as it is (the same weights to the bit as without them), so they cost no run of their own. Only when the
+  members train together as one vectorised model (no callbacks there) is the reference config trained once more
+  with them attached.
 * Longer: ``longer`` x the budget with a cosine decay over the whole run, the best-validation weights kept.
 * Snapshots: cosine warm restarts with ``snapshots`` cycles in the budget, the weights at each cycle's end.
 * Student: the member architecture trained on the ensemble's softened outputs (:class:`Distill`).
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,8 @@ class Context:
     members_run: int = 0  # members started (trained or failed): fewer than s.members when the deadline stopped them
     member_s: float | None = None  # a member run's seconds (the median of those timed under a deadline)
     longer_budgets: int = 0  # the long run's budgets (1: none); fewer than s.longer's when the deadline cut it
+    averages: dict[str, str] = field(default_factory=dict)  # member 0's SWA and EMA weight files, by name
+    averages_run_id: str = ""  # member 0's MLflow run, which trained them
 
     def __post_init__(self) -> None:
         self.longer_budgets = math.ceil(self.s.longer) if self.s.longer > 1 else 1
@@ -86,6 +91,7 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
             threads=sc.threads,
             workdir=str((sc.ctx.workdir / "members").resolve()),
             log_checkpoint=True,
+            averages=(swa_start(sc), sc.s.ema_decay) if k == 0 else None,
         )
 
     why = _why_not_together(sc, sc.s.members)
@@ -128,6 +134,9 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
             continue
         cfg = RecipeConfig.model_validate(spec_.config)
         net = load_weights(build_for(cfg, sc.data), _local(r, sc.ctx.workdir))
+        if spec_.averages is not None and not together and set(r.averages) == {"swa", "ema"}:
+            sc.averages = {k: str(_local_file(p, r.averages_uri.get(k), sc.ctx.workdir)) for k, p in r.averages.items()}
+            sc.averages_run_id = spec_.run_id
         members.append(
             Squeezed(spec_.name, f"{spec_.name}: seed {cfg.seed}", [net.cpu().eval()], [cfg], run_id=spec_.run_id)
         )
@@ -145,9 +154,9 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
 
 def runs_after_members(cfg: RecipeConfig, members: int) -> int:
     """The in-process runs squeeze trains after ``members`` members under ``cfg``'s ``stages.squeeze``, in member
-    runs of its budget (the averaging run, ``longer`` budgets, the snapshot run, the student with an ensemble):
-    :data:`recipe.budget.SIZED`'s count of squeeze's runs less the members, so the deadline and the sizing count
-    alike."""
+    runs of its budget (``longer`` budgets, the snapshot run, the student with an ensemble; the SWA and EMA
+    weights come from member 0's run): :data:`recipe.budget.SIZED`'s count of squeeze's runs less the members, so
+    the deadline and the sizing count alike."""
     from recipe.budget import SIZED, current_sizes
 
     values = {**current_sizes("squeeze", cfg), "stages.squeeze.members": members}
@@ -192,8 +201,8 @@ def longer_to_deadline(sc: Context, members: int) -> str | None:
     cut long run) and returns the note, or None when it fits (or there is no deadline or no timed member)."""
     if sc.ctx.deadline is None or sc.member_s is None or sc.longer_budgets <= 1:
         return None
-    # the runs after the long run: those after the members with no long run, less the averaging run (done)
-    after = runs_after_members(sc.ctx.cfg.with_overrides({"stages.squeeze.longer": 1.0}), members) - 1
+    # the runs after the long run: those after the members with no long run
+    after = runs_after_members(sc.ctx.cfg.with_overrides({"stages.squeeze.longer": 1.0}), members)
     left = sc.ctx.deadline - time.time() - sc.ctx.fixed_s - after * sc.member_s
     fits = int(left // sc.member_s) if left > 0 else 0
     if fits >= sc.longer_budgets:
@@ -280,11 +289,21 @@ def train_together(sc: Context, specs: list[TrialSpec]) -> list[TrialResult]:
 
 def _local(r: TrialResult, workdir: Path) -> Path:
     """The member's checkpoint here: its file when this machine has it, else fetched from its MLflow run."""
-    if r.checkpoint and Path(r.checkpoint).is_file():
-        return Path(r.checkpoint)
+    return _local_file(r.checkpoint, r.checkpoint_uri, workdir)
+
+
+def _local_file(path: str | None, uri: str | None, workdir: Path) -> Path:
+    """A weights file a member run wrote: ``path`` when this machine has it, else ``uri`` fetched from MLflow."""
+    if path and Path(path).is_file():
+        return Path(path)
     from recipe.fit import resolve_checkpoint
 
-    return resolve_checkpoint(r.checkpoint_uri or "", workdir / "downloaded")
+    return resolve_checkpoint(uri or "", workdir / "downloaded")
+
+
+def swa_start(sc: Context) -> int:
+    """SWA's first epoch (0-based) in a run of ``sc.epochs``: ``stages.squeeze.swa_start`` of the way in."""
+    return max(0, min(sc.epochs - 1, math.floor(sc.s.swa_start * sc.epochs)))
 
 
 def _fit_in_run(
@@ -298,8 +317,18 @@ def _fit_in_run(
 
 
 def averaged(sc: Context) -> list[Squeezed]:
-    """SWA and Polyak (EMA) weights of one run of the reference config."""
-    start = max(0, min(sc.epochs - 1, math.floor(sc.s.swa_start * sc.epochs)))
+    """SWA and Polyak (EMA) weights of the reference config's training: member 0's (``sc.averages``, trained by
+    :func:`train_members`), else (members trained together, or member 0 did not train) one more run of the
+    reference config with the callbacks attached."""
+    start = swa_start(sc)
+    swa_what = f"SWA: end-of-epoch weights from epoch {start + 1} of {sc.epochs} averaged"
+    ema_what = f"Polyak averaging: EMA of the weights, decay {sc.s.ema_decay:g} per step"
+    if sc.averages:
+        nets = {k: load_weights(build_for(sc.cfg, sc.data), p).cpu().eval() for k, p in sc.averages.items()}
+        return [
+            Squeezed("swa", f"{swa_what} (member 0's run)", [nets["swa"]], [sc.cfg], run_id=sc.averages_run_id),
+            Squeezed("ema", f"{ema_what} (member 0's run)", [nets["ema"]], [sc.cfg], run_id=sc.averages_run_id),
+        ]
     swa, ema = SWA(start_epoch=start), Polyak(sc.s.ema_decay)
     r, rid = _fit_in_run(
         sc, "averaging", f"SWA from epoch {start + 1} and EMA {sc.s.ema_decay:g}", sc.cfg, [swa, ema], sc.epochs
@@ -307,20 +336,8 @@ def averaged(sc: Context) -> list[Squeezed]:
     if r.diverged:
         return []
     return [
-        Squeezed(
-            "swa",
-            f"SWA: end-of-epoch weights from epoch {start + 1} of {sc.epochs} averaged",
-            [swa.averaged.module.cpu().eval()],
-            [sc.cfg],
-            run_id=rid,
-        ),
-        Squeezed(
-            "ema",
-            f"Polyak averaging: EMA of the weights, decay {sc.s.ema_decay:g} per step",
-            [ema.averaged.module.cpu().eval()],
-            [sc.cfg],
-            run_id=rid,
-        ),
+        Squeezed("swa", swa_what, [swa.averaged.module.cpu().eval()], [sc.cfg], run_id=rid),
+        Squeezed("ema", ema_what, [ema.averaged.module.cpu().eval()], [sc.cfg], run_id=rid),
     ]
 
 

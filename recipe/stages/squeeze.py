@@ -4,10 +4,10 @@
 computation at test time look into distilling your ensemble into a network using dark knowledge." -- and
 "leave it training". Starting from tune's config (regularize's when tune did not run), the stage:
 
-1. trains ``members`` seeds of it through the trial map (member 0, the config's own seed, is the reference),
-   then in this process: SWA and Polyak-averaged weights of one more run, a run ``longer`` times the budget with
-   a cosine decay (best-validation weights kept), a snapshot ensemble from cosine warm restarts, and a student
-   distilled from the ensemble (:mod:`recipe.squeeze.runs`; each its own nested MLflow run);
+1. trains ``members`` seeds of it through the trial map (member 0, the config's own seed, is the reference, and
+   its run also keeps SWA and Polyak-averaged weights), then in this process: a run ``longer`` times the budget
+   with a cosine decay (best-validation weights kept), a snapshot ensemble from cosine warm restarts, and a
+   student distilled from the ensemble (:mod:`recipe.squeeze.runs`; each its own nested MLflow run);
 2. scores every candidate on the validation split, adds one more, ``weighted``: the candidates blended by
    ensemble selection on the val loss, started from the ensemble (:mod:`recipe.squeeze.weighted`, Caruana et al.
    2004; ``stages.squeeze.ensemble_selection`` rounds, within ``max_params``), and chooses the champion there by

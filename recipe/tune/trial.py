@@ -57,6 +57,9 @@ class TrialSpec:
     pruner: str = "none"
     keep_scores: bool = False  # return per-sample validation losses and scores (retrainings)
     log_checkpoint: bool = False  # log the checkpoint as an artifact of the run (for processes on other machines)
+    # (SWA's first epoch, 0-based; the EMA decay): also average the run's weights (SWA and Polyak callbacks, which
+    # leave its trajectory as it is) and return them (squeeze's member 0: its averages need no run of their own)
+    averages: tuple[int, float] | None = None
 
 
 @dataclass
@@ -83,6 +86,8 @@ class TrialResult:
     val_scores: np.ndarray | None = None
     checkpoint: str | None = None
     checkpoint_uri: str | None = None  # runs:/<run>/checkpoint/<file> when spec.log_checkpoint
+    averages: dict[str, str] = field(default_factory=dict)  # spec.averages: "swa"/"ema" -> their weights' file
+    averages_uri: dict[str, str] = field(default_factory=dict)  # and their runs:/ URIs when spec.log_checkpoint
     pid: int = 0
     error: str = ""  # the traceback of a trial that raised
 
@@ -196,11 +201,14 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         result.pruning, result.note = trial is not None, why
         reporter = Reporter(trial)
         fit_start = time.perf_counter()
-        t = fit(cfg, data, epochs=spec.epochs, callbacks=[reporter], log=False)
+        averagers = _averagers(spec.averages)
+        t = fit(cfg, data, epochs=spec.epochs, callbacks=[reporter, *averagers.values()], log=False)
         saved = t.save(Path(spec.workdir) / f"{safe_name(spec.name)}.pt")
         if spec.log_checkpoint:
             client.log_artifact(spec.run_id, str(saved), "checkpoint")
             result.checkpoint_uri = f"runs:/{spec.run_id}/checkpoint/{saved.name}"
+        if not t.diverged:
+            _save_averages(spec, client, result, averagers)
         result.fit_seconds = time.perf_counter() - fit_start
         result.value, result.val_metric = t.val.loss, t.val.metric
         result.train_loss, result.train_metric = t.train.loss, t.train.metric
@@ -224,6 +232,32 @@ def run_trial(spec: TrialSpec) -> TrialResult:
     record_result(client, spec.run_id, result, list(reporter.metrics) if reporter is not None else [])
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _averagers(averages: tuple[int, float] | None) -> dict[str, Callback]:
+    """``TrialSpec.averages``' callbacks by name: SWA from its first epoch and Polyak (EMA) weights; none without."""
+    if averages is None:
+        return {}
+    from recipe.train.callbacks import SWA, Polyak
+
+    return {"swa": SWA(start_epoch=int(averages[0])), "ema": Polyak(float(averages[1]))}
+
+
+def _save_averages(spec: TrialSpec, client: Any, result: TrialResult, averagers: dict[str, Any]) -> None:
+    """Each averaged model's weights beside the checkpoint (``<name>_swa.pt``, ``<name>_ema.pt``, a plain state
+    dict), logged as checkpoint artifacts with ``spec.log_checkpoint``; noted in ``result.averages`` (and
+    ``averages_uri``)."""
+    import torch
+
+    from recipe.fit import safe_name
+
+    for kind, cb in averagers.items():
+        path = Path(spec.workdir) / f"{safe_name(spec.name)}_{kind}.pt"
+        torch.save(cb.averaged.module.state_dict(), path)
+        result.averages[kind] = str(path)
+        if spec.log_checkpoint:
+            client.log_artifact(spec.run_id, str(path), "checkpoint")
+            result.averages_uri[kind] = f"runs:/{spec.run_id}/checkpoint/{path.name}"
 
 
 def log_config(client: Any, run_id: str, cfg: Any) -> None:

@@ -98,7 +98,11 @@ def test_squeeze_registers_a_champion_that_reproduces_its_test_score_from_raw_fi
     assert stage_run.data.tags["recipe.test_read"] == "true"
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == stage_run.info.run_id]
     kinds = sorted(r.data.tags[tracking.TAG_KIND] for r in nested)
-    assert kinds.count("member") == 3 and kinds.count("candidate") == 4  # averaging, longer, snapshots, student
+    assert kinds.count("member") == 3 and kinds.count("candidate") == 3  # longer, snapshots, student
+    # SWA and EMA come from member 0's run (its training left as it is): no averaging run of their own
+    member0 = next(r for r in nested if r.data.tags["mlflow.runName"] == "squeeze:member0")
+    averages = {f.path for f in client.list_artifacts(member0.info.run_id, "checkpoint")}
+    assert {"checkpoint/member0_swa.pt", "checkpoint/member0_ema.pt"} <= averages
     assert not [r for r in runs if r.info.status == "RUNNING"]
     # the champion's test metric is on its logged model, against the test split (the Models tab ranks by it)
     version = client.get_model_version_by_alias("squeeze-test", "challenger")

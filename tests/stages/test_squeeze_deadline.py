@@ -75,17 +75,17 @@ def squeeze_ctx(monkeypatch, tmp_path):
 
 
 def test_no_member_starts_that_would_end_past_the_deadline_with_the_rest_of_the_stage(squeeze_ctx):
-    # after the members: averaging 1 + longer ceil(1.5) = 2 + snapshots 1 + student 1 = 5 runs of 10 s, and 20 s
-    # of work outside the runs: a member wave needs 10 + 70 s. 100 s to the deadline: members 0 (the minimum),
-    # 1 (80 <= 90 left) and 2 (80 <= 80), not 3 (80 > 70)
-    sc = squeeze_ctx.make(deadline_in=100.0)
+    # after the members (member 0's run also averages its weights): longer ceil(1.5) = 2 + snapshots 1 + student
+    # 1 = 4 runs of 10 s, and 20 s of work outside the runs: a member wave needs 10 + 60 s. 90 s to the deadline:
+    # members 0 (the minimum), 1 (70 <= 80 left) and 2 (70 <= 70), not 3 (70 > 60)
+    sc = squeeze_ctx.make(deadline_in=90.0)
     members, notes = runs.train_members(sc)
     assert squeeze_ctx.mapped == [["member0"], ["member1"], ["member2"]]
     assert sc.members_run == 3 and squeeze_ctx.created == [f"squeeze:member{k}" for k in range(3)]
     said = [n for n in notes if n.startswith("budget: ")]
     assert said == [
         "budget: squeeze trained 3 of 5 members: a member took 10.0 s, so one more and the stage's other runs and "
-        "work (70 s) need about 80 s, and 70 s of the stage's share of budget.minutes is left"
+        "work (60 s) need about 70 s, and 60 s of the stage's share of budget.minutes is left"
     ]
     assert members == [] and len([n for n in notes if "did not train" in n]) == 3  # the fake members failed
 
@@ -102,9 +102,9 @@ def test_the_minimum_member_runs_even_past_the_deadline_and_without_one_all_run(
 
 
 def test_members_go_in_waves_of_the_parallel_trials(squeeze_ctx):
-    # two side by side, a wave taking one member's time (10 s); 95 s to the deadline: the first wave (the
-    # minimum and one more), the second (80 s needed, 85 left), not a third (80 needed, 75 left)
-    sc = squeeze_ctx.make(deadline_in=95.0, parallel=2)
+    # two side by side, a wave taking one member's time (10 s); 85 s to the deadline: the first wave (the
+    # minimum and one more), the second (70 s needed, 75 left), not a third (70 needed, 65 left)
+    sc = squeeze_ctx.make(deadline_in=85.0, parallel=2)
     _, notes = runs.train_members(sc)
     assert squeeze_ctx.mapped == [["member0", "member1"], ["member2", "member3"]]
     assert sc.members_run == 4 and any(n.startswith("budget: squeeze trained 4 of 5 members") for n in notes)
@@ -114,8 +114,8 @@ def test_the_second_member_is_kept_before_the_long_run_which_is_then_cut_to_what
     """The budget keeps an ensemble (two members) before squeeze's long run (recipe.budget.Knob's tiers): a
     deadline that fits the second member only without the long run trains it, and the long run is then cut.
     Attrition at budget.minutes=10 had stopped at 1 member (no ensemble) to keep a 3-budget long run."""
-    # 70 s: member0; member1 needs 10 + (averaging, snapshot, student: 30 s) + 20 s of work = 60 <= 60 left
-    # (with the 2-budget long run counted it needed 80); member2 is past the keep: 80 > 50
+    # 70 s: member0; member1 needs 10 + (snapshot, student: 20 s) + 20 s of work = 50 <= 60 left (with the
+    # 2-budget long run counted it needed 70); member2 is past the keep: 70 > 50
     sc = squeeze_ctx.make(deadline_in=70.0)
     runs.train_members(sc)
     assert sc.members_run == 2 and sc.member_s == 10.0

@@ -70,3 +70,59 @@ def test_a_trial_that_raises_is_a_failed_result_with_its_run_failed(mlflow_store
     assert r.state == "failed" and "no.such" in r.note and r.error
     run = MlflowClient().get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["recipe.trial_state"] == "failed"
+
+
+def test_a_run_with_averages_returns_its_swa_and_ema_weights_and_trains_the_same_weights(mlflow_store, tmp_path):
+    """TrialSpec.averages (squeeze's member 0): the run also keeps SWA and EMA weights, as files beside its
+    checkpoint and as artifacts of its run, and the callbacks leave the training as it is -- the same weights to
+    the bit as the run without them, and averages equal to an in-process fit with the same callbacks (so squeeze
+    needs no separate averaging run)."""
+    import torch
+
+    from recipe.fit import build_for, fit
+    from recipe.train import load_weights
+    from recipe.train.callbacks import SWA, Polyak
+
+    cfg = load_config(overrides=["name=trial-avg", "model.width=8", "trainer.progress=false"])
+    exp = tracking.setup("trial-avg")
+
+    def trial(name, averages):
+        run_id = MlflowClient().create_run(exp).info.run_id
+        spec = TrialSpec(
+            config=cfg.to_dict(),
+            name=name,
+            run_id=run_id,
+            tracking_uri=tracking.tracking_uri(),
+            epochs=3,
+            workdir=str(tmp_path / "w"),
+            log_checkpoint=True,
+            averages=averages,
+        )
+        return run_trial(spec), run_id
+
+    plain, _ = trial("plain", None)
+    member0, run_id = trial("member0", (1, 0.9))
+    assert plain.state == member0.state == "complete" and not plain.averages
+    assert set(member0.averages) == {"swa", "ema"}
+    assert member0.averages_uri == {k: f"runs:/{run_id}/checkpoint/member0_{k}.pt" for k in ("swa", "ema")}
+    logged = {f.path for f in MlflowClient().list_artifacts(run_id, "checkpoint")}
+    assert {"checkpoint/member0_swa.pt", "checkpoint/member0_ema.pt"} <= logged
+
+    def weights(path):
+        return load_weights(build_for(cfg, data), path).state_dict()
+
+    from recipe.tune.trial import _data_for
+
+    data = _data_for(cfg)
+    a, b = weights(plain.checkpoint), weights(member0.checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the averages did not change the training
+    swa, ema = SWA(start_epoch=1), Polyak(0.9)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the trial ran (TrialSpec.threads): the same sums in the same order
+    try:
+        fit(cfg, data, epochs=3, callbacks=[swa, ema], log=False, evaluate=False)
+    finally:
+        torch.set_num_threads(threads)
+    for kind, cb in (("swa", swa), ("ema", ema)):
+        mine, theirs = cb.averaged.module.state_dict(), weights(member0.averages[kind])
+        assert all(torch.equal(mine[k].cpu(), theirs[k]) for k in theirs), kind
