@@ -304,7 +304,7 @@ def table_rows(
                 "gap": c.gap(higher_is_better, criterion),
                 "epochs": c.epochs,
                 "seconds": c.seconds,
-                "kept": "reference" if c is reference else ("kept" if d and d.kept else "dropped"),
+                "kept": "reference" if c is reference else ("kept" if d and d.kept else _unkept(c.name, chosen)),
                 "chosen": c.name == chosen,
                 "decision": _decision(c, d, reference, chosen, used),
                 "note": c.note if c.status != "ok" else "; ".join(x for x in (d.reason if d else "", c.note) if x),
@@ -317,16 +317,22 @@ def table_rows(
 COMBINED = "combined"  # the name of the candidate that combines the kept changes (recipe.stages.regularize)
 
 
+def _unkept(name: str, chosen: str) -> str:
+    """The ``kept`` cell of a candidate that did not beat the reference: ``chosen`` when it was chosen anyway
+    (squeeze's rule may choose within noise of the reference), else ``dropped``."""
+    return "chosen" if name == chosen else "dropped"
+
+
 def _decision(c: CandidateResult, d: Decision | None, reference: CandidateResult, chosen: str, used: set[str]) -> str:
     """What became of a candidate, in the table's words. ``kept`` alone only for what is handed on: a change that
     beat the reference but went into the combination, lost to a better value of its kind, or lost to another change
     says so (a table that marked every change that beat the reference "kept" read as if all of them were used)."""
     if c is reference:
         return "reference" + (" (chosen)" if c.name == chosen else "")
+    if c.name == chosen:  # squeeze's rule may choose a candidate level with the reference
+        return "kept (chosen)" if d is not None and d.kept else "chosen (within noise of the reference)"
     if d is None or not d.kept:
         return "dropped"
-    if c.name == chosen:
-        return "kept (chosen)"
     if c.name == COMBINED:
         return "beat the reference, not the best single change: not chosen"
     if c.name not in used:

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from recipe import tracking
 from recipe.card import model_card as render_card
 from recipe.champion import Member, log_champion, spec_for
-from recipe.checks.ablation import table_rows
+from recipe.checks.ablation import decide, table_rows
 from recipe.checks.base import Finding
 from recipe.report import Verdict
 from recipe.squeeze import promotion
@@ -184,23 +184,30 @@ def promote(sc: Any, registered: Registered, verdict: Verdict) -> Finding:
     return promotion.promotion_finding(decision, name)
 
 
-def log_tables(
-    cands: dict[str, Squeezed], champion: Squeezed, decisions: dict[str, Any], rows: list[Any], sc: Any
-) -> None:
-    """``squeeze/candidates.json`` (val numbers and decisions) and ``squeeze/test.json`` (the test table)."""
+def log_tables(cands: dict[str, Squeezed], champion: Squeezed, rows: list[Any], sc: Any) -> None:
+    """``squeeze/candidates.json`` (val numbers and decisions, :func:`candidates_table`) and ``squeeze/test.json``
+    (the test table)."""
+    table = candidates_table(cands, champion.name, sc.task, sc.s)
+    tracking.log_dict([{k: _json(v) for k, v in r.items()} for r in table], "squeeze/candidates.json")
+    tracking.log_dict([r.as_dict(sc.task.metric) for r in rows], "squeeze/test.json")
+
+
+def candidates_table(cands: dict[str, Squeezed], chosen: str, task: Any, s: Any) -> list[dict[str, Any]]:
+    """The candidates table's rows (:func:`recipe.checks.ablation.table_rows`), the reference (member 0) first:
+    each other candidate's paired gain over the reference on ``s.criterion`` and whether it beats it beyond
+    ``s.noise_z`` standard errors (:func:`recipe.checks.ablation.decide`), so the gain column and the decision
+    words read against the row the table calls the reference; the champion's row says it was chosen (by
+    ``stages.squeeze.rule``, which may choose within noise of the reference)."""
     ref = cands["reference"].result
     for c in cands.values():
         c.result.changes = {"what": c.what}
-    table = table_rows(
-        ref,
-        [c.result for c in cands.values() if c.name != "reference"],
-        decisions,
-        champion.name,
-        sc.task.higher_is_better,
-        sc.s.criterion,
-    )
-    tracking.log_dict([{k: _json(v) for k, v in r.items()} for r in table], "squeeze/candidates.json")
-    tracking.log_dict([r.as_dict(sc.task.metric) for r in rows], "squeeze/test.json")
+    others = [c.result for c in cands.values() if c.name != "reference"]
+    decisions = {
+        c.name: decide(ref, c, higher_is_better=task.higher_is_better, noise_z=s.noise_z, criterion=s.criterion)
+        for c in others
+        if c.ok
+    }
+    return table_rows(ref, others, decisions, chosen, task.higher_is_better, s.criterion)
 
 
 def _json(v: Any) -> Any:

@@ -140,7 +140,7 @@ def _publish(
 ) -> StageResult:
     """Log the tables and the progress plot, hand on the champion's config, write the model card."""
     figures = Figures()
-    publish.log_tables(cands, pick.champion, pick.decisions, rows, sc)
+    publish.log_tables(cands, pick.champion, rows, sc)
     publish.progress(figures, ctx, sc, pick.champion, rows, classical)
     notes += [f"champion: {pick.champion.what} ({pick.reason})", *registered.notes, *figures.close()]
     result = finish(

@@ -376,3 +376,32 @@ def test_a_regression_round_trip_is_judged_in_target_standard_deviations(dollars
     loaded = pd.DataFrame({"prediction": trained[:, 0].astype(np.float64) * 1.1e5 + 2.3e5 + dollars})
     diff = round_trip_diff(loaded, trained, spec, classifier=False)
     assert judge.round_trip(diff, 32, "models:/Sacramento/1").verdict is verdict, diff
+
+
+def test_the_candidates_table_reads_each_gain_against_the_reference_row():
+    """squeeze/candidates.json: a candidate far worse than the reference is dropped with a negative gain, one
+    level with it is dropped within noise, one better beyond noise beat it, and the champion the rule chose
+    within noise says so (a new user's trial found the far-worse EMA marked "beat the reference; not chosen" and
+    the champion "dropped": the gains were the best candidate's over each row, not each row's over the
+    reference)."""
+    from recipe.squeeze.publish import candidates_table
+
+    def cand(name, extra):
+        return SimpleNamespace(name=name, what=f"{name} weights", result=_cand(name, _losses(extra)))
+
+    cands = {
+        "reference": cand("reference", 6),  # 6 samples wrong
+        "ema": cand("ema", 12),  # 6 more: far worse
+        "swa": cand("swa", 6),  # level
+        "longer": cand("longer", 0),  # none wrong: far better
+        "weighted": cand("weighted", 6),  # level, the rule's champion
+    }
+    s = RecipeConfig().stages.squeeze.model_copy(update={"criterion": "loss", "noise_z": 1.0})
+    rows = {r["name"]: r for r in candidates_table(cands, "weighted", CLASSIFICATION, s)}
+    assert rows["reference"]["kept"] == "reference" and rows["reference"]["decision"] == "reference"
+    assert rows["ema"]["gain"] < 0 and (rows["ema"]["kept"], rows["ema"]["decision"]) == ("dropped", "dropped")
+    assert rows["swa"]["kept"] == "dropped" and rows["swa"]["note"].startswith("within noise or worse")
+    assert rows["longer"]["gain"] > 0 and rows["longer"]["kept"] == "kept"
+    assert rows["longer"]["decision"] == "beat the reference; not chosen"
+    assert rows["weighted"]["chosen"] and rows["weighted"]["kept"] == "chosen"
+    assert rows["weighted"]["decision"] == "chosen (within noise of the reference)"
