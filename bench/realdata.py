@@ -445,7 +445,11 @@ def main() -> int:
     if unknown:
         print(f"unknown set(s) {unknown}; sets: {', '.join(SPECS)}", file=sys.stderr)
         return 2
-    minutes = budget_minutes(args.overrides)
+    try:
+        minutes = budget_minutes(args.overrides)
+    except ValueError:
+        print("budget.minutes must be a number of minutes (--set budget.minutes=10)", file=sys.stderr)
+        return 2
     if args.against_epochs and not minutes:
         print("--against-epochs compares a budgeted run: add --set budget.minutes=M", file=sys.stderr)
         return 2

@@ -98,3 +98,6 @@ def test_against_epochs_runs_each_set_again_without_the_budget_and_prints_both(t
 
     refused = subprocess.run([*base, "--against-epochs"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "add --set budget.minutes=M" in refused.stderr
+    typo = subprocess.run([*base, "--set", "budget.minutes=2m"], capture_output=True, text=True, timeout=60)
+    assert typo.returncode == 2 and "Traceback" not in typo.stderr  # a new user's trial: was a ValueError
+    assert "budget.minutes must be a number of minutes" in typo.stderr and not calls.read_text().count("\n") > 2
