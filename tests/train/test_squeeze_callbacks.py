@@ -96,3 +96,26 @@ def test_bad_arguments_are_refused():
         Snapshots(0)
     with pytest.raises(ValueError, match="temperature > 0"):
         Distill(lambda x: x, temperature=0)
+
+
+def test_polyak_weights_warm_up_so_a_short_run_averages_its_recent_weights():
+    """warmup_ema: the n-th update uses decay min(decay, (1 + n) / (10 + n)) (TensorFlow's num_updates rule), so
+    after a few steps the average sits near the recent weights, where the plain EMA at 0.99 stays near the first."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from recipe.train.callbacks.swa import warmup_ema
+
+    w = nn.Linear(1, 1, bias=False)
+    avg = AveragedModel(w, multi_avg_fn=warmup_ema(0.99), use_buffers=True)
+    expected = None
+    for step in range(20):
+        with torch.no_grad():
+            w.weight.fill_(float(step))
+        avg.update_parameters(w)
+        n = step  # updates before this one
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = 0.0 if step == 0 else d * expected + (1 - d) * step
+    assert avg.module.weight.item() == pytest.approx(expected)
+    assert avg.module.weight.item() > 14  # recent weights (19 last); the plain EMA at 0.99 would be near 1.7
+    late = min(0.99, (1 + 2000) / (10 + 2000))
+    assert late == 0.99  # long runs: the configured decay

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+import torch
+from torch.optim.swa_utils import AveragedModel, update_bn
 
 from recipe.train.callbacks.base import Callback
 from recipe.train.callbacks.precise_bn import batch_norm_layers
@@ -21,6 +22,27 @@ def recompute_bn(averaged: AveragedModel, trainer: Any) -> None:
     nothing when nothing was averaged yet or the model has no batch norm."""
     if averaged.n_averaged.item() > 0 and batch_norm_layers(averaged.module):
         update_bn(((xb.to(trainer.device)) for xb, _ in trainer.train_data), averaged, device=trainer.device)
+
+
+def warmup_ema(decay: float):
+    """An ``AveragedModel`` ``multi_avg_fn``: the EMA of the weights with decay ``min(decay, (1 + n) / (10 + n))`` at
+    its n-th update (n >= 1; the first copies the weights), so a short run's average follows its recent weights
+    rather than its first ones. At decay 0.99 a 70-step run (squeeze at a small budget.minutes) kept ~half the
+    weight on its first steps, and the EMA model scored 52% val accuracy on digits against the run's 95% (a new
+    user's trial). The warm-up is TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` rule, also timm's
+    ``ModelEmaV3`` warm-up; from n ~ 900 on (decay 0.99) it is the plain EMA."""
+
+    @torch.no_grad()
+    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        n = float(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(ema[0]) or torch.is_complex(ema[0]):
+            torch._foreach_lerp_(ema, current, 1.0 - d)  # as torch's get_ema_multi_avg_fn
+        else:
+            for a, b in zip(ema, current, strict=True):
+                a.copy_(a * d + b * (1.0 - d))
+
+    return update
 
 
 class SWA(Callback):
@@ -60,7 +82,8 @@ class SWA(Callback):
 class Polyak(Callback):
     """An exponential moving average of the weights after every step (Polyak-Ruppert averaging as the EMA of
     seed 001), kept beside the model in ``self.averaged`` and never swapped in: unlike :class:`EMA`, training and
-    validation see the live weights, so one run yields both the raw and the averaged model.
+    validation see the live weights, so one run yields both the raw and the averaged model. Its decay warms up
+    (:func:`warmup_ema`): short runs average their recent weights, not their first ones.
 
     Args:
         decay: weight of the running average per step, in (0, 1). Default 0.99.
@@ -74,9 +97,7 @@ class Polyak(Callback):
         self.decay = decay
 
     def before_fit(self) -> None:
-        self.averaged = AveragedModel(
-            self.trainer.model, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True
-        )
+        self.averaged = AveragedModel(self.trainer.model, multi_avg_fn=warmup_ema(self.decay), use_buffers=True)
 
     def after_step(self) -> None:
         self.averaged.update_parameters(self.trainer.model)
