@@ -103,7 +103,7 @@ def test_polyak_weights_warm_up_so_a_short_run_averages_its_recent_weights():
     after a few steps the average sits near the recent weights, where the plain EMA at 0.99 stays near the first."""
     from torch.optim.swa_utils import AveragedModel
 
-    from recipe.train.callbacks.swa import warmup_ema
+    from recipe.train.callbacks.ema import warmup_ema
 
     w = nn.Linear(1, 1, bias=False)
     avg = AveragedModel(w, multi_avg_fn=warmup_ema(0.99), use_buffers=True)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch.optim.swa_utils import AveragedModel, update_bn
 
 from recipe.train.callbacks.base import Callback
+from recipe.train.callbacks.ema import warmup_ema
 from recipe.train.callbacks.precise_bn import batch_norm_layers
 
 
@@ -22,27 +22,6 @@ def recompute_bn(averaged: AveragedModel, trainer: Any) -> None:
     nothing when nothing was averaged yet or the model has no batch norm."""
     if averaged.n_averaged.item() > 0 and batch_norm_layers(averaged.module):
         update_bn(((xb.to(trainer.device)) for xb, _ in trainer.train_data), averaged, device=trainer.device)
-
-
-def warmup_ema(decay: float):
-    """An ``AveragedModel`` ``multi_avg_fn``: the EMA of the weights with decay ``min(decay, (1 + n) / (10 + n))`` at
-    its n-th update (n >= 1; the first copies the weights), so a short run's average follows its recent weights
-    rather than its first ones. At decay 0.99 a 70-step run (squeeze at a small budget.minutes) kept ~half the
-    weight on its first steps, and the EMA model scored 52% val accuracy on digits against the run's 95% (a new
-    user's trial). The warm-up is TensorFlow's ``ExponentialMovingAverage(num_updates=...)`` rule, also timm's
-    ``ModelEmaV3`` warm-up; from n ~ 900 on (decay 0.99) it is the plain EMA."""
-
-    @torch.no_grad()
-    def update(ema: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = float(num_averaged)
-        d = min(decay, (1.0 + n) / (10.0 + n))
-        if torch.is_floating_point(ema[0]) or torch.is_complex(ema[0]):
-            torch._foreach_lerp_(ema, current, 1.0 - d)  # as torch's get_ema_multi_avg_fn
-        else:
-            for a, b in zip(ema, current, strict=True):
-                a.copy_(a * d + b * (1.0 - d))
-
-    return update
 
 
 class SWA(Callback):
