@@ -134,7 +134,7 @@ def train_members(sc: Context) -> tuple[list[Squeezed], list[str]]:
             continue
         cfg = RecipeConfig.model_validate(spec_.config)
         net = load_weights(build_for(cfg, sc.data), _local(r, sc.ctx.workdir))
-        if spec_.averages is not None and not together and set(r.averages) == {"swa", "ema"}:
+        if set(r.averages) == {"swa", "ema"}:  # member 0's run, trained separately (a vectorised fit keeps none)
             sc.averages = {k: str(_local_file(p, r.averages_uri.get(k), sc.ctx.workdir)) for k, p in r.averages.items()}
             sc.averages_run_id = spec_.run_id
         members.append(

@@ -84,12 +84,12 @@ def run(ctx: StageContext) -> StageResult:
 
 @dataclass(frozen=True)
 class _Pick:
-    """The validation choice: the champion, the best single network, the keep/drop decisions by name, the best
-    candidate on validation and the reason the champion won."""
+    """The validation choice: the champion, the best single network, the best candidate on validation and the
+    reason the champion won (the candidates table compares each candidate with the reference itself:
+    :func:`recipe.squeeze.publish.candidates_table`)."""
 
     champion: Squeezed
     single: Squeezed
-    decisions: dict[str, Any]
     best: CandidateResult
     reason: str
 
@@ -114,7 +114,7 @@ def _choose(sc: runs.Context, cands: dict[str, Squeezed]) -> _Pick:
             evaluate(blend, sc.data, sc.task)
             cands[blend.name] = blend
     pairs = [(c.result, c.cost) for c in cands.values()]
-    champ_r, best_r, decisions, reason = judge.choose_champion(
+    champ_r, best_r, _, reason = judge.choose_champion(
         pairs,
         task=sc.task,
         criterion=sc.s.criterion,
@@ -123,7 +123,7 @@ def _choose(sc: runs.Context, cands: dict[str, Squeezed]) -> _Pick:
         max_params=sc.s.max_params,
     )
     champion = next(c for c in cands.values() if c.result is champ_r)
-    return _Pick(champion, _best_single(cands, sc), decisions, best_r, reason)
+    return _Pick(champion, _best_single(cands, sc), best_r, reason)
 
 
 def _publish(

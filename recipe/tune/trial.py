@@ -204,9 +204,7 @@ def run_trial(spec: TrialSpec) -> TrialResult:
         averagers = _averagers(spec.averages)
         t = fit(cfg, data, epochs=spec.epochs, callbacks=[reporter, *averagers.values()], log=False)
         saved = t.save(Path(spec.workdir) / f"{safe_name(spec.name)}.pt")
-        if spec.log_checkpoint:
-            client.log_artifact(spec.run_id, str(saved), "checkpoint")
-            result.checkpoint_uri = f"runs:/{spec.run_id}/checkpoint/{saved.name}"
+        result.checkpoint_uri = _log_checkpoint(spec, client, saved)
         if not t.diverged:
             _save_averages(spec, client, result, averagers)
         result.fit_seconds = time.perf_counter() - fit_start
@@ -255,9 +253,17 @@ def _save_averages(spec: TrialSpec, client: Any, result: TrialResult, averagers:
         path = Path(spec.workdir) / f"{safe_name(spec.name)}_{kind}.pt"
         torch.save(cb.averaged.module.state_dict(), path)
         result.averages[kind] = str(path)
-        if spec.log_checkpoint:
-            client.log_artifact(spec.run_id, str(path), "checkpoint")
-            result.averages_uri[kind] = f"runs:/{spec.run_id}/checkpoint/{path.name}"
+        if uri := _log_checkpoint(spec, client, path):
+            result.averages_uri[kind] = uri
+
+
+def _log_checkpoint(spec: TrialSpec, client: Any, path: Path) -> str | None:
+    """With ``spec.log_checkpoint``, ``path`` logged under the run's ``checkpoint/`` artifacts; its ``runs:/`` URI,
+    else None."""
+    if not spec.log_checkpoint:
+        return None
+    client.log_artifact(spec.run_id, str(path), "checkpoint")
+    return f"runs:/{spec.run_id}/checkpoint/{path.name}"
 
 
 def log_config(client: Any, run_id: str, cfg: Any) -> None:
