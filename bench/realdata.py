@@ -398,6 +398,7 @@ def run_set(spec: Spec, args: argparse.Namespace, seed: int, epoch_sized: bool =
     label += "_epoch" if epoch_sized else ""
     work = Path(tempfile.mkdtemp(prefix=f"realdata-{label}-", dir=args.cache))
     built = build(spec, args)
+    folder = holdout_folder(spec, args) if args.holdout else None  # built before the run: a missing source stops now
     overrides = [*built, *spec.overrides, "trainer.progress=false"]
     if seed != 0:
         overrides += [f"seed={seed}", f"data.split.seed={seed}"]
@@ -419,8 +420,7 @@ def run_set(spec: Spec, args: argparse.Namespace, seed: int, epoch_sized: bool =
     out = read_report(label, report, work / "mlflow.db", code, wall)
     stages = ", ".join(f"{s} {v}" for s, v in out.verdicts.items())
     print(f"   exit {code} in {wall:.1f} min ({stages}); fails: {', '.join(out.fails) or 'none'}", flush=True)
-    folder = holdout_folder(spec, args) if args.holdout and report.exists() else None
-    if folder is not None:
+    if folder is not None and report.exists():
         recipe = json.loads(report.read_text())["recipe"]
         out.holdout_correct, why = score_holdout(args.flows, work, recipe, folder)
         if out.holdout_correct:
