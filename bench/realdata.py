@@ -493,9 +493,10 @@ def budget_vs_epoch(budgeted: Outcome, epoch: Outcome) -> float | None:
 def paired_test_se(budgeted: Outcome, epoch: Outcome) -> float | None:
     """The standard error of :func:`budget_vs_epoch` with the two champions paired on the same test rows (a
     table's, :func:`score_test_rows`), in its units: percentage points of accuracy, or percent of the epoch-sized
-    run's error (MAE). None unless both runs scored the same rows."""
+    run's error (MAE). None unless both runs scored the same rows, and for an error other than the MAE (the rows
+    hold absolute errors: the RMSE does not pair so)."""
     b, e = budgeted.test_rows, epoch.test_rows
-    if len(b) < 2 or set(b) != set(e):
+    if len(b) < 2 or set(b) != set(e) or budgeted.metric in set(LOWER_IS_BETTER) - {"mae"}:
         return None
     d = np.array([e[k] - b[k] if budgeted.metric in LOWER_IS_BETTER else b[k] - e[k] for k in b])
     se = d.std(ddof=1) / np.sqrt(len(d))

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from bench.realdata import Outcome, against_epochs, budget_minutes, budget_vs_epoch, holdout_vs_epoch, lines
+from bench.realdata import (
+    Outcome,
+    against_epochs,
+    budget_minutes,
+    budget_vs_epoch,
+    holdout_vs_epoch,
+    lines,
+    paired_test_se,
+)
 
 
 def test_budget_minutes_follows_the_last_set_as_the_cli_does():
@@ -233,3 +241,12 @@ def test_a_tables_two_champions_are_paired_on_the_same_test_rows(tmp_path):
     # errors 5..9 against 5 each: differences 0..-4, sd 1.581, se 0.707 = 14.14% of the epoch-sized MAE
     assert "sacramento_budget_vs_epoch_se: 14.14" in out
     assert not [line for line in out if "holdout" in line]  # a table has no held-out images
+
+
+def test_the_paired_se_is_left_out_where_absolute_errors_do_not_pair():
+    rows = {f"row:{i}": float(i) for i in range(5)}
+    mae, mae_e = Outcome("a", 0, metric="mae", test_rows=rows), Outcome("a_epoch", 0, metric="mae", test_rows=rows)
+    assert paired_test_se(mae, mae_e) == 0.0  # the same errors: no spread
+    rmse = Outcome("a", 0, metric="rmse", test_rows=rows)
+    assert paired_test_se(rmse, Outcome("a_epoch", 0, metric="rmse", test_rows=rows)) is None
+    assert paired_test_se(mae, Outcome("a_epoch", 0, metric="mae", test_rows={"row:0": 1.0, "row:9": 1.0})) is None
