@@ -55,6 +55,9 @@ images can. Lines: ``<set>_holdout_test``, ``<set>_holdout_images``, and with ``
 their (one) saved split, and ``<set>_budget_vs_epoch_se`` is the paired standard error of
 ``<set>_budget_vs_epoch`` (Sacramento's 140 test rows: 0.6-3.3% of the MAE).
 
+Exit status: 0 when every run reached its verdicts (a FAIL among them is a finding, printed), 1 when a run stopped
+before them (the CLI's exit 2, 3 or 130: its log's last line is printed), 2 for the bench's own bad arguments.
+
 ``--quick`` lowers the budgets through ``--set`` (fewer tune trials and seeds, fewer squeeze members, fewer
 image epochs) so that the default sets fit about 20 minutes on the 2-core development machine.
 
@@ -419,7 +422,11 @@ def run_set(spec: Spec, args: argparse.Namespace, seed: int, epoch_sized: bool =
     subprocess.run([args.flows, "server", "stop"], cwd=work, env=env, capture_output=True)
     out = read_report(label, report, work / "mlflow.db", code, wall)
     stages = ", ".join(f"{s} {v}" for s, v in out.verdicts.items())
-    print(f"   exit {code} in {wall:.1f} min ({stages}); fails: {', '.join(out.fails) or 'none'}", flush=True)
+    if out.verdicts:
+        print(f"   exit {code} in {wall:.1f} min ({stages}); fails: {', '.join(out.fails) or 'none'}", flush=True)
+    else:  # the CLI stopped before any stage (a bad --set, a missing file): its own words are the log's last line
+        said = [line for line in (work / "run.log").read_text(errors="replace").splitlines() if line.strip()]
+        print(f"   exit {code} in {wall:.1f} min, no stage ran: {said[-1] if said else '(nothing logged)'}", flush=True)
     if folder is not None and report.exists():
         recipe = json.loads(report.read_text())["recipe"]
         out.holdout_correct, why = score_holdout(args.flows, work, recipe, folder)
@@ -604,6 +611,17 @@ def main() -> int:
     )
     args = ap.parse_args()
     names = [s for s in args.sets.split(",") if s]
+    if not names:
+        print(f"no set given; --sets takes a comma-separated list of {', '.join(SPECS)}", file=sys.stderr)
+        return 2
+    if shutil.which(args.flows) is None:
+        print(f"--flows {args.flows}: no such executable (the project's venv has it: .venv/bin/flows)", file=sys.stderr)
+        return 2
+    try:
+        args.seed_list = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        print(f"--seeds {args.seeds}: give whole numbers, comma-separated (--seeds 0,1,2)", file=sys.stderr)
+        return 2
     unknown = [s for s in names if s not in SPECS]
     if unknown:
         print(f"unknown set(s) {unknown}; sets: {', '.join(SPECS)}", file=sys.stderr)
@@ -616,7 +634,6 @@ def main() -> int:
     if args.against_epochs and not minutes:
         print("--against-epochs compares a budgeted run: add --set budget.minutes=M", file=sys.stderr)
         return 2
-    args.seed_list = [int(s) for s in args.seeds.split(",") if s]
     args.cache.mkdir(parents=True, exist_ok=True)
     specs = [SPECS[n] for n in names]
     outcomes, pairs = [], []
@@ -628,6 +645,11 @@ def main() -> int:
     print(table(outcomes + [epoch for _, epoch in pairs]))
     for line in lines(outcomes, specs, minutes) + (against_epochs(pairs) if pairs else []):
         print(line)
+    # 0 and 1 are the recipe's own verdicts (1: a stage failed its gate, a finding); any other exit left a set unmeasured
+    unmeasured = [o.name for o in outcomes + [e for _, e in pairs] if o.exit_code not in (0, 1)]
+    if unmeasured:
+        print(f"not measured (the CLI stopped; see the run's log): {', '.join(unmeasured)}", file=sys.stderr)
+        return 1
     return 0
 
 

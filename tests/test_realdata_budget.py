@@ -250,3 +250,31 @@ def test_the_paired_se_is_left_out_where_absolute_errors_do_not_pair():
     rmse = Outcome("a", 0, metric="rmse", test_rows=rows)
     assert paired_test_se(rmse, Outcome("a_epoch", 0, metric="rmse", test_rows=rows)) is None
     assert paired_test_se(mae, Outcome("a_epoch", 0, metric="mae", test_rows={"row:0": 1.0, "row:9": 1.0})) is None
+
+
+def test_bad_arguments_and_a_run_that_stops_early_are_said_in_one_line(tmp_path):
+    """A new user's trial: --seeds x and a missing --flows were tracebacks, --sets , ran nothing and exited 0, and
+    a CLI run stopped by a bad --set printed 'fails: none' and exited 0 with its reason only in run.log."""
+    bench = Path(__file__).resolve().parents[1] / "bench" / "realdata.py"
+    stops = tmp_path / "flows"
+    stops.write_text(
+        f"#!{sys.executable}\nimport sys\nif sys.argv[1] == 'run':\n    print('error: budget.minutes: "
+        "Input should be greater than 0')\n    sys.exit(2)\n"
+    )
+    stops.chmod(0o755)
+    base = [sys.executable, str(bench), "--cache", str(tmp_path / "c")]
+
+    def run(*extra):
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=120)
+
+    for extra, words in (
+        (["--seeds", "x", "--flows", str(stops)], "--seeds x: give whole numbers"),
+        (["--flows", str(tmp_path / "nope")], "no such executable"),
+        (["--sets", ",", "--flows", str(stops)], "no set given"),
+    ):
+        done = run(*extra)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    done = run("--sets", "digits", "--flows", str(stops), "--set", "budget.minutes=-2")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "no stage ran: error: budget.minutes: Input should be greater than 0" in done.stdout
+    assert "not measured (the CLI stopped; see the run's log): digits" in done.stderr
