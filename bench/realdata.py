@@ -309,12 +309,21 @@ class Outcome:
     wall_minutes: float = 0.0
     metric: str = ""
     budget_notes: dict[str, str] = field(default_factory=dict)  # stage -> its budget check (verdict: observed)
-    holdout: float | None = None  # the champion's accuracy on the held-out images (--holdout)
-    holdout_n: int = 0
-    holdout_correct: dict[str, bool] = field(default_factory=dict)  # image path -> the champion was right
+    holdout_correct: dict[str, bool] = field(default_factory=dict)  # held-out image path -> the champion was right
     # a table's test rows scored again through flows predict: row id -> 1.0 right / 0.0 wrong (classification)
     # or the absolute error (regression), to pair two runs of one split row by row
     test_rows: dict[str, float] = field(default_factory=dict)
+    recipe: str = ""  # the report's recipe name: its champion is models:/<recipe>@champion
+
+    @property
+    def holdout_n(self) -> int:
+        """How many held-out images the champion was scored on (0: none, ``--no-holdout`` or a table)."""
+        return len(self.holdout_correct)
+
+    @property
+    def holdout(self) -> float | None:
+        """The champion's accuracy on the held-out images (``--holdout``); None when none were scored."""
+        return sum(self.holdout_correct.values()) / self.holdout_n if self.holdout_n else None
 
 
 def _stage_minutes(db: Path, run_ids: dict[str, str]) -> dict[str, float]:
@@ -334,6 +343,7 @@ def read_report(name: str, path: Path, db: Path, code: int, wall: float) -> Outc
     if not path.exists():
         return out
     report = json.loads(path.read_text())
+    out.recipe = report.get("recipe", "")
     for st in report["stages"]:
         out.verdicts[st["stage"]] = st["verdict"]
         out.fails += [f"{st['stage']}/{c['name']}" for c in st["checks"] if c["verdict"] == "fail"]
@@ -349,6 +359,17 @@ def read_report(name: str, path: Path, db: Path, code: int, wall: float) -> Outc
     return out
 
 
+def _predict(flows: str, work: Path, recipe: str, inputs: Path, out: Path) -> str:
+    """``flows predict inputs`` with the champion registered in ``work``'s store (``models:/<recipe>@champion``),
+    the predictions written to ``out``: "" when it did, else the reason."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
+    cmd = [flows, "predict", str(inputs), "--model", f"models:/{recipe}@champion", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
+    if done.returncode != 0 or not out.exists():
+        return f"flows predict exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
+    return ""
+
+
 def score_holdout(flows: str, work: Path, recipe: str, folder: Path) -> tuple[dict[str, bool], str]:
     """The champion registered in ``work``'s store (``models:/<recipe>@champion``) scored on ``folder`` (class
     folders of images) through ``flows predict``, as a user scores it: ({image path: right}, "") or ({}, the
@@ -356,11 +377,9 @@ def score_holdout(flows: str, work: Path, recipe: str, folder: Path) -> tuple[di
     import pandas as pd
 
     out = work / "holdout.csv"
-    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
-    cmd = [flows, "predict", str(folder), "--model", f"models:/{recipe}@champion", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    if done.returncode != 0 or not out.exists():
-        return {}, f"flows predict exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
+    why = _predict(flows, work, recipe, folder, out)
+    if why:
+        return {}, why
     frame = pd.read_csv(out, dtype={"label": str})
     right = frame["label"] == frame["path"].map(lambda p: Path(p).parent.name)
     return dict(zip(frame["path"], right.astype(bool), strict=True)), ""
@@ -381,11 +400,9 @@ def score_test_rows(flows: str, work: Path, recipe: str, table: Path, spec: Spec
     rows = pd.read_csv(table).iloc[[int(i.removeprefix("row:")) for i in ids]]
     inputs, out = work / "test_rows.csv", work / "test_rows_predicted.csv"
     rows.drop(columns=[spec.target]).to_csv(inputs, index=False)
-    env = dict(os.environ, PYTHONPATH=str(REPO), MLFLOW_TRACKING_URI=f"sqlite:///{work / 'mlflow.db'}")
-    cmd = [flows, "predict", str(inputs), "--model", f"models:/{recipe}@champion", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
-    if done.returncode != 0 or not out.exists():
-        return {}, f"flows predict exit {done.returncode}: {(done.stderr or done.stdout).strip()[-300:]}"
+    why = _predict(flows, work, recipe, inputs, out)
+    if why:
+        return {}, why
     predicted, truth = pd.read_csv(out), rows[spec.target]
     if spec.regression:
         scores = np.abs(predicted["prediction"].to_numpy() - truth.to_numpy(dtype=float))
@@ -427,17 +444,12 @@ def run_set(spec: Spec, args: argparse.Namespace, seed: int, epoch_sized: bool =
     else:  # the CLI stopped before any stage (a bad --set, a missing file): its own words are the log's last line
         said = [line for line in (work / "run.log").read_text(errors="replace").splitlines() if line.strip()]
         print(f"   exit {code} in {wall:.1f} min, no stage ran: {said[-1] if said else '(nothing logged)'}", flush=True)
-    if folder is not None and report.exists():
-        recipe = json.loads(report.read_text())["recipe"]
-        out.holdout_correct, why = score_holdout(args.flows, work, recipe, folder)
-        if out.holdout_correct:
-            out.holdout_n = len(out.holdout_correct)
-            out.holdout = sum(out.holdout_correct.values()) / out.holdout_n
+    if folder is not None and out.recipe:
+        out.holdout_correct, why = score_holdout(args.flows, work, out.recipe, folder)
         print(f"   held-out images: {why or f'{out.holdout:.4f} on {out.holdout_n}'}", flush=True)
-    if args.against_epochs and spec.target and report.exists():
-        recipe = json.loads(report.read_text())["recipe"]
+    if args.against_epochs and spec.target and out.recipe:
         table = Path(built[0].removeprefix("data.root="))
-        out.test_rows, why = score_test_rows(args.flows, work, recipe, table, spec)
+        out.test_rows, why = score_test_rows(args.flows, work, out.recipe, table, spec)
         if why:
             print(f"   test rows not scored again: {why}", flush=True)
     print(f"   log {work / 'run.log'}, report {report}", flush=True)

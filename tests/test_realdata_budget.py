@@ -117,7 +117,7 @@ def test_against_epochs_runs_each_set_again_without_the_budget_and_prints_both(t
 def test_held_out_images_set_the_two_champions_side_by_side_with_the_paired_standard_error():
     right = {f"h/{c}/{i}.png": True for c in range(2) for i in range(50)}  # 100 images the epoch-sized got right
     budgeted = Outcome("mnist", 0, holdout_correct={**right, "h/0/0.png": False, "h/0/1.png": False})
-    budgeted.holdout, budgeted.holdout_n = 0.98, 100
+    assert (budgeted.holdout, budgeted.holdout_n) == (0.98, 100)  # derived from the images scored
     epoch = Outcome("mnist_epoch", 0, holdout_correct=right)
     delta, se = holdout_vs_epoch(budgeted, epoch)
     assert round(delta, 2) == -2.0  # two images of 100 lost: -2 points
@@ -130,7 +130,7 @@ def test_held_out_images_set_the_two_champions_side_by_side_with_the_paired_stan
         "holdout_budget_vs_epoch_worst: -2.00",
     ]
     assert {"mnist_holdout_test: 0.9800", "mnist_holdout_images: 100"} <= set(lines([budgeted], []))
-    assert not [x for x in lines([epoch], []) if "holdout" in x]  # no score: no lines
+    assert not [x for x in lines([Outcome("mnist_epoch", 3)], []) if "holdout" in x]  # no images scored: no lines
 
 
 FAKE_PREDICT = """#!{python}
