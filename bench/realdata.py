@@ -626,9 +626,11 @@ def main() -> int:
     if not names:
         print(f"no set given; --sets takes a comma-separated list of {', '.join(SPECS)}", file=sys.stderr)
         return 2
-    if shutil.which(args.flows) is None:
+    found = shutil.which(args.flows)
+    if found is None:
         print(f"--flows {args.flows}: no such executable (the project's venv has it: .venv/bin/flows)", file=sys.stderr)
         return 2
+    args.flows = str(Path(found).resolve())  # each run starts it from its own folder: a relative path would not do
     try:
         args.seed_list = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
@@ -646,6 +648,7 @@ def main() -> int:
     if args.against_epochs and not minutes:
         print("--against-epochs compares a budgeted run: add --set budget.minutes=M", file=sys.stderr)
         return 2
+    args.cache = args.cache.resolve()  # likewise: the runs write their reports from their own folders
     args.cache.mkdir(parents=True, exist_ok=True)
     specs = [SPECS[n] for n in names]
     outcomes, pairs = [], []

@@ -278,3 +278,21 @@ def test_bad_arguments_and_a_run_that_stops_early_are_said_in_one_line(tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "no stage ran: error: budget.minutes: Input should be greater than 0" in done.stdout
     assert "not measured (the CLI stopped; see the run's log): digits" in done.stderr
+
+
+def test_relative_flows_and_cache_paths_hold_from_each_runs_own_folder(tmp_path):
+    """--flows ./flows and --cache c (relative to where the bench starts) were checked there, then used from each
+    set's own folder: the CLI was not found, then its report was written under the run's folder and not read."""
+    calls = tmp_path / "calls.jsonl"
+    (tmp_path / "flows").write_text(FAKE_FLOWS.format(python=sys.executable, calls=str(calls)))
+    (tmp_path / "flows").chmod(0o755)
+    bench = Path(__file__).resolve().parents[1] / "bench" / "realdata.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--sets", "digits", "--cache", "c", "--flows", "./flows"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert "digits_champion_test: 0.9800" in done.stdout
