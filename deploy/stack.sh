@@ -423,6 +423,10 @@ start_mlflow() {
         unset RECIPE_PG_PASSWORD MLFLOW_TRACKING_URI PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING \
             RECIPE_MLFLOW_WORKER_PASSWORD
         export RECIPE_STACK_DIR=$RUN
+        # MLflow 3's server otherwise starts a job runner and seven huey consumers (eight more Python processes
+        # importing mlflow, seconds of CPU each, and their memory) for server-side jobs the recipe never submits;
+        # set MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true to have them
+        export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=${MLFLOW_SERVER_ENABLE_JOB_EXECUTION:-false}
         if [[ ${RECIPE_MLFLOW_APP:-} == basic-auth ]]; then
             export MLFLOW_AUTH_CONFIG_PATH=${MLFLOW_AUTH_CONFIG_PATH:-$RUN/mlflow-auth.ini}
         fi
