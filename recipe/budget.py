@@ -77,8 +77,10 @@ class Knob:
     a tier to the knob cut least so far (the largest value-over-configured ratio, :func:`size_stage`): 0, cut before any other (squeeze's snapshot
     run: the worst of squeeze's candidates on test in 19 of 19 real-data runs, ``bench/selection_regret.py``);
     1, the stage's runs and epochs together (the default); 2, ``last``: only when tiers 0-1 are at their minimum
-    (tune's seeds, squeeze's long run), and a knob with ``keep`` below ``keep`` (squeeze keeps two members, an
-    ensemble, the recipe's "pretty much guaranteed" gain, seeds/004, until its long run is cut); 3, ``final``:
+    (tune's seeds, squeeze's long run, then its student), and a knob with ``keep`` below ``keep`` (squeeze keeps
+    two members, an ensemble, the recipe's "pretty much guaranteed" gain, seeds/004, until its long run and its
+    student are cut; ``after`` holds a knob until another is at its minimum: the student until the long run is
+    cut, so the cuts go whole run by whole run); 3, ``final``:
     after every other (squeeze's epochs: its runs are the champion's candidates, and short runs cost more than
     fewer runs: on Fashion-MNIST 3,000 one 14-epoch cosine run scored 84% test, three 7-epoch runs ensembled
     82%, ``bench/short_runs.py``). ``words`` name it in a cut note (default: the stage's ``what``, or its
@@ -92,6 +94,7 @@ class Knob:
     first: bool = False
     keep: int = 0
     final: bool = False
+    after: str = ""  # a knob of the same stage that must be at its minimum before this one is cut
 
     def tier(self, value: int) -> int:
         """The knob's tier at ``value``: 0 cut first, 1 with the others, 2 last, 3 after every other."""
@@ -166,6 +169,11 @@ SIZED: dict[str, Sized] = {
             Knob("stages.squeeze.epochs", "epochs", 2, final=True),
             Knob("squeeze.longer", "runs", 1, last=True, words="squeeze's long run (budgets)"),
             Knob("squeeze.snapshots", "runs", 0, first=True, words="squeeze's snapshot run"),
+            # after the long run, before the second member: the student is a smaller copy of the ensemble, the
+            # ensemble the test gain (MNIST 3,000 at budget.minutes=10 on a quiet machine: 2 members and the
+            # student needed 205 s of a 201 s fit, so the sizing kept 1 member, where 2 without the student,
+            # 145 s, fitted)
+            Knob("squeeze.distill", "runs", 0, last=True, words="squeeze's distilled student", after="squeeze.longer"),
         ),
         runs=lambda v: (
             int(v["stages.squeeze.members"])
@@ -592,7 +600,7 @@ def size_stage(
     """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
     (:func:`stage_cost` plus ``fixed``, the stage's work outside its runs at the sizes tried,
     :func:`fixed_work`: squeeze scores each member it keeps) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio
-    still above its minimum (runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
+    still above its minimum (and not held by its ``after`` knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
     down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
     the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
     sized = SIZED[stage]
@@ -607,7 +615,12 @@ def size_stage(
     while estimate(values) > FIT * share_s:
         # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
         # floor (overfit), and a cut the stage would undo is no cut
-        cuts = {k.key: _cut(k, int(values[k.key])) for k in sized.knobs if int(values[k.key]) > k.minimum}
+        at_minimum = {k.key for k in sized.knobs if int(values[k.key]) <= k.minimum}
+        cuts = {
+            k.key: _cut(k, int(values[k.key]))
+            for k in sized.knobs
+            if k.key not in at_minimum and (not k.after or k.after in at_minimum)
+        }
         saving = [
             k for k in sized.knobs if k.key in cuts and estimate({**values, k.key: cuts[k.key]}) < estimate(values)
         ]
@@ -737,8 +750,8 @@ def regularize_overrides(cfg: RecipeConfig, candidates: int) -> dict[str, Any]:
 def overrides_for(stage: str, cfg: RecipeConfig, sizes: dict[str, Any]) -> dict[str, Any]:
     """The config overrides (dotted key -> value) that make ``stage`` run with ``sizes``: the knobs that are
     config keys as they are, regularize's candidate count as :func:`regularize_overrides`, tune's seeds as the
-    first of ``stages.tune.seeds``, squeeze's long run as ``stages.squeeze.longer`` (1: none) and its snapshot
-    run as ``stages.squeeze.snapshots`` (0: none). Every epochs knob is
+    first of ``stages.tune.seeds``, squeeze's long run as ``stages.squeeze.longer`` (1: none), its snapshot
+    run as ``stages.squeeze.snapshots`` (0: none) and its student as ``stages.squeeze.distill``. Every epochs knob is
     written even when unchanged (a None epochs follows ``budget.epochs``, which an earlier stage may change)."""
     out: dict[str, Any] = {}
     now = current_sizes(stage, cfg)
@@ -755,6 +768,8 @@ def overrides_for(stage: str, cfg: RecipeConfig, sizes: dict[str, Any]) -> dict[
             out["stages.squeeze.longer"] = float(value) if int(value) > 1 else 1.0
         elif key == "squeeze.snapshots":
             out["stages.squeeze.snapshots"] = cfg.stages.squeeze.snapshots if int(value) else 0
+        elif key == "squeeze.distill":
+            out["stages.squeeze.distill"] = bool(int(value)) and cfg.stages.squeeze.distill
         else:
             out[key] = value
     return out

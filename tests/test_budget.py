@@ -584,7 +584,8 @@ def test_squeeze_s_classical_fit_is_timed_once_for_the_plan_and_kept_for_the_sta
 def test_squeeze_cuts_its_snapshot_run_first_keeps_an_ensemble_until_its_long_run_is_cut_and_its_epochs_last():
     """The order of squeeze's cuts follows what its candidates were worth on test: the snapshot run (the worst
     candidate in 19 of 19 real-data runs, bench/selection_regret.py) goes first; members down to two (an ensemble
-    and its student, the recipe's "pretty much guaranteed" gain); then the long run; then the second member; the
+    and its student, the recipe's "pretty much guaranteed" gain); then the long run; then the student (a smaller
+    copy of the ensemble, not a better one); then the second member; the
     members' epochs only after every run (short runs cost more than fewer runs: Fashion-MNIST's 7-epoch runs
     scored 80-81% test, a 14-epoch cosine run 84%, bench/short_runs.py). Attrition at budget.minutes=10 had kept
     the long and snapshot runs and cut its members 5 -> 1: no ensemble."""
@@ -603,8 +604,21 @@ def test_squeeze_cuts_its_snapshot_run_first_keeps_an_ensemble_until_its_long_ru
     assert snap == {**{k: sizes[k] for k in snap}, "squeeze.snapshots": 0}
     two = {"squeeze.snapshots": 0, "stages.squeeze.members": 2}
     assert sized(two) == {**{k: sizes[k] for k in snap}, **two}  # the epochs and the long run kept
-    assert sized({**two, "squeeze.longer": 1}) == {**two, "squeeze.longer": 1, "stages.squeeze.epochs": epochs}
-    one = {**two, "squeeze.longer": 1, "stages.squeeze.members": 1}
+    kept = {"stages.squeeze.epochs": epochs, "squeeze.distill": 1}
+    assert sized({**two, "squeeze.longer": 1}) == {**two, "squeeze.longer": 1, **kept}
+    # the student goes before the second member: two members without it fit where two with it did not
+    no_student = {**two, "squeeze.longer": 1, "squeeze.distill": 0}
+    assert sized(no_student) == {**no_student, "stages.squeeze.epochs": epochs}
+    plan = size_stage(
+        "squeeze",
+        cfg,
+        COST,
+        (stage_cost("squeeze", {**sizes, **no_student}, COST) + fixed.seconds({**sizes, **no_student})) / budget.FIT,
+        fixed,
+    )
+    assert "squeeze's distilled student 1 → 0" in plan.note
+    assert budget.replay(cfg, plan.overrides).stages.squeeze.distill is False
+    one = {**no_student, "stages.squeeze.members": 1}
     assert sized(one) == {**one, "stages.squeeze.epochs": epochs}
     shorter = sized({**one, "stages.squeeze.epochs": epochs // 2})
     assert shorter["stages.squeeze.members"] == 1 and shorter["stages.squeeze.epochs"] <= epochs // 2
@@ -631,6 +645,7 @@ def test_the_last_knobs_are_cut_only_when_the_others_are_at_their_minimum():
         "stages.squeeze.epochs": 2,
         "squeeze.longer": 1,
         "squeeze.snapshots": 0,
+        "squeeze.distill": 0,
     }
     replayed = budget.replay(cfg, sq.overrides).stages.squeeze
     assert (replayed.members, replayed.longer, replayed.snapshots) == (1, 1.0, 0)
