@@ -13,7 +13,7 @@ The plan (documented in the README, "A recipe in minutes"):
 - **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`), the epochs those each
   run really trains: ``budget.min_steps`` raises them after the sizing, by the stages' own rule
   (:func:`recipe.fit.min_steps_epochs`), so the sizing counts the raised ones (:func:`run_epochs`). While the cost
-  is over the share, the knob furthest above its own minimum, relative to its configured value, is cut one step
+  is over the share (:data:`FIT` of it; :data:`LAST_FIT` for the last stage of the run), the knob furthest above its own minimum, relative to its configured value, is cut one step
   (runs by one, epochs by a fifth; a cut that saves nothing, such as overfit's epochs held at the min_steps
   floor, is not made): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
   knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
@@ -61,6 +61,18 @@ SHARES: dict[str, float] = {
 # each run's set-up, not the stage's own evaluations, checks, plots and MLflow writes. Measured: digits at
 # budget.minutes=3 sized to the whole share took 1.15x the budget on the busy 2-core machine.
 FIT = 0.85
+# The last stage of a run fills more of its share: no stage after it needs the time an estimate may miss. Squeeze's
+# time over its estimate in 18 budgeted real-data runs (bench/realdata.py, 2026-12-07): 0.47-1.10, median 0.88;
+# at 0.85 those runs ended with 4-27% of budget.minutes unused while squeeze cut its second member (Fashion-MNIST
+# on a quiet machine: 2 members needed 162 s of a 174 s share).
+LAST_FIT = 0.95
+
+
+def fit_for(last: bool) -> float:
+    """The fraction of its share a stage's estimate may fill: :data:`LAST_FIT` for the last stage of the run,
+    :data:`FIT` for the others."""
+    return LAST_FIT if last else FIT
+
 
 PLAN_FILE = "budget_plan.json"
 PLAN_VERSION = 1
@@ -595,11 +607,16 @@ def _ms(seconds: float) -> str:
 
 
 def size_stage(
-    stage: str, cfg: RecipeConfig, cost: StepCost, share_s: float, fixed: FixedWork | None = None
+    stage: str,
+    cfg: RecipeConfig,
+    cost: StepCost,
+    share_s: float,
+    fixed: FixedWork | None = None,
+    fit: float = FIT,
 ) -> StagePlan:
     """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
     (:func:`stage_cost` plus ``fixed``, the stage's work outside its runs at the sizes tried,
-    :func:`fixed_work`: squeeze scores each member it keeps) is over :data:`FIT` of the share, cut the knob with the largest value-over-configured ratio
+    :func:`fixed_work`: squeeze scores each member it keeps) is over ``fit`` of the share (:func:`fit_for`), cut the knob with the largest value-over-configured ratio
     still above its minimum (and not held by its ``after`` knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
     down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
     the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
@@ -612,7 +629,7 @@ def size_stage(
     def estimate(v: dict[str, Any]) -> float:
         return stage_cost(stage, v, cost) + fixed.seconds(v)
 
-    while estimate(values) > FIT * share_s:
+    while estimate(values) > fit * share_s:
         # a knob is open while a cut still saves time: budget.min_steps can hold a run's real epochs at its
         # floor (overfit), and a cut the stage would undo is no cut
         at_minimum = {k.key for k in sized.knobs if int(values[k.key]) <= k.minimum}

@@ -328,8 +328,9 @@ def _run_recipe(
             if budget is not None:
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
+                fit = budgeting.fit_for(last=k == len(to_run) - 1)
                 if name in budgeting.SIZED:
-                    stage_plan, cost, fixed = _size(name, current, share, cache, budgeting)
+                    stage_plan, cost, fixed = _size(name, current, share, cache, budgeting, fit)
                     # the classical fit is done (kept for the stage): what is left is the rest at the chosen sizes
                     fixed_left = fixed.seconds(stage_plan.sizes) - fixed.classical_s
                     if not floor_told:
@@ -344,8 +345,8 @@ def _run_recipe(
                     sized_input = sized_input.with_overrides(stage_plan.overrides)
                     keys[name] = stage_key(sized_input, name, fingerprint, code, order)
                     fn = _with_budget_check(fn, stage_plan, name)
-                    # the stage's runs should end within FIT of its share, counted from before its warm-up
-                    deadline = time.time() + budgeting.FIT * share - (budget.elapsed() - started)
+                    # the stage's runs should end within the fit of its share, counted from before its warm-up
+                    deadline = time.time() + fit * share - (budget.elapsed() - started)
                 else:
                     stage_plan = budgeting.StagePlan(name, share, note="not sized: it trains no runs of its own size")
                 stage_plans.append(stage_plan)
@@ -458,14 +459,17 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
             )
 
 
-def _size(name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any) -> tuple[Any, Any, Any]:
+def _size(
+    name: str, cfg: RecipeConfig, share: float, cache: _DataCache, budgeting: Any, fit: float
+) -> tuple[Any, Any, Any]:
     """Warm up ``name``'s handed-on model on the run's data, time its work outside the runs
-    (:func:`recipe.budget.fixed_work`) and size the stage to ``share`` seconds (:func:`recipe.budget.size_stage`);
-    returns (the stage's plan, the measured StepCost, the FixedWork)."""
+    (:func:`recipe.budget.fixed_work`) and size the stage to ``fit`` of ``share`` seconds
+    (:func:`recipe.budget.size_stage`, :func:`recipe.budget.fit_for`); returns (the stage's plan, the measured
+    StepCost, the FixedWork)."""
     data = cache.data_for(cfg)
     cost = budgeting.warm_up(cfg, data)
     fixed = budgeting.fixed_work(name, cfg, cost, data)
-    stage_plan = budgeting.size_stage(name, cfg, cost, share, fixed)
+    stage_plan = budgeting.size_stage(name, cfg, cost, share, fixed, fit)
     log.info("stage %s: budget %s", name, stage_plan.note)
     return stage_plan, cost, fixed
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import pytest
 from mlflow import MlflowClient
@@ -87,6 +88,49 @@ def test_a_budgeted_run_sizes_its_stages_records_the_plan_and_a_replay_reuses_it
     fresh = pipeline.run_recipe(replayed, say=lambda m: None, fresh=True)
     assert fresh.exit_code == 0 and seen["tune"] == {**seen["tune"], **doc["stages"][1]["sizes"]}
     assert seen["squeeze"]["stages.squeeze.members"] == doc["stages"][2]["sizes"]["stages.squeeze.members"]
+
+
+def test_the_last_stage_of_a_run_fills_more_of_its_share_and_its_deadline_follows(
+    mlflow_store, sized_stages, monkeypatch
+):
+    """Sizing fills budget.FIT of a stage's share, the last stage of the run budget.LAST_FIT (no stage after it
+    needs the time an estimate may miss): squeeze in a whole run, tune in a run that ends there. The deadline a
+    stage gets is that same fraction of its share."""
+    fits: dict[str, float] = {}
+    deadlines: dict[str, float] = {}
+    size_stage = budget.size_stage
+
+    def recording(stage, cfg, cost, share_s, fixed=None, fit=budget.FIT):
+        fits[stage] = fit
+        return size_stage(stage, cfg, cost, share_s, fixed, fit)
+
+    monkeypatch.setattr(budget, "size_stage", recording)
+    inner = dict(pipeline.STAGES)
+    for name in ("tune", "squeeze"):
+
+        def run(ctx, name=name):
+            deadlines[name] = ctx.deadline - time.time()
+            return inner[name].run(ctx)
+
+        monkeypatch.setitem(pipeline.STAGES, name, type("M", (), {"run": staticmethod(run)}))
+    cfg = load_config(overrides=["name=budget-fit", "budget.minutes=0.5"])
+    assert pipeline.run_recipe(cfg, say=lambda m: None).exit_code == 0
+    assert fits == {"tune": budget.FIT, "squeeze": budget.LAST_FIT} and budget.LAST_FIT > budget.FIT
+    # squeeze is the last stage: its deadline is about LAST_FIT of what was left of the 30 s
+    assert 0 < deadlines["squeeze"] <= budget.LAST_FIT * 30
+    fits.clear()
+    pipeline.run_recipe(cfg, stage="tune", say=lambda m: None, fresh=True)
+    assert fits == {"tune": budget.LAST_FIT}  # the run ends at tune
+
+
+def test_sizing_to_the_last_stage_s_fit_keeps_what_the_others_fit_would_cut():
+    cfg = load_config(overrides=["name=budget-fit"])
+    sizes = budget.current_sizes("squeeze", cfg)
+    two = {**sizes, "stages.squeeze.members": 2, "squeeze.longer": 1, "squeeze.snapshots": 0, "squeeze.distill": 0}
+    share = budget.stage_cost("squeeze", two, COST) / 0.9  # two members need 0.9 of the share
+    assert budget.size_stage("squeeze", cfg, COST, share).sizes["stages.squeeze.members"] == 1
+    last = budget.size_stage("squeeze", cfg, COST, share, fit=budget.LAST_FIT)
+    assert last.sizes["stages.squeeze.members"] == 2 and last.estimate_s <= budget.LAST_FIT * share
 
 
 def test_the_same_budgeted_run_again_reuses_every_stage_at_the_sizes_its_plan_recorded(mlflow_store, sized_stages):
