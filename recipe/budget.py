@@ -13,7 +13,8 @@ The plan (documented in the README, "A recipe in minutes"):
 - **Sizing.** A stage's cost is ``runs x (run_s + epochs x epoch_s)`` (:func:`stage_cost`), the epochs those each
   run really trains: ``budget.min_steps`` raises them after the sizing, by the stages' own rule
   (:func:`recipe.fit.min_steps_epochs`), so the sizing counts the raised ones (:func:`run_epochs`). While the cost
-  is over the share (:data:`FIT` of it; :data:`LAST_FIT` for the last stage of the run), the knob furthest above its own minimum, relative to its configured value, is cut one step
+  is over the share (:data:`FIT` of it; :data:`LAST_FIT` for the last stage of the run), the knob furthest above
+  its own minimum, relative to its configured value, is cut one step
   (runs by one, epochs by a fifth; a cut that saves nothing, such as overfit's epochs held at the min_steps
   floor, is not made): runs and epochs shrink together, neither to nothing first (:func:`size_stage`). The
   knobs, their minimums and the runs they count are in :data:`SIZED`. A stage that cannot do its minimum in its
@@ -616,9 +617,9 @@ def size_stage(
 ) -> StagePlan:
     """Fit ``stage``'s runs (:data:`SIZED`) to ``share_s`` seconds at the measured ``cost``: while the estimate
     (:func:`stage_cost` plus ``fixed``, the stage's work outside its runs at the sizes tried,
-    :func:`fixed_work`: squeeze scores each member it keeps) is over ``fit`` of the share (:func:`fit_for`), cut the knob with the largest value-over-configured ratio
-    still above its minimum (and not held by its ``after`` knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go
-    down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
+    :func:`fixed_work`: squeeze scores each member it keeps) is over ``fit`` of the share (:func:`fit_for`), cut
+    the knob with the largest value-over-configured ratio still above its minimum (and not held by its ``after``
+    knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
     the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
     sized = SIZED[stage]
     before = current_sizes(stage, cfg)
