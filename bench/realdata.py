@@ -517,8 +517,7 @@ def paired_test_se(budgeted: Outcome, epoch: Outcome) -> float | None:
     b, e = budgeted.test_rows, epoch.test_rows
     if len(b) < 2 or set(b) != set(e) or budgeted.metric in set(LOWER_IS_BETTER) - {"mae"}:
         return None
-    d = np.array([e[k] - b[k] if budgeted.metric in LOWER_IS_BETTER else b[k] - e[k] for k in b])
-    se = d.std(ddof=1) / np.sqrt(len(d))
+    se = _paired_se(np.array([e[k] - b[k] if budgeted.metric in LOWER_IS_BETTER else b[k] - e[k] for k in b]))
     if budgeted.metric in LOWER_IS_BETTER:
         mean_error = float(np.mean(list(e.values())))
         return 100.0 * se / mean_error if mean_error else None
@@ -534,7 +533,12 @@ def holdout_vs_epoch(budgeted: Outcome, epoch: Outcome) -> tuple[float, float] |
     if not b or set(b) != set(e):
         return None
     d = np.array([float(b[k]) - float(e[k]) for k in b])
-    return 100.0 * d.mean(), 100.0 * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    return 100.0 * d.mean(), 100.0 * _paired_se(d) if len(d) > 1 else float("nan")
+
+
+def _paired_se(d: np.ndarray) -> float:
+    """The standard error of the mean of paired differences ``d`` (one per row or image): sd(d) / sqrt(n)."""
+    return float(d.std(ddof=1) / np.sqrt(len(d)))
 
 
 def against_epochs(pairs: list[tuple[Outcome, Outcome]]) -> list[str]:

@@ -328,8 +328,8 @@ def _run_recipe(
             if budget is not None:
                 started = budget.elapsed()  # the warm-up is the stage's time
                 share = budget.share(name, to_run[k:])
-                fit = budgeting.fit_for(last=k == len(to_run) - 1)
                 if name in budgeting.SIZED:
+                    fit = budgeting.fit_for(last=k == len(to_run) - 1)
                     stage_plan, cost, fixed = _size(name, current, share, cache, budgeting, fit)
                     # the classical fit is done (kept for the stage): what is left is the rest at the chosen sizes
                     fixed_left = fixed.seconds(stage_plan.sizes) - fixed.classical_s

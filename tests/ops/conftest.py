@@ -114,14 +114,31 @@ def group_alive(pgid: int) -> bool:
             return False
         except PermissionError:
             return True
-    for stat in proc.glob("[0-9]*/stat"):
+    return any(state != "Z" for state, _ in _group_processes(pgid))
+
+
+def _group_processes(pgid: int) -> list[tuple[str, Path]]:
+    """(state, /proc/<pid>) of every process in process group ``pgid``, zombies included (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid pgrp ...
-        except (OSError, IndexError):
+            if int(fields[2]) == pgid:
+                found.append((fields[0], stat.parent))
+        except (OSError, IndexError, ValueError):
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return found
+
+
+def group_commands(pgid: int) -> list[str]:
+    """The command lines of the processes in process group ``pgid`` (Linux /proc; a zombie's is empty)."""
+    found = []
+    for _, folder in _group_processes(pgid):
+        try:
+            found.append((folder / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+        except OSError:
+            continue
+    return found
 
 
 def kill_group(pgid: int, timeout: float = 20) -> None:

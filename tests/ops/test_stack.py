@@ -29,6 +29,7 @@ from tests.ops.conftest import (
     first_stage,
     free_port,
     group_alive,
+    group_commands,
     kill_group,
     port_free,
     run_cli,
@@ -148,18 +149,6 @@ def _down_and_clean(env, run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _group_commands(pgid: int) -> list[str]:
-    """The command lines of the processes in process group ``pgid`` (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
-                found.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
 def _environ(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode(errors="replace").partition("=")[::2] for item in raw if b"=" in item)
@@ -232,7 +221,7 @@ def test_stack_up_run_a_deployment_down(stack):
     status = run_cli([str(STACK), "status"], env=env, timeout=60)
     assert status.stdout.count("healthy") == 4, status.stdout
     # the MLflow server runs no job runner nor huey consumers: the recipe submits no server-side jobs
-    mlflow_group = _group_commands(pids["mlflow"])
+    mlflow_group = group_commands(pids["mlflow"])
     assert any("mlflow" in cmd for cmd in mlflow_group), mlflow_group
     assert not [cmd for cmd in mlflow_group if "huey" in cmd or "_job_runner" in cmd], mlflow_group
 
