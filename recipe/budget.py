@@ -145,8 +145,8 @@ def _overfit_epochs(v: dict[str, Any]) -> int:
 
 
 # The stages sized to their share: their knobs (the runs knob first) and the runs and epochs the knobs give.
-# overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and the
-# combination (its candidate count is cut by dropping candidates from the end of stages.regularize.* lists,
+# overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and, with
+# two candidates or more, the combination (its candidate count is cut by dropping candidates from the end of stages.regularize.* lists,
 # see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members (member 0's
 # run also averages its weights, SWA and EMA: no run of their own), the run "leave it training" (``longer``
 # budgets), the snapshot run (its cycles fill about one budget) and the distillation run (only with an ensemble:
@@ -162,7 +162,8 @@ SIZED: dict[str, Sized] = {
     ),
     "regularize": Sized(
         (Knob("regularize.candidates", "runs", 1), Knob("stages.regularize.epochs", "epochs", 2)),
-        runs=lambda v: int(v["regularize.candidates"]) + 2,
+        # the reference, each candidate, and the combination (trained when two kinds or more are kept)
+        runs=lambda v: int(v["regularize.candidates"]) + 1 + (1 if int(v["regularize.candidates"]) >= 2 else 0),
         epochs=lambda v: int(v["stages.regularize.epochs"]),
         what="regularize candidates",
     ),

@@ -200,13 +200,13 @@ def test_a_share_below_the_minimum_warns_with_the_time_it_would_need():
 def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
     cfg = load_config()  # digits: tune 3 seeds, squeeze longer 3
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)  # a run of 2 epochs: 0.5 + 2 x 0.25 s
-    # overfit 1 run (no growth rung), regularize 3 (reference, 1 candidate, combination), tune 2 trials + 2 x 1
+    # overfit 1 run (no growth rung), regularize 2 (reference, 1 candidate: no combination), tune 2 trials + 2 x 1
     # retraining seed, squeeze 1 member, whose run also averages its weights (no long or snapshot run, no student
-    # without an ensemble): 1 + 3 + 4 + 1 runs of 1 s; squeeze's work outside its runs: 3 networks (the member,
+    # without an ensemble): 1 + 2 + 4 + 1 runs of 1 s; squeeze's work outside its runs: 3 networks (the member,
     # SWA, EMA) scored twice at 0.05 s and the overhead
     squeeze = 1.0 + 2 * 3 * 0.05 + budget.SQUEEZE_OVERHEAD_S
-    assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 3.0, 4.0, squeeze])
-    assert budget.floor_s(ORDER, cfg, cost) == pytest.approx((8.0 + squeeze) / 0.85)
+    assert [budget.minimum_s(s, cfg, cost) for s in budget.SIZED] == pytest.approx([1.0, 2.0, 4.0, squeeze])
+    assert budget.floor_s(ORDER, cfg, cost) == pytest.approx((7.0 + squeeze) / 0.85)
     assert budget.floor_s(["inspect", "tune", "squeeze"], cfg, cost) == pytest.approx((4.0 + squeeze) / 0.85)
     # a config already below a minimum keeps its own size (sizes only go down)
     fewer = cfg.with_overrides({"stages.tune.n_trials": 1})
@@ -216,15 +216,15 @@ def test_the_floor_is_every_sized_stages_minimum_over_the_fill_fraction():
 def test_a_budget_below_the_floor_is_told_with_the_minutes_that_would_fit():
     cfg = load_config()
     cost = StepCost(step_s=0.01, run_s=0.5, steps_per_epoch=20, val_s=0.05)
-    floor = budget.floor_s(ORDER[2:], cfg, cost)  # 9 runs of 1 s and squeeze's 14.3 s outside them, over 0.85
-    assert floor == pytest.approx((9.0 + 0.3 + budget.SQUEEZE_OVERHEAD_S) / 0.85)
-    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 27 s
+    floor = budget.floor_s(ORDER[2:], cfg, cost)  # 8 runs of 1 s and squeeze's 14.3 s outside them, over 0.85
+    assert floor == pytest.approx((8.0 + 0.3 + budget.SQUEEZE_OVERHEAD_S) / 0.85)
+    # 0.2 min = 12 s, 2 s of it gone: 10 s left for a floor of 26 s
     said = budget.floor_warning(0.2, 2.0, ORDER[2:], cfg, cost, "overfit")
     assert said is not None
     assert said.startswith("budget.minutes=0.2 cannot fit the recipe's smallest plan: at the step time overfit's")
     assert f"(10.0 ms a step, 0.5 s a run), overfit, regularize, tune, squeeze need at least {floor:.0f} s" in said
     assert "10 s of the budget is left" in said
-    enough = math.ceil((2.0 + floor) / 6) / 10  # (2 + 27) s = 0.49 min, up to a tenth
+    enough = math.ceil((2.0 + floor) / 6) / 10  # (2 + 26) s = 0.47 min, up to a tenth
     assert said.endswith(f"Give budget.minutes={enough:g} or more")
     assert budget.floor_warning(enough, 2.0, ORDER[2:], cfg, cost, "overfit") is None  # that many minutes fit
 
@@ -238,6 +238,21 @@ def test_regularize_candidates_are_dropped_from_the_end():
     sized = cfg.with_overrides(three)
     assert budget.current_sizes("regularize", sized)["regularize.candidates"] == 3
     assert list(sized.stages.regularize.augment) == ["crop", "rotate"]
+
+
+def test_regularize_counts_the_combination_only_with_two_candidates_or_more():
+    """The combination of the kept changes is trained only when two kinds or more were kept
+    (recipe.stages.regularize._ablate): one candidate trains two runs, the reference and itself, and the estimate
+    at the stage's minimum counts those two."""
+    cfg = RecipeConfig()
+    runs = budget.SIZED["regularize"].runs
+    sizes = budget.current_sizes("regularize", cfg)
+    assert runs({**sizes, "regularize.candidates": 1}) == 2
+    assert runs({**sizes, "regularize.candidates": 2}) == 4
+    assert runs(sizes) == sizes["regularize.candidates"] + 2
+    minimum = {"regularize.candidates": 1, "stages.regularize.epochs": 2}
+    assert budget.minimum_s("regularize", cfg, COST) == pytest.approx(2 * (COST.run_s + 2 * COST.epoch_s))
+    assert stage_cost("regularize", minimum, COST) == pytest.approx(2 * (COST.run_s + 2 * COST.epoch_s))
 
 
 def test_warm_up_times_steps_with_the_fixed_part_cancelled(monkeypatch):
