@@ -309,7 +309,7 @@ def run_recipe(
 
     render_summary(outcome, _console())
     if outcome["verdict"] == "fail":
-        typer.echo(_kept_and_resume(outcome, minutes=cfg.budget.minutes))
+        typer.echo(_kept_and_resume(outcome))
     if report is not None:
         _write_report(report, outcome)
     typer.echo(f"MLflow: parent run {outcome['parent_run_id']} in experiment {cfg.name!r} ({_mlflow_hint()})")
@@ -615,12 +615,11 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def _kept_runs(progress, minutes: float | None) -> tuple[dict[str, str], list[str], list[str]]:
+def _kept_runs(progress) -> dict[str, str]:
     """From a run's progress (recipe.pipeline.Progress, or None before it started): stage -> MLflow run of each
-    recorded stage, the stages of them the next run reuses and those it reruns (:func:`_split_kept`)."""
-    runs = {n: r for n, r in progress.recorded if r} if progress is not None else {}
-    reused, rerun = _split_kept(list(runs), minutes)
-    return runs, reused, rerun
+    recorded stage, in order: the stages the next run of the same command reuses (under ``budget.minutes`` too:
+    the run's plan, logged as each stage ends, gives the sizes their reuse keys cover, recipe.pipeline)."""
+    return {n: r for n, r in progress.recorded if r} if progress is not None else {}
 
 
 def _write_stopped_report(
@@ -636,8 +635,8 @@ def _write_stopped_report(
     from recipe.secrets import redact_text
 
     progress = getattr(sys.modules.get("recipe.pipeline"), "LAST_PROGRESS", None)
-    runs, kept, _ = _kept_runs(progress, cfg.budget.minutes)
-    names = list(runs)
+    runs = _kept_runs(progress)
+    names = kept = list(runs)
     running = progress.running if progress is not None else None
     stopped = {
         "reason": reason,
@@ -706,12 +705,11 @@ def _report_interrupt(
         )
     elif "recipe.tracking" not in sys.modules:  # no store was opened at all
         lines.append("it stopped before anything was recorded")
-    runs, reused, rerun = _kept_runs(progress, cfg.budget.minutes)
+    runs = _kept_runs(progress)
+    reused = list(runs)
     if progress is not None:
         kept = ", ".join(f"{n} (run {runs[n]})" for n in reused) or "none"
         lines.append(f"stages kept (reused by the next run): {kept}")
-        if rerun:
-            lines.append(_rerun_line(rerun, cfg.budget.minutes))
     # nothing kept: from the first stage (a --fresh run must not resume by reusing older runs), as the report says
     lines.append(f"to resume: {_resume_command(rerun_from=_first_after(reused))}")
     flow_mod = sys.modules.get("flows.recipe_flow")
@@ -792,37 +790,15 @@ def _resume_command(argv: list[str] | None = None, rerun_from: str | None = None
     return f"{_command('flows')} " + shlex.join(kept)
 
 
-def _split_kept(names: list[str], minutes: float | None) -> tuple[list[str], list[str]]:
-    """The recorded stages ``names`` (in order) that the next run of the same command reuses, and those it reruns:
-    under ``budget.minutes`` the sized stages (recipe.budget.SIZED, overfit on) are sized by each run's own
-    warm-ups, so the next run reuses only the stages before the first of them (recipe.pipeline says so too)."""
-    if not minutes:
-        return names, []
-    from recipe.budget import SIZED
-
-    cut = next((i for i, n in enumerate(names) if n in SIZED), len(names))
-    return names[:cut], names[cut:]
-
-
-def _rerun_line(rerun: list[str], minutes: float | None) -> str:
-    return (
-        f"recorded in MLflow, but run again by the next run: {', '.join(rerun)} (budget.minutes={minutes:g}: "
-        "overfit and the stages after it are sized by each run's own warm-ups; a finished run's budget_plan.json "
-        "replays its sizes with --plan FILE)"
-    )
-
-
-def _kept_and_resume(outcome: dict, argv: list[str] | None = None, minutes: float | None = None) -> str:
-    """After a FAIL: the stages kept (passing or warning, reused by the next run; under ``budget.minutes`` only
-    those before the sized stages, :func:`_split_kept`), the one that failed, and the command that resumes there
-    once its advice is followed."""
+def _kept_and_resume(outcome: dict, argv: list[str] | None = None) -> str:
+    """After a FAIL: the stages kept (passing or warning, reused by the next run, under ``budget.minutes`` too),
+    the one that failed, and the command that resumes there once its advice is followed."""
     stages = outcome.get("stages") or []
-    kept, rerun = _split_kept([st["stage"] for st in stages if st["verdict"] != "fail"], minutes)
+    kept = [st["stage"] for st in stages if st["verdict"] != "fail"]
     failed = outcome.get("stopped_at") or next((st["stage"] for st in stages if st["verdict"] == "fail"), None)
     resume = _resume_command(argv, rerun_from=_first_after(kept))
     lines = [
         f"stages kept (reused by the next run): {', '.join(kept) or 'none'}",
-        *([_rerun_line(rerun, minutes)] if rerun else []),
         f"failed: {failed}; follow its advice above, then resume with: {resume}"
         + (" (or change the config with --set; the kept stages are reused while their settings are unchanged)"),
     ]

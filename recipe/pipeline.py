@@ -231,6 +231,10 @@ def _run_recipe(
     # Up-to-date stages come from MLflow: the longest prefix whose passing runs have this config, data and code.
     to_run = list(names)
     replayed_plan: dict[str, Any] | None = None  # a budgeted run's recorded plan whose runs this run reuses
+    # the sized stages reused at a recorded plan's sizes when that plan's run stopped before the rest: their plans
+    # (kept in this run's plan, so `--plan` replays the whole run) and the overrides their reuse keys cover
+    reused_plans: list[Any] = []
+    reused_overrides: dict[str, Any] = {}
 
     def reuse(name: str, found: StageResult, how: str = "") -> None:
         results[name] = found
@@ -260,18 +264,17 @@ def _run_recipe(
                 break
             if budget is not None and name in budgeting.SIZED:
                 # Its sizes come from a warm-up not yet run; the last budgeted run with these settings and data
-                # recorded the sizes it chose (its plan): when every stage left has a passing run at those sizes
-                # (their reuse keys cover the sizes), they are reused as `--plan` would, else all of them run.
+                # recorded the sizes it chose (its plan, logged as each stage ends, so a run stopped by Ctrl-C or a
+                # FAIL has one for the stages it finished): the stages left that have a passing run at those sizes
+                # (their reuse keys cover the sizes), in order, are reused as `--plan` would reuse them; the ones
+                # after them are sized by this run's warm-ups.
                 rest = names[names.index(name) :]
-                doc = (
-                    None
-                    if rerun_from in rest
-                    else tracking.latest_budget_plan(cfg.name, cfg.config_hash(), fingerprint, cfg.budget.minutes)
-                )
+                upto = rest[: rest.index(rerun_from)] if rerun_from in rest else rest  # --rerun-from reuses none after
+                doc = tracking.latest_budget_plan(cfg.name, cfg.config_hash(), fingerprint, cfg.budget.minutes)
                 found_rest: dict[str, StageResult] = {}
                 if doc is not None:
                     sized_cfg = budgeting.replay(cfg, doc["overrides"])
-                    for n in rest:
+                    for n in upto:
                         hit = tracking.find_passing_stage(
                             cfg.name, n, stage_key(sized_cfg, n, fingerprint, code, order)
                         )
@@ -279,14 +282,24 @@ def _run_recipe(
                             break
                         found_rest[n] = hit
                 if doc is not None and len(found_rest) == len(rest):
-                    replayed_plan = doc
-                    for n, hit in found_rest.items():
-                        reuse(n, hit, how="; at the sizes of the last budgeted run's plan")
+                    replayed_plan = doc  # every stage left: the plan is this run's too
+                for n, hit in found_rest.items():
+                    reuse(n, hit, how="; at the sizes of the last budgeted run's plan")
+                    reused_plans.extend(budgeting.StagePlan(**p) for p in doc["stages"] if p.get("stage") == n)
+                for p in reused_plans:
+                    reused_overrides.update(p.overrides)
+                if len(found_rest) == len(rest):
+                    break
+                if len(found_rest) == len(upto):
+                    note(
+                        f"--rerun-from {rerun_from}: running {rerun_from} and every stage after it, reusing none of them"
+                    )
                 else:
                     note(
-                        f"budget.minutes={cfg.budget.minutes:g}: stage {name} and those after it are sized by this "
-                        "run's warm-ups, so none is reused (the last budgeted run with these settings and data did "
-                        "not finish them; `--plan FILE` replays a recorded plan and reuses its runs)"
+                        f"budget.minutes={cfg.budget.minutes:g}: stage {rest[len(found_rest)]} and those after it are "
+                        f"sized by this run's warm-ups{'' if found_rest else ', so none is reused'} (the last budgeted "
+                        "run with these settings and data did not finish them; `--plan FILE` replays a recorded plan "
+                        "and reuses its runs)"
                     )
                 break
             found = tracking.find_passing_stage(cfg.name, name, keys[name])
@@ -318,7 +331,10 @@ def _run_recipe(
             current = results[last].config.with_overrides(uncovered_settings(cfg, last, order))
         forced_past: list[str] = []
         stopped_at: str | None = None
-        sized_input = cfg  # the input config with the sizes the budget chose so far: what the reuse keys cover
+        # the input config with the sizes the budget chose so far: what the reuse keys cover
+        sized_input = cfg.with_overrides(reused_overrides) if reused_overrides else cfg
+        if replayed_plan is None:
+            stage_plans[:0] = reused_plans
         floor_told = False  # the first warm-up says whether the budget fits the smallest plan at all
         for k, name in enumerate(to_run):
             fn = STAGES[name].run
@@ -410,6 +426,13 @@ def _run_recipe(
             executed.append(result)
             progress.results[name] = result
             progress.running = None
+            if budget is not None and stage_plans:
+                # the plan so far, on the parent run as each stage ends: a run stopped later (Ctrl-C, a FAIL, kill)
+                # leaves the sizes of the stages it finished, which the next run reuses (above)
+                tracking.log_dict(
+                    budgeting.plan_document(cfg.budget.minutes, stage_plans, elapsed_s=budget.elapsed()),
+                    budgeting.PLAN_FILE,
+                )
             current = result.config
             if result.verdict is Verdict.FAIL:
                 if not force:

@@ -518,14 +518,18 @@ def child_runs(run_id: str) -> list[tuple[str, str]]:
     return [(r.info.run_name or r.info.run_id, r.info.run_id) for r in runs]
 
 
-def _latest_finished(experiment: str, filter_string: str, max_results: int) -> tuple[MlflowClient, list]:
-    """The latest FINISHED runs of ``experiment`` matching ``filter_string``, newest first, with the client."""
+def _latest_finished(
+    experiment: str, filter_string: str, max_results: int, ended: bool = False
+) -> tuple[MlflowClient, list]:
+    """The latest FINISHED runs of ``experiment`` matching ``filter_string``, newest first, with the client; with
+    ``ended``, every run that is no longer RUNNING (FINISHED, FAILED or KILLED)."""
     setup(experiment)
     client = MlflowClient()
     exp = client.get_experiment_by_name(experiment)
+    status = "attributes.status != 'RUNNING'" if ended else "attributes.status = 'FINISHED'"
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
+        filter_string=f"{filter_string} and {status}",
         order_by=["attributes.start_time DESC"],
         max_results=max_results,
     )
@@ -542,10 +546,11 @@ def _artifact_json(client: MlflowClient, run_id: str, path: str) -> Any:
 
 
 def latest_budget_plan(experiment: str, config_hash: str, fingerprint: str, minutes: float) -> dict[str, Any] | None:
-    """The budget plan (``budget_plan.json``, :mod:`recipe.budget`) of the latest finished recipe run of
-    ``experiment`` with this config hash, data fingerprint and ``budget.minutes`` (not in the hash: an execution
-    setting) that sized at least one stage, as recorded: ``{"version", "budget_minutes", "overrides", ...}``; None
-    when there is none (or it cannot be read)."""
+    """The budget plan (``budget_plan.json``, :mod:`recipe.budget`) of the latest ended recipe run of
+    ``experiment`` (finished, or stopped: FAILED, KILLED; a run logs its plan as each stage ends, so a stopped
+    run's plan holds the stages it finished) with this config hash, data fingerprint and ``budget.minutes`` (not in
+    the hash: an execution setting) that sized at least one stage, as recorded: ``{"version", "budget_minutes",
+    "overrides", ...}``; None when there is none (or it cannot be read)."""
     from recipe.budget import PLAN_FILE, PLAN_VERSION
 
     client, runs = _latest_finished(
@@ -553,6 +558,7 @@ def latest_budget_plan(experiment: str, config_hash: str, fingerprint: str, minu
         f"tags.`{TAG_KIND}` = 'flow' and tags.`{TAG_CONFIG_HASH}` = '{config_hash}' and "
         f"tags.`{TAG_FINGERPRINT}` = '{fingerprint}'",
         max_results=10,
+        ended=True,
     )
     for run in runs:
         doc = _artifact_json(client, run.info.run_id, PLAN_FILE)  # None: an unbudgeted run, or unreadable

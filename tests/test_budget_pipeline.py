@@ -164,6 +164,53 @@ def test_the_same_budgeted_run_again_reuses_every_stage_at_the_sizes_its_plan_re
     assert any("sized by this run's warm-ups, so none is reused" in m for m in messages), messages
 
 
+def test_a_budgeted_run_stopped_by_ctrl_c_is_resumed_reusing_the_sized_stages_it_finished(
+    mlflow_store, sized_stages, monkeypatch, tmp_path
+):
+    """The plan is logged as each stage ends, so a budgeted run stopped in squeeze (Ctrl-C) leaves tune's sizes:
+    the same command again reuses tune at them and sizes only squeeze by its own warm-up (a new user's trial:
+    the interrupted run's finished overfit was trained again), and its plan holds both, so `--plan` replays the
+    whole run. `--rerun-from squeeze` reuses tune at the plan's sizes too (it reran it)."""
+    seen, warmups = sized_stages
+    cfg = load_config(overrides=["name=budget-stop", "budget.minutes=0.5"])
+    squeeze = pipeline.STAGES["squeeze"]
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(pipeline.STAGES, "squeeze", type("M", (), {"run": staticmethod(interrupted)}))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_recipe(cfg, say=lambda m: None)
+    tune_sizes = dict(seen["tune"])
+    client, runs = _parent("budget-stop")
+    stopped = next(r for r in runs if r.data.tags[tracking.TAG_KIND] == "flow")
+    assert stopped.info.status == "KILLED"
+    monkeypatch.setitem(pipeline.STAGES, "squeeze", squeeze)
+
+    seen.clear()
+    warmups.clear()
+    messages: list[str] = []
+    out = pipeline.run_recipe(cfg, say=messages.append)
+    assert out.report["reused"] == ["inspect", "tune"] and warmups == ["budget-stop"]  # squeeze's warm-up only
+    assert "tune" not in seen and "squeeze" in seen
+    assert any("stage tune: up to date" in m and "at the sizes of the last budgeted run's plan" in m for m in messages)
+    assert any("stage squeeze and those after it are sized by this run's warm-ups (" in m for m in messages), messages
+    local = client.download_artifacts(out.report["parent_run_id"], budget.PLAN_FILE, str(tmp_path))
+    doc = budget.load_plan(local)
+    plan = json.loads(open(local, encoding="utf-8").read())
+    assert [p["stage"] for p in plan["stages"]] == ["tune", "squeeze"]
+    assert doc["stages.tune.n_trials"] == tune_sizes["stages.tune.n_trials"]
+    assert doc["stages.squeeze.members"] == seen["squeeze"]["stages.squeeze.members"]
+    warmups.clear()
+    replay = pipeline.run_recipe(budget.replay(cfg, doc), say=lambda m: None)
+    assert replay.report["reused"] == ["inspect", "tune", "squeeze"] and warmups == []
+
+    seen.clear()
+    rerun = pipeline.run_recipe(cfg, say=messages.append, rerun_from="squeeze")
+    assert rerun.report["reused"] == ["inspect", "tune"] and "tune" not in seen and "squeeze" in seen
+    assert any(m.startswith("--rerun-from squeeze: running squeeze") for m in messages), messages
+
+
 def test_an_epoch_sized_run_does_not_reuse_a_budgeted_stage_that_cut(mlflow_store, sized_stages):
     seen, _ = sized_stages
     cfg = load_config(overrides=["name=budget-test", "budget.minutes=0.5"])
