@@ -1318,8 +1318,21 @@ def main() -> None:  # pragma: no cover - console entry point (tests drive it in
     try:
         _main()
     except SystemExit as e:
+        if e.code == 1 and _stdout_closed():
+            # click ends a command whose output pipe closed (`flows config --explain | head`) with status 1, the
+            # status of a failed stage here: the shell's status of a process ended by SIGPIPE instead, as `git
+            # log | head` gives, and no message (the README's exit-code table)
+            import signal
+
+            e = SystemExit(128 + signal.SIGPIPE)
         _EXIT_STATUS.append(e.code)
-        raise
+        raise e from None
+
+
+def _stdout_closed() -> bool:
+    """Whether click (typer's copy of it) found the output pipe closed (EPIPE) and wrapped the standard streams in
+    its ``PacifyFlushWrapper`` so that nothing more is written to them."""
+    return type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"
 
 
 def _main() -> None:

@@ -66,6 +66,25 @@ def test_config_explain_lists_every_setting_with_type_default_and_meaning():
     assert "stages.baselines.init_loss_warn  (float, default 0.1)" in result.output
 
 
+def test_output_into_a_closed_pipe_is_the_sigpipe_status_not_a_failed_stage():
+    """`flows config --explain | head`: the pipe closes before the output is written; click would exit 1 (a
+    failed stage, in the README's table), the shell's status for a process ended by SIGPIPE is 141, and nothing
+    is printed about it (a new user's trial)."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    p = subprocess.Popen(
+        [sys.executable, "-c", "from flows.cli import main; main()", "config", "--explain"],
+        cwd=repo,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    p.stdout.close()  # the reader is gone before the first write
+    err = p.stderr.read()
+    assert p.wait(timeout=60) == 141, err
+    assert err == b""
+
+
 def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
     import os
 
