@@ -154,7 +154,7 @@ def _judge(
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     best = min(complete, key=lambda t: t.value) if complete else None
     # a search the budget's deadline stopped ran the trials the budget gave it (the plan records that number)
-    ran, used = checks.trials_check(trials, out.budget_stopped or s.n_trials, n_reaped)
+    ran, used = checks.trials_check(trials, s.n_trials, n_reaped, deadline_stopped=out.budget_stopped is not None)
     out.findings += [ran, used, checks.failed_share_check(trials)]
     edges = checks.edge_check(best, space)
     imp_finding, importance = checks.importance_check(study, space)

@@ -108,8 +108,12 @@ def noise_gain(
     return NoiseGain(gain, se_seed, se_val, m_gain, m_se, kept, ("beyond noise: " if kept else "within noise: ") + how)
 
 
-def trials_check(trials: Sequence[FrozenTrial], n_trials: int, reaped: int) -> tuple[Finding, Finding]:
-    """(``trials_ran``, a gate: FAIL when no trial completed; ``budget_used``: completed vs asked)."""
+def trials_check(
+    trials: Sequence[FrozenTrial], n_trials: int, reaped: int, deadline_stopped: bool = False
+) -> tuple[Finding, Finding]:
+    """(``trials_ran``, a gate: FAIL when no trial completed; ``budget_used``: completed vs asked). With
+    ``deadline_stopped`` (a budgeted run's deadline stopped the search, :func:`recipe.stages.tune.over_deadline`)
+    fewer than ``n_trials`` pass: the budget gave the stage the trials it ran, and its ``budget`` check says so."""
     counted = [t for t in trials if not t.user_attrs.get(ORPHANED) and t.state.is_finished()]
     n = {s: sum(t.state == s for t in counted) for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
     diverged = sum(t.user_attrs.get("state") == "diverged" for t in counted)
@@ -136,12 +140,14 @@ def trials_check(trials: Sequence[FrozenTrial], n_trials: int, reaped: int) -> t
         metrics=metrics,
     )
     note = f" ({reaped} left running by an interrupted run were marked failed and not counted)" if reaped else ""
+    if deadline_stopped and len(counted) < n_trials:
+        note += ": the budget's deadline stopped the search (the budget check says why)"
     used = finding(
         "budget_used",
         "the study ran the trials it was asked for",
         f"{len(counted)} of {n_trials} trials{note}",
-        f"{n_trials}",
-        PASS if len(counted) >= n_trials else WARN,
+        f"{n_trials}" + (", or fewer when the budget's deadline stops the search" if deadline_stopped else ""),
+        PASS if len(counted) >= n_trials or deadline_stopped else WARN,
         "stages.tune.timeout_s stopped the search early: raise it, lower stages.tune.epochs, or run "
         "again (the study resumes where it stopped)",
     )
