@@ -269,7 +269,11 @@ def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: floa
     using dark knowledge"."""
     hyp = "the distilled student keeps most of the teacher's skill at a fraction of its cost"
     if student is None:
-        return finding("distilled_student", hyp, "no student (stages.squeeze.distill=false, or it failed)", "-", PASS)
+        why = (
+            "no student: stages.squeeze.distill=false (a budget's plan cuts it: see the budget check), one member "
+            "(no ensemble to distil), or its run failed (see the notes)"
+        )
+        return finding("distilled_student", hyp, why, "-", PASS)
     observed = (
         f"student {student.params:,} params, {student_ms:.2f} ms / batch, val {metric} "
         f"{fmt(student.result.val_metric)}; teacher {teacher.name} {teacher.params:,} params, "

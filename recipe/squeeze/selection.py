@@ -189,8 +189,9 @@ def weighted(pairs: Pairs, *, task: Task, noise_z: float) -> tuple[CandidateResu
         + (
             f"{score}, the best on val"
             if best is pref
-            else f"{score}; the best on val is {best.name} at {fmt(best.val_metric)}, which this rule does not pick "
-            "over the ensemble (stages.squeeze.rule=best_val_metric would)"
+            else f"{score}; the best on val is {best.name} at {fmt(best.val_metric)}: this rule keeps the weighted "
+            "ensemble whatever another scores on the val split its weights were fitted on "
+            f"(stages.squeeze.rule=best_val_metric would take {best.name})"
         )
     )
 

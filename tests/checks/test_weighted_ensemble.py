@@ -202,6 +202,11 @@ def test_the_weighted_rule_hands_back_the_weighted_ensemble_even_when_another_le
     pairs = [(c, (1, 1000)) for c in (_cand("weighted"), _cand("ensemble"), _cand("longer", ahead=4))]
     choice = selection.choose(pairs, task=CLASSIFICATION, rule="weighted", noise_z=1.0)
     assert choice.champion.name == "weighted" and "the best on val is longer at 0.84" in choice.reason, choice.reason
+    assert choice.reason.endswith("(stages.squeeze.rule=best_val_metric would take longer)")
+    # the plain ensemble the best on val: named as another candidate, not as what the rule prefers to itself
+    lead = [(c, (1, 1000)) for c in (_cand("weighted"), _cand("ensemble", ahead=4))]
+    said = selection.choose(lead, task=CLASSIFICATION, rule="weighted", noise_z=1.0).reason
+    assert "over the ensemble" not in said and said.endswith("would take ensemble)"), said
     alone = selection.choose(pairs[:1], task=CLASSIFICATION, rule="weighted")
     assert alone.champion.name == "weighted" and alone.reason.endswith("val accuracy 0.8, the best on val")
     fallback = selection.choose(pairs[1:], task=CLASSIFICATION, rule="weighted", noise_z=1.0)
