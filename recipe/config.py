@@ -1228,7 +1228,10 @@ def preset_path(name: str) -> Path:
         raise ConfigError(str(e)) from None
     path = Path(str(resources.files("recipe.presets").joinpath(f"{name}.yaml")))
     if not path.is_file():
-        raise ConfigError(f"unknown preset {name!r}; the presets are: {', '.join(preset_names())}")
+        names = preset_names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown preset {name!r}{hint}; the presets are: {', '.join(names)}")
     return path
 
 

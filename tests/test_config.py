@@ -83,7 +83,10 @@ def test_malformed_files(tmp_path, content, message):
 def test_missing_file_and_unknown_preset():
     with pytest.raises(ConfigError, match="config file 'nope.yaml' does not exist"):
         load_config(path="nope.yaml")
-    with pytest.raises(ConfigError, match="unknown preset 'digit'; the presets are: digits, imagefolder, tabular"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown preset 'digit' \(did you mean 'digits'\?\); the presets are: digits, imagefolder, tabular",
+    ):
         load_config(preset="digit")
     with pytest.raises(ConfigError, match="not both"):
         load_config(preset="digits", path="x.yaml")
