@@ -16,7 +16,8 @@ check's advice is a generic list of possibilities (or the wrong cause). :func:`d
    was confirmed).
 3. **One direction for the learning rate.** When the stage's remaining advice says both "raise" and "lower" the
    learning rate (:data:`LR_RULES`), the evidence decides: a training loss that rose above its start (or became
-   NaN) means too high; one that fell without rising means not too high, so too low. Without a loss curve the
+   NaN) means too high; one that fell without rising means not too high, so the checks that say too low decide
+   (and the overruled advice says it that way, not that the fall shows a rate too low). Without a loss curve the
    first rule in :data:`LR_RULES` order that applies wins (a divergence before anything else). The advice that
    lost is rewritten to say so.
 
@@ -230,8 +231,14 @@ def _overruled_advice(f: Finding, win: str, evidence: str, winners: list[str]) -
     phrase (:data:`LR_RULES`), or the stage would still say both."""
     too, lose = ("too high", "raise") if win == "lower" else ("too low", "lower")
     also = [n for n in winners if n != f.name]
-    said = f", as {', '.join(also)} {'says' if len(also) == 1 else 'say'}" if also else ""
+    says = "says" if len(also) == 1 else "say"
+    said = f", as {', '.join(also)} {says}" if also else ""
     verdict = f"{evidence}, so the learning rate is {too}{said}: {win} it rather than {lose} it"
+    if win == "raise" and not evidence.endswith("the most direct evidence here"):
+        # a loss that fell shows the rate is not too high, not that it is too low: that is the other checks' word
+        # (a new user read "ratios above the range ... so the learning rate is too low" as backwards)
+        low = f", and {', '.join(also)} {says} it is too low" if also else ""
+        verdict = f"{evidence}: large updates, but no rate too high{low}: {win} it rather than {lose} it"
     if f.name == "update_ratio" and win in directions(f):  # layers on both sides of the range
         kept = RATIO_ADVICE["high" if win == "lower" else "low"]
         other = "below" if win == "lower" else "above"

@@ -148,6 +148,11 @@ def test_contradictory_lr_advice_is_resolved_by_the_evidence(trend, win, overrul
             assert f"{win} it rather than" in x.check.advice
             if win == "lower":  # one check on the winning side: "says" (a new user read "as lr_finder say")
                 assert "as update_ratio says:" in x.check.advice, x.check.advice
+            if win == "raise" and trend is not None:  # a falling loss shows "not too high"; the others say "too low"
+                assert "so the learning rate is too low" not in x.check.advice, x.check.advice
+                assert "no rate too high, and curves_lr_too_low, curves_underfitting, lr_finder say it is too low" in (
+                    x.check.advice
+                ), x.check.advice
             if trend is not None:
                 assert trend.text in x.check.advice
 
