@@ -1239,9 +1239,10 @@ def load_config(
     preset: str | None = None, path: str | Path | None = None, overrides: list[str] | None = None
 ) -> RecipeConfig:
     """Build a RecipeConfig from a preset name or a YAML file (default: the digits preset), then overrides."""
-    if preset and path:
+    if preset is not None and path:
         raise ConfigError("give a preset or a config file, not both")
-    source = Path(path) if path else preset_path(preset or "digits")
+    # an empty name (`--preset "$UNSET"`) is an unknown preset, not the default: it ran the whole epoch-sized recipe
+    source = Path(path) if path else preset_path("digits" if preset is None else preset)
     if not source.is_file():
         raise ConfigError(f"config file {str(source)!r} does not exist; check the path or use --preset")
     try:

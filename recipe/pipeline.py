@@ -231,9 +231,10 @@ def _run_recipe(
     # Up-to-date stages come from MLflow: the longest prefix whose passing runs have this config, data and code.
     to_run = list(names)
     replayed_plan: dict[str, Any] | None = None  # a budgeted run's recorded plan whose runs this run reuses
-    # the sized stages reused at a recorded plan's sizes when that plan's run stopped before the rest: their plans
-    # (kept in this run's plan, so `--plan` replays the whole run) and the overrides their reuse keys cover
-    reused_plans: list[Any] = []
+    # the sized stages reused at a recorded plan's sizes when not every stage left is (that plan's run stopped
+    # before the rest, or --rerun-from): their plans (kept in this run's plan, so `--plan` replays the whole run)
+    # and the overrides their reuse keys cover
+    reused_plans: list[budgeting.StagePlan] = []
     reused_overrides: dict[str, Any] = {}
 
     def reuse(name: str, found: StageResult, how: str = "") -> None:

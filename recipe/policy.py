@@ -201,8 +201,9 @@ def check_preset_name(preset: str) -> None:
         return
     from recipe.config import preset_names
 
+    what = "is empty" if not preset else "is a path"
     raise PolicyError(
-        f"preset={preset!r} is a path; a preset is the name of a shipped one: {', '.join(preset_names())} "
+        f"preset={preset!r} {what}; a preset is the name of a shipped one: {', '.join(preset_names())} "
         "(pass the whole config in the `config` parameter instead)"
     )
 

@@ -88,6 +88,8 @@ def test_missing_file_and_unknown_preset():
         match=r"unknown preset 'digit' \(did you mean 'digits'\?\); the presets are: digits, imagefolder, tabular",
     ):
         load_config(preset="digit")
+    with pytest.raises(ConfigError, match="preset='' is empty; a preset is the name of a shipped one: digits"):
+        load_config(preset="")  # an unset variable in `--preset "$P"`: not the default preset
     with pytest.raises(ConfigError, match="not both"):
         load_config(preset="digits", path="x.yaml")
 
