@@ -1315,10 +1315,11 @@ def main() -> None:  # pragma: no cover - console entry point (tests drive it in
     import atexit
 
     atexit.register(_exit_without_teardown)
+    piped = _stdout_is_pipe()
     try:
         _main()
     except SystemExit as e:
-        if e.code == 1 and _stdout_closed():
+        if e.code == 1 and _stdout_closed(piped):
             # click ends a command whose output pipe closed (`flows config --explain | head`) with status 1, the
             # status of a failed stage here: the shell's status of a process ended by SIGPIPE instead, as `git
             # log | head` gives, and no message (the README's exit-code table)
@@ -1329,10 +1330,28 @@ def main() -> None:  # pragma: no cover - console entry point (tests drive it in
         raise e from None
 
 
-def _stdout_closed() -> bool:
-    """Whether click (typer's copy of it) found the output pipe closed (EPIPE) and wrapped the standard streams in
-    its ``PacifyFlushWrapper`` so that nothing more is written to them."""
-    return type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper"
+def _stdout_is_pipe() -> bool:
+    """Whether the standard output is a pipe (``flows ... | head``)."""
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(1).st_mode)
+    except OSError:
+        return False
+
+
+def _stdout_closed(piped: bool) -> bool:
+    """Whether the output pipe was found closed (EPIPE): click (typer's copy of it) wraps the standard streams in
+    its ``PacifyFlushWrapper``; rich (``--help``) points a pipe's descriptor at /dev/null (``Console.on_broken_pipe``)
+    before its ``SystemExit(1)``. ``piped``: the output was a pipe when the command started."""
+    if type(sys.stdout).__name__.lstrip("_") == "PacifyFlushWrapper":
+        return True
+    if not piped:
+        return False
+    try:
+        return os.path.samestat(os.fstat(1), os.stat(os.devnull))
+    except OSError:
+        return False
 
 
 def _main() -> None:

@@ -83,6 +83,17 @@ def test_output_into_a_closed_pipe_is_the_sigpipe_status_not_a_failed_stage():
     err = p.stderr.read()
     assert p.wait(timeout=60) == 141, err
     assert err == b""
+    # --help is written by rich, which ends a closed pipe its own way (its stdout pointed at /dev/null, exit 1)
+    for args in (["--help"], ["run", "recipe", "--help"]):
+        p = subprocess.Popen(
+            [sys.executable, "-c", "from flows.cli import main; main()", *args],
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        p.stdout.close()
+        err = p.stderr.read()
+        assert p.wait(timeout=60) == 141 and err == b"", (args, err)
 
 
 def test_flows_stages_is_read_only_and_imports_no_mlflow(tmp_path):
