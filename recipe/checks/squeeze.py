@@ -131,7 +131,15 @@ def versus_classical(champion: np.ndarray, classical: np.ndarray | None, classic
     gain, se = _gain(classical, champion, task)
     observed = (
         f"{classical_name}: test {task.metric} {fmt(float(classical.mean()))} vs the champion's "
-        f"{fmt(float(champion.mean()))} (classical ahead by {fmt(gain)}, se {fmt(se)})"
+        f"{fmt(float(champion.mean()))} ("
+        + (
+            f"classical ahead by {fmt(gain)}"
+            if gain > 0
+            else f"the champion ahead by {fmt(-gain)}"
+            if gain < 0
+            else "level"
+        )
+        + f", se {fmt(se)})"
     )
     beaten = gain > 0
     advice = (
@@ -263,17 +271,16 @@ def still_improving(
     )
 
 
-def student_size(student: Any, teacher: Any, student_ms: float, teacher_ms: float, *, metric: str) -> Finding:
+def student_size(
+    student: Any, teacher: Any, student_ms: float, teacher_ms: float, *, metric: str, missing: str = ""
+) -> Finding:
     """Advisory (always PASS): the distilled student's size, latency (``student_ms`` / ``teacher_ms``: ms per val
-    batch) and val metric beside its teacher's. Source: seeds/004, "distilling your ensemble into a network
-    using dark knowledge"."""
+    batch) and val metric beside its teacher's; with no student, ``missing`` says why. Source: seeds/004,
+    "distilling your ensemble into a network using dark knowledge"."""
     hyp = "the distilled student keeps most of the teacher's skill at a fraction of its cost"
     if student is None:
-        why = (
-            "no student: stages.squeeze.distill=false (a budget's plan cuts it: see the budget check), one member "
-            "(no ensemble to distil), or its run failed (see the notes)"
-        )
-        return finding("distilled_student", hyp, why, "-", PASS)
+        why = missing or "stages.squeeze.distill=false, or its run failed (see the notes)"
+        return finding("distilled_student", hyp, f"no student: {why}", "-", PASS)
     observed = (
         f"student {student.params:,} params, {student_ms:.2f} ms / batch, val {metric} "
         f"{fmt(student.result.val_metric)}; teacher {teacher.name} {teacher.params:,} params, "

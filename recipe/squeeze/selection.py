@@ -188,7 +188,7 @@ def weighted(pairs: Pairs, *, task: Task, noise_z: float) -> tuple[CandidateResu
         "its weights are fitted on the val loss, starting from the plain ensemble; "
         + (
             f"{score}, the best on val"
-            if best is pref
+            if best is pref or best.val_metric == pref.val_metric  # level with the best: no other to name
             else f"{score}; the best on val is {best.name} at {fmt(best.val_metric)}: this rule keeps the weighted "
             "ensemble whatever another scores on the val split its weights were fitted on "
             f"(stages.squeeze.rule=best_val_metric would take {best.name})"

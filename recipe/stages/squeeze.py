@@ -338,8 +338,20 @@ def _trick_findings(sc: runs.Context, cands: dict[str, Squeezed]) -> list[Findin
         x, _ = sc.data.tensors("val")
         student_ms = latency_ms(student.nets, x) if student else 0.0
         teacher_ms = latency_ms(teacher.nets, x)
-        found.append(judge.student_size(student, teacher, student_ms, teacher_ms, metric=sc.task.metric))
+        found.append(
+            judge.student_size(student, teacher, student_ms, teacher_ms, metric=sc.task.metric, missing=_no_student(sc))
+        )
     return found
+
+
+def _no_student(sc: runs.Context) -> str:
+    """Why an ensemble has no distilled student: the budget's plan cut it (the run's input asked for one), the
+    config turned distillation off, or its run failed."""
+    if sc.s.distill:
+        return "its distillation run failed (see the notes)"
+    if sc.ctx.input_cfg.stages.squeeze.distill:
+        return "the budget's plan cut it (the budget check: squeeze's distilled student 1 → 0)"
+    return "stages.squeeze.distill=false"
 
 
 def _metrics(sc: runs.Context, champion: Squeezed, rows: list[heldout.TestRow], seconds: float) -> dict[str, float]:

@@ -138,12 +138,23 @@ def test_the_classical_model_ahead_on_test_warns(classical_better, champion_bett
     if verdict is WARN:
         assert "rbf_svm" in found.check.observed and "prefer it" in found.check.advice
         assert ("within noise" in found.check.advice) == (_z(classical, champ) < 1)
+    # the lead said the way round it is (a new user read "classical ahead by -0.003704")
+    ahead = classical_better - champion_better
+    lead = "classical ahead by" if ahead > 0 else "the champion ahead by" if ahead < 0 else "(level, se"
+    assert lead in found.check.observed and "ahead by -" not in found.check.observed, found.check.observed
 
 
 def test_the_classical_model_ahead_on_regression_means_a_smaller_error():
     champ, classical = np.full(N, 1.0), np.full(N, 0.9)
     assert judge.versus_classical(champ, classical, "gbt", task=REGRESSION).verdict is WARN
     assert judge.versus_classical(classical, champ, "gbt", task=REGRESSION).verdict is PASS
+
+
+def test_a_missing_student_is_said_with_its_cause():
+    teacher = SimpleNamespace(name="ensemble")
+    cut = "the budget's plan cut it (the budget check: squeeze's distilled student 1 → 0)"
+    found = judge.student_size(None, teacher, 0.0, 1.0, metric="accuracy", missing=cut)
+    assert found.verdict is PASS and found.check.observed == f"no student: {cut}"
 
 
 def test_no_classical_model_passes_and_says_so():

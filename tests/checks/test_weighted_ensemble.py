@@ -207,6 +207,10 @@ def test_the_weighted_rule_hands_back_the_weighted_ensemble_even_when_another_le
     lead = [(c, (1, 1000)) for c in (_cand("weighted"), _cand("ensemble", ahead=4))]
     said = selection.choose(lead, task=CLASSIFICATION, rule="weighted", noise_z=1.0).reason
     assert "over the ensemble" not in said and said.endswith("would take ensemble)"), said
+    # level with the best (the blend's weights all on the ensemble): no other candidate to name
+    tie = [(c, (1, 1000)) for c in (_cand("weighted", ahead=4), _cand("ensemble", ahead=4))]
+    said = selection.choose(tie, task=CLASSIFICATION, rule="weighted", noise_z=1.0).reason
+    assert said.endswith("the best on val") and "would take" not in said, said
     alone = selection.choose(pairs[:1], task=CLASSIFICATION, rule="weighted")
     assert alone.champion.name == "weighted" and alone.reason.endswith("val accuracy 0.8, the best on val")
     fallback = selection.choose(pairs[1:], task=CLASSIFICATION, rule="weighted", noise_z=1.0)
