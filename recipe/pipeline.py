@@ -473,12 +473,13 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
             c.expected,
         )
         if c.verdict is not Verdict.PASS:
-            logger.warning(
-                "stage %s: %s %s: %s -- what to do: %s",
+            logger.warning(  # the hypothesis labelled as the terminal labels it: the observed text contradicts it
+                "stage %s: %s %s: hypothesis (not confirmed): %s; observed: %s -- what to do: %s",
                 result.stage,
                 c.verdict.value.upper(),
                 c.name,
                 c.hypothesis,
+                c.observed,
                 c.advice or "see the stage's MLflow run",
             )
 

@@ -89,6 +89,8 @@ def test_each_stage_has_a_checks_table_and_an_mlflow_pointer_and_the_run_a_summa
     # the recipe package's records reach the flow run's log: verdicts with the observed value, and the advice
     assert any("stage b: WARN b_ok: observed no, expected yes" in m for m in logs), logs
     assert any("stage c: FAIL c_ok" in m and "what to do: look here" in m for m in logs), logs
+    # the hypothesis labelled as such beside what was observed (a new user read it as the finding)
+    assert any("FAIL c_ok: hypothesis (not confirmed): c works; observed: no -- what to do" in m for m in logs), logs
     from prefect.logging.handlers import APILogHandler
 
     assert not any(isinstance(h, APILogHandler) for h in logging.getLogger("recipe").handlers)  # removed after
