@@ -146,8 +146,8 @@ def _overfit_epochs(v: dict[str, Any]) -> int:
 
 # The stages sized to their share: their knobs (the runs knob first) and the runs and epochs the knobs give.
 # overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and, with
-# two candidates or more, the combination (its candidate count is cut by dropping candidates from the end of stages.regularize.* lists,
-# see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members (member 0's
+# two candidates or more, the combination (its candidate count is cut by dropping candidates from the end of
+# stages.regularize.* lists, see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members (member 0's
 # run also averages its weights, SWA and EMA: no run of their own), the run "leave it training" (``longer``
 # budgets), the snapshot run (its cycles fill about one budget) and the distillation run (only with an ensemble:
 # two members or more). Members trained together as one vectorised model train the averages in one more run,
@@ -620,8 +620,9 @@ def size_stage(
     (:func:`stage_cost` plus ``fixed``, the stage's work outside its runs at the sizes tried,
     :func:`fixed_work`: squeeze scores each member it keeps) is over ``fit`` of the share (:func:`fit_for`), cut
     the knob with the largest value-over-configured ratio still above its minimum (and not held by its ``after``
-    knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go down: a share larger than the configured sizes need leaves them as they are. When even the minimum is over
-    the share, the minimum is used and ``needed_s`` says what it needs (a WARN)."""
+    knob; runs by one, epochs by a fifth, at least one), runs first on a tie. Sizes only go down: a share larger
+    than the configured sizes need leaves them as they are. When even the minimum is over the share, the minimum
+    is used and ``needed_s`` says what it needs (a WARN)."""
     sized = SIZED[stage]
     before = current_sizes(stage, cfg)
     values = dict(before)

@@ -232,10 +232,9 @@ def _run_recipe(
     to_run = list(names)
     replayed_plan: dict[str, Any] | None = None  # a budgeted run's recorded plan whose runs this run reuses
     # the sized stages reused at a recorded plan's sizes when not every stage left is (that plan's run stopped
-    # before the rest, or --rerun-from): their plans (kept in this run's plan, so `--plan` replays the whole run)
-    # and the overrides their reuse keys cover
+    # before the rest, or --rerun-from): their plans, kept in this run's plan (`--plan` replays the whole run),
+    # whose overrides the later stages' reuse keys cover
     reused_plans: list[budgeting.StagePlan] = []
-    reused_overrides: dict[str, Any] = {}
 
     def reuse(name: str, found: StageResult, how: str = "") -> None:
         results[name] = found
@@ -261,7 +260,7 @@ def _run_recipe(
     else:
         for name in names:
             if name == rerun_from:
-                note(f"--rerun-from {name}: running {name} and every stage after it, reusing none of them")
+                note(_rerun_from_note(name))
                 break
             if budget is not None and name in budgeting.SIZED:
                 # Its sizes come from a warm-up not yet run; the last budgeted run with these settings and data
@@ -287,14 +286,10 @@ def _run_recipe(
                 for n, hit in found_rest.items():
                     reuse(n, hit, how="; at the sizes of the last budgeted run's plan")
                     reused_plans.extend(budgeting.StagePlan(**p) for p in doc["stages"] if p.get("stage") == n)
-                for p in reused_plans:
-                    reused_overrides.update(p.overrides)
                 if len(found_rest) == len(rest):
                     break
                 if len(found_rest) == len(upto):
-                    note(
-                        f"--rerun-from {rerun_from}: running {rerun_from} and every stage after it, reusing none of them"
-                    )
+                    note(_rerun_from_note(rerun_from))
                 else:
                     note(
                         f"budget.minutes={cfg.budget.minutes:g}: stage {rest[len(found_rest)]} and those after it are "
@@ -333,7 +328,8 @@ def _run_recipe(
         forced_past: list[str] = []
         stopped_at: str | None = None
         # the input config with the sizes the budget chose so far: what the reuse keys cover
-        sized_input = cfg.with_overrides(reused_overrides) if reused_overrides else cfg
+        reused_sizes = {k: v for p in reused_plans for k, v in p.overrides.items()}
+        sized_input = cfg.with_overrides(reused_sizes) if reused_sizes else cfg
         if replayed_plan is None:
             stage_plans[:0] = reused_plans
         floor_told = False  # the first warm-up says whether the budget fits the smallest plan at all
@@ -482,6 +478,11 @@ def log_verdict(result: StageResult, logger: logging.Logger = log) -> None:
                 c.observed,
                 c.advice or "see the stage's MLflow run",
             )
+
+
+def _rerun_from_note(stage: str) -> str:
+    """What a run says when ``--rerun-from stage`` stops its reuse there."""
+    return f"--rerun-from {stage}: running {stage} and every stage after it, reusing none of them"
 
 
 def _size(

@@ -350,7 +350,9 @@ def _no_student(sc: runs.Context) -> str:
     if sc.s.distill:
         return "its distillation run failed (see the notes)"
     if sc.ctx.input_cfg.stages.squeeze.distill:
-        return "the budget's plan cut it (the budget check: squeeze's distilled student 1 → 0)"
+        from recipe.budget import knob_of
+
+        return f"the budget's plan cut it (the budget check: {knob_of('squeeze', 'squeeze.distill').words} 1 → 0)"
     return "stages.squeeze.distill=false"
 
 
