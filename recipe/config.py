@@ -450,8 +450,8 @@ class TrainerConfig(_Section):
         le=10_000,
         description=(
             "batch-norm models: recompute the running statistics over this many training batches (at most one "
-            "epoch's) before each validation and at the end of fit (PreciseBN, Wu & Johnson 2021: running estimates "
-            "lag fast-moving weights); 0: off"
+            "epoch's) at the end of fit, and before each validation over at most a quarter of an epoch's (at least "
+            "4) (PreciseBN, Wu & Johnson 2021: running estimates lag fast-moving weights); 0: off"
         ),
     )
     eval_min_steps: int = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -18,14 +20,16 @@ def _bn_net(dropout: float = 0.2) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 2))
 
 
-def _bn_trainer(cbs=(), lr: float = 0.05) -> Trainer:
+def _bn_trainer(cbs=(), lr: float = 0.05, n_train: int = 192) -> Trainer:
+    """A batch-norm net on ``make_data``'s rows: the first ``n_train`` to train on (batch 32), 64 after them to
+    validate on."""
     seed_everything(0)
-    x, y = make_data()
+    x, y = make_data(n=n_train + 64)
     model = _bn_net()
     return Trainer(
         model,
-        InMemoryBatcher(x[:192], y[:192], 32, shuffle=True, seed=0),
-        InMemoryBatcher(x[192:], y[192:], 64),
+        InMemoryBatcher(x[:n_train], y[:n_train], 32, shuffle=True, seed=0),
+        InMemoryBatcher(x[n_train:], y[n_train:], 64),
         loss_fn=loss_for_task("classification"),
         opt=build_optimizer(OptimConfig(name="adam", lr=lr), model.parameters()),
         cbs=list(cbs),
@@ -155,7 +159,7 @@ def _count_bn_passes(trainer: Trainer) -> list[int]:
 def test_it_never_averages_more_than_one_data_epoch():
     """One pass over the training split gives its population statistics exactly; 16 batches of a 6-batch epoch
     would walk it again (a 300-image folder: 8 forward passes a validation where 4 give the same numbers)."""
-    t = _bn_trainer([PreciseBN(16)])  # 192 rows at batch 32: 6 batches an epoch
+    t = _bn_trainer([PreciseBN(16, validation_share=1.0)])  # 192 rows at batch 32: 6 batches an epoch
     calls = _count_bn_passes(t)
     t.fit(2)
     assert len(calls) == 6 * 3  # before each of the 2 validations and at the end of fit
@@ -171,10 +175,47 @@ def test_with_epoch_groups_it_averages_one_data_epoch_of_the_group():
     from recipe.train.cadence import EpochGroups
     from recipe.train.callbacks.precise_bn import epoch_batches
 
-    t = _bn_trainer([PreciseBN(16)])
+    t = _bn_trainer([PreciseBN(16, validation_share=1.0)])
     t.train_data = EpochGroups(t.train_data, per_group=3, epochs=6)
     assert epoch_batches(t.train_data) == 6 and len(t.train_data) == 18
     calls = _count_bn_passes(t)
     t.fit(t.train_data.groups)
     assert len(calls) == 6 * 3
     assert epoch_batches(iter([])) is None  # no length: the configured number is used
+
+
+@pytest.mark.parametrize(
+    ("epoch", "final", "expected"),
+    [
+        (21, False, 6),  # digits: a quarter of 21 batches, rounded up
+        (21, True, 16),  # the end of fit: num_batches
+        (33, False, 9),  # Fashion-MNIST's 3,000 images
+        (64, False, 16),  # a quarter of a long epoch is more than num_batches
+        (1000, True, 16),
+        (6, False, 4),  # never fewer than MIN_VALIDATION_BATCHES...
+        (6, True, 6),
+        (3, False, 3),  # ...nor more than the epoch has
+        (None, False, 16),  # no length: num_batches
+    ],
+)
+def test_a_validation_before_the_end_reads_at_most_a_quarter_of_an_epoch(epoch, final, expected):
+    assert PreciseBN(16).batches_for(epoch, final) == expected
+
+
+def test_validations_read_a_quarter_of_an_epoch_and_the_end_of_fit_all_of_it():
+    """16 batches of a 24-batch epoch were 16 forward passes beside 24 training steps at every validation: a
+    validation now reads 6 (a quarter), the end of fit all 16, and the final statistics are the population's."""
+    t = _bn_trainer([PreciseBN(16)], n_train=768)  # 768 rows at batch 32: 24 batches an epoch
+    calls = _count_bn_passes(t)
+    t.fit(2)
+    assert len(calls) == 6 + 6 + 16
+    seen = torch.cat([xb for xb, _ in itertools.islice(iter(t.train_data), 16)])  # what the end of fit read
+    with torch.no_grad():
+        population = t.model[0](seen).mean(0)
+    torch.testing.assert_close(t.model[1].running_mean, population)
+
+
+def test_a_validation_share_outside_zero_to_one_is_refused():
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="validation_share"):
+            PreciseBN(16, validation_share=bad)
