@@ -25,9 +25,9 @@ and regularize stages on digits: 24 of the 100 s of training). Fewer samples est
 loss of one digits fit (the preset, 30 epochs), with the statistics recomputed over 4 against 16 batches, was
 at most 0.008 apart at the epochs probed (1, 2, 3, 5, 9, 15, 21, 30; 0.003 or less but at epoch 3), where the
 running estimates were up to 0.18 higher early on; Fashion-MNIST (3,000 images, 33 batches an epoch, the
-imagefolder preset), 8 against 16 batches: at most 0.002 apart (the running estimates: 0.48 higher at epoch 5). The final numbers,
-the checkpoint and the handed-on model keep the full recomputation, except where early stopping restores an
-earlier epoch's weights, which carry the statistics of that epoch's validation.
+imagefolder preset), 8 against 16 batches: at most 0.002 apart (the running estimates: 0.48 higher at epoch 5).
+The final numbers, the checkpoint and the handed-on model keep the full recomputation, except where early
+stopping restores an earlier epoch's weights, which carry the statistics of that epoch's validation.
 """
 
 from __future__ import annotations
