@@ -140,18 +140,24 @@ def _listed(names: list[str], cap: int = 5) -> str:
 def _check_csv_header(path: Path, target: str | None, drop: list[str] | None = None) -> None:
     """The CSV's header (read alone, with pandas as the loader reads it) names ``data.target`` and every column of
     ``data.drop_columns`` (``drop``): an unset target, a column that is not there (a typo; the closest column is
-    suggested) or a dropped target is refused, as is a file that is no CSV."""
+    suggested) or a dropped target is refused, as is a file that is no CSV or a header with no row under it."""
     import difflib
 
     import pandas as pd
 
     try:
-        columns = [str(c) for c in pd.read_csv(path, nrows=0, dtype=str).columns]
+        head = pd.read_csv(path, nrows=1, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise PreflightError(
             f"data.root {path} cannot be read as a CSV ({str(e).splitlines()[0]}); check it is comma-separated "
             "UTF-8 text with a header row"
         ) from None
+    columns = [str(c) for c in head.columns]
+    if head.empty:
+        raise PreflightError(
+            f"data.root {path} has a header ({_listed(columns, 20)}) but no data rows; add the samples under it, "
+            "one a row"
+        )
     if target is None:
         raise PreflightError(
             f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {_listed(columns, 20)}"

@@ -668,6 +668,10 @@ def csv_source(cfg: DataConfig) -> SourceData:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise DataError(f"{path} cannot be read as a CSV ({e}); check it is comma-separated UTF-8 text") from None
     columns = list(table.columns)
+    if table.empty:
+        raise DataError(
+            f"{path} has a header ({inline(columns)}) but no data rows; add the samples under it, one a row"
+        )
     if target is None:
         raise DataError(f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {inline(columns)}")
     if target not in columns:

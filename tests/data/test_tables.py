@@ -93,6 +93,13 @@ def test_missing_target_column_lists_the_columns(make_csv, make_cfg):
         build_manifest(make_cfg(source="csv", root=path))
 
 
+def test_a_header_without_rows_is_refused_before_anything_is_judged(make_csv, make_cfg):
+    """A header alone used to reach inspect, which failed three checks on "0 classes" and advised a regression."""
+    path = make_csv(_frame().iloc[:0])
+    with pytest.raises(DataError, match=r"has a header \(x1, x2, colour.*\) but no data rows; add the samples"):
+        build_manifest(make_cfg(source="csv", root=path, target="species"))
+
+
 @pytest.mark.parametrize(
     ("root", "message"),
     [

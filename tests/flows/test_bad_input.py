@@ -44,6 +44,7 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "loose").mkdir()
     (tmp / "loose" / "a.png").write_bytes(b"")
     (tmp / "credit.csv").write_text("Status,Age,Income\ngood,30,129\nbad,41,80\n")
+    (tmp / "header-only.csv").write_text("Status,Age,Income\n\n")
     return {"tmp": str(tmp)}
 
 
@@ -120,6 +121,13 @@ CASES = [
         {},
         2,
         ["a-file.txt", "is a file", "one sub-folder of images per class"],
+    ),
+    (
+        "csv-header-only",
+        ["--preset", "tabular", "--set", "data.root={tmp}/header-only.csv", "--set", "data.target=Status"],
+        {},
+        2,
+        ["header-only.csv has a header (Status, Age, Income) but no data rows", "add the samples"],
     ),
     (
         "csv-root-missing",
