@@ -457,3 +457,32 @@ def test_a_csv_with_blank_rows_is_predicted_whole_with_the_rows_named(tmp_path, 
         "'n/a' in all of 2 feature column(s)): row 1, 2; the model has none of their values, so their prediction is "
         "the same guess for any such row"
     ]
+
+
+def test_a_light_object_on_the_training_images_dark_background_is_not_called_inverted(tmp_path):
+    """Polarity is the background's: Fashion-MNIST's bags and pullovers fill much of the frame with light pixels
+    (5% of its training images have a mean pixel above 0.5, where the training mean is 0.29) on a black border;
+    the mean alone called them inverted. An inverted image has a light border too, and is named."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from PIL import Image
+
+    from flows.predict import input_warnings, scan_images
+
+    bag = np.zeros((28, 28), np.uint8)
+    bag[3:25, 3:25] = 230  # a light object on a black background: mean pixel 0.57, border 0
+    files = [tmp_path / "bag.png", tmp_path / "bag_inverted.png"]
+    Image.fromarray(bag).save(files[0])
+    Image.fromarray(255 - bag).save(files[1])  # a white border, but mean 0.44: dark like the training images
+    dark = np.zeros((28, 28), np.uint8)
+    dark[10:18, 10:18] = 255  # a small light object: mean pixel 0.08
+    files.append(tmp_path / "shirt_inverted.png")
+    Image.fromarray(255 - dark).save(files[2])  # mean 0.92 on a white border
+    spec = SimpleNamespace(kind="image", in_shape=(1, 28, 28), image_size=28, mean=[0.29], std=[0.35])
+    scan = scan_images(files)
+    assert scan.means[0] > 0.5 and scan.borders[0] == 0.0
+    text = " ".join(input_warnings(spec, scan))
+    assert "1 of 3 image(s) look inverted" in text, text  # the bag (mean 0.56) is not; nor bag_inverted (0.44)
+    assert "shirt_inverted.png (0.92)" in text and "bag.png" not in text
+    assert "look inverted" not in " ".join(input_warnings(spec, scan_images(files[:1])))
