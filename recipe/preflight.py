@@ -145,6 +145,8 @@ def _check_csv_header(path: Path, target: str | None, drop: list[str] | None = N
 
     import pandas as pd
 
+    from recipe.data.errors import drop_columns_problem, no_rows_problem  # light: recipe.data imports lazily
+
     try:
         head = pd.read_csv(path, nrows=1, dtype=str)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
@@ -154,10 +156,7 @@ def _check_csv_header(path: Path, target: str | None, drop: list[str] | None = N
         ) from None
     columns = [str(c) for c in head.columns]
     if head.empty:
-        raise PreflightError(
-            f"data.root {path} has a header ({_listed(columns, 20)}) but no data rows; add the samples under it, "
-            "one a row"
-        )
+        raise PreflightError(no_rows_problem(path, columns))
     if target is None:
         raise PreflightError(
             f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {_listed(columns, 20)}"
@@ -166,8 +165,6 @@ def _check_csv_header(path: Path, target: str | None, drop: list[str] | None = N
         close = difflib.get_close_matches(target, columns, n=1)
         hint = f"; did you mean {close[0]!r} (--set data.target={close[0]})?" if close else ""
         raise PreflightError(f"{path}: target column {target!r} not found{hint} (columns: {_listed(columns, 20)})")
-    from recipe.data.errors import drop_columns_problem  # light: recipe.data imports its submodules lazily
-
     problem = drop_columns_problem(path, list(drop or []), columns, target)
     if problem:
         raise PreflightError(problem)

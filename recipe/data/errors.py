@@ -31,6 +31,14 @@ def inline(items: Iterable[object], cap: int = MAX_LISTED) -> str:
     return ", ".join(items[:cap]) + more
 
 
+def no_rows_problem(path: object, columns: list[str]) -> str:
+    """The error for a CSV at ``path`` whose header ``columns`` has no data row under it. Shared by the preflight
+    check (exit 2 in a second) and the loader."""
+    return (
+        f"data.root {path} has a header ({inline(columns, 20)}) but no data rows; add the samples under it, one a row"
+    )
+
+
 def drop_columns_problem(path: object, drop: list[str], columns: list[str], target: str | None) -> str:
     """What is wrong with ``data.drop_columns`` for a CSV at ``path`` whose header is ``columns`` and whose target
     is ``target``: names that are not columns (the closest column suggested, the columns listed) or the target

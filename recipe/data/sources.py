@@ -47,7 +47,7 @@ from .decoding import (
     refuse_bomb_warnings,
     to_8bit,
 )
-from .errors import DataError, drop_columns_problem, inline, listing
+from .errors import DataError, drop_columns_problem, inline, listing, no_rows_problem
 from .folders import IMAGE_EXTENSIONS, FolderScan, merge_map, scan_folder, similar_labels
 
 if TYPE_CHECKING:
@@ -669,9 +669,7 @@ def csv_source(cfg: DataConfig) -> SourceData:
         raise DataError(f"{path} cannot be read as a CSV ({e}); check it is comma-separated UTF-8 text") from None
     columns = list(table.columns)
     if table.empty:
-        raise DataError(
-            f"{path} has a header ({inline(columns)}) but no data rows; add the samples under it, one a row"
-        )
+        raise DataError(no_rows_problem(path, columns))
     if target is None:
         raise DataError(f"{path}: data.target is not set; pass --set data.target=COLUMN, one of: {inline(columns)}")
     if target not in columns:
