@@ -242,12 +242,12 @@ def border_mean(a) -> float:
     the whole image's mean when it is too small for a ring."""
     import numpy as np
 
-    g = a.mean(axis=2) if a.ndim == 3 else a
-    h, w = g.shape[:2]
+    h, w = a.shape[:2]
     k = max(1, min(h, w) // 8)
     if h <= 2 * k or w <= 2 * k:
-        return float(g.mean()) / 255.0
-    ring = np.concatenate([g[:k].ravel(), g[-k:].ravel(), g[k:-k, :k].ravel(), g[k:-k, -k:].ravel()])
+        return float(a.mean()) / 255.0
+    # every channel of the ring at once: the mean of the per-pixel grey levels, with no grey copy of the image
+    ring = np.concatenate([a[:k].ravel(), a[-k:].ravel(), a[k:-k, :k].ravel(), a[k:-k, -k:].ravel()])
     return float(ring.mean()) / 255.0
 
 
