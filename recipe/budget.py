@@ -147,11 +147,12 @@ def _overfit_epochs(v: dict[str, Any]) -> int:
 # The stages sized to their share: their knobs (the runs knob first) and the runs and epochs the knobs give.
 # overfit: the first rung and every growth rung (worst case); regularize: the reference, each candidate and, with
 # two candidates or more, the combination (its candidate count is cut by dropping candidates from the end of
-# stages.regularize.* lists, see :func:`regularize_overrides`); tune: the trials and two retrainings per seed; squeeze: the members (member 0's
-# run also averages its weights, SWA and EMA: no run of their own), the run "leave it training" (``longer``
-# budgets), the snapshot run (its cycles fill about one budget) and the distillation run (only with an ensemble:
-# two members or more). Members trained together as one vectorised model train the averages in one more run,
-# which this count leaves out: the vectorised members take less than a run each (bench/vmap_members.py).
+# stages.regularize.* lists, see :func:`regularize_overrides`); tune: the trials and two retrainings per seed;
+# squeeze: the members (member 0's run also averages its weights, SWA and EMA: no run of their own), the run
+# "leave it training" (``longer`` budgets), the snapshot run (its cycles fill about one budget) and the
+# distillation run (only with an ensemble: two members or more). Members trained together as one vectorised
+# model train the averages in one more run, which this count leaves out: the vectorised members take less than a
+# run each (bench/vmap_members.py).
 SIZED: dict[str, Sized] = {
     "overfit": Sized(
         (Knob("stages.overfit.max_rungs", "runs", 0), Knob("stages.overfit.epochs", "epochs", 2)),
